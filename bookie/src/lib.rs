@@ -1,0 +1,3 @@
+//! strata-bookie (skeleton; see the bookie issue for what it must do).
+
+pub mod cli;

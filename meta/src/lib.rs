@@ -1,0 +1,1 @@
+//! strata-meta (skeleton; see the crate's issue for what it must do).

@@ -1,0 +1,91 @@
+//! `strata`: one binary, the role is a subcommand.
+//!
+//! `strata standalone` runs a broker, a bookie and the embedded metadata store in one process;
+//! `strata bookie`, `strata broker` and `strata init-cluster` run the cluster roles over etcd;
+//! `strata produce|consume|perf` and `strata admin` are clients.
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strata",
+    version,
+    about = "Pulsar-compatible messaging with separate compute and storage"
+)]
+struct Cli {
+    /// Log filter (RUST_LOG syntax), e.g. `info,strata_broker=debug`.
+    #[arg(long, global = true, env = "STRATA_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a bookie (storage node).
+    Bookie(strata_bookie::cli::BookieArgs),
+    /// Print shell completions for this CLI.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C: every role shuts down gracefully when it fires.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+        t.cancel();
+    });
+    token
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    match cli.command {
+        Command::Bookie(args) => {
+            let shutdown = shutdown_on_signal();
+            strata_bookie::cli::run(args, shutdown).await
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "strata", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}
