@@ -4,11 +4,23 @@
 //!   broker and by the bookie server.
 //! - [`pulsar`]: the Apache Pulsar binary protocol messages (`proto/pulsar_api.proto`), wire
 //!   compatible with the official clients (same field numbers and enum values).
+//! - [`frame`]: the Pulsar frame codec ([`frame::PulsarCodec`], a tokio-util `Decoder`/`Encoder`)
+//!   with CRC32C verification, broker entry metadata and a size limit checked before allocating;
+//!   [`frame::Frame`] / [`frame::Payload`] keep the raw entry bytes for storing without re-encoding.
+//! - [`commands`]: builders for the common `BaseCommand`s (type and body always agree).
+//! - [`batch`]: batch payloads (`[u32 size][SingleMessageMetadata][bytes]`...) and `ack_set` bits.
 //! - [`ids`]: newtypes for ids so a ledger id cannot be passed where an entry id is expected.
 //!
 //! Generated code uses `bytes::Bytes` for every `bytes` field so payloads are never copied.
+//! Invariant of the codec: no input bytes can make it panic or allocate more than its limit.
 
+pub mod batch;
+pub mod commands;
+mod error;
+pub mod frame;
 pub mod ids;
+
+pub use error::FrameError;
 
 /// The bookie gRPC API.
 #[allow(clippy::all, missing_docs)]
