@@ -1,24 +1,95 @@
 //! `strata bookie`: command-line flags and the entry point of the bookie role.
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+
+use crate::config::StorageConfig;
+use crate::registration::NoopRegistrar;
+use crate::server::{BookieNode, BookieOptions};
 
 /// Flags of `strata bookie`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BookieArgs {
-    /// Directory for journal, segments and index.
+    /// Directory for segments, index files and the checkpoint (and the journal unless
+    /// --journal-dir is given).
     #[arg(long, default_value = "./data/bookie")]
     pub data_dir: PathBuf,
+    /// Journal directory (put it on its own disk in production). Default: DATA_DIR/journal.
+    #[arg(long)]
+    pub journal_dir: Option<PathBuf>,
     /// gRPC port.
     #[arg(long, default_value_t = 3181)]
     pub port: u16,
     /// HTTP port (health, readiness, /metrics).
     #[arg(long, default_value_t = 8000)]
     pub http_port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Address announced to the cluster (default: BIND:PORT).
+    #[arg(long)]
+    pub advertised_address: Option<String>,
+    /// Group commit: most bytes in one journal write + fdatasync.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub journal_max_batch_bytes: usize,
+    /// Group commit: longest wait for more records (e.g. `0s`, `1ms`).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub journal_max_wait: Duration,
+    /// Flush the write cache at this many bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub write_cache_bytes: usize,
+    /// Flush the write cache at least this often.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+    /// Roll segments at this size.
+    #[arg(long, default_value_t = 128 << 20)]
+    pub segment_max_bytes: u64,
+    /// Garbage collection and compaction interval.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub gc_interval: Duration,
+    /// Go read-only when a data filesystem has less free space than this.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub min_free_bytes: u64,
+}
+
+impl BookieArgs {
+    /// The storage configuration these flags describe.
+    pub fn storage_config(&self) -> StorageConfig {
+        let mut c = StorageConfig::new(&self.data_dir);
+        c.ledger_dir = self.data_dir.join("ledgers");
+        c.journal_dir = self
+            .journal_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("journal"));
+        c.journal_max_batch_bytes = self.journal_max_batch_bytes;
+        c.journal_max_wait = self.journal_max_wait;
+        c.write_cache_bytes = self.write_cache_bytes;
+        c.flush_interval = self.flush_interval;
+        c.segment_max_bytes = self.segment_max_bytes;
+        c.gc_interval = self.gc_interval;
+        c.min_free_bytes = self.min_free_bytes;
+        c
+    }
 }
 
 /// Runs a bookie until `shutdown` fires.
-pub async fn run(_args: BookieArgs, _shutdown: CancellationToken) -> anyhow::Result<()> {
-    anyhow::bail!("the bookie role is not implemented yet")
+pub async fn run(args: BookieArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let opts = BookieOptions {
+        storage: args.storage_config(),
+        grpc_addr: SocketAddr::new(args.bind, args.port),
+        http_addr: Some(SocketAddr::new(args.bind, args.http_port)),
+        advertised_address: args.advertised_address.clone(),
+        registration_interval: Duration::from_secs(10),
+    };
+    let node = BookieNode::start(opts, Arc::new(NoopRegistrar))
+        .await
+        .context("start bookie")?;
+    shutdown.cancelled().await;
+    node.shutdown().await;
+    Ok(())
 }

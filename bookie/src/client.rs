@@ -1,0 +1,365 @@
+//! [`BookieClient`]: a typed client of one bookie, used by the broker's ledger client and by tests.
+//! Adds are pipelined on one bidirectional stream per client (opened lazily, reopened after a
+//! failure); every other call is a unary RPC. Clones share the connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use prost::Message;
+use strata_proto::bookie::bookie_client::BookieClient as GrpcClient;
+use strata_proto::bookie::{
+    AddRequest, DeleteLedgerRequest, ErrorCode, ErrorDetail, FenceRequest, ReadEntryRequest,
+    ReadLacRequest, ReadRangeRequest,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use crate::service::MAX_MESSAGE_BYTES;
+
+/// An error of a bookie call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The ledger is fenced: this writer lost ownership.
+    #[error("ledger fenced: {0}")]
+    Fenced(String),
+    /// Wrong master key.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The bookie refuses adds.
+    #[error("bookie read-only: {0}")]
+    ReadOnly(String),
+    /// No such ledger on this bookie.
+    #[error("no such ledger: {0}")]
+    NoLedger(String),
+    /// No such entry on this bookie.
+    #[error("no such entry: {0}")]
+    NoEntry(String),
+    /// The bookie found its copy corrupt.
+    #[error("corrupt entry: {0}")]
+    Corrupt(String),
+    /// The request was rejected as malformed.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The bookie failed internally.
+    #[error("bookie internal error: {0}")]
+    Internal(String),
+    /// The bookie is shutting down.
+    #[error("bookie shutting down")]
+    ShuttingDown,
+    /// The bookie cannot be reached or the connection broke (the add's outcome is unknown).
+    #[error("bookie unavailable: {0}")]
+    Unavailable(String),
+    /// Any other gRPC failure.
+    #[error("rpc failed: {0}")]
+    Rpc(tonic::Status),
+}
+
+impl ClientError {
+    /// Whether trying again (later, or on another bookie) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::ReadOnly(_) | Self::ShuttingDown | Self::Unavailable(_) | Self::Internal(_)
+        )
+    }
+
+    fn from_code(code: ErrorCode, message: String) -> Self {
+        match code {
+            ErrorCode::Fenced => Self::Fenced(message),
+            ErrorCode::Unauthorized => Self::Unauthorized(message),
+            ErrorCode::ReadOnly => Self::ReadOnly(message),
+            ErrorCode::NoLedger => Self::NoLedger(message),
+            ErrorCode::NoEntry => Self::NoEntry(message),
+            ErrorCode::Corrupt => Self::Corrupt(message),
+            ErrorCode::Invalid => Self::Invalid(message),
+            ErrorCode::Internal | ErrorCode::Ok => Self::Internal(message),
+            ErrorCode::ShuttingDown => Self::ShuttingDown,
+        }
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        if let Ok(d) = ErrorDetail::decode(s.details()) {
+            if let Ok(code) = ErrorCode::try_from(d.code) {
+                if code != ErrorCode::Ok {
+                    return Self::from_code(code, s.message().to_string());
+                }
+            }
+        }
+        match s.code() {
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown => {
+                Self::Unavailable(s.message().to_string())
+            }
+            _ => Self::Rpc(s),
+        }
+    }
+}
+
+/// LAC facts returned by [`BookieClient::read_lac`] and [`BookieClient::fence`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LacResponse {
+    /// Last-add-confirmed known to the bookie (-1: none).
+    pub lac: i64,
+    /// Highest entry stored (-1: none).
+    pub last_entry: i64,
+    /// Whether the ledger is fenced (always false from `fence`'s point of view before it).
+    pub fenced: bool,
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<(), ClientError>>>>>;
+
+struct AddStream {
+    tx: mpsc::Sender<AddRequest>,
+    pending: Pending,
+}
+
+struct Inner {
+    grpc: GrpcClient<Channel>,
+    stream: tokio::sync::Mutex<Option<AddStream>>,
+    next_id: AtomicU64,
+    cancel: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A client of one bookie.
+#[derive(Clone)]
+pub struct BookieClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for BookieClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BookieClient").finish_non_exhaustive()
+    }
+}
+
+impl BookieClient {
+    /// Connects to the bookie at `addr` (`host:port`).
+    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        let ch = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| ClientError::Invalid(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_adaptive_window(true)
+            .connect()
+            .await
+            .map_err(|e| ClientError::Unavailable(format!("connect {addr}: {e}")))?;
+        Ok(Self::from_channel(ch))
+    }
+
+    /// A client over an existing channel.
+    pub fn from_channel(ch: Channel) -> Self {
+        let grpc = GrpcClient::new(ch)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Self {
+            inner: Arc::new(Inner {
+                grpc,
+                stream: tokio::sync::Mutex::new(None),
+                next_id: AtomicU64::new(1),
+                cancel: CancellationToken::new(),
+            }),
+        }
+    }
+
+    async fn add_stream(&self) -> Result<(mpsc::Sender<AddRequest>, Pending), ClientError> {
+        let mut g = self.inner.stream.lock().await;
+        if let Some(s) = g.as_ref() {
+            if !s.tx.is_closed() {
+                return Ok((s.tx.clone(), s.pending.clone()));
+            }
+        }
+        let (tx, rx) = mpsc::channel::<AddRequest>(4096);
+        let mut grpc = self.inner.grpc.clone();
+        let mut responses = grpc
+            .add_entries(ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let pending: Pending = Arc::default();
+        let p = pending.clone();
+        let cancel = self.inner.cancel.clone();
+        // owned by the client: stops when the client (its last clone) is dropped
+        tokio::spawn(async move {
+            let reason = loop {
+                let msg = tokio::select! {
+                    _ = cancel.cancelled() => break "client dropped".to_string(),
+                    m = responses.message() => m,
+                };
+                match msg {
+                    Ok(Some(r)) => {
+                        let Some(done) = p.lock().remove(&r.request_id) else {
+                            continue;
+                        };
+                        let code = ErrorCode::try_from(r.code).unwrap_or(ErrorCode::Internal);
+                        let res = if code == ErrorCode::Ok {
+                            Ok(())
+                        } else {
+                            Err(ClientError::from_code(code, r.message))
+                        };
+                        let _ = done.send(res);
+                    }
+                    Ok(None) => break "add stream closed by the bookie".to_string(),
+                    Err(s) => break format!("add stream failed: {s}"),
+                }
+            };
+            let drained: Vec<_> = p.lock().drain().collect();
+            for (_, done) in drained {
+                let _ = done.send(Err(ClientError::Unavailable(reason.clone())));
+            }
+        });
+        *g = Some(AddStream {
+            tx: tx.clone(),
+            pending: pending.clone(),
+        });
+        Ok((tx, pending))
+    }
+
+    /// Adds an entry; resolves when the bookie made it durable. `lac` is the writer's
+    /// last-add-confirmed (-1: none).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a dropped add may still be written.
+    pub async fn add(
+        &self,
+        ledger: u64,
+        entry: u64,
+        master_key: Bytes,
+        lac: i64,
+        payload: Bytes,
+    ) -> Result<(), ClientError> {
+        let (tx, pending) = self.add_stream().await?;
+        let request_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (done_tx, done_rx) = oneshot::channel();
+        pending.lock().insert(request_id, done_tx);
+        let req = AddRequest {
+            request_id,
+            ledger_id: ledger,
+            entry_id: entry,
+            master_key,
+            lac,
+            payload,
+        };
+        if tx.send(req).await.is_err() {
+            pending.lock().remove(&request_id);
+            // the stream broke: forget it so the next add reopens one
+            let mut g = self.inner.stream.lock().await;
+            if g.as_ref().is_some_and(|s| s.tx.same_channel(&tx)) {
+                *g = None;
+            }
+            return Err(ClientError::Unavailable("add stream closed".into()));
+        }
+        done_rx
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Unavailable("add stream closed".into())))
+    }
+
+    /// Reads one entry; returns its payload and the bookie's LAC of the ledger.
+    pub async fn read_entry(&self, ledger: u64, entry: u64) -> Result<(Bytes, i64), ClientError> {
+        let r = self
+            .inner
+            .grpc
+            .clone()
+            .read_entry(ReadEntryRequest {
+                ledger_id: ledger,
+                entry_id: entry,
+            })
+            .await?
+            .into_inner();
+        Ok((r.payload, r.lac))
+    }
+
+    /// Reads entries `first..=last` (may return a prefix, bounded by `max_bytes`; 0 = server default).
+    pub async fn read_range(
+        &self,
+        ledger: u64,
+        first: u64,
+        last: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<(u64, Bytes)>, ClientError> {
+        let r = self
+            .inner
+            .grpc
+            .clone()
+            .read_range(ReadRangeRequest {
+                ledger_id: ledger,
+                first_entry: first,
+                last_entry: last,
+                max_bytes,
+            })
+            .await?
+            .into_inner();
+        Ok(r.entries
+            .into_iter()
+            .map(|e| (e.entry_id, e.payload))
+            .collect())
+    }
+
+    /// Reads the LAC, waiting up to `timeout` while it is `<= previous` (long-poll).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn read_lac(
+        &self,
+        ledger: u64,
+        previous: i64,
+        timeout: Duration,
+    ) -> Result<LacResponse, ClientError> {
+        let r = self
+            .inner
+            .grpc
+            .clone()
+            .read_lac(ReadLacRequest {
+                ledger_id: ledger,
+                previous_lac: previous,
+                timeout_ms: timeout.as_millis() as u64,
+            })
+            .await?
+            .into_inner();
+        Ok(LacResponse {
+            lac: r.lac,
+            last_entry: r.last_entry,
+            fenced: r.fenced,
+        })
+    }
+
+    /// Fences the ledger on this bookie (durably); returns its LAC facts.
+    pub async fn fence(&self, ledger: u64, master_key: Bytes) -> Result<LacResponse, ClientError> {
+        let r = self
+            .inner
+            .grpc
+            .clone()
+            .fence(FenceRequest {
+                ledger_id: ledger,
+                master_key,
+            })
+            .await?
+            .into_inner();
+        Ok(LacResponse {
+            lac: r.lac,
+            last_entry: r.last_entry,
+            fenced: true,
+        })
+    }
+
+    /// Deletes the ledger on this bookie.
+    pub async fn delete_ledger(&self, ledger: u64) -> Result<(), ClientError> {
+        self.inner
+            .grpc
+            .clone()
+            .delete_ledger(DeleteLedgerRequest { ledger_id: ledger })
+            .await?;
+        Ok(())
+    }
+}

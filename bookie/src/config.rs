@@ -1,0 +1,55 @@
+//! Storage configuration with defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the storage engine is laid out and tuned.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// Directory of segments, index files and the checkpoint.
+    pub ledger_dir: PathBuf,
+    /// Directory of journal files (a separate disk in production).
+    pub journal_dir: PathBuf,
+    /// A group commit stops collecting records at this many bytes.
+    pub journal_max_batch_bytes: usize,
+    /// A group commit waits at most this long for more records (0: take what is queued; batches
+    /// then form while the previous fdatasync runs).
+    pub journal_max_wait: Duration,
+    /// Roll to a new journal file past this size.
+    pub journal_max_file_bytes: u64,
+    /// Flush the write cache once it holds this many bytes.
+    pub write_cache_bytes: usize,
+    /// Flush the write cache at least this often.
+    pub flush_interval: Duration,
+    /// Roll to a new segment past this size.
+    pub segment_max_bytes: u64,
+    /// How often garbage collection and compaction run.
+    pub gc_interval: Duration,
+    /// Compact sealed segments whose live fraction is below this.
+    pub compaction_threshold: f64,
+    /// Go read-only when a data filesystem has less free space than this.
+    pub min_free_bytes: u64,
+    /// Largest entry payload.
+    pub max_entry_bytes: usize,
+}
+
+impl StorageConfig {
+    /// Defaults with both directories under `data_dir` (`journal/` and `ledgers/`).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let d: PathBuf = data_dir.into();
+        Self {
+            ledger_dir: d.join("ledgers"),
+            journal_dir: d.join("journal"),
+            journal_max_batch_bytes: 4 << 20,
+            journal_max_wait: Duration::ZERO,
+            journal_max_file_bytes: 256 << 20,
+            write_cache_bytes: 64 << 20,
+            flush_interval: Duration::from_secs(1),
+            segment_max_bytes: 128 << 20,
+            gc_interval: Duration::from_secs(60),
+            compaction_threshold: 0.5,
+            min_free_bytes: 64 << 20,
+            max_entry_bytes: 16 << 20,
+        }
+    }
+}

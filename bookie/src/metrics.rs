@@ -1,0 +1,201 @@
+//! Prometheus metrics of the bookie (served on `/metrics`). Names follow BookKeeper's where one
+//! exists, prefixed `bookie_`.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Every metric of one bookie.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Registry they are registered in.
+    pub registry: Registry,
+    /// Adds acknowledged.
+    pub add_entries: Counter,
+    /// Adds that failed.
+    pub add_errors: Counter,
+    /// Payload bytes acknowledged.
+    pub add_bytes: Counter,
+    /// Add latency (request received → durable).
+    pub add_latency: Histogram,
+    /// Entries read.
+    pub read_entries: Counter,
+    /// Reads that failed.
+    pub read_errors: Counter,
+    /// Payload bytes read.
+    pub read_bytes: Counter,
+    /// Read latency per entry.
+    pub read_latency: Histogram,
+    /// Journal write + fdatasync latency per group commit.
+    pub journal_sync_latency: Histogram,
+    /// Records per group commit.
+    pub journal_batch_records: Histogram,
+    /// Bytes written to the journal.
+    pub journal_bytes: Counter,
+    /// Reads served from the write cache.
+    pub cache_hits: Counter,
+    /// Reads that went to segments.
+    pub cache_misses: Counter,
+    /// Bytes in the write cache.
+    pub cache_bytes: Gauge,
+    /// Write-cache flush (segment write + index + checkpoint) latency.
+    pub flush_latency: Histogram,
+    /// Free bytes on the ledger directory's filesystem.
+    pub ledger_dir_free_bytes: Gauge,
+    /// Free bytes on the journal directory's filesystem.
+    pub journal_dir_free_bytes: Gauge,
+    /// Bytes of segment files.
+    pub segment_bytes: Gauge,
+    /// Bytes of segments reclaimed or compacted away.
+    pub gc_reclaimed_bytes: Counter,
+    /// 1 when the bookie is read-only.
+    pub read_only: Gauge,
+    /// Live ledgers.
+    pub ledgers: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        let lat = || Histogram::new(exponential_buckets(0.000_05, 2.0, 20));
+        let m = Self {
+            add_entries: Counter::default(),
+            add_errors: Counter::default(),
+            add_bytes: Counter::default(),
+            add_latency: lat(),
+            read_entries: Counter::default(),
+            read_errors: Counter::default(),
+            read_bytes: Counter::default(),
+            read_latency: lat(),
+            journal_sync_latency: lat(),
+            journal_batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            journal_bytes: Counter::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_bytes: Gauge::default(),
+            flush_latency: lat(),
+            ledger_dir_free_bytes: Gauge::default(),
+            journal_dir_free_bytes: Gauge::default(),
+            segment_bytes: Gauge::default(),
+            gc_reclaimed_bytes: Counter::default(),
+            read_only: Gauge::default(),
+            ledgers: Gauge::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "bookie_add_entry",
+            "Adds acknowledged",
+            m.add_entries.clone(),
+        );
+        r.register(
+            "bookie_add_entry_errors",
+            "Adds that failed",
+            m.add_errors.clone(),
+        );
+        r.register(
+            "bookie_add_entry_bytes",
+            "Payload bytes acknowledged",
+            m.add_bytes.clone(),
+        );
+        r.register(
+            "bookie_add_entry_latency_seconds",
+            "Add latency until durable",
+            m.add_latency.clone(),
+        );
+        r.register("bookie_read_entry", "Entries read", m.read_entries.clone());
+        r.register(
+            "bookie_read_entry_errors",
+            "Reads that failed",
+            m.read_errors.clone(),
+        );
+        r.register(
+            "bookie_read_entry_bytes",
+            "Payload bytes read",
+            m.read_bytes.clone(),
+        );
+        r.register(
+            "bookie_read_entry_latency_seconds",
+            "Read latency per entry",
+            m.read_latency.clone(),
+        );
+        r.register(
+            "bookie_journal_sync_latency_seconds",
+            "Journal write + fdatasync latency per group commit",
+            m.journal_sync_latency.clone(),
+        );
+        r.register(
+            "bookie_journal_batch_records",
+            "Records per group commit",
+            m.journal_batch_records.clone(),
+        );
+        r.register(
+            "bookie_journal_written_bytes",
+            "Bytes written to the journal",
+            m.journal_bytes.clone(),
+        );
+        r.register(
+            "bookie_write_cache_hits",
+            "Reads served by the write cache",
+            m.cache_hits.clone(),
+        );
+        r.register(
+            "bookie_write_cache_misses",
+            "Reads that went to segment files",
+            m.cache_misses.clone(),
+        );
+        r.register(
+            "bookie_write_cache_size_bytes",
+            "Bytes in the write cache",
+            m.cache_bytes.clone(),
+        );
+        r.register(
+            "bookie_flush_latency_seconds",
+            "Write-cache flush latency",
+            m.flush_latency.clone(),
+        );
+        r.register(
+            "bookie_ledger_dir_free_bytes",
+            "Free bytes for the ledger directory",
+            m.ledger_dir_free_bytes.clone(),
+        );
+        r.register(
+            "bookie_journal_dir_free_bytes",
+            "Free bytes for the journal directory",
+            m.journal_dir_free_bytes.clone(),
+        );
+        r.register(
+            "bookie_segment_size_bytes",
+            "Bytes of segment files",
+            m.segment_bytes.clone(),
+        );
+        r.register(
+            "bookie_gc_reclaimed_bytes",
+            "Segment bytes reclaimed by GC and compaction",
+            m.gc_reclaimed_bytes.clone(),
+        );
+        r.register(
+            "bookie_read_only",
+            "1 when the bookie refuses adds",
+            m.read_only.clone(),
+        );
+        r.register("bookie_ledgers", "Live ledgers", m.ledgers.clone());
+        Self { registry: r, ..m }
+    }
+
+    /// The text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
+            s.clear();
+        }
+        s
+    }
+}

@@ -1,0 +1,215 @@
+//! The journal thread: group commit. It takes every queued record (up to
+//! `journal_max_batch_bytes`, waiting at most `journal_max_wait` for more), writes them with one
+//! `write` and one `fdatasync`, applies them to the in-memory state, then acknowledges them. While it
+//! syncs, new records queue up and form the next batch, so the batch size adapts to the load.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::Instant;
+
+use crate::error::BookieError;
+use crate::format::FILE_HEADER_LEN;
+use crate::format::journal::{JournalRecord, file_header};
+
+use super::{JournalOp, Shared};
+
+/// Path of journal file `seq`.
+pub(super) fn path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("journal-{seq:020}.log"))
+}
+
+/// Every journal file in `dir` as `(seq, path)`, ascending.
+pub(super) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, BookieError> {
+    let mut out = vec![];
+    let rd = std::fs::read_dir(dir).map_err(|e| BookieError::io("list journal directory", e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| BookieError::io("list journal directory", e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = name
+            .strip_prefix("journal-")
+            .and_then(|s| s.strip_suffix(".log"))
+        {
+            if let Ok(seq) = seq.parse::<u64>() {
+                out.push((seq, ent.path()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// fsyncs a directory so that created, renamed and removed names are durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), BookieError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| BookieError::io(format!("sync directory {}", dir.display()), e))
+}
+
+/// The journal file being appended to.
+pub(super) struct JournalFile {
+    dir: PathBuf,
+    seq: u64,
+    file: File,
+    len: u64,
+}
+
+impl JournalFile {
+    /// Creates journal file `seq` with its header, durably.
+    pub(super) fn create(dir: &Path, seq: u64) -> Result<Self, BookieError> {
+        let p = path(dir, seq);
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&p)
+            .map_err(|e| BookieError::io(format!("create journal file {}", p.display()), e))?;
+        file.write_all(&file_header(seq))
+            .and_then(|_| file.sync_all())
+            .map_err(|e| BookieError::io("write journal header", e))?;
+        fsync_dir(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            seq,
+            file,
+            len: FILE_HEADER_LEN as u64,
+        })
+    }
+
+    pub(super) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// The journal thread's loop; returns when every sender is gone and the queue is drained.
+pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<JournalOp>) {
+    let cfg = shared.cfg.clone();
+    let m = shared.metrics.clone();
+    let mut batch: Vec<JournalOp> = Vec::new();
+    let mut carry: Option<JournalOp> = None;
+    let mut buf: Vec<u8> = Vec::with_capacity(cfg.journal_max_batch_bytes + (1 << 20));
+    loop {
+        let first = match carry.take() {
+            Some(op) => op,
+            None => match rx.recv() {
+                Ok(op) => op,
+                Err(_) => break,
+            },
+        };
+        buf.clear();
+        first.rec.encode_into(&mut buf);
+        batch.push(first);
+        let deadline = Instant::now() + cfg.journal_max_wait;
+        while buf.len() < cfg.journal_max_batch_bytes {
+            let next = match rx.try_recv() {
+                Ok(op) => Some(op),
+                Err(TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        None
+                    } else {
+                        match rx.recv_timeout(deadline - now) {
+                            Ok(op) => Some(op),
+                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+                        }
+                    }
+                }
+            };
+            let Some(op) = next else { break };
+            op.rec.encode_into(&mut buf);
+            batch.push(op);
+        }
+        let start = Instant::now();
+        let res = if shared.journal_failed.load(Ordering::Acquire) {
+            Err(BookieError::ReadOnly {
+                reason: "journal failed".into(),
+            })
+        } else {
+            commit(&mut jf, &buf, cfg.journal_max_file_bytes)
+        };
+        m.journal_sync_latency
+            .observe(start.elapsed().as_secs_f64());
+        m.journal_batch_records.observe(batch.len() as f64);
+        match res {
+            Ok(()) => {
+                m.journal_bytes.inc_by(buf.len() as u64);
+                let over = {
+                    let mut st = shared.state.lock();
+                    for op in &batch {
+                        st.apply(&op.rec);
+                    }
+                    st.journal_pos = (jf.seq, jf.len);
+                    m.cache_bytes.set(st.cache_bytes() as i64);
+                    st.cache.bytes >= cfg.write_cache_bytes
+                };
+                for op in batch.drain(..) {
+                    let _ = op.done.send(Ok(()));
+                }
+                if over {
+                    shared.kick_flusher();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal write failed; bookie is read-only until restart");
+                shared.journal_failed.store(true, Ordering::Release);
+                shared.set_read_only(Some(format!("journal failed: {e}")));
+                for op in batch.drain(..) {
+                    let _ = op.done.send(Err(BookieError::ReadOnly {
+                        reason: format!("journal failed: {e}"),
+                    }));
+                }
+            }
+        }
+        shared.space.notify_waiters();
+    }
+    // every record committed so far is synced; nothing else to do
+    let _ = jf.file.sync_data();
+}
+
+/// Writes one batch and syncs it, rolling to a new file first if this one is full.
+fn commit(jf: &mut JournalFile, buf: &[u8], max_file: u64) -> Result<(), BookieError> {
+    if jf.len + buf.len() as u64 > max_file && jf.len > FILE_HEADER_LEN as u64 {
+        *jf = JournalFile::create(&jf.dir, jf.seq + 1)?;
+    }
+    jf.file
+        .write_all(buf)
+        .map_err(|e| BookieError::io("write journal", e))?;
+    jf.file
+        .sync_data()
+        .map_err(|e| BookieError::io("fdatasync journal", e))?;
+    jf.len += buf.len() as u64;
+    Ok(())
+}
+
+/// Reads records of one journal file from `from` (checkpoint offset or 0). A torn or corrupt tail
+/// ends the file's records cleanly (logged).
+pub(super) fn replay_file(
+    seq: u64,
+    p: &Path,
+    from: u64,
+) -> Result<Vec<JournalRecord>, BookieError> {
+    let data = std::fs::read(p)
+        .map_err(|e| BookieError::io(format!("read journal {}", p.display()), e))?;
+    let data = bytes::Bytes::from(data);
+    match crate::format::journal::scan_file(&data, Some(seq), from) {
+        Ok(scan) => {
+            if let Some(e) = &scan.stopped {
+                tracing::warn!(seq, offset = scan.end, size = data.len(), error = %e, "journal replay stopped at a torn or corrupt record");
+            }
+            Ok(scan.records.into_iter().map(|(r, _)| r).collect())
+        }
+        Err(e) => {
+            // a file whose header never made it to disk (crash right after creation)
+            tracing::warn!(seq, error = %e, "journal file without a valid header, skipped");
+            Ok(vec![])
+        }
+    }
+}

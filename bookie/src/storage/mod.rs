@@ -1,0 +1,694 @@
+//! The storage engine: ledger state, the journal (group commit), the write cache, segments with
+//! their index files, checkpoints and garbage collection.
+//!
+//! Threads: one journal thread (group commit) and one flusher thread (write-cache flush, checkpoint,
+//! GC/compaction, disk-space monitor). Async callers submit work and await a oneshot; segment reads
+//! run on `spawn_blocking`. All in-memory state is in one [`State`] behind a mutex held only for
+//! map operations, never across I/O.
+//!
+//! Invariants:
+//! - An add is acknowledged only after its journal record was written and `fdatasync`ed, and after it
+//!   was applied to the write cache (so it is readable from the moment it is acknowledged).
+//! - Validation (fenced, master key, deleted) and the send to the journal happen under the state
+//!   lock, and a fence marks the ledger fenced under that lock before its record is queued: every add
+//!   queued after a fence is refused, every add queued before it is in the same or an earlier commit.
+//! - `State::journal_pos` is the end of the last applied commit; a flush swaps the cache and reads
+//!   `journal_pos` under the same lock, so a checkpoint at that position covers every record before it.
+//! - Index blocks are synced after the segment bytes they point at; the checkpoint after both.
+
+mod flusher;
+mod journal;
+mod segments;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot, watch};
+
+use crate::config::StorageConfig;
+use crate::error::BookieError;
+use crate::format::journal::{JournalRecord, MAX_KEY_LEN};
+use crate::metrics::Metrics;
+
+pub use segments::Loc;
+
+/// A ledger's in-memory state.
+#[derive(Debug)]
+struct Ledger {
+    key: Bytes,
+    fenced: bool,
+    lac: i64,
+    last_entry: i64,
+    lac_tx: watch::Sender<i64>,
+}
+
+impl Ledger {
+    fn new(key: Bytes) -> Self {
+        Self {
+            key,
+            fenced: false,
+            lac: -1,
+            last_entry: -1,
+            lac_tx: watch::Sender::new(-1),
+        }
+    }
+}
+
+/// Entries acknowledged but not yet in segments.
+#[derive(Debug, Default)]
+struct Cache {
+    entries: HashMap<u64, BTreeMap<u64, Bytes>>,
+    bytes: usize,
+}
+
+impl Cache {
+    fn get(&self, ledger: u64, entry: u64) -> Option<Bytes> {
+        self.entries.get(&ledger)?.get(&entry).cloned()
+    }
+
+    fn insert(&mut self, ledger: u64, entry: u64, payload: Bytes) {
+        self.bytes += payload.len();
+        if let Some(old) = self
+            .entries
+            .entry(ledger)
+            .or_default()
+            .insert(entry, payload)
+        {
+            self.bytes -= old.len();
+        }
+    }
+
+    fn remove_ledger(&mut self, ledger: u64) {
+        if let Some(m) = self.entries.remove(&ledger) {
+            self.bytes -= m.values().map(Bytes::len).sum::<usize>();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// One journal submission.
+struct JournalOp {
+    rec: JournalRecord,
+    done: oneshot::Sender<Result<(), BookieError>>,
+}
+
+/// Everything in memory, behind one lock.
+struct State {
+    ledgers: HashMap<u64, Ledger>,
+    deleted: HashSet<u64>,
+    cache: Cache,
+    flushing: Option<Arc<Cache>>,
+    index: HashMap<u64, BTreeMap<u64, Loc>>,
+    segments: segments::Segments,
+    journal_pos: (u64, u64),
+    journal_tx: Option<std::sync::mpsc::Sender<JournalOp>>,
+}
+
+impl State {
+    /// Applies a durable journal record (live after its commit, or during replay). Idempotent.
+    fn apply(&mut self, rec: &JournalRecord) {
+        match rec {
+            JournalRecord::Add {
+                ledger,
+                entry,
+                lac,
+                key,
+                payload,
+            } => {
+                if self.deleted.contains(ledger) {
+                    return;
+                }
+                let l = self
+                    .ledgers
+                    .entry(*ledger)
+                    .or_insert_with(|| Ledger::new(key.clone()));
+                l.last_entry = l.last_entry.max(*entry as i64);
+                if *lac > l.lac {
+                    l.lac = *lac;
+                    l.lac_tx.send_replace(*lac);
+                }
+                self.cache.insert(*ledger, *entry, payload.clone());
+            }
+            JournalRecord::Fence { ledger, key } => {
+                if self.deleted.contains(ledger) {
+                    return;
+                }
+                let l = self
+                    .ledgers
+                    .entry(*ledger)
+                    .or_insert_with(|| Ledger::new(key.clone()));
+                l.fenced = true;
+                // wake long-polls so readers see the fence
+                l.lac_tx.send_modify(|_| {});
+            }
+            JournalRecord::Delete { ledger } => self.remove_ledger(*ledger),
+        }
+    }
+
+    fn remove_ledger(&mut self, ledger: u64) {
+        self.deleted.insert(ledger);
+        self.ledgers.remove(&ledger);
+        self.cache.remove_ledger(ledger);
+        if let Some(es) = self.index.remove(&ledger) {
+            for loc in es.values() {
+                self.segments.dead(loc);
+            }
+        }
+    }
+
+    fn lookup(&self, ledger: u64, entry: u64) -> Option<Found> {
+        if let Some(p) = self.cache.get(ledger, entry) {
+            return Some(Found::Cached(p));
+        }
+        if let Some(p) = self.flushing.as_ref().and_then(|c| c.get(ledger, entry)) {
+            return Some(Found::Cached(p));
+        }
+        let loc = *self.index.get(&ledger)?.get(&entry)?;
+        let file = self.segments.file(loc.seg)?;
+        Some(Found::OnDisk(loc, file))
+    }
+
+    fn cache_bytes(&self) -> usize {
+        self.cache.bytes + self.flushing.as_ref().map_or(0, |c| c.bytes)
+    }
+}
+
+enum Found {
+    Cached(Bytes),
+    OnDisk(Loc, Arc<std::fs::File>),
+}
+
+/// LAC and fencing facts of a ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LacInfo {
+    /// Highest last-add-confirmed a writer reported (-1: none).
+    pub lac: i64,
+    /// Highest entry stored here (-1: none).
+    pub last_entry: i64,
+    /// Whether the ledger is fenced.
+    pub fenced: bool,
+}
+
+/// State shared by the storage threads and the async API.
+struct Shared {
+    cfg: StorageConfig,
+    metrics: Arc<Metrics>,
+    state: Mutex<State>,
+    /// Why adds are refused, if they are.
+    read_only: Mutex<Option<String>>,
+    /// Set when the journal failed: read-only until restart.
+    journal_failed: AtomicBool,
+    /// Bytes queued for the journal and not yet committed.
+    queued_bytes: AtomicUsize,
+    /// Notified when the journal committed or the cache was flushed (space for waiting adds).
+    space: Notify,
+    flusher_tx: Mutex<Option<std::sync::mpsc::Sender<flusher::Cmd>>>,
+    flush_kicked: AtomicBool,
+}
+
+impl Shared {
+    fn set_read_only(&self, reason: Option<String>) {
+        let mut ro = self.read_only.lock();
+        if ro.is_none() && reason.is_some() {
+            tracing::warn!(
+                reason = reason.as_deref().unwrap_or_default(),
+                "bookie going read-only"
+            );
+        } else if ro.is_some() && reason.is_none() {
+            tracing::info!("bookie writable again");
+        }
+        self.metrics.read_only.set(i64::from(reason.is_some()));
+        *ro = reason;
+    }
+
+    fn kick_flusher(&self) {
+        if !self.flush_kicked.swap(true, Ordering::AcqRel) {
+            if let Some(tx) = self.flusher_tx.lock().as_ref() {
+                let _ = tx.send(flusher::Cmd::Kick);
+            }
+        }
+    }
+}
+
+/// The storage engine of one bookie. Cheap to share behind an `Arc`.
+pub struct Storage {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("ledger_dir", &self.shared.cfg.ledger_dir)
+            .finish()
+    }
+}
+
+impl Storage {
+    /// Opens (and recovers) the storage: loads the checkpoint and index files, replays the journal
+    /// from the checkpoint, flushes what was replayed, then starts the journal and flusher threads.
+    /// Blocking: call it from `spawn_blocking` in async code.
+    pub fn open(cfg: StorageConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, BookieError> {
+        let recovered = flusher::recover(&cfg, &metrics)?;
+        let (jtx, jrx) = std::sync::mpsc::channel();
+        let (ftx, frx) = std::sync::mpsc::channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                ledgers: recovered.ledgers,
+                deleted: recovered.deleted,
+                cache: Cache::default(),
+                flushing: None,
+                index: recovered.index,
+                segments: recovered.segments,
+                journal_pos: (recovered.journal.seq(), recovered.journal.len()),
+                journal_tx: Some(jtx),
+            }),
+            cfg,
+            metrics,
+            read_only: Mutex::new(None),
+            journal_failed: AtomicBool::new(false),
+            queued_bytes: AtomicUsize::new(0),
+            space: Notify::new(),
+            flusher_tx: Mutex::new(Some(ftx)),
+            flush_kicked: AtomicBool::new(false),
+        });
+        shared
+            .metrics
+            .ledgers
+            .set(shared.state.lock().ledgers.len() as i64);
+        let mut threads = vec![];
+        let s = shared.clone();
+        let jf = recovered.journal;
+        threads.push(
+            std::thread::Builder::new()
+                .name("bookie-journal".into())
+                .spawn(move || journal::run(s, jf, jrx))
+                .map_err(|e| BookieError::io("spawn journal thread", e))?,
+        );
+        let s = shared.clone();
+        let w = recovered.writer;
+        threads.push(
+            std::thread::Builder::new()
+                .name("bookie-flusher".into())
+                .spawn(move || flusher::run(s, w, frx))
+                .map_err(|e| BookieError::io("spawn flusher thread", e))?,
+        );
+        let storage = Arc::new(Self {
+            shared,
+            threads: Mutex::new(threads),
+        });
+        storage.check_disk();
+        Ok(storage)
+    }
+
+    /// Adds an entry; resolves once it is durable in the journal and readable.
+    ///
+    /// # Cancel safety
+    /// Dropping the future after it was queued does not withdraw the add: it may still become durable.
+    pub async fn add(
+        &self,
+        ledger: u64,
+        entry: u64,
+        key: Bytes,
+        lac: i64,
+        payload: Bytes,
+    ) -> Result<(), BookieError> {
+        if payload.len() > self.shared.cfg.max_entry_bytes {
+            return Err(BookieError::Invalid(format!(
+                "entry of {} bytes exceeds the limit of {}",
+                payload.len(),
+                self.shared.cfg.max_entry_bytes
+            )));
+        }
+        self.wait_for_space().await?;
+        let len = payload.len();
+        let rx = self.submit(
+            JournalRecord::Add {
+                ledger,
+                entry,
+                lac,
+                key: key.clone(),
+                payload,
+            },
+            |st| {
+                if st.deleted.contains(&ledger) {
+                    return Err(BookieError::NoLedger { ledger });
+                }
+                let l = st
+                    .ledgers
+                    .entry(ledger)
+                    .or_insert_with(|| Ledger::new(key.clone()));
+                if l.key != key {
+                    return Err(BookieError::Unauthorized { ledger });
+                }
+                if l.fenced {
+                    return Err(BookieError::Fenced { ledger });
+                }
+                Ok(())
+            },
+            true,
+        )?;
+        self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        let r = rx.await.unwrap_or(Err(BookieError::ShuttingDown));
+        self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+        r
+    }
+
+    async fn wait_for_space(&self) -> Result<(), BookieError> {
+        let limit_cache = self.shared.cfg.write_cache_bytes.saturating_mul(3);
+        let limit_queue = self
+            .shared
+            .cfg
+            .journal_max_batch_bytes
+            .saturating_mul(16)
+            .max(64 << 20);
+        loop {
+            let notified = self.shared.space.notified();
+            let full = self.shared.state.lock().cache_bytes() > limit_cache
+                || self.shared.queued_bytes.load(Ordering::Acquire) > limit_queue;
+            if !full {
+                return Ok(());
+            }
+            self.shared.kick_flusher();
+            let _ = tokio::time::timeout(Duration::from_millis(20), notified).await;
+        }
+    }
+
+    /// Validates under the state lock and queues a journal record (in that lock, see invariants).
+    fn submit(
+        &self,
+        rec: JournalRecord,
+        validate: impl FnOnce(&mut State) -> Result<(), BookieError>,
+        is_add: bool,
+    ) -> Result<oneshot::Receiver<Result<(), BookieError>>, BookieError> {
+        if let JournalRecord::Add { key, .. } | JournalRecord::Fence { key, .. } = &rec {
+            if key.len() > MAX_KEY_LEN {
+                return Err(BookieError::Invalid(format!(
+                    "master key longer than {MAX_KEY_LEN} bytes"
+                )));
+            }
+        }
+        if self.shared.journal_failed.load(Ordering::Acquire) {
+            return Err(BookieError::ReadOnly {
+                reason: "journal failed".into(),
+            });
+        }
+        if is_add {
+            if let Some(r) = self.shared.read_only.lock().clone() {
+                return Err(BookieError::ReadOnly { reason: r });
+            }
+        }
+        let mut st = self.shared.state.lock();
+        validate(&mut st)?;
+        let (tx, rx) = oneshot::channel();
+        let Some(jtx) = st.journal_tx.as_ref() else {
+            return Err(BookieError::ShuttingDown);
+        };
+        jtx.send(JournalOp { rec, done: tx })
+            .map_err(|_| BookieError::ShuttingDown)?;
+        Ok(rx)
+    }
+
+    /// Fences a ledger durably (creating it if absent). Returns its LAC facts.
+    pub async fn fence(&self, ledger: u64, key: Bytes) -> Result<LacInfo, BookieError> {
+        let rx = self.submit(
+            JournalRecord::Fence {
+                ledger,
+                key: key.clone(),
+            },
+            |st| {
+                if st.deleted.contains(&ledger) {
+                    return Err(BookieError::NoLedger { ledger });
+                }
+                let l = st
+                    .ledgers
+                    .entry(ledger)
+                    .or_insert_with(|| Ledger::new(key.clone()));
+                if l.key != key {
+                    return Err(BookieError::Unauthorized { ledger });
+                }
+                l.fenced = true;
+                Ok(())
+            },
+            false,
+        )?;
+        rx.await.unwrap_or(Err(BookieError::ShuttingDown))?;
+        self.lac_info(ledger)
+    }
+
+    /// Deletes a ledger durably; its space is reclaimed by GC.
+    pub async fn delete(&self, ledger: u64) -> Result<(), BookieError> {
+        let rx = self.submit(
+            JournalRecord::Delete { ledger },
+            |st| {
+                st.remove_ledger(ledger);
+                Ok(())
+            },
+            false,
+        )?;
+        rx.await.unwrap_or(Err(BookieError::ShuttingDown))?;
+        self.shared
+            .metrics
+            .ledgers
+            .set(self.shared.state.lock().ledgers.len() as i64);
+        Ok(())
+    }
+
+    /// LAC facts of a ledger.
+    pub fn lac_info(&self, ledger: u64) -> Result<LacInfo, BookieError> {
+        let st = self.shared.state.lock();
+        let l = st
+            .ledgers
+            .get(&ledger)
+            .ok_or(BookieError::NoLedger { ledger })?;
+        Ok(LacInfo {
+            lac: l.lac,
+            last_entry: l.last_entry,
+            fenced: l.fenced,
+        })
+    }
+
+    /// Returns the LAC facts once the LAC is above `previous` or the ledger is fenced, or after
+    /// `timeout` (then with the current facts).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn read_lac(
+        &self,
+        ledger: u64,
+        previous: i64,
+        timeout: Duration,
+    ) -> Result<LacInfo, BookieError> {
+        let mut rx = {
+            let st = self.shared.state.lock();
+            let l = st
+                .ledgers
+                .get(&ledger)
+                .ok_or(BookieError::NoLedger { ledger })?;
+            if l.lac > previous || l.fenced || timeout.is_zero() {
+                return Ok(LacInfo {
+                    lac: l.lac,
+                    last_entry: l.last_entry,
+                    fenced: l.fenced,
+                });
+            }
+            l.lac_tx.subscribe()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Err(_) => return self.lac_info(ledger),
+                // the ledger was deleted (sender dropped)
+                Ok(Err(_)) => return Err(BookieError::NoLedger { ledger }),
+                Ok(Ok(())) => {
+                    let info = self.lac_info(ledger)?;
+                    if info.lac > previous || info.fenced {
+                        return Ok(info);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one entry (verifying its checksum when it comes from a segment) with the ledger's LAC.
+    pub async fn read(&self, ledger: u64, entry: u64) -> Result<(Bytes, i64), BookieError> {
+        let (mut v, lac) = self.read_many(ledger, entry, entry, usize::MAX).await?;
+        match v.pop() {
+            Some((_, p)) => Ok((p, lac)),
+            None => Err(BookieError::NoEntry { ledger, entry }),
+        }
+    }
+
+    /// Reads entries `first..=last` in order, stopping at the first missing one or once `max_bytes`
+    /// were collected (at least one entry is returned). Fails with `NoEntry` if `first` is missing.
+    pub async fn read_many(
+        &self,
+        ledger: u64,
+        first: u64,
+        last: u64,
+        max_bytes: usize,
+    ) -> Result<(Vec<(u64, Bytes)>, i64), BookieError> {
+        let start = Instant::now();
+        let m = &self.shared.metrics;
+        let (found, lac) = {
+            let st = self.shared.state.lock();
+            let l = st
+                .ledgers
+                .get(&ledger)
+                .ok_or(BookieError::NoLedger { ledger })?;
+            let lac = l.lac;
+            let mut found = vec![];
+            let mut bytes = 0usize;
+            let mut e = first;
+            while e <= last {
+                let Some(f) = st.lookup(ledger, e) else { break };
+                bytes += match &f {
+                    Found::Cached(p) => p.len(),
+                    Found::OnDisk(loc, _) => loc.len as usize,
+                };
+                found.push((e, f));
+                if bytes >= max_bytes || e == u64::MAX {
+                    break;
+                }
+                e += 1;
+            }
+            (found, lac)
+        };
+        if found.is_empty() {
+            m.read_errors.inc();
+            return Err(BookieError::NoEntry {
+                ledger,
+                entry: first,
+            });
+        }
+        let need_disk = found.iter().any(|(_, f)| matches!(f, Found::OnDisk(..)));
+        let out = if need_disk {
+            let res = tokio::task::spawn_blocking(move || {
+                found
+                    .into_iter()
+                    .map(|(e, f)| match f {
+                        Found::Cached(p) => Ok((e, p, true)),
+                        Found::OnDisk(loc, file) => {
+                            segments::read_at(&file, loc, ledger, e).map(|p| (e, p, false))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|_| BookieError::ShuttingDown)?;
+            match res {
+                Ok(v) => v,
+                Err(e) => {
+                    m.read_errors.inc();
+                    return Err(e);
+                }
+            }
+        } else {
+            found
+                .into_iter()
+                .filter_map(|(e, f)| match f {
+                    Found::Cached(p) => Some((e, p, true)),
+                    Found::OnDisk(..) => None,
+                })
+                .collect()
+        };
+        let n = out.len() as f64;
+        let mut result = Vec::with_capacity(out.len());
+        for (e, p, hit) in out {
+            if hit {
+                m.cache_hits.inc()
+            } else {
+                m.cache_misses.inc()
+            };
+            m.read_bytes.inc_by(p.len() as u64);
+            result.push((e, p));
+        }
+        m.read_entries.inc_by(result.len() as u64);
+        m.read_latency.observe(start.elapsed().as_secs_f64() / n);
+        Ok((result, lac))
+    }
+
+    /// Why adds are refused, if they are.
+    pub fn read_only_reason(&self) -> Option<String> {
+        if self.shared.journal_failed.load(Ordering::Acquire) {
+            return Some("journal failed".into());
+        }
+        self.shared.read_only.lock().clone()
+    }
+
+    /// Free bytes on the emptier of the two data filesystems.
+    pub fn free_bytes(&self) -> u64 {
+        let l = self.shared.metrics.ledger_dir_free_bytes.get();
+        let j = self.shared.metrics.journal_dir_free_bytes.get();
+        l.min(j).max(0) as u64
+    }
+
+    /// Number of live ledgers.
+    pub fn ledger_count(&self) -> usize {
+        self.shared.state.lock().ledgers.len()
+    }
+
+    /// Measures free space now and updates read-only mode.
+    pub fn check_disk(&self) {
+        flusher::check_disk(&self.shared);
+    }
+
+    /// Forces the write cache to segments and writes a checkpoint; waits for it. Blocking.
+    pub fn flush_now(&self) -> Result<(), BookieError> {
+        self.flusher_call(flusher::Cmd::Flush)
+    }
+
+    /// Runs garbage collection and compaction now; waits for it. Blocking.
+    pub fn gc_now(&self) -> Result<(), BookieError> {
+        self.flusher_call(flusher::Cmd::Gc)
+    }
+
+    fn flusher_call(
+        &self,
+        cmd: impl FnOnce(std::sync::mpsc::SyncSender<Result<(), BookieError>>) -> flusher::Cmd,
+    ) -> Result<(), BookieError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        {
+            let g = self.shared.flusher_tx.lock();
+            let f = g.as_ref().ok_or(BookieError::ShuttingDown)?;
+            f.send(cmd(tx)).map_err(|_| BookieError::ShuttingDown)?;
+        }
+        rx.recv().unwrap_or(Err(BookieError::ShuttingDown))
+    }
+
+    /// Stops accepting work, commits what is queued, flushes the cache, writes a final checkpoint and
+    /// joins the threads. Blocking; idempotent.
+    pub fn shutdown(&self) {
+        // closing the journal channel ends the journal thread once it drained the queue
+        self.shared.state.lock().journal_tx = None;
+        let threads: Vec<_> = std::mem::take(&mut *self.threads.lock());
+        let mut it = threads.into_iter();
+        if let Some(j) = it.next() {
+            let _ = j.join();
+        }
+        // then the flusher: a final flush and checkpoint
+        self.shared.flusher_tx.lock().take();
+        for t in it {
+            let _ = t.join();
+        }
+    }
+
+    /// Data directories (for diagnostics).
+    pub fn dirs(&self) -> (&Path, &Path) {
+        (&self.shared.cfg.ledger_dir, &self.shared.cfg.journal_dir)
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,358 @@
+//! Segment files and their index files: the writer the flusher appends to, the in-memory table of
+//! segments (file handle, size, live bytes, ledgers) and positioned, checksum-verified reads.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::BookieError;
+use crate::format::index::{self, IndexEntry};
+use crate::format::segment::{self, SegmentRecord};
+use crate::format::{FILE_HEADER_LEN, FormatError};
+
+use super::journal::fsync_dir;
+
+/// Where an entry is: segment, offset of its frame, frame length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loc {
+    /// Segment id.
+    pub seg: u64,
+    /// Offset of the frame.
+    pub offset: u64,
+    /// Frame length.
+    pub len: u32,
+}
+
+pub(super) fn seg_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("seg-{id:020}.log"))
+}
+
+pub(super) fn idx_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("seg-{id:020}.idx"))
+}
+
+/// Ids of every segment file in `dir`, ascending.
+pub(super) fn list(dir: &Path) -> Result<Vec<u64>, BookieError> {
+    let mut out = vec![];
+    let rd = std::fs::read_dir(dir).map_err(|e| BookieError::io("list ledger directory", e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| BookieError::io("list ledger directory", e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(id) = name
+            .strip_prefix("seg-")
+            .and_then(|s| s.strip_suffix(".log"))
+        {
+            if let Ok(id) = id.parse::<u64>() {
+                out.push(id);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// A segment known to the bookie.
+pub(super) struct SegMeta {
+    pub file: Arc<File>,
+    pub size: u64,
+    pub live: u64,
+    pub ledgers: HashSet<u64>,
+}
+
+/// Every segment by id.
+#[derive(Default)]
+pub(super) struct Segments {
+    pub map: BTreeMap<u64, SegMeta>,
+}
+
+impl Segments {
+    pub fn file(&self, seg: u64) -> Option<Arc<File>> {
+        self.map.get(&seg).map(|s| s.file.clone())
+    }
+
+    /// Marks the bytes at `loc` dead.
+    pub fn dead(&mut self, loc: &Loc) {
+        if let Some(s) = self.map.get_mut(&loc.seg) {
+            s.live = s.live.saturating_sub(u64::from(loc.len));
+        }
+    }
+
+    /// Marks the bytes at `loc` live (an index entry of `ledger` points there).
+    pub fn live(&mut self, loc: &Loc, ledger: u64) {
+        if let Some(s) = self.map.get_mut(&loc.seg) {
+            s.live += u64::from(loc.len);
+            s.ledgers.insert(ledger);
+        }
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.map.values().map(|s| s.size).sum()
+    }
+}
+
+/// Reads and verifies the entry at `loc`.
+pub(super) fn read_at(
+    file: &File,
+    loc: Loc,
+    ledger: u64,
+    entry: u64,
+) -> Result<Bytes, BookieError> {
+    let mut buf = vec![0u8; loc.len as usize];
+    file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            BookieError::Corrupt {
+                what: format!("segment {} at {}", loc.seg, loc.offset),
+                source: FormatError::Truncated,
+            }
+        } else {
+            BookieError::io("read segment", e)
+        }
+    })?;
+    let corrupt = |source| BookieError::Corrupt {
+        what: format!("segment {} at {}", loc.seg, loc.offset),
+        source,
+    };
+    let (rec, used) = SegmentRecord::decode(&Bytes::from(buf)).map_err(corrupt)?;
+    if used != loc.len as usize || rec.ledger != ledger || rec.entry != entry {
+        return Err(corrupt(FormatError::Malformed(
+            "record ids or length do not match the index",
+        )));
+    }
+    Ok(rec.payload)
+}
+
+/// The segment the flusher appends to, with its index file.
+pub(super) struct SegWriter {
+    dir: PathBuf,
+    pub id: u64,
+    pub file: Arc<File>,
+    idx: File,
+    pub len: u64,
+    idx_len: u64,
+    buf: Vec<u8>,
+    pending: Vec<IndexEntry>,
+}
+
+impl SegWriter {
+    /// Creates segment `id` and its index file, both with headers, durably.
+    pub fn create(dir: &Path, id: u64) -> Result<Self, BookieError> {
+        let open = |p: PathBuf| {
+            OpenOptions::new()
+                .create_new(true)
+                .read(true)
+                .write(true)
+                .open(&p)
+                .map_err(|e| BookieError::io(format!("create {}", p.display()), e))
+        };
+        let file = open(seg_path(dir, id))?;
+        let idx = open(idx_path(dir, id))?;
+        file.write_all_at(&segment::file_header(id), 0)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| BookieError::io("write segment header", e))?;
+        idx.write_all_at(&index::file_header(id), 0)
+            .and_then(|_| idx.sync_all())
+            .map_err(|e| BookieError::io("write index header", e))?;
+        fsync_dir(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            id,
+            file: Arc::new(file),
+            idx,
+            len: FILE_HEADER_LEN as u64,
+            idx_len: FILE_HEADER_LEN as u64,
+            buf: Vec::with_capacity(4 << 20),
+            pending: vec![],
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a record (buffered); returns its location.
+    pub fn append(&mut self, ledger: u64, entry: u64, payload: &Bytes) -> Result<Loc, BookieError> {
+        let offset = self.len + self.buf.len() as u64;
+        let before = self.buf.len();
+        SegmentRecord {
+            ledger,
+            entry,
+            payload: payload.clone(),
+        }
+        .encode_into(&mut self.buf);
+        let len = (self.buf.len() - before) as u32;
+        self.pending.push(IndexEntry {
+            ledger,
+            entry,
+            offset,
+            len,
+        });
+        if self.buf.len() >= 4 << 20 {
+            self.write_buf()?;
+        }
+        Ok(Loc {
+            seg: self.id,
+            offset,
+            len,
+        })
+    }
+
+    fn write_buf(&mut self) -> Result<(), BookieError> {
+        if !self.buf.is_empty() {
+            self.file
+                .write_all_at(&self.buf, self.len)
+                .map_err(|e| BookieError::io("write segment", e))?;
+            self.len += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended durable: segment bytes first, then the index block pointing at them.
+    pub fn sync(&mut self) -> Result<Vec<IndexEntry>, BookieError> {
+        self.write_buf()?;
+        if self.pending.is_empty() {
+            return Ok(vec![]);
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| BookieError::io("fdatasync segment", e))?;
+        let mut out = Vec::new();
+        for chunk in self.pending.chunks(index::MAX_BLOCK_ENTRIES) {
+            index::encode_block(chunk, &mut out);
+        }
+        self.idx
+            .write_all_at(&out, self.idx_len)
+            .map_err(|e| BookieError::io("write index", e))?;
+        self.idx
+            .sync_data()
+            .map_err(|e| BookieError::io("fdatasync index", e))?;
+        self.idx_len += out.len() as u64;
+        Ok(std::mem::take(&mut self.pending))
+    }
+
+    /// Bytes appended so far, buffered or not.
+    pub fn size(&self) -> u64 {
+        self.len + self.buf.len() as u64
+    }
+}
+
+/// What loading the segments found.
+pub(super) struct Loaded {
+    pub segments: Segments,
+    pub entries: Vec<(u64, IndexEntry)>,
+    pub max_id: u64,
+}
+
+/// Opens every segment with its index file. Segments whose files are damaged are logged and left out
+/// (not deleted): their entries read as missing, never as garbage.
+pub(super) fn load(dir: &Path) -> Result<Loaded, BookieError> {
+    let mut segs = Segments::default();
+    let mut entries = vec![];
+    let mut max_id = 0;
+    for id in list(dir)? {
+        max_id = max_id.max(id);
+        let sp = seg_path(dir, id);
+        let file =
+            File::open(&sp).map_err(|e| BookieError::io(format!("open {}", sp.display()), e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| BookieError::io("stat segment", e))?
+            .len();
+        let mut hdr = [0u8; FILE_HEADER_LEN];
+        if file.read_exact_at(&mut hdr, 0).is_err()
+            || crate::format::FileHeader::decode(&hdr, &segment::MAGIC, segment::VERSION)
+                .map(|h| h.id)
+                != Ok(id)
+        {
+            if size <= FILE_HEADER_LEN as u64 {
+                // a crash while creating it: nothing was ever written there
+                tracing::warn!(
+                    segment = id,
+                    "segment without a valid header: empty, will be reclaimed"
+                );
+                segs.map.insert(
+                    id,
+                    SegMeta {
+                        file: Arc::new(file),
+                        size,
+                        live: 0,
+                        ledgers: HashSet::new(),
+                    },
+                );
+            } else {
+                tracing::error!(
+                    segment = id,
+                    "segment header is corrupt; segment left on disk and ignored"
+                );
+            }
+            continue;
+        }
+        let ip = idx_path(dir, id);
+        let idx = match std::fs::read(&ip) {
+            Ok(b) => Bytes::from(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(
+                    segment = id,
+                    "segment without an index file: treated as empty"
+                );
+                Bytes::new()
+            }
+            Err(e) => return Err(BookieError::io(format!("read {}", ip.display()), e)),
+        };
+        let mut ledgers = HashSet::new();
+        if !idx.is_empty() {
+            match index::decode_file(&idx) {
+                Ok((iid, es, _end, stop)) if iid == id => {
+                    if let Some(e) = stop {
+                        tracing::warn!(segment = id, error = %e, "index file has a torn or corrupt tail; later entries come from the journal");
+                    }
+                    for e in es {
+                        if e.offset + u64::from(e.len) <= size {
+                            ledgers.insert(e.ledger);
+                            entries.push((id, e));
+                        }
+                    }
+                }
+                Ok(_) => tracing::error!(
+                    segment = id,
+                    "index file belongs to another segment; ignored"
+                ),
+                Err(e) => {
+                    tracing::error!(segment = id, error = %e, "index file unreadable; ignored")
+                }
+            }
+        }
+        segs.map.insert(
+            id,
+            SegMeta {
+                file: Arc::new(file),
+                size,
+                live: 0,
+                ledgers,
+            },
+        );
+    }
+    Ok(Loaded {
+        segments: segs,
+        entries,
+        max_id,
+    })
+}
+
+/// Removes segment `id` and its index (index first: a crash in between leaves an empty segment that
+/// is reclaimed again, never an index pointing at nothing).
+pub(super) fn remove(dir: &Path, id: u64) -> Result<(), BookieError> {
+    for p in [idx_path(dir, id), seg_path(dir, id)] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(BookieError::io(format!("remove {}", p.display()), e)),
+        }
+    }
+    fsync_dir(dir)
+}

@@ -1,0 +1,407 @@
+//! Storage engine tests on real files: recovery, crash images, torn tails, bit flips, fencing,
+//! deletion and garbage collection, read-only mode, LAC long-poll.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_bookie::metrics::Metrics;
+use strata_bookie::{BookieError, Storage, StorageConfig};
+
+const KEY: Bytes = Bytes::from_static(b"master-key");
+
+fn payload(ledger: u64, entry: u64, len: usize) -> Bytes {
+    let mut v = Vec::with_capacity(len);
+    let mut x = ledger.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ entry;
+    for _ in 0..len {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        v.push((x >> 56) as u8);
+    }
+    Bytes::from(v)
+}
+
+fn cfg(dir: &Path) -> StorageConfig {
+    let mut c = StorageConfig::new(dir);
+    c.min_free_bytes = 0;
+    c
+}
+
+/// A config whose flusher never runs on its own: the journal is the only durable copy.
+fn journal_only_cfg(dir: &Path) -> StorageConfig {
+    let mut c = cfg(dir);
+    c.flush_interval = Duration::from_secs(3600);
+    c.gc_interval = Duration::from_secs(3600);
+    c.write_cache_bytes = 1 << 30;
+    c
+}
+
+fn open(c: StorageConfig) -> Arc<Storage> {
+    Storage::open(c, Arc::new(Metrics::new())).unwrap()
+}
+
+async fn add_all(s: &Storage, ledgers: u64, entries: u64, len: usize) {
+    let mut futs = vec![];
+    for l in 0..ledgers {
+        for e in 0..entries {
+            futs.push(s.add(l, e, KEY, e as i64 - 1, payload(l, e, len)));
+        }
+    }
+    for r in futures::future::join_all(futs).await {
+        r.unwrap();
+    }
+}
+
+async fn check_all(s: &Storage, ledgers: u64, entries: u64, len: usize) {
+    for l in 0..ledgers {
+        for e in 0..entries {
+            let (p, _) = s
+                .read(l, e)
+                .await
+                .unwrap_or_else(|err| panic!("read {l}/{e}: {err}"));
+            assert_eq!(p, payload(l, e, len), "ledger {l} entry {e}");
+        }
+    }
+}
+
+/// Copies both directories as they are on disk right now: what a crash would leave (the journal
+/// is synced before every acknowledgement).
+fn crash_image(from: &Path, to: &Path) {
+    for sub in ["journal", "ledgers"] {
+        let d = to.join(sub);
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(from.join(sub)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_survive_a_clean_restart_and_come_from_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(cfg(dir.path()));
+    add_all(&s, 5, 40, 300).await;
+    check_all(&s, 5, 40, 300).await;
+    s.flush_now().unwrap();
+    check_all(&s, 5, 40, 300).await;
+    drop(s);
+    let s = open(cfg(dir.path()));
+    check_all(&s, 5, 40, 300).await;
+    let range = s.read_many(3, 5, 100, usize::MAX).await.unwrap().0;
+    assert_eq!(range.len(), 35);
+    assert_eq!(range[0], (5, payload(3, 5, 300)));
+    assert!(matches!(
+        s.read(3, 40).await,
+        Err(BookieError::NoEntry { .. })
+    ));
+    assert!(matches!(
+        s.read(99, 0).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+    assert_eq!(s.lac_info(2).unwrap().lac, 38);
+    assert_eq!(s.lac_info(2).unwrap().last_entry, 39);
+    // the journal was truncated by checkpoints: only the fresh file is left
+    assert_eq!(files(&dir.path().join("journal"), ".log").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_image_replays_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(journal_only_cfg(dir.path()));
+    add_all(&s, 3, 50, 500).await;
+    s.fence(1, KEY).await.unwrap();
+    s.delete(2).await.unwrap();
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    let r = open(cfg(img.path()));
+    check_all(&r, 1, 50, 500).await;
+    assert!(r.lac_info(1).unwrap().fenced);
+    assert!(matches!(
+        r.read(2, 0).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+    assert!(matches!(
+        r.add(1, 50, KEY, 49, payload(1, 50, 10)).await,
+        Err(BookieError::Fenced { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_journal_tail_ends_replay_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(journal_only_cfg(dir.path()));
+    // one add at a time: one record per commit, so every cut point is a record boundary or inside one
+    for e in 0..20 {
+        s.add(7, e, KEY, e as i64 - 1, payload(7, e, 1000))
+            .await
+            .unwrap();
+    }
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    let j = files(&img.path().join("journal"), ".log").pop().unwrap();
+    let len = std::fs::metadata(&j).unwrap().len();
+    // cut in the middle of the last record
+    let f = std::fs::OpenOptions::new().write(true).open(&j).unwrap();
+    f.set_len(len - 500).unwrap();
+    drop(f);
+    let r = open(cfg(img.path()));
+    check_all(&r, 0, 0, 0).await;
+    for e in 0..19 {
+        assert_eq!(r.read(7, e).await.unwrap().0, payload(7, e, 1000));
+    }
+    assert!(matches!(
+        r.read(7, 19).await,
+        Err(BookieError::NoEntry { .. })
+    ));
+    // and the recovered bookie keeps working
+    r.add(7, 19, KEY, 18, payload(7, 19, 1000)).await.unwrap();
+    drop(r);
+    let r = open(cfg(img.path()));
+    assert_eq!(r.read(7, 19).await.unwrap().0, payload(7, 19, 1000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bit_flip_in_journal_stops_replay_at_the_flipped_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(journal_only_cfg(dir.path()));
+    for e in 0..10 {
+        s.add(1, e, KEY, e as i64 - 1, payload(1, e, 1000))
+            .await
+            .unwrap();
+    }
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    let j = files(&img.path().join("journal"), ".log").pop().unwrap();
+    let mut bytes = std::fs::read(&j).unwrap();
+    // header 24 bytes, each record 8 + 37 + 10 (key) + 1000 bytes: flip a payload byte of entry 6
+    let rec = 8 + 1 + 8 + 8 + 8 + 2 + KEY.len() + 1000;
+    bytes[24 + 6 * rec + 500] ^= 0x10;
+    std::fs::write(&j, &bytes).unwrap();
+    let r = open(cfg(img.path()));
+    for e in 0..6 {
+        assert_eq!(r.read(1, e).await.unwrap().0, payload(1, e, 1000));
+    }
+    for e in 6..10 {
+        assert!(
+            r.read(1, e).await.is_err(),
+            "entry {e} after the flipped record must not be served"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bit_flip_and_torn_tail_in_segment_are_reported_as_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(cfg(dir.path()));
+    for e in 0..10 {
+        s.add(1, e, KEY, e as i64 - 1, payload(1, e, 1000))
+            .await
+            .unwrap();
+    }
+    s.flush_now().unwrap();
+    let seg = files(&dir.path().join("ledgers"), ".log")
+        .into_iter()
+        .find(|p| std::fs::metadata(p).unwrap().len() > 24)
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let rec = 8 + 16 + 1000;
+    bytes[24 + 3 * rec + 100] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    match s.read(1, 3).await {
+        Err(BookieError::Corrupt { .. }) => {}
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert_eq!(s.read(1, 4).await.unwrap().0, payload(1, 4, 1000));
+    // torn tail: the last record is cut
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len((24 + 10 * rec - 10) as u64).unwrap();
+    drop(f);
+    assert!(matches!(
+        s.read(1, 9).await,
+        Err(BookieError::Corrupt { .. })
+    ));
+    assert_eq!(s.read(1, 8).await.unwrap().0, payload(1, 8, 1000));
+    drop(s);
+    // after a restart the index entry past the end is dropped: missing, never garbage
+    let s = open(cfg(dir.path()));
+    assert!(s.read(1, 9).await.is_err());
+    assert!(matches!(
+        s.read(1, 3).await,
+        Err(BookieError::Corrupt { .. })
+    ));
+    assert_eq!(s.read(1, 8).await.unwrap().0, payload(1, 8, 1000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_is_durable_and_keeps_reads_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(journal_only_cfg(dir.path()));
+    for e in 0..5 {
+        s.add(9, e, KEY, e as i64 - 1, payload(9, e, 10))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        s.fence(9, Bytes::from_static(b"wrong")).await,
+        Err(BookieError::Unauthorized { .. })
+    ));
+    let info = s.fence(9, KEY).await.unwrap();
+    assert_eq!((info.lac, info.last_entry, info.fenced), (3, 4, true));
+    assert!(matches!(
+        s.add(9, 5, KEY, 4, payload(9, 5, 10)).await,
+        Err(BookieError::Fenced { .. })
+    ));
+    assert_eq!(s.read(9, 4).await.unwrap().0, payload(9, 4, 10));
+    // fence of an unknown ledger creates it fenced (recovery of a ledger this bookie never saw)
+    s.fence(10, KEY).await.unwrap();
+    assert!(matches!(
+        s.add(10, 0, KEY, -1, payload(10, 0, 1)).await,
+        Err(BookieError::Fenced { .. })
+    ));
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    drop(s);
+    for d in [dir.path(), img.path()] {
+        let r = open(cfg(d));
+        assert!(matches!(
+            r.add(9, 5, KEY, 4, payload(9, 5, 10)).await,
+            Err(BookieError::Fenced { .. })
+        ));
+        assert!(matches!(
+            r.add(10, 0, KEY, -1, payload(10, 0, 1)).await,
+            Err(BookieError::Fenced { .. })
+        ));
+        assert_eq!(r.read(9, 4).await.unwrap().0, payload(9, 4, 10));
+        assert!(r.lac_info(9).unwrap().fenced);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_ledgers_are_reclaimed_and_sparse_segments_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.segment_max_bytes = 64 << 10;
+    let s = open(c.clone());
+    // ledger 1: all in early segments, deleted later; ledger 2: interleaved, mostly deleted via ledger 3
+    for e in 0..100 {
+        s.add(1, e, KEY, e as i64 - 1, payload(1, e, 1000))
+            .await
+            .unwrap();
+    }
+    s.flush_now().unwrap();
+    for e in 0..100 {
+        s.add(2, e, KEY, e as i64 - 1, payload(2, e, 100))
+            .await
+            .unwrap();
+        s.add(3, e, KEY, e as i64 - 1, payload(3, e, 2000))
+            .await
+            .unwrap();
+    }
+    s.flush_now().unwrap();
+    let segs_before = files(&dir.path().join("ledgers"), ".log").len();
+    s.delete(1).await.unwrap();
+    s.delete(3).await.unwrap();
+    // until GC reclaimed its entries a deleted ledger stays deleted
+    assert!(matches!(
+        s.add(1, 100, KEY, 99, payload(1, 0, 1)).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+    s.gc_now().unwrap();
+    let segs_after = files(&dir.path().join("ledgers"), ".log").len();
+    assert!(segs_after < segs_before, "{segs_after} < {segs_before}");
+    check_all_ledger(&s, 2, 100, 100).await;
+    assert!(matches!(
+        s.read(1, 0).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+    drop(s);
+    let s = open(c);
+    check_all_ledger(&s, 2, 100, 100).await;
+    assert!(matches!(
+        s.read(3, 5).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+}
+
+async fn check_all_ledger(s: &Storage, l: u64, entries: u64, len: usize) {
+    for e in 0..entries {
+        assert_eq!(s.read(l, e).await.unwrap().0, payload(l, e, len), "{l}/{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_when_disk_is_nearly_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(cfg(dir.path()));
+    s.add(1, 0, KEY, -1, payload(1, 0, 10)).await.unwrap();
+    drop(s);
+    let mut c = cfg(dir.path());
+    c.min_free_bytes = u64::MAX;
+    let s = open(c);
+    assert!(s.read_only_reason().is_some());
+    assert!(matches!(
+        s.add(1, 1, KEY, 0, payload(1, 1, 10)).await,
+        Err(BookieError::ReadOnly { .. })
+    ));
+    assert_eq!(s.read(1, 0).await.unwrap().0, payload(1, 0, 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lac_long_poll_wakes_on_new_lac() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(cfg(dir.path()));
+    s.add(4, 0, KEY, -1, payload(4, 0, 10)).await.unwrap();
+    let s2 = s.clone();
+    let poll = tokio::spawn(async move { s2.read_lac(4, -1, Duration::from_secs(30)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!poll.is_finished());
+    s.add(4, 1, KEY, 0, payload(4, 1, 10)).await.unwrap();
+    let info = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.lac, 0);
+    // no wait when already past
+    assert_eq!(
+        s.read_lac(4, -1, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .lac,
+        0
+    );
+    // times out with the current value
+    assert_eq!(
+        s.read_lac(4, 0, Duration::from_millis(20))
+            .await
+            .unwrap()
+            .lac,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_master_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(cfg(dir.path()));
+    s.add(1, 0, KEY, -1, payload(1, 0, 10)).await.unwrap();
+    assert!(matches!(
+        s.add(1, 1, Bytes::from_static(b"other"), 0, payload(1, 1, 10))
+            .await,
+        Err(BookieError::Unauthorized { .. })
+    ));
+}
