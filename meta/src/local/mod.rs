@@ -1,0 +1,724 @@
+//! [`LocalStore`]: the embedded metadata store of `strata standalone`, persisted with redb.
+//!
+//! Same semantics as etcd: a store-wide revision bumped by every write transaction, per-key
+//! versions, watches that replay from a revision, sessions with ephemeral keys. Differences, all
+//! documented on the type: one process only (redb locks the file), sessions are never lost
+//! unless closed (there is no network between the process and its store), ephemeral keys are
+//! deleted when the store is opened again after the process exited, and watch history is kept in
+//! memory (the last [`HISTORY_EVENTS`] events since the store was opened).
+
+mod record;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{MetaError, Result};
+use crate::session::{EphemeralOptions, Reestablished, Session};
+use crate::store::{
+    EventKind, Expected, KeyValue, MetadataStore, Scan, SessionId, Stat, Versioned, WATCH_QUEUE,
+    WatchEvent, WatchStream, check_key,
+};
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const META_FORMAT: &str = "format";
+const META_REVISION: &str = "revision";
+const FORMAT: u64 = 1;
+
+/// Events kept in memory for watches that resume from an older revision.
+pub const HISTORY_EVENTS: usize = 16 * 1024;
+
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1 << 32);
+
+/// The embedded metadata store (one redb file). Cheap to clone.
+///
+/// - Writes are durable when they return (redb commits with fsync), on a blocking thread.
+/// - Ephemeral keys are written to disk like other keys, tagged with their session, and deleted
+///   when the store is opened: after a crash (or any exit) they are gone, as with etcd after the
+///   TTL.
+/// - Sessions end only through [`MetadataStore::close_session`] or [`LocalStore::close`].
+/// - Watches replay from memory: a watch from a revision older than the last open, or older than
+///   the last [`HISTORY_EVENTS`] events, fails with [`MetaError::Compacted`].
+#[derive(Clone)]
+pub struct LocalStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    path: PathBuf,
+    store_id: u64,
+    /// Held around every write transaction *and* the publication of its events, so that
+    /// events enter the history in revision order.
+    write_lock: Mutex<()>,
+    history: Mutex<History>,
+    revision: watch::Sender<u64>,
+    next_session: AtomicI64,
+    sessions: Mutex<HashMap<SessionId, Session>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+struct History {
+    /// Every event with revision >= `oldest` is in `events`.
+    oldest: u64,
+    events: VecDeque<WatchEvent>,
+}
+
+impl std::fmt::Debug for LocalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+type KvTable<'a> = redb::Table<'a, &'static str, &'static [u8]>;
+
+impl LocalStore {
+    /// Opens (or creates) the store in the file `path`, deleting the ephemeral keys a previous
+    /// process left behind.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|e| MetaError::Local(format!("open task failed: {e}")))?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| MetaError::Local(format!("create {}: {e}", dir.display())))?;
+        }
+        let db = Database::create(&path)?;
+        let txn = db.begin_write()?;
+        let revision;
+        {
+            let mut meta = txn.open_table(META)?;
+            let format = meta.get(META_FORMAT)?.map(|g| g.value());
+            match format {
+                None => {
+                    meta.insert(META_FORMAT, FORMAT)?;
+                }
+                Some(FORMAT) => {}
+                Some(other) => {
+                    return Err(MetaError::Local(format!(
+                        "{}: unsupported format {other} (this build reads {FORMAT})",
+                        path.display()
+                    )));
+                }
+            }
+            let mut rev = meta.get(META_REVISION)?.map(|g| g.value()).unwrap_or(0);
+            // Delete ephemeral keys left by the previous process.
+            let mut kv = txn.open_table(KV)?;
+            let mut stale = Vec::new();
+            for item in kv.iter()? {
+                let (k, v) = item?;
+                match record::decode(v.value()) {
+                    Some(rec) if rec.stat.session.is_some() => stale.push(k.value().to_owned()),
+                    Some(_) => {}
+                    None => {
+                        return Err(MetaError::Decode {
+                            key: k.value().to_owned(),
+                            reason: "corrupt record in local store".into(),
+                        });
+                    }
+                }
+            }
+            if !stale.is_empty() {
+                rev += 1;
+                for k in &stale {
+                    kv.remove(k.as_str())?;
+                }
+                tracing::info!(
+                    count = stale.len(),
+                    "deleted ephemeral keys of the previous process"
+                );
+            }
+            meta.insert(META_REVISION, rev)?;
+            revision = rev;
+        }
+        txn.commit()?;
+        let (revision_tx, _) = watch::channel(revision);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                store_id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+                write_lock: Mutex::new(()),
+                history: Mutex::new(History {
+                    oldest: revision + 1,
+                    events: VecDeque::new(),
+                }),
+                revision: revision_tx,
+                next_session: AtomicI64::new(1),
+                sessions: Mutex::new(HashMap::new()),
+                cancel: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+            }),
+        })
+    }
+
+    /// Closes the store: every session is lost, watches end with [`MetaError::Closed`], their
+    /// tasks are awaited. Ephemeral keys are deleted.
+    pub async fn close(&self) {
+        let sessions: Vec<Session> = self.inner.sessions.lock().values().cloned().collect();
+        for s in sessions {
+            if let Err(e) = self.close_session(&s).await {
+                tracing::warn!(session = s.id(), error = %e, "close session failed");
+            }
+        }
+        self.inner.cancel.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(MetaError::Closed);
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| MetaError::Local(format!("blocking task failed: {e}")))?
+    }
+
+    /// Runs one write transaction. `f` gets the table and the revision this transaction will
+    /// have, and returns its result and events; no events means nothing changed (no revision
+    /// bump, transaction aborted).
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut KvTable<'_>, u64) -> Result<(T, Vec<WatchEvent>)> + Send + 'static,
+    ) -> Result<T> {
+        self.blocking(move |inner| {
+            let _guard = inner.write_lock.lock();
+            let txn = inner.db.begin_write()?;
+            let current = *inner.revision.borrow();
+            let rev = current + 1;
+            let (out, events) = {
+                let mut kv = txn.open_table(KV)?;
+                f(&mut kv, rev)?
+            };
+            if events.is_empty() {
+                txn.abort()?;
+                return Ok(out);
+            }
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert(META_REVISION, rev)?;
+            }
+            txn.commit()?;
+            {
+                let mut h = inner.history.lock();
+                h.events.extend(events);
+                while h.events.len() > HISTORY_EVENTS {
+                    if let Some(ev) = h.events.pop_front() {
+                        h.oldest = ev.revision + 1;
+                    }
+                }
+                // Events of one revision are dropped together or not at all.
+                while h.events.front().is_some_and(|e| e.revision < h.oldest) {
+                    h.events.pop_front();
+                }
+            }
+            inner.revision.send_replace(rev);
+            Ok(out)
+        })
+        .await
+    }
+
+    fn check_session(&self, session: &Session) -> Result<()> {
+        if session.inner.store_id != self.inner.store_id {
+            return Err(MetaError::InvalidArgument(
+                "session belongs to another store".into(),
+            ));
+        }
+        if session.is_lost() {
+            return Err(MetaError::SessionLost(session.id()));
+        }
+        Ok(())
+    }
+
+    async fn put_inner(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Expected,
+        bind: Option<Session>,
+    ) -> Result<Stat> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.write(move |kv, rev| {
+            if let Some(s) = &bind
+                && s.is_lost()
+            {
+                return Err(MetaError::SessionLost(s.id()));
+            }
+            let current = read_record(kv, &key)?;
+            let actual = current.as_ref().map(|c| c.stat.version);
+            if !expected.matches(actual) {
+                return Err(MetaError::BadVersion {
+                    key,
+                    expected,
+                    actual,
+                });
+            }
+            let stat = match &current {
+                Some(c) => Stat {
+                    version: c.stat.version + 1,
+                    create_revision: c.stat.create_revision,
+                    mod_revision: rev,
+                    session: bind.as_ref().map(|s| s.id()).or(c.stat.session),
+                },
+                None => Stat {
+                    version: 1,
+                    create_revision: rev,
+                    mod_revision: rev,
+                    session: bind.as_ref().map(|s| s.id()),
+                },
+            };
+            kv.insert(key.as_str(), record::encode(&stat, &value).as_slice())?;
+            let ev = WatchEvent {
+                kind: if current.is_some() {
+                    EventKind::Modify
+                } else {
+                    EventKind::Create
+                },
+                key,
+                value,
+                version: stat.version,
+                revision: rev,
+            };
+            Ok((stat, vec![ev]))
+        })
+        .await
+    }
+
+    /// Deletes every key bound to `session` in one transaction.
+    async fn delete_session_keys(&self, id: SessionId) -> Result<u64> {
+        self.write(move |kv, rev| {
+            let mut doomed = Vec::new();
+            for item in kv.iter()? {
+                let (k, v) = item?;
+                if record::decode(v.value()).is_some_and(|r| r.stat.session == Some(id)) {
+                    doomed.push(k.value().to_owned());
+                }
+            }
+            let mut events = Vec::with_capacity(doomed.len());
+            for k in doomed {
+                kv.remove(k.as_str())?;
+                events.push(delete_event(k, rev));
+            }
+            Ok((events.len() as u64, events))
+        })
+        .await
+    }
+}
+
+fn delete_event(key: String, revision: u64) -> WatchEvent {
+    WatchEvent {
+        kind: EventKind::Delete,
+        key,
+        value: Bytes::new(),
+        version: 0,
+        revision,
+    }
+}
+
+fn read_record(
+    kv: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<Versioned>> {
+    match kv.get(key)? {
+        None => Ok(None),
+        Some(g) => record::decode(g.value())
+            .map(Some)
+            .ok_or_else(|| MetaError::Decode {
+                key: key.to_owned(),
+                reason: "corrupt record in local store".into(),
+            }),
+    }
+}
+
+fn prefix_end(prefix: &str) -> Option<String> {
+    // The smallest string greater than every string starting with `prefix`.
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        if let Some(n) = char::from_u32(c as u32 + 1) {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+fn scan_table(
+    kv: &impl ReadableTable<&'static str, &'static [u8]>,
+    prefix: &str,
+) -> Result<Vec<KeyValue>> {
+    let mut out = Vec::new();
+    let range = match prefix_end(prefix) {
+        Some(end) => kv.range::<&str>(prefix..end.as_str())?,
+        None => kv.range::<&str>(prefix..)?,
+    };
+    for item in range {
+        let (k, v) = item?;
+        let key = k.value();
+        if !key.starts_with(prefix) {
+            continue;
+        }
+        let value = record::decode(v.value()).ok_or_else(|| MetaError::Decode {
+            key: key.to_owned(),
+            reason: "corrupt record in local store".into(),
+        })?;
+        out.push(KeyValue {
+            key: key.to_owned(),
+            value,
+        });
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl MetadataStore for LocalStore {
+    fn backend(&self) -> &'static str {
+        "local"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Versioned>> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_read()?;
+            let kv = txn.open_table(KV)?;
+            read_record(&kv, &key)
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, value: Bytes, expected: Expected) -> Result<Stat> {
+        self.put_inner(key, value, expected, None).await
+    }
+
+    async fn delete(&self, key: &str, expected: Expected) -> Result<bool> {
+        check_key(key)?;
+        let key = key.to_owned();
+        self.write(move |kv, rev| {
+            let current = read_record(kv, &key)?;
+            let actual = current.as_ref().map(|c| c.stat.version);
+            if !expected.matches(actual) {
+                return Err(MetaError::BadVersion {
+                    key,
+                    expected,
+                    actual,
+                });
+            }
+            if current.is_none() {
+                return Ok((false, vec![]));
+            }
+            kv.remove(key.as_str())?;
+            Ok((true, vec![delete_event(key, rev)]))
+        })
+        .await
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Scan> {
+        let prefix = prefix.to_owned();
+        self.blocking(move |inner| {
+            // Read the revision under the write lock's shadow: a read transaction sees every
+            // commit before it, and the revision only moves after a commit.
+            let (txn, revision) = {
+                let _g = inner.write_lock.lock();
+                (inner.db.begin_read()?, *inner.revision.borrow())
+            };
+            let kv = txn.open_table(KV)?;
+            Ok(Scan {
+                revision,
+                entries: scan_table(&kv, &prefix)?,
+            })
+        })
+        .await
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let prefix = prefix.to_owned();
+        self.write(move |kv, rev| {
+            let keys: Vec<String> = scan_table(kv, &prefix)?
+                .into_iter()
+                .map(|e| e.key)
+                .collect();
+            let mut events = Vec::with_capacity(keys.len());
+            for k in keys {
+                kv.remove(k.as_str())?;
+                events.push(delete_event(k, rev));
+            }
+            Ok((events.len() as u64, events))
+        })
+        .await
+    }
+
+    async fn current_revision(&self) -> Result<u64> {
+        Ok(*self.inner.revision.borrow())
+    }
+
+    async fn watch(&self, prefix: &str, from_revision: Option<u64>) -> Result<WatchStream> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(MetaError::Closed);
+        }
+        let mut rev_rx = self.inner.revision.subscribe();
+        let start = from_revision
+            .unwrap_or(*rev_rx.borrow_and_update() + 1)
+            .max(1);
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        let inner = self.inner.clone();
+        let prefix = prefix.to_owned();
+        self.inner.tracker.spawn(async move {
+            let mut next = start;
+            loop {
+                // Copy a batch out of the history, then send it without holding the lock.
+                let batch: Result<(Vec<WatchEvent>, u64)> = {
+                    let h = inner.history.lock();
+                    if next < h.oldest {
+                        Err(MetaError::Compacted {
+                            requested: next,
+                            oldest: h.oldest,
+                        })
+                    } else {
+                        let from = h.events.partition_point(|e| e.revision < next);
+                        let mut out = Vec::new();
+                        let mut covered = next.saturating_sub(1);
+                        for e in h.events.range(from..) {
+                            if out.len() >= 256 && e.revision != covered {
+                                break;
+                            }
+                            covered = e.revision;
+                            if e.key.starts_with(&prefix) {
+                                out.push(e.clone());
+                            }
+                        }
+                        Ok((out, covered))
+                    }
+                };
+                let (events, covered) = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                for ev in events {
+                    if tx.send(Ok(ev)).await.is_err() {
+                        return;
+                    }
+                }
+                if covered >= next {
+                    next = covered + 1;
+                    continue;
+                }
+                // Caught up: wait for the next commit.
+                tokio::select! {
+                    changed = rev_rx.changed() => {
+                        if changed.is_err() {
+                            let _ = tx.send(Err(MetaError::Closed)).await;
+                            return;
+                        }
+                    }
+                    () = inner.cancel.cancelled() => {
+                        let _ = tx.send(Err(MetaError::Closed)).await;
+                        return;
+                    }
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(WatchStream::new(rx, start))
+    }
+
+    async fn create_session(&self, ttl: Duration) -> Result<Session> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(MetaError::Closed);
+        }
+        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        let session = Session::new(id, ttl, self.inner.store_id, &self.inner.cancel);
+        self.inner.sessions.lock().insert(id, session.clone());
+        Ok(session)
+    }
+
+    async fn put_ephemeral(
+        &self,
+        session: &Session,
+        key: &str,
+        value: Bytes,
+        expected: Expected,
+        opts: EphemeralOptions,
+    ) -> Result<Stat> {
+        self.check_session(session)?;
+        let stat = self
+            .put_inner(key, value.clone(), expected, Some(session.clone()))
+            .await?;
+        session.record(key, value, opts.recreate_on_reestablish);
+        Ok(stat)
+    }
+
+    async fn reestablish_session(&self, old: &Session) -> Result<Reestablished> {
+        if old.inner.store_id != self.inner.store_id {
+            return Err(MetaError::InvalidArgument(
+                "session belongs to another store".into(),
+            ));
+        }
+        let new = self.create_session(old.ttl()).await?;
+        let mut recreated = Vec::new();
+        let mut taken = Vec::new();
+        let mut dropped = Vec::new();
+        let old_id = old.id();
+        for (key, rec) in old.records() {
+            if !rec.recreate {
+                dropped.push(key);
+                continue;
+            }
+            let bind = new.clone();
+            let k = key.clone();
+            let value = rec.value.clone();
+            let moved = self
+                .write(move |kv, rev| {
+                    let current = read_record(kv, &k)?;
+                    let (stat, kind, value) = match current {
+                        Some(c) if c.stat.session == Some(old_id) => (
+                            Stat {
+                                version: c.stat.version + 1,
+                                create_revision: c.stat.create_revision,
+                                mod_revision: rev,
+                                session: Some(bind.id()),
+                            },
+                            EventKind::Modify,
+                            c.value,
+                        ),
+                        None => (
+                            Stat {
+                                version: 1,
+                                create_revision: rev,
+                                mod_revision: rev,
+                                session: Some(bind.id()),
+                            },
+                            EventKind::Create,
+                            value,
+                        ),
+                        Some(_) => return Ok((false, vec![])),
+                    };
+                    kv.insert(k.as_str(), record::encode(&stat, &value).as_slice())?;
+                    let ev = WatchEvent {
+                        kind,
+                        key: k,
+                        value,
+                        version: stat.version,
+                        revision: rev,
+                    };
+                    Ok((true, vec![ev]))
+                })
+                .await?;
+            if moved {
+                new.record(&key, rec.value, true);
+                recreated.push(key);
+            } else {
+                taken.push(key);
+            }
+        }
+        self.close_session(old).await?;
+        Ok(Reestablished {
+            session: new,
+            recreated,
+            taken,
+            dropped,
+        })
+    }
+
+    async fn close_session(&self, session: &Session) -> Result<()> {
+        if session.inner.store_id != self.inner.store_id {
+            return Err(MetaError::InvalidArgument(
+                "session belongs to another store".into(),
+            ));
+        }
+        session.mark_lost();
+        self.inner.sessions.lock().remove(&session.id());
+        self.delete_session_keys(session.id()).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_works() {
+        assert_eq!(prefix_end("/a/").as_deref(), Some("/a0"));
+        assert_eq!(prefix_end("").as_deref(), None);
+    }
+
+    #[tokio::test]
+    async fn ephemeral_keys_are_wiped_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        {
+            let store = LocalStore::open(&path).await.unwrap();
+            let s = store.create_session(Duration::from_secs(3)).await.unwrap();
+            store
+                .put_ephemeral(
+                    &s,
+                    "/e",
+                    Bytes::from_static(b"x"),
+                    Expected::Absent,
+                    EphemeralOptions::default(),
+                )
+                .await
+                .unwrap();
+            store
+                .put("/p", Bytes::from_static(b"y"), Expected::Absent)
+                .await
+                .unwrap();
+            // Dropped without close: like a crash.
+        }
+        let store = LocalStore::open(&path).await.unwrap();
+        assert!(store.get("/e").await.unwrap().is_none());
+        assert_eq!(&store.get("/p").await.unwrap().unwrap().value[..], b"y");
+        // The deletion bumped the revision; old history cannot be replayed.
+        let rev = store.current_revision().await.unwrap();
+        assert_eq!(rev, 3);
+        let mut w = store.watch("/", Some(1)).await.unwrap();
+        assert!(matches!(
+            w.next().await,
+            Some(Err(MetaError::Compacted { .. }))
+        ));
+        store.close().await;
+    }
+}
+
+crate::conformance_tests!(local_conformance, async || {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::open(dir.path().join("meta.redb"))
+        .await
+        .unwrap();
+    (
+        std::sync::Arc::new(store) as std::sync::Arc<dyn crate::MetadataStore>,
+        dir,
+    )
+});
