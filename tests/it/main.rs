@@ -2,5 +2,6 @@
 //! Each area is one module; shared launchers live in `harness`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bookie;
 mod harness;
 mod smoke;
