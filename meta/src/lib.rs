@@ -76,6 +76,7 @@ pub mod retry;
 mod session;
 mod store;
 
+pub use bytes::Bytes;
 pub use error::{MetaError, Result};
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use local::{HISTORY_EVENTS, LocalStore};
