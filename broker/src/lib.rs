@@ -12,12 +12,19 @@
 //! last confirmed position never moves backwards; a cursor never forgets an acked range.
 
 pub mod cache;
+pub mod config;
+pub mod connection;
 pub mod cursor;
 pub mod error;
 pub mod managed_ledger;
 pub mod metadata;
+pub mod metrics;
 pub mod position;
+pub mod schema;
+pub mod service;
 pub mod storage;
+pub mod subscription;
+pub mod topic;
 pub mod topic_name;
 
 pub use error::{BrokerError, Result};

@@ -99,7 +99,7 @@ struct Shared {
 #[derive(Clone)]
 pub struct ManagedLedger {
     inner: Arc<Inner>,
-    tx: mpsc::Sender<Cmd>,
+    tx: mpsc::UnboundedSender<Cmd>,
 }
 
 impl std::ops::Deref for ManagedLedger {
@@ -189,7 +189,7 @@ impl ManagedLedger {
             ledgers: RwLock::new(info.ledgers),
             lac: lac_tx,
         });
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             name: name.into(),
             key: key.into(),
@@ -219,23 +219,29 @@ impl ManagedLedger {
         &self.name
     }
 
-    /// Appends one entry; resolves with its position once durable.
+    /// Appends one entry. The entry's place in the log is fixed when this is called (not when the
+    /// future is polled); the future resolves with its position once durable.
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the append; its outcome is then unknown to the caller.
-    pub async fn append(&self, data: Bytes) -> Result<Position> {
+    pub fn append(
+        &self,
+        data: Bytes,
+    ) -> impl std::future::Future<Output = Result<Position>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Append(data, tx))
-            .await
-            .map_err(|_| BrokerError::ShuttingDown)?;
-        rx.await.map_err(|_| BrokerError::ShuttingDown)?
+        let sent = self.tx.send(Cmd::Append(data, tx)).is_ok();
+        async move {
+            if !sent {
+                return Err(BrokerError::ShuttingDown);
+            }
+            rx.await.map_err(|_| BrokerError::ShuttingDown)?
+        }
     }
 
     /// Flushes in-flight appends and closes the current ledger.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Close(tx)).await.is_ok() {
+        if self.tx.send(Cmd::Close(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -469,7 +475,7 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         loop {
             tokio::select! {
                 Some((res, ledger, data, reply)) = self.inflight.next(), if !self.inflight.is_empty() => {

@@ -1,0 +1,98 @@
+//! Broker configuration: a serde struct with defaults; unknown keys are an error.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::managed_ledger::ManagedLedgerConfig;
+use crate::subscription::SubscriptionConfig;
+
+/// Settings of one broker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Address the Pulsar and HTTP listeners bind to.
+    pub bind_address: String,
+    /// Host name or address clients are told to connect to (LOOKUP answers).
+    pub advertised_address: String,
+    /// Pulsar protocol port (0: any free port).
+    pub broker_port: u16,
+    /// HTTP port: lookup, admin, /metrics (0: any free port).
+    pub http_port: u16,
+    /// Largest message accepted and advertised in CONNECTED.
+    pub max_message_size: usize,
+    /// Entry cache size in bytes.
+    pub cache_size_bytes: u64,
+    /// Ping idle connections this often; close them if the next tick finds no answer.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// Roll over a ledger after this many entries.
+    pub max_entries_per_ledger: u64,
+    /// Roll over a ledger after this many bytes.
+    pub max_ledger_size_bytes: u64,
+    /// Roll over a ledger older than this.
+    #[serde(with = "humantime_serde")]
+    pub max_ledger_age: Duration,
+    /// Keep consumed ledgers at least this long.
+    #[serde(with = "humantime_serde")]
+    pub retention_time: Duration,
+    /// How often consumed ledgers are trimmed.
+    #[serde(with = "humantime_serde")]
+    pub trim_interval: Duration,
+    /// Minimum time between two writes of one cursor.
+    #[serde(with = "humantime_serde")]
+    pub cursor_flush_interval: Duration,
+    /// Unacknowledged SENDs per connection before the broker stops reading from it.
+    pub max_pending_sends: usize,
+    /// Allow producers/consumers to create topics that do not exist.
+    pub allow_auto_topic_creation: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let ml = ManagedLedgerConfig::default();
+        Self {
+            bind_address: "127.0.0.1".into(),
+            advertised_address: "127.0.0.1".into(),
+            broker_port: 6650,
+            http_port: 8080,
+            max_message_size: strata_proto::frame::DEFAULT_MAX_MESSAGE_SIZE,
+            cache_size_bytes: 256 << 20,
+            keepalive_interval: Duration::from_secs(30),
+            max_entries_per_ledger: ml.max_entries_per_ledger,
+            max_ledger_size_bytes: ml.max_size_per_ledger,
+            max_ledger_age: ml.max_ledger_age,
+            retention_time: ml.retention_time,
+            trim_interval: Duration::from_secs(60),
+            cursor_flush_interval: SubscriptionConfig::default().cursor_flush_interval,
+            max_pending_sends: 1000,
+            allow_auto_topic_creation: true,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Managed-ledger settings derived from this config.
+    pub fn managed_ledger(&self) -> ManagedLedgerConfig {
+        ManagedLedgerConfig {
+            max_entries_per_ledger: self.max_entries_per_ledger,
+            max_size_per_ledger: self.max_ledger_size_bytes,
+            max_ledger_age: self.max_ledger_age,
+            retention_time: self.retention_time,
+            ..ManagedLedgerConfig::default()
+        }
+    }
+
+    /// Subscription settings derived from this config.
+    pub fn subscription(&self) -> SubscriptionConfig {
+        SubscriptionConfig {
+            cursor_flush_interval: self.cursor_flush_interval,
+            ..Default::default()
+        }
+    }
+
+    /// `pulsar://advertised:port`.
+    pub fn service_url(&self, port: u16) -> String {
+        format!("pulsar://{}:{port}", self.advertised_address)
+    }
+}

@@ -1,0 +1,317 @@
+//! A loaded topic: its managed ledger, producers and subscriptions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use strata_proto::commands;
+use strata_proto::frame::Frame;
+use strata_proto::pulsar::ProducerAccessMode;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::error::{BrokerError, Result};
+use crate::managed_ledger::ManagedLedger;
+use crate::metadata::BrokerMetadata;
+use crate::metrics::Metrics;
+use crate::position::Position;
+use crate::subscription::{
+    InitialPosition, Outbound, Subscription, SubscriptionConfig, cursor_key,
+};
+use crate::topic_name::TopicName;
+
+/// A producer attached to a topic.
+struct ProducerEntry {
+    name: String,
+    producer_id: u64,
+    mode: ProducerAccessMode,
+    out: Outbound,
+}
+
+/// A producer waiting for exclusive access (WaitForExclusive).
+struct Waiter {
+    key: u64,
+    entry: ProducerEntry,
+    ready: oneshot::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Producers {
+    by_key: HashMap<u64, ProducerEntry>,
+    waiting: Vec<Waiter>,
+}
+
+/// Outcome of adding a producer.
+pub enum ProducerAdmission {
+    /// Ready; the topic epoch.
+    Ready(u64),
+    /// Queued for exclusive access; resolves with the topic epoch when granted.
+    Waiting(oneshot::Receiver<u64>),
+}
+
+/// A loaded topic.
+pub struct Topic {
+    /// Its name.
+    pub name: TopicName,
+    /// Partition index, or -1.
+    pub partition: i32,
+    ml: ManagedLedger,
+    meta: Arc<dyn BrokerMetadata>,
+    metrics: Metrics,
+    sub_config: SubscriptionConfig,
+    producers: Mutex<Producers>,
+    subs: tokio::sync::Mutex<HashMap<String, Subscription>>,
+    epoch: AtomicU64,
+}
+
+impl Topic {
+    /// A topic over its opened managed ledger.
+    pub fn new(
+        name: TopicName,
+        ml: ManagedLedger,
+        meta: Arc<dyn BrokerMetadata>,
+        metrics: Metrics,
+        sub_config: SubscriptionConfig,
+    ) -> Self {
+        let partition = name.partition_index().map(|p| p as i32).unwrap_or(-1);
+        Topic {
+            name,
+            partition,
+            ml,
+            meta,
+            metrics,
+            sub_config,
+            producers: Mutex::new(Producers::default()),
+            subs: tokio::sync::Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The managed ledger.
+    pub fn ledger(&self) -> &ManagedLedger {
+        &self.ml
+    }
+
+    /// Appends an entry (the raw `[metadata_size][metadata][payload]` of a SEND). The order is
+    /// fixed at call time.
+    pub fn publish(
+        &self,
+        raw: Bytes,
+        num_messages: u64,
+    ) -> impl std::future::Future<Output = Result<Position>> + Send + 'static {
+        self.metrics.in_messages.inc_by(num_messages);
+        self.metrics.in_bytes.inc_by(raw.len() as u64);
+        self.ml.append(raw)
+    }
+
+    /// Adds a producer with the given access mode.
+    pub fn add_producer(
+        &self,
+        key: u64,
+        producer_id: u64,
+        name: &str,
+        mode: ProducerAccessMode,
+        out: Outbound,
+    ) -> Result<ProducerAdmission> {
+        let mut p = self.producers.lock();
+        if p.by_key.values().any(|e| e.name == name)
+            || p.waiting.iter().any(|w| w.entry.name == name)
+        {
+            return Err(BrokerError::ProducerBusy(format!(
+                "producer with name '{name}' is already connected to topic {}",
+                self.name
+            )));
+        }
+        let has_exclusive = p
+            .by_key
+            .values()
+            .any(|e| e.mode != ProducerAccessMode::Shared);
+        let entry = ProducerEntry {
+            name: name.to_owned(),
+            producer_id,
+            mode,
+            out,
+        };
+        match mode {
+            ProducerAccessMode::Shared => {
+                if has_exclusive {
+                    return Err(BrokerError::ProducerBusy(format!(
+                        "topic {} has an exclusive producer",
+                        self.name
+                    )));
+                }
+            }
+            ProducerAccessMode::Exclusive => {
+                if !p.by_key.is_empty() {
+                    return Err(BrokerError::ProducerFenced(format!(
+                        "topic {} already has producers",
+                        self.name
+                    )));
+                }
+                self.epoch.fetch_add(1, Ordering::Relaxed);
+            }
+            ProducerAccessMode::ExclusiveWithFencing => {
+                for (_, old) in p.by_key.drain() {
+                    info!(topic = %self.name, producer = %old.name, "fencing producer");
+                    let _ = old.out.send(Frame::simple(commands::close_producer(
+                        old.producer_id,
+                        0,
+                        None,
+                    )));
+                    self.metrics.producers.dec();
+                }
+                self.epoch.fetch_add(1, Ordering::Relaxed);
+            }
+            ProducerAccessMode::WaitForExclusive => {
+                if !p.by_key.is_empty() {
+                    let (tx, rx) = oneshot::channel();
+                    p.waiting.push(Waiter {
+                        key,
+                        entry,
+                        ready: tx,
+                    });
+                    return Ok(ProducerAdmission::Waiting(rx));
+                }
+                self.epoch.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        p.by_key.insert(key, entry);
+        self.metrics.producers.inc();
+        Ok(ProducerAdmission::Ready(self.epoch.load(Ordering::Relaxed)))
+    }
+
+    /// Removes a producer; grants exclusive access to the next waiter if the topic is free.
+    pub fn remove_producer(&self, key: u64) {
+        let mut p = self.producers.lock();
+        if p.by_key.remove(&key).is_some() {
+            self.metrics.producers.dec();
+        }
+        p.waiting.retain(|w| w.key != key);
+        while p.by_key.is_empty() && !p.waiting.is_empty() {
+            let w = p.waiting.remove(0);
+            let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+            if w.ready.send(epoch).is_ok() {
+                p.by_key.insert(w.key, w.entry);
+                self.metrics.producers.inc();
+            }
+        }
+    }
+
+    /// Number of producers connected.
+    pub fn producer_count(&self) -> usize {
+        self.producers.lock().by_key.len()
+    }
+
+    /// Gets or creates a subscription.
+    pub async fn subscribe(
+        &self,
+        name: &str,
+        durable: bool,
+        initial: InitialPosition,
+    ) -> Result<Subscription> {
+        let mut subs = self.subs.lock().await;
+        if let Some(s) = subs.get(name) {
+            if s.is_durable() || !durable {
+                return Ok(s.clone());
+            }
+        }
+        let sub = Subscription::open(
+            &self.name.to_string(),
+            self.partition,
+            name,
+            durable,
+            initial,
+            self.ml.clone(),
+            self.meta.clone(),
+            self.sub_config.clone(),
+            self.metrics.clone(),
+        )
+        .await?;
+        subs.insert(name.to_owned(), sub.clone());
+        Ok(sub)
+    }
+
+    /// Loads every durable subscription stored for this topic (so retention sees them).
+    pub async fn load_durable_subscriptions(&self) -> Result<()> {
+        let prefix = format!("{}/", cursor_key(self.ml.name(), ""));
+        let prefix = prefix.trim_end_matches('/').to_owned() + "/";
+        let keys = self.meta.list(&prefix).await?;
+        for (k, _) in keys {
+            let sub = k[prefix.len()..].to_owned();
+            if !sub.is_empty() && !sub.contains('/') {
+                self.subscribe(&sub, true, InitialPosition::Latest).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a subscription; `delete_cursor` also removes its stored cursor.
+    pub async fn remove_subscription(&self, name: &str, delete_cursor: bool) {
+        let removed = self.subs.lock().await.remove(name);
+        if let Some(s) = removed {
+            s.close().await;
+        }
+        if delete_cursor && let Err(e) = self.meta.delete(&cursor_key(self.ml.name(), name)).await {
+            warn!(topic = %self.name, sub = name, error = %e, "delete cursor failed");
+        }
+    }
+
+    /// Names of the subscriptions.
+    pub async fn subscription_names(&self) -> Vec<String> {
+        self.subs.lock().await.keys().cloned().collect()
+    }
+
+    /// The slowest durable mark-delete position (None when there is no durable subscription).
+    pub async fn slowest_durable(&self) -> Option<Position> {
+        let subs: Vec<Subscription> = self
+            .subs
+            .lock()
+            .await
+            .values()
+            .filter(|s| s.is_durable())
+            .cloned()
+            .collect();
+        let mut slowest: Option<Position> = None;
+        let mut any = false;
+        for s in subs {
+            any = true;
+            if let Some(md) = s.mark_delete().await {
+                slowest = Some(slowest.map_or(md, |x| x.min(md)));
+            }
+        }
+        if any {
+            Some(slowest.unwrap_or(Position::EARLIEST))
+        } else {
+            None
+        }
+    }
+
+    /// Trims consumed ledgers past retention.
+    pub async fn trim(&self) -> Result<usize> {
+        let slowest = self.slowest_durable().await;
+        self.ml.trim(slowest).await
+    }
+
+    /// Closes every subscription (flushing cursors) and the managed ledger.
+    pub async fn close(&self) {
+        let subs: Vec<Subscription> = self.subs.lock().await.drain().map(|(_, s)| s).collect();
+        for s in subs {
+            s.close().await;
+        }
+        {
+            let mut p = self.producers.lock();
+            for (_, e) in p.by_key.drain() {
+                let _ = e.out.send(Frame::simple(commands::close_producer(
+                    e.producer_id,
+                    0,
+                    None,
+                )));
+                self.metrics.producers.dec();
+            }
+            p.waiting.clear();
+        }
+        self.ml.close().await;
+    }
+}
