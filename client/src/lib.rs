@@ -1,1 +1,30 @@
-//! strata-client (skeleton; see the crate's issue for what it must do).
+//! `strata-client`: a small async Apache Pulsar client over the `strata-proto` codec, and the
+//! `strata produce | consume | perf` commands built on it.
+//!
+//! - [`PulsarClient`]: connection pool keyed by broker URL, LOOKUP with redirects,
+//!   PARTITIONED_METADATA.
+//! - [`Producer`]: one task per partition; batching (one SEND per batch), compression, sequence
+//!   ids, a future per message resolved by SEND_RECEIPT, `max_pending` backpressure.
+//! - [`Consumer`]: SUBSCRIBE on every partition, FLOW permits re-granted as the application
+//!   receives (half the receiver queue at a time), batches split into messages, acks.
+//! - [`cli`]: clap `Args` and `run_*` functions the `strata` binary wires in.
+//!
+//! Depends on `strata-proto` only, never on server crates. Connections are not re-established
+//! automatically: an operation on a dead connection fails with a retryable [`ClientError`].
+
+pub mod cli;
+mod client;
+pub mod compression;
+pub mod connection;
+mod consumer;
+mod error;
+mod message;
+mod producer;
+
+pub use client::{PulsarClient, full_topic_name, partition_name};
+pub use consumer::{Consumer, ConsumerOptions};
+pub use error::{ClientError, Result};
+pub use message::{Message, MessageId, OutgoingMessage};
+pub use producer::{Producer, ProducerOptions, SendFuture};
+pub use strata_proto::pulsar::command_subscribe::{InitialPosition, SubType};
+pub use strata_proto::pulsar::{CompressionType, Schema};

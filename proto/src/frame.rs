@@ -366,6 +366,8 @@ pub fn encode_frame(
     Ok(())
 }
 
+/// The only `Encoder` impl, so `SinkExt::flush` on a `FramedWrite<_, PulsarCodec>` infers its item
+/// type. Use [`encode_frame`] to encode a borrowed command.
 impl Encoder<Frame> for PulsarCodec {
     type Error = FrameError;
 
@@ -376,27 +378,6 @@ impl Encoder<Frame> for PulsarCodec {
             self.max_frame_size,
             dst,
         )
-    }
-}
-
-impl Encoder<&Frame> for PulsarCodec {
-    type Error = FrameError;
-
-    fn encode(&mut self, item: &Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
-        encode_frame(
-            &item.command,
-            item.payload.as_ref(),
-            self.max_frame_size,
-            dst,
-        )
-    }
-}
-
-impl Encoder<BaseCommand> for PulsarCodec {
-    type Error = FrameError;
-
-    fn encode(&mut self, item: BaseCommand, dst: &mut BytesMut) -> Result<(), FrameError> {
-        encode_frame(&item, None, self.max_frame_size, dst)
     }
 }
 
@@ -512,7 +493,7 @@ mod tests {
             let mut codec = PulsarCodec::new();
             let mut buf = BytesMut::new();
             for f in &frames {
-                codec.encode(f, &mut buf).unwrap();
+                codec.encode(f.clone(), &mut buf).unwrap();
             }
             let decoded = decode_all(&mut codec, &mut buf);
             prop_assert!(buf.is_empty());
@@ -532,7 +513,7 @@ mod tests {
             let mut codec = PulsarCodec::new();
             let mut wire = BytesMut::new();
             for f in &frames {
-                codec.encode(f, &mut wire).unwrap();
+                codec.encode(f.clone(), &mut wire).unwrap();
             }
             let mut buf = BytesMut::new();
             let mut decoded = Vec::new();
@@ -589,7 +570,7 @@ mod tests {
         let frame = Frame::with_payload(commands::send(1, 1, 1), Payload::new(md, &[0u8; 20_000]));
         let mut buf = BytesMut::new();
         assert!(matches!(
-            codec.encode(&frame, &mut buf),
+            codec.encode(frame, &mut buf),
             Err(FrameError::TooLarge { .. })
         ));
         assert!(buf.is_empty());
@@ -603,7 +584,7 @@ mod tests {
             Payload::new(MessageMetadata::default(), b"hello"),
         );
         let mut wire = BytesMut::new();
-        codec.encode(&frame, &mut wire).unwrap();
+        codec.encode(frame, &mut wire).unwrap();
         let last = wire.len() - 1;
         wire[last] ^= 0xff; // corrupt one payload byte
         codec

@@ -1,0 +1,509 @@
+//! `strata perf produce|consume`: load generator in the style of `pulsar-perf`, with throughput
+//! and HdrHistogram latency percentiles per interval and for the whole run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::common::{CompressionArg, DEFAULT_SERVICE_URL, SubTypeArg};
+use crate::{
+    ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions, PulsarClient, SendFuture,
+};
+
+/// Load generator.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PerfArgs {
+    /// What to measure.
+    #[command(subcommand)]
+    pub command: PerfCommand,
+}
+
+/// `strata perf` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum PerfCommand {
+    /// Publish at a rate and report publish throughput and latency.
+    Produce(PerfProduceArgs),
+    /// Consume and report throughput and end-to-end latency.
+    Consume(PerfConsumeArgs),
+}
+
+/// `strata perf produce`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PerfProduceArgs {
+    /// Topic (with `--num-topics N > 1`, topics `<topic>-0` .. `<topic>-{N-1}`).
+    #[arg(default_value = "perf")]
+    pub topic: String,
+    /// Broker service URL.
+    #[arg(long, short = 'u', env = "STRATA_SERVICE_URL", default_value = DEFAULT_SERVICE_URL)]
+    pub service_url: String,
+    /// Total publish rate in msg/s over all producers (0 = as fast as possible).
+    #[arg(long, short = 'r', default_value_t = 100)]
+    pub rate: u64,
+    /// Message size in bytes.
+    #[arg(long, short = 's', default_value_t = 1024)]
+    pub size: usize,
+    /// Number of topics.
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub num_topics: usize,
+    /// Producers per topic.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    pub num_producers: usize,
+    /// Stop after this many messages in total (0 = no limit).
+    #[arg(long, short = 'm', default_value_t = 0)]
+    pub num_messages: u64,
+    /// Stop after this many seconds (0 = until Ctrl-C).
+    #[arg(long, short = 'd', default_value_t = 0)]
+    pub duration_secs: u64,
+    /// Send each message in its own entry.
+    #[arg(long)]
+    pub disable_batching: bool,
+    /// Longest a message waits for its batch, in milliseconds.
+    #[arg(long, short = 'b', default_value_t = 1)]
+    pub batch_max_delay_ms: u64,
+    /// Most messages in a batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_max_messages: usize,
+    /// Unacknowledged messages per producer before sending waits.
+    #[arg(long, short = 'o', default_value_t = 1000)]
+    pub max_pending: usize,
+    /// Payload compression.
+    #[arg(long, short = 'z', value_enum, default_value = "none")]
+    pub compression: CompressionArg,
+    /// Seconds between report lines.
+    #[arg(long, short = 'i', default_value_t = 5)]
+    pub interval_secs: u64,
+    /// Also report the resident memory of this process id (e.g. the broker's).
+    #[arg(long)]
+    pub watch_pid: Option<u32>,
+}
+
+/// `strata perf consume`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PerfConsumeArgs {
+    /// Topic (with `--num-topics N > 1`, topics `<topic>-0` .. `<topic>-{N-1}`).
+    #[arg(default_value = "perf")]
+    pub topic: String,
+    /// Broker service URL.
+    #[arg(long, short = 'u', env = "STRATA_SERVICE_URL", default_value = DEFAULT_SERVICE_URL)]
+    pub service_url: String,
+    /// Number of topics.
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub num_topics: usize,
+    /// Consumers per topic.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    pub num_consumers: usize,
+    /// Subscription name.
+    #[arg(long, short = 's', default_value = "perf-sub")]
+    pub subscription: String,
+    /// Subscription type.
+    #[arg(long, value_enum, default_value = "exclusive")]
+    pub sub_type: SubTypeArg,
+    /// Receiver queue size (FLOW permits) per consumer.
+    #[arg(long, short = 'q', default_value_t = 1000)]
+    pub receiver_queue_size: u32,
+    /// Start a new subscription at the earliest message.
+    #[arg(long)]
+    pub earliest: bool,
+    /// Stop after this many messages in total (0 = no limit).
+    #[arg(long, short = 'm', default_value_t = 0)]
+    pub num_messages: u64,
+    /// Stop after this many seconds (0 = until Ctrl-C).
+    #[arg(long, short = 'd', default_value_t = 0)]
+    pub duration_secs: u64,
+    /// Seconds between report lines.
+    #[arg(long, short = 'i', default_value_t = 5)]
+    pub interval_secs: u64,
+    /// Also report the resident memory of this process id (e.g. the broker's).
+    #[arg(long)]
+    pub watch_pid: Option<u32>,
+}
+
+/// Runs `strata perf ...`.
+pub async fn run_perf(args: PerfArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match args.command {
+        PerfCommand::Produce(a) => perf_produce(a, shutdown).await,
+        PerfCommand::Consume(a) => perf_consume(a, shutdown).await,
+    }
+}
+
+fn topic_names(topic: &str, n: usize) -> Vec<String> {
+    if n <= 1 {
+        vec![topic.to_owned()]
+    } else {
+        (0..n).map(|i| format!("{topic}-{i}")).collect()
+    }
+}
+
+// Microseconds, 1 µs .. 10 min, 3 significant digits: constant, valid bounds cannot fail.
+#[allow(clippy::expect_used)]
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+/// Counters and latency histograms shared by the workers and the reporter.
+struct Stats {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    failures: AtomicU64,
+    interval: Mutex<Histogram<u64>>,
+    total: Mutex<Histogram<u64>>,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Stats {
+            messages: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            interval: Mutex::new(new_histogram()),
+            total: Mutex::new(new_histogram()),
+        }
+    }
+
+    fn record(&self, bytes: usize, latency: Duration) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        let us = (latency.as_micros() as u64).clamp(1, 600_000_000);
+        let _ = self.interval.lock().record(us);
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn latency_line(h: &Histogram<u64>) -> String {
+    format!(
+        "mean: {:.3} ms - med: {:.3} - 95pct: {:.3} - 99pct: {:.3} - 99.9pct: {:.3} - 99.99pct: {:.3} - Max: {:.3}",
+        h.mean() / 1000.0,
+        ms(h.value_at_quantile(0.5)),
+        ms(h.value_at_quantile(0.95)),
+        ms(h.value_at_quantile(0.99)),
+        ms(h.value_at_quantile(0.999)),
+        ms(h.value_at_quantile(0.9999)),
+        ms(h.max()),
+    )
+}
+
+/// Resident set size of `pid` in MiB, from /proc.
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Prints a report line every `every` until `stop`; returns when stopped.
+async fn reporter(
+    verb: &'static str,
+    stats: Arc<Stats>,
+    every: Duration,
+    watch_pid: Option<u32>,
+    stop: CancellationToken,
+) {
+    let mut last = (0u64, 0u64, 0u64, Instant::now());
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let (m, b, f) = (
+            stats.messages.load(Ordering::Relaxed),
+            stats.bytes.load(Ordering::Relaxed),
+            stats.failures.load(Ordering::Relaxed),
+        );
+        let secs = last.3.elapsed().as_secs_f64().max(1e-3);
+        let h = {
+            let mut i = stats.interval.lock();
+            let snapshot = i.clone();
+            i.reset();
+            snapshot
+        };
+        let _ = stats.total.lock().add(&h);
+        let rss = watch_pid
+            .and_then(rss_mib)
+            .map(|r| format!(" --- RSS {r:.1} MiB"))
+            .unwrap_or_default();
+        println!(
+            "Throughput {verb}: {:.1} msg/s --- {:.3} Mbit/s --- failures {:.1} msg/s --- Latency: {}{rss}",
+            (m - last.0) as f64 / secs,
+            (b - last.1) as f64 * 8.0 / 1e6 / secs,
+            (f - last.2) as f64 / secs,
+            latency_line(&h),
+        );
+        last = (m, b, f, Instant::now());
+    }
+}
+
+fn print_summary(verb: &str, stats: &Stats, started: Instant) {
+    let h = {
+        let mut total = stats.total.lock();
+        let _ = total.add(&*stats.interval.lock());
+        total.clone()
+    };
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    let m = stats.messages.load(Ordering::Relaxed);
+    let b = stats.bytes.load(Ordering::Relaxed);
+    println!(
+        "Aggregated throughput {verb}: {m} msgs in {secs:.1} s --- {:.1} msg/s --- {:.3} Mbit/s --- failures {}",
+        m as f64 / secs,
+        b as f64 * 8.0 / 1e6 / secs,
+        stats.failures.load(Ordering::Relaxed),
+    );
+    println!("Aggregated latency: {}", latency_line(&h));
+}
+
+fn stop_after(
+    duration_secs: u64,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> CancellationToken {
+    let stop = shutdown.child_token();
+    if duration_secs > 0 {
+        let s = stop.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = s.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(duration_secs)) => s.cancel(),
+            }
+        });
+    }
+    stop
+}
+
+async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = PulsarClient::connect(&args.service_url)
+        .await
+        .with_context(|| format!("connect to {}", args.service_url))?;
+    let topics = topic_names(&args.topic, args.num_topics);
+    let options = ProducerOptions {
+        batching: !args.disable_batching,
+        batch_max_delay: Duration::from_millis(args.batch_max_delay_ms),
+        batch_max_messages: args.batch_max_messages.max(1),
+        max_pending: args.max_pending.max(1),
+        compression: args.compression.into(),
+        ..Default::default()
+    };
+    let mut producers = Vec::new();
+    for t in &topics {
+        for _ in 0..args.num_producers.max(1) {
+            producers.push(
+                client
+                    .producer(t, options.clone())
+                    .await
+                    .with_context(|| format!("create producer on {t}"))?,
+            );
+        }
+    }
+    eprintln!(
+        "producing to {} topic(s) with {} producer(s), {} B messages, rate {}",
+        topics.len(),
+        producers.len(),
+        args.size,
+        if args.rate == 0 {
+            "unlimited".to_owned()
+        } else {
+            format!("{} msg/s", args.rate)
+        }
+    );
+    let payload = Bytes::from(vec![b'x'; args.size]);
+    let stats = Arc::new(Stats::new());
+    let tracker = TaskTracker::new();
+    let stop = stop_after(args.duration_secs, &shutdown, &tracker);
+    let started = Instant::now();
+    tracker.spawn(reporter(
+        "produced",
+        stats.clone(),
+        Duration::from_secs(args.interval_secs.max(1)),
+        args.watch_pid,
+        stop.clone(),
+    ));
+    let n = producers.len() as u64;
+    let per_producer_rate = (args.rate > 0).then(|| (args.rate as f64 / n as f64).max(0.001));
+    let per_producer_limit = (args.num_messages > 0).then(|| args.num_messages.div_ceil(n));
+    let workers = TaskTracker::new();
+    for producer in producers {
+        let stats = stats.clone();
+        let stop = stop.clone();
+        let payload = payload.clone();
+        workers.spawn(async move {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, SendFuture)>();
+            let collector_stats = stats.clone();
+            let size = payload.len();
+            let collector = tokio::spawn(async move {
+                while let Some((t0, f)) = rx.recv().await {
+                    match f.await {
+                        Ok(_) => collector_stats.record(size, t0.elapsed()),
+                        Err(_) => {
+                            collector_stats.failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+            let begin = Instant::now();
+            let mut sent = 0u64;
+            loop {
+                if stop.is_cancelled() || per_producer_limit.is_some_and(|l| sent >= l) {
+                    break;
+                }
+                if let Some(rate) = per_producer_rate {
+                    let due = (begin.elapsed().as_secs_f64() * rate) as u64;
+                    if sent >= due {
+                        let wait = Duration::from_secs_f64(
+                            ((sent + 1) as f64 / rate) - begin.elapsed().as_secs_f64(),
+                        );
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(wait.max(Duration::from_micros(100))) => {}
+                        }
+                        continue;
+                    }
+                }
+                let t0 = Instant::now();
+                let f = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    f = producer.send_async(OutgoingMessage::new(payload.clone())) => f,
+                };
+                match f {
+                    Ok(f) => {
+                        let _ = tx.send((t0, f));
+                    }
+                    Err(_) => {
+                        stats.failures.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                sent += 1;
+            }
+            let _ = producer.flush().await;
+            drop(tx);
+            let _ = collector.await;
+            let _ = producer.close().await;
+        });
+    }
+    workers.close();
+    workers.wait().await;
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    print_summary("produced", &stats, started);
+    client.close().await;
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = PulsarClient::connect(&args.service_url)
+        .await
+        .with_context(|| format!("connect to {}", args.service_url))?;
+    let topics = topic_names(&args.topic, args.num_topics);
+    let options = ConsumerOptions {
+        sub_type: args.sub_type.into(),
+        initial_position: if args.earliest {
+            InitialPosition::Earliest
+        } else {
+            InitialPosition::Latest
+        },
+        receiver_queue_size: args.receiver_queue_size.max(1),
+        ..Default::default()
+    };
+    let mut consumers = Vec::new();
+    for t in &topics {
+        for _ in 0..args.num_consumers.max(1) {
+            consumers.push(
+                client
+                    .subscribe(t, &args.subscription, options.clone())
+                    .await
+                    .with_context(|| format!("subscribe to {t}"))?,
+            );
+        }
+    }
+    eprintln!(
+        "consuming from {} topic(s) with {} consumer(s)",
+        topics.len(),
+        consumers.len()
+    );
+    let stats = Arc::new(Stats::new());
+    let tracker = TaskTracker::new();
+    let stop = stop_after(args.duration_secs, &shutdown, &tracker);
+    let started = Instant::now();
+    tracker.spawn(reporter(
+        "received",
+        stats.clone(),
+        Duration::from_secs(args.interval_secs.max(1)),
+        args.watch_pid,
+        stop.clone(),
+    ));
+    let limit = args.num_messages;
+    let workers = TaskTracker::new();
+    for mut consumer in consumers {
+        let stats = stats.clone();
+        let stop = stop.clone();
+        workers.spawn(async move {
+            loop {
+                if limit > 0 && stats.messages.load(Ordering::Relaxed) >= limit {
+                    stop.cancel();
+                    break;
+                }
+                let m = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    m = consumer.receive() => m,
+                };
+                match m {
+                    Ok(m) => {
+                        let e2e = Duration::from_millis(now_ms().saturating_sub(m.publish_time));
+                        stats.record(m.payload.len(), e2e);
+                        if consumer.ack(&m).await.is_err() {
+                            stats.failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) => {
+                        stats.failures.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+            let _ = consumer.close().await;
+        });
+    }
+    workers.close();
+    workers.wait().await;
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    print_summary("received", &stats, started);
+    client.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_and_report_format() {
+        let s = Stats::new();
+        for i in 1..=100 {
+            s.record(10, Duration::from_micros(i * 100));
+        }
+        let line = latency_line(&s.interval.lock());
+        assert!(line.contains("99pct"), "{line}");
+        assert_eq!(s.messages.load(Ordering::Relaxed), 100);
+        assert_eq!(topic_names("t", 3), vec!["t-0", "t-1", "t-2"]);
+    }
+}

@@ -1,0 +1,193 @@
+//! The client: a pool of connections keyed by broker URL, topic lookup with redirects, and
+//! partitioned-topic metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_proto::commands;
+use strata_proto::pulsar::command_lookup_topic_response::LookupType;
+
+use crate::connection::Connection;
+use crate::consumer::{Consumer, ConsumerOptions};
+use crate::error::{ClientError, Result};
+use crate::producer::{Producer, ProducerOptions};
+
+/// Redirects followed before a lookup gives up (as the C++ client).
+const MAX_LOOKUP_REDIRECTS: usize = 20;
+
+/// `my-topic` → `persistent://public/default/my-topic`; `t/ns/x` → `persistent://t/ns/x`.
+pub fn full_topic_name(topic: &str) -> String {
+    if topic.contains("://") {
+        topic.to_owned()
+    } else if topic.matches('/').count() == 2 {
+        format!("persistent://{topic}")
+    } else {
+        format!("persistent://public/default/{topic}")
+    }
+}
+
+/// The name of partition `i` of a partitioned topic.
+pub fn partition_name(topic: &str, i: u32) -> String {
+    format!("{topic}-partition-{i}")
+}
+
+/// A Pulsar client. Clone freely (shared pool).
+#[derive(Clone)]
+pub struct PulsarClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    service_url: String,
+    op_timeout: Duration,
+    pool: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
+}
+
+impl PulsarClient {
+    /// Connects to `service_url` (`pulsar://host:port`) to check that a broker answers.
+    pub async fn connect(service_url: &str) -> Result<Self> {
+        Self::connect_with_timeout(service_url, Duration::from_secs(30)).await
+    }
+
+    /// Like [`PulsarClient::connect`] with an operation timeout for every request.
+    pub async fn connect_with_timeout(service_url: &str, op_timeout: Duration) -> Result<Self> {
+        let client = PulsarClient {
+            inner: Arc::new(Inner {
+                service_url: service_url.trim_end_matches('/').to_owned(),
+                op_timeout,
+                pool: tokio::sync::Mutex::new(HashMap::new()),
+            }),
+        };
+        client.connection(service_url).await?;
+        Ok(client)
+    }
+
+    /// The service URL.
+    pub fn service_url(&self) -> &str {
+        &self.inner.service_url
+    }
+
+    /// The pooled connection to `url`, reconnecting if the previous one died.
+    pub async fn connection(&self, url: &str) -> Result<Arc<Connection>> {
+        let url = url.trim_end_matches('/');
+        let mut pool = self.inner.pool.lock().await;
+        if let Some(c) = pool.get(url) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let c = Connection::connect(url, self.inner.op_timeout).await?;
+        pool.insert(url.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Number of partitions of `topic` (0 when it is not partitioned).
+    pub async fn partitions(&self, topic: &str) -> Result<u32> {
+        let topic = full_topic_name(topic);
+        let conn = self.connection(&self.inner.service_url).await?;
+        let rid = conn.next_id();
+        let answer = conn
+            .request(rid, commands::partitioned_metadata(rid, &topic))
+            .await?;
+        let r = answer.partition_metadata_response.ok_or_else(|| {
+            ClientError::Protocol("expected PARTITIONED_METADATA_RESPONSE".into())
+        })?;
+        if let Some(e) = r.error {
+            return Err(ClientError::server(e, r.message.unwrap_or_default()));
+        }
+        Ok(r.partitions.unwrap_or(0))
+    }
+
+    /// Finds the broker that owns `topic` (following redirects) and returns a connection to it.
+    pub async fn lookup(&self, topic: &str) -> Result<Arc<Connection>> {
+        let topic = full_topic_name(topic);
+        let mut url = self.inner.service_url.clone();
+        let mut authoritative = false;
+        for _ in 0..MAX_LOOKUP_REDIRECTS {
+            let conn = self.connection(&url).await?;
+            let rid = conn.next_id();
+            let answer = conn
+                .request(rid, commands::lookup(rid, &topic, authoritative))
+                .await?;
+            let r = answer
+                .lookup_topic_response
+                .ok_or_else(|| ClientError::Protocol("expected LOOKUP_RESPONSE".into()))?;
+            if let Some(e) = r.error {
+                return Err(ClientError::server(e, r.message.unwrap_or_default()));
+            }
+            let target = r.broker_service_url.clone().unwrap_or_else(|| url.clone());
+            match LookupType::try_from(r.response.unwrap_or(LookupType::Failed as i32)) {
+                Ok(LookupType::Connect) => {
+                    let target = if r.proxy_through_service_url() {
+                        self.inner.service_url.clone()
+                    } else {
+                        target
+                    };
+                    return self.connection(&target).await;
+                }
+                Ok(LookupType::Redirect) => {
+                    authoritative = r.authoritative();
+                    url = target;
+                }
+                _ => return Err(ClientError::Protocol(format!("lookup of {topic} failed"))),
+            }
+        }
+        Err(ClientError::Protocol(format!(
+            "lookup of {topic}: more than {MAX_LOOKUP_REDIRECTS} redirects"
+        )))
+    }
+
+    /// Creates a producer on `topic` (all partitions when it is partitioned).
+    pub async fn producer(&self, topic: &str, options: ProducerOptions) -> Result<Producer> {
+        Producer::create(self, &full_topic_name(topic), options).await
+    }
+
+    /// Subscribes to `topic` (all partitions when it is partitioned).
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        subscription: &str,
+        options: ConsumerOptions,
+    ) -> Result<Consumer> {
+        Consumer::create(self, &full_topic_name(topic), subscription, options).await
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        let conns: Vec<_> = self
+            .inner
+            .pool
+            .lock()
+            .await
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for c in conns {
+            c.close().await;
+        }
+    }
+
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.inner.op_timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert_eq!(full_topic_name("a"), "persistent://public/default/a");
+        assert_eq!(full_topic_name("t/n/a"), "persistent://t/n/a");
+        assert_eq!(
+            full_topic_name("non-persistent://t/n/a"),
+            "non-persistent://t/n/a"
+        );
+        assert_eq!(
+            partition_name("persistent://t/n/a", 3),
+            "persistent://t/n/a-partition-3"
+        );
+    }
+}

@@ -1,0 +1,540 @@
+//! One TCP connection to a broker: handshake, a reader task that routes frames to requests,
+//! producers and consumers, a writer task that batches frames into few writes, and keep-alive.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use strata_proto::commands;
+use strata_proto::frame::{Frame, Payload, PulsarCodec};
+use strata_proto::pulsar::base_command::Type;
+use strata_proto::pulsar::{BaseCommand, CommandMessage, MessageIdData};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::error::{ClientError, Result};
+
+/// Protocol version this client announces in CONNECT.
+pub const CLIENT_PROTOCOL_VERSION: i32 = 20;
+/// Keep-alive period: a PING after this much silence, the connection dies after three.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+/// Frames queued for the writer before senders wait.
+const OUTBOUND_QUEUE: usize = 4096;
+
+/// What the reader task hands to a producer.
+#[derive(Debug)]
+pub(crate) enum ProducerEvent {
+    Receipt {
+        sequence_id: u64,
+        message_id: Option<MessageIdData>,
+    },
+    Error {
+        sequence_id: u64,
+        error: ClientError,
+    },
+    Closed,
+}
+
+/// What the reader task hands to a consumer (tagged with the consumer's partition slot).
+// Message is the common variant: boxing it would add an allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum ConsumerEvent {
+    Message {
+        slot: usize,
+        command: CommandMessage,
+        payload: Option<Payload>,
+    },
+    ActiveChange {
+        slot: usize,
+        active: bool,
+    },
+    EndOfTopic {
+        slot: usize,
+    },
+    Closed {
+        slot: usize,
+    },
+}
+
+#[derive(Default)]
+struct Routes {
+    requests: HashMap<u64, oneshot::Sender<Result<BaseCommand>>>,
+    producers: HashMap<u64, mpsc::UnboundedSender<ProducerEvent>>,
+    consumers: HashMap<u64, (usize, mpsc::UnboundedSender<ConsumerEvent>)>,
+}
+
+struct Shared {
+    routes: Mutex<Routes>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn close_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let routes = std::mem::take(&mut *self.routes.lock());
+        for (_, tx) in routes.requests {
+            let _ = tx.send(Err(ClientError::Disconnected));
+        }
+        for (_, tx) in routes.producers {
+            let _ = tx.send(ProducerEvent::Closed);
+        }
+        for (_, (slot, tx)) in routes.consumers {
+            let _ = tx.send(ConsumerEvent::Closed { slot });
+        }
+    }
+}
+
+/// A live connection. Cheap to share (`Arc`); dropping the last handle closes it.
+pub struct Connection {
+    url: String,
+    out: mpsc::Sender<Frame>,
+    shared: Arc<Shared>,
+    ids: AtomicU64,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    max_message_size: usize,
+    op_timeout: Duration,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// `pulsar://host:port` → `host:port`.
+pub fn socket_addr_of(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("pulsar://")
+        .ok_or_else(|| ClientError::InvalidUrl(url.to_owned()))?;
+    let hostport = rest.trim_end_matches('/');
+    // A service URL may list several hosts; take the first.
+    let first = hostport.split(',').next().unwrap_or_default();
+    if first.is_empty() || !first.contains(':') {
+        return Err(ClientError::InvalidUrl(url.to_owned()));
+    }
+    Ok(first.to_owned())
+}
+
+impl Connection {
+    /// Connects to `url` (`pulsar://host:port`) and performs the CONNECT/CONNECTED handshake.
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: a cancelled call may leave a half-open socket that is then dropped.
+    pub async fn connect(url: &str, op_timeout: Duration) -> Result<Arc<Connection>> {
+        let addr = socket_addr_of(url)?;
+        let stream = tokio::time::timeout(op_timeout, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| ClientError::Timeout("tcp connect"))??;
+        stream.set_nodelay(true)?;
+        let (r, w) = stream.into_split();
+        let mut reader = FramedRead::new(r, PulsarCodec::new());
+        let mut writer = FramedWrite::new(w, PulsarCodec::new());
+        let version = concat!("strata-client-", env!("CARGO_PKG_VERSION"));
+        writer
+            .send(Frame::simple(commands::connect(
+                version,
+                CLIENT_PROTOCOL_VERSION,
+                None,
+            )))
+            .await?;
+        let answer = tokio::time::timeout(op_timeout, reader.next())
+            .await
+            .map_err(|_| ClientError::Timeout("CONNECTED"))?
+            .ok_or(ClientError::Disconnected)??
+            .map_err(|bad| ClientError::Protocol(bad.to_string()))?;
+        let command = *answer.command;
+        let max_message_size = match (command.connected, command.error) {
+            (Some(c), _) => c
+                .max_message_size
+                .and_then(|m| usize::try_from(m).ok())
+                .filter(|m| *m > 0)
+                .unwrap_or(strata_proto::frame::DEFAULT_MAX_MESSAGE_SIZE),
+            (None, Some(e)) => return Err(ClientError::server(e.error, e.message)),
+            _ => return Err(ClientError::Protocol("expected CONNECTED".into())),
+        };
+        reader.decoder_mut().set_max_message_size(max_message_size);
+        writer.encoder_mut().set_max_message_size(max_message_size);
+
+        let shared = Arc::new(Shared {
+            routes: Mutex::new(Routes::default()),
+            closed: AtomicBool::new(false),
+        });
+        let (out, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(write_loop(writer, out_rx, cancel.clone(), shared.clone()));
+        tracker.spawn(read_loop(
+            reader,
+            out.clone(),
+            cancel.clone(),
+            shared.clone(),
+        ));
+        tracker.close();
+        debug!(url, "connected");
+        Ok(Arc::new(Connection {
+            url: url.to_owned(),
+            out,
+            shared,
+            ids: AtomicU64::new(1),
+            cancel,
+            tracker,
+            max_message_size,
+            op_timeout,
+        }))
+    }
+
+    /// The broker URL of this connection.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the connection has failed or been closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::SeqCst) || self.cancel.is_cancelled()
+    }
+
+    /// The broker's `max_message_size`.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// A fresh id for requests, producers and consumers on this connection.
+    pub fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Queues a frame for the writer (waits when the queue is full).
+    pub async fn send(&self, frame: Frame) -> Result<()> {
+        self.out
+            .send(frame)
+            .await
+            .map_err(|_| ClientError::Disconnected)
+    }
+
+    /// Queues a frame without waiting (fails when the queue is full or the connection closed).
+    pub fn try_send(&self, frame: Frame) -> Result<()> {
+        self.out
+            .try_send(frame)
+            .map_err(|_| ClientError::Disconnected)
+    }
+
+    /// Sends `command` (which carries `request_id`) and waits for the answer with the same id.
+    /// An ERROR answer becomes [`ClientError::Server`].
+    pub async fn request(&self, request_id: u64, command: BaseCommand) -> Result<BaseCommand> {
+        let (tx, rx) = oneshot::channel();
+        {
+            if self.is_closed() {
+                return Err(ClientError::Disconnected);
+            }
+            self.shared.routes.lock().requests.insert(request_id, tx);
+        }
+        if let Err(e) = self.send(Frame::simple(command)).await {
+            self.shared.routes.lock().requests.remove(&request_id);
+            return Err(e);
+        }
+        let answer = match tokio::time::timeout(self.op_timeout, rx).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(_)) => return Err(ClientError::Disconnected),
+            Err(_) => {
+                self.shared.routes.lock().requests.remove(&request_id);
+                return Err(ClientError::Timeout("broker answer"));
+            }
+        };
+        if let Some(e) = answer.error {
+            return Err(ClientError::server(e.error, e.message));
+        }
+        Ok(answer)
+    }
+
+    pub(crate) fn register_producer(&self, id: u64, tx: mpsc::UnboundedSender<ProducerEvent>) {
+        self.shared.routes.lock().producers.insert(id, tx);
+    }
+
+    pub(crate) fn unregister_producer(&self, id: u64) {
+        self.shared.routes.lock().producers.remove(&id);
+    }
+
+    pub(crate) fn register_consumer(
+        &self,
+        id: u64,
+        slot: usize,
+        tx: mpsc::UnboundedSender<ConsumerEvent>,
+    ) {
+        self.shared.routes.lock().consumers.insert(id, (slot, tx));
+    }
+
+    pub(crate) fn unregister_consumer(&self, id: u64) {
+        self.shared.routes.lock().consumers.remove(&id);
+    }
+
+    /// Closes the connection and waits for its tasks.
+    pub async fn close(&self) {
+        self.cancel.cancel();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn write_loop(
+    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, PulsarCodec>,
+    mut rx: mpsc::Receiver<Frame>,
+    cancel: CancellationToken,
+    shared: Arc<Shared>,
+) {
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => break,
+            f = rx.recv() => match f { Some(f) => f, None => break },
+        };
+        // Coalesce whatever else is queued into the same write.
+        let mut res = writer.feed(first).await;
+        let mut n = 1;
+        while res.is_ok() && n < 256 {
+            match rx.try_recv() {
+                Ok(f) => {
+                    res = writer.feed(f).await;
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = res {
+            warn!(error = %e, "write failed; closing connection");
+            break;
+        }
+        if let Err(e) = writer.flush().await {
+            warn!(error = %e, "write failed; closing connection");
+            break;
+        }
+    }
+    cancel.cancel();
+    shared.close_all();
+}
+
+async fn read_loop(
+    mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, PulsarCodec>,
+    out: mpsc::Sender<Frame>,
+    cancel: CancellationToken,
+    shared: Arc<Shared>,
+) {
+    let mut silent_periods = 0u32;
+    let mut tick = tokio::time::interval(KEEPALIVE);
+    tick.tick().await;
+    loop {
+        let item = tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                silent_periods += 1;
+                if silent_periods >= 3 {
+                    warn!("broker stopped answering pings; closing connection");
+                    break;
+                }
+                let _ = out.try_send(Frame::simple(commands::ping()));
+                continue;
+            }
+            item = reader.next() => item,
+        };
+        silent_periods = 0;
+        let frame = match item {
+            None => {
+                debug!("broker closed the connection");
+                break;
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "bad frame from broker; closing connection");
+                break;
+            }
+            Some(Ok(Err(bad))) => {
+                warn!(error = %bad, "dropping frame with a bad payload");
+                continue;
+            }
+            Some(Ok(Ok(frame))) => frame,
+        };
+        route(frame, &out, &shared);
+    }
+    cancel.cancel();
+    shared.close_all();
+}
+
+/// The request id of a response command, if it is one.
+fn response_request_id(c: &BaseCommand) -> Option<u64> {
+    c.success
+        .as_ref()
+        .map(|x| x.request_id)
+        .or(c.error.as_ref().map(|x| x.request_id))
+        .or(c.producer_success.as_ref().map(|x| x.request_id))
+        .or(c.lookup_topic_response.as_ref().map(|x| x.request_id))
+        .or(c.partition_metadata_response.as_ref().map(|x| x.request_id))
+        .or(c
+            .get_last_message_id_response
+            .as_ref()
+            .map(|x| x.request_id))
+        .or(c
+            .get_topics_of_namespace_response
+            .as_ref()
+            .map(|x| x.request_id))
+        .or(c.get_schema_response.as_ref().map(|x| x.request_id))
+        .or(c
+            .get_or_create_schema_response
+            .as_ref()
+            .map(|x| x.request_id))
+        .or(c.consumer_stats_response.as_ref().map(|x| x.request_id))
+        .or(c.ack_response.as_ref().and_then(|x| x.request_id))
+}
+
+fn route(frame: Frame, out: &mpsc::Sender<Frame>, shared: &Shared) {
+    let Frame { command, payload } = frame;
+    let command = *command;
+    let t = Type::try_from(command.r#type).ok();
+    match t {
+        Some(Type::Ping) => {
+            let _ = out.try_send(Frame::simple(commands::pong()));
+        }
+        Some(Type::Pong) => {}
+        Some(Type::AuthChallenge) => {
+            // No authentication configured: answer with empty credentials of method "none".
+            let resp = BaseCommand {
+                auth_response: Some(strata_proto::pulsar::CommandAuthResponse {
+                    client_version: Some("strata-client".into()),
+                    response: Some(strata_proto::pulsar::AuthData {
+                        auth_method_name: Some("none".into()),
+                        auth_data: Some(Bytes::new()),
+                    }),
+                    protocol_version: Some(CLIENT_PROTOCOL_VERSION),
+                }),
+                ..commands::base(Type::AuthResponse)
+            };
+            let _ = out.try_send(Frame::simple(resp));
+        }
+        Some(Type::SendReceipt) => {
+            if let Some(r) = command.send_receipt {
+                to_producer(
+                    shared,
+                    r.producer_id,
+                    ProducerEvent::Receipt {
+                        sequence_id: r.sequence_id,
+                        message_id: r.message_id,
+                    },
+                );
+            }
+        }
+        Some(Type::SendError) => {
+            if let Some(r) = command.send_error {
+                to_producer(
+                    shared,
+                    r.producer_id,
+                    ProducerEvent::Error {
+                        sequence_id: r.sequence_id,
+                        error: ClientError::server(r.error, r.message),
+                    },
+                );
+            }
+        }
+        Some(Type::CloseProducer) => {
+            if let Some(c) = command.close_producer {
+                let tx = shared.routes.lock().producers.remove(&c.producer_id);
+                if let Some(tx) = tx {
+                    let _ = tx.send(ProducerEvent::Closed);
+                }
+            }
+        }
+        Some(Type::Message) => {
+            if let Some(m) = command.message {
+                let id = m.consumer_id;
+                to_consumer(shared, id, |slot| ConsumerEvent::Message {
+                    slot,
+                    command: m,
+                    payload,
+                });
+            }
+        }
+        Some(Type::ActiveConsumerChange) => {
+            if let Some(c) = command.active_consumer_change {
+                to_consumer(shared, c.consumer_id, |slot| ConsumerEvent::ActiveChange {
+                    slot,
+                    active: c.is_active(),
+                });
+            }
+        }
+        Some(Type::ReachedEndOfTopic) => {
+            if let Some(c) = command.reached_end_of_topic {
+                to_consumer(shared, c.consumer_id, |slot| ConsumerEvent::EndOfTopic {
+                    slot,
+                });
+            }
+        }
+        Some(Type::CloseConsumer) => {
+            if let Some(c) = command.close_consumer {
+                let route = shared.routes.lock().consumers.remove(&c.consumer_id);
+                if let Some((slot, tx)) = route {
+                    let _ = tx.send(ConsumerEvent::Closed { slot });
+                }
+            }
+        }
+        _ => match response_request_id(&command) {
+            Some(rid) => {
+                let tx = shared.routes.lock().requests.remove(&rid);
+                match tx {
+                    Some(tx) => {
+                        let _ = tx.send(Ok(command));
+                    }
+                    None => debug!(request_id = rid, "answer to an unknown request"),
+                }
+            }
+            None => debug!(
+                command = commands::type_name(&command),
+                "ignoring unexpected command"
+            ),
+        },
+    }
+}
+
+fn to_producer(shared: &Shared, id: u64, ev: ProducerEvent) {
+    let tx = shared.routes.lock().producers.get(&id).cloned();
+    if let Some(tx) = tx {
+        let _ = tx.send(ev);
+    }
+}
+
+fn to_consumer(shared: &Shared, id: u64, ev: impl FnOnce(usize) -> ConsumerEvent) {
+    let route = shared.routes.lock().consumers.get(&id).cloned();
+    if let Some((slot, tx)) = route {
+        let _ = tx.send(ev(slot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_service_urls() {
+        assert_eq!(
+            socket_addr_of("pulsar://127.0.0.1:6650").ok().as_deref(),
+            Some("127.0.0.1:6650")
+        );
+        assert_eq!(
+            socket_addr_of("pulsar://a:1,b:2/").ok().as_deref(),
+            Some("a:1")
+        );
+        assert!(socket_addr_of("http://a:1").is_err());
+        assert!(socket_addr_of("pulsar://nohost").is_err());
+    }
+}
