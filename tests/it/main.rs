@@ -4,4 +4,5 @@
 
 mod bookie;
 mod harness;
+mod meta;
 mod smoke;

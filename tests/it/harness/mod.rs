@@ -1,6 +1,8 @@
 //! Launchers shared by the cross-process tests: the `strata` binary, free loopback ports.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 

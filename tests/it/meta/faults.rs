@@ -1,0 +1,280 @@
+//! etcd fault tests: SIGKILL with sessions and watches open, restart from the same data dir, and
+//! a 3-node cluster losing the member the client talks to.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_meta::{
+    Bytes, EphemeralOptions, EventKind, Expected, MetaError, MetadataStore, WatchEvent,
+};
+use tokio::sync::watch;
+use tokio::time::{Instant, timeout};
+
+use super::connect;
+use crate::harness::etcd::EtcdCluster;
+
+const TTL: Duration = Duration::from_secs(3);
+
+fn key(i: u64) -> String {
+    format!("/f/w/{i:06}")
+}
+
+/// Writes keys `0..n` (each created once), retrying through outages. Publishes progress.
+/// `strict`: any error surfaced to the caller fails the test (no interruption allowed).
+fn spawn_writer(
+    store: Arc<dyn MetadataStore>,
+    n: u64,
+    strict: bool,
+) -> (tokio::task::JoinHandle<u64>, watch::Receiver<u64>) {
+    let (tx, rx) = watch::channel(0);
+    let h = tokio::spawn(async move {
+        let mut errors = 0;
+        for i in 0..n {
+            let value = Bytes::from(format!("value-{i}"));
+            loop {
+                match store.put(&key(i), value.clone(), Expected::Absent).await {
+                    Ok(_) => break,
+                    Err(e) if e.is_retryable() && !strict => {
+                        errors += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) if e.is_conflict() && !strict => {
+                        // An attempt that timed out was applied after all.
+                        let cur = store.get(&key(i)).await.unwrap().unwrap();
+                        assert_eq!(cur.value, value);
+                        break;
+                    }
+                    Err(e) => panic!("write {i} failed: {e}"),
+                }
+            }
+            tx.send_replace(i + 1);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        errors
+    });
+    (h, rx)
+}
+
+/// Collects `n` events from a watch on `/f/w/`.
+fn spawn_watcher(
+    mut w: strata_meta::WatchStream,
+    n: usize,
+) -> tokio::task::JoinHandle<Vec<WatchEvent>> {
+    tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match w.next().await {
+                Some(Ok(ev)) => got.push(ev),
+                Some(Err(e)) => panic!("watch failed: {e}"),
+                None => panic!("watch ended"),
+            }
+        }
+        got
+    })
+}
+
+fn check_events(events: &[WatchEvent], n: u64) {
+    assert_eq!(events.len() as u64, n);
+    let mut seen = BTreeSet::new();
+    for (i, ev) in events.iter().enumerate() {
+        assert_eq!(ev.kind, EventKind::Create, "event {i}: {ev:?}");
+        assert_eq!(ev.key, key(i as u64), "events in order, none missed");
+        assert_eq!(ev.value, Bytes::from(format!("value-{i}")));
+        assert!(seen.insert(ev.revision), "duplicate revision");
+    }
+    assert!(events.windows(2).all(|w| w[0].revision < w[1].revision));
+}
+
+async fn wait_progress(rx: &mut watch::Receiver<u64>, at_least: u64) {
+    timeout(Duration::from_secs(30), rx.wait_for(|v| *v >= at_least))
+        .await
+        .expect("writer progress")
+        .expect("writer alive");
+}
+
+/// etcd SIGKILLed: the session-loss notification fires within the TTL; restarted from the same
+/// data dir: the watch resumes with no missed or repeated event, and ephemeral keys behave as
+/// documented (the lost session's keys go away, `reestablish_session` re-creates only the
+/// marked ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_killed_and_restarted() {
+    timeout(Duration::from_secs(90), async {
+        let mut etcd = EtcdCluster::start(1);
+        let store: Arc<dyn MetadataStore> = Arc::new(connect(etcd.endpoints()).await);
+        let session = store.create_session(TTL).await.unwrap();
+        store
+            .put_ephemeral(
+                &session,
+                "/f/eph/keep",
+                Bytes::from("k"),
+                Expected::Absent,
+                EphemeralOptions::recreate(),
+            )
+            .await
+            .unwrap();
+        store
+            .put_ephemeral(
+                &session,
+                "/f/eph/drop",
+                Bytes::from("d"),
+                Expected::Absent,
+                EphemeralOptions::default(),
+            )
+            .await
+            .unwrap();
+
+        const N: u64 = 200;
+        let w = store.watch("/f/w/", None).await.unwrap();
+        let watcher = spawn_watcher(w, N as usize);
+        let (writer, mut progress) = spawn_writer(store.clone(), N, false);
+        wait_progress(&mut progress, 50).await;
+
+        etcd.kill(0);
+        let killed = Instant::now();
+        timeout(Duration::from_secs(10), session.lost())
+            .await
+            .expect("session loss notified");
+        let after = killed.elapsed();
+        println!("session loss notified {after:?} after SIGKILL (ttl {TTL:?})");
+        assert!(
+            after < TTL,
+            "loss must be notified within the TTL, took {after:?}"
+        );
+        assert!(matches!(
+            store
+                .put_ephemeral(
+                    &session,
+                    "/f/eph/x",
+                    Bytes::from("x"),
+                    Expected::Any,
+                    EphemeralOptions::default()
+                )
+                .await,
+            Err(MetaError::SessionLost(_))
+        ));
+
+        // Stay down longer than the TTL, then come back with the same data dir.
+        tokio::time::sleep_until(killed + TTL + Duration::from_millis(500)).await;
+        etcd.restart(0);
+
+        let errors = timeout(Duration::from_secs(60), writer)
+            .await
+            .unwrap()
+            .unwrap();
+        println!("writer saw {errors} retryable errors during the outage");
+        let events = timeout(Duration::from_secs(30), watcher)
+            .await
+            .unwrap()
+            .unwrap();
+        check_events(&events, N);
+
+        // Documented: a lost session stays lost; re-establishing re-creates only marked keys.
+        let r = store.reestablish_session(&session).await.unwrap();
+        assert_eq!(r.recreated, ["/f/eph/keep"]);
+        assert_eq!(r.dropped, ["/f/eph/drop"]);
+        let keep = store.get("/f/eph/keep").await.unwrap().unwrap();
+        assert_eq!(keep.stat.session, Some(r.session.id()));
+        assert!(store.get("/f/eph/drop").await.unwrap().is_none());
+
+        // The new session is kept alive normally.
+        tokio::time::sleep(TTL * 2).await;
+        assert!(!r.session.is_lost());
+        assert!(store.get("/f/eph/keep").await.unwrap().is_some());
+        store.close_session(&r.session).await.unwrap();
+        assert!(store.get("/f/eph/keep").await.unwrap().is_none());
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// An unreachable etcd longer than the TTL ends the session on the server too: the ephemeral
+/// keys of a session that is not re-established are gone once etcd is back and the TTL ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_session_keys_expire_after_restart() {
+    timeout(Duration::from_secs(60), async {
+        let mut etcd = EtcdCluster::start(1);
+        let store: Arc<dyn MetadataStore> = Arc::new(connect(etcd.endpoints()).await);
+        let session = store.create_session(TTL).await.unwrap();
+        store
+            .put_ephemeral(
+                &session,
+                "/f/eph/a",
+                Bytes::from("a"),
+                Expected::Absent,
+                EphemeralOptions::recreate(),
+            )
+            .await
+            .unwrap();
+        let rev = store.current_revision().await.unwrap();
+        etcd.kill(0);
+        timeout(Duration::from_secs(10), session.lost())
+            .await
+            .expect("session loss notified");
+        etcd.restart(0);
+        // etcd renews leases when it elects a leader, then expires the one nobody renews.
+        let mut w = store.watch("/f/eph/", Some(rev + 1)).await.unwrap();
+        let ev = timeout(TTL * 3, w.next())
+            .await
+            .expect("delete within ttl")
+            .unwrap()
+            .unwrap();
+        assert_eq!((ev.kind, ev.key.as_str()), (EventKind::Delete, "/f/eph/a"));
+        assert!(store.get("/f/eph/a").await.unwrap().is_none());
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// 3-node cluster, the member the client talks to is SIGKILLed and later restarted while a
+/// session, an ephemeral key, a watch and a writer are active: nothing is interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_node_cluster_member_killed() {
+    timeout(Duration::from_secs(120), async {
+        let mut etcd = EtcdCluster::start(3);
+        let client = connect(etcd.endpoints()).await;
+        assert_eq!(client.preferred_endpoint(), etcd.endpoint(0));
+        let store: Arc<dyn MetadataStore> = Arc::new(client.clone());
+        let session = store.create_session(TTL).await.unwrap();
+        store
+            .put_ephemeral(
+                &session,
+                "/f/eph/reg",
+                Bytes::from("r"),
+                Expected::Absent,
+                EphemeralOptions::recreate(),
+            )
+            .await
+            .unwrap();
+
+        const N: u64 = 300;
+        let w = store.watch("/f/w/", None).await.unwrap();
+        let watcher = spawn_watcher(w, N as usize);
+        let (writer, mut progress) = spawn_writer(store.clone(), N, true);
+        wait_progress(&mut progress, 50).await;
+        etcd.kill(0);
+        wait_progress(&mut progress, 150).await;
+        assert_ne!(client.preferred_endpoint(), etcd.endpoint(0));
+        // Longer than the TTL with the member down.
+        tokio::time::sleep(TTL + Duration::from_secs(1)).await;
+        etcd.spawn(0);
+        etcd.wait_healthy(0, Duration::from_secs(30));
+        wait_progress(&mut progress, 250).await;
+
+        timeout(Duration::from_secs(60), writer)
+            .await
+            .unwrap()
+            .unwrap();
+        let events = timeout(Duration::from_secs(30), watcher)
+            .await
+            .unwrap()
+            .unwrap();
+        check_events(&events, N);
+        assert!(!session.is_lost(), "session must survive one member down");
+        let reg = store.get("/f/eph/reg").await.unwrap().unwrap();
+        assert_eq!(reg.stat.session, Some(session.id()));
+        store.close_session(&session).await.unwrap();
+    })
+    .await
+    .expect("test timed out");
+}
