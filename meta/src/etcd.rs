@@ -13,9 +13,10 @@
 //!   has succeeded for `ttl - margin` (measured from when the last successful request was
 //!   *sent*, so the server-side lease is certainly still valid at that point).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::error::{MetaError, Result};
-use crate::session::{EphemeralOptions, Reestablished, Session};
+use crate::session::{EphemeralOptions, Reestablished, Session, SessionInner};
 use crate::store::{
     EventKind, Expected, KeyValue, MetadataStore, Scan, Stat, Versioned, WATCH_QUEUE, WatchEvent,
     WatchStream, check_key,
@@ -83,6 +84,8 @@ struct Inner {
     preferred: AtomicUsize,
     opts: EtcdOptions,
     store_id: u64,
+    /// Sessions created by this store (to revoke their leases on close).
+    sessions: parking_lot::Mutex<HashMap<i64, Weak<SessionInner>>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -227,20 +230,13 @@ impl EtcdStore {
                 preferred: AtomicUsize::new(0),
                 opts,
                 store_id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+                sessions: parking_lot::Mutex::new(HashMap::new()),
                 cancel: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
         };
         store.current_revision().await?;
         Ok(store)
-    }
-
-    /// Stops every watch and keep-alive task (sessions are lost, their leases revoked on a best
-    /// effort basis) and waits for the tasks.
-    pub async fn close(&self) {
-        self.inner.cancel.cancel();
-        self.inner.tracker.close();
-        self.inner.tracker.wait().await;
     }
 
     /// The endpoint requests currently go to.
@@ -317,6 +313,7 @@ impl EtcdStore {
         lease: Option<i64>,
     ) -> Result<Stat> {
         check_key(key)?;
+        crate::metrics::put_bytes("etcd", value.len());
         let mut cmp = compare_for(key, expected);
         let plain = match lease {
             Some(l) => PutOptions::new().with_lease(l),
@@ -452,12 +449,19 @@ impl EtcdStore {
 
 fn rotate(inner: &Inner, failed: usize) {
     let n = inner.endpoints.len();
-    let _ = inner.preferred.compare_exchange(
-        failed,
-        (failed + 1) % n,
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
+    if n > 1
+        && inner
+            .preferred
+            .compare_exchange(
+                failed,
+                (failed + 1) % n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        crate::metrics::global().endpoint_failovers.inc();
+    }
 }
 
 fn session_margin(ttl: Duration) -> Duration {
@@ -466,19 +470,25 @@ fn session_margin(ttl: Duration) -> Duration {
 
 /// Keeps the lease of `session` alive until it is closed or lost; declares it lost when no
 /// keep-alive succeeded for `ttl - margin`.
-async fn keep_alive_loop(inner: Arc<Inner>, session: Session, mut last_ok: Instant) {
-    let ttl = session.ttl();
+async fn keep_alive_loop(inner: Arc<Inner>, session: Weak<SessionInner>, mut last_ok: Instant) {
+    let Some((ttl, token, id)) = session.upgrade().map(|s| (s.ttl, s.lost.clone(), s.id)) else {
+        return;
+    };
     let budget = ttl - session_margin(ttl);
     let interval = (ttl / 6).max(Duration::from_millis(100));
-    let token = session.inner.lost.clone();
-    let id = session.id();
     let n = inner.endpoints.len();
     let lost = |why: &str| {
         warn!(session = id, reason = why, "metadata session lost");
-        session.mark_lost();
+        crate::metrics::session_lost("etcd");
+        token.cancel();
     };
     loop {
         if token.is_cancelled() {
+            return;
+        }
+        if session.strong_count() == 0 {
+            // Every handle was dropped: stop renewing, the lease expires after its TTL.
+            debug!(session = id, "session dropped, keep-alive stops");
             return;
         }
         let lost_at = last_ok + budget;
@@ -519,6 +529,10 @@ async fn keep_alive_loop(inner: Arc<Inner>, session: Session, mut last_ok: Insta
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 () = token.cancelled() => return,
+            }
+            if session.strong_count() == 0 {
+                debug!(session = id, "session dropped, keep-alive stops");
+                return;
             }
             let lost_at = last_ok + budget;
             let sent = Instant::now();
@@ -668,6 +682,7 @@ async fn watch_loop(
             }
             () = tx.closed() => return,
         }
+        crate::metrics::global().watch_reconnects.inc();
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
@@ -678,142 +693,166 @@ impl MetadataStore for EtcdStore {
         "etcd"
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", key = %key))]
     async fn get(&self, key: &str) -> Result<Option<Versioned>> {
-        check_key(key)?;
-        let (resp, _) = self
-            .call("get", |mut c| async move { c.get(key, None).await })
-            .await?;
-        Ok(resp.kvs().first().map(versioned_of))
-    }
-
-    async fn put(&self, key: &str, value: Bytes, expected: Expected) -> Result<Stat> {
-        self.put_inner(key, value, expected, None).await
-    }
-
-    async fn delete(&self, key: &str, expected: Expected) -> Result<bool> {
-        check_key(key)?;
-        let txn = Txn::new()
-            .when(compare_for(key, expected))
-            .and_then(vec![TxnOp::delete(key, None)])
-            .or_else(vec![TxnOp::get(key, None)]);
-        let (resp, attempts) = self
-            .call("delete", |mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
-        if resp.succeeded() {
-            return Ok(match resp.op_responses().first() {
-                Some(TxnOpResponse::Delete(d)) => d.deleted() > 0,
-                _ => false,
-            });
-        }
-        let actual = txn_get(&resp, 0).map(|kv| kv.version().max(0) as u64);
-        if attempts > 1 && actual.is_none() && matches!(expected, Expected::Version(_)) {
-            // An earlier attempt deleted it.
-            return Ok(true);
-        }
-        Err(MetaError::BadVersion {
-            key: key.to_owned(),
-            expected,
-            actual,
-        })
-    }
-
-    async fn scan(&self, prefix: &str) -> Result<Scan> {
-        if prefix.is_empty() {
-            return Err(MetaError::InvalidArgument("empty prefix".into()));
-        }
-        let end = prefix_end(prefix.as_bytes());
-        let mut start = prefix.as_bytes().to_vec();
-        let mut revision = 0i64;
-        let mut entries = Vec::new();
-        loop {
-            let mut opts = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(SCAN_PAGE);
-            if revision > 0 {
-                opts = opts.with_revision(revision);
-            }
+        crate::metrics::timed("etcd", "get", async {
+            check_key(key)?;
             let (resp, _) = self
-                .call("scan", |mut c| {
-                    let (start, opts) = (start.clone(), opts.clone());
-                    async move { c.get(start, Some(opts)).await }
+                .call("get", |mut c| async move { c.get(key, None).await })
+                .await?;
+            Ok(resp.kvs().first().map(versioned_of))
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", key = %key))]
+    async fn put(&self, key: &str, value: Bytes, expected: Expected) -> Result<Stat> {
+        crate::metrics::timed("etcd", "put", async {
+            self.put_inner(key, value, expected, None).await
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", key = %key))]
+    async fn delete(&self, key: &str, expected: Expected) -> Result<bool> {
+        crate::metrics::timed("etcd", "del", async {
+            check_key(key)?;
+            let txn = Txn::new()
+                .when(compare_for(key, expected))
+                .and_then(vec![TxnOp::delete(key, None)])
+                .or_else(vec![TxnOp::get(key, None)]);
+            let (resp, attempts) = self
+                .call("delete", |mut c| {
+                    let txn = txn.clone();
+                    async move { c.txn(txn).await }
                 })
                 .await?;
-            if revision == 0 {
-                revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-            }
-            for kv in resp.kvs() {
-                entries.push(KeyValue {
-                    key: key_of(kv)?,
-                    value: versioned_of(kv),
+            if resp.succeeded() {
+                return Ok(match resp.op_responses().first() {
+                    Some(TxnOpResponse::Delete(d)) => d.deleted() > 0,
+                    _ => false,
                 });
             }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => {
-                    start = last.key().to_vec();
-                    start.push(0);
-                }
-                _ => break,
+            let actual = txn_get(&resp, 0).map(|kv| kv.version().max(0) as u64);
+            if attempts > 1 && actual.is_none() && matches!(expected, Expected::Version(_)) {
+                // An earlier attempt deleted it.
+                return Ok(true);
             }
-        }
-        Ok(Scan {
-            revision: revision.max(0) as u64,
-            entries,
+            Err(MetaError::BadVersion {
+                key: key.to_owned(),
+                expected,
+                actual,
+            })
         })
+        .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", prefix = %prefix))]
+    async fn scan(&self, prefix: &str) -> Result<Scan> {
+        crate::metrics::timed("etcd", "scan", async {
+            if prefix.is_empty() {
+                return Err(MetaError::InvalidArgument("empty prefix".into()));
+            }
+            let end = prefix_end(prefix.as_bytes());
+            let mut start = prefix.as_bytes().to_vec();
+            let mut revision = 0i64;
+            let mut entries = Vec::new();
+            loop {
+                let mut opts = GetOptions::new()
+                    .with_range(end.clone())
+                    .with_limit(SCAN_PAGE);
+                if revision > 0 {
+                    opts = opts.with_revision(revision);
+                }
+                let (resp, _) = self
+                    .call("scan", |mut c| {
+                        let (start, opts) = (start.clone(), opts.clone());
+                        async move { c.get(start, Some(opts)).await }
+                    })
+                    .await?;
+                if revision == 0 {
+                    revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+                }
+                for kv in resp.kvs() {
+                    entries.push(KeyValue {
+                        key: key_of(kv)?,
+                        value: versioned_of(kv),
+                    });
+                }
+                match resp.kvs().last() {
+                    Some(last) if resp.more() => {
+                        start = last.key().to_vec();
+                        start.push(0);
+                    }
+                    _ => break,
+                }
+            }
+            Ok(Scan {
+                revision: revision.max(0) as u64,
+                entries,
+            })
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", prefix = %prefix))]
     async fn scan_keys(&self, prefix: &str) -> Result<(Vec<String>, u64)> {
-        if prefix.is_empty() {
-            return Err(MetaError::InvalidArgument("empty prefix".into()));
-        }
-        let end = prefix_end(prefix.as_bytes());
-        let mut start = prefix.as_bytes().to_vec();
-        let mut revision = 0i64;
-        let mut keys = Vec::new();
-        loop {
-            let mut opts = GetOptions::new()
-                .with_range(end.clone())
-                .with_limit(SCAN_PAGE * 8)
-                .with_keys_only();
-            if revision > 0 {
-                opts = opts.with_revision(revision);
+        crate::metrics::timed("etcd", "scan", async {
+            if prefix.is_empty() {
+                return Err(MetaError::InvalidArgument("empty prefix".into()));
+            }
+            let end = prefix_end(prefix.as_bytes());
+            let mut start = prefix.as_bytes().to_vec();
+            let mut revision = 0i64;
+            let mut keys = Vec::new();
+            loop {
+                let mut opts = GetOptions::new()
+                    .with_range(end.clone())
+                    .with_limit(SCAN_PAGE * 8)
+                    .with_keys_only();
+                if revision > 0 {
+                    opts = opts.with_revision(revision);
+                }
+                let (resp, _) = self
+                    .call("scan_keys", |mut c| {
+                        let (start, opts) = (start.clone(), opts.clone());
+                        async move { c.get(start, Some(opts)).await }
+                    })
+                    .await?;
+                if revision == 0 {
+                    revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+                }
+                for kv in resp.kvs() {
+                    keys.push(key_of(kv)?);
+                }
+                match resp.kvs().last() {
+                    Some(last) if resp.more() => {
+                        start = last.key().to_vec();
+                        start.push(0);
+                    }
+                    _ => break,
+                }
+            }
+            Ok((keys, revision.max(0) as u64))
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", prefix = %prefix))]
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        crate::metrics::timed("etcd", "del_prefix", async {
+            if prefix.is_empty() {
+                return Err(MetaError::InvalidArgument("empty prefix".into()));
             }
             let (resp, _) = self
-                .call("scan_keys", |mut c| {
-                    let (start, opts) = (start.clone(), opts.clone());
-                    async move { c.get(start, Some(opts)).await }
+                .call("delete_prefix", |mut c| async move {
+                    c.delete(prefix, Some(DeleteOptions::new().with_prefix()))
+                        .await
                 })
                 .await?;
-            if revision == 0 {
-                revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-            }
-            for kv in resp.kvs() {
-                keys.push(key_of(kv)?);
-            }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => {
-                    start = last.key().to_vec();
-                    start.push(0);
-                }
-                _ => break,
-            }
-        }
-        Ok((keys, revision.max(0) as u64))
-    }
-
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        if prefix.is_empty() {
-            return Err(MetaError::InvalidArgument("empty prefix".into()));
-        }
-        let (resp, _) = self
-            .call("delete_prefix", |mut c| async move {
-                c.delete(prefix, Some(DeleteOptions::new().with_prefix()))
-                    .await
-            })
-            .await?;
-        Ok(resp.deleted().max(0) as u64)
+            Ok(resp.deleted().max(0) as u64)
+        })
+        .await
     }
 
     async fn current_revision(&self) -> Result<u64> {
@@ -826,47 +865,62 @@ impl MetadataStore for EtcdStore {
         Ok(resp.header().map(|h| h.revision()).unwrap_or(0).max(0) as u64)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", prefix = %prefix))]
     async fn watch(&self, prefix: &str, from_revision: Option<u64>) -> Result<WatchStream> {
-        if prefix.is_empty() {
-            return Err(MetaError::InvalidArgument("empty prefix".into()));
-        }
-        if self.inner.cancel.is_cancelled() {
-            return Err(MetaError::Closed);
-        }
-        let start = match from_revision {
-            Some(r) => r.max(1),
-            None => self.current_revision().await? + 1,
-        };
-        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
-        self.inner
-            .tracker
-            .spawn(watch_loop(self.inner.clone(), prefix.to_owned(), start, tx));
-        Ok(WatchStream::new(rx, start))
+        crate::metrics::timed("etcd", "watch", async {
+            if prefix.is_empty() {
+                return Err(MetaError::InvalidArgument("empty prefix".into()));
+            }
+            if self.inner.cancel.is_cancelled() {
+                return Err(MetaError::Closed);
+            }
+            let start = match from_revision {
+                Some(r) => r.max(1),
+                None => self.current_revision().await? + 1,
+            };
+            let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+            self.inner
+                .tracker
+                .spawn(watch_loop(self.inner.clone(), prefix.to_owned(), start, tx));
+            Ok(WatchStream::new(rx, start))
+        })
+        .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd"))]
     async fn create_session(&self, ttl: Duration) -> Result<Session> {
-        if self.inner.cancel.is_cancelled() {
-            return Err(MetaError::Closed);
-        }
-        let secs = ttl.as_secs_f64().ceil().max(1.0) as i64;
-        let sent = Instant::now();
-        let (resp, _) = self
-            .call("lease_grant", |mut c| async move {
-                c.lease_grant(secs, None).await
-            })
-            .await?;
-        // etcd may grant a longer TTL than asked (its minimum); the shorter one is the safe
-        // basis for loss detection.
-        let granted = Duration::from_secs(resp.ttl().max(1) as u64);
-        let ttl = ttl.min(granted).max(Duration::from_secs(1));
-        let session = Session::new(resp.id(), ttl, self.inner.store_id, &self.inner.cancel);
-        info!(session = resp.id(), ttl = ?ttl, "metadata session created");
-        self.inner
-            .tracker
-            .spawn(keep_alive_loop(self.inner.clone(), session.clone(), sent));
-        Ok(session)
+        crate::metrics::timed("etcd", "create_session", async {
+            if self.inner.cancel.is_cancelled() {
+                return Err(MetaError::Closed);
+            }
+            let secs = ttl.as_secs_f64().ceil().max(1.0) as i64;
+            let sent = Instant::now();
+            let (resp, _) = self
+                .call("lease_grant", |mut c| async move {
+                    c.lease_grant(secs, None).await
+                })
+                .await?;
+            // etcd may grant a longer TTL than asked (its minimum); the shorter one is the safe
+            // basis for loss detection.
+            let granted = Duration::from_secs(resp.ttl().max(1) as u64);
+            let ttl = ttl.min(granted).max(Duration::from_secs(1));
+            let session = Session::new(resp.id(), ttl, self.inner.store_id, &self.inner.cancel);
+            info!(session = resp.id(), ttl = ?ttl, "metadata session created");
+            self.inner
+                .sessions
+                .lock()
+                .insert(session.id(), Arc::downgrade(&session.inner));
+            self.inner.tracker.spawn(keep_alive_loop(
+                self.inner.clone(),
+                Arc::downgrade(&session.inner),
+                sent,
+            ));
+            Ok(session)
+        })
+        .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", key = %key))]
     async fn put_ephemeral(
         &self,
         session: &Session,
@@ -875,21 +929,24 @@ impl MetadataStore for EtcdStore {
         expected: Expected,
         opts: EphemeralOptions,
     ) -> Result<Stat> {
-        self.check_session(session)?;
-        match self
-            .put_inner(key, value.clone(), expected, Some(session.id()))
-            .await
-        {
-            Ok(stat) => {
-                session.record(key, value, opts.recreate_on_reestablish);
-                Ok(stat)
+        crate::metrics::timed("etcd", "put", async {
+            self.check_session(session)?;
+            match self
+                .put_inner(key, value.clone(), expected, Some(session.id()))
+                .await
+            {
+                Ok(stat) => {
+                    session.record(key, value, opts.recreate_on_reestablish);
+                    Ok(stat)
+                }
+                Err(MetaError::Etcd(m)) if m.contains("lease not found") => {
+                    session.mark_lost();
+                    Err(MetaError::SessionLost(session.id()))
+                }
+                Err(e) => Err(e),
             }
-            Err(MetaError::Etcd(m)) if m.contains("lease not found") => {
-                session.mark_lost();
-                Err(MetaError::SessionLost(session.id()))
-            }
-            Err(e) => Err(e),
-        }
+        })
+        .await
     }
 
     async fn reestablish_session(&self, old: &Session) -> Result<Reestablished> {
@@ -900,6 +957,7 @@ impl MetadataStore for EtcdStore {
         }
         // Stop the old keep-alive first: the old lease must not be renewed anymore.
         old.mark_lost();
+        self.inner.sessions.lock().remove(&old.id());
         let new = self.create_session(old.ttl()).await?;
         let mut recreated = Vec::new();
         let mut taken = Vec::new();
@@ -932,7 +990,33 @@ impl MetadataStore for EtcdStore {
             ));
         }
         session.mark_lost();
+        self.inner.sessions.lock().remove(&session.id());
         self.revoke(session.id()).await
+    }
+
+    async fn close(&self) {
+        let live: Vec<Session> = {
+            let mut map = self.inner.sessions.lock();
+            let live = map
+                .values()
+                .filter_map(Weak::upgrade)
+                .map(|inner| Session { inner })
+                .filter(|s| !s.is_lost())
+                .collect();
+            map.clear();
+            live
+        };
+        for s in live {
+            // Best effort, bounded: the lease expires by itself otherwise.
+            s.mark_lost();
+            let r = tokio::time::timeout(Duration::from_secs(2), self.revoke(s.id())).await;
+            if !matches!(r, Ok(Ok(()))) {
+                warn!(session = s.id(), "could not revoke session lease on close");
+            }
+        }
+        self.inner.cancel.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
     }
 }
 

@@ -66,17 +66,20 @@
 //! Reads and [`WatchStream::next`] / [`Session::lost`] are cancel safe; writes are not (a
 //! cancelled write may or may not be applied — re-read).
 
+mod config;
 pub mod conformance;
 pub mod election;
 mod error;
 mod etcd;
 mod local;
+pub mod metrics;
 pub mod model;
 pub mod retry;
 mod session;
 mod store;
 
 pub use bytes::Bytes;
+pub use config::StoreConfig;
 pub use error::{MetaError, Result};
 pub use etcd::{EtcdOptions, EtcdStore};
 pub use local::{HISTORY_EVENTS, LocalStore};

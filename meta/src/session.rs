@@ -61,6 +61,7 @@ pub struct Session {
     pub(crate) inner: Arc<SessionInner>,
 }
 
+/// Shared state of a session (crate-internal).
 pub(crate) struct SessionInner {
     pub id: SessionId,
     pub ttl: Duration,

@@ -287,6 +287,11 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
 
     /// Ends a session: its ephemeral keys are deleted and [`Session::lost`] fires.
     async fn close_session(&self, session: &Session) -> Result<()>;
+
+    /// Shuts the store down: open sessions are ended (their ephemeral keys deleted, best effort
+    /// and bounded in time), watches end with [`MetaError::Closed`], background tasks are
+    /// awaited. Later calls fail with [`MetaError::Closed`].
+    async fn close(&self);
 }
 
 pub(crate) fn check_key(key: &str) -> Result<()> {

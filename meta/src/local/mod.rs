@@ -170,20 +170,6 @@ impl LocalStore {
         })
     }
 
-    /// Closes the store: every session is lost, watches end with [`MetaError::Closed`], their
-    /// tasks are awaited. Ephemeral keys are deleted.
-    pub async fn close(&self) {
-        let sessions: Vec<Session> = self.inner.sessions.lock().values().cloned().collect();
-        for s in sessions {
-            if let Err(e) = self.close_session(&s).await {
-                tracing::warn!(session = s.id(), error = %e, "close session failed");
-            }
-        }
-        self.inner.cancel.cancel();
-        self.inner.tracker.close();
-        self.inner.tracker.wait().await;
-    }
-
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -266,6 +252,7 @@ impl LocalStore {
         bind: Option<Session>,
     ) -> Result<Stat> {
         check_key(key)?;
+        crate::metrics::put_bytes("local", value.len());
         let key = key.to_owned();
         self.write(move |kv, rev| {
             if let Some(s) = &bind
@@ -404,74 +391,94 @@ impl MetadataStore for LocalStore {
         "local"
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "local", key = %key))]
     async fn get(&self, key: &str) -> Result<Option<Versioned>> {
-        check_key(key)?;
-        let key = key.to_owned();
-        self.blocking(move |inner| {
-            let txn = inner.db.begin_read()?;
-            let kv = txn.open_table(KV)?;
-            read_record(&kv, &key)
-        })
-        .await
-    }
-
-    async fn put(&self, key: &str, value: Bytes, expected: Expected) -> Result<Stat> {
-        self.put_inner(key, value, expected, None).await
-    }
-
-    async fn delete(&self, key: &str, expected: Expected) -> Result<bool> {
-        check_key(key)?;
-        let key = key.to_owned();
-        self.write(move |kv, rev| {
-            let current = read_record(kv, &key)?;
-            let actual = current.as_ref().map(|c| c.stat.version);
-            if !expected.matches(actual) {
-                return Err(MetaError::BadVersion {
-                    key,
-                    expected,
-                    actual,
-                });
-            }
-            if current.is_none() {
-                return Ok((false, vec![]));
-            }
-            kv.remove(key.as_str())?;
-            Ok((true, vec![delete_event(key, rev)]))
-        })
-        .await
-    }
-
-    async fn scan(&self, prefix: &str) -> Result<Scan> {
-        let prefix = prefix.to_owned();
-        self.blocking(move |inner| {
-            // Read the revision under the write lock's shadow: a read transaction sees every
-            // commit before it, and the revision only moves after a commit.
-            let (txn, revision) = {
-                let _g = inner.write_lock.lock();
-                (inner.db.begin_read()?, *inner.revision.borrow())
-            };
-            let kv = txn.open_table(KV)?;
-            Ok(Scan {
-                revision,
-                entries: scan_table(&kv, &prefix)?,
+        crate::metrics::timed("local", "get", async {
+            check_key(key)?;
+            let key = key.to_owned();
+            self.blocking(move |inner| {
+                let txn = inner.db.begin_read()?;
+                let kv = txn.open_table(KV)?;
+                read_record(&kv, &key)
             })
+            .await
         })
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "local", key = %key))]
+    async fn put(&self, key: &str, value: Bytes, expected: Expected) -> Result<Stat> {
+        crate::metrics::timed("local", "put", async {
+            self.put_inner(key, value, expected, None).await
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "local", key = %key))]
+    async fn delete(&self, key: &str, expected: Expected) -> Result<bool> {
+        crate::metrics::timed("local", "del", async {
+            check_key(key)?;
+            let key = key.to_owned();
+            self.write(move |kv, rev| {
+                let current = read_record(kv, &key)?;
+                let actual = current.as_ref().map(|c| c.stat.version);
+                if !expected.matches(actual) {
+                    return Err(MetaError::BadVersion {
+                        key,
+                        expected,
+                        actual,
+                    });
+                }
+                if current.is_none() {
+                    return Ok((false, vec![]));
+                }
+                kv.remove(key.as_str())?;
+                Ok((true, vec![delete_event(key, rev)]))
+            })
+            .await
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "local", prefix = %prefix))]
+    async fn scan(&self, prefix: &str) -> Result<Scan> {
+        crate::metrics::timed("local", "scan", async {
+            let prefix = prefix.to_owned();
+            self.blocking(move |inner| {
+                // Read the revision under the write lock's shadow: a read transaction sees every
+                // commit before it, and the revision only moves after a commit.
+                let (txn, revision) = {
+                    let _g = inner.write_lock.lock();
+                    (inner.db.begin_read()?, *inner.revision.borrow())
+                };
+                let kv = txn.open_table(KV)?;
+                Ok(Scan {
+                    revision,
+                    entries: scan_table(&kv, &prefix)?,
+                })
+            })
+            .await
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "local", prefix = %prefix))]
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        let prefix = prefix.to_owned();
-        self.write(move |kv, rev| {
-            let keys: Vec<String> = scan_table(kv, &prefix)?
-                .into_iter()
-                .map(|e| e.key)
-                .collect();
-            let mut events = Vec::with_capacity(keys.len());
-            for k in keys {
-                kv.remove(k.as_str())?;
-                events.push(delete_event(k, rev));
-            }
-            Ok((events.len() as u64, events))
+        crate::metrics::timed("local", "del_prefix", async {
+            let prefix = prefix.to_owned();
+            self.write(move |kv, rev| {
+                let keys: Vec<String> = scan_table(kv, &prefix)?
+                    .into_iter()
+                    .map(|e| e.key)
+                    .collect();
+                let mut events = Vec::with_capacity(keys.len());
+                for k in keys {
+                    kv.remove(k.as_str())?;
+                    events.push(delete_event(k, rev));
+                }
+                Ok((events.len() as u64, events))
+            })
+            .await
         })
         .await
     }
@@ -480,89 +487,98 @@ impl MetadataStore for LocalStore {
         Ok(*self.inner.revision.borrow())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "local", prefix = %prefix))]
     async fn watch(&self, prefix: &str, from_revision: Option<u64>) -> Result<WatchStream> {
-        if self.inner.cancel.is_cancelled() {
-            return Err(MetaError::Closed);
-        }
-        let mut rev_rx = self.inner.revision.subscribe();
-        let start = from_revision
-            .unwrap_or(*rev_rx.borrow_and_update() + 1)
-            .max(1);
-        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
-        let inner = self.inner.clone();
-        let prefix = prefix.to_owned();
-        self.inner.tracker.spawn(async move {
-            let mut next = start;
-            loop {
-                // Copy a batch out of the history, then send it without holding the lock.
-                let batch: Result<(Vec<WatchEvent>, u64)> = {
-                    let h = inner.history.lock();
-                    if next < h.oldest {
-                        Err(MetaError::Compacted {
-                            requested: next,
-                            oldest: h.oldest,
-                        })
-                    } else {
-                        let from = h.events.partition_point(|e| e.revision < next);
-                        let mut out = Vec::new();
-                        let mut covered = next.saturating_sub(1);
-                        for e in h.events.range(from..) {
-                            if out.len() >= 256 && e.revision != covered {
-                                break;
+        crate::metrics::timed("local", "watch", async {
+            if self.inner.cancel.is_cancelled() {
+                return Err(MetaError::Closed);
+            }
+            let mut rev_rx = self.inner.revision.subscribe();
+            let start = from_revision
+                .unwrap_or(*rev_rx.borrow_and_update() + 1)
+                .max(1);
+            let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+            let inner = self.inner.clone();
+            let prefix = prefix.to_owned();
+            self.inner.tracker.spawn(async move {
+                let mut next = start;
+                loop {
+                    // Copy a batch out of the history, then send it without holding the lock.
+                    let batch: Result<(Vec<WatchEvent>, u64)> = {
+                        let h = inner.history.lock();
+                        if next < h.oldest {
+                            Err(MetaError::Compacted {
+                                requested: next,
+                                oldest: h.oldest,
+                            })
+                        } else {
+                            let from = h.events.partition_point(|e| e.revision < next);
+                            let mut out = Vec::new();
+                            let mut covered = next.saturating_sub(1);
+                            for e in h.events.range(from..) {
+                                if out.len() >= 256 && e.revision != covered {
+                                    break;
+                                }
+                                covered = e.revision;
+                                if e.key.starts_with(&prefix) {
+                                    out.push(e.clone());
+                                }
                             }
-                            covered = e.revision;
-                            if e.key.starts_with(&prefix) {
-                                out.push(e.clone());
-                            }
+                            Ok((out, covered))
                         }
-                        Ok((out, covered))
-                    }
-                };
-                let (events, covered) = match batch {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                for ev in events {
-                    if tx.send(Ok(ev)).await.is_err() {
-                        return;
-                    }
-                }
-                if covered >= next {
-                    next = covered + 1;
-                    continue;
-                }
-                // Caught up: wait for the next commit.
-                tokio::select! {
-                    changed = rev_rx.changed() => {
-                        if changed.is_err() {
-                            let _ = tx.send(Err(MetaError::Closed)).await;
+                    };
+                    let (events, covered) = match batch {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    for ev in events {
+                        if tx.send(Ok(ev)).await.is_err() {
                             return;
                         }
                     }
-                    () = inner.cancel.cancelled() => {
-                        let _ = tx.send(Err(MetaError::Closed)).await;
-                        return;
+                    if covered >= next {
+                        next = covered + 1;
+                        continue;
                     }
-                    () = tx.closed() => return,
+                    // Caught up: wait for the next commit.
+                    tokio::select! {
+                        changed = rev_rx.changed() => {
+                            if changed.is_err() {
+                                let _ = tx.send(Err(MetaError::Closed)).await;
+                                return;
+                            }
+                        }
+                        () = inner.cancel.cancelled() => {
+                            let _ = tx.send(Err(MetaError::Closed)).await;
+                            return;
+                        }
+                        () = tx.closed() => return,
+                    }
                 }
-            }
-        });
-        Ok(WatchStream::new(rx, start))
+            });
+            Ok(WatchStream::new(rx, start))
+        })
+        .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "local"))]
     async fn create_session(&self, ttl: Duration) -> Result<Session> {
-        if self.inner.cancel.is_cancelled() {
-            return Err(MetaError::Closed);
-        }
-        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
-        let session = Session::new(id, ttl, self.inner.store_id, &self.inner.cancel);
-        self.inner.sessions.lock().insert(id, session.clone());
-        Ok(session)
+        crate::metrics::timed("local", "create_session", async {
+            if self.inner.cancel.is_cancelled() {
+                return Err(MetaError::Closed);
+            }
+            let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+            let session = Session::new(id, ttl, self.inner.store_id, &self.inner.cancel);
+            self.inner.sessions.lock().insert(id, session.clone());
+            Ok(session)
+        })
+        .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(backend = "local", key = %key))]
     async fn put_ephemeral(
         &self,
         session: &Session,
@@ -571,12 +587,15 @@ impl MetadataStore for LocalStore {
         expected: Expected,
         opts: EphemeralOptions,
     ) -> Result<Stat> {
-        self.check_session(session)?;
-        let stat = self
-            .put_inner(key, value.clone(), expected, Some(session.clone()))
-            .await?;
-        session.record(key, value, opts.recreate_on_reestablish);
-        Ok(stat)
+        crate::metrics::timed("local", "put", async {
+            self.check_session(session)?;
+            let stat = self
+                .put_inner(key, value.clone(), expected, Some(session.clone()))
+                .await?;
+            session.record(key, value, opts.recreate_on_reestablish);
+            Ok(stat)
+        })
+        .await
     }
 
     async fn reestablish_session(&self, old: &Session) -> Result<Reestablished> {
@@ -661,6 +680,18 @@ impl MetadataStore for LocalStore {
         self.inner.sessions.lock().remove(&session.id());
         self.delete_session_keys(session.id()).await?;
         Ok(())
+    }
+
+    async fn close(&self) {
+        let sessions: Vec<Session> = self.inner.sessions.lock().values().cloned().collect();
+        for s in sessions {
+            if let Err(e) = self.close_session(&s).await {
+                tracing::warn!(session = s.id(), error = %e, "close session failed");
+            }
+        }
+        self.inner.cancel.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
     }
 }
 
