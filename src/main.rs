@@ -4,6 +4,8 @@
 //! `strata bookie`, `strata broker` and `strata init-cluster` run the cluster roles over etcd;
 //! `strata produce|consume|perf` and `strata admin` are clients.
 
+mod standalone;
+
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +25,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a broker, a bookie and the embedded metadata store in one process.
+    Standalone(standalone::StandaloneArgs),
     /// Run a bookie (storage node).
     Bookie(strata_bookie::cli::BookieArgs),
     /// Print shell completions for this CLI.
@@ -77,6 +81,10 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log);
     match cli.command {
+        Command::Standalone(args) => {
+            let shutdown = shutdown_on_signal();
+            standalone::run(args, shutdown).await
+        }
         Command::Bookie(args) => {
             let shutdown = shutdown_on_signal();
             strata_bookie::cli::run(args, shutdown).await

@@ -16,11 +16,15 @@ pub mod config;
 pub mod connection;
 pub mod cursor;
 pub mod error;
+pub mod http;
+pub mod ledger_client;
 pub mod managed_ledger;
+pub mod meta_adapter;
 pub mod metadata;
 pub mod metrics;
 pub mod position;
 pub mod schema;
+pub mod server;
 pub mod service;
 pub mod storage;
 pub mod subscription;
@@ -28,3 +32,6 @@ pub mod topic;
 pub mod topic_name;
 
 pub use error::{BrokerError, Result};
+
+#[cfg(test)]
+mod subscription_tests;

@@ -1,0 +1,353 @@
+//! Unit tests of subscriptions and dispatchers over in-memory storage and metadata.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strata_proto::frame::{Frame, Payload};
+use strata_proto::pulsar::command_subscribe::SubType;
+use strata_proto::pulsar::{KeySharedMode, MessageMetadata};
+use tokio::sync::mpsc;
+
+use crate::cache::EntryCache;
+use crate::managed_ledger::{ManagedLedger, ManagedLedgerConfig};
+use crate::metadata::MemMetadata;
+use crate::metrics::Metrics;
+use crate::position::Position;
+use crate::storage::MemStorage;
+use crate::subscription::*;
+
+fn entry(seq: u64, key: Option<&str>, n: i32) -> Bytes {
+    let md = MessageMetadata {
+        producer_name: "p".into(),
+        sequence_id: seq,
+        publish_time: 1000 + seq,
+        partition_key: key.map(|k| k.to_owned()),
+        num_messages_in_batch: (n > 1).then_some(n),
+        ..Default::default()
+    };
+    Payload::new(md, format!("m{seq}").as_bytes()).raw
+}
+
+struct Fixture {
+    ml: ManagedLedger,
+    meta: MemMetadata,
+    storage: MemStorage,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let storage = MemStorage::default();
+        let meta = MemMetadata::default();
+        let ml = ManagedLedger::open(
+            "t/ns/persistent/x",
+            Arc::new(storage.clone()),
+            Arc::new(meta.clone()),
+            EntryCache::new(1 << 20),
+            ManagedLedgerConfig::default(),
+        )
+        .await
+        .unwrap();
+        Fixture { ml, meta, storage }
+    }
+
+    async fn publish(&self, seq: u64, key: Option<&str>) -> Position {
+        self.ml.append(entry(seq, key, 1)).await.unwrap()
+    }
+
+    async fn sub(&self, name: &str, initial: InitialPosition) -> Subscription {
+        Subscription::open(
+            "persistent://t/ns/x",
+            -1,
+            name,
+            true,
+            initial,
+            self.ml.clone(),
+            Arc::new(self.meta.clone()),
+            SubscriptionConfig::default(),
+            Metrics::new(),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+struct TestConsumer {
+    key: u64,
+    rx: mpsc::UnboundedReceiver<Frame>,
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+async fn consumer(sub: &Subscription, t: SubType, name: &str) -> TestConsumer {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let key = NEXT.fetch_add(1, Ordering::Relaxed);
+    sub.add_consumer(ConsumerSpec {
+        key,
+        consumer_id: key,
+        name: name.into(),
+        priority: 0,
+        sub_type: t,
+        key_shared: (t == SubType::KeyShared).then(|| KeySharedSpec {
+            mode: KeySharedMode::AutoSplit,
+            ranges: vec![],
+        }),
+        out: tx,
+        address: "test".into(),
+    })
+    .await
+    .unwrap();
+    TestConsumer { key, rx }
+}
+
+/// (seq, position, redelivery count) of the next MESSAGE frame.
+async fn next_msg(c: &mut TestConsumer) -> Option<(u64, Position, u32)> {
+    loop {
+        let f = tokio::time::timeout(Duration::from_millis(300), c.rx.recv())
+            .await
+            .ok()??;
+        if let Some(m) = &f.command.message {
+            let p = f.payload.as_ref()?;
+            return Some((
+                p.metadata.sequence_id,
+                Position::from_wire(m.message_id.ledger_id, m.message_id.entry_id),
+                m.redelivery_count.unwrap_or(0),
+            ));
+        }
+    }
+}
+
+fn ack_id(p: Position) -> Vec<AckId> {
+    vec![AckId {
+        position: p,
+        ack_set: vec![],
+    }]
+}
+
+#[tokio::test]
+async fn exclusive_honours_permits_and_order() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    for i in 0..5 {
+        f.publish(i, None).await;
+    }
+    let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+    assert!(next_msg(&mut c).await.is_none(), "sent without permits");
+    sub.flow(c.key, 3);
+    let got: Vec<u64> = [
+        next_msg(&mut c).await,
+        next_msg(&mut c).await,
+        next_msg(&mut c).await,
+    ]
+    .iter()
+    .map(|m| m.unwrap().0)
+    .collect();
+    assert_eq!(got, vec![0, 1, 2]);
+    assert!(next_msg(&mut c).await.is_none(), "exceeded permits");
+    // a second exclusive consumer is refused
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let err = sub
+        .add_consumer(ConsumerSpec {
+            key: 999,
+            consumer_id: 9,
+            name: "x".into(),
+            priority: 0,
+            sub_type: SubType::Exclusive,
+            key_shared: None,
+            out: tx,
+            address: String::new(),
+        })
+        .await;
+    assert!(err.is_err());
+}
+
+#[tokio::test]
+async fn batch_entries_cost_num_messages_permits() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    f.ml.append(entry(0, None, 5)).await.unwrap();
+    f.ml.append(entry(1, None, 5)).await.unwrap();
+    let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+    sub.flow(c.key, 5);
+    assert_eq!(next_msg(&mut c).await.unwrap().0, 0);
+    assert!(next_msg(&mut c).await.is_none());
+    sub.flow(c.key, 5);
+    assert_eq!(next_msg(&mut c).await.unwrap().0, 1);
+}
+
+#[tokio::test]
+async fn shared_round_robin_and_redelivery_on_leave() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let mut a = consumer(&sub, SubType::Shared, "a").await;
+    let mut b = consumer(&sub, SubType::Shared, "b").await;
+    sub.flow(a.key, 10);
+    sub.flow(b.key, 10);
+    for i in 0..4 {
+        f.publish(i, None).await;
+    }
+    let mut got_a = vec![];
+    while let Some(m) = next_msg(&mut a).await {
+        got_a.push(m);
+    }
+    let mut got_b = vec![];
+    while let Some(m) = next_msg(&mut b).await {
+        got_b.push(m);
+    }
+    assert_eq!(got_a.len() + got_b.len(), 4);
+    assert!(
+        !got_a.is_empty() && !got_b.is_empty(),
+        "not round robin: {got_a:?} {got_b:?}"
+    );
+    // b acks nothing and leaves: its messages go to a with redelivery_count 1
+    sub.remove_consumer(b.key).await;
+    let mut re = vec![];
+    while let Some(m) = next_msg(&mut a).await {
+        re.push(m);
+    }
+    assert_eq!(re.len(), got_b.len());
+    assert!(re.iter().all(|m| m.2 == 1), "{re:?}");
+}
+
+#[tokio::test]
+async fn redeliver_command_increments_count() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let p = f.publish(0, None).await;
+    let mut c = consumer(&sub, SubType::Shared, "c").await;
+    sub.flow(c.key, 10);
+    assert_eq!(next_msg(&mut c).await.unwrap().2, 0);
+    sub.redeliver(c.key, Some(vec![p]));
+    assert_eq!(next_msg(&mut c).await.unwrap().2, 1);
+    sub.redeliver(c.key, None);
+    assert_eq!(next_msg(&mut c).await.unwrap().2, 2);
+    sub.ack(c.key, false, ack_id(p), false).await;
+    sub.redeliver(c.key, None);
+    assert!(next_msg(&mut c).await.is_none());
+}
+
+#[tokio::test]
+async fn failover_picks_by_priority_then_name() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let mut b = consumer(&sub, SubType::Failover, "b").await;
+    let mut a = consumer(&sub, SubType::Failover, "a").await;
+    sub.flow(a.key, 10);
+    sub.flow(b.key, 10);
+    f.publish(0, None).await;
+    assert_eq!(next_msg(&mut a).await.unwrap().0, 0);
+    assert!(next_msg(&mut b).await.is_none());
+    // a leaves without acking: b becomes active and gets the message again
+    sub.remove_consumer(a.key).await;
+    assert_eq!(next_msg(&mut b).await.unwrap().0, 0);
+}
+
+#[tokio::test]
+async fn key_shared_keeps_per_key_order_across_joins_and_leaves() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7"];
+    let mut cs = vec![consumer(&sub, SubType::KeyShared, "c0").await];
+    sub.flow(cs[0].key, 1000);
+    let mut seq = 0;
+    let mut received: Vec<(u64, Position)> = vec![];
+    let mut last_by_key = std::collections::HashMap::new();
+    for round in 0..6 {
+        for _ in 0..40 {
+            f.publish(seq, Some(keys[(seq % 8) as usize])).await;
+            seq += 1;
+        }
+        if round % 2 == 0 {
+            let c = consumer(&sub, SubType::KeyShared, &format!("c{}", round + 1)).await;
+            sub.flow(c.key, 1000);
+            cs.push(c);
+        } else if cs.len() > 1 {
+            let c = cs.remove(0);
+            sub.remove_consumer(c.key).await;
+        }
+        // every consumer processes and acks what it got, checking per-key order
+        for c in cs.iter_mut() {
+            while let Some((s, p, _)) = next_msg(c).await {
+                let k = s % 8;
+                let prev = last_by_key.insert(k, s);
+                assert!(
+                    prev.is_none_or(|x| x < s || received.iter().any(|r| r.0 == s)),
+                    "key {k}: {s} after {prev:?}"
+                );
+                received.push((s, p));
+                sub.ack(c.key, false, ack_id(p), false).await;
+            }
+        }
+    }
+    let mut seqs: Vec<u64> = received.iter().map(|r| r.0).collect();
+    seqs.sort();
+    seqs.dedup();
+    assert_eq!(
+        seqs.len() as u64,
+        seq,
+        "some messages never delivered (stuck consumer?)"
+    );
+}
+
+#[tokio::test]
+async fn cursor_survives_restart_and_writes_are_batched() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let mut ps = vec![];
+    for i in 0..200 {
+        ps.push(f.publish(i, None).await);
+    }
+    let mut c = consumer(&sub, SubType::Shared, "c").await;
+    sub.flow(c.key, 1000);
+    let mut n = 0;
+    while let Some((s, p, _)) = next_msg(&mut c).await {
+        // ack all but every 10th
+        if s % 10 != 0 {
+            sub.ack(c.key, false, ack_id(p), false).await;
+        }
+        n += 1;
+    }
+    assert_eq!(n, 200);
+    let before = f.meta.puts.load(Ordering::Relaxed);
+    sub.close().await;
+    let writes = f.meta.puts.load(Ordering::Relaxed);
+    assert!(
+        writes < 60,
+        "{writes} cursor writes for 180 acks (before close: {before})"
+    );
+    // reopen: only the unacked ones come back
+    let sub2 = f.sub("s", InitialPosition::Latest).await;
+    let mut c2 = consumer(&sub2, SubType::Shared, "c2").await;
+    sub2.flow(c2.key, 1000);
+    let mut again = vec![];
+    while let Some((s, _, _)) = next_msg(&mut c2).await {
+        again.push(s);
+    }
+    assert_eq!(again, (0..200).step_by(10).collect::<Vec<_>>());
+    let _ = &f.storage;
+}
+
+#[tokio::test]
+async fn seek_moves_cursor_and_disconnects() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let mut ps = vec![];
+    for i in 0..5 {
+        ps.push(f.publish(i, None).await);
+    }
+    let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+    sub.flow(c.key, 10);
+    for _ in 0..5 {
+        let (_, p, _) = next_msg(&mut c).await.unwrap();
+        sub.ack(c.key, true, ack_id(p), false).await;
+    }
+    sub.seek(SeekTarget::Position(ps[2])).await.unwrap();
+    let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+    sub.flow(c.key, 10);
+    assert_eq!(next_msg(&mut c).await.unwrap().0, 2);
+    sub.seek(SeekTarget::PublishTime(1004)).await.unwrap();
+    let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+    sub.flow(c.key, 10);
+    assert_eq!(next_msg(&mut c).await.unwrap().0, 4);
+}

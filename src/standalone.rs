@@ -1,0 +1,166 @@
+//! `strata standalone`: a broker, one bookie and the embedded metadata store in one process.
+//!
+//! Layout under `--data-dir`: `metadata.redb` (the metadata store), `bookie/` (journal and
+//! ledger segments). The bookie serves gRPC on a loopback port chosen at start; ledgers name it
+//! by the stable id `standalone-bookie`, so a restart on another port still finds its data.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Deserialize;
+use strata_bookie::registration::NoopRegistrar;
+use strata_bookie::{BookieNode, BookieOptions, StorageConfig};
+use strata_broker::config::BrokerConfig;
+use strata_broker::ledger_client::{BookieLedgerStorage, Quorum, StaticBookies};
+use strata_broker::meta_adapter::MetaStoreAdapter;
+use strata_broker::server::BrokerServer;
+use strata_broker::service::{BrokerService, LocalOwnership};
+use strata_meta::LocalStore;
+use strata_meta::model::{MetaClient, Paths};
+use strata_proto::BookieId;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Flags of `strata standalone`. Flags override the config file, which overrides defaults.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct StandaloneArgs {
+    /// TOML config file (keys: `data_dir`, and a `[broker]` table with the broker settings).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data directory (default `./data`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Pulsar protocol port (default 6650; 0 picks a free port).
+    #[arg(long)]
+    pub broker_port: Option<u16>,
+    /// HTTP port: lookup, admin, /metrics (default 8080; 0 picks a free port).
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Address to bind (default 127.0.0.1).
+    #[arg(long)]
+    pub bind_address: Option<String>,
+    /// Address advertised to clients in lookups (default 127.0.0.1).
+    #[arg(long)]
+    pub advertised_address: Option<String>,
+}
+
+/// The config file of `strata standalone`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct StandaloneConfig {
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Broker settings.
+    pub broker: BrokerConfig,
+}
+
+impl StandaloneConfig {
+    /// Loads the file (if any) and applies flags on top.
+    pub fn load(args: &StandaloneArgs) -> anyhow::Result<(PathBuf, BrokerConfig)> {
+        let mut cfg = match &args.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("read config file {}", p.display()))?;
+                toml::from_str::<StandaloneConfig>(&text)
+                    .with_context(|| format!("parse config file {}", p.display()))?
+            }
+            None => StandaloneConfig::default(),
+        };
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(cfg.data_dir.take())
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        if let Some(p) = args.broker_port {
+            cfg.broker.broker_port = p;
+        }
+        if let Some(p) = args.http_port {
+            cfg.broker.http_port = p;
+        }
+        if let Some(a) = &args.bind_address {
+            cfg.broker.bind_address = a.clone();
+        }
+        if let Some(a) = &args.advertised_address {
+            cfg.broker.advertised_address = a.clone();
+        }
+        Ok((data_dir, cfg.broker))
+    }
+}
+
+const BOOKIE_ID: &str = "standalone-bookie";
+
+/// Runs standalone until `shutdown` fires.
+pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (data_dir, broker_cfg) = StandaloneConfig::load(&args)?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("create data directory {}", data_dir.display()))?;
+    let store = LocalStore::open(data_dir.join("metadata.redb"))
+        .await
+        .context("open metadata store")?;
+    let store: Arc<dyn strata_meta::MetadataStore> = Arc::new(store);
+
+    let bookie = start_bookie(&data_dir).await?;
+    let bookie_addr = bookie.grpc_addr.to_string();
+
+    let ledgers = BookieLedgerStorage::new(
+        MetaClient::new(store.clone(), Paths::default()),
+        Arc::new(StaticBookies(vec![(
+            BookieId(BOOKIE_ID.into()),
+            bookie_addr.clone(),
+        )])),
+        Quorum {
+            ensemble: 1,
+            write: 1,
+            ack: 1,
+        },
+        "standalone",
+    );
+    let service = BrokerService::new(
+        broker_cfg,
+        Arc::new(ledgers),
+        Arc::new(MetaStoreAdapter::new(store.clone())),
+        Arc::new(LocalOwnership),
+    );
+    service
+        .create_namespace("public", "default")
+        .await
+        .context("create namespace public/default")?;
+    let server = match BrokerServer::start(service).await {
+        Ok(s) => s,
+        Err(e) => {
+            bookie.shutdown().await;
+            return Err(e).context("bind broker listeners");
+        }
+    };
+    info!(
+        pulsar = %format!("pulsar://{}", server.broker_addr),
+        http = %format!("http://{}", server.http_addr),
+        bookie = %bookie_addr,
+        data_dir = %data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "strata standalone ready"
+    );
+    shutdown.cancelled().await;
+    info!("shutting down");
+    server.shutdown().await;
+    bookie.shutdown().await;
+    info!("standalone stopped");
+    Ok(())
+}
+
+async fn start_bookie(data_dir: &Path) -> anyhow::Result<BookieNode> {
+    let opts = BookieOptions {
+        storage: StorageConfig::new(data_dir.join("bookie")),
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http_addr: None,
+        advertised_address: None,
+        registration_interval: Duration::from_secs(60),
+    };
+    BookieNode::start(opts, Arc::new(NoopRegistrar))
+        .await
+        .context("start bookie")
+}
