@@ -300,7 +300,19 @@ async fn write_loop(
 ) {
     loop {
         let first = tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = cancel.cancelled() => {
+                // Closing: write what is already queued (acks, CLOSE_*), bounded in time.
+                let drain = async {
+                    while let Ok(f) = rx.try_recv() {
+                        if writer.feed(f).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = writer.flush().await;
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+                break;
+            }
             f = rx.recv() => match f { Some(f) => f, None => break },
         };
         // Coalesce whatever else is queued into the same write.

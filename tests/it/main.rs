@@ -3,6 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bookie;
+mod checker;
 mod harness;
 mod meta;
+mod pulsar_durability;
+mod pulsar_python;
+mod pulsar_rust;
+mod pulsar_standalone;
 mod smoke;

@@ -1,0 +1,152 @@
+//! A real `strata standalone` process on free loopback ports, for the Pulsar client tests and the
+//! durability tests (kill with SIGKILL, restart on the same data directory).
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{free_port, strata_bin};
+
+/// How long a standalone may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running `strata standalone`; killed (SIGKILL) when dropped.
+pub struct Standalone {
+    child: Option<Child>,
+    /// Data directory (kept across restarts).
+    pub data_dir: PathBuf,
+    /// Pulsar protocol port.
+    pub broker_port: u16,
+    /// HTTP port.
+    pub http_port: u16,
+    log: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Standalone {
+    /// Starts a standalone with a fresh temporary data directory.
+    pub fn start() -> Standalone {
+        let tmp = tempfile::tempdir().expect("create temp dir");
+        let data = tmp.path().join("data");
+        let mut s = Self::start_in(&data, free_port(), free_port());
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a standalone on `data_dir` with the given ports and waits until the broker port
+    /// accepts connections. Panics with the process log if it exits or does not come up.
+    pub fn start_in(data_dir: &Path, broker_port: u16, http_port: u16) -> Standalone {
+        std::fs::create_dir_all(data_dir).expect("create data dir");
+        let log = data_dir
+            .parent()
+            .unwrap_or(data_dir)
+            .join(format!("standalone-{broker_port}.log"));
+        let mut s = Standalone {
+            child: None,
+            data_dir: data_dir.to_owned(),
+            broker_port,
+            http_port,
+            log,
+            _tmp: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log file");
+        let child = Command::new(strata_bin())
+            .args(["standalone", "--data-dir"])
+            .arg(&self.data_dir)
+            .args(["--broker-port", &self.broker_port.to_string()])
+            .args(["--http-port", &self.http_port.to_string()])
+            .env("STRATA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("clone log handle"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn strata standalone");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if TcpStream::connect(("127.0.0.1", self.broker_port)).is_ok()
+                && TcpStream::connect(("127.0.0.1", self.http_port)).is_ok()
+            {
+                return;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "strata standalone exited with {status} before listening\n{}",
+                        self.log_tail()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "strata standalone did not listen on {} within {START_TIMEOUT:?}\n{}",
+                    self.broker_port,
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `pulsar://127.0.0.1:<broker_port>`.
+    pub fn url(&self) -> String {
+        format!("pulsar://127.0.0.1:{}", self.broker_port)
+    }
+
+    /// `http://127.0.0.1:<http_port>`.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The process id (e.g. to read its RSS).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL and reap the process (no graceful shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the process and starts a new one on the same data directory and ports.
+    pub fn restart_after_kill(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The last 8 KiB of the process log.
+    pub fn log_tail(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let start = s.len().saturating_sub(8192);
+        let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+        s[start..].to_owned()
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
