@@ -239,6 +239,16 @@ impl EtcdStore {
         Ok(store)
     }
 
+    /// Compacts etcd's history up to `revision` (watches from older revisions then fail with
+    /// [`MetaError::Compacted`]). Operators usually let etcd auto-compact instead.
+    pub async fn compact(&self, revision: u64) -> Result<()> {
+        let rev = i64::try_from(revision)
+            .map_err(|_| MetaError::InvalidArgument(format!("revision {revision}")))?;
+        self.call("compact", |mut c| async move { c.compact(rev, None).await })
+            .await
+            .map(|_| ())
+    }
+
     /// The endpoint requests currently go to.
     pub fn preferred_endpoint(&self) -> &str {
         let i = self.inner.preferred.load(Ordering::Relaxed) % self.inner.endpoints.len();
@@ -477,6 +487,8 @@ async fn keep_alive_loop(inner: Arc<Inner>, session: Weak<SessionInner>, mut las
     let budget = ttl - session_margin(ttl);
     let interval = (ttl / 6).max(Duration::from_millis(100));
     let n = inner.endpoints.len();
+    // One endpoint gets at most this long to answer before the next one is tried.
+    let attempt = inner.opts.attempt_timeout.min(budget / 2);
     let lost = |why: &str| {
         warn!(session = id, reason = why, "metadata session lost");
         crate::metrics::session_lost("etcd");
@@ -500,13 +512,18 @@ async fn keep_alive_loop(inner: Arc<Inner>, session: Weak<SessionInner>, mut las
         let mut client = inner.endpoints[idx].client.clone();
         let sent = Instant::now();
         let opened = tokio::select! {
-            r = tokio::time::timeout_at(lost_at, client.lease_keep_alive(id)) => r,
+            r = tokio::time::timeout_at(lost_at.min(sent + attempt), client.lease_keep_alive(id)) => r,
             () = token.cancelled() => return,
         };
         let (mut keeper, mut stream) = match opened {
-            Err(_) => {
+            Err(_) if Instant::now() >= lost_at => {
                 lost("no keep-alive acknowledged in time");
                 return;
+            }
+            Err(_) => {
+                debug!(session = id, endpoint = %inner.endpoints[idx].url, "keep-alive stream open timed out");
+                rotate(&inner, idx);
+                continue;
             }
             Ok(Err(e)) if lease_not_found(&e) => {
                 lost("lease not found");
@@ -541,13 +558,18 @@ async fn keep_alive_loop(inner: Arc<Inner>, session: Weak<SessionInner>, mut las
                 break;
             }
             let resp = tokio::select! {
-                r = tokio::time::timeout_at(lost_at, stream.message()) => r,
+                r = tokio::time::timeout_at(lost_at.min(sent + attempt), stream.message()) => r,
                 () = token.cancelled() => return,
             };
             match resp {
-                Err(_) => {
+                Err(_) if Instant::now() >= lost_at => {
                     lost("no keep-alive acknowledged in time");
                     return;
+                }
+                Err(_) => {
+                    // This endpoint is slow or unreachable: reopen on the next one.
+                    rotate(&inner, idx);
+                    break;
                 }
                 Ok(Ok(Some(r))) if r.ttl() > 0 => last_ok = sent,
                 Ok(Ok(Some(_))) => {

@@ -278,3 +278,106 @@ async fn three_node_cluster_member_killed() {
     .await
     .expect("test timed out");
 }
+
+/// Dropping every handle of a session stops its keep-alive (its keys expire after the TTL);
+/// closing the store revokes the leases of open sessions at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_session_expires_and_close_revokes() {
+    timeout(Duration::from_secs(60), async {
+        let etcd = EtcdCluster::start(1);
+        let store: Arc<dyn MetadataStore> = Arc::new(connect(etcd.endpoints()).await);
+        let s = store.create_session(TTL).await.unwrap();
+        store
+            .put_ephemeral(
+                &s,
+                "/d/a",
+                Bytes::from("a"),
+                Expected::Absent,
+                EphemeralOptions::default(),
+            )
+            .await
+            .unwrap();
+        let rev = store.current_revision().await.unwrap();
+        drop(s);
+        let mut w = store.watch("/d/", Some(rev + 1)).await.unwrap();
+        let ev = timeout(TTL * 3, w.next())
+            .await
+            .expect("expiry within ttl")
+            .unwrap()
+            .unwrap();
+        assert_eq!((ev.kind, ev.key.as_str()), (EventKind::Delete, "/d/a"));
+
+        let s2 = store.create_session(TTL).await.unwrap();
+        store
+            .put_ephemeral(
+                &s2,
+                "/d/b",
+                Bytes::from("b"),
+                Expected::Absent,
+                EphemeralOptions::default(),
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        assert!(s2.is_lost());
+        // /d/b's create (and maybe the revoke's delete), then `Closed`.
+        loop {
+            match w.next().await {
+                Some(Ok(ev)) => assert_eq!(ev.key, "/d/b"),
+                Some(Err(MetaError::Closed)) => break,
+                other => panic!("expected Closed, got {other:?}"),
+            }
+        }
+        let other = connect(etcd.endpoints()).await;
+        assert!(
+            other.get("/d/b").await.unwrap().is_none(),
+            "close revoked the lease"
+        );
+        assert!(matches!(store.get("/d/b").await, Err(MetaError::Closed)));
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// A watch from a compacted revision fails with a clear error naming the oldest revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_compacted_revision_fails_clearly() {
+    timeout(Duration::from_secs(30), async {
+        let etcd = EtcdCluster::start(1);
+        let client = connect(etcd.endpoints()).await;
+        let first = client
+            .put("/cmp/a", Bytes::from("1"), Expected::Absent)
+            .await
+            .unwrap();
+        let last = client
+            .put("/cmp/a", Bytes::from("2"), Expected::Any)
+            .await
+            .unwrap();
+        client.compact(last.mod_revision).await.unwrap();
+        let mut w = client
+            .watch("/cmp/", Some(first.mod_revision))
+            .await
+            .unwrap();
+        match timeout(Duration::from_secs(10), w.next()).await.unwrap() {
+            Some(Err(MetaError::Compacted { requested, oldest })) => {
+                assert_eq!(requested, first.mod_revision);
+                assert_eq!(oldest, last.mod_revision);
+            }
+            other => panic!("expected Compacted, got {other:?}"),
+        }
+        assert!(w.next().await.is_none());
+        // From the compaction point on, it works.
+        let mut w = client
+            .watch("/cmp/", Some(last.mod_revision))
+            .await
+            .unwrap();
+        let ev = timeout(Duration::from_secs(10), w.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.value, Bytes::from("2"));
+    })
+    .await
+    .expect("test timed out");
+}
