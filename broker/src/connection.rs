@@ -522,6 +522,13 @@ impl Conn {
                     if left == 0 && !cs.sub.is_durable() {
                         cs.topic.remove_subscription(cs.sub.name(), false).await;
                     }
+                    // A closed consumer's acks are durable when the close is answered.
+                    if tokio::time::timeout(Duration::from_secs(5), cs.sub.flush())
+                        .await
+                        .is_err()
+                    {
+                        warn!(sub = %cs.sub.name(), "cursor flush on consumer close timed out");
+                    }
                 }
                 self.send(commands::success(c.request_id));
             }

@@ -124,6 +124,7 @@ enum Cmd {
     Seek(SeekTarget, oneshot::Sender<Result<()>>),
     Stats(u64, oneshot::Sender<Option<ConsumerStats>>),
     MarkDelete(oneshot::Sender<Position>),
+    AckSeq(oneshot::Sender<u64>),
     Snapshot(oneshot::Sender<(u64, CursorSnapshot)>),
     Unsubscribe(u64, oneshot::Sender<Result<()>>),
     Close(oneshot::Sender<()>),
@@ -256,6 +257,7 @@ impl Subscription {
             metrics,
             ring: BTreeMap::new(),
             deferred_slots: HashMap::new(),
+            durable,
         };
         actor.advance();
         let flusher = if durable {
@@ -349,6 +351,19 @@ impl Subscription {
         }
         let mut rx = self.persisted.clone();
         let _ = rx.wait_for(|v| *v >= seq).await;
+    }
+
+    /// Waits until every ack received so far is persisted.
+    pub async fn flush(&self) {
+        if !self.durable {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::AckSeq(tx)).is_ok()
+            && let Ok(seq) = rx.await
+        {
+            self.wait_durable(seq).await;
+        }
     }
 
     /// Redelivers the consumer's unacked entries (all, or the given ones).
@@ -489,6 +504,8 @@ struct Actor {
     ring: BTreeMap<u32, u64>,
     /// Key_Shared: hash slot of each entry waiting in replay.
     deferred_slots: HashMap<Position, u32>,
+    /// Whether a flusher persists this cursor.
+    durable: bool,
 }
 
 /// Murmur3 32-bit (seed 0), the hash Pulsar uses for Key_Shared ranges.
@@ -567,9 +584,11 @@ impl Actor {
                     match cmd {
                         Cmd::Close(reply) => {
                             self.close_all_consumers();
-                            self.dirty.notify_one();
-                            // Let the flusher take its final snapshot.
-                            self.drain_snapshots(&mut rx).await;
+                            if self.durable {
+                                self.dirty.notify_one();
+                                // Let the flusher take its final snapshot.
+                                self.drain_snapshots(&mut rx).await;
+                            }
                             let _ = reply.send(());
                             return;
                         }
@@ -579,7 +598,9 @@ impl Actor {
                                 continue;
                             }
                             self.consumers.clear();
-                            self.stop_flusher(&mut rx).await;
+                            if self.durable {
+                                self.stop_flusher(&mut rx).await;
+                            }
                             let _ = reply.send(Ok(()));
                             return;
                         }
@@ -707,6 +728,9 @@ impl Actor {
             }
             Cmd::MarkDelete(reply) => {
                 let _ = reply.send(self.acks.mark_delete());
+            }
+            Cmd::AckSeq(reply) => {
+                let _ = reply.send(self.ack_seq);
             }
             Cmd::Snapshot(reply) => {
                 let _ = reply.send((self.ack_seq, self.acks.snapshot()));

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bookie;
+mod broker_badinput;
 mod checker;
 mod harness;
 mod meta;
