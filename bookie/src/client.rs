@@ -122,7 +122,10 @@ struct AddStream {
 
 struct Inner {
     grpc: GrpcClient<Channel>,
-    stream: tokio::sync::Mutex<Option<AddStream>>,
+    /// The current add stream (fast path: a short sync lock per add).
+    stream: Mutex<Option<AddStream>>,
+    /// Serializes opening a new stream.
+    opening: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     cancel: CancellationToken,
 }
@@ -167,7 +170,8 @@ impl BookieClient {
         Self {
             inner: Arc::new(Inner {
                 grpc,
-                stream: tokio::sync::Mutex::new(None),
+                stream: Mutex::new(None),
+                opening: tokio::sync::Mutex::new(()),
                 next_id: AtomicU64::new(1),
                 cancel: CancellationToken::new(),
             }),
@@ -175,8 +179,13 @@ impl BookieClient {
     }
 
     async fn add_stream(&self) -> Result<(mpsc::Sender<AddRequest>, Pending), ClientError> {
-        let mut g = self.inner.stream.lock().await;
-        if let Some(s) = g.as_ref() {
+        if let Some(s) = self.inner.stream.lock().as_ref() {
+            if !s.tx.is_closed() {
+                return Ok((s.tx.clone(), s.pending.clone()));
+            }
+        }
+        let _opening = self.inner.opening.lock().await;
+        if let Some(s) = self.inner.stream.lock().as_ref() {
             if !s.tx.is_closed() {
                 return Ok((s.tx.clone(), s.pending.clone()));
             }
@@ -219,7 +228,7 @@ impl BookieClient {
                 let _ = done.send(Err(ClientError::Unavailable(reason.clone())));
             }
         });
-        *g = Some(AddStream {
+        *self.inner.stream.lock() = Some(AddStream {
             tx: tx.clone(),
             pending: pending.clone(),
         });
@@ -254,7 +263,7 @@ impl BookieClient {
         if tx.send(req).await.is_err() {
             pending.lock().remove(&request_id);
             // the stream broke: forget it so the next add reopens one
-            let mut g = self.inner.stream.lock().await;
+            let mut g = self.inner.stream.lock();
             if g.as_ref().is_some_and(|s| s.tx.same_channel(&tx)) {
                 *g = None;
             }

@@ -69,11 +69,13 @@ pub fn file_header(id: u64) -> [u8; FILE_HEADER_LEN] {
     .encode()
 }
 
+/// What [`scan_file`] found: the segment id, each valid record with its offset, and why the scan
+/// stopped early, if it did.
+pub type SegmentScan = (u64, Vec<(u64, SegmentRecord)>, Option<FormatError>);
+
 /// Decodes every record of a whole segment file with its offset; stops at the first bad frame.
 /// Used by tools and tests (the bookie itself reads segments through the index).
-pub fn scan_file(
-    buf: &Bytes,
-) -> Result<(u64, Vec<(u64, SegmentRecord)>, Option<FormatError>), FormatError> {
+pub fn scan_file(buf: &Bytes) -> Result<SegmentScan, FormatError> {
     let h = FileHeader::decode(buf, &MAGIC, VERSION)?;
     let mut pos = FILE_HEADER_LEN;
     let mut out = vec![];

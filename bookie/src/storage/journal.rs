@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
 use crate::error::BookieError;
@@ -116,10 +116,7 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
                     if now >= deadline {
                         None
                     } else {
-                        match rx.recv_timeout(deadline - now) {
-                            Ok(op) => Some(op),
-                            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                        }
+                        rx.recv_timeout(deadline - now).ok()
                     }
                 }
             };

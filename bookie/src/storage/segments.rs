@@ -16,6 +16,9 @@ use crate::format::{FILE_HEADER_LEN, FormatError};
 
 use super::journal::fsync_dir;
 
+/// Segment bytes written (and synced) at a time while flushing.
+const WRITE_CHUNK: usize = 1 << 20;
+
 /// Where an entry is: segment, offset of its frame, frame length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loc {
@@ -165,7 +168,7 @@ impl SegWriter {
             idx,
             len: FILE_HEADER_LEN as u64,
             idx_len: FILE_HEADER_LEN as u64,
-            buf: Vec::with_capacity(4 << 20),
+            buf: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
             pending: vec![],
         })
     }
@@ -191,8 +194,12 @@ impl SegWriter {
             offset,
             len,
         });
-        if self.buf.len() >= 4 << 20 {
+        if self.buf.len() >= WRITE_CHUNK {
             self.write_buf()?;
+            // sync each chunk: bounds the dirty data a journal fdatasync can queue behind
+            self.file
+                .sync_data()
+                .map_err(|e| BookieError::io("fdatasync segment", e))?;
         }
         Ok(Loc {
             seg: self.id,

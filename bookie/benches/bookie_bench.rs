@@ -1,0 +1,248 @@
+//! End-to-end bookie benchmark against the raw disk, measured in the same run on the same filesystem.
+//!
+//! `cargo bench -p strata-bookie --bench bookie_bench [-- --dir DIR --secs N]`
+//!
+//! Baselines: (a) sequential write bandwidth with one fdatasync per 1 MiB; (b) 1 KiB append +
+//! fdatasync per append (rate and p99 sync latency). Then a bookie (in this process, gRPC over
+//! loopback) under many concurrent writers: 64 KiB and 1 KiB add throughput, and p99 add latency at
+//! half the 1 KiB peak rate. Prints the ratios against the targets (64 KiB ≥ 0.7×(a),
+//! 1 KiB ≥ 25×(b), p99 at half load ≤ 3× disk p99 fdatasync).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use strata_bookie::registration::NoopRegistrar;
+use strata_bookie::{BookieClient, BookieNode, BookieOptions, StorageConfig};
+
+const KEY: Bytes = Bytes::from_static(b"bench");
+
+struct Args {
+    dir: PathBuf,
+    secs: f64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        dir: std::env::temp_dir(),
+        secs: 3.0,
+    };
+    let v: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < v.len() {
+        match v[i].as_str() {
+            "--dir" if i + 1 < v.len() => {
+                a.dir = PathBuf::from(&v[i + 1]);
+                i += 1;
+            }
+            "--secs" if i + 1 < v.len() => {
+                a.secs = v[i + 1].parse().unwrap_or(3.0);
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    a
+}
+
+/// (a): MiB/s writing 1 MiB blocks with one fdatasync each.
+fn disk_seq_bandwidth(dir: &Path, dur: Duration) -> f64 {
+    let p = dir.join("seq.bin");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let block = vec![0x5Au8; 1 << 20];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < dur && n < 2048 {
+        f.write_all(&block).unwrap();
+        f.sync_data().unwrap();
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&p);
+    n as f64 / secs
+}
+
+/// (b): appends/s of 1 KiB + fdatasync each, and the fdatasync latency histogram (µs).
+fn disk_sync_rate(dir: &Path, dur: Duration) -> (f64, Histogram<u64>) {
+    let p = dir.join("sync.bin");
+    let mut f = std::fs::File::create(&p).unwrap();
+    let block = vec![0xA5u8; 1024];
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < dur {
+        f.write_all(&block).unwrap();
+        let t = Instant::now();
+        f.sync_data().unwrap();
+        h.record(t.elapsed().as_micros() as u64).unwrap();
+        n += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&p);
+    (n as f64 / secs, h)
+}
+
+/// Closed loop: `inflight` writers, each with one add outstanding, for `dur`. Returns adds/s.
+async fn closed_loop(
+    clients: &[BookieClient],
+    size: usize,
+    inflight: usize,
+    dur: Duration,
+    base: u64,
+) -> f64 {
+    let payload = Bytes::from(vec![0xABu8; size]);
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + dur;
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..inflight {
+        let c = clients[i % clients.len()].clone();
+        let payload = payload.clone();
+        let count = count.clone();
+        set.spawn(async move {
+            let l = base + i as u64;
+            let mut e = 0u64;
+            while Instant::now() < stop {
+                c.add(l, e, KEY, e as i64 - 1, payload.clone())
+                    .await
+                    .unwrap();
+                e += 1;
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Open loop at `rate` adds/s of `size` bytes for `dur`; returns the latency histogram (µs).
+async fn open_loop(
+    clients: &[BookieClient],
+    size: usize,
+    rate: f64,
+    dur: Duration,
+    base: u64,
+) -> Histogram<u64> {
+    let payload = Bytes::from(vec![0xCDu8; size]);
+    let hist = Arc::new(parking_lot::Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let start = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut issued = 0u64;
+    let mut set = tokio::task::JoinSet::new();
+    while start.elapsed() < dur {
+        tick.tick().await;
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        while issued < due {
+            let c = clients[(issued % clients.len() as u64) as usize].clone();
+            let payload = payload.clone();
+            let hist = hist.clone();
+            let (l, e) = (base + issued % 512, issued / 512);
+            set.spawn(async move {
+                let t = Instant::now();
+                c.add(l, e, KEY, e as i64 - 1, payload).await.unwrap();
+                let _ = hist.lock().record(t.elapsed().as_micros() as u64);
+            });
+            issued += 1;
+        }
+        while set.try_join_next().is_some() {}
+    }
+    while set.join_next().await.is_some() {}
+    Arc::try_unwrap(hist).map_or_else(|h| h.lock().clone(), parking_lot::Mutex::into_inner)
+}
+
+fn main() {
+    let a = args();
+    let root = tempfile::Builder::new()
+        .prefix("strata-bookie-bench")
+        .tempdir_in(&a.dir)
+        .unwrap();
+    let dur = Duration::from_secs_f64(a.secs);
+    println!(
+        "bookie bench in {} ({} s per phase)",
+        root.path().display(),
+        a.secs
+    );
+
+    let seq_mib_s = disk_seq_bandwidth(root.path(), dur);
+    println!("(a) disk sequential write, fdatasync per 1 MiB: {seq_mib_s:>10.1} MiB/s");
+    let (sync_rate, sync_hist) = disk_sync_rate(root.path(), dur);
+    let disk_p99 = sync_hist.value_at_quantile(0.99);
+    println!(
+        "(b) disk 1 KiB append + fdatasync:              {sync_rate:>10.0} ops/s (fdatasync p50 {} us, p99 {} us)",
+        sync_hist.value_at_quantile(0.5),
+        disk_p99
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut storage = StorageConfig::new(root.path().join("bookie"));
+        storage.min_free_bytes = 0;
+        if std::env::var_os("BENCH_NO_FLUSH").is_some() {
+            storage.write_cache_bytes = 8 << 30;
+            storage.flush_interval = Duration::from_secs(3600);
+        }
+        let opts = BookieOptions {
+            storage,
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: None,
+            advertised_address: None,
+            registration_interval: Duration::from_secs(60),
+        };
+        let node = BookieNode::start(opts, Arc::new(NoopRegistrar)).await.unwrap();
+        let addr = node.grpc_addr.to_string();
+        let mut clients = vec![];
+        for _ in 0..4 {
+            clients.push(BookieClient::connect(&addr).await.unwrap());
+        }
+        let warm = Duration::from_millis(500);
+
+        closed_loop(&clients, 64 << 10, 64, warm, 1_000).await;
+        let big = closed_loop(&clients, 64 << 10, 64, dur, 2_000).await;
+        let big_mib_s = big * 64.0 / 1024.0;
+        println!("bookie 64 KiB adds, 64 in flight:               {big_mib_s:>10.1} MiB/s ({big:.0} adds/s)");
+
+        closed_loop(&clients, 1024, 1024, warm, 10_000).await;
+        let small = closed_loop(&clients, 1024, 1024, dur, 20_000).await;
+        println!("bookie 1 KiB adds, 1024 in flight:              {small:>10.0} adds/s");
+
+        let half = open_loop(&clients, 1024, small / 2.0, dur, 30_000).await;
+        let p99 = half.value_at_quantile(0.99);
+        println!(
+            "bookie 1 KiB adds at half peak ({:.0}/s):       p50 {} us, p99 {} us ({} adds)",
+            small / 2.0,
+            half.value_at_quantile(0.5),
+            p99,
+            half.len()
+        );
+
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            for l in node.metrics.encode().lines() {
+                if l.contains("journal_sync_latency") || l.contains("batch_records_sum") || l.contains("batch_records_count") {
+                    println!("{l}");
+                }
+            }
+        }
+        let r1 = big_mib_s / seq_mib_s;
+        let r2 = small / sync_rate;
+        let r3 = p99 as f64 / disk_p99.max(1) as f64;
+        let verdict = |ok: bool| if ok { "ok" } else { "BELOW TARGET" };
+        println!();
+        println!("ratio 64 KiB throughput / (a):          {r1:>7.2}  (target >= 0.70) {}", verdict(r1 >= 0.7));
+        println!("ratio 1 KiB adds/s / (b):               {r2:>7.2}  (target >= 25)   {}", verdict(r2 >= 25.0));
+        println!("ratio p99 at half load / disk p99 sync: {r3:>7.2}  (target <= 3.00) {}", verdict(r3 <= 3.0));
+        drop(clients);
+        node.shutdown().await;
+    });
+}
