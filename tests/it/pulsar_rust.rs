@@ -52,7 +52,15 @@ async fn consumer(
     .expect("subscribe")
 }
 
-async fn produce(client: &Pulsar<TokioExecutor>, topic: &str, options: ProducerOptions, n: u64) -> Checker {
+async fn produce(
+    client: &Pulsar<TokioExecutor>,
+    topic: &str,
+    mut options: ProducerOptions,
+    n: u64,
+) -> Checker {
+    // Wait for room in the client's outbound queue instead of failing with SlowDown.
+    options.block_queue_if_full = true;
+    let batching = options.batch_size.is_some_and(|b| b > 1);
     let mut producer = tokio::time::timeout(
         STEP,
         client.producer().with_topic(topic).with_name("rust-p").with_options(options).build(),
@@ -65,7 +73,9 @@ async fn produce(client: &Pulsar<TokioExecutor>, topic: &str, options: ProducerO
         let body = checker::payload("rust-p", seq).into_bytes();
         futures.push((seq, producer.send_non_blocking(body).await.expect("queue message")));
     }
-    producer.send_batch().await.expect("flush batch");
+    if batching {
+        producer.send_batch().await.expect("flush batch");
+    }
     let mut check = Checker::new();
     for (seq, f) in futures {
         tokio::time::timeout(STEP, f)
