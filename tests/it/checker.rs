@@ -95,14 +95,23 @@ impl Checker {
 
     /// The producer's send of `seq` was acknowledged.
     pub fn sent_acked(&mut self, producer: &str, seq: u64) {
-        self.unacked.entry(producer.to_owned()).or_default().remove(&seq);
-        self.acked.entry(producer.to_owned()).or_default().insert(seq);
+        self.unacked
+            .entry(producer.to_owned())
+            .or_default()
+            .remove(&seq);
+        self.acked
+            .entry(producer.to_owned())
+            .or_default()
+            .insert(seq);
     }
 
     /// The producer attempted `seq` but got no acknowledgement (error or crash).
     pub fn sent_unacked(&mut self, producer: &str, seq: u64) {
         if !self.acked.get(producer).is_some_and(|s| s.contains(&seq)) {
-            self.unacked.entry(producer.to_owned()).or_default().insert(seq);
+            self.unacked
+                .entry(producer.to_owned())
+                .or_default()
+                .insert(seq);
         }
     }
 
@@ -199,7 +208,10 @@ mod tests {
         assert_eq!(r.lost, vec![("p".to_owned(), 3), ("p".to_owned(), 5)]);
         assert_eq!(r.duplicated, vec![(("p".to_owned(), 2), 2)]);
         assert_eq!(r.reordered, vec![("p".to_owned(), 1, 2)]);
-        assert_eq!(r.unexpected, vec![("p".to_owned(), 9), ("ghost".to_owned(), 1)]);
+        assert_eq!(
+            r.unexpected,
+            vec![("p".to_owned(), 9), ("ghost".to_owned(), 1)]
+        );
         assert_eq!(r.unacked_received, 1);
         assert!(!r.is_valid_at_least_once());
     }

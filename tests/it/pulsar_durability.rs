@@ -51,7 +51,13 @@ fn sigkill_during_produce_loses_no_acknowledged_message() {
         let mut pending = Vec::new();
         for seq in 0..2000u64 {
             let body = checker::payload("p1", seq);
-            pending.push((seq, producer.send_async(OutgoingMessage::new(body)).await.unwrap()));
+            pending.push((
+                seq,
+                producer
+                    .send_async(OutgoingMessage::new(body))
+                    .await
+                    .unwrap(),
+            ));
         }
         for (seq, f) in pending {
             f.await.unwrap();
@@ -121,7 +127,10 @@ fn sigkill_during_produce_loses_no_acknowledged_message() {
             .expect("collector ends once the connection is gone")
             .unwrap();
         println!("phase 2: {acked_in_phase2} sends acknowledged before the kill");
-        assert!(acked_in_phase2 > 0, "the kill happened during the produce run");
+        assert!(
+            acked_in_phase2 > 0,
+            "the kill happened during the produce run"
+        );
     });
 
     // Phase 3: restart on the same data, consume everything that is left.

@@ -23,7 +23,9 @@ pub fn python() -> Option<PathBuf> {
             panic!("STRATA_PYTHON is not set under CI: scripts/test must provide the venv python")
         }
         _ => {
-            eprintln!("SKIPPED: STRATA_PYTHON is not set (run scripts/test, which creates the venv)");
+            eprintln!(
+                "SKIPPED: STRATA_PYTHON is not set (run scripts/test, which creates the venv)"
+            );
             None
         }
     }

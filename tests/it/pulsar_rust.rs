@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use pulsar::consumer::InitialPosition;
-use pulsar::{Consumer, ConsumerOptions, Pulsar, ProducerOptions, SubType, TokioExecutor};
+use pulsar::{Consumer, ConsumerOptions, ProducerOptions, Pulsar, SubType, TokioExecutor};
 
 use crate::checker::{self, Checker};
 use crate::pulsar_standalone::Standalone;
@@ -44,7 +44,9 @@ async fn consumer(
             .with_subscription("sub")
             .with_subscription_type(sub_type)
             .with_consumer_name(name)
-            .with_options(ConsumerOptions::default().with_initial_position(InitialPosition::Earliest))
+            .with_options(
+                ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
+            )
             .build(),
     )
     .await
@@ -63,7 +65,12 @@ async fn produce(
     let batching = options.batch_size.is_some_and(|b| b > 1);
     let mut producer = tokio::time::timeout(
         STEP,
-        client.producer().with_topic(topic).with_name("rust-p").with_options(options).build(),
+        client
+            .producer()
+            .with_topic(topic)
+            .with_name("rust-p")
+            .with_options(options)
+            .build(),
     )
     .await
     .expect("producer within 20 s")
@@ -71,7 +78,13 @@ async fn produce(
     let mut futures = Vec::new();
     for seq in 0..n {
         let body = checker::payload("rust-p", seq).into_bytes();
-        futures.push((seq, producer.send_non_blocking(body).await.expect("queue message")));
+        futures.push((
+            seq,
+            producer
+                .send_non_blocking(body)
+                .await
+                .expect("queue message"),
+        ));
     }
     if batching {
         producer.send_batch().await.expect("flush batch");
@@ -110,7 +123,9 @@ fn produce_consume(options: ProducerOptions, topic: &str) {
         let report = check.report();
         assert!(report.is_exactly_once(), "{report}");
         assert!(
-            tokio::time::timeout(Duration::from_millis(500), c.next()).await.is_err(),
+            tokio::time::timeout(Duration::from_millis(500), c.next())
+                .await
+                .is_err(),
             "no extra message"
         );
         c.close().await.expect("close consumer");
@@ -171,7 +186,10 @@ fn rust_client_shared_subscription_splits_messages() {
         }
         let distinct: BTreeSet<_> = got.iter().cloned().collect();
         assert_eq!(distinct.len(), 200, "each message once");
-        assert!(from_a > 0 && from_b > 0, "both consumers served ({from_a}/{from_b})");
+        assert!(
+            from_a > 0 && from_b > 0,
+            "both consumers served ({from_a}/{from_b})"
+        );
         assert_eq!(check.report().acked, 200);
     });
 }

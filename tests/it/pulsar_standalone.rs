@@ -140,7 +140,9 @@ impl Standalone {
             let _ = f.read_to_string(&mut s);
         }
         let start = s.len().saturating_sub(8192);
-        let start = (start..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(s.len());
+        let start = (start..s.len())
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(s.len());
         s[start..].to_owned()
     }
 }
