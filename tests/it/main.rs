@@ -7,6 +7,7 @@ mod broker_badinput;
 mod checker;
 mod harness;
 mod meta;
+mod pulsar_cli;
 mod pulsar_durability;
 mod pulsar_python;
 mod pulsar_rust;

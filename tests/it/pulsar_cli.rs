@@ -1,0 +1,109 @@
+//! The `strata produce | consume | perf` commands (called as library functions, the way the
+//! binary calls them) against a real `strata standalone`.
+
+use clap::Parser;
+use strata_client::cli::{ConsumeArgs, PerfArgs, ProduceArgs, run_consume, run_perf, run_produce};
+use tokio_util::sync::CancellationToken;
+
+use crate::pulsar_standalone::Standalone;
+
+#[derive(Parser)]
+struct Produce {
+    #[command(flatten)]
+    args: ProduceArgs,
+}
+
+#[derive(Parser)]
+struct Consume {
+    #[command(flatten)]
+    args: ConsumeArgs,
+}
+
+#[derive(Parser)]
+struct Perf {
+    #[command(flatten)]
+    args: PerfArgs,
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn produce_then_consume_first_run() {
+    let node = Standalone::start();
+    let url = node.url();
+    rt().block_on(async {
+        let p = Produce::parse_from([
+            "produce",
+            "first-run",
+            "-u",
+            &url,
+            "-m",
+            "hello",
+            "-m",
+            "world",
+            "-n",
+            "50",
+        ]);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            run_produce(p.args, CancellationToken::new()),
+        )
+        .await
+        .expect("produce within 60 s")
+        .unwrap();
+        let c = Consume::parse_from([
+            "consume",
+            "first-run",
+            "-u",
+            &url,
+            "-n",
+            "100",
+            "-q",
+            "--timeout-secs",
+            "20",
+        ]);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            run_consume(c.args, CancellationToken::new()),
+        )
+        .await
+        .expect("consume within 60 s")
+        .unwrap();
+    });
+}
+
+#[test]
+fn perf_produce_and_consume_report() {
+    let node = Standalone::start();
+    let url = node.url();
+    rt().block_on(async {
+        let consume = Perf::parse_from([
+            "perf", "consume", "perf-t", "-u", &url, "-t", "3", "-m", "3000", "-d", "60", "-i", "1",
+        ]);
+        let consumer = tokio::spawn(run_perf(consume.args, CancellationToken::new()));
+        // Let the subscriptions exist before producing (perf consume starts at latest).
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let produce = Perf::parse_from([
+            "perf", "produce", "perf-t", "-u", &url, "-t", "3", "-r", "0", "-s", "1024", "-m",
+            "3000", "-i", "1",
+        ]);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            run_perf(produce.args, CancellationToken::new()),
+        )
+        .await
+        .expect("perf produce within 60 s")
+        .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(60), consumer)
+            .await
+            .expect("perf consume ends after 3000 messages")
+            .unwrap()
+            .unwrap();
+    });
+}
