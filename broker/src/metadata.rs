@@ -2,7 +2,8 @@
 //! prefix list. `strata standalone` implements it over `strata_meta`'s store (see
 //! `meta_adapter.rs`); [`MemMetadata`] is for unit tests only.
 //!
-//! Keys used by the broker (all under `/strata/`):
+//! Keys used by the broker (all under `/strata/broker/`, apart from the shared ledger metadata the
+//! ledger client writes through `strata_meta::model`):
 //! - `managed-ledgers/{tenant}/{ns}/{domain}/{topic}`: the topic's ledger list ([`crate::managed_ledger`]).
 //! - `cursors/{tenant}/{ns}/{domain}/{topic}/{subscription}`: a durable cursor ([`crate::cursor`]).
 //! - `partitioned-topics/{tenant}/{ns}/{domain}/{topic}`: partition count.
@@ -70,7 +71,7 @@ pub trait BrokerMetadata: Send + Sync + 'static {
 }
 
 /// Key prefix of everything the broker stores.
-pub const ROOT: &str = "/strata";
+pub const ROOT: &str = "/strata/broker";
 
 /// In-memory metadata for unit tests.
 #[derive(Default, Clone)]

@@ -13,3 +13,4 @@ mod pulsar_python;
 mod pulsar_rust;
 mod pulsar_standalone;
 mod smoke;
+mod standalone_durability;
