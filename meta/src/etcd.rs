@@ -68,6 +68,23 @@ impl EtcdOptions {
     }
 }
 
+/// What one etcd endpoint reported (see [`EtcdStore::endpoint_status`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointStatus {
+    /// Client URL.
+    pub endpoint: String,
+    /// Whether it answered.
+    pub reachable: bool,
+    /// Whether it is the Raft leader.
+    pub is_leader: bool,
+    /// etcd server version.
+    pub version: String,
+    /// Database size in bytes.
+    pub db_size: u64,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}
+
 /// The metadata store over an etcd cluster. Cheap to clone.
 #[derive(Clone)]
 pub struct EtcdStore {
@@ -247,6 +264,44 @@ impl EtcdStore {
         self.call("compact", |mut c| async move { c.compact(rev, None).await })
             .await
             .map(|_| ())
+    }
+
+    /// Asks every endpoint for its status (no failover: one answer per endpoint), e.g. for an
+    /// admin command or to find the leader.
+    pub async fn endpoint_status(&self) -> Vec<EndpointStatus> {
+        let mut out = Vec::with_capacity(self.inner.endpoints.len());
+        for ep in &self.inner.endpoints {
+            let mut c = ep.client.clone();
+            let status =
+                match tokio::time::timeout(self.inner.opts.attempt_timeout, c.status()).await {
+                    Ok(Ok(s)) => Ok((
+                        s.version().to_owned(),
+                        s.header().map(|h| h.member_id()) == Some(s.leader()) && s.leader() != 0,
+                        s.db_size().max(0) as u64,
+                    )),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                };
+            out.push(match status {
+                Ok((version, is_leader, db_size)) => EndpointStatus {
+                    endpoint: ep.url.clone(),
+                    reachable: true,
+                    is_leader,
+                    version,
+                    db_size,
+                    error: None,
+                },
+                Err(e) => EndpointStatus {
+                    endpoint: ep.url.clone(),
+                    reachable: false,
+                    is_leader: false,
+                    version: String::new(),
+                    db_size: 0,
+                    error: Some(e),
+                },
+            });
+        }
+        out
     }
 
     /// The endpoint requests currently go to.

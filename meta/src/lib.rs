@@ -81,7 +81,7 @@ mod store;
 pub use bytes::Bytes;
 pub use config::StoreConfig;
 pub use error::{MetaError, Result};
-pub use etcd::{EtcdOptions, EtcdStore};
+pub use etcd::{EndpointStatus, EtcdOptions, EtcdStore};
 pub use local::{HISTORY_EVENTS, LocalStore};
 pub use session::{EphemeralOptions, Reestablished, Session};
 pub use store::{

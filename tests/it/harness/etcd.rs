@@ -42,8 +42,20 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     /// Starts `n` members and waits until the cluster has a leader and every member answers.
+    /// Retries with other ports if one was taken in the meantime.
     pub fn start(n: usize) -> Self {
         assert!(n >= 1);
+        for attempt in 1.. {
+            match Self::try_start(n) {
+                Ok(c) => return c,
+                Err(log) if attempt < 5 && log.contains("address already in use") => continue,
+                Err(log) => panic!("etcd did not start; log:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_start(n: usize) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("temp dir for etcd");
         let members: Vec<Member> = (0..n)
             .map(|i| {
@@ -74,9 +86,9 @@ impl EtcdCluster {
             cluster.spawn(i);
         }
         for i in 0..n {
-            cluster.wait_healthy(i, Duration::from_secs(30));
+            cluster.try_wait_healthy(i, Duration::from_secs(30))?;
         }
-        cluster
+        Ok(cluster)
     }
 
     /// Client URLs of every member (`http://127.0.0.1:PORT`), in member order.
@@ -165,20 +177,20 @@ impl EtcdCluster {
 
     /// Waits until member `i` reports healthy (`/health`: it sees a leader).
     pub fn wait_healthy(&mut self, i: usize, timeout: Duration) {
+        if let Err(log) = self.try_wait_healthy(i, timeout) {
+            panic!("etcd member {i} not healthy in {timeout:?}; log:\n{log}");
+        }
+    }
+
+    fn try_wait_healthy(&mut self, i: usize, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let port = self.members[i].client_port;
         loop {
             if health(port) {
-                return;
+                return Ok(());
             }
-            if !self.is_running(i) {
-                panic!("etcd member {i} exited; log:\n{}", self.log(i));
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "etcd member {i} not healthy in {timeout:?}; log:\n{}",
-                    self.log(i)
-                );
+            if !self.is_running(i) || Instant::now() > deadline {
+                return Err(self.log(i));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
