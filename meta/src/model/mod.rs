@@ -23,6 +23,9 @@ use crate::store::{Expected, MetadataStore, Stat};
 use strata_proto::LedgerId;
 
 /// Typed access to the store: models in, models out, CAS with retry for updates.
+///
+/// # Cancel safety
+/// Reads are cancel safe; writes are not (a cancelled write may or may not be applied).
 #[derive(Debug, Clone)]
 pub struct MetaClient {
     store: Arc<dyn MetadataStore>,

@@ -623,7 +623,50 @@ mod tests {
         assert_eq!(BundleRange::parse(&r[2].to_string()).unwrap(), r[2]);
     }
 
+    fn arb_ledger() -> impl proptest::strategy::Strategy<Value = LedgerMetadata> {
+        use proptest::prelude::*;
+        (
+            any::<u64>(),
+            1u32..6,
+            prop::collection::btree_set(0u64..1000, 1..4),
+            prop::sample::select(vec![
+                LedgerState::Open,
+                LedgerState::InRecovery,
+                LedgerState::Closed,
+            ]),
+            any::<Option<u64>>(),
+            any::<u64>(),
+            prop::collection::btree_map("[a-z]{0,8}", ".{0,16}", 0..4),
+        )
+            .prop_map(|(id, e, firsts, state, last, length, custom)| {
+                let mut m = LedgerMetadata::new(
+                    LedgerId(id),
+                    (0..e).map(|b| BookieId(format!("b{b}:3181"))).collect(),
+                    e,
+                    e,
+                );
+                for f in firsts {
+                    m.change_ensemble(
+                        EntryId(f + 1),
+                        (0..e).map(|b| BookieId(format!("c{b}:{f}"))).collect(),
+                    );
+                }
+                m.state = state;
+                m.last_entry_id = last.map(EntryId);
+                m.length = length;
+                m.custom_metadata = custom;
+                m
+            })
+    }
+
     proptest::proptest! {
+        #[test]
+        fn ledger_metadata_roundtrips(m in arb_ledger()) {
+            proptest::prop_assert!(m.validate().is_ok());
+            let back: LedgerMetadata = decode("/k", &encode(&m).unwrap()).unwrap();
+            proptest::prop_assert_eq!(back, m);
+        }
+
         #[test]
         fn decode_arbitrary_bytes_never_panics(buf: Vec<u8>) {
             let _ = decode::<LedgerMetadata>("/k", &buf);
