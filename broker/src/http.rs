@@ -39,6 +39,10 @@ pub fn router(service: Arc<BrokerService>) -> Router {
             get(list_partitioned),
         )
         .route(
+            "/admin/v2/{domain}/{tenant}/{ns}/{topic}/terminate",
+            axum::routing::post(terminate),
+        )
+        .route(
             "/admin/v2/namespaces/{tenant}/{ns}/topics",
             get(list_topics),
         )
@@ -78,7 +82,7 @@ impl IntoResponse for ApiError {
             BrokerError::TopicNotFound(_) | BrokerError::SubscriptionNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            BrokerError::NotAllowed(_) => StatusCode::CONFLICT,
+            BrokerError::NotAllowed(_) | BrokerError::TopicTerminated(_) => StatusCode::CONFLICT,
             BrokerError::ServiceNotReady(_) | BrokerError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -142,6 +146,18 @@ async fn put_partitions(
     s.create_namespace(&tenant, &ns).await?;
     s.create_partitioned(&name, n).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn terminate(
+    State(s): Svc,
+    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
+    let t = s.topic(&name, false).await?;
+    let last = t.ledger().terminate().await?;
+    Ok(Json(
+        json!({ "ledgerId": last.ledger, "entryId": last.entry, "partitionIndex": t.partition }),
+    ))
 }
 
 async fn list_partitioned(

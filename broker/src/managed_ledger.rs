@@ -75,6 +75,9 @@ pub struct LedgerInfo {
 struct MlInfo {
     v: u32,
     ledgers: Vec<LedgerInfo>,
+    /// Terminated: no more appends, ever.
+    #[serde(default)]
+    terminated: bool,
 }
 
 fn now_ms() -> u64 {
@@ -86,12 +89,14 @@ fn now_ms() -> u64 {
 
 enum Cmd {
     Append(Bytes, oneshot::Sender<Result<Position>>),
+    Terminate(oneshot::Sender<Result<Position>>),
     Close(oneshot::Sender<()>),
 }
 
 struct Shared {
     ledgers: RwLock<Vec<LedgerInfo>>,
     lac: watch::Sender<Position>,
+    terminated: std::sync::atomic::AtomicBool,
 }
 
 /// A topic's log. Cheap to clone. The writer task ends on [`ManagedLedger::close`] or when the
@@ -145,6 +150,7 @@ impl ManagedLedger {
                 MlInfo {
                     v: 1,
                     ledgers: vec![],
+                    terminated: false,
                 },
                 None,
             ),
@@ -188,6 +194,7 @@ impl ManagedLedger {
         let shared = Arc::new(Shared {
             ledgers: RwLock::new(info.ledgers),
             lac: lac_tx,
+            terminated: std::sync::atomic::AtomicBool::new(info.terminated),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -236,6 +243,23 @@ impl ManagedLedger {
             }
             rx.await.map_err(|_| BrokerError::ShuttingDown)?
         }
+    }
+
+    /// Terminates the log: in-flight appends complete, later ones fail with `TopicTerminated`.
+    /// Returns the last position.
+    pub async fn terminate(&self) -> Result<Position> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Terminate(tx))
+            .map_err(|_| BrokerError::ShuttingDown)?;
+        rx.await.map_err(|_| BrokerError::ShuttingDown)?
+    }
+
+    /// Whether the log was terminated.
+    pub fn is_terminated(&self) -> bool {
+        self.shared
+            .terminated
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Flushes in-flight appends and closes the current ledger.
@@ -483,6 +507,26 @@ impl Writer {
                 }
                 cmd = rx.recv() => match cmd {
                     Some(Cmd::Append(data, reply)) => self.append(data, reply).await,
+                    Some(Cmd::Terminate(reply)) => {
+                        self.drain().await;
+                        self.ml.shared.terminated.store(true, std::sync::atomic::Ordering::Release);
+                        if self.current.is_some() {
+                            self.close_current().await;
+                        } else {
+                            let info = MlInfo { v: 1, ledgers: self.ml.shared.ledgers.read().clone(), terminated: true };
+                            match put_info(&*self.ml.meta, &self.ml.key, &info, Expect::Version(self.version)).await {
+                                Ok(v) => self.version = v,
+                                Err(e) => {
+                                    let _ = reply.send(Err(e));
+                                    continue;
+                                }
+                            }
+                        }
+                        // Wake readers so they notice the end.
+                        self.ml.shared.lac.send_modify(|_| {});
+                        info!(topic = %self.ml.name, "terminated");
+                        let _ = reply.send(Ok(*self.ml.shared.lac.borrow()));
+                    }
                     Some(Cmd::Close(reply)) => {
                         self.drain().await;
                         self.close_current().await;
@@ -565,6 +609,15 @@ impl Writer {
     }
 
     async fn append(&mut self, data: Bytes, reply: oneshot::Sender<Result<Position>>) {
+        if self
+            .ml
+            .shared
+            .terminated
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            let _ = reply.send(Err(BrokerError::TopicTerminated(self.ml.name.to_string())));
+            return;
+        }
         if self.needs_rollover() {
             self.drain().await;
             if let Err(e) = self.rollover().await {
@@ -606,6 +659,11 @@ impl Writer {
             MlInfo {
                 v: 1,
                 ledgers: ls.clone(),
+                terminated: self
+                    .ml
+                    .shared
+                    .terminated
+                    .load(std::sync::atomic::Ordering::Acquire),
             }
         };
         match put_info(
@@ -642,6 +700,11 @@ impl Writer {
             MlInfo {
                 v: 1,
                 ledgers: ls.clone(),
+                terminated: self
+                    .ml
+                    .shared
+                    .terminated
+                    .load(std::sync::atomic::Ordering::Acquire),
             }
         };
         match put_info(

@@ -258,6 +258,7 @@ impl Subscription {
             ring: BTreeMap::new(),
             deferred_slots: HashMap::new(),
             durable,
+            ended: HashSet::new(),
         };
         actor.advance();
         let flusher = if durable {
@@ -506,6 +507,8 @@ struct Actor {
     deferred_slots: HashMap<Position, u32>,
     /// Whether a flusher persists this cursor.
     durable: bool,
+    /// Consumers told REACHED_END_OF_TOPIC.
+    ended: HashSet<u64>,
 }
 
 /// Murmur3 32-bit (seed 0), the hash Pulsar uses for Key_Shared ranges.
@@ -1036,6 +1039,23 @@ impl Actor {
         }
     }
 
+    /// Tells consumers of a terminated topic that they have read everything.
+    fn notify_end(&mut self) {
+        if !self.ml.is_terminated() || !self.replay.is_empty() || !self.delayed.is_empty() {
+            return;
+        }
+        for c in &self.consumers {
+            if self.ended.insert(c.spec.key) {
+                let _ = c
+                    .spec
+                    .out
+                    .send(Frame::simple(commands::reached_end_of_topic(
+                        c.spec.consumer_id,
+                    )));
+            }
+        }
+    }
+
     fn has_permits(&self) -> bool {
         self.consumers.iter().any(|c| c.permits > 0)
     }
@@ -1162,6 +1182,12 @@ impl Actor {
         let key_shared = self.sub_type == Some(SubType::KeyShared);
         let shared_like = matches!(self.sub_type, Some(SubType::Shared | SubType::KeyShared));
         loop {
+            if self.ml.is_terminated()
+                && self.read_buf.is_empty()
+                && self.ml.next_position(self.read_pos).is_none()
+            {
+                self.notify_end();
+            }
             if self.consumers.is_empty() || !self.has_permits() {
                 return;
             }
@@ -1221,6 +1247,7 @@ impl Actor {
             // 2. New entries.
             if self.read_buf.is_empty() {
                 let Some(next) = self.ml.next_position(self.read_pos) else {
+                    self.notify_end();
                     return;
                 };
                 match self.ml.read(next, 64).await {

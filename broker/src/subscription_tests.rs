@@ -351,3 +351,63 @@ async fn seek_moves_cursor_and_disconnects() {
     sub.flow(c.key, 10);
     assert_eq!(next_msg(&mut c).await.unwrap().0, 4);
 }
+
+#[tokio::test]
+async fn terminated_topic_reaches_end_after_last_message() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    f.publish(0, None).await;
+    f.publish(1, None).await;
+    let last = f.ml.terminate().await.unwrap();
+    assert!(f.ml.append(entry(2, None, 1)).await.is_err());
+    let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+    sub.flow(c.key, 10);
+    assert_eq!(next_msg(&mut c).await.unwrap().0, 0);
+    let (_, p, _) = next_msg(&mut c).await.unwrap();
+    assert_eq!(p, last);
+    let end = tokio::time::timeout(Duration::from_secs(1), c.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        end.command.reached_end_of_topic.is_some(),
+        "{:?}",
+        end.command
+    );
+}
+
+#[tokio::test]
+async fn delayed_delivery_waits_for_deliver_at_time() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let md = MessageMetadata {
+        producer_name: "p".into(),
+        sequence_id: 7,
+        publish_time: now as u64,
+        deliver_at_time: Some(now + 400),
+        ..Default::default()
+    };
+    f.ml.append(Payload::new(md, b"later").raw).await.unwrap();
+    f.publish(8, None).await;
+    let mut c = consumer(&sub, SubType::Shared, "c").await;
+    sub.flow(c.key, 10);
+    assert_eq!(
+        next_msg(&mut c).await.unwrap().0,
+        8,
+        "the delayed message overtook"
+    );
+    let m = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Some(m) = next_msg(&mut c).await {
+                return m;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(m.0, 7);
+}

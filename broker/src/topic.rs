@@ -115,6 +115,9 @@ impl Topic {
         mode: ProducerAccessMode,
         out: Outbound,
     ) -> Result<ProducerAdmission> {
+        if self.ml.is_terminated() {
+            return Err(BrokerError::TopicTerminated(self.name.to_string()));
+        }
         let mut p = self.producers.lock();
         if p.by_key.values().any(|e| e.name == name)
             || p.waiting.iter().any(|w| w.entry.name == name)
