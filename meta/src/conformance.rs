@@ -563,6 +563,33 @@ pub async fn typed_update_roundtrip(s: Store) {
     let (t, stat) = m.get::<TenantInfo>(&key).await.unwrap().unwrap();
     assert_eq!(t.admin_roles.len(), 4);
     assert_eq!(stat.version, 5);
-    let listed = m.list::<TenantInfo>(&m.paths().tenants()).await.unwrap();
+    let (listed, mut w) = m
+        .list_and_watch::<TenantInfo>(&m.paths().tenants())
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].1.admin_roles.len(), 4);
+    m.create(&m.paths().tenant("t2"), &TenantInfo::default())
+        .await
+        .unwrap();
+    s.delete(&key, Expected::Any).await.unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ev.kind, ev.key.as_str(), ev.value),
+        (
+            EventKind::Create,
+            "/typed/tenants/t2",
+            Some(TenantInfo::default())
+        )
+    );
+    let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((ev.kind, ev.value), (EventKind::Delete, None));
 }

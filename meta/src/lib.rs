@@ -32,7 +32,9 @@
 //! - [`model`]: the typed layer — key layout ([`model::Paths`]), serde models (clusters,
 //!   tenants, namespace policies, topics, partitioned topics, bundles and owners, brokers,
 //!   bookies, ledgers, managed-ledger ledger lists, cursor pointers, schemas), versioned JSON
-//!   codec (`"v"` field) and the cluster-unique [`model::LedgerIdAllocator`].
+//!   codec (`"v"` field), typed watches ([`model::MetaClient::list_and_watch`]: a snapshot plus
+//!   every later change, e.g. to cache policies) and the cluster-unique
+//!   [`model::LedgerIdAllocator`].
 //!
 //! Typical broker / bookie use:
 //!

@@ -221,7 +221,8 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Names of the direct children of `parent` (`/a` has child `b` if any key starts with
-    /// `/a/b/` or equals `/a/b`), sorted, without duplicates.
+    /// `/a/b/` or equals `/a/b`), sorted, without duplicates. Costs a key scan of the whole
+    /// subtree: use it on flat directories (topics of a namespace, bookies), not on the root.
     async fn children(&self, parent: &str) -> Result<Vec<String>> {
         let prefix = format!("{}/", parent.trim_end_matches('/'));
         let (keys, _) = self.scan_keys(&prefix).await?;

@@ -753,3 +753,108 @@ crate::conformance_tests!(local_conformance, async || {
         dir,
     )
 });
+
+/// Random operation sequences against a reference model: same results, same versions, and a
+/// watch sees exactly the model's changes.
+#[cfg(test)]
+mod model_check {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, u8, Option<u64>, bool),
+        Delete(u8, Option<u64>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (
+                0u8..4,
+                any::<u8>(),
+                prop::option::of(0u64..4),
+                any::<bool>()
+            )
+                .prop_map(|(k, v, e, absent)| Op::Put(k, v, e, absent)),
+            (0u8..4, prop::option::of(0u64..4)).prop_map(|(k, e)| Op::Delete(k, e)),
+        ]
+    }
+
+    fn expected(e: Option<u64>, absent: bool) -> Expected {
+        match (e, absent) {
+            (Some(v), _) => Expected::Version(v),
+            (None, true) => Expected::Absent,
+            (None, false) => Expected::Any,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+        #[test]
+        fn behaves_like_the_model(ops in prop::collection::vec(op(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let store = LocalStore::open(dir.path().join("m.redb")).await.unwrap();
+                let mut w = store.watch("/", None).await.unwrap();
+                let mut model: BTreeMap<String, (u8, u64)> = BTreeMap::new();
+                let mut log: Vec<(EventKind, String, u64)> = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Put(k, v, e, absent) => {
+                            let key = format!("/k{k}");
+                            let exp = expected(e, absent);
+                            let cur = model.get(&key).map(|x| x.1);
+                            let r = store.put(&key, Bytes::from(vec![v]), exp).await;
+                            if exp.matches(cur) {
+                                let version = cur.unwrap_or(0) + 1;
+                                assert_eq!(r.unwrap().version, version);
+                                model.insert(key.clone(), (v, version));
+                                let kind = if version == 1 { EventKind::Create } else { EventKind::Modify };
+                                log.push((kind, key, version));
+                            } else {
+                                assert!(r.unwrap_err().is_conflict());
+                            }
+                        }
+                        Op::Delete(k, e) => {
+                            let key = format!("/k{k}");
+                            let exp = expected(e, false);
+                            let cur = model.get(&key).map(|x| x.1);
+                            let r = store.delete(&key, exp).await;
+                            if exp.matches(cur) {
+                                assert_eq!(r.unwrap(), cur.is_some());
+                                if model.remove(&key).is_some() {
+                                    log.push((EventKind::Delete, key, 0));
+                                }
+                            } else {
+                                assert!(r.unwrap_err().is_conflict());
+                            }
+                        }
+                    }
+                }
+                let scan = store.scan("/").await.unwrap();
+                let got: BTreeMap<String, (u8, u64)> = scan
+                    .entries
+                    .into_iter()
+                    .map(|kv| (kv.key, (kv.value.value[0], kv.value.stat.version)))
+                    .collect();
+                assert_eq!(got, model);
+                let mut seen = Vec::new();
+                let mut last_rev = 0;
+                for _ in 0..log.len() {
+                    let ev = w.next().await.unwrap().unwrap();
+                    assert!(ev.revision > last_rev);
+                    last_rev = ev.revision;
+                    seen.push((ev.kind, ev.key, ev.version));
+                }
+                assert_eq!(seen, log);
+                assert_eq!(store.current_revision().await.unwrap(), log.len() as u64);
+                store.close().await;
+            });
+        }
+    }
+}

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod paths;
 pub mod types;
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ pub use types::*;
 use crate::error::{MetaError, Result};
 use crate::retry::{Change, RetryPolicy, update};
 use crate::session::{EphemeralOptions, Session};
-use crate::store::{Expected, MetadataStore, Stat};
+use crate::store::{EventKind, Expected, MetadataStore, Stat, WatchStream};
 use strata_proto::LedgerId;
 
 /// Typed access to the store: models in, models out, CAS with retry for updates.
@@ -108,6 +109,42 @@ impl MetaClient {
             (Some(v), Some(s)) => Some((v, s)),
             _ => None,
         })
+    }
+
+    /// Watches every model under `parent` (decoded), from `from_revision` (`None`: from now).
+    pub async fn watch<T: Model>(
+        &self,
+        parent: &str,
+        from_revision: Option<u64>,
+    ) -> Result<TypedWatch<T>> {
+        let prefix = format!("{}/", parent.trim_end_matches('/'));
+        Ok(TypedWatch {
+            inner: self.store.watch(&prefix, from_revision).await?,
+            _model: PhantomData,
+        })
+    }
+
+    /// Lists every model under `parent` and watches for changes after that snapshot: nothing
+    /// is missed between the two (the usual way to keep a cache of policies or bookies).
+    pub async fn list_and_watch<T: Model>(
+        &self,
+        parent: &str,
+    ) -> Result<(Vec<(String, T, Stat)>, TypedWatch<T>)> {
+        let prefix = format!("{}/", parent.trim_end_matches('/'));
+        let scan = self.store.scan(&prefix).await?;
+        let watch = self.watch(parent, Some(scan.revision + 1)).await?;
+        let items = scan
+            .entries
+            .into_iter()
+            .map(|kv| {
+                Ok((
+                    kv.key.clone(),
+                    decode(&kv.key, &kv.value.value)?,
+                    kv.value.stat,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((items, watch))
     }
 
     /// Every model directly or indirectly under `parent`, with its key.
@@ -259,5 +296,60 @@ impl MetaClient {
     /// Decodes raw bytes of `key` (e.g. from a watch event).
     pub fn decode<T: Model>(&self, key: &str, value: &Bytes) -> Result<T> {
         decode(key, value)
+    }
+}
+
+/// A change of a model, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedEvent<T> {
+    /// What happened.
+    pub kind: EventKind,
+    /// The key.
+    pub key: String,
+    /// The new value (`None` for deletes).
+    pub value: Option<T>,
+    /// Version after the change (0 for deletes).
+    pub version: u64,
+    /// Store revision of the change.
+    pub revision: u64,
+}
+
+/// A watch whose values are decoded as `T` (see [`MetaClient::watch`]).
+#[derive(Debug)]
+pub struct TypedWatch<T> {
+    inner: WatchStream,
+    _model: PhantomData<fn() -> T>,
+}
+
+impl<T: Model> TypedWatch<T> {
+    /// The next change. A value that does not decode yields `Some(Err(MetaError::Decode))` and
+    /// the watch goes on.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn next(&mut self) -> Option<Result<TypedEvent<T>>> {
+        let ev = match self.inner.next().await? {
+            Ok(ev) => ev,
+            Err(e) => return Some(Err(e)),
+        };
+        let value = match ev.kind {
+            EventKind::Delete => None,
+            _ => match decode::<T>(&ev.key, &ev.value) {
+                Ok(v) => Some(v),
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        Some(Ok(TypedEvent {
+            kind: ev.kind,
+            key: ev.key,
+            value,
+            version: ev.version,
+            revision: ev.revision,
+        }))
+    }
+
+    /// The first revision not yet returned (to resume after a restart).
+    pub fn next_revision(&self) -> u64 {
+        self.inner.next_revision()
     }
 }
