@@ -17,14 +17,14 @@ use tokio_util::codec::Decoder;
 use crate::pulsar_standalone::Standalone;
 
 /// A blocking raw Pulsar connection.
-struct Raw {
+pub struct Raw {
     s: TcpStream,
     buf: BytesMut,
     codec: PulsarCodec,
 }
 
 impl Raw {
-    fn open(port: u16) -> Raw {
+    pub fn open(port: u16) -> Raw {
         let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Raw {
@@ -34,7 +34,7 @@ impl Raw {
         }
     }
 
-    fn connected(port: u16) -> Raw {
+    pub fn connected(port: u16) -> Raw {
         let mut r = Raw::open(port);
         r.send(&Frame::simple(commands::connect("badinput-test", 20, None)));
         let f = r.recv().expect("CONNECTED");
@@ -45,7 +45,7 @@ impl Raw {
         r
     }
 
-    fn send(&mut self, f: &Frame) {
+    pub fn send(&mut self, f: &Frame) {
         self.s.write_all(&f.to_bytes().unwrap()).unwrap();
     }
 
@@ -55,7 +55,7 @@ impl Raw {
     }
 
     /// The next frame, or None when the broker closed the connection.
-    fn recv(&mut self) -> Option<Frame> {
+    pub fn recv(&mut self) -> Option<Frame> {
         loop {
             match self.codec.decode(&mut self.buf) {
                 Ok(Some(Ok(f))) => return Some(f),
@@ -85,7 +85,7 @@ impl Raw {
         }
     }
 
-    fn ping_pong(&mut self) {
+    pub fn ping_pong(&mut self) {
         self.send(&Frame::simple(commands::ping()));
         loop {
             let f = self.recv().expect("connection alive");

@@ -14,3 +14,4 @@ mod pulsar_rust;
 mod pulsar_standalone;
 mod smoke;
 mod standalone_durability;
+mod standalone_shutdown;
