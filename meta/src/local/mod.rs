@@ -699,6 +699,76 @@ impl MetadataStore for LocalStore {
 mod tests {
     use super::*;
 
+    fn golden_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/local-format-1.redb")
+    }
+
+    /// Writes the golden file (run once per format version with STRATA_META_WRITE_GOLDEN=1).
+    #[tokio::test]
+    async fn write_golden_file() {
+        if std::env::var_os("STRATA_META_WRITE_GOLDEN").is_none() {
+            return;
+        }
+        let path = golden_path();
+        let _ = std::fs::remove_file(&path);
+        let store = LocalStore::open(&path).await.unwrap();
+        store
+            .put("/golden/a", Bytes::from_static(b"alpha"), Expected::Absent)
+            .await
+            .unwrap();
+        store
+            .put(
+                "/golden/a",
+                Bytes::from_static(b"alpha2"),
+                Expected::Version(1),
+            )
+            .await
+            .unwrap();
+        store
+            .put("/golden/b", Bytes::from_static(b"beta"), Expected::Absent)
+            .await
+            .unwrap();
+        let s = store.create_session(Duration::from_secs(3)).await.unwrap();
+        store
+            .put_ephemeral(
+                &s,
+                "/golden/eph",
+                Bytes::from_static(b"e"),
+                Expected::Absent,
+                EphemeralOptions::default(),
+            )
+            .await
+            .unwrap();
+        // Dropped without close: the ephemeral key stays in the file, like after a crash.
+    }
+
+    /// A store written by format 1 (committed file) opens and reads back, its leftover ephemeral
+    /// key is deleted, and it accepts new writes.
+    #[tokio::test]
+    async fn reads_golden_format_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy.redb");
+        std::fs::copy(golden_path(), &path).unwrap();
+        let store = LocalStore::open(&path).await.unwrap();
+        let a = store.get("/golden/a").await.unwrap().unwrap();
+        assert_eq!(&a.value[..], b"alpha2");
+        assert_eq!(a.stat.version, 2);
+        assert_eq!((a.stat.create_revision, a.stat.mod_revision), (1, 2));
+        assert_eq!(
+            &store.get("/golden/b").await.unwrap().unwrap().value[..],
+            b"beta"
+        );
+        assert!(store.get("/golden/eph").await.unwrap().is_none());
+        // 4 writes, plus the deletion of the ephemeral key on open.
+        assert_eq!(store.current_revision().await.unwrap(), 5);
+        let st = store
+            .put("/golden/c", Bytes::from_static(b"c"), Expected::Absent)
+            .await
+            .unwrap();
+        assert_eq!(st.mod_revision, 6);
+        store.close().await;
+    }
+
     #[test]
     fn prefix_end_works() {
         assert_eq!(prefix_end("/a/").as_deref(), Some("/a0"));
