@@ -149,3 +149,8 @@ fn partitioned_topic_with_4_partitions() {
 fn json_schema_producer_and_consumer() {
     scenario("json_schema");
 }
+
+#[test]
+fn http_service_url_lookup() {
+    scenario("http_lookup");
+}
