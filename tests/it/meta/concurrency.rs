@@ -62,6 +62,16 @@ async fn child() {
     std::fs::write(out, lines).unwrap();
 }
 
+/// SIGKILLs the child when dropped (also when the test fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_race() {
     let etcd = EtcdCluster::start(1);
@@ -82,19 +92,19 @@ async fn two_processes_race() {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        children.push((child, out));
+        children.push((KillOnDrop(child), out));
     }
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut ids = Vec::new();
     for (mut child, out) in children {
         let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
+            if let Some(s) = child.0.try_wait().unwrap() {
                 break s;
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("child process did not finish in time");
-            }
+            assert!(
+                Instant::now() < deadline,
+                "child process did not finish in time"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         assert!(status.success(), "child failed: {status}");
