@@ -59,6 +59,11 @@ async fn child() {
             lines.push_str(&format!("{id}\n"));
         }
     }
+    let conflicts = strata_meta::metrics::global()
+        .cas_conflicts
+        .get_or_create(&strata_meta::metrics::BackendLabels { name: "etcd" })
+        .get();
+    std::fs::write(format!("{out}.conflicts"), conflicts.to_string()).unwrap();
     std::fs::write(out, lines).unwrap();
 }
 
@@ -96,6 +101,7 @@ async fn two_processes_race() {
     }
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut ids = Vec::new();
+    let mut conflicts = 0;
     for (mut child, out) in children {
         let status = loop {
             if let Some(s) = child.0.try_wait().unwrap() {
@@ -109,6 +115,8 @@ async fn two_processes_race() {
         };
         assert!(status.success(), "child failed: {status}");
         let text = std::fs::read_to_string(&out).unwrap();
+        let c = std::fs::read_to_string(format!("{}.conflicts", out.display())).unwrap();
+        conflicts += c.trim().parse::<u64>().unwrap();
         ids.extend(text.lines().map(|l| l.parse::<u64>().unwrap()));
     }
 
@@ -124,5 +132,8 @@ async fn two_processes_race() {
     assert_eq!(ids.len() as u64, total);
     let unique: BTreeSet<u64> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len(), "duplicate ledger id");
-    println!("{total} increments, {total} unique ledger ids from two processes");
+    println!(
+        "{total} increments, {total} unique ledger ids from two processes, {conflicts} CAS conflicts retried"
+    );
+    assert!(conflicts > 0, "the processes did race");
 }
