@@ -40,9 +40,12 @@ pub struct BookieArgs {
     /// Group commit: longest wait for more records (e.g. `0s`, `1ms`).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub journal_max_wait: Duration,
-    /// Flush the write cache at this many bytes.
-    #[arg(long, default_value_t = 64 << 20)]
+    /// Most bytes held in the write cache (adds wait beyond it).
+    #[arg(long, default_value_t = 256 << 20)]
     pub write_cache_bytes: usize,
+    /// Flush the write cache to segments once it holds this many bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub flush_bytes: usize,
     /// Flush the write cache at least this often.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
@@ -69,6 +72,7 @@ impl BookieArgs {
         c.journal_max_batch_bytes = self.journal_max_batch_bytes;
         c.journal_max_wait = self.journal_max_wait;
         c.write_cache_bytes = self.write_cache_bytes;
+        c.flush_bytes = self.flush_bytes;
         c.flush_interval = self.flush_interval;
         c.segment_max_bytes = self.segment_max_bytes;
         c.gc_interval = self.gc_interval;

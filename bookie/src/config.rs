@@ -17,10 +17,15 @@ pub struct StorageConfig {
     pub journal_max_wait: Duration,
     /// Roll to a new journal file past this size.
     pub journal_max_file_bytes: u64,
-    /// Flush the write cache once it holds this many bytes.
+    /// Most bytes the write cache holds (adds wait for a flush beyond it).
     pub write_cache_bytes: usize,
+    /// Flush the write cache once it holds this many bytes (small, frequent flushes keep the disk
+    /// load smooth).
+    pub flush_bytes: usize,
     /// Flush the write cache at least this often.
     pub flush_interval: Duration,
+    /// Write a checkpoint (and delete old journal files) at most this often.
+    pub checkpoint_interval: Duration,
     /// Roll to a new segment past this size.
     pub segment_max_bytes: u64,
     /// How often garbage collection and compaction run.
@@ -43,8 +48,10 @@ impl StorageConfig {
             journal_max_batch_bytes: 4 << 20,
             journal_max_wait: Duration::ZERO,
             journal_max_file_bytes: 256 << 20,
-            write_cache_bytes: 64 << 20,
+            write_cache_bytes: 256 << 20,
+            flush_bytes: 16 << 20,
             flush_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(5),
             segment_max_bytes: 128 << 20,
             gc_interval: Duration::from_secs(60),
             compaction_threshold: 0.5,

@@ -36,6 +36,8 @@ fn journal_only_cfg(dir: &Path) -> StorageConfig {
     c.flush_interval = Duration::from_secs(3600);
     c.gc_interval = Duration::from_secs(3600);
     c.write_cache_bytes = 1 << 30;
+    c.flush_bytes = 1 << 30;
+    c.checkpoint_interval = Duration::from_secs(3600);
     c
 }
 

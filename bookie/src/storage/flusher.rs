@@ -42,6 +42,8 @@ pub(super) struct Flusher {
     w: SegWriter,
     ckpt_seq: u64,
     last_ckpt_pos: (u64, u64),
+    last_ckpt_at: Instant,
+    last_flush_pos: (u64, u64),
     last_gc: Instant,
 }
 
@@ -152,10 +154,12 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
         w,
         ckpt_seq,
         last_ckpt_pos: (0, 0),
+        last_ckpt_at: Instant::now(),
+        last_flush_pos: (0, 0),
         last_gc: Instant::now(),
     };
     let st = Mutex::new(st);
-    f.flush(&st, cfg, m)?;
+    f.flush(&st, cfg, m, true)?;
     let st = st.into_inner();
     tracing::info!(
         ledgers = st.ledgers.len(),
@@ -220,9 +224,29 @@ impl Flusher {
         Ok(())
     }
 
-    /// Moves the write cache into segments, installs the index entries, writes a checkpoint at the
-    /// journal position the cache was swapped at, and deletes journal files before it.
+    /// Moves the write cache into segments and installs the index entries; then, if `force` or
+    /// `checkpoint_interval` passed, writes a checkpoint at the journal position the cache was
+    /// swapped at and deletes journal files before it. Small, frequent flushes keep the disk load
+    /// smooth (a journal fdatasync never queues behind a big writeback); checkpoints (which write
+    /// every ledger's state) stay at most one per interval.
     pub(super) fn flush(
+        &mut self,
+        st: &Mutex<State>,
+        cfg: &StorageConfig,
+        m: &Metrics,
+        force: bool,
+    ) -> Result<(), BookieError> {
+        self.flush_cache(st, cfg, m)?;
+        let due = force || self.last_ckpt_at.elapsed() >= cfg.checkpoint_interval;
+        if due && self.last_flush_pos != self.last_ckpt_pos {
+            let pos = self.last_flush_pos;
+            self.checkpoint(st, cfg, pos)?;
+            self.last_ckpt_at = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn flush_cache(
         &mut self,
         st: &Mutex<State>,
         cfg: &StorageConfig,
@@ -231,7 +255,9 @@ impl Flusher {
         let start = Instant::now();
         let (cache, pos) = {
             let mut s = st.lock();
-            if s.cache.is_empty() && s.journal_pos == self.last_ckpt_pos {
+            if s.cache.is_empty() {
+                // nothing to write; the position still moves (fence and delete records)
+                self.last_flush_pos = s.journal_pos;
                 return Ok(());
             }
             let c = Arc::new(std::mem::take(&mut s.cache));
@@ -291,7 +317,7 @@ impl Flusher {
             m.segment_bytes.set(s.segments.total_bytes() as i64);
         }
         res?;
-        self.checkpoint(st, cfg, pos)?;
+        self.last_flush_pos = pos;
         m.flush_latency.observe(start.elapsed().as_secs_f64());
         Ok(())
     }
@@ -490,39 +516,44 @@ pub(super) fn check_disk(shared: &Shared) {
 pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
     let cfg = shared.cfg.clone();
     let m = shared.metrics.clone();
-    let flush = |f: &mut Flusher| {
-        let r = f.flush(&shared.state, &cfg, &m);
+    let flush = |f: &mut Flusher, force: bool| {
+        let r = f.flush(&shared.state, &cfg, &m, force);
         if let Err(e) = &r {
             tracing::error!(error = %e, "write-cache flush failed");
         }
         shared.space.notify_waiters();
         r
     };
+    let mut last_tick = Instant::now();
     loop {
-        match rx.recv_timeout(cfg.flush_interval) {
+        let wait = cfg.flush_interval.saturating_sub(last_tick.elapsed());
+        match rx.recv_timeout(wait) {
             Ok(Cmd::Kick) => {
                 shared.flush_kicked.store(false, Ordering::Release);
-                let _ = flush(&mut f);
+                let _ = flush(&mut f, false);
             }
             Ok(Cmd::Flush(tx)) => {
-                let _ = tx.send(flush(&mut f));
+                let _ = tx.send(flush(&mut f, true));
             }
             Ok(Cmd::Gc(tx)) => {
-                let r = flush(&mut f).and_then(|_| f.gc(&shared.state, &cfg, &m));
+                let r = flush(&mut f, true).and_then(|_| f.gc(&shared.state, &cfg, &m));
                 let _ = tx.send(r);
             }
-            Err(RecvTimeoutError::Timeout) => {
-                check_disk(&shared);
-                let _ = flush(&mut f);
-                if f.last_gc.elapsed() >= cfg.gc_interval {
-                    if let Err(e) = f.gc(&shared.state, &cfg, &m) {
-                        tracing::warn!(error = %e, "garbage collection failed");
-                    }
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                let _ = flush(&mut f);
+                let _ = flush(&mut f, true);
                 return;
+            }
+        }
+        // periodic work, also under a steady stream of kicks
+        if last_tick.elapsed() >= cfg.flush_interval {
+            last_tick = Instant::now();
+            check_disk(&shared);
+            let _ = flush(&mut f, false);
+            if f.last_gc.elapsed() >= cfg.gc_interval {
+                if let Err(e) = f.gc(&shared.state, &cfg, &m) {
+                    tracing::warn!(error = %e, "garbage collection failed");
+                }
             }
         }
     }

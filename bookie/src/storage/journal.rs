@@ -145,7 +145,7 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
                     }
                     st.journal_pos = (jf.seq, jf.len);
                     m.cache_bytes.set(st.cache_bytes() as i64);
-                    st.cache.bytes >= cfg.write_cache_bytes
+                    st.cache.bytes >= cfg.flush_bytes
                 };
                 for op in batch.drain(..) {
                     let _ = op.done.send(Ok(()));

@@ -363,7 +363,7 @@ impl Storage {
     }
 
     async fn wait_for_space(&self) -> Result<(), BookieError> {
-        let limit_cache = self.shared.cfg.write_cache_bytes.saturating_mul(3);
+        let limit_cache = self.shared.cfg.write_cache_bytes;
         let limit_queue = self
             .shared
             .cfg
