@@ -164,3 +164,34 @@ async fn start_bookie(data_dir: &Path) -> anyhow::Result<BookieNode> {
         .await
         .context("start bookie")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads_and_flags_override() {
+        let text = include_str!("../broker/standalone.example.toml");
+        let cfg: StandaloneConfig = toml::from_str(text).unwrap();
+        assert_eq!(cfg.broker.broker_port, 6650);
+        assert_eq!(cfg.broker.cursor_flush_interval, Duration::from_millis(20));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let args = StandaloneArgs {
+            config: Some(path),
+            broker_port: Some(7000),
+            ..Default::default()
+        };
+        let (data, b) = StandaloneConfig::load(&args).unwrap();
+        assert_eq!(data, PathBuf::from("./data"));
+        assert_eq!(b.broker_port, 7000);
+        assert_eq!(b.http_port, 8080);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = toml::from_str::<StandaloneConfig>("[broker]\nbroker_prot = 1\n").unwrap_err();
+        assert!(err.to_string().contains("broker_prot"), "{err}");
+    }
+}
