@@ -33,7 +33,7 @@ use strata_proto::pulsar::{KeySharedMode, MessageIdData};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::cursor::{AckState, CursorSnapshot};
+use crate::cursor::{AckState, CursorSnapshot, decode_snapshot, encode_snapshot};
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
 use crate::metadata::{BrokerMetadata, Expect, MetaError};
@@ -208,14 +208,13 @@ impl Subscription {
         let acks = if durable {
             match meta.get(&key).await? {
                 Some(v) => {
-                    let snap: CursorSnapshot = serde_json::from_slice(&v.value)
+                    let snap = decode_snapshot(&v.value)
                         .map_err(|e| MetaError::Corrupt(key.clone(), e.to_string()))?;
                     AckState::from_snapshot(&snap)
                 }
                 None => {
                     let st = AckState::new(resolve(&ml));
-                    let bytes = serde_json::to_vec(&st.snapshot())
-                        .map_err(|e| MetaError::Other(e.to_string()))?;
+                    let bytes = encode_snapshot(&st.snapshot());
                     meta.put(&key, Bytes::from(bytes), Expect::Any).await?;
                     st
                 }
@@ -440,13 +439,7 @@ async fn flush_loop(
             return;
         }
         if seq > last_written {
-            let bytes = match serde_json::to_vec(&snap) {
-                Ok(b) => Bytes::from(b),
-                Err(e) => {
-                    warn!(cursor = %key, error = %e, "encode cursor failed");
-                    continue;
-                }
-            };
+            let bytes = Bytes::from(encode_snapshot(&snap));
             let mut backoff = Duration::from_millis(50);
             loop {
                 match meta.put(&key, bytes.clone(), Expect::Any).await {
@@ -460,6 +453,10 @@ async fn flush_loop(
             }
             last_written = seq;
             persisted.send_replace(seq);
+            // Large cursors (many ack holes) are written less often: ~4 MB/s at most.
+            let extra = Duration::from_micros(bytes.len() as u64 / 4);
+            tokio::time::sleep(interval.max(extra)).await;
+            continue;
         }
         tokio::time::sleep(interval).await;
     }
