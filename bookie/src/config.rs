@@ -17,6 +17,8 @@ pub struct StorageConfig {
     pub journal_max_wait: Duration,
     /// Roll to a new journal file past this size.
     pub journal_max_file_bytes: u64,
+    /// Journal files older than the checkpoint kept for reuse instead of deleted.
+    pub journal_recycle_files: usize,
     /// Most bytes the write cache holds (adds wait for a flush beyond it).
     pub write_cache_bytes: usize,
     /// Flush the write cache once it holds this many bytes (small, frequent flushes keep the disk
@@ -47,7 +49,8 @@ impl StorageConfig {
             journal_dir: d.join("journal"),
             journal_max_batch_bytes: 4 << 20,
             journal_max_wait: Duration::ZERO,
-            journal_max_file_bytes: 256 << 20,
+            journal_max_file_bytes: 64 << 20,
+            journal_recycle_files: 4,
             write_cache_bytes: 256 << 20,
             flush_bytes: 16 << 20,
             flush_interval: Duration::from_secs(1),

@@ -50,7 +50,7 @@ fn journal_records() -> Vec<JournalRecord> {
 fn journal_v1_golden() {
     let mut out = journal::file_header(3).to_vec();
     for r in journal_records() {
-        r.encode_into(&mut out);
+        r.encode_into(&mut out, 3);
     }
     let b = golden("journal-v1.bin", &out);
     let scan = journal::scan_file(&b, Some(3), 0).unwrap();

@@ -82,6 +82,14 @@ fn crash_image(from: &Path, to: &Path) {
     }
 }
 
+/// Live journal files (not the ones kept for reuse), oldest first.
+fn journals(dir: &Path) -> Vec<PathBuf> {
+    files(&dir.join("journal"), ".log")
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("recycle"))
+        .collect()
+}
+
 fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -117,7 +125,7 @@ async fn entries_survive_a_clean_restart_and_come_from_segments() {
     assert_eq!(s.lac_info(2).unwrap().lac, 38);
     assert_eq!(s.lac_info(2).unwrap().last_entry, 39);
     // the journal was truncated by checkpoints: only the fresh file is left
-    assert_eq!(files(&dir.path().join("journal"), ".log").len(), 1);
+    assert_eq!(journals(dir.path()).len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +162,7 @@ async fn torn_journal_tail_ends_replay_cleanly() {
     }
     let img = tempfile::tempdir().unwrap();
     crash_image(dir.path(), img.path());
-    let j = files(&img.path().join("journal"), ".log").pop().unwrap();
+    let j = journals(img.path()).pop().unwrap();
     let len = std::fs::metadata(&j).unwrap().len();
     // cut in the middle of the last record
     let f = std::fs::OpenOptions::new().write(true).open(&j).unwrap();
@@ -187,7 +195,7 @@ async fn bit_flip_in_journal_stops_replay_at_the_flipped_record() {
     }
     let img = tempfile::tempdir().unwrap();
     crash_image(dir.path(), img.path());
-    let j = files(&img.path().join("journal"), ".log").pop().unwrap();
+    let j = journals(img.path()).pop().unwrap();
     let mut bytes = std::fs::read(&j).unwrap();
     // header 24 bytes, each record 8 + 37 + 10 (key) + 1000 bytes: flip a payload byte of entry 6
     let rec = 8 + 1 + 8 + 8 + 8 + 2 + KEY.len() + 1000;
@@ -406,4 +414,39 @@ async fn wrong_master_key_is_refused() {
             .await,
         Err(BookieError::Unauthorized { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recycled_journal_files_never_replay_stale_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path());
+    c.journal_max_file_bytes = 32 << 10;
+    c.journal_recycle_files = 2;
+    c.flush_bytes = 8 << 10;
+    c.checkpoint_interval = Duration::ZERO;
+    let s = open(c.clone());
+    for e in 0..300 {
+        s.add(5, e, KEY, e as i64 - 1, payload(5, e, 1000))
+            .await
+            .unwrap();
+        if e % 50 == 49 {
+            // a crash image at arbitrary points, with recycled files in use
+            let img = tempfile::tempdir().unwrap();
+            crash_image(dir.path(), img.path());
+            let r = open(cfg(img.path()));
+            check_all_ledger(&r, 5, e + 1, 1000).await;
+            assert!(matches!(
+                r.read(5, e + 1).await,
+                Err(BookieError::NoEntry { .. })
+            ));
+        }
+    }
+    let recycled = files(&dir.path().join("journal"), ".log")
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("recycle"))
+        .count();
+    assert!(recycled <= 2);
+    drop(s);
+    let s = open(c);
+    check_all_ledger(&s, 5, 300, 1000).await;
 }

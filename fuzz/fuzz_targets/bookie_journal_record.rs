@@ -6,11 +6,11 @@ use strata_bookie::format::journal::{JournalRecord, scan_file};
 
 fuzz_target!(|data: &[u8]| {
     let b = Bytes::copy_from_slice(data);
-    if let Ok((rec, used)) = JournalRecord::decode(&b) {
+    if let Ok((rec, used)) = JournalRecord::decode(&b, 1) {
         assert!(used <= b.len());
         let mut out = Vec::new();
-        rec.encode_into(&mut out);
-        assert_eq!(JournalRecord::decode(&Bytes::from(out)).map(|(r, _)| r), Ok(rec));
+        rec.encode_into(&mut out, 1);
+        assert_eq!(JournalRecord::decode(&Bytes::from(out), 1).map(|(r, _)| r), Ok(rec));
     }
     let _ = JournalRecord::decode_body(b.clone());
     let _ = scan_file(&b, None, 0);

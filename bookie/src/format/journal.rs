@@ -6,12 +6,15 @@
 //! fence:  0x02 ledger:u64 key_len:u16 key
 //! delete: 0x03 ledger:u64
 //! ```
-//! (all integers little-endian). Replay stops at the first frame that is short, zero, too long or fails
+//! (all integers little-endian). Frame CRCs are seeded with the file's sequence number (journal
+//! files are recycled: old records in a reused file fail their CRC). Replay stops at the first frame that is short, zero, too long or fails
 //! its CRC: that is the torn tail of the last group commit.
 
 use bytes::{Buf, BufMut, Bytes};
 
-use super::{FILE_HEADER_LEN, FileHeader, FormatError, decode_frame, need, put_frame};
+use super::{
+    FILE_HEADER_LEN, FileHeader, FormatError, decode_frame_seeded, need, put_frame_seeded,
+};
 
 /// Magic of journal files.
 pub const MAGIC: [u8; 8] = *b"STRJOURN";
@@ -57,8 +60,21 @@ pub enum JournalRecord {
 }
 
 impl JournalRecord {
-    /// Appends this record as one frame to `out` (the payload is copied once, into `out`).
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
+    /// Bytes [`Self::encode_into`] appends.
+    pub fn encoded_len(&self) -> usize {
+        super::FRAME_HEADER_LEN
+            + match self {
+                JournalRecord::Add { key, payload, .. } => 27 + key.len() + payload.len(),
+                JournalRecord::Fence { key, .. } => 11 + key.len(),
+                JournalRecord::Delete { .. } => 9,
+            }
+    }
+
+    /// Appends this record as one frame of journal file `seq` to `out` (the payload is copied once,
+    /// into `out`).
+    pub fn encode_into(&self, out: &mut Vec<u8>, seq: u64) {
+        let put_frame =
+            |out: &mut Vec<u8>, parts: &[&[u8]]| put_frame_seeded(out, Some(seq), parts);
         match self {
             JournalRecord::Add {
                 ledger,
@@ -133,9 +149,10 @@ impl JournalRecord {
         }
     }
 
-    /// Decodes the frame at the start of `buf`; returns the record and the bytes it used.
-    pub fn decode(buf: &Bytes) -> Result<(Self, usize), FormatError> {
-        let (body, used) = decode_frame(buf, MAX_RECORD_LEN)?;
+    /// Decodes the frame of journal file `seq` at the start of `buf`; returns the record and the
+    /// bytes it used.
+    pub fn decode(buf: &Bytes, seq: u64) -> Result<(Self, usize), FormatError> {
+        let (body, used) = decode_frame_seeded(buf, MAX_RECORD_LEN, Some(seq))?;
         Ok((Self::decode_body(body)?, used))
     }
 }
@@ -188,7 +205,7 @@ pub fn scan_file(buf: &Bytes, expected_seq: Option<u64>, from: u64) -> Result<Sc
     };
     while (pos as usize) < buf.len() {
         let rest = buf.slice(pos as usize..);
-        match JournalRecord::decode(&rest) {
+        match JournalRecord::decode(&rest, h.id) {
             Ok((rec, used)) => {
                 pos += used as u64;
                 scan.records.push((rec, pos));
@@ -207,6 +224,8 @@ pub fn scan_file(buf: &Bytes, expected_seq: Option<u64>, from: u64) -> Result<Sc
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    const SEQ: u64 = 7;
 
     pub(crate) fn arb_record() -> impl Strategy<Value = JournalRecord> {
         let key = proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from);
@@ -234,12 +253,12 @@ mod tests {
     proptest! {
         #[test]
         fn roundtrip(recs in proptest::collection::vec(arb_record(), 0..20)) {
-            let mut out = file_header(7).to_vec();
+            let mut out = file_header(SEQ).to_vec();
             for r in &recs {
-                r.encode_into(&mut out);
+                r.encode_into(&mut out, SEQ);
             }
             let buf = Bytes::from(out);
-            let scan = scan_file(&buf, Some(7), 0).unwrap();
+            let scan = scan_file(&buf, Some(SEQ), 0).unwrap();
             prop_assert!(scan.stopped.is_none());
             prop_assert_eq!(scan.end as usize, buf.len());
             let got: Vec<_> = scan.records.into_iter().map(|(r, _)| r).collect();
@@ -248,15 +267,15 @@ mod tests {
 
         #[test]
         fn torn_tail_ends_scan_cleanly(recs in proptest::collection::vec(arb_record(), 1..10), cut in any::<prop::sample::Index>()) {
-            let mut out = file_header(1).to_vec();
+            let mut out = file_header(SEQ).to_vec();
             let mut ends = vec![];
             for r in &recs {
-                r.encode_into(&mut out);
+                r.encode_into(&mut out, SEQ);
                 ends.push(out.len());
             }
             let cut = FILE_HEADER_LEN + cut.index(out.len() - FILE_HEADER_LEN);
             let buf = Bytes::from(out).slice(..cut);
-            let scan = scan_file(&buf, Some(1), 0).unwrap();
+            let scan = scan_file(&buf, Some(SEQ), 0).unwrap();
             let complete = ends.iter().filter(|e| **e <= cut).count();
             prop_assert_eq!(scan.records.len(), complete);
             for (i, (r, _)) in scan.records.iter().enumerate() {
@@ -267,10 +286,40 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let b = Bytes::from(bytes);
-            let _ = JournalRecord::decode(&b);
+            let _ = JournalRecord::decode(&b, 1);
             let _ = JournalRecord::decode_body(b.clone());
             let _ = scan_file(&b, None, 0);
         }
+    }
+
+    #[test]
+    fn records_of_a_recycled_files_previous_life_are_not_replayed() {
+        let rec = |e| JournalRecord::Add {
+            ledger: 1,
+            entry: e,
+            lac: -1,
+            key: Bytes::from_static(b"k"),
+            payload: Bytes::from(vec![e as u8; 50]),
+        };
+        // the file's old life (seq 6): three records
+        let mut old = file_header(6).to_vec();
+        for e in 0..3 {
+            rec(e).encode_into(&mut old, 6);
+        }
+        // recycled as seq 7: new header and one new record written over the start
+        let mut new = file_header(7).to_vec();
+        let r = rec(10);
+        assert_eq!(r.encoded_len(), {
+            let mut v = vec![];
+            r.encode_into(&mut v, 7);
+            v.len()
+        });
+        r.encode_into(&mut new, 7);
+        old[..new.len()].copy_from_slice(&new);
+        let scan = scan_file(&Bytes::from(old), Some(7), 0).unwrap();
+        assert_eq!(scan.records.len(), 1);
+        assert_eq!(scan.records[0].0, rec(10));
+        assert_eq!(scan.stopped, Some(FormatError::BadCrc));
     }
 
     #[test]
@@ -284,17 +333,17 @@ mod tests {
                 payload: Bytes::from(vec![i as u8; 100]),
             })
             .collect();
-        let mut out = file_header(1).to_vec();
+        let mut out = file_header(SEQ).to_vec();
         let mut starts = vec![];
         for r in &recs {
             starts.push(out.len());
-            r.encode_into(&mut out);
+            r.encode_into(&mut out, SEQ);
         }
         for bit in [0usize, 13, 8 * 40, 8 * 90] {
             let mut c = out.clone();
             let at = starts[3] + bit / 8;
             c[at] ^= 1 << (bit % 8);
-            let scan = scan_file(&Bytes::from(c), Some(1), 0).unwrap();
+            let scan = scan_file(&Bytes::from(c), Some(SEQ), 0).unwrap();
             assert_eq!(scan.records.len(), 3);
             assert!(scan.stopped.is_some());
         }

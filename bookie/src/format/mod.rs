@@ -47,9 +47,21 @@ pub enum FormatError {
 
 /// Appends one frame holding `body_parts` (concatenated) to `out`.
 pub fn put_frame(out: &mut Vec<u8>, body_parts: &[&[u8]]) {
+    put_frame_seeded(out, None, body_parts)
+}
+
+/// Initial CRC of a frame: 0, or the CRC32C of the seed's LE bytes. Journal files seed their frames
+/// with the file's sequence number, so records left over from a recycled file's previous life fail
+/// their CRC instead of being replayed.
+fn crc_init(seed: Option<u64>) -> u32 {
+    seed.map_or(0, |s| crc32c::crc32c(&s.to_le_bytes()))
+}
+
+/// [`put_frame`] with the CRC seeded by `seed` (see [`crc_init`]).
+pub fn put_frame_seeded(out: &mut Vec<u8>, seed: Option<u64>, body_parts: &[&[u8]]) {
     let len: usize = body_parts.iter().map(|p| p.len()).sum();
     let len_bytes = (len as u32).to_le_bytes();
-    let mut crc = crc32c::crc32c(&len_bytes);
+    let mut crc = crc32c::crc32c_append(crc_init(seed), &len_bytes);
     for p in body_parts {
         crc = crc32c::crc32c_append(crc, p);
     }
@@ -87,7 +99,15 @@ impl FrameHeader {
 
     /// Checks `body` against the header's checksum.
     pub fn verify(&self, body: &[u8]) -> Result<(), FormatError> {
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&self.len.to_le_bytes()), body);
+        self.verify_seeded(None, body)
+    }
+
+    /// Checks `body` against the header's checksum seeded with `seed`.
+    pub fn verify_seeded(&self, seed: Option<u64>, body: &[u8]) -> Result<(), FormatError> {
+        let crc = crc32c::crc32c_append(
+            crc32c::crc32c_append(crc_init(seed), &self.len.to_le_bytes()),
+            body,
+        );
         if crc == self.crc {
             Ok(())
         } else {
@@ -99,6 +119,15 @@ impl FrameHeader {
 /// Decodes the frame at the start of `buf`: returns the body (a zero-copy slice of `buf`) and the
 /// total number of bytes the frame used.
 pub fn decode_frame(buf: &Bytes, max_len: u32) -> Result<(Bytes, usize), FormatError> {
+    decode_frame_seeded(buf, max_len, None)
+}
+
+/// [`decode_frame`] for frames written by [`put_frame_seeded`].
+pub fn decode_frame_seeded(
+    buf: &Bytes,
+    max_len: u32,
+    seed: Option<u64>,
+) -> Result<(Bytes, usize), FormatError> {
     let Some(hdr) = buf.get(..FRAME_HEADER_LEN) else {
         return Err(FormatError::Truncated);
     };
@@ -109,7 +138,7 @@ pub fn decode_frame(buf: &Bytes, max_len: u32) -> Result<(Bytes, usize), FormatE
     let Some(body) = buf.get(FRAME_HEADER_LEN..end) else {
         return Err(FormatError::Truncated);
     };
-    fh.verify(body)?;
+    fh.verify_seeded(seed, body)?;
     Ok((buf.slice(FRAME_HEADER_LEN..end), end))
 }
 

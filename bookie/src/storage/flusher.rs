@@ -45,6 +45,7 @@ pub(super) struct Flusher {
     last_ckpt_at: Instant,
     last_flush_pos: (u64, u64),
     last_gc: Instant,
+    journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
 }
 
 /// What recovery hands to the running storage.
@@ -55,6 +56,7 @@ pub(super) struct Recovered {
     pub segments: segments::Segments,
     pub journal: JournalFile,
     pub writer: Flusher,
+    pub journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
 }
 
 /// Recovery: checkpoint → index files → journal replay from the checkpoint → flush + new checkpoint.
@@ -146,7 +148,8 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
             }
         }
     }
-    let jf = JournalFile::create(&cfg.journal_dir, max_seq + 1)?;
+    let journal_pool = Arc::new(Mutex::new(journal::list_recyclable(&cfg.journal_dir)?));
+    let jf = JournalFile::create(&cfg.journal_dir, max_seq + 1, &journal_pool)?;
     st.journal_pos = (jf.seq(), jf.len());
     let w = SegWriter::create(&cfg.ledger_dir, loaded.max_id + 1)?;
     register(&mut st, &w);
@@ -157,6 +160,7 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
         last_ckpt_at: Instant::now(),
         last_flush_pos: (0, 0),
         last_gc: Instant::now(),
+        journal_pool: journal_pool.clone(),
     };
     let st = Mutex::new(st);
     f.flush(&st, cfg, m, true)?;
@@ -175,6 +179,7 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
         segments: st.segments,
         journal: jf,
         writer: f,
+        journal_pool,
     })
 }
 
@@ -354,8 +359,17 @@ impl Flusher {
         let mut removed = false;
         for (jseq, p) in journal::list(&cfg.journal_dir)? {
             if jseq < pos.0 {
-                std::fs::remove_file(&p)
-                    .map_err(|e| BookieError::io("remove old journal file", e))?;
+                // keep a few for reuse (no block allocation, no metadata commit when written again)
+                let mut pool = self.journal_pool.lock();
+                if pool.len() < cfg.journal_recycle_files {
+                    let to = journal::recycle_path(&cfg.journal_dir, jseq);
+                    std::fs::rename(&p, &to)
+                        .map_err(|e| BookieError::io("keep old journal file for reuse", e))?;
+                    pool.insert(0, to);
+                } else {
+                    std::fs::remove_file(&p)
+                        .map_err(|e| BookieError::io("remove old journal file", e))?;
+                }
                 removed = true;
             }
         }

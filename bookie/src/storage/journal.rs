@@ -4,7 +4,7 @@
 //! syncs, new records queue up and form the next batch, so the batch size adapts to the load.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -50,6 +50,29 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), BookieError> {
         .map_err(|e| BookieError::io(format!("sync directory {}", dir.display()), e))
 }
 
+/// Path of a journal file kept for reuse.
+pub(super) fn recycle_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("journal-recycle-{seq:020}.log"))
+}
+
+/// Journal files kept for reuse in `dir`.
+pub(super) fn list_recyclable(dir: &Path) -> Result<Vec<PathBuf>, BookieError> {
+    let mut out = vec![];
+    let rd = std::fs::read_dir(dir).map_err(|e| BookieError::io("list journal directory", e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| BookieError::io("list journal directory", e))?;
+        if ent
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with("journal-recycle-"))
+        {
+            out.push(ent.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The journal file being appended to.
 pub(super) struct JournalFile {
     dir: PathBuf,
@@ -59,15 +82,33 @@ pub(super) struct JournalFile {
 }
 
 impl JournalFile {
-    /// Creates journal file `seq` with its header, durably.
-    pub(super) fn create(dir: &Path, seq: u64) -> Result<Self, BookieError> {
+    /// Opens journal file `seq` with its header, durably: a recycled file from `pool` if there is
+    /// one (its blocks are allocated already, so an fdatasync in it changes no metadata and needs no
+    /// filesystem-journal commit), else a new file.
+    pub(super) fn create(
+        dir: &Path,
+        seq: u64,
+        pool: &parking_lot::Mutex<Vec<PathBuf>>,
+    ) -> Result<Self, BookieError> {
         let p = path(dir, seq);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&p)
-            .map_err(|e| BookieError::io(format!("create journal file {}", p.display()), e))?;
-        file.write_all(&file_header(seq))
+        let recycled = pool.lock().pop();
+        let file = match recycled {
+            Some(old) => {
+                std::fs::rename(&old, &p).map_err(|e| {
+                    BookieError::io(format!("recycle journal file {}", old.display()), e)
+                })?;
+                OpenOptions::new()
+                    .write(true)
+                    .open(&p)
+                    .map_err(|e| BookieError::io(format!("open journal file {}", p.display()), e))?
+            }
+            None => OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(&p)
+                .map_err(|e| BookieError::io(format!("create journal file {}", p.display()), e))?,
+        };
+        file.write_all_at(&file_header(seq), 0)
             .and_then(|_| file.sync_all())
             .map_err(|e| BookieError::io("write journal header", e))?;
         fsync_dir(dir)?;
@@ -93,21 +134,16 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
     let cfg = shared.cfg.clone();
     let m = shared.metrics.clone();
     let mut batch: Vec<JournalOp> = Vec::new();
-    let mut carry: Option<JournalOp> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(cfg.journal_max_batch_bytes + (1 << 20));
     loop {
-        let first = match carry.take() {
-            Some(op) => op,
-            None => match rx.recv() {
-                Ok(op) => op,
-                Err(_) => break,
-            },
+        let first = match rx.recv() {
+            Ok(op) => op,
+            Err(_) => break,
         };
-        buf.clear();
-        first.rec.encode_into(&mut buf);
+        let mut bytes = first.rec.encoded_len();
         batch.push(first);
         let deadline = Instant::now() + cfg.journal_max_wait;
-        while buf.len() < cfg.journal_max_batch_bytes {
+        while bytes < cfg.journal_max_batch_bytes {
             let next = match rx.try_recv() {
                 Ok(op) => Some(op),
                 Err(TryRecvError::Disconnected) => None,
@@ -121,7 +157,7 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
                 }
             };
             let Some(op) = next else { break };
-            op.rec.encode_into(&mut buf);
+            bytes += op.rec.encoded_len();
             batch.push(op);
         }
         let start = Instant::now();
@@ -130,7 +166,7 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
                 reason: "journal failed".into(),
             })
         } else {
-            commit(&mut jf, &buf, cfg.journal_max_file_bytes)
+            commit(&shared, &mut jf, &batch, bytes, &mut buf)
         };
         m.journal_sync_latency
             .observe(start.elapsed().as_secs_f64());
@@ -172,12 +208,23 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
 }
 
 /// Writes one batch and syncs it, rolling to a new file first if this one is full.
-fn commit(jf: &mut JournalFile, buf: &[u8], max_file: u64) -> Result<(), BookieError> {
-    if jf.len + buf.len() as u64 > max_file && jf.len > FILE_HEADER_LEN as u64 {
-        *jf = JournalFile::create(&jf.dir, jf.seq + 1)?;
+fn commit(
+    shared: &Shared,
+    jf: &mut JournalFile,
+    batch: &[JournalOp],
+    bytes: usize,
+    buf: &mut Vec<u8>,
+) -> Result<(), BookieError> {
+    if jf.len + bytes as u64 > shared.cfg.journal_max_file_bytes && jf.len > FILE_HEADER_LEN as u64
+    {
+        *jf = JournalFile::create(&jf.dir, jf.seq + 1, &shared.journal_pool)?;
+    }
+    buf.clear();
+    for op in batch {
+        op.rec.encode_into(buf, jf.seq);
     }
     jf.file
-        .write_all(buf)
+        .write_all_at(buf, jf.len)
         .map_err(|e| BookieError::io("write journal", e))?;
     jf.file
         .sync_data()

@@ -212,6 +212,8 @@ struct Shared {
     space: Notify,
     flusher_tx: Mutex<Option<std::sync::mpsc::Sender<flusher::Cmd>>>,
     flush_kicked: AtomicBool,
+    /// Old journal files kept for reuse (filled by checkpoints, drained by journal rollovers).
+    journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
 }
 
 impl Shared {
@@ -279,6 +281,7 @@ impl Storage {
             space: Notify::new(),
             flusher_tx: Mutex::new(Some(ftx)),
             flush_kicked: AtomicBool::new(false),
+            journal_pool: recovered.journal_pool,
         });
         shared
             .metrics
