@@ -394,3 +394,38 @@ async fn watch_from_compacted_revision_fails_clearly() {
     .await
     .expect("test timed out");
 }
+
+/// An idle watch keeps its resume point current through progress notifications: after etcd
+/// compacted past the revision it started at and restarted (forcing a reconnect), it resumes
+/// without a `Compacted` error and sees the next change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_watch_survives_compaction_and_restart() {
+    timeout(Duration::from_secs(60), async {
+        let mut etcd = EtcdCluster::start(1);
+        let client = connect(etcd.endpoints()).await;
+        let mut w = client.watch("/idle/", None).await.unwrap();
+        for i in 0..20 {
+            client
+                .put(&format!("/other/{i}"), Bytes::from("x"), Expected::Any)
+                .await
+                .unwrap();
+        }
+        // A few progress notifications (every 300 ms in these tests).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let rev = client.current_revision().await.unwrap();
+        client.compact(rev).await.unwrap();
+        etcd.restart(0);
+        client
+            .put("/idle/x", Bytes::from("1"), Expected::Absent)
+            .await
+            .unwrap();
+        let ev = timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("event after reconnect")
+            .unwrap()
+            .unwrap();
+        assert_eq!((ev.kind, ev.key.as_str()), (EventKind::Create, "/idle/x"));
+    })
+    .await
+    .expect("test timed out");
+}
