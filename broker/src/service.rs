@@ -366,6 +366,11 @@ impl BrokerService {
             .map(|t| t.ledger().storage_size())
             .sum();
         self.metrics.storage_size.set(size as i64);
+        let mut backlog = 0u64;
+        for t in self.loaded_topics().await {
+            backlog += t.backlog().await;
+        }
+        self.metrics.msg_backlog.set(backlog as i64);
     }
 
     /// Closes every topic: flushes cursors and closes ledgers.

@@ -411,3 +411,77 @@ async fn delayed_delivery_waits_for_deliver_at_time() {
     .unwrap();
     assert_eq!(m.0, 7);
 }
+
+#[tokio::test]
+async fn key_shared_sticky_ranges_route_keys_and_reject_overlaps() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let mk = |ranges: Vec<(i32, i32)>, name: &str| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let key = NEXT.fetch_add(1, Ordering::Relaxed);
+        (
+            ConsumerSpec {
+                key,
+                consumer_id: key,
+                name: name.into(),
+                priority: 0,
+                sub_type: SubType::KeyShared,
+                key_shared: Some(KeySharedSpec {
+                    mode: KeySharedMode::Sticky,
+                    ranges,
+                }),
+                out: tx,
+                address: String::new(),
+            },
+            TestConsumer { key, rx },
+        )
+    };
+    let (sa, mut a) = mk(vec![(0, 32767)], "a");
+    let (sb, mut b) = mk(vec![(32768, 65535)], "b");
+    sub.add_consumer(sa).await.unwrap();
+    sub.add_consumer(sb).await.unwrap();
+    let (sc, _c) = mk(vec![(100, 200)], "c");
+    assert!(
+        sub.add_consumer(sc).await.is_err(),
+        "overlapping sticky range accepted"
+    );
+    sub.flow(a.key, 100);
+    sub.flow(b.key, 100);
+    let keys = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
+    for (i, k) in keys.iter().enumerate() {
+        f.publish(i as u64, Some(k)).await;
+    }
+    let mut got = std::collections::HashMap::new();
+    for (who, c) in [("a", &mut a), ("b", &mut b)] {
+        while let Some((s, _, _)) = next_msg(c).await {
+            got.insert(s, who);
+        }
+    }
+    assert_eq!(got.len(), keys.len());
+    for (i, k) in keys.iter().enumerate() {
+        let slot = (murmur3_32(k.as_bytes()) % 65536) as i32;
+        let want = if slot <= 32767 { "a" } else { "b" };
+        assert_eq!(got[&(i as u64)], want, "key {k} slot {slot}");
+    }
+}
+
+#[tokio::test]
+async fn ack_receipt_waits_for_the_cursor_write() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let p = f.publish(0, None).await;
+    let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+    sub.flow(c.key, 10);
+    next_msg(&mut c).await.unwrap();
+    let seq = sub.ack(c.key, false, ack_id(p), true).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), sub.wait_durable(seq))
+        .await
+        .unwrap();
+    // The stored cursor already has the ack.
+    let stored = crate::metadata::BrokerMetadata::get(&f.meta, &cursor_key(f.ml.name(), "s"))
+        .await
+        .unwrap()
+        .unwrap();
+    let snap = crate::cursor::decode_snapshot(&stored.value).unwrap();
+    assert!(crate::cursor::AckState::from_snapshot(&snap).is_acked(p));
+}

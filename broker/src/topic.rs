@@ -266,6 +266,25 @@ impl Topic {
         self.subs.lock().await.keys().cloned().collect()
     }
 
+    /// Entries not yet acknowledged, summed over durable subscriptions.
+    pub async fn backlog(&self) -> u64 {
+        let subs: Vec<Subscription> = self
+            .subs
+            .lock()
+            .await
+            .values()
+            .filter(|s| s.is_durable())
+            .cloned()
+            .collect();
+        let mut total = 0;
+        for s in subs {
+            if let Some(md) = s.mark_delete().await {
+                total += self.ml.entries_after(md);
+            }
+        }
+        total
+    }
+
     /// The slowest durable mark-delete position (None when there is no durable subscription).
     pub async fn slowest_durable(&self) -> Option<Position> {
         let subs: Vec<Subscription> = self
