@@ -357,16 +357,14 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
                     break;
                 }
                 if let Some(rate) = per_producer_rate {
-                    let due = (begin.elapsed().as_secs_f64() * rate) as u64;
-                    if sent >= due {
-                        let wait = Duration::from_secs_f64(
-                            ((sent + 1) as f64 / rate) - begin.elapsed().as_secs_f64(),
-                        );
+                    // Message `sent` is due `sent / rate` seconds after the start.
+                    let due = Duration::from_secs_f64(sent as f64 / rate);
+                    let elapsed = begin.elapsed();
+                    if due > elapsed {
                         tokio::select! {
                             _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(wait.max(Duration::from_micros(100))) => {}
+                            _ = tokio::time::sleep(due - elapsed) => {}
                         }
-                        continue;
                     }
                 }
                 let t0 = Instant::now();
