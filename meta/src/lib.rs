@@ -24,6 +24,9 @@
 //!     before the server expires it and another node can take over. A lost session stays lost;
 //!     `reestablish_session(old)` makes a new one and re-creates only the keys written with
 //!     [`EphemeralOptions::recreate`] (registrations), not ownership claims.
+//!   - `close()`: ends open sessions (their ephemeral keys are deleted), stops watches and
+//!     background tasks. [`StoreConfig`] opens either backend from `etcd://h:p,...` or
+//!     `local:PATH`; [`metrics::register`] exposes Pulsar-named Prometheus metrics.
 //! - [`retry::update`] / [`model::MetaClient::update`]: read-modify-write with CAS and jittered
 //!   retry. Racing updates always go through it (never last-writer-wins).
 //! - [`election`]: leader election / locks as ephemeral keys created with `Expected::Absent`;
