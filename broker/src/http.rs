@@ -39,6 +39,10 @@ pub fn router(service: Arc<BrokerService>) -> Router {
             get(list_partitioned),
         )
         .route(
+            "/admin/v2/{domain}/{tenant}/{ns}/{topic}",
+            axum::routing::put(create_topic),
+        )
+        .route(
             "/admin/v2/{domain}/{tenant}/{ns}/{topic}/terminate",
             axum::routing::post(terminate),
         )
@@ -145,6 +149,16 @@ async fn put_partitions(
     })?;
     s.create_namespace(&tenant, &ns).await?;
     s.create_partitioned(&name, n).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_topic(
+    State(s): Svc,
+    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
+    s.create_namespace(&tenant, &ns).await?;
+    s.topic(&name, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,6 +4,7 @@
 
 mod bookie;
 mod broker_badinput;
+mod broker_http;
 mod checker;
 mod harness;
 mod meta;
