@@ -193,3 +193,208 @@ fn rust_client_shared_subscription_splits_messages() {
         assert_eq!(check.report().acked, 200);
     });
 }
+
+#[test]
+fn rust_client_zlib_zstd_snappy() {
+    use pulsar::compression::{Compression, CompressionSnappy, CompressionZlib, CompressionZstd};
+    for (name, c) in [
+        ("rust-zlib", Compression::Zlib(CompressionZlib::default())),
+        ("rust-zstd", Compression::Zstd(CompressionZstd::default())),
+        (
+            "rust-snappy",
+            Compression::Snappy(CompressionSnappy::default()),
+        ),
+    ] {
+        produce_consume(
+            ProducerOptions {
+                batch_size: Some(20),
+                batch_timeout: Some(Duration::from_millis(10)),
+                compression: Some(c),
+                ..Default::default()
+            },
+            name,
+        );
+    }
+}
+
+/// Sends `n` messages with keys `k0..k{keys}` (sequence per key in the payload).
+async fn produce_keyed(client: &Pulsar<TokioExecutor>, topic: &str, n: u64, keys: u64) {
+    let mut producer = tokio::time::timeout(
+        STEP,
+        client
+            .producer()
+            .with_topic(topic)
+            .with_options(ProducerOptions {
+                block_queue_if_full: true,
+                ..Default::default()
+            })
+            .build(),
+    )
+    .await
+    .expect("producer within 20 s")
+    .expect("producer");
+    let mut futures = Vec::new();
+    for i in 0..n {
+        let key = format!("k{}", i % keys);
+        let f = producer
+            .create_message()
+            .with_key(key.clone())
+            .with_content(checker::payload(&key, i / keys).into_bytes())
+            .send_non_blocking()
+            .await
+            .expect("queue message");
+        futures.push(f);
+    }
+    for f in futures {
+        tokio::time::timeout(STEP, f)
+            .await
+            .expect("receipt within 20 s")
+            .expect("send acknowledged");
+    }
+}
+
+#[test]
+fn rust_client_failover_single_active_consumer() {
+    let node = Standalone::start();
+    runtime().block_on(async {
+        let client = connect(&node.url()).await;
+        let topic = "rust-failover";
+        let mut a = consumer(&client, topic, SubType::Failover, "a").await;
+        let mut b = consumer(&client, topic, SubType::Failover, "b").await;
+        produce_keyed(&client, topic, 100, 1).await;
+        let mut check = Checker::new();
+        for s in 0..100 {
+            check.sent_acked("k0", s);
+        }
+        // Whichever consumer the broker made active gets everything, in order.
+        let first = tokio::time::timeout(STEP, async {
+            tokio::select! {
+                m = a.next() => (true, m),
+                m = b.next() => (false, m),
+            }
+        })
+        .await
+        .expect("message within 20 s");
+        let (a_active, m) = first;
+        let m = m.expect("stream open").expect("message");
+        assert!(check.received_payload(&m.deserialize()));
+        let (active, standby) = if a_active {
+            (&mut a, &mut b)
+        } else {
+            (&mut b, &mut a)
+        };
+        active.ack(&m).await.expect("ack");
+        consume_into(active, &mut check, 99).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), standby.next())
+                .await
+                .is_err(),
+            "the standby consumer receives nothing"
+        );
+        let report = check.report();
+        assert!(report.is_exactly_once(), "{report}");
+    });
+}
+
+#[test]
+fn rust_client_key_shared_keeps_keys_on_one_consumer_in_order() {
+    let node = Standalone::start();
+    runtime().block_on(async {
+        let client = connect(&node.url()).await;
+        let topic = "rust-key-shared";
+        let mut a = consumer(&client, topic, SubType::KeyShared, "a").await;
+        let mut b = consumer(&client, topic, SubType::KeyShared, "b").await;
+        produce_keyed(&client, topic, 400, 16).await;
+        let mut check = Checker::new();
+        for i in 0..400u64 {
+            check.sent_acked(&format!("k{}", i % 16), i / 16);
+        }
+        let mut owner: std::collections::HashMap<String, bool> = Default::default();
+        for _ in 0..400 {
+            let (is_a, m) = tokio::time::timeout(STEP, async {
+                tokio::select! {
+                    m = a.next() => (true, m),
+                    m = b.next() => (false, m),
+                }
+            })
+            .await
+            .expect("message within 20 s");
+            let m = m.expect("stream open").expect("message");
+            let (key, _) = checker::parse(&m.deserialize()).expect("checker payload");
+            assert_eq!(
+                *owner.entry(key.clone()).or_insert(is_a),
+                is_a,
+                "{key} moved"
+            );
+            assert!(check.received_payload(&m.deserialize()));
+            if is_a {
+                a.ack(&m).await.expect("ack");
+            } else {
+                b.ack(&m).await.expect("ack");
+            }
+        }
+        let report = check.report();
+        assert!(
+            report.is_exactly_once(),
+            "per-key order and no loss: {report}"
+        );
+        let on_a = owner.values().filter(|v| **v).count();
+        assert!(
+            on_a > 0 && on_a < 16,
+            "keys spread over both consumers ({on_a}/16 on a)"
+        );
+    });
+}
+
+/// `PUT /admin/v2/persistent/public/default/{topic}/partitions` with a plain HTTP/1.1 request.
+fn create_partitioned(http_port: u16, topic: &str, partitions: u32) {
+    use std::io::{Read, Write};
+    let body = partitions.to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
+    write!(
+        s,
+        "PUT /admin/v2/persistent/public/default/{topic}/partitions HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 2"),
+        "create partitioned topic: {answer}"
+    );
+}
+
+#[test]
+fn rust_client_partitioned_topic_with_4_partitions() {
+    let node = Standalone::start();
+    create_partitioned(node.http_port, "rust-parted", 4);
+    runtime().block_on(async {
+        let client = connect(&node.url()).await;
+        let topic = "persistent://public/default/rust-parted";
+        let mut c = consumer(&client, topic, SubType::Shared, "c").await;
+        produce_keyed(&client, topic, 200, 8).await;
+        let mut check = Checker::new();
+        for i in 0..200u64 {
+            check.sent_acked(&format!("k{}", i % 8), i / 8);
+        }
+        let mut partitions = BTreeSet::new();
+        for _ in 0..200 {
+            let m = tokio::time::timeout(STEP, c.next())
+                .await
+                .expect("message within 20 s")
+                .expect("stream open")
+                .expect("message");
+            partitions.insert(m.topic.clone());
+            assert!(check.received_payload(&m.deserialize()));
+            c.ack(&m).await.expect("ack");
+        }
+        let report = check.report();
+        assert!(report.is_exactly_once(), "{report}");
+        assert!(
+            partitions.len() > 1,
+            "messages from several partitions: {partitions:?}"
+        );
+    });
+}
