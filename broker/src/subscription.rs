@@ -258,6 +258,7 @@ impl Subscription {
             deferred_slots: HashMap::new(),
             durable,
             ended: HashSet::new(),
+            retry: false,
         };
         actor.advance();
         let flusher = if durable {
@@ -506,6 +507,8 @@ struct Actor {
     durable: bool,
     /// Consumers told REACHED_END_OF_TOPIC.
     ended: HashSet<u64>,
+    /// A read failed: try again shortly.
+    retry: bool,
 }
 
 /// Murmur3 32-bit (seed 0), the hash Pulsar uses for Key_Shared ranges.
@@ -608,6 +611,9 @@ impl Actor {
                     }
                 }
                 _ = self.lac.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)), if self.retry => {
+                    self.retry = false;
+                }
                 _ = delay_sleep => {
                     let now = now_ms();
                     let due: Vec<(u64, Position)> = self.delayed.range(..(now + 1, Position::EARLIEST)).map(|(k, _)| *k).collect();
@@ -1164,11 +1170,12 @@ impl Actor {
         }
     }
 
-    async fn read_entry(&self, p: Position) -> Option<Bytes> {
+    async fn read_entry(&mut self, p: Position) -> Option<Bytes> {
         match self.ml.read_one(p).await {
             Ok(d) => d,
             Err(e) => {
-                warn!(topic = %self.topic, sub = %self.name, position = %p, error = %e, "read failed");
+                warn!(topic = %self.topic, sub = %self.name, position = %p, error = %e, "read failed; retrying");
+                self.retry = true;
                 None
             }
         }
@@ -1250,7 +1257,8 @@ impl Actor {
                 match self.ml.read(next, 64).await {
                     Ok(es) => self.read_buf.extend(es),
                     Err(e) => {
-                        warn!(topic = %self.topic, sub = %self.name, error = %e, "read failed");
+                        warn!(topic = %self.topic, sub = %self.name, error = %e, "read failed; retrying");
+                        self.retry = true;
                         return;
                     }
                 }
