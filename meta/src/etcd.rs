@@ -54,9 +54,6 @@ pub struct EtcdOptions {
     pub attempt_timeout: Duration,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
-    /// How often a watch asks etcd for a progress notification, so that an idle watch still
-    /// advances its resume revision and does not hit a compaction when it reconnects.
-    pub watch_progress_interval: Duration,
 }
 
 impl EtcdOptions {
@@ -67,7 +64,6 @@ impl EtcdOptions {
             request_timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(1),
-            watch_progress_interval: Duration::from_secs(10),
         }
     }
 }
@@ -655,13 +651,12 @@ async fn watch_loop(
     let n = inner.endpoints.len();
     let mut next = start;
     let mut backoff = Duration::from_millis(20);
-    let mut progress = tokio::time::interval(inner.opts.watch_progress_interval);
-    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let idx = inner.preferred.load(Ordering::Relaxed) % n;
         let mut client = inner.endpoints[idx].client.clone();
         let opts = WatchOptions::new()
             .with_prefix()
+            .with_progress_notify()
             .with_start_revision(i64::try_from(next).unwrap_or(i64::MAX));
         let opened = tokio::select! {
             r = tokio::time::timeout(inner.opts.attempt_timeout, client.watch(prefix.as_str(), Some(opts))) => r,
@@ -675,14 +670,6 @@ async fn watch_loop(
             Ok(Ok(mut stream)) => loop {
                 let msg = tokio::select! {
                     m = stream.message() => m,
-                    _ = progress.tick() => {
-                        // Answered only when the watcher is in sync; see below.
-                        if stream.request_progress().await.is_err() {
-                            rotate(&inner, idx);
-                            break;
-                        }
-                        continue;
-                    }
                     () = inner.cancel.cancelled() => {
                         let _ = tx.send(Err(MetaError::Closed)).await;
                         return;
@@ -751,10 +738,14 @@ async fn watch_loop(
                         if let Some(last) = resp.events().last().and_then(|e| e.kv()) {
                             next = next.max(last.mod_revision().max(0) as u64 + 1);
                         } else if !resp.created()
+                            && resp.watch_id() != -1
                             && let Some(h) = resp.header()
                         {
-                            // A progress notification: every event up to this revision has
-                            // been delivered, so a reconnect may resume after it.
+                            // A periodic progress notification for this watcher: etcd sends
+                            // them only to watchers that are in sync, so every event up to this
+                            // revision has been delivered and a reconnect may resume after it.
+                            // (Client-requested progress, watch id -1, is not used: etcd before
+                            // 3.4.24 / 3.5.8 may answer it ahead of pending events.)
                             next = next.max(h.revision().max(0) as u64 + 1);
                         }
                     }

@@ -161,6 +161,8 @@ impl EtcdCluster {
             .args(["--initial-cluster-token", &self.token])
             .args(["--initial-cluster-state", "new"])
             .args(["--heartbeat-interval", "10", "--election-timeout", "100"])
+            // Idle watches learn the current revision quickly (see strata-meta's watch resume).
+            .args(["--experimental-watch-progress-notify-interval", "300ms"])
             .args(["--log-level", "warn", "--logger", "zap"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log"))

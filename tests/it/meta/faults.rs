@@ -410,7 +410,7 @@ async fn idle_watch_survives_compaction_and_restart() {
                 .await
                 .unwrap();
         }
-        // A few progress notifications (every 300 ms in these tests).
+        // A few periodic progress notifications (the harness's etcd sends them every 300 ms).
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let rev = client.current_revision().await.unwrap();
         client.compact(rev).await.unwrap();

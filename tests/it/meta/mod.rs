@@ -19,7 +19,6 @@ pub fn options(endpoints: Vec<String>) -> EtcdOptions {
     o.request_timeout = Duration::from_secs(5);
     o.attempt_timeout = Duration::from_secs(1);
     o.connect_timeout = Duration::from_millis(500);
-    o.watch_progress_interval = Duration::from_millis(300);
     o
 }
 
