@@ -23,15 +23,19 @@ check([m.data() for m in got] == everything, "initial pass")
 consumer.seek(ids[5])
 again = []
 deadline = time.time() + 15
-while len(again) < 15 and time.time() < deadline:
+while time.time() < deadline:
     try:
-        m = consumer.receive(timeout_millis=2000)
+        m = consumer.receive(timeout_millis=1000 if len(again) >= 14 else 2000)
     except pulsar.Timeout:
+        if len(again) >= 14:
+            break
         continue
     consumer.acknowledge(m)
     again.append(m.data())
-check(again[:15] == everything[5:] or again[:14] == everything[6:],
-      f"after seek to id 5 the rest is redelivered in order: {again[:4]}")
+# The broker restarts delivery at message 5; the C++ client drops the sought message itself
+# (it treats the id as already consumed), so 5 may or may not be shown.
+check(again == everything[5:] or again == everything[6:],
+      f"after seek to id 5 the rest is redelivered in order: {again}")
 
 # Seek by time: everything published after t_mid comes back.
 consumer.seek(t_mid)
