@@ -5,6 +5,7 @@
 mod bookie;
 mod broker_badinput;
 mod broker_http;
+mod broker_protocol;
 mod checker;
 mod harness;
 mod meta;
