@@ -24,20 +24,21 @@ use strata_proto::BookieId;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Flags of `strata standalone`. Flags override the config file, which overrides defaults.
+/// Flags of `strata standalone`. Flags (or their `STRATA_*` environment variables) override the
+/// config file, which overrides defaults.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct StandaloneArgs {
     /// TOML config file (keys: `data_dir`, and a `[broker]` table with the broker settings).
-    #[arg(long)]
+    #[arg(long, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
     /// Data directory (default `./data`).
-    #[arg(long)]
+    #[arg(long, env = "STRATA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Pulsar protocol port (default 6650; 0 picks a free port).
-    #[arg(long)]
+    #[arg(long, env = "STRATA_BROKER_PORT")]
     pub broker_port: Option<u16>,
     /// HTTP port: lookup, admin, /metrics (default 8080; 0 picks a free port).
-    #[arg(long)]
+    #[arg(long, env = "STRATA_HTTP_PORT")]
     pub http_port: Option<u16>,
     /// Address to bind (default 127.0.0.1).
     #[arg(long)]

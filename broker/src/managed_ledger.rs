@@ -832,3 +832,44 @@ mod tests {
         assert_eq!(ml.next_position(a), Some(c));
     }
 }
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use crate::metadata::MemMetadata;
+    use crate::storage::MemStorage;
+
+    /// A catch-up read goes to storage and leaves the cache (the tail) alone.
+    #[tokio::test]
+    async fn catch_up_reads_do_not_touch_the_tail_cache() {
+        let st = MemStorage::default();
+        let cache = EntryCache::new(2_000);
+        let ml = ManagedLedger::open(
+            "t/ns/persistent/c",
+            Arc::new(st.clone()),
+            Arc::new(MemMetadata::default()),
+            cache.clone(),
+            ManagedLedgerConfig::default(),
+        )
+        .await
+        .unwrap();
+        let mut ps = vec![];
+        for i in 0..100u8 {
+            ps.push(ml.append(Bytes::from(vec![i; 100])).await.unwrap());
+        }
+        // Old entries were evicted by the bound; the newest are cached.
+        let tail = *ps.last().unwrap();
+        assert!(cache.get(&tail).is_some());
+        let before = cache.weighted_size();
+        let reads = st.reads();
+        let got = ml.read(ps[0], 50).await.unwrap();
+        assert!(!got.is_empty() && got[0].1[0] == 0);
+        assert!(st.reads() > reads, "catch-up read did not go to storage");
+        assert!(
+            cache.get(&ps[0]).is_none(),
+            "catch-up read inserted into the cache"
+        );
+        assert!(cache.get(&tail).is_some(), "catch-up read evicted the tail");
+        assert!(cache.weighted_size() <= before.max(2_000));
+    }
+}
