@@ -95,6 +95,8 @@ pub struct BookieLedgerStorage {
     quorum: Quorum,
     clients: tokio::sync::Mutex<HashMap<BookieId, BookieClient>>,
     owner: String,
+    /// Metadata of closed ledgers (immutable until deleted), so catch-up reads skip the store.
+    closed: Mutex<HashMap<u64, LedgerMetadata>>,
 }
 
 const MASTER_KEY: &str = "master_key";
@@ -114,6 +116,7 @@ impl BookieLedgerStorage {
             source,
             quorum,
             clients: tokio::sync::Mutex::new(HashMap::new()),
+            closed: Mutex::new(HashMap::new()),
             owner: owner.to_owned(),
         }
     }
@@ -317,7 +320,17 @@ impl LedgerStorage for BookieLedgerStorage {
     }
 
     async fn read(&self, ledger: u64, first: u64, last: u64) -> Result<Vec<Bytes>, StorageError> {
-        let (md, _) = self.metadata(ledger).await?;
+        let cached = self.closed.lock().get(&ledger).cloned();
+        let md = match cached {
+            Some(md) => md,
+            None => {
+                let (md, _) = self.metadata(ledger).await?;
+                if md.state == LedgerState::Closed {
+                    self.closed.lock().insert(ledger, md.clone());
+                }
+                md
+            }
+        };
         let mut out = Vec::with_capacity((last.saturating_sub(first) + 1).min(1024) as usize);
         let mut next = first;
         while next <= last {
@@ -379,6 +392,7 @@ impl LedgerStorage for BookieLedgerStorage {
     }
 
     async fn delete(&self, ledger: u64) -> Result<(), StorageError> {
+        self.closed.lock().remove(&ledger);
         let md = match self.meta.ledger(LedgerId(ledger)).await.map_err(map_meta)? {
             Some((m, _)) => m,
             None => return Ok(()),
