@@ -20,6 +20,9 @@ use hdrhistogram::Histogram;
 use strata_bookie::registration::NoopRegistrar;
 use strata_bookie::{BookieClient, BookieNode, BookieOptions, StorageConfig};
 
+/// Concurrent 1 KiB writers (each with one add in flight).
+const INFLIGHT_1K: usize = 2048;
+
 const KEY: Bytes = Bytes::from_static(b"bench");
 
 struct Args {
@@ -159,6 +162,35 @@ async fn open_loop(
     Arc::try_unwrap(hist).map_or_else(|h| h.lock().clone(), parking_lot::Mutex::into_inner)
 }
 
+/// Cumulative bucket counts `(le, count)` of a histogram in the metrics text.
+fn buckets(text: &str, name: &str) -> Vec<(f64, u64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(&prefix)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}
+
+/// Upper bound of the bucket holding quantile `q` of the difference `after - before`.
+fn delta_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> f64 {
+    let total = after.last().map_or(0, |x| x.1) - before.last().map_or(0, |x| x.1);
+    let want = (total as f64 * q).ceil() as u64;
+    for (i, (le, c)) in after.iter().enumerate() {
+        if c - before.get(i).map_or(0, |b| b.1) >= want {
+            return *le;
+        }
+    }
+    f64::INFINITY
+}
+
 /// CPU seconds this process used so far (user + system).
 fn cpu_secs() -> f64 {
     let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -239,13 +271,22 @@ fn main() {
         let big_mib_s = big * 64.0 / 1024.0;
         println!("bookie 64 KiB adds, 64 in flight:               {big_mib_s:>10.1} MiB/s ({big:.0} adds/s, {cpu_big:.2} cores busy)");
 
-        closed_loop(&clients, 1024, 1024, warm, 10_000).await;
+        closed_loop(&clients, 1024, INFLIGHT_1K, warm, 10_000).await;
         let cpu0 = cpu_secs();
-        let small = closed_loop(&clients, 1024, 1024, dur, 20_000).await;
+        let small = closed_loop(&clients, 1024, INFLIGHT_1K, dur, 20_000).await;
         let cpu_small = (cpu_secs() - cpu0) / a.secs;
-        println!("bookie 1 KiB adds, 1024 in flight:              {small:>10.0} adds/s ({cpu_small:.2} cores busy)");
+        println!("bookie 1 KiB adds, {INFLIGHT_1K} in flight:              {small:>10.0} adds/s ({cpu_small:.2} cores busy)");
 
+        let name = "bookie_journal_sync_latency_seconds";
+        let b0 = buckets(&node.metrics.encode(), name);
         let half = open_loop(&clients, 1024, small / 2.0, dur, 30_000).await;
+        let b1 = buckets(&node.metrics.encode(), name);
+        println!(
+            "  journal write+fdatasync during that phase: p50 <= {} ms, p99 <= {} ms, max <= {} ms",
+            delta_quantile(&b0, &b1, 0.5) * 1e3,
+            delta_quantile(&b0, &b1, 0.99) * 1e3,
+            delta_quantile(&b0, &b1, 1.0) * 1e3
+        );
         let p99 = half.value_at_quantile(0.99);
         println!(
             "bookie 1 KiB adds at half peak ({:.0}/s):       p50 {} us, p99 {} us ({} adds)",

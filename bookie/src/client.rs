@@ -155,7 +155,8 @@ impl BookieClient {
             .map_err(|e| ClientError::Invalid(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
-            .http2_adaptive_window(true)
+            .initial_connection_window_size(crate::server::WINDOW_BYTES * 4)
+            .initial_stream_window_size(crate::server::WINDOW_BYTES)
             .connect()
             .await
             .map_err(|e| ClientError::Unavailable(format!("connect {addr}: {e}")))?;

@@ -282,37 +282,38 @@ impl Flusher {
             }
             self.sync(st, &mut written)
         })();
+        if res.is_ok() {
+            // installed in chunks so adds and reads never wait long for the lock; until the end
+            // the entries stay readable from the cache being flushed
+            for chunk in written.chunks(1024) {
+                let mut s = st.lock();
+                for (seg, ie) in chunk {
+                    if !s.ledgers.contains_key(&ie.ledger) {
+                        continue; // deleted meanwhile: the bytes are dead
+                    }
+                    let loc = Loc {
+                        seg: *seg,
+                        offset: ie.offset,
+                        len: ie.len,
+                    };
+                    if let Some(old) = s.index.entry(ie.ledger).or_default().insert(ie.entry, loc) {
+                        s.segments.dead(&old);
+                    }
+                    s.segments.live(&loc, ie.ledger);
+                }
+            }
+        }
         {
             let mut s = st.lock();
-            match &res {
-                Ok(()) => {
-                    for (seg, ie) in &written {
-                        if !s.ledgers.contains_key(&ie.ledger) {
-                            continue; // deleted meanwhile: the bytes are dead
-                        }
-                        let loc = Loc {
-                            seg: *seg,
-                            offset: ie.offset,
-                            len: ie.len,
-                        };
-                        if let Some(old) =
-                            s.index.entry(ie.ledger).or_default().insert(ie.entry, loc)
-                        {
-                            s.segments.dead(&old);
-                        }
-                        s.segments.live(&loc, ie.ledger);
+            if res.is_err() {
+                // keep the entries readable and flush them again later
+                for (l, es) in &cache.entries {
+                    if !s.ledgers.contains_key(l) {
+                        continue;
                     }
-                }
-                Err(_) => {
-                    // keep the entries readable and flush them again later
-                    for (l, es) in &cache.entries {
-                        if !s.ledgers.contains_key(l) {
-                            continue;
-                        }
-                        for (e, p) in es {
-                            if s.cache.get(*l, *e).is_none() {
-                                s.cache.insert(*l, *e, p.clone());
-                            }
+                    for (e, p) in es {
+                        if s.cache.get(*l, *e).is_none() {
+                            s.cache.insert(*l, *e, p.clone());
                         }
                     }
                 }
