@@ -4,6 +4,7 @@
 
 mod bookie;
 mod broker_badinput;
+mod broker_chunking;
 mod broker_http;
 mod broker_protocol;
 mod checker;
