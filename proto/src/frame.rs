@@ -270,16 +270,25 @@ fn decode_body(body: Bytes) -> Result<Decoded, FrameError> {
             "command size beyond the end of the frame",
         ));
     }
-    let command =
-        BaseCommand::decode(&body[4..4 + cmd_size]).map_err(FrameError::InvalidCommand)?;
+    // Decode straight into the heap: `BaseCommand` is ~5 KB, no stack copy.
+    let mut command = Box::<BaseCommand>::default();
+    command
+        .merge(&body[4..4 + cmd_size])
+        .map_err(FrameError::InvalidCommand)?;
     let rest = body.slice(4 + cmd_size..);
     if rest.is_empty() {
-        return Ok(Ok(Frame::simple(command)));
+        return Ok(Ok(Frame {
+            command,
+            payload: None,
+        }));
     }
     match decode_payload(rest) {
-        Ok(payload) => Ok(Ok(Frame::with_payload(command, payload))),
+        Ok(payload) => Ok(Ok(Frame {
+            command,
+            payload: Some(payload),
+        })),
         Err(error) => Ok(Err(BadPayload {
-            command: Box::new(command),
+            command,
             error: std::sync::Arc::new(error),
         })),
     }
