@@ -155,8 +155,8 @@ async fn write_until_killed(
     })
     .await;
     assert!(drained.is_ok(), "writers did not notice the dead bookie");
-    let out = std::mem::take(&mut *acked.lock().unwrap());
-    out
+    let mut guard = acked.lock().unwrap();
+    std::mem::take(&mut *guard)
 }
 
 /// Acceptance 1: SIGKILL mid-stream; every acknowledged entry reads back identical after restart,
