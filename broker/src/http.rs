@@ -43,6 +43,14 @@ pub fn router(service: Arc<BrokerService>) -> Router {
             axum::routing::put(create_topic),
         )
         .route(
+            "/admin/v2/{domain}/{tenant}/{ns}/{topic}/stats",
+            get(topic_stats),
+        )
+        .route(
+            "/admin/v2/{domain}/{tenant}/{ns}/{topic}/internalStats",
+            get(internal_stats),
+        )
+        .route(
             "/admin/v2/{domain}/{tenant}/{ns}/{topic}/terminate",
             axum::routing::post(terminate),
         )
@@ -160,6 +168,56 @@ async fn create_topic(
     s.create_namespace(&tenant, &ns).await?;
     s.topic(&name, true).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn topic_stats(
+    State(s): Svc,
+    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
+    let t = s.topic(&name, false).await?;
+    let mut subs = serde_json::Map::new();
+    for (sub, durable, _, backlog) in t.subscription_stats().await {
+        subs.insert(sub, json!({ "msgBacklog": backlog, "isDurable": durable }));
+    }
+    let publishers: Vec<serde_json::Value> = t
+        .producer_names()
+        .into_iter()
+        .map(|n| json!({ "producerName": n }))
+        .collect();
+    Ok(Json(json!({
+        "storageSize": t.ledger().storage_size(),
+        "publishers": publishers,
+        "subscriptions": subs,
+        "terminated": t.ledger().is_terminated(),
+    })))
+}
+
+async fn internal_stats(
+    State(s): Svc,
+    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
+    let t = s.topic(&name, false).await?;
+    let ml = t.ledger();
+    let ledgers: Vec<serde_json::Value> = ml
+        .ledgers()
+        .into_iter()
+        .map(|l| json!({ "ledgerId": l.id, "entries": l.entries, "size": l.size, "closed": l.closed }))
+        .collect();
+    let mut cursors = serde_json::Map::new();
+    for (sub, durable, md, backlog) in t.subscription_stats().await {
+        cursors.insert(
+            sub,
+            json!({ "markDeletePosition": md.map(|p| p.to_string()), "durable": durable, "backlogEntries": backlog }),
+        );
+    }
+    Ok(Json(json!({
+        "lastConfirmedEntry": ml.last_confirmed().to_string(),
+        "ledgers": ledgers,
+        "cursors": cursors,
+        "terminated": ml.is_terminated(),
+    })))
 }
 
 async fn terminate(

@@ -266,6 +266,29 @@ impl Topic {
         self.subs.lock().await.keys().cloned().collect()
     }
 
+    /// Per-subscription `(name, durable, mark-delete, backlog entries)`.
+    pub async fn subscription_stats(&self) -> Vec<(String, bool, Option<Position>, u64)> {
+        let subs: Vec<Subscription> = self.subs.lock().await.values().cloned().collect();
+        let mut out = Vec::new();
+        for s in subs {
+            let md = s.mark_delete().await;
+            let backlog = md.map(|p| self.ml.entries_after(p)).unwrap_or(0);
+            out.push((s.name().to_owned(), s.is_durable(), md, backlog));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Names of connected producers.
+    pub fn producer_names(&self) -> Vec<String> {
+        self.producers
+            .lock()
+            .by_key
+            .values()
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
     /// Entries not yet acknowledged, summed over durable subscriptions.
     pub async fn backlog(&self) -> u64 {
         let subs: Vec<Subscription> = self

@@ -131,6 +131,23 @@ fn lookup_admin_schema_and_metrics_endpoints() {
     assert_eq!(st, 200, "{body}");
     assert!(body.contains("\"ledgerId\""), "{body}");
 
+    let (st, body) = http(
+        hp,
+        "GET",
+        "/admin/v2/persistent/public/default/term/stats",
+        "",
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("\"terminated\":true"), "{body}");
+    let (st, body) = http(
+        hp,
+        "GET",
+        "/admin/v2/persistent/public/default/term/internalStats",
+        "",
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("\"lastConfirmedEntry\""), "{body}");
+
     let (st, body) = http(hp, "GET", "/metrics", "");
     assert_eq!(st, 200);
     for name in [
