@@ -154,3 +154,18 @@ fn json_schema_producer_and_consumer() {
 fn http_service_url_lookup() {
     scenario("http_lookup");
 }
+
+#[test]
+fn producer_access_modes_exclusive_and_wait_for_exclusive() {
+    scenario("producer_access_modes");
+}
+
+#[test]
+fn acks_cumulative_batch_index_grouped_and_unsubscribe() {
+    scenario("acks");
+}
+
+#[test]
+fn regex_subscription_and_delayed_delivery() {
+    scenario("regex_and_delayed");
+}
