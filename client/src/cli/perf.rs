@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -193,6 +194,18 @@ fn latency_line(h: &Histogram<u64>) -> String {
     )
 }
 
+/// Producers or consumers created at the same time during setup.
+const SETUP_CONCURRENCY: usize = 64;
+
+fn report_rss_at_start(watch_pid: Option<u32>) {
+    if let Some(r) = watch_pid.and_then(rss_mib) {
+        eprintln!(
+            "RSS of pid {} before the load: {r:.1} MiB",
+            watch_pid.unwrap_or_default()
+        );
+    }
+}
+
 /// Resident set size of `pid` in MiB, from /proc.
 fn rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -294,17 +307,31 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
         compression: args.compression.into(),
         ..Default::default()
     };
-    let mut producers = Vec::new();
-    for t in &topics {
-        for _ in 0..args.num_producers.max(1) {
-            producers.push(
+    let setup = Instant::now();
+    let wanted: Vec<String> = topics
+        .iter()
+        .flat_map(|t| std::iter::repeat_n(t.clone(), args.num_producers.max(1)))
+        .collect();
+    // Create them concurrently (1,000 topics means 1,000 lookups and PRODUCER round trips).
+    let producers: Vec<_> = futures::stream::iter(wanted)
+        .map(|t| {
+            let (client, options) = (client.clone(), options.clone());
+            async move {
                 client
-                    .producer(t, options.clone())
+                    .producer(&t, options)
                     .await
-                    .with_context(|| format!("create producer on {t}"))?,
-            );
-        }
-    }
+                    .with_context(|| format!("create producer on {t}"))
+            }
+        })
+        .buffered(SETUP_CONCURRENCY)
+        .try_collect()
+        .await?;
+    eprintln!(
+        "created {} producer(s) in {:.2} s",
+        producers.len(),
+        setup.elapsed().as_secs_f64()
+    );
+    report_rss_at_start(args.watch_pid);
     eprintln!(
         "producing to {} topic(s) with {} producer(s), {} B messages, rate {}",
         topics.len(),
@@ -420,17 +447,25 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
         receiver_queue_size: args.receiver_queue_size.max(1),
         ..Default::default()
     };
-    let mut consumers = Vec::new();
-    for t in &topics {
-        for _ in 0..args.num_consumers.max(1) {
-            consumers.push(
+    let wanted: Vec<String> = topics
+        .iter()
+        .flat_map(|t| std::iter::repeat_n(t.clone(), args.num_consumers.max(1)))
+        .collect();
+    let consumers: Vec<_> = futures::stream::iter(wanted)
+        .map(|t| {
+            let (client, options, sub) =
+                (client.clone(), options.clone(), args.subscription.clone());
+            async move {
                 client
-                    .subscribe(t, &args.subscription, options.clone())
+                    .subscribe(&t, &sub, options)
                     .await
-                    .with_context(|| format!("subscribe to {t}"))?,
-            );
-        }
-    }
+                    .with_context(|| format!("subscribe to {t}"))
+            }
+        })
+        .buffered(SETUP_CONCURRENCY)
+        .try_collect()
+        .await?;
+    report_rss_at_start(args.watch_pid);
     eprintln!(
         "consuming from {} topic(s) with {} consumer(s)",
         topics.len(),
