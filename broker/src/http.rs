@@ -51,6 +51,10 @@ pub fn router(service: Arc<BrokerService>) -> Router {
             get(internal_stats),
         )
         .route(
+            "/admin/v2/{domain}/{tenant}/{ns}/{topic}/unload",
+            axum::routing::put(unload),
+        )
+        .route(
             "/admin/v2/{domain}/{tenant}/{ns}/{topic}/terminate",
             axum::routing::post(terminate),
         )
@@ -218,6 +222,18 @@ async fn internal_stats(
         "cursors": cursors,
         "terminated": ml.is_terminated(),
     })))
+}
+
+async fn unload(
+    State(s): Svc,
+    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
+    if s.unload(&name, None).await {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(BrokerError::TopicNotFound(format!("{name} is not loaded")).into())
+    }
 }
 
 async fn terminate(

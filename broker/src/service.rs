@@ -373,6 +373,30 @@ impl BrokerService {
         self.metrics.msg_backlog.set(backlog as i64);
     }
 
+    /// Unloads a loaded topic (closing its clients, who reconnect through a new lookup — to
+    /// `assigned` if given). The topic stays registered until it is fully closed, so a client
+    /// that comes back meanwhile is refused with a retryable error rather than opening the
+    /// ledger a second time. Returns false if the topic was not loaded.
+    pub async fn unload(&self, name: &TopicName, assigned: Option<String>) -> bool {
+        let key = name.to_string();
+        let cell = self.topics.lock().await.get(&key).cloned();
+        let Some(t) = cell.and_then(|c| c.get().cloned()) else {
+            return false;
+        };
+        t.close_to(assigned).await;
+        let mut topics = self.topics.lock().await;
+        if topics
+            .get(&key)
+            .and_then(|c| c.get())
+            .is_some_and(|x| Arc::ptr_eq(x, &t))
+        {
+            topics.remove(&key);
+            self.metrics.topics.dec();
+        }
+        info!(topic = %name, "topic unloaded");
+        true
+    }
+
     /// Closes every topic: flushes cursors and closes ledgers.
     pub async fn close_all(&self) {
         let topics: Vec<Arc<Topic>> = self

@@ -127,7 +127,7 @@ enum Cmd {
     AckSeq(oneshot::Sender<u64>),
     Snapshot(oneshot::Sender<(u64, CursorSnapshot)>),
     Unsubscribe(u64, oneshot::Sender<Result<()>>),
-    Close(oneshot::Sender<()>),
+    Close(Option<String>, oneshot::Sender<()>),
 }
 
 /// Handle to a subscription task. Cheap to clone.
@@ -402,8 +402,14 @@ impl Subscription {
 
     /// Flushes the cursor and stops the task.
     pub async fn close(&self) {
+        self.close_to(None).await
+    }
+
+    /// Flushes the cursor and stops the task; consumers are told to reconnect to `assigned`
+    /// (the topic's new owner) when given.
+    pub async fn close_to(&self, assigned: Option<String>) {
         let (tx, rx) = oneshot::channel();
-        if self.send(Cmd::Close(tx)).is_ok() {
+        if self.send(Cmd::Close(assigned, tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -585,8 +591,8 @@ impl Actor {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
                     match cmd {
-                        Cmd::Close(reply) => {
-                            self.close_all_consumers();
+                        Cmd::Close(assigned, reply) => {
+                            self.close_all_consumers_to(assigned);
                             if self.durable {
                                 self.dirty.notify_one();
                                 // Let the flusher take its final snapshot.
@@ -675,11 +681,16 @@ impl Actor {
     }
 
     fn close_all_consumers(&mut self) {
+        self.close_all_consumers_to(None)
+    }
+
+    fn close_all_consumers_to(&mut self, assigned: Option<String>) {
         for c in self.consumers.drain(..) {
+            self.metrics.consumers.dec();
             let _ = c.spec.out.send(Frame::simple(commands::close_consumer(
                 c.spec.consumer_id,
                 0,
-                None,
+                assigned.clone(),
             )));
         }
     }
@@ -741,7 +752,7 @@ impl Actor {
             Cmd::Snapshot(reply) => {
                 let _ = reply.send((self.ack_seq, self.acks.snapshot()));
             }
-            Cmd::Unsubscribe(..) | Cmd::Close(_) => {}
+            Cmd::Unsubscribe(..) | Cmd::Close(..) => {}
         }
     }
 

@@ -64,6 +64,8 @@ pub struct Topic {
     producers: Mutex<Producers>,
     subs: tokio::sync::Mutex<HashMap<String, Subscription>>,
     epoch: AtomicU64,
+    /// Being unloaded: new producers and consumers are refused (clients retry via lookup).
+    unloading: std::sync::atomic::AtomicBool,
 }
 
 impl Topic {
@@ -86,6 +88,7 @@ impl Topic {
             producers: Mutex::new(Producers::default()),
             subs: tokio::sync::Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
+            unloading: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -118,6 +121,7 @@ impl Topic {
         if self.ml.is_terminated() {
             return Err(BrokerError::TopicTerminated(self.name.to_string()));
         }
+        self.check_not_unloading()?;
         let mut p = self.producers.lock();
         if p.by_key.values().any(|e| e.name == name)
             || p.waiting.iter().any(|w| w.entry.name == name)
@@ -214,6 +218,7 @@ impl Topic {
         durable: bool,
         initial: InitialPosition,
     ) -> Result<Subscription> {
+        self.check_not_unloading()?;
         let mut subs = self.subs.lock().await;
         if let Some(s) = subs.get(name) {
             if s.is_durable() || !durable {
@@ -339,23 +344,40 @@ impl Topic {
         self.ml.trim(slowest).await
     }
 
+    fn check_not_unloading(&self) -> Result<()> {
+        if self.unloading.load(Ordering::Acquire) {
+            return Err(BrokerError::ServiceNotReady(format!(
+                "topic {} is being unloaded",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     /// Closes every subscription (flushing cursors) and the managed ledger.
     pub async fn close(&self) {
-        let subs: Vec<Subscription> = self.subs.lock().await.drain().map(|(_, s)| s).collect();
-        for s in subs {
-            s.close().await;
-        }
+        self.close_to(None).await
+    }
+
+    /// Unloads the topic: producers and consumers are closed by the broker (told to reconnect to
+    /// `assigned`, the new owner, when given), cursors flushed, the ledger closed.
+    pub async fn close_to(&self, assigned: Option<String>) {
+        self.unloading.store(true, Ordering::Release);
         {
             let mut p = self.producers.lock();
             for (_, e) in p.by_key.drain() {
                 let _ = e.out.send(Frame::simple(commands::close_producer(
                     e.producer_id,
                     0,
-                    None,
+                    assigned.clone(),
                 )));
                 self.metrics.producers.dec();
             }
             p.waiting.clear();
+        }
+        let subs: Vec<Subscription> = self.subs.lock().await.drain().map(|(_, s)| s).collect();
+        for s in subs {
+            s.close_to(assigned.clone()).await;
         }
         self.ml.close().await;
     }

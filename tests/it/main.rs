@@ -7,6 +7,7 @@ mod broker_badinput;
 mod broker_chunking;
 mod broker_http;
 mod broker_protocol;
+mod broker_unload;
 mod checker;
 mod harness;
 mod meta;
