@@ -90,6 +90,7 @@ fn now_ms() -> u64 {
 enum Cmd {
     Append(Bytes, oneshot::Sender<Result<Position>>),
     Terminate(oneshot::Sender<Result<Position>>),
+    Trim(Vec<u64>, oneshot::Sender<Result<()>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -437,22 +438,12 @@ impl ManagedLedger {
         if victims.is_empty() {
             return Ok(0);
         }
-        // The ledger list is only changed by the writer task or here; re-read version and CAS.
-        let cur = self.meta.get(&self.key).await?;
-        let mut info: MlInfo = match &cur {
-            Some(v) => serde_json::from_slice(&v.value)
-                .map_err(|e| MetaError::Corrupt(self.key.to_string(), e.to_string()))?,
-            None => return Ok(0),
-        };
-        info.ledgers.retain(|l| !victims.contains(&l.id));
-        let exp = cur
-            .map(|v| Expect::Version(v.version))
-            .unwrap_or(Expect::Absent);
-        put_info(&*self.meta, &self.key, &info, exp).await?;
-        self.shared
-            .ledgers
-            .write()
-            .retain(|l| !victims.contains(&l.id));
+        // Only the writer task changes the ledger list (it holds the CAS version).
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Trim(victims.clone(), tx)).is_err() {
+            return Ok(0);
+        }
+        rx.await.map_err(|_| BrokerError::ShuttingDown)??;
         for id in &victims {
             self.cache.invalidate_ledger(*id);
             if let Err(e) = self.storage.delete(*id).await {
@@ -507,6 +498,22 @@ impl Writer {
                 }
                 cmd = rx.recv() => match cmd {
                     Some(Cmd::Append(data, reply)) => self.append(data, reply).await,
+                    Some(Cmd::Trim(victims, reply)) => {
+                        let info = {
+                            let mut ls = self.ml.shared.ledgers.write();
+                            let current = self.current.as_ref().map(|(w, _)| w.ledger_id());
+                            ls.retain(|l| !victims.contains(&l.id) || Some(l.id) == current);
+                            MlInfo {
+                                v: 1,
+                                ledgers: ls.clone(),
+                                terminated: self.ml.shared.terminated.load(std::sync::atomic::Ordering::Acquire),
+                            }
+                        };
+                        let r = put_info(&*self.ml.meta, &self.ml.key, &info, Expect::Version(self.version)).await;
+                        let _ = reply.send(r.map(|v| {
+                            self.version = v;
+                        }));
+                    }
                     Some(Cmd::Terminate(reply)) => {
                         self.drain().await;
                         self.ml.shared.terminated.store(true, std::sync::atomic::Ordering::Release);
@@ -814,6 +821,11 @@ mod tests {
         assert_eq!(ml.trim(Some(pos[3])).await.unwrap(), 2);
         assert_eq!(ml.ledgers().len(), 1);
         assert_eq!(ml.first_position(), Position::new(pos[4].ledger, -1));
+        // The writer keeps rolling over after a trim (one CAS owner of the ledger list).
+        for i in 6..12u8 {
+            ml.append(Bytes::from(vec![i])).await.unwrap();
+        }
+        assert_eq!(ml.ledgers().len(), 4);
     }
 
     #[tokio::test]
