@@ -1,15 +1,21 @@
-//! Broker metrics (prometheus-client), named as Pulsar's where one exists.
+//! Broker metrics (prometheus-client), named as Pulsar's: per-topic series carry the `cluster`,
+//! `namespace` and `topic` labels like Pulsar's topic-level metrics; connection-level ones are
+//! broker-wide.
 
 use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// Broker-wide metrics. Cheap to clone.
-#[derive(Clone)]
-pub struct Metrics {
+/// Labels of a per-topic series.
+pub type TopicLabels = Vec<(String, String)>;
+
+/// Counters of one topic, resolved once (no label lookup per message).
+#[derive(Clone, Default)]
+pub struct TopicMetrics {
     /// Messages received from producers.
     pub in_messages: Counter,
     /// Bytes received from producers.
@@ -18,6 +24,21 @@ pub struct Metrics {
     pub out_messages: Counter,
     /// Bytes sent to consumers.
     pub out_bytes: Counter,
+    /// Stored bytes.
+    pub storage_size: Gauge,
+    /// Entries not acknowledged by durable subscriptions.
+    pub msg_backlog: Gauge,
+}
+
+/// Broker-wide metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    in_messages: Family<TopicLabels, Counter>,
+    in_bytes: Family<TopicLabels, Counter>,
+    out_messages: Family<TopicLabels, Counter>,
+    out_bytes: Family<TopicLabels, Counter>,
+    storage_size_f: Family<TopicLabels, Gauge>,
+    msg_backlog_f: Family<TopicLabels, Gauge>,
     /// Connected producers.
     pub producers: Gauge,
     /// Connected consumers.
@@ -28,10 +49,6 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Frames that closed a connection because they were malformed.
     pub bad_frames: Counter,
-    /// Stored bytes of loaded topics.
-    pub storage_size: Gauge,
-    /// Entries in subscriptions' backlogs.
-    pub msg_backlog: Gauge,
     registry: Arc<parking_lot::Mutex<Registry>>,
 }
 
@@ -46,17 +63,17 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::default();
         let m = Metrics {
-            in_messages: Counter::default(),
-            in_bytes: Counter::default(),
-            out_messages: Counter::default(),
-            out_bytes: Counter::default(),
+            in_messages: Family::default(),
+            in_bytes: Family::default(),
+            out_messages: Family::default(),
+            out_bytes: Family::default(),
+            storage_size_f: Family::default(),
+            msg_backlog_f: Family::default(),
             producers: Gauge::default(),
             consumers: Gauge::default(),
             topics: Gauge::default(),
             connections: Gauge::default(),
             bad_frames: Counter::default(),
-            storage_size: Gauge::default(),
-            msg_backlog: Gauge::default(),
             registry: Arc::new(parking_lot::Mutex::new(Registry::default())),
         };
         r.register(
@@ -80,6 +97,16 @@ impl Metrics {
             m.out_bytes.clone(),
         );
         r.register(
+            "pulsar_storage_size",
+            "Stored bytes of the topic",
+            m.storage_size_f.clone(),
+        );
+        r.register(
+            "pulsar_msg_backlog",
+            "Entries not acknowledged by durable subscriptions",
+            m.msg_backlog_f.clone(),
+        );
+        r.register(
             "pulsar_producers_count",
             "Connected producers",
             m.producers.clone(),
@@ -100,18 +127,25 @@ impl Metrics {
             "Connections closed for malformed frames",
             m.bad_frames.clone(),
         );
-        r.register(
-            "pulsar_storage_size",
-            "Stored bytes of loaded topics",
-            m.storage_size.clone(),
-        );
-        r.register(
-            "pulsar_msg_backlog",
-            "Entries not yet acknowledged by subscriptions",
-            m.msg_backlog.clone(),
-        );
         *m.registry.lock() = r;
         m
+    }
+
+    /// The series of one topic.
+    pub fn topic(&self, topic: &crate::topic_name::TopicName) -> TopicMetrics {
+        let labels: TopicLabels = vec![
+            ("cluster".into(), "standalone".into()),
+            ("namespace".into(), topic.namespace_name()),
+            ("topic".into(), topic.to_string()),
+        ];
+        TopicMetrics {
+            in_messages: self.in_messages.get_or_create(&labels).clone(),
+            in_bytes: self.in_bytes.get_or_create(&labels).clone(),
+            out_messages: self.out_messages.get_or_create(&labels).clone(),
+            out_bytes: self.out_bytes.get_or_create(&labels).clone(),
+            storage_size: self.storage_size_f.get_or_create(&labels).clone(),
+            msg_backlog: self.msg_backlog_f.get_or_create(&labels).clone(),
+        }
     }
 
     /// Prometheus text exposition.

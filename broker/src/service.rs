@@ -359,18 +359,10 @@ impl BrokerService {
                 warn!(topic = %t.name, error = %e, "trim failed");
             }
         }
-        let size: u64 = self
-            .loaded_topics()
-            .await
-            .iter()
-            .map(|t| t.ledger().storage_size())
-            .sum();
-        self.metrics.storage_size.set(size as i64);
-        let mut backlog = 0u64;
         for t in self.loaded_topics().await {
-            backlog += t.backlog().await;
+            t.series.storage_size.set(t.ledger().storage_size() as i64);
+            t.series.msg_backlog.set(t.backlog().await as i64);
         }
-        self.metrics.msg_backlog.set(backlog as i64);
     }
 
     /// Unloads a loaded topic (closing its clients, who reconnect through a new lookup — to

@@ -222,6 +222,9 @@ impl Subscription {
         } else {
             AckState::new(resolve(&ml))
         };
+        let series = crate::topic_name::TopicName::parse(topic)
+            .map(|t| metrics.topic(&t))
+            .unwrap_or_default();
         let (tx, rx) = mpsc::unbounded_channel();
         let (persisted_tx, persisted) = watch::channel(0u64);
         let dirty = Arc::new(Notify::new());
@@ -259,6 +262,7 @@ impl Subscription {
             durable,
             ended: HashSet::new(),
             retry: false,
+            series,
         };
         actor.advance();
         let flusher = if durable {
@@ -515,6 +519,8 @@ struct Actor {
     ended: HashSet<u64>,
     /// A read failed: try again shortly.
     retry: bool,
+    /// The topic's metric series.
+    series: crate::metrics::TopicMetrics,
 }
 
 /// Murmur3 32-bit (seed 0), the hash Pulsar uses for Key_Shared ranges.
@@ -1170,8 +1176,8 @@ impl Actor {
         {
             debug!(consumer = key, "consumer connection gone");
         }
-        self.metrics.out_messages.inc_by(v.num_messages as u64);
-        self.metrics.out_bytes.inc_by(bytes);
+        self.series.out_messages.inc_by(v.num_messages as u64);
+        self.series.out_bytes.inc_by(bytes);
         self.pending.insert(p, key);
         if self.sub_type == Some(SubType::KeyShared) {
             let h = self.ks_holders.entry(v.slot).or_insert((key, 0));

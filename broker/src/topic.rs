@@ -64,6 +64,8 @@ pub struct Topic {
     producers: Mutex<Producers>,
     subs: tokio::sync::Mutex<HashMap<String, Subscription>>,
     epoch: AtomicU64,
+    /// This topic's metric series.
+    pub series: crate::metrics::TopicMetrics,
     /// Being unloaded: new producers and consumers are refused (clients retry via lookup).
     unloading: std::sync::atomic::AtomicBool,
 }
@@ -78,6 +80,7 @@ impl Topic {
         sub_config: SubscriptionConfig,
     ) -> Self {
         let partition = name.partition_index().map(|p| p as i32).unwrap_or(-1);
+        let series = metrics.topic(&name);
         Topic {
             name,
             partition,
@@ -88,6 +91,7 @@ impl Topic {
             producers: Mutex::new(Producers::default()),
             subs: tokio::sync::Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
+            series,
             unloading: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -104,8 +108,8 @@ impl Topic {
         raw: Bytes,
         num_messages: u64,
     ) -> impl std::future::Future<Output = Result<Position>> + Send + 'static {
-        self.metrics.in_messages.inc_by(num_messages);
-        self.metrics.in_bytes.inc_by(raw.len() as u64);
+        self.series.in_messages.inc_by(num_messages);
+        self.series.in_bytes.inc_by(raw.len() as u64);
         self.ml.append(raw)
     }
 
