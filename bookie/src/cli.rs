@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StorageConfig;
-use crate::registration::NoopRegistrar;
+use crate::registration::{NoopRegistrar, Registrar};
 use crate::server::{BookieNode, BookieOptions};
 
 /// Flags of `strata bookie`.
@@ -81,8 +81,18 @@ impl BookieArgs {
     }
 }
 
-/// Runs a bookie until `shutdown` fires.
+/// Runs a bookie until `shutdown` fires, announcing it nowhere (see [`run_with_registrar`]).
 pub async fn run(args: BookieArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with_registrar(args, shutdown, Arc::new(NoopRegistrar)).await
+}
+
+/// Runs a bookie until `shutdown` fires, announcing it through `registrar` (e.g. the metadata
+/// store's bookie registry).
+pub async fn run_with_registrar(
+    args: BookieArgs,
+    shutdown: CancellationToken,
+    registrar: Arc<dyn Registrar>,
+) -> anyhow::Result<()> {
     let opts = BookieOptions {
         storage: args.storage_config(),
         grpc_addr: SocketAddr::new(args.bind, args.port),
@@ -90,7 +100,7 @@ pub async fn run(args: BookieArgs, shutdown: CancellationToken) -> anyhow::Resul
         advertised_address: args.advertised_address.clone(),
         registration_interval: Duration::from_secs(10),
     };
-    let node = BookieNode::start(opts, Arc::new(NoopRegistrar))
+    let node = BookieNode::start(opts, registrar)
         .await
         .context("start bookie")?;
     shutdown.cancelled().await;

@@ -450,3 +450,121 @@ async fn recycled_journal_files_never_replay_stale_records() {
     let s = open(c);
     check_all_ledger(&s, 5, 300, 1000).await;
 }
+
+/// Unmounts a test filesystem when dropped.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A real, small filesystem filling up: adds are refused with a read-only error, reads keep working,
+/// and a restart on the nearly full disk loses nothing. Needs root (mounts a tmpfs); skipped without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearly_full_disk_turns_the_bookie_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let _unmount = Unmount(mnt.clone());
+    let mut c = StorageConfig::new(&mnt);
+    c.min_free_bytes = 12 << 20;
+    c.flush_interval = Duration::from_millis(20);
+    c.journal_max_file_bytes = 2 << 20;
+    c.segment_max_bytes = 2 << 20;
+    c.flush_bytes = 256 << 10;
+    c.checkpoint_interval = Duration::ZERO;
+    let s = open(c.clone());
+    let mut acked = 0;
+    let refused = loop {
+        match s
+            .add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 16 << 10))
+            .await
+        {
+            Ok(()) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 100_000, "never went read-only");
+    };
+    assert!(
+        matches!(refused, BookieError::ReadOnly { .. }),
+        "{refused:?}"
+    );
+    assert!(s.read_only_reason().is_some());
+    assert!(acked > 10);
+    check_all_ledger(&s, 1, acked, 16 << 10).await;
+    drop(s);
+    let s = open(c);
+    check_all_ledger(&s, 1, acked, 16 << 10).await;
+    assert!(matches!(
+        s.add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 16 << 10))
+            .await,
+        Err(BookieError::ReadOnly { .. })
+    ));
+}
+
+/// The same with no free-space threshold: the disk really fills, the journal write fails with
+/// ENOSPC, the bookie goes read-only without losing acknowledged entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completely_full_disk_turns_the_bookie_read_only() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let _unmount = Unmount(mnt.clone());
+    let mut c = StorageConfig::new(&mnt);
+    c.min_free_bytes = 0;
+    c.flush_interval = Duration::from_millis(20);
+    c.journal_max_file_bytes = 2 << 20;
+    c.segment_max_bytes = 2 << 20;
+    c.flush_bytes = 256 << 10;
+    c.checkpoint_interval = Duration::ZERO;
+    let s = open(c.clone());
+    let mut acked = 0;
+    let refused = loop {
+        match s
+            .add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 16 << 10))
+            .await
+        {
+            Ok(()) => acked += 1,
+            Err(e) => break e,
+        }
+        assert!(acked < 100_000, "never went read-only");
+    };
+    assert!(
+        matches!(refused, BookieError::ReadOnly { .. }),
+        "{refused:?}"
+    );
+    assert!(s.read_only_reason().is_some());
+    assert!(acked > 10);
+    check_all_ledger(&s, 1, acked, 16 << 10).await;
+    drop(s);
+    let s = open(c);
+    check_all_ledger(&s, 1, acked, 16 << 10).await;
+    assert!(matches!(
+        s.add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 16 << 10))
+            .await,
+        Err(BookieError::ReadOnly { .. })
+    ));
+}

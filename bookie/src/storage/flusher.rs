@@ -39,7 +39,10 @@ const CHECKPOINT: &str = "checkpoint";
 
 /// The flusher's own state: the segment being appended to and checkpoint bookkeeping.
 pub(super) struct Flusher {
-    w: SegWriter,
+    /// The segment being appended to; created lazily (it may fail on a full disk).
+    w: Option<SegWriter>,
+    dir: std::path::PathBuf,
+    next_seg: u64,
     ckpt_seq: u64,
     last_ckpt_pos: (u64, u64),
     last_ckpt_at: Instant,
@@ -52,9 +55,15 @@ pub(super) struct Flusher {
 pub(super) struct Recovered {
     pub ledgers: std::collections::HashMap<u64, Ledger>,
     pub deleted: HashSet<u64>,
+    /// Replayed entries the flush after recovery could not write (a full disk), else empty.
+    pub cache: Cache,
     pub index: std::collections::HashMap<u64, std::collections::BTreeMap<u64, Loc>>,
     pub segments: segments::Segments,
-    pub journal: JournalFile,
+    /// `None` when no journal file could be created (disk full): the bookie starts read-only.
+    pub journal: Option<JournalFile>,
+    /// Why the journal is missing.
+    pub journal_error: Option<BookieError>,
+    pub journal_pos: (u64, u64),
     pub writer: Flusher,
     pub journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
 }
@@ -149,12 +158,20 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
         }
     }
     let journal_pool = Arc::new(Mutex::new(journal::list_recyclable(&cfg.journal_dir)?));
-    let jf = JournalFile::create(&cfg.journal_dir, max_seq + 1, &journal_pool)?;
-    st.journal_pos = (jf.seq(), jf.len());
-    let w = SegWriter::create(&cfg.ledger_dir, loaded.max_id + 1)?;
-    register(&mut st, &w);
+    // every replayed record is in the cache; from here the journal restarts in a fresh file
+    st.journal_pos = (max_seq + 1, FILE_HEADER_LEN as u64);
+    let (jf, journal_error) =
+        match JournalFile::create(&cfg.journal_dir, max_seq + 1, &journal_pool) {
+            Ok(jf) => (Some(jf), None),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create a journal file; starting read-only");
+                (None, Some(e))
+            }
+        };
     let mut f = Flusher {
-        w,
+        w: None,
+        dir: cfg.ledger_dir.clone(),
+        next_seg: loaded.max_id + 1,
         ckpt_seq,
         last_ckpt_pos: (0, 0),
         last_ckpt_at: Instant::now(),
@@ -163,7 +180,10 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
         journal_pool: journal_pool.clone(),
     };
     let st = Mutex::new(st);
-    f.flush(&st, cfg, m, true)?;
+    if let Err(e) = f.flush(&st, cfg, m, true) {
+        // e.g. a full disk: the replayed entries stay in the cache and in the old journal files
+        tracing::error!(error = %e, "flush after recovery failed; replayed entries kept in memory");
+    }
     let st = st.into_inner();
     tracing::info!(
         ledgers = st.ledgers.len(),
@@ -175,9 +195,12 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
     Ok(Recovered {
         ledgers: st.ledgers,
         deleted: st.deleted,
+        cache: st.cache,
         index: st.index,
         segments: st.segments,
         journal: jf,
+        journal_error,
+        journal_pos: st.journal_pos,
         writer: f,
         journal_pool,
     })
@@ -206,13 +229,25 @@ impl Flusher {
         payload: &Bytes,
         out: &mut Vec<(u64, IndexEntry)>,
     ) -> Result<(), BookieError> {
-        if self.w.size() >= cfg.segment_max_bytes {
+        if self
+            .w
+            .as_ref()
+            .is_some_and(|w| w.size() >= cfg.segment_max_bytes)
+        {
             self.sync(st, out)?;
-            let next = SegWriter::create(self.w.dir(), self.w.id + 1)?;
-            self.w = next;
-            register(&mut st.lock(), &self.w);
+            self.w = None;
         }
-        self.w.append(ledger, entry, payload)?;
+        if self.w.is_none() {
+            let id = self.next_seg;
+            // never retry an id: a failed attempt may have left the file behind
+            self.next_seg += 1;
+            let w = SegWriter::create(&self.dir, id)?;
+            register(&mut st.lock(), &w);
+            self.w = Some(w);
+        }
+        if let Some(w) = self.w.as_mut() {
+            w.append(ledger, entry, payload)?;
+        }
         Ok(())
     }
 
@@ -221,10 +256,14 @@ impl Flusher {
         st: &Mutex<State>,
         out: &mut Vec<(u64, IndexEntry)>,
     ) -> Result<(), BookieError> {
-        let id = self.w.id;
-        out.extend(self.w.sync()?.into_iter().map(|e| (id, e)));
+        let Some(w) = self.w.as_mut() else {
+            return Ok(());
+        };
+        let id = w.id;
+        out.extend(w.sync()?.into_iter().map(|e| (id, e)));
+        let size = w.size();
         if let Some(s) = st.lock().segments.map.get_mut(&id) {
-            s.size = self.w.size();
+            s.size = size;
         }
         Ok(())
     }
@@ -393,7 +432,7 @@ impl Flusher {
             let mut empty = vec![];
             let mut sparse = vec![];
             for (id, seg) in &s.segments.map {
-                if *id == self.w.id {
+                if Some(*id) == self.w.as_ref().map(|w| w.id) {
                     continue;
                 }
                 let data = seg.size.saturating_sub(FILE_HEADER_LEN as u64);
@@ -512,7 +551,8 @@ pub(super) fn check_disk(shared: &Shared) {
     let m = &shared.metrics;
     m.ledger_dir_free_bytes.set(l.min(i64::MAX as u64) as i64);
     m.journal_dir_free_bytes.set(j.min(i64::MAX as u64) as i64);
-    if shared.journal_failed.load(Ordering::Acquire) {
+    if shared.journal_failed.load(Ordering::Acquire) || shared.flush_failed.load(Ordering::Acquire)
+    {
         return;
     }
     let min = shared.cfg.min_free_bytes;
@@ -533,8 +573,23 @@ pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
     let m = shared.metrics.clone();
     let flush = |f: &mut Flusher, force: bool| {
         let r = f.flush(&shared.state, &cfg, &m, force);
-        if let Err(e) = &r {
-            tracing::error!(error = %e, "write-cache flush failed");
+        match &r {
+            Err(e) => {
+                // entries stay in the cache (and the journal); refuse adds until a flush succeeds
+                if !shared.flush_failed.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %e, "write-cache flush failed");
+                }
+                shared.set_read_only(Some(format!("write-cache flush failed: {e}")));
+            }
+            Ok(()) => {
+                if shared.flush_failed.swap(false, Ordering::AcqRel) {
+                    tracing::info!("write-cache flush succeeded again");
+                    if !shared.journal_failed.load(Ordering::Acquire) {
+                        shared.set_read_only(None);
+                    }
+                    check_disk(&shared);
+                }
+            }
         }
         shared.space.notify_waiters();
         r

@@ -119,14 +119,6 @@ impl JournalFile {
             len: FILE_HEADER_LEN as u64,
         })
     }
-
-    pub(super) fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    pub(super) fn len(&self) -> u64 {
-        self.len
-    }
 }
 
 /// The journal thread's loop; returns when every sender is gone and the queue is drained.

@@ -206,6 +206,8 @@ struct Shared {
     read_only: Mutex<Option<String>>,
     /// Set when the journal failed: read-only until restart.
     journal_failed: AtomicBool,
+    /// Set while write-cache flushes fail: read-only until one succeeds.
+    flush_failed: AtomicBool,
     /// Bytes queued for the journal and not yet committed.
     queued_bytes: AtomicUsize,
     /// Notified when the journal committed or the cache was flushed (space for waiting adds).
@@ -243,7 +245,8 @@ impl Shared {
 /// The storage engine of one bookie. Cheap to share behind an `Arc`.
 pub struct Storage {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    journal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    flusher_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -261,22 +264,29 @@ impl Storage {
     pub fn open(cfg: StorageConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, BookieError> {
         let recovered = flusher::recover(&cfg, &metrics)?;
         let (jtx, jrx) = std::sync::mpsc::channel();
+        let journal_pos = recovered.journal_pos;
+        let recovery_flush_failed = !recovered.cache.is_empty();
         let (ftx, frx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 ledgers: recovered.ledgers,
                 deleted: recovered.deleted,
-                cache: Cache::default(),
+                cache: recovered.cache,
                 flushing: None,
                 index: recovered.index,
                 segments: recovered.segments,
-                journal_pos: (recovered.journal.seq(), recovered.journal.len()),
-                journal_tx: Some(jtx),
+                journal_pos,
+                journal_tx: recovered.journal.is_some().then_some(jtx),
             }),
             cfg,
             metrics,
-            read_only: Mutex::new(None),
-            journal_failed: AtomicBool::new(false),
+            read_only: Mutex::new(match (&recovered.journal_error, recovery_flush_failed) {
+                (Some(e), _) => Some(format!("no journal file: {e}")),
+                (None, true) => Some("flush after recovery failed".to_string()),
+                (None, false) => None,
+            }),
+            journal_failed: AtomicBool::new(recovered.journal_error.is_some()),
+            flush_failed: AtomicBool::new(recovery_flush_failed),
             queued_bytes: AtomicUsize::new(0),
             space: Notify::new(),
             flusher_tx: Mutex::new(Some(ftx)),
@@ -287,26 +297,28 @@ impl Storage {
             .metrics
             .ledgers
             .set(shared.state.lock().ledgers.len() as i64);
-        let mut threads = vec![];
-        let s = shared.clone();
-        let jf = recovered.journal;
-        threads.push(
-            std::thread::Builder::new()
-                .name("bookie-journal".into())
-                .spawn(move || journal::run(s, jf, jrx))
-                .map_err(|e| BookieError::io("spawn journal thread", e))?,
-        );
+        let journal_thread = match recovered.journal {
+            Some(jf) => {
+                let s = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("bookie-journal".into())
+                        .spawn(move || journal::run(s, jf, jrx))
+                        .map_err(|e| BookieError::io("spawn journal thread", e))?,
+                )
+            }
+            None => None,
+        };
         let s = shared.clone();
         let w = recovered.writer;
-        threads.push(
-            std::thread::Builder::new()
-                .name("bookie-flusher".into())
-                .spawn(move || flusher::run(s, w, frx))
-                .map_err(|e| BookieError::io("spawn flusher thread", e))?,
-        );
+        let flusher_thread = std::thread::Builder::new()
+            .name("bookie-flusher".into())
+            .spawn(move || flusher::run(s, w, frx))
+            .map_err(|e| BookieError::io("spawn flusher thread", e))?;
         let storage = Arc::new(Self {
             shared,
-            threads: Mutex::new(threads),
+            journal_thread: Mutex::new(journal_thread),
+            flusher_thread: Mutex::new(Some(flusher_thread)),
         });
         storage.check_disk();
         Ok(storage)
@@ -379,6 +391,10 @@ impl Storage {
                 || self.shared.queued_bytes.load(Ordering::Acquire) > limit_queue;
             if !full {
                 return Ok(());
+            }
+            if let Some(reason) = self.read_only_reason() {
+                // the flusher cannot make room (disk full or failing): refuse instead of waiting
+                return Err(BookieError::ReadOnly { reason });
             }
             self.shared.kick_flusher();
             let _ = tokio::time::timeout(Duration::from_millis(20), notified).await;
@@ -672,15 +688,15 @@ impl Storage {
     pub fn shutdown(&self) {
         // closing the journal channel ends the journal thread once it drained the queue
         self.shared.state.lock().journal_tx = None;
-        let threads: Vec<_> = std::mem::take(&mut *self.threads.lock());
-        let mut it = threads.into_iter();
-        if let Some(j) = it.next() {
+        let journal = self.journal_thread.lock().take();
+        if let Some(j) = journal {
             let _ = j.join();
         }
         // then the flusher: a final flush and checkpoint
         self.shared.flusher_tx.lock().take();
-        for t in it {
-            let _ = t.join();
+        let flusher = self.flusher_thread.lock().take();
+        if let Some(f) = flusher {
+            let _ = f.join();
         }
     }
 

@@ -131,7 +131,6 @@ pub(super) fn read_at(
 
 /// The segment the flusher appends to, with its index file.
 pub(super) struct SegWriter {
-    dir: PathBuf,
     pub id: u64,
     pub file: Arc<File>,
     idx: File,
@@ -162,7 +161,6 @@ impl SegWriter {
             .map_err(|e| BookieError::io("write index header", e))?;
         fsync_dir(dir)?;
         Ok(Self {
-            dir: dir.to_path_buf(),
             id,
             file: Arc::new(file),
             idx,
@@ -171,10 +169,6 @@ impl SegWriter {
             buf: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
             pending: vec![],
         })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Appends a record (buffered); returns its location.
