@@ -1,15 +1,28 @@
 //! strata-broker: the Pulsar protocol server and everything behind a topic.
 //!
+//! Main types: [`server::BrokerServer`] (listeners and ordered shutdown) over a
+//! [`service::BrokerService`] (loaded topics, partitions, namespaces, schemas, ownership), which
+//! is built from a [`storage::LedgerStorage`] (ledgers on bookies: [`ledger_client`]) and a
+//! [`metadata::BrokerMetadata`] (the metadata store: [`meta_adapter`]).
+//!
 //! Layout (one concept a file):
+//! - [`connection`]: one task per client connection; CONNECT handshake, every command, receipts.
 //! - [`topic_name`]: `persistent://tenant/ns/topic` names, short forms, partitions.
-//! - [`storage`]: the ledger-storage slice the broker needs ([`storage::LedgerStorage`]).
-//! - [`metadata`]: the metadata slice the broker needs ([`metadata::BrokerMetadata`]).
+//! - [`topic`]: producers (access modes), subscriptions, termination, unload.
+//! - [`subscription`]: a cursor and its dispatcher as one actor (Exclusive, Shared, Failover,
+//!   Key_Shared, redelivery, delayed delivery, seek), batched cursor persistence.
 //! - [`managed_ledger`]: a topic's log as a list of ledgers; rollover, recovery, trimming.
 //! - [`cache`]: the entry cache (bounded by bytes) that serves tailing consumers.
-//! - [`cursor`]: mark-delete + individually acked ranges + batch-index ack sets, persisted compactly.
+//! - [`cursor`]: mark-delete + individually acked ranges + batch-index ack sets, compact format.
+//! - [`ledger_client`]: E/Qw/Qa ledgers over `strata_bookie::BookieClient`, fencing recovery.
+//! - [`storage`], [`metadata`]: the two slices the broker codes against (in-memory versions for
+//!   unit tests).
+//! - [`schema`], [`http`], [`metrics`], [`config`], [`error`] (one mapping to `ServerError`).
 //!
-//! Invariants: a producer gets SEND_RECEIPT only after the entry is durable on an ack quorum; the
-//! last confirmed position never moves backwards; a cursor never forgets an acked range.
+//! Invariants: a producer gets SEND_RECEIPT only after the entry is durable on an ack quorum and
+//! every earlier entry is; the last confirmed position never moves backwards; only the managed
+//! ledger's writer task changes its ledger list (CAS on the version); a cursor never forgets an
+//! acked range; an ACK receipt or a CLOSE_CONSUMER answer means the acks are persisted.
 
 pub mod cache;
 pub mod config;
