@@ -97,6 +97,7 @@ pub struct BookieLedgerStorage {
     owner: String,
     /// Metadata of closed ledgers (immutable until deleted), so catch-up reads skip the store.
     closed: Mutex<HashMap<u64, LedgerMetadata>>,
+    quarantine: Quarantine,
 }
 
 const MASTER_KEY: &str = "master_key";
@@ -117,6 +118,7 @@ impl BookieLedgerStorage {
             quorum,
             clients: tokio::sync::Mutex::new(HashMap::new()),
             closed: Mutex::new(HashMap::new()),
+            quarantine: Arc::default(),
             owner: owner.to_owned(),
         }
     }
@@ -171,7 +173,15 @@ struct WriterState {
     length: u64,
 }
 
+/// Bookies that recently failed a write, and since when; new ensembles avoid them for
+/// [`QUARANTINE`] (registrations of dead bookies can outlive them by a session TTL).
+type Quarantine = Arc<Mutex<HashMap<BookieId, std::time::Instant>>>;
+
+/// How long a bookie that failed a write is left out of new ensembles.
+pub const QUARANTINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 struct BookieWriter {
+    quarantine: Quarantine,
     ledger: u64,
     key: Bytes,
     ensemble: Vec<(BookieId, BookieClient)>,
@@ -184,7 +194,20 @@ struct BookieWriter {
 #[async_trait]
 impl LedgerStorage for BookieLedgerStorage {
     async fn create(&self) -> Result<Arc<dyn LedgerWriter>, StorageError> {
-        let bookies = self.source.bookies().await?;
+        let mut bookies = self.source.bookies().await?;
+        {
+            // Leave out bookies that failed recently, as long as enough others remain.
+            let mut q = self.quarantine.lock();
+            q.retain(|_, since| since.elapsed() < QUARANTINE);
+            let healthy: Vec<BookieId> = bookies
+                .iter()
+                .filter(|b| !q.contains_key(*b))
+                .cloned()
+                .collect();
+            if healthy.len() >= self.quorum.ensemble {
+                bookies = healthy;
+            }
+        }
         if bookies.len() < self.quorum.ensemble {
             return Err(StorageError::NotEnoughBookies(format!(
                 "need {} bookies, {} available",
@@ -219,6 +242,7 @@ impl LedgerStorage for BookieLedgerStorage {
         }
         let (lac_tx, _) = watch::channel(-1);
         Ok(Arc::new(BookieWriter {
+            quarantine: self.quarantine.clone(),
             ledger: id.0,
             key: master_key(&md),
             ensemble: clients,
@@ -440,16 +464,23 @@ impl LedgerWriter for BookieWriter {
         }
         let ledger = self.ledger;
         let e = self.ensemble.len().max(1);
-        let targets: Vec<BookieClient> = (0..self.quorum.write.min(e))
-            .map(|i| self.ensemble[(entry as usize + i) % e].1.clone())
+        let targets: Vec<(BookieId, BookieClient)> = (0..self.quorum.write.min(e))
+            .map(|i| self.ensemble[(entry as usize + i) % e].clone())
             .collect();
         let qa = self.quorum.ack.max(1);
         // Issue the writes now so the entry order does not depend on when the future is polled.
         let (res_tx, mut res_rx) = tokio::sync::mpsc::channel(targets.len().max(1));
-        for c in targets {
+        for (b, c) in targets {
             let (key, data, tx) = (self.key.clone(), data.clone(), res_tx.clone());
+            let quarantine = self.quarantine.clone();
             tokio::spawn(async move {
                 let r = c.add(ledger, entry, key, lac, data).await;
+                if let Err(e) = &r
+                    && !matches!(e, ClientError::Fenced(_))
+                {
+                    warn!(ledger, entry, bookie = %b, error = %e, "bookie write failed; leaving it out of new ensembles for a while");
+                    quarantine.lock().insert(b, std::time::Instant::now());
+                }
                 let _ = tx.send(r).await;
             });
         }

@@ -146,3 +146,44 @@ async fn striped_ensemble_with_write_and_ack_quorums() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_dead_bookie_fails_the_ledger_and_is_left_out_of_the_next_one() {
+    let (_tmp, mut nodes, a, _b) = setup(
+        3,
+        Quorum {
+            ensemble: 2,
+            write: 2,
+            ack: 2,
+        },
+    )
+    .await;
+    let w = a.create().await.unwrap();
+    for i in 0..10u32 {
+        w.add(Bytes::from(format!("x{i}"))).await.unwrap();
+    }
+    // The ensemble is bookies[(id + i) % 3]: stop its first member.
+    let victim = (w.ledger_id() % 3) as usize;
+    nodes.remove(victim).shutdown().await;
+    let err = w.add(Bytes::from_static(b"lost")).await.unwrap_err();
+    assert!(
+        err.is_retryable() || matches!(err, StorageError::Other(_)),
+        "{err:?}"
+    );
+    assert_eq!(
+        w.close().await.unwrap(),
+        Some(9),
+        "the ledger closes at its last acknowledged entry"
+    );
+    // The next ledger avoids the failed bookie, so writes go on.
+    let w2 = a.create().await.unwrap();
+    for i in 0..10u32 {
+        w2.add(Bytes::from(format!("y{i}"))).await.unwrap();
+    }
+    // The old ledger stays readable from its surviving replica.
+    let old = a.read(w.ledger_id(), 0, 9).await.unwrap();
+    assert_eq!(old[9], Bytes::from("x9"));
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
