@@ -177,6 +177,9 @@ struct WriterState {
 /// [`QUARANTINE`] (registrations of dead bookies can outlive them by a session TTL).
 type Quarantine = Arc<Mutex<HashMap<BookieId, std::time::Instant>>>;
 
+/// A bookie that does not acknowledge an add within this time counts as failed for it.
+pub const ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a bookie that failed a write is left out of new ensembles.
 pub const QUARANTINE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -474,7 +477,15 @@ impl LedgerWriter for BookieWriter {
             let (key, data, tx) = (self.key.clone(), data.clone(), res_tx.clone());
             let quarantine = self.quarantine.clone();
             tokio::spawn(async move {
-                let r = c.add(ledger, entry, key, lac, data).await;
+                let r =
+                    match tokio::time::timeout(ADD_TIMEOUT, c.add(ledger, entry, key, lac, data))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(ClientError::Unavailable(format!(
+                            "add timed out after {ADD_TIMEOUT:?}"
+                        ))),
+                    };
                 if let Err(e) = &r
                     && !matches!(e, ClientError::Fenced(_))
                 {
