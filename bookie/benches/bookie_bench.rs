@@ -7,6 +7,9 @@
 //! loopback) under many concurrent writers: 64 KiB and 1 KiB add throughput, and p99 add latency at
 //! half the 1 KiB peak rate. Prints the ratios against the targets (64 KiB ≥ 0.7×(a),
 //! 1 KiB ≥ 25×(b), p99 at half load ≤ 3× disk p99 fdatasync).
+//!
+//! Diagnostics: `BENCH_NO_FLUSH=1` keeps everything in the write cache (journal only, to see what
+//! the segment flushes cost); `BENCH_DEBUG=1` prints the journal sync histogram at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -238,12 +241,6 @@ fn main() {
     let (big_mib_s, small, p99) = rt.block_on(async move {
         let mut storage = StorageConfig::new(root_path.join("bookie"));
         storage.min_free_bytes = 0;
-        if let Some(mb) = std::env::var("BENCH_CACHE_MB").ok().and_then(|v| v.parse::<usize>().ok()) {
-            storage.flush_bytes = mb << 20;
-        }
-        if std::env::var_os("BENCH_NO_ROLL").is_some() {
-            storage.journal_max_file_bytes = 64 << 30;
-        }
         if std::env::var_os("BENCH_NO_FLUSH").is_some() {
             storage.write_cache_bytes = 8 << 30;
             storage.flush_bytes = 8 << 30;
