@@ -151,7 +151,7 @@ pub struct SubscriptionConfig {
 impl Default for SubscriptionConfig {
     fn default() -> Self {
         Self {
-            cursor_flush_interval: Duration::from_millis(20),
+            cursor_flush_interval: Duration::from_millis(100),
             max_replay: 10_000,
         }
     }
