@@ -333,6 +333,17 @@ async fn deleted_ledgers_are_reclaimed_and_sparse_segments_compacted() {
     s.gc_now().unwrap();
     let segs_after = files(&dir.path().join("ledgers"), ".log").len();
     assert!(segs_after < segs_before, "{segs_after} < {segs_before}");
+    // no sealed segment is left mostly dead: sparse ones were compacted, empty ones removed
+    let stats = s.segment_stats();
+    let (current, _, _) = *stats.last().unwrap();
+    for (id, size, live) in stats {
+        if id != current {
+            assert!(
+                live as f64 >= c.compaction_threshold * (size - 24) as f64,
+                "segment {id}: {live} of {size} live"
+            );
+        }
+    }
     check_all_ledger(&s, 2, 100, 100).await;
     assert!(matches!(
         s.read(1, 0).await,

@@ -650,6 +650,16 @@ impl Storage {
         l.min(j).max(0) as u64
     }
 
+    /// Every segment as `(id, file size, live bytes)`, ascending (diagnostics and tests).
+    pub fn segment_stats(&self) -> Vec<(u64, u64, u64)> {
+        let st = self.shared.state.lock();
+        st.segments
+            .map
+            .iter()
+            .map(|(id, s)| (*id, s.size, s.live))
+            .collect()
+    }
+
     /// Number of live ledgers.
     pub fn ledger_count(&self) -> usize {
         self.shared.state.lock().ledgers.len()
