@@ -1,6 +1,7 @@
 //! Strata's security core (docs filled in below).
 
 pub mod authz;
+pub mod cli;
 pub mod error;
 pub mod keys;
 pub mod permissions;

@@ -227,6 +227,29 @@ fn alg_name(a: Algorithm) -> &'static str {
     }
 }
 
+/// A JSON object (JWT header or claims).
+pub type JsonObject = Map<String, Value>;
+
+/// Decodes a token's header and claims WITHOUT verifying anything (for display only).
+pub fn decode_unverified(token: &Token) -> Result<(JsonObject, JsonObject), AuthError> {
+    let t = token.expose();
+    if t.len() > MAX_TOKEN_LEN {
+        return Err(AuthError::Malformed("token too long"));
+    }
+    let mut parts = t.split('.');
+    let (Some(h), Some(p)) = (parts.next(), parts.next()) else {
+        return Err(AuthError::Malformed("not three dot-separated parts"));
+    };
+    let part = |s: &str| -> Result<Map<String, Value>, AuthError> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| AuthError::Malformed("part is not base64url"))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|_| AuthError::Malformed("part is not a JSON object"))
+    };
+    Ok((part(h)?, part(p)?))
+}
+
 /// Parses an algorithm name (`HS256`, `RS256`, `ES256`, ...).
 pub fn parse_algorithm(s: &str) -> Option<Algorithm> {
     [
