@@ -46,6 +46,15 @@ pub struct BookieArgs {
     /// Flush the write cache to segments once it holds this many bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub flush_bytes: usize,
+    /// Roll journal files at this size.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub journal_max_file_bytes: u64,
+    /// Old journal files kept for reuse.
+    #[arg(long, default_value_t = 4)]
+    pub journal_recycle_files: usize,
+    /// Write a checkpoint (and free old journal files) at most this often.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
     /// Flush the write cache at least this often.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
@@ -73,6 +82,9 @@ impl BookieArgs {
         c.journal_max_wait = self.journal_max_wait;
         c.write_cache_bytes = self.write_cache_bytes;
         c.flush_bytes = self.flush_bytes;
+        c.journal_max_file_bytes = self.journal_max_file_bytes;
+        c.journal_recycle_files = self.journal_recycle_files;
+        c.checkpoint_interval = self.checkpoint_interval;
         c.flush_interval = self.flush_interval;
         c.segment_max_bytes = self.segment_max_bytes;
         c.gc_interval = self.gc_interval;
@@ -106,4 +118,54 @@ pub async fn run_with_registrar(
     shutdown.cancelled().await;
     node.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BookieArgs,
+    }
+
+    #[test]
+    fn defaults_match_the_storage_defaults() {
+        let cli = Cli::parse_from(["bookie", "--data-dir", "/d"]);
+        let c = cli.args.storage_config();
+        let d = StorageConfig::new("/d");
+        assert_eq!(c.ledger_dir, d.ledger_dir);
+        assert_eq!(c.journal_dir, d.journal_dir);
+        assert_eq!(c.journal_max_batch_bytes, d.journal_max_batch_bytes);
+        assert_eq!(c.journal_max_wait, d.journal_max_wait);
+        assert_eq!(c.journal_max_file_bytes, d.journal_max_file_bytes);
+        assert_eq!(c.journal_recycle_files, d.journal_recycle_files);
+        assert_eq!(c.write_cache_bytes, d.write_cache_bytes);
+        assert_eq!(c.flush_bytes, d.flush_bytes);
+        assert_eq!(c.flush_interval, d.flush_interval);
+        assert_eq!(c.checkpoint_interval, d.checkpoint_interval);
+        assert_eq!(c.segment_max_bytes, d.segment_max_bytes);
+        assert_eq!(c.gc_interval, d.gc_interval);
+        assert_eq!(c.min_free_bytes, d.min_free_bytes);
+    }
+
+    #[test]
+    fn journal_dir_can_be_elsewhere() {
+        let cli = Cli::parse_from([
+            "bookie",
+            "--data-dir",
+            "/d",
+            "--journal-dir",
+            "/j",
+            "--journal-max-wait",
+            "2ms",
+        ]);
+        let c = cli.args.storage_config();
+        assert_eq!(c.journal_dir, PathBuf::from("/j"));
+        assert_eq!(c.ledger_dir, PathBuf::from("/d/ledgers"));
+        assert_eq!(c.journal_max_wait, Duration::from_millis(2));
+    }
 }
