@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::error::BookieError;
 use crate::format::index::{self, IndexEntry};
 use crate::format::segment::{self, SegmentRecord};
-use crate::format::{FILE_HEADER_LEN, FormatError};
+use crate::format::{FILE_HEADER_LEN, FRAME_HEADER_LEN, FormatError};
 
 use super::journal::fsync_dir;
 
@@ -312,8 +312,13 @@ pub(super) fn load(dir: &Path) -> Result<Loaded, BookieError> {
                     if let Some(e) = stop {
                         tracing::warn!(segment = id, error = %e, "index file has a torn or corrupt tail; later entries come from the journal");
                     }
+                    let max_len = u64::from(segment::MAX_RECORD_LEN) + FRAME_HEADER_LEN as u64;
                     for e in es {
-                        if e.offset + u64::from(e.len) <= size {
+                        // never trust a length from disk with an allocation: bound it
+                        let len = u64::from(e.len);
+                        if len <= max_len
+                            && e.offset.checked_add(len).is_some_and(|end| end <= size)
+                        {
                             ledgers.insert(e.ledger);
                             entries.push((id, e));
                         }
