@@ -6,6 +6,7 @@ pub mod error;
 pub mod keys;
 pub mod permissions;
 pub mod redact;
+pub mod tls;
 pub mod token;
 
 pub use authz::{Authorizer, NamespaceOperation, Resource, TopicOperation};
