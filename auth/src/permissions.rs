@@ -242,3 +242,33 @@ pub fn markdown_table() -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table in the crate docs (`lib.rs`) is the code's table, row for row.
+    #[test]
+    fn doc_table_matches_code() {
+        let docs: String = include_str!("lib.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! ").or(l.strip_prefix("//!")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let table = markdown_table();
+        if !docs.contains(&table) {
+            println!("{table}");
+            panic!("the permission table in lib.rs is out of date: paste the table printed above");
+        }
+    }
+
+    #[test]
+    fn every_permission_has_a_distinct_name() {
+        let mut names: Vec<&str> = RestOperation::ALL.iter().map(|o| o.label()).collect();
+        names.extend(BinaryCommand::ALL.iter().map(|c| c.label()));
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate labels");
+    }
+}

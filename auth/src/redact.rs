@@ -1,9 +1,7 @@
 //! Wrappers that keep secrets out of `Debug`, `Display` and therefore out of logs.
 //!
-//! A [`Secret`] prints as `[redacted]` (with its length for bytes, never its content); a
-//! [`Token`] prints its JWT header fields only when asked explicitly through
-//! [`Token::describe`], never the signature or claims. Both expose their content only through
-//! `expose()`, which is easy to grep for.
+//! A [`Secret`] prints as `[redacted]`; a [`Token`] as `[redacted]` with its length. Both
+//! expose their content only through `expose()`, which is easy to grep for.
 
 use std::fmt;
 
