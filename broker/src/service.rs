@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
@@ -398,8 +399,9 @@ impl BrokerService {
             .drain()
             .filter_map(|(_, c)| c.get().cloned())
             .collect();
-        for t in topics {
-            t.close().await;
-        }
+        // Topics close independently: do them concurrently (bounded) so shutdown stays quick.
+        futures::stream::iter(topics)
+            .for_each_concurrent(64, |t| async move { t.close().await })
+            .await;
     }
 }
