@@ -149,18 +149,29 @@ impl std::fmt::Debug for BookieClient {
 }
 
 impl BookieClient {
-    /// Connects to the bookie at `addr` (`host:port`).
-    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
-        let ch = Channel::from_shared(format!("http://{addr}"))
+    fn endpoint(addr: &str) -> Result<tonic::transport::Endpoint, ClientError> {
+        Ok(Channel::from_shared(format!("http://{addr}"))
             .map_err(|e| ClientError::Invalid(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .initial_connection_window_size(crate::server::WINDOW_BYTES * 4)
-            .initial_stream_window_size(crate::server::WINDOW_BYTES)
+            .initial_stream_window_size(crate::server::WINDOW_BYTES))
+    }
+
+    /// Connects to the bookie at `addr` (`host:port`); fails if it cannot be reached now.
+    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        let ch = Self::endpoint(addr)?
             .connect()
             .await
             .map_err(|e| ClientError::Unavailable(format!("connect {addr}: {e}")))?;
         Ok(Self::from_channel(ch))
+    }
+
+    /// A client that connects on first use (and reconnects after failures); calls fail with
+    /// [`ClientError::Unavailable`] while the bookie cannot be reached. Must be called inside a
+    /// Tokio runtime.
+    pub fn connect_lazy(addr: &str) -> Result<Self, ClientError> {
+        Ok(Self::from_channel(Self::endpoint(addr)?.connect_lazy()))
     }
 
     /// A client over an existing channel.

@@ -159,3 +159,42 @@ async fn client_reports_an_unreachable_bookie_as_retryable() {
     let err = c.add(1, 1, KEY, 0, p(1, 1)).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_client_connects_when_the_bookie_comes_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let c = BookieClient::connect_lazy(&addr).unwrap();
+    let err = c.read_lac(1, -1, Duration::ZERO).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let mut storage = StorageConfig::new(dir.path());
+    storage.min_free_bytes = 0;
+    let node = BookieNode::start(
+        BookieOptions {
+            storage,
+            grpc_addr: addr.parse().unwrap(),
+            http_addr: None,
+            advertised_address: None,
+            registration_interval: Duration::from_secs(10),
+        },
+        Arc::new(NoopRegistrar),
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.add(1, 0, KEY, -1, p(1, 0)).await {
+            Ok(()) => break,
+            Err(e) if e.is_retryable() && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(c.read_entry(1, 0).await.unwrap().0, p(1, 0));
+    node.shutdown().await;
+}
