@@ -568,7 +568,9 @@ impl Writer {
                         l.size += data.len() as u64;
                     }
                 }
-                self.ml.cache.insert(pos, data);
+                // `data` is usually a slice of a connection's read buffer: cache an exact-size
+                // copy so the cache's byte bound is the memory it really holds.
+                self.ml.cache.insert(pos, Bytes::copy_from_slice(&data));
                 self.ml.shared.lac.send_if_modified(|lac| {
                     if pos > *lac {
                         *lac = pos;
