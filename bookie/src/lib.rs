@@ -7,9 +7,10 @@
 //!   with magic + version headers and CRC32C-framed records; decoders never panic on bad bytes.
 //! - [`storage`]: the engine. Adds go through the journal's group commit (one write + one
 //!   `fdatasync` per batch, dedicated thread) and are acknowledged once durable; they then live in a
-//!   write cache that a flusher thread moves into interleaved segment files with per-segment index
-//!   files, followed by a checkpoint that lets old journal files be deleted. GC reclaims segments
-//!   of deleted ledgers and compacts mostly-dead ones. Recovery replays the journal from the checkpoint.
+//!   write cache that a flusher thread moves, in small frequent flushes, into interleaved segment
+//!   files with per-segment index files; periodic checkpoints let old journal files be recycled.
+//!   GC reclaims segments of deleted ledgers and compacts mostly-dead ones. Recovery replays the
+//!   journal from the checkpoint. A full disk makes the bookie read-only, never lossy.
 //! - [`service`]: the tonic gRPC service (`proto/bookie.proto`): pipelined adds on a bidirectional
 //!   stream, reads, LAC long-poll, fence, delete. [`http`]: health, readiness, `/metrics`.
 //! - [`server`]: [`server::BookieNode`] starts and stops all of it; [`cli`] is `strata bookie`.
