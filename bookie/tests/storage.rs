@@ -349,6 +349,16 @@ async fn deleted_ledgers_are_reclaimed_and_sparse_segments_compacted() {
         s.read(1, 0).await,
         Err(BookieError::NoLedger { .. })
     ));
+    // a crash right after compaction: the moved entries are found through the new index files
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    let r = open(cfg(img.path()));
+    check_all_ledger(&r, 2, 100, 100).await;
+    assert!(matches!(
+        r.read(3, 0).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+    drop(r);
     drop(s);
     let s = open(c);
     check_all_ledger(&s, 2, 100, 100).await;
