@@ -65,6 +65,23 @@ impl AuthError {
         401
     }
 
+    /// A short stable name of the kind (metrics label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missing_credentials",
+            Self::UnsupportedMethod(_) => "unsupported_method",
+            Self::Malformed(_) => "malformed",
+            Self::AlgNone => "alg_none",
+            Self::AlgorithmMismatch { .. } => "algorithm_mismatch",
+            Self::BadSignature => "bad_signature",
+            Self::Expired { .. } => "expired",
+            Self::NotYetValid { .. } => "not_yet_valid",
+            Self::MissingRole(_) => "missing_role",
+            Self::InvalidAudience => "invalid_audience",
+            Self::RoleChanged => "role_changed",
+        }
+    }
+
     /// Whether a new token could fix it (expired tokens can be refreshed).
     pub fn is_expired(&self) -> bool {
         matches!(self, Self::Expired { .. })

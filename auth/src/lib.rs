@@ -3,6 +3,19 @@
 //! The broker calls it from its binary-protocol connection handler and its HTTP handlers; the
 //! crate does no I/O on request paths (keys and certificates are read at start-up).
 //!
+//! # Wiring ([`config`], [`metrics`])
+//!
+//! [`SecurityArgs`] (clap: `--auth-token-secret-key-file`, `--auth-token-public-key-file`,
+//! `--superuser-roles a,b`, `--tls-cert-file`, `--tls-key-file`, `--tls-trust-certs-file`,
+//! `--tls-require-client-cert`) override a [`SecurityConfig`] (serde, unknown keys refused);
+//! [`Security::from_config`] loads everything at start-up (a token key turns authentication and
+//! authorization on). Then per connection / request: [`Security::authenticate_connect`],
+//! [`Security::refresh`] (AUTH_RESPONSE), [`Security::authenticate_http`],
+//! [`Security::check_command`], [`Security::check_rest`], and [`Security::server_tls`] for the
+//! TLS listeners. [`metrics::register`] adds `pulsar_authentication_success_total`,
+//! `pulsar_authentication_failures_total{reason}`, `pulsar_expired_token_total`,
+//! `pulsar_expiring_token_minutes` and `strata_authorization_denied_total` to `/metrics`.
+//!
 //! # Authentication ([`token`], [`keys`])
 //!
 //! - [`TokenAuthenticator::from_sources`]`(secret_key, public_key, TokenConfig)`: exactly one
@@ -131,14 +144,17 @@
 
 pub mod authz;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod permissions;
 pub mod redact;
 pub mod tls;
 pub mod token;
 
 pub use authz::{Authorizer, NamespaceOperation, Resource, TopicOperation};
+pub use config::{Security, SecurityArgs, SecurityConfig, SecurityConfigError};
 pub use error::{AuthError, AuthzError, KeyError};
 pub use keys::{KeyKind, SigningKey, VerificationKey};
 pub use permissions::{BinaryCommand, Permission, RestOperation, Scope};
