@@ -142,14 +142,17 @@ impl Consumer {
         &self.topic
     }
 
-    /// Whether the broker last said this consumer is active (Failover), per partition.
-    pub fn active(&self) -> Vec<Option<bool>> {
-        self.slots.iter().map(|s| s.active).collect()
+    /// Whether the broker last said this consumer is active (Failover), per partition (`None`
+    /// until it said anything). Applies notifications that already arrived.
+    pub fn active(&mut self) -> Result<Vec<Option<bool>>> {
+        self.drain_events()?;
+        Ok(self.slots.iter().map(|s| s.active).collect())
     }
 
     /// Whether every partition reported REACHED_END_OF_TOPIC.
-    pub fn reached_end_of_topic(&self) -> bool {
-        self.slots.iter().all(|s| s.end_of_topic)
+    pub fn reached_end_of_topic(&mut self) -> Result<bool> {
+        self.drain_events()?;
+        Ok(self.slots.iter().all(|s| s.end_of_topic))
     }
 
     /// Waits for the next message.
@@ -163,28 +166,44 @@ impl Consumer {
                 return Ok(m);
             }
             match self.rx.recv().await {
-                Some(ConsumerEvent::Message {
-                    slot,
-                    command,
-                    payload,
-                }) => self.unpack(slot, command, payload)?,
-                Some(ConsumerEvent::Closed { slot }) => {
-                    if let Some(s) = self.slots.get_mut(slot) {
-                        s.closed = true;
-                    }
-                    return Err(ClientError::ClosedByBroker);
-                }
-                Some(ConsumerEvent::ActiveChange { slot, active }) => {
-                    if let Some(s) = self.slots.get_mut(slot) {
-                        s.active = Some(active);
-                    }
-                }
-                Some(ConsumerEvent::EndOfTopic { slot }) => {
-                    if let Some(s) = self.slots.get_mut(slot) {
-                        s.end_of_topic = true;
-                    }
-                }
+                Some(ev) => self.handle(ev)?,
                 None => return Err(ClientError::Disconnected),
+            }
+        }
+    }
+
+    /// Applies events that already arrived (messages are queued for `receive`).
+    fn drain_events(&mut self) -> Result<()> {
+        while let Ok(ev) = self.rx.try_recv() {
+            self.handle(ev)?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, ev: ConsumerEvent) -> Result<()> {
+        match ev {
+            ConsumerEvent::Message {
+                slot,
+                command,
+                payload,
+            } => self.unpack(slot, command, payload),
+            ConsumerEvent::Closed { slot } => {
+                if let Some(s) = self.slots.get_mut(slot) {
+                    s.closed = true;
+                }
+                Err(ClientError::ClosedByBroker)
+            }
+            ConsumerEvent::ActiveChange { slot, active } => {
+                if let Some(s) = self.slots.get_mut(slot) {
+                    s.active = Some(active);
+                }
+                Ok(())
+            }
+            ConsumerEvent::EndOfTopic { slot } => {
+                if let Some(s) = self.slots.get_mut(slot) {
+                    s.end_of_topic = true;
+                }
+                Ok(())
             }
         }
     }
@@ -351,6 +370,33 @@ impl Consumer {
                 ClientError::Protocol("expected GET_LAST_MESSAGE_ID_RESPONSE".into())
             })?;
             out.push(MessageId::from_proto(&r.last_message_id));
+        }
+        Ok(out)
+    }
+
+    /// The broker's statistics of this consumer, one answer per partition.
+    pub async fn stats(&self) -> Result<Vec<strata_proto::pulsar::CommandConsumerStatsResponse>> {
+        let mut out = Vec::with_capacity(self.slots.len());
+        for s in &self.slots {
+            let rid = s.conn.next_id();
+            let cmd = strata_proto::pulsar::BaseCommand {
+                consumer_stats: Some(strata_proto::pulsar::CommandConsumerStats {
+                    request_id: rid,
+                    consumer_id: s.consumer_id,
+                }),
+                ..commands::base(strata_proto::pulsar::base_command::Type::ConsumerStats)
+            };
+            let answer = s.conn.request(rid, cmd).await?;
+            let r = answer
+                .consumer_stats_response
+                .ok_or_else(|| ClientError::Protocol("expected CONSUMER_STATS_RESPONSE".into()))?;
+            if let Some(code) = r.error_code {
+                return Err(ClientError::server(
+                    code,
+                    r.error_message.unwrap_or_default(),
+                ));
+            }
+            out.push(r);
         }
         Ok(out)
     }
