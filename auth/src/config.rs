@@ -318,7 +318,11 @@ fn source(s: &str) -> String {
 fn record(r: Result<AuthenticatedRole, AuthError>) -> Result<AuthenticatedRole, AuthError> {
     match &r {
         Ok(a) => crate::metrics::record_success(a.time_to_expiry(SystemTime::now())),
-        Err(e) => crate::metrics::record_failure(e),
+        Err(e) => {
+            // the reason only: never the token
+            tracing::debug!(reason = e.kind(), "authentication failed");
+            crate::metrics::record_failure(e);
+        }
     }
     r
 }

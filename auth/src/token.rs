@@ -13,6 +13,10 @@ use crate::redact::Token;
 /// The binary protocol's `auth_method_name` for tokens.
 pub const AUTH_METHOD_TOKEN: &str = "token";
 
+/// `auth_data` of the AUTH_CHALLENGE a broker sends to ask for fresh credentials (Pulsar's
+/// `AuthData.REFRESH_AUTH_DATA`); send it with `auth_method_name` [`AUTH_METHOD_TOKEN`].
+pub const REFRESH_AUTH_DATA: &[u8] = b"PulsarAuthRefresh";
+
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 
