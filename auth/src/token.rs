@@ -207,6 +207,10 @@ fn header_alg(t: &str) -> Result<String, AuthError> {
         .map_err(|_| AuthError::Malformed("header is not base64url"))?;
     let header: Map<String, Value> = serde_json::from_slice(&bytes)
         .map_err(|_| AuthError::Malformed("header is not a JSON object"))?;
+    // RFC 7515 §4.1.11: critical extensions we do not understand make the token invalid.
+    if header.contains_key("crit") {
+        return Err(AuthError::Malformed("unsupported critical header"));
+    }
     match header.get("alg") {
         Some(Value::String(a)) if a.eq_ignore_ascii_case("none") => Err(AuthError::AlgNone),
         Some(Value::String(a)) => Ok(a.clone()),

@@ -296,6 +296,15 @@ fn malformed_and_missing_role() {
             "{c}"
         );
     }
+    let crit = hs256_raw(
+        r#"{"alg":"HS256","crit":["exp"]}"#,
+        r#"{"sub":"a"}"#,
+        SECRET,
+    );
+    assert!(matches!(
+        auth.authenticate_at(&crit, now()),
+        Err(AuthError::Malformed(_))
+    ));
     let t = hs256_raw(r#"{"alg":"HS256"}"#, "[1,2]", SECRET);
     assert!(matches!(
         auth.authenticate_at(&t, now()),
