@@ -16,6 +16,7 @@ mod pulsar_durability;
 mod pulsar_python;
 mod pulsar_rust;
 mod pulsar_standalone;
+mod pulsar_strata_client;
 mod smoke;
 mod standalone_durability;
 mod standalone_shutdown;
