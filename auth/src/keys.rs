@@ -7,7 +7,7 @@
 //! Key *formats*: an HMAC secret is raw bytes (as `pulsar tokens create-secret-key` writes it).
 //! Public keys may be PEM (`PUBLIC KEY` SPKI, `RSA PUBLIC KEY` PKCS#1), DER SPKI (what `pulsar
 //! tokens create-key-pair` writes) or base64 text of DER. Private keys: PEM (`PRIVATE KEY`
-//! PKCS#8, `RSA PRIVATE KEY` PKCS#1) or DER PKCS#8, or base64 of it. RSA keys (2048-8192 bits)
+//! PKCS#8, `RSA PRIVATE KEY` PKCS#1, `EC PRIVATE KEY` SEC1) or DER PKCS#8, or base64 of it. RSA keys (2048-8192 bits)
 //! serve RS256/384/512; EC P-256 keys ES256, P-384 keys ES384.
 
 use std::path::Path;
@@ -287,9 +287,10 @@ impl SigningKey {
                     return Self::rsa(&k, alg);
                 }
                 "PRIVATE KEY" => Secret::new(p.into_contents()),
+                "EC PRIVATE KEY" => Secret::new(sec1_to_pkcs8(p.contents())?),
                 t => {
                     return Err(KeyError::Unsupported(format!(
-                        "PEM block {t}, need PRIVATE KEY (PKCS#8) or RSA PRIVATE KEY"
+                        "PEM block {t}, need PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY"
                     )));
                 }
             }
@@ -440,6 +441,57 @@ pub fn generate_key_pair(alg: KeyPairAlgorithm) -> Result<KeyPairDer, KeyError> 
             })
         }
     }
+}
+
+/// Wraps a SEC1 `ECPrivateKey` (`openssl ecparam -genkey` output) in PKCS#8, taking the curve
+/// from its parameters.
+fn sec1_to_pkcs8(sec1: &[u8]) -> Result<Vec<u8>, KeyError> {
+    use simple_asn1::ASN1Block as B;
+    let bad = || KeyError::Unsupported("EC private key (SEC1) without a P-256/P-384 curve".into());
+    let blocks = simple_asn1::from_der(sec1).map_err(|_| bad())?;
+    let Some(B::Sequence(_, items)) = blocks.first() else {
+        return Err(bad());
+    };
+    let curve = items
+        .iter()
+        .find_map(|b| match b {
+            B::Explicit(_, _, tag, inner) if *tag == 0u32.into() => match inner.as_ref() {
+                B::ObjectIdentifier(_, oid) => Some(oid.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .ok_or_else(bad)?;
+    let curve_der: &[u8] = if curve == simple_asn1::oid!(1, 2, 840, 10045, 3, 1, 7) {
+        &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07]
+    } else if curve == simple_asn1::oid!(1, 3, 132, 0, 34) {
+        &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22]
+    } else {
+        return Err(bad());
+    };
+    const EC_PUBLIC_KEY: [u8; 9] = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    let alg = tlv(0x30, &[&EC_PUBLIC_KEY[..], curve_der].concat());
+    let body = [&[0x02, 0x01, 0x00][..], &alg, &tlv(0x04, sec1)].concat();
+    Ok(tlv(0x30, &body))
+}
+
+/// One DER TLV with a definite length.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    let n = content.len();
+    if n < 0x80 {
+        v.push(n as u8);
+    } else {
+        let bytes: Vec<u8> = n
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        v.push(0x80 | bytes.len() as u8);
+        v.extend_from_slice(&bytes);
+    }
+    v.extend_from_slice(content);
+    v
 }
 
 /// SPKI DER of an uncompressed P-256 point (65 bytes).

@@ -547,3 +547,19 @@ proptest! {
         }
     }
 }
+
+/// A test-only P-256 key in SEC1 form, as `openssl ecparam -genkey -name prime256v1 -noout`
+/// writes it, and its public key as `openssl ec -pubout` writes it.
+const OPENSSL_SEC1_KEY: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEINOiz27WA7H5wNFiXbSDZT1i0ObxkW/GYtIkoTNX/+HPoAoGCCqGSM49\nAwEHoUQDQgAEKLeA1MSlTasHCAC2qtRgMbK5E09M5J3kLKjt1QeDSY3H/c9soEVF\nQvNVd4r4FD6dSXir3WhUguPjaFXVo4PNMQ==\n-----END EC PRIVATE KEY-----\n";
+const OPENSSL_SEC1_PUB: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKLeA1MSlTasHCAC2qtRgMbK5E09M\n5J3kLKjt1QeDSY3H/c9soEVFQvNVd4r4FD6dSXir3WhUguPjaFXVo4PNMQ==\n-----END PUBLIC KEY-----\n";
+
+#[test]
+fn openssl_sec1_ec_keys_sign() {
+    let iss = TokenIssuer::new(SigningKey::private(OPENSSL_SEC1_KEY.as_bytes(), None).unwrap());
+    let auth = TokenAuthenticator::new(
+        VerificationKey::public(OPENSSL_SEC1_PUB.as_bytes()).unwrap(),
+        TokenConfig::default(),
+    );
+    let t = iss.create("sec1", None, now()).unwrap();
+    assert_eq!(auth.authenticate_at(&t, now()).unwrap().role, "sec1");
+}
