@@ -30,9 +30,11 @@
 //! - Credentials: [`token::connect_token`]`(auth_method_name, auth_data)` for CONNECT and
 //!   AUTH_RESPONSE (`auth_method_name = "token"`), [`token::bearer_token`]`(Authorization
 //!   header)` for HTTP.
-//! - Live connections: [`AuthSession`] holds the role and expiry; [`AuthSession::check`] says
-//!   when to look again or that the credentials expired (send AUTH_CHALLENGE if the client set
-//!   `supports_auth_refresh`, else close); [`AuthSession::refresh`] applies an AUTH_RESPONSE
+//! - Live connections: [`AuthSession`] holds the role and expiry. Call
+//!   [`AuthSession::on_check`] every [`token::DEFAULT_REFRESH_CHECK`] (and when its `Wait`
+//!   elapses): `Wait(d)`, `SendChallenge` (AUTH_CHALLENGE with [`token::REFRESH_AUTH_DATA`], if
+//!   the client set `supports_auth_refresh`) or `Close` (expired and not refreshed by the next
+//!   check, or the client cannot refresh). [`AuthSession::refresh`] applies an AUTH_RESPONSE
 //!   and refuses a token for another role.
 //! - Errors: [`AuthError`] → `ServerError::AuthenticationError` / HTTP 401. Messages never
 //!   contain tokens or keys; [`Token`] and [`Secret`] print as `[redacted]` in `Debug` and
@@ -160,5 +162,6 @@ pub use keys::{KeyKind, SigningKey, VerificationKey};
 pub use permissions::{BinaryCommand, Permission, RestOperation, Scope};
 pub use redact::{Secret, Token};
 pub use token::{
-    AuthSession, AuthenticatedRole, SessionState, TokenAuthenticator, TokenConfig, TokenIssuer,
+    AuthSession, AuthenticatedRole, SessionAction, SessionState, TokenAuthenticator, TokenConfig,
+    TokenIssuer,
 };

@@ -358,11 +358,28 @@ pub enum SessionState {
     Expired,
 }
 
+/// How often a broker re-checks live connections' credentials by default (Pulsar's
+/// `authenticationRefreshCheckSeconds`).
+pub const DEFAULT_REFRESH_CHECK: Duration = Duration::from_secs(60);
+
+/// What the connection handler does after [`AuthSession::on_check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionAction {
+    /// Credentials valid: check again after this long.
+    Wait(Duration),
+    /// Credentials expired: send AUTH_CHALLENGE (`auth_method_name` [`AUTH_METHOD_TOKEN`],
+    /// `auth_data` [`REFRESH_AUTH_DATA`]) and check again after the check interval.
+    SendChallenge,
+    /// Close the connection (expired and the client cannot refresh, or did not in time).
+    Close,
+}
+
 /// The authentication state of one live connection: the role fixed at CONNECT and the
 /// current credentials' expiry. Refreshes must keep the role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSession {
     current: AuthenticatedRole,
+    challenged: bool,
 }
 
 impl AuthSession {
@@ -370,6 +387,7 @@ impl AuthSession {
     pub fn new(authenticated: AuthenticatedRole) -> Self {
         Self {
             current: authenticated,
+            challenged: false,
         }
     }
 
@@ -392,6 +410,31 @@ impl AuthSession {
         }
     }
 
+    /// The periodic check of a live connection (run it every `check_interval`, e.g.
+    /// [`DEFAULT_REFRESH_CHECK`], and when a [`SessionAction::Wait`] elapses).
+    /// `client_supports_refresh` is CONNECT's `feature_flags.supports_auth_refresh`.
+    pub fn on_check(
+        &mut self,
+        now: SystemTime,
+        client_supports_refresh: bool,
+        check_interval: Duration,
+    ) -> SessionAction {
+        match self.check(now) {
+            SessionState::Valid(left) => {
+                self.challenged = false;
+                SessionAction::Wait(left.map_or(check_interval, |l| l.min(check_interval)))
+            }
+            SessionState::Expired if client_supports_refresh && !self.challenged => {
+                self.challenged = true;
+                SessionAction::SendChallenge
+            }
+            SessionState::Expired => {
+                crate::metrics::record_connection_expired();
+                SessionAction::Close
+            }
+        }
+    }
+
     /// Applies the token of an AUTH_RESPONSE: it must validate and name the same role.
     pub fn refresh(
         &mut self,
@@ -404,6 +447,7 @@ impl AuthSession {
             return Err(AuthError::RoleChanged);
         }
         self.current = new;
+        self.challenged = false;
         Ok(())
     }
 }

@@ -563,3 +563,40 @@ fn openssl_sec1_ec_keys_sign() {
     let t = iss.create("sec1", None, now()).unwrap();
     assert_eq!(auth.authenticate_at(&t, now()).unwrap().role, "sec1");
 }
+
+#[test]
+fn live_connection_checks_challenge_then_close() {
+    let (iss, auth) = hs();
+    let minute = Duration::from_secs(60);
+    let t = iss
+        .create("alice", Some(Duration::from_secs(90)), now())
+        .unwrap();
+    let mut s = AuthSession::new(auth.authenticate_at(&t, now()).unwrap());
+    assert_eq!(s.on_check(now(), true, minute), SessionAction::Wait(minute));
+    let t1 = now() + minute;
+    assert_eq!(
+        s.on_check(t1, true, minute),
+        SessionAction::Wait(Duration::from_secs(30))
+    );
+    let t2 = now() + Duration::from_secs(90);
+    assert_eq!(s.on_check(t2, true, minute), SessionAction::SendChallenge);
+    // no answer by the next check: close
+    assert_eq!(s.on_check(t2 + minute, true, minute), SessionAction::Close);
+    // a client that cannot refresh is closed at once
+    let mut s2 = AuthSession::new(auth.authenticate_at(&t, now()).unwrap());
+    assert_eq!(s2.on_check(t2, false, minute), SessionAction::Close);
+    // a refreshed session goes back to waiting, and can be challenged again later
+    let mut s3 = AuthSession::new(auth.authenticate_at(&t, now()).unwrap());
+    assert_eq!(s3.on_check(t2, true, minute), SessionAction::SendChallenge);
+    let fresh = iss
+        .create("alice", Some(Duration::from_secs(120)), t2)
+        .unwrap();
+    s3.refresh(&auth, &fresh, t2).unwrap();
+    assert_eq!(s3.on_check(t2, true, minute), SessionAction::Wait(minute));
+    let t3 = t2 + Duration::from_secs(120);
+    assert_eq!(s3.on_check(t3, true, minute), SessionAction::SendChallenge);
+    // never-expiring credentials wait one interval at a time
+    let forever = iss.create("alice", None, now()).unwrap();
+    let mut s4 = AuthSession::new(auth.authenticate_at(&forever, now()).unwrap());
+    assert_eq!(s4.on_check(t3, false, minute), SessionAction::Wait(minute));
+}
