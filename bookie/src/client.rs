@@ -12,15 +12,19 @@ use parking_lot::Mutex;
 use prost::Message;
 use strata_proto::bookie::bookie_client::BookieClient as GrpcClient;
 use strata_proto::bookie::{
-    AddRequest, DeleteLedgerRequest, ErrorCode, ErrorDetail, FenceRequest, ReadEntryRequest,
-    ReadLacRequest, ReadRangeRequest,
+    AddBatch, AddRequest, DeleteLedgerRequest, ErrorCode, ErrorDetail, FenceRequest,
+    ReadEntryRequest, ReadLacRequest, ReadRangeRequest,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use crate::service::MAX_MESSAGE_BYTES;
+
+/// Most adds sent in one message.
+const MAX_BATCH_ADDS: usize = 1024;
+/// A message stops collecting adds past this many payload bytes.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// An error of a bookie call.
 #[derive(Debug, thiserror::Error)]
@@ -203,11 +207,24 @@ impl BookieClient {
             }
         }
         let (tx, rx) = mpsc::channel::<AddRequest>(4096);
+        // whatever adds are queued travel together in one message
+        let requests = futures::stream::unfold(rx, |mut rx| async move {
+            let first = rx.recv().await?;
+            let mut bytes = first.payload.len();
+            let mut adds = vec![first];
+            while adds.len() < MAX_BATCH_ADDS && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        bytes += r.payload.len();
+                        adds.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            Some((AddBatch { adds }, rx))
+        });
         let mut grpc = self.inner.grpc.clone();
-        let mut responses = grpc
-            .add_entries(ReceiverStream::new(rx))
-            .await?
-            .into_inner();
+        let mut responses = grpc.add_entries(requests).await?.into_inner();
         let pending: Pending = Arc::default();
         let p = pending.clone();
         let cancel = self.inner.cancel.clone();
@@ -219,17 +236,20 @@ impl BookieClient {
                     m = responses.message() => m,
                 };
                 match msg {
-                    Ok(Some(r)) => {
-                        let Some(done) = p.lock().remove(&r.request_id) else {
-                            continue;
-                        };
-                        let code = ErrorCode::try_from(r.code).unwrap_or(ErrorCode::Internal);
-                        let res = if code == ErrorCode::Ok {
-                            Ok(())
-                        } else {
-                            Err(ClientError::from_code(code, r.message))
-                        };
-                        let _ = done.send(res);
+                    Ok(Some(batch)) => {
+                        let mut pending = p.lock();
+                        for r in batch.responses {
+                            let Some(done) = pending.remove(&r.request_id) else {
+                                continue;
+                            };
+                            let code = ErrorCode::try_from(r.code).unwrap_or(ErrorCode::Internal);
+                            let res = if code == ErrorCode::Ok {
+                                Ok(())
+                            } else {
+                                Err(ClientError::from_code(code, r.message))
+                            };
+                            let _ = done.send(res);
+                        }
                     }
                     Ok(None) => break "add stream closed by the bookie".to_string(),
                     Err(s) => break format!("add stream failed: {s}"),

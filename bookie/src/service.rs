@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use strata_proto::bookie::bookie_server::Bookie;
 use strata_proto::bookie::{
-    AddRequest, AddResponse, DeleteLedgerRequest, DeleteLedgerResponse, Entry, ErrorCode,
-    FenceRequest, FenceResponse, ReadEntryRequest, ReadEntryResponse, ReadLacRequest,
-    ReadLacResponse, ReadRangeRequest, ReadRangeResponse,
+    AddBatch, AddRequest, AddResponse, AddResponseBatch, DeleteLedgerRequest, DeleteLedgerResponse,
+    Entry, ErrorCode, FenceRequest, FenceResponse, ReadEntryRequest, ReadEntryResponse,
+    ReadLacRequest, ReadLacResponse, ReadRangeRequest, ReadRangeResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,6 +24,8 @@ use crate::storage::Storage;
 
 /// Most adds in flight on one stream; the stream is not read further until some complete.
 pub const MAX_INFLIGHT_PER_STREAM: usize = 8192;
+/// Most add responses sent in one message.
+pub const MAX_RESPONSE_BATCH: usize = 1024;
 /// Longest LAC long-poll.
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
 /// Default byte budget of a range read.
@@ -93,11 +95,11 @@ async fn add_one(storage: Arc<Storage>, metrics: Arc<Metrics>, req: AddRequest) 
 
 #[tonic::async_trait]
 impl Bookie for BookieService {
-    type AddEntriesStream = ReceiverStream<Result<AddResponse, Status>>;
+    type AddEntriesStream = ReceiverStream<Result<AddResponseBatch, Status>>;
 
     async fn add_entries(
         &self,
-        request: Request<Streaming<AddRequest>>,
+        request: Request<Streaming<AddBatch>>,
     ) -> Result<Response<Self::AddEntriesStream>, Status> {
         let peer = request.remote_addr();
         let mut inbound = request.into_inner();
@@ -114,14 +116,27 @@ impl Bookie for BookieService {
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => break,
-                        Some(resp) = inflight.next(), if !inflight.is_empty() => {
-                            if tx.send(Ok(resp)).await.is_err() {
+                        Some(first) = inflight.next(), if !inflight.is_empty() => {
+                            // send every completion that is ready now in one message; the next
+                            // select polls `inflight` again with the task's waker before sleeping
+                            let mut responses = vec![first];
+                            while responses.len() < MAX_RESPONSE_BATCH {
+                                match inflight.next().now_or_never() {
+                                    Some(Some(r)) => responses.push(r),
+                                    _ => break,
+                                }
+                            }
+                            if tx.send(Ok(AddResponseBatch { responses })).await.is_err() {
                                 break;
                             }
                         }
                         msg = inbound.message(), if !inbound_done && inflight.len() < MAX_INFLIGHT_PER_STREAM => {
                             match msg {
-                                Ok(Some(req)) => inflight.push(add_one(storage.clone(), metrics.clone(), req)),
+                                Ok(Some(batch)) => {
+                                    for req in batch.adds {
+                                        inflight.push(add_one(storage.clone(), metrics.clone(), req));
+                                    }
+                                }
                                 Ok(None) => inbound_done = true,
                                 Err(status) => {
                                     tracing::debug!(%status, "add stream ended with an error");

@@ -122,7 +122,9 @@ proptest! {
     ) {
         let (request_id, ledger_id, entry_id) = ids;
         roundtrip(&pb::AddRequest { request_id, ledger_id, entry_id, master_key: key.clone(), lac, payload: payload.clone() });
-        roundtrip(&pb::AddResponse { request_id, ledger_id, entry_id, code, message: msg });
+        roundtrip(&pb::AddResponse { request_id, ledger_id, entry_id, code, message: msg.clone() });
+        roundtrip(&pb::AddBatch { adds: vec![pb::AddRequest { request_id, ledger_id, entry_id, master_key: key.clone(), lac, payload: payload.clone() }; 3] });
+        roundtrip(&pb::AddResponseBatch { responses: vec![pb::AddResponse { request_id, ledger_id, entry_id, code, message: msg }; 2] });
         roundtrip(&pb::ReadEntryRequest { ledger_id, entry_id });
         roundtrip(&pb::ReadEntryResponse { ledger_id, entry_id, payload: payload.clone(), lac });
         roundtrip(&pb::ReadRangeRequest { ledger_id, first_entry: entry_id, last_entry: request_id, max_bytes: 7 });
@@ -139,6 +141,8 @@ proptest! {
     fn wire_arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = pb::AddRequest::decode(b.as_slice());
         let _ = pb::AddResponse::decode(b.as_slice());
+        let _ = pb::AddBatch::decode(b.as_slice());
+        let _ = pb::AddResponseBatch::decode(b.as_slice());
         let _ = pb::ReadRangeResponse::decode(b.as_slice());
         let _ = pb::ErrorDetail::decode(b.as_slice());
     }
