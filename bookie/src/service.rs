@@ -113,9 +113,14 @@ impl Bookie for BookieService {
                 let mut inflight = FuturesUnordered::new();
                 let mut inbound_done = false;
                 loop {
+                    if inbound_done && inflight.is_empty() {
+                        break; // the client closed its side and every add was answered
+                    }
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => break,
+                        // the client went away: nobody reads the answers any more
+                        _ = tx.closed() => break,
                         Some(first) = inflight.next(), if !inflight.is_empty() => {
                             // send every completion that is ready now in one message; the next
                             // select polls `inflight` again with the task's waker before sleeping
