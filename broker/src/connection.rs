@@ -30,7 +30,6 @@ use strata_proto::pulsar::{
     ProducerAccessMode, ServerError,
 };
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -92,7 +91,7 @@ pub async fn serve(
     let (rd, wr) = stream.into_split();
     let codec = PulsarCodec::with_max_message_size(service.config.max_message_size);
     let mut reader = FramedRead::new(rd, codec.clone());
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Frame>();
+    let (out_tx, mut out_rx) = crate::outbound::Outbound::channel();
     let writer = tokio::spawn(async move {
         let mut w = FramedWrite::new(wr, PulsarCodec::with_max_frame_size(usize::MAX / 2));
         while let Some(f) = out_rx.recv().await {
@@ -101,7 +100,7 @@ pub async fn serve(
                 return;
             }
             // Batch whatever is queued into one flush.
-            while let Ok(f) = out_rx.try_recv() {
+            while let Some(f) = out_rx.try_recv() {
                 if let Err(e) = w.feed(f).await {
                     debug!(%peer, error = %e, "write failed");
                     return;

@@ -35,6 +35,7 @@ pub mod managed_ledger;
 pub mod meta_adapter;
 pub mod metadata;
 pub mod metrics;
+pub mod outbound;
 pub mod position;
 pub mod schema;
 pub mod server;

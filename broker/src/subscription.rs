@@ -40,8 +40,7 @@ use crate::metadata::{BrokerMetadata, Expect, MetaError};
 use crate::metrics::Metrics;
 use crate::position::Position;
 
-/// Frames to one connection's writer.
-pub type Outbound = mpsc::UnboundedSender<Frame>;
+pub use crate::outbound::Outbound;
 
 /// Key_Shared settings of a consumer.
 #[derive(Debug, Clone)]
@@ -262,6 +261,7 @@ impl Subscription {
             durable,
             ended: HashSet::new(),
             retry: false,
+            congested: false,
             series,
         };
         actor.advance();
@@ -519,8 +519,15 @@ struct Actor {
     ended: HashSet<u64>,
     /// A read failed: try again shortly.
     retry: bool,
+    /// A consumer with permits was skipped because its connection is congested.
+    congested: bool,
     /// The topic's metric series.
     series: crate::metrics::TopicMetrics,
+}
+
+/// A consumer can take an entry: it has permits and its connection keeps up.
+fn ready(c: &Consumer) -> bool {
+    c.permits > 0 && !c.spec.out.is_congested()
 }
 
 /// Murmur3 32-bit (seed 0), the hash Pulsar uses for Key_Shared ranges.
@@ -625,6 +632,9 @@ impl Actor {
                 _ = self.lac.changed() => {}
                 _ = tokio::time::sleep(Duration::from_millis(200)), if self.retry => {
                     self.retry = false;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(5)), if self.congested => {
+                    self.congested = false;
                 }
                 _ = delay_sleep => {
                     let now = now_ms();
@@ -1076,8 +1086,20 @@ impl Actor {
         }
     }
 
-    fn has_permits(&self) -> bool {
-        self.consumers.iter().any(|c| c.permits > 0)
+    /// Whether some consumer can take an entry now. A consumer with permits whose connection is
+    /// congested schedules a quick retry instead.
+    fn has_permits(&mut self) -> bool {
+        let mut congested = false;
+        for c in &self.consumers {
+            if c.permits > 0 {
+                if !c.spec.out.is_congested() {
+                    return true;
+                }
+                congested = true;
+            }
+        }
+        self.congested |= congested;
+        false
     }
 
     /// Picks the consumer index for an entry, or None if it must wait.
@@ -1086,13 +1108,13 @@ impl Actor {
             SubType::Exclusive | SubType::Failover => {
                 let a = self.active?;
                 let i = self.consumers.iter().position(|c| c.spec.key == a)?;
-                (self.consumers[i].permits > 0).then_some(i)
+                ready(&self.consumers[i]).then_some(i)
             }
             SubType::Shared => {
                 let n = self.consumers.len();
                 for k in 0..n {
                     let i = (self.rr + k) % n;
-                    if self.consumers[i].permits > 0 {
+                    if ready(&self.consumers[i]) {
                         self.rr = (i + 1) % n;
                         return Some(i);
                     }
@@ -1111,7 +1133,7 @@ impl Actor {
                     self.owner_of(v.slot)?
                 };
                 let i = self.consumers.iter().position(|c| c.spec.key == target)?;
-                (self.consumers[i].permits > 0).then_some(i)
+                ready(&self.consumers[i]).then_some(i)
             }
         }
     }
@@ -1200,6 +1222,17 @@ impl Actor {
 
     /// Sends whatever can be sent now.
     async fn dispatch(&mut self) {
+        self.dispatch_inner().await;
+        if self
+            .consumers
+            .iter()
+            .any(|c| c.permits > 0 && c.spec.out.is_congested())
+        {
+            self.congested = true;
+        }
+    }
+
+    async fn dispatch_inner(&mut self) {
         let key_shared = self.sub_type == Some(SubType::KeyShared);
         let shared_like = matches!(self.sub_type, Some(SubType::Shared | SubType::KeyShared));
         loop {

@@ -5,10 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_proto::frame::{Frame, Payload};
+use strata_proto::frame::Payload;
 use strata_proto::pulsar::command_subscribe::SubType;
 use strata_proto::pulsar::{KeySharedMode, MessageMetadata};
-use tokio::sync::mpsc;
 
 use crate::cache::EntryCache;
 use crate::managed_ledger::{ManagedLedger, ManagedLedgerConfig};
@@ -75,13 +74,13 @@ impl Fixture {
 
 struct TestConsumer {
     key: u64,
-    rx: mpsc::UnboundedReceiver<Frame>,
+    rx: crate::outbound::OutboundRx,
 }
 
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 async fn consumer(sub: &Subscription, t: SubType, name: &str) -> TestConsumer {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = crate::outbound::Outbound::channel();
     let key = NEXT.fetch_add(1, Ordering::Relaxed);
     sub.add_consumer(ConsumerSpec {
         key,
@@ -146,7 +145,7 @@ async fn exclusive_honours_permits_and_order() {
     assert_eq!(got, vec![0, 1, 2]);
     assert!(next_msg(&mut c).await.is_none(), "exceeded permits");
     // a second exclusive consumer is refused
-    let (tx, _rx) = mpsc::unbounded_channel();
+    let (tx, _rx) = crate::outbound::Outbound::channel();
     let err = sub
         .add_consumer(ConsumerSpec {
             key: 999,
@@ -417,7 +416,7 @@ async fn key_shared_sticky_ranges_route_keys_and_reject_overlaps() {
     let f = Fixture::new().await;
     let sub = f.sub("s", InitialPosition::Earliest).await;
     let mk = |ranges: Vec<(i32, i32)>, name: &str| {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::outbound::Outbound::channel();
         let key = NEXT.fetch_add(1, Ordering::Relaxed);
         (
             ConsumerSpec {
@@ -484,4 +483,43 @@ async fn ack_receipt_waits_for_the_cursor_write() {
         .unwrap();
     let snap = crate::cursor::decode_snapshot(&stored.value).unwrap();
     assert!(crate::cursor::AckState::from_snapshot(&snap).is_acked(p));
+}
+
+#[tokio::test]
+async fn a_congested_connection_is_not_fed_until_it_drains() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let big = vec![7u8; 1 << 20];
+    for seq in 0..12u64 {
+        let md = MessageMetadata {
+            producer_name: "p".into(),
+            sequence_id: seq,
+            publish_time: seq,
+            ..Default::default()
+        };
+        f.ml.append(Payload::new(md, &big).raw).await.unwrap();
+    }
+    let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+    sub.flow(c.key, 1000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing read yet: at most HIGH_WATER (4 MiB) plus one entry was queued.
+    let mut queued = 0;
+    while let Some(fr) = c.rx.try_recv() {
+        queued += 1;
+        drop(fr);
+    }
+    assert!(
+        (4..=6).contains(&queued),
+        "{queued} entries of 1 MiB queued to a congested connection"
+    );
+    // Draining lets the rest through.
+    let mut total = queued;
+    while total < 12 {
+        let fr = tokio::time::timeout(Duration::from_secs(2), c.rx.recv())
+            .await
+            .expect("dispatch resumed")
+            .unwrap();
+        drop(fr);
+        total += 1;
+    }
 }
