@@ -14,6 +14,8 @@ pub struct BookieInfo {
     pub http_address: Option<String>,
     /// Free bytes on the emptier of its data filesystems.
     pub free_bytes: u64,
+    /// Size of the smaller of its data filesystems.
+    pub total_bytes: u64,
     /// Whether it refuses adds.
     pub read_only: bool,
 }

@@ -144,6 +144,7 @@ impl BookieNode {
             ),
             http_address: http_addr.map(|a| a.to_string()),
             free_bytes: storage.free_bytes(),
+            total_bytes: storage.total_bytes(),
             read_only: storage.read_only_reason().is_some(),
         };
         if let Err(e) = registrar.register(&info).await {

@@ -198,3 +198,61 @@ async fn lazy_client_connects_when_the_bookie_comes_up() {
     assert_eq!(c.read_entry(1, 0).await.unwrap().0, p(1, 0));
     node.shutdown().await;
 }
+
+/// Records what a bookie announces.
+#[derive(Default)]
+struct Recorder(parking_lot::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl strata_bookie::registration::Registrar for Recorder {
+    async fn register(
+        &self,
+        info: &strata_bookie::registration::BookieInfo,
+    ) -> Result<(), strata_bookie::registration::RegistrationError> {
+        assert!(info.total_bytes >= info.free_bytes);
+        self.0.lock().push(format!("register {}", info.id));
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        info: &strata_bookie::registration::BookieInfo,
+    ) -> Result<(), strata_bookie::registration::RegistrationError> {
+        self.0.lock().push(format!("update {}", info.id));
+        Ok(())
+    }
+
+    async fn deregister(&self) -> Result<(), strata_bookie::registration::RegistrationError> {
+        self.0.lock().push("deregister".into());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_while_running_and_deregisters_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Arc::new(Recorder::default());
+    let mut storage = StorageConfig::new(dir.path());
+    storage.min_free_bytes = 0;
+    let node = BookieNode::start(
+        BookieOptions {
+            storage,
+            grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: None,
+            advertised_address: Some("bookie-1.example:3181".into()),
+            registration_interval: Duration::from_millis(20),
+        },
+        rec.clone(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    node.shutdown().await;
+    let calls = rec.0.lock().clone();
+    assert_eq!(calls.first().unwrap(), "register bookie-1.example:3181");
+    assert!(
+        calls.iter().any(|c| c == "update bookie-1.example:3181"),
+        "{calls:?}"
+    );
+    assert_eq!(calls.last().unwrap(), "deregister");
+}

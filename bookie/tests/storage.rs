@@ -70,14 +70,38 @@ async fn check_all(s: &Storage, ledgers: u64, entries: u64, len: usize) {
 }
 
 /// Copies both directories as they are on disk right now: what a crash would leave (the journal
-/// is synced before every acknowledgement).
+/// is synced before every acknowledgement). The journal goes first: a checkpoint copied later may
+/// only make journal files unnecessary, never the other way round; a file the flusher recycled or
+/// removed meanwhile (after a newer checkpoint) is skipped.
 fn crash_image(from: &Path, to: &Path) {
     for sub in ["journal", "ledgers"] {
         let d = to.join(sub);
         std::fs::create_dir_all(&d).unwrap();
-        for e in std::fs::read_dir(from.join(sub)).unwrap() {
-            let e = e.unwrap();
-            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        // in the ledger dir: the checkpoint, then index files, then segments, so that nothing
+        // copied points past what was copied after it
+        let mut entries: Vec<_> = std::fs::read_dir(from.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        entries.sort_by_key(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            (
+                if n == "checkpoint" {
+                    0
+                } else if n.ends_with(".idx") {
+                    1
+                } else {
+                    2
+                },
+                n,
+            )
+        });
+        for e in entries {
+            match std::fs::copy(e.path(), d.join(e.file_name())) {
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => panic!("copy {}: {err}", e.path().display()),
+            }
         }
     }
 }

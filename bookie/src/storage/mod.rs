@@ -650,6 +650,13 @@ impl Storage {
         l.min(j).max(0) as u64
     }
 
+    /// Size of the smaller of the two data filesystems (0 if unknown).
+    pub fn total_bytes(&self) -> u64 {
+        let total =
+            |p: &Path| rustix::fs::statvfs(p).map_or(0, |s| s.f_blocks.saturating_mul(s.f_frsize));
+        total(&self.shared.cfg.ledger_dir).min(total(&self.shared.cfg.journal_dir))
+    }
+
     /// Every segment as `(id, file size, live bytes)`, ascending (diagnostics and tests).
     pub fn segment_stats(&self) -> Vec<(u64, u64, u64)> {
         let st = self.shared.state.lock();
