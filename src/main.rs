@@ -29,6 +29,12 @@ enum Command {
     Standalone(standalone::StandaloneArgs),
     /// Run a bookie (storage node).
     Bookie(strata_bookie::cli::BookieArgs),
+    /// Produce messages to a topic (a first-run client, with a progress line).
+    Produce(strata_client::cli::ProduceArgs),
+    /// Consume messages from a topic.
+    Consume(strata_client::cli::ConsumeArgs),
+    /// Load generator: `strata perf produce|consume`, throughput and latency percentiles.
+    Perf(strata_client::cli::PerfArgs),
     /// Print shell completions for this CLI.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -42,6 +48,7 @@ fn init_tracing(filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -89,6 +96,13 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = shutdown_on_signal();
             strata_bookie::cli::run(args, shutdown).await
         }
+        Command::Produce(args) => {
+            strata_client::cli::run_produce(args, shutdown_on_signal()).await
+        }
+        Command::Consume(args) => {
+            strata_client::cli::run_consume(args, shutdown_on_signal()).await
+        }
+        Command::Perf(args) => strata_client::cli::run_perf(args, shutdown_on_signal()).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

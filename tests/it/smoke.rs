@@ -21,3 +21,22 @@ fn completions_are_generated() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("strata"));
 }
+
+/// The first-run experience through the binary itself: `strata produce` then `strata consume`
+/// against a real `strata standalone`.
+#[test]
+fn produce_then_consume_with_the_cli() {
+    let sa = crate::pulsar_standalone::Standalone::start();
+    let out = Command::new(strata_bin())
+        .args(["produce", "-u", &sa.url(), "cli-smoke", "-m", "hello strata", "-n", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "produce: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(strata_bin())
+        .args(["consume", "-u", &sa.url(), "cli-smoke", "-n", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "consume: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("hello strata").count(), 3, "{text}");
+}
