@@ -96,12 +96,8 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = shutdown_on_signal();
             strata_bookie::cli::run(args, shutdown).await
         }
-        Command::Produce(args) => {
-            strata_client::cli::run_produce(args, shutdown_on_signal()).await
-        }
-        Command::Consume(args) => {
-            strata_client::cli::run_consume(args, shutdown_on_signal()).await
-        }
+        Command::Produce(args) => strata_client::cli::run_produce(args, shutdown_on_signal()).await,
+        Command::Consume(args) => strata_client::cli::run_consume(args, shutdown_on_signal()).await,
         Command::Perf(args) => strata_client::cli::run_perf(args, shutdown_on_signal()).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
