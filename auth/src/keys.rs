@@ -54,7 +54,22 @@ pub fn read_key_source(source: &str) -> Result<Secret<Vec<u8>>, KeyError> {
     if !source.is_empty() && Path::new(source).is_file() {
         return read_file(source);
     }
+    if looks_like_path(source) {
+        return read_file(source); // a missing file: say so rather than decode the path as base64
+    }
     decode_base64(source).map(Secret::new)
+}
+
+/// `./x`, `../x`, or an absolute path whose directory exists (inline base64 may start with
+/// `/` too, but its "directory" practically never exists).
+fn looks_like_path(s: &str) -> bool {
+    if s.starts_with("./") || s.starts_with("../") {
+        return true;
+    }
+    s.starts_with('/')
+        && Path::new(s)
+            .parent()
+            .is_some_and(|p| p != Path::new("/") && p.is_dir())
 }
 
 fn read_file(path: &str) -> Result<Secret<Vec<u8>>, KeyError> {

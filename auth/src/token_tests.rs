@@ -452,6 +452,21 @@ fn key_loading_errors() {
         keys::read_key_source("not base64 !!"),
         Err(KeyError::Base64)
     ));
+    // a missing file in an existing directory is reported as such, not decoded as base64
+    let typo = std::env::temp_dir().join("strata-no-such-key");
+    assert!(matches!(
+        keys::read_key_source(typo.to_str().unwrap()),
+        Err(KeyError::Read { .. })
+    ));
+    assert!(matches!(
+        keys::read_key_source("./no/such/key"),
+        Err(KeyError::Read { .. })
+    ));
+    // inline base64 that starts with '/' still decodes
+    assert_eq!(
+        keys::read_key_source("/w==").unwrap().expose(),
+        &vec![0xffu8]
+    );
     // secret sources: raw file bytes, data: URL, inline base64
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("secret.key");
