@@ -102,8 +102,13 @@ async fn consumer(sub: &Subscription, t: SubType, name: &str) -> TestConsumer {
 
 /// (seq, position, redelivery count) of the next MESSAGE frame.
 async fn next_msg(c: &mut TestConsumer) -> Option<(u64, Position, u32)> {
+    next_msg_within(c, 1000).await
+}
+
+/// (seq, position, redelivery count) of the next MESSAGE frame within `ms`.
+async fn next_msg_within(c: &mut TestConsumer, ms: u64) -> Option<(u64, Position, u32)> {
     loop {
-        let f = tokio::time::timeout(Duration::from_millis(300), c.rx.recv())
+        let f = tokio::time::timeout(Duration::from_millis(ms), c.rx.recv())
             .await
             .ok()??;
         if let Some(m) = &f.command.message {
@@ -266,8 +271,11 @@ async fn key_shared_keeps_per_key_order_across_joins_and_leaves() {
             sub.remove_consumer(c.key).await;
         }
         // every consumer processes and acks what it got, checking per-key order
+        let last_round = round == 5;
         for c in cs.iter_mut() {
-            while let Some((s, p, _)) = next_msg(c).await {
+            while let Some((s, p, _)) =
+                next_msg_within(c, if last_round { 2000 } else { 300 }).await
+            {
                 let k = s % 8;
                 let prev = last_by_key.insert(k, s);
                 assert!(
