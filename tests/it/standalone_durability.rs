@@ -206,7 +206,7 @@ fn python_batched_sigkill_twice_keeps_acked_and_acks() {
     node.restart_after_kill();
 
     // 3. Everything left, and nothing acknowledged in step 2.
-    let second = consume(&py, &consume_py, &node.url(), usize::MAX, 3_000, &mut check);
+    let second = consume(&py, &consume_py, &node.url(), usize::MAX, 5_000, &mut check);
     let report = check.report();
     eprintln!(
         "{report}; first consumer {} second {}",
