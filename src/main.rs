@@ -35,6 +35,8 @@ enum Command {
     Consume(strata_client::cli::ConsumeArgs),
     /// Load generator: `strata perf produce|consume`, throughput and latency percentiles.
     Perf(strata_client::cli::PerfArgs),
+    /// JWT token tools, like `pulsar tokens` (create-secret-key, create-key-pair, create, validate).
+    Tokens(strata_auth::cli::TokensArgs),
     /// Print shell completions for this CLI.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -99,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Produce(args) => strata_client::cli::run_produce(args, shutdown_on_signal()).await,
         Command::Consume(args) => strata_client::cli::run_consume(args, shutdown_on_signal()).await,
         Command::Perf(args) => strata_client::cli::run_perf(args, shutdown_on_signal()).await,
+        Command::Tokens(args) => strata_auth::cli::run(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
