@@ -69,6 +69,47 @@ impl BookieSource for StaticBookies {
     }
 }
 
+/// Bookies registered in the metadata store (cluster mode): writable ones are offered for new
+/// ensembles; every registered one can be addressed (its advertised gRPC address).
+pub struct RegisteredBookies {
+    meta: MetaClient,
+    addresses: Mutex<HashMap<BookieId, String>>,
+}
+
+impl RegisteredBookies {
+    /// Bookies from `meta`'s registry.
+    pub fn new(meta: MetaClient) -> Self {
+        Self {
+            meta,
+            addresses: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl BookieSource for RegisteredBookies {
+    async fn bookies(&self) -> Result<Vec<BookieId>, StorageError> {
+        let all = self.meta.bookies().await.map_err(map_meta)?;
+        let mut addrs = self.addresses.lock();
+        let mut out = Vec::new();
+        for b in all {
+            addrs.insert(b.bookie_id.clone(), b.address.clone());
+            if !b.read_only {
+                out.push(b.bookie_id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+    fn address(&self, id: &BookieId) -> String {
+        self.addresses
+            .lock()
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.0.clone())
+    }
+}
+
 fn map_client(ledger: u64, e: ClientError) -> StorageError {
     match e {
         ClientError::Fenced(_) => StorageError::Fenced(ledger),

@@ -187,3 +187,75 @@ async fn a_dead_bookie_fails_the_ledger_and_is_left_out_of_the_next_one() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn ensembles_come_from_the_bookie_registry() {
+    use strata_broker::ledger_client::RegisteredBookies;
+    use strata_meta::model::BookieInfo;
+    let tmp = tempfile::tempdir().unwrap();
+    let store: Arc<dyn strata_meta::MetadataStore> = Arc::new(
+        LocalStore::open(tmp.path().join("meta.redb"))
+            .await
+            .unwrap(),
+    );
+    let meta = MetaClient::new(store.clone(), Paths::default());
+    let session = store.create_session(Duration::from_secs(30)).await.unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let b = bookie(&tmp.path().join(format!("b{i}"))).await;
+        meta.register_bookie(
+            &session,
+            &BookieInfo {
+                bookie_id: BookieId(format!("reg-{i}")),
+                address: b.grpc_addr.to_string(),
+                free_space_bytes: 0,
+                total_space_bytes: 0,
+                rack: None,
+                read_only: false,
+                version: "test".into(),
+            },
+        )
+        .await
+        .unwrap();
+        nodes.push(b);
+    }
+    let source = Arc::new(RegisteredBookies::new(meta.clone()));
+    let storage = BookieLedgerStorage::new(
+        meta,
+        source,
+        Quorum {
+            ensemble: 2,
+            write: 2,
+            ack: 2,
+        },
+        "t",
+    );
+    let w = storage.create().await.unwrap();
+    for i in 0..5u32 {
+        w.add(Bytes::from(format!("r{i}"))).await.unwrap();
+    }
+    assert_eq!(
+        storage.read(w.ledger_id(), 4, 4).await.unwrap()[0],
+        Bytes::from("r4")
+    );
+    let too_big = BookieLedgerStorage::new(
+        MetaClient::new(store.clone(), Paths::default()),
+        Arc::new(RegisteredBookies::new(MetaClient::new(
+            store.clone(),
+            Paths::default(),
+        ))),
+        Quorum {
+            ensemble: 3,
+            write: 2,
+            ack: 2,
+        },
+        "t",
+    );
+    assert!(matches!(
+        too_big.create().await.err(),
+        Some(StorageError::NotEnoughBookies(_))
+    ));
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
