@@ -274,7 +274,10 @@ impl BrokerService {
         let mut out = BTreeSet::new();
         let prefix = format!("{ROOT}/managed-ledgers/{tenant}/{ns}/persistent/");
         for (k, _) in self.meta.list(&prefix).await? {
-            out.insert(format!("persistent://{tenant}/{ns}/{}", &k[prefix.len()..]));
+            out.insert(format!(
+                "persistent://{tenant}/{ns}/{}",
+                k.strip_prefix(prefix.as_str()).unwrap_or(&k)
+            ));
         }
         let prefix = format!("{ROOT}/partitioned-topics/{tenant}/{ns}/persistent/");
         for (k, v) in self.meta.list(&prefix).await? {
@@ -282,7 +285,7 @@ impl BrokerService {
                 for i in 0..m.partitions {
                     out.insert(format!(
                         "persistent://{tenant}/{ns}/{}-partition-{i}",
-                        &k[prefix.len()..]
+                        k.strip_prefix(prefix.as_str()).unwrap_or(&k)
                     ));
                 }
             }
@@ -302,7 +305,12 @@ impl BrokerService {
             .list(&prefix)
             .await?
             .into_iter()
-            .map(|(k, _)| format!("persistent://{tenant}/{ns}/{}", &k[prefix.len()..]))
+            .map(|(k, _)| {
+                format!(
+                    "persistent://{tenant}/{ns}/{}",
+                    k.strip_prefix(prefix.as_str()).unwrap_or(&k)
+                )
+            })
             .collect())
     }
 
@@ -337,7 +345,7 @@ impl BrokerService {
             .list(&p)
             .await?
             .into_iter()
-            .map(|(k, _)| k[p.len()..].to_owned())
+            .map(|(k, _)| k.strip_prefix(p.as_str()).unwrap_or(&k).to_owned())
             .collect())
     }
 
@@ -349,7 +357,7 @@ impl BrokerService {
             .list(&p)
             .await?
             .into_iter()
-            .map(|(k, _)| format!("{tenant}/{}", &k[p.len()..]))
+            .map(|(k, _)| format!("{tenant}/{}", k.strip_prefix(p.as_str()).unwrap_or(&k)))
             .collect())
     }
 

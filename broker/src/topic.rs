@@ -251,7 +251,7 @@ impl Topic {
         let prefix = prefix.trim_end_matches('/').to_owned() + "/";
         let keys = self.meta.list(&prefix).await?;
         for (k, _) in keys {
-            let sub = k[prefix.len()..].to_owned();
+            let sub = k.strip_prefix(prefix.as_str()).unwrap_or(&k).to_owned();
             if !sub.is_empty() && !sub.contains('/') {
                 self.subscribe(&sub, true, InitialPosition::Latest).await?;
             }
