@@ -139,6 +139,8 @@ async fn open_loop(
 ) -> Histogram<u64> {
     let payload = Bytes::from(vec![0xCDu8; size]);
     let hist = Arc::new(parking_lot::Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    // (issue time, latency) for the BENCH_DEBUG timeline
+    let timeline = Arc::new(parking_lot::Mutex::new(Vec::<(f64, u64)>::new()));
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -151,17 +153,30 @@ async fn open_loop(
             let c = clients[(issued % clients.len() as u64) as usize].clone();
             let payload = payload.clone();
             let hist = hist.clone();
+            let timeline = timeline.clone();
             let (l, e) = (base + issued % 512, issued / 512);
             set.spawn(async move {
                 let t = Instant::now();
                 c.add(l, e, KEY, e as i64 - 1, payload).await.unwrap();
-                let _ = hist.lock().record(t.elapsed().as_micros() as u64);
+                let us = t.elapsed().as_micros() as u64;
+                let _ = hist.lock().record(us);
+                timeline.lock().push(((t - start).as_secs_f64(), us));
             });
             issued += 1;
         }
         while set.try_join_next().is_some() {}
     }
     while set.join_next().await.is_some() {}
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        // worst latency per 100 ms of issue time: shows whether the tail is one stall or spread
+        let mut worst = std::collections::BTreeMap::<u64, u64>::new();
+        for (t, us) in timeline.lock().iter() {
+            let w = worst.entry((t * 10.0) as u64).or_default();
+            *w = (*w).max(*us);
+        }
+        let line: Vec<String> = worst.values().map(|us| format!("{}", us / 1000)).collect();
+        println!("  worst add latency (ms) per 100 ms: {}", line.join(" "));
+    }
     Arc::try_unwrap(hist).map_or_else(|h| h.lock().clone(), parking_lot::Mutex::into_inner)
 }
 
@@ -241,6 +256,9 @@ fn main() {
     let (big_mib_s, small, p99) = rt.block_on(async move {
         let mut storage = StorageConfig::new(root_path.join("bookie"));
         storage.min_free_bytes = 0;
+        if let Some(n) = std::env::var("BENCH_RECYCLE").ok().and_then(|v| v.parse().ok()) {
+            storage.journal_recycle_files = n;
+        }
         if std::env::var_os("BENCH_NO_FLUSH").is_some() {
             storage.write_cache_bytes = 8 << 30;
             storage.flush_bytes = 8 << 30;

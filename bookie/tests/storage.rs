@@ -494,6 +494,12 @@ async fn recycled_journal_files_never_replay_stale_records() {
     drop(s);
     let s = open(c);
     check_all_ledger(&s, 5, 300, 1000).await;
+    // old journal files beyond the reuse pool are freed (at the latest by recovery)
+    let trash = files(&dir.path().join("journal"), ".log")
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("trash"))
+        .count();
+    assert_eq!(trash, 0);
 }
 
 /// Unmounts a test filesystem when dropped.

@@ -49,7 +49,12 @@ pub(super) struct Flusher {
     last_flush_pos: (u64, u64),
     last_gc: Instant,
     journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
+    /// Old journal files being freed, a step at a time.
+    trash: Vec<std::path::PathBuf>,
 }
+
+/// Bytes freed per trash step.
+const TRASH_STEP: u64 = 8 << 20;
 
 /// What recovery hands to the running storage.
 pub(super) struct Recovered {
@@ -157,6 +162,9 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
             }
         }
     }
+    for p in journal::list_prefixed(&cfg.journal_dir, "journal-trash-")? {
+        std::fs::remove_file(&p).map_err(|e| BookieError::io("remove old journal file", e))?;
+    }
     let journal_pool = Arc::new(Mutex::new(journal::list_recyclable(&cfg.journal_dir)?));
     // every replayed record is in the cache; from here the journal restarts in a fresh file
     st.journal_pos = (max_seq + 1, FILE_HEADER_LEN as u64);
@@ -178,6 +186,7 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
         last_flush_pos: (0, 0),
         last_gc: Instant::now(),
         journal_pool: journal_pool.clone(),
+        trash: vec![],
     };
     let st = Mutex::new(st);
     if let Err(e) = f.flush(&st, cfg, m, true) {
@@ -367,6 +376,35 @@ impl Flusher {
         Ok(())
     }
 
+    /// Frees one step of the oldest trashed journal file.
+    fn take_out_trash(&mut self) {
+        let Some(p) = self.trash.first().cloned() else {
+            return;
+        };
+        let step = || -> std::io::Result<bool> {
+            let f = std::fs::OpenOptions::new().write(true).open(&p)?;
+            let len = f.metadata()?.len();
+            if len > TRASH_STEP {
+                f.set_len(len - TRASH_STEP)?;
+                Ok(false)
+            } else {
+                drop(f);
+                std::fs::remove_file(&p)?;
+                Ok(true)
+            }
+        };
+        match step() {
+            Ok(false) => {}
+            Ok(true) => {
+                self.trash.remove(0);
+            }
+            Err(e) => {
+                tracing::warn!(path = %p.display(), error = %e, "cannot free old journal file");
+                self.trash.remove(0);
+            }
+        }
+    }
+
     fn checkpoint(
         &mut self,
         st: &Mutex<State>,
@@ -407,8 +445,14 @@ impl Flusher {
                         .map_err(|e| BookieError::io("keep old journal file for reuse", e))?;
                     pool.insert(0, to);
                 } else {
-                    std::fs::remove_file(&p)
-                        .map_err(|e| BookieError::io("remove old journal file", e))?;
+                    // freed a few MiB at a time (see `take_out_trash`): deleting a large file at
+                    // once stalls the filesystem journal and with it every journal fdatasync
+                    let to = cfg
+                        .journal_dir
+                        .join(format!("journal-trash-{jseq:020}.log"));
+                    std::fs::rename(&p, &to)
+                        .map_err(|e| BookieError::io("move old journal file to trash", e))?;
+                    self.trash.push(to);
                 }
                 removed = true;
             }
@@ -615,6 +659,7 @@ pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
                 return;
             }
         }
+        f.take_out_trash();
         // periodic work, also under a steady stream of kicks
         if last_tick.elapsed() >= cfg.flush_interval {
             last_tick = Instant::now();

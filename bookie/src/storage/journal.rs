@@ -57,6 +57,11 @@ pub(super) fn recycle_path(dir: &Path, seq: u64) -> PathBuf {
 
 /// Journal files kept for reuse in `dir`.
 pub(super) fn list_recyclable(dir: &Path) -> Result<Vec<PathBuf>, BookieError> {
+    list_prefixed(dir, "journal-recycle-")
+}
+
+/// Files in `dir` whose name starts with `prefix`, sorted.
+pub(super) fn list_prefixed(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, BookieError> {
     let mut out = vec![];
     let rd = std::fs::read_dir(dir).map_err(|e| BookieError::io("list journal directory", e))?;
     for ent in rd {
@@ -64,7 +69,7 @@ pub(super) fn list_recyclable(dir: &Path) -> Result<Vec<PathBuf>, BookieError> {
         if ent
             .file_name()
             .to_str()
-            .is_some_and(|n| n.starts_with("journal-recycle-"))
+            .is_some_and(|n| n.starts_with(prefix))
         {
             out.push(ent.path());
         }
