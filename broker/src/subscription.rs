@@ -824,7 +824,7 @@ impl Actor {
             }
         }
         self.sub_type = Some(spec.sub_type);
-        info!(topic = %self.topic, sub = %self.name, consumer = %spec.name, sub_type = ?spec.sub_type, "consumer added");
+        debug!(topic = %self.topic, sub = %self.name, consumer = %spec.name, sub_type = ?spec.sub_type, "consumer added");
         if spec.sub_type == SubType::KeyShared {
             for i in 0..100u32 {
                 let point =
