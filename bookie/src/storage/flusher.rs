@@ -660,6 +660,11 @@ pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
             }
         }
         f.take_out_trash();
+        if shared.journal_next.lock().is_none() {
+            if let Err(e) = journal::prepare_next(&shared) {
+                tracing::warn!(error = %e, "cannot prepare the next journal file");
+            }
+        }
         // periodic work, also under a steady stream of kicks
         if last_tick.elapsed() >= cfg.flush_interval {
             last_tick = Instant::now();

@@ -126,6 +126,24 @@ impl JournalFile {
     }
 }
 
+/// Prepares the journal file the journal thread will roll to next (called by the flusher, off the
+/// add path). Creation happens under the `journal_next` lock, which the journal thread also holds
+/// when it rolls over, so the two never create the same file.
+pub(super) fn prepare_next(shared: &Shared) -> Result<(), BookieError> {
+    let mut next = shared.journal_next.lock();
+    let seq = shared.journal_seq.load(Ordering::Acquire) + 1;
+    if next.as_ref().is_some_and(|n| n.seq == seq) || shared.journal_failed.load(Ordering::Acquire)
+    {
+        return Ok(());
+    }
+    *next = Some(JournalFile::create(
+        &shared.cfg.journal_dir,
+        seq,
+        &shared.journal_pool,
+    )?);
+    Ok(())
+}
+
 /// The journal thread's loop; returns when every sender is gone and the queue is drained.
 pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<JournalOp>) {
     let cfg = shared.cfg.clone();
@@ -214,7 +232,15 @@ fn commit(
 ) -> Result<(), BookieError> {
     if jf.len + bytes as u64 > shared.cfg.journal_max_file_bytes && jf.len > FILE_HEADER_LEN as u64
     {
-        *jf = JournalFile::create(&jf.dir, jf.seq + 1, &shared.journal_pool)?;
+        // the flusher usually prepared the next file already (see `prepare_next`); creating it
+        // here costs a header sync and a directory sync in the middle of the add path
+        let mut next = shared.journal_next.lock();
+        let prepared = next.take().filter(|n| n.seq == jf.seq + 1);
+        *jf = match prepared {
+            Some(n) => n,
+            None => JournalFile::create(&jf.dir, jf.seq + 1, &shared.journal_pool)?,
+        };
+        shared.journal_seq.store(jf.seq, Ordering::Release);
     }
     buf.clear();
     for op in batch {

@@ -216,6 +216,10 @@ struct Shared {
     flush_kicked: AtomicBool,
     /// Old journal files kept for reuse (filled by checkpoints, drained by journal rollovers).
     journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
+    /// The journal file to roll to next, prepared by the flusher.
+    journal_next: Mutex<Option<journal::JournalFile>>,
+    /// Sequence of the journal file being written.
+    journal_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -292,6 +296,8 @@ impl Storage {
             flusher_tx: Mutex::new(Some(ftx)),
             flush_kicked: AtomicBool::new(false),
             journal_pool: recovered.journal_pool,
+            journal_next: Mutex::new(None),
+            journal_seq: std::sync::atomic::AtomicU64::new(journal_pos.0),
         });
         shared
             .metrics
