@@ -13,7 +13,7 @@
 //! Not built yet (issue 5): ensemble changes on bookie failure, writing recovered entries back to
 //! a full write quorum, speculative reads.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -134,7 +134,7 @@ pub struct BookieLedgerStorage {
     ids: strata_meta::model::LedgerIdAllocator,
     source: Arc<dyn BookieSource>,
     quorum: Quorum,
-    clients: tokio::sync::Mutex<HashMap<BookieId, BookieClient>>,
+    clients: Arc<tokio::sync::Mutex<HashMap<BookieId, BookieClient>>>,
     owner: String,
     /// Metadata of closed ledgers (immutable until deleted), so catch-up reads skip the store.
     closed: Mutex<HashMap<u64, LedgerMetadata>>,
@@ -157,7 +157,7 @@ impl BookieLedgerStorage {
             ids,
             source,
             quorum,
-            clients: tokio::sync::Mutex::new(HashMap::new()),
+            clients: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             closed: Mutex::new(HashMap::new()),
             quarantine: Arc::default(),
             owner: owner.to_owned(),
@@ -212,7 +212,17 @@ struct WriterState {
     done: BTreeSet<u64>,
     failed: Option<StorageError>,
     length: u64,
+    /// The current ensemble (positions are stable: a replacement takes the failed bookie's slot).
+    ensemble: Vec<(BookieId, BookieClient)>,
+    /// Entries not yet confirmed: their data and the channel their add future listens on.
+    pending: BTreeMap<u64, (Bytes, AckTx)>,
+    /// Bookies of the current ensemble that failed a write and must be replaced.
+    to_replace: BTreeSet<BookieId>,
+    /// An ensemble change task is running.
+    changing: bool,
 }
+
+type AckTx = tokio::sync::mpsc::UnboundedSender<(BookieId, Result<(), ClientError>)>;
 
 /// Bookies that recently failed a write, and since when; new ensembles avoid them for
 /// [`QUARANTINE`] (registrations of dead bookies can outlive them by a session TTL).
@@ -224,15 +234,21 @@ pub const ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a bookie that failed a write is left out of new ensembles.
 pub const QUARANTINE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Writes one ledger; cheap handle over [`WriterShared`].
 struct BookieWriter {
+    sh: Arc<WriterShared>,
+}
+
+struct WriterShared {
     quarantine: Quarantine,
     ledger: u64,
     key: Bytes,
-    ensemble: Vec<(BookieId, BookieClient)>,
     quorum: Quorum,
-    state: Arc<Mutex<WriterState>>,
+    state: Mutex<WriterState>,
     lac_tx: watch::Sender<i64>,
     meta: MetaClient,
+    source: Arc<dyn BookieSource>,
+    clients: Arc<tokio::sync::Mutex<HashMap<BookieId, BookieClient>>>,
 }
 
 #[async_trait]
@@ -286,20 +302,27 @@ impl LedgerStorage for BookieLedgerStorage {
         }
         let (lac_tx, _) = watch::channel(-1);
         Ok(Arc::new(BookieWriter {
-            quarantine: self.quarantine.clone(),
-            ledger: id.0,
-            key: master_key(&md),
-            ensemble: clients,
-            quorum: self.quorum,
-            state: Arc::new(Mutex::new(WriterState {
-                next: 0,
-                lac: -1,
-                done: BTreeSet::new(),
-                failed: None,
-                length: 0,
-            })),
-            lac_tx,
-            meta: self.meta.clone(),
+            sh: Arc::new(WriterShared {
+                quarantine: self.quarantine.clone(),
+                ledger: id.0,
+                key: master_key(&md),
+                quorum: self.quorum,
+                state: Mutex::new(WriterState {
+                    next: 0,
+                    lac: -1,
+                    done: BTreeSet::new(),
+                    failed: None,
+                    length: 0,
+                    ensemble: clients,
+                    pending: BTreeMap::new(),
+                    to_replace: BTreeSet::new(),
+                    changing: false,
+                }),
+                lac_tx,
+                meta: self.meta.clone(),
+                source: self.source.clone(),
+                clients: self.clients.clone(),
+            }),
         }))
     }
 
@@ -490,80 +513,239 @@ impl LedgerStorage for BookieLedgerStorage {
     }
 }
 
+/// Whether ensemble slot `idx` is in the write set of `entry` (E = `e`, Qw = `qw`).
+fn in_write_set(idx: usize, entry: u64, e: usize, qw: usize) -> bool {
+    let e = e.max(1);
+    ((idx + e - (entry % e as u64) as usize) % e) < qw
+}
+
+impl WriterShared {
+    /// Writes `entry` to one bookie; the result goes to the entry's add future.
+    fn spawn_write(
+        self: &Arc<Self>,
+        entry: u64,
+        b: BookieId,
+        c: BookieClient,
+        data: Bytes,
+        lac: i64,
+        tx: AckTx,
+    ) {
+        let sh = self.clone();
+        tokio::spawn(async move {
+            let r = match tokio::time::timeout(
+                ADD_TIMEOUT,
+                c.add(sh.ledger, entry, sh.key.clone(), lac, data),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ClientError::Unavailable(format!(
+                    "add timed out after {ADD_TIMEOUT:?}"
+                ))),
+            };
+            if let Err(e) = &r
+                && !matches!(e, ClientError::Fenced(_))
+            {
+                warn!(ledger = sh.ledger, entry, bookie = %b, error = %e, "bookie write failed");
+                sh.quarantine
+                    .lock()
+                    .insert(b.clone(), std::time::Instant::now());
+                sh.bookie_failed(b.clone());
+            }
+            let _ = tx.send((b, r));
+        });
+    }
+
+    /// Starts replacing `b` in the ensemble (once) unless it was already replaced.
+    fn bookie_failed(self: &Arc<Self>, b: BookieId) {
+        let start = {
+            let mut st = self.state.lock();
+            if st.failed.is_some() || !st.ensemble.iter().any(|(x, _)| *x == b) {
+                return;
+            }
+            st.to_replace.insert(b);
+            !std::mem::replace(&mut st.changing, true)
+        };
+        if start {
+            let sh = self.clone();
+            tokio::spawn(async move { sh.change_ensemble().await });
+        }
+    }
+
+    /// Gives up on the ledger: pending and later adds fail (the managed ledger rolls over).
+    fn fail(&self, e: StorageError) {
+        warn!(ledger = self.ledger, error = %e, "ledger writer failed");
+        let mut st = self.state.lock();
+        st.failed.get_or_insert(e);
+        st.pending.clear();
+        st.changing = false;
+        drop(st);
+        self.lac_tx.send_modify(|_| {});
+    }
+
+    /// Replaces failed bookies one by one: the new ensemble (from the first unconfirmed entry on)
+    /// is committed to the ledger metadata (CAS) before any entry is written to the replacement,
+    /// so no add that depends on it is acknowledged earlier; pending entries whose write set
+    /// contains the replaced slot are then written to the replacement.
+    async fn change_ensemble(self: Arc<Self>) {
+        loop {
+            let (failed, ids, first) = {
+                let mut st = self.state.lock();
+                if st.failed.is_some() {
+                    return;
+                }
+                let Some(f) = st.to_replace.iter().next().cloned() else {
+                    st.changing = false;
+                    return;
+                };
+                if !st.ensemble.iter().any(|(x, _)| *x == f) {
+                    st.to_replace.remove(&f);
+                    continue;
+                }
+                let ids: Vec<BookieId> = st.ensemble.iter().map(|(b, _)| b.clone()).collect();
+                (f, ids, (st.lac + 1) as u64)
+            };
+            let all = match self.source.bookies().await {
+                Ok(v) => v,
+                Err(e) => return self.fail(e),
+            };
+            let candidate = {
+                let mut q = self.quarantine.lock();
+                q.retain(|_, since| since.elapsed() < QUARANTINE);
+                all.into_iter()
+                    .find(|b| !ids.contains(b) && !q.contains_key(b))
+            };
+            let Some(r) = candidate else {
+                return self.fail(StorageError::NotEnoughBookies(format!(
+                    "no bookie to replace {failed} in the ensemble of ledger {}",
+                    self.ledger
+                )));
+            };
+            let client = {
+                let mut g = self.clients.lock().await;
+                match g.get(&r) {
+                    Some(c) => c.clone(),
+                    None => match BookieClient::connect(&self.source.address(&r)).await {
+                        Ok(c) => {
+                            g.insert(r.clone(), c.clone());
+                            c
+                        }
+                        Err(e) => {
+                            warn!(ledger = self.ledger, bookie = %r, error = %e, "replacement bookie unreachable");
+                            self.quarantine.lock().insert(r, std::time::Instant::now());
+                            continue;
+                        }
+                    },
+                }
+            };
+            let Some(idx) = ids.iter().position(|b| *b == failed) else {
+                continue;
+            };
+            let mut new_ids = ids.clone();
+            new_ids[idx] = r.clone();
+            let seg_ids = new_ids.clone();
+            let committed = self
+                .meta
+                .update_ledger(LedgerId(self.ledger), move |mut m| {
+                    if m.state != LedgerState::Open {
+                        return Err(strata_meta::MetaError::InvalidArgument(
+                            "ledger is no longer open (fenced)".into(),
+                        ));
+                    }
+                    match m.ensembles.last_mut() {
+                        Some(last) if last.first_entry.0 >= first => last.bookies = seg_ids.clone(),
+                        _ => m.ensembles.push(strata_meta::model::EnsembleSegment {
+                            first_entry: EntryId(first),
+                            bookies: seg_ids.clone(),
+                        }),
+                    }
+                    Ok(Some(m))
+                })
+                .await;
+            if let Err(e) = committed {
+                return self.fail(map_meta(e));
+            }
+            let (resend, lac) = {
+                let mut st = self.state.lock();
+                st.ensemble[idx] = (r.clone(), client.clone());
+                st.to_replace.remove(&failed);
+                let (e, qw) = (st.ensemble.len(), self.quorum.write);
+                let resend: Vec<(u64, Bytes, AckTx)> = st
+                    .pending
+                    .range(first..)
+                    .filter(|(entry, _)| in_write_set(idx, **entry, e, qw))
+                    .map(|(entry, (d, tx))| (*entry, d.clone(), tx.clone()))
+                    .collect();
+                (resend, st.lac)
+            };
+            info!(ledger = self.ledger, replaced = %failed, by = %r, from_entry = first, resent = resend.len(), "ensemble changed");
+            for (entry, data, tx) in resend {
+                self.spawn_write(entry, r.clone(), client.clone(), data, lac, tx);
+            }
+        }
+    }
+}
+
 impl LedgerWriter for BookieWriter {
     fn ledger_id(&self) -> u64 {
-        self.ledger
+        self.sh.ledger
     }
 
     fn add(&self, data: Bytes) -> BoxFuture<'static, Result<u64, StorageError>> {
-        let (entry, lac, failed) = {
-            let mut st = self.state.lock();
-            let e = st.next;
+        let sh = self.sh.clone();
+        let qw = sh.quorum.write;
+        let qa = sh.quorum.ack.max(1);
+        let (entry, lac, targets, mut rx, tx) = {
+            let mut st = sh.state.lock();
+            if let Some(f) = st.failed.clone() {
+                return Box::pin(async move { Err(f) });
+            }
+            let entry = st.next;
             st.next += 1;
             st.length += data.len() as u64;
-            (e, st.lac, st.failed.clone())
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            st.pending.insert(entry, (data.clone(), tx.clone()));
+            let e = st.ensemble.len();
+            let targets: Vec<(BookieId, BookieClient)> = (0..e)
+                .filter(|&i| in_write_set(i, entry, e, qw))
+                .map(|i| st.ensemble[i].clone())
+                .collect();
+            (entry, st.lac, targets, rx, tx)
         };
-        if let Some(f) = failed {
-            return Box::pin(async move { Err(f) });
-        }
-        let ledger = self.ledger;
-        let e = self.ensemble.len().max(1);
-        let targets: Vec<(BookieId, BookieClient)> = (0..self.quorum.write.min(e))
-            .map(|i| self.ensemble[(entry as usize + i) % e].clone())
-            .collect();
-        let qa = self.quorum.ack.max(1);
         // Issue the writes now so the entry order does not depend on when the future is polled.
-        let (res_tx, mut res_rx) = tokio::sync::mpsc::channel(targets.len().max(1));
         for (b, c) in targets {
-            let (key, data, tx) = (self.key.clone(), data.clone(), res_tx.clone());
-            let quarantine = self.quarantine.clone();
-            tokio::spawn(async move {
-                let r =
-                    match tokio::time::timeout(ADD_TIMEOUT, c.add(ledger, entry, key, lac, data))
-                        .await
-                    {
-                        Ok(r) => r,
-                        Err(_) => Err(ClientError::Unavailable(format!(
-                            "add timed out after {ADD_TIMEOUT:?}"
-                        ))),
-                    };
-                if let Err(e) = &r
-                    && !matches!(e, ClientError::Fenced(_))
-                {
-                    warn!(ledger, entry, bookie = %b, error = %e, "bookie write failed; leaving it out of new ensembles for a while");
-                    quarantine.lock().insert(b, std::time::Instant::now());
-                }
-                let _ = tx.send(r).await;
-            });
+            sh.spawn_write(entry, b, c, data.clone(), lac, tx.clone());
         }
-        drop(res_tx);
-        let state = self.state.clone();
-        let lac_tx = self.lac_tx.clone();
-        let mut lac_rx = self.lac_tx.subscribe();
+        drop(tx);
+        let mut lac_rx = sh.lac_tx.subscribe();
         Box::pin(async move {
-            let mut acks = 0;
-            let mut err = None;
-            while let Some(r) = res_rx.recv().await {
-                match r {
-                    Ok(()) => {
-                        acks += 1;
-                        if acks >= qa {
-                            break;
-                        }
+            let ledger = sh.ledger;
+            let mut acked: BTreeSet<BookieId> = BTreeSet::new();
+            let mut last_err = None;
+            while acked.len() < qa {
+                match rx.recv().await {
+                    Some((b, Ok(()))) => {
+                        acked.insert(b);
                     }
-                    Err(e) => err = Some(map_client(ledger, e)),
+                    Some((_, Err(ClientError::Fenced(m)))) => {
+                        let e = map_client(ledger, ClientError::Fenced(m));
+                        sh.fail(e.clone());
+                        return Err(e);
+                    }
+                    // A failed write: the ensemble change (if any) sends the entry elsewhere.
+                    Some((_, Err(e))) => last_err = Some(map_client(ledger, e)),
+                    None => {
+                        let st = sh.state.lock();
+                        return Err(st.failed.clone().or(last_err).unwrap_or_else(|| {
+                            StorageError::Unavailable("ack quorum not reached".into())
+                        }));
+                    }
                 }
-            }
-            if acks < qa {
-                let e = err
-                    .unwrap_or_else(|| StorageError::Unavailable("ack quorum not reached".into()));
-                state.lock().failed.get_or_insert(e.clone());
-                lac_tx.send_modify(|_| {});
-                return Err(e);
             }
             // Complete in order: advance the LAC over contiguous finished entries.
             {
-                let mut st = state.lock();
+                let mut st = sh.state.lock();
+                st.pending.remove(&entry);
                 st.done.insert(entry);
                 let mut advanced = false;
                 loop {
@@ -576,14 +758,14 @@ impl LedgerWriter for BookieWriter {
                 }
                 if advanced {
                     let lac = st.lac;
-                    lac_tx.send_replace(lac);
+                    sh.lac_tx.send_replace(lac);
                 }
             }
             loop {
                 if *lac_rx.borrow_and_update() >= entry as i64 {
                     return Ok(entry);
                 }
-                if let Some(f) = state.lock().failed.clone() {
+                if let Some(f) = sh.state.lock().failed.clone() {
                     return Err(f);
                 }
                 if lac_rx.changed().await.is_err() {
@@ -594,15 +776,14 @@ impl LedgerWriter for BookieWriter {
     }
 
     fn close(&self) -> BoxFuture<'static, Result<Option<u64>, StorageError>> {
-        let state = self.state.clone();
-        let mut lac_rx = self.lac_tx.subscribe();
-        let meta = self.meta.clone();
-        let ledger = self.ledger;
+        let sh = self.sh.clone();
+        let mut lac_rx = sh.lac_tx.subscribe();
         Box::pin(async move {
+            let ledger = sh.ledger;
             // Wait for pending adds (the managed ledger drains them first; this is a backstop).
             loop {
                 let (next, lac, failed) = {
-                    let st = state.lock();
+                    let st = sh.state.lock();
                     (st.next, st.lac, st.failed.is_some())
                 };
                 if failed || lac + 1 >= next as i64 {
@@ -613,22 +794,24 @@ impl LedgerWriter for BookieWriter {
                 }
             }
             let (lac, length) = {
-                let mut st = state.lock();
+                let mut st = sh.state.lock();
                 st.failed.get_or_insert(StorageError::Closed(ledger));
+                st.pending.clear();
                 (st.lac, st.length)
             };
             let last = (lac >= 0).then_some(lac as u64);
-            meta.update_ledger(LedgerId(ledger), |mut m| {
-                if m.state == LedgerState::Closed {
-                    return Ok(None);
-                }
-                m.state = LedgerState::Closed;
-                m.last_entry_id = last.map(EntryId);
-                m.length = length;
-                Ok(Some(m))
-            })
-            .await
-            .map_err(map_meta)?;
+            sh.meta
+                .update_ledger(LedgerId(ledger), |mut m| {
+                    if m.state == LedgerState::Closed {
+                        return Ok(None);
+                    }
+                    m.state = LedgerState::Closed;
+                    m.last_entry_id = last.map(EntryId);
+                    m.length = length;
+                    Ok(Some(m))
+                })
+                .await
+                .map_err(map_meta)?;
             Ok(last)
         })
     }

@@ -61,7 +61,13 @@ async fn setup(
     };
     let a = mk("a");
     let b = mk("b");
+    META.with(|m| *m.borrow_mut() = Some(MetaClient::new(store.clone(), Paths::default())));
     (tmp, nodes, a, b)
+}
+
+thread_local! {
+    /// The metadata client of the last `setup` on this thread (tests run one per thread).
+    static META: std::cell::RefCell<Option<MetaClient>> = const { std::cell::RefCell::new(None) };
 }
 
 #[tokio::test]
@@ -148,8 +154,8 @@ async fn striped_ensemble_with_write_and_ack_quorums() {
 }
 
 #[tokio::test]
-async fn a_dead_bookie_fails_the_ledger_and_is_left_out_of_the_next_one() {
-    let (_tmp, mut nodes, a, _b) = setup(
+async fn ensemble_change_replaces_a_dead_bookie_then_stalls_without_spares() {
+    let (_tmp, mut nodes, a, b) = setup(
         3,
         Quorum {
             ensemble: 2,
@@ -162,27 +168,46 @@ async fn a_dead_bookie_fails_the_ledger_and_is_left_out_of_the_next_one() {
     for i in 0..10u32 {
         w.add(Bytes::from(format!("x{i}"))).await.unwrap();
     }
-    // The ensemble is bookies[(id + i) % 3]: stop its first member.
+    // The ensemble is bookies[(id + i) % 3]: stop its first member. The third bookie replaces
+    // it and the adds go on (the new ensemble is in the ledger metadata before they complete).
     let victim = (w.ledger_id() % 3) as usize;
-    nodes.remove(victim).shutdown().await;
-    let err = w.add(Bytes::from_static(b"lost")).await.unwrap_err();
+    let dead = nodes.remove(victim);
+    dead.shutdown().await;
+    for i in 10..20u32 {
+        assert_eq!(
+            w.add(Bytes::from(format!("x{i}"))).await.unwrap(),
+            u64::from(i)
+        );
+    }
+    // Every entry is readable by another client (reads follow the ensemble segments).
+    let all = b.read(w.ledger_id(), 0, 19).await.unwrap();
+    assert_eq!(all[15], Bytes::from("x15"));
+    let meta = META.with(|m| m.borrow().clone()).unwrap();
+    let (md, _) = meta
+        .ledger(strata_proto::LedgerId(w.ledger_id()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(md.ensembles.len(), 2, "{md:?}");
+    let dead_id = BookieId(format!("bookie-{victim}"));
+    assert!(md.ensembles[0].bookies.contains(&dead_id));
+    assert!(!md.ensembles[1].bookies.contains(&dead_id), "{md:?}");
+    // With one bookie left and E=2 there is no replacement: the ledger stalls with a clear
+    // error and never acknowledges below the ack quorum.
+    nodes.remove(0).shutdown().await;
+    let err = w.add(Bytes::from_static(b"stalled")).await.unwrap_err();
     assert!(
-        err.is_retryable() || matches!(err, StorageError::Other(_)),
+        matches!(
+            err,
+            StorageError::NotEnoughBookies(_) | StorageError::Unavailable(_)
+        ),
         "{err:?}"
     );
     assert_eq!(
         w.close().await.unwrap(),
-        Some(9),
+        Some(19),
         "the ledger closes at its last acknowledged entry"
     );
-    // The next ledger avoids the failed bookie, so writes go on.
-    let w2 = a.create().await.unwrap();
-    for i in 0..10u32 {
-        w2.add(Bytes::from(format!("y{i}"))).await.unwrap();
-    }
-    // The old ledger stays readable from its surviving replica.
-    let old = a.read(w.ledger_id(), 0, 9).await.unwrap();
-    assert_eq!(old[9], Bytes::from("x9"));
     for n in nodes {
         n.shutdown().await;
     }
