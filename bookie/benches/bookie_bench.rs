@@ -314,8 +314,15 @@ fn main() {
         }
         let name = "bookie_journal_sync_latency_seconds";
         let b0 = buckets(&node.metrics.encode(), name);
+        let a0 = buckets(&node.metrics.encode(), "bookie_journal_apply_latency_seconds");
         let half = open_loop(&clients, 1024, small / 2.0, dur, 30_000).await;
         let b1 = buckets(&node.metrics.encode(), name);
+        let a1 = buckets(&node.metrics.encode(), "bookie_journal_apply_latency_seconds");
+        println!(
+            "  journal apply+ack during that phase: p99 <= {} ms, max <= {} ms",
+            delta_quantile(&a0, &a1, 0.99) * 1e3,
+            delta_quantile(&a0, &a1, 1.0) * 1e3
+        );
         println!(
             "  journal write+fdatasync during that phase: p50 <= {} ms, p99 <= {} ms, max <= {} ms",
             delta_quantile(&b0, &b1, 0.5) * 1e3,

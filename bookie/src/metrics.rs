@@ -31,6 +31,8 @@ pub struct Metrics {
     pub journal_sync_latency: Histogram,
     /// Records per group commit.
     pub journal_batch_records: Histogram,
+    /// Time from a commit's fdatasync to its acknowledgements (state lock + apply + wake-ups).
+    pub journal_apply_latency: Histogram,
     /// Bytes written to the journal.
     pub journal_bytes: Counter,
     /// Reads served from the write cache.
@@ -77,6 +79,7 @@ impl Metrics {
             read_latency: lat(),
             journal_sync_latency: lat(),
             journal_batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
+            journal_apply_latency: lat(),
             journal_bytes: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
@@ -130,6 +133,11 @@ impl Metrics {
             "bookie_journal_sync_latency_seconds",
             "Journal write + fdatasync latency per group commit",
             m.journal_sync_latency.clone(),
+        );
+        r.register(
+            "bookie_journal_apply_latency_seconds",
+            "Time from a group commit's fdatasync to its acknowledgements",
+            m.journal_apply_latency.clone(),
         );
         r.register(
             "bookie_journal_batch_records",

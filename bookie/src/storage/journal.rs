@@ -188,6 +188,7 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
         m.journal_batch_records.observe(batch.len() as f64);
         match res {
             Ok(()) => {
+                let applied = Instant::now();
                 m.journal_bytes.inc_by(buf.len() as u64);
                 let over = {
                     let mut st = shared.state.lock();
@@ -201,6 +202,8 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
                 for op in batch.drain(..) {
                     let _ = op.done.send(Ok(()));
                 }
+                m.journal_apply_latency
+                    .observe(applied.elapsed().as_secs_f64());
                 if over {
                     shared.kick_flusher();
                 }
