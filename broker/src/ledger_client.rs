@@ -10,8 +10,13 @@
 //!   and closes the ledger metadata at the last readable one (CAS). A writer that is fenced gets
 //!   `Fenced` errors from then on.
 //!
-//! Not built yet (issue 5): ensemble changes on bookie failure, writing recovered entries back to
-//! a full write quorum, speculative reads.
+//! - Ensemble change: a bookie that fails a write (or times out after [`ADD_TIMEOUT`]) is replaced
+//!   by one outside the ensemble; the new segment (from the first unconfirmed entry) is committed
+//!   to the ledger metadata before the replacement is written to, then pending entries of that
+//!   slot are re-sent. Without a spare the writer fails (`NotEnoughBookies`).
+//!
+//! Not built yet (issue 5): writing recovered entries back to a full write quorum, speculative
+//! reads, rack-aware placement.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
