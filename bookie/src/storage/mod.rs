@@ -393,7 +393,9 @@ impl Storage {
             .max(64 << 20);
         loop {
             let notified = self.shared.space.notified();
-            let full = self.shared.state.lock().cache_bytes() > limit_cache
+            // the gauge is updated after every commit and flush: no lock on the add path
+            let cached = usize::try_from(self.shared.metrics.cache_bytes.get()).unwrap_or(0);
+            let full = cached > limit_cache
                 || self.shared.queued_bytes.load(Ordering::Acquire) > limit_queue;
             if !full {
                 return Ok(());
