@@ -35,6 +35,9 @@ enum Command {
     Consume(strata_client::cli::ConsumeArgs),
     /// Load generator: `strata perf produce|consume`, throughput and latency percentiles.
     Perf(strata_client::cli::PerfArgs),
+    /// Administer tenants, namespaces, topics, brokers and clusters over the admin REST API
+    /// (mirrors pulsar-admin).
+    Admin(strata_client::admin::cli::AdminArgs),
     /// JWT token tools, like `pulsar tokens` (create-secret-key, create-key-pair, create, validate).
     Tokens(strata_auth::cli::TokensArgs),
     /// Print shell completions for this CLI.
@@ -101,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Produce(args) => strata_client::cli::run_produce(args, shutdown_on_signal()).await,
         Command::Consume(args) => strata_client::cli::run_consume(args, shutdown_on_signal()).await,
         Command::Perf(args) => strata_client::cli::run_perf(args, shutdown_on_signal()).await,
+        Command::Admin(args) => strata_client::admin::cli::run(args).await,
         Command::Tokens(args) => strata_auth::cli::run(args),
         Command::Completions { shell } => {
             use clap::CommandFactory;

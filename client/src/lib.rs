@@ -7,11 +7,13 @@
 //!   ids, a future per message resolved by SEND_RECEIPT, `max_pending` backpressure.
 //! - [`Consumer`]: SUBSCRIBE on every partition, FLOW permits re-granted as the application
 //!   receives (half the receiver queue at a time), batches split into messages, acks.
+//! - [`admin`]: a typed client for the admin REST API v2 and the `strata admin` command.
 //! - [`cli`]: clap `Args` and `run_*` functions the `strata` binary wires in.
 //!
 //! Depends on `strata-proto` only, never on server crates. Connections are not re-established
 //! automatically: an operation on a dead connection fails with a retryable [`ClientError`].
 
+pub mod admin;
 pub mod cli;
 mod client;
 pub mod compression;

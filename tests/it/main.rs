@@ -2,6 +2,7 @@
 //! Each area is one module; shared launchers live in `harness`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin_cli;
 mod auth_tokens;
 mod bookie;
 mod broker_badinput;

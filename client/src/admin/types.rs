@@ -1,0 +1,313 @@
+//! JSON shapes of Pulsar's admin API v2 (field names as Pulsar's Java classes serialize them).
+//! Unknown fields are kept in `other` where a server may send more than we model, so printing a
+//! value back shows everything the server said.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `TenantInfo`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TenantInfo {
+    /// Roles that administer the tenant.
+    pub admin_roles: Vec<String>,
+    /// Clusters the tenant's namespaces may use.
+    pub allowed_clusters: Vec<String>,
+}
+
+/// `ClusterData` (the fields an operator reads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClusterData {
+    /// HTTP service URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_url: Option<String>,
+    /// HTTPS service URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_url_tls: Option<String>,
+    /// Pulsar protocol URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_service_url: Option<String>,
+    /// Pulsar protocol TLS URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_service_url_tls: Option<String>,
+    /// Everything else the server sent.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `RetentionPolicies`: `-1` means unlimited, `0` no retention.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RetentionPolicies {
+    /// Time limit in minutes.
+    pub retention_time_in_minutes: i64,
+    /// Size limit in MB.
+    #[serde(rename = "retentionSizeInMB")]
+    pub retention_size_in_mb: i64,
+}
+
+/// `BacklogQuota.RetentionPolicy`, serialized as Pulsar's enum constant names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BacklogQuotaPolicy {
+    /// Hold producers' sends until the backlog drops.
+    ProducerRequestHold,
+    /// Fail producers' sends.
+    ProducerException,
+    /// Evict the oldest backlog of the slowest subscriptions.
+    ConsumerBacklogEviction,
+}
+
+impl BacklogQuotaPolicy {
+    /// Pulsar's name (`producer_request_hold`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BacklogQuotaPolicy::ProducerRequestHold => "producer_request_hold",
+            BacklogQuotaPolicy::ProducerException => "producer_exception",
+            BacklogQuotaPolicy::ConsumerBacklogEviction => "consumer_backlog_eviction",
+        }
+    }
+}
+
+/// `BacklogQuota`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BacklogQuota {
+    /// Size limit in bytes (`-1`: none).
+    #[serde(default = "minus_one")]
+    pub limit_size: i64,
+    /// Time limit in seconds (`-1`: none).
+    #[serde(default = "minus_one")]
+    pub limit_time: i64,
+    /// What happens when the limit is exceeded.
+    pub policy: BacklogQuotaPolicy,
+}
+
+fn minus_one() -> i64 {
+    -1
+}
+
+/// `PersistencePolicies`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PersistencePolicies {
+    /// Ensemble size E.
+    pub bookkeeper_ensemble: u32,
+    /// Write quorum Qw.
+    pub bookkeeper_write_quorum: u32,
+    /// Ack quorum Qa.
+    pub bookkeeper_ack_quorum: u32,
+    /// Mark-delete rate limit (0: none).
+    pub managed_ledger_max_mark_delete_rate: f64,
+}
+
+/// `DispatchRate`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DispatchRate {
+    /// Messages per period (`-1`: unlimited).
+    pub dispatch_throttling_rate_in_msg: i64,
+    /// Bytes per period (`-1`: unlimited).
+    pub dispatch_throttling_rate_in_byte: i64,
+    /// Whether the rate is relative to the publish rate.
+    pub relative_to_publish_rate: bool,
+    /// Period in seconds.
+    pub rate_period_in_second: i64,
+}
+
+impl Default for DispatchRate {
+    fn default() -> Self {
+        DispatchRate {
+            dispatch_throttling_rate_in_msg: -1,
+            dispatch_throttling_rate_in_byte: -1,
+            relative_to_publish_rate: false,
+            rate_period_in_second: 1,
+        }
+    }
+}
+
+/// `PublishRate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PublishRate {
+    /// Messages per second (`-1`: unlimited).
+    pub publish_throttling_rate_in_msg: i64,
+    /// Bytes per second (`-1`: unlimited).
+    pub publish_throttling_rate_in_byte: i64,
+}
+
+impl Default for PublishRate {
+    fn default() -> Self {
+        PublishRate {
+            publish_throttling_rate_in_msg: -1,
+            publish_throttling_rate_in_byte: -1,
+        }
+    }
+}
+
+/// `PartitionedTopicMetadata`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PartitionedTopicMetadata {
+    /// Partition count (0: not partitioned).
+    pub partitions: u32,
+}
+
+/// A message id as the admin API takes and returns it (`MessageIdImpl` / `ResetCursorData`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageIdJson {
+    /// Ledger id (`-1` with entry `-1`: earliest; `i64::MAX` twice: latest).
+    pub ledger_id: i64,
+    /// Entry id.
+    pub entry_id: i64,
+    /// Partition index (`-1`: not a partition).
+    #[serde(default = "minus_one_i32")]
+    pub partition_index: i32,
+    /// Batch index (`-1`: the whole entry).
+    #[serde(default = "minus_one_i32", skip_serializing_if = "is_minus_one")]
+    pub batch_index: i32,
+}
+
+fn minus_one_i32() -> i32 {
+    -1
+}
+
+fn is_minus_one(v: &i32) -> bool {
+    *v == -1
+}
+
+impl MessageIdJson {
+    /// `MessageId.earliest`.
+    pub const EARLIEST: MessageIdJson = MessageIdJson {
+        ledger_id: -1,
+        entry_id: -1,
+        partition_index: -1,
+        batch_index: -1,
+    };
+    /// `MessageId.latest`.
+    pub const LATEST: MessageIdJson = MessageIdJson {
+        ledger_id: i64::MAX,
+        entry_id: i64::MAX,
+        partition_index: -1,
+        batch_index: -1,
+    };
+
+    /// Parses `earliest`, `latest` or `LEDGER:ENTRY[:PARTITION[:BATCH]]` (pulsar-admin's forms).
+    pub fn parse(s: &str) -> Result<MessageIdJson, String> {
+        match s {
+            "earliest" => return Ok(Self::EARLIEST),
+            "latest" => return Ok(Self::LATEST),
+            _ => {}
+        }
+        let parts: Vec<&str> = s.split(':').collect();
+        if !(2..=4).contains(&parts.len()) {
+            return Err(format!(
+                "invalid message id {s:?} (expected earliest, latest or LEDGER:ENTRY)"
+            ));
+        }
+        let num = |i: usize| -> Result<i64, String> {
+            parts[i]
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| format!("invalid message id {s:?}: {:?} is not a number", parts[i]))
+        };
+        let small = |i: usize| -> Result<i32, String> {
+            i32::try_from(num(i)?).map_err(|_| format!("invalid message id {s:?}: out of range"))
+        };
+        Ok(MessageIdJson {
+            ledger_id: num(0)?,
+            entry_id: num(1)?,
+            partition_index: if parts.len() > 2 { small(2)? } else { -1 },
+            batch_index: if parts.len() > 3 { small(3)? } else { -1 },
+        })
+    }
+}
+
+impl std::fmt::Display for MessageIdJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.ledger_id, self.entry_id)?;
+        if self.partition_index >= 0 || self.batch_index >= 0 {
+            write!(f, ":{}", self.partition_index)?;
+        }
+        if self.batch_index >= 0 {
+            write!(f, ":{}", self.batch_index)?;
+        }
+        Ok(())
+    }
+}
+
+/// `AuthAction` names used in grants.
+pub const AUTH_ACTIONS: [&str; 5] = ["produce", "consume", "functions", "sources", "sinks"];
+
+/// Namespace `Policies` (the fields Strata stores; anything else is kept in `other`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Policies {
+    /// Grants: `namespace_auth` (role → actions), `destination_auth`, `subscription_auth_roles`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_policies: Option<serde_json::Value>,
+    /// Clusters the namespace replicates to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replication_clusters: Vec<String>,
+    /// Backlog quotas by type (`destination_storage`, `message_age`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub backlog_quota_map: BTreeMap<String, BacklogQuota>,
+    /// Message TTL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_ttl_in_seconds: Option<i64>,
+    /// Retention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_policies: Option<RetentionPolicies>,
+    /// Persistence (E/Qw/Qa).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<PersistencePolicies>,
+    /// Deduplication.
+    #[serde(
+        rename = "deduplicationEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deduplication_enabled: Option<bool>,
+    /// Max producers per topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_producers_per_topic: Option<i64>,
+    /// Max consumers per topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_consumers_per_topic: Option<i64>,
+    /// Offload threshold in bytes (`-1`: disabled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offload_threshold: Option<i64>,
+    /// Everything else the server sent (dispatch rates, bundles, ...).
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `LongRunningProcessStatus` (compaction status).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LongRunningProcessStatus {
+    /// `NOT_RUN`, `RUNNING`, `SUCCESS` or `ERROR`.
+    pub status: String,
+    /// The last error, if any.
+    #[serde(default)]
+    pub last_error: String,
+}
+
+/// A peeked or fetched message: the id, properties and the raw payload, from the response
+/// headers (`X-Pulsar-Message-ID`, `X-Pulsar-PROPERTY-*`, ...) and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// `X-Pulsar-*` headers, lowercase name without the prefix (e.g. `message-id`, `property-k`).
+    pub headers: BTreeMap<String, String>,
+    /// Payload bytes.
+    pub payload: bytes::Bytes,
+}
+
+impl RawMessage {
+    /// The message id header, if the server sent one.
+    pub fn message_id(&self) -> Option<&str> {
+        self.headers.get("message-id").map(String::as_str)
+    }
+}
