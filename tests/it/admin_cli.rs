@@ -271,6 +271,16 @@ fn brokers_healthcheck_and_error_output() {
     // A usage error is clap's (exit status 2), not a request.
     let r = admin(&node, &["topics", "create-partitioned-topic", "x"]);
     assert_eq!(r.code, Some(2), "{r:?}");
+    // Shell completion covers the admin commands.
+    let out = Command::new(strata_bin())
+        .args(["completions", "bash"])
+        .output()
+        .expect("run strata completions");
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("set-backlog-quota") && script.contains("create-partitioned-topic"),
+        "completion script lacks admin commands"
+    );
 }
 
 // ---------------------------------------------------------------- needs the /admin/v2 server side

@@ -1024,13 +1024,15 @@ async fn topics(c: &AdminClient, cmd: &TopicsCmd) -> AdminResult<Out> {
     })
 }
 
-fn render_messages(msgs: &[RawMessage], format: OutputFormat) -> String {
+fn render_messages(entries: &[RawMessage], format: OutputFormat) -> String {
+    let msgs: Vec<PeekedMessage> = entries.iter().flat_map(RawMessage::messages).collect();
     match format {
         OutputFormat::Json => {
             let v: Vec<Value> = msgs
                 .iter()
                 .map(|m| {
                     json!({
+                        "messageId": m.id,
                         "headers": m.headers,
                         "payload": String::from_utf8_lossy(&m.payload),
                     })
@@ -1041,18 +1043,16 @@ fn render_messages(msgs: &[RawMessage], format: OutputFormat) -> String {
         OutputFormat::Table => {
             let mut out = String::new();
             for (i, m) in msgs.iter().enumerate() {
-                out.push_str(&format!("Message ID: {}\n", m.message_id().unwrap_or("?")));
+                if i > 0 {
+                    out.push_str("-------------------------------------------------------------\n");
+                }
+                out.push_str(&format!("Message ID: {}\n", m.id));
                 for (k, v) in &m.headers {
-                    if k != "message-id" {
-                        out.push_str(&format!("{k}: {v}\n"));
-                    }
+                    out.push_str(&format!("{k}: {v}\n"));
                 }
                 out.push_str(&payload_text(&m.payload));
                 if !out.ends_with('\n') {
                     out.push('\n');
-                }
-                if i + 1 < msgs.len() {
-                    out.push_str("-------------------------------------------------------------\n");
                 }
             }
             out
@@ -1176,4 +1176,10 @@ pub fn check_actions(actions: &[String]) -> Result<Vec<String>, String> {
         return Err("no action given (e.g. --actions produce,consume)".into());
     }
     Ok(out)
+}
+
+/// Table rendering of peeked entries (for tests).
+#[cfg(test)]
+pub(crate) fn render_messages_for_test(entries: &[RawMessage]) -> String {
+    render_messages(entries, OutputFormat::Table)
 }

@@ -773,3 +773,79 @@ async fn a_silent_server_times_out() {
     assert!(matches!(err, AdminError::Timeout(..)), "{err}");
     hold.abort();
 }
+
+#[test]
+fn peeked_batches_are_split_and_decompressed() {
+    use strata_proto::pulsar::{KeyValue, SingleMessageMetadata};
+    let mut batch = bytes::BytesMut::new();
+    for (i, body) in ["one", "two"].iter().enumerate() {
+        let md = SingleMessageMetadata {
+            payload_size: body.len() as i32,
+            properties: vec![KeyValue {
+                key: "i".into(),
+                value: i.to_string(),
+            }],
+            ..Default::default()
+        };
+        strata_proto::batch::write_batch_message(&mut batch, &md, body.as_bytes());
+    }
+    let batch = batch.freeze();
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("message-id".to_owned(), "7:3".to_owned());
+    headers.insert("num-batch-message".to_owned(), "2".to_owned());
+    let plain = RawMessage {
+        headers: headers.clone(),
+        payload: batch.clone(),
+    };
+    let msgs = plain.messages();
+    assert_eq!(msgs.len(), 2);
+    assert_eq!(
+        (msgs[0].id.as_str(), &msgs[0].payload[..]),
+        ("7:3:0", &b"one"[..])
+    );
+    assert_eq!(
+        msgs[1].headers.get("property-i").map(String::as_str),
+        Some("1")
+    );
+
+    let compressed =
+        crate::compression::compress(strata_proto::pulsar::CompressionType::Lz4, &batch).unwrap();
+    headers.insert("compression".to_owned(), "LZ4".to_owned());
+    headers.insert("uncompressed-size".to_owned(), batch.len().to_string());
+    let lz4 = RawMessage {
+        headers: headers.clone(),
+        payload: compressed,
+    };
+    assert_eq!(lz4.messages()[1].payload, &b"two"[..]);
+
+    // Garbage is shown raw with the reason, never a panic.
+    headers.insert("compression".to_owned(), "NONE".to_owned());
+    let bad = RawMessage {
+        headers,
+        payload: bytes::Bytes::from_static(&[0xff, 0xff, 0xff, 0xff, 1]),
+    };
+    let msgs = bad.messages();
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].headers.contains_key("decode-error"));
+    let out = render_messages_for_test(&[plain]);
+    assert!(out.contains("Message ID: 7:3:1\n"), "{out}");
+}
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_peek_responses_never_panic(
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        n in 0usize..5,
+        comp in 0usize..6,
+        size in 0usize..1024,
+    ) {
+        let mut headers = std::collections::BTreeMap::new();
+        headers.insert("message-id".to_owned(), "1:2".to_owned());
+        headers.insert("num-batch-message".to_owned(), n.to_string());
+        let kinds = ["NONE", "LZ4", "ZLIB", "ZSTD", "SNAPPY", "BOGUS"];
+        headers.insert("compression".to_owned(), kinds[comp].to_owned());
+        headers.insert("uncompressed-size".to_owned(), size.to_string());
+        let m = RawMessage { headers, payload: bytes::Bytes::from(payload) };
+        let _ = m.messages();
+    }
+}

@@ -311,3 +311,119 @@ impl RawMessage {
         self.headers.get("message-id").map(String::as_str)
     }
 }
+
+/// One message of a peeked or fetched entry after decompression and batch splitting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeekedMessage {
+    /// `ledger:entry` (plus `:partition:batch` when the entry is a batch).
+    pub id: String,
+    /// Metadata headers and message properties (`property-k` → value), sorted.
+    pub headers: BTreeMap<String, String>,
+    /// The message's payload.
+    pub payload: bytes::Bytes,
+}
+
+impl RawMessage {
+    /// The messages of this entry: decompressed (`compression` + `uncompressed-size` headers)
+    /// and split when it is a batch (`num-batch-message`). An entry that does not decode is
+    /// returned as one message with its raw bytes and a `decode-error` header.
+    pub fn messages(&self) -> Vec<PeekedMessage> {
+        let id = self.message_id().unwrap_or("?").to_owned();
+        match self.split() {
+            Ok(Some(list)) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, (props, payload))| {
+                    let mut headers: BTreeMap<String, String> = self
+                        .headers
+                        .iter()
+                        .filter(|(k, _)| !k.starts_with("property-") && *k != "message-id")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    headers.extend(props.into_iter().map(|(k, v)| (format!("property-{k}"), v)));
+                    PeekedMessage {
+                        id: format!("{id}:{i}"),
+                        headers,
+                        payload,
+                    }
+                })
+                .collect(),
+            Ok(None) => vec![self.whole(id, None)],
+            Err(e) => vec![self.whole(id, Some(e))],
+        }
+    }
+
+    fn whole(&self, id: String, error: Option<String>) -> PeekedMessage {
+        let mut headers: BTreeMap<String, String> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| *k != "message-id")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(e) = error {
+            headers.insert("decode-error".to_owned(), e);
+        }
+        PeekedMessage {
+            id,
+            headers,
+            payload: self.payload.clone(),
+        }
+    }
+
+    /// `Ok(None)`: a single uncompressed message (show as is).
+    #[allow(clippy::type_complexity)]
+    fn split(&self) -> Result<Option<Vec<(Vec<(String, String)>, bytes::Bytes)>>, String> {
+        use strata_proto::pulsar::CompressionType;
+        let kind = match self
+            .headers
+            .get("compression")
+            .map(|s| s.to_ascii_uppercase())
+        {
+            None => CompressionType::None,
+            Some(k) => match k.as_str() {
+                "NONE" => CompressionType::None,
+                "LZ4" => CompressionType::Lz4,
+                "ZLIB" => CompressionType::Zlib,
+                "ZSTD" => CompressionType::Zstd,
+                "SNAPPY" => CompressionType::Snappy,
+                other => return Err(format!("unknown compression {other}")),
+            },
+        };
+        let batch = match self.headers.get("num-batch-message") {
+            Some(n) => Some(
+                n.trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("bad num-batch-message {n:?}"))?,
+            ),
+            None => None,
+        };
+        if kind == CompressionType::None && batch.is_none() {
+            return Ok(None);
+        }
+        let data = if kind == CompressionType::None {
+            self.payload.clone()
+        } else {
+            let size = self
+                .headers
+                .get("uncompressed-size")
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or("compressed entry without uncompressed-size")?;
+            crate::compression::decompress(kind, &self.payload, size).map_err(|e| e.to_string())?
+        };
+        let Some(n) = batch else {
+            return Ok(Some(vec![(Vec::new(), data)]));
+        };
+        let mut out = Vec::new();
+        for m in strata_proto::batch::BatchIter::new(data).take(n) {
+            let m = m.map_err(|e| e.to_string())?;
+            let props = m
+                .metadata
+                .properties
+                .iter()
+                .map(|p| (p.key.clone(), p.value.clone()))
+                .collect();
+            out.push((props, m.payload));
+        }
+        Ok(Some(out))
+    }
+}
