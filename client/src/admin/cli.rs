@@ -913,8 +913,8 @@ async fn topics(c: &AdminClient, cmd: &TopicsCmd) -> AdminResult<Out> {
             c.delete_topic(&topic(t)?, true, *force).await?;
             Out::None
         }
-        T::Stats { topic: t } => Out::Value(c.stats(&topic(t)?).await?),
-        T::StatsInternal { topic: t } => Out::Value(c.internal_stats(&topic(t)?).await?),
+        T::Stats { topic: t } => val(c.stats(&topic(t)?).await?),
+        T::StatsInternal { topic: t } => val(c.internal_stats(&topic(t)?).await?),
         T::PartitionedStats {
             topic: t,
             per_partition,

@@ -211,8 +211,14 @@ impl AdminClient {
         path: &str,
         body: Option<Bytes>,
     ) -> AdminResult<RawResponse> {
-        tracing::debug!(%method, path, "admin request");
-        let resp = self.transport.send(method, path, body).await?;
+        use tracing::Instrument;
+        let span = tracing::debug_span!("admin_request", %method, path);
+        let resp = self
+            .transport
+            .send(method, path, body)
+            .instrument(span)
+            .await?;
+        tracing::debug!(status = resp.status.as_u16(), path, "admin response");
         if resp.status.is_success() {
             Ok(resp)
         } else {
@@ -580,14 +586,14 @@ impl AdminClient {
         self.get(&format!("{}/partitions", t.path())).await
     }
 
-    /// `GET .../{topic}/stats` (`TopicStats`).
-    pub async fn stats(&self, t: &TopicRef) -> AdminResult<serde_json::Value> {
-        self.get_value(&format!("{}/stats", t.path())).await
+    /// `GET .../{topic}/stats`.
+    pub async fn stats(&self, t: &TopicRef) -> AdminResult<TopicStats> {
+        self.get(&format!("{}/stats", t.path())).await
     }
 
-    /// `GET .../{topic}/internalStats` (`PersistentTopicInternalStats`).
-    pub async fn internal_stats(&self, t: &TopicRef) -> AdminResult<serde_json::Value> {
-        self.get_value(&format!("{}/internalStats", t.path())).await
+    /// `GET .../{topic}/internalStats`.
+    pub async fn internal_stats(&self, t: &TopicRef) -> AdminResult<PersistentTopicInternalStats> {
+        self.get(&format!("{}/internalStats", t.path())).await
     }
 
     /// `GET .../{topic}/partitioned-stats[?perPartition=true]`.

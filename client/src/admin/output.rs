@@ -41,7 +41,8 @@ fn cell(v: &Value) -> String {
 
 fn render_table(value: &Value) -> String {
     match value {
-        Value::Null => String::new(),
+        // A getter of an unset policy: say so, as pulsar-admin does.
+        Value::Null => "null\n".to_owned(),
         Value::Array(items) if items.iter().all(|v| !v.is_object()) => {
             items.iter().map(|v| format!("{}\n", cell(v))).collect()
         }
@@ -190,7 +191,7 @@ mod tests {
             render(&v, OutputFormat::Table),
             "subscriptions  {\"s\":{\"msgBacklog\":3}}\nx\n"
         );
-        assert_eq!(render(&Value::Null, OutputFormat::Table), "");
+        assert_eq!(render(&Value::Null, OutputFormat::Table), "null\n");
         assert_eq!(render(&json!(42), OutputFormat::Table), "42\n");
     }
 

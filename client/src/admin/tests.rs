@@ -849,3 +849,31 @@ proptest::proptest! {
         let _ = m.messages();
     }
 }
+
+#[test]
+fn stats_shapes_keep_what_the_server_sent() {
+    let sent = json!({
+        "msgRateIn": 1.5,
+        "storageSize": 1234,
+        "publishers": [{"producerName": "p"}],
+        "subscriptions": {"s": {"msgBacklog": 3, "type": "Shared", "isDurable": true, "unackedMessages": 0}},
+        "deduplicationStatus": "Disabled"
+    });
+    let stats: TopicStats = serde_json::from_value(sent.clone()).unwrap();
+    assert_eq!(stats.storage_size, Some(1234));
+    let subs = stats.subscriptions.as_ref().unwrap();
+    assert_eq!(subs["s"].msg_backlog, Some(3));
+    assert_eq!(subs["s"].sub_type.as_deref(), Some("Shared"));
+    assert_eq!(serde_json::to_value(&stats).unwrap(), sent);
+
+    let sent = json!({
+        "entriesAddedCounter": 5,
+        "lastConfirmedEntry": "3:4",
+        "ledgers": [{"ledgerId": 3, "entries": 5, "size": 100, "offloaded": false, "closed": true}],
+        "cursors": {"s": {"markDeletePosition": "3:1"}},
+        "terminated": false
+    });
+    let internal: PersistentTopicInternalStats = serde_json::from_value(sent.clone()).unwrap();
+    assert_eq!(internal.ledgers.as_ref().unwrap()[0].ledger_id, 3);
+    assert_eq!(serde_json::to_value(&internal).unwrap(), sent);
+}

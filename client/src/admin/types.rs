@@ -427,3 +427,111 @@ impl RawMessage {
         Ok(Some(out))
     }
 }
+
+/// `TopicStats` (`GET .../stats`): the fields an operator reads most; every field is optional so
+/// printing a value back shows exactly what the server sent, the rest is kept in `other`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TopicStats {
+    /// Publish rate (msg/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg_rate_in: Option<f64>,
+    /// Dispatch rate (msg/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg_rate_out: Option<f64>,
+    /// Publish throughput (bytes/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg_throughput_in: Option<f64>,
+    /// Dispatch throughput (bytes/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg_throughput_out: Option<f64>,
+    /// Bytes stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_size: Option<i64>,
+    /// Bytes of backlog.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog_size: Option<i64>,
+    /// Producers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publishers: Option<Vec<serde_json::Value>>,
+    /// Subscriptions by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriptions: Option<BTreeMap<String, SubscriptionStats>>,
+    /// Everything else the server sent.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `SubscriptionStats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionStats {
+    /// Messages not yet acknowledged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg_backlog: Option<i64>,
+    /// Dispatch rate (msg/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg_rate_out: Option<f64>,
+    /// `Exclusive`, `Shared`, `Failover` or `Key_Shared`.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub sub_type: Option<String>,
+    /// Whether the cursor is durable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_durable: Option<bool>,
+    /// Connected consumers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<Vec<serde_json::Value>>,
+    /// Everything else the server sent.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `PersistentTopicInternalStats` (`GET .../internalStats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PersistentTopicInternalStats {
+    /// Entries added since the topic was loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries_added_counter: Option<i64>,
+    /// Entries stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub number_of_entries: Option<i64>,
+    /// Bytes stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_size: Option<i64>,
+    /// `ledger:entry` of the last confirmed entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_confirmed_entry: Option<String>,
+    /// Managed-ledger state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The ledgers of the topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledgers: Option<Vec<LedgerInfo>>,
+    /// Cursors by subscription name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursors: Option<BTreeMap<String, serde_json::Value>>,
+    /// Everything else the server sent.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One ledger of `PersistentTopicInternalStats`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LedgerInfo {
+    /// Ledger id.
+    pub ledger_id: i64,
+    /// Entries (of a closed ledger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<i64>,
+    /// Bytes (of a closed ledger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Whether it moved to tiered storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offloaded: Option<bool>,
+    /// Everything else the server sent.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
+}
