@@ -319,7 +319,7 @@ fn main() {
         let b1 = buckets(&node.metrics.encode(), name);
         let a1 = buckets(&node.metrics.encode(), "bookie_journal_apply_latency_seconds");
         println!(
-            "  journal apply+ack during that phase: p99 <= {} ms, max <= {} ms",
+            "  journal sync -> applied to the state (off the ack path) during that phase: p99 <= {} ms, max <= {} ms",
             delta_quantile(&a0, &a1, 0.99) * 1e3,
             delta_quantile(&a0, &a1, 1.0) * 1e3
         );

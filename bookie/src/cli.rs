@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StorageConfig;
-use crate::registration::{NoopRegistrar, Registrar};
+use crate::registration::{MetaRegistrar, NoopRegistrar, Registrar};
 use crate::server::{BookieNode, BookieOptions};
 
 /// Flags of `strata bookie`.
@@ -67,6 +67,19 @@ pub struct BookieArgs {
     /// Go read-only when a data filesystem has less free space than this.
     #[arg(long, default_value_t = 64 << 20)]
     pub min_free_bytes: u64,
+    /// Metadata store to register in: `etcd://host:port[,host:port...]` or `local:PATH`.
+    /// Without it the bookie announces itself nowhere.
+    #[arg(long, env = "STRATA_METADATA")]
+    pub metadata: Option<String>,
+    /// TTL of the registration's lease: the key vanishes this long after the process died.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub registration_ttl: Duration,
+    /// How often free space and the read-only flag are re-published.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub registration_interval: Duration,
+    /// Rack / failure domain announced for ensemble placement.
+    #[arg(long)]
+    pub rack: Option<String>,
 }
 
 impl BookieArgs {
@@ -93,9 +106,26 @@ impl BookieArgs {
     }
 }
 
-/// Runs a bookie until `shutdown` fires, announcing it nowhere (see [`run_with_registrar`]).
+/// Runs a bookie until `shutdown` fires, registered in the metadata store given by `--metadata`
+/// (announced nowhere without it; see [`run_with_registrar`]).
 pub async fn run(args: BookieArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    run_with_registrar(args, shutdown, Arc::new(NoopRegistrar)).await
+    let Some(url) = args.metadata.clone() else {
+        return run_with_registrar(args, shutdown, Arc::new(NoopRegistrar)).await;
+    };
+    let cfg =
+        strata_meta::StoreConfig::from_url(&url).with_context(|| format!("--metadata {url}"))?;
+    let store = tokio::select! {
+        s = cfg.open() => s.with_context(|| format!("open metadata store {url}"))?,
+        () = shutdown.cancelled() => return Ok(()),
+    };
+    let registrar = Arc::new(MetaRegistrar::new(
+        store.clone(),
+        args.registration_ttl,
+        args.rack.clone(),
+    ));
+    let res = run_with_registrar(args, shutdown, registrar).await;
+    store.close().await;
+    res
 }
 
 /// Runs a bookie until `shutdown` fires, announcing it through `registrar` (e.g. the metadata
@@ -110,7 +140,7 @@ pub async fn run_with_registrar(
         grpc_addr: SocketAddr::new(args.bind, args.port),
         http_addr: Some(SocketAddr::new(args.bind, args.http_port)),
         advertised_address: args.advertised_address.clone(),
-        registration_interval: Duration::from_secs(10),
+        registration_interval: args.registration_interval,
     };
     let node = BookieNode::start(opts, registrar)
         .await

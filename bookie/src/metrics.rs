@@ -31,7 +31,7 @@ pub struct Metrics {
     pub journal_sync_latency: Histogram,
     /// Records per group commit.
     pub journal_batch_records: Histogram,
-    /// Time from a commit's fdatasync to its acknowledgements (state lock + apply + wake-ups).
+    /// Time from a commit's fdatasync until the applier put it into the state (off the add ack path).
     pub journal_apply_latency: Histogram,
     /// Bytes written to the journal.
     pub journal_bytes: Counter,
@@ -136,7 +136,7 @@ impl Metrics {
         );
         r.register(
             "bookie_journal_apply_latency_seconds",
-            "Time from a group commit's fdatasync to its acknowledgements",
+            "Time from a group commit's fdatasync until it is applied to the in-memory state (adds are acknowledged before)",
             m.journal_apply_latency.clone(),
         );
         r.register(

@@ -1,6 +1,6 @@
-//! How a bookie announces itself to the cluster. The metadata store implements [`Registrar`] with an
-//! ephemeral, lease-bound key (e.g. `/bookies/<id>` holding [`BookieInfo`] as JSON); until it is wired,
-//! [`NoopRegistrar`] is used.
+//! How a bookie announces itself to the cluster: [`MetaRegistrar`] writes an ephemeral,
+//! lease-bound key (`/bookies/<id>`, `strata_meta::model::BookieInfo`) in the metadata store and
+//! refreshes it periodically; [`NoopRegistrar`] announces nothing (no `--metadata`).
 
 use serde::{Deserialize, Serialize};
 use strata_proto::BookieId;
@@ -53,6 +53,109 @@ impl Registrar for NoopRegistrar {
     }
 
     async fn deregister(&self) -> Result<(), RegistrationError> {
+        Ok(())
+    }
+}
+
+/// Registers the bookie in the metadata store (`strata_meta`): an ephemeral key under
+/// `/bookies/<id>` bound to a session (lease) of `ttl`, so it vanishes when the process dies
+/// (after the TTL) and is deleted on a graceful shutdown. Each `update` rewrites it with fresh
+/// free space and read-only state; a lost session is re-established (which re-creates the key).
+pub struct MetaRegistrar {
+    meta: strata_meta::model::MetaClient,
+    ttl: std::time::Duration,
+    rack: Option<String>,
+    session: tokio::sync::Mutex<Option<strata_meta::Session>>,
+}
+
+impl std::fmt::Debug for MetaRegistrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaRegistrar")
+            .field("ttl", &self.ttl)
+            .field("rack", &self.rack)
+            .finish()
+    }
+}
+
+impl MetaRegistrar {
+    /// A registrar over `store` (default key layout) with a session of `ttl`.
+    pub fn new(
+        store: std::sync::Arc<dyn strata_meta::MetadataStore>,
+        ttl: std::time::Duration,
+        rack: Option<String>,
+    ) -> Self {
+        Self {
+            meta: strata_meta::model::MetaClient::new(store, strata_meta::model::Paths::default()),
+            ttl,
+            rack,
+            session: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The typed metadata client (e.g. to list registered bookies).
+    pub fn meta(&self) -> &strata_meta::model::MetaClient {
+        &self.meta
+    }
+
+    fn model(&self, info: &BookieInfo) -> strata_meta::model::BookieInfo {
+        strata_meta::model::BookieInfo {
+            bookie_id: info.id.clone(),
+            address: info.id.0.clone(),
+            free_space_bytes: info.free_bytes,
+            total_space_bytes: info.total_bytes,
+            rack: self.rack.clone(),
+            read_only: info.read_only,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    async fn write(&self, info: &BookieInfo) -> Result<(), RegistrationError> {
+        let err = |e: strata_meta::MetaError| RegistrationError(e.to_string());
+        let mut guard = self.session.lock().await;
+        let store = self.meta.store().clone();
+        let session = match guard.take() {
+            None => store.create_session(self.ttl).await.map_err(err)?,
+            Some(s) if s.is_lost() => {
+                tracing::warn!("metadata session lost; re-establishing the bookie registration");
+                match store.reestablish_session(&s).await {
+                    Ok(r) => r.session,
+                    Err(e) => {
+                        // keep the old one: the next update retries
+                        *guard = Some(s);
+                        return Err(err(e));
+                    }
+                }
+            }
+            Some(s) => s,
+        };
+        let res = self.meta.register_bookie(&session, &self.model(info)).await;
+        *guard = Some(session);
+        res.map(|_| ()).map_err(err)
+    }
+}
+
+#[async_trait::async_trait]
+impl Registrar for MetaRegistrar {
+    async fn register(&self, info: &BookieInfo) -> Result<(), RegistrationError> {
+        self.write(info).await?;
+        tracing::info!(bookie = %info.id, "registered in the metadata store");
+        Ok(())
+    }
+
+    async fn update(&self, info: &BookieInfo) -> Result<(), RegistrationError> {
+        self.write(info).await
+    }
+
+    async fn deregister(&self) -> Result<(), RegistrationError> {
+        let session = self.session.lock().await.take();
+        if let Some(s) = session {
+            // ending the session deletes the key at once (no TTL wait)
+            self.meta
+                .store()
+                .close_session(&s)
+                .await
+                .map_err(|e| RegistrationError(e.to_string()))?;
+        }
         Ok(())
     }
 }

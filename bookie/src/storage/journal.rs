@@ -17,6 +17,66 @@ use crate::format::journal::{JournalRecord, file_header};
 
 use super::{JournalOp, Shared};
 
+/// A synced batch, readable from `Shared::durable` until the applier put it into the state.
+pub(super) struct DurableBatch {
+    pub(super) recs: Vec<JournalRecord>,
+    /// Journal position after this batch.
+    pub(super) pos: (u64, u64),
+    pub(super) bytes: usize,
+    synced: Instant,
+}
+
+/// What the journal thread hands to the applier: a synced batch and the acknowledgements that
+/// must wait until it is applied (fence, delete).
+pub(super) type Applied = (
+    Arc<DurableBatch>,
+    Vec<tokio::sync::oneshot::Sender<Result<(), BookieError>>>,
+);
+
+/// The applier thread: moves synced batches into the in-memory state (write cache, LAC, fence,
+/// delete) in commit order, then drops them from the durable queue. Waiting for the state lock
+/// here delays no add acknowledgement.
+pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
+    let cfg = shared.cfg.clone();
+    let m = shared.metrics.clone();
+    let mut work: Vec<Applied> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        work.push(first);
+        while let Ok(more) = rx.try_recv() {
+            work.push(more);
+        }
+        let over = {
+            let mut st = shared.state.lock();
+            for (db, _) in &work {
+                for rec in &db.recs {
+                    st.apply(rec);
+                }
+                st.journal_pos = db.pos;
+            }
+            m.cache_bytes.set(st.cache_bytes() as i64);
+            st.cache.bytes >= cfg.flush_bytes
+        };
+        {
+            let mut q = shared.durable.lock();
+            for _ in 0..work.len() {
+                q.pop_front();
+            }
+        }
+        for (db, later) in work.drain(..) {
+            shared.durable_bytes.fetch_sub(db.bytes, Ordering::AcqRel);
+            m.journal_apply_latency
+                .observe(db.synced.elapsed().as_secs_f64());
+            for tx in later {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        if over {
+            shared.kick_flusher();
+        }
+        shared.space.notify_waiters();
+    }
+}
+
 /// Path of journal file `seq`.
 pub(super) fn path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("journal-{seq:020}.log"))
@@ -145,7 +205,12 @@ pub(super) fn prepare_next(shared: &Shared) -> Result<(), BookieError> {
 }
 
 /// The journal thread's loop; returns when every sender is gone and the queue is drained.
-pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<JournalOp>) {
+pub(super) fn run(
+    shared: Arc<Shared>,
+    mut jf: JournalFile,
+    rx: Receiver<JournalOp>,
+    apply_tx: std::sync::mpsc::Sender<Applied>,
+) {
     let cfg = shared.cfg.clone();
     let m = shared.metrics.clone();
     let mut batch: Vec<JournalOp> = Vec::new();
@@ -188,24 +253,35 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
         m.journal_batch_records.observe(batch.len() as f64);
         match res {
             Ok(()) => {
-                let applied = Instant::now();
                 m.journal_bytes.inc_by(buf.len() as u64);
-                let over = {
-                    let mut st = shared.state.lock();
-                    for op in &batch {
-                        st.apply(&op.rec);
-                    }
-                    st.journal_pos = (jf.seq, jf.len);
-                    m.cache_bytes.set(st.cache_bytes() as i64);
-                    st.cache.bytes >= cfg.flush_bytes
-                };
+                // acknowledge adds right after the sync, without the state lock: the batch is
+                // published in the durable queue (readable from there) before any ack is sent, and
+                // the applier thread moves it into the state. Fences and deletes are acknowledged
+                // by the applier, once their effects (and every earlier add) are in the state.
+                let mut recs = Vec::with_capacity(batch.len());
+                let mut acks = Vec::with_capacity(batch.len());
+                let mut later = Vec::new();
                 for op in batch.drain(..) {
-                    let _ = op.done.send(Ok(()));
+                    if matches!(op.rec, JournalRecord::Add { .. }) {
+                        acks.push(op.done);
+                    } else {
+                        later.push(op.done);
+                    }
+                    recs.push(op.rec);
                 }
-                m.journal_apply_latency
-                    .observe(applied.elapsed().as_secs_f64());
-                if over {
-                    shared.kick_flusher();
+                let db = Arc::new(DurableBatch {
+                    recs,
+                    pos: (jf.seq, jf.len),
+                    bytes,
+                    synced: Instant::now(),
+                });
+                shared.durable_bytes.fetch_add(bytes, Ordering::AcqRel);
+                shared.durable.lock().push_back(db.clone());
+                for tx in acks {
+                    let _ = tx.send(Ok(()));
+                }
+                if apply_tx.send((db, later)).is_err() {
+                    tracing::error!("journal applier gone");
                 }
             }
             Err(e) => {
@@ -217,9 +293,9 @@ pub(super) fn run(shared: Arc<Shared>, mut jf: JournalFile, rx: Receiver<Journal
                         reason: format!("journal failed: {e}"),
                     }));
                 }
+                shared.space.notify_waiters();
             }
         }
-        shared.space.notify_waiters();
     }
     // every record committed so far is synced; nothing else to do
     let _ = jf.file.sync_data();

@@ -1,14 +1,19 @@
 //! The storage engine: ledger state, the journal (group commit), the write cache, segments with
 //! their index files, checkpoints and garbage collection.
 //!
-//! Threads: one journal thread (group commit) and one flusher thread (write-cache flush, checkpoint,
+//! Threads: one journal thread (group commit), one applier thread (synced batches → state) and one
+//! flusher thread (write-cache flush, checkpoint,
 //! GC/compaction, disk-space monitor). Async callers submit work and await a oneshot; segment reads
 //! run on `spawn_blocking`. All in-memory state is in one [`State`] behind a mutex held only for
 //! map operations, never across I/O.
 //!
 //! Invariants:
-//! - An add is acknowledged only after its journal record was written and `fdatasync`ed, and after it
-//!   was applied to the write cache (so it is readable from the moment it is acknowledged).
+//! - An add is acknowledged only after its journal record was written and `fdatasync`ed, and after its
+//!   batch was published in `Shared::durable` (so it is readable from the moment it is
+//!   acknowledged). The journal thread acknowledges adds without taking the state lock; the applier
+//!   thread moves batches into the state in commit order and only then removes them from
+//!   `durable`. Fences and deletes are acknowledged by the applier, after they (and every earlier
+//!   add) are applied, so a fence's reply sees every entry stored before it.
 //! - Validation (fenced, master key, deleted) and the send to the journal happen under the state
 //!   lock, and a fence marks the ledger fenced under that lock before its record is queued: every add
 //!   queued after a fence is refused, every add queued before it is in the same or an earlier commit.
@@ -220,6 +225,11 @@ struct Shared {
     journal_next: Mutex<Option<journal::JournalFile>>,
     /// Sequence of the journal file being written.
     journal_seq: std::sync::atomic::AtomicU64,
+    /// Synced batches not yet applied to the state, in commit order: acknowledged adds are
+    /// readable from here until the applier moved them into the write cache.
+    durable: Mutex<std::collections::VecDeque<Arc<journal::DurableBatch>>>,
+    /// Journal bytes in `durable`.
+    durable_bytes: AtomicUsize,
 }
 
 impl Shared {
@@ -250,6 +260,7 @@ impl Shared {
 pub struct Storage {
     shared: Arc<Shared>,
     journal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    applier_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     flusher_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -298,22 +309,29 @@ impl Storage {
             journal_pool: recovered.journal_pool,
             journal_next: Mutex::new(None),
             journal_seq: std::sync::atomic::AtomicU64::new(journal_pos.0),
+            durable: Mutex::new(std::collections::VecDeque::new()),
+            durable_bytes: AtomicUsize::new(0),
         });
         shared
             .metrics
             .ledgers
             .set(shared.state.lock().ledgers.len() as i64);
-        let journal_thread = match recovered.journal {
+        let (journal_thread, applier_thread) = match recovered.journal {
             Some(jf) => {
+                let (atx, arx) = std::sync::mpsc::channel();
                 let s = shared.clone();
-                Some(
-                    std::thread::Builder::new()
-                        .name("bookie-journal".into())
-                        .spawn(move || journal::run(s, jf, jrx))
-                        .map_err(|e| BookieError::io("spawn journal thread", e))?,
-                )
+                let applier = std::thread::Builder::new()
+                    .name("bookie-apply".into())
+                    .spawn(move || journal::run_applier(s, arx))
+                    .map_err(|e| BookieError::io("spawn journal applier thread", e))?;
+                let s = shared.clone();
+                let journal = std::thread::Builder::new()
+                    .name("bookie-journal".into())
+                    .spawn(move || journal::run(s, jf, jrx, atx))
+                    .map_err(|e| BookieError::io("spawn journal thread", e))?;
+                (Some(journal), Some(applier))
             }
-            None => None,
+            None => (None, None),
         };
         let s = shared.clone();
         let w = recovered.writer;
@@ -324,6 +342,7 @@ impl Storage {
         let storage = Arc::new(Self {
             shared,
             journal_thread: Mutex::new(journal_thread),
+            applier_thread: Mutex::new(applier_thread),
             flusher_thread: Mutex::new(Some(flusher_thread)),
         });
         storage.check_disk();
@@ -396,7 +415,8 @@ impl Storage {
             // the gauge is updated after every commit and flush: no lock on the add path
             let cached = usize::try_from(self.shared.metrics.cache_bytes.get()).unwrap_or(0);
             let full = cached > limit_cache
-                || self.shared.queued_bytes.load(Ordering::Acquire) > limit_queue;
+                || self.shared.queued_bytes.load(Ordering::Acquire) > limit_queue
+                || self.shared.durable_bytes.load(Ordering::Acquire) > limit_queue;
             if !full {
                 return Ok(());
             }
@@ -565,6 +585,9 @@ impl Storage {
     ) -> Result<(Vec<(u64, Bytes)>, i64), BookieError> {
         let start = Instant::now();
         let m = &self.shared.metrics;
+        // synced but not yet applied entries first: an acknowledged add is either still there or
+        // (removed only after it was applied) in the state
+        let recent = self.durable_entries(ledger, first, last);
         let (found, lac) = {
             let st = self.shared.state.lock();
             let l = st
@@ -576,7 +599,13 @@ impl Storage {
             let mut bytes = 0usize;
             let mut e = first;
             while e <= last {
-                let Some(f) = st.lookup(ledger, e) else { break };
+                let Some(f) = recent
+                    .get(&e)
+                    .map(|p| Found::Cached(p.clone()))
+                    .or_else(|| st.lookup(ledger, e))
+                else {
+                    break;
+                };
                 bytes += match &f {
                     Found::Cached(p) => p.len(),
                     Found::OnDisk(loc, _) => loc.len as usize,
@@ -641,6 +670,32 @@ impl Storage {
         m.read_entries.inc_by(result.len() as u64);
         m.read_latency.observe(start.elapsed().as_secs_f64() / n);
         Ok((result, lac))
+    }
+
+    /// Entries `first..=last` of `ledger` in synced batches the applier has not applied yet.
+    fn durable_entries(&self, ledger: u64, first: u64, last: u64) -> BTreeMap<u64, Bytes> {
+        let mut out = BTreeMap::new();
+        if self.shared.durable_bytes.load(Ordering::Acquire) == 0 {
+            // nothing can be pending: a batch is counted before it is published
+            return out;
+        }
+        let q = self.shared.durable.lock();
+        for db in q.iter() {
+            for rec in &db.recs {
+                if let JournalRecord::Add {
+                    ledger: l,
+                    entry,
+                    payload,
+                    ..
+                } = rec
+                {
+                    if *l == ledger && (first..=last).contains(entry) {
+                        out.insert(*entry, payload.clone());
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Why adds are refused, if they are.
@@ -716,6 +771,11 @@ impl Storage {
         let journal = self.journal_thread.lock().take();
         if let Some(j) = journal {
             let _ = j.join();
+        }
+        // the applier ends once the journal thread is gone and every synced batch is applied
+        let applier = self.applier_thread.lock().take();
+        if let Some(a) = applier {
+            let _ = a.join();
         }
         // then the flusher: a final flush and checkpoint
         self.shared.flusher_tx.lock().take();
