@@ -27,15 +27,10 @@ pub struct AdminArgs {
     )]
     pub admin_url: String,
     /// Bearer token (JWT) for authentication.
-    #[arg(
-        long,
-        env = "STRATA_AUTH_TOKEN",
-        hide_env_values = true,
-        global = true,
-        conflicts_with = "auth_token_file"
-    )]
+    #[arg(long, env = "STRATA_AUTH_TOKEN", hide_env_values = true, global = true)]
     pub auth_token: Option<String>,
-    /// File holding the token (surrounding whitespace is ignored).
+    /// File holding the token (surrounding whitespace is ignored); takes precedence over
+    /// `--auth-token` / `STRATA_AUTH_TOKEN`.
     #[arg(long, global = true)]
     pub auth_token_file: Option<PathBuf>,
     /// PEM file with the CA certificate(s) that sign the server's certificate (https:// URLs).
@@ -619,8 +614,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
 /// Builds the client configuration from the global options (reads the token file).
 pub fn config(args: &AdminArgs) -> AdminResult<AdminConfig> {
     let token = match (&args.auth_token, &args.auth_token_file) {
-        (Some(t), _) => Some(t.trim().to_owned()),
-        (None, Some(path)) => {
+        (_, Some(path)) => {
             let t = std::fs::read_to_string(path).map_err(|e| {
                 AdminError::InvalidArgument(format!(
                     "cannot read token file {}: {e}",
@@ -629,8 +623,14 @@ pub fn config(args: &AdminArgs) -> AdminResult<AdminConfig> {
             })?;
             Some(t.trim().to_owned())
         }
+        (Some(t), None) => Some(t.trim().to_owned()),
         (None, None) => None,
     };
+    if token.as_deref() == Some("") {
+        return Err(AdminError::InvalidArgument(
+            "the auth token is empty".into(),
+        ));
+    }
     Ok(AdminConfig {
         url: args.admin_url.clone(),
         token,

@@ -649,6 +649,39 @@ async fn token_file_is_read_and_trimmed() {
             .headers
             .contains(&("authorization".into(), "Bearer file-token".into()))
     );
+    // The file wins over an inline token (e.g. one left in STRATA_AUTH_TOKEN).
+    run_cli(
+        &url,
+        &[
+            "--auth-token",
+            "inline",
+            "--auth-token-file",
+            path.to_str().unwrap(),
+            "tenants",
+            "list",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        seen.lock()[1]
+            .headers
+            .contains(&("authorization".into(), "Bearer file-token".into()))
+    );
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let err = run_cli(
+        &url,
+        &[
+            "--auth-token-file",
+            empty.to_str().unwrap(),
+            "tenants",
+            "list",
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.to_string(), "the auth token is empty");
     let err = run_cli(
         &url,
         &["--auth-token-file", "/nonexistent/t", "tenants", "list"],
