@@ -46,6 +46,10 @@ pub struct StandaloneArgs {
     /// Address advertised to clients in lookups (default 127.0.0.1).
     #[arg(long)]
     pub advertised_address: Option<String>,
+    /// Authentication, authorization and TLS (a token key turns authentication and
+    /// authorization on).
+    #[command(flatten)]
+    pub security: strata_auth::SecurityArgs,
 }
 
 /// The config file of `strata standalone`.
@@ -56,11 +60,21 @@ pub struct StandaloneConfig {
     pub data_dir: Option<PathBuf>,
     /// Broker settings.
     pub broker: BrokerConfig,
+    /// Security settings (`[security]`: `auth_token_secret_key_file`, `superuser_roles`, ...).
+    pub security: strata_auth::SecurityConfig,
 }
 
 impl StandaloneConfig {
     /// Loads the file (if any) and applies flags on top.
+    #[cfg(test)]
     pub fn load(args: &StandaloneArgs) -> anyhow::Result<(PathBuf, BrokerConfig)> {
+        Self::load_all(args).map(|(d, b, _)| (d, b))
+    }
+
+    /// Loads the file (if any) and applies flags on top, security settings included.
+    pub fn load_all(
+        args: &StandaloneArgs,
+    ) -> anyhow::Result<(PathBuf, BrokerConfig, strata_auth::SecurityConfig)> {
         let mut cfg = match &args.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -87,7 +101,8 @@ impl StandaloneConfig {
         if let Some(a) = &args.advertised_address {
             cfg.broker.advertised_address = a.clone();
         }
-        Ok((data_dir, cfg.broker))
+        cfg.security.apply_args(&args.security);
+        Ok((data_dir, cfg.broker, cfg.security))
     }
 }
 
@@ -96,7 +111,10 @@ const BOOKIE_ID: &str = "standalone-bookie";
 /// Runs standalone until `shutdown` fires.
 pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (data_dir, broker_cfg) = StandaloneConfig::load(&args)?;
+    let (data_dir, broker_cfg, security_cfg) = StandaloneConfig::load_all(&args)?;
+    let security = strata_auth::Security::from_config(&security_cfg)
+        .context("configure authentication/TLS")?;
+    let auth_on = security.authentication_enabled();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("create data directory {}", data_dir.display()))?;
     let store = LocalStore::open(data_dir.join("metadata.redb"))
@@ -126,6 +144,8 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         Arc::new(MetaStoreAdapter::new(store.clone())),
         Arc::new(LocalOwnership),
     );
+    service.set_security(Arc::new(security));
+    service.set_bookies(vec![BOOKIE_ID.to_owned()]);
     service
         .create_namespace("public", "default")
         .await
@@ -143,6 +163,7 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         bookie = %bookie_addr,
         data_dir = %data_dir.display(),
         startup_ms = started.elapsed().as_millis() as u64,
+        authentication = auth_on,
         "strata standalone ready"
     );
     shutdown.cancelled().await;

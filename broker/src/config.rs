@@ -46,6 +46,14 @@ pub struct BrokerConfig {
     pub max_pending_sends: usize,
     /// Allow producers/consumers to create topics that do not exist.
     pub allow_auto_topic_creation: bool,
+    /// Name of the cluster this broker belongs to (`/admin/v2/clusters`).
+    pub cluster_name: String,
+    /// How often live topics re-read their namespace policies (TTL, backlog quota, limits).
+    #[serde(with = "humantime_serde")]
+    pub policy_refresh_interval: Duration,
+    /// How often a live connection's token expiry is checked at most (AUTH_CHALLENGE, close).
+    #[serde(with = "humantime_serde")]
+    pub auth_check_interval: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -67,6 +75,9 @@ impl Default for BrokerConfig {
             cursor_flush_interval: SubscriptionConfig::default().cursor_flush_interval,
             max_pending_sends: 1000,
             allow_auto_topic_creation: true,
+            cluster_name: "standalone".into(),
+            policy_refresh_interval: Duration::from_secs(1),
+            auth_check_interval: strata_auth::token::DEFAULT_REFRESH_CHECK,
         }
     }
 }

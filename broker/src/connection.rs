@@ -77,6 +77,12 @@ struct Conn {
     consumers: HashMap<u64, ConsumerState>,
     sends: FuturesOrdered<PendingSend>,
     tasks: tokio_util::task::TaskTracker,
+    /// The authenticated session (None: authentication is off).
+    session: Option<strata_auth::AuthSession>,
+    /// CONNECT's `supports_auth_refresh`.
+    supports_refresh: bool,
+    /// When to re-check the session's expiry.
+    auth_check_at: tokio::time::Instant,
 }
 
 /// Serves one connection until the peer leaves, a frame is malformed or `cancel` fires.
@@ -123,6 +129,9 @@ pub async fn serve(
         consumers: HashMap::new(),
         sends: FuturesOrdered::new(),
         tasks: tokio_util::task::TaskTracker::new(),
+        session: None,
+        supports_refresh: false,
+        auth_check_at: tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365),
     };
     let keepalive = service.config.keepalive_interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
@@ -170,6 +179,11 @@ pub async fn serve(
                 heard = false;
                 if conn.connected {
                     let _ = conn.out.send(Frame::simple(commands::ping()));
+                }
+            }
+            _ = tokio::time::sleep_until(conn.auth_check_at), if conn.session.is_some() => {
+                if !conn.check_session() {
+                    break;
                 }
             }
             _ = cancel.cancelled() => break,
@@ -267,7 +281,14 @@ impl Conn {
                 self.on_send(cmd, payload);
                 true
             }
+            Type::AuthResponse => self.auth_response(cmd),
             _ => {
+                let role = self.session.as_ref().map(|s| s.role().to_owned());
+                let svc = self.service.clone();
+                if let Err(e) = authorize(&svc, role.as_deref(), t, &cmd).await {
+                    self.refuse(t, &cmd, &e);
+                    return true;
+                }
                 self.dispatch(t, cmd).instrument(span).await;
                 true
             }
@@ -285,10 +306,35 @@ impl Conn {
         }
         let client_version = c.protocol_version.unwrap_or(0);
         self.protocol_version = client_version.clamp(0, PROTOCOL_VERSION);
+        let security = self.service.security();
+        match security.authenticate_connect(
+            c.auth_method_name.as_deref(),
+            c.auth_data.as_deref(),
+            None,
+        ) {
+            Ok(session) => {
+                if let Some(sess) = &session {
+                    debug!(peer = %self.peer, role = sess.role(), "authenticated");
+                    self.auth_check_at = tokio::time::Instant::now();
+                }
+                self.session = session;
+            }
+            Err(e) => {
+                // The error never contains the token.
+                warn!(peer = %self.peer, error = %e, "authentication failed");
+                self.send(commands::error(0, e.server_error(), e.to_string()));
+                return false;
+            }
+        }
+        self.supports_refresh = c
+            .feature_flags
+            .as_ref()
+            .and_then(|f| f.supports_auth_refresh)
+            .unwrap_or(false);
         self.connected = true;
         info!(peer = %self.peer, client = %c.client_version, protocol = self.protocol_version, "client connected");
         let flags = FeatureFlags {
-            supports_auth_refresh: Some(false),
+            supports_auth_refresh: Some(security.authentication_enabled()),
             supports_broker_entry_metadata: Some(false),
             supports_partial_producer: Some(false),
             supports_topic_watchers: Some(false),
@@ -301,6 +347,118 @@ impl Conn {
             flags,
         ));
         true
+    }
+
+    /// The periodic expiry check: AUTH_CHALLENGE once expired (if the client can refresh),
+    /// close if still expired at the next check. Returns false to close.
+    fn check_session(&mut self) -> bool {
+        let Some(sess) = self.session.as_mut() else {
+            return true;
+        };
+        let interval = self
+            .service
+            .config
+            .auth_check_interval
+            .max(Duration::from_millis(100));
+        match sess.on_check(
+            std::time::SystemTime::now(),
+            self.supports_refresh,
+            interval,
+        ) {
+            strata_auth::SessionAction::Wait(d) => {
+                self.auth_check_at = tokio::time::Instant::now() + d.max(Duration::from_millis(10));
+                true
+            }
+            strata_auth::SessionAction::SendChallenge => {
+                info!(peer = %self.peer, role = sess.role(), "credentials expired; sending AUTH_CHALLENGE");
+                self.send(BaseCommand {
+                    auth_challenge: Some(strata_proto::pulsar::CommandAuthChallenge {
+                        server_version: Some(SERVER_VERSION.to_owned()),
+                        challenge: Some(strata_proto::pulsar::AuthData {
+                            auth_method_name: Some(strata_auth::token::AUTH_METHOD_TOKEN.into()),
+                            auth_data: Some(bytes::Bytes::from_static(
+                                strata_auth::token::REFRESH_AUTH_DATA,
+                            )),
+                        }),
+                        protocol_version: Some(self.protocol_version),
+                    }),
+                    ..commands::base(Type::AuthChallenge)
+                });
+                self.auth_check_at = tokio::time::Instant::now() + interval;
+                true
+            }
+            strata_auth::SessionAction::Close => {
+                info!(peer = %self.peer, role = sess.role(), "credentials expired; closing connection");
+                false
+            }
+        }
+    }
+
+    /// AUTH_RESPONSE: fresh credentials for the same role, or the connection closes.
+    fn auth_response(&mut self, cmd: BaseCommand) -> bool {
+        let Some(sess) = self.session.as_mut() else {
+            debug!("auth response ignored (authentication disabled)");
+            return true;
+        };
+        let Some(r) = cmd.auth_response else {
+            return false;
+        };
+        let (method, data) = match &r.response {
+            Some(d) => (d.auth_method_name.as_deref(), d.auth_data.as_deref()),
+            None => (None, None),
+        };
+        match self.service.security().refresh(sess, method, data) {
+            Ok(()) => {
+                debug!(peer = %self.peer, role = sess.role(), "credentials refreshed");
+                self.auth_check_at = tokio::time::Instant::now();
+                true
+            }
+            Err(e) => {
+                warn!(peer = %self.peer, error = %e, "credential refresh refused; closing connection");
+                self.send(commands::error(0, e.server_error(), e.to_string()));
+                false
+            }
+        }
+    }
+
+    /// Answers a refused command in the shape its request expects.
+    fn refuse(&self, t: Type, cmd: &BaseCommand, e: &BrokerError) {
+        debug!(peer = %self.peer, command = t.as_str_name(), error = %e, "refused");
+        let se = server_error(e);
+        match t {
+            Type::Lookup => {
+                if let Some(c) = &cmd.lookup_topic {
+                    self.send(commands::lookup_error(c.request_id, se, e.to_string()));
+                }
+            }
+            Type::PartitionedMetadata => {
+                if let Some(c) = &cmd.partition_metadata {
+                    self.send(commands::partitioned_metadata_error(
+                        c.request_id,
+                        se,
+                        e.to_string(),
+                    ));
+                }
+            }
+            Type::GetSchema => {
+                if let Some(c) = &cmd.get_schema {
+                    self.send(commands::get_schema_error(c.request_id, se, e.to_string()));
+                }
+            }
+            Type::GetOrCreateSchema => {
+                if let Some(c) = &cmd.get_or_create_schema {
+                    self.send(commands::get_or_create_schema_response(
+                        c.request_id,
+                        Err((se, e.to_string())),
+                    ));
+                }
+            }
+            _ => {
+                if let Some(rid) = request_id_of(cmd) {
+                    self.error(rid, e);
+                }
+            }
+        }
     }
 
     fn on_send(&mut self, cmd: BaseCommand, payload: Option<strata_proto::frame::Payload>) {
@@ -665,10 +823,6 @@ impl Conn {
                     ..commands::base(Type::ConsumerStatsResponse)
                 });
             }
-            Type::AuthResponse => {
-                // No authentication provider is configured: nothing to refresh.
-                debug!("auth response ignored (authentication disabled)");
-            }
             other => {
                 warn!(peer = %self.peer, command = other.as_str_name(), "unsupported command");
                 if let Some(rid) = request_id_of(&cmd) {
@@ -875,6 +1029,77 @@ impl Conn {
 }
 
 /// The request id of a command that has one (for errors to unsupported commands).
+/// Authorization of a command that names a topic or namespace (PRODUCER, SUBSCRIBE, LOOKUP,
+/// PARTITIONED_METADATA, GET_TOPICS_OF_NAMESPACE, GET_SCHEMA, GET_OR_CREATE_SCHEMA).
+/// Commands on a producer or consumer id act on what this connection was allowed to open.
+async fn authorize(
+    service: &BrokerService,
+    role: Option<&str>,
+    t: Type,
+    cmd: &BaseCommand,
+) -> Result<()> {
+    use strata_auth::BinaryCommand as B;
+    let Some(role) = role else {
+        return Ok(());
+    };
+    let security = service.security();
+    let (op, topic, sub): (B, &str, Option<&str>) = match t {
+        Type::Producer => match &cmd.producer {
+            Some(c) => (B::Producer, &c.topic, None),
+            None => return Ok(()),
+        },
+        Type::Subscribe => match &cmd.subscribe {
+            Some(c) => (B::Subscribe, &c.topic, Some(c.subscription.as_str())),
+            None => return Ok(()),
+        },
+        Type::Lookup => match &cmd.lookup_topic {
+            Some(c) => (B::Lookup, &c.topic, None),
+            None => return Ok(()),
+        },
+        Type::PartitionedMetadata => match &cmd.partition_metadata {
+            Some(c) => (B::PartitionedMetadata, &c.topic, None),
+            None => return Ok(()),
+        },
+        Type::GetSchema => match &cmd.get_schema {
+            Some(c) => (B::GetSchema, &c.topic, None),
+            None => return Ok(()),
+        },
+        Type::GetOrCreateSchema => match &cmd.get_or_create_schema {
+            Some(c) => (B::GetOrCreateSchema, &c.topic, None),
+            None => return Ok(()),
+        },
+        Type::GetTopicsOfNamespace => {
+            let Some(c) = &cmd.get_topics_of_namespace else {
+                return Ok(());
+            };
+            let (tenant, ns) = c.namespace.split_once('/').ok_or_else(|| {
+                BrokerError::InvalidTopicName(format!("bad namespace {:?}", c.namespace))
+            })?;
+            let info = service.tenant_info(tenant).await?;
+            let pol = service.policies(tenant, ns).await?;
+            return security
+                .check_command(
+                    Some(role),
+                    B::GetTopicsOfNamespace,
+                    &strata_auth::Resource::namespace(tenant, info.as_ref(), pol.as_ref()),
+                )
+                .map_err(|e| BrokerError::Unauthorized(e.to_string()));
+        }
+        _ => return Ok(()),
+    };
+    let name = TopicName::parse(topic)?;
+    let info = service.tenant_info(&name.tenant).await?;
+    let pol = service.policies(&name.tenant, &name.namespace).await?;
+    let path = crate::admin::topic_path(&name);
+    let mut res = strata_auth::Resource::topic(&path, info.as_ref(), pol.as_ref());
+    if let Some(sub) = sub {
+        res = res.with_subscription(sub);
+    }
+    security
+        .check_command(Some(role), op, &res)
+        .map_err(|e| BrokerError::Unauthorized(e.to_string()))
+}
+
 fn request_id_of(cmd: &BaseCommand) -> Option<u64> {
     cmd.new_txn
         .as_ref()

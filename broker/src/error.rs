@@ -10,6 +10,9 @@ pub mod server_error {
     pub const METADATA_ERROR: i32 = 1;
     pub const PERSISTENCE_ERROR: i32 = 2;
     pub const AUTHENTICATION_ERROR: i32 = 3;
+    pub const AUTHORIZATION_ERROR: i32 = 4;
+    pub const PRODUCER_BLOCKED_QUOTA_EXCEEDED_ERROR: i32 = 7;
+    pub const PRODUCER_BLOCKED_QUOTA_EXCEEDED_EXCEPTION: i32 = 8;
     pub const CONSUMER_BUSY: i32 = 5;
     pub const SERVICE_NOT_READY: i32 = 6;
     pub const CHECKSUM_ERROR: i32 = 9;
@@ -60,6 +63,24 @@ pub enum BrokerError {
     Metadata(#[from] MetaError),
     #[error("broker is shutting down")]
     ShuttingDown,
+    /// A resource that does not exist (HTTP 404).
+    #[error("{0}")]
+    NotFound(String),
+    /// A resource that already exists or is in use (HTTP 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A precondition of the request does not hold (HTTP 412).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// No valid credentials (HTTP 401, `AuthenticationError`).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The role may not do this (HTTP 403, `AuthorizationError`).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A policy limit was reached (max producers/consumers: `ProducerBusy`/`ConsumerBusy`).
+    #[error("{0}")]
+    LimitReached(String, i32),
 }
 
 impl BrokerError {
@@ -81,6 +102,11 @@ impl BrokerError {
             BrokerError::Protocol(_) => UNKNOWN_ERROR,
             BrokerError::Storage(_) => PERSISTENCE_ERROR,
             BrokerError::Metadata(_) => METADATA_ERROR,
+            BrokerError::NotFound(_) => TOPIC_NOT_FOUND,
+            BrokerError::Conflict(_) | BrokerError::PreconditionFailed(_) => NOT_ALLOWED_ERROR,
+            BrokerError::Unauthenticated(_) => AUTHENTICATION_ERROR,
+            BrokerError::Unauthorized(_) => AUTHORIZATION_ERROR,
+            BrokerError::LimitReached(_, code) => *code,
         }
     }
 

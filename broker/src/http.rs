@@ -1,6 +1,6 @@
-//! The HTTP API (axum): REST lookup and partition metadata the clients use with an `http://`
-//! service URL, a small admin surface (tenants, namespaces, topics, partitioned topics, schemas)
-//! and `/metrics`.
+//! The HTTP port (axum): REST lookup the clients use with an `http://` service URL, schemas,
+//! `/metrics` (superusers only once authentication is on), `/health` (open: liveness) and the
+//! admin API ([`crate::admin`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,64 +13,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::error::BrokerError;
+use strata_auth::RestOperation;
+
+use crate::admin::{ApiResult, Caller, Svc};
 use crate::schema::SchemaVersion;
 use crate::service::{BrokerService, Owner};
 use crate::topic_name::TopicName;
-
-type Svc = State<Arc<BrokerService>>;
 
 /// The router of the broker's HTTP port.
 pub fn router(service: Arc<BrokerService>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
-        .route("/admin/v2/brokers/health", get(|| async { "ok" }))
         .route(
             "/lookup/v2/topic/{domain}/{tenant}/{ns}/{topic}",
             get(lookup),
-        )
-        .route(
-            "/admin/v2/{domain}/{tenant}/{ns}/{topic}/partitions",
-            get(get_partitions).put(put_partitions),
-        )
-        .route(
-            "/admin/v2/{domain}/{tenant}/{ns}/partitioned",
-            get(list_partitioned),
-        )
-        .route(
-            "/admin/v2/{domain}/{tenant}/{ns}/{topic}",
-            axum::routing::put(create_topic),
-        )
-        .route(
-            "/admin/v2/{domain}/{tenant}/{ns}/{topic}/stats",
-            get(topic_stats),
-        )
-        .route(
-            "/admin/v2/{domain}/{tenant}/{ns}/{topic}/internalStats",
-            get(internal_stats),
-        )
-        .route(
-            "/admin/v2/{domain}/{tenant}/{ns}/{topic}/unload",
-            axum::routing::put(unload),
-        )
-        .route(
-            "/admin/v2/{domain}/{tenant}/{ns}/{topic}/terminate",
-            axum::routing::post(terminate),
-        )
-        .route(
-            "/admin/v2/namespaces/{tenant}/{ns}/topics",
-            get(list_topics),
-        )
-        .route(
-            "/admin/v2/namespaces/{tenant}/{ns}",
-            get(get_namespace).put(put_namespace),
-        )
-        .route("/admin/v2/namespaces/{tenant}", get(list_namespaces))
-        .route("/admin/v2/tenants", get(list_tenants))
-        .route(
-            "/admin/v2/tenants/{tenant}",
-            get(get_tenant).put(put_tenant),
         )
         .route(
             "/admin/v2/schemas/{tenant}/{ns}/{topic}/schema",
@@ -80,51 +37,28 @@ pub fn router(service: Arc<BrokerService>) -> Router {
             "/admin/v2/schemas/{tenant}/{ns}/{topic}/schema/{version}",
             get(get_schema_version),
         )
+        .merge(crate::admin::router())
         .with_state(service)
 }
 
-struct ApiError(BrokerError);
-
-impl From<BrokerError> for ApiError {
-    fn from(e: BrokerError) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self.0 {
-            BrokerError::InvalidTopicName(_) => StatusCode::PRECONDITION_FAILED,
-            BrokerError::TopicNotFound(_) | BrokerError::SubscriptionNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            BrokerError::NotAllowed(_) | BrokerError::TopicTerminated(_) => StatusCode::CONFLICT,
-            BrokerError::ServiceNotReady(_) | BrokerError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, Json(json!({ "reason": self.0.to_string() }))).into_response()
-    }
-}
-
-type ApiResult<T> = Result<T, ApiError>;
-
-async fn metrics(State(s): Svc) -> impl IntoResponse {
-    (
+async fn metrics(State(s): Svc, c: Caller) -> ApiResult<impl IntoResponse> {
+    c.cluster(&s, RestOperation::Metrics)?;
+    Ok((
         [(
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         s.metrics.encode(),
-    )
+    ))
 }
 
 async fn lookup(
     State(s): Svc,
+    c: Caller,
     Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
+    c.topic(&s, RestOperation::LookupTopic, &name, None).await?;
     let (broker_url, http_url) = match s.owner(&name).await? {
         Owner::Local => (s.broker_url(), s.http_url()),
         Owner::Remote {
@@ -139,179 +73,6 @@ async fn lookup(
         "httpUrlTls": "",
         "nativeUrl": broker_url,
     })))
-}
-
-async fn get_partitions(
-    State(s): Svc,
-    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
-    let n = s.partitions(&name).await?;
-    Ok(Json(json!({ "partitions": n, "deleted": false })))
-}
-
-async fn put_partitions(
-    State(s): Svc,
-    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
-    body: String,
-) -> ApiResult<StatusCode> {
-    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
-    let n: u32 = body.trim().parse().map_err(|_| {
-        BrokerError::NotAllowed(format!("partition count must be a number, got {body:?}"))
-    })?;
-    s.create_namespace(&tenant, &ns).await?;
-    s.create_partitioned(&name, n).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn create_topic(
-    State(s): Svc,
-    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
-) -> ApiResult<StatusCode> {
-    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
-    s.create_namespace(&tenant, &ns).await?;
-    s.topic(&name, true).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn topic_stats(
-    State(s): Svc,
-    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
-    let t = s.topic(&name, false).await?;
-    let mut subs = serde_json::Map::new();
-    for (sub, durable, _, backlog) in t.subscription_stats().await {
-        subs.insert(sub, json!({ "msgBacklog": backlog, "isDurable": durable }));
-    }
-    let publishers: Vec<serde_json::Value> = t
-        .producer_names()
-        .into_iter()
-        .map(|n| json!({ "producerName": n }))
-        .collect();
-    Ok(Json(json!({
-        "storageSize": t.ledger().storage_size(),
-        "publishers": publishers,
-        "subscriptions": subs,
-        "terminated": t.ledger().is_terminated(),
-    })))
-}
-
-async fn internal_stats(
-    State(s): Svc,
-    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
-    let t = s.topic(&name, false).await?;
-    let ml = t.ledger();
-    let ledgers: Vec<serde_json::Value> = ml
-        .ledgers()
-        .into_iter()
-        .map(|l| json!({ "ledgerId": l.id, "entries": l.entries, "size": l.size, "closed": l.closed }))
-        .collect();
-    let mut cursors = serde_json::Map::new();
-    for (sub, durable, md, backlog) in t.subscription_stats().await {
-        cursors.insert(
-            sub,
-            json!({ "markDeletePosition": md.map(|p| p.to_string()), "durable": durable, "backlogEntries": backlog }),
-        );
-    }
-    Ok(Json(json!({
-        "lastConfirmedEntry": ml.last_confirmed().to_string(),
-        "ledgers": ledgers,
-        "cursors": cursors,
-        "terminated": ml.is_terminated(),
-    })))
-}
-
-async fn unload(
-    State(s): Svc,
-    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
-) -> ApiResult<StatusCode> {
-    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
-    if s.unload(&name, None).await {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(BrokerError::TopicNotFound(format!("{name} is not loaded")).into())
-    }
-}
-
-async fn terminate(
-    State(s): Svc,
-    Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
-    let t = s.topic(&name, false).await?;
-    let last = t.ledger().terminate().await?;
-    Ok(Json(
-        json!({ "ledgerId": last.ledger, "entryId": last.entry, "partitionIndex": t.partition }),
-    ))
-}
-
-async fn list_partitioned(
-    State(s): Svc,
-    Path((_domain, tenant, ns)): Path<(String, String, String)>,
-) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.partitioned_topics_of_namespace(&tenant, &ns).await?))
-}
-
-async fn list_topics(
-    State(s): Svc,
-    Path((tenant, ns)): Path<(String, String)>,
-) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.topics_of_namespace(&tenant, &ns).await?))
-}
-
-async fn get_namespace(
-    State(s): Svc,
-    Path((tenant, ns)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let all = s.namespaces(&tenant).await?;
-    if all.contains(&format!("{tenant}/{ns}")) {
-        Ok(Json(json!({})).into_response())
-    } else {
-        Ok((
-            StatusCode::NOT_FOUND,
-            Json(json!({ "reason": "Namespace does not exist" })),
-        )
-            .into_response())
-    }
-}
-
-async fn put_namespace(
-    State(s): Svc,
-    Path((tenant, ns)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    s.create_namespace(&tenant, &ns).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn list_namespaces(
-    State(s): Svc,
-    Path(tenant): Path<String>,
-) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.namespaces(&tenant).await?))
-}
-
-async fn list_tenants(State(s): Svc) -> ApiResult<Json<Vec<String>>> {
-    Ok(Json(s.tenants().await?))
-}
-
-async fn get_tenant(State(s): Svc, Path(tenant): Path<String>) -> ApiResult<Response> {
-    if s.tenants().await?.contains(&tenant) {
-        Ok(Json(json!({ "adminRoles": [], "allowedClusters": ["standalone"] })).into_response())
-    } else {
-        Ok((
-            StatusCode::NOT_FOUND,
-            Json(json!({ "reason": "Tenant does not exist" })),
-        )
-            .into_response())
-    }
-}
-
-async fn put_tenant(State(s): Svc, Path(tenant): Path<String>) -> ApiResult<StatusCode> {
-    s.create_tenant(&tenant).await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Pulsar's schema type names by `Schema.Type` value.
@@ -364,9 +125,12 @@ fn schema_json(v: &SchemaVersion) -> serde_json::Value {
 
 async fn get_schema(
     State(s): Svc,
+    c: Caller,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     let name = TopicName::from_parts("persistent", &tenant, &ns, &topic)?;
+    c.topic(&s, RestOperation::GetSchemaRest, &name, None)
+        .await?;
     match s.schemas.get(&name, None).await? {
         Some(v) => Ok(Json(schema_json(&v)).into_response()),
         None => Ok((
@@ -379,9 +143,12 @@ async fn get_schema(
 
 async fn get_schema_version(
     State(s): Svc,
+    c: Caller,
     Path((tenant, ns, topic, version)): Path<(String, String, String, u64)>,
 ) -> ApiResult<Response> {
     let name = TopicName::from_parts("persistent", &tenant, &ns, &topic)?;
+    c.topic(&s, RestOperation::GetSchemaRest, &name, None)
+        .await?;
     match s.schemas.get(&name, Some(version)).await? {
         Some(v) => Ok(Json(schema_json(&v)).into_response()),
         None => Ok((
@@ -404,10 +171,12 @@ struct PostSchema {
 
 async fn post_schema(
     State(s): Svc,
+    c: Caller,
     Path((tenant, ns, topic)): Path<(String, String, String)>,
     Json(body): Json<PostSchema>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let name = TopicName::from_parts("persistent", &tenant, &ns, &topic)?;
+    c.topic(&s, RestOperation::PostSchema, &name, None).await?;
     let schema = strata_proto::pulsar::Schema {
         name: topic.clone(),
         schema_data: bytes::Bytes::from(body.schema.into_bytes()),

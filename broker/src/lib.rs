@@ -17,6 +17,7 @@
 //! - [`ledger_client`]: E/Qw/Qa ledgers over `strata_bookie::BookieClient`, fencing recovery.
 //! - [`storage`], [`metadata`]: the two slices the broker codes against (in-memory versions for
 //!   unit tests).
+//! - [`admin`]: the `/admin/v2` REST API (one file per resource group) and its authorization.
 //! - [`schema`], [`http`], [`metrics`], [`config`], [`error`] (one mapping to `ServerError`).
 //!
 //! Invariants: a producer gets SEND_RECEIPT only after the entry is durable on an ack quorum and
@@ -24,6 +25,7 @@
 //! ledger's writer task changes its ledger list (CAS on the version); a cursor never forgets an
 //! acked range; an ACK receipt or a CLOSE_CONSUMER answer means the acks are persisted.
 
+pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod connection;

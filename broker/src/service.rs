@@ -21,6 +21,8 @@ use crate::schema::SchemaRegistry;
 use crate::storage::LedgerStorage;
 use crate::topic::Topic;
 use crate::topic_name::TopicName;
+use strata_auth::Security;
+use strata_meta::model::{Policies, TenantInfo};
 
 /// Who serves a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +76,8 @@ pub struct BrokerService {
     /// Ports actually bound (set by the server once listening).
     pub ports: parking_lot::Mutex<(u16, u16)>,
     name_prefix: String,
+    security: parking_lot::RwLock<Arc<Security>>,
+    bookies: parking_lot::RwLock<Vec<String>>,
 }
 
 impl BrokerService {
@@ -98,6 +102,8 @@ impl BrokerService {
             topics: tokio::sync::Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(1),
             name_prefix,
+            security: parking_lot::RwLock::new(Arc::new(Security::disabled())),
+            bookies: parking_lot::RwLock::new(Vec::new()),
         })
     }
 
@@ -247,7 +253,7 @@ impl BrokerService {
             .await?
             .is_some()
         {
-            return Err(BrokerError::NotAllowed(format!(
+            return Err(BrokerError::Conflict(format!(
                 "{name} already exists as a non-partitioned topic"
             )));
         }
@@ -262,7 +268,7 @@ impl BrokerService {
                 info!(topic = %name, partitions, "partitioned topic created");
                 Ok(())
             }
-            Err(MetaError::BadVersion(_)) => Err(BrokerError::NotAllowed(format!(
+            Err(MetaError::BadVersion(_)) => Err(BrokerError::Conflict(format!(
                 "partitioned topic {name} already exists"
             ))),
             Err(e) => Err(e.into()),
@@ -314,9 +320,37 @@ impl BrokerService {
             .collect())
     }
 
-    /// Creates a tenant (idempotent).
+    /// Authentication and authorization (disabled until [`BrokerService::set_security`]).
+    pub fn security(&self) -> Arc<Security> {
+        self.security.read().clone()
+    }
+
+    /// Turns security on (call before serving).
+    pub fn set_security(&self, security: Arc<Security>) {
+        *self.security.write() = security;
+    }
+
+    /// The bookies this broker writes to (`/admin/v2/bookies`): `(id, address)`.
+    pub fn bookies(&self) -> Vec<String> {
+        self.bookies.read().clone()
+    }
+
+    /// Sets the bookie list shown by the admin API.
+    pub fn set_bookies(&self, bookies: Vec<String>) {
+        *self.bookies.write() = bookies;
+    }
+
+    fn tenant_key(tenant: &str) -> String {
+        format!("{ROOT}/tenants/{tenant}")
+    }
+
+    fn namespace_key(tenant: &str, ns: &str) -> String {
+        format!("{ROOT}/namespaces/{tenant}/{ns}")
+    }
+
+    /// Creates a tenant (idempotent; an existing one keeps its info).
     pub async fn create_tenant(&self, tenant: &str) -> Result<()> {
-        let k = format!("{ROOT}/tenants/{tenant}");
+        let k = Self::tenant_key(tenant);
         if self.meta.get(&k).await?.is_none() {
             self.meta
                 .put(&k, Bytes::from_static(b"{}"), Expect::Any)
@@ -325,15 +359,164 @@ impl BrokerService {
         Ok(())
     }
 
-    /// Creates a namespace (idempotent).
+    /// A tenant's info (`strata_meta`'s [`TenantInfo`], stored at `tenants/{tenant}`).
+    pub async fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>> {
+        let k = Self::tenant_key(tenant);
+        match self.meta.get(&k).await? {
+            Some(v) => Ok(Some(
+                serde_json::from_slice(&v.value)
+                    .map_err(|e| MetaError::Corrupt(k, e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates a tenant with its info; [`BrokerError::Conflict`] if it exists.
+    pub async fn create_tenant_with(&self, tenant: &str, info: &TenantInfo) -> Result<()> {
+        let v = serde_json::to_vec(info).map_err(|e| MetaError::Other(e.to_string()))?;
+        match self
+            .meta
+            .put(&Self::tenant_key(tenant), Bytes::from(v), Expect::Absent)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(MetaError::BadVersion(_)) => {
+                Err(BrokerError::Conflict("Tenant already exists".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces a tenant's info; [`BrokerError::NotFound`] if it does not exist.
+    pub async fn update_tenant(&self, tenant: &str, info: &TenantInfo) -> Result<()> {
+        let k = Self::tenant_key(tenant);
+        let Some(cur) = self.meta.get(&k).await? else {
+            return Err(BrokerError::NotFound("Tenant does not exist".into()));
+        };
+        let v = serde_json::to_vec(info).map_err(|e| MetaError::Other(e.to_string()))?;
+        self.meta
+            .put(&k, Bytes::from(v), Expect::Version(cur.version))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a tenant; refuses ([`BrokerError::Conflict`]) while it has namespaces.
+    pub async fn delete_tenant(&self, tenant: &str) -> Result<()> {
+        if self.tenant_info(tenant).await?.is_none() {
+            return Err(BrokerError::NotFound("Tenant does not exist".into()));
+        }
+        if !self.namespaces(tenant).await?.is_empty() {
+            return Err(BrokerError::Conflict(
+                "The tenant still has active namespaces".into(),
+            ));
+        }
+        self.meta.delete(&Self::tenant_key(tenant)).await?;
+        info!(tenant, "tenant deleted");
+        Ok(())
+    }
+
+    /// Creates a namespace (idempotent, creating its tenant if needed).
     pub async fn create_namespace(&self, tenant: &str, ns: &str) -> Result<()> {
         self.create_tenant(tenant).await?;
-        let k = format!("{ROOT}/namespaces/{tenant}/{ns}");
+        let k = Self::namespace_key(tenant, ns);
         if self.meta.get(&k).await?.is_none() {
             self.meta
                 .put(&k, Bytes::from_static(b"{}"), Expect::Any)
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Creates a namespace of an existing tenant; [`BrokerError::Conflict`] if it exists.
+    pub async fn create_namespace_strict(
+        &self,
+        tenant: &str,
+        ns: &str,
+        policies: &Policies,
+    ) -> Result<()> {
+        if self.tenant_info(tenant).await?.is_none() {
+            return Err(BrokerError::NotFound("Tenant does not exist".into()));
+        }
+        let v = serde_json::to_vec(policies).map_err(|e| MetaError::Other(e.to_string()))?;
+        match self
+            .meta
+            .put(
+                &Self::namespace_key(tenant, ns),
+                Bytes::from(v),
+                Expect::Absent,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(MetaError::BadVersion(_)) => {
+                Err(BrokerError::Conflict("Namespace already exists".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A namespace's policies (`strata_meta`'s [`Policies`], stored at `namespaces/{t}/{ns}`);
+    /// `None` if the namespace does not exist.
+    pub async fn policies(&self, tenant: &str, ns: &str) -> Result<Option<Policies>> {
+        let k = Self::namespace_key(tenant, ns);
+        match self.meta.get(&k).await? {
+            Some(v) => Ok(Some(
+                serde_json::from_slice(&v.value)
+                    .map_err(|e| MetaError::Corrupt(k, e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Changes a namespace's policies (compare-and-set, retried on conflicts); live topics pick
+    /// the change up within `policy_refresh_interval`.
+    pub async fn update_policies(
+        &self,
+        tenant: &str,
+        ns: &str,
+        f: impl Fn(&mut Policies),
+    ) -> Result<Policies> {
+        let k = Self::namespace_key(tenant, ns);
+        for _ in 0..16 {
+            let Some(cur) = self.meta.get(&k).await? else {
+                return Err(BrokerError::NotFound("Namespace does not exist".into()));
+            };
+            let mut p: Policies = serde_json::from_slice(&cur.value)
+                .map_err(|e| MetaError::Corrupt(k.clone(), e.to_string()))?;
+            f(&mut p);
+            let v = serde_json::to_vec(&p).map_err(|e| MetaError::Other(e.to_string()))?;
+            match self
+                .meta
+                .put(&k, Bytes::from(v), Expect::Version(cur.version))
+                .await
+            {
+                Ok(_) => return Ok(p),
+                Err(MetaError::BadVersion(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BrokerError::Conflict(
+            "concurrent policy updates; retry".into(),
+        ))
+    }
+
+    /// Deletes an empty namespace; [`BrokerError::Conflict`] while it has topics.
+    pub async fn delete_namespace(&self, tenant: &str, ns: &str) -> Result<()> {
+        if self.policies(tenant, ns).await?.is_none() {
+            return Err(BrokerError::NotFound("Namespace does not exist".into()));
+        }
+        if !self.topics_of_namespace(tenant, ns).await?.is_empty()
+            || !self
+                .partitioned_topics_of_namespace(tenant, ns)
+                .await?
+                .is_empty()
+        {
+            return Err(BrokerError::Conflict(
+                "Cannot delete non empty namespace".into(),
+            ));
+        }
+        self.meta.delete(&Self::namespace_key(tenant, ns)).await?;
+        info!(tenant, ns, "namespace deleted");
         Ok(())
     }
 
@@ -359,6 +542,84 @@ impl BrokerService {
             .into_iter()
             .map(|(k, _)| format!("{tenant}/{}", k.strip_prefix(p.as_str()).unwrap_or(&k)))
             .collect())
+    }
+
+    /// Whether a non-partitioned topic (or partition) exists.
+    pub async fn topic_exists(&self, name: &TopicName) -> Result<bool> {
+        Ok(self
+            .meta
+            .get(&ml_key(&name.persistence_name()))
+            .await?
+            .is_some())
+    }
+
+    /// Deletes a non-partitioned topic (or one partition): its ledgers, cursors and metadata.
+    /// Without `force`, refuses ([`BrokerError::PreconditionFailed`]) while producers are
+    /// connected.
+    pub async fn delete_topic(&self, name: &TopicName, force: bool) -> Result<()> {
+        if !self.topic_exists(name).await? {
+            return Err(BrokerError::NotFound("Topic not found".into()));
+        }
+        let t = self.topic(name, false).await?;
+        if !force && t.producer_count() > 0 {
+            return Err(BrokerError::PreconditionFailed(
+                "Topic has active producers/subscriptions".into(),
+            ));
+        }
+        self.unload(name, None).await;
+        let pname = name.persistence_name();
+        let cursors = format!("{}/", crate::subscription::cursor_key(&pname, ""));
+        let cursors = cursors.trim_end_matches('/').to_owned() + "/";
+        for (k, _) in self.meta.list(&cursors).await? {
+            self.meta.delete(&k).await?;
+        }
+        t.ledger().delete().await?;
+        info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    /// Deletes a partitioned topic and its partitions.
+    pub async fn delete_partitioned(&self, name: &TopicName, force: bool) -> Result<()> {
+        let n = self.partitions(name).await?;
+        if n == 0 {
+            return Err(BrokerError::NotFound(
+                "Partitioned topic does not exist".into(),
+            ));
+        }
+        for i in 0..n {
+            let p = name.partition(i);
+            if self.topic_exists(&p).await? {
+                self.delete_topic(&p, force).await?;
+            }
+        }
+        self.meta.delete(&Self::partitioned_key(name)).await?;
+        info!(topic = %name, "partitioned topic deleted");
+        Ok(())
+    }
+
+    /// Raises the partition count of a partitioned topic (never lowers it).
+    pub async fn update_partitions(&self, name: &TopicName, partitions: u32) -> Result<()> {
+        let k = Self::partitioned_key(name);
+        let Some(cur) = self.meta.get(&k).await? else {
+            return Err(BrokerError::NotFound(
+                "Partitioned topic does not exist".into(),
+            ));
+        };
+        let m: PartitionedMeta = serde_json::from_slice(&cur.value)
+            .map_err(|e| MetaError::Corrupt(k.clone(), e.to_string()))?;
+        if partitions <= m.partitions || partitions > 10_000 {
+            return Err(BrokerError::PreconditionFailed(format!(
+                "the number of partitions must be more than the existing {}",
+                m.partitions
+            )));
+        }
+        let v = serde_json::to_vec(&PartitionedMeta { partitions })
+            .map_err(|e| MetaError::Other(e.to_string()))?;
+        self.meta
+            .put(&k, Bytes::from(v), Expect::Version(cur.version))
+            .await?;
+        info!(topic = %name, from = m.partitions, to = partitions, "partitions updated");
+        Ok(())
     }
 
     /// Trims consumed ledgers of every loaded topic.

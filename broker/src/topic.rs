@@ -270,6 +270,11 @@ impl Topic {
         }
     }
 
+    /// A subscription of this topic, if it exists.
+    pub async fn get_subscription(&self, name: &str) -> Option<Subscription> {
+        self.subs.lock().await.get(name).cloned()
+    }
+
     /// Names of the subscriptions.
     pub async fn subscription_names(&self) -> Vec<String> {
         self.subs.lock().await.keys().cloned().collect()

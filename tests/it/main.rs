@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_cli;
+mod admin_rest;
 mod auth_tokens;
 mod bookie;
 mod broker_badinput;

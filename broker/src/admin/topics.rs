@@ -1,0 +1,776 @@
+//! Topics: `/admin/v2/{domain}/{tenant}/{ns}[/{topic}[/...]]` — create, delete, list, stats,
+//! partitions, unload, terminate, subscriptions and their cursors, peek, get-message-by-id,
+//! last message id, compaction (honestly "not supported").
+//!
+//! An operation on a subscription of a partitioned topic applies to every partition. In
+//! cluster mode a request for a topic another broker owns is refused with 503 (no redirect yet).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use strata_auth::RestOperation;
+use strata_proto::frame::Payload;
+
+use super::{ApiError, ApiResult, Caller, Svc, parse_body};
+use crate::position::Position;
+use crate::service::BrokerService;
+use crate::subscription::{InitialPosition, SeekTarget};
+use crate::topic::Topic;
+use crate::topic_name::TopicName;
+
+type TopicPathArgs = Path<(String, String, String, String)>;
+type SubPathArgs = Path<(String, String, String, String, String)>;
+
+pub(super) fn routes() -> Router<Arc<BrokerService>> {
+    const T: &str = "/admin/v2/{domain}/{tenant}/{ns}/{topic}";
+    const S: &str = "/admin/v2/{domain}/{tenant}/{ns}/{topic}/subscription/{sub}";
+    Router::new()
+        .route("/admin/v2/{domain}/{tenant}/{ns}", get(list))
+        .route(
+            "/admin/v2/{domain}/{tenant}/{ns}/partitioned",
+            get(list_partitioned),
+        )
+        .route(T, put(create).delete(delete))
+        .route(
+            &format!("{T}/partitions"),
+            get(get_partitions)
+                .put(create_partitioned)
+                .post(update_partitions)
+                .delete(delete_partitioned),
+        )
+        .route(&format!("{T}/stats"), get(stats))
+        .route(&format!("{T}/internalStats"), get(internal_stats))
+        .route(&format!("{T}/partitioned-stats"), get(partitioned_stats))
+        .route(&format!("{T}/unload"), put(unload))
+        .route(&format!("{T}/terminate"), post(terminate))
+        .route(&format!("{T}/subscriptions"), get(subscriptions))
+        .route(S, put(create_subscription).delete(delete_subscription))
+        .route(&format!("{S}/resetcursor"), post(reset_to_id))
+        .route(&format!("{S}/resetcursor/{{ts}}"), post(reset_to_time))
+        .route(&format!("{S}/skip/{{n}}"), post(skip))
+        .route(&format!("{S}/skip_all"), post(clear_backlog))
+        .route(&format!("{S}/expireMessages/{{secs}}"), post(expire))
+        .route(&format!("{S}/position/{{n}}"), get(peek))
+        .route(&format!("{T}/ledger/{{l}}/entry/{{e}}"), get(message_by_id))
+        .route(&format!("{T}/lastMessageId"), get(last_message_id))
+        .route(
+            &format!("{T}/compaction"),
+            put(compact).get(compaction_status),
+        )
+}
+
+fn name_of(domain: &str, tenant: &str, ns: &str, topic: &str) -> ApiResult<TopicName> {
+    let n = TopicName::from_parts(domain, tenant, ns, topic)?;
+    if !n.is_persistent() {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "non-persistent topics are not supported",
+        ));
+    }
+    Ok(n)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ForceQuery {
+    force: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct StatsQuery {
+    per_partition: bool,
+}
+
+/// A message id as Pulsar's admin API takes it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageIdBody {
+    ledger_id: i64,
+    entry_id: i64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn list(
+    State(s): Svc,
+    c: Caller,
+    Path((domain, t, ns)): Path<(String, String, String)>,
+) -> ApiResult<Json<Vec<String>>> {
+    c.namespace(&s, RestOperation::ListTopics, &t, &ns).await?;
+    if domain != "persistent" {
+        return Ok(Json(Vec::new()));
+    }
+    if s.policies(&t, &ns).await?.is_none() {
+        return Err(ApiError::not_found("Namespace does not exist"));
+    }
+    Ok(Json(s.topics_of_namespace(&t, &ns).await?))
+}
+
+async fn list_partitioned(
+    State(s): Svc,
+    c: Caller,
+    Path((domain, t, ns)): Path<(String, String, String)>,
+) -> ApiResult<Json<Vec<String>>> {
+    c.namespace(&s, RestOperation::ListTopics, &t, &ns).await?;
+    if domain != "persistent" {
+        return Ok(Json(Vec::new()));
+    }
+    if s.policies(&t, &ns).await?.is_none() {
+        return Err(ApiError::not_found("Namespace does not exist"));
+    }
+    Ok(Json(s.partitioned_topics_of_namespace(&t, &ns).await?))
+}
+
+async fn create(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::CreateTopic, &n, None).await?;
+    s.create_namespace(&t, &ns).await?;
+    if s.topic_exists(&n).await? || s.partitions(&n).await? > 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "This topic already exists",
+        ));
+    }
+    s.topic(&n, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+    Query(q): Query<ForceQuery>,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::DeleteTopic, &n, None).await?;
+    if s.partitions(&n).await? > 0 {
+        s.delete_partitioned(&n, q.force).await?;
+    } else {
+        s.delete_topic(&n, q.force).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_partitions(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<Json<Value>> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::GetPartitionedMetadata, &n, None)
+        .await?;
+    let p = s.partitions(&n).await?;
+    Ok(Json(json!({ "partitions": p, "deleted": false })))
+}
+
+fn parse_count(body: &str) -> ApiResult<u32> {
+    parse_body::<u32>(body).map_err(|_| {
+        ApiError::precondition(format!("partition count must be a number, got {body:?}"))
+    })
+}
+
+async fn create_partitioned(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+    body: String,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::CreateTopic, &n, None).await?;
+    let count = parse_count(&body)?;
+    s.create_namespace(&t, &ns).await?;
+    s.create_partitioned(&n, count).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn update_partitions(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+    body: String,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::UpdatePartitions, &n, None)
+        .await?;
+    s.update_partitions(&n, parse_count(&body)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_partitioned(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+    Query(q): Query<ForceQuery>,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::DeleteTopic, &n, None).await?;
+    s.delete_partitioned(&n, q.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The loaded topic; 404 if it does not exist.
+async fn existing(s: &BrokerService, n: &TopicName) -> ApiResult<Arc<Topic>> {
+    if !s.topic_exists(n).await? {
+        if s.partitions(n).await? > 0 {
+            return Err(ApiError::precondition(format!(
+                "{n} is a partitioned topic: use partitioned-stats or a partition"
+            )));
+        }
+        return Err(ApiError::not_found("Topic not found"));
+    }
+    Ok(s.topic(n, false).await?)
+}
+
+/// The topics a subscription operation applies to: the partitions of a partitioned topic, or
+/// the topic itself.
+async fn targets(s: &BrokerService, n: &TopicName) -> ApiResult<Vec<Arc<Topic>>> {
+    let parts = s.partitions(n).await?;
+    if parts == 0 {
+        return Ok(vec![existing(s, n).await?]);
+    }
+    let mut out = Vec::new();
+    for i in 0..parts {
+        out.push(s.topic(&n.partition(i), true).await?);
+    }
+    Ok(out)
+}
+
+async fn topic_stats_json(t: &Topic) -> Value {
+    let mut subs = serde_json::Map::new();
+    let mut backlog_total = 0;
+    for (sub, durable, md, backlog) in t.subscription_stats().await {
+        backlog_total += backlog;
+        subs.insert(
+            sub,
+            json!({
+                "msgBacklog": backlog,
+                "isDurable": durable,
+                "markDeletePosition": md.map(|p| p.to_string()),
+                "consumers": [],
+            }),
+        );
+    }
+    let publishers: Vec<Value> = t
+        .producer_names()
+        .into_iter()
+        .map(|n| json!({ "producerName": n }))
+        .collect();
+    json!({
+        "msgInCounter": t.series.in_messages.get(),
+        "bytesInCounter": t.series.in_bytes.get(),
+        "msgOutCounter": t.series.out_messages.get(),
+        "bytesOutCounter": t.series.out_bytes.get(),
+        "storageSize": t.ledger().storage_size(),
+        "backlogSize": backlog_total,
+        "publishers": publishers,
+        "subscriptions": subs,
+        "terminated": t.ledger().is_terminated(),
+    })
+}
+
+async fn stats(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<Json<Value>> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::TopicStats, &n, None).await?;
+    let topic = existing(&s, &n).await?;
+    Ok(Json(topic_stats_json(&topic).await))
+}
+
+async fn partitioned_stats(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+    Query(q): Query<StatsQuery>,
+) -> ApiResult<Json<Value>> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::PartitionedStats, &n, None)
+        .await?;
+    let parts = s.partitions(&n).await?;
+    if parts == 0 {
+        return Err(ApiError::not_found("Partitioned topic does not exist"));
+    }
+    let mut per = serde_json::Map::new();
+    let mut subs: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut msg_in, mut bytes_in, mut storage) = (0u64, 0u64, 0u64);
+    for i in 0..parts {
+        let p = n.partition(i);
+        let st = if s.topic_exists(&p).await? {
+            topic_stats_json(&*s.topic(&p, false).await?).await
+        } else {
+            json!({ "msgInCounter": 0, "bytesInCounter": 0, "storageSize": 0, "publishers": [], "subscriptions": {} })
+        };
+        msg_in += st["msgInCounter"].as_u64().unwrap_or(0);
+        bytes_in += st["bytesInCounter"].as_u64().unwrap_or(0);
+        storage += st["storageSize"].as_u64().unwrap_or(0);
+        if let Some(m) = st["subscriptions"].as_object() {
+            for (k, v) in m {
+                *subs.entry(k.clone()).or_default() += v["msgBacklog"].as_u64().unwrap_or(0);
+            }
+        }
+        per.insert(p.to_string(), st);
+    }
+    let subs: serde_json::Map<String, Value> = subs
+        .into_iter()
+        .map(|(k, b)| (k, json!({ "msgBacklog": b })))
+        .collect();
+    let mut out = json!({
+        "metadata": { "partitions": parts },
+        "msgInCounter": msg_in,
+        "bytesInCounter": bytes_in,
+        "storageSize": storage,
+        "subscriptions": subs,
+        "publishers": [],
+    });
+    if q.per_partition {
+        out["partitions"] = Value::Object(per);
+    } else {
+        out["partitions"] = json!({});
+    }
+    Ok(Json(out))
+}
+
+async fn internal_stats(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<Json<Value>> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::InternalStats, &n, None).await?;
+    let topic = existing(&s, &n).await?;
+    let ml = topic.ledger();
+    let ledgers: Vec<Value> = ml
+        .ledgers()
+        .into_iter()
+        .map(|l| json!({ "ledgerId": l.id, "entries": l.entries, "size": l.size, "closed": l.closed }))
+        .collect();
+    let mut cursors = serde_json::Map::new();
+    for (sub, durable, md, backlog) in topic.subscription_stats().await {
+        cursors.insert(
+            sub,
+            json!({ "markDeletePosition": md.map(|p| p.to_string()), "durable": durable, "backlogEntries": backlog }),
+        );
+    }
+    let total: u64 = ml.ledgers().iter().map(|l| l.entries).sum();
+    Ok(Json(json!({
+        "entriesAddedCounter": total,
+        "numberOfEntries": total,
+        "totalSize": ml.storage_size(),
+        "lastConfirmedEntry": ml.last_confirmed().to_string(),
+        "ledgers": ledgers,
+        "cursors": cursors,
+        "terminated": ml.is_terminated(),
+    })))
+}
+
+async fn unload(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::Unload, &n, None).await?;
+    let parts = s.partitions(&n).await?;
+    if parts > 0 {
+        for i in 0..parts {
+            s.unload(&n.partition(i), None).await;
+        }
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if !s.topic_exists(&n).await? {
+        return Err(ApiError::not_found("Topic not found"));
+    }
+    s.unload(&n, None).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn terminate(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<Json<Value>> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::Terminate, &n, None).await?;
+    let topic = existing(&s, &n).await?;
+    let last = topic.ledger().terminate().await?;
+    Ok(Json(
+        json!({ "ledgerId": last.ledger, "entryId": last.entry, "partitionIndex": topic.partition }),
+    ))
+}
+
+async fn subscriptions(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<Json<Vec<String>>> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::ListSubscriptions, &n, None)
+        .await?;
+    let mut out = std::collections::BTreeSet::new();
+    for topic in targets(&s, &n).await? {
+        out.extend(topic.subscription_names().await);
+    }
+    Ok(Json(out.into_iter().collect()))
+}
+
+fn position_of(id: &MessageIdBody) -> Position {
+    // -1:-1 is earliest, i64::MAX:i64::MAX latest (the seek code's conventions).
+    Position::new(id.ledger_id as u64, id.entry_id)
+}
+
+async fn create_subscription(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, sub)): SubPathArgs,
+    body: String,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::CreateSubscription, &n, Some(&sub))
+        .await?;
+    let initial = if body.trim().is_empty() {
+        InitialPosition::Latest
+    } else {
+        let id: MessageIdBody = parse_body(&body)?;
+        if id.ledger_id < 0 {
+            InitialPosition::Earliest
+        } else if id.ledger_id == i64::MAX {
+            InitialPosition::Latest
+        } else {
+            InitialPosition::At(position_of(&id))
+        }
+    };
+    let topics = targets(&s, &n).await?;
+    for topic in &topics {
+        if topic.get_subscription(&sub).await.is_some() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Subscription already exists for topic",
+            ));
+        }
+    }
+    for topic in topics {
+        topic.subscribe(&sub, true, initial).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_subscription(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, sub)): SubPathArgs,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::DeleteSubscription, &n, Some(&sub))
+        .await?;
+    let mut found = false;
+    for topic in targets(&s, &n).await? {
+        if topic.get_subscription(&sub).await.is_some() {
+            found = true;
+            topic.remove_subscription(&sub, true).await;
+        }
+    }
+    if !found {
+        return Err(ApiError::not_found("Subscription not found"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A cursor operation of the admin API.
+#[derive(Clone, Copy)]
+enum CursorOp {
+    Seek(SeekTarget),
+    Skip(u64),
+    Expire(u64),
+}
+
+async fn apply(
+    topic: &Topic,
+    x: &crate::subscription::Subscription,
+    op: CursorOp,
+) -> ApiResult<()> {
+    match op {
+        CursorOp::Seek(t) => x.seek(t).await?,
+        CursorOp::Skip(count) => {
+            let ml = topic.ledger();
+            let mut p = x.mark_delete().await.unwrap_or(ml.first_position());
+            for _ in 0..count {
+                match ml.next_position(p) {
+                    Some(q) => p = q,
+                    None => break,
+                }
+            }
+            let target = ml.next_position(p).unwrap_or(LATEST);
+            x.seek(SeekTarget::Position(target)).await?;
+        }
+        CursorOp::Expire(secs) => {
+            expire_older_than(topic, x, secs).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `op` to the subscription in every target topic; 404 if no topic has it.
+async fn each_sub(
+    s: &BrokerService,
+    n: &TopicName,
+    sub: &str,
+    op: CursorOp,
+) -> ApiResult<StatusCode> {
+    let mut found = false;
+    for topic in targets(s, n).await? {
+        if let Some(x) = topic.get_subscription(sub).await {
+            found = true;
+            apply(&topic, &x, op).await?;
+        }
+    }
+    if !found {
+        return Err(ApiError::not_found("Subscription not found"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+const LATEST: Position = Position::new(i64::MAX as u64, i64::MAX);
+
+async fn reset_to_id(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, sub)): SubPathArgs,
+    body: String,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::ResetCursor, &n, Some(&sub))
+        .await?;
+    let id: MessageIdBody = parse_body(&body)?;
+    let p = position_of(&id);
+    each_sub(&s, &n, &sub, CursorOp::Seek(SeekTarget::Position(p))).await
+}
+
+async fn reset_to_time(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, sub, ts)): Path<(String, String, String, String, String, u64)>,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::ResetCursor, &n, Some(&sub))
+        .await?;
+    each_sub(&s, &n, &sub, CursorOp::Seek(SeekTarget::PublishTime(ts))).await
+}
+
+async fn skip(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, sub, count)): Path<(String, String, String, String, String, u64)>,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::SkipMessages, &n, Some(&sub))
+        .await?;
+    each_sub(&s, &n, &sub, CursorOp::Skip(count)).await
+}
+
+async fn clear_backlog(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, sub)): SubPathArgs,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::SkipMessages, &n, Some(&sub))
+        .await?;
+    each_sub(&s, &n, &sub, CursorOp::Seek(SeekTarget::Position(LATEST))).await
+}
+
+/// Moves the cursor past every message published more than `secs` seconds ago (never back).
+pub async fn expire_older_than(
+    topic: &Topic,
+    sub: &crate::subscription::Subscription,
+    secs: u64,
+) -> crate::Result<bool> {
+    let cutoff = now_ms().saturating_sub(secs.saturating_mul(1000));
+    let ml = topic.ledger();
+    let first_live = ml
+        .find_first(|d| {
+            Payload::from_raw(d.clone())
+                .map(|p| p.metadata.publish_time >= cutoff)
+                .unwrap_or(false)
+        })
+        .await?;
+    let md = sub.mark_delete().await.unwrap_or(ml.first_position());
+    let new_md = match first_live {
+        Some(p) => Position::new(p.ledger, p.entry - 1),
+        None => ml.last_confirmed(),
+    };
+    // Expiry only moves forward (and never over the first unexpired entry).
+    let advance = match first_live {
+        Some(p) => p > md && ml.next_position(md).is_some_and(|nx| nx < p),
+        None => md < ml.last_confirmed(),
+    };
+    if !advance || new_md <= md {
+        return Ok(false);
+    }
+    sub.seek(SeekTarget::Position(first_live.unwrap_or(LATEST)))
+        .await?;
+    Ok(true)
+}
+
+async fn expire(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, sub, secs)): Path<(String, String, String, String, String, u64)>,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::ExpireMessages, &n, Some(&sub))
+        .await?;
+    each_sub(&s, &n, &sub, CursorOp::Expire(secs)).await
+}
+
+fn header(name: &str, v: &str) -> Option<(HeaderName, HeaderValue)> {
+    Some((
+        HeaderName::from_bytes(name.as_bytes()).ok()?,
+        HeaderValue::from_str(v).ok()?,
+    ))
+}
+
+/// A stored entry as Pulsar's admin API returns a message: payload as the body, id and metadata
+/// in `X-Pulsar-*` headers.
+fn message_response(p: Position, raw: bytes::Bytes) -> ApiResult<Response> {
+    let payload = Payload::from_raw(raw)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("bad entry: {e}")))?;
+    let md = &payload.metadata;
+    let mut headers = vec![
+        header("X-Pulsar-Message-ID", &format!("{}:{}", p.ledger, p.entry)),
+        header("X-Pulsar-publish-time", &md.publish_time.to_string()),
+        header("X-Pulsar-producer-name", &md.producer_name),
+        header("X-Pulsar-sequence-id", &md.sequence_id.to_string()),
+    ];
+    if md.num_messages_in_batch.is_some() {
+        headers.push(header(
+            "X-Pulsar-num-batch-message",
+            &md.num_messages_in_batch().to_string(),
+        ));
+    }
+    if let Some(k) = &md.partition_key {
+        headers.push(header("X-Pulsar-partition-key", k));
+    }
+    for kv in &md.properties {
+        headers.push(header(&format!("X-Pulsar-PROPERTY-{}", kv.key), &kv.value));
+    }
+    let mut resp = Response::new(Body::from(payload.data.clone()));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    for (k, v) in headers.into_iter().flatten() {
+        resp.headers_mut().insert(k, v);
+    }
+    Ok(resp)
+}
+
+async fn peek(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, sub, nth)): Path<(String, String, String, String, String, u64)>,
+) -> ApiResult<Response> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::PeekMessages, &n, Some(&sub))
+        .await?;
+    let topic = existing(&s, &n).await?;
+    let Some(x) = topic.get_subscription(&sub).await else {
+        return Err(ApiError::not_found("Subscription not found"));
+    };
+    let ml = topic.ledger();
+    let mut p = x.mark_delete().await.unwrap_or(ml.first_position());
+    for _ in 0..nth.max(1) {
+        match ml.next_position(p) {
+            Some(q) => p = q,
+            None => return Err(ApiError::not_found("Message not found")),
+        }
+    }
+    match ml.read_one(p).await? {
+        Some(raw) => message_response(p, raw),
+        None => Err(ApiError::not_found("Message not found")),
+    }
+}
+
+async fn message_by_id(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, l, e)): Path<(String, String, String, String, u64, i64)>,
+) -> ApiResult<Response> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::GetMessageById, &n, None).await?;
+    let topic = existing(&s, &n).await?;
+    let ml = topic.ledger();
+    let p = Position::new(l, e);
+    let known = ml
+        .ledgers()
+        .iter()
+        .any(|x| x.id == l && e >= 0 && (e as u64) < x.entries);
+    if !known || p > ml.last_confirmed() {
+        return Err(ApiError::not_found("Message not found"));
+    }
+    match ml.read_one(p).await? {
+        Some(raw) => message_response(p, raw),
+        None => Err(ApiError::not_found("Message not found")),
+    }
+}
+
+async fn last_message_id(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<Json<Value>> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::GetLastMessageIdRest, &n, None)
+        .await?;
+    let topic = existing(&s, &n).await?;
+    let p = topic.ledger().last_confirmed();
+    Ok(Json(
+        json!({ "ledgerId": p.ledger, "entryId": p.entry, "partitionIndex": topic.partition }),
+    ))
+}
+
+const NO_COMPACTION: &str = "topic compaction is not supported by Strata yet";
+
+async fn compact(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::TriggerCompaction, &n, None)
+        .await?;
+    existing(&s, &n).await?;
+    Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, NO_COMPACTION))
+}
+
+async fn compaction_status(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<Response> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::CompactionStatus, &n, None)
+        .await?;
+    existing(&s, &n).await?;
+    Ok(Json(json!({ "status": "NOT_RUN", "lastError": NO_COMPACTION })).into_response())
+}

@@ -1,0 +1,477 @@
+//! The admin REST API `/admin/v2` on a real `strata standalone`: every endpoint group with
+//! Pulsar's paths, JSON shapes and status codes (404 missing, 409 exists/in use, 412
+//! precondition), messages produced by the real `strata produce`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::strata_bin;
+use crate::pulsar_standalone::Standalone;
+
+/// One HTTP/1.1 request with an optional bearer token; returns (status, headers, body).
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// (status, body) without a token.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (st, _, b) = request(port, method, path, body, None);
+    (st, b)
+}
+
+fn ok_json(port: u16, path: &str) -> Value {
+    let (st, body) = http(port, "GET", path, "");
+    assert_eq!(st, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+}
+
+fn expect(port: u16, method: &str, path: &str, body: &str, status: u16) -> String {
+    let (st, b) = http(port, method, path, body);
+    assert_eq!(st, status, "{method} {path} {body}: {b}");
+    if status >= 400 {
+        let v: Value = serde_json::from_str(&b).unwrap_or_else(|_| panic!("not JSON: {b}"));
+        assert!(v["reason"].is_string(), "Pulsar-shaped error expected: {b}");
+    }
+    b
+}
+
+/// Produces `n` messages `hello-rest` with the real CLI.
+pub fn produce(url: &str, topic: &str, n: u32) {
+    let out = Command::new(strata_bin())
+        .args([
+            "produce",
+            topic,
+            "-u",
+            url,
+            "-m",
+            "hello-rest",
+            "--disable-batching",
+            "-n",
+        ])
+        .arg(n.to_string())
+        .env("STRATA_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run strata produce");
+    assert!(
+        out.status.success(),
+        "produce failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn clusters_brokers_bookies() {
+    let node = Standalone::start();
+    let hp = node.http_port;
+    assert_eq!(ok_json(hp, "/admin/v2/clusters"), json!(["standalone"]));
+    let c = ok_json(hp, "/admin/v2/clusters/standalone");
+    assert_eq!(
+        c["brokerServiceUrl"],
+        format!("pulsar://127.0.0.1:{}", node.broker_port)
+    );
+    expect(hp, "GET", "/admin/v2/clusters/nope", "", 404);
+    assert_eq!(
+        ok_json(hp, "/admin/v2/brokers/standalone"),
+        json!([format!("127.0.0.1:{hp}")])
+    );
+    expect(hp, "GET", "/admin/v2/brokers/nope", "", 404);
+    assert!(ok_json(hp, "/admin/v2/brokers/leaderBroker")["serviceUrl"].is_string());
+    let (st, body) = http(hp, "GET", "/admin/v2/brokers/health", "");
+    assert_eq!((st, body.as_str()), (200, "ok"));
+    let b = ok_json(hp, "/admin/v2/bookies/all");
+    assert_eq!(b["bookies"][0]["bookieId"], "standalone-bookie", "{b}");
+    assert!(ok_json(hp, "/admin/v2/bookies/racks-info").is_object());
+}
+
+#[test]
+fn tenants_and_namespaces_with_policies() {
+    let node = Standalone::start();
+    let hp = node.http_port;
+    let info = r#"{"adminRoles":["alice"],"allowedClusters":["standalone"]}"#;
+    expect(hp, "PUT", "/admin/v2/tenants/acme", info, 204);
+    expect(hp, "PUT", "/admin/v2/tenants/acme", info, 409);
+    expect(
+        hp,
+        "PUT",
+        "/admin/v2/tenants/other",
+        r#"{"allowedClusters":["mars"]}"#,
+        412,
+    );
+    let t = ok_json(hp, "/admin/v2/tenants/acme");
+    assert_eq!(t["adminRoles"], json!(["alice"]), "{t}");
+    let all = ok_json(hp, "/admin/v2/tenants");
+    assert!(all.as_array().unwrap().contains(&json!("acme")), "{all}");
+    expect(
+        hp,
+        "POST",
+        "/admin/v2/tenants/acme",
+        r#"{"adminRoles":["alice","bob"],"allowedClusters":["standalone"]}"#,
+        204,
+    );
+    assert_eq!(
+        ok_json(hp, "/admin/v2/tenants/acme")["adminRoles"],
+        json!(["alice", "bob"])
+    );
+    expect(hp, "POST", "/admin/v2/tenants/ghost", info, 404);
+    expect(hp, "GET", "/admin/v2/tenants/ghost", "", 404);
+
+    // Namespaces.
+    expect(hp, "PUT", "/admin/v2/namespaces/ghost/ns", "", 404);
+    expect(hp, "PUT", "/admin/v2/namespaces/acme/ns", "", 204);
+    expect(hp, "PUT", "/admin/v2/namespaces/acme/ns", "", 409);
+    assert_eq!(ok_json(hp, "/admin/v2/namespaces/acme"), json!(["acme/ns"]));
+    expect(hp, "DELETE", "/admin/v2/tenants/acme", "", 409);
+
+    let ns = "/admin/v2/namespaces/acme/ns";
+    let set = |p: &str, body: &str| expect(hp, "POST", &format!("{ns}/{p}"), body, 204);
+    set(
+        "retention",
+        r#"{"retentionTimeInMinutes":180,"retentionSizeInMB":10}"#,
+    );
+    set("messageTTL", "3600");
+    set(
+        "backlogQuota?backlogQuotaType=destination_storage",
+        r#"{"limitSize":1073741824,"limitTime":-1,"policy":"producer_exception"}"#,
+    );
+    set(
+        "persistence",
+        r#"{"bookkeeperEnsemble":1,"bookkeeperWriteQuorum":1,"bookkeeperAckQuorum":1,"managedLedgerMaxMarkDeleteRate":0}"#,
+    );
+    expect(
+        hp,
+        "POST",
+        &format!("{ns}/persistence"),
+        r#"{"bookkeeperEnsemble":1,"bookkeeperWriteQuorum":2,"bookkeeperAckQuorum":1}"#,
+        412,
+    );
+    set("deduplication", "true");
+    set("maxProducersPerTopic", "3");
+    set("maxConsumersPerTopic", "4");
+    set(
+        "dispatchRate",
+        r#"{"dispatchThrottlingRateInMsg":1000,"dispatchThrottlingRateInByte":-1,"ratePeriodInSecond":1}"#,
+    );
+    set(
+        "publishRate",
+        r#"{"publishThrottlingRateInMsg":500,"publishThrottlingRateInByte":-1}"#,
+    );
+    expect(
+        hp,
+        "PUT",
+        &format!("{ns}/offloadThreshold"),
+        "1073741824",
+        204,
+    );
+    set("permissions/app", r#"["produce","consume"]"#);
+
+    let get = |p: &str| ok_json(hp, &format!("{ns}/{p}"));
+    assert_eq!(
+        get("retention"),
+        json!({"retentionTimeInMinutes":180,"retentionSizeInMB":10})
+    );
+    assert_eq!(get("messageTTL"), json!(3600));
+    assert_eq!(
+        get("backlogQuotaMap")["destination_storage"]["policy"],
+        "producer_exception"
+    );
+    assert_eq!(get("persistence")["bookkeeperEnsemble"], 1);
+    assert_eq!(get("deduplication"), json!(true));
+    assert_eq!(get("maxProducersPerTopic"), json!(3));
+    assert_eq!(get("maxConsumersPerTopic"), json!(4));
+    assert_eq!(get("dispatchRate")["dispatchThrottlingRateInMsg"], 1000);
+    assert_eq!(get("publishRate")["publishThrottlingRateInMsg"], 500);
+    assert_eq!(get("offloadThreshold"), json!(1073741824i64));
+    assert_eq!(get("permissions")["app"], json!(["produce", "consume"]));
+    let p = ok_json(hp, ns);
+    assert_eq!(p["message_ttl_in_seconds"], 3600, "{p}");
+    assert_eq!(p["max_producers_per_topic"], 3, "{p}");
+    assert_eq!(p["retention_policies"]["retentionSizeInMB"], 10, "{p}");
+    assert_eq!(
+        p["auth_policies"]["namespace_auth"]["app"],
+        json!(["produce", "consume"])
+    );
+
+    expect(hp, "DELETE", &format!("{ns}/permissions/app"), "", 204);
+    assert_eq!(get("permissions"), json!({}));
+    expect(hp, "DELETE", &format!("{ns}/messageTTL"), "", 204);
+    assert_eq!(get("messageTTL"), Value::Null);
+    expect(hp, "GET", &format!("{ns}/noSuchPolicy"), "", 404);
+
+    // A namespace with a topic cannot be deleted.
+    expect(hp, "PUT", "/admin/v2/persistent/acme/ns/t1", "", 204);
+    expect(hp, "DELETE", ns, "", 409);
+    expect(hp, "DELETE", "/admin/v2/persistent/acme/ns/t1", "", 204);
+    expect(hp, "DELETE", ns, "", 204);
+    expect(hp, "GET", ns, "", 404);
+    expect(hp, "DELETE", ns, "", 404);
+    expect(hp, "DELETE", "/admin/v2/tenants/acme", "", 204);
+    expect(hp, "GET", "/admin/v2/tenants/acme", "", 404);
+}
+
+#[test]
+fn topics_partitions_stats_and_lifecycle() {
+    let node = Standalone::start();
+    let hp = node.http_port;
+    let base = "/admin/v2/persistent/public/default";
+    expect(hp, "PUT", &format!("{base}/plain"), "", 204);
+    expect(hp, "PUT", &format!("{base}/plain"), "", 409);
+    expect(hp, "PUT", &format!("{base}/grow/partitions"), "2", 204);
+    expect(hp, "PUT", &format!("{base}/grow/partitions"), "2", 409);
+    expect(hp, "POST", &format!("{base}/grow/partitions"), "4", 204);
+    expect(hp, "POST", &format!("{base}/grow/partitions"), "3", 412);
+    assert_eq!(
+        ok_json(hp, &format!("{base}/grow/partitions"))["partitions"],
+        4
+    );
+    let list = ok_json(hp, base);
+    for t in ["plain", "grow-partition-0", "grow-partition-3"] {
+        assert!(
+            list.as_array()
+                .unwrap()
+                .contains(&json!(format!("persistent://public/default/{t}"))),
+            "{t}: {list}"
+        );
+    }
+    assert_eq!(
+        ok_json(hp, &format!("{base}/partitioned")),
+        json!(["persistent://public/default/grow"])
+    );
+
+    produce(&node.url(), "persistent://public/default/grow", 8);
+    produce(&node.url(), "persistent://public/default/plain", 3);
+    let st = ok_json(hp, &format!("{base}/plain/stats"));
+    assert_eq!(st["msgInCounter"], 3, "{st}");
+    let ist = ok_json(hp, &format!("{base}/plain/internalStats"));
+    assert!(
+        ist["ledgers"].is_array() && ist["lastConfirmedEntry"].is_string(),
+        "{ist}"
+    );
+    let ps = ok_json(
+        hp,
+        &format!("{base}/grow/partitioned-stats?perPartition=true"),
+    );
+    assert_eq!(ps["metadata"]["partitions"], 4, "{ps}");
+    assert_eq!(ps["msgInCounter"], 8, "{ps}");
+    assert_eq!(ps["partitions"].as_object().unwrap().len(), 4, "{ps}");
+    expect(hp, "GET", &format!("{base}/nope/stats"), "", 404);
+    expect(
+        hp,
+        "GET",
+        &format!("{base}/plain/partitioned-stats"),
+        "",
+        404,
+    );
+
+    expect(hp, "PUT", &format!("{base}/plain/unload"), "", 204);
+    expect(hp, "PUT", &format!("{base}/nope/unload"), "", 404);
+    let last = ok_json(hp, &format!("{base}/plain/lastMessageId"));
+    assert!(
+        last["ledgerId"].is_number() && last["entryId"] == 2,
+        "{last}"
+    );
+
+    // Compaction: honestly not supported.
+    expect(hp, "PUT", &format!("{base}/plain/compaction"), "", 501);
+    let cs = ok_json(hp, &format!("{base}/plain/compaction"));
+    assert_eq!(cs["status"], "NOT_RUN", "{cs}");
+
+    let term = ok_json_post(hp, &format!("{base}/plain/terminate"));
+    assert_eq!(term["entryId"], 2, "{term}");
+
+    expect(hp, "DELETE", &format!("{base}/plain"), "", 204);
+    expect(hp, "DELETE", &format!("{base}/plain"), "", 404);
+    expect(hp, "GET", &format!("{base}/plain/stats"), "", 404);
+    expect(
+        hp,
+        "DELETE",
+        &format!("{base}/grow/partitions?force=true"),
+        "",
+        204,
+    );
+    expect(
+        hp,
+        "GET",
+        &format!("{base}/grow/partitioned-stats"),
+        "",
+        404,
+    );
+    let list = ok_json(hp, base);
+    assert!(
+        !list.to_string().contains("grow") && !list.to_string().contains("plain"),
+        "{list}"
+    );
+}
+
+fn ok_json_post(port: u16, path: &str) -> Value {
+    let (st, body) = http(port, "POST", path, "");
+    assert_eq!(st, 200, "POST {path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn subscriptions_cursors_and_messages() {
+    let node = Standalone::start();
+    let hp = node.http_port;
+    let t = "/admin/v2/persistent/public/default/subs";
+    expect(hp, "PUT", t, "", 204);
+    expect(
+        hp,
+        "PUT",
+        &format!("{t}/subscription/early"),
+        r#"{"ledgerId":-1,"entryId":-1}"#,
+        204,
+    );
+    expect(hp, "PUT", &format!("{t}/subscription/early"), "", 409);
+    expect(hp, "PUT", &format!("{t}/subscription/late"), "", 204);
+    produce(&node.url(), "persistent://public/default/subs", 10);
+    assert_eq!(
+        ok_json(hp, &format!("{t}/subscriptions")),
+        json!(["early", "late"])
+    );
+    let backlog =
+        |sub: &str| ok_json(hp, &format!("{t}/stats"))["subscriptions"][sub]["msgBacklog"].as_i64();
+    assert_eq!(backlog("early"), Some(10));
+    assert_eq!(backlog("late"), Some(10));
+
+    expect(
+        hp,
+        "POST",
+        &format!("{t}/subscription/early/skip/3"),
+        "",
+        204,
+    );
+    assert_eq!(backlog("early"), Some(7));
+    let (st, head, body) = request(
+        hp,
+        "GET",
+        &format!("{t}/subscription/early/position/1"),
+        "",
+        None,
+    );
+    assert_eq!(st, 200, "{head}");
+    assert!(body.contains("hello-rest"), "{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("x-pulsar-message-id"),
+        "{head}"
+    );
+    expect(
+        hp,
+        "GET",
+        &format!("{t}/subscription/early/position/8"),
+        "",
+        404,
+    );
+
+    expect(
+        hp,
+        "POST",
+        &format!("{t}/subscription/early/skip_all"),
+        "",
+        204,
+    );
+    assert_eq!(backlog("early"), Some(0));
+    expect(
+        hp,
+        "POST",
+        &format!("{t}/subscription/early/resetcursor"),
+        r#"{"ledgerId":-1,"entryId":-1}"#,
+        204,
+    );
+    assert_eq!(backlog("early"), Some(10));
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 3_600_000;
+    expect(
+        hp,
+        "POST",
+        &format!("{t}/subscription/early/skip_all"),
+        "",
+        204,
+    );
+    expect(
+        hp,
+        "POST",
+        &format!("{t}/subscription/early/resetcursor/{hour_ago}"),
+        "",
+        204,
+    );
+    assert_eq!(backlog("early"), Some(10));
+    // Nothing is an hour old: expiring after 3600 s changes nothing; after 0 s, everything.
+    expect(
+        hp,
+        "POST",
+        &format!("{t}/subscription/early/expireMessages/3600"),
+        "",
+        204,
+    );
+    assert_eq!(backlog("early"), Some(10));
+    expect(
+        hp,
+        "POST",
+        &format!("{t}/subscription/early/expireMessages/0"),
+        "",
+        204,
+    );
+    assert_eq!(backlog("early"), Some(0));
+
+    let last = ok_json(hp, &format!("{t}/lastMessageId"));
+    let (l, e) = (
+        last["ledgerId"].as_i64().unwrap(),
+        last["entryId"].as_i64().unwrap(),
+    );
+    let (st, head, body) = request(hp, "GET", &format!("{t}/ledger/{l}/entry/{e}"), "", None);
+    assert_eq!(st, 200, "{head}");
+    assert!(body.contains("hello-rest"), "{body}");
+    expect(
+        hp,
+        "GET",
+        &format!("{t}/ledger/{l}/entry/{}", e + 1),
+        "",
+        404,
+    );
+    expect(hp, "GET", &format!("{t}/ledger/999999/entry/0"), "", 404);
+
+    expect(hp, "DELETE", &format!("{t}/subscription/late"), "", 204);
+    expect(hp, "DELETE", &format!("{t}/subscription/late"), "", 404);
+    expect(
+        hp,
+        "POST",
+        &format!("{t}/subscription/late/skip_all"),
+        "",
+        404,
+    );
+    assert_eq!(ok_json(hp, &format!("{t}/subscriptions")), json!(["early"]));
+}
