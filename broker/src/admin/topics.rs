@@ -668,6 +668,19 @@ fn message_response(p: Position, raw: bytes::Bytes) -> ApiResult<Response> {
             &md.num_messages_in_batch().to_string(),
         ));
     }
+    if let Some(c) = md.compression {
+        let name = match c {
+            1 => "LZ4",
+            2 => "ZLIB",
+            3 => "ZSTD",
+            4 => "SNAPPY",
+            _ => "NONE",
+        };
+        headers.push(header("X-Pulsar-compression", name));
+    }
+    if let Some(u) = md.uncompressed_size {
+        headers.push(header("X-Pulsar-uncompressed-size", &u.to_string()));
+    }
     if let Some(k) = &md.partition_key {
         headers.push(header("X-Pulsar-partition-key", k));
     }
