@@ -4,6 +4,7 @@
 //! `strata bookie`, `strata broker` and `strata init-cluster` run the cluster roles over etcd;
 //! `strata produce|consume|perf` and `strata admin` are clients.
 
+mod init_cluster;
 mod standalone;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,9 @@ enum Command {
     Standalone(standalone::StandaloneArgs),
     /// Run a bookie (storage node).
     Bookie(strata_bookie::cli::BookieArgs),
+    /// Write a cluster's initial metadata (cluster record, tenant `public`, namespace
+    /// `public/default`); idempotent, refuses to clobber a different cluster.
+    InitCluster(init_cluster::InitClusterArgs),
     /// Produce messages to a topic (a first-run client, with a progress line).
     Produce(strata_client::cli::ProduceArgs),
     /// Consume messages from a topic.
@@ -101,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             let shutdown = shutdown_on_signal();
             strata_bookie::cli::run(args, shutdown).await
         }
+        Command::InitCluster(args) => init_cluster::run(args).await,
         Command::Produce(args) => strata_client::cli::run_produce(args, shutdown_on_signal()).await,
         Command::Consume(args) => strata_client::cli::run_consume(args, shutdown_on_signal()).await,
         Command::Perf(args) => strata_client::cli::run_perf(args, shutdown_on_signal()).await,

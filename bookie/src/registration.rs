@@ -66,6 +66,8 @@ pub struct MetaRegistrar {
     ttl: std::time::Duration,
     rack: Option<String>,
     session: tokio::sync::Mutex<Option<strata_meta::Session>>,
+    /// Set by `deregister` (under the session lock): later updates write nothing.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for MetaRegistrar {
@@ -89,6 +91,7 @@ impl MetaRegistrar {
             ttl,
             rack,
             session: tokio::sync::Mutex::new(None),
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -112,6 +115,9 @@ impl MetaRegistrar {
     async fn write(&self, info: &BookieInfo) -> Result<(), RegistrationError> {
         let err = |e: strata_meta::MetaError| RegistrationError(e.to_string());
         let mut guard = self.session.lock().await;
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(()); // deregistered: a late update must not register again
+        }
         let store = self.meta.store().clone();
         let session = match guard.take() {
             None => store.create_session(self.ttl).await.map_err(err)?,
@@ -147,7 +153,12 @@ impl Registrar for MetaRegistrar {
     }
 
     async fn deregister(&self) -> Result<(), RegistrationError> {
-        let session = self.session.lock().await.take();
+        let session = {
+            let mut g = self.session.lock().await;
+            self.closed
+                .store(true, std::sync::atomic::Ordering::Release);
+            g.take()
+        };
         if let Some(s) = session {
             // ending the session deletes the key at once (no TTL wait)
             self.meta

@@ -12,6 +12,7 @@ mod broker_http;
 mod broker_protocol;
 mod broker_unload;
 mod checker;
+mod cluster;
 mod harness;
 mod meta;
 mod pulsar_cli;
