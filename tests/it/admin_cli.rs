@@ -1,8 +1,8 @@
 //! `strata admin` end to end: the real binary against a real `strata standalone`, one test per
 //! command group, including error output (one `error: ...` line on stderr, exit status 1).
 //!
-//! Tests marked `#[ignore = "needs /admin/v2 ..."]` exercise endpoints the broker does not serve
-//! yet (issue 6 server side); un-ignore them as the REST API lands.
+//! Also run against a standalone with token authentication (no token → 401, a role without
+//! rights → 403, a forged token → 401, the token never printed).
 
 use std::process::{Command, Stdio};
 
@@ -108,8 +108,6 @@ fn produce_with(node: &Standalone, topic: &str, n: u32, extra: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-
-// ---------------------------------------------------------------- works against today's server
 
 #[test]
 fn tenants_list_get_create_and_missing_tenant_error() {
@@ -289,10 +287,9 @@ fn brokers_healthcheck_and_error_output() {
     );
 }
 
-// ---------------------------------------------------------------- needs the /admin/v2 server side
+// ---------------------------------------------------------------- the rest of the /admin/v2 API
 
 #[test]
-#[ignore = "needs /admin/v2 clusters (issue 6 server side)"]
 fn clusters_list_and_get() {
     let node = Standalone::start();
     assert!(
@@ -310,7 +307,6 @@ fn clusters_list_and_get() {
 }
 
 #[test]
-#[ignore = "needs /admin/v2 brokers (issue 6 server side)"]
 fn brokers_list_and_leader() {
     let node = Standalone::start();
     let list = json(&ok(&node, &["-o", "json", "brokers", "list", "standalone"]));
@@ -320,7 +316,6 @@ fn brokers_list_and_leader() {
 }
 
 #[test]
-#[ignore = "needs /admin/v2 bookies (issue 6 server side)"]
 fn bookies_list_and_racks() {
     let node = Standalone::start();
     let list = ok(&node, &["bookies", "list"]);
@@ -330,7 +325,6 @@ fn bookies_list_and_racks() {
 }
 
 #[test]
-#[ignore = "needs /admin/v2 tenants update/delete (issue 6 server side)"]
 fn tenants_update_delete_and_conflicts() {
     let node = Standalone::start();
     ok(
@@ -378,7 +372,6 @@ fn tenants_update_delete_and_conflicts() {
 }
 
 #[test]
-#[ignore = "needs /admin/v2 namespaces delete and policies (issue 6 server side)"]
 fn namespaces_policies_set_and_get() {
     let node = Standalone::start();
     ok(&node, &["tenants", "create", "acme"]);
@@ -499,7 +492,6 @@ fn namespaces_policies_set_and_get() {
 }
 
 #[test]
-#[ignore = "needs /admin/v2 namespace permissions (issue 6 server side)"]
 fn namespaces_grant_revoke_permissions() {
     let node = Standalone::start();
     ok(&node, &["tenants", "create", "acme"]);
@@ -541,7 +533,6 @@ fn namespaces_grant_revoke_permissions() {
 }
 
 #[test]
-#[ignore = "needs /admin/v2 topics list/delete/update-partitions/partitioned-stats (issue 6 server side)"]
 fn topics_list_delete_update_partitions() {
     let node = Standalone::start();
     let t = "persistent://public/default/grow";
@@ -585,7 +576,6 @@ fn topics_list_delete_update_partitions() {
 }
 
 #[test]
-#[ignore = "needs /admin/v2 subscriptions (issue 6 server side)"]
 fn topics_subscriptions_cursor_operations() {
     let node = Standalone::start();
     let t = "persistent://public/default/subs";
@@ -675,7 +665,6 @@ fn topics_subscriptions_cursor_operations() {
 }
 
 #[test]
-#[ignore = "needs /admin/v2 compaction (issue 6 server side)"]
 fn topics_compaction_status_is_honest() {
     let node = Standalone::start();
     let t = "persistent://public/default/compact";
@@ -707,7 +696,6 @@ fn topics_compaction_status_is_honest() {
 }
 
 #[test]
-#[ignore = "needs X-Pulsar-compression / X-Pulsar-uncompressed-size headers on peek and get-message-by-id (issue 6 server side)"]
 fn peek_shows_the_messages_of_compressed_batches() {
     let node = Standalone::start();
     let t = "persistent://public/default/peek-batches";
@@ -745,4 +733,146 @@ fn peek_shows_the_messages_of_compressed_batches() {
     ));
     assert_eq!(v.as_array().map(Vec::len), Some(3), "{v}");
     assert_eq!(v[2]["payload"], "hello-admin", "{v}");
+}
+
+/// A standalone with token authentication on (HS256 secret key, superuser role `admin`); killed
+/// when dropped.
+struct SecuredStandalone {
+    child: std::process::Child,
+    http_port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for SecuredStandalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SecuredStandalone {
+    fn start() -> SecuredStandalone {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("secret.key");
+        let out = Command::new(strata_bin())
+            .args(["tokens", "create-secret-key", "--output"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let http_port = crate::harness::free_port();
+        let log = std::fs::File::create(dir.path().join("standalone.log")).unwrap();
+        let child = Command::new(strata_bin())
+            .args(["standalone", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--broker-port", &crate::harness::free_port().to_string()])
+            .args(["--http-port", &http_port.to_string()])
+            .arg("--auth-token-secret-key-file")
+            .arg(&key)
+            .args(["--superuser-roles", "admin"])
+            .env("STRATA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut node = SecuredStandalone {
+            child,
+            http_port,
+            dir,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!(
+                    "standalone exited ({status}): {}",
+                    std::fs::read_to_string(node.dir.path().join("standalone.log"))
+                        .unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "standalone did not come up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        node
+    }
+
+    /// Writes a token for `role` to a file and returns its path.
+    fn token_file(&self, role: &str) -> String {
+        let key = self.dir.path().join("secret.key");
+        let out = Command::new(strata_bin())
+            .args(["tokens", "create", "--secret-key"])
+            .arg(format!("file://{}", key.display()))
+            .args(["--subject", role])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = self.dir.path().join(format!("{role}.token"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+}
+
+#[test]
+fn auth_token_options_against_a_secured_standalone() {
+    let node = SecuredStandalone::start();
+    let admin_token = node.token_file("admin");
+    let nobody_token = node.token_file("nobody");
+
+    // Without a token: 401, one line.
+    let r = admin_at(node.http_port, &["tenants", "list"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.starts_with("error: 401 Unauthorized"), "{r:?}");
+
+    // A superuser token from a file works; so does the same token inline.
+    let r = admin_at(
+        node.http_port,
+        &["--auth-token-file", &admin_token, "tenants", "list"],
+    );
+    assert!(r.ok && r.stdout.lines().any(|l| l == "public"), "{r:?}");
+    let inline = std::fs::read_to_string(&admin_token).unwrap();
+    let r = admin_at(
+        node.http_port,
+        &[
+            "--auth-token",
+            inline.trim(),
+            "-o",
+            "json",
+            "tenants",
+            "list",
+        ],
+    );
+    assert!(r.ok, "{r:?}");
+
+    // A valid token of a role without rights: 403; the token never appears in the output.
+    let r = admin_at(
+        node.http_port,
+        &["--auth-token-file", &nobody_token, "tenants", "list"],
+    );
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.starts_with("error: 403 Forbidden"), "{r:?}");
+    let nobody = std::fs::read_to_string(&nobody_token).unwrap();
+    assert!(!r.stderr.contains(nobody.trim()), "{r:?}");
+
+    // A forged token (signed with another key): 401.
+    let r = admin_at(
+        node.http_port,
+        &[
+            "--auth-token",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl",
+            "tenants",
+            "list",
+        ],
+    );
+    assert!(r.stderr.starts_with("error: 401 Unauthorized"), "{r:?}");
 }
