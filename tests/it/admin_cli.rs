@@ -479,6 +479,9 @@ fn namespaces_policies_set_and_get() {
     );
     assert_eq!(get("get-offload-threshold"), 1i64 << 30);
 
+    ok(&node, &["namespaces", "remove-policy", n, "retention"]);
+    assert_eq!(get("get-retention"), serde_json::Value::Null);
+    assert_eq!(ok(&node, &["namespaces", "get-retention", n]), "null\n");
     let p = get("policies");
     assert_eq!(p["message_ttl_in_seconds"], 3600, "{p}");
     assert_eq!(p["max_producers_per_topic"], 3, "{p}");

@@ -346,6 +346,15 @@ pub enum NamespacesCmd {
         /// `tenant/namespace`.
         namespace: String,
     },
+    /// Remove a policy so the broker default applies again.
+    #[command(name = "remove-policy", visible_alias = "remove")]
+    RemovePolicy {
+        /// `tenant/namespace`.
+        namespace: String,
+        /// Which policy.
+        #[arg(value_enum)]
+        policy: PolicyName,
+    },
     /// Grant a role actions on the namespace.
     GrantPermission {
         /// `tenant/namespace`.
@@ -370,6 +379,49 @@ pub enum NamespacesCmd {
         /// `tenant/namespace`.
         namespace: String,
     },
+}
+
+/// A namespace policy that `remove-policy` can reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyName {
+    /// Retention.
+    Retention,
+    /// Message TTL.
+    MessageTtl,
+    /// Backlog quota.
+    BacklogQuota,
+    /// Persistence.
+    Persistence,
+    /// Deduplication.
+    Deduplication,
+    /// Max producers per topic.
+    MaxProducersPerTopic,
+    /// Max consumers per topic.
+    MaxConsumersPerTopic,
+    /// Dispatch rate.
+    DispatchRate,
+    /// Publish rate.
+    PublishRate,
+    /// Offload threshold.
+    OffloadThreshold,
+}
+
+impl PolicyName {
+    /// The REST path segment.
+    pub fn rest_name(self) -> &'static str {
+        match self {
+            PolicyName::Retention => "retention",
+            PolicyName::MessageTtl => "messageTTL",
+            PolicyName::BacklogQuota => "backlogQuota",
+            PolicyName::Persistence => "persistence",
+            PolicyName::Deduplication => "deduplication",
+            PolicyName::MaxProducersPerTopic => "maxProducersPerTopic",
+            PolicyName::MaxConsumersPerTopic => "maxConsumersPerTopic",
+            PolicyName::DispatchRate => "dispatchRate",
+            PolicyName::PublishRate => "publishRate",
+            PolicyName::OffloadThreshold => "offloadThreshold",
+        }
+    }
 }
 
 /// `--policy` of `set-backlog-quota`.
@@ -846,6 +898,11 @@ async fn namespaces(c: &AdminClient, cmd: &NamespacesCmd) -> AdminResult<Out> {
         }
         N::RevokePermission { namespace, role } => {
             c.revoke_permission(&ns(namespace)?, role).await?;
+            Out::None
+        }
+        N::RemovePolicy { namespace, policy } => {
+            c.remove_namespace_policy(&ns(namespace)?, policy.rest_name())
+                .await?;
             Out::None
         }
         N::Permissions { namespace } => val(c.permissions(&ns(namespace)?).await?),

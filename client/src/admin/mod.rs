@@ -379,6 +379,17 @@ impl AdminClient {
         self.get_value(&format!("{}/{policy}", ns.path())).await
     }
 
+    /// `DELETE .../{policy}`: back to the broker default (`retention`, `messageTTL`,
+    /// `backlogQuota`, `persistence`, `deduplication`, `maxProducersPerTopic`, ...).
+    pub async fn remove_namespace_policy(
+        &self,
+        ns: &NamespaceRef,
+        policy: &str,
+    ) -> AdminResult<()> {
+        self.send_empty(Method::DELETE, &format!("{}/{}", ns.path(), enc(policy)))
+            .await
+    }
+
     /// `GET .../retention`.
     pub async fn retention(&self, ns: &NamespaceRef) -> AdminResult<Option<RetentionPolicies>> {
         let path = format!("{}/retention", ns.path());

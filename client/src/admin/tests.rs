@@ -131,6 +131,16 @@ fn parses_policy_setters() {
             ..
         })
     ));
+    let a = parse(&["namespaces", "remove-policy", "t/n", "message-ttl"]).unwrap();
+    assert!(matches!(
+        a.command,
+        AdminCommand::Namespaces(NamespacesCmd::RemovePolicy {
+            policy: PolicyName::MessageTtl,
+            ..
+        })
+    ));
+    assert_eq!(PolicyName::MessageTtl.rest_name(), "messageTTL");
+    assert!(parse(&["namespaces", "remove-policy", "t/n", "bogus"]).is_err());
     assert!(parse(&["namespaces", "set-deduplication", "t/n", "--enable"]).is_ok());
     assert!(parse(&["namespaces", "set-deduplication", "t/n"]).is_err());
     assert!(
