@@ -619,3 +619,32 @@ async fn completely_full_disk_turns_the_bookie_read_only() {
         Err(BookieError::ReadOnly { .. })
     ));
 }
+
+/// Adds are acknowledged by the journal thread before the applier moved them into the state: an
+/// acknowledged entry (also the first of a brand-new ledger) must read back at once, and its ledger
+/// must be known to LAC reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_adds_are_readable_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(cfg(dir.path()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in 0..64u64 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            for e in 0..20u64 {
+                s.add(l, e, KEY, e as i64 - 1, payload(l, e, 100))
+                    .await
+                    .unwrap();
+                assert_eq!(s.read(l, e).await.unwrap().0, payload(l, e, 100));
+                s.lac_info(l).unwrap();
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    // a fence's reply sees every entry acknowledged before it
+    let info = s.fence(7, KEY).await.unwrap();
+    assert!(info.fenced);
+    assert_eq!(info.last_entry, 19);
+}

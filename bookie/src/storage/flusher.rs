@@ -112,7 +112,6 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
         index: Default::default(),
         segments: Default::default(),
         journal_pos: (0, 0),
-        journal_tx: None,
     };
     let loaded = segments::load(&cfg.ledger_dir)?;
     st.segments = loaded.segments;

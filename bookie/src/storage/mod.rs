@@ -14,9 +14,12 @@
 //!   thread moves batches into the state in commit order and only then removes them from
 //!   `durable`. Fences and deletes are acknowledged by the applier, after they (and every earlier
 //!   add) are applied, so a fence's reply sees every entry stored before it.
-//! - Validation (fenced, master key, deleted) and the send to the journal happen under the state
-//!   lock, and a fence marks the ledger fenced under that lock before its record is queued: every add
+//! - Validation (fenced, master key, deleted) and the send to the journal happen under the
+//!   admission lock (not the state lock: the add path never waits for the applier or the flusher),
+//!   and a fence marks the ledger fenced under that lock before its record is queued: every add
 //!   queued after a fence is refused, every add queued before it is in the same or an earlier commit.
+//!   A ledger admitted but not yet applied reads as LAC -1 (and its acknowledged entries from
+//!   `durable`).
 //! - `State::journal_pos` is the end of the last applied commit; a flush swaps the cache and reads
 //!   `journal_pos` under the same lock, so a checkpoint at that position covers every record before it.
 //! - Index blocks are synced after the segment bytes they point at; the checkpoint after both.
@@ -114,7 +117,37 @@ struct State {
     index: HashMap<u64, BTreeMap<u64, Loc>>,
     segments: segments::Segments,
     journal_pos: (u64, u64),
+}
+
+/// What admitting a record needs (master key, fenced, deleted) and the journal queue, behind
+/// their own lock: adds and fences are validated and queued here without the state lock, which
+/// the applier and the flusher hold.
+struct Admission {
+    ledgers: HashMap<u64, (Bytes, bool)>,
+    deleted: HashSet<u64>,
     journal_tx: Option<std::sync::mpsc::Sender<JournalOp>>,
+}
+
+impl Admission {
+    /// Checks the master key and deletion; creates the ledger if new. Returns whether it is fenced.
+    fn check(&mut self, ledger: u64, key: &Bytes) -> Result<&mut bool, BookieError> {
+        if self.deleted.contains(&ledger) {
+            return Err(BookieError::NoLedger { ledger });
+        }
+        let (k, fenced) = self
+            .ledgers
+            .entry(ledger)
+            .or_insert_with(|| (key.clone(), false));
+        if k != key {
+            return Err(BookieError::Unauthorized { ledger });
+        }
+        Ok(fenced)
+    }
+
+    /// Whether the ledger was admitted (not deleted), and whether it is fenced.
+    fn known(&self, ledger: u64) -> Option<bool> {
+        self.ledgers.get(&ledger).map(|(_, f)| *f)
+    }
 }
 
 impl State {
@@ -207,6 +240,7 @@ struct Shared {
     cfg: StorageConfig,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
+    admission: Mutex<Admission>,
     /// Why adds are refused, if they are.
     read_only: Mutex<Option<String>>,
     /// Set when the journal failed: read-only until restart.
@@ -282,7 +316,17 @@ impl Storage {
         let journal_pos = recovered.journal_pos;
         let recovery_flush_failed = !recovered.cache.is_empty();
         let (ftx, frx) = std::sync::mpsc::channel();
+        let admission = Admission {
+            ledgers: recovered
+                .ledgers
+                .iter()
+                .map(|(id, l)| (*id, (l.key.clone(), l.fenced)))
+                .collect(),
+            deleted: recovered.deleted.clone(),
+            journal_tx: recovered.journal.is_some().then_some(jtx),
+        };
         let shared = Arc::new(Shared {
+            admission: Mutex::new(admission),
             state: Mutex::new(State {
                 ledgers: recovered.ledgers,
                 deleted: recovered.deleted,
@@ -291,7 +335,6 @@ impl Storage {
                 index: recovered.index,
                 segments: recovered.segments,
                 journal_pos,
-                journal_tx: recovered.journal.is_some().then_some(jtx),
             }),
             cfg,
             metrics,
@@ -378,18 +421,8 @@ impl Storage {
                 key: key.clone(),
                 payload,
             },
-            |st| {
-                if st.deleted.contains(&ledger) {
-                    return Err(BookieError::NoLedger { ledger });
-                }
-                let l = st
-                    .ledgers
-                    .entry(ledger)
-                    .or_insert_with(|| Ledger::new(key.clone()));
-                if l.key != key {
-                    return Err(BookieError::Unauthorized { ledger });
-                }
-                if l.fenced {
+            |ad| {
+                if *ad.check(ledger, &key)? {
                     return Err(BookieError::Fenced { ledger });
                 }
                 Ok(())
@@ -429,11 +462,12 @@ impl Storage {
         }
     }
 
-    /// Validates under the state lock and queues a journal record (in that lock, see invariants).
+    /// Validates under the admission lock and queues a journal record (in that lock, see
+    /// invariants).
     fn submit(
         &self,
         rec: JournalRecord,
-        validate: impl FnOnce(&mut State) -> Result<(), BookieError>,
+        validate: impl FnOnce(&mut Admission) -> Result<(), BookieError>,
         is_add: bool,
     ) -> Result<oneshot::Receiver<Result<(), BookieError>>, BookieError> {
         if let JournalRecord::Add { key, .. } | JournalRecord::Fence { key, .. } = &rec {
@@ -453,10 +487,10 @@ impl Storage {
                 return Err(BookieError::ReadOnly { reason: r });
             }
         }
-        let mut st = self.shared.state.lock();
-        validate(&mut st)?;
+        let mut ad = self.shared.admission.lock();
+        validate(&mut ad)?;
         let (tx, rx) = oneshot::channel();
-        let Some(jtx) = st.journal_tx.as_ref() else {
+        let Some(jtx) = ad.journal_tx.as_ref() else {
             return Err(BookieError::ShuttingDown);
         };
         jtx.send(JournalOp { rec, done: tx })
@@ -471,18 +505,8 @@ impl Storage {
                 ledger,
                 key: key.clone(),
             },
-            |st| {
-                if st.deleted.contains(&ledger) {
-                    return Err(BookieError::NoLedger { ledger });
-                }
-                let l = st
-                    .ledgers
-                    .entry(ledger)
-                    .or_insert_with(|| Ledger::new(key.clone()));
-                if l.key != key {
-                    return Err(BookieError::Unauthorized { ledger });
-                }
-                l.fenced = true;
+            |ad| {
+                *ad.check(ledger, &key)? = true;
                 Ok(())
             },
             false,
@@ -495,8 +519,9 @@ impl Storage {
     pub async fn delete(&self, ledger: u64) -> Result<(), BookieError> {
         let rx = self.submit(
             JournalRecord::Delete { ledger },
-            |st| {
-                st.remove_ledger(ledger);
+            |ad| {
+                ad.deleted.insert(ledger);
+                ad.ledgers.remove(&ledger);
                 Ok(())
             },
             false,
@@ -512,10 +537,18 @@ impl Storage {
     /// LAC facts of a ledger.
     pub fn lac_info(&self, ledger: u64) -> Result<LacInfo, BookieError> {
         let st = self.shared.state.lock();
-        let l = st
-            .ledgers
-            .get(&ledger)
-            .ok_or(BookieError::NoLedger { ledger })?;
+        let Some(l) = st.ledgers.get(&ledger) else {
+            drop(st);
+            // admitted, its first records not applied yet (a moment after their commit)
+            return match self.shared.admission.lock().known(ledger) {
+                Some(fenced) => Ok(LacInfo {
+                    lac: -1,
+                    last_entry: -1,
+                    fenced,
+                }),
+                None => Err(BookieError::NoLedger { ledger }),
+            };
+        };
         Ok(LacInfo {
             lac: l.lac,
             last_entry: l.last_entry,
@@ -534,22 +567,32 @@ impl Storage {
         previous: i64,
         timeout: Duration,
     ) -> Result<LacInfo, BookieError> {
-        let mut rx = {
-            let st = self.shared.state.lock();
-            let l = st
-                .ledgers
-                .get(&ledger)
-                .ok_or(BookieError::NoLedger { ledger })?;
-            if l.lac > previous || l.fenced || timeout.is_zero() {
-                return Ok(LacInfo {
-                    lac: l.lac,
-                    last_entry: l.last_entry,
-                    fenced: l.fenced,
-                });
-            }
-            l.lac_tx.subscribe()
-        };
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = loop {
+            let sub = {
+                let st = self.shared.state.lock();
+                match st.ledgers.get(&ledger) {
+                    Some(l) if l.lac > previous || l.fenced || timeout.is_zero() => {
+                        return Ok(LacInfo {
+                            lac: l.lac,
+                            last_entry: l.last_entry,
+                            fenced: l.fenced,
+                        });
+                    }
+                    Some(l) => Some(l.lac_tx.subscribe()),
+                    None => None,
+                }
+            };
+            if let Some(rx) = sub {
+                break rx;
+            }
+            // admitted but not applied yet: wait until it is (a moment), or time out
+            let info = self.lac_info(ledger)?;
+            if info.fenced || tokio::time::Instant::now() >= deadline {
+                return Ok(info);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
         loop {
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Err(_) => return self.lac_info(ledger),
@@ -590,11 +633,12 @@ impl Storage {
         let recent = self.durable_entries(ledger, first, last);
         let (found, lac) = {
             let st = self.shared.state.lock();
-            let l = st
-                .ledgers
-                .get(&ledger)
-                .ok_or(BookieError::NoLedger { ledger })?;
-            let lac = l.lac;
+            let lac = match st.ledgers.get(&ledger) {
+                Some(l) => l.lac,
+                // its first entries are acknowledged and not applied yet
+                None if !recent.is_empty() => -1,
+                None => return Err(BookieError::NoLedger { ledger }),
+            };
             let mut found = vec![];
             let mut bytes = 0usize;
             let mut e = first;
@@ -740,8 +784,14 @@ impl Storage {
         flusher::check_disk(&self.shared);
     }
 
-    /// Forces the write cache to segments and writes a checkpoint; waits for it. Blocking.
+    /// Forces the write cache (with every add acknowledged before the call) to segments and writes a
+    /// checkpoint; waits for it. Blocking.
     pub fn flush_now(&self) -> Result<(), BookieError> {
+        // every acknowledged add first reaches the write cache (the applier runs behind the acks)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.shared.durable_bytes.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         self.flusher_call(flusher::Cmd::Flush)
     }
 
@@ -767,7 +817,7 @@ impl Storage {
     /// joins the threads. Blocking; idempotent.
     pub fn shutdown(&self) {
         // closing the journal channel ends the journal thread once it drained the queue
-        self.shared.state.lock().journal_tx = None;
+        self.shared.admission.lock().journal_tx = None;
         let journal = self.journal_thread.lock().take();
         if let Some(j) = journal {
             let _ = j.join();
