@@ -453,6 +453,21 @@ impl Conn {
                     ));
                 }
             }
+            Type::Producer => {
+                if let Some(c) = &cmd.producer {
+                    self.error(c.request_id, e);
+                }
+            }
+            Type::Subscribe => {
+                if let Some(c) = &cmd.subscribe {
+                    self.error(c.request_id, e);
+                }
+            }
+            Type::GetTopicsOfNamespace => {
+                if let Some(c) = &cmd.get_topics_of_namespace {
+                    self.error(c.request_id, e);
+                }
+            }
             _ => {
                 if let Some(rid) = request_id_of(cmd) {
                     self.error(rid, e);

@@ -5,6 +5,7 @@
 mod admin_cli;
 mod admin_rest;
 mod auth_tokens;
+mod authz;
 mod bookie;
 mod broker_badinput;
 mod broker_chunking;
