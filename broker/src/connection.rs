@@ -500,6 +500,17 @@ impl Conn {
             fail(self, ServerError::UnknownError, "SEND without payload");
             return;
         };
+        if p.topic
+            .quota_exceeded
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            fail(
+                self,
+                ServerError::ProducerBlockedQuotaExceededException,
+                "backlog quota exceeded",
+            );
+            return;
+        }
         let n = payload.metadata.num_messages_in_batch.unwrap_or(1).max(1) as u64;
         let partition = p.topic.partition;
         let fut = p.topic.publish(payload.raw, n);
@@ -860,6 +871,7 @@ impl Conn {
             .service
             .topic(&name, self.service.config.allow_auto_topic_creation)
             .await?;
+        crate::policy::admit_producer(&self.service, &topic).await?;
         let schema_version = match &c.schema {
             Some(s) => Some(version_bytes(
                 self.service.schemas.get_or_create(&name, s).await?,
@@ -968,6 +980,7 @@ impl Conn {
             },
         };
         let sub_type = c.sub_type();
+        crate::policy::admit_consumer(&self.service, &topic, &c.subscription).await?;
         let sub = topic.subscribe(&c.subscription, durable, initial).await?;
         let key_shared = (sub_type == SubType::KeyShared).then(|| {
             let meta = c.key_shared_meta.clone().unwrap_or_default();

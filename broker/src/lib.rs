@@ -18,6 +18,8 @@
 //! - [`storage`], [`metadata`]: the two slices the broker codes against (in-memory versions for
 //!   unit tests).
 //! - [`admin`]: the `/admin/v2` REST API (one file per resource group) and its authorization.
+//! - [`policy`]: namespace policies enforced on live topics (TTL, backlog quota, retention,
+//!   max producers/consumers), re-read every `policy_refresh_interval`.
 //! - [`schema`], [`http`], [`metrics`], [`config`], [`error`] (one mapping to `ServerError`).
 //!
 //! Invariants: a producer gets SEND_RECEIPT only after the entry is durable on an ack quorum and
@@ -38,6 +40,7 @@ pub mod meta_adapter;
 pub mod metadata;
 pub mod metrics;
 pub mod outbound;
+pub mod policy;
 pub mod position;
 pub mod schema;
 pub mod server;

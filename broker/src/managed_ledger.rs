@@ -423,17 +423,39 @@ impl ManagedLedger {
     /// cursor's mark-delete; None: no cursor holds data) and older than the retention time.
     pub async fn trim(&self, slowest: Option<Position>) -> Result<usize> {
         let retention_ms = self.config.retention_time.as_millis() as u64;
+        self.trim_retained(slowest, Some(retention_ms), None).await
+    }
+
+    /// [`ManagedLedger::trim`] with a namespace retention policy: a fully consumed closed
+    /// ledger is deleted once it is older than `retention_ms` or once the consumed ledgers
+    /// (oldest first) exceed `retention_bytes`; `None` means no limit of that kind (a ledger
+    /// under no limit at all is kept).
+    pub async fn trim_retained(
+        &self,
+        slowest: Option<Position>,
+        retention_ms: Option<u64>,
+        retention_bytes: Option<u64>,
+    ) -> Result<usize> {
         let now = now_ms();
         let lac = self.last_confirmed();
         let victims: Vec<u64> = {
             let ledgers = self.shared.ledgers.read();
-            ledgers
+            let consumed: Vec<&LedgerInfo> = ledgers
                 .iter()
                 .filter(|l| l.closed && l.id != lac.ledger)
                 .filter(|l| slowest.is_none_or(|s| Position::new(l.id, l.entries as i64 - 1) <= s))
-                .filter(|l| now.saturating_sub(l.created_ms) >= retention_ms)
-                .map(|l| l.id)
-                .collect()
+                .collect();
+            let mut retained: u64 = consumed.iter().map(|l| l.size).sum();
+            let mut out = Vec::new();
+            for l in consumed {
+                let expired = retention_ms.is_some_and(|r| now.saturating_sub(l.created_ms) >= r);
+                let over = retention_bytes.is_some_and(|b| retained > b);
+                if expired || over {
+                    retained -= l.size;
+                    out.push(l.id);
+                }
+            }
+            out
         };
         if victims.is_empty() {
             return Ok(0);

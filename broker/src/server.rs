@@ -79,6 +79,23 @@ impl BrokerServer {
             }
         });
 
+        let (svc, ac) = (service.clone(), accept_cancel.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(
+                svc.config
+                    .policy_refresh_interval
+                    .max(Duration::from_millis(100)),
+            );
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ac.cancelled() => break,
+                    _ = tick.tick() => crate::policy::enforce_all(&svc).await,
+                }
+            }
+        });
+
         let router = crate::http::router(service.clone());
         let hc = http_cancel.clone();
         http.spawn(async move {

@@ -127,6 +127,7 @@ enum Cmd {
     Snapshot(oneshot::Sender<(u64, CursorSnapshot)>),
     Unsubscribe(u64, oneshot::Sender<Result<()>>),
     Close(Option<String>, oneshot::Sender<()>),
+    ConsumerCount(oneshot::Sender<usize>),
 }
 
 /// Handle to a subscription task. Cheap to clone.
@@ -388,6 +389,15 @@ impl Subscription {
         let (tx, rx) = oneshot::channel();
         self.send(Cmd::Stats(key, tx)).ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// Number of attached consumers.
+    pub async fn consumer_count(&self) -> usize {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::ConsumerCount(tx)).is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
     }
 
     /// The mark-delete position.
@@ -741,6 +751,9 @@ impl Actor {
             Cmd::Seek(target, reply) => {
                 let r = self.seek(target).await;
                 let _ = reply.send(r);
+            }
+            Cmd::ConsumerCount(reply) => {
+                let _ = reply.send(self.consumers.len());
             }
             Cmd::Stats(key, reply) => {
                 let backlog = self.ml.entries_after(self.acks.mark_delete());

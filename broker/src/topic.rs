@@ -68,6 +68,9 @@ pub struct Topic {
     pub series: crate::metrics::TopicMetrics,
     /// Being unloaded: new producers and consumers are refused (clients retry via lookup).
     unloading: std::sync::atomic::AtomicBool,
+    /// The backlog quota is exceeded (set by the policy task, `crate::policy`).
+    pub quota_exceeded: std::sync::atomic::AtomicBool,
+    retention: Mutex<Option<(Option<u64>, Option<u64>)>>,
 }
 
 impl Topic {
@@ -93,6 +96,8 @@ impl Topic {
             epoch: AtomicU64::new(0),
             series,
             unloading: std::sync::atomic::AtomicBool::new(false),
+            quota_exceeded: std::sync::atomic::AtomicBool::new(false),
+            retention: Mutex::new(None),
         }
     }
 
@@ -270,6 +275,27 @@ impl Topic {
         }
     }
 
+    /// Consumers attached to any subscription.
+    pub async fn consumer_count(&self) -> usize {
+        let subs: Vec<Subscription> = self.subs.lock().await.values().cloned().collect();
+        let mut n = 0;
+        for s in subs {
+            n += s.consumer_count().await;
+        }
+        n
+    }
+
+    /// Durable subscriptions.
+    pub async fn durable_subscriptions(&self) -> Vec<Subscription> {
+        self.subs
+            .lock()
+            .await
+            .values()
+            .filter(|s| s.is_durable())
+            .cloned()
+            .collect()
+    }
+
     /// A subscription of this topic, if it exists.
     pub async fn get_subscription(&self, name: &str) -> Option<Subscription> {
         self.subs.lock().await.get(name).cloned()
@@ -347,10 +373,20 @@ impl Topic {
         }
     }
 
-    /// Trims consumed ledgers past retention.
+    /// Trims consumed ledgers past retention (the namespace's retention policy when the policy
+    /// task has set one, else the broker's `retention_time`).
     pub async fn trim(&self) -> Result<usize> {
         let slowest = self.slowest_durable().await;
-        self.ml.trim(slowest).await
+        let retention = *self.retention.lock();
+        match retention {
+            Some((ms, bytes)) => self.ml.trim_retained(slowest, ms, bytes).await,
+            None => self.ml.trim(slowest).await,
+        }
+    }
+
+    /// Sets the namespace retention: `(max age ms, max bytes)`, `None` = unlimited.
+    pub fn set_retention(&self, retention: Option<(Option<u64>, Option<u64>)>) {
+        *self.retention.lock() = retention;
     }
 
     fn check_not_unloading(&self) -> Result<()> {

@@ -16,6 +16,7 @@ mod checker;
 mod cluster;
 mod harness;
 mod meta;
+mod policies;
 mod pulsar_cli;
 mod pulsar_durability;
 mod pulsar_python;

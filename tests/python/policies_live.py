@@ -1,0 +1,138 @@
+"""Namespace policies enforced on live topics (tests/it/policies.rs), official client.
+
+Each policy is set through the admin REST API on a namespace whose topic is already live, and
+its effect must be visible within seconds: max producers/consumers (ProducerBusy/ConsumerBusy),
+message TTL (backlog expires), backlog quota producer_exception (producers and sends refused)
+and consumer_backlog_eviction (backlog evicted).
+"""
+import json
+import time
+import urllib.request
+import uuid
+
+import pulsar
+
+from common import check, client, urls
+
+url, http = urls()
+c = client(url)
+
+
+def rest(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(http + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=15) as r:
+        raw = r.read()
+        return json.loads(raw) if raw else None
+
+
+def namespace():
+    ns = f"public/pol-{uuid.uuid4().hex[:6]}"
+    rest("PUT", f"/admin/v2/namespaces/{ns}")
+    return ns
+
+
+def backlog(topic, sub):
+    path = topic.replace("persistent://", "/admin/v2/persistent/")
+    return rest("GET", f"{path}/stats")["subscriptions"][sub]["msgBacklog"]
+
+
+def eventually(what, f, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if f():
+            return time.time()
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def refused(f, name):
+    try:
+        f()
+    except Exception as e:  # noqa: BLE001
+        check(name in type(e).__name__ or name in str(e), f"expected {name}, got {type(e).__name__}: {e}")
+        return
+    raise AssertionError(f"expected {name}, but it succeeded")
+
+
+# max producers / consumers per topic, set while the topic is live
+ns = namespace()
+t = f"persistent://{ns}/limits"
+p1 = c.create_producer(t)
+rest("POST", f"/admin/v2/namespaces/{ns}/maxProducersPerTopic", 1)
+rest("POST", f"/admin/v2/namespaces/{ns}/maxConsumersPerTopic", 1)
+refused(lambda: c.create_producer(t), "ProducerBusy")
+c1 = c.subscribe(t, "a", consumer_type=pulsar.ConsumerType.Shared)
+refused(lambda: c.subscribe(t, "b", consumer_type=pulsar.ConsumerType.Shared), "ConsumerBusy")
+p1.close()
+c1.close()
+p2 = c.create_producer(t)  # room again
+p2.close()
+print("max producers/consumers: ok")
+
+# message TTL on a live subscription
+ns = namespace()
+t = f"persistent://{ns}/ttl"
+c.subscribe(t, "s").close()
+p = c.create_producer(t, batching_enabled=False)
+for i in range(5):
+    p.send(f"m{i}".encode())
+check(backlog(t, "s") == 5, "backlog before TTL")
+set_at = time.time()
+rest("POST", f"/admin/v2/namespaces/{ns}/messageTTL", 2)
+done = eventually("TTL expires the backlog", lambda: backlog(t, "s") == 0)
+print(f"ttl: backlog expired {done - set_at:.1f}s after setting a 2s TTL")
+p.close()
+
+# backlog quota: producer_exception
+ns = namespace()
+t = f"persistent://{ns}/quota"
+c.subscribe(t, "s").close()
+p = c.create_producer(t, batching_enabled=False, send_timeout_millis=5000)
+for i in range(5):
+    p.send(b"x" * 100)
+rest(
+    "POST",
+    f"/admin/v2/namespaces/{ns}/backlogQuota?backlogQuotaType=destination_storage",
+    {"limitSize": 200, "limitTime": -1, "policy": "producer_exception"},
+)
+
+
+def producer_refused():
+    try:
+        c.create_producer(t).close()
+        return False
+    except Exception as e:  # noqa: BLE001
+        check("Quota" in type(e).__name__ or "quota" in str(e).lower(), f"wrong error {type(e).__name__}: {e}")
+        return True
+
+
+eventually("new producers refused over quota", producer_refused)
+refused(lambda: p.send(b"y"), "Quota")
+p.close()
+# Drain the backlog: producers are admitted again.
+c.subscribe(t, "s")
+rest("POST", t.replace("persistent://", "/admin/v2/persistent/") + "/subscription/s/skip_all")
+eventually("producers admitted under quota", lambda: not producer_refused())
+print("backlog quota producer_exception: ok")
+
+# backlog quota: consumer_backlog_eviction
+ns = namespace()
+t = f"persistent://{ns}/evict"
+c.subscribe(t, "s").close()
+p = c.create_producer(t, batching_enabled=False)
+for i in range(10):
+    p.send(b"z" * 100)
+check(backlog(t, "s") == 10, "backlog before eviction")
+rest(
+    "POST",
+    f"/admin/v2/namespaces/{ns}/backlogQuota?backlogQuotaType=destination_storage",
+    {"limitSize": 300, "limitTime": -1, "policy": "consumer_backlog_eviction"},
+)
+eventually("eviction trims the backlog under the quota", lambda: backlog(t, "s") <= 3)
+p.send(b"still-works")
+p.close()
+print("backlog quota consumer_backlog_eviction: ok")
+c.close()
+print("OK")
