@@ -9,6 +9,8 @@
 //! let meta = sb.meta().await;                // strata_meta::model::MetaClient on the etcd
 //! ```
 
+#![allow(dead_code)] // a harness: not every test uses every helper
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
