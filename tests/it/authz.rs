@@ -488,3 +488,49 @@ fn binary_authorization_matrix() {
     );
     let _ = ROLES;
 }
+
+#[test]
+fn expired_token_on_a_live_connection_is_challenged_then_closed() {
+    let Some(py) = crate::pulsar_python::python() else {
+        return;
+    };
+    let node = Secured::start();
+    let su = token(&node.key(), "admin", None);
+    setup(&node, &su);
+    // a-producer's token expires 4 s after it is made.
+    let short = token(&node.key(), "a-producer", Some("4s"));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/authz_expiry.py");
+    let mut child = Command::new(&py)
+        .arg(&script)
+        .arg(format!("pulsar://127.0.0.1:{}", node.broker_port))
+        .args([short.as_str(), "persistent://ta/ns/expiring", "4"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("authz_expiry.py timed out");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("sent before expiry"), "{stdout}");
+    let log = node.log();
+    assert!(
+        log.contains("credentials expired; sending AUTH_CHALLENGE")
+            || log.contains("credentials expired; closing connection"),
+        "{log}"
+    );
+    assert!(!log.contains(short.as_str()), "the token was logged");
+}
