@@ -28,14 +28,27 @@ fn secret_key_token_validates_and_forgery_fails() {
     let key = dir.path().join("secret.key");
     ok(&["create-secret-key", "--output", key.to_str().unwrap()]);
     let src = format!("file://{}", key.display());
-    let token = ok(&["create", "--secret-key", &src, "--subject", "alice", "--expiry-time", "1h"]);
+    let token = ok(&[
+        "create",
+        "--secret-key",
+        &src,
+        "--subject",
+        "alice",
+        "--expiry-time",
+        "1h",
+    ]);
     let claims = ok(&["validate", "--secret-key", &src, &token]);
     assert!(claims.contains(r#""sub":"alice""#), "{claims}");
 
     // a token signed with another key is refused with a non-zero exit and a readable message
     let other = dir.path().join("other.key");
     ok(&["create-secret-key", "--output", other.to_str().unwrap()]);
-    let out = strata(&["validate", "--secret-key", &format!("file://{}", other.display()), &token]);
+    let out = strata(&[
+        "validate",
+        "--secret-key",
+        &format!("file://{}", other.display()),
+        &token,
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("signature"), "{err}");
@@ -65,7 +78,12 @@ fn key_pair_tokens_validate() {
             "--subject",
             "svc",
         ]);
-        let claims = ok(&["validate", "--public-key", &format!("file://{}", public.display()), &token]);
+        let claims = ok(&[
+            "validate",
+            "--public-key",
+            &format!("file://{}", public.display()),
+            &token,
+        ]);
         assert!(claims.contains(r#""sub":"svc""#), "{claims}");
     }
 }

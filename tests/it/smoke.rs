@@ -28,15 +28,32 @@ fn completions_are_generated() {
 fn produce_then_consume_with_the_cli() {
     let sa = crate::pulsar_standalone::Standalone::start();
     let out = Command::new(strata_bin())
-        .args(["produce", "-u", &sa.url(), "cli-smoke", "-m", "hello strata", "-n", "3"])
+        .args([
+            "produce",
+            "-u",
+            &sa.url(),
+            "cli-smoke",
+            "-m",
+            "hello strata",
+            "-n",
+            "3",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "produce: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "produce: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(strata_bin())
         .args(["consume", "-u", &sa.url(), "cli-smoke", "-n", "3"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "consume: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "consume: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("hello strata").count(), 3, "{text}");
 }
