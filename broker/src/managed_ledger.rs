@@ -825,6 +825,52 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn namespace_retention_size_and_time_limits() {
+        let st = MemStorage::default();
+        let meta = MemMetadata::default();
+        let cfg = ManagedLedgerConfig {
+            max_entries_per_ledger: 2,
+            ..Default::default()
+        };
+        let ml = open(&st, &meta, cfg).await;
+        let mut pos = vec![];
+        for i in 0..8u8 {
+            pos.push(ml.append(Bytes::from(vec![i; 10])).await.unwrap());
+        }
+        assert_eq!(ml.ledgers().len(), 4);
+        // Unlimited retention keeps everything consumed.
+        assert_eq!(ml.trim_retained(Some(pos[7]), None, None).await.unwrap(), 0);
+        // Nothing consumed: nothing trimmed, whatever the limits.
+        assert_eq!(
+            ml.trim_retained(Some(Position::EARLIEST), Some(0), Some(0))
+                .await
+                .unwrap(),
+            0
+        );
+        // Three consumed closed ledgers of 20 bytes; keep at most 40 bytes: the oldest goes.
+        assert_eq!(
+            ml.trim_retained(Some(pos[7]), None, Some(40))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(ml.ledgers().len(), 3);
+        // Only what the slowest cursor consumed can go: with a time limit of 0, the ledger of
+        // pos[2..=3]; then, consumed up to pos[7], every closed ledger but the current one.
+        assert_eq!(
+            ml.trim_retained(Some(pos[3]), Some(0), None).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            ml.trim_retained(Some(pos[7]), Some(0), None).await.unwrap(),
+            1
+        );
+        assert_eq!(ml.ledgers().len(), 1);
+        assert_eq!(ml.read(pos[7], 1).await.unwrap().len(), 1);
+        ml.close().await;
+    }
+
+    #[tokio::test]
     async fn tail_reads_hit_cache_and_trim_deletes() {
         let st = MemStorage::default();
         let meta = MemMetadata::default();
