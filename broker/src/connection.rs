@@ -83,6 +83,8 @@ struct Conn {
     supports_refresh: bool,
     /// When to re-check the session's expiry.
     auth_check_at: tokio::time::Instant,
+    /// Publish rate limit: do not read from the connection until then.
+    throttle_until: Option<tokio::time::Instant>,
 }
 
 /// Serves one connection until the peer leaves, a frame is malformed or `cancel` fires.
@@ -132,6 +134,7 @@ pub async fn serve(
         session: None,
         supports_refresh: false,
         auth_check_at: tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365),
+        throttle_until: None,
     };
     let keepalive = service.config.keepalive_interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
@@ -139,7 +142,11 @@ pub async fn serve(
     let max_pending = service.config.max_pending_sends;
     loop {
         tokio::select! {
-            frame = reader.next(), if conn.sends.len() < max_pending => {
+            _ = tokio::time::sleep_until(conn.throttle_until.unwrap_or_else(tokio::time::Instant::now)), if conn.throttle_until.is_some() => {
+                conn.throttle_until = None;
+                heard = true;
+            }
+            frame = reader.next(), if conn.sends.len() < max_pending && conn.throttle_until.is_none() => {
                 heard = true;
                 match frame {
                     None => {
@@ -172,7 +179,7 @@ pub async fn serve(
                 conn.send_done(producer_id, seq, highest, res, partition);
             }
             _ = ticker.tick() => {
-                if !heard {
+                if !heard && conn.throttle_until.is_none() {
                     info!(%peer, "no answer to keep-alive ping; closing connection");
                     break;
                 }
@@ -513,6 +520,9 @@ impl Conn {
         }
         let n = payload.metadata.num_messages_in_batch.unwrap_or(1).max(1) as u64;
         let partition = p.topic.partition;
+        if let Some(until) = p.topic.throttle(n, payload.raw.len() as u64) {
+            self.throttle_until = Some(self.throttle_until.map_or(until, |t| t.max(until)));
+        }
         let fut = p.topic.publish(payload.raw, n);
         self.sends.push_back(Box::pin(async move {
             (pid, seq, highest, fut.await, partition)

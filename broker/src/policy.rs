@@ -12,8 +12,12 @@
 //! - max producers / consumers per topic (and consumers per subscription) are checked when a
 //!   producer or consumer is added: `ProducerBusy` / `ConsumerBusy`, as Pulsar answers.
 //!
-//! Not enforced yet: publish and dispatch rate limits, deduplication, persistence (E/Qw/Qa of
-//! new ledgers), offload threshold — they are stored and shown by the admin API only.
+//! - publish rate (messages and bytes per second): a connection that went over stops being
+//!   read until the topic's reservation clock catches up — producers are throttled, nothing is
+//!   dropped.
+//!
+//! Not enforced yet: dispatch rate limits, deduplication, persistence (E/Qw/Qa of new ledgers),
+//! offload threshold — they are stored and shown by the admin API only.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -165,6 +169,7 @@ pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
         debug!(topic = %t.name, exceeded, "backlog quota state changed");
     }
 
+    t.set_publish_rate(p.publish_rate.map(|r| (r.messages, r.bytes)));
     t.set_retention(p.retention.map(|r| {
         (
             u64::try_from(r.retention_time_minutes)

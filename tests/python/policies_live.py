@@ -134,5 +134,41 @@ eventually("eviction trims the backlog under the quota", lambda: backlog(t, "s")
 p.send(b"still-works")
 p.close()
 print("backlog quota consumer_backlog_eviction: ok")
+
+
+# publish rate: throttled, not dropped (compared with an unlimited namespace in the same run)
+def publish_all(topic, n):
+    sub = c.subscribe(topic, "r")
+    p = c.create_producer(topic, batching_enabled=False, max_pending_messages=1000)
+    started = time.time()
+    for i in range(n):
+        p.send_async(f"r{i}".encode(), lambda res, mid: None)
+    p.flush()
+    elapsed = time.time() - started
+    got = set()
+    for _ in range(n):
+        m = sub.receive(timeout_millis=10_000)
+        got.add(m.data())
+        sub.acknowledge(m)
+    check(len(got) == n, f"all {n} messages arrive ({len(got)})")
+    p.close()
+    sub.close()
+    return elapsed
+
+
+N = 60
+free = publish_all(f"persistent://{namespace()}/free", N)
+ns = namespace()
+t = f"persistent://{ns}/rate"
+c.create_producer(t).close()  # the topic is live before the policy is set
+rest(
+    "POST",
+    f"/admin/v2/namespaces/{ns}/publishRate",
+    {"publishThrottlingRateInMsg": 20, "publishThrottlingRateInByte": -1},
+)
+time.sleep(2)  # picked up by the next policy refresh
+limited = publish_all(t, N)
+print(f"publish rate 20 msg/s: {N} messages in {limited:.2f}s vs {free:.2f}s unlimited")
+check(limited > 4 * free and limited > 1.5, "the publish rate throttles the producer")
 c.close()
 print("OK")
