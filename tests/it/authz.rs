@@ -534,3 +534,125 @@ fn expired_token_on_a_live_connection_is_challenged_then_closed() {
     );
     assert!(!log.contains(short.as_str()), "the token was logged");
 }
+
+/// Raw frames: CONNECT with `token`, then one request; returns the answer's command type and
+/// server error code (None: success), or "closed" when the broker refused the CONNECT.
+fn raw_request(
+    node: &Secured,
+    tok: Option<&str>,
+    req: strata_proto::pulsar::BaseCommand,
+) -> (String, Option<i32>) {
+    use strata_proto::commands;
+    use strata_proto::frame::Frame;
+    use strata_proto::pulsar::base_command::Type;
+    let mut r = crate::broker_badinput::Raw::open(node.broker_port);
+    let auth = tok.map(|t| ("token".to_owned(), bytes::Bytes::from(t.to_owned())));
+    r.send(&Frame::simple(commands::connect("authz-test", 20, auth)));
+    let Some(f) = r.recv() else {
+        return ("closed".into(), None);
+    };
+    if f.command.r#type != Type::Connected as i32 {
+        return (
+            "connect-error".into(),
+            f.command.error.as_ref().map(|e| e.error),
+        );
+    }
+    r.send(&Frame::simple(req));
+    loop {
+        let Some(f) = r.recv() else {
+            return ("closed".into(), None);
+        };
+        let c = &f.command;
+        let t = Type::try_from(c.r#type)
+            .map(|t| t.as_str_name().to_owned())
+            .unwrap_or_default();
+        let err = match c.r#type {
+            x if x == Type::Ping as i32 => continue,
+            x if x == Type::Error as i32 => c.error.as_ref().map(|e| e.error),
+            x if x == Type::LookupResponse as i32 => {
+                c.lookup_topic_response.as_ref().and_then(|l| l.error)
+            }
+            x if x == Type::PartitionedMetadataResponse as i32 => {
+                c.partition_metadata_response.as_ref().and_then(|l| l.error)
+            }
+            x if x == Type::GetSchemaResponse as i32 => {
+                c.get_schema_response.as_ref().and_then(|l| l.error_code)
+            }
+            _ => None,
+        };
+        return (t, err);
+    }
+}
+
+#[test]
+fn raw_binary_commands_matrix() {
+    use strata_proto::commands;
+    use strata_proto::pulsar::base_command::Type;
+    use strata_proto::pulsar::{BaseCommand, CommandGetSchema, CommandGetTopicsOfNamespace};
+    let node = Secured::start();
+    let toks = tokens(&node);
+    let su = toks[0].1.clone().unwrap();
+    setup(&node, &su);
+    const AUTHORIZATION_ERROR: i32 = 4;
+    const AUTHENTICATION_ERROR: i32 = 3;
+    let topic = "persistent://ta/ns/t";
+    let requests: Vec<(&str, &str, BaseCommand)> = vec![
+        (
+            "LOOKUP",
+            "produce-or-consume",
+            commands::lookup(1, topic, false),
+        ),
+        (
+            "PARTITIONED_METADATA",
+            "produce-or-consume",
+            commands::partitioned_metadata(1, topic),
+        ),
+        (
+            "GET_TOPICS_OF_NAMESPACE",
+            "produce-or-consume",
+            BaseCommand {
+                get_topics_of_namespace: Some(CommandGetTopicsOfNamespace {
+                    request_id: 1,
+                    namespace: "ta/ns".into(),
+                    ..Default::default()
+                }),
+                ..commands::base(Type::GetTopicsOfNamespace)
+            },
+        ),
+        (
+            "GET_SCHEMA",
+            "produce-or-consume",
+            BaseCommand {
+                get_schema: Some(CommandGetSchema {
+                    request_id: 1,
+                    topic: topic.into(),
+                    ..Default::default()
+                }),
+                ..commands::base(Type::GetSchema)
+            },
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (role, tok) in &toks {
+        for (name, class, req) in &requests {
+            let (answer, err) = raw_request(&node, tok.as_deref(), req.clone());
+            let ok = if unauthenticated(role) {
+                answer == "connect-error" && err == Some(AUTHENTICATION_ERROR)
+            } else if allowed(class, role) {
+                // GET_SCHEMA on a topic without a schema answers TopicNotFound: allowed.
+                err != Some(AUTHORIZATION_ERROR) && answer != "closed"
+            } else {
+                err == Some(AUTHORIZATION_ERROR)
+            };
+            if !ok {
+                failures.push(format!("{role} {name}: {answer} {err:?}"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} wrong answers:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
