@@ -16,7 +16,10 @@
 //!   read until the topic's reservation clock catches up — producers are throttled, nothing is
 //!   dropped.
 //!
-//! Not enforced yet: dispatch rate limits, deduplication, persistence (E/Qw/Qa of new ledgers),
+//! - dispatch rate: each subscription's dispatcher pauses once it is ahead of its reservation
+//!   clock (the namespace's topic dispatch rate is applied per subscription, an approximation).
+//!
+//! Not enforced yet: deduplication, persistence (E/Qw/Qa of new ledgers),
 //! offload threshold — they are stored and shown by the admin API only.
 
 use std::collections::HashMap;
@@ -170,6 +173,29 @@ pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
     }
 
     t.set_publish_rate(p.publish_rate.map(|r| (r.messages, r.bytes)));
+    // Per subscription (Pulsar's subscription dispatch rate, else the topic dispatch rate
+    // applied to each subscription).
+    let per_period = |r: strata_meta::model::RateLimit| {
+        let period = i64::from(r.period_seconds.max(1));
+        (
+            if r.messages > 0 {
+                (r.messages / period).max(1)
+            } else {
+                r.messages
+            },
+            if r.bytes > 0 {
+                (r.bytes / period).max(1)
+            } else {
+                r.bytes
+            },
+        )
+    };
+    t.set_dispatch_rate(
+        p.subscription_dispatch_rate
+            .or(p.dispatch_rate)
+            .map(per_period),
+    )
+    .await;
     t.set_retention(p.retention.map(|r| {
         (
             u64::try_from(r.retention_time_minutes)

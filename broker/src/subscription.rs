@@ -128,6 +128,8 @@ enum Cmd {
     Unsubscribe(u64, oneshot::Sender<Result<()>>),
     Close(Option<String>, oneshot::Sender<()>),
     ConsumerCount(oneshot::Sender<usize>),
+    /// Dispatch rate limit `(messages, bytes)` per second (`None`: unlimited).
+    SetDispatchRate(Option<(i64, i64)>),
 }
 
 /// Handle to a subscription task. Cheap to clone.
@@ -235,6 +237,9 @@ impl Subscription {
             persisted,
         };
         let mut actor = Actor {
+            dispatch_limit: None,
+            dispatch_next_free: tokio::time::Instant::now(),
+            dispatch_wait: None,
             topic: topic.to_owned(),
             name: name.to_owned(),
             partition,
@@ -391,6 +396,11 @@ impl Subscription {
         rx.await.ok().flatten()
     }
 
+    /// Sets the dispatch rate limit `(messages, bytes)` per second (`None`: unlimited).
+    pub fn set_dispatch_rate(&self, limit: Option<(i64, i64)>) {
+        let _ = self.send(Cmd::SetDispatchRate(limit));
+    }
+
     /// Number of attached consumers.
     pub async fn consumer_count(&self) -> usize {
         let (tx, rx) = oneshot::channel();
@@ -491,6 +501,11 @@ struct Consumer {
 }
 
 struct Actor {
+    /// Dispatch rate limit (messages, bytes per second) and its reservation clock.
+    dispatch_limit: Option<(i64, i64)>,
+    dispatch_next_free: tokio::time::Instant,
+    /// Dispatch paused by the rate limit until then.
+    dispatch_wait: Option<tokio::time::Instant>,
     topic: String,
     name: String,
     partition: i32,
@@ -646,6 +661,9 @@ impl Actor {
                 _ = tokio::time::sleep(Duration::from_millis(5)), if self.congested => {
                     self.congested = false;
                 }
+                _ = tokio::time::sleep_until(self.dispatch_wait.unwrap_or_else(tokio::time::Instant::now)), if self.dispatch_wait.is_some() => {
+                    self.dispatch_wait = None;
+                }
                 _ = delay_sleep => {
                     let now = now_ms();
                     let due: Vec<(u64, Position)> = self.delayed.range(..(now + 1, Position::EARLIEST)).map(|(k, _)| *k).collect();
@@ -751,6 +769,14 @@ impl Actor {
             Cmd::Seek(target, reply) => {
                 let r = self.seek(target).await;
                 let _ = reply.send(r);
+            }
+            Cmd::SetDispatchRate(limit) => {
+                let limit = limit.filter(|(m, b)| *m > 0 || *b > 0);
+                if limit != self.dispatch_limit {
+                    self.dispatch_limit = limit;
+                    self.dispatch_next_free = tokio::time::Instant::now();
+                    self.dispatch_wait = None;
+                }
             }
             Cmd::ConsumerCount(reply) => {
                 let _ = reply.send(self.consumers.len());
@@ -1213,6 +1239,7 @@ impl Actor {
         }
         self.series.out_messages.inc_by(v.num_messages as u64);
         self.series.out_bytes.inc_by(bytes);
+        self.charge_rate(v.num_messages.max(1) as u64, bytes);
         self.pending.insert(p, key);
         if self.sub_type == Some(SubType::KeyShared) {
             let h = self.ks_holders.entry(v.slot).or_insert((key, 0));
@@ -1245,10 +1272,49 @@ impl Actor {
         }
     }
 
+    /// Whether the dispatch rate limit pauses dispatching now (then `dispatch_wait` is set).
+    fn rate_limited(&mut self) -> bool {
+        if self.dispatch_limit.is_none() {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        if let Some(w) = self.dispatch_wait {
+            if w > now {
+                return true;
+            }
+            self.dispatch_wait = None;
+        }
+        if self.dispatch_next_free > now {
+            self.dispatch_wait = Some(self.dispatch_next_free);
+            return true;
+        }
+        false
+    }
+
+    /// Charges one dispatched entry to the rate limit's reservation clock.
+    fn charge_rate(&mut self, msgs: u64, bytes: u64) {
+        let Some((m, b)) = self.dispatch_limit else {
+            return;
+        };
+        let cost = |n: u64, rate: i64| {
+            if rate > 0 {
+                n as f64 / rate as f64
+            } else {
+                0.0
+            }
+        };
+        let secs = cost(msgs, m).max(cost(bytes, b)).min(60.0);
+        self.dispatch_next_free = self.dispatch_next_free.max(tokio::time::Instant::now())
+            + Duration::from_secs_f64(secs);
+    }
+
     async fn dispatch_inner(&mut self) {
         let key_shared = self.sub_type == Some(SubType::KeyShared);
         let shared_like = matches!(self.sub_type, Some(SubType::Shared | SubType::KeyShared));
         loop {
+            if self.rate_limited() {
+                return;
+            }
             if self.ml.is_terminated()
                 && self.read_buf.is_empty()
                 && self.ml.next_position(self.read_pos).is_none()
@@ -1265,7 +1331,7 @@ impl Actor {
             if !self.replay.is_empty() {
                 let batch: Vec<Position> = self.replay.iter().take(256).copied().collect();
                 for p in batch {
-                    if !self.has_permits() {
+                    if !self.has_permits() || self.rate_limited() {
                         break;
                     }
                     if self.acks.is_acked(p) {
@@ -1330,7 +1396,7 @@ impl Actor {
                 }
             }
             while let Some((p, data)) = self.read_buf.front().cloned() {
-                if !self.has_permits() {
+                if !self.has_permits() || self.rate_limited() {
                     return;
                 }
                 if self.acks.is_acked(p) {

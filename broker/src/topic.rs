@@ -295,6 +295,13 @@ impl Topic {
         n
     }
 
+    /// Applies a dispatch rate limit `(messages, bytes)` per second to every subscription.
+    pub async fn set_dispatch_rate(&self, limit: Option<(i64, i64)>) {
+        for s in self.subs.lock().await.values() {
+            s.set_dispatch_rate(limit);
+        }
+    }
+
     /// Durable subscriptions.
     pub async fn durable_subscriptions(&self) -> Vec<Subscription> {
         self.subs

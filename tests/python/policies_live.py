@@ -170,5 +170,40 @@ time.sleep(2)  # picked up by the next policy refresh
 limited = publish_all(t, N)
 print(f"publish rate 20 msg/s: {N} messages in {limited:.2f}s vs {free:.2f}s unlimited")
 check(limited > 4 * free and limited > 1.5, "the publish rate throttles the producer")
+
+
+# dispatch rate: consumers are throttled, nothing is lost
+def consume_all(ns_, n):
+    topic = f"persistent://{ns_}/d-{uuid.uuid4().hex[:6]}"
+    c.subscribe(topic, "d").close()  # durable: the subscription stays on the live topic
+    p = c.create_producer(topic, batching_enabled=False)
+    for i in range(n):
+        p.send_async(f"d{i}".encode(), lambda res, mid: None)
+    p.flush()
+    p.close()
+    time.sleep(1.5)  # the policy task applies the namespace's rate to the subscription
+    sub = c.subscribe(topic, "d")
+    started = time.time()
+    got = set()
+    for _ in range(n):
+        m = sub.receive(timeout_millis=15_000)
+        got.add(m.data())
+        sub.acknowledge(m)
+    elapsed = time.time() - started
+    check(len(got) == n, f"all {n} messages delivered ({len(got)})")
+    sub.close()
+    return elapsed
+
+
+free = consume_all(namespace(), N)
+ns = namespace()
+rest(
+    "POST",
+    f"/admin/v2/namespaces/{ns}/dispatchRate",
+    {"dispatchThrottlingRateInMsg": 20, "dispatchThrottlingRateInByte": -1, "ratePeriodInSecond": 1},
+)
+limited = consume_all(ns, N)
+print(f"dispatch rate 20 msg/s: {N} messages in {limited:.2f}s vs {free:.2f}s unlimited")
+check(limited > 4 * free and limited > 1.0, "the dispatch rate throttles delivery")
 c.close()
 print("OK")
