@@ -358,18 +358,6 @@ impl EtcdStore {
         rotate(&self.inner, failed);
     }
 
-    fn check_session(&self, session: &Session) -> Result<()> {
-        if session.inner.store_id != self.inner.store_id {
-            return Err(MetaError::InvalidArgument(
-                "session belongs to another store".into(),
-            ));
-        }
-        if session.is_lost() {
-            return Err(MetaError::SessionLost(session.id()));
-        }
-        Ok(())
-    }
-
     async fn put_inner(
         &self,
         key: &str,
@@ -1018,7 +1006,7 @@ impl MetadataStore for EtcdStore {
         opts: EphemeralOptions,
     ) -> Result<Stat> {
         crate::metrics::timed("etcd", "put", async {
-            self.check_session(session)?;
+            session.check_usable(self.inner.store_id)?;
             match self
                 .put_inner(key, value.clone(), expected, Some(session.id()))
                 .await

@@ -110,6 +110,20 @@ impl Session {
         self.inner.ttl
     }
 
+    /// Checks that a store may use this session for an ephemeral write: it was created by the
+    /// store with id `store_id` and is not lost.
+    pub(crate) fn check_usable(&self, store_id: u64) -> crate::error::Result<()> {
+        if self.inner.store_id != store_id {
+            return Err(crate::error::MetaError::InvalidArgument(
+                "session belongs to another store".into(),
+            ));
+        }
+        if self.is_lost() {
+            return Err(crate::error::MetaError::SessionLost(self.id()));
+        }
+        Ok(())
+    }
+
     /// Whether the session is lost or closed.
     pub fn is_lost(&self) -> bool {
         self.inner.lost.is_cancelled()

@@ -111,14 +111,7 @@ async fn list(
     c: Caller,
     Path((domain, t, ns)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Vec<String>>> {
-    c.namespace(&s, RestOperation::ListTopics, &t, &ns).await?;
-    if domain != "persistent" {
-        return Ok(Json(Vec::new()));
-    }
-    if s.policies(&t, &ns).await?.is_none() {
-        return Err(ApiError::not_found("Namespace does not exist"));
-    }
-    Ok(Json(s.topics_of_namespace(&t, &ns).await?))
+    namespace_topics(&s, &c, &domain, &t, &ns, false).await
 }
 
 async fn list_partitioned(
@@ -126,14 +119,31 @@ async fn list_partitioned(
     c: Caller,
     Path((domain, t, ns)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Vec<String>>> {
-    c.namespace(&s, RestOperation::ListTopics, &t, &ns).await?;
+    namespace_topics(&s, &c, &domain, &t, &ns, true).await
+}
+
+/// The topics (or the partitioned topics) of a namespace, after the caller's permission check.
+async fn namespace_topics(
+    s: &Arc<BrokerService>,
+    c: &Caller,
+    domain: &str,
+    t: &str,
+    ns: &str,
+    partitioned: bool,
+) -> ApiResult<Json<Vec<String>>> {
+    c.namespace(s, RestOperation::ListTopics, t, ns).await?;
     if domain != "persistent" {
         return Ok(Json(Vec::new()));
     }
-    if s.policies(&t, &ns).await?.is_none() {
+    if s.policies(t, ns).await?.is_none() {
         return Err(ApiError::not_found("Namespace does not exist"));
     }
-    Ok(Json(s.partitioned_topics_of_namespace(&t, &ns).await?))
+    let topics = if partitioned {
+        s.partitioned_topics_of_namespace(t, ns).await?
+    } else {
+        s.topics_of_namespace(t, ns).await?
+    };
+    Ok(Json(topics))
 }
 
 async fn create(

@@ -232,18 +232,6 @@ impl LocalStore {
         .await
     }
 
-    fn check_session(&self, session: &Session) -> Result<()> {
-        if session.inner.store_id != self.inner.store_id {
-            return Err(MetaError::InvalidArgument(
-                "session belongs to another store".into(),
-            ));
-        }
-        if session.is_lost() {
-            return Err(MetaError::SessionLost(session.id()));
-        }
-        Ok(())
-    }
-
     async fn put_inner(
         &self,
         key: &str,
@@ -588,7 +576,7 @@ impl MetadataStore for LocalStore {
         opts: EphemeralOptions,
     ) -> Result<Stat> {
         crate::metrics::timed("local", "put", async {
-            self.check_session(session)?;
+            session.check_usable(self.inner.store_id)?;
             let stat = self
                 .put_inner(key, value.clone(), expected, Some(session.clone()))
                 .await?;
