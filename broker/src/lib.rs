@@ -34,7 +34,6 @@ pub mod connection;
 pub mod cursor;
 pub mod error;
 pub mod http;
-pub mod ledger_client;
 pub mod managed_ledger;
 pub mod meta_adapter;
 pub mod metadata;
@@ -45,10 +44,14 @@ pub mod position;
 pub mod schema;
 pub mod server;
 pub mod service;
-pub mod storage;
 pub mod subscription;
 pub mod topic;
 pub mod topic_name;
+
+/// The ledger client (moved to `strata-ledger`); kept under its old path.
+pub use strata_ledger::client as ledger_client;
+/// The ledger storage traits (moved to `strata-ledger`).
+pub use strata_ledger::storage;
 
 pub use error::{BrokerError, Result};
 

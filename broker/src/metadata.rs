@@ -8,7 +8,8 @@
 //! - `cursors/{tenant}/{ns}/{domain}/{topic}/{subscription}`: a durable cursor ([`crate::cursor`]).
 //! - `partitioned-topics/{tenant}/{ns}/{domain}/{topic}`: partition count.
 //! - `schemas/{tenant}/{ns}/{topic}`: schema versions.
-//! - `tenants/{tenant}`, `namespaces/{tenant}/{ns}`: existence and policies.
+//! - tenants and namespaces are not under this root: they use `strata_meta`'s shared layout
+//!   (`/strata/tenants/{tenant}`, `/strata/namespaces/{tenant}/{ns}`), written by `strata init-cluster` too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -22,7 +22,7 @@ use crate::storage::LedgerStorage;
 use crate::topic::Topic;
 use crate::topic_name::TopicName;
 use strata_auth::Security;
-use strata_meta::model::{Policies, TenantInfo};
+use strata_meta::model::{Model, Paths, Policies, TenantInfo, decode_segment};
 
 /// Who serves a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,21 +340,34 @@ impl BrokerService {
         *self.bookies.write() = bookies;
     }
 
+    // Tenants and namespaces live in `strata_meta`'s shared layout (`/strata/tenants/{t}`,
+    // `/strata/namespaces/{t}/{ns}`, versioned JSON), the same keys `strata init-cluster` writes.
     fn tenant_key(tenant: &str) -> String {
-        format!("{ROOT}/tenants/{tenant}")
+        Paths::default().tenant(tenant)
     }
 
     fn namespace_key(tenant: &str, ns: &str) -> String {
-        format!("{ROOT}/namespaces/{tenant}/{ns}")
+        Paths::default().namespace(tenant, ns)
+    }
+
+    fn encode<T: Model>(v: &T) -> Result<Bytes> {
+        Ok(strata_meta::model::encode(v).map_err(|e| MetaError::Other(e.to_string()))?)
+    }
+
+    fn decode<T: Model>(key: &str, v: &[u8]) -> Result<T> {
+        Ok(strata_meta::model::decode(key, v)
+            .map_err(|e| MetaError::Corrupt(key.to_owned(), e.to_string()))?)
     }
 
     /// Creates a tenant (idempotent; an existing one keeps its info).
     pub async fn create_tenant(&self, tenant: &str) -> Result<()> {
         let k = Self::tenant_key(tenant);
         if self.meta.get(&k).await?.is_none() {
-            self.meta
-                .put(&k, Bytes::from_static(b"{}"), Expect::Any)
-                .await?;
+            let v = Self::encode(&TenantInfo::default())?;
+            match self.meta.put(&k, v, Expect::Absent).await {
+                Ok(_) | Err(MetaError::BadVersion(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -363,20 +376,17 @@ impl BrokerService {
     pub async fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>> {
         let k = Self::tenant_key(tenant);
         match self.meta.get(&k).await? {
-            Some(v) => Ok(Some(
-                serde_json::from_slice(&v.value)
-                    .map_err(|e| MetaError::Corrupt(k, e.to_string()))?,
-            )),
+            Some(v) => Ok(Some(Self::decode(&k, &v.value)?)),
             None => Ok(None),
         }
     }
 
     /// Creates a tenant with its info; [`BrokerError::Conflict`] if it exists.
     pub async fn create_tenant_with(&self, tenant: &str, info: &TenantInfo) -> Result<()> {
-        let v = serde_json::to_vec(info).map_err(|e| MetaError::Other(e.to_string()))?;
+        let v = Self::encode(info)?;
         match self
             .meta
-            .put(&Self::tenant_key(tenant), Bytes::from(v), Expect::Absent)
+            .put(&Self::tenant_key(tenant), v, Expect::Absent)
             .await
         {
             Ok(_) => Ok(()),
@@ -393,10 +403,8 @@ impl BrokerService {
         let Some(cur) = self.meta.get(&k).await? else {
             return Err(BrokerError::NotFound("Tenant does not exist".into()));
         };
-        let v = serde_json::to_vec(info).map_err(|e| MetaError::Other(e.to_string()))?;
-        self.meta
-            .put(&k, Bytes::from(v), Expect::Version(cur.version))
-            .await?;
+        let v = Self::encode(info)?;
+        self.meta.put(&k, v, Expect::Version(cur.version)).await?;
         Ok(())
     }
 
@@ -420,9 +428,11 @@ impl BrokerService {
         self.create_tenant(tenant).await?;
         let k = Self::namespace_key(tenant, ns);
         if self.meta.get(&k).await?.is_none() {
-            self.meta
-                .put(&k, Bytes::from_static(b"{}"), Expect::Any)
-                .await?;
+            let v = Self::encode(&Policies::default())?;
+            match self.meta.put(&k, v, Expect::Absent).await {
+                Ok(_) | Err(MetaError::BadVersion(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -437,14 +447,10 @@ impl BrokerService {
         if self.tenant_info(tenant).await?.is_none() {
             return Err(BrokerError::NotFound("Tenant does not exist".into()));
         }
-        let v = serde_json::to_vec(policies).map_err(|e| MetaError::Other(e.to_string()))?;
+        let v = Self::encode(policies)?;
         match self
             .meta
-            .put(
-                &Self::namespace_key(tenant, ns),
-                Bytes::from(v),
-                Expect::Absent,
-            )
+            .put(&Self::namespace_key(tenant, ns), v, Expect::Absent)
             .await
         {
             Ok(_) => Ok(()),
@@ -460,10 +466,7 @@ impl BrokerService {
     pub async fn policies(&self, tenant: &str, ns: &str) -> Result<Option<Policies>> {
         let k = Self::namespace_key(tenant, ns);
         match self.meta.get(&k).await? {
-            Some(v) => Ok(Some(
-                serde_json::from_slice(&v.value)
-                    .map_err(|e| MetaError::Corrupt(k, e.to_string()))?,
-            )),
+            Some(v) => Ok(Some(Self::decode(&k, &v.value)?)),
             None => Ok(None),
         }
     }
@@ -481,15 +484,10 @@ impl BrokerService {
             let Some(cur) = self.meta.get(&k).await? else {
                 return Err(BrokerError::NotFound("Namespace does not exist".into()));
             };
-            let mut p: Policies = serde_json::from_slice(&cur.value)
-                .map_err(|e| MetaError::Corrupt(k.clone(), e.to_string()))?;
+            let mut p: Policies = Self::decode(&k, &cur.value)?;
             f(&mut p);
-            let v = serde_json::to_vec(&p).map_err(|e| MetaError::Other(e.to_string()))?;
-            match self
-                .meta
-                .put(&k, Bytes::from(v), Expect::Version(cur.version))
-                .await
-            {
+            let v = Self::encode(&p)?;
+            match self.meta.put(&k, v, Expect::Version(cur.version)).await {
                 Ok(_) => return Ok(p),
                 Err(MetaError::BadVersion(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -522,25 +520,30 @@ impl BrokerService {
 
     /// Tenants.
     pub async fn tenants(&self) -> Result<Vec<String>> {
-        let p = format!("{ROOT}/tenants/");
+        let p = format!("{}/", Paths::default().tenants());
         Ok(self
             .meta
             .list(&p)
             .await?
             .into_iter()
-            .map(|(k, _)| k.strip_prefix(p.as_str()).unwrap_or(&k).to_owned())
+            .map(|(k, _)| decode_segment(k.strip_prefix(p.as_str()).unwrap_or(&k)))
             .collect())
     }
 
     /// Namespaces of a tenant (`tenant/ns`).
     pub async fn namespaces(&self, tenant: &str) -> Result<Vec<String>> {
-        let p = format!("{ROOT}/namespaces/{tenant}/");
+        let p = format!("{}/", Paths::default().namespaces(tenant));
         Ok(self
             .meta
             .list(&p)
             .await?
             .into_iter()
-            .map(|(k, _)| format!("{tenant}/{}", k.strip_prefix(p.as_str()).unwrap_or(&k)))
+            .map(|(k, _)| {
+                format!(
+                    "{tenant}/{}",
+                    decode_segment(k.strip_prefix(p.as_str()).unwrap_or(&k))
+                )
+            })
             .collect())
     }
 

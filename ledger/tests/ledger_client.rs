@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use strata_bookie::registration::NoopRegistrar;
 use strata_bookie::{BookieNode, BookieOptions, StorageConfig};
-use strata_broker::ledger_client::{BookieLedgerStorage, Quorum, StaticBookies};
-use strata_broker::storage::{LedgerStorage, StorageError};
+use strata_ledger::client::{BookieLedgerStorage, Quorum, StaticBookies};
+use strata_ledger::storage::{LedgerStorage, StorageError};
 use strata_meta::LocalStore;
 use strata_meta::model::{MetaClient, Paths};
 use strata_proto::BookieId;
@@ -215,7 +215,7 @@ async fn ensemble_change_replaces_a_dead_bookie_then_stalls_without_spares() {
 
 #[tokio::test]
 async fn ensembles_come_from_the_bookie_registry() {
-    use strata_broker::ledger_client::RegisteredBookies;
+    use strata_ledger::client::RegisteredBookies;
     use strata_meta::model::BookieInfo;
     let tmp = tempfile::tempdir().unwrap();
     let store: Arc<dyn strata_meta::MetadataStore> = Arc::new(

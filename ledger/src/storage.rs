@@ -3,8 +3,8 @@
 //! [`LedgerStorage`] is the slice of a replication-ready ledger client the broker needs: create a
 //! ledger (ensemble / write quorum / ack quorum chosen by the implementation), append entries in
 //! order through a [`LedgerWriter`], read ranges, recover (fence + find the last entry + close) a
-//! ledger another writer may still hold, delete. `strata standalone` implements it over
-//! `strata_bookie`'s client (see `bookie_storage.rs`); [`MemStorage`] is for unit tests only.
+//! ledger another writer may still hold, delete. [`crate::client::BookieLedgerStorage`] implements
+//! it over bookies; [`MemStorage`] is for unit tests only.
 
 use std::collections::HashMap;
 use std::sync::Arc;
