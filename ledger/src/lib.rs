@@ -6,6 +6,7 @@
 //!   ack quorum Qa over `strata_bookie::BookieClient`, metadata in `strata_meta`; ensemble
 //!   changes, fencing recovery.
 
+pub mod autorecovery;
 pub mod client;
 pub mod storage;
 
