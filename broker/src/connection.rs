@@ -85,6 +85,8 @@ struct Conn {
     auth_check_at: tokio::time::Instant,
     /// Publish rate limit: do not read from the connection until then.
     throttle_until: Option<tokio::time::Instant>,
+    /// Role of the verified client certificate (TLS listener with client certificates).
+    tls_role: Option<String>,
 }
 
 /// Serves one connection until the peer leaves, a frame is malformed or `cancel` fires.
@@ -95,8 +97,22 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    serve_stream(stream, peer, None, service, cancel).await
+}
+
+/// Serves one connection over any byte stream (TLS included). `tls_role` is the role of a
+/// verified client certificate (mTLS), used when the client authenticates with method `tls`.
+pub async fn serve_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    tls_role: Option<String>,
+    service: Arc<BrokerService>,
+    cancel: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
     service.metrics.connections.inc();
-    let (rd, wr) = stream.into_split();
+    let (rd, wr) = tokio::io::split(stream);
     let codec = PulsarCodec::with_max_message_size(service.config.max_message_size);
     let mut reader = FramedRead::new(rd, codec.clone());
     let (out_tx, mut out_rx) = crate::outbound::Outbound::channel();
@@ -135,6 +151,7 @@ pub async fn serve(
         supports_refresh: false,
         auth_check_at: tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365),
         throttle_until: None,
+        tls_role,
     };
     let keepalive = service.config.keepalive_interval;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
@@ -317,7 +334,7 @@ impl Conn {
         match security.authenticate_connect(
             c.auth_method_name.as_deref(),
             c.auth_data.as_deref(),
-            None,
+            self.tls_role.as_deref(),
         ) {
             Ok(session) => {
                 if let Some(sess) = &session {
