@@ -280,6 +280,24 @@ impl BookieClient {
         lac: i64,
         payload: Bytes,
     ) -> Result<(), ClientError> {
+        self.add_with(ledger, entry, master_key, lac, payload, false)
+            .await
+    }
+
+    /// [`Self::add`]; a `recovery` add (ledger recovery, re-replication) is accepted by a bookie
+    /// on a fenced ledger when the master key matches.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a dropped add may still be written.
+    pub async fn add_with(
+        &self,
+        ledger: u64,
+        entry: u64,
+        master_key: Bytes,
+        lac: i64,
+        payload: Bytes,
+        recovery: bool,
+    ) -> Result<(), ClientError> {
         let (tx, pending) = self.add_stream().await?;
         let request_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (done_tx, done_rx) = oneshot::channel();
@@ -291,6 +309,7 @@ impl BookieClient {
             master_key,
             lac,
             payload,
+            recovery,
         };
         if tx.send(req).await.is_err() {
             pending.lock().remove(&request_id);

@@ -63,12 +63,13 @@ async fn add_one(storage: Arc<Storage>, metrics: Arc<Metrics>, req: AddRequest) 
     let start = Instant::now();
     let len = req.payload.len() as u64;
     let r = storage
-        .add(
+        .add_with(
             req.ledger_id,
             req.entry_id,
             req.master_key,
             req.lac,
             req.payload,
+            req.recovery,
         )
         .await;
     let (code, message) = match r {

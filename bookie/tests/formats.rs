@@ -121,9 +121,9 @@ proptest! {
         code in 0i32..10, msg in ".{0,40}", flag in any::<bool>(),
     ) {
         let (request_id, ledger_id, entry_id) = ids;
-        roundtrip(&pb::AddRequest { request_id, ledger_id, entry_id, master_key: key.clone(), lac, payload: payload.clone() });
+        roundtrip(&pb::AddRequest { request_id, ledger_id, entry_id, master_key: key.clone(), lac, payload: payload.clone(), recovery: false });
         roundtrip(&pb::AddResponse { request_id, ledger_id, entry_id, code, message: msg.clone() });
-        roundtrip(&pb::AddBatch { adds: vec![pb::AddRequest { request_id, ledger_id, entry_id, master_key: key.clone(), lac, payload: payload.clone() }; 3] });
+        roundtrip(&pb::AddBatch { adds: vec![pb::AddRequest { request_id, ledger_id, entry_id, master_key: key.clone(), lac, payload: payload.clone(), recovery: false }; 3] });
         roundtrip(&pb::AddResponseBatch { responses: vec![pb::AddResponse { request_id, ledger_id, entry_id, code, message: msg }; 2] });
         roundtrip(&pb::ReadEntryRequest { ledger_id, entry_id });
         roundtrip(&pb::ReadEntryResponse { ledger_id, entry_id, payload: payload.clone(), lac });

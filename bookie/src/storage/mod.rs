@@ -404,6 +404,20 @@ impl Storage {
         lac: i64,
         payload: Bytes,
     ) -> Result<(), BookieError> {
+        self.add_with(ledger, entry, key, lac, payload, false).await
+    }
+
+    /// [`Self::add`]; a `recovery` add (ledger recovery, re-replication) is accepted on a fenced
+    /// ledger when the master key matches.
+    pub async fn add_with(
+        &self,
+        ledger: u64,
+        entry: u64,
+        key: Bytes,
+        lac: i64,
+        payload: Bytes,
+        recovery: bool,
+    ) -> Result<(), BookieError> {
         if payload.len() > self.shared.cfg.max_entry_bytes {
             return Err(BookieError::Invalid(format!(
                 "entry of {} bytes exceeds the limit of {}",
@@ -422,7 +436,7 @@ impl Storage {
                 payload,
             },
             |ad| {
-                if *ad.check(ledger, &key)? {
+                if *ad.check(ledger, &key)? && !recovery {
                     return Err(BookieError::Fenced { ledger });
                 }
                 Ok(())
