@@ -19,6 +19,10 @@ pub struct BrokerConfig {
     pub broker_port: u16,
     /// HTTP port: lookup, admin, /metrics (0: any free port).
     pub http_port: u16,
+    /// Pulsar protocol TLS port (`pulsar+ssl://`; needs the TLS certificate settings).
+    pub broker_port_tls: Option<u16>,
+    /// HTTPS port (needs the TLS certificate settings).
+    pub http_port_tls: Option<u16>,
     /// Largest message accepted and advertised in CONNECTED.
     pub max_message_size: usize,
     /// Entry cache size in bytes.
@@ -64,6 +68,8 @@ impl Default for BrokerConfig {
             advertised_address: "127.0.0.1".into(),
             broker_port: 6650,
             http_port: 8080,
+            broker_port_tls: None,
+            http_port_tls: None,
             max_message_size: strata_proto::frame::DEFAULT_MAX_MESSAGE_SIZE,
             cache_size_bytes: 256 << 20,
             keepalive_interval: Duration::from_secs(30),

@@ -608,9 +608,10 @@ impl Conn {
                 }
                 .await;
                 match res {
-                    Ok(Owner::Local) => self.send(commands::lookup_connect(
+                    Ok(Owner::Local) => self.send(commands::lookup_connect_tls(
                         c.request_id,
                         &self.service.broker_url(),
+                        self.service.broker_url_tls().as_deref(),
                         true,
                     )),
                     Ok(Owner::Remote { broker_url, .. }) => {

@@ -59,18 +59,23 @@ async fn lookup(
 ) -> ApiResult<Json<serde_json::Value>> {
     let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
     c.topic(&s, RestOperation::LookupTopic, &name, None).await?;
-    let (broker_url, http_url) = match s.owner(&name).await? {
-        Owner::Local => (s.broker_url(), s.http_url()),
+    let (broker_url, http_url, broker_url_tls, http_url_tls) = match s.owner(&name).await? {
+        Owner::Local => (
+            s.broker_url(),
+            s.http_url(),
+            s.broker_url_tls().unwrap_or_default(),
+            s.http_url_tls().unwrap_or_default(),
+        ),
         Owner::Remote {
             broker_url,
             http_url,
-        } => (broker_url, http_url),
+        } => (broker_url, http_url, String::new(), String::new()),
     };
     Ok(Json(json!({
         "brokerUrl": broker_url,
-        "brokerUrlTls": "",
+        "brokerUrlTls": broker_url_tls,
         "httpUrl": http_url,
-        "httpUrlTls": "",
+        "httpUrlTls": http_url_tls,
         "nativeUrl": broker_url,
     })))
 }

@@ -45,6 +45,7 @@ pub mod schema;
 pub mod server;
 pub mod service;
 pub mod subscription;
+pub mod tls_listener;
 pub mod topic;
 pub mod topic_name;
 

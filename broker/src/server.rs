@@ -19,6 +19,10 @@ pub struct BrokerServer {
     pub broker_addr: SocketAddr,
     /// Bound HTTP address.
     pub http_addr: SocketAddr,
+    /// Bound Pulsar protocol TLS address (when TLS is configured).
+    pub broker_tls_addr: Option<SocketAddr>,
+    /// Bound HTTPS address (when TLS is configured).
+    pub http_tls_addr: Option<SocketAddr>,
     accept_cancel: CancellationToken,
     conn_cancel: CancellationToken,
     http_cancel: CancellationToken,
@@ -28,7 +32,7 @@ pub struct BrokerServer {
 }
 
 impl BrokerServer {
-    /// Binds both listeners and starts serving.
+    /// Binds the listeners (plain, and TLS when configured) and starts serving.
     pub async fn start(service: Arc<BrokerService>) -> std::io::Result<Self> {
         let cfg = &service.config;
         let listener = TcpListener::bind((cfg.bind_address.as_str(), cfg.broker_port)).await?;
@@ -36,6 +40,53 @@ impl BrokerServer {
         let broker_addr = listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
         *service.ports.lock() = (broker_addr.port(), http_addr.port());
+        let security = service.security();
+        let acceptor = match security.server_tls() {
+            Some(t) if cfg.broker_port_tls.is_some() || cfg.http_port_tls.is_some() => Some(
+                t.acceptor()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            ),
+            Some(_) => {
+                warn!(
+                    "TLS certificates configured but no TLS port (broker_port_tls/http_port_tls)"
+                );
+                None
+            }
+            None => {
+                if cfg.broker_port_tls.is_some() || cfg.http_port_tls.is_some() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "a TLS port needs tls_cert_file and tls_key_file",
+                    ));
+                }
+                None
+            }
+        };
+        let bind_tls = |port: Option<u16>| {
+            let addr = cfg.bind_address.clone();
+            async move {
+                match port {
+                    Some(p) => TcpListener::bind((addr.as_str(), p)).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        };
+        let (tls_listener, https_listener) = match &acceptor {
+            Some(_) => (
+                bind_tls(cfg.broker_port_tls).await?,
+                bind_tls(cfg.http_port_tls).await?,
+            ),
+            None => (None, None),
+        };
+        let broker_tls_addr = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let http_tls_addr = https_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?;
+        *service.tls_ports.lock() = (
+            broker_tls_addr.map(|a| a.port()),
+            http_tls_addr.map(|a| a.port()),
+        );
         let accept_cancel = CancellationToken::new();
         let conn_cancel = CancellationToken::new();
         let http_cancel = CancellationToken::new();
@@ -96,6 +147,43 @@ impl BrokerServer {
             }
         });
 
+        if let (Some(acceptor), Some(l)) = (&acceptor, tls_listener) {
+            let rx = crate::tls_listener::spawn_acceptor(
+                l,
+                acceptor.clone(),
+                accept_cancel.clone(),
+                &tasks,
+            );
+            crate::tls_listener::spawn_pulsar_tls(
+                rx,
+                service.clone(),
+                accept_cancel.clone(),
+                conn_cancel.clone(),
+                &tasks,
+                conns.clone(),
+            );
+        }
+        if let (Some(acceptor), Some(l), Some(local)) = (&acceptor, https_listener, http_tls_addr) {
+            let rx = crate::tls_listener::spawn_acceptor(
+                l,
+                acceptor.clone(),
+                http_cancel.clone(),
+                &http,
+            );
+            let router = crate::http::router(service.clone());
+            let hc = http_cancel.clone();
+            http.spawn(async move {
+                let app =
+                    router.into_make_service_with_connect_info::<crate::tls_listener::TlsPeer>();
+                let r = axum::serve(crate::tls_listener::HttpsListener::new(rx, local), app)
+                    .with_graceful_shutdown(async move { hc.cancelled().await })
+                    .await;
+                if let Err(e) = r {
+                    warn!(error = %e, "https server failed");
+                }
+            });
+        }
+
         let router = crate::http::router(service.clone());
         let hc = http_cancel.clone();
         http.spawn(async move {
@@ -106,11 +194,13 @@ impl BrokerServer {
                 warn!(error = %e, "http server failed");
             }
         });
-        info!(pulsar = %broker_addr, http = %http_addr, "broker listening");
+        info!(pulsar = %broker_addr, http = %http_addr, pulsar_tls = ?broker_tls_addr, https = ?http_tls_addr, "broker listening");
         Ok(BrokerServer {
             service,
             broker_addr,
             http_addr,
+            broker_tls_addr,
+            http_tls_addr,
             accept_cancel,
             conn_cancel,
             http_cancel,

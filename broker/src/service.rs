@@ -34,14 +34,31 @@ pub enum Owner {
         broker_url: String,
         http_url: String,
     },
+    /// Nobody owns the topic yet and another broker (the leader, at these URLs) assigns it: a
+    /// LOOKUP is redirected there with `authoritative = false`.
+    Leader {
+        broker_url: String,
+        http_url: String,
+    },
 }
 
-/// Topic ownership. Standalone owns everything ([`LocalOwnership`]); cluster mode (issue 5)
-/// answers from namespace-bundle ownership in etcd.
+/// Topic ownership. Standalone owns everything ([`LocalOwnership`]); cluster mode answers from
+/// namespace-bundle ownership in etcd ([`crate::cluster::ClusterOwnership`]).
 #[async_trait::async_trait]
 pub trait Ownership: Send + Sync + 'static {
-    /// Owner of `topic`, acquiring it if nobody owns it.
+    /// Owner of `topic`, acquiring its bundle if nobody owns it (a producer or consumer is
+    /// being attached here).
     async fn owner(&self, topic: &TopicName) -> Result<Owner>;
+
+    /// The answer to a LOOKUP. `authoritative`: the client was sent here by the leader or the
+    /// owner, so an unowned bundle is acquired rather than redirected.
+    async fn lookup(&self, topic: &TopicName, _authoritative: bool) -> Result<Owner> {
+        self.owner(topic).await
+    }
+
+    /// `topic`'s ledger was fenced by another writer (it was taken over): give up its bundle.
+    /// The topic itself has already been unloaded.
+    async fn fenced(&self, _topic: &TopicName) {}
 }
 
 /// Owns every topic.
@@ -75,9 +92,14 @@ pub struct BrokerService {
     next_key: AtomicU64,
     /// Ports actually bound (set by the server once listening).
     pub ports: parking_lot::Mutex<(u16, u16)>,
+    /// TLS ports actually bound (Pulsar, HTTPS), when TLS is on.
+    pub tls_ports: parking_lot::Mutex<(Option<u16>, Option<u16>)>,
     name_prefix: String,
     security: parking_lot::RwLock<Arc<Security>>,
     bookies: parking_lot::RwLock<Vec<String>>,
+    me: std::sync::Weak<BrokerService>,
+    /// Per-topic watchers (fencing); each ends when its topic closes.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 impl BrokerService {
@@ -90,8 +112,11 @@ impl BrokerService {
     ) -> Arc<Self> {
         let cache = EntryCache::new(config.cache_size_bytes);
         let name_prefix = format!("strata-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        Arc::new(BrokerService {
+        Arc::new_cyclic(|me| BrokerService {
+            me: me.clone(),
+            tasks: tokio_util::task::TaskTracker::new(),
             ports: parking_lot::Mutex::new((config.broker_port, config.http_port)),
+            tls_ports: parking_lot::Mutex::new((None, None)),
             config,
             metrics: Metrics::new(),
             schemas: SchemaRegistry::new(meta.clone()),
@@ -136,9 +161,36 @@ impl BrokerService {
         )
     }
 
-    /// Who serves `topic`.
+    /// `pulsar+ssl://` URL of this broker, when its TLS port is open.
+    pub fn broker_url_tls(&self) -> Option<String> {
+        self.tls_ports
+            .lock()
+            .0
+            .map(|p| format!("pulsar+ssl://{}:{p}", self.config.advertised_address))
+    }
+
+    /// `https://` URL of this broker, when its HTTPS port is open.
+    pub fn http_url_tls(&self) -> Option<String> {
+        self.tls_ports
+            .lock()
+            .1
+            .map(|p| format!("https://{}:{p}", self.config.advertised_address))
+    }
+
+    /// Who serves `topic` (acquiring its bundle if nobody does).
     pub async fn owner(&self, topic: &TopicName) -> Result<Owner> {
         self.ownership.owner(topic).await
+    }
+
+    /// The answer to a LOOKUP of `topic` (see [`Ownership::lookup`]).
+    pub async fn lookup(&self, topic: &TopicName, authoritative: bool) -> Result<Owner> {
+        self.ownership.lookup(topic, authoritative).await
+    }
+
+    /// The topic's ledger was fenced by another broker: unload it and give up its bundle.
+    async fn on_fenced(&self, name: &TopicName) {
+        self.unload(name, None).await;
+        self.ownership.fenced(name).await;
     }
 
     /// The loaded topic, loading (and with `create`, creating) it.
@@ -148,10 +200,22 @@ impl BrokerService {
                 "non-persistent topics are not supported".into(),
             ));
         }
-        if self.owner(name).await? != Owner::Local {
-            return Err(BrokerError::ServiceNotReady(format!(
-                "topic {name} is served by another broker"
-            )));
+        match self.owner(name).await? {
+            Owner::Local => {}
+            Owner::Remote {
+                broker_url,
+                http_url,
+            }
+            | Owner::Leader {
+                broker_url,
+                http_url,
+            } => {
+                return Err(BrokerError::OwnedElsewhere {
+                    topic: name.to_string(),
+                    broker_url,
+                    http_url,
+                });
+            }
         }
         let key = name.to_string();
         let cell = self
@@ -192,6 +256,17 @@ impl BrokerService {
                 t.load_durable_subscriptions().await?;
                 self.metrics.topics.inc();
                 info!(topic = %name, "topic loaded");
+                // Unload the topic (and give its bundle up) if another broker fences it.
+                let (me, watched) = (self.me.clone(), t.clone());
+                self.tasks.spawn(async move {
+                    tokio::select! {
+                        () = watched.ledger().fenced() => {}
+                        () = watched.closed() => return,
+                    }
+                    if let Some(svc) = me.upgrade() {
+                        svc.on_fenced(&watched.name).await;
+                    }
+                });
                 Ok::<_, BrokerError>(t)
             })
             .await

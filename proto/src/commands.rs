@@ -413,6 +413,20 @@ pub fn lookup_connect(request_id: u64, broker_url: &str, authoritative: bool) ->
     lookup_answer(request_id, broker_url, authoritative, LookupType::Connect)
 }
 
+/// LOOKUP_RESPONSE: connect to `broker_url`, or to `broker_url_tls` for a TLS client.
+pub fn lookup_connect_tls(
+    request_id: u64,
+    broker_url: &str,
+    broker_url_tls: Option<&str>,
+    authoritative: bool,
+) -> BaseCommand {
+    let mut c = lookup_answer(request_id, broker_url, authoritative, LookupType::Connect);
+    if let Some(r) = c.lookup_topic_response.as_mut() {
+        r.broker_service_url_tls = broker_url_tls.map(str::to_owned);
+    }
+    c
+}
+
 /// LOOKUP_RESPONSE: ask `broker_url` instead (the client looks up again there).
 pub fn lookup_redirect(request_id: u64, broker_url: &str, authoritative: bool) -> BaseCommand {
     lookup_answer(request_id, broker_url, authoritative, LookupType::Redirect)

@@ -135,7 +135,11 @@ impl FromRequestParts<Arc<BrokerService>> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        match sec.authenticate_http(header, None) {
+        let tls_role = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<crate::tls_listener::TlsPeer>>()
+            .and_then(|c| c.0.role.as_deref());
+        match sec.authenticate_http(header, tls_role) {
             Ok(r) => Ok(Caller(r.map(|r| r.role))),
             // The error text never contains the token.
             Err(e) => Err(ApiError::new(
