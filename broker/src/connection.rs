@@ -602,9 +602,10 @@ impl Conn {
             }
             Type::Lookup => {
                 let Some(c) = cmd.lookup_topic else { return };
+                let authoritative = c.authoritative.unwrap_or(false);
                 let res = async {
                     let name = TopicName::parse(&c.topic)?;
-                    self.service.owner(&name).await
+                    self.service.lookup(&name, authoritative).await
                 }
                 .await;
                 match res {
@@ -614,8 +615,13 @@ impl Conn {
                         self.service.broker_url_tls().as_deref(),
                         true,
                     )),
+                    // The owner (or the broker the leader assigned the bundle to): final answer.
                     Ok(Owner::Remote { broker_url, .. }) => {
                         self.send(commands::lookup_redirect(c.request_id, &broker_url, true))
+                    }
+                    // Unowned: the leader decides (its answer is authoritative).
+                    Ok(Owner::Leader { broker_url, .. }) => {
+                        self.send(commands::lookup_redirect(c.request_id, &broker_url, false))
                     }
                     Err(e) => self.send(commands::lookup_error(
                         c.request_id,

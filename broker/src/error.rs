@@ -55,6 +55,13 @@ pub enum BrokerError {
     TopicTerminated(String),
     #[error("service not ready: {0}")]
     ServiceNotReady(String),
+    /// The topic is served by another broker (HTTP: 307 to the same path there).
+    #[error("topic {topic} is served by {broker_url}")]
+    OwnedElsewhere {
+        topic: String,
+        broker_url: String,
+        http_url: String,
+    },
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("storage: {0}")]
@@ -98,7 +105,9 @@ impl BrokerError {
             BrokerError::NotAllowed(_) => NOT_ALLOWED_ERROR,
             BrokerError::IncompatibleSchema(_) => INCOMPATIBLE_SCHEMA,
             BrokerError::TopicTerminated(_) => TOPIC_TERMINATED_ERROR,
-            BrokerError::ServiceNotReady(_) | BrokerError::ShuttingDown => SERVICE_NOT_READY,
+            BrokerError::ServiceNotReady(_)
+            | BrokerError::ShuttingDown
+            | BrokerError::OwnedElsewhere { .. } => SERVICE_NOT_READY,
             BrokerError::Protocol(_) => UNKNOWN_ERROR,
             BrokerError::Storage(_) => PERSISTENCE_ERROR,
             BrokerError::Metadata(_) => METADATA_ERROR,
@@ -115,7 +124,9 @@ impl BrokerError {
         match self {
             BrokerError::Storage(e) => e.is_retryable(),
             BrokerError::Metadata(e) => e.is_retryable(),
-            BrokerError::ServiceNotReady(_) | BrokerError::ShuttingDown => true,
+            BrokerError::ServiceNotReady(_)
+            | BrokerError::ShuttingDown
+            | BrokerError::OwnedElsewhere { .. } => true,
             _ => false,
         }
     }

@@ -38,6 +38,7 @@ pub fn router(service: Arc<BrokerService>) -> Router {
             get(get_schema_version),
         )
         .merge(crate::admin::router())
+        .layer(axum::middleware::from_fn(crate::admin::redirect_layer))
         .with_state(service)
 }
 
@@ -52,25 +53,43 @@ async fn metrics(State(s): Svc, c: Caller) -> ApiResult<impl IntoResponse> {
     ))
 }
 
+/// Query of `/lookup/v2/topic/...`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct LookupQuery {
+    /// Sent by the leader's redirect: acquire an unowned bundle instead of asking the leader.
+    authoritative: bool,
+}
+
 async fn lookup(
     State(s): Svc,
     c: Caller,
     Path((domain, tenant, ns, topic)): Path<(String, String, String, String)>,
+    axum::extract::Query(q): axum::extract::Query<LookupQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let name = TopicName::from_parts(&domain, &tenant, &ns, &topic)?;
     c.topic(&s, RestOperation::LookupTopic, &name, None).await?;
-    let (broker_url, http_url, broker_url_tls, http_url_tls) = match s.owner(&name).await? {
-        Owner::Local => (
-            s.broker_url(),
-            s.http_url(),
-            s.broker_url_tls().unwrap_or_default(),
-            s.http_url_tls().unwrap_or_default(),
-        ),
-        Owner::Remote {
-            broker_url,
-            http_url,
-        } => (broker_url, http_url, String::new(), String::new()),
-    };
+    let (broker_url, http_url, broker_url_tls, http_url_tls) =
+        match s.lookup(&name, q.authoritative).await? {
+            Owner::Local => (
+                s.broker_url(),
+                s.http_url(),
+                s.broker_url_tls().unwrap_or_default(),
+                s.http_url_tls().unwrap_or_default(),
+            ),
+            Owner::Remote {
+                broker_url,
+                http_url,
+            } => (broker_url, http_url, String::new(), String::new()),
+            // Unowned and assigned by the leader: ask it (its answer names the assigned broker).
+            Owner::Leader { http_url, .. } => {
+                return Err(crate::admin::ApiError {
+                    status: axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    reason: "ask the leader broker".into(),
+                    redirect_base: Some(http_url),
+                });
+            }
+        };
     Ok(Json(json!({
         "brokerUrl": broker_url,
         "brokerUrlTls": broker_url_tls,

@@ -20,7 +20,8 @@ use futures::stream::FuturesOrdered;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
 
 use crate::cache::EntryCache;
 use crate::error::{BrokerError, Result};
@@ -98,6 +99,9 @@ struct Shared {
     ledgers: RwLock<Vec<LedgerInfo>>,
     lac: watch::Sender<Position>,
     terminated: std::sync::atomic::AtomicBool,
+    /// Cancelled when another writer took the log over: an add failed with `Fenced` or the
+    /// ledger list changed under us (CAS conflict). Nothing more is appended.
+    fenced: CancellationToken,
 }
 
 /// A topic's log. Cheap to clone. The writer task ends on [`ManagedLedger::close`] or when the
@@ -140,6 +144,26 @@ impl ManagedLedger {
         cache: EntryCache,
         config: ManagedLedgerConfig,
     ) -> Result<Self> {
+        // A CAS conflict while recovering means another broker (an old owner rolling over, or a
+        // concurrent takeover) changed the ledger list: re-read it and recover again.
+        let mut attempt = 0;
+        loop {
+            match Self::open_once(name, &storage, &meta).await {
+                Err(BrokerError::Metadata(MetaError::BadVersion(k))) if attempt < 5 => {
+                    attempt += 1;
+                    warn!(topic = name, key = %k, attempt, "ledger list changed while opening; retrying");
+                }
+                Err(e) => return Err(e),
+                Ok(parts) => return Ok(Self::start(name, storage, meta, cache, config, parts)),
+            }
+        }
+    }
+
+    async fn open_once(
+        name: &str,
+        storage: &Arc<dyn LedgerStorage>,
+        meta: &Arc<dyn BrokerMetadata>,
+    ) -> Result<(MlInfo, Option<u64>)> {
         let key = ml_key(name);
         let (mut info, mut version) = match meta.get(&key).await? {
             Some(v) => {
@@ -179,13 +203,25 @@ impl ManagedLedger {
         changed |= !empty.is_empty();
         if changed {
             let exp = version.map(Expect::Version).unwrap_or(Expect::Absent);
-            version = Some(put_info(&*meta, &key, &info, exp).await?);
+            version = Some(put_info(&**meta, &key, &info, exp).await?);
         }
         for id in empty {
             if let Err(e) = storage.delete(id).await {
                 warn!(ledger = id, error = %e, "delete empty ledger failed");
             }
         }
+        Ok((info, version))
+    }
+
+    fn start(
+        name: &str,
+        storage: Arc<dyn LedgerStorage>,
+        meta: Arc<dyn BrokerMetadata>,
+        cache: EntryCache,
+        config: ManagedLedgerConfig,
+        (info, version): (MlInfo, Option<u64>),
+    ) -> Self {
+        let key = ml_key(name);
         let lac = info
             .ledgers
             .last()
@@ -196,6 +232,7 @@ impl ManagedLedger {
             ledgers: RwLock::new(info.ledgers),
             lac: lac_tx,
             terminated: std::sync::atomic::AtomicBool::new(info.terminated),
+            fenced: CancellationToken::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -219,7 +256,18 @@ impl ManagedLedger {
             inflight: FuturesOrdered::new(),
         };
         tokio::spawn(writer.run(rx));
-        Ok(ml)
+        ml
+    }
+
+    /// Resolves when another writer took the log over (an add was fenced, or the ledger list
+    /// changed under us): the topic must be unloaded; appends fail from then on.
+    pub async fn fenced(&self) {
+        self.shared.fenced.cancelled().await
+    }
+
+    /// Whether another writer took the log over.
+    pub fn is_fenced(&self) -> bool {
+        self.shared.fenced.is_cancelled()
     }
 
     /// The managed ledger's name.
@@ -512,6 +560,39 @@ struct Writer {
 }
 
 impl Writer {
+    /// Another writer took the log over: stop appending and tell the topic.
+    fn fence(&mut self, why: &str) {
+        if !self.ml.shared.fenced.is_cancelled() {
+            error!(topic = %self.ml.name, reason = why, "ledger fenced: another broker took the topic over; unloading it");
+            self.ml.shared.fenced.cancel();
+        }
+        self.failed = true;
+    }
+
+    /// Persists the ledger list (CAS on our version); a conflict means another writer owns the
+    /// log now.
+    async fn persist(&mut self, info: &MlInfo) -> Result<()> {
+        match put_info(
+            &*self.ml.meta,
+            &self.ml.key,
+            info,
+            Expect::Version(self.version),
+        )
+        .await
+        {
+            Ok(v) => {
+                self.version = v;
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, BrokerError::Metadata(MetaError::BadVersion(_))) {
+                    self.fence("ledger list changed by another broker");
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         loop {
             tokio::select! {
@@ -531,10 +612,8 @@ impl Writer {
                                 terminated: self.ml.shared.terminated.load(std::sync::atomic::Ordering::Acquire),
                             }
                         };
-                        let r = put_info(&*self.ml.meta, &self.ml.key, &info, Expect::Version(self.version)).await;
-                        let _ = reply.send(r.map(|v| {
-                            self.version = v;
-                        }));
+                        let r = self.persist(&info).await;
+                        let _ = reply.send(r);
                     }
                     Some(Cmd::Terminate(reply)) => {
                         self.drain().await;
@@ -543,8 +622,8 @@ impl Writer {
                             self.close_current().await;
                         } else {
                             let info = MlInfo { v: 1, ledgers: self.ml.shared.ledgers.read().clone(), terminated: true };
-                            match put_info(&*self.ml.meta, &self.ml.key, &info, Expect::Version(self.version)).await {
-                                Ok(v) => self.version = v,
+                            match self.persist(&info).await {
+                                Ok(()) => {}
                                 Err(e) => {
                                     let _ = reply.send(Err(e));
                                     continue;
@@ -609,7 +688,11 @@ impl Writer {
                 ))));
             }
             Err(e) => {
-                warn!(topic = %self.ml.name, ledger, error = %e, "add failed; the ledger will be rolled over");
+                if matches!(e, StorageError::Fenced(_)) {
+                    self.fence("add fenced by the bookies");
+                } else {
+                    warn!(topic = %self.ml.name, ledger, error = %e, "add failed; the ledger will be rolled over");
+                }
                 self.failed = true;
                 let _ = reply.send(Err(e.into()));
             }
@@ -640,6 +723,13 @@ impl Writer {
     }
 
     async fn append(&mut self, data: Bytes, reply: oneshot::Sender<Result<Position>>) {
+        if self.ml.shared.fenced.is_cancelled() {
+            let _ = reply.send(Err(BrokerError::ServiceNotReady(format!(
+                "topic {} moved to another broker",
+                self.ml.name
+            ))));
+            return;
+        }
         if self
             .ml
             .shared
@@ -672,8 +762,16 @@ impl Writer {
             return;
         };
         let id = w.ledger_id();
+        if self.ml.shared.fenced.is_cancelled() {
+            // The new owner recovers (and closes) this ledger; we must not touch the list.
+            return;
+        }
         let last = match w.close().await {
             Ok(last) => last,
+            Err(StorageError::Fenced(_)) => {
+                self.fence("close fenced by the bookies");
+                return;
+            }
             Err(e) => {
                 // The next owner recovers the ledger; our view of confirmed entries stands.
                 warn!(topic = %self.ml.name, ledger = id, error = %e, "close ledger failed");
@@ -697,16 +795,8 @@ impl Writer {
                     .load(std::sync::atomic::Ordering::Acquire),
             }
         };
-        match put_info(
-            &*self.ml.meta,
-            &self.ml.key,
-            &info,
-            Expect::Version(self.version),
-        )
-        .await
-        {
-            Ok(v) => self.version = v,
-            Err(e) => warn!(topic = %self.ml.name, error = %e, "persist ledger list failed"),
+        if let Err(e) = self.persist(&info).await {
+            warn!(topic = %self.ml.name, error = %e, "persist ledger list failed");
         }
         if last.is_none() {
             let _ = self.ml.storage.delete(id).await;
@@ -716,6 +806,12 @@ impl Writer {
 
     async fn rollover(&mut self) -> Result<()> {
         self.close_current().await;
+        if self.ml.shared.fenced.is_cancelled() {
+            return Err(BrokerError::ServiceNotReady(format!(
+                "topic {} moved to another broker",
+                self.ml.name
+            )));
+        }
         self.failed = false;
         let w = self.ml.storage.create().await?;
         let created = now_ms();
@@ -738,15 +834,8 @@ impl Writer {
                     .load(std::sync::atomic::Ordering::Acquire),
             }
         };
-        match put_info(
-            &*self.ml.meta,
-            &self.ml.key,
-            &info,
-            Expect::Version(self.version),
-        )
-        .await
-        {
-            Ok(v) => self.version = v,
+        match self.persist(&info).await {
+            Ok(()) => {}
             Err(e) => {
                 self.ml
                     .shared

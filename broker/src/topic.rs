@@ -72,6 +72,8 @@ pub struct Topic {
     pub quota_exceeded: std::sync::atomic::AtomicBool,
     retention: Mutex<Option<(Option<u64>, Option<u64>)>>,
     publish_rate: Mutex<Option<PublishRate>>,
+    /// Cancelled once the topic is closed (unloaded).
+    closed: tokio_util::sync::CancellationToken,
 }
 
 /// A publish rate limit as a reservation clock: each SEND pushes `next_free` by its cost.
@@ -108,6 +110,7 @@ impl Topic {
             quota_exceeded: std::sync::atomic::AtomicBool::new(false),
             retention: Mutex::new(None),
             publish_rate: Mutex::new(None),
+            closed: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -449,6 +452,11 @@ impl Topic {
         Ok(())
     }
 
+    /// Resolves once the topic is closed (unloaded).
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
     /// Closes every subscription (flushing cursors) and the managed ledger.
     pub async fn close(&self) {
         self.close_to(None).await
@@ -475,5 +483,6 @@ impl Topic {
             s.close_to(assigned.clone()).await;
         }
         self.ml.close().await;
+        self.closed.cancel();
     }
 }

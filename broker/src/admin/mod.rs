@@ -50,6 +50,31 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The `reason`.
     pub reason: String,
+    /// For a 307: the owner's `http://host:port`; the request's path and query are appended by
+    /// [`redirect_layer`].
+    pub redirect_base: Option<String>,
+}
+
+/// Header carrying [`ApiError::redirect_base`] from a handler to [`redirect_layer`].
+const REDIRECT_BASE: &str = "x-strata-redirect-base";
+
+/// Turns a 307 produced by a handler (a topic served by another broker) into a redirect to the
+/// same path and query on the owner, as Pulsar does.
+pub async fn redirect_layer(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let mut resp = next.run(req).await;
+    if let Some(base) = resp.headers_mut().remove(REDIRECT_BASE)
+        && let Ok(base) = base.to_str()
+        && let Ok(loc) =
+            axum::http::HeaderValue::from_str(&format!("{}{path}", base.trim_end_matches('/')))
+    {
+        resp.headers_mut().insert(axum::http::header::LOCATION, loc);
+    }
+    resp
 }
 
 impl ApiError {
@@ -58,6 +83,7 @@ impl ApiError {
         Self {
             status,
             reason: reason.into(),
+            redirect_base: None,
         }
     }
 
@@ -79,6 +105,13 @@ impl ApiError {
 
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
+        if let BrokerError::OwnedElsewhere { http_url, .. } = &e {
+            return ApiError {
+                status: StatusCode::TEMPORARY_REDIRECT,
+                reason: e.to_string(),
+                redirect_base: Some(http_url.clone()),
+            };
+        }
         let status = match &e {
             BrokerError::InvalidTopicName(_) | BrokerError::PreconditionFailed(_) => {
                 StatusCode::PRECONDITION_FAILED
@@ -109,7 +142,13 @@ impl From<AuthzError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "reason": self.reason }))).into_response()
+        let mut resp = (self.status, Json(json!({ "reason": self.reason }))).into_response();
+        if let Some(base) = self.redirect_base
+            && let Ok(v) = axum::http::HeaderValue::from_str(&base)
+        {
+            resp.headers_mut().insert(REDIRECT_BASE, v);
+        }
+        resp
     }
 }
 
