@@ -40,6 +40,13 @@ pub struct StandaloneArgs {
     /// HTTP port: lookup, admin, /metrics (default 8080; 0 picks a free port).
     #[arg(long, env = "STRATA_HTTP_PORT")]
     pub http_port: Option<u16>,
+    /// Pulsar protocol TLS port (`pulsar+ssl://`; needs `--tls-cert-file`/`--tls-key-file`;
+    /// 0 picks a free port).
+    #[arg(long, env = "STRATA_BROKER_PORT_TLS")]
+    pub broker_port_tls: Option<u16>,
+    /// HTTPS port (needs the TLS certificate flags; 0 picks a free port).
+    #[arg(long, env = "STRATA_HTTP_PORT_TLS")]
+    pub http_port_tls: Option<u16>,
     /// Address to bind (default 127.0.0.1).
     #[arg(long)]
     pub bind_address: Option<String>,
@@ -94,6 +101,12 @@ impl StandaloneConfig {
         }
         if let Some(p) = args.http_port {
             cfg.broker.http_port = p;
+        }
+        if args.broker_port_tls.is_some() {
+            cfg.broker.broker_port_tls = args.broker_port_tls;
+        }
+        if args.http_port_tls.is_some() {
+            cfg.broker.http_port_tls = args.http_port_tls;
         }
         if let Some(a) = &args.bind_address {
             cfg.broker.bind_address = a.clone();
@@ -160,6 +173,8 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
     info!(
         pulsar = %format!("pulsar://{}", server.broker_addr),
         http = %format!("http://{}", server.http_addr),
+        pulsar_tls = ?server.broker_tls_addr.map(|a| format!("pulsar+ssl://{a}")),
+        https = ?server.http_tls_addr.map(|a| format!("https://{a}")),
         bookie = %bookie_addr,
         data_dir = %data_dir.display(),
         startup_ms = started.elapsed().as_millis() as u64,

@@ -26,3 +26,4 @@ mod pulsar_strata_client;
 mod smoke;
 mod standalone_durability;
 mod standalone_shutdown;
+mod tls;

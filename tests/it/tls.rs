@@ -1,0 +1,227 @@
+//! TLS on both ports of a real `strata standalone`, with the official Python client:
+//! - server TLS: `pulsar+ssl://` produce/consume and `https://` admin with the CA and hostname
+//!   verification; a client trusting another CA is refused on both ports;
+//! - mTLS with authentication on: a client certificate whose CN is a superuser role produces,
+//!   consumes and calls the admin API; a client with neither certificate nor token is refused.
+//!
+//! Certificates are made by the test (rcgen): a CA, a server certificate for 127.0.0.1 and
+//! localhost, a client certificate with CN `tls-admin`, and an unrelated CA.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+
+use crate::harness::{free_port, strata_bin};
+use crate::pulsar_python::python;
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    cn: &str,
+    sans: &[&str],
+    eku: ExtendedKeyUsagePurpose,
+) -> (String, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut p =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.extended_key_usages = vec![eku];
+    let cert = p.signed_by(&key, issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+struct Pki {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn pki(dir: &Path) -> Pki {
+    let w = |name: &str, s: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, s).unwrap();
+        p
+    };
+    let root = ca("strata test CA");
+    let other = ca("someone else's CA");
+    let (sc, sk) = leaf(
+        &root,
+        "localhost",
+        &["127.0.0.1", "localhost"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (cc, ck) = leaf(&root, "tls-admin", &[], ExtendedKeyUsagePurpose::ClientAuth);
+    Pki {
+        ca: w("ca.pem", &root.pem()),
+        other_ca: w("other-ca.pem", &other.pem()),
+        server_cert: w("server.pem", &sc),
+        server_key: w("server.key", &sk),
+        client_cert: w("client.pem", &cc),
+        client_key: w("client.key", &ck),
+    }
+}
+
+struct Node {
+    child: Child,
+    tls_port: u16,
+    https_port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, pki: &Pki, mtls: bool) -> Node {
+    let (bp, hp, tls_port, https_port) = (free_port(), free_port(), free_port(), free_port());
+    let log = dir.join(format!("standalone-{bp}.log"));
+    let f = std::fs::File::create(&log).unwrap();
+    let mut cmd = Command::new(strata_bin());
+    cmd.args(["standalone", "--data-dir"])
+        .arg(dir.join(format!("data-{bp}")))
+        .args(["--broker-port", &bp.to_string()])
+        .args(["--http-port", &hp.to_string()])
+        .args(["--broker-port-tls", &tls_port.to_string()])
+        .args(["--http-port-tls", &https_port.to_string()])
+        .arg("--tls-cert-file")
+        .arg(&pki.server_cert)
+        .arg("--tls-key-file")
+        .arg(&pki.server_key);
+    if mtls {
+        let key = dir.join("secret.key");
+        let out = Command::new(strata_bin())
+            .args(["tokens", "create-secret-key", "--output"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        cmd.arg("--tls-trust-certs-file")
+            .arg(&pki.ca)
+            .arg("--auth-token-secret-key-file")
+            .arg(&key)
+            .args(["--superuser-roles", "tls-admin"]);
+    }
+    let child = cmd
+        .env("STRATA_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    let mut node = Node {
+        child,
+        tls_port,
+        https_port,
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while [bp, hp, tls_port, https_port]
+        .iter()
+        .any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err())
+    {
+        if let Ok(Some(st)) = node.child.try_wait() {
+            panic!("standalone exited ({st}): {}", node.log());
+        }
+        assert!(Instant::now() < deadline, "standalone did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    node
+}
+
+impl Node {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn script(&self, py: &Path, mode: &str, ca: &Path, identity: Option<(&Path, &Path)>) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+        let mut cmd = Command::new(py);
+        cmd.arg(dir.join("tls.py"))
+            .arg(mode)
+            .arg(format!("pulsar+ssl://127.0.0.1:{}", self.tls_port))
+            .arg(format!("https://127.0.0.1:{}", self.https_port))
+            .arg(ca);
+        if let Some((c, k)) = identity {
+            cmd.arg(c).arg(k);
+        }
+        let mut child = cmd
+            .current_dir(&dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("tls.py {mode}:\n{text}");
+        let tail: String = {
+            let l = self.log();
+            l[l.len().saturating_sub(4000)..].to_owned()
+        };
+        assert!(
+            out.status.success(),
+            "tls.py {mode} failed:\n{text}\n--- broker log tail ---\n{tail}"
+        );
+    }
+}
+
+#[test]
+fn tls_ports_serve_the_official_client_and_refuse_untrusted_servers() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = start(dir.path(), &pki, false);
+    node.script(&py, "plain", &pki.ca, None);
+    node.script(&py, "untrusted", &pki.other_ca, None);
+}
+
+#[test]
+fn mtls_client_certificate_is_the_role() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let node = start(dir.path(), &pki, true);
+    node.script(
+        &py,
+        "mtls",
+        &pki.ca,
+        Some((&pki.client_cert, &pki.client_key)),
+    );
+    node.script(&py, "no-cert", &pki.ca, None);
+}
