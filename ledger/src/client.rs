@@ -3,35 +3,40 @@
 //!
 //! - A ledger has an ensemble of E bookies, write quorum Qw and ack quorum Qa (standalone: 1/1/1).
 //!   Entry `e` goes to the Qw bookies `ensemble[(e + i) % E]`, `i < Qw`; an add completes when Qa
-//!   of them acknowledged it *and* every earlier entry completed, so completions are in order.
+//!   bookies *of the committed ensemble* acknowledged it and every earlier entry completed, so
+//!   completions are in order. New ensembles spread over racks when bookies declare them.
 //! - The writer passes its last-add-confirmed with each add (bookies learn the LAC).
-//! - `recover` fences the ledger on the bookies of its last ensemble (with the ledger's master
-//!   key), takes the highest entry any of them stored, checks forward that entries are readable,
-//!   and closes the ledger metadata at the last readable one (CAS). A writer that is fenced gets
-//!   `Fenced` errors from then on.
-//!
-//! - Ensemble change: a bookie that fails a write (or times out after [`ADD_TIMEOUT`]) is replaced
-//!   by one outside the ensemble; the new segment (from the first unconfirmed entry) is committed
-//!   to the ledger metadata before the replacement is written to, then pending entries of that
-//!   slot are re-sent. Without a spare the writer fails (`NotEnoughBookies`).
-//!
-//! Not built yet (issue 5): writing recovered entries back to a full write quorum, speculative
-//! reads, rack-aware placement.
+//! - Ensemble change: a bookie that fails a write (or times out after [`Timeouts::add`]) stops
+//!   counting as an acknowledger at once and is replaced by one outside the ensemble (another rack
+//!   when possible, answering a probe); the new segment (from the first unconfirmed entry) is
+//!   committed to the ledger metadata (CAS, re-read and re-applied on conflict) before the
+//!   replacement is written to, then pending entries of that slot are re-sent. No add depending on
+//!   the replacement is acknowledged before the commit (BookKeeper #1591). Without a spare the
+//!   writer fails with `NotEnoughBookies` and never acknowledges below Qa.
+//! - Reads go to the replicas of an entry in turn: a replica that errs or answers NO_ENTRY moves
+//!   the read on to the next one at once, a slow one (no answer after [`Timeouts::speculative`])
+//!   gets a speculative read sent to the next one too; the first answer wins, the read fails only
+//!   when every replica failed.
+//! - Recovery (fence, read forward, write back, close): see [`crate::recovery`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use strata_bookie::{BookieClient, ClientError};
-use strata_meta::model::{LedgerMetadata, LedgerState, MetaClient};
+use strata_meta::model::{BookieInfo, LedgerMetadata, LedgerState, MetaClient};
 use strata_proto::{BookieId, EntryId, LedgerId};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::placement;
 use crate::storage::{LedgerStorage, LedgerWriter, StorageError};
 
 /// Ensemble size, write quorum, ack quorum.
@@ -45,6 +50,28 @@ pub struct Quorum {
     pub ack: usize,
 }
 
+/// Time limits of bookie requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A bookie that does not acknowledge an add within this time counts as failed for it.
+    pub add: Duration,
+    /// Limit of one fence, recovery read, recovery add, read, or reachability probe: a hung
+    /// bookie delays recovery by at most about this much (BookKeeper #1067).
+    pub request: Duration,
+    /// A read with no answer from a replica after this long is also sent to the next replica.
+    pub speculative: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            add: ADD_TIMEOUT,
+            request: Duration::from_secs(5),
+            speculative: Duration::from_millis(75),
+        }
+    }
+}
+
 /// Where bookies come from.
 #[async_trait]
 pub trait BookieSource: Send + Sync + 'static {
@@ -53,6 +80,10 @@ pub trait BookieSource: Send + Sync + 'static {
     /// The gRPC `host:port` of a bookie (its id unless the source maps ids to addresses).
     fn address(&self, id: &BookieId) -> String {
         id.0.clone()
+    }
+    /// The rack (failure domain) a bookie declared, if any.
+    fn rack(&self, _id: &BookieId) -> Option<String> {
+        None
     }
 }
 
@@ -75,10 +106,11 @@ impl BookieSource for StaticBookies {
 }
 
 /// Bookies registered in the metadata store (cluster mode): writable ones are offered for new
-/// ensembles; every registered one can be addressed (its advertised gRPC address).
+/// ensembles; every registered one can be addressed (its advertised gRPC address), and the last
+/// known address of one that left is remembered.
 pub struct RegisteredBookies {
     meta: MetaClient,
-    addresses: Mutex<HashMap<BookieId, String>>,
+    known: Mutex<HashMap<BookieId, (String, Option<String>)>>,
 }
 
 impl RegisteredBookies {
@@ -86,36 +118,47 @@ impl RegisteredBookies {
     pub fn new(meta: MetaClient) -> Self {
         Self {
             meta,
-            addresses: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Every registered bookie now (read-only ones too); refreshes the addresses and racks.
+    pub async fn registered(&self) -> Result<Vec<BookieInfo>, StorageError> {
+        let all = self.meta.bookies().await.map_err(map_meta)?;
+        let mut known = self.known.lock();
+        for b in &all {
+            known.insert(b.bookie_id.clone(), (b.address.clone(), b.rack.clone()));
+        }
+        Ok(all)
     }
 }
 
 #[async_trait]
 impl BookieSource for RegisteredBookies {
     async fn bookies(&self) -> Result<Vec<BookieId>, StorageError> {
-        let all = self.meta.bookies().await.map_err(map_meta)?;
-        let mut addrs = self.addresses.lock();
-        let mut out = Vec::new();
-        for b in all {
-            addrs.insert(b.bookie_id.clone(), b.address.clone());
-            if !b.read_only {
-                out.push(b.bookie_id);
-            }
-        }
+        let mut out: Vec<BookieId> = self
+            .registered()
+            .await?
+            .into_iter()
+            .filter(|b| !b.read_only)
+            .map(|b| b.bookie_id)
+            .collect();
         out.sort();
         Ok(out)
     }
     fn address(&self, id: &BookieId) -> String {
-        self.addresses
+        self.known
             .lock()
             .get(id)
-            .cloned()
+            .map(|(a, _)| a.clone())
             .unwrap_or_else(|| id.0.clone())
+    }
+    fn rack(&self, id: &BookieId) -> Option<String> {
+        self.known.lock().get(id).and_then(|(_, r)| r.clone())
     }
 }
 
-fn map_client(ledger: u64, e: ClientError) -> StorageError {
+pub(crate) fn map_client(ledger: u64, e: ClientError) -> StorageError {
     match e {
         ClientError::Fenced(_) => StorageError::Fenced(ledger),
         ClientError::NoLedger(_) => StorageError::NoSuchLedger(ledger),
@@ -125,7 +168,7 @@ fn map_client(ledger: u64, e: ClientError) -> StorageError {
     }
 }
 
-fn map_meta(e: strata_meta::MetaError) -> StorageError {
+pub(crate) fn map_meta(e: strata_meta::MetaError) -> StorageError {
     if e.is_retryable() {
         StorageError::Unavailable(e.to_string())
     } else {
@@ -133,20 +176,167 @@ fn map_meta(e: strata_meta::MetaError) -> StorageError {
     }
 }
 
+/// Clients of the bookies of a source, by id (lazy connections: never blocks, reconnects;
+/// replaced when the source maps the id to a new address).
+pub(crate) struct Pool {
+    pub(crate) source: Arc<dyn BookieSource>,
+    pub(crate) timeouts: Timeouts,
+    clients: Mutex<HashMap<BookieId, (String, BookieClient)>>,
+}
+
+impl Pool {
+    pub(crate) fn new(source: Arc<dyn BookieSource>, timeouts: Timeouts) -> Self {
+        Self {
+            source,
+            timeouts,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn client(&self, b: &BookieId) -> Result<BookieClient, StorageError> {
+        let addr = self.source.address(b);
+        let mut g = self.clients.lock();
+        if let Some((a, c)) = g.get(b)
+            && *a == addr
+        {
+            return Ok(c.clone());
+        }
+        let c = BookieClient::connect_lazy(&addr)
+            .map_err(|e| StorageError::Unavailable(format!("bookie {b} at {addr}: {e}")))?;
+        g.insert(b.clone(), (addr, c.clone()));
+        Ok(c)
+    }
+
+    /// Whether `b` answers a cheap request within the request timeout.
+    pub(crate) async fn reachable(&self, b: &BookieId) -> bool {
+        let Ok(c) = self.client(b) else {
+            return false;
+        };
+        match tokio::time::timeout(
+            self.timeouts.request,
+            c.read_lac(u64::MAX, -2, Duration::ZERO),
+        )
+        .await
+        {
+            Ok(Ok(_)) => true,
+            Ok(Err(ClientError::Unavailable(_) | ClientError::ShuttingDown)) | Err(_) => false,
+            Ok(Err(_)) => true,
+        }
+    }
+
+    /// Picks a bookie to replace `failed` in `ensemble`: writable, not in the ensemble, not in
+    /// `avoid`, reachable, on a rack the rest of the ensemble does not use when possible.
+    pub(crate) async fn replacement(
+        &self,
+        ensemble: &[BookieId],
+        failed: &BookieId,
+        avoid: &BTreeSet<BookieId>,
+    ) -> Result<Option<BookieId>, StorageError> {
+        let all = self.source.bookies().await?;
+        let mut candidates: Vec<BookieId> = all
+            .into_iter()
+            .filter(|b| !ensemble.contains(b) && !avoid.contains(b))
+            .collect();
+        let used: BTreeSet<String> = ensemble
+            .iter()
+            .filter(|b| *b != failed)
+            .filter_map(|b| self.source.rack(b))
+            .collect();
+        while !candidates.is_empty() {
+            let pick = placement::choose(&candidates, 1, |b| self.source.rack(b), &used);
+            let Some(r) = pick.into_iter().next() else {
+                break;
+            };
+            if self.reachable(&r).await {
+                return Ok(Some(r));
+            }
+            warn!(bookie = %r, "replacement candidate unreachable");
+            candidates.retain(|b| *b != r);
+        }
+        Ok(None)
+    }
+
+    /// Reads from the first of `replicas` that has the data: one that errs or has nothing moves
+    /// on to the next at once, one silent for [`Timeouts::speculative`] gets the next one asked
+    /// too. `f` returns `None` for "not here". Fails when every replica failed.
+    pub(crate) async fn read_any<T, F, Fut>(
+        &self,
+        ledger: u64,
+        entry: u64,
+        replicas: &[BookieId],
+        f: F,
+    ) -> Result<T, StorageError>
+    where
+        F: Fn(BookieClient) -> Fut,
+        Fut: Future<Output = Result<Option<T>, ClientError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut inflight = FuturesUnordered::new();
+        let mut next = 0;
+        let mut unavailable: Option<StorageError> = None;
+        let request = self.timeouts.request;
+        let launch = |i: usize, inflight: &mut FuturesUnordered<BoxFuture<'static, _>>| {
+            let b = replicas[i].clone();
+            match self.client(&b) {
+                Ok(c) => {
+                    let fut = f(c);
+                    inflight.push(Box::pin(async move {
+                        match tokio::time::timeout(request, fut).await {
+                            Ok(r) => r,
+                            Err(_) => Err(ClientError::Unavailable(format!(
+                                "no answer from {b} within {request:?}"
+                            ))),
+                        }
+                    }) as BoxFuture<'static, _>);
+                    true
+                }
+                Err(_) => false,
+            }
+        };
+        loop {
+            while inflight.is_empty() && next < replicas.len() {
+                launch(next, &mut inflight);
+                next += 1;
+            }
+            if inflight.is_empty() {
+                return Err(unavailable.unwrap_or(StorageError::NoSuchEntry(ledger, entry)));
+            }
+            let more = next < replicas.len();
+            tokio::select! {
+                r = inflight.next() => {
+                    match r {
+                        Some(Ok(Some(v))) => return Ok(v),
+                        Some(Ok(None)) | Some(Err(ClientError::NoEntry(_) | ClientError::NoLedger(_))) | None => {}
+                        Some(Err(e)) => unavailable = Some(map_client(ledger, e)),
+                    }
+                    if next < replicas.len() {
+                        launch(next, &mut inflight);
+                        next += 1;
+                    }
+                }
+                _ = tokio::time::sleep(self.timeouts.speculative), if more => {
+                    launch(next, &mut inflight);
+                    next += 1;
+                }
+            }
+        }
+    }
+}
+
 /// Ledger storage over bookies.
 pub struct BookieLedgerStorage {
     meta: MetaClient,
     ids: strata_meta::model::LedgerIdAllocator,
-    source: Arc<dyn BookieSource>,
+    pool: Arc<Pool>,
     quorum: Quorum,
-    clients: Arc<tokio::sync::Mutex<HashMap<BookieId, BookieClient>>>,
     owner: String,
-    /// Metadata of closed ledgers (immutable until deleted), so catch-up reads skip the store.
+    /// Metadata of closed ledgers (immutable but for auto-recovery's replacements, which a
+    /// failed read notices: it re-reads the metadata once), so catch-up reads skip the store.
     closed: Mutex<HashMap<u64, LedgerMetadata>>,
     quarantine: Quarantine,
 }
 
-const MASTER_KEY: &str = "master_key";
+pub(crate) const MASTER_KEY: &str = "master_key";
 
 impl BookieLedgerStorage {
     /// A ledger client; `owner` is recorded in each ledger's metadata.
@@ -156,30 +346,27 @@ impl BookieLedgerStorage {
         quorum: Quorum,
         owner: &str,
     ) -> Self {
+        Self::with_timeouts(meta, source, quorum, owner, Timeouts::default())
+    }
+
+    /// [`Self::new`] with explicit request time limits.
+    pub fn with_timeouts(
+        meta: MetaClient,
+        source: Arc<dyn BookieSource>,
+        quorum: Quorum,
+        owner: &str,
+        timeouts: Timeouts,
+    ) -> Self {
         let ids = meta.ledger_id_allocator(100);
         Self {
             meta,
             ids,
-            source,
+            pool: Arc::new(Pool::new(source, timeouts)),
             quorum,
-            clients: Arc::new(tokio::sync::Mutex::new(HashMap::new())),
             closed: Mutex::new(HashMap::new()),
             quarantine: Arc::default(),
             owner: owner.to_owned(),
         }
-    }
-
-    async fn client(&self, b: &BookieId) -> Result<BookieClient, StorageError> {
-        let mut g = self.clients.lock().await;
-        if let Some(c) = g.get(b) {
-            return Ok(c.clone());
-        }
-        let addr = self.source.address(b);
-        let c = BookieClient::connect(&addr)
-            .await
-            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
-        g.insert(b.clone(), c.clone());
-        Ok(c)
     }
 
     async fn metadata(
@@ -192,9 +379,89 @@ impl BookieLedgerStorage {
             .map_err(map_meta)?
             .ok_or(StorageError::NoSuchLedger(ledger))
     }
+
+    async fn read_with(
+        &self,
+        md: &LedgerMetadata,
+        ledger: u64,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let mut out = Vec::with_capacity((last.saturating_sub(first) + 1).min(1024) as usize);
+        let qw = md.write_quorum as usize;
+        let mut next = first;
+        while next <= last {
+            // The ensemble segment holding `next`, and where it ends.
+            let seg_idx = md
+                .ensembles
+                .iter()
+                .rposition(|s| s.first_entry.0 <= next)
+                .unwrap_or(0);
+            let seg = md
+                .ensembles
+                .get(seg_idx)
+                .ok_or(StorageError::NoSuchLedger(ledger))?;
+            let seg_end = md
+                .ensembles
+                .get(seg_idx + 1)
+                .map(|s| s.first_entry.0 - 1)
+                .unwrap_or(u64::MAX);
+            let upto = last.min(seg_end);
+            if seg.bookies.len() <= qw {
+                // Every bookie of the segment holds every entry: range reads.
+                let from = next;
+                let v = self
+                    .pool
+                    .read_any(
+                        ledger,
+                        from,
+                        &write_set(&seg.bookies, from, qw),
+                        |c| async move {
+                            let v = c.read_range(ledger, from, upto, 0).await?;
+                            Ok((!v.is_empty()).then_some(v))
+                        },
+                    )
+                    .await?;
+                for (eid, payload) in v {
+                    if eid != next {
+                        return Err(StorageError::Other(format!(
+                            "bookie returned entry {eid}, expected {next}"
+                        )));
+                    }
+                    out.push(payload);
+                    next += 1;
+                }
+            } else {
+                // Striped: each entry from its own write set, several at a time.
+                let bookies = &seg.bookies;
+                let v: Vec<Result<Bytes, StorageError>> = futures::stream::iter(next..=upto)
+                    .map(|e| {
+                        let ws = write_set(bookies, e, qw);
+                        async move {
+                            self.pool
+                                .read_any(ledger, e, &ws, |c| async move {
+                                    Ok(Some(c.read_entry(ledger, e).await?.0))
+                                })
+                                .await
+                        }
+                    })
+                    .buffered(16)
+                    .collect()
+                    .await;
+                for r in v {
+                    out.push(r?);
+                }
+                next = upto + 1;
+            }
+            if upto == u64::MAX {
+                break;
+            }
+        }
+        Ok(out)
+    }
 }
 
-fn master_key(m: &LedgerMetadata) -> Bytes {
+pub(crate) fn master_key(m: &LedgerMetadata) -> Bytes {
     Bytes::from(
         m.custom_metadata
             .get(MASTER_KEY)
@@ -204,40 +471,50 @@ fn master_key(m: &LedgerMetadata) -> Bytes {
     )
 }
 
-fn write_set(ensemble: &[BookieId], entry: u64, qw: usize) -> Vec<BookieId> {
+pub(crate) fn write_set(ensemble: &[BookieId], entry: u64, qw: usize) -> Vec<BookieId> {
     let e = ensemble.len().max(1);
-    (0..qw.min(e))
+    (0..qw.min(ensemble.len()))
         .map(|i| ensemble[(entry as usize + i) % e].clone())
         .collect()
+}
+
+/// Whether ensemble slot `idx` is in the write set of `entry` (E = `e`, Qw = `qw`).
+pub(crate) fn in_write_set(idx: usize, entry: u64, e: usize, qw: usize) -> bool {
+    let e = e.max(1);
+    ((idx + e - (entry % e as u64) as usize) % e) < qw
+}
+
+/// An entry written but not confirmed yet: its data (for re-sends) and who acknowledged it.
+struct PendingAdd {
+    data: Bytes,
+    acks: BTreeSet<BookieId>,
 }
 
 struct WriterState {
     next: u64,
     lac: i64,
-    done: BTreeSet<u64>,
     failed: Option<StorageError>,
     length: u64,
     /// The current ensemble (positions are stable: a replacement takes the failed bookie's slot).
     ensemble: Vec<(BookieId, BookieClient)>,
-    /// Entries not yet confirmed: their data and the channel their add future listens on.
-    pending: BTreeMap<u64, (Bytes, AckTx)>,
-    /// Bookies of the current ensemble that failed a write and must be replaced.
+    /// Entries not yet confirmed (every entry above the LAC that was added).
+    pending: BTreeMap<u64, PendingAdd>,
+    /// Bookies of the current ensemble that failed a write and must be replaced; their acks no
+    /// longer count.
     to_replace: BTreeSet<BookieId>,
     /// An ensemble change task is running.
     changing: bool,
 }
-
-type AckTx = tokio::sync::mpsc::UnboundedSender<(BookieId, Result<(), ClientError>)>;
 
 /// Bookies that recently failed a write, and since when; new ensembles avoid them for
 /// [`QUARANTINE`] (registrations of dead bookies can outlive them by a session TTL).
 type Quarantine = Arc<Mutex<HashMap<BookieId, std::time::Instant>>>;
 
 /// A bookie that does not acknowledge an add within this time counts as failed for it.
-pub const ADD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const ADD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a bookie that failed a write is left out of new ensembles.
-pub const QUARANTINE: std::time::Duration = std::time::Duration::from_secs(30);
+pub const QUARANTINE: Duration = Duration::from_secs(30);
 
 /// Writes one ledger; cheap handle over [`WriterShared`].
 struct BookieWriter {
@@ -252,14 +529,13 @@ struct WriterShared {
     state: Mutex<WriterState>,
     lac_tx: watch::Sender<i64>,
     meta: MetaClient,
-    source: Arc<dyn BookieSource>,
-    clients: Arc<tokio::sync::Mutex<HashMap<BookieId, BookieClient>>>,
+    pool: Arc<Pool>,
 }
 
 #[async_trait]
 impl LedgerStorage for BookieLedgerStorage {
     async fn create(&self) -> Result<Arc<dyn LedgerWriter>, StorageError> {
-        let mut bookies = self.source.bookies().await?;
+        let mut bookies = self.pool.source.bookies().await?;
         {
             // Leave out bookies that failed recently, as long as enough others remain.
             let mut q = self.quarantine.lock();
@@ -281,11 +557,18 @@ impl LedgerStorage for BookieLedgerStorage {
             )));
         }
         let id = self.ids.next().await.map_err(map_meta)?;
-        // Spread ledgers over bookies: rotate the list by the ledger id.
+        // Spread ledgers over bookies (rotate the list by the ledger id) and over racks.
         let n = bookies.len();
-        let ensemble: Vec<BookieId> = (0..self.quorum.ensemble)
+        let rotated: Vec<BookieId> = (0..n)
             .map(|i| bookies[(id.0 as usize + i) % n].clone())
             .collect();
+        let source = &self.pool.source;
+        let ensemble = placement::choose(
+            &rotated,
+            self.quorum.ensemble,
+            |b| source.rack(b),
+            &BTreeSet::new(),
+        );
         let mut md = LedgerMetadata::new(
             id,
             ensemble.clone(),
@@ -303,7 +586,7 @@ impl LedgerStorage for BookieLedgerStorage {
         self.meta.create_ledger(&md).await.map_err(map_meta)?;
         let mut clients = Vec::new();
         for b in &ensemble {
-            clients.push((b.clone(), self.client(b).await?));
+            clients.push((b.clone(), self.pool.client(b)?));
         }
         let (lac_tx, _) = watch::channel(-1);
         Ok(Arc::new(BookieWriter {
@@ -315,7 +598,6 @@ impl LedgerStorage for BookieLedgerStorage {
                 state: Mutex::new(WriterState {
                     next: 0,
                     lac: -1,
-                    done: BTreeSet::new(),
                     failed: None,
                     length: 0,
                     ensemble: clients,
@@ -325,94 +607,15 @@ impl LedgerStorage for BookieLedgerStorage {
                 }),
                 lac_tx,
                 meta: self.meta.clone(),
-                source: self.source.clone(),
-                clients: self.clients.clone(),
+                pool: self.pool.clone(),
             }),
         }))
     }
 
     async fn recover(&self, ledger: u64) -> Result<Option<u64>, StorageError> {
-        let (md, _) = self.metadata(ledger).await?;
-        if md.state == LedgerState::Closed {
-            return Ok(md.last_entry_id.map(|e| e.0));
-        }
-        let key = master_key(&md);
-        let _ = self
-            .meta
-            .update_ledger(LedgerId(ledger), |mut m| {
-                if m.state == LedgerState::Open {
-                    m.state = LedgerState::InRecovery;
-                    Ok(Some(m))
-                } else {
-                    Ok(None)
-                }
-            })
-            .await
-            .map_err(map_meta)?;
-        let bookies: Vec<BookieId> = md
-            .ensembles
-            .last()
-            .map(|s| s.bookies.clone())
-            .unwrap_or_default();
-        let mut last: i64 = -1;
-        let mut fenced = 0;
-        for b in &bookies {
-            match self.client(b).await {
-                Ok(c) => match c.fence(ledger, key.clone()).await {
-                    Ok(r) => {
-                        fenced += 1;
-                        last = last.max(r.last_entry).max(r.lac);
-                    }
-                    Err(ClientError::NoLedger(_)) => fenced += 1,
-                    Err(e) => warn!(ledger, bookie = %b, error = %e, "fence failed"),
-                },
-                Err(e) => {
-                    warn!(ledger, bookie = %b, error = %e, "bookie unreachable during recovery")
-                }
-            }
-        }
-        // Enough bookies must be fenced that the old writer cannot reach an ack quorum.
-        let needed = bookies.len().saturating_sub(md.ack_quorum as usize) + 1;
-        if fenced < needed.min(bookies.len()) {
-            return Err(StorageError::Unavailable(format!(
-                "fenced {fenced} of {} bookies of ledger {ledger}",
-                bookies.len()
-            )));
-        }
-        // Check forward that entries up to `last` are readable; stop at the first gap.
-        let mut confirmed: i64 = -1;
-        if last >= 0 {
-            let data = self.read(ledger, 0, last as u64).await;
-            confirmed = match data {
-                Ok(v) => v.len() as i64 - 1,
-                Err(_) => {
-                    let mut c = -1;
-                    for e in 0..=last as u64 {
-                        if self.read(ledger, e, e).await.is_ok() {
-                            c = e as i64;
-                        } else {
-                            break;
-                        }
-                    }
-                    c
-                }
-            };
-        }
-        let last_entry = (confirmed >= 0).then_some(EntryId(confirmed as u64));
-        self.meta
-            .update_ledger(LedgerId(ledger), |mut m| {
-                if m.state == LedgerState::Closed {
-                    return Ok(None);
-                }
-                m.state = LedgerState::Closed;
-                m.last_entry_id = last_entry;
-                Ok(Some(m))
-            })
-            .await
-            .map_err(map_meta)?;
-        let (md, _) = self.metadata(ledger).await?;
-        info!(ledger, last = ?md.last_entry_id, "ledger recovered");
-        Ok(md.last_entry_id.map(|e| e.0))
+        let r = crate::recovery::recover(&self.pool, &self.meta, ledger).await;
+        self.closed.lock().remove(&ledger);
+        r
     }
 
     async fn read(&self, ledger: u64, first: u64, last: u64) -> Result<Vec<Bytes>, StorageError> {
@@ -424,67 +627,21 @@ impl LedgerStorage for BookieLedgerStorage {
                 if md.state == LedgerState::Closed {
                     self.closed.lock().insert(ledger, md.clone());
                 }
-                md
+                return self.read_with(&md, ledger, first, last).await;
             }
         };
-        let mut out = Vec::with_capacity((last.saturating_sub(first) + 1).min(1024) as usize);
-        let mut next = first;
-        while next <= last {
-            // The ensemble segment holding `next`, and where it ends.
-            let seg_idx = md
-                .ensembles
-                .iter()
-                .rposition(|s| s.first_entry.0 <= next)
-                .unwrap_or(0);
-            let seg = md
-                .ensembles
-                .get(seg_idx)
-                .ok_or(StorageError::NoSuchLedger(ledger))?;
-            let seg_end = md
-                .ensembles
-                .get(seg_idx + 1)
-                .map(|s| s.first_entry.0 - 1)
-                .unwrap_or(u64::MAX);
-            let upto = last.min(seg_end);
-            let candidates = write_set(&seg.bookies, next, md.write_quorum as usize);
-            let mut got = None;
-            let mut last_err =
-                StorageError::Unavailable(format!("no replica of {ledger}:{next} answered"));
-            for b in &candidates {
-                let c = match self.client(b).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        last_err = e;
-                        continue;
-                    }
-                };
-                // With E > Qw a bookie holds only its stripe: read one entry at a time then.
-                let to = if seg.bookies.len() as u32 <= md.write_quorum {
-                    upto
-                } else {
-                    next
-                };
-                match c.read_range(ledger, next, to, 0).await {
-                    Ok(v) if !v.is_empty() => {
-                        got = Some(v);
-                        break;
-                    }
-                    Ok(_) => last_err = StorageError::NoSuchEntry(ledger, next),
-                    Err(e) => last_err = map_client(ledger, e),
+        match self.read_with(&md, ledger, first, last).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                // Auto-recovery may have moved replicas since the metadata was cached.
+                let (fresh, _) = self.metadata(ledger).await?;
+                if fresh.ensembles == md.ensembles {
+                    return Err(e);
                 }
-            }
-            let v = got.ok_or(last_err)?;
-            for (eid, payload) in v {
-                if eid != next {
-                    return Err(StorageError::Other(format!(
-                        "bookie returned entry {eid}, expected {next}"
-                    )));
-                }
-                out.push(payload);
-                next += 1;
+                self.closed.lock().insert(ledger, fresh.clone());
+                self.read_with(&fresh, ledger, first, last).await
             }
         }
-        Ok(out)
     }
 
     async fn delete(&self, ledger: u64) -> Result<(), StorageError> {
@@ -498,14 +655,18 @@ impl LedgerStorage for BookieLedgerStorage {
             .iter()
             .flat_map(|s| s.bookies.iter().cloned())
             .collect();
-        for b in bookies {
-            if let Ok(c) = self.client(&b).await
-                && let Err(e) = c.delete_ledger(ledger).await
-                && !matches!(e, ClientError::NoLedger(_))
-            {
-                warn!(ledger, bookie = %b, error = %e, "delete on bookie failed");
+        let timeout = self.pool.timeouts.request;
+        let deletes = bookies.into_iter().map(|b| async move {
+            let Ok(c) = self.pool.client(&b) else {
+                return;
+            };
+            match tokio::time::timeout(timeout, c.delete_ledger(ledger)).await {
+                Ok(Ok(())) | Ok(Err(ClientError::NoLedger(_))) => {}
+                Ok(Err(e)) => warn!(ledger, bookie = %b, error = %e, "delete on bookie failed"),
+                Err(_) => warn!(ledger, bookie = %b, "delete on bookie timed out"),
             }
-        }
+        });
+        futures::future::join_all(deletes).await;
         self.meta
             .store()
             .delete(
@@ -518,14 +679,8 @@ impl LedgerStorage for BookieLedgerStorage {
     }
 }
 
-/// Whether ensemble slot `idx` is in the write set of `entry` (E = `e`, Qw = `qw`).
-fn in_write_set(idx: usize, entry: u64, e: usize, qw: usize) -> bool {
-    let e = e.max(1);
-    ((idx + e - (entry % e as u64) as usize) % e) < qw
-}
-
 impl WriterShared {
-    /// Writes `entry` to one bookie; the result goes to the entry's add future.
+    /// Writes `entry` to one bookie; the result is accounted by [`Self::on_result`].
     fn spawn_write(
         self: &Arc<Self>,
         entry: u64,
@@ -533,40 +688,90 @@ impl WriterShared {
         c: BookieClient,
         data: Bytes,
         lac: i64,
-        tx: AckTx,
     ) {
         let sh = self.clone();
+        let timeout = self.pool.timeouts.add;
         tokio::spawn(async move {
             let r = match tokio::time::timeout(
-                ADD_TIMEOUT,
+                timeout,
                 c.add(sh.ledger, entry, sh.key.clone(), lac, data),
             )
             .await
             {
                 Ok(r) => r,
                 Err(_) => Err(ClientError::Unavailable(format!(
-                    "add timed out after {ADD_TIMEOUT:?}"
+                    "add timed out after {timeout:?}"
                 ))),
             };
-            if let Err(e) = &r
-                && !matches!(e, ClientError::Fenced(_))
-            {
-                warn!(ledger = sh.ledger, entry, bookie = %b, error = %e, "bookie write failed");
-                sh.quarantine
-                    .lock()
-                    .insert(b.clone(), std::time::Instant::now());
-                sh.bookie_failed(b.clone());
-            }
-            let _ = tx.send((b, r));
+            sh.on_result(entry, b, r);
         });
     }
 
-    /// Starts replacing `b` in the ensemble (once) unless it was already replaced.
+    /// Counts an acknowledgement (from a bookie of the entry's current write set that is not
+    /// being replaced) and advances the LAC over entries with Qa acknowledgements; a failure
+    /// starts an ensemble change, a fence fails the writer.
+    fn on_result(self: &Arc<Self>, entry: u64, b: BookieId, r: Result<(), ClientError>) {
+        match r {
+            Ok(()) => {
+                let (qw, qa) = (self.quorum.write, self.quorum.ack.max(1));
+                let mut st = self.state.lock();
+                if st.failed.is_some() || st.to_replace.contains(&b) {
+                    return;
+                }
+                let e = st.ensemble.len();
+                let counts = st
+                    .ensemble
+                    .iter()
+                    .enumerate()
+                    .any(|(i, (x, _))| *x == b && in_write_set(i, entry, e, qw));
+                if !counts {
+                    return;
+                }
+                if let Some(p) = st.pending.get_mut(&entry) {
+                    p.acks.insert(b);
+                }
+                let mut advanced = false;
+                loop {
+                    let next = (st.lac + 1) as u64;
+                    match st.pending.get(&next) {
+                        Some(p) if p.acks.len() >= qa => {
+                            st.pending.remove(&next);
+                            st.lac += 1;
+                            advanced = true;
+                        }
+                        _ => break,
+                    }
+                }
+                if advanced {
+                    let lac = st.lac;
+                    drop(st);
+                    self.lac_tx.send_replace(lac);
+                }
+            }
+            Err(ClientError::Fenced(_)) => self.fail(StorageError::Fenced(self.ledger)),
+            Err(e) => {
+                warn!(ledger = self.ledger, entry, bookie = %b, error = %e, "bookie write failed");
+                self.quarantine
+                    .lock()
+                    .insert(b.clone(), std::time::Instant::now());
+                self.bookie_failed(b);
+            }
+        }
+    }
+
+    /// Starts replacing `b` in the ensemble (once) unless it was already replaced; its
+    /// acknowledgements of unconfirmed entries stop counting now.
     fn bookie_failed(self: &Arc<Self>, b: BookieId) {
         let start = {
             let mut st = self.state.lock();
-            if st.failed.is_some() || !st.ensemble.iter().any(|(x, _)| *x == b) {
+            if st.failed.is_some()
+                || st.to_replace.contains(&b)
+                || !st.ensemble.iter().any(|(x, _)| *x == b)
+            {
                 return;
+            }
+            for p in st.pending.values_mut() {
+                p.acks.remove(&b);
             }
             st.to_replace.insert(b);
             !std::mem::replace(&mut st.changing, true)
@@ -589,7 +794,8 @@ impl WriterShared {
     }
 
     /// Replaces failed bookies one by one: the new ensemble (from the first unconfirmed entry on)
-    /// is committed to the ledger metadata (CAS) before any entry is written to the replacement,
+    /// is committed to the ledger metadata (CAS; re-read and re-applied on conflict, e.g. when
+    /// auto-recovery changed an earlier segment) before any entry is written to the replacement,
     /// so no add that depends on it is acknowledged earlier; pending entries whose write set
     /// contains the replaced slot are then written to the replacement.
     async fn change_ensemble(self: Arc<Self>) {
@@ -610,38 +816,24 @@ impl WriterShared {
                 let ids: Vec<BookieId> = st.ensemble.iter().map(|(b, _)| b.clone()).collect();
                 (f, ids, (st.lac + 1) as u64)
             };
-            let all = match self.source.bookies().await {
-                Ok(v) => v,
-                Err(e) => return self.fail(e),
-            };
-            let candidate = {
+            let avoid: BTreeSet<BookieId> = {
                 let mut q = self.quarantine.lock();
                 q.retain(|_, since| since.elapsed() < QUARANTINE);
-                all.into_iter()
-                    .find(|b| !ids.contains(b) && !q.contains_key(b))
+                q.keys().cloned().collect()
             };
-            let Some(r) = candidate else {
-                return self.fail(StorageError::NotEnoughBookies(format!(
-                    "no bookie to replace {failed} in the ensemble of ledger {}",
-                    self.ledger
-                )));
-            };
-            let client = {
-                let mut g = self.clients.lock().await;
-                match g.get(&r) {
-                    Some(c) => c.clone(),
-                    None => match BookieClient::connect(&self.source.address(&r)).await {
-                        Ok(c) => {
-                            g.insert(r.clone(), c.clone());
-                            c
-                        }
-                        Err(e) => {
-                            warn!(ledger = self.ledger, bookie = %r, error = %e, "replacement bookie unreachable");
-                            self.quarantine.lock().insert(r, std::time::Instant::now());
-                            continue;
-                        }
-                    },
+            let r = match self.pool.replacement(&ids, &failed, &avoid).await {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    return self.fail(StorageError::NotEnoughBookies(format!(
+                        "no bookie to replace {failed} in the ensemble of ledger {}",
+                        self.ledger
+                    )));
                 }
+                Err(e) => return self.fail(e),
+            };
+            let client = match self.pool.client(&r) {
+                Ok(c) => c,
+                Err(e) => return self.fail(e),
             };
             let Some(idx) = ids.iter().position(|b| *b == failed) else {
                 continue;
@@ -667,25 +859,29 @@ impl WriterShared {
                     Ok(Some(m))
                 })
                 .await;
-            if let Err(e) = committed {
-                return self.fail(map_meta(e));
+            match committed {
+                Ok(_) => {}
+                Err(strata_meta::MetaError::InvalidArgument(_)) => {
+                    return self.fail(StorageError::Fenced(self.ledger));
+                }
+                Err(e) => return self.fail(map_meta(e)),
             }
             let (resend, lac) = {
                 let mut st = self.state.lock();
                 st.ensemble[idx] = (r.clone(), client.clone());
                 st.to_replace.remove(&failed);
                 let (e, qw) = (st.ensemble.len(), self.quorum.write);
-                let resend: Vec<(u64, Bytes, AckTx)> = st
+                let resend: Vec<(u64, Bytes)> = st
                     .pending
                     .range(first..)
                     .filter(|(entry, _)| in_write_set(idx, **entry, e, qw))
-                    .map(|(entry, (d, tx))| (*entry, d.clone(), tx.clone()))
+                    .map(|(entry, p)| (*entry, p.data.clone()))
                     .collect();
                 (resend, st.lac)
             };
             info!(ledger = self.ledger, replaced = %failed, by = %r, from_entry = first, resent = resend.len(), "ensemble changed");
-            for (entry, data, tx) in resend {
-                self.spawn_write(entry, r.clone(), client.clone(), data, lac, tx);
+            for (entry, data) in resend {
+                self.spawn_write(entry, r.clone(), client.clone(), data, lac);
             }
         }
     }
@@ -699,8 +895,7 @@ impl LedgerWriter for BookieWriter {
     fn add(&self, data: Bytes) -> BoxFuture<'static, Result<u64, StorageError>> {
         let sh = self.sh.clone();
         let qw = sh.quorum.write;
-        let qa = sh.quorum.ack.max(1);
-        let (entry, lac, targets, mut rx, tx) = {
+        let (entry, lac, targets) = {
             let mut st = sh.state.lock();
             if let Some(f) = st.failed.clone() {
                 return Box::pin(async move { Err(f) });
@@ -708,64 +903,26 @@ impl LedgerWriter for BookieWriter {
             let entry = st.next;
             st.next += 1;
             st.length += data.len() as u64;
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            st.pending.insert(entry, (data.clone(), tx.clone()));
+            st.pending.insert(
+                entry,
+                PendingAdd {
+                    data: data.clone(),
+                    acks: BTreeSet::new(),
+                },
+            );
             let e = st.ensemble.len();
             let targets: Vec<(BookieId, BookieClient)> = (0..e)
                 .filter(|&i| in_write_set(i, entry, e, qw))
                 .map(|i| st.ensemble[i].clone())
                 .collect();
-            (entry, st.lac, targets, rx, tx)
+            (entry, st.lac, targets)
         };
         // Issue the writes now so the entry order does not depend on when the future is polled.
         for (b, c) in targets {
-            sh.spawn_write(entry, b, c, data.clone(), lac, tx.clone());
+            sh.spawn_write(entry, b, c, data.clone(), lac);
         }
-        drop(tx);
         let mut lac_rx = sh.lac_tx.subscribe();
         Box::pin(async move {
-            let ledger = sh.ledger;
-            let mut acked: BTreeSet<BookieId> = BTreeSet::new();
-            let mut last_err = None;
-            while acked.len() < qa {
-                match rx.recv().await {
-                    Some((b, Ok(()))) => {
-                        acked.insert(b);
-                    }
-                    Some((_, Err(ClientError::Fenced(m)))) => {
-                        let e = map_client(ledger, ClientError::Fenced(m));
-                        sh.fail(e.clone());
-                        return Err(e);
-                    }
-                    // A failed write: the ensemble change (if any) sends the entry elsewhere.
-                    Some((_, Err(e))) => last_err = Some(map_client(ledger, e)),
-                    None => {
-                        let st = sh.state.lock();
-                        return Err(st.failed.clone().or(last_err).unwrap_or_else(|| {
-                            StorageError::Unavailable("ack quorum not reached".into())
-                        }));
-                    }
-                }
-            }
-            // Complete in order: advance the LAC over contiguous finished entries.
-            {
-                let mut st = sh.state.lock();
-                st.pending.remove(&entry);
-                st.done.insert(entry);
-                let mut advanced = false;
-                loop {
-                    let next = (st.lac + 1) as u64;
-                    if !st.done.remove(&next) {
-                        break;
-                    }
-                    st.lac += 1;
-                    advanced = true;
-                }
-                if advanced {
-                    let lac = st.lac;
-                    sh.lac_tx.send_replace(lac);
-                }
-            }
             loop {
                 if *lac_rx.borrow_and_update() >= entry as i64 {
                     return Ok(entry);
@@ -798,26 +955,40 @@ impl LedgerWriter for BookieWriter {
                     break;
                 }
             }
-            let (lac, length) = {
+            let (lac, length, fenced) = {
                 let mut st = sh.state.lock();
+                let fenced = matches!(st.failed, Some(StorageError::Fenced(_)));
                 st.failed.get_or_insert(StorageError::Closed(ledger));
                 st.pending.clear();
-                (st.lac, st.length)
+                (st.lac, st.length, fenced)
             };
+            if fenced {
+                return Err(StorageError::Fenced(ledger));
+            }
             let last = (lac >= 0).then_some(lac as u64);
-            sh.meta
-                .update_ledger(LedgerId(ledger), |mut m| {
-                    if m.state == LedgerState::Closed {
-                        return Ok(None);
+            let r = sh
+                .meta
+                .update_ledger(LedgerId(ledger), |mut m| match m.state {
+                    LedgerState::Closed if m.last_entry_id == last.map(EntryId) => Ok(None),
+                    LedgerState::Open => {
+                        m.state = LedgerState::Closed;
+                        m.last_entry_id = last.map(EntryId);
+                        m.length = length;
+                        Ok(Some(m))
                     }
-                    m.state = LedgerState::Closed;
-                    m.last_entry_id = last.map(EntryId);
-                    m.length = length;
-                    Ok(Some(m))
+                    // Another owner is recovering (or recovered) it: it decides the last entry.
+                    _ => Err(strata_meta::MetaError::InvalidArgument(
+                        "ledger fenced by recovery".into(),
+                    )),
                 })
-                .await
-                .map_err(map_meta)?;
-            Ok(last)
+                .await;
+            match r {
+                Ok(_) => Ok(last),
+                Err(strata_meta::MetaError::InvalidArgument(_)) => {
+                    Err(StorageError::Fenced(ledger))
+                }
+                Err(e) => Err(map_meta(e)),
+            }
         })
     }
 }

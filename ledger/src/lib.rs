@@ -4,10 +4,14 @@
 //!   managed ledger codes against (and [`storage::MemStorage`] for unit tests above the trait).
 //! - [`client`]: [`client::BookieLedgerStorage`], ledgers of E bookies with write quorum Qw and
 //!   ack quorum Qa over `strata_bookie::BookieClient`, metadata in `strata_meta`; ensemble
-//!   changes, fencing recovery.
+//!   changes, speculative reads, rack-aware placement.
+//! - `recovery`: fence + read forward + write back + close (BookKeeper semantics).
+//! - [`autorecovery`]: re-replicates the entries of bookies gone for longer than a grace period.
 
 pub mod autorecovery;
 pub mod client;
+mod placement;
+mod recovery;
 pub mod storage;
 
 pub use storage::{LedgerStorage, LedgerWriter, StorageError};
