@@ -175,6 +175,47 @@ impl Checker {
     }
 }
 
+/// A message id as the broker assigns them: (ledger, entry, batch index); ordered like Pulsar's
+/// (a later ledger, then a later entry, then a later index in the batch is newer).
+pub type MsgId = (u64, u64, i32);
+
+/// Message-id regressions of one producer's acknowledged sends: taken in sequence order, each id
+/// must be greater than the one before (Pulsar #24722: ids went backwards after a failover).
+/// Returns `(producer, seq, id, previous seq, previous id)` for each violation.
+pub fn id_regressions(acks: &[(String, u64, MsgId)]) -> Vec<(String, u64, MsgId, u64, MsgId)> {
+    let mut by_producer: BTreeMap<&str, Vec<(u64, MsgId)>> = BTreeMap::new();
+    for (p, s, id) in acks {
+        by_producer.entry(p.as_str()).or_default().push((*s, *id));
+    }
+    let mut out = Vec::new();
+    for (p, mut v) in by_producer {
+        v.sort();
+        for w in v.windows(2) {
+            let ((ps, pid), (s, id)) = (w[0], w[1]);
+            if id <= pid {
+                out.push((p.to_owned(), s, id, ps, pid));
+            }
+        }
+    }
+    out
+}
+
+/// Acknowledged sends whose acknowledged id was never received: the entry the producer was told
+/// is stored is not readable (even if a resent copy of the same (producer, seq) is).
+pub fn acked_ids_not_received(
+    acks: &[(String, u64, MsgId)],
+    received: &[(String, u64, MsgId)],
+) -> Vec<(String, u64, MsgId)> {
+    let seen: std::collections::HashSet<(&str, u64, MsgId)> = received
+        .iter()
+        .map(|(p, s, id)| (p.as_str(), *s, *id))
+        .collect();
+    acks.iter()
+        .filter(|(p, s, id)| !seen.contains(&(p.as_str(), *s, *id)))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +269,23 @@ mod tests {
         let r = c.report();
         assert!(r.is_valid_at_least_once(), "{r}");
         assert!(!r.is_exactly_once());
+    }
+
+    #[test]
+    fn message_ids_going_backwards_are_reported() {
+        let p = |s: u64, id: MsgId| ("p".to_owned(), s, id);
+        let acks = vec![
+            p(0, (5, 0, 0)),
+            p(1, (5, 0, 1)),
+            p(2, (6, 0, -1)),
+            p(3, (4, 9, -1)),
+        ];
+        let r = id_regressions(&acks);
+        assert_eq!(r, vec![("p".to_owned(), 3, (4, 9, -1), 2, (6, 0, -1))]);
+        let received = vec![p(0, (5, 0, 0)), p(1, (5, 0, 1)), p(2, (7, 0, -1))];
+        assert_eq!(
+            acked_ids_not_received(&acks[..3], &received),
+            vec![p(2, (6, 0, -1))]
+        );
     }
 }

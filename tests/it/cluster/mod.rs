@@ -2,5 +2,8 @@
 //! started with `--metadata etcd://...` — and tests of registration and `strata init-cluster`.
 
 mod init_cluster;
+pub mod proxy;
 mod registration;
 pub mod sandbox;
+pub mod workload;
+mod workload_smoke;

@@ -7,7 +7,14 @@
 //! sb.kill_bookie(2);                         // SIGKILL
 //! sb.start_bookie(2).await;                  // same data dir, same ports
 //! let meta = sb.meta().await;                // strata_meta::model::MetaClient on the etcd
+//! sb.init_cluster();                         // `strata init-cluster`
+//! sb.start_brokers(2, BrokerOptions::default()).await; // each behind its own cuttable etcd proxy
+//! sb.cut_etcd(0);                            // broker 0 loses etcd only (split brain)
+//! sb.kill_broker(1); sb.stop_broker(0).await; sb.start_broker(1).await;
 //! ```
+//!
+//! Every log (etcd, bookies, brokers) is kept in the sandbox directory; when the sandbox is dropped
+//! during a panic it prints the tail of each, so a failed test shows what the processes said.
 
 #![allow(dead_code)] // a harness: not every test uses every helper
 
@@ -23,6 +30,8 @@ use strata_meta::{EtcdOptions, EtcdStore, MetadataStore};
 
 use crate::harness::etcd::EtcdCluster;
 use crate::harness::{free_port, strata_bin};
+
+use super::proxy::CutProxy;
 
 /// Lease TTL of bookie registrations in the sandbox (short: tests wait for expiry).
 pub const REGISTRATION_TTL: Duration = Duration::from_secs(3);
@@ -72,12 +81,16 @@ impl Drop for BookieProcess {
     }
 }
 
-/// etcd + bookies.
+/// etcd + bookies (+ brokers once started).
 pub struct Sandbox {
-    /// The etcd cluster (one member).
-    pub etcd: EtcdCluster,
+    /// Brokers by index (declared first: dropped, i.e. killed, before the bookies and etcd).
+    pub brokers: Vec<BrokerProcess>,
     /// Bookies by index.
     pub bookies: Vec<BookieProcess>,
+    /// The etcd cluster (one member).
+    pub etcd: EtcdCluster,
+    /// Cluster name used by `init_cluster` and the brokers.
+    pub cluster: String,
     dir: tempfile::TempDir,
 }
 
@@ -88,8 +101,10 @@ impl Sandbox {
             .await
             .unwrap();
         let mut sb = Self {
-            etcd,
+            brokers: vec![],
             bookies: vec![],
+            etcd,
+            cluster: "sandbox".to_owned(),
             dir: tempfile::tempdir().unwrap(),
         };
         for i in 0..bookies {
@@ -221,5 +236,432 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Flags of the sandbox brokers.
+#[derive(Debug, Clone)]
+pub struct BrokerOptions {
+    /// E/Qw/Qa of new ledgers.
+    pub ensemble_size: u32,
+    pub write_quorum: u32,
+    pub ack_quorum: u32,
+    /// etcd session TTL (ownership and registration).
+    pub session_ttl_secs: u64,
+    /// How long a bookie must be gone before auto-recovery re-replicates its ledgers.
+    pub autorecovery_grace_secs: u64,
+    /// More flags, appended as given.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for BrokerOptions {
+    fn default() -> Self {
+        Self {
+            ensemble_size: 3,
+            write_quorum: 2,
+            ack_quorum: 2,
+            session_ttl_secs: 4,
+            autorecovery_grace_secs: 5,
+            extra_args: vec![],
+        }
+    }
+}
+
+/// How long a broker may take to answer `/ready`.
+pub const BROKER_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a SIGTERMed broker may take to exit before it is SIGKILLed (and the test fails).
+pub const BROKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `strata broker` process of the sandbox; it reaches etcd through its own [`CutProxy`].
+pub struct BrokerProcess {
+    child: Option<Child>,
+    /// Pulsar protocol port.
+    pub broker_port: u16,
+    /// HTTP port (`/health`, `/ready`, `/metrics`, admin, lookup).
+    pub http_port: u16,
+    /// The broker's own etcd proxy.
+    pub etcd_proxy: CutProxy,
+    opts: BrokerOptions,
+    log: PathBuf,
+}
+
+impl BrokerProcess {
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Broker id / address `127.0.0.1:<broker_port>`.
+    pub fn id(&self) -> String {
+        format!("127.0.0.1:{}", self.broker_port)
+    }
+
+    /// `pulsar://127.0.0.1:<broker_port>`.
+    pub fn url(&self) -> String {
+        format!("pulsar://127.0.0.1:{}", self.broker_port)
+    }
+
+    /// `127.0.0.1:<http_port>`.
+    pub fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
+    }
+
+    /// `http://127.0.0.1:<http_port>`.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Its log so far (all runs).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends `sig` (e.g. "TERM", "STOP", "CONT") to `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+/// The last `max` bytes of `s` (on a char boundary).
+pub fn tail(s: &str, max: usize) -> &str {
+    let start = s.len().saturating_sub(max);
+    let start = (start..s.len())
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(s.len());
+    &s[start..]
+}
+
+impl Sandbox {
+    /// Runs `strata init-cluster` for [`Sandbox::cluster`]; panics with its output on failure.
+    pub fn init_cluster(&self) {
+        let out = Command::new(strata_bin())
+            .args(["--log", "warn", "init-cluster", "--metadata"])
+            .arg(self.metadata_url())
+            .args(["--cluster", &self.cluster])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "init-cluster failed: {out:?}");
+    }
+
+    /// Adds `n` brokers with `opts` (each with its own etcd proxy) and starts them; waits until
+    /// every one is ready.
+    pub async fn start_brokers(&mut self, n: usize, opts: BrokerOptions) {
+        let upstream: std::net::SocketAddr = self
+            .etcd
+            .endpoint(0)
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        for _ in 0..n {
+            let i = self.brokers.len();
+            self.brokers.push(BrokerProcess {
+                child: None,
+                broker_port: free_port(),
+                http_port: free_port(),
+                etcd_proxy: CutProxy::start(upstream),
+                opts: opts.clone(),
+                log: self.dir.path().join(format!("broker-{i}.log")),
+            });
+            self.start_broker(i).await;
+        }
+    }
+
+    /// (Re)starts broker `i` with its ports and options; waits until `/ready` answers 200.
+    pub async fn start_broker(&mut self, i: usize) {
+        let b = &mut self.brokers[i];
+        assert!(!b.is_running(), "broker {i} is running");
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&b.log)
+            .unwrap();
+        let _ = writeln!(log, "===== sandbox: start broker {i} =====");
+        let o = &b.opts;
+        let child = Command::new(strata_bin())
+            .args(["--log", "info", "broker", "--metadata"])
+            .arg(format!("etcd://{}", b.etcd_proxy.addr))
+            .args(["--cluster", &self.cluster])
+            .args(["--broker-port", &b.broker_port.to_string()])
+            .args(["--http-port", &b.http_port.to_string()])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--advertised-address",
+                "127.0.0.1",
+            ])
+            .args(["--ensemble-size", &o.ensemble_size.to_string()])
+            .args(["--write-quorum", &o.write_quorum.to_string()])
+            .args(["--ack-quorum", &o.ack_quorum.to_string()])
+            .args(["--session-ttl-secs", &o.session_ttl_secs.to_string()])
+            .args([
+                "--autorecovery-grace-secs",
+                &o.autorecovery_grace_secs.to_string(),
+            ])
+            .args(&o.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        b.child = Some(child);
+        self.wait_broker_ready(i, BROKER_READY_TIMEOUT).await;
+    }
+
+    /// Waits until broker `i` answers `/ready` with 200.
+    pub async fn wait_broker_ready(&mut self, i: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let b = &mut self.brokers[i];
+            if !b.is_running() {
+                panic!("broker {i} exited early; log:\n{}", tail(&b.log(), 16384));
+            }
+            let h = b.http_addr();
+            let ok = tokio::task::spawn_blocking(move || http_status(&h, "/ready") == Some(200))
+                .await
+                .unwrap();
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker {i} not ready in {timeout:?}; log:\n{}",
+                tail(&b.log(), 16384)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILLs broker `i` (its ownership keys stay until its lease expires).
+    pub fn kill_broker(&mut self, i: usize) {
+        self.brokers[i].kill();
+    }
+
+    /// SIGTERMs broker `i` and waits until it exits (graceful: releases its bundles). Panics if
+    /// it does not exit within [`BROKER_STOP_TIMEOUT`] or exits unsuccessfully. Returns how long
+    /// the shutdown took.
+    pub async fn stop_broker(&mut self, i: usize) -> Duration {
+        let b = &mut self.brokers[i];
+        let pid = b.pid().expect("broker is running");
+        let started = Instant::now();
+        signal(pid, "TERM");
+        loop {
+            let c = b.child.as_mut().unwrap();
+            if let Some(st) = c.try_wait().unwrap() {
+                b.child = None;
+                assert!(
+                    st.success(),
+                    "broker {i} exited with {st} after SIGTERM; log:\n{}",
+                    tail(&b.log(), 16384)
+                );
+                return started.elapsed();
+            }
+            if started.elapsed() > BROKER_STOP_TIMEOUT {
+                b.kill();
+                panic!(
+                    "broker {i} did not exit within {BROKER_STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
+                    tail(&b.log(), 16384)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Cuts broker `i` off from etcd (drops its connections, refuses new ones).
+    pub fn cut_etcd(&self, i: usize) {
+        self.brokers[i].etcd_proxy.cut();
+    }
+
+    /// Reconnects broker `i` to etcd.
+    pub fn restore_etcd(&self, i: usize) {
+        self.brokers[i].etcd_proxy.restore();
+    }
+
+    /// A service URL listing every broker: `pulsar://127.0.0.1:p1,127.0.0.1:p2`.
+    pub fn service_url(&self) -> String {
+        let hosts: Vec<String> = self.brokers.iter().map(BrokerProcess::id).collect();
+        format!("pulsar://{}", hosts.join(","))
+    }
+
+    /// The tail of every process log (etcd, bookies, brokers), for failure messages.
+    pub fn logs(&self, max_each: usize) -> String {
+        let mut s = String::new();
+        for i in 0..self.etcd.len() {
+            s += &format!(
+                "\n===== etcd {i} =====\n{}",
+                tail(&self.etcd.log(i), max_each)
+            );
+        }
+        for (i, b) in self.bookies.iter().enumerate() {
+            s += &format!(
+                "\n===== bookie {i} ({}) =====\n{}",
+                b.addr,
+                tail(&b.log(), max_each)
+            );
+        }
+        for (i, b) in self.brokers.iter().enumerate() {
+            s += &format!(
+                "\n===== broker {i} ({}) =====\n{}",
+                b.id(),
+                tail(&b.log(), max_each)
+            );
+        }
+        s
+    }
+
+    /// Broker `i`'s log lines containing `needle`.
+    pub fn broker_log_lines(&self, i: usize, needle: &str) -> Vec<String> {
+        self.brokers[i]
+            .log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Kill brokers before bookies and etcd so that their shutdown does not spam the logs.
+        for b in &mut self.brokers {
+            b.kill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- sandbox logs (dir {}) -----{}",
+                self.dir.path().display(),
+                self.logs(12 * 1024)
+            );
+        }
+    }
+}
+
+/// `GET path` on `addr`: (status, raw response including headers), if it answered.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf))
+}
+
+/// The value of `"field":"..."` in a JSON text (no escapes in the values we look for).
+fn json_str_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
+    let key = format!("\"{field}\":\"");
+    let at = text.find(&key)? + key.len();
+    let end = text[at..].find('"')?;
+    Some(&text[at..at + end])
+}
+
+impl Sandbox {
+    /// Index of the broker that owns `topic` (`persistent://t/ns/name`), by an HTTP lookup on the
+    /// running brokers (following one redirect); `None` if no broker answered with an owner.
+    pub async fn lookup_owner(&mut self, topic: &str) -> Option<usize> {
+        let path = format!(
+            "/lookup/v2/topic/{}",
+            topic.replacen("persistent://", "persistent/", 1)
+        );
+        let candidates: Vec<String> = self
+            .brokers
+            .iter_mut()
+            .filter_map(|b| b.is_running().then(|| b.http_addr()))
+            .collect();
+        let ports: Vec<u16> = self.brokers.iter().map(|b| b.broker_port).collect();
+        tokio::task::spawn_blocking(move || {
+            for addr in candidates {
+                let mut target = (addr, path.clone());
+                for _ in 0..3 {
+                    let Some((status, resp)) = http_get(&target.0, &target.1) else {
+                        break;
+                    };
+                    if status == 200 {
+                        let url = json_str_field(&resp, "brokerUrl")?;
+                        let port: u16 =
+                            url.rsplit(':').next()?.trim_end_matches('/').parse().ok()?;
+                        return ports.iter().position(|p| *p == port);
+                    }
+                    if (300..400).contains(&status) {
+                        let loc = resp
+                            .lines()
+                            .find(|l| l.to_ascii_lowercase().starts_with("location:"))?
+                            .split_once(':')?
+                            .1
+                            .trim()
+                            .to_owned();
+                        let rest = loc.split_once("://").map_or(loc.as_str(), |x| x.1);
+                        let (host, p) = rest.split_once('/').unwrap_or((rest, ""));
+                        target = (host.to_owned(), format!("/{p}"));
+                        continue;
+                    }
+                    break;
+                }
+            }
+            None
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Waits until some broker reports an owner of `topic`; returns its index.
+    pub async fn wait_owner(&mut self, topic: &str, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.lookup_owner(topic).await {
+                return i;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no owner for {topic} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every ledger's metadata (`/strata/ledgers/`), read directly from etcd.
+    pub async fn ledgers(&self) -> Vec<strata_meta::model::LedgerMetadata> {
+        let meta = self.meta().await;
+        let v = meta
+            .list::<strata_meta::model::LedgerMetadata>(&meta.paths().ledgers())
+            .await
+            .unwrap();
+        v.into_iter().map(|(_, m, _)| m).collect()
+    }
+
+    /// Starts etcd, `bookies` bookies, runs `init-cluster` and starts `brokers` brokers.
+    pub async fn start_cluster(bookies: usize, brokers: usize, opts: BrokerOptions) -> Sandbox {
+        let mut sb = Sandbox::start(bookies).await;
+        sb.init_cluster();
+        sb.start_brokers(brokers, opts).await;
+        sb
     }
 }
