@@ -4,6 +4,7 @@
 //! `strata bookie`, `strata broker` and `strata init-cluster` run the cluster roles over etcd;
 //! `strata produce|consume|perf` and `strata admin` are clients.
 
+mod broker;
 mod init_cluster;
 mod standalone;
 
@@ -30,6 +31,8 @@ enum Command {
     Standalone(standalone::StandaloneArgs),
     /// Run a bookie (storage node).
     Bookie(strata_bookie::cli::BookieArgs),
+    /// Run a cluster broker (metadata and ownership in etcd, ledgers on the registered bookies).
+    Broker(broker::BrokerArgs),
     /// Write a cluster's initial metadata (cluster record, tenant `public`, namespace
     /// `public/default`); idempotent, refuses to clobber a different cluster.
     InitCluster(init_cluster::InitClusterArgs),
@@ -104,6 +107,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Bookie(args) => {
             let shutdown = shutdown_on_signal();
             strata_bookie::cli::run(args, shutdown).await
+        }
+        Command::Broker(args) => {
+            let shutdown = shutdown_on_signal();
+            broker::run(args, shutdown).await
         }
         Command::InitCluster(args) => init_cluster::run(args).await,
         Command::Produce(args) => strata_client::cli::run_produce(args, shutdown_on_signal()).await,

@@ -25,6 +25,7 @@ pub fn router(service: Arc<BrokerService>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route(
             "/lookup/v2/topic/{domain}/{tenant}/{ns}/{topic}",
             get(lookup),
@@ -38,8 +39,18 @@ pub fn router(service: Arc<BrokerService>) -> Router {
             get(get_schema_version),
         )
         .merge(crate::admin::router())
+        .merge(crate::cluster::admin::routes())
         .layer(axum::middleware::from_fn(crate::admin::redirect_layer))
         .with_state(service)
+}
+
+/// 200 once the broker serves (in a cluster: registered, session held), 503 otherwise.
+async fn ready(State(s): Svc) -> (StatusCode, &'static str) {
+    if s.is_ready() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
 }
 
 async fn metrics(State(s): Svc, c: Caller) -> ApiResult<impl IntoResponse> {

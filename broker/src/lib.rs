@@ -29,6 +29,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod cursor;

@@ -59,6 +59,12 @@ pub trait Ownership: Send + Sync + 'static {
     /// `topic`'s ledger was fenced by another writer (it was taken over): give up its bundle.
     /// The topic itself has already been unloaded.
     async fn fenced(&self, _topic: &TopicName) {}
+
+    /// Unloads a namespace bundle (`0xSTART_0xEND`) if this broker owns it: [`Owner::Local`]
+    /// when done here (or nobody owns it), [`Owner::Remote`] when another broker owns it.
+    async fn unload_bundle(&self, _tenant: &str, _ns: &str, _bundle: &str) -> Result<Owner> {
+        Ok(Owner::Local)
+    }
 }
 
 /// Owns every topic.
@@ -98,6 +104,8 @@ pub struct BrokerService {
     security: parking_lot::RwLock<Arc<Security>>,
     bookies: parking_lot::RwLock<Vec<String>>,
     me: std::sync::Weak<BrokerService>,
+    /// Serving and (in a cluster) registered: `/ready` answers 200.
+    ready: std::sync::atomic::AtomicBool,
     /// Per-topic watchers (fencing); each ends when its topic closes.
     tasks: tokio_util::task::TaskTracker,
 }
@@ -114,6 +122,7 @@ impl BrokerService {
         let name_prefix = format!("strata-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         Arc::new_cyclic(|me| BrokerService {
             me: me.clone(),
+            ready: std::sync::atomic::AtomicBool::new(true),
             tasks: tokio_util::task::TaskTracker::new(),
             ports: parking_lot::Mutex::new((config.broker_port, config.http_port)),
             tls_ports: parking_lot::Mutex::new((None, None)),
@@ -180,6 +189,22 @@ impl BrokerService {
     /// Who serves `topic` (acquiring its bundle if nobody does).
     pub async fn owner(&self, topic: &TopicName) -> Result<Owner> {
         self.ownership.owner(topic).await
+    }
+
+    /// Whether the broker is ready to serve (`/ready`): always in standalone; in a cluster once
+    /// registered and while its metadata session holds.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Sets readiness (see [`BrokerService::is_ready`]).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Unloads a namespace bundle owned here (see [`Ownership::unload_bundle`]).
+    pub async fn unload_bundle(&self, tenant: &str, ns: &str, bundle: &str) -> Result<Owner> {
+        self.ownership.unload_bundle(tenant, ns, bundle).await
     }
 
     /// The answer to a LOOKUP of `topic` (see [`Ownership::lookup`]).
