@@ -3,11 +3,13 @@
 //! the one source of truth the admin API writes — so a change takes effect within seconds:
 //!
 //! - message TTL: cursors move past unacknowledged messages older than the TTL;
-//! - backlog quota (`destination_storage`, size limit): `consumer_backlog_eviction` moves the
-//!   subscriptions whose backlog exceeds the limit forward (oldest entries first);
+//! - backlog quota (`destination_storage` size limit and `message_age` time limit):
+//!   `consumer_backlog_eviction` moves the subscriptions whose backlog exceeds the limit forward
+//!   (oldest entries first);
 //!   `producer_exception` fails SENDs with `ProducerBlockedQuotaExceededException` and new
-//!   producers; `producer_request_hold` refuses new producers with
-//!   `ProducerBlockedQuotaExceededError` (existing producers are not held yet);
+//!   producers; `producer_request_hold` disconnects the producers and refuses them (and new
+//!   ones) with the retryable `ProducerBlockedQuotaExceededError` until the backlog is under
+//!   the quota again — clients keep their pending messages, so sends are held, not failed;
 //! - retention (time and size) decides which fully consumed ledgers the trimmer deletes;
 //! - max producers / consumers per topic (and consumers per subscription) are checked when a
 //!   producer or consumer is added: `ProducerBusy` / `ConsumerBusy`, as Pulsar answers.
@@ -129,6 +131,81 @@ fn avg_entry_size(t: &Topic) -> u64 {
     size.checked_div(entries).unwrap_or(1).max(1)
 }
 
+/// Publish time (ms) of the oldest unacknowledged entry after `md`, if there is one.
+async fn oldest_backlog_publish_time(t: &Topic, md: Position) -> Result<Option<u64>> {
+    let Some(first) = t.ledger().next_position(md) else {
+        return Ok(None);
+    };
+    Ok(t.ledger().read_one(first).await?.and_then(|raw| {
+        strata_proto::frame::Payload::from_raw(raw)
+            .ok()
+            .map(|p| p.metadata.publish_time)
+    }))
+}
+
+/// Applies the backlog quota (size limit: `limit_size` bytes; time limit: the oldest
+/// unacknowledged message younger than `limit_time_seconds`). With
+/// `consumer_backlog_eviction` the offending subscriptions are moved forward; with the producer
+/// policies the topic is marked exceeded (new producers refused, SENDs failed or held).
+/// Returns whether the topic is over its quota.
+async fn enforce_backlog_quota(t: &Topic, q: &strata_meta::model::BacklogQuota) -> Result<bool> {
+    let mut exceeded = false;
+    let ml = t.ledger();
+    let avg = avg_entry_size(t);
+    for sub in t.durable_subscriptions().await {
+        let md = sub.mark_delete().await.unwrap_or(ml.first_position());
+        if q.limit_size >= 0 {
+            let limit = q.limit_size as u64;
+            let backlog = ml.entries_after(md);
+            if backlog.saturating_mul(avg) > limit {
+                match q.policy {
+                    BacklogQuotaPolicy::ConsumerBacklogEviction => {
+                        let keep = limit / avg;
+                        let mut pos = md;
+                        for _ in 0..backlog - keep {
+                            match ml.next_position(pos) {
+                                Some(n) => pos = n,
+                                None => break,
+                            }
+                        }
+                        let target = ml.next_position(pos).unwrap_or(LATEST);
+                        sub.seek(SeekTarget::Position(target)).await?;
+                        info!(topic = %t.name, sub = sub.name(), evicted = backlog - keep, "backlog quota: evicted the oldest entries");
+                    }
+                    _ => exceeded = true,
+                }
+            }
+        }
+        if q.limit_time_seconds > 0 {
+            let limit = q.limit_time_seconds as u64;
+            let md = sub.mark_delete().await.unwrap_or(ml.first_position());
+            let Some(published) = oldest_backlog_publish_time(t, md).await? else {
+                continue;
+            };
+            let age_ms = now_ms().saturating_sub(published);
+            if age_ms <= limit.saturating_mul(1000) {
+                continue;
+            }
+            match q.policy {
+                BacklogQuotaPolicy::ConsumerBacklogEviction => {
+                    if crate::admin::topics::expire_older_than(t, &sub, limit).await? {
+                        info!(topic = %t.name, sub = sub.name(), limit_time_seconds = limit, "backlog quota: evicted messages past the time limit");
+                    }
+                }
+                _ => exceeded = true,
+            }
+        }
+    }
+    Ok(exceeded)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Applies `p` to one live topic.
 pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
     if let Some(ttl) = p.message_ttl_seconds.filter(|v| *v > 0) {
@@ -140,36 +217,17 @@ pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
     }
 
     let mut exceeded = false;
-    if let Some(q) = p.backlog_quota.filter(|q| q.limit_size >= 0) {
-        let limit = q.limit_size as u64;
-        let avg = avg_entry_size(t);
-        let ml = t.ledger();
-        for sub in t.durable_subscriptions().await {
-            let md = sub.mark_delete().await.unwrap_or(ml.first_position());
-            let backlog = ml.entries_after(md);
-            if backlog.saturating_mul(avg) <= limit {
-                continue;
-            }
-            match q.policy {
-                BacklogQuotaPolicy::ConsumerBacklogEviction => {
-                    let keep = limit / avg;
-                    let mut pos = md;
-                    for _ in 0..backlog - keep {
-                        match ml.next_position(pos) {
-                            Some(n) => pos = n,
-                            None => break,
-                        }
-                    }
-                    let target = ml.next_position(pos).unwrap_or(LATEST);
-                    sub.seek(SeekTarget::Position(target)).await?;
-                    info!(topic = %t.name, sub = sub.name(), evicted = backlog - keep, "backlog quota: evicted the oldest entries");
-                }
-                _ => exceeded = true,
-            }
-        }
+    if let Some(q) = p.backlog_quota {
+        exceeded = enforce_backlog_quota(t, &q).await?;
     }
     if t.quota_exceeded.swap(exceeded, Ordering::AcqRel) != exceeded {
         debug!(topic = %t.name, exceeded, "backlog quota state changed");
+        if exceeded
+            && p.backlog_quota.map(|q| q.policy) == Some(BacklogQuotaPolicy::ProducerRequestHold)
+        {
+            let n = t.disconnect_producers();
+            info!(topic = %t.name, producers = n, "backlog quota exceeded: holding producers");
+        }
     }
 
     t.set_publish_rate(p.publish_rate.map(|r| (r.messages, r.bytes)));

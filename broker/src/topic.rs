@@ -228,6 +228,24 @@ impl Topic {
         }
     }
 
+    /// Closes every producer from the broker side (CLOSE_PRODUCER): clients reconnect and go
+    /// through producer admission again (backlog quota `producer_request_hold`: they are
+    /// refused with a retryable error while the quota is exceeded and keep their pending
+    /// messages, i.e. the sends are held).
+    pub fn disconnect_producers(&self) -> usize {
+        let mut p = self.producers.lock();
+        let n = p.by_key.len();
+        for (_, e) in p.by_key.drain() {
+            let _ = e.out.send(Frame::simple(commands::close_producer(
+                e.producer_id,
+                0,
+                None,
+            )));
+            self.metrics.producers.dec();
+        }
+        n
+    }
+
     /// Number of producers connected.
     pub fn producer_count(&self) -> usize {
         self.producers.lock().by_key.len()

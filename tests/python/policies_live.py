@@ -99,13 +99,19 @@ rest(
 )
 
 
+def producer_refused_on(topic):
+    def f():
+        try:
+            c.create_producer(topic, send_timeout_millis=2000).close()
+            return False
+        except Exception as e:  # noqa: BLE001
+            check("Quota" in type(e).__name__ or "quota" in str(e).lower() or "Timeout" in type(e).__name__, f"wrong error {type(e).__name__}: {e}")
+            return True
+    return f
+
+
 def producer_refused():
-    try:
-        c.create_producer(t).close()
-        return False
-    except Exception as e:  # noqa: BLE001
-        check("Quota" in type(e).__name__ or "quota" in str(e).lower(), f"wrong error {type(e).__name__}: {e}")
-        return True
+    return producer_refused_on(t)()
 
 
 eventually("new producers refused over quota", producer_refused)
@@ -116,6 +122,49 @@ c.subscribe(t, "s")
 rest("POST", t.replace("persistent://", "/admin/v2/persistent/") + "/subscription/s/skip_all")
 eventually("producers admitted under quota", lambda: not producer_refused())
 print("backlog quota producer_exception: ok")
+
+# backlog quota: producer_request_hold — sends are held (not failed) while over the quota and
+# go through once the backlog is consumed
+ns = namespace()
+t = f"persistent://{ns}/hold"
+c.subscribe(t, "s").close()
+p = c.create_producer(t, batching_enabled=False, send_timeout_millis=60000)
+for i in range(5):
+    p.send(b"h" * 100)
+rest(
+    "POST",
+    f"/admin/v2/namespaces/{ns}/backlogQuota?backlogQuotaType=destination_storage",
+    {"limitSize": 200, "limitTime": -1, "policy": "producer_request_hold"},
+)
+eventually("new producers refused over quota (hold)", producer_refused_on(t))
+held = []
+p.send_async(b"held", lambda res, mid: held.append(str(res)))
+time.sleep(3)
+check(held == [], f"a send went through while the quota was exceeded: {held}")
+rest("POST", t.replace("persistent://", "/admin/v2/persistent/") + "/subscription/s/skip_all")
+eventually("the held send completes once under quota", lambda: held != [], timeout=30)
+check(held in (["Ok"], ["Result.Ok"]), f"held send result {held}")
+p.close()
+print("backlog quota producer_request_hold: ok (send held, then delivered)")
+
+# backlog quota by message age (backlogQuotaType=message_age) with consumer_backlog_eviction
+ns = namespace()
+t = f"persistent://{ns}/age"
+c.subscribe(t, "s").close()
+p = c.create_producer(t, batching_enabled=False)
+for i in range(4):
+    p.send(b"old")
+time.sleep(3)
+rest(
+    "POST",
+    f"/admin/v2/namespaces/{ns}/backlogQuota?backlogQuotaType=message_age",
+    {"limitSize": -1, "limitTime": 2, "policy": "consumer_backlog_eviction"},
+)
+eventually("messages older than the age limit are evicted", lambda: backlog(t, "s") == 0)
+p.send(b"fresh")
+check(backlog(t, "s") == 1, "a fresh message stays")
+p.close()
+print("backlog quota message_age eviction: ok")
 
 # backlog quota: consumer_backlog_eviction
 ns = namespace()

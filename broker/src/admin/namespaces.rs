@@ -360,21 +360,35 @@ async fn set_policy(
             Box::new(move |p| p.message_ttl_seconds = (v > 0).then_some(v))
         }
         "backlogQuota" => {
-            if q.backlog_quota_type
-                .as_deref()
-                .is_some_and(|t| t != "destination_storage")
-            {
-                return Err(ApiError::precondition(
-                    "only backlogQuotaType=destination_storage is supported",
-                ));
-            }
-            let b: QuotaBody = parse_body(&body)?;
-            let quota = BacklogQuota {
-                limit_size: b.limit_size,
-                limit_time_seconds: b.limit_time,
-                policy: b.policy,
+            // One quota holds both limits: `destination_storage` sets the size limit,
+            // `message_age` the time limit; the policy is shared.
+            let age = match q.backlog_quota_type.as_deref() {
+                None | Some("destination_storage") => false,
+                Some("message_age") => true,
+                Some(other) => {
+                    return Err(ApiError::precondition(format!(
+                        "unknown backlogQuotaType {other:?} (destination_storage or message_age)"
+                    )));
+                }
             };
-            Box::new(move |p| p.backlog_quota = Some(quota))
+            let b: QuotaBody = parse_body(&body)?;
+            Box::new(move |p| {
+                let mut quota = p.backlog_quota.unwrap_or(BacklogQuota {
+                    limit_size: -1,
+                    limit_time_seconds: -1,
+                    policy: b.policy,
+                });
+                quota.policy = b.policy;
+                if age {
+                    quota.limit_time_seconds = b.limit_time;
+                } else {
+                    quota.limit_size = b.limit_size;
+                    if b.limit_time >= 0 {
+                        quota.limit_time_seconds = b.limit_time;
+                    }
+                }
+                p.backlog_quota = Some(quota);
+            })
         }
         "persistence" => {
             let b: PersistenceBody = parse_body(&body)?;
@@ -463,7 +477,7 @@ async fn remove_policy(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn parse_actions(body: &str) -> ApiResult<BTreeSet<AuthAction>> {
+pub(super) fn parse_actions(body: &str) -> ApiResult<BTreeSet<AuthAction>> {
     let names: Vec<String> = parse_body(body)?;
     names
         .iter()

@@ -62,6 +62,11 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
         .route(&format!("{S}/position/{{n}}"), get(peek))
         .route(&format!("{T}/ledger/{{l}}/entry/{{e}}"), get(message_by_id))
         .route(&format!("{T}/lastMessageId"), get(last_message_id))
+        .route(&format!("{T}/permissions"), get(get_permissions))
+        .route(
+            &format!("{T}/permissions/{{role}}"),
+            post(grant_permission).delete(revoke_permission),
+        )
         .route(
             &format!("{T}/compaction"),
             put(compact).get(compaction_status),
@@ -796,4 +801,80 @@ async fn compaction_status(
         .await?;
     existing(&s, &n).await?;
     Ok(Json(json!({ "status": "NOT_RUN", "lastError": NO_COMPACTION })).into_response())
+}
+
+/// `GET .../permissions`: role -> actions on this topic (namespace grants merged with the
+/// topic's own, as Pulsar answers).
+async fn get_permissions(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+) -> ApiResult<Json<Value>> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::GetTopicPermissions, &n, None)
+        .await?;
+    let Some(p) = s.policies(&t, &ns).await? else {
+        return Err(ApiError::not_found("Namespace does not exist"));
+    };
+    let mut out = p.auth_policies.namespace_auth.clone();
+    if let Some(roles) = p.auth_policies.destination_auth.get(&n.to_string()) {
+        for (role, actions) in roles {
+            out.entry(role.clone())
+                .or_default()
+                .extend(actions.iter().cloned());
+        }
+    }
+    Ok(Json(json!(out)))
+}
+
+/// `POST .../permissions/{role}` with a JSON list of actions (`["produce","consume"]`).
+async fn grant_permission(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, role)): SubPathArgs,
+    body: String,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::GrantRevokeTopicPermission, &n, None)
+        .await?;
+    let actions = super::namespaces::parse_actions(&body)?;
+    let key = n.to_string();
+    s.update_policies(&t, &ns, |p| {
+        p.auth_policies
+            .destination_auth
+            .entry(key.clone())
+            .or_default()
+            .insert(role.clone(), actions.clone());
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE .../permissions/{role}`: removes the role's topic-level grant.
+async fn revoke_permission(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp, role)): SubPathArgs,
+) -> ApiResult<StatusCode> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::GrantRevokeTopicPermission, &n, None)
+        .await?;
+    let key = n.to_string();
+    let found = std::sync::atomic::AtomicBool::new(false);
+    s.update_policies(&t, &ns, |p| {
+        if let Some(roles) = p.auth_policies.destination_auth.get_mut(&key) {
+            let removed = roles.remove(&role).is_some();
+            found.store(removed, std::sync::atomic::Ordering::Relaxed);
+            if roles.is_empty() {
+                p.auth_policies.destination_auth.remove(&key);
+            }
+        }
+    })
+    .await?;
+    if !found.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::precondition(format!(
+            "Permissions are not set at the topic level for role {role}"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
