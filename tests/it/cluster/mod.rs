@@ -1,9 +1,14 @@
 //! Cluster-mode tests: a sandbox of real processes on loopback — etcd, `strata bookie` nodes
 //! started with `--metadata etcd://...` — and tests of registration and `strata init-cluster`.
 
+mod bookie_loss;
+mod broker_failover;
+mod etcd_outage;
 mod init_cluster;
 pub mod proxy;
 mod registration;
+mod rolling_restart;
 pub mod sandbox;
+mod split_brain;
 pub mod workload;
 mod workload_smoke;

@@ -154,6 +154,23 @@ impl Py {
         }
     }
 
+    /// Waits for it to exit, at most `timeout`: `Some(success)`, or `None` (killed) on timeout.
+    pub async fn wait_status(&mut self, timeout: Duration) -> Option<bool> {
+        let started = Instant::now();
+        loop {
+            let c = self.child.as_mut()?;
+            if let Some(st) = c.try_wait().unwrap() {
+                self.child = None;
+                return Some(st.success());
+            }
+            if started.elapsed() > timeout {
+                self.kill();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILLs it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

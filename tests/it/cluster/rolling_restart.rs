@@ -1,0 +1,102 @@
+//! Acceptance (issue 5, point 6): rolling restart of both brokers under load. Producers at a fixed
+//! rate (open loop, so latency is meaningful) and a consumer run while each broker in turn gets
+//! SIGTERM (graceful: releases its bundles, the other broker takes over), is started again and
+//! becomes ready. Zero acknowledged loss is asserted; publish latency p50/p99 during the restarts
+//! versus steady state, the longest gap between acks and duplicates are reported.
+
+use std::time::Duration;
+
+use super::sandbox::{BrokerOptions, Sandbox};
+use super::workload::{self, ProduceSpec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_of_all_brokers_under_load() {
+    let Some(py) = workload::python() else { return };
+    let mut sb = Sandbox::start_cluster(3, 2, BrokerOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let topics = vec![
+        workload::topic("roll-a"),
+        workload::topic("roll-b"),
+        workload::topic("roll-c"),
+    ];
+    let stop_consumer = dir.path().join("stop-consumer");
+    let stop_producer = dir.path().join("stop-producer");
+    let url = sb.service_url();
+    let mut consumer = workload::consume(
+        &py,
+        dir.path(),
+        "consumer",
+        &url,
+        &topics,
+        "rolling",
+        &stop_consumer,
+        5.0,
+        240,
+    );
+    let spec = ProduceSpec {
+        topics: topics.clone(),
+        count: 1_000_000,
+        batching: true,
+        rate: 1500.0,
+        max_secs: 180,
+        stop_file: Some(stop_producer.clone()),
+        ..Default::default()
+    };
+    let mut producer = workload::produce(&py, dir.path(), "producer", &url, &spec);
+    producer
+        .wait_count("ack", 1_500, Duration::from_secs(120))
+        .await;
+    // Steady state for 10 s.
+    let steady_from = workload::now();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let restart_from = workload::now();
+    let mut steps = vec![];
+    for i in 0..sb.brokers.len() {
+        let t0 = workload::now();
+        let stop_took = sb.stop_broker(i).await;
+        sb.start_broker(i).await;
+        let ready_after = workload::now() - t0;
+        steps.push(format!(
+            "broker {i}: SIGTERM exit {:.1} s, ready again {ready_after:.1} s",
+            stop_took.as_secs_f64()
+        ));
+        // Let clients settle on the other broker before the next one goes.
+        let acks = producer.count("ack");
+        producer
+            .wait_count("ack", acks + 1_500, Duration::from_secs(60))
+            .await;
+    }
+    let restart_to = workload::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    workload::touch(&stop_producer);
+    producer.wait(Duration::from_secs(120)).await;
+    workload::touch(&stop_consumer);
+    consumer.wait(Duration::from_secs(120)).await;
+
+    let produced = producer.records();
+    let received = consumer.records();
+    let a = workload::analyse(&produced, &received);
+    let pct = |from, to, q| {
+        workload::latency_percentile(&produced, from, to, q)
+            .map_or("n/a".to_owned(), |v| format!("{v:.1} ms"))
+    };
+    let (gap, gap_at) = workload::max_ack_gap(&produced, restart_from, restart_to);
+    eprintln!(
+        "RESULT: rolling restart ({}): publish latency steady p50 {} p99 {} vs during restarts \
+         p50 {} p99 {} ({:.0} s window); longest ack gap during restarts {:.1} s (at +{:.1} s); \
+         {} acked, failed sends {:?}; consumer {}",
+        steps.join("; "),
+        pct(steady_from, restart_from, 0.5),
+        pct(steady_from, restart_from, 0.99),
+        pct(restart_from, restart_to, 0.5),
+        pct(restart_from, restart_to, 0.99),
+        restart_to - restart_from,
+        gap.as_secs_f64(),
+        gap_at - restart_from,
+        a.acked,
+        workload::failure_reasons(&produced),
+        a.report
+    );
+    a.assert_safe("rolling restart");
+    assert_eq!(workload::first_delivery_regressions(&received), 0);
+}
