@@ -16,11 +16,13 @@
 //!    the segment is in its stripe, BookKeeper #2612/#2908). When neither can be established the
 //!    recovery fails (retryable) rather than truncating the ledger.
 //! 4. Every recovered entry is written back to its full write set with recovery adds (accepted
-//!    on fenced ledgers when the master key matches; a duplicate is a success); at least Qa
-//!    copies per entry are required.
+//!    on fenced ledgers when the master key matches; a duplicate is a success). A bookie that
+//!    fails there is replaced by a spare (new segment from the first recovered entry, committed
+//!    by CAS while the ledger is in recovery) and the entries are written again; without a spare
+//!    at least Qa copies per entry are required.
 //! 5. The metadata is closed (CAS) at the last recovered entry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -82,7 +84,7 @@ pub(crate) async fn recover(
     let start = (max_lac + 1).max(r.seg_first as i64) as u64;
     let trusted = r.trusted(&replies, max_lac);
     let recovered = r.read_forward(start, &trusted).await?;
-    r.write_back(&recovered, max_lac).await?;
+    r.write_back_all(meta, start, &recovered, max_lac).await?;
     let last = match recovered.last() {
         Some((e, _)) => Some(*e),
         None => start.checked_sub(1),
@@ -294,21 +296,132 @@ impl<'a> Recovery<'a> {
         ))
     }
 
-    /// Writes every recovered entry to its full write set (recovery adds); each needs at least
-    /// Qa copies.
-    async fn write_back(&self, entries: &[(u64, Bytes)], lac: i64) -> Result<(), StorageError> {
-        let results: Vec<Result<(), StorageError>> = futures::stream::iter(entries.to_vec())
-            .map(|(entry, data)| self.write_entry(entry, data, lac))
+    /// Writes every recovered entry to its full write set (recovery adds). A bookie that fails
+    /// is replaced (when a spare exists) in a new segment from `start` committed to the metadata
+    /// (CAS, while the ledger is in recovery), and the entries are written again; in the end each
+    /// needs at least Qa copies.
+    async fn write_back_all(
+        &self,
+        meta: &MetaClient,
+        start: u64,
+        entries: &[(u64, Bytes)],
+        lac: i64,
+    ) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let ledger = self.ledger;
+        let mut ensemble = self.bookies.clone();
+        let mut avoid = BTreeSet::new();
+        for _ in 0..=self.bookies.len() {
+            let failed = self.write_back(&ensemble, entries, lac).await;
+            if failed.is_empty() {
+                return Ok(());
+            }
+            avoid.extend(failed.iter().cloned());
+            let mut changed = false;
+            for f in &failed {
+                let Some(idx) = ensemble.iter().position(|b| b == f) else {
+                    continue;
+                };
+                match self.pool.replacement(&ensemble, f, &avoid).await? {
+                    Some(r) => {
+                        info!(ledger, replaced = %f, by = %r, from_entry = start, "recovery ensemble change");
+                        ensemble[idx] = r;
+                        changed = true;
+                    }
+                    None => {
+                        warn!(ledger, bookie = %f, "no bookie to replace a failed bookie during recovery")
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+            let seg = ensemble.clone();
+            meta.update_ledger(LedgerId(ledger), move |mut m| {
+                if m.state != LedgerState::InRecovery {
+                    return Err(strata_meta::MetaError::InvalidArgument(
+                        "ledger no longer in recovery".into(),
+                    ));
+                }
+                match m.ensembles.last_mut() {
+                    Some(last) if last.first_entry.0 >= start => last.bookies = seg.clone(),
+                    _ => m.ensembles.push(strata_meta::model::EnsembleSegment {
+                        first_entry: EntryId(start),
+                        bookies: seg.clone(),
+                    }),
+                }
+                Ok(Some(m))
+            })
+            .await
+            .map_err(map_meta)?;
+        }
+        // No (more) spares: every entry needs an ack quorum of copies.
+        let qa = self.qa;
+        let short: Vec<u64> = futures::stream::iter(entries.to_vec())
+            .map(|(entry, _)| {
+                let ensemble = &ensemble;
+                async move { (entry, self.copies(ensemble, entry).await) }
+            })
+            .buffered(RECOVERY_BATCH as usize)
+            .filter_map(|(e, n)| async move { (n < qa).then_some(e) })
+            .collect()
+            .await;
+        if let Some(e) = short.first() {
+            return Err(StorageError::Unavailable(format!(
+                "ledger {ledger}: entry {e} could not be written back to an ack quorum ({qa})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// How many bookies of `entry`'s write set in `ensemble` hold it.
+    async fn copies(&self, ensemble: &[BookieId], entry: u64) -> usize {
+        let timeout = self.pool.timeouts.request;
+        let reads = write_set(ensemble, entry, self.qw).into_iter().map(|b| {
+            let client = self.pool.client(&b);
+            async move {
+                let Ok(c) = client else { return false };
+                matches!(
+                    tokio::time::timeout(timeout, c.read_entry(self.ledger, entry)).await,
+                    Ok(Ok(_))
+                )
+            }
+        });
+        futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count()
+    }
+
+    /// Writes `entries` to their write sets in `ensemble`; the bookies that failed a write.
+    async fn write_back(
+        &self,
+        ensemble: &[BookieId],
+        entries: &[(u64, Bytes)],
+        lac: i64,
+    ) -> BTreeSet<BookieId> {
+        let failed: Vec<Vec<BookieId>> = futures::stream::iter(entries.to_vec())
+            .map(|(entry, data)| self.write_entry(ensemble, entry, data, lac))
             .buffered(RECOVERY_BATCH as usize)
             .collect()
             .await;
-        results.into_iter().collect()
+        failed.into_iter().flatten().collect()
     }
 
-    async fn write_entry(&self, entry: u64, data: Bytes, lac: i64) -> Result<(), StorageError> {
+    /// Writes one entry to its write set in `ensemble`; the bookies that failed.
+    async fn write_entry(
+        &self,
+        ensemble: &[BookieId],
+        entry: u64,
+        data: Bytes,
+        lac: i64,
+    ) -> Vec<BookieId> {
         let ledger = self.ledger;
         let timeout = self.pool.timeouts.request;
-        let ws = write_set(&self.bookies, entry, self.qw);
+        let ws = write_set(ensemble, entry, self.qw);
         let writes = ws.iter().map(|b| {
             let client = self.pool.client(b);
             let (key, data) = (self.key.clone(), data.clone());
@@ -324,19 +437,13 @@ impl<'a> Recovery<'a> {
             }
         });
         let results = futures::future::join_all(writes).await;
-        let mut ok = 0;
-        for (b, r) in ws.iter().zip(results) {
-            match r {
-                Ok(()) => ok += 1,
-                Err(e) => warn!(ledger, entry, bookie = %b, error = %e, "recovery add failed"),
+        let mut failed = Vec::new();
+        for (b, r) in ws.into_iter().zip(results) {
+            if let Err(e) = r {
+                warn!(ledger, entry, bookie = %b, error = %e, "recovery add failed");
+                failed.push(b);
             }
         }
-        if ok < self.qa {
-            return Err(StorageError::Unavailable(format!(
-                "ledger {ledger}: entry {entry} written back to {ok} bookies, ack quorum is {}",
-                self.qa
-            )));
-        }
-        Ok(())
+        failed
     }
 }
