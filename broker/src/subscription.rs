@@ -122,6 +122,7 @@ enum Cmd {
     Redeliver(u64, Option<Vec<Position>>),
     Seek(SeekTarget, oneshot::Sender<Result<()>>),
     Stats(u64, oneshot::Sender<Option<ConsumerStats>>),
+    AllStats(oneshot::Sender<Vec<ConsumerStats>>),
     MarkDelete(oneshot::Sender<Position>),
     AckSeq(oneshot::Sender<u64>),
     Snapshot(oneshot::Sender<(u64, CursorSnapshot)>),
@@ -396,6 +397,15 @@ impl Subscription {
         rx.await.ok().flatten()
     }
 
+    /// Statistics of every attached consumer (admin topic stats).
+    pub async fn consumer_stats(&self) -> Vec<ConsumerStats> {
+        let (tx, rx) = oneshot::channel();
+        if self.send(Cmd::AllStats(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// Sets the dispatch rate limit `(messages, bytes)` per second (`None`: unlimited).
     pub fn set_dispatch_rate(&self, limit: Option<(i64, i64)>) {
         let _ = self.send(Cmd::SetDispatchRate(limit));
@@ -613,6 +623,18 @@ fn view(data: Bytes) -> Option<EntryView> {
 }
 
 impl Actor {
+    fn consumer_stats_of(c: &Consumer, backlog: u64) -> ConsumerStats {
+        ConsumerStats {
+            name: c.spec.name.clone(),
+            permits: c.permits,
+            unacked: c.unacked.len() as u64,
+            backlog,
+            msg_out: c.msg_out,
+            sub_type: format!("{:?}", c.spec.sub_type),
+            address: c.spec.address.clone(),
+        }
+    }
+
     async fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         debug!(topic = %self.topic, sub = %self.name, md = %self.acks.mark_delete(), "subscription started");
         loop {
@@ -787,15 +809,16 @@ impl Actor {
                     .consumers
                     .iter()
                     .find(|c| c.spec.key == key)
-                    .map(|c| ConsumerStats {
-                        name: c.spec.name.clone(),
-                        permits: c.permits,
-                        unacked: c.unacked.len() as u64,
-                        backlog,
-                        msg_out: c.msg_out,
-                        sub_type: format!("{:?}", c.spec.sub_type),
-                        address: c.spec.address.clone(),
-                    });
+                    .map(|c| Self::consumer_stats_of(c, backlog));
+                let _ = reply.send(st);
+            }
+            Cmd::AllStats(reply) => {
+                let backlog = self.ml.entries_after(self.acks.mark_delete());
+                let st = self
+                    .consumers
+                    .iter()
+                    .map(|c| Self::consumer_stats_of(c, backlog))
+                    .collect();
                 let _ = reply.send(st);
             }
             Cmd::MarkDelete(reply) => {

@@ -475,3 +475,52 @@ fn subscriptions_cursors_and_messages() {
     );
     assert_eq!(ok_json(hp, &format!("{t}/subscriptions")), json!(["early"]));
 }
+
+/// Topic stats list the consumers attached to each subscription (name, permits, unacked,
+/// counters) and the subscription type.
+#[test]
+fn stats_list_live_consumers() {
+    let node = Standalone::start();
+    let hp = node.http_port;
+    let t = "/admin/v2/persistent/public/default/live-stats";
+    expect(hp, "PUT", t, "", 204);
+    let mut consumer = Command::new(strata_bin())
+        .args(["consume", "persistent://public/default/live-stats", "-u"])
+        .arg(node.url())
+        .args(["-s", "watch", "-t", "shared", "-n", "1000000"])
+        .env("STRATA_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn strata consume");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let st = loop {
+        let st = ok_json(hp, &format!("{t}/stats"));
+        if st["subscriptions"]["watch"]["consumers"]
+            .as_array()
+            .is_some_and(|c| c.len() == 1)
+        {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no consumer listed: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = consumer.kill();
+    let _ = consumer.wait();
+    let sub = &st["subscriptions"]["watch"];
+    assert_eq!(sub["type"], json!("Shared"), "{st}");
+    let c = &sub["consumers"][0];
+    assert!(
+        c["consumerName"].as_str().is_some_and(|n| !n.is_empty()),
+        "{st}"
+    );
+    assert!(
+        c["availablePermits"].as_i64().is_some_and(|p| p > 0),
+        "{st}"
+    );
+    assert_eq!(c["unackedMessages"], json!(0), "{st}");
+}

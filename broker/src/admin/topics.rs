@@ -274,13 +274,31 @@ async fn topic_stats_json(t: &Topic) -> Value {
     let mut backlog_total = 0;
     for (sub, durable, md, backlog) in t.subscription_stats().await {
         backlog_total += backlog;
+        let stats = match t.get_subscription(&sub).await {
+            Some(x) => x.consumer_stats().await,
+            None => Vec::new(),
+        };
+        let sub_type = stats.first().map(|c| c.sub_type.clone());
+        let consumers: Vec<Value> = stats
+            .into_iter()
+            .map(|c| {
+                json!({
+                    "consumerName": c.name,
+                    "availablePermits": c.permits,
+                    "unackedMessages": c.unacked,
+                    "msgOutCounter": c.msg_out,
+                    "address": c.address,
+                })
+            })
+            .collect();
         subs.insert(
             sub,
             json!({
                 "msgBacklog": backlog,
                 "isDurable": durable,
                 "markDeletePosition": md.map(|p| p.to_string()),
-                "consumers": [],
+                "type": sub_type,
+                "consumers": consumers,
             }),
         );
     }
