@@ -2,7 +2,9 @@
 
 Each policy is set through the admin REST API on a namespace whose topic is already live, and
 its effect must be visible within seconds: max producers/consumers (ProducerBusy/ConsumerBusy),
-message TTL (backlog expires), backlog quota producer_exception (producers and sends refused)
+message TTL (backlog expires), backlog quota producer_exception (producers and sends refused),
+producer_request_hold (sends held until under quota), message_age eviction, retention (consumed
+ledgers trimmed or kept), publish and dispatch rates (throttled, nothing lost)
 and consumer_backlog_eviction (backlog evicted).
 """
 import json
@@ -183,6 +185,36 @@ eventually("eviction trims the backlog under the quota", lambda: backlog(t, "s")
 p.send(b"still-works")
 p.close()
 print("backlog quota consumer_backlog_eviction: ok")
+
+
+# retention: fully consumed ledgers are deleted past the retention limits (time 0 / size 0),
+# kept with infinite retention (-1 / -1)
+def ledgers_after_consumed_rollover(retention):
+    ns_ = namespace()
+    rest("POST", f"/admin/v2/namespaces/{ns_}/retention", retention)
+    topic = f"persistent://{ns_}/ret"
+    admin = topic.replace("persistent://", "/admin/v2/persistent/")
+    sub = c.subscribe(topic, "s")
+    p = c.create_producer(topic, batching_enabled=False)
+    for round_ in range(2):
+        for i in range(5):
+            p.send(f"ret{round_}-{i}".encode())
+        for i in range(5):
+            sub.acknowledge(sub.receive(timeout_millis=10_000))
+        if round_ == 0:
+            rest("PUT", f"{admin}/unload")  # closes the ledger; clients reconnect to a new one
+    time.sleep(3)  # cursor flush + a policy pass
+    ledgers = rest("GET", f"{admin}/internalStats")["ledgers"]
+    p.close()
+    sub.close()
+    return len(ledgers)
+
+
+kept = ledgers_after_consumed_rollover({"retentionTimeInMinutes": -1, "retentionSizeInMB": -1})
+trimmed = ledgers_after_consumed_rollover({"retentionTimeInMinutes": 0, "retentionSizeInMB": 0})
+print(f"retention: {kept} ledgers kept with infinite retention, {trimmed} with none")
+check(kept >= 2, f"infinite retention keeps consumed ledgers ({kept})")
+check(trimmed < kept, f"zero retention trims consumed ledgers ({trimmed} vs {kept})")
 
 
 # publish rate: throttled, not dropped (compared with an unlimited namespace in the same run)
