@@ -29,6 +29,8 @@ pub struct Metrics {
     pub read_latency: Histogram,
     /// Journal write + fdatasync latency per group commit.
     pub journal_sync_latency: Histogram,
+    /// How long the oldest record of a group commit waited in the journal queue.
+    pub journal_queue_latency: Histogram,
     /// Records per group commit.
     pub journal_batch_records: Histogram,
     /// Time from a commit's fdatasync until the applier put it into the state (off the add ack path).
@@ -78,6 +80,7 @@ impl Metrics {
             read_bytes: Counter::default(),
             read_latency: lat(),
             journal_sync_latency: lat(),
+            journal_queue_latency: lat(),
             journal_batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             journal_apply_latency: lat(),
             journal_bytes: Counter::default(),
@@ -133,6 +136,11 @@ impl Metrics {
             "bookie_journal_sync_latency_seconds",
             "Journal write + fdatasync latency per group commit",
             m.journal_sync_latency.clone(),
+        );
+        r.register(
+            "bookie_journal_queue_latency_seconds",
+            "Time the oldest record of a group commit waited in the journal queue",
+            m.journal_queue_latency.clone(),
         );
         r.register(
             "bookie_journal_apply_latency_seconds",

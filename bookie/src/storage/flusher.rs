@@ -60,6 +60,7 @@ const TRASH_STEP: u64 = 8 << 20;
 pub(super) struct Recovered {
     pub ledgers: std::collections::HashMap<u64, Ledger>,
     pub deleted: HashSet<u64>,
+    pub tombstones: super::Tombstones,
     /// Replayed entries the flush after recovery could not write (a full disk), else empty.
     pub cache: Cache,
     pub index: std::collections::HashMap<u64, std::collections::BTreeMap<u64, Loc>>,
@@ -106,6 +107,11 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
                 )
             })
             .collect(),
+        // oldest first: the ids GC still had to keep, then the most recent deletes
+        tombstones: super::Tombstones::new(
+            cfg.deleted_ledgers_remembered,
+            ckpt.deleted.iter().copied(),
+        ),
         deleted: ckpt.deleted.into_iter().collect(),
         cache: Cache::default(),
         flushing: None,
@@ -203,6 +209,7 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
     Ok(Recovered {
         ledgers: st.ledgers,
         deleted: st.deleted,
+        tombstones: st.tombstones,
         cache: st.cache,
         index: st.index,
         segments: st.segments,
@@ -426,7 +433,14 @@ impl Flusher {
                         key: l.key.clone(),
                     })
                     .collect(),
-                deleted: s.deleted.iter().copied().collect(),
+                // older ids GC still keeps first, then the recent deletes, oldest first
+                deleted: s
+                    .deleted
+                    .iter()
+                    .filter(|l| !s.tombstones.contains(l))
+                    .chain(s.tombstones.iter())
+                    .copied()
+                    .collect(),
             }
         };
         let seq = self.ckpt_seq + 1;
@@ -610,9 +624,23 @@ pub(super) fn check_disk(shared: &Shared) {
     }
 }
 
+/// After GC: forgets the refused ids that are neither recent deletes nor held by a segment any
+/// more (`Admission::deleted_pinned` shrinks to `State::deleted`). Ids are moved there only after
+/// `deleted_ledgers_remembered` later deletes, long after their own delete was applied, so
+/// `State::deleted` has them until GC reclaimed their segments.
+fn prune_admission(shared: &Shared) {
+    let keep: HashSet<u64> = shared.state.lock().deleted.clone();
+    shared
+        .admission
+        .lock()
+        .deleted_pinned
+        .retain(|l| keep.contains(l));
+}
+
 /// The flusher thread's loop; returns after a final flush once the command channel closes.
 pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
     let cfg = shared.cfg.clone();
+    super::sys::background_thread(cfg.flusher_idle_io, cfg.background_nice);
     let m = shared.metrics.clone();
     let flush = |f: &mut Flusher, force: bool| {
         let r = f.flush(&shared.state, &cfg, &m, force);
@@ -650,6 +678,7 @@ pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
             }
             Ok(Cmd::Gc(tx)) => {
                 let r = flush(&mut f, true).and_then(|_| f.gc(&shared.state, &cfg, &m));
+                prune_admission(&shared);
                 let _ = tx.send(r);
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -673,6 +702,7 @@ pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
                 if let Err(e) = f.gc(&shared.state, &cfg, &m) {
                     tracing::warn!(error = %e, "garbage collection failed");
                 }
+                prune_admission(&shared);
             }
         }
     }

@@ -38,6 +38,7 @@ pub(super) type Applied = (
 /// here delays no add acknowledgement.
 pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
     let cfg = shared.cfg.clone();
+    super::sys::background_thread(false, cfg.background_nice);
     let m = shared.metrics.clone();
     let mut work: Vec<Applied> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -241,6 +242,10 @@ pub(super) fn run(
             batch.push(op);
         }
         let start = Instant::now();
+        if let Some(op) = batch.first() {
+            m.journal_queue_latency
+                .observe(start.duration_since(op.queued).as_secs_f64());
+        }
         let res = if shared.journal_failed.load(Ordering::Acquire) {
             Err(BookieError::ReadOnly {
                 reason: "journal failed".into(),

@@ -27,6 +27,7 @@
 mod flusher;
 mod journal;
 mod segments;
+mod sys;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -102,16 +103,68 @@ impl Cache {
     }
 }
 
+/// The most recently deleted ledger ids, at most `cap` of them (oldest forgotten first).
+#[derive(Debug, Default, Clone)]
+struct Tombstones {
+    set: HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+    cap: usize,
+}
+
+impl Tombstones {
+    /// Remembers `ids` (oldest first), keeping the last `cap`.
+    fn new(cap: usize, ids: impl IntoIterator<Item = u64>) -> Self {
+        let mut t = Self {
+            cap,
+            ..Self::default()
+        };
+        for id in ids {
+            t.insert(id);
+        }
+        t
+    }
+
+    /// Remembers `id`; returns the id forgotten to make room, if any.
+    fn insert(&mut self, id: u64) -> Option<u64> {
+        if !self.set.insert(id) {
+            return None;
+        }
+        self.order.push_back(id);
+        if self.order.len() > self.cap {
+            let old = self.order.pop_front()?;
+            self.set.remove(&old);
+            return Some(old);
+        }
+        None
+    }
+
+    fn contains(&self, id: &u64) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Oldest first.
+    fn iter(&self) -> impl Iterator<Item = &u64> {
+        self.order.iter()
+    }
+}
+
 /// One journal submission.
 struct JournalOp {
     rec: JournalRecord,
     done: oneshot::Sender<Result<(), BookieError>>,
+    /// When it was queued.
+    queued: Instant,
 }
 
 /// Everything in memory, behind one lock.
 struct State {
     ledgers: HashMap<u64, Ledger>,
+    /// Deleted ledgers whose entries may still be in segments (recovery skips their index
+    /// entries); pruned by GC once no segment holds them.
     deleted: HashSet<u64>,
+    /// The most recently applied deletes, persisted in checkpoints with `deleted` so that a restart
+    /// still refuses adds to them (see `Admission::deleted`).
+    tombstones: Tombstones,
     cache: Cache,
     flushing: Option<Arc<Cache>>,
     index: HashMap<u64, BTreeMap<u64, Loc>>,
@@ -124,14 +177,20 @@ struct State {
 /// the applier and the flusher hold.
 struct Admission {
     ledgers: HashMap<u64, (Bytes, bool)>,
-    deleted: HashSet<u64>,
+    /// Adds to these are refused: the most recent deletes, bounded
+    /// (`StorageConfig::deleted_ledgers_remembered`)...
+    deleted: Tombstones,
+    /// ... and older ones whose entries may still be in segments (`State::deleted` as of the last
+    /// GC), so that every id in `State::deleted` is refused here: an admitted add is always
+    /// applied.
+    deleted_pinned: HashSet<u64>,
     journal_tx: Option<std::sync::mpsc::Sender<JournalOp>>,
 }
 
 impl Admission {
     /// Checks the master key and deletion; creates the ledger if new. Returns whether it is fenced.
     fn check(&mut self, ledger: u64, key: &Bytes) -> Result<&mut bool, BookieError> {
-        if self.deleted.contains(&ledger) {
+        if self.deleted.contains(&ledger) || self.deleted_pinned.contains(&ledger) {
             return Err(BookieError::NoLedger { ledger });
         }
         let (k, fenced) = self
@@ -193,6 +252,7 @@ impl State {
 
     fn remove_ledger(&mut self, ledger: u64) {
         self.deleted.insert(ledger);
+        self.tombstones.insert(ledger);
         self.ledgers.remove(&ledger);
         self.cache.remove_ledger(ledger);
         if let Some(es) = self.index.remove(&ledger) {
@@ -322,7 +382,13 @@ impl Storage {
                 .iter()
                 .map(|(id, l)| (*id, (l.key.clone(), l.fenced)))
                 .collect(),
-            deleted: recovered.deleted.clone(),
+            deleted: recovered.tombstones.clone(),
+            deleted_pinned: recovered
+                .deleted
+                .iter()
+                .filter(|l| !recovered.tombstones.contains(l))
+                .copied()
+                .collect(),
             journal_tx: recovered.journal.is_some().then_some(jtx),
         };
         let shared = Arc::new(Shared {
@@ -330,6 +396,7 @@ impl Storage {
             state: Mutex::new(State {
                 ledgers: recovered.ledgers,
                 deleted: recovered.deleted,
+                tombstones: recovered.tombstones,
                 cache: recovered.cache,
                 flushing: None,
                 index: recovered.index,
@@ -507,8 +574,12 @@ impl Storage {
         let Some(jtx) = ad.journal_tx.as_ref() else {
             return Err(BookieError::ShuttingDown);
         };
-        jtx.send(JournalOp { rec, done: tx })
-            .map_err(|_| BookieError::ShuttingDown)?;
+        jtx.send(JournalOp {
+            rec,
+            done: tx,
+            queued: Instant::now(),
+        })
+        .map_err(|_| BookieError::ShuttingDown)?;
         Ok(rx)
     }
 
@@ -534,7 +605,11 @@ impl Storage {
         let rx = self.submit(
             JournalRecord::Delete { ledger },
             |ad| {
-                ad.deleted.insert(ledger);
+                if let Some(old) = ad.deleted.insert(ledger) {
+                    // forgotten as a recent delete; still refused while segments hold it (the
+                    // next GC drops it from here once they are reclaimed)
+                    ad.deleted_pinned.insert(old);
+                }
                 ad.ledgers.remove(&ledger);
                 Ok(())
             },
@@ -858,5 +933,22 @@ impl Storage {
 impl Drop for Storage {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tombstones;
+
+    #[test]
+    fn tombstones_keep_the_most_recent_ids() {
+        let mut t = Tombstones::new(3, [1, 2, 3]);
+        assert_eq!(t.insert(2), None);
+        assert_eq!(t.insert(4), Some(1));
+        assert_eq!(t.insert(5), Some(2));
+        assert!(!t.contains(&1) && !t.contains(&2));
+        assert_eq!(t.iter().copied().collect::<Vec<_>>(), vec![3, 4, 5]);
+        let t = Tombstones::new(2, [7, 8, 9]);
+        assert_eq!(t.iter().copied().collect::<Vec<_>>(), vec![8, 9]);
     }
 }

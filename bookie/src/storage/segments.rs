@@ -16,8 +16,9 @@ use crate::format::{FILE_HEADER_LEN, FRAME_HEADER_LEN, FormatError};
 
 use super::journal::fsync_dir;
 
-/// Segment bytes written (and synced) at a time while flushing.
-const WRITE_CHUNK: usize = 1 << 20;
+/// Segment bytes written at a time while flushing; each chunk's writeback is started at once and
+/// waited for after the next chunk was written (see [`super::sys`]).
+const WRITE_CHUNK: usize = 256 << 10;
 
 /// Where an entry is: segment, offset of its frame, frame length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +139,8 @@ pub(super) struct SegWriter {
     idx_len: u64,
     buf: Vec<u8>,
     pending: Vec<IndexEntry>,
+    /// The last chunk whose writeback was started and not yet waited for: `(offset, len)`.
+    writeback: Option<(u64, u64)>,
 }
 
 impl SegWriter {
@@ -168,6 +171,7 @@ impl SegWriter {
             idx_len: FILE_HEADER_LEN as u64,
             buf: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
             pending: vec![],
+            writeback: None,
         })
     }
 
@@ -189,11 +193,16 @@ impl SegWriter {
             len,
         });
         if self.buf.len() >= WRITE_CHUNK {
+            // bounded writeback: this chunk starts, the previous one is waited for, so a journal
+            // fdatasync on the same disk queues behind at most two chunks
+            let (off, n) = (self.len, self.buf.len() as u64);
             self.write_buf()?;
-            // sync each chunk: bounds the dirty data a journal fdatasync can queue behind
-            self.file
-                .sync_data()
-                .map_err(|e| BookieError::io("fdatasync segment", e))?;
+            super::sys::start(&self.file, off, n)
+                .map_err(|e| BookieError::io("start segment writeback", e))?;
+            if let Some((off, n)) = self.writeback.replace((off, n)) {
+                super::sys::wait(&self.file, off, n)
+                    .map_err(|e| BookieError::io("segment writeback", e))?;
+            }
         }
         Ok(Loc {
             seg: self.id,
@@ -222,6 +231,7 @@ impl SegWriter {
         self.file
             .sync_data()
             .map_err(|e| BookieError::io("fdatasync segment", e))?;
+        self.writeback = None;
         let mut out = Vec::new();
         for chunk in self.pending.chunks(index::MAX_BLOCK_ENTRIES) {
             index::encode_block(chunk, &mut out);
