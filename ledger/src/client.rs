@@ -85,6 +85,8 @@ pub trait BookieSource: Send + Sync + 'static {
     fn rack(&self, _id: &BookieId) -> Option<String> {
         None
     }
+    /// Makes sure [`Self::address`] knows `ids` if it can (e.g. refreshes a registry cache).
+    async fn learn(&self, _ids: &[BookieId]) {}
 }
 
 /// A fixed set of bookies with stable ids mapped to their current addresses (standalone: the
@@ -111,6 +113,8 @@ impl BookieSource for StaticBookies {
 pub struct RegisteredBookies {
     meta: MetaClient,
     known: Mutex<HashMap<BookieId, (String, Option<String>)>>,
+    /// When the registry was last read (unknown ids trigger at most one read a second).
+    refreshed: Mutex<Option<std::time::Instant>>,
 }
 
 impl RegisteredBookies {
@@ -119,12 +123,14 @@ impl RegisteredBookies {
         Self {
             meta,
             known: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(None),
         }
     }
 
     /// Every registered bookie now (read-only ones too); refreshes the addresses and racks.
     pub async fn registered(&self) -> Result<Vec<BookieInfo>, StorageError> {
         let all = self.meta.bookies().await.map_err(map_meta)?;
+        *self.refreshed.lock() = Some(std::time::Instant::now());
         let mut known = self.known.lock();
         for b in &all {
             known.insert(b.bookie_id.clone(), (b.address.clone(), b.rack.clone()));
@@ -155,6 +161,22 @@ impl BookieSource for RegisteredBookies {
     }
     fn rack(&self, id: &BookieId) -> Option<String> {
         self.known.lock().get(id).and_then(|(_, r)| r.clone())
+    }
+    async fn learn(&self, ids: &[BookieId]) {
+        let unknown = {
+            let known = self.known.lock();
+            ids.iter().any(|b| !known.contains_key(b))
+        };
+        let recent = self
+            .refreshed
+            .lock()
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        if unknown
+            && !recent
+            && let Err(e) = self.registered().await
+        {
+            warn!(error = %e, "cannot read the bookie registry");
+        }
     }
 }
 
@@ -191,6 +213,16 @@ impl Pool {
             timeouts,
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Makes sure the source can address every bookie `md` names.
+    pub(crate) async fn learn(&self, md: &LedgerMetadata) {
+        let ids: Vec<BookieId> = md
+            .ensembles
+            .iter()
+            .flat_map(|s| s.bookies.iter().cloned())
+            .collect();
+        self.source.learn(&ids).await;
     }
 
     pub(crate) fn client(&self, b: &BookieId) -> Result<BookieClient, StorageError> {
@@ -387,6 +419,7 @@ impl BookieLedgerStorage {
         first: u64,
         last: u64,
     ) -> Result<Vec<Bytes>, StorageError> {
+        self.pool.learn(md).await;
         let mut out = Vec::with_capacity((last.saturating_sub(first) + 1).min(1024) as usize);
         let qw = md.write_quorum as usize;
         let mut next = first;
@@ -650,6 +683,7 @@ impl LedgerStorage for BookieLedgerStorage {
             Some((m, _)) => m,
             None => return Ok(()),
         };
+        self.pool.learn(&md).await;
         let bookies: BTreeSet<BookieId> = md
             .ensembles
             .iter()

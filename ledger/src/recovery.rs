@@ -78,6 +78,7 @@ pub(crate) async fn recover(
     if md.state == LedgerState::Closed {
         return Ok(md.last_entry_id.map(|e| e.0));
     }
+    pool.learn(&md).await;
     let r = Recovery::new(pool, &md)?;
     let replies = r.fence().await?;
     let max_lac = replies.values().map(|r| r.lac).max().unwrap_or(-1);

@@ -568,3 +568,101 @@ async fn ensembles_and_replacements_spread_over_racks() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test]
+async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
+    use strata_ledger::autorecovery::{self, AutoRecoveryOptions};
+    tokio::time::timeout(TEST_LIMIT, async {
+        let mut c = Cluster::start(4).await;
+        c.register(&[]).await;
+        let q = Quorum {
+            ensemble: 3,
+            write: 2,
+            ack: 2,
+        };
+        let s = c.registered_client(q, "a");
+        // Closed ledgers (one empty), and an open one written to after the bookie died.
+        let mut ledgers = Vec::new();
+        for n in [30u64, 25, 0, 40] {
+            let w = s.create().await.unwrap();
+            for e in 0..n {
+                w.add(payload(e)).await.unwrap();
+            }
+            ledgers.push((w, n));
+        }
+        for (w, _) in &ledgers[..3] {
+            w.close().await.unwrap();
+        }
+        let dead = c.md(ledgers[0].0.ledger_id()).await.ensembles[0].bookies[0].clone();
+        let di = c.index(&dead);
+        c.stop(di).await;
+        let open = &ledgers[3].0;
+        for e in 40..60u64 {
+            assert_eq!(open.add(payload(e)).await.unwrap(), e);
+        }
+        ledgers[3].1 = 60;
+        let names_dead =
+            |md: &LedgerMetadata| md.ensembles.iter().any(|s| s.bookies.contains(&dead));
+        let mut before = 0;
+        for (w, _) in &ledgers {
+            before += usize::from(names_dead(&c.md(w.ledger_id()).await));
+        }
+        assert!(before >= 1);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(autorecovery::run(
+            c.meta.clone(),
+            Arc::new(RegisteredBookies::new(c.meta.clone())),
+            AutoRecoveryOptions {
+                grace: Duration::from_millis(500),
+                interval: Duration::from_millis(100),
+            },
+            cancel.clone(),
+        ));
+        // Wait until no ledger metadata names the dead bookie.
+        loop {
+            let mut any = false;
+            for (w, _) in &ledgers {
+                any |= names_dead(&c.md(w.ledger_id()).await);
+            }
+            if !any {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        // Every entry readable with the dead bookie gone, each on Qw live bookies of its
+        // segment's write set.
+        let reader = c.registered_client(q, "reader");
+        for (w, n) in &ledgers {
+            let l = w.ledger_id();
+            if *n == 0 {
+                continue;
+            }
+            assert_eq!(
+                reader.read(l, 0, n - 1).await.unwrap(),
+                (0..*n).map(payload).collect::<Vec<_>>(),
+                "ledger {l}"
+            );
+            let md = c.md(l).await;
+            for e in 0..*n {
+                let seg = md
+                    .ensembles
+                    .iter()
+                    .rev()
+                    .find(|s| s.first_entry.0 <= e)
+                    .unwrap();
+                let ws = write_set(&seg.bookies, e, 2);
+                assert!(!ws.contains(&dead));
+                assert_eq!(
+                    holders(&c, &ws, l, e, &payload(e)).await,
+                    2,
+                    "ledger {l} entry {e}: {md:?}"
+                );
+            }
+        }
+        c.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
