@@ -17,9 +17,9 @@
 //!    recovery fails (retryable) rather than truncating the ledger.
 //! 4. Every recovered entry is written back to its full write set with recovery adds (accepted
 //!    on fenced ledgers when the master key matches; a duplicate is a success). A bookie that
-//!    fails there is replaced by a spare (new segment from the first recovered entry, committed
-//!    by CAS while the ledger is in recovery) and the entries are written again; without a spare
-//!    at least Qa copies per entry are required.
+//!    fails there is replaced by a spare and the entries are written again; once they are on the
+//!    new ensemble it is committed as a new segment from the first recovered entry (CAS while the
+//!    ledger is in recovery). Without a spare at least Qa copies per entry are required.
 //! 5. The metadata is closed (CAS) at the last recovered entry.
 
 use std::collections::{BTreeSet, HashMap};
@@ -314,10 +314,12 @@ impl<'a> Recovery<'a> {
         let ledger = self.ledger;
         let mut ensemble = self.bookies.clone();
         let mut avoid = BTreeSet::new();
+        let mut complete = false;
         for _ in 0..=self.bookies.len() {
             let failed = self.write_back(&ensemble, entries, lac).await;
             if failed.is_empty() {
-                return Ok(());
+                complete = true;
+                break;
             }
             avoid.extend(failed.iter().cloned());
             let mut changed = false;
@@ -339,41 +341,47 @@ impl<'a> Recovery<'a> {
             if !changed {
                 break;
             }
-            let seg = ensemble.clone();
-            meta.update_ledger(LedgerId(ledger), move |mut m| {
-                if m.state != LedgerState::InRecovery {
-                    return Err(strata_meta::MetaError::InvalidArgument(
-                        "ledger no longer in recovery".into(),
-                    ));
-                }
-                match m.ensembles.last_mut() {
-                    Some(last) if last.first_entry.0 >= start => last.bookies = seg.clone(),
-                    _ => m.ensembles.push(strata_meta::model::EnsembleSegment {
-                        first_entry: EntryId(start),
-                        bookies: seg.clone(),
-                    }),
-                }
-                Ok(Some(m))
-            })
-            .await
-            .map_err(map_meta)?;
         }
-        // No (more) spares: every entry needs an ack quorum of copies.
-        let qa = self.qa;
-        let short: Vec<u64> = futures::stream::iter(entries.to_vec())
-            .map(|(entry, _)| {
-                let ensemble = &ensemble;
-                async move { (entry, self.copies(ensemble, entry).await) }
-            })
-            .buffered(RECOVERY_BATCH as usize)
-            .filter_map(|(e, n)| async move { (n < qa).then_some(e) })
-            .collect()
-            .await;
-        if let Some(e) = short.first() {
-            return Err(StorageError::Unavailable(format!(
-                "ledger {ledger}: entry {e} could not be written back to an ack quorum ({qa})"
-            )));
+        if !complete {
+            // No (more) spares: every entry needs an ack quorum of copies.
+            let qa = self.qa;
+            let short: Vec<u64> = futures::stream::iter(entries.to_vec())
+                .map(|(entry, _)| {
+                    let ensemble = &ensemble;
+                    async move { (entry, self.copies(ensemble, entry).await) }
+                })
+                .buffered(RECOVERY_BATCH as usize)
+                .filter_map(|(e, n)| async move { (n < qa).then_some(e) })
+                .collect()
+                .await;
+            if let Some(e) = short.first() {
+                return Err(StorageError::Unavailable(format!(
+                    "ledger {ledger}: entry {e} could not be written back to an ack quorum ({qa})"
+                )));
+            }
         }
+        if ensemble == self.bookies {
+            return Ok(());
+        }
+        // The recovered entries are on the new ensemble: commit it from the first of them.
+        let seg = ensemble.clone();
+        meta.update_ledger(LedgerId(ledger), move |mut m| {
+            if m.state != LedgerState::InRecovery {
+                return Err(strata_meta::MetaError::InvalidArgument(
+                    "ledger no longer in recovery".into(),
+                ));
+            }
+            match m.ensembles.last_mut() {
+                Some(last) if last.first_entry.0 >= start => last.bookies = seg.clone(),
+                _ => m.ensembles.push(strata_meta::model::EnsembleSegment {
+                    first_entry: EntryId(start),
+                    bookies: seg.clone(),
+                }),
+            }
+            Ok(Some(m))
+        })
+        .await
+        .map_err(map_meta)?;
         Ok(())
     }
 
