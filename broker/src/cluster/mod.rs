@@ -127,8 +127,9 @@ pub struct ClusterOwnership {
     bundles_cache: Mutex<HashMap<(String, String), (BundlesData, Instant)>>,
     /// Assignments handed out by this leader and maybe not acquired yet: (broker, when).
     pending: Mutex<Vec<(String, Instant)>>,
-    /// Bundles this leader moved, and when (not moved again for a while).
-    moved: Mutex<HashMap<NsBundle, Instant>>,
+    /// Bundles this leader moved: when, and to which broker (not moved again for a while, and
+    /// counted on their target meanwhile).
+    moved: Mutex<HashMap<NsBundle, (Instant, String, String)>>,
     leadership: tokio::sync::Mutex<Option<strata_meta::election::Leadership>>,
     is_leader: AtomicBool,
     stopping: AtomicBool,
@@ -775,9 +776,26 @@ impl ClusterOwnership {
         }
         let moved = {
             let mut m = self.moved.lock();
-            m.retain(|_, at| at.elapsed() < MOVED_COOLDOWN);
+            m.retain(|_, (at, _, _)| at.elapsed() < MOVED_COOLDOWN);
             m.clone()
         };
+        // Moves in flight (not executed yet, or the bundle not picked up yet) count on their
+        // target, so one imbalance is not corrected twice.
+        for (b, (_, from, to)) in &moved {
+            let holder = owned
+                .iter()
+                .find(|(_, v)| v.contains(b))
+                .map(|(k, _)| k.clone());
+            let in_flight = holder.as_ref().is_none_or(|h| h == from);
+            if in_flight {
+                if let Some(h) = holder
+                    && let Some(v) = owned.get_mut(&h)
+                {
+                    v.retain(|x| x != b);
+                }
+                owned.entry(to.clone()).or_default().push(b.clone());
+            }
+        }
         let recent = |b: &NsBundle| moved.contains_key(b);
         let plan = bundle::plan_move(&live, &owned, &recent, self.opts.balance_threshold);
         // Act only on an imbalance seen twice in a row, and at most once per cooldown.
@@ -814,7 +832,10 @@ impl ClusterOwnership {
             .put(&key, Bytes::from(bytes), Expected::Any)
             .await
             .map_err(meta_err)?;
-        self.moved.lock().insert(m.bundle.clone(), Instant::now());
+        self.moved.lock().insert(
+            m.bundle.clone(),
+            (Instant::now(), m.from.clone(), m.to.clone()),
+        );
         self.pending.lock().push((m.to.clone(), Instant::now()));
         *last_move = Some(Instant::now());
         *last_plan = None;
