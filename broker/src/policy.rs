@@ -18,11 +18,11 @@
 //!   read until the topic's reservation clock catches up — producers are throttled, nothing is
 //!   dropped.
 //!
-//! - dispatch rate: each subscription's dispatcher pauses once it is ahead of its reservation
-//!   clock (the namespace's topic dispatch rate is applied per subscription, an approximation).
+//! - dispatch rate: dispatchers pause once they are ahead of a reservation clock — the topic's
+//!   (`dispatchRate`, shared by all its subscriptions) or their own (`subscriptionDispatchRate`).
 //!
 //! Not enforced yet: deduplication, persistence (E/Qw/Qa of new ledgers),
-//! offload threshold — they are stored and shown by the admin API only.
+//! offload threshold (for tiered storage) — they are stored and shown by the admin API only.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -231,8 +231,8 @@ pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
     }
 
     t.set_publish_rate(p.publish_rate.map(|r| (r.messages, r.bytes)));
-    // Per subscription (Pulsar's subscription dispatch rate, else the topic dispatch rate
-    // applied to each subscription).
+    // The topic dispatch rate bounds the outflow of all subscriptions together; the
+    // subscription dispatch rate bounds each one.
     let per_period = |r: strata_meta::model::RateLimit| {
         let period = i64::from(r.period_seconds.max(1));
         (
@@ -248,12 +248,9 @@ pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
             },
         )
     };
-    t.set_dispatch_rate(
-        p.subscription_dispatch_rate
-            .or(p.dispatch_rate)
-            .map(per_period),
-    )
-    .await;
+    t.set_topic_dispatch_rate(p.dispatch_rate.map(per_period));
+    t.set_dispatch_rate(p.subscription_dispatch_rate.map(per_period))
+        .await;
     t.set_retention(p.retention.map(|r| {
         (
             u64::try_from(r.retention_time_minutes)

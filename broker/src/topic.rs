@@ -316,6 +316,12 @@ impl Topic {
         n
     }
 
+    /// Sets the topic's dispatch rate limit `(messages, bytes)` per second: the total outflow
+    /// of all its subscriptions together.
+    pub fn set_topic_dispatch_rate(&self, limit: Option<(i64, i64)>) {
+        self.sub_config.topic_dispatch.set(limit);
+    }
+
     /// Applies a dispatch rate limit `(messages, bytes)` per second to every subscription.
     pub async fn set_dispatch_rate(&self, limit: Option<(i64, i64)>) {
         for s in self.subs.lock().await.values() {

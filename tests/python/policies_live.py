@@ -286,5 +286,53 @@ rest(
 limited = consume_all(ns, N)
 print(f"dispatch rate 20 msg/s: {N} messages in {limited:.2f}s vs {free:.2f}s unlimited")
 check(limited > 4 * free and limited > 1.0, "the dispatch rate throttles delivery")
+
+
+# the topic dispatch rate bounds all subscriptions together; the subscription dispatch rate
+# bounds each one
+def consume_two_subs(ns_, n):
+    import threading
+
+    topic = f"persistent://{ns_}/two-{uuid.uuid4().hex[:6]}"
+    for s_ in ("a", "b"):
+        c.subscribe(topic, s_).close()
+    p = c.create_producer(topic, batching_enabled=False)
+    for i in range(n):
+        p.send_async(f"t{i}".encode(), lambda res, mid: None)
+    p.flush()
+    p.close()
+    time.sleep(1.5)
+    subs = [c.subscribe(topic, s_) for s_ in ("a", "b")]
+    counts = [0, 0]
+
+    def drain(i):
+        for _ in range(n):
+            m = subs[i].receive(timeout_millis=20_000)
+            subs[i].acknowledge(m)
+            counts[i] += 1
+
+    started = time.time()
+    threads = [threading.Thread(target=drain, args=(i,)) for i in (0, 1)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.time() - started
+    check(counts == [n, n], f"both subscriptions get everything ({counts})")
+    for x in subs:
+        x.close()
+    return elapsed
+
+
+M = 30
+rate = {"dispatchThrottlingRateInMsg": 20, "dispatchThrottlingRateInByte": -1, "ratePeriodInSecond": 1}
+ns_topic = namespace()
+rest("POST", f"/admin/v2/namespaces/{ns_topic}/dispatchRate", rate)
+ns_sub = namespace()
+rest("POST", f"/admin/v2/namespaces/{ns_sub}/subscriptionDispatchRate", rate)
+shared = consume_two_subs(ns_topic, M)
+per_sub = consume_two_subs(ns_sub, M)
+print(f"two subscriptions x {M} messages at 20 msg/s: topic rate {shared:.2f}s, subscription rate {per_sub:.2f}s")
+check(shared > 1.3 * per_sub, "the topic dispatch rate is shared by its subscriptions")
 c.close()
 print("OK")

@@ -248,6 +248,11 @@ async fn get_policy(
             .as_ref()
             .map(dispatch_json)
             .unwrap_or(Value::Null),
+        "subscriptionDispatchRate" => p
+            .subscription_dispatch_rate
+            .as_ref()
+            .map(dispatch_json)
+            .unwrap_or(Value::Null),
         "publishRate" => p
             .publish_rate
             .as_ref()
@@ -433,6 +438,15 @@ async fn set_policy(
             };
             Box::new(move |p| p.dispatch_rate = Some(r))
         }
+        "subscriptionDispatchRate" => {
+            let b: DispatchBody = parse_body(&body)?;
+            let r = RateLimit {
+                messages: b.dispatch_throttling_rate_in_msg,
+                bytes: b.dispatch_throttling_rate_in_byte,
+                period_seconds: b.rate_period_in_second.max(1),
+            };
+            Box::new(move |p| p.subscription_dispatch_rate = Some(r))
+        }
         "publishRate" => {
             let b: PublishBody = parse_body(&body)?;
             let r = RateLimit {
@@ -469,6 +483,7 @@ async fn remove_policy(
         "maxConsumersPerTopic" => |p| p.max_consumers_per_topic = None,
         "maxConsumersPerSubscription" => |p| p.max_consumers_per_subscription = None,
         "dispatchRate" => |p| p.dispatch_rate = None,
+        "subscriptionDispatchRate" => |p| p.subscription_dispatch_rate = None,
         "publishRate" => |p| p.publish_rate = None,
         "offloadThreshold" => |p| p.offload_threshold_bytes = None,
         _ => return Err(unknown(&policy)),
