@@ -165,10 +165,13 @@ async fn pass(
                     Ok(Some(n)) => {
                         report.segments += 1;
                         report.entries += n;
+                        crate::metrics::METRICS.autorecovery_segments.inc();
+                        crate::metrics::METRICS.autorecovery_entries.inc_by(n);
                     }
                     Ok(None) => {}
                     Err(e) => {
                         report.failures += 1;
+                        crate::metrics::METRICS.autorecovery_failures.inc();
                         warn!(ledger = md.ledger_id.0, segment = seg, bookie = %b, error = %e, "re-replication failed");
                     }
                 }

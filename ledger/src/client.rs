@@ -347,6 +347,7 @@ impl Pool {
                     }
                 }
                 _ = tokio::time::sleep(self.timeouts.speculative), if more => {
+                    crate::metrics::METRICS.speculative_reads.inc();
                     launch(next, &mut inflight);
                     next += 1;
                 }
@@ -648,6 +649,15 @@ impl LedgerStorage for BookieLedgerStorage {
     async fn recover(&self, ledger: u64) -> Result<Option<u64>, StorageError> {
         let r = crate::recovery::recover(&self.pool, &self.meta, ledger).await;
         self.closed.lock().remove(&ledger);
+        match &r {
+            Ok(_) => {
+                crate::metrics::METRICS.recoveries.inc();
+            }
+            Err(e) => {
+                crate::metrics::METRICS.recovery_failures.inc();
+                warn!(ledger, error = %e, "ledger recovery failed");
+            }
+        };
         r
     }
 
@@ -784,6 +794,7 @@ impl WriterShared {
             }
             Err(ClientError::Fenced(_)) => self.fail(StorageError::Fenced(self.ledger)),
             Err(e) => {
+                crate::metrics::METRICS.add_failures.inc();
                 warn!(ledger = self.ledger, entry, bookie = %b, error = %e, "bookie write failed");
                 self.quarantine
                     .lock()
@@ -858,6 +869,7 @@ impl WriterShared {
             let r = match self.pool.replacement(&ids, &failed, &avoid).await {
                 Ok(Some(r)) => r,
                 Ok(None) => {
+                    crate::metrics::METRICS.not_enough_bookies.inc();
                     return self.fail(StorageError::NotEnoughBookies(format!(
                         "no bookie to replace {failed} in the ensemble of ledger {}",
                         self.ledger
@@ -913,6 +925,7 @@ impl WriterShared {
                     .collect();
                 (resend, st.lac)
             };
+            crate::metrics::METRICS.ensemble_changes.inc();
             info!(ledger = self.ledger, replaced = %failed, by = %r, from_entry = first, resent = resend.len(), "ensemble changed");
             for (entry, data) in resend {
                 self.spawn_write(entry, r.clone(), client.clone(), data, lac);

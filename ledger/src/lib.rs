@@ -10,6 +10,7 @@
 
 pub mod autorecovery;
 pub mod client;
+pub mod metrics;
 mod placement;
 mod recovery;
 pub mod storage;

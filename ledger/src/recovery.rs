@@ -86,6 +86,9 @@ pub(crate) async fn recover(
     let trusted = r.trusted(&replies, max_lac);
     let recovered = r.read_forward(start, &trusted).await?;
     r.write_back_all(meta, start, &recovered, max_lac).await?;
+    crate::metrics::METRICS
+        .recovery_entries
+        .inc_by(recovered.len() as u64);
     let last = match recovered.last() {
         Some((e, _)) => Some(*e),
         None => start.checked_sub(1),
