@@ -138,10 +138,23 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
         "producers stalled {:.2} s after the bookie kill (limit 10 s)",
         gap.as_secs_f64()
     );
+    let registered: Vec<String> = sb
+        .meta()
+        .await
+        .bookies()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.bookie_id.0)
+        .collect();
+    let recovery_log: Vec<String> = (0..sb.brokers.len())
+        .flat_map(|i| sb.broker_log_lines(i, "recovery"))
+        .collect();
     assert!(
         left.is_empty(),
-        "auto-recovery did not restore the replication factor within 120 s: segments still on \
-         {victim_id}: {left:?}"
+        "AUTO-RECOVERY did not restore the replication factor within 120 s: segments still on \
+         {victim_id}: {left:?}; registered bookies now {registered:?}; broker log lines about \
+         recovery: {recovery_log:#?}; ledgers: {ledgers:#?}"
     );
     assert!(
         under.is_empty(),
@@ -237,7 +250,13 @@ async fn three_bookies_e3_stall_with_clear_errors_and_never_lose() {
     )
     .await;
     let a = workload::analyse(&produced, &read);
-    eprintln!("RESULT: 3-bookie stall read-back: {}", a.report);
+    eprintln!(
+        "RESULT: 3-bookie stall read-back: {}{}",
+        a.report,
+        workload::reorder_detail(&read, &a.report)
+            .map(|d| format!("; first stored reorder: {d}"))
+            .unwrap_or_default()
+    );
     a.assert_safe("3-bookie stall, read back");
     assert!(
         !clear_errors.is_empty(),

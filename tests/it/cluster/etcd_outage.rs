@@ -138,6 +138,15 @@ async fn etcd_down_30s_clients_keep_working_and_service_returns() {
         .filter(|t| *t >= up_at)
         .reduce(f64::min);
     let (gap, gap_at) = workload::max_ack_gap(&produced, down_at - 1.0, workload::now());
+    let read = workload::read_all(
+        &py,
+        dir.path(),
+        "reader",
+        &url,
+        &topics,
+        Duration::from_secs(120),
+    )
+    .await;
     let a = workload::analyse(&produced, &received);
     let back = [probe_ok_at, ready_at, existing_back_at]
         .iter()
@@ -169,7 +178,7 @@ async fn etcd_down_30s_clients_keep_working_and_service_returns() {
         workload::failure_reasons(&produced),
         a.report
     );
-    a.assert_safe("etcd outage");
+    workload::assert_stored_and_delivered("etcd outage", &produced, &read, &received);
     assert_eq!(workload::first_delivery_regressions(&received), 0);
     assert!(
         probe_ok_at.is_some(),

@@ -75,6 +75,15 @@ async fn rolling_restart_of_all_brokers_under_load() {
 
     let produced = producer.records();
     let received = consumer.records();
+    let read = workload::read_all(
+        &py,
+        dir.path(),
+        "reader",
+        &url,
+        &topics,
+        Duration::from_secs(120),
+    )
+    .await;
     let a = workload::analyse(&produced, &received);
     let pct = |from, to, q| {
         workload::latency_percentile(&produced, from, to, q)
@@ -97,6 +106,6 @@ async fn rolling_restart_of_all_brokers_under_load() {
         workload::failure_reasons(&produced),
         a.report
     );
-    a.assert_safe("rolling restart");
+    workload::assert_stored_and_delivered("rolling restart", &produced, &read, &received);
     assert_eq!(workload::first_delivery_regressions(&received), 0);
 }

@@ -272,6 +272,12 @@ pub const BROKER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a SIGTERMed broker may take to exit before it is SIGKILLed (and the test fails).
 pub const BROKER_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The brokers' log filter: `STRATA_SANDBOX_BROKER_LOG` (e.g.
+/// `info,strata_ledger::autorecovery=debug` to diagnose a failure) or `info`.
+pub fn broker_log_filter() -> String {
+    std::env::var("STRATA_SANDBOX_BROKER_LOG").unwrap_or_else(|_| "info".to_owned())
+}
+
 /// One `strata broker` process of the sandbox; it reaches etcd through its own [`CutProxy`].
 pub struct BrokerProcess {
     child: Option<Child>,
@@ -403,7 +409,7 @@ impl Sandbox {
         let _ = writeln!(log, "===== sandbox: start broker {i} =====");
         let o = &b.opts;
         let child = Command::new(strata_bin())
-            .args(["--log", "info", "broker", "--metadata"])
+            .args(["--log", &broker_log_filter(), "broker", "--metadata"])
             .arg(format!("etcd://{}", b.etcd_proxy.addr))
             .args(["--cluster", &self.cluster])
             .args(["--broker-port", &b.broker_port.to_string()])

@@ -432,6 +432,49 @@ pub fn analyse(produced: &[Rec], received: &[Rec]) -> Analysis {
     }
 }
 
+/// The first per-producer reorder in `received` (if any), with the ids involved: the higher
+/// sequence delivered first and the lower one delivered after it.
+pub fn reorder_detail(received: &[Rec], report: &Report) -> Option<String> {
+    let (p, s, h) = report.reordered.first()?;
+    let find = |seq: u64| {
+        received
+            .iter()
+            .position(|r| r.p.as_deref() == Some(p.as_str()) && r.s == Some(seq as i64))
+            .map(|i| (i, received[i].key().map(|k| k.2)))
+    };
+    Some(format!(
+        "producer {p}: seq {h} first delivered at #{:?}, then seq {s} at #{:?} (#index, (ledger, entry, batch))",
+        find(*h),
+        find(*s)
+    ))
+}
+
+/// Checks storage (a reader from the earliest message) and delivery (the consumer) against what
+/// was acknowledged: storage loss is asserted first, then delivery loss, then id regressions.
+/// Returns both analyses (for the RESULT line).
+pub fn assert_stored_and_delivered(
+    what: &str,
+    produced: &[Rec],
+    read: &[Rec],
+    received: &[Rec],
+) -> (Analysis, Analysis) {
+    let stored = analyse(produced, read);
+    let delivered = analyse(produced, received);
+    eprintln!(
+        "RESULT: {what}: reader (storage) {}; consumer (delivery) {}{}",
+        stored.report,
+        delivered.report,
+        reorder_detail(read, &stored.report)
+            .map(|d| format!("; first stored reorder: {d}"))
+            .unwrap_or_default()
+    );
+    stored.assert_safe(&format!("{what} (STORAGE: reader from earliest)"));
+    delivered.assert_safe(&format!(
+        "{what} (DELIVERY: the consumer; everything acknowledged is stored)"
+    ));
+    (stored, delivered)
+}
+
 /// The longest gap between consecutive acknowledgements within `[from, to]` (epoch seconds), with
 /// the time it started.
 pub fn max_ack_gap(produced: &[Rec], from: f64, to: f64) -> (Duration, f64) {
