@@ -193,6 +193,7 @@ fn repairable(md: &LedgerMetadata) -> std::ops::Range<usize> {
 
 /// Replaces `dead` in segment `seg` of `md`: copies its entries to a replacement, then swaps it
 /// in the metadata. `Some(entries copied)` when the metadata changed.
+#[tracing::instrument(name = "re_replicate", skip_all, fields(ledger = md.ledger_id.0, segment = seg, bookie = %dead))]
 async fn repair(
     meta: &MetaClient,
     pool: &Pool,

@@ -46,6 +46,7 @@ enum Probe {
     Unknown(String),
 }
 
+#[tracing::instrument(name = "ledger_recovery", skip(pool, meta))]
 pub(crate) async fn recover(
     pool: &Pool,
     meta: &MetaClient,
