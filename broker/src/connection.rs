@@ -540,6 +540,47 @@ impl Conn {
         if let Some(until) = p.topic.throttle(n, payload.raw.len() as u64) {
             self.throttle_until = Some(self.throttle_until.map_or(until, |t| t.max(until)));
         }
+        if p.topic.dedup.enabled() {
+            let m = &payload.metadata;
+            let producer = m.producer_name.clone();
+            let hi = m.highest_sequence_id.unwrap_or(0).max(m.sequence_id);
+            match p.topic.dedup.check(&producer, hi) {
+                crate::dedup::Verdict::Publish => {}
+                crate::dedup::Verdict::Duplicate => {
+                    debug!(producer = %producer, seq = hi, "duplicate message dropped");
+                    // Answered in order with this connection's earlier sends.
+                    self.sends.push_back(Box::pin(async move {
+                        (
+                            pid,
+                            seq,
+                            highest,
+                            Ok(crate::dedup::DUPLICATE_POSITION),
+                            partition,
+                        )
+                    }));
+                    return;
+                }
+                crate::dedup::Verdict::InFlight => {
+                    fail(
+                        self,
+                        ServerError::ServiceNotReady,
+                        "an earlier copy of this message is still being persisted; retry",
+                    );
+                    return;
+                }
+            }
+            let topic = p.topic.clone();
+            let fut = p.topic.publish(payload.raw, n);
+            self.sends.push_back(Box::pin(async move {
+                let res = fut.await;
+                match &res {
+                    Ok(pos) => topic.dedup.persisted(&producer, hi, *pos),
+                    Err(_) => topic.dedup.failed(&producer),
+                }
+                (pid, seq, highest, res, partition)
+            }));
+            return;
+        }
         let fut = p.topic.publish(payload.raw, n);
         self.sends.push_back(Box::pin(async move {
             (pid, seq, highest, fut.await, partition)
@@ -924,7 +965,12 @@ impl Conn {
         let admission = topic.add_producer(key, c.producer_id, &pname, mode, self.out.clone())?;
         let rid = c.request_id;
         let success = |epoch: Option<u64>, ready: bool| {
-            let mut cmd = commands::producer_success(rid, &pname, -1, schema_version.clone());
+            let last_seq = if topic.dedup.enabled() {
+                topic.dedup.last_sequence_id(&pname)
+            } else {
+                -1
+            };
+            let mut cmd = commands::producer_success(rid, &pname, last_seq, schema_version.clone());
             if let Some(ps) = cmd.producer_success.as_mut() {
                 ps.topic_epoch = epoch;
                 ps.producer_ready = Some(ready);

@@ -33,6 +33,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod cursor;
+pub mod dedup;
 pub mod error;
 pub mod http;
 pub mod managed_ledger;

@@ -21,7 +21,10 @@
 //! - dispatch rate: dispatchers pause once they are ahead of a reservation clock — the topic's
 //!   (`dispatchRate`, shared by all its subscriptions) or their own (`subscriptionDispatchRate`).
 //!
-//! Not enforced yet: deduplication, persistence (E/Qw/Qa of new ledgers),
+//! - deduplication: SENDs whose sequence id a producer already persisted are acknowledged
+//!   without being written (`crate::dedup`).
+//!
+//! Not enforced yet: persistence (E/Qw/Qa of new ledgers),
 //! offload threshold (for tiered storage) — they are stored and shown by the admin API only.
 
 use std::collections::HashMap;
@@ -230,6 +233,9 @@ pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
         }
     }
 
+    t.dedup
+        .set_enabled(p.deduplication_enabled.unwrap_or(false));
+    t.save_dedup().await;
     t.set_publish_rate(p.publish_rate.map(|r| (r.messages, r.bytes)));
     // The topic dispatch rate bounds the outflow of all subscriptions together; the
     // subscription dispatch rate bounds each one.

@@ -279,6 +279,12 @@ impl BrokerService {
                     self.config.subscription(),
                 ));
                 t.load_durable_subscriptions().await?;
+                // Deduplication applies from the first SEND (other policies follow within
+                // `policy_refresh_interval`).
+                if let Some(p) = self.policies(&name.tenant, &name.namespace).await? {
+                    t.dedup
+                        .set_enabled(p.deduplication_enabled.unwrap_or(false));
+                }
                 self.metrics.topics.inc();
                 info!(topic = %name, "topic loaded");
                 // Unload the topic (and give its bundle up) if another broker fences it.

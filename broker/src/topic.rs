@@ -70,6 +70,8 @@ pub struct Topic {
     unloading: std::sync::atomic::AtomicBool,
     /// The backlog quota is exceeded (set by the policy task, `crate::policy`).
     pub quota_exceeded: std::sync::atomic::AtomicBool,
+    /// Message deduplication state (`crate::dedup`).
+    pub dedup: crate::dedup::Dedup,
     retention: Mutex<Option<(Option<u64>, Option<u64>)>>,
     publish_rate: Mutex<Option<PublishRate>>,
     /// Cancelled once the topic is closed (unloaded).
@@ -108,6 +110,7 @@ impl Topic {
             series,
             unloading: std::sync::atomic::AtomicBool::new(false),
             quota_exceeded: std::sync::atomic::AtomicBool::new(false),
+            dedup: crate::dedup::Dedup::default(),
             retention: Mutex::new(None),
             publish_rate: Mutex::new(None),
             closed: tokio_util::sync::CancellationToken::new(),
@@ -246,6 +249,13 @@ impl Topic {
         n
     }
 
+    /// Stores the deduplication snapshot if it changed.
+    pub async fn save_dedup(&self) {
+        if let Err(e) = self.dedup.save(&*self.meta, self.ml.name()).await {
+            warn!(topic = %self.name, error = %e, "saving the deduplication snapshot failed");
+        }
+    }
+
     /// Number of producers connected.
     pub fn producer_count(&self) -> usize {
         self.producers.lock().by_key.len()
@@ -283,6 +293,7 @@ impl Topic {
 
     /// Loads every durable subscription stored for this topic (so retention sees them).
     pub async fn load_durable_subscriptions(&self) -> Result<()> {
+        self.dedup.load(&*self.meta, &self.ml).await?;
         let prefix = format!("{}/", cursor_key(self.ml.name(), ""));
         let prefix = prefix.trim_end_matches('/').to_owned() + "/";
         let keys = self.meta.list(&prefix).await?;
@@ -507,6 +518,7 @@ impl Topic {
             s.close_to(assigned.clone()).await;
         }
         self.ml.close().await;
+        self.save_dedup().await;
         self.closed.cancel();
     }
 }

@@ -13,6 +13,7 @@ mod broker_http;
 mod broker_protocol;
 mod broker_unload;
 mod checker;
+mod dedup;
 mod cluster;
 mod harness;
 mod meta;
