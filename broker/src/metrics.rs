@@ -148,6 +148,16 @@ impl Metrics {
         }
     }
 
+    /// Registers an extra metric (cluster mode's, `crate::cluster`).
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry.lock().register(name, help, metric);
+    }
+
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

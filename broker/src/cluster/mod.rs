@@ -108,6 +108,52 @@ struct UnloadRequest {
     assigned_broker_url: String,
 }
 
+/// Cluster mode's metrics (registered with the broker's on start).
+#[derive(Clone, Default)]
+struct ClusterMetrics {
+    bundles_owned: prometheus_client::metrics::gauge::Gauge,
+    is_leader: prometheus_client::metrics::gauge::Gauge,
+    acquired: prometheus_client::metrics::counter::Counter,
+    released: prometheus_client::metrics::counter::Counter,
+    sessions_lost: prometheus_client::metrics::counter::Counter,
+    fenced: prometheus_client::metrics::counter::Counter,
+}
+
+impl ClusterMetrics {
+    fn register(&self, m: &crate::metrics::Metrics) {
+        m.register(
+            "strata_broker_bundles_owned",
+            "Namespace bundles owned by this broker",
+            self.bundles_owned.clone(),
+        );
+        m.register(
+            "strata_broker_is_leader",
+            "1 while this broker is the cluster leader",
+            self.is_leader.clone(),
+        );
+        m.register(
+            "strata_broker_bundles_acquired",
+            "Bundles acquired",
+            self.acquired.clone(),
+        );
+        m.register(
+            "strata_broker_bundles_released",
+            "Bundles released (unload, balancing, fencing, shutdown)",
+            self.released.clone(),
+        );
+        m.register(
+            "strata_broker_sessions_lost",
+            "Metadata sessions lost",
+            self.sessions_lost.clone(),
+        );
+        m.register(
+            "strata_broker_topics_fenced",
+            "Topics whose ledger was fenced by another broker",
+            self.fenced.clone(),
+        );
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Owned {
     releasing: bool,
@@ -135,6 +181,7 @@ pub struct ClusterOwnership {
     stopping: AtomicBool,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    metrics: ClusterMetrics,
 }
 
 /// How long a leader's assignment counts as load on the chosen broker.
@@ -192,6 +239,7 @@ impl ClusterOwnership {
             stopping: AtomicBool::new(false),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            metrics: ClusterMetrics::default(),
         }))
     }
 
@@ -216,6 +264,7 @@ impl ClusterOwnership {
             started_at_ms: now_ms(),
         };
         *self.service.write() = Arc::downgrade(service);
+        self.metrics.register(&service.metrics);
         *self.me.write() = Some(info.clone());
         let session = self.session();
         self.meta.register_broker(&session, &info).await?;
@@ -341,11 +390,17 @@ impl ClusterOwnership {
             return Ok(None);
         };
         if o.broker_id == me.broker_id {
-            if stat.session == Some(self.session().id()) {
-                // Ours, being recorded by a concurrent acquire: let the caller acquire (no-op).
-                return Ok(None);
+            if stat.session == Some(self.session().id()) && !o.disabled {
+                // Held by our session but not tracked (a create whose answer was lost, or a
+                // delete that failed): it is ours, serve it.
+                let mut g = self.owned.lock();
+                if !g.contains_key(b) {
+                    info!(bundle = %b, "bundle acquired (owner key already held by this session)");
+                    g.insert(b.clone(), Owned { releasing: false });
+                }
+                return Ok(Some(Owner::Local));
             }
-            info!(bundle = %b, "removing the owner key of an earlier run of this broker");
+            info!(bundle = %b, "removing a stale owner key of this broker (earlier run or unfinished release)");
             match self
                 .store
                 .delete(&self.owner_key(b), Expected::Version(stat.version))
@@ -400,9 +455,13 @@ impl ClusterOwnership {
             .await
         {
             Ok(Some(_)) => {
-                self.owned
-                    .lock()
-                    .insert(b.clone(), Owned { releasing: false });
+                let n = {
+                    let mut g = self.owned.lock();
+                    g.insert(b.clone(), Owned { releasing: false });
+                    g.len()
+                };
+                self.metrics.acquired.inc();
+                self.metrics.bundles_owned.set(n as i64);
                 info!(bundle = %b, broker = %me.broker_id, "bundle acquired");
                 Ok(Owner::Local)
             }
@@ -550,9 +609,19 @@ impl ClusterOwnership {
         } else {
             session.forget(&key);
         }
-        self.owned.lock().remove(b);
+        self.forget_bundle(b);
         info!(bundle = %b, assigned = assigned.as_deref().unwrap_or(""), "bundle released");
         true
+    }
+
+    fn forget_bundle(&self, b: &NsBundle) {
+        let n = {
+            let mut g = self.owned.lock();
+            g.remove(b);
+            g.len()
+        };
+        self.metrics.released.inc();
+        self.metrics.bundles_owned.set(n as i64);
     }
 
     /// Closes the loaded topics of `b`.
@@ -572,7 +641,7 @@ impl ClusterOwnership {
 
     /// Forgets `b` without touching its key (another broker owns it now) and closes its topics.
     async fn drop_lost_bundle(&self, b: &NsBundle) {
-        self.owned.lock().remove(b);
+        self.forget_bundle(b);
         self.unload_topics(b, None).await;
         info!(bundle = %b, "bundle released (owned by another broker now)");
     }
@@ -587,6 +656,7 @@ impl ClusterOwnership {
             if self.stopping.load(Ordering::Acquire) {
                 return;
             }
+            self.metrics.sessions_lost.inc();
             warn!(
                 session = s.id(),
                 bundles = self.owned.lock().len(),
@@ -710,6 +780,7 @@ impl ClusterOwnership {
             };
             info!(broker = %me.broker_id, "became leader");
             self.is_leader.store(true, Ordering::Release);
+            self.metrics.is_leader.set(1);
             *self.leadership.lock().await = Some(l.clone());
             let duties = self.cancel.child_token();
             if let Some((bookies, opts)) = self.opts.autorecovery.clone() {
@@ -740,6 +811,7 @@ impl ClusterOwnership {
             }
             duties.cancel();
             self.is_leader.store(false, Ordering::Release);
+            self.metrics.is_leader.set(0);
             self.leadership.lock().await.take();
         }
     }
@@ -1028,6 +1100,7 @@ impl Ownership for ClusterOwnership {
     }
 
     async fn fenced(&self, topic: &TopicName) {
+        self.metrics.fenced.inc();
         if let Ok(b) = self.bundle_for(topic).await {
             self.release(&b, None).await;
         }
