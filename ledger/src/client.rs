@@ -60,6 +60,10 @@ pub struct Timeouts {
     pub request: Duration,
     /// A read with no answer from a replica after this long is also sent to the next replica.
     pub speculative: Duration,
+    /// How often a writer checks that the bookies of its ensemble are still registered; one
+    /// missing at two checks in a row is replaced as if it had failed a write (so an idle
+    /// ledger's current segment does not keep naming a dead bookie).
+    pub ensemble_check: Duration,
 }
 
 impl Default for Timeouts {
@@ -68,6 +72,7 @@ impl Default for Timeouts {
             add: ADD_TIMEOUT,
             request: Duration::from_secs(5),
             speculative: Duration::from_millis(75),
+            ensemble_check: Duration::from_secs(5),
         }
     }
 }
@@ -87,6 +92,10 @@ pub trait BookieSource: Send + Sync + 'static {
     }
     /// Makes sure [`Self::address`] knows `ids` if it can (e.g. refreshes a registry cache).
     async fn learn(&self, _ids: &[BookieId]) {}
+    /// Those of `ids` known to be gone now (e.g. no longer registered).
+    async fn gone(&self, _ids: &[BookieId]) -> Vec<BookieId> {
+        Vec::new()
+    }
 }
 
 /// A fixed set of bookies with stable ids mapped to their current addresses (standalone: the
@@ -113,6 +122,8 @@ impl BookieSource for StaticBookies {
 pub struct RegisteredBookies {
     meta: MetaClient,
     known: Mutex<HashMap<BookieId, (String, Option<String>)>>,
+    /// Registered at the last read.
+    live: Mutex<BTreeSet<BookieId>>,
     /// When the registry was last read (unknown ids trigger at most one read a second).
     refreshed: Mutex<Option<std::time::Instant>>,
 }
@@ -123,6 +134,7 @@ impl RegisteredBookies {
         Self {
             meta,
             known: Mutex::new(HashMap::new()),
+            live: Mutex::new(BTreeSet::new()),
             refreshed: Mutex::new(None),
         }
     }
@@ -131,6 +143,7 @@ impl RegisteredBookies {
     pub async fn registered(&self) -> Result<Vec<BookieInfo>, StorageError> {
         let all = self.meta.bookies().await.map_err(map_meta)?;
         *self.refreshed.lock() = Some(std::time::Instant::now());
+        *self.live.lock() = all.iter().map(|b| b.bookie_id.clone()).collect();
         let mut known = self.known.lock();
         for b in &all {
             known.insert(b.bookie_id.clone(), (b.address.clone(), b.rack.clone()));
@@ -177,6 +190,18 @@ impl BookieSource for RegisteredBookies {
         {
             warn!(error = %e, "cannot read the bookie registry");
         }
+    }
+    async fn gone(&self, ids: &[BookieId]) -> Vec<BookieId> {
+        let recent = self
+            .refreshed
+            .lock()
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        if !recent && self.registered().await.is_err() {
+            // The registry cannot be read (metadata outage): nothing is known to be gone.
+            return Vec::new();
+        }
+        let live = self.live.lock();
+        ids.iter().filter(|b| !live.contains(*b)).cloned().collect()
     }
 }
 
@@ -623,27 +648,27 @@ impl LedgerStorage for BookieLedgerStorage {
             clients.push((b.clone(), self.pool.client(b)?));
         }
         let (lac_tx, _) = watch::channel(-1);
-        Ok(Arc::new(BookieWriter {
-            sh: Arc::new(WriterShared {
-                quarantine: self.quarantine.clone(),
-                ledger: id.0,
-                key: master_key(&md),
-                quorum: self.quorum,
-                state: Mutex::new(WriterState {
-                    next: 0,
-                    lac: -1,
-                    failed: None,
-                    length: 0,
-                    ensemble: clients,
-                    pending: BTreeMap::new(),
-                    to_replace: BTreeSet::new(),
-                    changing: false,
-                }),
-                lac_tx,
-                meta: self.meta.clone(),
-                pool: self.pool.clone(),
+        let sh = Arc::new(WriterShared {
+            quarantine: self.quarantine.clone(),
+            ledger: id.0,
+            key: master_key(&md),
+            quorum: self.quorum,
+            state: Mutex::new(WriterState {
+                next: 0,
+                lac: -1,
+                failed: None,
+                length: 0,
+                ensemble: clients,
+                pending: BTreeMap::new(),
+                to_replace: BTreeSet::new(),
+                changing: false,
             }),
-        }))
+            lac_tx,
+            meta: self.meta.clone(),
+            pool: self.pool.clone(),
+        });
+        sh.spawn_ensemble_check();
+        Ok(Arc::new(BookieWriter { sh }))
     }
 
     async fn recover(&self, ledger: u64) -> Result<Option<u64>, StorageError> {
@@ -724,6 +749,37 @@ impl LedgerStorage for BookieLedgerStorage {
 }
 
 impl WriterShared {
+    /// Checks every [`Timeouts::ensemble_check`] that the ensemble's bookies are registered; one
+    /// missing at two checks in a row is replaced (an ensemble change with nothing pending is a
+    /// new segment from the next entry). Ends with the writer (closed, failed or dropped).
+    fn spawn_ensemble_check(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = self.pool.timeouts.ensemble_check;
+        tokio::spawn(async move {
+            let mut suspects: BTreeSet<BookieId> = BTreeSet::new();
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(sh) = weak.upgrade() else {
+                    return;
+                };
+                let ids: Vec<BookieId> = {
+                    let st = sh.state.lock();
+                    if st.failed.is_some() {
+                        return;
+                    }
+                    st.ensemble.iter().map(|(b, _)| b.clone()).collect()
+                };
+                let gone: BTreeSet<BookieId> =
+                    sh.pool.source.gone(&ids).await.into_iter().collect();
+                for b in gone.intersection(&suspects) {
+                    warn!(ledger = sh.ledger, bookie = %b, "ensemble bookie is no longer registered");
+                    sh.bookie_failed(b.clone());
+                }
+                suspects = gone;
+            }
+        });
+    }
+
     /// Writes `entry` to one bookie; the result is accounted by [`Self::on_result`].
     fn spawn_write(
         self: &Arc<Self>,

@@ -49,6 +49,7 @@ fn fast() -> Timeouts {
         add: Duration::from_secs(2),
         request: Duration::from_millis(700),
         speculative: Duration::from_millis(50),
+        ensemble_check: Duration::from_millis(200),
     }
 }
 
@@ -581,9 +582,10 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
             ack: 2,
         };
         let s = c.registered_client(q, "a");
-        // Closed ledgers (one empty), and an open one written to after the bookie died.
+        // Closed ledgers (one empty), an open one written to after the bookie died, and an
+        // idle open one (its writer notices the bookie left the registry).
         let mut ledgers = Vec::new();
-        for n in [30u64, 25, 0, 40] {
+        for n in [30u64, 25, 0, 40, 15] {
             let w = s.create().await.unwrap();
             for e in 0..n {
                 w.add(payload(e)).await.unwrap();
@@ -593,7 +595,15 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
         for (w, _) in &ledgers[..3] {
             w.close().await.unwrap();
         }
-        let dead = c.md(ledgers[0].0.ledger_id()).await.ensembles[0].bookies[0].clone();
+        let idle = c.md(ledgers[4].0.ledger_id()).await.ensembles[0]
+            .bookies
+            .clone();
+        let dead = c.md(ledgers[0].0.ledger_id()).await.ensembles[0]
+            .bookies
+            .iter()
+            .find(|b| idle.contains(b))
+            .unwrap()
+            .clone();
         let di = c.index(&dead);
         c.stop(di).await;
         let open = &ledgers[3].0;
@@ -631,6 +641,16 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
         }
         cancel.cancel();
         task.await.unwrap();
+        // The idle ledger got a new segment from its next entry and goes on.
+        let idle_md = c.md(ledgers[4].0.ledger_id()).await;
+        assert_eq!(idle_md.state, LedgerState::Open);
+        assert_eq!(
+            idle_md.ensembles.last().unwrap().first_entry.0,
+            15,
+            "{idle_md:?}"
+        );
+        assert_eq!(ledgers[4].0.add(payload(15)).await.unwrap(), 15);
+        ledgers[4].1 = 16;
         // Every entry readable with the dead bookie gone, each on Qw live bookies of its
         // segment's write set.
         let reader = c.registered_client(q, "reader");
