@@ -547,6 +547,8 @@ pub(crate) fn in_write_set(idx: usize, entry: u64, e: usize, qw: usize) -> bool 
 struct PendingAdd {
     data: Bytes,
     acks: BTreeSet<BookieId>,
+    /// Completes the add future when the LAC passes the entry (dropped: the writer failed).
+    done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 struct WriterState {
@@ -835,7 +837,9 @@ impl WriterShared {
                     let next = (st.lac + 1) as u64;
                     match st.pending.get(&next) {
                         Some(p) if p.acks.len() >= qa => {
-                            st.pending.remove(&next);
+                            if let Some(done) = st.pending.remove(&next).and_then(|p| p.done) {
+                                let _ = done.send(());
+                            }
                             st.lac += 1;
                             advanced = true;
                         }
@@ -998,6 +1002,7 @@ impl LedgerWriter for BookieWriter {
     fn add(&self, data: Bytes) -> BoxFuture<'static, Result<u64, StorageError>> {
         let sh = self.sh.clone();
         let qw = sh.quorum.write;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let (entry, lac, targets) = {
             let mut st = sh.state.lock();
             if let Some(f) = st.failed.clone() {
@@ -1011,6 +1016,7 @@ impl LedgerWriter for BookieWriter {
                 PendingAdd {
                     data: data.clone(),
                     acks: BTreeSet::new(),
+                    done: Some(done_tx),
                 },
             );
             let e = st.ensemble.len();
@@ -1024,18 +1030,15 @@ impl LedgerWriter for BookieWriter {
         for (b, c) in targets {
             sh.spawn_write(entry, b, c, data.clone(), lac);
         }
-        let mut lac_rx = sh.lac_tx.subscribe();
         Box::pin(async move {
-            loop {
-                if *lac_rx.borrow_and_update() >= entry as i64 {
-                    return Ok(entry);
-                }
-                if let Some(f) = sh.state.lock().failed.clone() {
-                    return Err(f);
-                }
-                if lac_rx.changed().await.is_err() {
-                    return Err(StorageError::Unavailable("writer dropped".into()));
-                }
+            match done_rx.await {
+                Ok(()) => Ok(entry),
+                Err(_) => Err(sh
+                    .state
+                    .lock()
+                    .failed
+                    .clone()
+                    .unwrap_or_else(|| StorageError::Unavailable("writer dropped".into()))),
             }
         })
     }
