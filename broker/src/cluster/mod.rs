@@ -693,8 +693,11 @@ impl ClusterOwnership {
         }
     }
 
-    /// After a re-establish: re-create the owner keys of bundles still held; a bundle another
-    /// broker owns now is dropped (its topics unloaded: they were or will be fenced).
+    /// After a re-establish (and every load-report interval): make sure every bundle still held
+    /// has its owner key under the current session, re-creating it if absent (create-if-absent).
+    /// A bundle another broker owns now is dropped (its topics unloaded: they were or will be
+    /// fenced). On errors the bundle is kept (the bookies' fencing protects the data) and checked
+    /// again next time.
     async fn reclaim_bundles(&self) {
         let Some(me) = self.me() else { return };
         let bundles: Vec<NsBundle> = self
@@ -706,39 +709,51 @@ impl ClusterOwnership {
             .collect();
         let owner = self.owner_value(&me, false);
         for b in bundles {
-            for attempt in 0..5 {
-                let session = self.session();
-                match self
-                    .meta
-                    .try_own_bundle(&session, &b.tenant, &b.namespace, &b.range, &owner)
-                    .await
-                {
-                    Ok(Some(_)) => {
-                        info!(bundle = %b, "bundle ownership re-established");
-                        break;
+            let session = self.session();
+            if session.is_lost() {
+                return;
+            }
+            match self.read_owner(&b).await {
+                Ok(Some((o, stat))) => {
+                    if o.broker_id == me.broker_id && stat.session == Some(session.id()) {
+                        continue;
                     }
-                    Ok(None) => {
-                        match self.read_owner(&b).await {
-                            Ok(Some((o, stat)))
-                                if o.broker_id == me.broker_id
-                                    && stat.session == Some(session.id()) => {}
-                            Ok(Some((o, _))) => {
-                                warn!(bundle = %b, owner = %o.broker_id, "bundle taken by another broker while the session was lost");
-                                self.drop_lost_bundle(&b).await;
-                            }
-                            Ok(None) if attempt < 4 => continue,
-                            _ => self.drop_lost_bundle(&b).await,
-                        }
-                        break;
+                    if o.broker_id != me.broker_id {
+                        warn!(bundle = %b, owner = %o.broker_id, "bundle taken by another broker while our session was away");
+                        self.drop_lost_bundle(&b).await;
+                        continue;
                     }
-                    Err(e) => {
-                        warn!(bundle = %b, error = %e, attempt, "re-creating bundle owner key failed");
-                        if attempt == 4 {
-                            self.drop_lost_bundle(&b).await;
-                        } else {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
+                    // Ours under an old session: its lease is ending; re-create below.
+                    if let Err(e) = self
+                        .store
+                        .delete(&self.owner_key(&b), Expected::Version(stat.version))
+                        .await
+                    {
+                        debug!(bundle = %b, error = %e, "clearing our old owner key failed");
+                        continue;
                     }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    debug!(bundle = %b, error = %e, "checking bundle ownership failed; will retry");
+                    continue;
+                }
+            }
+            match self
+                .meta
+                .try_own_bundle(&session, &b.tenant, &b.namespace, &b.range, &owner)
+                .await
+            {
+                Ok(Some(_)) => info!(bundle = %b, "bundle ownership re-established"),
+                Ok(None) => match self.read_owner(&b).await {
+                    Ok(Some((o, _))) if o.broker_id != me.broker_id => {
+                        warn!(bundle = %b, owner = %o.broker_id, "bundle taken by another broker while our session was away");
+                        self.drop_lost_bundle(&b).await;
+                    }
+                    _ => {}
+                },
+                Err(e) => {
+                    debug!(bundle = %b, error = %e, "re-creating bundle owner key failed; will retry")
                 }
             }
         }
@@ -951,7 +966,10 @@ impl ClusterOwnership {
         let mut rates = LoadRates::default();
         loop {
             tokio::select! {
-                _ = tick.tick() => self.write_load_report(&mut rates).await,
+                _ = tick.tick() => {
+                    self.write_load_report(&mut rates).await;
+                    self.reclaim_bundles().await;
+                }
                 () = self.cancel.cancelled() => return,
             }
         }
