@@ -151,6 +151,11 @@ impl BrokerService {
         format!("{}-{}", self.name_prefix, self.next_key())
     }
 
+    /// The metadata store.
+    pub fn metadata(&self) -> &Arc<dyn BrokerMetadata> {
+        &self.meta
+    }
+
     /// The entry cache.
     pub fn cache(&self) -> &EntryCache {
         &self.cache

@@ -20,6 +20,7 @@ pub fn request(
     body: &str,
     token: Option<&str>,
 ) -> (u16, String, String) {
+    let body_in = body;
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let auth = token
@@ -40,6 +41,19 @@ pub fn request(
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    // Follow a broker's 307 to the topic's owner (cluster mode), as Pulsar's admin client does.
+    if status == 307
+        && let Some(loc) = head.lines().find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        && let Some(rest) = loc.strip_prefix("http://")
+        && let Some((authority, rest_path)) = rest.split_once('/')
+        && let Some(next_port) = authority.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+    {
+        return request(next_port, method, &format!("/{rest_path}"), body_in, token);
+    }
     (status, head.to_owned(), body.to_owned())
 }
 
@@ -117,7 +131,11 @@ fn clusters_brokers_bookies() {
 #[test]
 fn tenants_and_namespaces_with_policies() {
     let node = Standalone::start();
-    let hp = node.http_port;
+    tenants_and_namespaces_with_policies_on(node.http_port, &node.url());
+}
+
+/// The scenario against any node (standalone, or one broker of a cluster).
+pub fn tenants_and_namespaces_with_policies_on(hp: u16, _url: &str) {
     let info = r#"{"adminRoles":["alice"],"allowedClusters":["standalone"]}"#;
     expect(hp, "PUT", "/admin/v2/tenants/acme", info, 204);
     expect(hp, "PUT", "/admin/v2/tenants/acme", info, 409);
@@ -242,7 +260,11 @@ fn tenants_and_namespaces_with_policies() {
 #[test]
 fn topics_partitions_stats_and_lifecycle() {
     let node = Standalone::start();
-    let hp = node.http_port;
+    topics_partitions_stats_and_lifecycle_on(node.http_port, &node.url());
+}
+
+/// The scenario against any node (standalone, or one broker of a cluster).
+pub fn topics_partitions_stats_and_lifecycle_on(hp: u16, url: &str) {
     let base = "/admin/v2/persistent/public/default";
     expect(hp, "PUT", &format!("{base}/plain"), "", 204);
     expect(hp, "PUT", &format!("{base}/plain"), "", 409);
@@ -268,8 +290,8 @@ fn topics_partitions_stats_and_lifecycle() {
         json!(["persistent://public/default/grow"])
     );
 
-    produce(&node.url(), "persistent://public/default/grow", 8);
-    produce(&node.url(), "persistent://public/default/plain", 3);
+    produce(url, "persistent://public/default/grow", 8);
+    produce(url, "persistent://public/default/plain", 3);
     let st = ok_json(hp, &format!("{base}/plain/stats"));
     assert_eq!(st["msgInCounter"], 3, "{st}");
     let ist = ok_json(hp, &format!("{base}/plain/internalStats"));
@@ -342,7 +364,11 @@ fn ok_json_post(port: u16, path: &str) -> Value {
 #[test]
 fn subscriptions_cursors_and_messages() {
     let node = Standalone::start();
-    let hp = node.http_port;
+    subscriptions_cursors_and_messages_on(node.http_port, &node.url());
+}
+
+/// The scenario against any node (standalone, or one broker of a cluster).
+pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
     let t = "/admin/v2/persistent/public/default/subs";
     expect(hp, "PUT", t, "", 204);
     expect(
@@ -354,7 +380,7 @@ fn subscriptions_cursors_and_messages() {
     );
     expect(hp, "PUT", &format!("{t}/subscription/early"), "", 409);
     expect(hp, "PUT", &format!("{t}/subscription/late"), "", 204);
-    produce(&node.url(), "persistent://public/default/subs", 10);
+    produce(url, "persistent://public/default/subs", 10);
     assert_eq!(
         ok_json(hp, &format!("{t}/subscriptions")),
         json!(["early", "late"])
@@ -481,12 +507,16 @@ fn subscriptions_cursors_and_messages() {
 #[test]
 fn stats_list_live_consumers() {
     let node = Standalone::start();
-    let hp = node.http_port;
+    stats_list_live_consumers_on(node.http_port, &node.url());
+}
+
+/// The scenario against any node (standalone, or one broker of a cluster).
+pub fn stats_list_live_consumers_on(hp: u16, url: &str) {
     let t = "/admin/v2/persistent/public/default/live-stats";
     expect(hp, "PUT", t, "", 204);
     let mut consumer = Command::new(strata_bin())
         .args(["consume", "persistent://public/default/live-stats", "-u"])
-        .arg(node.url())
+        .arg(url)
         .args(["-s", "watch", "-t", "shared", "-n", "1000000"])
         .env("STRATA_LOG", "warn")
         .stdin(Stdio::null())

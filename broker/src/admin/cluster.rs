@@ -8,6 +8,8 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use strata_auth::RestOperation;
 
+use strata_meta::model::{BookieInfo, BrokerInfo, ClusterData, Paths, decode_segment};
+
 use super::{ApiError, ApiResult, Caller, Svc};
 use crate::service::BrokerService;
 
@@ -22,25 +24,78 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
         .route("/admin/v2/bookies/racks-info", get(racks))
 }
 
+// In cluster mode these answers come from the metadata store (`strata init-cluster`'s cluster
+// record, the live broker registrations, the leader key); standalone has none of those keys and
+// answers about itself.
+
+async fn decoded<T: strata_meta::model::Model>(
+    s: &BrokerService,
+    prefix: &str,
+) -> ApiResult<Vec<(String, T)>> {
+    let p = format!("{prefix}/");
+    let mut out = Vec::new();
+    for (k, v) in s
+        .metadata()
+        .list(&p)
+        .await
+        .map_err(crate::BrokerError::from)?
+    {
+        let name = decode_segment(k.strip_prefix(p.as_str()).unwrap_or(&k));
+        if name.contains('/') {
+            continue;
+        }
+        if let Ok(x) = strata_meta::model::decode::<T>(&k, &v) {
+            out.push((name, x));
+        }
+    }
+    Ok(out)
+}
+
 async fn list_clusters(State(s): Svc, c: Caller) -> ApiResult<Json<Vec<String>>> {
     c.cluster(&s, RestOperation::ListClusters)?;
-    Ok(Json(vec![s.config.cluster_name.clone()]))
+    let mut names: Vec<String> = decoded::<ClusterData>(&s, &Paths::default().clusters())
+        .await?
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    if names.is_empty() {
+        names.push(s.config.cluster_name.clone());
+    }
+    Ok(Json(names))
 }
 
 async fn get_cluster(State(s): Svc, c: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     c.cluster(&s, RestOperation::GetCluster)?;
-    if name != s.config.cluster_name {
+    let stored = decoded::<ClusterData>(&s, &Paths::default().clusters())
+        .await?
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| d);
+    if stored.is_none() && name != s.config.cluster_name {
         return Err(ApiError::not_found("Cluster does not exist"));
     }
+    let d = stored.unwrap_or_default();
+    let or = |v: String, own: String| if v.is_empty() { own } else { v };
     Ok(Json(json!({
-        "serviceUrl": s.http_url(),
-        "brokerServiceUrl": s.broker_url(),
-        "peerClusterNames": [],
+        "serviceUrl": or(d.service_url, s.http_url()),
+        "serviceUrlTls": d.service_url_tls.or(s.http_url_tls()),
+        "brokerServiceUrl": or(d.broker_service_url, s.broker_url()),
+        "brokerServiceUrlTls": d.broker_service_url_tls.or(s.broker_url_tls()),
+        "peerClusterNames": d.peer_cluster_names,
     })))
 }
 
 fn broker_id(s: &BrokerService) -> String {
     format!("{}:{}", s.config.advertised_address, s.ports.lock().1)
+}
+
+/// `host:port` of a broker's HTTP URL (Pulsar lists brokers by their web service address).
+fn web_address(info: &BrokerInfo) -> String {
+    info.http_url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned()
 }
 
 async fn active_brokers(
@@ -52,11 +107,33 @@ async fn active_brokers(
     if name != s.config.cluster_name {
         return Err(ApiError::not_found("Cluster does not exist"));
     }
-    Ok(Json(vec![broker_id(&s)]))
+    let mut live: Vec<String> = decoded::<BrokerInfo>(&s, &Paths::default().brokers())
+        .await?
+        .iter()
+        .map(|(_, b)| web_address(b))
+        .collect();
+    if live.is_empty() {
+        live.push(broker_id(&s));
+    }
+    live.sort();
+    Ok(Json(live))
 }
 
 async fn leader(State(s): Svc, c: Caller) -> ApiResult<Json<Value>> {
     c.cluster(&s, RestOperation::LeaderBroker)?;
+    let key = format!("{}/leader", Paths::default().root());
+    if let Some(v) = s
+        .metadata()
+        .get(&key)
+        .await
+        .map_err(crate::BrokerError::from)?
+        && let Ok(b) = strata_meta::model::decode::<BrokerInfo>(&key, &v.value)
+    {
+        return Ok(Json(json!({
+            "brokerId": web_address(&b),
+            "serviceUrl": b.http_url,
+        })));
+    }
     Ok(Json(json!({
         "brokerId": broker_id(&s),
         "serviceUrl": s.http_url(),
@@ -80,6 +157,23 @@ async fn bookies(State(s): Svc, c: Caller) -> ApiResult<Json<Value>> {
 
 async fn racks(State(s): Svc, c: Caller) -> ApiResult<Json<Value>> {
     c.cluster(&s, RestOperation::ListBookies)?;
-    // No rack placement yet: every bookie is in the default rack, which Pulsar leaves out.
-    Ok(Json(json!({})))
+    // Pulsar's shape: group -> bookie -> {rack, hostname}; bookies without a rack are left
+    // out (they are in the default rack).
+    let mut group = serde_json::Map::new();
+    for (_, b) in decoded::<BookieInfo>(&s, &Paths::default().bookies()).await? {
+        if let Some(rack) = b.rack {
+            let host = b
+                .address
+                .rsplit_once(':')
+                .map_or(b.address.as_str(), |(h, _)| h);
+            group.insert(
+                b.bookie_id.0.clone(),
+                json!({ "rack": rack, "hostname": host }),
+            );
+        }
+    }
+    if group.is_empty() {
+        return Ok(Json(json!({})));
+    }
+    Ok(Json(json!({ "default": group })))
 }

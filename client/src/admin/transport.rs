@@ -117,6 +117,24 @@ impl std::fmt::Debug for Transport {
     }
 }
 
+/// Redirects followed by one request.
+const MAX_REDIRECTS: usize = 4;
+
+/// Splits an absolute `Location` into its base (scheme, host, port) and path-and-query.
+fn split_location(loc: &str) -> AdminResult<(BaseUrl, String)> {
+    let bad = || AdminError::InvalidUrl(loc.to_owned());
+    let after_scheme = loc.split_once("://").map(|(_, r)| r).ok_or_else(bad)?;
+    let cut = after_scheme.find('/').unwrap_or(after_scheme.len());
+    let origin_len = loc.len() - after_scheme.len() + cut;
+    let mut base = BaseUrl::parse(&loc[..origin_len])?;
+    base.prefix = String::new();
+    let path = match &loc[origin_len..] {
+        "" => "/".to_owned(),
+        p => p.to_owned(),
+    };
+    Ok((base, path))
+}
+
 /// Largest response body we accept (peeked messages and stats stay far below).
 const MAX_BODY: usize = 64 << 20;
 
@@ -158,13 +176,49 @@ impl Transport {
         body: Option<Bytes>,
     ) -> AdminResult<RawResponse> {
         let url = self.base.url(path);
-        tokio::time::timeout(self.timeout, self.send_inner(method, path, body, &url))
+        let run = async {
+            // Brokers answer 307 for a topic another broker owns (as Pulsar does): follow it,
+            // to the same scheme only, a few hops at most.
+            let mut base = self.base.clone();
+            let mut path = path.to_owned();
+            for _ in 0..MAX_REDIRECTS {
+                let url = base.url(&path);
+                let r = self
+                    .send_inner(&base, method.clone(), &path, body.clone(), &url)
+                    .await?;
+                if !matches!(r.status.as_u16(), 307 | 308) {
+                    return Ok(r);
+                }
+                let Some(loc) = r
+                    .headers
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                else {
+                    return Ok(r);
+                };
+                let (next, next_path) = split_location(loc)?;
+                if next.tls != self.base.tls {
+                    return Err(AdminError::Transport {
+                        url,
+                        message: format!("refusing a redirect to another scheme: {loc}"),
+                    });
+                }
+                base = next;
+                path = next_path;
+            }
+            Err(AdminError::Transport {
+                url: url.clone(),
+                message: format!("more than {MAX_REDIRECTS} redirects"),
+            })
+        };
+        tokio::time::timeout(self.timeout, run)
             .await
             .map_err(|_| AdminError::Timeout(self.timeout, url.clone()))?
     }
 
     async fn send_inner(
         &self,
+        base: &BaseUrl,
         method: Method,
         path: &str,
         body: Option<Bytes>,
@@ -174,14 +228,14 @@ impl Transport {
             url: url.to_owned(),
             message: e.to_string(),
         };
-        let tcp = TcpStream::connect((self.base.host.as_str(), self.base.port))
+        let tcp = TcpStream::connect((base.host.as_str(), base.port))
             .await
             .map_err(|e| transport(&e))?;
         let _ = tcp.set_nodelay(true);
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base.prefix))
-            .header(header::HOST, self.base.authority())
+            .uri(format!("{}{path}", base.prefix))
+            .header(header::HOST, base.authority())
             .header(header::ACCEPT, "application/json")
             .header(header::USER_AGENT, "strata-admin");
         if let Some(t) = &self.token {
@@ -200,7 +254,7 @@ impl Transport {
         let (resp, _conn) = match &self.tls {
             None => exchange(TokioIo::new(tcp), req).await,
             Some(connector) => {
-                let name = rustls::pki_types::ServerName::try_from(self.base.host.clone())
+                let name = rustls::pki_types::ServerName::try_from(base.host.clone())
                     .map_err(|e| AdminError::Tls(format!("bad server name: {e}")))?;
                 let stream = connector
                     .connect(name, tcp)
@@ -276,4 +330,24 @@ fn tls_connector(ca_file: &Path) -> AdminResult<tokio_rustls::TlsConnector> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_split_into_base_and_path() {
+        let (b, p) =
+            split_location("http://127.0.0.1:8081/admin/v2/persistent/t/ns/x/stats?a=1").unwrap();
+        assert_eq!((b.host.as_str(), b.port, b.tls), ("127.0.0.1", 8081, false));
+        assert_eq!(p, "/admin/v2/persistent/t/ns/x/stats?a=1");
+        let (b, p) = split_location("https://[::1]:8443").unwrap();
+        assert_eq!(
+            (b.host.as_str(), b.port, b.tls, p.as_str()),
+            ("::1", 8443, true, "/")
+        );
+        assert!(split_location("/relative/path").is_err());
+        assert!(split_location("ftp//x").is_err());
+    }
 }

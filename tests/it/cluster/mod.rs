@@ -1,6 +1,7 @@
 //! Cluster-mode tests: a sandbox of real processes on loopback — etcd, `strata bookie` nodes
 //! started with `--metadata etcd://...` — and tests of registration and `strata init-cluster`.
 
+mod admin_rest_cluster;
 mod bookie_loss;
 mod broker_failover;
 mod etcd_outage;
