@@ -728,3 +728,108 @@ async fn a_hung_bookie_in_the_write_path_is_replaced_after_the_add_timeout() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test]
+async fn writer_ensemble_changes_and_auto_recovery_interleave() {
+    use strata_ledger::autorecovery::{self, AutoRecoveryOptions};
+    tokio::time::timeout(TEST_LIMIT, async {
+        let mut c = Cluster::start(5).await;
+        c.register(&[]).await;
+        let q = Quorum {
+            ensemble: 3,
+            write: 2,
+            ack: 2,
+        };
+        let s = c.registered_client(q, "a");
+        let w = s.create().await.unwrap();
+        let ledger = w.ledger_id();
+        // A producer adding all along.
+        let stop = tokio_util::sync::CancellationToken::new();
+        let producer = {
+            let (w, stop) = (w.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acked = 0u64;
+                while !stop.is_cancelled() {
+                    assert_eq!(w.add(payload(acked)).await.unwrap(), acked);
+                    acked += 1;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                acked
+            })
+        };
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(autorecovery::run(
+            c.meta.clone(),
+            Arc::new(RegisteredBookies::new(c.meta.clone())),
+            AutoRecoveryOptions {
+                grace: Duration::from_millis(300),
+                interval: Duration::from_millis(50),
+            },
+            cancel.clone(),
+        ));
+        let names =
+            |md: &LedgerMetadata, b: &BookieId| md.ensembles.iter().any(|s| s.bookies.contains(b));
+        // Kill a bookie of the current ensemble twice: the writer moves its current segment,
+        // auto-recovery repairs the earlier ones while the writer commits its own changes.
+        let mut dead = Vec::new();
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let md = c.md(ledger).await;
+            let x = md.ensembles.last().unwrap().bookies[0].clone();
+            let xi = c.index(&x);
+            c.stop(xi).await;
+            dead.push(x);
+            loop {
+                let md = c.md(ledger).await;
+                if !md
+                    .ensembles
+                    .last()
+                    .unwrap()
+                    .bookies
+                    .contains(dead.last().unwrap())
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stop.cancel();
+        let acked = producer.await.unwrap();
+        let last = w.close().await.unwrap();
+        assert_eq!(last, Some(acked - 1));
+        loop {
+            let md = c.md(ledger).await;
+            if !dead.iter().any(|d| names(&md, d)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cancel.cancel();
+        task.await.unwrap();
+        let md = c.md(ledger).await;
+        assert!(md.ensembles.len() >= 3, "{md:?}");
+        let reader = c.registered_client(q, "reader");
+        assert_eq!(
+            reader.read(ledger, 0, acked - 1).await.unwrap(),
+            (0..acked).map(payload).collect::<Vec<_>>()
+        );
+        for e in 0..acked {
+            let seg = md
+                .ensembles
+                .iter()
+                .rev()
+                .find(|s| s.first_entry.0 <= e)
+                .unwrap();
+            let ws = write_set(&seg.bookies, e, 2);
+            assert_eq!(
+                holders(&c, &ws, ledger, e, &payload(e)).await,
+                2,
+                "entry {e}: {md:?}"
+            );
+        }
+        c.shutdown().await;
+    })
+    .await
+    .expect("test timed out");
+}
