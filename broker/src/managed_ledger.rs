@@ -804,6 +804,33 @@ impl Writer {
         debug!(topic = %self.ml.name, ledger = id, "closed ledger");
     }
 
+    /// Creates the next ledger; its id must be above every ledger id of the log, so message ids
+    /// never go backwards after a failover (Pulsar #24722): ledger ids come from per-broker
+    /// batches of a cluster-wide counter, and a broker taking a topic over may still hold a batch
+    /// below the old owner's. Such ledgers are deleted; the allocator soon moves to a batch
+    /// above every id handed out so far.
+    async fn create_ledger_above_last(ml: &Inner) -> Result<Arc<dyn LedgerWriter>> {
+        let last = ml.shared.ledgers.read().iter().map(|l| l.id).max();
+        for discarded in 0..1000u32 {
+            let w = ml.storage.create().await?;
+            if last.is_none_or(|l| w.ledger_id() > l) {
+                if discarded > 0 {
+                    info!(topic = %ml.name, ledger = w.ledger_id(), discarded, "skipped ledger ids below the log's last ledger");
+                }
+                return Ok(w);
+            }
+            let _ = w.close().await;
+            if let Err(e) = ml.storage.delete(w.ledger_id()).await {
+                warn!(ledger = w.ledger_id(), error = %e, "delete skipped ledger failed");
+            }
+        }
+        Err(BrokerError::ServiceNotReady(format!(
+            "no ledger id above {} for topic {}",
+            last.unwrap_or(0),
+            ml.name
+        )))
+    }
+
     async fn rollover(&mut self) -> Result<()> {
         self.close_current().await;
         if self.ml.shared.fenced.is_cancelled() {
@@ -813,7 +840,7 @@ impl Writer {
             )));
         }
         self.failed = false;
-        let w = self.ml.storage.create().await?;
+        let w = Self::create_ledger_above_last(&self.ml).await?;
         let created = now_ms();
         let info = {
             let mut ls = self.ml.shared.ledgers.write();
@@ -869,6 +896,27 @@ mod tests {
         )
         .await
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_owner_never_writes_below_the_last_ledger_id() {
+        // The old owner's ledger ids come from a higher batch than the new owner's allocator.
+        let old = MemStorage::default();
+        for _ in 0..5 {
+            old.create().await.unwrap();
+        }
+        let meta = MemMetadata::default();
+        let ml = open(&old, &meta, ManagedLedgerConfig::default()).await;
+        let p_old = ml.append(Bytes::from_static(b"a")).await.unwrap();
+        assert_eq!(p_old.ledger, 6);
+        ml.close().await;
+        let new = MemStorage::default();
+        let ml = open(&new, &meta, ManagedLedgerConfig::default()).await;
+        let p_new = ml.append(Bytes::from_static(b"b")).await.unwrap();
+        assert!(p_new > p_old, "{p_new:?} after {p_old:?}");
+        assert_eq!(p_new.ledger, 7);
+        // the skipped ids were deleted
+        assert_eq!(new.ledger_count(), 1);
     }
 
     #[tokio::test]
