@@ -281,8 +281,9 @@ impl Pool {
         }
     }
 
-    /// Picks a bookie to replace `failed` in `ensemble`: writable, not in the ensemble, not in
-    /// `avoid`, reachable, on a rack the rest of the ensemble does not use when possible.
+    /// Picks a bookie to replace `failed` in `ensemble`: writable, not in the ensemble,
+    /// reachable, on a rack the rest of the ensemble does not use when possible, and not in
+    /// `avoid` (recently failed) unless no other one is left.
     pub(crate) async fn replacement(
         &self,
         ensemble: &[BookieId],
@@ -290,10 +291,22 @@ impl Pool {
         avoid: &BTreeSet<BookieId>,
     ) -> Result<Option<BookieId>, StorageError> {
         let all = self.source.bookies().await?;
-        let mut candidates: Vec<BookieId> = all
+        let (preferred, avoided): (Vec<BookieId>, Vec<BookieId>) = all
             .into_iter()
-            .filter(|b| !ensemble.contains(b) && !avoid.contains(b))
-            .collect();
+            .filter(|b| !ensemble.contains(b))
+            .partition(|b| !avoid.contains(b));
+        if let Some(r) = self.pick(preferred, ensemble, failed).await {
+            return Ok(Some(r));
+        }
+        Ok(self.pick(avoided, ensemble, failed).await)
+    }
+
+    async fn pick(
+        &self,
+        mut candidates: Vec<BookieId>,
+        ensemble: &[BookieId],
+        failed: &BookieId,
+    ) -> Option<BookieId> {
         let used: BTreeSet<String> = ensemble
             .iter()
             .filter(|b| *b != failed)
@@ -305,12 +318,12 @@ impl Pool {
                 break;
             };
             if self.reachable(&r).await {
-                return Ok(Some(r));
+                return Some(r);
             }
             warn!(bookie = %r, "replacement candidate unreachable");
             candidates.retain(|b| *b != r);
         }
-        Ok(None)
+        None
     }
 
     /// Reads from the first of `replicas` that has the data: one that errs or has nothing moves
