@@ -879,3 +879,112 @@ fn auth_token_options_against_a_secured_standalone() {
     );
     assert!(r.stderr.starts_with("error: 401 Unauthorized"), "{r:?}");
 }
+
+#[test]
+fn topic_permissions_subscription_dispatch_rate_and_age_quota() {
+    let node = Standalone::start();
+    ok(&node, &["tenants", "create", "acme"]);
+    ok(&node, &["namespaces", "create", "acme/ns"]);
+    ok(&node, &["topics", "create", "persistent://acme/ns/t"]);
+    ok(
+        &node,
+        &[
+            "topics",
+            "grant-permission",
+            "persistent://acme/ns/t",
+            "--role",
+            "reader",
+            "--actions",
+            "consume",
+        ],
+    );
+    let p = json(&ok(
+        &node,
+        &[
+            "-o",
+            "json",
+            "topics",
+            "permissions",
+            "persistent://acme/ns/t",
+        ],
+    ));
+    assert_eq!(p["reader"], serde_json::json!(["consume"]), "{p}");
+    ok(
+        &node,
+        &[
+            "topics",
+            "revoke-permission",
+            "persistent://acme/ns/t",
+            "--role",
+            "reader",
+        ],
+    );
+    let e = fails(
+        &node,
+        &[
+            "topics",
+            "revoke-permission",
+            "persistent://acme/ns/t",
+            "--role",
+            "reader",
+        ],
+        "error:",
+    );
+    assert!(
+        e.contains("412") || e.to_lowercase().contains("not set"),
+        "{e}"
+    );
+
+    ok(
+        &node,
+        &[
+            "namespaces",
+            "set-subscription-dispatch-rate",
+            "acme/ns",
+            "--msg-dispatch-rate",
+            "50",
+        ],
+    );
+    let r = json(&ok(
+        &node,
+        &[
+            "-o",
+            "json",
+            "namespaces",
+            "get-subscription-dispatch-rate",
+            "acme/ns",
+        ],
+    ));
+    assert_eq!(r["dispatchThrottlingRateInMsg"], 50, "{r}");
+    ok(
+        &node,
+        &[
+            "namespaces",
+            "remove-policy",
+            "acme/ns",
+            "subscription-dispatch-rate",
+        ],
+    );
+
+    ok(
+        &node,
+        &[
+            "namespaces",
+            "set-backlog-quota",
+            "acme/ns",
+            "--limit",
+            "-1",
+            "--limit-time",
+            "10m",
+            "--policy",
+            "consumer_backlog_eviction",
+            "--type",
+            "message_age",
+        ],
+    );
+    let q = json(&ok(
+        &node,
+        &["-o", "json", "namespaces", "get-backlog-quotas", "acme/ns"],
+    ));
+    assert_eq!(q["message_age"]["limitTime"], 600, "{q}");
+}

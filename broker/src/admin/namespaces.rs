@@ -108,8 +108,14 @@ pub fn policies_json(p: &Policies) -> Value {
         }),
     );
     let mut quotas = serde_json::Map::new();
+    // One stored quota holds both limits; Pulsar shows them per type.
     if let Some(q) = &p.backlog_quota {
-        quotas.insert("destination_storage".into(), quota_json(q));
+        if q.limit_size >= 0 || q.limit_time_seconds < 0 {
+            quotas.insert("destination_storage".into(), quota_json(q));
+        }
+        if q.limit_time_seconds >= 0 {
+            quotas.insert("message_age".into(), quota_json(q));
+        }
     }
     m.insert("backlog_quota_map".into(), Value::Object(quotas));
     let opt = |m: &mut serde_json::Map<String, Value>, k: &str, v: Option<Value>| {

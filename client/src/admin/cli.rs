@@ -220,6 +220,14 @@ pub enum NamespacesCmd {
         /// What to do when the backlog exceeds the limit.
         #[arg(long, short = 'p', value_enum)]
         policy: QuotaPolicyArg,
+        /// Which limit this sets: `destination_storage` (size) or `message_age` (time).
+        #[arg(
+            long = "type",
+            short = 't',
+            value_enum,
+            default_value = "destination_storage"
+        )]
+        quota_type: QuotaTypeArg,
     },
     /// Show the backlog quotas.
     GetBacklogQuotas {
@@ -317,6 +325,25 @@ pub enum NamespacesCmd {
         /// `tenant/namespace`.
         namespace: String,
     },
+    /// Set the dispatch rate limit of each subscription (per period).
+    SetSubscriptionDispatchRate {
+        /// `tenant/namespace`.
+        namespace: String,
+        /// Messages per period (-1: unlimited).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        msg_dispatch_rate: i64,
+        /// Bytes per period (-1: unlimited).
+        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+        byte_dispatch_rate: i64,
+        /// Period in seconds.
+        #[arg(long, default_value_t = 1)]
+        dispatch_rate_period: i64,
+    },
+    /// Show the subscription dispatch rate limit.
+    GetSubscriptionDispatchRate {
+        /// `tenant/namespace`.
+        namespace: String,
+    },
     /// Set the publish rate limit (per producer, per second).
     SetPublishRate {
         /// `tenant/namespace`.
@@ -400,6 +427,8 @@ pub enum PolicyName {
     MaxConsumersPerTopic,
     /// Dispatch rate.
     DispatchRate,
+    /// Subscription dispatch rate.
+    SubscriptionDispatchRate,
     /// Publish rate.
     PublishRate,
     /// Offload threshold.
@@ -418,6 +447,7 @@ impl PolicyName {
             PolicyName::MaxProducersPerTopic => "maxProducersPerTopic",
             PolicyName::MaxConsumersPerTopic => "maxConsumersPerTopic",
             PolicyName::DispatchRate => "dispatchRate",
+            PolicyName::SubscriptionDispatchRate => "subscriptionDispatchRate",
             PolicyName::PublishRate => "publishRate",
             PolicyName::OffloadThreshold => "offloadThreshold",
         }
@@ -434,6 +464,26 @@ pub enum QuotaPolicyArg {
     ProducerException,
     /// Evict the oldest backlog.
     ConsumerBacklogEviction,
+}
+
+/// Which backlog limit `set-backlog-quota` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum QuotaTypeArg {
+    /// The size limit (`--limit`).
+    DestinationStorage,
+    /// The age limit of the oldest unacknowledged message (`--limit-time`).
+    MessageAge,
+}
+
+impl QuotaTypeArg {
+    /// The REST name (`backlogQuotaType`).
+    pub fn rest_name(self) -> &'static str {
+        match self {
+            QuotaTypeArg::DestinationStorage => "destination_storage",
+            QuotaTypeArg::MessageAge => "message_age",
+        }
+    }
 }
 
 impl From<QuotaPolicyArg> for BacklogQuotaPolicy {
@@ -521,6 +571,30 @@ pub enum TopicsCmd {
     },
     /// Unload a topic (clients reconnect).
     Unload {
+        /// Topic name.
+        topic: String,
+    },
+    /// Grant a role actions on this topic.
+    GrantPermission {
+        /// Topic name.
+        topic: String,
+        /// The role.
+        #[arg(long)]
+        role: String,
+        /// Comma-separated actions: produce, consume.
+        #[arg(long, value_delimiter = ',', required = true)]
+        actions: Vec<String>,
+    },
+    /// Revoke a role's grant on this topic.
+    RevokePermission {
+        /// Topic name.
+        topic: String,
+        /// The role.
+        #[arg(long)]
+        role: String,
+    },
+    /// Show who may do what on this topic (namespace grants included).
+    Permissions {
         /// Topic name.
         topic: String,
     },
@@ -816,6 +890,7 @@ async fn namespaces(c: &AdminClient, cmd: &NamespacesCmd) -> AdminResult<Out> {
             limit,
             limit_time,
             policy,
+            quota_type,
         } => {
             let q = BacklogQuota {
                 limit_size: parse_size(limit).map_err(arg_err)?,
@@ -825,7 +900,8 @@ async fn namespaces(c: &AdminClient, cmd: &NamespacesCmd) -> AdminResult<Out> {
                 },
                 policy: (*policy).into(),
             };
-            c.set_backlog_quota(&ns(namespace)?, &q).await?;
+            c.set_backlog_quota_of_type(&ns(namespace)?, &q, quota_type.rest_name())
+                .await?;
             Out::None
         }
         N::SetPersistence {
@@ -868,6 +944,22 @@ async fn namespaces(c: &AdminClient, cmd: &NamespacesCmd) -> AdminResult<Out> {
                 rate_period_in_second: *dispatch_rate_period,
             };
             c.set_dispatch_rate(&ns(namespace)?, &r).await?;
+            Out::None
+        }
+        N::SetSubscriptionDispatchRate {
+            namespace,
+            msg_dispatch_rate,
+            byte_dispatch_rate,
+            dispatch_rate_period,
+        } => {
+            let r = DispatchRate {
+                dispatch_throttling_rate_in_msg: *msg_dispatch_rate,
+                dispatch_throttling_rate_in_byte: *byte_dispatch_rate,
+                relative_to_publish_rate: false,
+                rate_period_in_second: *dispatch_rate_period,
+            };
+            c.set_subscription_dispatch_rate(&ns(namespace)?, &r)
+                .await?;
             Out::None
         }
         N::SetPublishRate {
@@ -918,6 +1010,9 @@ async fn namespaces(c: &AdminClient, cmd: &NamespacesCmd) -> AdminResult<Out> {
             get_policy(c, namespace, "maxConsumersPerTopic").await?
         }
         N::GetDispatchRate { namespace } => get_policy(c, namespace, "dispatchRate").await?,
+        N::GetSubscriptionDispatchRate { namespace } => {
+            get_policy(c, namespace, "subscriptionDispatchRate").await?
+        }
         N::GetPublishRate { namespace } => get_policy(c, namespace, "publishRate").await?,
         N::GetOffloadThreshold { namespace } => {
             get_policy(c, namespace, "offloadThreshold").await?
@@ -980,6 +1075,20 @@ async fn topics(c: &AdminClient, cmd: &TopicsCmd) -> AdminResult<Out> {
             c.unload(&topic(t)?).await?;
             Out::None
         }
+        T::GrantPermission {
+            topic: t,
+            role,
+            actions,
+        } => {
+            let actions = check_actions(actions).map_err(arg_err)?;
+            c.grant_topic_permission(&topic(t)?, role, &actions).await?;
+            Out::None
+        }
+        T::RevokePermission { topic: t, role } => {
+            c.revoke_topic_permission(&topic(t)?, role).await?;
+            Out::None
+        }
+        T::Permissions { topic: t } => val(c.topic_permissions(&topic(t)?).await?),
         T::Terminate { topic: t } => {
             let id = c.terminate(&topic(t)?).await?;
             Out::Text {

@@ -418,9 +418,22 @@ impl AdminClient {
 
     /// `POST .../backlogQuota?backlogQuotaType=destination_storage`.
     pub async fn set_backlog_quota(&self, ns: &NamespaceRef, q: &BacklogQuota) -> AdminResult<()> {
+        self.set_backlog_quota_of_type(ns, q, "destination_storage")
+            .await
+    }
+
+    /// `POST .../backlogQuota?backlogQuotaType=...` (`destination_storage`: the size limit,
+    /// `message_age`: the time limit).
+    pub async fn set_backlog_quota_of_type(
+        &self,
+        ns: &NamespaceRef,
+        q: &BacklogQuota,
+        quota_type: &str,
+    ) -> AdminResult<()> {
         let path = format!(
-            "{}/backlogQuota?backlogQuotaType=destination_storage",
-            ns.path()
+            "{}/backlogQuota?backlogQuotaType={}",
+            ns.path(),
+            enc(quota_type)
         );
         self.send(Method::POST, &path, q).await
     }
@@ -477,6 +490,20 @@ impl AdminClient {
     pub async fn set_dispatch_rate(&self, ns: &NamespaceRef, r: &DispatchRate) -> AdminResult<()> {
         self.send(Method::POST, &format!("{}/dispatchRate", ns.path()), r)
             .await
+    }
+
+    /// `POST .../subscriptionDispatchRate` (per subscription).
+    pub async fn set_subscription_dispatch_rate(
+        &self,
+        ns: &NamespaceRef,
+        r: &DispatchRate,
+    ) -> AdminResult<()> {
+        self.send(
+            Method::POST,
+            &format!("{}/subscriptionDispatchRate", ns.path()),
+            r,
+        )
+        .await
     }
 
     /// `POST .../publishRate`.
@@ -624,6 +651,31 @@ impl AdminClient {
     pub async fn unload(&self, t: &TopicRef) -> AdminResult<()> {
         self.send_empty(Method::PUT, &format!("{}/unload", t.path()))
             .await
+    }
+
+    /// `GET .../{topic}/permissions`: role -> actions (namespace grants included).
+    pub async fn topic_permissions(
+        &self,
+        t: &TopicRef,
+    ) -> AdminResult<BTreeMap<String, Vec<String>>> {
+        self.get(&format!("{}/permissions", t.path())).await
+    }
+
+    /// `POST .../{topic}/permissions/{role}` with the actions.
+    pub async fn grant_topic_permission(
+        &self,
+        t: &TopicRef,
+        role: &str,
+        actions: &[String],
+    ) -> AdminResult<()> {
+        let path = format!("{}/permissions/{}", t.path(), enc(role));
+        self.send(Method::POST, &path, actions).await
+    }
+
+    /// `DELETE .../{topic}/permissions/{role}`.
+    pub async fn revoke_topic_permission(&self, t: &TopicRef, role: &str) -> AdminResult<()> {
+        let path = format!("{}/permissions/{}", t.path(), enc(role));
+        self.send_empty(Method::DELETE, &path).await
     }
 
     /// `POST .../{topic}/terminate`: returns the last message id.
