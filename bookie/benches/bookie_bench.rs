@@ -26,9 +26,8 @@
 //!
 //! Diagnostics: `BENCH_DEBUG=1` prints a latency timeline and the journal sync histogram;
 //! `BENCH_HALF_RATE=N` runs only the half-load phase at N adds/s; `BENCH_NO_FLUSH=1` keeps
-//! everything in the write cache; `BENCH_FLUSHER_BE_IO=1` runs the flusher in the normal I/O
-//! class; `BENCH_NICE=N` sets the flusher's and applier's niceness; `BENCH_OPEN_CONNS`,
-//! `BENCH_TICK_US` change the open-loop generator.
+//! everything in the write cache; `BENCH_OPEN_CONNS`, `BENCH_TICK_US` change the open-loop
+//! generator.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -510,12 +509,6 @@ fn main() {
         storage.min_free_bytes = 0;
         if let Some(n) = std::env::var("BENCH_RECYCLE").ok().and_then(|v| v.parse().ok()) {
             storage.journal_recycle_files = n;
-        }
-        if std::env::var_os("BENCH_FLUSHER_BE_IO").is_some() {
-            storage.flusher_idle_io = false;
-        }
-        if let Some(n) = std::env::var("BENCH_NICE").ok().and_then(|v| v.parse().ok()) {
-            storage.background_nice = n;
         }
         if std::env::var_os("BENCH_NO_FLUSH").is_some() {
             storage.write_cache_bytes = 8 << 30;

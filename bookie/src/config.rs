@@ -38,18 +38,10 @@ pub struct StorageConfig {
     pub min_free_bytes: u64,
     /// Largest entry payload.
     pub max_entry_bytes: usize,
-    /// Run the flusher (segment writes, checkpoints, GC) in the idle I/O class, so that on a disk
-    /// shared with the journal its writes go out only while no journal write is waiting (Linux
-    /// block schedulers with priorities: `mq-deadline`, `bfq`, `kyber`; aged requests still go
-    /// out after the scheduler's limit, 10 s for `mq-deadline`).
-    pub flusher_idle_io: bool,
     /// Deleted ledgers remembered (most recent first) to refuse adds from a writer that still
     /// writes to a deleted ledger (a zombie), across restarts too. Ids beyond this are forgotten
     /// once their segments are reclaimed: an add to such a ledger would create it anew.
     pub deleted_ledgers_remembered: usize,
-    /// Niceness of the flusher and applier threads (CPU yields to the add path; 0: same as the
-    /// rest).
-    pub background_nice: i32,
 }
 
 impl StorageConfig {
@@ -72,9 +64,7 @@ impl StorageConfig {
             compaction_threshold: 0.5,
             min_free_bytes: 64 << 20,
             max_entry_bytes: 16 << 20,
-            flusher_idle_io: true,
             deleted_ledgers_remembered: 100_000,
-            background_nice: 0,
         }
     }
 }

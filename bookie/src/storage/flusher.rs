@@ -640,7 +640,6 @@ fn prune_admission(shared: &Shared) {
 /// The flusher thread's loop; returns after a final flush once the command channel closes.
 pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
     let cfg = shared.cfg.clone();
-    super::sys::background_thread(cfg.flusher_idle_io, cfg.background_nice);
     let m = shared.metrics.clone();
     let flush = |f: &mut Flusher, force: bool| {
         let r = f.flush(&shared.state, &cfg, &m, force);

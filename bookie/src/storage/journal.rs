@@ -38,7 +38,6 @@ pub(super) type Applied = (
 /// here delays no add acknowledgement.
 pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
     let cfg = shared.cfg.clone();
-    super::sys::background_thread(false, cfg.background_nice);
     let m = shared.metrics.clone();
     let mut work: Vec<Applied> = Vec::new();
     while let Ok(first) = rx.recv() {
