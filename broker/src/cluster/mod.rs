@@ -173,6 +173,8 @@ pub struct ClusterOwnership {
     bundles_cache: Mutex<HashMap<(String, String), (BundlesData, Instant)>>,
     /// Assignments handed out by this leader and maybe not acquired yet: (broker, when).
     pending: Mutex<Vec<(String, Instant)>>,
+    /// Bundles this leader assigned recently, to whom (answered the same way meanwhile).
+    assignments: Mutex<HashMap<NsBundle, (BrokerInfo, Instant)>>,
     /// Bundles this leader moved: when, and to which broker (not moved again for a while, and
     /// counted on their target meanwhile).
     moved: Mutex<HashMap<NsBundle, (Instant, String, String)>>,
@@ -233,6 +235,7 @@ impl ClusterOwnership {
             acquire_lock: tokio::sync::Mutex::new(()),
             bundles_cache: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
+            assignments: Mutex::new(HashMap::new()),
             moved: Mutex::new(HashMap::new()),
             leadership: tokio::sync::Mutex::new(None),
             is_leader: AtomicBool::new(false),
@@ -551,7 +554,27 @@ impl ClusterOwnership {
             // We lead (or nobody does yet): pick the least loaded broker.
             _ => {
                 let exclude = stopping.then_some(me.broker_id.as_str());
-                match self.choose_broker(exclude).await? {
+                // The same answer for a bundle until the chosen broker took it.
+                let recent = {
+                    let mut g = self.assignments.lock();
+                    g.retain(|_, (_, at)| at.elapsed() < PENDING_FOR);
+                    g.get(&b)
+                        .map(|(c, _)| c.clone())
+                        .filter(|c| !stopping || c.broker_id != me.broker_id)
+                };
+                let chosen = match recent {
+                    Some(c) => Some(c),
+                    None => {
+                        let c = self.choose_broker(exclude).await?;
+                        if let Some(c) = &c {
+                            self.assignments
+                                .lock()
+                                .insert(b.clone(), (c.clone(), Instant::now()));
+                        }
+                        c
+                    }
+                };
+                match chosen {
                     Some(c) if c.broker_id != me.broker_id => {
                         debug!(bundle = %b, to = %c.broker_id, "assigning bundle");
                         Ok(Owner::Remote {
@@ -924,6 +947,9 @@ impl ClusterOwnership {
             (Instant::now(), m.from.clone(), m.to.clone()),
         );
         self.pending.lock().push((m.to.clone(), Instant::now()));
+        self.assignments
+            .lock()
+            .insert(m.bundle.clone(), (to.clone(), Instant::now()));
         *last_move = Some(Instant::now());
         *last_plan = None;
         info!(bundle = %m.bundle, from = %m.from, to = %m.to, "balancing: asked the owner to unload a bundle");
