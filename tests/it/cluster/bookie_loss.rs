@@ -49,7 +49,7 @@ async fn segments_naming(sb: &Sandbox, bookie: &str) -> Vec<(u64, u64)> {
 async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restores_rf() {
     let Some(py) = workload::python() else { return };
     let mut sb = Sandbox::start_cluster(4, 2, BrokerOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workload::TestDir::new();
     let topics = vec![workload::topic("bk-a"), workload::topic("bk-b")];
     let spec = ProduceSpec {
         topics: topics.clone(),
@@ -171,7 +171,7 @@ async fn three_bookies_e3_stall_with_clear_errors_and_never_lose() {
         ..Default::default()
     };
     let mut sb = Sandbox::start_cluster(3, 2, opts).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workload::TestDir::new();
     let topics = vec![workload::topic("stall")];
     let stop = dir.path().join("stop");
     let spec = ProduceSpec {

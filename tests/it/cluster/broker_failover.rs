@@ -20,7 +20,7 @@ const DURABLE_ACK_AGE: f64 = 5.0;
 async fn sigkill_owner_broker_mid_produce_and_consume() {
     let Some(py) = workload::python() else { return };
     let mut sb = Sandbox::start_cluster(3, 2, BrokerOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workload::TestDir::new();
     let topics = vec![workload::topic("failover")];
     let stop_consumer = dir.path().join("stop-consumer");
     let stop_producer = dir.path().join("stop-producer");

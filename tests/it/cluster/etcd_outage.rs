@@ -19,7 +19,7 @@ const TARGET_BACK: f64 = 15.0;
 async fn etcd_down_30s_clients_keep_working_and_service_returns() {
     let Some(py) = workload::python() else { return };
     let mut sb = Sandbox::start_cluster(3, 2, BrokerOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workload::TestDir::new();
     let topics = vec![workload::topic("outage-a"), workload::topic("outage-b")];
     let stop_consumer = dir.path().join("stop-consumer");
     let stop_producer = dir.path().join("stop-producer");
@@ -177,6 +177,11 @@ async fn etcd_down_30s_clients_keep_working_and_service_returns() {
         gap_at - down_at,
         workload::failure_reasons(&produced),
         a.report
+    );
+    eprintln!(
+        "etcd outage: ledgers:{}\nmanaged ledgers:{}",
+        sb.ledger_summary().await,
+        sb.dump_prefix("/strata/broker/managed-ledgers/").await
     );
     workload::assert_stored_and_delivered("etcd outage", &produced, &read, &received);
     assert_eq!(workload::first_delivery_regressions(&received), 0);

@@ -13,7 +13,7 @@ use super::workload::{self, ProduceSpec};
 async fn rolling_restart_of_all_brokers_under_load() {
     let Some(py) = workload::python() else { return };
     let mut sb = Sandbox::start_cluster(3, 2, BrokerOptions::default()).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workload::TestDir::new();
     let topics = vec![
         workload::topic("roll-a"),
         workload::topic("roll-b"),

@@ -558,10 +558,14 @@ impl Drop for Sandbox {
         }
         if std::thread::panicking() {
             eprintln!(
-                "----- sandbox logs (dir {}) -----{}",
+                "----- sandbox logs (dir {}, kept) -----{}",
                 self.dir.path().display(),
                 self.logs(12 * 1024)
             );
+            // Keep the data dirs and full logs for a post-mortem.
+            if let Ok(spare) = tempfile::tempdir() {
+                let _ = std::mem::replace(&mut self.dir, spare).keep();
+            }
         }
     }
 }
@@ -669,5 +673,48 @@ impl Sandbox {
         sb.init_cluster();
         sb.start_brokers(brokers, opts).await;
         sb
+    }
+}
+
+impl Sandbox {
+    /// Every key under `prefix` with its value (lossy UTF-8, binary values shown by length), for
+    /// failure messages.
+    pub async fn dump_prefix(&self, prefix: &str) -> String {
+        let meta = self.meta().await;
+        let scan = meta.store().scan(prefix).await.unwrap();
+        let mut s = String::new();
+        for kv in scan.entries {
+            let v = &kv.value.value;
+            let text = match std::str::from_utf8(v) {
+                Ok(t) => t.to_owned(),
+                Err(_) => format!("<{} binary bytes>", v.len()),
+            };
+            s += &format!("\n  {} = {}", kv.key, text);
+        }
+        s
+    }
+
+    /// One line per ledger: id, state, last entry, segments (first entry: bookies).
+    pub async fn ledger_summary(&self) -> String {
+        let mut s = String::new();
+        for l in self.ledgers().await {
+            let segs: Vec<String> = l
+                .ensembles
+                .iter()
+                .map(|e| {
+                    let b: Vec<&str> = e.bookies.iter().map(|b| b.0.as_str()).collect();
+                    format!("{}:{}", e.first_entry.0, b.join("|"))
+                })
+                .collect();
+            s += &format!(
+                "\n  ledger {} {:?} last={:?} {:?} custom={:?}",
+                l.ledger_id.0,
+                l.state,
+                l.last_entry_id.map(|e| e.0),
+                segs,
+                l.custom_metadata
+            );
+        }
+        s
     }
 }

@@ -43,7 +43,7 @@ async fn cut_owner_from_etcd_b_takes_over_a_is_fenced_nothing_lost() {
     let opts = BrokerOptions::default();
     let ttl = opts.session_ttl_secs;
     let mut sb = Sandbox::start_cluster(3, 2, opts).await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workload::TestDir::new();
     let topics = vec![workload::topic("split")];
     let stop_consumer = dir.path().join("stop-consumer");
     let stop_producer = dir.path().join("stop-producer");

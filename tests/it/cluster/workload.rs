@@ -34,6 +34,31 @@ pub fn now() -> f64 {
         .as_secs_f64()
 }
 
+/// A temporary directory for workload files, kept (and its path printed) when the test panics.
+pub struct TestDir(Option<tempfile::TempDir>);
+
+impl TestDir {
+    /// A fresh directory.
+    pub fn new() -> Self {
+        Self(Some(tempfile::tempdir().unwrap()))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().unwrap().path()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(d) = self.0.take() {
+                eprintln!("workload files kept in {}", d.keep().display());
+            }
+        }
+    }
+}
+
 /// One line of a workload output file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Rec {
@@ -368,6 +393,8 @@ pub struct Analysis {
     pub acked_ids_missing: Vec<(String, u64, MsgId)>,
     /// Per-producer message-id regressions in the acknowledgements.
     pub id_regressions: Vec<(String, u64, MsgId, u64, MsgId)>,
+    /// The acknowledged ids of the first lost messages.
+    pub lost_ids: Vec<(String, u64, MsgId)>,
     /// Acknowledged and failed sends.
     pub acked: usize,
     pub failed: usize,
@@ -381,8 +408,10 @@ impl Analysis {
             self.report.lost.is_empty()
                 && self.acked_ids_missing.is_empty()
                 && self.report.unexpected.is_empty(),
-            "{what}: ACKNOWLEDGED LOSS: {} — acked ids not readable: {} (first {:?})",
+            "{what}: ACKNOWLEDGED LOSS: {} — acked ids of the first lost: {:?}; acked ids not \
+             readable: {} (first {:?})",
             self.report,
+            self.lost_ids,
             self.acked_ids_missing.len(),
             self.acked_ids_missing.iter().take(5).collect::<Vec<_>>()
         );
@@ -423,8 +452,21 @@ pub fn analyse(produced: &[Rec], received: &[Rec]) -> Analysis {
         c.received(p, *s);
     }
     let acked = acks(produced);
+    let report = c.report();
+    let lost: std::collections::HashSet<(&str, u64)> = report
+        .lost
+        .iter()
+        .take(5)
+        .map(|(p, s)| (p.as_str(), *s))
+        .collect();
+    let lost_ids = acked
+        .iter()
+        .filter(|(p, s, _)| lost.contains(&(p.as_str(), *s)))
+        .cloned()
+        .collect();
     Analysis {
-        report: c.report(),
+        lost_ids,
+        report,
         acked_ids_missing: checker::acked_ids_not_received(&acked, &got),
         id_regressions: checker::id_regressions(&acked),
         acked: acked.len(),

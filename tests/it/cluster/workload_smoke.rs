@@ -15,7 +15,7 @@ async fn workload_on_standalone_is_exactly_once() {
     let node = tokio::task::spawn_blocking(Standalone::start)
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workload::TestDir::new();
     let topics = vec![workload::topic("smoke-a"), workload::topic("smoke-b")];
     let stop = dir.path().join("stop");
     let mut consumer = workload::consume(
