@@ -138,6 +138,22 @@ async fn sigkill_owner_broker_mid_produce_and_consume() {
         redelivered_old.len(),
         redelivered_old.iter().take(5).collect::<Vec<_>>()
     );
+    // The new owner recovered (fenced and closed) every ledger the dead broker had open.
+    let dead_id = sb.brokers[owner].id();
+    let still_open: Vec<u64> = sb
+        .ledgers()
+        .await
+        .into_iter()
+        .filter(|l| l.custom_metadata.get("owner") == Some(&dead_id))
+        .filter(|l| l.state != strata_meta::model::LedgerState::Closed)
+        .map(|l| l.ledger_id.0)
+        .collect();
+    assert!(
+        still_open.is_empty(),
+        "ledgers of the dead broker not closed by the new owner's recovery: {still_open:?}; \
+         ledgers:{}",
+        sb.ledger_summary().await
+    );
     let reconnected = sb.broker_log_lines(other, "topic loaded");
     assert!(
         !reconnected.is_empty(),

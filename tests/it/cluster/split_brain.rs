@@ -113,11 +113,16 @@ async fn cut_owner_from_etcd_b_takes_over_a_is_fenced_nothing_lost() {
     let ledgers = sb.ledgers().await;
     let mut leaked = beyond_close(&read, &ledgers);
     leaked.extend(beyond_close(&received, &ledgers));
-    let fenced_lines = sb
-        .broker_log_lines(a, "fenced")
-        .into_iter()
-        .chain(sb.broker_log_lines(a, "Fenced"))
-        .count();
+    let fenced: Vec<String> = sb.brokers[a]
+        .log()
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("fenced"))
+        .map(str::to_owned)
+        .collect();
+    let fenced_lines = fenced.len();
+    if let Some(first) = fenced.first() {
+        eprintln!("split brain: A's first fenced line: {first}");
+    }
     let session_lost = sb.broker_log_lines(a, "session lost");
     let (gap, gap_at) = workload::max_ack_gap(&p1.records(), cut_at - 1.0, healed_at);
     eprintln!(
@@ -142,5 +147,10 @@ async fn cut_owner_from_etcd_b_takes_over_a_is_fenced_nothing_lost() {
         workload::first_delivery_regressions(&received),
         0,
         "consumer saw ids go backwards"
+    );
+    assert!(
+        fenced_lines > 0,
+        "broker A (cut off, still serving its open topic) never logged a fenced add after B took \
+         over"
     );
 }
