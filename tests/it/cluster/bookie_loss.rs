@@ -67,6 +67,16 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
     let victim_id = sb.bookies[victim].addr.clone();
     let killed_at = workload::now();
     sb.kill_bookie(victim);
+    // First segments as written (auto-recovery rewrites the ones naming the victim).
+    let first_segments: Vec<(u64, Vec<String>)> = sb
+        .ledgers()
+        .await
+        .iter()
+        .map(|l| {
+            let b = l.ensembles[0].bookies.iter().map(|b| b.0.clone()).collect();
+            (l.ledger_id.0, b)
+        })
+        .collect();
     eprintln!(
         "killed bookie {victim} ({victim_id}) after {} acks",
         producer.count("ack")
@@ -120,7 +130,8 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
         BrokerOptions::default().autorecovery_grace_secs
     );
 
-    // Everything reads back with the dead bookie still down.
+    // Everything reads back with the dead bookie still down (fresh brokers: no entry cache).
+    sb.restart_all_brokers().await;
     let read = workload::read_all(
         &py,
         dir.path(),
@@ -160,6 +171,47 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
         under.is_empty(),
         "segments with duplicate bookies: {under:?}"
     );
+
+    // The copies are real: kill a bookie that shared the victim's first segments, so that entries
+    // once on (victim, it) now live only on the replacement, and read everything again.
+    let after: BTreeMap<u64, Vec<String>> = sb
+        .ledgers()
+        .await
+        .iter()
+        .map(|l| {
+            let b = l.ensembles[0].bookies.iter().map(|b| b.0.clone()).collect();
+            (l.ledger_id.0, b)
+        })
+        .collect();
+    let second = first_segments
+        .iter()
+        .filter(|(_, b)| b.contains(&victim_id))
+        .find_map(|(id, b)| {
+            let now = after.get(id)?;
+            b.iter()
+                .find(|x| **x != victim_id && now.contains(x))
+                .cloned()
+        })
+        .expect("a surviving bookie of a repaired segment");
+    let second_idx = sb.bookies.iter().position(|b| b.addr == second).unwrap();
+    sb.kill_bookie(second_idx);
+    sb.restart_all_brokers().await;
+    let read2 = workload::read_all(
+        &py,
+        dir.path(),
+        "reader-2",
+        &sb.service_url(),
+        &topics,
+        Duration::from_secs(180),
+    )
+    .await;
+    let a2 = workload::analyse(&produced, &read2);
+    eprintln!(
+        "RESULT: after auto-recovery, second bookie {second} SIGKILLed too (entries of the \
+         repaired segments now only on the replacement): read-back {}",
+        a2.report
+    );
+    a2.assert_safe("read back from re-replicated copies");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,6 +292,7 @@ async fn three_bookies_e3_stall_with_clear_errors_and_never_lose() {
         clear_errors.len(),
         clear_errors.first()
     );
+    sb.restart_all_brokers().await; // read from the bookies, not a broker cache
     let read = workload::read_all(
         &py,
         dir.path(),

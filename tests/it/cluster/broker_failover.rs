@@ -74,6 +74,18 @@ async fn sigkill_owner_broker_mid_produce_and_consume() {
 
     let produced = producer.records();
     let received = consumer.records();
+    // The new owner recovered (fenced and closed) every ledger the dead broker had open.
+    let dead_id = sb.brokers[owner].id();
+    let still_open: Vec<u64> = sb
+        .ledgers()
+        .await
+        .into_iter()
+        .filter(|l| l.custom_metadata.get("owner") == Some(&dead_id))
+        .filter(|l| l.state != strata_meta::model::LedgerState::Closed)
+        .map(|l| l.ledger_id.0)
+        .collect();
+    let ledgers_before_restart = sb.ledger_summary().await;
+    sb.restart_all_brokers().await; // read from the bookies, not a broker cache
     let read = workload::read_all(
         &py,
         dir.path(),
@@ -138,21 +150,10 @@ async fn sigkill_owner_broker_mid_produce_and_consume() {
         redelivered_old.len(),
         redelivered_old.iter().take(5).collect::<Vec<_>>()
     );
-    // The new owner recovered (fenced and closed) every ledger the dead broker had open.
-    let dead_id = sb.brokers[owner].id();
-    let still_open: Vec<u64> = sb
-        .ledgers()
-        .await
-        .into_iter()
-        .filter(|l| l.custom_metadata.get("owner") == Some(&dead_id))
-        .filter(|l| l.state != strata_meta::model::LedgerState::Closed)
-        .map(|l| l.ledger_id.0)
-        .collect();
     assert!(
         still_open.is_empty(),
         "ledgers of the dead broker not closed by the new owner's recovery: {still_open:?}; \
-         ledgers:{}",
-        sb.ledger_summary().await
+         ledgers:{ledgers_before_restart}"
     );
     let reconnected = sb.broker_log_lines(other, "topic loaded");
     assert!(

@@ -75,6 +75,7 @@ async fn rolling_restart_of_all_brokers_under_load() {
 
     let produced = producer.records();
     let received = consumer.records();
+    sb.restart_all_brokers().await; // read from the bookies, not a broker cache
     let read = workload::read_all(
         &py,
         dir.path(),

@@ -497,6 +497,17 @@ impl Sandbox {
         }
     }
 
+    /// Restarts every broker (SIGTERM if running, start, ready), one after the other, so that later
+    /// reads come from the bookies and not from a broker's entry cache.
+    pub async fn restart_all_brokers(&mut self) {
+        for i in 0..self.brokers.len() {
+            if self.brokers[i].is_running() {
+                self.stop_broker(i).await;
+            }
+            self.start_broker(i).await;
+        }
+    }
+
     /// Cuts broker `i` off from etcd (drops its connections, refuses new ones).
     pub fn cut_etcd(&self, i: usize) {
         self.brokers[i].etcd_proxy.cut();

@@ -101,6 +101,7 @@ async fn cut_owner_from_etcd_b_takes_over_a_is_fenced_nothing_lost() {
     let mut produced = p1.records();
     produced.extend(p2.records());
     let received = consumer.records();
+    sb.restart_all_brokers().await; // read from the bookies, not a broker cache
     let read = workload::read_all(
         &py,
         dir.path(),
