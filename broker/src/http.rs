@@ -40,6 +40,10 @@ pub fn router(service: Arc<BrokerService>) -> Router {
         )
         .merge(crate::admin::router())
         .merge(crate::cluster::admin::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            crate::cluster::fanout::layer,
+        ))
         .layer(axum::middleware::from_fn(crate::admin::redirect_layer))
         .with_state(service)
 }

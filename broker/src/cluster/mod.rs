@@ -24,6 +24,7 @@
 
 pub mod admin;
 pub mod bundle;
+pub mod fanout;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1052,11 +1053,12 @@ impl ClusterOwnership {
         if let Some(svc) = self.service() {
             svc.set_ready(false);
         }
-        self.cancel.cancel();
+        // Resign first (another broker takes the leadership at once), then stop the tasks.
         if let Some(l) = self.leadership.lock().await.take() {
             let _ = tokio::time::timeout(Duration::from_secs(3), l.resign()).await;
             info!("leadership resigned");
         }
+        self.cancel.cancel();
         let session = self.session();
         if let Some(me) = self.me() {
             let _ = tokio::time::timeout(

@@ -1,0 +1,387 @@
+//! Admin operations on a partitioned topic whose partitions live on different brokers.
+//!
+//! A partition is served by the owner of its bundle, so an operation on a whole partitioned
+//! topic (its subscriptions, cursor operations, partitioned stats, unload, delete) cannot run on
+//! one broker, and a 307 to "the owner" would bounce between brokers. As Pulsar does with its
+//! internal admin client, the broker that receives such a request sends the same request for each
+//! partition (`{topic}-partition-{i}`) to that partition's owner (itself included, over its own
+//! HTTP port) and merges the answers. When every partition is local the request is handled
+//! directly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::service::{BrokerService, Owner};
+use crate::topic_name::TopicName;
+
+/// Largest forwarded answer read.
+const MAX_ANSWER: usize = 16 << 20;
+/// Time limit of one forwarded request.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What kind of aggregate operation a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Every partition must succeed; 404 only if all partitions answer 404.
+    Each,
+    /// `GET .../subscriptions`: the union of the partitions' lists.
+    Subscriptions,
+    /// `GET .../partitioned-stats`: the partitions' stats summed.
+    Stats { per_partition: bool },
+    /// Deleting the partitioned topic: the partitions first, then the local handler deletes
+    /// the partitioned metadata.
+    Delete,
+}
+
+fn classify(method: &Method, rest: &[&str], query: &str) -> Option<Kind> {
+    match (method.as_str(), rest) {
+        ("GET", ["subscriptions"]) => Some(Kind::Subscriptions),
+        ("GET", ["partitioned-stats"]) => Some(Kind::Stats {
+            per_partition: query
+                .split('&')
+                .any(|kv| kv.eq_ignore_ascii_case("perPartition=true")),
+        }),
+        ("PUT", ["unload"]) => Some(Kind::Each),
+        ("PUT" | "DELETE", ["subscription", _]) => Some(Kind::Each),
+        ("POST", ["subscription", _, "resetcursor" | "skip_all"])
+        | (
+            "POST",
+            [
+                "subscription",
+                _,
+                "resetcursor" | "skip" | "expireMessages",
+                _,
+            ],
+        ) => Some(Kind::Each),
+        ("DELETE", []) | ("DELETE", ["partitions"]) => Some(Kind::Delete),
+        _ => None,
+    }
+}
+
+/// The middleware (see the module doc).
+pub async fn layer(State(s): State<Arc<BrokerService>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // admin / v2 / domain / tenant / ns / topic / rest...
+    let (domain, tenant, ns, topic, rest) = match segs.as_slice() {
+        [
+            "admin",
+            "v2",
+            d @ ("persistent" | "non-persistent"),
+            t,
+            n,
+            tp,
+            rest @ ..,
+        ] => (*d, *t, *n, *tp, rest),
+        _ => return next.run(req).await,
+    };
+    let Some(kind) = classify(req.method(), rest, &query) else {
+        return next.run(req).await;
+    };
+    let Ok(name) = TopicName::from_parts(domain, tenant, ns, topic) else {
+        return next.run(req).await;
+    };
+    if name.partition_index().is_some() {
+        return next.run(req).await;
+    }
+    let parts = match s.partitions(&name).await {
+        Ok(n) if n > 0 => n,
+        _ => return next.run(req).await,
+    };
+    // Owners of the partitions; all local: the handler does it.
+    let mut owners = Vec::with_capacity(parts as usize);
+    let mut all_local = true;
+    for i in 0..parts {
+        let url = match s.owner(&name.partition(i)).await {
+            Ok(Owner::Local) => s.http_url(),
+            Ok(Owner::Remote { http_url, .. } | Owner::Leader { http_url, .. }) => {
+                all_local = false;
+                http_url
+            }
+            Err(e) => return crate::admin::ApiError::from(e).into_response(),
+        };
+        owners.push(url);
+    }
+    if all_local {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let (parts_req, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_ANSWER).await {
+        Ok(b) => b,
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response(),
+    };
+    let sub_path = |i: u32, extra: &str| {
+        let mut p = format!(
+            "/admin/v2/{domain}/{tenant}/{ns}/{}",
+            name.partition(i).local
+        );
+        for r in rest {
+            if *r == "partitions" || *r == "partitioned-stats" {
+                continue;
+            }
+            p.push('/');
+            p.push_str(r);
+        }
+        p.push_str(extra);
+        if !query.is_empty() && !matches!(kind, Kind::Stats { .. }) {
+            p.push('?');
+            p.push_str(&query);
+        }
+        p
+    };
+    let calls = owners.iter().enumerate().map(|(i, url)| {
+        let extra = if matches!(kind, Kind::Stats { .. }) {
+            "/stats"
+        } else {
+            ""
+        };
+        let p = sub_path(i as u32, extra);
+        let (m, h, b) = (method.clone(), headers.clone(), body.clone());
+        async move { forward(url, &m, &p, &h, b).await }
+    });
+    let answers = futures::future::join_all(calls).await;
+    match kind {
+        Kind::Each | Kind::Delete => {
+            let mut not_found = 0;
+            for a in &answers {
+                match a {
+                    Ok((st, _)) if st.is_success() => {}
+                    Ok((StatusCode::NOT_FOUND, _)) => not_found += 1,
+                    Ok((st, b)) => return (*st, b.clone()).into_response(),
+                    Err(e) => return (StatusCode::BAD_GATEWAY, e.clone()).into_response(),
+                }
+            }
+            if kind == Kind::Delete {
+                // The partitions are gone; the handler removes the partitioned metadata.
+                let req = Request::from_parts(parts_req, Body::from(body));
+                return next.run(req).await;
+            }
+            if not_found == answers.len() {
+                return (
+                    StatusCode::NOT_FOUND,
+                    axum::Json(json!({ "reason": "Subscription not found" })),
+                )
+                    .into_response();
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Kind::Subscriptions => {
+            let mut out = std::collections::BTreeSet::new();
+            for a in answers {
+                match a {
+                    Ok((st, b)) if st.is_success() => {
+                        if let Ok(Value::Array(v)) = serde_json::from_slice::<Value>(&b) {
+                            out.extend(v.into_iter().filter_map(|x| x.as_str().map(str::to_owned)));
+                        }
+                    }
+                    Ok((StatusCode::NOT_FOUND, _)) => {}
+                    Ok((st, b)) => return (st, b).into_response(),
+                    Err(e) => return (StatusCode::BAD_GATEWAY, e).into_response(),
+                }
+            }
+            axum::Json(out.into_iter().collect::<Vec<_>>()).into_response()
+        }
+        Kind::Stats { per_partition } => {
+            let mut per = serde_json::Map::new();
+            let mut subs: std::collections::BTreeMap<String, u64> = Default::default();
+            let (mut msg_in, mut bytes_in, mut storage) = (0u64, 0u64, 0u64);
+            for (i, a) in answers.into_iter().enumerate() {
+                let st = match a {
+                    Ok((st, b)) if st.is_success() => {
+                        serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null)
+                    }
+                    Ok((StatusCode::NOT_FOUND, _)) => json!({
+                        "msgInCounter": 0, "bytesInCounter": 0, "storageSize": 0,
+                        "publishers": [], "subscriptions": {}
+                    }),
+                    Ok((st, b)) => return (st, b).into_response(),
+                    Err(e) => return (StatusCode::BAD_GATEWAY, e).into_response(),
+                };
+                msg_in += st["msgInCounter"].as_u64().unwrap_or(0);
+                bytes_in += st["bytesInCounter"].as_u64().unwrap_or(0);
+                storage += st["storageSize"].as_u64().unwrap_or(0);
+                if let Some(m) = st["subscriptions"].as_object() {
+                    for (k, v) in m {
+                        *subs.entry(k.clone()).or_default() +=
+                            v["msgBacklog"].as_u64().unwrap_or(0);
+                    }
+                }
+                per.insert(name.partition(i as u32).to_string(), st);
+            }
+            let subs: serde_json::Map<String, Value> = subs
+                .into_iter()
+                .map(|(k, b)| (k, json!({ "msgBacklog": b })))
+                .collect();
+            let mut out = json!({
+                "metadata": { "partitions": parts },
+                "msgInCounter": msg_in,
+                "bytesInCounter": bytes_in,
+                "storageSize": storage,
+                "subscriptions": subs,
+                "publishers": [],
+            });
+            out["partitions"] = if per_partition {
+                Value::Object(per)
+            } else {
+                json!({})
+            };
+            axum::Json(out).into_response()
+        }
+    }
+}
+
+/// Sends one HTTP/1.1 request to `base` (`http://host:port`) and reads the answer (status, body).
+async fn forward(
+    base: &str,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
+    let authority = base
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("cannot forward to {base}"))?
+        .trim_end_matches('/')
+        .to_owned();
+    let work = async {
+        let mut conn = tokio::net::TcpStream::connect(authority.as_str())
+            .await
+            .map_err(|e| format!("connect {authority}: {e}"))?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+            if let Some(v) = headers.get(&name).and_then(|v| v.to_str().ok()) {
+                head.push_str(&format!("{name}: {v}\r\n"));
+            }
+        }
+        head.push_str("\r\n");
+        conn.write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        conn.write_all(&body).await.map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        (&mut conn)
+            .take(MAX_ANSWER as u64)
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| e.to_string())?;
+        parse_answer(&out)
+    };
+    tokio::time::timeout(FORWARD_TIMEOUT, work)
+        .await
+        .map_err(|_| format!("forwarding to {authority} timed out"))?
+}
+
+/// Parses an HTTP/1.1 answer read to the end of the connection (plain or chunked body).
+fn parse_answer(raw: &[u8]) -> Result<(StatusCode, Bytes), String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed answer")?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| "malformed answer head")?;
+    let body = &raw[split + 4..];
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or("malformed status line")?;
+    let chunked = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    if !chunked {
+        return Ok((status, Bytes::copy_from_slice(body)));
+    }
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let nl = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("malformed chunk")?;
+        let size_str = std::str::from_utf8(&rest[..nl]).map_err(|_| "malformed chunk size")?;
+        let size = usize::from_str_radix(size_str.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "malformed chunk size")?;
+        rest = &rest[nl + 2..];
+        if size == 0 {
+            break;
+        }
+        let chunk = rest.get(..size).ok_or("truncated chunk")?;
+        out.extend_from_slice(chunk);
+        rest = rest.get(size + 2..).unwrap_or(&[]);
+    }
+    Ok((status, Bytes::from(out)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregate_operations_are_recognised() {
+        let get = Method::GET;
+        assert_eq!(
+            classify(&get, &["subscriptions"], ""),
+            Some(Kind::Subscriptions)
+        );
+        assert_eq!(
+            classify(&get, &["partitioned-stats"], "perPartition=true"),
+            Some(Kind::Stats {
+                per_partition: true
+            })
+        );
+        assert_eq!(classify(&get, &["stats"], ""), None);
+        assert_eq!(
+            classify(&Method::POST, &["subscription", "s", "skip", "5"], ""),
+            Some(Kind::Each)
+        );
+        assert_eq!(
+            classify(&Method::DELETE, &["partitions"], "force=true"),
+            Some(Kind::Delete)
+        );
+        assert_eq!(classify(&Method::PUT, &[], ""), None);
+    }
+
+    #[test]
+    fn answers_parse_plain_and_chunked_and_garbage_is_an_error() {
+        let (st, b) = parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]").unwrap();
+        assert_eq!((st, &b[..]), (StatusCode::OK, &b"[]"[..]));
+        let (st, b) = parse_answer(
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((st, &b[..]), (StatusCode::NOT_FOUND, &b"abcde"[..]));
+        assert!(parse_answer(b"garbage").is_err());
+        assert!(parse_answer(b"HTTP/1.1 xx\r\n\r\n").is_err());
+        assert!(
+            parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
+        );
+        assert!(
+            parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nab").is_err()
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_answers_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = parse_answer(&raw);
+        }
+    }
+}
