@@ -67,6 +67,9 @@ pub trait Ownership: Send + Sync + 'static {
     }
 }
 
+/// Builds the ledger storage of a namespace persistence policy `(E, Qw, Qa)`.
+pub type StorageForQuorum = Arc<dyn Fn(u32, u32, u32) -> Arc<dyn LedgerStorage> + Send + Sync>;
+
 /// Owns every topic.
 pub struct LocalOwnership;
 
@@ -91,6 +94,9 @@ pub struct BrokerService {
     /// Schemas.
     pub schemas: SchemaRegistry,
     storage: Arc<dyn LedgerStorage>,
+    /// Ledger storage for a namespace persistence policy `(E, Qw, Qa)` (cluster mode); `None`:
+    /// every topic uses `storage`.
+    storage_for_quorum: parking_lot::RwLock<Option<StorageForQuorum>>,
     meta: Arc<dyn BrokerMetadata>,
     ownership: Arc<dyn Ownership>,
     cache: EntryCache,
@@ -130,6 +136,7 @@ impl BrokerService {
             metrics: Metrics::new(),
             schemas: SchemaRegistry::new(meta.clone()),
             storage,
+            storage_for_quorum: parking_lot::RwLock::new(None),
             meta,
             ownership,
             cache,
@@ -194,6 +201,34 @@ impl BrokerService {
     /// Who serves `topic` (acquiring its bundle if nobody does).
     pub async fn owner(&self, topic: &TopicName) -> Result<Owner> {
         self.ownership.owner(topic).await
+    }
+
+    /// Makes topics of namespaces with a persistence policy (E/Qw/Qa) write their new ledgers
+    /// with it (set before serving); other topics use the default storage.
+    pub fn set_storage_for_quorum(&self, f: StorageForQuorum) {
+        *self.storage_for_quorum.write() = Some(f);
+    }
+
+    /// The ledger storage for a new managed ledger of `name`: its namespace's persistence
+    /// policy when one is set (and valid), the default otherwise.
+    async fn storage_for(&self, name: &TopicName) -> Result<Arc<dyn LedgerStorage>> {
+        let Some(f) = self.storage_for_quorum.read().clone() else {
+            return Ok(self.storage.clone());
+        };
+        let p = self
+            .policies(&name.tenant, &name.namespace)
+            .await?
+            .and_then(|p| p.persistence);
+        Ok(match p {
+            Some(p)
+                if p.ack_quorum >= 1
+                    && p.ack_quorum <= p.write_quorum
+                    && p.write_quorum <= p.ensemble_size =>
+            {
+                f(p.ensemble_size, p.write_quorum, p.ack_quorum)
+            }
+            _ => self.storage.clone(),
+        })
     }
 
     /// Whether the broker is ready to serve (`/ready`): always in standalone; in a cluster once
@@ -270,7 +305,7 @@ impl BrokerService {
                 }
                 let ml = ManagedLedger::open(
                     &pname,
-                    self.storage.clone(),
+                    self.storage_for(name).await?,
                     self.meta.clone(),
                     self.cache.clone(),
                     self.config.managed_ledger(),
