@@ -610,18 +610,30 @@ struct WriterShared {
 impl LedgerStorage for BookieLedgerStorage {
     async fn create(&self) -> Result<Arc<dyn LedgerWriter>, StorageError> {
         let mut bookies = self.pool.source.bookies().await?;
-        {
-            // Leave out bookies that failed recently, as long as enough others remain.
+        // Leave out bookies that failed recently; if too few others remain, take back those of
+        // them that answer now (a ledger on a dead bookie would only fail its first add).
+        let (healthy, suspect): (Vec<BookieId>, Vec<BookieId>) = {
             let mut q = self.quarantine.lock();
             q.retain(|_, since| since.elapsed() < QUARANTINE);
-            let healthy: Vec<BookieId> = bookies
-                .iter()
-                .filter(|b| !q.contains_key(*b))
-                .cloned()
+            bookies.iter().cloned().partition(|b| !q.contains_key(b))
+        };
+        if healthy.len() < self.quorum.ensemble && !suspect.is_empty() {
+            let answers =
+                futures::future::join_all(suspect.iter().map(|b| self.pool.reachable(b))).await;
+            let back: BTreeSet<BookieId> = suspect
+                .into_iter()
+                .zip(answers)
+                .filter_map(|(b, ok)| ok.then_some(b))
                 .collect();
-            if healthy.len() >= self.quorum.ensemble {
-                bookies = healthy;
+            {
+                let mut q = self.quarantine.lock();
+                for b in &back {
+                    q.remove(b);
+                }
             }
+            bookies.retain(|b| healthy.contains(b) || back.contains(b));
+        } else if healthy.len() >= self.quorum.ensemble {
+            bookies = healthy;
         }
         if bookies.len() < self.quorum.ensemble {
             return Err(StorageError::NotEnoughBookies(format!(
@@ -787,8 +799,9 @@ impl WriterShared {
                 let gone: BTreeSet<BookieId> =
                     sh.pool.source.gone(&ids).await.into_iter().collect();
                 for b in gone.intersection(&suspects) {
-                    warn!(ledger = sh.ledger, bookie = %b, "ensemble bookie is no longer registered");
-                    sh.bookie_failed(b.clone());
+                    if sh.bookie_failed(b.clone()) {
+                        warn!(ledger = sh.ledger, bookie = %b, "ensemble bookie is no longer registered");
+                    }
                 }
                 suspects = gone;
             }
@@ -868,25 +881,28 @@ impl WriterShared {
             Err(ClientError::Fenced(_)) => self.fail(StorageError::Fenced(self.ledger)),
             Err(e) => {
                 crate::metrics::METRICS.add_failures.inc();
-                warn!(ledger = self.ledger, entry, bookie = %b, error = %e, "bookie write failed");
                 self.quarantine
                     .lock()
                     .insert(b.clone(), std::time::Instant::now());
-                self.bookie_failed(b);
+                if self.bookie_failed(b.clone()) {
+                    warn!(ledger = self.ledger, entry, bookie = %b, error = %e, "bookie write failed");
+                } else {
+                    tracing::debug!(ledger = self.ledger, entry, bookie = %b, error = %e, "bookie write failed");
+                }
             }
         }
     }
 
     /// Starts replacing `b` in the ensemble (once) unless it was already replaced; its
-    /// acknowledgements of unconfirmed entries stop counting now.
-    fn bookie_failed(self: &Arc<Self>, b: BookieId) {
+    /// acknowledgements of unconfirmed entries stop counting now. Whether `b` was newly marked.
+    fn bookie_failed(self: &Arc<Self>, b: BookieId) -> bool {
         let start = {
             let mut st = self.state.lock();
             if st.failed.is_some()
                 || st.to_replace.contains(&b)
                 || !st.ensemble.iter().any(|(x, _)| *x == b)
             {
-                return;
+                return false;
             }
             for p in st.pending.values_mut() {
                 p.acks.remove(&b);
@@ -898,12 +914,15 @@ impl WriterShared {
             let sh = self.clone();
             tokio::spawn(async move { sh.change_ensemble().await });
         }
+        true
     }
 
     /// Gives up on the ledger: pending and later adds fail (the managed ledger rolls over).
     fn fail(&self, e: StorageError) {
-        warn!(ledger = self.ledger, error = %e, "ledger writer failed");
         let mut st = self.state.lock();
+        if st.failed.is_none() {
+            warn!(ledger = self.ledger, error = %e, "ledger writer failed");
+        }
         st.failed.get_or_insert(e);
         st.pending.clear();
         st.changing = false;

@@ -471,6 +471,13 @@ async fn without_a_spare_bookie_the_writer_fails_with_not_enough_bookies() {
         assert!(err.to_string().contains("not enough bookies"), "{err}");
         let last = w.close().await.unwrap();
         assert!(last >= Some(9) && last <= Some(acked.max(9)), "{last:?}");
+        // No new ledger on the dead bookie either: a clear error at once.
+        let err = a
+            .create()
+            .await
+            .err()
+            .expect("created a ledger on a dead bookie");
+        assert!(matches!(err, StorageError::NotEnoughBookies(_)), "{err:?}");
         // Nothing acknowledged below Qa: every acknowledged entry has 2 copies among the live.
         let md = c.md(ledger).await;
         for e in 0..=last.unwrap() {
