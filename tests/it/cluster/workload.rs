@@ -336,6 +336,7 @@ pub fn produce(py: &Path, dir: &Path, name: &str, url: &str, spec: &ProduceSpec)
 
 /// Starts a consumer process (exclusive subscription `sub` on all `topics`, acks everything);
 /// it stops once `stop_file` exists and nothing arrived for `idle_secs`.
+#[allow(clippy::too_many_arguments)] // mirrors the script's flags one to one
 pub fn consume(
     py: &Path,
     dir: &Path,
