@@ -2,8 +2,10 @@
 //!
 //! `cargo bench -p strata-bookie --bench bookie_bench [-- --dir DIR --secs N]`
 //!
-//! Baselines (before and after the bookie phases, means used): (a) sequential write bandwidth with
-//! one fdatasync per 1 MiB; (b) 1 KiB append + fdatasync per append (rate and p99 sync latency).
+//! Baselines: (a) sequential write bandwidth with one fdatasync per 1 MiB, measured right before
+//! and right after the 64 KiB phase; (b) 1 KiB append + fdatasync per append (rate and p99 sync
+//! latency), right before and after the 1 KiB phase; the means are used (other tenants of a shared
+//! disk come and go; this keeps them from favouring either side).
 //! Then a bookie (in this process, gRPC over loopback) under load: 64 KiB and 1 KiB add throughput
 //! (closed loop, many writers), and the p99 add latency at half the 1 KiB peak rate (open loop).
 //! Prints the ratios against the targets (64 KiB ≥ 0.7×(a), 1 KiB ≥ 25×(b), p99 at half load ≤ 3×
@@ -486,25 +488,12 @@ fn main() {
         a.secs
     );
 
-    // baselines before and after the bookie phases (the mean is used): other load on a shared
-    // disk drifts, and this keeps it from favouring either side
-    let baseline = |when: &str| {
-        let seq = disk_seq_bandwidth(root.path(), dur);
-        let (rate, hist) = disk_sync_rate(root.path(), dur);
-        println!(
-            "[{when}] (a) disk sequential write, fdatasync per 1 MiB: {seq:>8.1} MiB/s; (b) 1 KiB append + fdatasync: {rate:>6.0} ops/s (sync p50 {} us, p99 {} us)",
-            hist.value_at_quantile(0.5),
-            hist.value_at_quantile(0.99)
-        );
-        (seq, rate, hist.value_at_quantile(0.99))
-    };
-    let before = baseline("before");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let root_path = root.path().to_path_buf();
-    let (big_mib_s, small, (p99, sized_p99, ideal_p99)) = rt.block_on(async move {
+    let (seq_mib_s, (sync_rate, disk_p99), big_mib_s, small, (p99, sized_p99, ideal_p99)) = rt.block_on(async move {
         let mut storage = StorageConfig::new(root_path.join("bookie"));
         storage.min_free_bytes = 0;
         if let Some(n) = std::env::var("BENCH_RECYCLE").ok().and_then(|v| v.parse().ok()) {
@@ -537,17 +526,48 @@ fn main() {
         // BENCH_HALF_RATE=N: only the half-load phase, at N adds/s (for iterating on latency)
         let half_only: Option<f64> =
             std::env::var("BENCH_HALF_RATE").ok().and_then(|v| v.parse().ok());
-        let (big_mib_s, small) = if let Some(r) = half_only {
-            (0.0, r * 2.0)
+        // each throughput phase is measured right between two runs of its disk baseline (after a
+        // drained write cache; the mean is used): other tenants of a shared disk come and go, and
+        // this keeps them from favouring either side
+        let seq_bw = || {
+            let dir = root_path.clone();
+            async move {
+                tokio::task::spawn_blocking(move || disk_seq_bandwidth(&dir, dur)).await.unwrap()
+            }
+        };
+        let sync_baseline = || {
+            let dir = root_path.clone();
+            async move {
+                tokio::task::spawn_blocking(move || disk_sync_rate(&dir, dur)).await.unwrap()
+            }
+        };
+        let print_seq = |when: &str, v: f64| {
+            println!("  [{when}] (a) disk sequential write, fdatasync per 1 MiB: {v:>8.1} MiB/s");
+        };
+        let print_sync = |when: &str, (rate, h): &(f64, Histogram<u64>)| {
+            println!(
+                "  [{when}] (b) 1 KiB append + fdatasync: {rate:>6.0} ops/s (sync p50 {} us, p99 {} us)",
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99)
+            );
+        };
+        let (seq_mib_s, sync_base, big_mib_s, small) = if let Some(r) = half_only {
+            let b = sync_baseline().await;
+            print_sync("before", &b);
+            (0.0, (b.0, b.1.value_at_quantile(0.99)), 0.0, r * 2.0)
         } else {
             client_phase(&addr, &closed_args(64 << 10, 64, warm, 1_000)).await;
             drain().await;
+            let seq0 = seq_bw().await;
+            print_seq("before", seq0);
             let cpu0 = cpu_secs();
             // twice as long: the write cache (256 MiB) absorbs the first part of a burst, the rest is
             // the sustained rate with segment flushes sharing the disk
             let (r, _) = client_phase(&addr, &closed_args(64 << 10, 64, a.secs * 2.0, 2_000)).await;
             let cpu_big = (cpu_secs() - cpu0) / (2.0 * a.secs);
             drain().await;
+            let seq1 = seq_bw().await;
+            print_seq("after", seq1);
             let big = r["rate"];
             let big_mib_s = big * 64.0 / 1024.0;
             println!(
@@ -557,17 +577,25 @@ fn main() {
 
             client_phase(&addr, &closed_args(1024, INFLIGHT_1K, warm, 10_000)).await;
             drain().await;
+            let sync0 = sync_baseline().await;
+            print_sync("before", &sync0);
             let cpu0 = cpu_secs();
             let (r, _) = client_phase(&addr, &closed_args(1024, INFLIGHT_1K, a.secs, 20_000)).await;
             let cpu_small = (cpu_secs() - cpu0) / a.secs;
             drain().await;
+            let sync1 = sync_baseline().await;
+            print_sync("after", &sync1);
             let small = r["rate"];
             println!(
                 "bookie 1 KiB adds, {INFLIGHT_1K} in flight:              {small:>10.0} adds/s (bookie {cpu_small:.2} cores, client {:.2} cores)",
                 r["cpu"]
             );
 
-            (big_mib_s, small)
+            let sync_base = (
+                (sync0.0 + sync1.0) / 2.0,
+                (sync0.1.value_at_quantile(0.99) + sync1.1.value_at_quantile(0.99)) / 2,
+            );
+            ((seq0 + seq1) / 2.0, sync_base, big_mib_s, small)
         };
         if std::env::var_os("BENCH_DEBUG").is_some() {
             let t = node.metrics.encode();
@@ -684,12 +712,8 @@ fn main() {
             disk_syncs.value_at_quantile(0.99),
             disk_ideal.value_at_quantile(0.99),
         );
-        (big_mib_s, small, p99s)
+        (seq_mib_s, sync_base, big_mib_s, small, p99s)
     });
-    let after = baseline("after");
-    let seq_mib_s = (before.0 + after.0) / 2.0;
-    let sync_rate = (before.1 + after.1) / 2.0;
-    let disk_p99 = (before.2 + after.2) / 2;
     println!();
     println!(
         "baseline means: (a) {seq_mib_s:.1} MiB/s, (b) {sync_rate:.0} ops/s, fdatasync p99 {disk_p99} us"
