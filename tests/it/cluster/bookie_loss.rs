@@ -310,6 +310,14 @@ async fn three_bookies_e3_stall_with_clear_errors_and_never_lose() {
             .map(|d| format!("; first stored reorder: {d}"))
             .unwrap_or_default()
     );
+    if !a.report.reordered.is_empty() {
+        eprintln!(
+            "WARNING: 3-bookie stall: {} messages stored out of their producer's order (a later \
+             SEND persisted before earlier ones that failed in the stall and were resent); \
+             reported, not asserted",
+            a.report.reordered.len()
+        );
+    }
     a.assert_safe("3-bookie stall, read back");
     assert!(
         !clear_errors.is_empty(),
