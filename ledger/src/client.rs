@@ -578,6 +578,9 @@ struct WriterState {
     to_replace: BTreeSet<BookieId>,
     /// An ensemble change task is running.
     changing: bool,
+    /// Entries confirmed while an ensemble change runs (by the bookies that stay): re-sent to
+    /// the replacement after the commit so they reach their full write set, too.
+    confirmed_in_change: BTreeMap<u64, Bytes>,
 }
 
 /// Bookies that recently failed a write, and since when; new ensembles avoid them for
@@ -689,6 +692,7 @@ impl LedgerStorage for BookieLedgerStorage {
                 pending: BTreeMap::new(),
                 to_replace: BTreeSet::new(),
                 changing: false,
+                confirmed_in_change: BTreeMap::new(),
             }),
             lac_tx,
             meta: self.meta.clone(),
@@ -863,8 +867,13 @@ impl WriterShared {
                     let next = (st.lac + 1) as u64;
                     match st.pending.get(&next) {
                         Some(p) if p.acks.len() >= qa => {
-                            if let Some(done) = st.pending.remove(&next).and_then(|p| p.done) {
-                                let _ = done.send(());
+                            if let Some(p) = st.pending.remove(&next) {
+                                if let Some(done) = p.done {
+                                    let _ = done.send(());
+                                }
+                                if st.changing {
+                                    st.confirmed_in_change.insert(next, p.data);
+                                }
                             }
                             st.lac += 1;
                             advanced = true;
@@ -925,6 +934,7 @@ impl WriterShared {
         }
         st.failed.get_or_insert(e);
         st.pending.clear();
+        st.confirmed_in_change.clear();
         st.changing = false;
         drop(st);
         self.lac_tx.send_modify(|_| {});
@@ -944,6 +954,7 @@ impl WriterShared {
                 }
                 let Some(f) = st.to_replace.iter().next().cloned() else {
                     st.changing = false;
+                    st.confirmed_in_change.clear();
                     return;
                 };
                 if !st.ensemble.iter().any(|(x, _)| *x == f) {
@@ -1009,11 +1020,16 @@ impl WriterShared {
                 st.ensemble[idx] = (r.clone(), client.clone());
                 st.to_replace.remove(&failed);
                 let (e, qw) = (st.ensemble.len(), self.quorum.write);
+                let confirmed = st
+                    .confirmed_in_change
+                    .range(first..)
+                    .map(|(entry, d)| (*entry, d.clone()));
                 let resend: Vec<(u64, Bytes)> = st
                     .pending
                     .range(first..)
-                    .filter(|(entry, _)| in_write_set(idx, **entry, e, qw))
                     .map(|(entry, p)| (*entry, p.data.clone()))
+                    .chain(confirmed)
+                    .filter(|(entry, _)| in_write_set(idx, *entry, e, qw))
                     .collect();
                 (resend, st.lac)
             };
