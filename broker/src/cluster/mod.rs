@@ -619,6 +619,7 @@ impl ClusterOwnership {
             }
         }
         self.unload_topics(b, assigned.clone()).await;
+        let _g = self.acquire_lock.lock().await;
         if ours.is_some() {
             match tokio::time::timeout(
                 Duration::from_secs(3),
@@ -762,6 +763,11 @@ impl ClusterOwnership {
                     debug!(bundle = %b, error = %e, "checking bundle ownership failed; will retry");
                     continue;
                 }
+            }
+            // Not while the bundle is being released (that would re-create the key it deletes).
+            let _g = self.acquire_lock.lock().await;
+            if !self.owned.lock().get(&b).is_some_and(|st| !st.releasing) {
+                continue;
             }
             match self
                 .meta
