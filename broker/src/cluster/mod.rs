@@ -766,7 +766,7 @@ impl ClusterOwnership {
             }
             // Not while the bundle is being released (that would re-create the key it deletes).
             let _g = self.acquire_lock.lock().await;
-            if !self.owned.lock().get(&b).is_some_and(|st| !st.releasing) {
+            if self.owned.lock().get(&b).is_none_or(|st| st.releasing) {
                 continue;
             }
             match self
