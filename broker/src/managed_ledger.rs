@@ -180,7 +180,10 @@ impl ManagedLedger {
                 None,
             ),
         };
-        let mut changed = version.is_none();
+        // Always written back (CAS): the version bump is what makes a previous owner's next
+        // ledger-list update fail, even when it had no ledger open to fence (it is then fenced
+        // by the CAS conflict instead of by the bookies).
+        let mut changed = true;
         for l in info.ledgers.iter_mut().filter(|l| !l.closed) {
             let last = storage.recover(l.id).await?;
             l.entries = last.map(|e| e + 1).unwrap_or(0);

@@ -65,6 +65,9 @@ pub struct ClusterOptions {
     pub balance_threshold: usize,
     /// Auto-recovery run by the leader (`None`: off).
     pub autorecovery: Option<(Arc<RegisteredBookies>, AutoRecoveryOptions)>,
+    /// Take over a bundle whose owner refuses TCP connections (dead) without waiting for its
+    /// lease to expire.
+    pub probe_owners: bool,
 }
 
 impl Default for ClusterOptions {
@@ -75,6 +78,7 @@ impl Default for ClusterOptions {
             balance_interval: Duration::from_secs(10),
             balance_threshold: 2,
             autorecovery: None,
+            probe_owners: true,
         }
     }
 }
@@ -180,6 +184,8 @@ pub struct ClusterOwnership {
     /// counted on their target meanwhile).
     moved: Mutex<HashMap<NsBundle, (Instant, String, String)>>,
     leadership: tokio::sync::Mutex<Option<strata_meta::election::Leadership>>,
+    /// Owners' addresses that accepted a probe connection recently.
+    reachable: Mutex<HashMap<String, Instant>>,
     is_leader: AtomicBool,
     stopping: AtomicBool,
     cancel: CancellationToken,
@@ -239,6 +245,7 @@ impl ClusterOwnership {
             assignments: Mutex::new(HashMap::new()),
             moved: Mutex::new(HashMap::new()),
             leadership: tokio::sync::Mutex::new(None),
+            reachable: Mutex::new(HashMap::new()),
             is_leader: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             cancel: CancellationToken::new(),
@@ -421,10 +428,59 @@ impl ClusterOwnership {
                 o.broker_id
             )));
         }
+        if self.refused(&o.broker_url).await {
+            // Nothing listens where the owner was (it died; its lease has not expired yet):
+            // take the bundle over now. Leases are not locks; the new owner fences the old
+            // one's ledgers, so this is safe even if the owner were somehow alive.
+            warn!(bundle = %b, owner = %o.broker_id, "bundle owner refuses connections: taking the bundle over before its lease expires");
+            match self
+                .store
+                .delete(&self.owner_key(b), Expected::Version(stat.version))
+                .await
+            {
+                Ok(_) => return Ok(None),
+                Err(e) if e.is_conflict() => return Err(not_ready("bundle ownership changing")),
+                Err(e) => return Err(meta_err(e)),
+            }
+        }
         Ok(Some(Owner::Remote {
             broker_url: o.broker_url,
             http_url: o.http_url,
         }))
+    }
+
+    /// Whether a `pulsar://host:port` refuses TCP connections right now (nothing listens: the
+    /// process is gone). Timeouts and other errors count as reachable (be conservative).
+    async fn refused(&self, url: &str) -> bool {
+        if !self.opts.probe_owners {
+            return false;
+        }
+        let Some(addr) = url
+            .strip_prefix("pulsar://")
+            .map(|a| a.trim_end_matches('/').to_owned())
+        else {
+            return false;
+        };
+        if self
+            .reachable
+            .lock()
+            .get(&addr)
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(2))
+        {
+            return false;
+        }
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr.as_str()),
+        )
+        .await
+        {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => true,
+            _ => {
+                self.reachable.lock().insert(addr, Instant::now());
+                false
+            }
+        }
     }
 
     fn local_state(&self, b: &NsBundle) -> Option<Result<Owner>> {
@@ -547,6 +603,11 @@ impl ClusterOwnership {
             .await
             .map_err(meta_err)?
             .map(|(l, _)| l);
+        let leader = match leader {
+            // A dead leader (its lease not expired yet) cannot answer: decide here.
+            Some(l) if l.broker_id != me.broker_id && self.refused(&l.pulsar_url).await => None,
+            l => l,
+        };
         match leader {
             Some(l) if l.broker_id != me.broker_id => Ok(Owner::Leader {
                 broker_url: l.pulsar_url,

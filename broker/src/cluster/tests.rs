@@ -44,9 +44,11 @@ async fn node(
     Node { svc, own }
 }
 
+/// Nothing listens on the test brokers' ports: owner probing is off unless a test wants it.
 fn quiet() -> ClusterOptions {
     ClusterOptions {
         balance_interval: Duration::from_secs(3600),
+        probe_owners: false,
         ..Default::default()
     }
 }
@@ -301,6 +303,7 @@ async fn the_leader_moves_a_bundle_to_an_idle_broker() {
     let storage = MemStorage::default();
     let fast = ClusterOptions {
         balance_interval: Duration::from_millis(100),
+        probe_owners: false,
         ..Default::default()
     };
     let a = node(&store, &storage, 6651, fast.clone()).await;
@@ -341,4 +344,33 @@ async fn the_leader_moves_a_bundle_to_an_idle_broker() {
     assert_eq!(b.own.owned_bundles(), vec![gone]);
     a.own.shutdown().await;
     b.own.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bundle_whose_owner_refuses_connections_is_taken_over_at_once() {
+    let (_d, store) = store().await;
+    let storage = MemStorage::default();
+    // A "died": nothing listens on its port, but its lease (and owner key) is still there.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = node(&store, &storage, free, quiet()).await;
+    let probing = ClusterOptions {
+        probe_owners: true,
+        ..quiet()
+    };
+    let b = node(&store, &storage, free.wrapping_add(1), probing).await;
+    let (t, bundle) = topic_in_new_bundle(&a, &[]).await;
+    a.svc.topic(&t, true).await.unwrap();
+    assert_eq!(b.svc.lookup(&t, true).await.unwrap(), Owner::Local);
+    assert_eq!(b.own.owned_bundles(), vec![bundle]);
+    b.svc.topic(&t, true).await.unwrap();
+    // A, still running here, gets fenced on its next add and gives the bundle up.
+    let ta = a.svc.loaded_topics().await;
+    if let Some(ta) = ta.first() {
+        assert!(ta.publish(Bytes::from_static(b"x"), 1).await.is_err());
+    }
+    eventually("a gives up", async || a.own.owned_bundles().is_empty()).await;
 }
