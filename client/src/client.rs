@@ -8,7 +8,7 @@ use std::time::Duration;
 use strata_proto::commands;
 use strata_proto::pulsar::command_lookup_topic_response::LookupType;
 
-use crate::connection::Connection;
+use crate::connection::{ConnectOptions, Connection};
 use crate::consumer::{Consumer, ConsumerOptions};
 use crate::error::{ClientError, Result};
 use crate::producer::{Producer, ProducerOptions};
@@ -41,6 +41,7 @@ pub struct PulsarClient {
 struct Inner {
     service_url: String,
     op_timeout: Duration,
+    options: ConnectOptions,
     pool: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
 }
 
@@ -52,10 +53,21 @@ impl PulsarClient {
 
     /// Like [`PulsarClient::connect`] with an operation timeout for every request.
     pub async fn connect_with_timeout(service_url: &str, op_timeout: Duration) -> Result<Self> {
+        Self::connect_with_options(service_url, op_timeout, ConnectOptions::default()).await
+    }
+
+    /// Connects with authentication and TLS options (`pulsar+ssl://` URLs need
+    /// [`ConnectOptions::tls_ca_file`]).
+    pub async fn connect_with_options(
+        service_url: &str,
+        op_timeout: Duration,
+        options: ConnectOptions,
+    ) -> Result<Self> {
         let client = PulsarClient {
             inner: Arc::new(Inner {
                 service_url: service_url.trim_end_matches('/').to_owned(),
                 op_timeout,
+                options,
                 pool: tokio::sync::Mutex::new(HashMap::new()),
             }),
         };
@@ -77,7 +89,7 @@ impl PulsarClient {
                 return Ok(c.clone());
             }
         }
-        let c = Connection::connect(url, self.inner.op_timeout).await?;
+        let c = Connection::connect_with(url, self.inner.op_timeout, &self.inner.options).await?;
         pool.insert(url.to_owned(), c.clone());
         Ok(c)
     }
@@ -116,7 +128,14 @@ impl PulsarClient {
             if let Some(e) = r.error {
                 return Err(ClientError::server(e, r.message.unwrap_or_default()));
             }
-            let target = r.broker_service_url.clone().unwrap_or_else(|| url.clone());
+            // Over TLS, follow the brokers' `pulsar+ssl://` URLs.
+            let tls = self.inner.service_url.starts_with("pulsar+ssl://");
+            let answered = if tls {
+                r.broker_service_url_tls.clone().filter(|u| !u.is_empty())
+            } else {
+                r.broker_service_url.clone()
+            };
+            let target = answered.unwrap_or_else(|| url.clone());
             match LookupType::try_from(r.response.unwrap_or(LookupType::Failed as i32)) {
                 Ok(LookupType::Connect) => {
                     let target = if r.proxy_through_service_url() {

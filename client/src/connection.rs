@@ -113,10 +113,11 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-/// `pulsar://host:port` → `host:port`.
+/// `pulsar://host:port` or `pulsar+ssl://host:port` → `host:port`.
 pub fn socket_addr_of(url: &str) -> Result<String> {
     let rest = url
         .strip_prefix("pulsar://")
+        .or_else(|| url.strip_prefix("pulsar+ssl://"))
         .ok_or_else(|| ClientError::InvalidUrl(url.to_owned()))?;
     let hostport = rest.trim_end_matches('/');
     // A service URL may list several hosts; take the first.
@@ -127,18 +128,114 @@ pub fn socket_addr_of(url: &str) -> Result<String> {
     Ok(first.to_owned())
 }
 
+/// How connections authenticate and encrypt.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// A token sent in CONNECT (method `token`) and in answers to AUTH_CHALLENGE.
+    pub auth_token: Option<String>,
+    /// CA certificates (PEM) that sign the brokers' certificates (`pulsar+ssl://` URLs). The
+    /// chain is verified and the host name checked.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// A client certificate and key (PEM) for mTLS; with no token the client authenticates
+    /// with method `tls` (the certificate's CN is the role).
+    pub tls_identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl ConnectOptions {
+    /// `(method, data)` sent in CONNECT.
+    fn auth(&self) -> Option<(String, Bytes)> {
+        match (&self.auth_token, &self.tls_identity) {
+            (Some(t), _) => Some(("token".to_owned(), Bytes::from(t.clone()))),
+            (None, Some(_)) => Some(("tls".to_owned(), Bytes::new())),
+            (None, None) => None,
+        }
+    }
+
+    fn tls_connector(&self) -> Result<tokio_rustls::TlsConnector> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let tls_err = |m: String| ClientError::Tls(m);
+        let ca = self
+            .tls_ca_file
+            .as_ref()
+            .ok_or_else(|| tls_err("a pulsar+ssl:// URL needs a CA file (--tls-ca-file)".into()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca)
+            .map_err(|e| tls_err(format!("read {}: {e}", ca.display())))?
+        {
+            let cert = cert.map_err(|e| tls_err(format!("parse {}: {e}", ca.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| tls_err(format!("{}: {e}", ca.display())))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err(e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match &self.tls_identity {
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .map_err(|e| tls_err(format!("read {}: {e}", cert.display())))?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| tls_err(format!("parse {}: {e}", cert.display())))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| tls_err(format!("read {}: {e}", key.display())))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| tls_err(e.to_string()))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+}
+
+type BoxRead = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
 impl Connection {
     /// Connects to `url` (`pulsar://host:port`) and performs the CONNECT/CONNECTED handshake.
     ///
     /// # Cancel safety
     /// Not cancel-safe: a cancelled call may leave a half-open socket that is then dropped.
     pub async fn connect(url: &str, op_timeout: Duration) -> Result<Arc<Connection>> {
+        Self::connect_with(url, op_timeout, &ConnectOptions::default()).await
+    }
+
+    /// Connects to `url` (`pulsar://` or `pulsar+ssl://`) with `opts` (token, TLS).
+    ///
+    /// # Cancel safety
+    /// Not cancel-safe: a cancelled call may leave a half-open socket that is then dropped.
+    pub async fn connect_with(
+        url: &str,
+        op_timeout: Duration,
+        opts: &ConnectOptions,
+    ) -> Result<Arc<Connection>> {
         let addr = socket_addr_of(url)?;
         let stream = tokio::time::timeout(op_timeout, TcpStream::connect(&addr))
             .await
             .map_err(|_| ClientError::Timeout("tcp connect"))??;
         stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
+        let (r, w): (BoxRead, BoxWrite) = if url.starts_with("pulsar+ssl://") {
+            let host = addr
+                .rsplit_once(':')
+                .map_or(addr.as_str(), |(h, _)| h)
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let name = rustls::pki_types::ServerName::try_from(host)
+                .map_err(|e| ClientError::Tls(format!("bad server name in {url}: {e}")))?;
+            let tls = tokio::time::timeout(op_timeout, opts.tls_connector()?.connect(name, stream))
+                .await
+                .map_err(|_| ClientError::Timeout("tls handshake"))?
+                .map_err(|e| ClientError::Tls(format!("handshake with {addr}: {e}")))?;
+            let (r, w) = tokio::io::split(tls);
+            (Box::new(r), Box::new(w))
+        } else {
+            let (r, w) = stream.into_split();
+            (Box::new(r), Box::new(w))
+        };
         let mut reader = FramedRead::new(r, PulsarCodec::new());
         let mut writer = FramedWrite::new(w, PulsarCodec::new());
         let version = concat!("strata-client-", env!("CARGO_PKG_VERSION"));
@@ -146,7 +243,7 @@ impl Connection {
             .send(Frame::simple(commands::connect(
                 version,
                 CLIENT_PROTOCOL_VERSION,
-                None,
+                opts.auth(),
             )))
             .await?;
         let answer = tokio::time::timeout(op_timeout, reader.next())
@@ -177,6 +274,7 @@ impl Connection {
         tracker.spawn(write_loop(writer, out_rx, cancel.clone(), shared.clone()));
         tracker.spawn(read_loop(
             reader,
+            opts.auth(),
             out.clone(),
             cancel.clone(),
             shared.clone(),
@@ -293,7 +391,7 @@ impl Drop for Connection {
 }
 
 async fn write_loop(
-    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, PulsarCodec>,
+    mut writer: FramedWrite<BoxWrite, PulsarCodec>,
     mut rx: mpsc::Receiver<Frame>,
     cancel: CancellationToken,
     shared: Arc<Shared>,
@@ -341,7 +439,8 @@ async fn write_loop(
 }
 
 async fn read_loop(
-    mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, PulsarCodec>,
+    mut reader: FramedRead<BoxRead, PulsarCodec>,
+    auth: Option<(String, Bytes)>,
     out: mpsc::Sender<Frame>,
     cancel: CancellationToken,
     shared: Arc<Shared>,
@@ -379,7 +478,7 @@ async fn read_loop(
             }
             Some(Ok(Ok(frame))) => frame,
         };
-        route(frame, &out, &shared);
+        route(frame, auth.as_ref(), &out, &shared);
     }
     cancel.cancel();
     shared.close_all();
@@ -411,7 +510,7 @@ fn response_request_id(c: &BaseCommand) -> Option<u64> {
         .or(c.ack_response.as_ref().and_then(|x| x.request_id))
 }
 
-fn route(frame: Frame, out: &mpsc::Sender<Frame>, shared: &Shared) {
+fn route(frame: Frame, auth: Option<&(String, Bytes)>, out: &mpsc::Sender<Frame>, shared: &Shared) {
     let Frame { command, payload } = frame;
     let command = *command;
     let t = Type::try_from(command.r#type).ok();
@@ -421,13 +520,16 @@ fn route(frame: Frame, out: &mpsc::Sender<Frame>, shared: &Shared) {
         }
         Some(Type::Pong) => {}
         Some(Type::AuthChallenge) => {
-            // No authentication configured: answer with empty credentials of method "none".
+            // Answer with our credentials (the same token), or empty ones of method "none".
+            let (method, data) = auth
+                .cloned()
+                .unwrap_or_else(|| ("none".to_owned(), Bytes::new()));
             let resp = BaseCommand {
                 auth_response: Some(strata_proto::pulsar::CommandAuthResponse {
                     client_version: Some("strata-client".into()),
                     response: Some(strata_proto::pulsar::AuthData {
-                        auth_method_name: Some("none".into()),
-                        auth_data: Some(Bytes::new()),
+                        auth_method_name: Some(method),
+                        auth_data: Some(data),
                     }),
                     protocol_version: Some(CLIENT_PROTOCOL_VERSION),
                 }),

@@ -6,8 +6,8 @@ use strata_proto::pulsar::ServerError;
 /// What can go wrong talking to a Pulsar broker.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The service URL is not `pulsar://host:port`.
-    #[error("invalid service url {0:?} (expected pulsar://host:port)")]
+    /// The service URL is not `pulsar://host:port` (or `pulsar+ssl://host:port`).
+    #[error("invalid service url {0:?} (expected pulsar://host:port or pulsar+ssl://host:port)")]
     InvalidUrl(String),
     /// TCP connect or socket I/O failed.
     #[error("i/o error: {0}")]
@@ -38,6 +38,9 @@ pub enum ClientError {
     /// Compressing or decompressing a payload failed.
     #[error("compression error: {0}")]
     Compression(String),
+    /// TLS configuration or handshake failed (certificate not trusted, wrong host name, ...).
+    #[error("tls error: {0}")]
+    Tls(String),
 }
 
 impl ClientError {

@@ -150,6 +150,29 @@ fn start(dir: &Path, pki: &Pki, mtls: bool) -> Node {
 }
 
 impl Node {
+    /// Runs the `strata` binary with `args`; returns (success, stdout + stderr).
+    fn strata(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(strata_bin())
+            .args(args)
+            .env("STRATA_LOG", "warn")
+            .env_remove("STRATA_AUTH_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    fn tls_url(&self) -> String {
+        format!("pulsar+ssl://127.0.0.1:{}", self.tls_port)
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -209,6 +232,56 @@ fn tls_ports_serve_the_official_client_and_refuse_untrusted_servers() {
     let node = start(dir.path(), &pki, false);
     node.script(&py, "plain", &pki.ca, None);
     node.script(&py, "untrusted", &pki.other_ca, None);
+
+    // Our own clients: `strata produce` over pulsar+ssl:// and `strata admin` over https://
+    // verify the chain against the CA given.
+    let ca = pki.ca.to_str().unwrap();
+    let url = node.tls_url();
+    let (ok, out) = node.strata(&[
+        "produce",
+        "tls-cli",
+        "-u",
+        &url,
+        "--tls-ca-file",
+        ca,
+        "-m",
+        "hi",
+        "-n",
+        "3",
+    ]);
+    assert!(ok, "strata produce over TLS: {out}");
+    let other = pki.other_ca.to_str().unwrap();
+    let (ok, out) = node.strata(&[
+        "produce",
+        "tls-cli",
+        "-u",
+        &url,
+        "--tls-ca-file",
+        other,
+        "-m",
+        "hi",
+    ]);
+    assert!(
+        !ok && out.to_lowercase().contains("tls"),
+        "untrusted server accepted: {out}"
+    );
+    let (ok, out) = node.strata(&["produce", "tls-cli", "-u", &url, "-m", "hi"]);
+    assert!(!ok && out.contains("--tls-ca-file"), "no CA given: {out}");
+    let https = format!("https://127.0.0.1:{}", node.https_port);
+    let (ok, out) = node.strata(&[
+        "admin",
+        "--admin-url",
+        &https,
+        "--tls-ca-file",
+        ca,
+        "topics",
+        "stats",
+        "persistent://public/default/tls-cli",
+    ]);
+    assert!(
+        ok && out.contains("msgInCounter"),
+        "strata admin over https: {out}"
+    );
 }
 
 #[test]
@@ -224,4 +297,35 @@ fn mtls_client_certificate_is_the_role() {
         Some((&pki.client_cert, &pki.client_key)),
     );
     node.script(&py, "no-cert", &pki.ca, None);
+
+    // `strata produce` with the client certificate authenticates as its CN (a superuser here);
+    // without it, it is refused.
+    let ca = pki.ca.to_str().unwrap();
+    let url = node.tls_url();
+    let (ok, out) = node.strata(&[
+        "produce",
+        "mtls-cli",
+        "-u",
+        &url,
+        "--tls-ca-file",
+        ca,
+        "--tls-cert-file",
+        pki.client_cert.to_str().unwrap(),
+        "--tls-key-file",
+        pki.client_key.to_str().unwrap(),
+        "-m",
+        "hi",
+    ]);
+    assert!(ok, "strata produce with a client certificate: {out}");
+    let (ok, out) = node.strata(&[
+        "produce",
+        "mtls-cli",
+        "-u",
+        &url,
+        "--tls-ca-file",
+        ca,
+        "-m",
+        "hi",
+    ]);
+    assert!(!ok, "anonymous producer accepted: {out}");
 }

@@ -9,6 +9,58 @@ use strata_proto::pulsar::command_subscribe::SubType;
 /// Default service URL of the client commands.
 pub const DEFAULT_SERVICE_URL: &str = "pulsar://127.0.0.1:6650";
 
+/// Authentication and TLS flags of the client commands (`produce`, `consume`, `perf`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnectArgs {
+    /// Token (JWT) to authenticate with.
+    #[arg(long, env = "STRATA_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// File holding the token (surrounding whitespace ignored); wins over `--auth-token`.
+    #[arg(long)]
+    pub auth_token_file: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) that sign the brokers' certificates, for `pulsar+ssl://` URLs (the
+    /// chain is verified and the host name checked).
+    #[arg(long, env = "STRATA_TLS_CA_FILE")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mTLS; without a token the certificate's CN is the role.
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// Private key (PEM) of `--tls-cert-file`.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<std::path::PathBuf>,
+}
+
+impl ConnectArgs {
+    /// The client options (reads the token file).
+    pub fn options(&self) -> anyhow::Result<crate::connection::ConnectOptions> {
+        let token = match &self.auth_token_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", f.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            None => self.auth_token.clone(),
+        };
+        if token.as_deref() == Some("") {
+            anyhow::bail!("the auth token is empty");
+        }
+        Ok(crate::connection::ConnectOptions {
+            auth_token: token,
+            tls_ca_file: self.tls_ca_file.clone(),
+            tls_identity: self.tls_cert_file.clone().zip(self.tls_key_file.clone()),
+        })
+    }
+}
+
+/// Connects a client for a CLI command.
+pub async fn connect(url: &str, c: &ConnectArgs) -> anyhow::Result<crate::PulsarClient> {
+    use anyhow::Context;
+    crate::PulsarClient::connect_with_options(url, Duration::from_secs(30), c.options()?)
+        .await
+        .with_context(|| format!("connect to {url}"))
+}
+
 /// `--compression` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CompressionArg {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::common::{DEFAULT_SERVICE_URL, PROGRESS_EVERY, SubTypeArg, progress, progress_done};
-use crate::{ConsumerOptions, InitialPosition, PulsarClient};
+use crate::{ConsumerOptions, InitialPosition};
 
 /// Consume messages from a topic and print them to stdout.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,6 +17,9 @@ pub struct ConsumeArgs {
     /// Broker service URL.
     #[arg(long, short = 'u', env = "STRATA_SERVICE_URL", default_value = DEFAULT_SERVICE_URL)]
     pub service_url: String,
+    /// Authentication and TLS.
+    #[command(flatten)]
+    pub connect: super::common::ConnectArgs,
     /// Subscription name.
     #[arg(long, short = 's', default_value = "strata-consume")]
     pub subscription: String,
@@ -39,9 +42,7 @@ pub struct ConsumeArgs {
 
 /// Runs `strata consume`.
 pub async fn run_consume(args: ConsumeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = PulsarClient::connect(&args.service_url)
-        .await
-        .with_context(|| format!("connect to {}", args.service_url))?;
+    let client = super::common::connect(&args.service_url, &args.connect).await?;
     let mut consumer = client
         .subscribe(
             &args.topic,

@@ -15,9 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::common::{CompressionArg, DEFAULT_SERVICE_URL, SubTypeArg};
-use crate::{
-    ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions, PulsarClient, SendFuture,
-};
+use crate::{ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions, SendFuture};
 
 /// Load generator.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +43,9 @@ pub struct PerfProduceArgs {
     /// Broker service URL.
     #[arg(long, short = 'u', env = "STRATA_SERVICE_URL", default_value = DEFAULT_SERVICE_URL)]
     pub service_url: String,
+    /// Authentication and TLS.
+    #[command(flatten)]
+    pub connect: super::common::ConnectArgs,
     /// Total publish rate in msg/s over all producers (0 = as fast as possible).
     #[arg(long, short = 'r', default_value_t = 100)]
     pub rate: u64,
@@ -95,6 +96,9 @@ pub struct PerfConsumeArgs {
     /// Broker service URL.
     #[arg(long, short = 'u', env = "STRATA_SERVICE_URL", default_value = DEFAULT_SERVICE_URL)]
     pub service_url: String,
+    /// Authentication and TLS.
+    #[command(flatten)]
+    pub connect: super::common::ConnectArgs,
     /// Number of topics.
     #[arg(long, short = 't', default_value_t = 1)]
     pub num_topics: usize,
@@ -295,9 +299,7 @@ fn stop_after(
 }
 
 async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = PulsarClient::connect(&args.service_url)
-        .await
-        .with_context(|| format!("connect to {}", args.service_url))?;
+    let client = super::common::connect(&args.service_url, &args.connect).await?;
     let topics = topic_names(&args.topic, args.num_topics);
     let options = ProducerOptions {
         batching: !args.disable_batching,
@@ -433,9 +435,7 @@ fn now_ms() -> u64 {
 }
 
 async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = PulsarClient::connect(&args.service_url)
-        .await
-        .with_context(|| format!("connect to {}", args.service_url))?;
+    let client = super::common::connect(&args.service_url, &args.connect).await?;
     let topics = topic_names(&args.topic, args.num_topics);
     let options = ConsumerOptions {
         sub_type: args.sub_type.into(),

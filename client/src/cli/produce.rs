@@ -7,7 +7,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
 use super::common::{CompressionArg, DEFAULT_SERVICE_URL, PROGRESS_EVERY, progress, progress_done};
-use crate::{OutgoingMessage, ProducerOptions, PulsarClient, SendFuture};
+use crate::{OutgoingMessage, ProducerOptions, SendFuture};
 
 /// Publish messages to a topic.
 #[derive(Debug, Clone, clap::Args)]
@@ -17,6 +17,9 @@ pub struct ProduceArgs {
     /// Broker service URL.
     #[arg(long, short = 'u', env = "STRATA_SERVICE_URL", default_value = DEFAULT_SERVICE_URL)]
     pub service_url: String,
+    /// Authentication and TLS.
+    #[command(flatten)]
+    pub connect: super::common::ConnectArgs,
     /// Message bodies (repeatable). Without any, each line of stdin is one message.
     #[arg(long = "messages", short = 'm')]
     pub messages: Vec<String>,
@@ -36,9 +39,7 @@ pub struct ProduceArgs {
 
 /// Runs `strata produce`.
 pub async fn run_produce(args: ProduceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = PulsarClient::connect(&args.service_url)
-        .await
-        .with_context(|| format!("connect to {}", args.service_url))?;
+    let client = super::common::connect(&args.service_url, &args.connect).await?;
     let producer = client
         .producer(
             &args.topic,
