@@ -7,6 +7,7 @@
 //!   changes, speculative reads, rack-aware placement.
 //! - `recovery`: fence + read forward + write back + close (BookKeeper semantics).
 //! - [`autorecovery`]: re-replicates the entries of bookies gone for longer than a grace period.
+//! - [`metrics`]: process-wide Prometheus counters; `metrics::register` adds them to a registry.
 
 pub mod autorecovery;
 pub mod client;
