@@ -573,9 +573,21 @@ impl ClusterOwnership {
             }
             m
         };
-        let ids: Vec<String> = brokers.iter().map(|b| b.broker_id.clone()).collect();
-        let Some(id) = bundle::least_loaded(&ids, &owned, &pending, &topics).cloned() else {
-            return Ok(None);
+        let mut ids: Vec<String> = brokers.iter().map(|b| b.broker_id.clone()).collect();
+        // Skip brokers that died (registration not expired yet: nothing listens any more).
+        let id = loop {
+            let Some(id) = bundle::least_loaded(&ids, &owned, &pending, &topics).cloned() else {
+                return Ok(None);
+            };
+            let url = brokers
+                .iter()
+                .find(|b| b.broker_id == id)
+                .map(|b| b.pulsar_url.clone())
+                .unwrap_or_default();
+            if self.me().is_some_and(|m| m.broker_id == id) || !self.refused(&url).await {
+                break id;
+            }
+            ids.retain(|x| *x != id);
         };
         self.pending.lock().push((id.clone(), Instant::now()));
         Ok(brokers.into_iter().find(|b| b.broker_id == id))
