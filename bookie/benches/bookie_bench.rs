@@ -87,9 +87,18 @@ fn args() -> Args {
     a
 }
 
+/// A new file name for a disk baseline in `dir`. Baseline files are kept until the end of the run
+/// (the temporary directory goes then): deleting hundreds of MiB in the middle of the run makes
+/// the filesystem discard their blocks (the `discard` mount option) and stalls the next phase's
+/// syncs.
+fn scratch(dir: &Path, what: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    dir.join(format!("{what}-{}.bin", N.fetch_add(1, Ordering::Relaxed)))
+}
+
 /// (a): MiB/s writing 1 MiB blocks with one fdatasync each.
 fn disk_seq_bandwidth(dir: &Path, dur: Duration) -> f64 {
-    let p = dir.join("seq.bin");
+    let p = scratch(dir, "seq");
     let mut f = std::fs::File::create(&p).unwrap();
     let block = vec![0x5Au8; 1 << 20];
     let start = Instant::now();
@@ -101,13 +110,12 @@ fn disk_seq_bandwidth(dir: &Path, dur: Duration) -> f64 {
     }
     let secs = start.elapsed().as_secs_f64();
     drop(f);
-    let _ = std::fs::remove_file(&p);
     n as f64 / secs
 }
 
 /// (b): appends/s of 1 KiB + fdatasync each, and the fdatasync latency histogram (µs).
 fn disk_sync_rate(dir: &Path, dur: Duration) -> (f64, Histogram<u64>) {
-    let p = dir.join("sync.bin");
+    let p = scratch(dir, "sync");
     let mut f = std::fs::File::create(&p).unwrap();
     let block = vec![0xA5u8; 1024];
     let mut h = Histogram::<u64>::new(3).unwrap();
@@ -122,7 +130,6 @@ fn disk_sync_rate(dir: &Path, dur: Duration) -> (f64, Histogram<u64>) {
     }
     let secs = start.elapsed().as_secs_f64();
     drop(f);
-    let _ = std::fs::remove_file(&p);
     (n as f64 / secs, h)
 }
 
@@ -397,7 +404,7 @@ fn disk_commit_slice(
     syncs: &mut Histogram<u64>,
     ideal: &mut Histogram<u64>,
 ) {
-    let p = dir.join("commit.bin");
+    let p = scratch(dir, "commit");
     let mut f = std::fs::File::create(&p).unwrap();
     let block = vec![0x3Cu8; size.max(1)];
     let t0 = Instant::now();
@@ -411,7 +418,6 @@ fn disk_commit_slice(
         spans.push((s, e));
     }
     drop(f);
-    let _ = std::fs::remove_file(&p);
     if spans.len() < 3 {
         return;
     }
