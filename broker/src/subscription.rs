@@ -761,7 +761,7 @@ impl Actor {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(Cmd::Snapshot(r)) => {
-                        if answered {
+                        if answered || self.ml.is_fenced() {
                             let _ = r.send((u64::MAX, self.acks.snapshot()));
                             return;
                         }
@@ -880,7 +880,14 @@ impl Actor {
                 let _ = reply.send(self.ack_seq);
             }
             Cmd::Snapshot(reply) => {
-                let _ = reply.send((self.ack_seq, self.acks.snapshot()));
+                // Another broker owns the topic now (its ledger was fenced): it is the only
+                // writer of the cursor; stop persisting ours.
+                let seq = if self.ml.is_fenced() {
+                    u64::MAX
+                } else {
+                    self.ack_seq
+                };
+                let _ = reply.send((seq, self.acks.snapshot()));
             }
             Cmd::Unsubscribe(..) | Cmd::Close(..) => {}
         }
