@@ -505,6 +505,9 @@ fn main() {
         if let Some(n) = std::env::var("BENCH_RECYCLE").ok().and_then(|v| v.parse().ok()) {
             storage.journal_recycle_files = n;
         }
+        if let Some(n) = std::env::var("BENCH_CHUNK").ok().and_then(|v| v.parse().ok()) {
+            storage.flush_chunk_bytes = n;
+        }
         if std::env::var_os("BENCH_NO_FLUSH").is_some() {
             storage.write_cache_bytes = 8 << 30;
             storage.flush_bytes = 8 << 30;

@@ -24,6 +24,9 @@ pub struct StorageConfig {
     /// Flush the write cache once it holds this many bytes (small, frequent flushes keep the disk
     /// load smooth).
     pub flush_bytes: usize,
+    /// Segment bytes a flush writes at a time with bounded writeback: at most two such chunks are
+    /// in the device queue ahead of a journal sync on the same disk.
+    pub flush_chunk_bytes: usize,
     /// Flush the write cache at least this often.
     pub flush_interval: Duration,
     /// Write a checkpoint (and delete old journal files) at most this often.
@@ -57,6 +60,7 @@ impl StorageConfig {
             journal_recycle_files: 4,
             write_cache_bytes: 256 << 20,
             flush_bytes: 16 << 20,
+            flush_chunk_bytes: 64 << 10,
             flush_interval: Duration::from_secs(1),
             checkpoint_interval: Duration::from_secs(5),
             segment_max_bytes: 128 << 20,

@@ -256,7 +256,7 @@ impl Flusher {
             let id = self.next_seg;
             // never retry an id: a failed attempt may have left the file behind
             self.next_seg += 1;
-            let w = SegWriter::create(&self.dir, id)?;
+            let w = SegWriter::create(&self.dir, id, cfg.flush_chunk_bytes)?;
             register(&mut st.lock(), &w);
             self.w = Some(w);
         }

@@ -16,10 +16,6 @@ use crate::format::{FILE_HEADER_LEN, FRAME_HEADER_LEN, FormatError};
 
 use super::journal::fsync_dir;
 
-/// Segment bytes written at a time while flushing; each chunk's writeback is started at once and
-/// waited for after the next chunk was written (see [`super::sys`]).
-const WRITE_CHUNK: usize = 256 << 10;
-
 /// Where an entry is: segment, offset of its frame, frame length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loc {
@@ -138,6 +134,7 @@ pub(super) struct SegWriter {
     pub len: u64,
     idx_len: u64,
     buf: Vec<u8>,
+    chunk: usize,
     pending: Vec<IndexEntry>,
     /// The last chunk whose writeback was started and not yet waited for: `(offset, len)`.
     writeback: Option<(u64, u64)>,
@@ -145,7 +142,9 @@ pub(super) struct SegWriter {
 
 impl SegWriter {
     /// Creates segment `id` and its index file, both with headers, durably.
-    pub fn create(dir: &Path, id: u64) -> Result<Self, BookieError> {
+    /// `chunk`: segment bytes written at a time; each chunk's writeback is started at once and
+    /// waited for after the next chunk was written (see [`super::sys`]).
+    pub fn create(dir: &Path, id: u64, chunk: usize) -> Result<Self, BookieError> {
         let open = |p: PathBuf| {
             OpenOptions::new()
                 .create_new(true)
@@ -169,7 +168,8 @@ impl SegWriter {
             idx,
             len: FILE_HEADER_LEN as u64,
             idx_len: FILE_HEADER_LEN as u64,
-            buf: Vec::with_capacity(WRITE_CHUNK + (64 << 10)),
+            buf: Vec::with_capacity(chunk.max(4096) + (64 << 10)),
+            chunk: chunk.max(4096),
             pending: vec![],
             writeback: None,
         })
@@ -192,7 +192,7 @@ impl SegWriter {
             offset,
             len,
         });
-        if self.buf.len() >= WRITE_CHUNK {
+        if self.buf.len() >= self.chunk {
             // bounded writeback: this chunk starts, the previous one is waited for, so a journal
             // fdatasync on the same disk queues behind at most two chunks
             let (off, n) = (self.len, self.buf.len() as u64);
