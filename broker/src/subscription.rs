@@ -707,8 +707,12 @@ impl Actor {
                             self.close_all_consumers_to(assigned);
                             if self.durable {
                                 self.dirty.notify_one();
-                                // Let the flusher take its final snapshot.
-                                self.drain_snapshots(&mut rx).await;
+                                // Let the flusher take its final snapshot (none when another
+                                // broker took the topic over: the flusher has stopped or stops
+                                // when it finds the actor gone).
+                                if !self.ml.is_fenced() {
+                                    self.drain_snapshots(&mut rx).await;
+                                }
                             }
                             let _ = reply.send(());
                             return;

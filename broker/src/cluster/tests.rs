@@ -182,6 +182,9 @@ async fn a_fenced_owner_unloads_the_topic_and_releases_the_bundle() {
     let b = node(&store, &storage, 6652, quiet()).await;
     let (t, bundle) = topic_in_new_bundle(&a, &[]).await;
     let ta = a.svc.topic(&t, true).await.unwrap();
+    ta.subscribe("sub", true, crate::subscription::InitialPosition::Earliest)
+        .await
+        .unwrap();
     let mut last_a = crate::position::Position::EARLIEST;
     for i in 0..5u8 {
         last_a = ta.publish(Bytes::from(vec![i]), 1).await.unwrap();
@@ -197,12 +200,23 @@ async fn a_fenced_owner_unloads_the_topic_and_releases_the_bundle() {
     );
     let tb = b.svc.topic(&t, true).await.unwrap();
     assert_eq!(b.own.owned_bundles(), vec![bundle.clone()]);
-    // A's next add is fenced: it fails, and A unloads the topic and gives the bundle up.
+    let cursor_key = format!("/strata/broker/cursors/{}/sub", t.persistence_name());
+    let cursor_before = store.get(&cursor_key).await.unwrap().unwrap().stat;
+    // A's next add is fenced: it fails, and A unloads the topic and gives the bundle up
+    // promptly (no cursor flush of a topic it no longer owns).
     assert!(ta.publish(Bytes::from_static(b"late"), 1).await.is_err());
-    eventually("a releases the bundle", async || {
-        a.own.owned_bundles().is_empty()
+    tokio::time::timeout(Duration::from_secs(3), async {
+        while !a.own.owned_bundles().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     })
-    .await;
+    .await
+    .expect("a releases the bundle within 3 s");
+    assert_eq!(
+        store.get(&cursor_key).await.unwrap().unwrap().stat,
+        cursor_before,
+        "the old owner must not write the cursor after the takeover"
+    );
     eventually("a unloads the topic", async || {
         a.svc.loaded_topics().await.is_empty()
     })
