@@ -10,6 +10,7 @@
 //! ledger is found and recovered (fenced, last entry found, closed) before a new one is created.
 //! A CAS conflict means another broker took the topic; the writer then stops (issue 5 fencing).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +43,8 @@ pub struct ManagedLedgerConfig {
     pub retention_time: Duration,
     /// Entries read from storage per catch-up read.
     pub read_ahead: u64,
+    /// How long failed adds are retried on new ledgers (in order) before they fail.
+    pub add_retry_timeout: Duration,
 }
 
 impl Default for ManagedLedgerConfig {
@@ -52,6 +55,7 @@ impl Default for ManagedLedgerConfig {
             max_ledger_age: Duration::from_secs(4 * 3600),
             retention_time: Duration::from_secs(3600),
             read_ahead: 100,
+            add_retry_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -257,6 +261,11 @@ impl ManagedLedger {
             current: None,
             failed: false,
             inflight: FuturesOrdered::new(),
+            retry: VecDeque::new(),
+            held: VecDeque::new(),
+            retry_at: None,
+            retry_since: None,
+            retry_backoff: RETRY_BACKOFF_MIN,
         };
         tokio::spawn(writer.run(rx));
         ml
@@ -554,12 +563,34 @@ type AddFuture = BoxFuture<
     ),
 >;
 
+/// An append waiting to be (re)written: its data and its caller.
+type PendingAdd = (Bytes, oneshot::Sender<Result<Position>>);
+
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The log's single writer.
+///
+/// A failed add (other than fenced) does not reach the producer: as in Pulsar's managed ledger,
+/// the failed entry and every later one (a ledger's adds complete in order, so they fail too)
+/// are written again, in the same order, to a new ledger, and appends that arrive meanwhile
+/// wait behind them. Only when no new ledger can be had for `add_retry_timeout` do they all fail.
+/// So a producer's messages are stored in the order it sent them, even across bookie failures.
 struct Writer {
     ml: Arc<Inner>,
     version: u64,
     current: Option<(Arc<dyn LedgerWriter>, u64)>, // writer, created_ms
     failed: bool,
     inflight: FuturesOrdered<AddFuture>,
+    /// Failed in-flight adds, in log order, to write again.
+    retry: VecDeque<PendingAdd>,
+    /// Appends that arrived after the failure (after `retry` in order).
+    held: VecDeque<PendingAdd>,
+    /// Next attempt to move the pending adds to a new ledger.
+    retry_at: Option<tokio::time::Instant>,
+    /// When the current run of failures started.
+    retry_since: Option<tokio::time::Instant>,
+    retry_backoff: Duration,
 }
 
 impl Writer {
@@ -602,6 +633,9 @@ impl Writer {
                 Some((res, ledger, data, reply)) = self.inflight.next(), if !self.inflight.is_empty() => {
                     self.complete(res, ledger, data, reply);
                 }
+                _ = tokio::time::sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_due() => {
+                    self.rewrite_pending().await;
+                }
                 cmd = rx.recv() => match cmd {
                     Some(Cmd::Append(data, reply)) => self.append(data, reply).await,
                     Some(Cmd::Trim(victims, reply)) => {
@@ -620,6 +654,8 @@ impl Writer {
                     }
                     Some(Cmd::Terminate(reply)) => {
                         self.drain().await;
+                        let name = self.ml.name.to_string();
+                        self.fail_pending(|| BrokerError::TopicTerminated(name.clone()));
                         self.ml.shared.terminated.store(true, std::sync::atomic::Ordering::Release);
                         if self.current.is_some() {
                             self.close_current().await;
@@ -640,6 +676,7 @@ impl Writer {
                     }
                     Some(Cmd::Close(reply)) => {
                         self.drain().await;
+                        self.fail_pending(|| BrokerError::ServiceNotReady("topic closed".into()));
                         self.close_current().await;
                         let _ = reply.send(());
                         // Later appends fail: the receiver is dropped when we return.
@@ -647,6 +684,7 @@ impl Writer {
                     }
                     None => {
                         self.drain().await;
+                        self.fail_pending(|| BrokerError::ShuttingDown);
                         self.close_current().await;
                         return;
                     }
@@ -684,20 +722,108 @@ impl Writer {
                     }
                 });
                 let _ = reply.send(Ok(pos));
+                self.retry_since = None;
+                self.retry_backoff = RETRY_BACKOFF_MIN;
             }
+            // Confirmed after an earlier add of its ledger failed: the ledger is closed before
+            // it, so it is written again with the others.
             Ok(_) => {
-                let _ = reply.send(Err(BrokerError::Storage(StorageError::Unavailable(
-                    "an earlier add of this ledger failed".into(),
-                ))));
+                if self.ml.shared.fenced.is_cancelled() {
+                    let _ = reply.send(Err(BrokerError::ServiceNotReady(format!(
+                        "topic {} moved to another broker",
+                        self.ml.name
+                    ))));
+                } else {
+                    self.retry.push_back((data, reply));
+                }
+            }
+            Err(StorageError::Fenced(l)) => {
+                self.fence("add fenced by the bookies");
+                self.failed = true;
+                let _ = reply.send(Err(StorageError::Fenced(l).into()));
             }
             Err(e) => {
-                if matches!(e, StorageError::Fenced(_)) {
-                    self.fence("add fenced by the bookies");
-                } else {
-                    warn!(topic = %self.ml.name, ledger, error = %e, "add failed; the ledger will be rolled over");
+                if !self.failed {
+                    warn!(topic = %self.ml.name, ledger, error = %e, "add failed; writing it and the later entries again to a new ledger");
                 }
                 self.failed = true;
-                let _ = reply.send(Err(e.into()));
+                if self.ml.shared.fenced.is_cancelled() {
+                    let _ = reply.send(Err(e.into()));
+                } else {
+                    self.retry.push_back((data, reply));
+                    if self.retry_at.is_none() {
+                        let now = tokio::time::Instant::now();
+                        // The first failure is retried at once, later ones after a backoff.
+                        let delay = if self.retry_since.is_some() {
+                            self.retry_backoff
+                        } else {
+                            Duration::ZERO
+                        };
+                        self.retry_at = Some(now + delay);
+                        self.retry_since.get_or_insert(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether pending adds wait for a new ledger and nothing is in flight.
+    fn retry_due(&self) -> bool {
+        (!self.retry.is_empty() || !self.held.is_empty()) && self.inflight.is_empty()
+    }
+
+    /// Fails every pending add (failed in-flight ones first, then held ones: log order).
+    fn fail_pending(&mut self, err: impl Fn() -> BrokerError) {
+        for (_, reply) in self.retry.drain(..).chain(self.held.drain(..)) {
+            let _ = reply.send(Err(err()));
+        }
+        self.retry_at = None;
+        self.retry_since = None;
+        self.retry_backoff = RETRY_BACKOFF_MIN;
+    }
+
+    /// Rolls over to a new ledger and writes the pending adds to it, in order; on failure tries
+    /// again later, until `add_retry_timeout`.
+    async fn rewrite_pending(&mut self) {
+        self.retry_at = None;
+        if self.ml.shared.fenced.is_cancelled() {
+            let name = self.ml.name.clone();
+            self.fail_pending(|| {
+                BrokerError::ServiceNotReady(format!("topic {name} moved to another broker"))
+            });
+            return;
+        }
+        let since = *self
+            .retry_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= self.ml.config.add_retry_timeout {
+            warn!(topic = %self.ml.name, pending = self.retry.len() + self.held.len(), "adds kept failing for the add retry timeout; failing the pending adds");
+            self.fail_pending(|| {
+                BrokerError::Storage(StorageError::Unavailable(
+                    "adds kept failing for the add retry timeout".into(),
+                ))
+            });
+            return;
+        }
+        let backoff = self.retry_backoff;
+        self.retry_backoff = (self.retry_backoff * 2).min(RETRY_BACKOFF_MAX);
+        match self.rollover().await {
+            Ok(()) => {
+                let n = self.retry.len() + self.held.len();
+                let Some((w, _)) = &self.current else {
+                    return;
+                };
+                let ledger = w.ledger_id();
+                for (data, reply) in self.retry.drain(..).chain(self.held.drain(..)) {
+                    let fut = w.add(data.clone());
+                    self.inflight
+                        .push_back(Box::pin(async move { (fut.await, ledger, data, reply) }));
+                }
+                info!(topic = %self.ml.name, ledger, entries = n, "writing pending entries again to a new ledger");
+            }
+            Err(e) => {
+                debug!(topic = %self.ml.name, error = %e, "no new ledger yet; retrying");
+                self.retry_at = Some(tokio::time::Instant::now() + backoff);
             }
         }
     }
@@ -740,6 +866,14 @@ impl Writer {
             .load(std::sync::atomic::Ordering::Acquire)
         {
             let _ = reply.send(Err(BrokerError::TopicTerminated(self.ml.name.to_string())));
+            return;
+        }
+        // Behind adds waiting for a new ledger (or an add that just failed): keep the order.
+        if self.failed || !self.retry.is_empty() || !self.held.is_empty() {
+            self.held.push_back((data, reply));
+            if self.retry_at.is_none() {
+                self.retry_at = Some(tokio::time::Instant::now());
+            }
             return;
         }
         if self.needs_rollover() {
@@ -1039,19 +1173,55 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failed_add_rolls_over() {
+    async fn failed_adds_are_written_again_in_order_on_a_new_ledger() {
         let st = MemStorage::default();
         let meta = MemMetadata::default();
         let ml = open(&st, &meta, ManagedLedgerConfig::default()).await;
         let a = ml.append(Bytes::from_static(b"a")).await.unwrap();
         st.fail_adds
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        // b fails, c and d come after it: none may overtake b
+        let b = tokio::spawn(ml.append(Bytes::from_static(b"b")));
+        let c = tokio::spawn(ml.append(Bytes::from_static(b"c")));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let d = tokio::spawn(ml.append(Bytes::from_static(b"d")));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!b.is_finished() && !c.is_finished() && !d.is_finished());
+        st.fail_adds
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let (b, c, d) = (
+            b.await.unwrap().unwrap(),
+            c.await.unwrap().unwrap(),
+            d.await.unwrap().unwrap(),
+        );
+        assert!(b.ledger > a.ledger);
+        assert!(a < b && b < c && c < d, "{a:?} {b:?} {c:?} {d:?}");
+        let all: Vec<Bytes> = ml
+            .read(ml.next_position(a).unwrap(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(all, [&b"b"[..], b"c", b"d"]);
+    }
+
+    #[tokio::test]
+    async fn failed_adds_fail_after_the_retry_timeout() {
+        let st = MemStorage::default();
+        let meta = MemMetadata::default();
+        let cfg = ManagedLedgerConfig {
+            add_retry_timeout: Duration::from_millis(400),
+            ..Default::default()
+        };
+        let ml = open(&st, &meta, cfg).await;
+        ml.append(Bytes::from_static(b"a")).await.unwrap();
+        st.fail_adds
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(ml.append(Bytes::from_static(b"b")).await.is_err());
         st.fail_adds
             .store(false, std::sync::atomic::Ordering::Relaxed);
-        let c = ml.append(Bytes::from_static(b"c")).await.unwrap();
-        assert!(c.ledger > a.ledger);
-        assert_eq!(ml.next_position(a), Some(c));
+        ml.append(Bytes::from_static(b"c")).await.unwrap();
     }
 }
 
