@@ -127,6 +127,8 @@ impl Metrics {
             "Connections closed for malformed frames",
             m.bad_frames.clone(),
         );
+        // The ledger client's counters (`bookkeeper_client_*`, `bookkeeper_autorecovery_*`).
+        strata_ledger::metrics::register(&mut r);
         *m.registry.lock() = r;
         m
     }

@@ -157,6 +157,7 @@ fn lookup_admin_schema_and_metrics_endpoints() {
         "pulsar_consumers_count",
         "pulsar_storage_size",
         "pulsar_msg_backlog",
+        "bookkeeper_client_add_entry_failures_total",
     ] {
         assert!(body.contains(name), "missing {name} in\n{body}");
     }
