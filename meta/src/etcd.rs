@@ -970,12 +970,18 @@ impl MetadataStore for EtcdStore {
                 return Err(MetaError::Closed);
             }
             let secs = ttl.as_secs_f64().ceil().max(1.0) as i64;
-            let sent = Instant::now();
+            // The lease's TTL runs from its grant, which is after the start of the attempt that
+            // succeeded — not after the start of the whole (retried) call: while etcd is down
+            // the call may retry for longer than the TTL, and counting from its start would
+            // declare the new session lost the moment it is created.
+            let attempt_started = parking_lot::Mutex::new(Instant::now());
             let (resp, _) = self
-                .call("lease_grant", |mut c| async move {
-                    c.lease_grant(secs, None).await
+                .call("lease_grant", |mut c| {
+                    *attempt_started.lock() = Instant::now();
+                    async move { c.lease_grant(secs, None).await }
                 })
                 .await?;
+            let sent = *attempt_started.lock();
             // etcd may grant a longer TTL than asked (its minimum); the shorter one is the safe
             // basis for loss detection.
             let granted = Duration::from_secs(resp.ttl().max(1) as u64);

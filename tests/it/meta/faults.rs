@@ -429,3 +429,48 @@ async fn idle_watch_survives_compaction_and_restart() {
     .await
     .expect("test timed out");
 }
+
+/// A session created while etcd is down (the grant is retried until etcd is back, for longer
+/// than the TTL) is alive when it is handed out: its loss budget counts from the attempt that
+/// succeeded, not from the start of the retries (else it was declared lost at once, and a broker
+/// gave its bundles up right after an etcd outage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_created_across_an_outage_is_not_lost_at_once() {
+    timeout(Duration::from_secs(60), async {
+        let mut etcd = EtcdCluster::start(1);
+        let mut o = super::options(etcd.endpoints());
+        o.request_timeout = Duration::from_secs(30);
+        let store: Arc<dyn MetadataStore> =
+            Arc::new(strata_meta::EtcdStore::connect(o).await.unwrap());
+        etcd.kill(0);
+        let s2 = store.clone();
+        let creating = tokio::spawn(async move { s2.create_session(TTL).await });
+        tokio::time::sleep(TTL * 2).await;
+        etcd.restart(0);
+        let session = timeout(Duration::from_secs(25), creating)
+            .await
+            .expect("session created once etcd is back")
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!session.is_lost(), "a fresh session was declared lost");
+        store
+            .put_ephemeral(
+                &session,
+                "/f/eph/after-outage",
+                Bytes::from("x"),
+                Expected::Absent,
+                EphemeralOptions::default(),
+            )
+            .await
+            .unwrap();
+        // and it stays alive on its keep-alives
+        tokio::time::sleep(TTL * 2).await;
+        assert!(
+            !session.is_lost(),
+            "the session did not survive its keep-alives"
+        );
+    })
+    .await
+    .expect("test timed out");
+}
