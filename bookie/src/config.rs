@@ -60,7 +60,7 @@ impl StorageConfig {
             journal_recycle_files: 4,
             write_cache_bytes: 256 << 20,
             flush_bytes: 16 << 20,
-            flush_chunk_bytes: 64 << 10,
+            flush_chunk_bytes: 256 << 10,
             flush_interval: Duration::from_secs(1),
             checkpoint_interval: Duration::from_secs(5),
             segment_max_bytes: 128 << 20,
