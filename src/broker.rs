@@ -43,6 +43,13 @@ pub struct BrokerArgs {
     /// HTTP port: lookup, admin, /metrics, /health, /ready (default 8080; 0 picks a free port).
     #[arg(long, env = "STRATA_HTTP_PORT")]
     pub http_port: Option<u16>,
+    /// Pulsar protocol TLS port (`pulsar+ssl://`; needs `--tls-cert-file`/`--tls-key-file`;
+    /// 0 picks a free port).
+    #[arg(long, env = "STRATA_BROKER_PORT_TLS")]
+    pub broker_port_tls: Option<u16>,
+    /// HTTPS port (needs the TLS certificate flags; 0 picks a free port).
+    #[arg(long, env = "STRATA_HTTP_PORT_TLS")]
+    pub http_port_tls: Option<u16>,
     /// Address to bind (default 127.0.0.1).
     #[arg(long, env = "STRATA_BIND_ADDRESS")]
     pub bind_address: Option<String>,
@@ -168,6 +175,12 @@ impl Settings {
         }
         if let Some(p) = args.http_port {
             broker.http_port = p;
+        }
+        if args.broker_port_tls.is_some() {
+            broker.broker_port_tls = args.broker_port_tls;
+        }
+        if args.http_port_tls.is_some() {
+            broker.http_port_tls = args.http_port_tls;
         }
         if let Some(a) = &args.bind_address {
             broker.bind_address = a.clone();

@@ -657,13 +657,27 @@ impl Conn {
                         true,
                     )),
                     // The owner (or the broker the leader assigned the bundle to): final answer.
-                    Ok(Owner::Remote { broker_url, .. }) => {
-                        self.send(commands::lookup_redirect(c.request_id, &broker_url, true))
-                    }
+                    Ok(Owner::Remote {
+                        broker_url,
+                        broker_url_tls,
+                        ..
+                    }) => self.send(commands::lookup_redirect_tls(
+                        c.request_id,
+                        &broker_url,
+                        broker_url_tls.as_deref(),
+                        true,
+                    )),
                     // Unowned: the leader decides (its answer is authoritative).
-                    Ok(Owner::Leader { broker_url, .. }) => {
-                        self.send(commands::lookup_redirect(c.request_id, &broker_url, false))
-                    }
+                    Ok(Owner::Leader {
+                        broker_url,
+                        broker_url_tls,
+                        ..
+                    }) => self.send(commands::lookup_redirect_tls(
+                        c.request_id,
+                        &broker_url,
+                        broker_url_tls.as_deref(),
+                        false,
+                    )),
                     Err(e) => self.send(commands::lookup_error(
                         c.request_id,
                         server_error(&e),

@@ -95,7 +95,13 @@ async fn lookup(
             Owner::Remote {
                 broker_url,
                 http_url,
-            } => (broker_url, http_url, String::new(), String::new()),
+                broker_url_tls,
+            } => (
+                broker_url,
+                http_url,
+                broker_url_tls.unwrap_or_default(),
+                String::new(),
+            ),
             // Unowned and assigned by the leader: ask it (its answer names the assigned broker).
             Owner::Leader { http_url, .. } => {
                 return Err(crate::admin::ApiError {

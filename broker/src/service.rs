@@ -29,16 +29,19 @@ use strata_meta::model::{Model, Paths, Policies, TenantInfo, decode_segment};
 pub enum Owner {
     /// This broker.
     Local,
-    /// Another broker: its `pulsar://` and `http://` URLs.
+    /// Another broker: its `pulsar://` and `http://` URLs (and `pulsar+ssl://` when it has a
+    /// TLS port).
     Remote {
         broker_url: String,
         http_url: String,
+        broker_url_tls: Option<String>,
     },
     /// Nobody owns the topic yet and another broker (the leader, at these URLs) assigns it: a
     /// LOOKUP is redirected there with `authoritative = false`.
     Leader {
         broker_url: String,
         http_url: String,
+        broker_url_tls: Option<String>,
     },
 }
 
@@ -270,10 +273,12 @@ impl BrokerService {
             Owner::Remote {
                 broker_url,
                 http_url,
+                ..
             }
             | Owner::Leader {
                 broker_url,
                 http_url,
+                ..
             } => {
                 return Err(BrokerError::OwnedElsewhere {
                     topic: name.to_string(),

@@ -432,6 +432,20 @@ pub fn lookup_redirect(request_id: u64, broker_url: &str, authoritative: bool) -
     lookup_answer(request_id, broker_url, authoritative, LookupType::Redirect)
 }
 
+/// LOOKUP_RESPONSE: ask `broker_url` (a TLS client: `broker_url_tls`) instead.
+pub fn lookup_redirect_tls(
+    request_id: u64,
+    broker_url: &str,
+    broker_url_tls: Option<&str>,
+    authoritative: bool,
+) -> BaseCommand {
+    let mut c = lookup_answer(request_id, broker_url, authoritative, LookupType::Redirect);
+    if let Some(r) = c.lookup_topic_response.as_mut() {
+        r.broker_service_url_tls = broker_url_tls.map(str::to_owned);
+    }
+    c
+}
+
 fn lookup_answer(request_id: u64, url: &str, authoritative: bool, t: LookupType) -> BaseCommand {
     BaseCommand {
         lookup_topic_response: Some(CommandLookupTopicResponse {

@@ -10,6 +10,7 @@ MODE
               works and an admin call over https with the certificate works
   no-cert     authentication required but neither a token nor a certificate: refused
 """
+import os
 import ssl
 import sys
 import urllib.error
@@ -31,7 +32,9 @@ def client(**kw):
         tls_allow_insecure_connection=False,
         operation_timeout_seconds=10,
         connection_timeout_ms=5000,
-        logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
+        logger=pulsar.ConsoleLogger(
+            pulsar.LoggerLevel.Info if os.environ.get("STRATA_PY_LOG") == "info" else pulsar.LoggerLevel.Error
+        ),
         **kw,
     )
 

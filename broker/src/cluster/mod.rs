@@ -446,6 +446,7 @@ impl ClusterOwnership {
         Ok(Some(Owner::Remote {
             broker_url: o.broker_url,
             http_url: o.http_url,
+            broker_url_tls: o.broker_url_tls,
         }))
     }
 
@@ -624,6 +625,7 @@ impl ClusterOwnership {
             Some(l) if l.broker_id != me.broker_id => Ok(Owner::Leader {
                 broker_url: l.pulsar_url,
                 http_url: l.http_url,
+                broker_url_tls: l.pulsar_url_tls,
             }),
             // We lead (or nobody does yet): pick the least loaded broker.
             _ => {
@@ -654,6 +656,7 @@ impl ClusterOwnership {
                         Ok(Owner::Remote {
                             broker_url: c.pulsar_url,
                             http_url: c.http_url,
+                            broker_url_tls: c.pulsar_url_tls,
                         })
                     }
                     Some(_) => self.acquire(&b, &me).await,
@@ -1247,6 +1250,7 @@ impl Ownership for ClusterOwnership {
                 Ok(Owner::Remote {
                     broker_url: o.broker_url,
                     http_url: o.http_url,
+                    broker_url_tls: o.broker_url_tls,
                 })
             }
             _ => Ok(Owner::Local),

@@ -97,7 +97,8 @@ async fn lookups_go_through_the_leader_to_the_least_loaded_broker() {
         b.svc.lookup(&t1, false).await.unwrap(),
         Owner::Leader {
             broker_url: a_url.clone(),
-            http_url: a.svc.http_url()
+            http_url: a.svc.http_url(),
+            broker_url_tls: None,
         }
     );
     // The leader picks the least loaded broker: a tie, the smallest id (A itself).
@@ -107,6 +108,7 @@ async fn lookups_go_through_the_leader_to_the_least_loaded_broker() {
     let remote_a = Owner::Remote {
         broker_url: a_url.clone(),
         http_url: a.svc.http_url(),
+        broker_url_tls: None,
     };
     assert_eq!(b.svc.lookup(&t1, false).await.unwrap(), remote_a);
     assert_eq!(b.svc.lookup(&t1, true).await.unwrap(), remote_a);
@@ -116,6 +118,7 @@ async fn lookups_go_through_the_leader_to_the_least_loaded_broker() {
     let to_b = Owner::Remote {
         broker_url: b_url.clone(),
         http_url: b.svc.http_url(),
+        broker_url_tls: None,
     };
     assert_eq!(a.svc.lookup(&t2, false).await.unwrap(), to_b);
     // ... and B acquires it on the authoritative lookup.

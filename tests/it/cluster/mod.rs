@@ -11,5 +11,6 @@ mod registration;
 mod rolling_restart;
 pub mod sandbox;
 mod split_brain;
+mod tls_cluster;
 pub mod workload;
 mod workload_smoke;
