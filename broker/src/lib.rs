@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod position;
+pub mod rate;
 pub mod schema;
 pub mod server;
 pub mod service;

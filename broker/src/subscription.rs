@@ -39,6 +39,7 @@ use crate::managed_ledger::ManagedLedger;
 use crate::metadata::{BrokerMetadata, Expect, MetaError};
 use crate::metrics::Metrics;
 use crate::position::Position;
+use crate::rate::RateClock;
 
 pub use crate::outbound::Outbound;
 
@@ -142,52 +143,6 @@ pub struct Subscription {
     persisted: watch::Receiver<u64>,
 }
 
-/// A dispatch rate limit as a reservation clock `(limit (messages, bytes) per second, next free
-/// instant)`. A topic's clock is shared by all its subscriptions (Pulsar's topic dispatch rate
-/// bounds the topic's total outflow); each subscription also has its own (subscription
-/// dispatch rate).
-#[derive(Debug)]
-pub struct DispatchClock(parking_lot::Mutex<(Option<(i64, i64)>, tokio::time::Instant)>);
-
-impl Default for DispatchClock {
-    fn default() -> Self {
-        Self(parking_lot::Mutex::new((None, tokio::time::Instant::now())))
-    }
-}
-
-impl DispatchClock {
-    /// Sets the limit (`None`: unlimited); a change restarts the clock.
-    pub fn set(&self, limit: Option<(i64, i64)>) {
-        let mut g = self.0.lock();
-        if g.0 != limit {
-            *g = (limit, tokio::time::Instant::now());
-        }
-    }
-
-    /// When dispatching may go on, if the clock is ahead of `now`.
-    fn wait_until(&self, now: tokio::time::Instant) -> Option<tokio::time::Instant> {
-        let g = self.0.lock();
-        (g.0.is_some() && g.1 > now).then_some(g.1)
-    }
-
-    /// Charges dispatched messages and bytes.
-    fn charge(&self, msgs: u64, bytes: u64) {
-        let mut g = self.0.lock();
-        let Some((m, b)) = g.0 else {
-            return;
-        };
-        let cost = |n: u64, rate: i64| {
-            if rate > 0 {
-                n as f64 / rate as f64
-            } else {
-                0.0
-            }
-        };
-        let secs = cost(msgs, m).max(cost(bytes, b)).min(60.0);
-        g.1 = g.1.max(tokio::time::Instant::now()) + Duration::from_secs_f64(secs);
-    }
-}
-
 /// Settings of a subscription.
 #[derive(Debug, Clone)]
 pub struct SubscriptionConfig {
@@ -196,7 +151,7 @@ pub struct SubscriptionConfig {
     /// Entries held for replay before reading new entries stops (Key_Shared).
     pub max_replay: usize,
     /// The topic's dispatch rate clock, shared by its subscriptions.
-    pub topic_dispatch: Arc<DispatchClock>,
+    pub topic_dispatch: Arc<RateClock>,
 }
 
 impl Default for SubscriptionConfig {
@@ -204,7 +159,7 @@ impl Default for SubscriptionConfig {
         Self {
             cursor_flush_interval: Duration::from_millis(100),
             max_replay: 10_000,
-            topic_dispatch: Arc::new(DispatchClock::default()),
+            topic_dispatch: Arc::new(RateClock::default()),
         }
     }
 }
@@ -288,8 +243,7 @@ impl Subscription {
         };
         let mut actor = Actor {
             topic_dispatch: config.topic_dispatch.clone(),
-            dispatch_limit: None,
-            dispatch_next_free: tokio::time::Instant::now(),
+            sub_dispatch: RateClock::default(),
             dispatch_wait: None,
             topic: topic.to_owned(),
             name: name.to_owned(),
@@ -563,9 +517,9 @@ struct Consumer {
 struct Actor {
     /// Dispatch rate limit (messages, bytes per second) and its reservation clock.
     /// The topic's dispatch rate clock (shared with the topic's other subscriptions).
-    topic_dispatch: Arc<DispatchClock>,
-    dispatch_limit: Option<(i64, i64)>,
-    dispatch_next_free: tokio::time::Instant,
+    topic_dispatch: Arc<RateClock>,
+    /// This subscription's own dispatch rate clock.
+    sub_dispatch: RateClock,
     /// Dispatch paused by the rate limit until then.
     dispatch_wait: Option<tokio::time::Instant>,
     topic: String,
@@ -849,10 +803,7 @@ impl Actor {
                 let _ = reply.send(r);
             }
             Cmd::SetDispatchRate(limit) => {
-                let limit = limit.filter(|(m, b)| *m > 0 || *b > 0);
-                if limit != self.dispatch_limit {
-                    self.dispatch_limit = limit;
-                    self.dispatch_next_free = tokio::time::Instant::now();
+                if self.sub_dispatch.set(limit) {
                     self.dispatch_wait = None;
                 }
             }
@@ -1368,36 +1319,18 @@ impl Actor {
             }
             self.dispatch_wait = None;
         }
-        if let Some(w) = self.topic_dispatch.wait_until(now) {
-            self.dispatch_wait = Some(w);
-            return true;
-        }
-        if self.dispatch_limit.is_none() {
-            return false;
-        }
-        if self.dispatch_next_free > now {
-            self.dispatch_wait = Some(self.dispatch_next_free);
-            return true;
-        }
-        false
+        let wait = self
+            .topic_dispatch
+            .wait_until(now)
+            .max(self.sub_dispatch.wait_until(now));
+        self.dispatch_wait = wait;
+        wait.is_some()
     }
 
     /// Charges one dispatched entry to the rate limits' reservation clocks.
     fn charge_rate(&mut self, msgs: u64, bytes: u64) {
         self.topic_dispatch.charge(msgs, bytes);
-        let Some((m, b)) = self.dispatch_limit else {
-            return;
-        };
-        let cost = |n: u64, rate: i64| {
-            if rate > 0 {
-                n as f64 / rate as f64
-            } else {
-                0.0
-            }
-        };
-        let secs = cost(msgs, m).max(cost(bytes, b)).min(60.0);
-        self.dispatch_next_free = self.dispatch_next_free.max(tokio::time::Instant::now())
-            + Duration::from_secs_f64(secs);
+        self.sub_dispatch.charge(msgs, bytes);
     }
 
     async fn dispatch_inner(&mut self) {

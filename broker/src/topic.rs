@@ -73,17 +73,9 @@ pub struct Topic {
     /// Message deduplication state (`crate::dedup`).
     pub dedup: crate::dedup::Dedup,
     retention: Mutex<Option<(Option<u64>, Option<u64>)>>,
-    publish_rate: Mutex<Option<PublishRate>>,
+    publish_rate: crate::rate::RateClock,
     /// Cancelled once the topic is closed (unloaded).
     closed: tokio_util::sync::CancellationToken,
-}
-
-/// A publish rate limit as a reservation clock: each SEND pushes `next_free` by its cost.
-#[derive(Debug, Clone, Copy)]
-struct PublishRate {
-    /// (messages, bytes) per second; `<= 0`: unlimited.
-    limit: (i64, i64),
-    next_free: tokio::time::Instant,
 }
 
 impl Topic {
@@ -112,7 +104,7 @@ impl Topic {
             quota_exceeded: std::sync::atomic::AtomicBool::new(false),
             dedup: crate::dedup::Dedup::default(),
             retention: Mutex::new(None),
-            publish_rate: Mutex::new(None),
+            publish_rate: crate::rate::RateClock::default(),
             closed: tokio_util::sync::CancellationToken::new(),
         }
     }
@@ -441,35 +433,16 @@ impl Topic {
 
     /// Sets the publish rate limit `(messages, bytes)` per second (`None` or `<= 0`: unlimited).
     pub fn set_publish_rate(&self, limit: Option<(i64, i64)>) {
-        let mut r = self.publish_rate.lock();
-        match limit.filter(|(m, b)| *m > 0 || *b > 0) {
-            None => *r = None,
-            Some(l) if r.is_some_and(|x| x.limit == l) => {}
-            Some(l) => {
-                *r = Some(PublishRate {
-                    limit: l,
-                    next_free: tokio::time::Instant::now(),
-                })
-            }
-        }
+        self.publish_rate.set(limit);
     }
 
     /// Accounts a SEND against the publish rate; returns until when the connection should stop
     /// reading (Pulsar throttles by pausing reads: nothing is dropped).
     pub fn throttle(&self, msgs: u64, bytes: u64) -> Option<tokio::time::Instant> {
-        let mut g = self.publish_rate.lock();
-        let r = g.as_mut()?;
         let now = tokio::time::Instant::now();
-        let cost = |n: u64, rate: i64| {
-            if rate > 0 {
-                n as f64 / rate as f64
-            } else {
-                0.0
-            }
-        };
-        let secs = cost(msgs, r.limit.0).max(cost(bytes, r.limit.1));
-        r.next_free = r.next_free.max(now) + std::time::Duration::from_secs_f64(secs.min(60.0));
-        (r.next_free > now + std::time::Duration::from_millis(5)).then_some(r.next_free)
+        self.publish_rate
+            .charge(msgs, bytes)
+            .filter(|t| *t > now + std::time::Duration::from_millis(5))
     }
 
     /// Sets the namespace retention: `(max age ms, max bytes)`, `None` = unlimited.

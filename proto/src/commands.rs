@@ -410,7 +410,13 @@ pub fn lookup(request_id: u64, topic: &str, authoritative: bool) -> BaseCommand 
 
 /// LOOKUP_RESPONSE: connect to `broker_url` (this broker owns the topic).
 pub fn lookup_connect(request_id: u64, broker_url: &str, authoritative: bool) -> BaseCommand {
-    lookup_answer(request_id, broker_url, authoritative, LookupType::Connect)
+    lookup_answer(
+        request_id,
+        broker_url,
+        None,
+        authoritative,
+        LookupType::Connect,
+    )
 }
 
 /// LOOKUP_RESPONSE: connect to `broker_url`, or to `broker_url_tls` for a TLS client.
@@ -420,16 +426,24 @@ pub fn lookup_connect_tls(
     broker_url_tls: Option<&str>,
     authoritative: bool,
 ) -> BaseCommand {
-    let mut c = lookup_answer(request_id, broker_url, authoritative, LookupType::Connect);
-    if let Some(r) = c.lookup_topic_response.as_mut() {
-        r.broker_service_url_tls = broker_url_tls.map(str::to_owned);
-    }
-    c
+    lookup_answer(
+        request_id,
+        broker_url,
+        broker_url_tls,
+        authoritative,
+        LookupType::Connect,
+    )
 }
 
 /// LOOKUP_RESPONSE: ask `broker_url` instead (the client looks up again there).
 pub fn lookup_redirect(request_id: u64, broker_url: &str, authoritative: bool) -> BaseCommand {
-    lookup_answer(request_id, broker_url, authoritative, LookupType::Redirect)
+    lookup_answer(
+        request_id,
+        broker_url,
+        None,
+        authoritative,
+        LookupType::Redirect,
+    )
 }
 
 /// LOOKUP_RESPONSE: ask `broker_url` (a TLS client: `broker_url_tls`) instead.
@@ -439,17 +453,26 @@ pub fn lookup_redirect_tls(
     broker_url_tls: Option<&str>,
     authoritative: bool,
 ) -> BaseCommand {
-    let mut c = lookup_answer(request_id, broker_url, authoritative, LookupType::Redirect);
-    if let Some(r) = c.lookup_topic_response.as_mut() {
-        r.broker_service_url_tls = broker_url_tls.map(str::to_owned);
-    }
-    c
+    lookup_answer(
+        request_id,
+        broker_url,
+        broker_url_tls,
+        authoritative,
+        LookupType::Redirect,
+    )
 }
 
-fn lookup_answer(request_id: u64, url: &str, authoritative: bool, t: LookupType) -> BaseCommand {
+fn lookup_answer(
+    request_id: u64,
+    url: &str,
+    url_tls: Option<&str>,
+    authoritative: bool,
+    t: LookupType,
+) -> BaseCommand {
     BaseCommand {
         lookup_topic_response: Some(CommandLookupTopicResponse {
             broker_service_url: Some(url.to_owned()),
+            broker_service_url_tls: url_tls.map(str::to_owned),
             response: Some(t as i32),
             request_id,
             authoritative: Some(authoritative),

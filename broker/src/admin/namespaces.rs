@@ -435,23 +435,18 @@ async fn set_policy(
             let v = non_negative_u32(parse_body(&body)?, "maxConsumersPerSubscription")?;
             Box::new(move |p| p.max_consumers_per_subscription = Some(v))
         }
-        "dispatchRate" => {
+        "dispatchRate" | "subscriptionDispatchRate" => {
             let b: DispatchBody = parse_body(&body)?;
             let r = RateLimit {
                 messages: b.dispatch_throttling_rate_in_msg,
                 bytes: b.dispatch_throttling_rate_in_byte,
                 period_seconds: b.rate_period_in_second.max(1),
             };
-            Box::new(move |p| p.dispatch_rate = Some(r))
-        }
-        "subscriptionDispatchRate" => {
-            let b: DispatchBody = parse_body(&body)?;
-            let r = RateLimit {
-                messages: b.dispatch_throttling_rate_in_msg,
-                bytes: b.dispatch_throttling_rate_in_byte,
-                period_seconds: b.rate_period_in_second.max(1),
-            };
-            Box::new(move |p| p.subscription_dispatch_rate = Some(r))
+            if policy == "dispatchRate" {
+                Box::new(move |p| p.dispatch_rate = Some(r))
+            } else {
+                Box::new(move |p| p.subscription_dispatch_rate = Some(r))
+            }
         }
         "publishRate" => {
             let b: PublishBody = parse_body(&body)?;
