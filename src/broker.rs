@@ -15,7 +15,6 @@ use serde::Deserialize;
 use strata_broker::cluster::{ClusterOptions, ClusterOwnership};
 use strata_broker::config::BrokerConfig;
 use strata_broker::ledger_client::{BookieLedgerStorage, Quorum, RegisteredBookies};
-use strata_broker::meta_adapter::MetaStoreAdapter;
 use strata_broker::server::BrokerServer;
 use strata_broker::service::BrokerService;
 use strata_meta::model::{ClusterData, MetaClient, Paths};
@@ -316,7 +315,7 @@ async fn run_with_store(
     let service = BrokerService::new(
         settings.broker.clone(),
         ledgers,
-        Arc::new(MetaStoreAdapter::new(store.clone())),
+        meta.clone(),
         ownership.clone(),
     );
     service.set_ready(false);

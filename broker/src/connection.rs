@@ -36,7 +36,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::error::{BrokerError, Result};
 use crate::position::Position;
-use crate::schema::{parse_version, version_bytes};
+use crate::schema::{SchemaVersionExt, parse_version, version_bytes};
 use crate::service::{BrokerService, Owner};
 use crate::subscription::{
     AckId, ConsumerSpec, InitialPosition, KeySharedSpec, Outbound, SeekTarget, Subscription,

@@ -33,10 +33,11 @@ use strata_proto::pulsar::{KeySharedMode, MessageIdData};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::cursor::{AckState, CursorSnapshot, decode_snapshot, encode_snapshot};
+use crate::cursor::{AckState, CursorSnapshot};
+use crate::cursor_store;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
-use crate::metadata::{BrokerMetadata, Expect, MetaError};
+use crate::metadata::MetaClient;
 use crate::metrics::Metrics;
 use crate::position::Position;
 use crate::rate::RateClock;
@@ -164,11 +165,6 @@ impl Default for SubscriptionConfig {
     }
 }
 
-/// Metadata key of a durable cursor.
-pub fn cursor_key(ml_name: &str, sub: &str) -> String {
-    format!("{}/cursors/{ml_name}/{sub}", crate::metadata::ROOT)
-}
-
 /// How a new cursor is positioned.
 #[derive(Debug, Clone, Copy)]
 pub enum InitialPosition {
@@ -202,27 +198,22 @@ impl Subscription {
         durable: bool,
         initial: InitialPosition,
         ml: ManagedLedger,
-        meta: Arc<dyn BrokerMetadata>,
+        meta: MetaClient,
         config: SubscriptionConfig,
         metrics: Metrics,
     ) -> Result<Self> {
-        let key = cursor_key(ml.name(), name);
+        let key = cursor_store::cursor_key(&meta, ml.name(), name);
         let resolve = |ml: &ManagedLedger| match initial {
             InitialPosition::Latest => ml.last_confirmed(),
             InitialPosition::Earliest => ml.first_position(),
             InitialPosition::At(p) => before(p).max(before_first(ml)),
         };
         let acks = if durable {
-            match meta.get(&key).await? {
-                Some(v) => {
-                    let snap = decode_snapshot(&v.value)
-                        .map_err(|e| MetaError::Corrupt(key.clone(), e.to_string()))?;
-                    AckState::from_snapshot(&snap)
-                }
+            match cursor_store::load(&meta, &key).await? {
+                Some(st) => st,
                 None => {
                     let st = AckState::new(resolve(&ml));
-                    let bytes = encode_snapshot(&st.snapshot());
-                    meta.put(&key, Bytes::from(bytes), Expect::Any).await?;
+                    cursor_store::save(&meta, &key, &st.snapshot()).await?;
                     st
                 }
             }
@@ -466,7 +457,7 @@ fn before_first(ml: &ManagedLedger) -> Position {
 async fn flush_loop(
     tx: mpsc::UnboundedSender<Cmd>,
     dirty: Arc<Notify>,
-    meta: Arc<dyn BrokerMetadata>,
+    meta: MetaClient,
     key: String,
     persisted: watch::Sender<u64>,
     interval: Duration,
@@ -484,22 +475,21 @@ async fn flush_loop(
             return;
         }
         if seq > last_written {
-            let bytes = Bytes::from(encode_snapshot(&snap));
             let mut backoff = Duration::from_millis(50);
-            loop {
-                match meta.put(&key, bytes.clone(), Expect::Any).await {
-                    Ok(_) => break,
+            let written = loop {
+                match cursor_store::save(&meta, &key, &snap).await {
+                    Ok(n) => break n,
                     Err(e) => {
                         warn!(cursor = %key, error = %e, "persist cursor failed; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
                     }
                 }
-            }
+            };
             last_written = seq;
             persisted.send_replace(seq);
             // Large cursors (many ack holes) are written less often: ~4 MB/s at most.
-            let extra = Duration::from_micros(bytes.len() as u64 / 4);
+            let extra = Duration::from_micros(written as u64 / 4);
             tokio::time::sleep(interval.max(extra)).await;
             continue;
         }

@@ -1,7 +1,6 @@
 //! A loaded topic: its managed ledger, producers and subscriptions.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -12,14 +11,13 @@ use strata_proto::pulsar::ProducerAccessMode;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::cursor_store;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
-use crate::metadata::BrokerMetadata;
+use crate::metadata::MetaClient;
 use crate::metrics::Metrics;
 use crate::position::Position;
-use crate::subscription::{
-    InitialPosition, Outbound, Subscription, SubscriptionConfig, cursor_key,
-};
+use crate::subscription::{InitialPosition, Outbound, Subscription, SubscriptionConfig};
 use crate::topic_name::TopicName;
 
 /// A producer attached to a topic.
@@ -58,7 +56,7 @@ pub struct Topic {
     /// Partition index, or -1.
     pub partition: i32,
     ml: ManagedLedger,
-    meta: Arc<dyn BrokerMetadata>,
+    meta: MetaClient,
     metrics: Metrics,
     sub_config: SubscriptionConfig,
     producers: Mutex<Producers>,
@@ -83,7 +81,7 @@ impl Topic {
     pub fn new(
         name: TopicName,
         ml: ManagedLedger,
-        meta: Arc<dyn BrokerMetadata>,
+        meta: MetaClient,
         metrics: Metrics,
         sub_config: SubscriptionConfig,
     ) -> Self {
@@ -243,7 +241,7 @@ impl Topic {
 
     /// Stores the deduplication snapshot if it changed.
     pub async fn save_dedup(&self) {
-        if let Err(e) = self.dedup.save(&*self.meta, self.ml.name()).await {
+        if let Err(e) = self.dedup.save(&self.meta, self.ml.name()).await {
             warn!(topic = %self.name, error = %e, "saving the deduplication snapshot failed");
         }
     }
@@ -285,15 +283,9 @@ impl Topic {
 
     /// Loads every durable subscription stored for this topic (so retention sees them).
     pub async fn load_durable_subscriptions(&self) -> Result<()> {
-        self.dedup.load(&*self.meta, &self.ml).await?;
-        let prefix = format!("{}/", cursor_key(self.ml.name(), ""));
-        let prefix = prefix.trim_end_matches('/').to_owned() + "/";
-        let keys = self.meta.list(&prefix).await?;
-        for (k, _) in keys {
-            let sub = k.strip_prefix(prefix.as_str()).unwrap_or(&k).to_owned();
-            if !sub.is_empty() && !sub.contains('/') {
-                self.subscribe(&sub, true, InitialPosition::Latest).await?;
-            }
+        self.dedup.load(&self.meta, &self.ml).await?;
+        for sub in cursor_store::list(&self.meta, self.ml.name()).await? {
+            self.subscribe(&sub, true, InitialPosition::Latest).await?;
         }
         Ok(())
     }
@@ -304,7 +296,9 @@ impl Topic {
         if let Some(s) = removed {
             s.close().await;
         }
-        if delete_cursor && let Err(e) = self.meta.delete(&cursor_key(self.ml.name(), name)).await {
+        if delete_cursor
+            && let Err(e) = cursor_store::delete(&self.meta, self.ml.name(), name).await
+        {
             warn!(topic = %self.name, sub = name, error = %e, "delete cursor failed");
         }
     }

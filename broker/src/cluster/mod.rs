@@ -200,13 +200,11 @@ const MOVED_COOLDOWN: Duration = Duration::from_secs(120);
 /// Bundle boundaries of a namespace are re-read this often.
 const BUNDLES_TTL: Duration = Duration::from_secs(30);
 
-fn meta_err(e: strata_meta::MetaError) -> BrokerError {
-    if e.is_conflict() {
-        BrokerError::Metadata(MetaError::BadVersion(e.to_string()))
-    } else if e.is_retryable() || matches!(e, strata_meta::MetaError::SessionLost(_)) {
-        BrokerError::Metadata(MetaError::Unavailable(e.to_string()))
-    } else {
-        BrokerError::Metadata(MetaError::Other(e.to_string()))
+/// A metadata error as a broker error; a lost session is worth retrying (on a new session).
+fn meta_err(e: MetaError) -> BrokerError {
+    match e {
+        MetaError::SessionLost(_) => BrokerError::Metadata(MetaError::Unavailable(e.to_string())),
+        e => BrokerError::Metadata(e),
     }
 }
 
@@ -1020,7 +1018,8 @@ impl ClusterOwnership {
             encode_segment(&m.bundle.namespace),
             m.bundle.range
         );
-        let bytes = serde_json::to_vec(&req).map_err(|e| MetaError::Other(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&req).map_err(|e| MetaError::InvalidArgument(e.to_string()))?;
         self.store
             .put(&key, Bytes::from(bytes), Expected::Any)
             .await
