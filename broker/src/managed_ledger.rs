@@ -27,10 +27,10 @@ use crate::cache::EntryCache;
 use crate::error::{BrokerError, Result};
 use crate::metadata::{MetaClient, topic_path};
 use crate::position::Position;
-use crate::storage::{LedgerStorage, LedgerWriter, StorageError};
+use crate::storage::{CreateOptions, LedgerStorage, LedgerWriter, StorageError};
 use strata_meta::Expected;
 use strata_meta::model::{ManagedLedgerInfo, ManagedLedgerLedger};
-use strata_proto::LedgerId;
+use strata_proto::{EntryId, LedgerId};
 
 /// Rollover and retention settings.
 #[derive(Debug, Clone)]
@@ -47,6 +47,8 @@ pub struct ManagedLedgerConfig {
     pub read_ahead: u64,
     /// How long failed adds are retried on new ledgers (in order) before they fail.
     pub add_retry_timeout: Duration,
+    /// How new ledgers are created (the namespace's persistence policy: E/Qw/Qa).
+    pub create: CreateOptions,
 }
 
 impl Default for ManagedLedgerConfig {
@@ -58,6 +60,7 @@ impl Default for ManagedLedgerConfig {
             retention_time: Duration::from_secs(3600),
             read_ahead: 100,
             add_retry_timeout: Duration::from_secs(30),
+            create: CreateOptions::default(),
         }
     }
 }
@@ -170,8 +173,8 @@ impl ManagedLedger {
         // by the CAS conflict instead of by the bookies).
         let mut changed = true;
         for l in info.ledgers.iter_mut().filter(|l| !l.closed) {
-            let last = storage.recover(l.ledger_id.0).await?;
-            l.entries = last.map(|e| e + 1).unwrap_or(0);
+            let last = storage.recover(l.ledger_id).await?;
+            l.entries = last.map(|e| e.0 + 1).unwrap_or(0);
             l.closed = true;
             changed = true;
             info!(
@@ -194,7 +197,7 @@ impl ManagedLedger {
             version = Some(meta.put(&key, &info, exp).await?.version);
         }
         for id in empty {
-            if let Err(e) = storage.delete(id).await {
+            if let Err(e) = storage.delete(LedgerId(id)).await {
                 warn!(ledger = id, error = %e, "delete empty ledger failed");
             }
         }
@@ -412,7 +415,11 @@ impl ManagedLedger {
                 .min(last_in_ledger);
             let data = self
                 .storage
-                .read(from.ledger, from.entry as u64, ahead as u64)
+                .read(
+                    LedgerId(from.ledger),
+                    EntryId(from.entry as u64),
+                    EntryId(ahead as u64),
+                )
                 .await?;
             out = data
                 .into_iter()
@@ -512,7 +519,7 @@ impl ManagedLedger {
         rx.await.map_err(|_| BrokerError::ShuttingDown)??;
         for id in &victims {
             self.cache.invalidate_ledger(*id);
-            if let Err(e) = self.storage.delete(*id).await {
+            if let Err(e) = self.storage.delete(LedgerId(*id)).await {
                 warn!(ledger = id, error = %e, "delete trimmed ledger failed");
             }
         }
@@ -525,7 +532,7 @@ impl ManagedLedger {
         self.close().await;
         for l in self.ledgers() {
             self.cache.invalidate_ledger(l.ledger_id.0);
-            self.storage.delete(l.ledger_id.0).await?;
+            self.storage.delete(l.ledger_id).await?;
         }
         self.meta.store().delete(&self.key, Expected::Any).await?;
         Ok(())
@@ -535,7 +542,7 @@ impl ManagedLedger {
 type AddFuture = BoxFuture<
     'static,
     (
-        Result<u64, StorageError>,
+        Result<EntryId, StorageError>,
         u64,
         Bytes,
         oneshot::Sender<Result<Position>>,
@@ -618,7 +625,7 @@ impl Writer {
                     Some(Cmd::Trim(victims, reply)) => {
                         let info = {
                             let mut ls = self.ml.shared.ledgers.write();
-                            let current = self.current.as_ref().map(|(w, _)| w.ledger_id());
+                            let current = self.current.as_ref().map(|(w, _)| w.ledger_id().0);
                             ls.retain(|l| !victims.contains(&l.ledger_id.0) || Some(l.ledger_id.0) == current);
                             ml_info(ls.clone(), self.ml.shared.terminated.load(std::sync::atomic::Ordering::Acquire))
                         };
@@ -668,13 +675,13 @@ impl Writer {
 
     fn complete(
         &mut self,
-        res: Result<u64, StorageError>,
+        res: Result<EntryId, StorageError>,
         ledger: u64,
         data: Bytes,
         reply: oneshot::Sender<Result<Position>>,
     ) {
         match res {
-            Ok(entry) if !self.failed => {
+            Ok(EntryId(entry)) if !self.failed => {
                 let pos = Position::new(ledger, entry as i64);
                 {
                     let mut ls = self.ml.shared.ledgers.write();
@@ -786,7 +793,7 @@ impl Writer {
                 let Some((w, _)) = &self.current else {
                     return;
                 };
-                let ledger = w.ledger_id();
+                let ledger = w.ledger_id().0;
                 for (data, reply) in self.retry.drain(..).chain(self.held.drain(..)) {
                     let fut = w.add(data.clone());
                     self.inflight
@@ -816,7 +823,7 @@ impl Writer {
         }
         let cfg = &self.ml.config;
         let ls = self.ml.shared.ledgers.read();
-        let Some(l) = ls.iter().find(|l| l.ledger_id.0 == w.ledger_id()) else {
+        let Some(l) = ls.iter().find(|l| l.ledger_id == w.ledger_id()) else {
             return true;
         };
         l.entries >= cfg.max_entries_per_ledger
@@ -861,7 +868,7 @@ impl Writer {
             let _ = reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
             return;
         };
-        let ledger = w.ledger_id();
+        let ledger = w.ledger_id().0;
         let fut = w.add(data.clone());
         self.inflight
             .push_back(Box::pin(async move { (fut.await, ledger, data, reply) }));
@@ -871,7 +878,7 @@ impl Writer {
         let Some((w, _)) = self.current.take() else {
             return;
         };
-        let id = w.ledger_id();
+        let id = w.ledger_id().0;
         if self.ml.shared.fenced.is_cancelled() {
             // The new owner recovers (and closes) this ledger; we must not touch the list.
             return;
@@ -892,7 +899,7 @@ impl Writer {
             let mut ls = self.ml.shared.ledgers.write();
             if let Some(l) = ls.iter_mut().find(|l| l.ledger_id.0 == id) {
                 l.closed = true;
-                l.entries = last.map(|e| e + 1).unwrap_or(0).max(l.entries);
+                l.entries = last.map(|e| e.0 + 1).unwrap_or(0).max(l.entries);
             }
             ls.retain(|l| l.entries > 0 || !l.closed);
             ml_info(
@@ -907,7 +914,7 @@ impl Writer {
             warn!(topic = %self.ml.name, error = %e, "persist ledger list failed");
         }
         if last.is_none() {
-            let _ = self.ml.storage.delete(id).await;
+            let _ = self.ml.storage.delete(LedgerId(id)).await;
         }
         debug!(topic = %self.ml.name, ledger = id, "closed ledger");
     }
@@ -920,16 +927,16 @@ impl Writer {
     async fn create_ledger_above_last(ml: &Inner) -> Result<Arc<dyn LedgerWriter>> {
         let last = ml.shared.ledgers.read().iter().map(|l| l.ledger_id.0).max();
         for discarded in 0..1000u32 {
-            let w = ml.storage.create().await?;
-            if last.is_none_or(|l| w.ledger_id() > l) {
+            let w = ml.storage.create(ml.config.create).await?;
+            if last.is_none_or(|l| w.ledger_id().0 > l) {
                 if discarded > 0 {
-                    info!(topic = %ml.name, ledger = w.ledger_id(), discarded, "skipped ledger ids below the log's last ledger");
+                    info!(topic = %ml.name, ledger = %w.ledger_id(), discarded, "skipped ledger ids below the log's last ledger");
                 }
                 return Ok(w);
             }
             let _ = w.close().await;
             if let Err(e) = ml.storage.delete(w.ledger_id()).await {
-                warn!(ledger = w.ledger_id(), error = %e, "delete skipped ledger failed");
+                warn!(ledger = %w.ledger_id(), error = %e, "delete skipped ledger failed");
             }
         }
         Err(BrokerError::ServiceNotReady(format!(
@@ -953,7 +960,7 @@ impl Writer {
         let info = {
             let mut ls = self.ml.shared.ledgers.write();
             ls.push(ManagedLedgerLedger {
-                ledger_id: LedgerId(w.ledger_id()),
+                ledger_id: w.ledger_id(),
                 created_at_ms: created,
                 ..Default::default()
             });
@@ -972,13 +979,13 @@ impl Writer {
                     .shared
                     .ledgers
                     .write()
-                    .retain(|l| l.ledger_id.0 != w.ledger_id());
+                    .retain(|l| l.ledger_id != w.ledger_id());
                 let _ = w.close().await;
                 let _ = self.ml.storage.delete(w.ledger_id()).await;
                 return Err(e);
             }
         }
-        debug!(topic = %self.ml.name, ledger = w.ledger_id(), "opened ledger");
+        debug!(topic = %self.ml.name, ledger = %w.ledger_id(), "opened ledger");
         self.current = Some((w, created));
         Ok(())
     }
@@ -1006,7 +1013,7 @@ mod tests {
         // The old owner's ledger ids come from a higher batch than the new owner's allocator.
         let old = MemStorage::default();
         for _ in 0..5 {
-            old.create().await.unwrap();
+            old.create(CreateOptions::default()).await.unwrap();
         }
         let meta = crate::metadata::in_memory().unwrap();
         let ml = open(&old, &meta, ManagedLedgerConfig::default()).await;

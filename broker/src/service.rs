@@ -13,11 +13,11 @@ use crate::cache::EntryCache;
 use crate::config::BrokerConfig;
 use crate::cursor_store;
 use crate::error::{BrokerError, Result};
-use crate::managed_ledger::ManagedLedger;
+use crate::managed_ledger::{ManagedLedger, ManagedLedgerConfig};
 use crate::metadata::{MetaClient, TopicPath, topic_path};
 use crate::metrics::Metrics;
 use crate::schema::SchemaRegistry;
-use crate::storage::LedgerStorage;
+use crate::storage::{CreateOptions, LedgerStorage, Quorum};
 use crate::topic::Topic;
 use crate::topic_name::TopicName;
 
@@ -72,9 +72,6 @@ pub trait Ownership: Send + Sync + 'static {
     }
 }
 
-/// Builds the ledger storage of a namespace persistence policy `(E, Qw, Qa)`.
-pub type StorageForQuorum = Arc<dyn Fn(u32, u32, u32) -> Arc<dyn LedgerStorage> + Send + Sync>;
-
 /// Owns every topic.
 pub struct LocalOwnership;
 
@@ -94,9 +91,6 @@ pub struct BrokerService {
     /// Schemas.
     pub schemas: SchemaRegistry,
     storage: Arc<dyn LedgerStorage>,
-    /// Ledger storage for a namespace persistence policy `(E, Qw, Qa)` (cluster mode); `None`:
-    /// every topic uses `storage`.
-    storage_for_quorum: parking_lot::RwLock<Option<StorageForQuorum>>,
     meta: MetaClient,
     ownership: Arc<dyn Ownership>,
     cache: EntryCache,
@@ -136,7 +130,6 @@ impl BrokerService {
             metrics: Metrics::new(),
             schemas: SchemaRegistry::new(meta.clone()),
             storage,
-            storage_for_quorum: parking_lot::RwLock::new(None),
             meta,
             ownership,
             cache,
@@ -203,31 +196,17 @@ impl BrokerService {
         self.ownership.owner(topic).await
     }
 
-    /// Makes topics of namespaces with a persistence policy (E/Qw/Qa) write their new ledgers
-    /// with it (set before serving); other topics use the default storage.
-    pub fn set_storage_for_quorum(&self, f: StorageForQuorum) {
-        *self.storage_for_quorum.write() = Some(f);
-    }
-
-    /// The ledger storage for a new managed ledger of `name`: its namespace's persistence
-    /// policy when one is set (and valid), the default otherwise.
-    async fn storage_for(&self, name: &TopicName) -> Result<Arc<dyn LedgerStorage>> {
-        let Some(f) = self.storage_for_quorum.read().clone() else {
-            return Ok(self.storage.clone());
-        };
-        let p = self
+    /// The managed-ledger settings of `name`: new ledgers use its namespace's persistence
+    /// policy (E/Qw/Qa) when one is set and valid, the storage's default otherwise.
+    async fn managed_ledger_config(&self, name: &TopicName) -> Result<ManagedLedgerConfig> {
+        let quorum = self
             .policies(&name.tenant, &name.namespace)
             .await?
-            .and_then(|p| p.persistence);
-        Ok(match p {
-            Some(p)
-                if p.ack_quorum >= 1
-                    && p.ack_quorum <= p.write_quorum
-                    && p.write_quorum <= p.ensemble_size =>
-            {
-                f(p.ensemble_size, p.write_quorum, p.ack_quorum)
-            }
-            _ => self.storage.clone(),
+            .and_then(|p| p.persistence)
+            .and_then(|p| Quorum::checked(p.ensemble_size, p.write_quorum, p.ack_quorum));
+        Ok(ManagedLedgerConfig {
+            create: CreateOptions { quorum },
+            ..self.config.managed_ledger()
         })
     }
 
@@ -307,10 +286,10 @@ impl BrokerService {
                 }
                 let ml = ManagedLedger::open(
                     &pname,
-                    self.storage_for(name).await?,
+                    self.storage.clone(),
                     self.meta.clone(),
                     self.cache.clone(),
-                    self.config.managed_ledger(),
+                    self.managed_ledger_config(name).await?,
                 )
                 .await?;
                 let t = Arc::new(Topic::new(

@@ -37,18 +37,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::placement;
-use crate::storage::{LedgerStorage, LedgerWriter, StorageError};
-
-/// Ensemble size, write quorum, ack quorum.
-#[derive(Debug, Clone, Copy)]
-pub struct Quorum {
-    /// E.
-    pub ensemble: usize,
-    /// Qw.
-    pub write: usize,
-    /// Qa.
-    pub ack: usize,
-}
+pub use crate::storage::Quorum;
+use crate::storage::{CreateOptions, LedgerStorage, LedgerWriter, StorageError};
 
 /// Time limits of bookie requests.
 #[derive(Debug, Clone, Copy)]
@@ -611,7 +601,8 @@ struct WriterShared {
 
 #[async_trait]
 impl LedgerStorage for BookieLedgerStorage {
-    async fn create(&self) -> Result<Arc<dyn LedgerWriter>, StorageError> {
+    async fn create(&self, opts: CreateOptions) -> Result<Arc<dyn LedgerWriter>, StorageError> {
+        let quorum = opts.quorum.unwrap_or(self.quorum);
         let mut bookies = self.pool.source.bookies().await?;
         // Leave out bookies that failed recently; if too few others remain, take back those of
         // them that answer now (a ledger on a dead bookie would only fail its first add).
@@ -620,7 +611,7 @@ impl LedgerStorage for BookieLedgerStorage {
             q.retain(|_, since| since.elapsed() < QUARANTINE);
             bookies.iter().cloned().partition(|b| !q.contains_key(b))
         };
-        if healthy.len() < self.quorum.ensemble && !suspect.is_empty() {
+        if healthy.len() < quorum.ensemble && !suspect.is_empty() {
             let answers =
                 futures::future::join_all(suspect.iter().map(|b| self.pool.reachable(b))).await;
             let back: BTreeSet<BookieId> = suspect
@@ -635,13 +626,13 @@ impl LedgerStorage for BookieLedgerStorage {
                 }
             }
             bookies.retain(|b| healthy.contains(b) || back.contains(b));
-        } else if healthy.len() >= self.quorum.ensemble {
+        } else if healthy.len() >= quorum.ensemble {
             bookies = healthy;
         }
-        if bookies.len() < self.quorum.ensemble {
+        if bookies.len() < quorum.ensemble {
             return Err(StorageError::NotEnoughBookies(format!(
                 "need {} bookies, {} available",
-                self.quorum.ensemble,
+                quorum.ensemble,
                 bookies.len()
             )));
         }
@@ -654,16 +645,12 @@ impl LedgerStorage for BookieLedgerStorage {
         let source = &self.pool.source;
         let ensemble = placement::choose(
             &rotated,
-            self.quorum.ensemble,
+            quorum.ensemble,
             |b| source.rack(b),
             &BTreeSet::new(),
         );
-        let mut md = LedgerMetadata::new(
-            id,
-            ensemble.clone(),
-            self.quorum.write as u32,
-            self.quorum.ack as u32,
-        );
+        let mut md =
+            LedgerMetadata::new(id, ensemble.clone(), quorum.write as u32, quorum.ack as u32);
         md.created_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -682,7 +669,7 @@ impl LedgerStorage for BookieLedgerStorage {
             quarantine: self.quarantine.clone(),
             ledger: id.0,
             key: master_key(&md),
-            quorum: self.quorum,
+            quorum,
             state: Mutex::new(WriterState {
                 next: 0,
                 lac: -1,
@@ -702,8 +689,11 @@ impl LedgerStorage for BookieLedgerStorage {
         Ok(Arc::new(BookieWriter { sh }))
     }
 
-    async fn recover(&self, ledger: u64) -> Result<Option<u64>, StorageError> {
-        let r = crate::recovery::recover(&self.pool, &self.meta, ledger).await;
+    async fn recover(&self, ledger: LedgerId) -> Result<Option<EntryId>, StorageError> {
+        let ledger = ledger.0;
+        let r = crate::recovery::recover(&self.pool, &self.meta, ledger)
+            .await
+            .map(|last| last.map(EntryId));
         self.closed.lock().remove(&ledger);
         match &r {
             Ok(_) => {
@@ -717,7 +707,13 @@ impl LedgerStorage for BookieLedgerStorage {
         r
     }
 
-    async fn read(&self, ledger: u64, first: u64, last: u64) -> Result<Vec<Bytes>, StorageError> {
+    async fn read(
+        &self,
+        ledger: LedgerId,
+        first: EntryId,
+        last: EntryId,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let (ledger, first, last) = (ledger.0, first.0, last.0);
         let cached = self.closed.lock().get(&ledger).cloned();
         let md = match cached {
             Some(md) => md,
@@ -743,7 +739,8 @@ impl LedgerStorage for BookieLedgerStorage {
         }
     }
 
-    async fn delete(&self, ledger: u64) -> Result<(), StorageError> {
+    async fn delete(&self, ledger: LedgerId) -> Result<(), StorageError> {
+        let ledger = ledger.0;
         self.closed.lock().remove(&ledger);
         let md = match self.meta.ledger(LedgerId(ledger)).await.map_err(map_meta)? {
             Some((m, _)) => m,
@@ -1043,11 +1040,11 @@ impl WriterShared {
 }
 
 impl LedgerWriter for BookieWriter {
-    fn ledger_id(&self) -> u64 {
-        self.sh.ledger
+    fn ledger_id(&self) -> LedgerId {
+        LedgerId(self.sh.ledger)
     }
 
-    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<u64, StorageError>> {
+    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>> {
         let sh = self.sh.clone();
         let qw = sh.quorum.write;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -1080,7 +1077,7 @@ impl LedgerWriter for BookieWriter {
         }
         Box::pin(async move {
             match done_rx.await {
-                Ok(()) => Ok(entry),
+                Ok(()) => Ok(EntryId(entry)),
                 Err(_) => Err(sh
                     .state
                     .lock()
@@ -1091,7 +1088,7 @@ impl LedgerWriter for BookieWriter {
         })
     }
 
-    fn close(&self) -> BoxFuture<'static, Result<Option<u64>, StorageError>> {
+    fn close(&self) -> BoxFuture<'static, Result<Option<EntryId>, StorageError>> {
         let sh = self.sh.clone();
         let mut lac_rx = sh.lac_tx.subscribe();
         Box::pin(async move {
@@ -1137,7 +1134,7 @@ impl LedgerWriter for BookieWriter {
                 })
                 .await;
             match r {
-                Ok(_) => Ok(last),
+                Ok(_) => Ok(last.map(EntryId)),
                 Err(strata_meta::MetaError::InvalidArgument(_)) => {
                     Err(StorageError::Fenced(ledger))
                 }

@@ -16,4 +16,4 @@ mod placement;
 mod recovery;
 pub mod storage;
 
-pub use storage::{LedgerStorage, LedgerWriter, StorageError};
+pub use storage::{CreateOptions, LedgerStorage, LedgerWriter, Quorum, StorageError};
