@@ -308,10 +308,10 @@ async fn topic_stats_json(t: &Topic) -> Value {
         .map(|n| json!({ "producerName": n }))
         .collect();
     json!({
-        "msgInCounter": t.series.in_messages.get(),
-        "bytesInCounter": t.series.in_bytes.get(),
-        "msgOutCounter": t.series.out_messages.get(),
-        "bytesOutCounter": t.series.out_bytes.get(),
+        "msgInCounter": t.series().in_messages.get(),
+        "bytesInCounter": t.series().in_bytes.get(),
+        "msgOutCounter": t.series().out_messages.get(),
+        "bytesOutCounter": t.series().out_bytes.get(),
         "storageSize": t.ledger().storage_size(),
         "backlogSize": backlog_total,
         "publishers": publishers,
@@ -448,7 +448,7 @@ async fn terminate(
     let topic = existing(&s, &n).await?;
     let last = topic.ledger().terminate().await?;
     Ok(Json(
-        json!({ "ledgerId": last.ledger, "entryId": last.entry, "partitionIndex": topic.partition }),
+        json!({ "ledgerId": last.ledger, "entryId": last.entry, "partitionIndex": topic.partition() }),
     ))
 }
 
@@ -791,7 +791,7 @@ async fn last_message_id(
     let topic = existing(&s, &n).await?;
     let p = topic.ledger().last_confirmed();
     Ok(Json(
-        json!({ "ledgerId": p.ledger, "entryId": p.entry, "partitionIndex": topic.partition }),
+        json!({ "ledgerId": p.ledger, "entryId": p.entry, "partitionIndex": topic.partition() }),
     ))
 }
 

@@ -47,7 +47,9 @@ use crate::managed_ledger::ManagedLedger;
 use crate::metrics::Metrics;
 use crate::position::Position;
 use actor::{Actor, Identity};
+use dispatcher::Dispatcher;
 use flusher::Flusher;
+use strata_proto::pulsar::command_subscribe::SubType;
 
 pub use crate::cursor_store::cursor_key;
 pub use crate::outbound::Outbound;
@@ -98,6 +100,18 @@ fn initial_mark_delete(ml: &ManagedLedger, initial: InitialPosition) -> Position
         InitialPosition::Latest => ml.last_confirmed(),
         InitialPosition::Earliest => ml.first_position(),
         InitialPosition::At(p) => types::before(p).max(ml.first_position()),
+    }
+}
+
+/// The dispatcher of a subscription type. `partition` spreads Failover partitions over
+/// consumers.
+fn dispatcher_for(sub_type: SubType, partition: i32) -> Box<dyn Dispatcher> {
+    match sub_type {
+        SubType::Exclusive | SubType::Failover => {
+            Box::new(single_active::SingleActive::new(sub_type, partition))
+        }
+        SubType::Shared => Box::new(shared::Shared::default()),
+        SubType::KeyShared => Box::new(key_shared::KeyShared::default()),
     }
 }
 
