@@ -1126,10 +1126,7 @@ async fn topics(c: &AdminClient, cmd: &TopicsCmd) -> AdminResult<Out> {
                     let back_ms = parse_duration_secs(time)
                         .map_err(arg_err)?
                         .saturating_mul(1000);
-                    let now_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as i64)
-                        .unwrap_or(0);
+                    let now_ms = i64::try_from(strata_common::clock::now_ms()).unwrap_or(i64::MAX);
                     c.reset_cursor_to_time(&t, subscription, now_ms.saturating_sub(back_ms))
                         .await?;
                 }
