@@ -294,6 +294,54 @@ impl EtcdStore {
         })
     }
 
+    /// Reads every key under `prefix` page by page at one revision (the first page's), handing
+    /// each to `f`; returns that revision. `keys_only` pages are larger.
+    async fn scan_pages(
+        &self,
+        what: &'static str,
+        prefix: &str,
+        keys_only: bool,
+        mut f: impl FnMut(&etcd_client::KeyValue) -> Result<()>,
+    ) -> Result<u64> {
+        if prefix.is_empty() {
+            return Err(MetaError::InvalidArgument("empty prefix".into()));
+        }
+        let end = prefix_end(prefix.as_bytes());
+        let mut start = prefix.as_bytes().to_vec();
+        let mut revision = 0i64;
+        loop {
+            let mut opts = GetOptions::new().with_range(end.clone());
+            opts = if keys_only {
+                opts.with_limit(SCAN_PAGE * 8).with_keys_only()
+            } else {
+                opts.with_limit(SCAN_PAGE)
+            };
+            if revision > 0 {
+                opts = opts.with_revision(revision);
+            }
+            let (resp, _) = self
+                .call(what, |mut c| {
+                    let (start, opts) = (start.clone(), opts.clone());
+                    async move { c.get(start, Some(opts)).await }
+                })
+                .await?;
+            if revision == 0 {
+                revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            for kv in resp.kvs() {
+                f(kv)?;
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok(revision.max(0) as u64)
+    }
+
     async fn revoke(&self, id: i64) -> Result<()> {
         let r = self
             .call("lease_revoke", |mut c| async move {
@@ -413,47 +461,17 @@ impl MetadataStore for EtcdStore {
     #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", prefix = %prefix))]
     async fn scan(&self, prefix: &str) -> Result<Scan> {
         crate::metrics::timed("etcd", "scan", async {
-            if prefix.is_empty() {
-                return Err(MetaError::InvalidArgument("empty prefix".into()));
-            }
-            let end = prefix_end(prefix.as_bytes());
-            let mut start = prefix.as_bytes().to_vec();
-            let mut revision = 0i64;
             let mut entries = Vec::new();
-            loop {
-                let mut opts = GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(SCAN_PAGE);
-                if revision > 0 {
-                    opts = opts.with_revision(revision);
-                }
-                let (resp, _) = self
-                    .call("scan", |mut c| {
-                        let (start, opts) = (start.clone(), opts.clone());
-                        async move { c.get(start, Some(opts)).await }
-                    })
-                    .await?;
-                if revision == 0 {
-                    revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                }
-                for kv in resp.kvs() {
+            let revision = self
+                .scan_pages("scan", prefix, false, |kv| {
                     entries.push(KeyValue {
                         key: key_of(kv)?,
                         value: versioned_of(kv),
                     });
-                }
-                match resp.kvs().last() {
-                    Some(last) if resp.more() => {
-                        start = last.key().to_vec();
-                        start.push(0);
-                    }
-                    _ => break,
-                }
-            }
-            Ok(Scan {
-                revision: revision.max(0) as u64,
-                entries,
-            })
+                    Ok(())
+                })
+                .await?;
+            Ok(Scan { revision, entries })
         })
         .await
     }
@@ -461,42 +479,14 @@ impl MetadataStore for EtcdStore {
     #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", prefix = %prefix))]
     async fn scan_keys(&self, prefix: &str) -> Result<(Vec<String>, u64)> {
         crate::metrics::timed("etcd", "scan", async {
-            if prefix.is_empty() {
-                return Err(MetaError::InvalidArgument("empty prefix".into()));
-            }
-            let end = prefix_end(prefix.as_bytes());
-            let mut start = prefix.as_bytes().to_vec();
-            let mut revision = 0i64;
             let mut keys = Vec::new();
-            loop {
-                let mut opts = GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(SCAN_PAGE * 8)
-                    .with_keys_only();
-                if revision > 0 {
-                    opts = opts.with_revision(revision);
-                }
-                let (resp, _) = self
-                    .call("scan_keys", |mut c| {
-                        let (start, opts) = (start.clone(), opts.clone());
-                        async move { c.get(start, Some(opts)).await }
-                    })
-                    .await?;
-                if revision == 0 {
-                    revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                }
-                for kv in resp.kvs() {
+            let revision = self
+                .scan_pages("scan_keys", prefix, true, |kv| {
                     keys.push(key_of(kv)?);
-                }
-                match resp.kvs().last() {
-                    Some(last) if resp.more() => {
-                        start = last.key().to_vec();
-                        start.push(0);
-                    }
-                    _ => break,
-                }
-            }
-            Ok((keys, revision.max(0) as u64))
+                    Ok(())
+                })
+                .await?;
+            Ok((keys, revision))
         })
         .await
     }
