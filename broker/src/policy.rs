@@ -28,6 +28,7 @@
 //! offload threshold (for tiered storage) — they are stored and shown by the admin API only.
 
 use std::collections::HashMap;
+use strata_common::clock::now_ms;
 
 use strata_meta::model::{BacklogQuotaPolicy, Policies};
 use tracing::{debug, info, warn};
@@ -199,13 +200,6 @@ async fn enforce_backlog_quota(t: &Topic, q: &strata_meta::model::BacklogQuota) 
         }
     }
     Ok(exceeded)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Applies `p` to one live topic.

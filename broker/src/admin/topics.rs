@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use strata_common::clock::now_ms;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -102,13 +102,6 @@ struct StatsQuery {
 struct MessageIdBody {
     ledger_id: i64,
     entry_id: i64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn list(

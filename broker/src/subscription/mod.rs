@@ -36,7 +36,6 @@ mod types;
 mod tests;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -113,14 +112,6 @@ fn dispatcher_for(sub_type: SubType, partition: i32) -> Box<dyn Dispatcher> {
         SubType::Shared => Box::new(shared::Shared::default()),
         SubType::KeyShared => Box::new(key_shared::KeyShared::default()),
     }
-}
-
-/// Wall-clock milliseconds (delayed delivery times are wall-clock).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Subscription {
