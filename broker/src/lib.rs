@@ -59,6 +59,3 @@ pub use strata_ledger::client as ledger_client;
 pub use strata_ledger::storage;
 
 pub use error::{BrokerError, Result};
-
-#[cfg(test)]
-mod subscription_tests;

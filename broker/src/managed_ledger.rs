@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -28,6 +28,8 @@ use crate::error::{BrokerError, Result};
 use crate::metadata::{MetaClient, topic_path};
 use crate::position::Position;
 use crate::storage::{CreateOptions, LedgerStorage, LedgerWriter, StorageError};
+use strata_common::backoff::{Backoff, BackoffPolicy};
+use strata_common::clock::now_ms;
 use strata_meta::Expected;
 use strata_meta::model::{ManagedLedgerInfo, ManagedLedgerLedger};
 use strata_proto::{EntryId, LedgerId};
@@ -78,13 +80,6 @@ fn ml_info(ledgers: Vec<ManagedLedgerLedger>, terminated: bool) -> ManagedLedger
         terminated_position,
         ..Default::default()
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 enum Cmd {
@@ -249,7 +244,7 @@ impl ManagedLedger {
             held: VecDeque::new(),
             retry_at: None,
             retry_since: None,
-            retry_backoff: RETRY_BACKOFF_MIN,
+            retry_backoff: RETRY_BACKOFF.start(),
         };
         tokio::spawn(writer.run(rx));
         ml
@@ -552,8 +547,9 @@ type AddFuture = BoxFuture<
 /// An append waiting to be (re)written: its data and its caller.
 type PendingAdd = (Bytes, oneshot::Sender<Result<Position>>);
 
-const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Delays between attempts to move failed adds to a new ledger.
+const RETRY_BACKOFF: BackoffPolicy =
+    BackoffPolicy::exponential(Duration::from_millis(100), Duration::from_secs(2));
 
 /// The log's single writer.
 ///
@@ -576,7 +572,7 @@ struct Writer {
     retry_at: Option<tokio::time::Instant>,
     /// When the current run of failures started.
     retry_since: Option<tokio::time::Instant>,
-    retry_backoff: Duration,
+    retry_backoff: Backoff,
 }
 
 impl Writer {
@@ -703,7 +699,7 @@ impl Writer {
                 });
                 let _ = reply.send(Ok(pos));
                 self.retry_since = None;
-                self.retry_backoff = RETRY_BACKOFF_MIN;
+                self.retry_backoff.reset();
             }
             // Confirmed after an earlier add of its ledger failed: the ledger is closed before
             // it, so it is written again with the others.
@@ -736,6 +732,8 @@ impl Writer {
                         // The first failure is retried at once, later ones after a backoff.
                         let delay = if self.retry_since.is_some() {
                             self.retry_backoff
+                                .peek_delay()
+                                .unwrap_or(RETRY_BACKOFF.max())
                         } else {
                             Duration::ZERO
                         };
@@ -759,7 +757,7 @@ impl Writer {
         }
         self.retry_at = None;
         self.retry_since = None;
-        self.retry_backoff = RETRY_BACKOFF_MIN;
+        self.retry_backoff.reset();
     }
 
     /// Rolls over to a new ledger and writes the pending adds to it, in order; on failure tries
@@ -785,8 +783,10 @@ impl Writer {
             });
             return;
         }
-        let backoff = self.retry_backoff;
-        self.retry_backoff = (self.retry_backoff * 2).min(RETRY_BACKOFF_MAX);
+        let backoff = self
+            .retry_backoff
+            .next_delay()
+            .unwrap_or(RETRY_BACKOFF.max());
         match self.rollover().await {
             Ok(()) => {
                 let n = self.retry.len() + self.held.len();

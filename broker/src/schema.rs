@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use bytes::Bytes;
+use strata_common::clock::now_ms;
 use strata_meta::Expected;
 use strata_meta::model::SchemaHistory;
 use strata_proto::pulsar::{KeyValue, Schema};
@@ -210,11 +211,4 @@ impl SchemaRegistry {
             .await?;
         Ok(())
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::cache::EntryCache;
 use crate::config::BrokerConfig;
-use crate::cursor_store;
+use crate::cursor_store::CursorStore;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::{ManagedLedger, ManagedLedgerConfig};
 use crate::metadata::{MetaClient, TopicPath, topic_path};
@@ -303,7 +303,7 @@ impl BrokerService {
                 // Deduplication applies from the first SEND (other policies follow within
                 // `policy_refresh_interval`).
                 if let Some(p) = self.policies(&name.tenant, &name.namespace).await? {
-                    t.dedup
+                    t.dedup()
                         .set_enabled(p.deduplication_enabled.unwrap_or(false));
                 }
                 self.metrics.topics.inc();
@@ -316,7 +316,7 @@ impl BrokerService {
                         () = watched.closed() => return,
                     }
                     if let Some(svc) = me.upgrade() {
-                        svc.on_fenced(&watched.name).await;
+                        svc.on_fenced(watched.name()).await;
                     }
                 });
                 Ok::<_, BrokerError>(t)
@@ -496,7 +496,9 @@ impl BrokerService {
             ));
         }
         self.unload(name, None).await;
-        cursor_store::delete_all(&self.meta, &name.persistence_name()).await?;
+        CursorStore::new(self.meta.clone())
+            .delete_all(&name.persistence_name())
+            .await?;
         t.ledger().delete().await?;
         info!(topic = %name, "topic deleted");
         Ok(())
@@ -550,12 +552,14 @@ impl BrokerService {
     pub async fn trim_all(&self) {
         for t in self.loaded_topics().await {
             if let Err(e) = t.trim().await {
-                warn!(topic = %t.name, error = %e, "trim failed");
+                warn!(topic = %t.name(), error = %e, "trim failed");
             }
         }
         for t in self.loaded_topics().await {
-            t.series.storage_size.set(t.ledger().storage_size() as i64);
-            t.series.msg_backlog.set(t.backlog().await as i64);
+            t.series()
+                .storage_size
+                .set(t.ledger().storage_size() as i64);
+            t.series().msg_backlog.set(t.backlog().await as i64);
         }
     }
 

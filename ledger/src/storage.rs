@@ -17,27 +17,7 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use strata_proto::{EntryId, LedgerId};
 
-/// Ensemble size, write quorum, ack quorum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quorum {
-    /// E.
-    pub ensemble: usize,
-    /// Qw.
-    pub write: usize,
-    /// Qa.
-    pub ack: usize,
-}
-
-impl Quorum {
-    /// `(E, Qw, Qa)` if E ≥ Qw ≥ Qa ≥ 1.
-    pub fn checked(ensemble: u32, write: u32, ack: u32) -> Option<Self> {
-        (ack >= 1 && ack <= write && write <= ensemble).then_some(Self {
-            ensemble: ensemble as usize,
-            write: write as usize,
-            ack: ack as usize,
-        })
-    }
-}
+pub use crate::config::Quorum;
 
 /// How a new ledger is created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use strata_common::backoff::BackoffPolicy;
+use strata_common::clock::now_ms;
 pub use strata_ledger::autorecovery::AutoRecoveryOptions;
 use strata_ledger::client::RegisteredBookies;
 use strata_meta::model::{
@@ -208,12 +210,9 @@ fn meta_err(e: MetaError) -> BrokerError {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Delays between attempts to re-establish a lost session.
+const REESTABLISH_BACKOFF: BackoffPolicy =
+    BackoffPolicy::exponential(Duration::from_millis(200), Duration::from_secs(1));
 
 fn not_ready(msg: impl Into<String>) -> BrokerError {
     BrokerError::ServiceNotReady(msg.into())
@@ -728,11 +727,11 @@ impl ClusterOwnership {
         let Some(svc) = self.service() else { return };
         let mut names = Vec::new();
         for t in svc.loaded_topics().await {
-            if t.name.tenant == b.tenant
-                && t.name.namespace == b.namespace
-                && self.bundle_for(&t.name).await.is_ok_and(|x| x == *b)
+            if t.name().tenant == b.tenant
+                && t.name().namespace == b.namespace
+                && self.bundle_for(t.name()).await.is_ok_and(|x| x == *b)
             {
-                names.push(t.name.clone());
+                names.push(t.name().clone());
             }
         }
         futures::future::join_all(names.iter().map(|n| svc.unload(n, assigned.clone()))).await;
@@ -764,17 +763,16 @@ impl ClusterOwnership {
             if let Some(svc) = self.service() {
                 svc.set_ready(false);
             }
-            let mut backoff = Duration::from_millis(200);
+            let mut backoff = REESTABLISH_BACKOFF.start();
             let new = loop {
                 match self.store.reestablish_session(&s).await {
                     Ok(r) => break r,
                     Err(e) => {
                         debug!(error = %e, "re-establishing the session failed; retrying");
                         tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
+                            _ = backoff.sleep() => {}
                             () = self.cancel.cancelled() => return,
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
                     }
                 }
             };
@@ -1094,8 +1092,8 @@ impl ClusterOwnership {
         let topics = svc.loaded_topics().await;
         let (mut msg_in, mut msg_out) = (0u64, 0u64);
         for t in &topics {
-            msg_in += t.series.in_messages.get();
-            msg_out += t.series.out_messages.get();
+            msg_in += t.series().in_messages.get();
+            msg_out += t.series().out_messages.get();
         }
         let (rate_in, rate_out) = rates.update(msg_in, msg_out);
         let report = LoadReport {

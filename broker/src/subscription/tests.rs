@@ -63,7 +63,7 @@ impl Fixture {
             true,
             initial,
             self.ml.clone(),
-            self.meta.clone(),
+            crate::cursor_store::CursorStore::new(self.meta.clone()),
             SubscriptionConfig::default(),
             Metrics::new(),
         )
@@ -486,12 +486,12 @@ async fn ack_receipt_waits_for_the_cursor_write() {
         .await
         .unwrap();
     // The stored cursor already has the ack.
-    let key = crate::cursor_store::cursor_key(&f.meta, f.ml.name(), "s");
-    let stored = crate::cursor_store::load(&f.meta, &key)
+    let snap = crate::cursor_store::CursorStore::new(f.meta.clone())
+        .load(f.ml.name(), "s")
         .await
         .unwrap()
         .unwrap();
-    assert!(stored.is_acked(p));
+    assert!(crate::cursor::AckState::from_snapshot(&snap).is_acked(p));
 }
 
 #[tokio::test]
