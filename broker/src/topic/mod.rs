@@ -292,7 +292,7 @@ impl Topic {
 
     /// Consumers attached to any subscription.
     pub async fn consumer_count(&self) -> usize {
-        let subs: Vec<Subscription> = self.subs.lock().await.values().cloned().collect();
+        let subs = self.subscriptions().await;
         let mut n = 0;
         for s in subs {
             n += s.consumer_count().await;
@@ -311,6 +311,11 @@ impl Topic {
         for s in self.subs.lock().await.values() {
             s.set_dispatch_rate(limit);
         }
+    }
+
+    /// Every subscription.
+    pub async fn subscriptions(&self) -> Vec<Subscription> {
+        self.subs.lock().await.values().cloned().collect()
     }
 
     /// Durable subscriptions.
@@ -336,7 +341,7 @@ impl Topic {
 
     /// Per-subscription `(name, durable, mark-delete, backlog entries)`.
     pub async fn subscription_stats(&self) -> Vec<(String, bool, Option<Position>, u64)> {
-        let subs: Vec<Subscription> = self.subs.lock().await.values().cloned().collect();
+        let subs = self.subscriptions().await;
         let mut out = Vec::new();
         for s in subs {
             let md = s.mark_delete().await;
@@ -354,14 +359,7 @@ impl Topic {
 
     /// Entries not yet acknowledged, summed over durable subscriptions.
     pub async fn backlog(&self) -> u64 {
-        let subs: Vec<Subscription> = self
-            .subs
-            .lock()
-            .await
-            .values()
-            .filter(|s| s.is_durable())
-            .cloned()
-            .collect();
+        let subs = self.durable_subscriptions().await;
         let mut total = 0;
         for s in subs {
             if let Some(md) = s.mark_delete().await {
@@ -373,14 +371,7 @@ impl Topic {
 
     /// The slowest durable mark-delete position (None when there is no durable subscription).
     pub async fn slowest_durable(&self) -> Option<Position> {
-        let subs: Vec<Subscription> = self
-            .subs
-            .lock()
-            .await
-            .values()
-            .filter(|s| s.is_durable())
-            .cloned()
-            .collect();
+        let subs = self.durable_subscriptions().await;
         let mut slowest: Option<Position> = None;
         let mut any = false;
         for s in subs {
