@@ -290,9 +290,12 @@ class Cluster:
             print(f"==== {f.name}\n" + "\n".join(lines))
 
 
+EXTRA_VALUES: list[str] = []  # --values: e.g. the chart's values-minimal.yaml
+
+
 def render(tools: Path, extra_sets: list[str]) -> list[dict]:
-    text = podsim.helm_template(str(tools / "helm"), str(CHART), [str(HERE / "boot-values.yaml")],
-                                extra_sets, RELEASE, NAMESPACE)
+    files = EXTRA_VALUES + [str(HERE / "boot-values.yaml")]
+    text = podsim.helm_template(str(tools / "helm"), str(CHART), files, extra_sets, RELEASE, NAMESPACE)
     docs = podsim.load_docs(text)
     for d in docs:
         for port in _ports(d):
@@ -366,7 +369,8 @@ def scenario(c: Cluster, tools: Path, python: str) -> None:
     cl.run("consume", "boot-1", "s1", acked1)
 
     # 4. a bookie pod killed (SIGKILL) and recreated with its volumes, on a new IP
-    victim = next(p for p in workloads if p.owner.endswith("-bookie") and p.ordinal == 1)
+    bookies = [p for p in workloads if p.owner.endswith("-bookie")]
+    victim = bookies[1] if len(bookies) > 1 else bookies[0]
     old_ip = c.pods[victim.name].ip
     c.pods[victim.name].kill()
     log(f"bookie pod {victim.name} ({old_ip}) SIGKILLed")
@@ -430,7 +434,9 @@ def main() -> int:
     ap.add_argument("--strata", required=True)
     ap.add_argument("--python", default=sys.executable, help="a python with pulsar-client")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
+    ap.add_argument("--values", action="append", default=[], help="more values files")
     a = ap.parse_args()
+    EXTRA_VALUES.extend(os.path.abspath(v) for v in a.values)
     if os.environ.get("STRATA_BOOT_NS") != "1":
         # a private mount namespace, so that /etc/hosts can be ours alone
         env = dict(os.environ, STRATA_BOOT_NS="1")
