@@ -23,6 +23,7 @@ Run through scripts/helm-test. Loopback only; ports 6650/6651/8080/8443 are neve
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -335,6 +336,23 @@ class Client:
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
 
 
+def bookie_lease(etcd_ip: str, port: int, pod_name: str) -> str | None:
+    """The lease of the bookie's registration key in etcd (etcd's JSON gateway), or None."""
+    def b64(x: str) -> str:
+        return base64.b64encode(x.encode()).decode()
+    body = json.dumps({"key": b64("/strata/bookies/"), "range_end": b64("/strata/bookies0")}).encode()
+    req = urllib.request.Request(f"http://{etcd_ip}:{port}/v3/kv/range", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=2) as r:
+            kvs = json.loads(r.read()).get("kvs", [])
+    except OSError:
+        return None
+    for kv in kvs:
+        if pod_name in base64.b64decode(kv["key"]).decode(errors="replace"):
+            return kv.get("lease")
+    return None
+
+
 def scenario(c: Cluster, tools: Path, python: str) -> None:
     t0 = time.monotonic()
     pods = podsim.expand_pods(c.docs, NAMESPACE)
@@ -371,20 +389,31 @@ def scenario(c: Cluster, tools: Path, python: str) -> None:
     # 4. a bookie pod killed (SIGKILL) and recreated with its volumes, on a new IP
     bookies = [p for p in workloads if p.owner.endswith("-bookie")]
     victim = bookies[1] if len(bookies) > 1 else bookies[0]
+    ident = f"{victim.name}.{victim.spec['subdomain']}.{NAMESPACE}.svc.{DOMAIN}"
+    etcd_ip = next(p.ip for p in c.pods.values() if "etcd" in p.pod.owner and p.ready)
+    etcd_port = next(s["spec"]["ports"][0]["port"] for s in c.services
+                     if s["metadata"]["name"].endswith("-etcd"))
+    old_lease = bookie_lease(etcd_ip, etcd_port, victim.name)
+    if old_lease is None:
+        raise RuntimeError(f"bookie {victim.name} is not registered in etcd")
     old_ip = c.pods[victim.name].ip
     c.pods[victim.name].kill()
     log(f"bookie pod {victim.name} ({old_ip}) SIGKILLed")
     new = c.start(victim)
     c.wait(f"bookie {victim.name} back on {new.ip}", lambda: new.ready, 90)
-    ident = f"{victim.name}.{victim.spec['subdomain']}.{NAMESPACE}.svc.{DOMAIN}"
 
-    def registered() -> bool:
+    def reregistered() -> bool:
+        lease = bookie_lease(etcd_ip, etcd_port, victim.name)
+        return lease is not None and lease != old_lease
+    c.wait(f"bookie registered again (new session) as {ident}", reregistered, 60)
+
+    def listed() -> bool:
         try:
             with urllib.request.urlopen(f"http://{host}:{http}/admin/v2/bookies/all", timeout=2) as r:
                 return ident in r.read().decode()
         except OSError:
             return False
-    c.wait(f"bookie registered again as {ident}", registered, 60)
+    c.wait("brokers list it under its DNS identity", listed, 30)
     # it came back with its volumes: the journal on its claim was replayed
     blog = (c.logs / f"{victim.name}.bookie.log").read_text().split("---- ")[-1]
     m = re.search(r"bookie storage recovered ledgers=(\d+) indexed=(\d+) replayed=(\d+)", blog)
