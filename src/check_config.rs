@@ -41,6 +41,7 @@ pub fn broker(args: &BrokerArgs) -> anyhow::Result<String> {
         .with_context(|| format!("metadata {}", s.metadata))?;
     check_ports(&s.broker)?;
     strata_auth::Security::from_config(&s.security).context("authentication/TLS settings")?;
+    let security = redacted(&s.security);
     to_toml(&EffectiveBroker {
         metadata: &s.metadata,
         cluster: &s.cluster,
@@ -50,7 +51,7 @@ pub fn broker(args: &BrokerArgs) -> anyhow::Result<String> {
         session_ttl_secs: s.session_ttl.as_secs(),
         autorecovery_grace_secs: s.autorecovery_grace.as_secs(),
         broker: &s.broker,
-        security: &s.security,
+        security: &security,
     })
 }
 
@@ -62,7 +63,7 @@ pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<String> {
     to_toml(&EffectiveStandalone {
         data_dir: &data_dir,
         broker: &broker,
-        security: &security,
+        security: &redacted(&security),
     })
 }
 
@@ -90,6 +91,27 @@ fn check_ports(b: &BrokerConfig) -> anyhow::Result<()> {
         anyhow::bail!("advertised_address is empty");
     }
     Ok(())
+}
+
+/// Key sources may hold the key itself (`data:;base64,...` or bare base64): print only paths.
+fn redacted(c: &strata_auth::SecurityConfig) -> strata_auth::SecurityConfig {
+    let hide = |v: &Option<String>| {
+        v.as_ref().map(|s| {
+            let is_path = s.starts_with("file:")
+                || s.starts_with('/')
+                || s.starts_with("./")
+                || std::path::Path::new(s).exists();
+            if is_path {
+                s.clone()
+            } else {
+                "[redacted inline key]".to_owned()
+            }
+        })
+    };
+    let mut out = c.clone();
+    out.auth_token_secret_key_file = hide(&c.auth_token_secret_key_file);
+    out.auth_token_public_key_file = hide(&c.auth_token_public_key_file);
+    out
 }
 
 fn to_toml<T: Serialize>(v: &T) -> anyhow::Result<String> {
@@ -140,6 +162,22 @@ mod tests {
         };
         let e = broker(&bad_key).unwrap_err();
         assert!(format!("{e:#}").contains("token key"), "{e:#}");
+    }
+
+    #[test]
+    fn inline_keys_are_not_printed() {
+        let args = StandaloneArgs {
+            security: strata_auth::SecurityArgs {
+                auth_token_secret_key_file: Some(
+                    "data:;base64,c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=".into(),
+                ),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let text = standalone(&args).unwrap();
+        assert!(!text.contains("c2VjcmV0"), "{text}");
+        assert!(text.contains("[redacted inline key]"), "{text}");
     }
 
     #[test]
