@@ -33,6 +33,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod cursor;
+pub mod cursor_store;
 pub mod dedup;
 pub mod error;
 pub mod http;
@@ -58,6 +59,3 @@ pub use strata_ledger::client as ledger_client;
 pub use strata_ledger::storage;
 
 pub use error::{BrokerError, Result};
-
-#[cfg(test)]
-mod subscription_tests;

@@ -12,14 +12,13 @@ use strata_proto::pulsar::ProducerAccessMode;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use crate::cursor_store::CursorStore;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
 use crate::metadata::BrokerMetadata;
 use crate::metrics::Metrics;
 use crate::position::Position;
-use crate::subscription::{
-    InitialPosition, Outbound, Subscription, SubscriptionConfig, cursor_key,
-};
+use crate::subscription::{InitialPosition, Outbound, Subscription, SubscriptionConfig};
 use crate::topic_name::TopicName;
 
 /// A producer attached to a topic.
@@ -59,6 +58,7 @@ pub struct Topic {
     pub partition: i32,
     ml: ManagedLedger,
     meta: Arc<dyn BrokerMetadata>,
+    cursors: CursorStore,
     metrics: Metrics,
     sub_config: SubscriptionConfig,
     producers: Mutex<Producers>,
@@ -93,6 +93,7 @@ impl Topic {
             name,
             partition,
             ml,
+            cursors: CursorStore::new(meta.clone()),
             meta,
             metrics,
             sub_config,
@@ -274,7 +275,7 @@ impl Topic {
             durable,
             initial,
             self.ml.clone(),
-            self.meta.clone(),
+            self.cursors.clone(),
             self.sub_config.clone(),
             self.metrics.clone(),
         )
@@ -286,14 +287,8 @@ impl Topic {
     /// Loads every durable subscription stored for this topic (so retention sees them).
     pub async fn load_durable_subscriptions(&self) -> Result<()> {
         self.dedup.load(&*self.meta, &self.ml).await?;
-        let prefix = format!("{}/", cursor_key(self.ml.name(), ""));
-        let prefix = prefix.trim_end_matches('/').to_owned() + "/";
-        let keys = self.meta.list(&prefix).await?;
-        for (k, _) in keys {
-            let sub = k.strip_prefix(prefix.as_str()).unwrap_or(&k).to_owned();
-            if !sub.is_empty() && !sub.contains('/') {
-                self.subscribe(&sub, true, InitialPosition::Latest).await?;
-            }
+        for sub in self.cursors.list(self.ml.name()).await? {
+            self.subscribe(&sub, true, InitialPosition::Latest).await?;
         }
         Ok(())
     }
@@ -304,7 +299,7 @@ impl Topic {
         if let Some(s) = removed {
             s.close().await;
         }
-        if delete_cursor && let Err(e) = self.meta.delete(&cursor_key(self.ml.name(), name)).await {
+        if delete_cursor && let Err(e) = self.cursors.delete(self.ml.name(), name).await {
             warn!(topic = %self.name, sub = name, error = %e, "delete cursor failed");
         }
     }

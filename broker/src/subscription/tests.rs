@@ -63,7 +63,7 @@ impl Fixture {
             true,
             initial,
             self.ml.clone(),
-            Arc::new(self.meta.clone()),
+            crate::cursor_store::CursorStore::new(Arc::new(self.meta.clone())),
             SubscriptionConfig::default(),
             Metrics::new(),
         )

@@ -1,0 +1,245 @@
+//! The dispatch loop, the same for every subscription type: replay first (oldest first), then
+//! new entries from the read position, each offered to the [`super::dispatcher::Dispatcher`];
+//! a batch entry costs `num_messages` permits and is sent while permits are positive; the rate
+//! limits and congested connections pause it.
+
+use bytes::Bytes;
+use strata_proto::commands;
+use strata_proto::frame::Frame;
+use strata_proto::pulsar::MessageIdData;
+use tracing::{debug, warn};
+
+use super::actor::Actor;
+use super::dispatcher::Pick;
+use super::entry::EntryView;
+use super::now_ms;
+use super::read_position::Fill;
+use crate::position::Position;
+
+/// Replay entries looked at per round.
+const REPLAY_BATCH: usize = 256;
+
+/// How a part of a dispatch round ended.
+enum Round {
+    /// Stop dispatching until something changes.
+    Stop,
+    /// Start a new round at once.
+    Again,
+    /// Go on (with whether something was sent or deferred).
+    Go { progressed: bool },
+}
+
+impl Actor {
+    /// Sends whatever can be sent now.
+    pub(super) async fn dispatch(&mut self) {
+        self.dispatch_rounds().await;
+        if self.consumers.any_congested() {
+            self.congested = true;
+        }
+    }
+
+    async fn dispatch_rounds(&mut self) {
+        loop {
+            if self.rate.limited() {
+                return;
+            }
+            if self.ml.is_terminated() && self.reads.at_end(&self.ml) {
+                self.notify_end();
+            }
+            if self.consumers.is_empty() || !self.has_permits() {
+                return;
+            }
+            self.dispatcher.start_round();
+            let replayed = match self.dispatch_replay().await {
+                Round::Stop => return,
+                Round::Again => continue,
+                Round::Go { progressed } => progressed,
+            };
+            if self.replay.len() >= self.config.max_replay {
+                return;
+            }
+            match self.dispatch_new().await {
+                Round::Go { progressed } if progressed || replayed => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Replay, oldest first. Stops the round when replay must go strictly first and is not
+    /// drained.
+    async fn dispatch_replay(&mut self) -> Round {
+        if self.replay.is_empty() {
+            return Round::Go { progressed: false };
+        }
+        let mut progressed = false;
+        for p in self.replay.oldest(REPLAY_BATCH) {
+            if !self.has_permits() || self.rate.limited() {
+                break;
+            }
+            if self.acks.is_acked(p) {
+                self.replay.take(p);
+                continue;
+            }
+            let Some(data) = self.read_entry(p).await else {
+                return Round::Stop;
+            };
+            let Some(v) = EntryView::parse(data) else {
+                warn!(topic = %self.id.topic, position = %p, "unreadable entry skipped");
+                self.replay.take(p);
+                continue;
+            };
+            match self.dispatcher.pick(&self.consumers, &v) {
+                Pick::To(i) => {
+                    self.replay.take(p);
+                    self.send_to(i, p, v);
+                    progressed = true;
+                }
+                Pick::Defer => {}
+                Pick::Wait => break,
+            }
+        }
+        if !self.replay.is_empty() {
+            if self.dispatcher.replay_first() {
+                // Replay strictly before new entries: another round if it moved.
+                return if progressed {
+                    Round::Again
+                } else {
+                    Round::Stop
+                };
+            }
+            self.dispatcher.hold_back(&self.replay);
+        }
+        Round::Go { progressed }
+    }
+
+    /// New entries from the read position.
+    async fn dispatch_new(&mut self) -> Round {
+        match self.reads.fill(&self.ml).await {
+            Ok(Fill::Ready) => {}
+            Ok(Fill::End) => {
+                self.notify_end();
+                return Round::Stop;
+            }
+            Ok(Fill::Empty) => return Round::Stop,
+            Err(e) => {
+                warn!(topic = %self.id.topic, sub = %self.id.name, error = %e, "read failed; retrying");
+                self.retry = true;
+                return Round::Stop;
+            }
+        }
+        let delays = self.dispatcher.delays_delivery();
+        let mut progressed = false;
+        while let Some((p, data)) = self.reads.front() {
+            if !self.has_permits() || self.rate.limited() {
+                return Round::Stop;
+            }
+            if self.acks.is_acked(p) {
+                self.reads.consume_front();
+                continue;
+            }
+            let Some(v) = EntryView::parse(data) else {
+                warn!(topic = %self.id.topic, position = %p, "unreadable entry skipped");
+                self.reads.consume_front();
+                continue;
+            };
+            if delays
+                && let Some(t) = v.deliver_at
+                && t > now_ms()
+            {
+                self.delayed.add(t, p);
+                self.reads.consume_front();
+                continue;
+            }
+            match self.dispatcher.pick(&self.consumers, &v) {
+                Pick::To(i) => {
+                    self.reads.consume_front();
+                    self.send_to(i, p, v);
+                    progressed = true;
+                }
+                Pick::Defer => {
+                    // Waits in replay; keeps this key's order behind it.
+                    self.reads.consume_front();
+                    self.replay.push(p, Some(v.slot), false);
+                    progressed = true;
+                    if self.replay.len() >= self.config.max_replay {
+                        return Round::Stop;
+                    }
+                }
+                Pick::Wait => return Round::Stop,
+            }
+        }
+        Round::Go { progressed }
+    }
+
+    /// Whether some consumer can take an entry now. A consumer with permits whose connection
+    /// is congested schedules a quick retry instead.
+    fn has_permits(&mut self) -> bool {
+        let (ready, congested) = self.consumers.any_ready();
+        if !ready {
+            self.congested |= congested;
+        }
+        ready
+    }
+
+    fn send_to(&mut self, i: usize, p: Position, v: EntryView) {
+        let redelivery = self.replay.redelivery_count(p);
+        let ack_set = self
+            .acks
+            .batch_remaining(p)
+            .map(|s| s.to_vec())
+            .unwrap_or_default();
+        let c = self.consumers.get(i);
+        let (key, consumer_id, out) = (c.spec.key, c.spec.consumer_id, c.spec.out.clone());
+        let mut cmd = commands::message(
+            consumer_id,
+            MessageIdData {
+                ledger_id: p.ledger,
+                entry_id: p.wire_entry(),
+                partition: Some(self.id.partition),
+                batch_index: None,
+                ..Default::default()
+            },
+            redelivery,
+        );
+        if let Some(m) = cmd.message.as_mut() {
+            m.ack_set = ack_set;
+        }
+        self.consumers.delivered(i, p, v.num_messages);
+        let bytes = v.payload.raw.len() as u64;
+        if out.send(Frame::with_payload(cmd, v.payload)).is_err() {
+            debug!(consumer = key, "consumer connection gone");
+        }
+        self.series.out_messages.inc_by(v.num_messages as u64);
+        self.series.out_bytes.inc_by(bytes);
+        self.rate.charge(v.num_messages.max(1) as u64, bytes);
+        self.dispatcher.sent(p, v.slot, key);
+    }
+
+    async fn read_entry(&mut self, p: Position) -> Option<Bytes> {
+        match self.ml.read_one(p).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(topic = %self.id.topic, sub = %self.id.name, position = %p, error = %e, "read failed; retrying");
+                self.retry = true;
+                None
+            }
+        }
+    }
+
+    /// Tells consumers of a terminated topic that they have read everything.
+    fn notify_end(&mut self) {
+        if !self.ml.is_terminated() || !self.replay.is_empty() || !self.delayed.is_empty() {
+            return;
+        }
+        for c in self.consumers.iter() {
+            if self.ended.insert(c.spec.key) {
+                let _ = c
+                    .spec
+                    .out
+                    .send(Frame::simple(commands::reached_end_of_topic(
+                        c.spec.consumer_id,
+                    )));
+            }
+        }
+    }
+}

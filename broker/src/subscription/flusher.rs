@@ -1,0 +1,73 @@
+//! The cursor flusher of a durable subscription: a task that coalesces acks into at most one
+//! cursor write per `cursor_flush_interval` (never one per ack), and publishes the ack sequence
+//! each write covers so ack receipts can wait for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tracing::warn;
+
+use super::Cmd;
+use crate::cursor_store::CursorStore;
+
+/// Ack sequence a snapshot answer carries to tell the flusher to stop without writing (the
+/// subscription was deleted, or another broker owns the topic now).
+pub(super) const STOP: u64 = u64::MAX;
+
+/// Where the flusher writes and how often.
+pub(super) struct Flusher {
+    pub store: CursorStore,
+    pub ml_name: String,
+    pub sub: String,
+    pub interval: Duration,
+}
+
+impl Flusher {
+    /// Runs until the actor is gone or answers [`STOP`]. `dirty` wakes it after acks;
+    /// `persisted` receives the ack sequence of every completed write.
+    pub async fn run(
+        self,
+        tx: mpsc::UnboundedSender<Cmd>,
+        dirty: Arc<Notify>,
+        persisted: watch::Sender<u64>,
+    ) {
+        let mut last_written = 0u64;
+        loop {
+            dirty.notified().await;
+            let (rtx, rrx) = oneshot::channel();
+            if tx.send(Cmd::Snapshot(rtx)).is_err() {
+                return;
+            }
+            let Ok((seq, snap)) = rrx.await else { return };
+            if seq == STOP {
+                return;
+            }
+            if seq <= last_written {
+                tokio::time::sleep(self.interval).await;
+                continue;
+            }
+            let size = self.write(&snap).await;
+            last_written = seq;
+            persisted.send_replace(seq);
+            // Large cursors (many ack holes) are written less often: ~4 MB/s at most.
+            let extra = Duration::from_micros(size as u64 / 4);
+            tokio::time::sleep(self.interval.max(extra)).await;
+        }
+    }
+
+    /// Writes a snapshot, retrying until it succeeds; returns its encoded size.
+    async fn write(&self, snap: &crate::cursor::CursorSnapshot) -> usize {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.store.save(&self.ml_name, &self.sub, snap).await {
+                Ok(size) => return size,
+                Err(e) => {
+                    warn!(ml = %self.ml_name, sub = %self.sub, error = %e, "persist cursor failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
