@@ -58,15 +58,14 @@ pub async fn run(args: InitClusterArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + args.wait_timeout;
     let mut delay = Duration::from_millis(100);
     let report = loop {
-        let res = match cfg.open().await {
-            Ok(store) => {
-                let res = init(store.clone(), &args).await;
-                store.close().await;
-                res
-            }
-            Err(e) => {
-                Err(anyhow::Error::new(e).context(format!("open metadata store {}", args.metadata)))
-            }
+        // one attempt may hang (a name that does not resolve yet): bound it by the deadline too
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let res = match tokio::time::timeout(left, attempt(&cfg, &args)).await {
+            Ok(res) => res,
+            Err(_) => Err(anyhow::Error::new(strata_meta::MetaError::Timeout(left))
+                .context(format!("open metadata store {}", args.metadata))),
         };
         match res {
             Ok(report) => break report,
@@ -97,6 +96,17 @@ pub async fn run(args: InitClusterArgs) -> anyhow::Result<()> {
         report.existing.len()
     );
     Ok(())
+}
+
+/// Opens the store and writes the initial metadata (one attempt).
+async fn attempt(cfg: &StoreConfig, args: &InitClusterArgs) -> anyhow::Result<InitReport> {
+    let store = cfg
+        .open()
+        .await
+        .with_context(|| format!("open metadata store {}", args.metadata))?;
+    let res = init(store.clone(), args).await;
+    store.close().await;
+    res
 }
 
 /// Whether `e` comes from a metadata store that may answer later (worth waiting for).

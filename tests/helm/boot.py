@@ -361,12 +361,20 @@ def scenario(c: Cluster, tools: Path, python: str) -> None:
     workloads = [p for p in pods if p.kind in ("StatefulSet", "Deployment")]
     # 1. Jobs first, then everything else; the Jobs must succeed, every pod get ready
     job_runs = [c.start(p) for p in jobs]
+    time.sleep(2)  # the Jobs find no etcd at first: strata init-cluster must wait by itself
+    early = [j.pod.name for j in job_runs if j.phase in ("Succeeded", "Failed")]
+    if early:
+        raise RuntimeError(f"Jobs {early} ended before etcd existed")
     for p in workloads:
         c.start(p)
     c.wait("init Jobs succeeded", lambda: all(j.phase == "Succeeded" for j in job_runs)
            and not any(j.phase == "Failed" for j in job_runs), 180)
     c.wait(f"{len(workloads)} pods ready", lambda: all(c.pods[p.name].ready for p in workloads), 240)
     log(f"cluster up in {time.monotonic() - t0:.1f}s (job restarts: {[j.restarts for j in job_runs]})")
+    for j in job_runs:
+        if j.restarts:
+            raise RuntimeError(f"{j.pod.name}: {j.restarts} restarts; strata init-cluster should have waited")
+        log(f"{j.pod.name}: started 2 s before etcd, waited inside strata, succeeded with no restart")
 
     # 2. the chart's helm test Pod
     for p in tests:
