@@ -37,5 +37,8 @@ USER 65532:65532
 WORKDIR /var/lib/strata
 # Pulsar protocol, HTTP (admin, lookup, metrics, probes), bookie gRPC and HTTP
 EXPOSE 6650 8080 3181 8000
+# Health is role-specific (/health and /ready on each role's HTTP port): Kubernetes probes check it,
+# see helm/strata. The image itself declares none.
+HEALTHCHECK NONE
 ENTRYPOINT ["/usr/local/bin/strata"]
 CMD ["--help"]

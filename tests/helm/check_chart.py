@@ -5,7 +5,7 @@
   golden    the rendered output equals tests/helm/golden/*.yaml (--update-golden rewrites them)
   negative  values that must not render fail with their message (quorum above bookies, ...)
   checkov   policy checks of the rendered manifests; each skipped check is explained below
-  hadolint  the Dockerfile
+  hadolint  the Dockerfile (hadolint and checkov's dockerfile checks)
   config    every rendered container running `strata` passes `--check-config` with the
             ConfigMaps and Secrets it mounts (needs --strata)
 
@@ -166,6 +166,19 @@ class Checker:
     def hadolint(self) -> None:
         r = run([str(self.bin / "hadolint"), str(REPO / "Dockerfile")])
         (self.ok if r.returncode == 0 else self.fail)("hadolint Dockerfile" + ("" if r.returncode == 0 else ":\n" + r.stdout + r.stderr))
+        env = dict(os.environ, BC_SKIP_MAPPING="TRUE")
+        r = run([str(self.bin / "checkov"), "--framework", "dockerfile", "-f", str(REPO / "Dockerfile"),
+                 "--skip-download", "-o", "json", "--quiet", "--compact"], env=env)
+        try:
+            rep = json.loads(r.stdout)
+        except json.JSONDecodeError:
+            self.fail(f"checkov Dockerfile: no JSON report:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+            return
+        failed = rep.get("results", {}).get("failed_checks", []) if isinstance(rep, dict) else []
+        if failed:
+            self.fail("checkov Dockerfile: " + ", ".join(f["check_id"] for f in failed))
+        else:
+            self.ok(f"checkov Dockerfile: {rep.get('summary', {}).get('passed', 0)} passed, 0 failed")
 
     def fake_secrets(self, docs) -> dict[str, dict[str, bytes]]:
         """The Secrets the production values name (made by the operator or cert-manager)."""
