@@ -2,7 +2,8 @@
 
 Renders the chart (tests/helm/boot-values.yaml: default topology, ports moved off the reserved
 ones), expands StatefulSets, Deployments and Jobs into Pods and runs each Pod's containers as local
-processes (see podsim.py): each Pod on its own loopback address 127.0.x.y, every Service and Pod
+processes (see podsim.py) under the user, group and fsGroup of their securityContext (never root;
+volumes owned as the kubelet leaves them): each Pod on its own loopback address 127.0.x.y, every Service and Pod
 DNS name in a private /etc/hosts (this script re-runs itself in a mount namespace and bind-mounts
 its own hosts file; Service names list the ready endpoints, like kube-proxy, and are rewritten as
 pods come and go). Then:
@@ -75,9 +76,14 @@ class PodRun(threading.Thread):
         logf = open(self.cluster.logs / f"{self.pod.name}.{c['name']}.log", "a")
         logf.write(f"---- {' '.join(argv)}\n")
         logf.flush()
+        uid, gid, fs_group = node.identity(self.pod, c)
+        if uid == 0:
+            raise RuntimeError(f"{self.pod.name}/{c['name']} would run as root")
+        # as the securityContext says: its user, its group and the fsGroup, never root
         return subprocess.Popen(argv, env=node.process_env(self.pod, env, mounts), stdout=logf,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=node.pod_dir(self.pod), start_new_session=True)
+                                cwd=node.pod_dir(self.pod), start_new_session=True,
+                                user=uid, group=gid, extra_groups=[fs_group])
 
     def _run_to_end(self, c: dict) -> int:
         with self.lock:
@@ -483,8 +489,10 @@ def main() -> int:
     if etcd is None:
         raise SystemExit("boot test needs etcd (apt-get install etcd-server)")
     root = Path(tempfile.mkdtemp(prefix="strata-boot-"))
+    os.chmod(root, 0o755)  # pods run as their non-root user
     hosts = root / "hosts"
     hosts.write_text("127.0.0.1 localhost\n")
+    os.chmod(hosts, 0o644)
     subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
     c = Cluster(root, render(a.tools, []), os.path.abspath(a.strata), etcd, hosts)
     ok = False

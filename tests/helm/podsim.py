@@ -138,8 +138,29 @@ class Node:
             return data
         return None
 
+    def identity(self, pod: Pod, container: dict) -> tuple[int, int, int]:
+        """(runAsUser, runAsGroup, fsGroup) of a container (its securityContext over the pod's)."""
+        ps = pod.spec.get("securityContext") or {}
+        cs = container.get("securityContext") or {}
+        uid = cs.get("runAsUser", ps.get("runAsUser", 0))
+        gid = cs.get("runAsGroup", ps.get("runAsGroup", 0))
+        return uid, gid, ps.get("fsGroup", gid)
+
+    def _own(self, path: Path, uid: int, gid: int, mode: int) -> None:
+        if os.geteuid() == 0:
+            os.chown(path, uid, gid)
+        os.chmod(path, mode)
+
     def mounts(self, pod: Pod, container: dict) -> dict[str, Path]:
-        """Creates the container's volumes; returns mountPath -> local directory or file."""
+        """Creates the container's volumes; returns mountPath -> local directory or file.
+
+        Ownership as the kubelet leaves it: configMap/secret files root:fsGroup with the volume's
+        defaultMode, claims and emptyDirs writable by the pod's user and fsGroup."""
+        uid, _, fs_group = self.identity(pod, container)
+        for d in (self.root, self.root / "pods", self.root / "pvc", self.pod_dir(pod),
+                  self.pod_dir(pod) / "volumes"):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o755)
         vols = {v["name"]: v for v in pod.spec.get("volumes", [])}
         for claim in pod.claims:
             vols.setdefault(claim, {"name": claim})
@@ -150,8 +171,14 @@ class Node:
             d.mkdir(parents=True, exist_ok=True)
             data = self._volume_data(vol)
             if data is not None:
+                src = vol.get("configMap") or vol.get("secret") or {}
+                mode = src.get("defaultMode", 0o644)
+                self._own(d, 0, fs_group, 0o755)
                 for k, v in data.items():
                     (d / k).write_bytes(v)
+                    self._own(d / k, 0, fs_group, mode)
+            else:
+                self._own(d, uid, fs_group, 0o2770)
             target = d / m["subPath"] if m.get("subPath") else d
             out[m["mountPath"]] = target
         return out
@@ -196,6 +223,7 @@ class Node:
     def process_env(self, pod: Pod, env: dict[str, str], mounts: dict[str, Path]) -> dict[str, str]:
         home = self.pod_dir(pod) / "home"
         home.mkdir(parents=True, exist_ok=True)
+        os.chmod(home, 0o777)
         out = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
         out.update({k: remap(v, mounts) for k, v in env.items()})
         return out
