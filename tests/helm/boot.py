@@ -18,7 +18,10 @@ pods come and go). Then:
     (maxSurge 1: the new pod is ready before the old one gets SIGTERM) while a producer keeps
     sending: no acknowledged message is lost.
 
-Run through scripts/helm-test. Loopback only; ports 6650/6651/8080/8443 are never used.
+With --auth, token authentication is on (the key and a superuser token in Secrets, made as the
+README says): the admin API must refuse a request without the token, and every client uses it.
+
+Run through scripts/helm-test (default values, then values-minimal.yaml with --auth). Loopback only; ports 6650/6651/8080/8443 are never used.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -208,8 +212,9 @@ class PodRun(threading.Thread):
 
 
 class Cluster:
-    def __init__(self, root: Path, docs: list[dict], strata: str, etcd: str, hosts: Path):
-        self.root, self.hosts = root, hosts
+    def __init__(self, root: Path, docs: list[dict], strata: str, etcd: str, hosts: Path,
+                 secrets: dict[str, dict[str, bytes]]):
+        self.root, self.hosts, self.secrets = root, hosts, secrets
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.binaries = {"/usr/local/bin/strata": strata, "/usr/local/bin/etcd": etcd}
@@ -221,7 +226,7 @@ class Cluster:
     def apply_docs(self, docs: list[dict]) -> None:
         self.docs = docs
         self.services = [d for d in docs if d.get("kind") == "Service"]
-        self.node = podsim.Node(self.root, podsim.index(docs, "ConfigMap"), {}, self.binaries)
+        self.node = podsim.Node(self.root, podsim.index(docs, "ConfigMap"), self.secrets, self.binaries)
         for p in self.pods.values():
             p.cluster = self
 
@@ -298,11 +303,15 @@ class Cluster:
 
 
 EXTRA_VALUES: list[str] = []  # --values: e.g. the chart's values-minimal.yaml
+EXTRA_SETS: list[str] = []  # --auth: token authentication with Secrets made like an operator would
+AUTH_SETS = ["auth.enabled=true", "auth.secretKey.secretName=strata-token-key",
+             "auth.clientToken.secretName=strata-admin-token"]
 
 
 def render(tools: Path, extra_sets: list[str]) -> list[dict]:
     files = EXTRA_VALUES + [str(HERE / "boot-values.yaml")]
-    text = podsim.helm_template(str(tools / "helm"), str(CHART), files, extra_sets, RELEASE, NAMESPACE)
+    text = podsim.helm_template(str(tools / "helm"), str(CHART), files, EXTRA_SETS + extra_sets,
+                                RELEASE, NAMESPACE)
     docs = podsim.load_docs(text)
     for d in docs:
         for port in _ports(d):
@@ -324,15 +333,21 @@ def _ports(obj):
 
 
 class Client:
-    def __init__(self, python: str, root: Path, url: str):
+    def __init__(self, python: str, root: Path, url: str, token: str | None):
         self.python, self.root, self.url = python, root, url
         self.env = dict(os.environ, BOOT_CLIENT_LOG=str(root / "logs" / "client.log"))
+        if token:
+            self.env["BOOT_TOKEN"] = token
 
-    def run(self, *args: str, timeout: float = 150) -> str:
+    def run(self, *args: str, timeout: float = 150, expect_ok: bool = True) -> str:
         r = subprocess.run([self.python, str(HERE / "client.py"), args[0], self.url, *args[1:]],
                            capture_output=True, text=True, env=self.env, timeout=timeout)
         out = (r.stdout + r.stderr).strip()
-        log(f"client {args[0]} {args[1]}: {out.splitlines()[-1] if out else ''}")
+        log(f"client {args[0]} {args[1]}: {out.splitlines()[-1][:200] if out else ''}")
+        if not expect_ok:
+            if r.returncode == 0:
+                raise RuntimeError(f"client {' '.join(args)} succeeded but should have been refused")
+            return out
         if r.returncode != 0:
             raise RuntimeError(f"client {' '.join(args)} failed:\n{out[-3000:]}")
         return out
@@ -393,7 +408,23 @@ def scenario(c: Cluster, tools: Path, python: str) -> None:
     port = next(p["port"] for p in broker_svc["spec"]["ports"] if p["name"] == "pulsar")
     http = next(p["port"] for p in broker_svc["spec"]["ports"] if p["name"] == "http")
     host = f"{broker_svc['metadata']['name']}.{NAMESPACE}.svc.{DOMAIN}"
-    cl = Client(python, c.root, f"pulsar://{host}:{port}")
+    token = c.secrets["strata-admin-token"]["token"].decode() if EXTRA_SETS else None
+    cl = Client(python, c.root, f"pulsar://{host}:{port}", token)
+
+    if token:  # authentication is on: the admin API refuses a request without the token
+        def status(with_token: bool) -> int:
+            req = urllib.request.Request(f"http://{host}:{http}/admin/v2/tenants")
+            if with_token:
+                req.add_header("Authorization", f"Bearer {token}")
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+        codes = (status(False), status(True))
+        if codes != (401, 200):
+            raise RuntimeError(f"admin API without/with the token answered {codes}, expected (401, 200)")
+        log(f"admin API without/with the superuser token: {codes[0]}/{codes[1]}")
 
     # 3. produce and consume through the Service name
     acked1 = str(c.root / "acked1.json")
@@ -423,7 +454,10 @@ def scenario(c: Cluster, tools: Path, python: str) -> None:
 
     def listed() -> bool:
         try:
-            with urllib.request.urlopen(f"http://{host}:{http}/admin/v2/bookies/all", timeout=2) as r:
+            req = urllib.request.Request(f"http://{host}:{http}/admin/v2/bookies/all")
+            if token:
+                req.add_header("Authorization", f"Bearer {token}")
+            with urllib.request.urlopen(req, timeout=2) as r:
                 return ident in r.read().decode()
         except OSError:
             return False
@@ -478,8 +512,11 @@ def main() -> int:
     ap.add_argument("--python", default=sys.executable, help="a python with pulsar-client")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     ap.add_argument("--values", action="append", default=[], help="more values files")
+    ap.add_argument("--auth", action="store_true", help="token authentication on (keys in Secrets)")
     a = ap.parse_args()
     EXTRA_VALUES.extend(os.path.abspath(v) for v in a.values)
+    if a.auth:
+        EXTRA_SETS.extend(AUTH_SETS)
     if os.environ.get("STRATA_BOOT_NS") != "1":
         # a private mount namespace, so that /etc/hosts can be ours alone
         env = dict(os.environ, STRATA_BOOT_NS="1")
@@ -494,7 +531,9 @@ def main() -> int:
     hosts.write_text("127.0.0.1 localhost\n")
     os.chmod(hosts, 0o644)
     subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
-    c = Cluster(root, render(a.tools, []), os.path.abspath(a.strata), etcd, hosts)
+    docs = render(a.tools, [])
+    secrets = podsim.make_secrets(os.path.abspath(a.strata), root / "secrets", docs) if a.auth else {}
+    c = Cluster(root, docs, os.path.abspath(a.strata), etcd, hosts, secrets)
     ok = False
     try:
         scenario(c, a.tools, a.python)

@@ -181,23 +181,7 @@ class Checker:
             self.ok(f"checkov Dockerfile: {rep.get('summary', {}).get('passed', 0)} passed, 0 failed")
 
     def fake_secrets(self, docs) -> dict[str, dict[str, bytes]]:
-        """The Secrets the production values name (made by the operator or cert-manager)."""
-        d = self.tmp / "secrets"
-        d.mkdir(exist_ok=True)
-        key = d / "secret.key"
-        subprocess.run([self.strata, "tokens", "create-secret-key", "--output", str(key)], check=True,
-                       capture_output=True)
-        token = run([self.strata, "tokens", "create", "--secret-key", f"file://{key}", "--subject", "admin"],
-                    check=True).stdout.strip()
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                        "-nodes", "-keyout", str(d / "tls.key"), "-out", str(d / "tls.crt"), "-days", "2",
-                        "-subj", "/CN=strata-broker"], check=True, capture_output=True)
-        tls = {"tls.crt": (d / "tls.crt").read_bytes(), "tls.key": (d / "tls.key").read_bytes()}
-        out = {"strata-token-key": {"secret.key": key.read_bytes()},
-               "strata-admin-token": {"token": token.encode()}}
-        for cert in (x for x in docs if x.get("kind") == "Certificate"):
-            out[cert["spec"]["secretName"]] = tls  # what cert-manager would create
-        return out
+        return podsim.make_secrets(self.strata, self.tmp / "secrets", docs)
 
     def config(self) -> None:
         if not self.strata:

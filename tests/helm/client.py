@@ -18,7 +18,9 @@ LOG = os.environ.get("BOOT_CLIENT_LOG", "/dev/null")
 
 
 def client(url: str) -> pulsar.Client:
-    return pulsar.Client(url, operation_timeout_seconds=30,
+    token = os.environ.get("BOOT_TOKEN")
+    auth = pulsar.AuthenticationToken(token) if token else None
+    return pulsar.Client(url, operation_timeout_seconds=30, authentication=auth,
                          logger=pulsar.FileLogger(pulsar.LoggerLevel.Info, LOG))
 
 

@@ -253,6 +253,29 @@ def remap_files(mounts: dict[str, Path]) -> None:
                 f.write_text(new)
 
 
+def make_secrets(strata: str, d: Path, docs: list[dict]) -> dict[str, dict[str, bytes]]:
+    """The Secrets that values-production.yaml names, made as an operator would (README) or as
+    cert-manager would: strata-token-key (HS256 key), strata-admin-token (a token for `admin`),
+    and each Certificate's TLS Secret (self-signed)."""
+    d.mkdir(parents=True, exist_ok=True)
+    key = d / "secret.key"
+    subprocess.run([strata, "tokens", "create-secret-key", "--output", str(key)], check=True,
+                   capture_output=True)
+    token = subprocess.run([strata, "tokens", "create", "--secret-key", f"file://{key}", "--subject", "admin"],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    out = {"strata-token-key": {"secret.key": key.read_bytes()},
+           "strata-admin-token": {"token": token.encode()}}
+    certs = [x for x in docs if x.get("kind") == "Certificate"]
+    if certs:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", str(d / "tls.key"), "-out", str(d / "tls.crt"), "-days", "2",
+                        "-subj", "/CN=strata-broker"], check=True, capture_output=True)
+        tls = {"tls.crt": (d / "tls.crt").read_bytes(), "tls.key": (d / "tls.key").read_bytes()}
+        for cert in certs:
+            out[cert["spec"]["secretName"]] = tls
+    return out
+
+
 def strata_containers(pod: Pod) -> list[dict]:
     return [c for c in pod.spec.get("initContainers", []) + pod.spec.get("containers", [])
             if (c.get("command") or [""])[0].endswith("/strata")]
