@@ -20,8 +20,12 @@ pods come and go). Then:
 
 With --auth, token authentication is on (the key and a superuser token in Secrets, made as the
 README says): the admin API must refuse a request without the token, and every client uses it.
+With --tls, brokers are a StatefulSet with TLS from a cert-manager Certificate (its Secret made
+here as cert-manager would, self-signed, with the Certificate's DNS names): the Python client uses
+pulsar+ssl:// through the Service name and checks host names, also after lookup redirects; the
+StatefulSet is rolled like its controller does (highest ordinal first, stop, then recreate).
 
-Run through scripts/helm-test (default values, then values-minimal.yaml with --auth). Loopback only; ports 6650/6651/8080/8443 are never used.
+Run through scripts/helm-test (default values; values-minimal.yaml with --auth --tls). Loopback only; ports 6650/6651/8080/8443 are never used.
 """
 
 from __future__ import annotations
@@ -304,6 +308,8 @@ class Cluster:
 
 EXTRA_VALUES: list[str] = []  # --values: e.g. the chart's values-minimal.yaml
 EXTRA_SETS: list[str] = []  # --auth: token authentication with Secrets made like an operator would
+TLS_SETS = ["broker.kind=StatefulSet", "tls.enabled=true", "tls.certManager.enabled=true",
+            "tls.certManager.issuerRef.name=boot-ca"]
 AUTH_SETS = ["auth.enabled=true", "auth.secretKey.secretName=strata-token-key",
              "auth.clientToken.secretName=strata-admin-token"]
 
@@ -333,11 +339,13 @@ def _ports(obj):
 
 
 class Client:
-    def __init__(self, python: str, root: Path, url: str, token: str | None):
+    def __init__(self, python: str, root: Path, url: str, token: str | None, ca: str | None = None):
         self.python, self.root, self.url = python, root, url
         self.env = dict(os.environ, BOOT_CLIENT_LOG=str(root / "logs" / "client.log"))
         if token:
             self.env["BOOT_TOKEN"] = token
+        if ca:
+            self.env["BOOT_TLS_CA"] = ca
 
     def run(self, *args: str, timeout: float = 150, expect_ok: bool = True) -> str:
         r = subprocess.run([self.python, str(HERE / "client.py"), args[0], self.url, *args[1:]],
@@ -408,8 +416,16 @@ def scenario(c: Cluster, tools: Path, python: str) -> None:
     port = next(p["port"] for p in broker_svc["spec"]["ports"] if p["name"] == "pulsar")
     http = next(p["port"] for p in broker_svc["spec"]["ports"] if p["name"] == "http")
     host = f"{broker_svc['metadata']['name']}.{NAMESPACE}.svc.{DOMAIN}"
-    token = c.secrets["strata-admin-token"]["token"].decode() if EXTRA_SETS else None
-    cl = Client(python, c.root, f"pulsar://{host}:{port}", token)
+    token = c.secrets["strata-admin-token"]["token"].decode() if "auth.enabled=true" in EXTRA_SETS else None
+    certs = [d for d in c.docs if d.get("kind") == "Certificate"]
+    if certs:  # TLS: pulsar+ssl:// through the Service name, host names checked (self-signed CA)
+        ca = c.root / "ca.crt"
+        ca.write_bytes(c.secrets[certs[0]["spec"]["secretName"]]["tls.crt"])
+        tls_port = next(p["port"] for p in broker_svc["spec"]["ports"] if p["name"] == "pulsarssl")
+        cl = Client(python, c.root, f"pulsar+ssl://{host}:{tls_port}", token, str(ca))
+    else:
+        cl = Client(python, c.root, f"pulsar://{host}:{port}", token)
+    log(f"client service URL {cl.url}")
 
     if token:  # authentication is on: the admin API refuses a request without the token
         def status(with_token: bool) -> int:
@@ -488,11 +504,20 @@ def scenario(c: Cluster, tools: Path, python: str) -> None:
     producer = cl.start("produce-until", "boot-2", str(stop), str(acked2))
     c.wait("producer running", lambda: acked2.exists() and len(acked2.read_text().split()) >= 20, 60)
     old = [c.pods[p.name] for p in workloads if p.owner in changed]
-    for i, (old_run, pod) in enumerate(zip(old, new_pods[changed[0]])):
-        run = c.start(pod)
-        c.wait(f"rollout {i + 1}/{len(old)}: new broker {pod.name} ready", lambda: run.ready, 120)
-        took = old_run.terminate()
-        log(f"rollout {i + 1}/{len(old)}: old broker {old_run.pod.name} stopped on SIGTERM in {took:.1f}s")
+    pairs = list(zip(old, new_pods[changed[0]]))
+    if old[0].pod.kind == "StatefulSet":
+        pairs.reverse()  # the StatefulSet controller: highest ordinal first, stop, then recreate
+    for i, (old_run, pod) in enumerate(pairs):
+        if old_run.pod.kind == "StatefulSet":
+            took = old_run.terminate()
+            log(f"rollout {i + 1}/{len(old)}: broker {old_run.pod.name} stopped on SIGTERM in {took:.1f}s")
+            run = c.start(pod)
+            c.wait(f"rollout {i + 1}/{len(old)}: broker {pod.name} recreated and ready", lambda: run.ready, 120)
+        else:  # Deployment: maxSurge 1, maxUnavailable 0
+            run = c.start(pod)
+            c.wait(f"rollout {i + 1}/{len(old)}: new broker {pod.name} ready", lambda: run.ready, 120)
+            took = old_run.terminate()
+            log(f"rollout {i + 1}/{len(old)}: old broker {old_run.pod.name} stopped on SIGTERM in {took:.1f}s")
         time.sleep(2)
     time.sleep(3)
     stop.touch()
@@ -513,10 +538,14 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     ap.add_argument("--values", action="append", default=[], help="more values files")
     ap.add_argument("--auth", action="store_true", help="token authentication on (keys in Secrets)")
+    ap.add_argument("--tls", action="store_true",
+                    help="TLS from a cert-manager Certificate (its Secret made here), StatefulSet brokers")
     a = ap.parse_args()
     EXTRA_VALUES.extend(os.path.abspath(v) for v in a.values)
     if a.auth:
         EXTRA_SETS.extend(AUTH_SETS)
+    if a.tls:
+        EXTRA_SETS.extend(TLS_SETS)
     if os.environ.get("STRATA_BOOT_NS") != "1":
         # a private mount namespace, so that /etc/hosts can be ours alone
         env = dict(os.environ, STRATA_BOOT_NS="1")
@@ -532,7 +561,7 @@ def main() -> int:
     os.chmod(hosts, 0o644)
     subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
     docs = render(a.tools, [])
-    secrets = podsim.make_secrets(os.path.abspath(a.strata), root / "secrets", docs) if a.auth else {}
+    secrets = podsim.make_secrets(os.path.abspath(a.strata), root / "secrets", docs)
     c = Cluster(root, docs, os.path.abspath(a.strata), etcd, hosts, secrets)
     ok = False
     try:

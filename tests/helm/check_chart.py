@@ -120,6 +120,8 @@ class Checker:
             ("auth without a client token Secret",
              ["auth.enabled=true", "auth.secretKey.secretName=k"], "auth.clientToken.secretName"),
             ("TLS without a Secret", ["tls.enabled=true"], "tls.enabled=true needs tls.secretName"),
+            ("TLS with Deployment brokers (they advertise pod IPs)", ["tls.enabled=true", "tls.secretName=t"],
+             "tls.enabled=true needs broker.kind=StatefulSet"),
             ("external etcd without endpoints", ["etcd.enabled=false"], "etcd.external.endpoints"),
             ("schema: unknown value", ["bookie.antiAffinity=sometimes"], "antiAffinity"),
             ("schema: unknown key", ["broker.replica=3"], "replica"),

@@ -20,8 +20,11 @@ LOG = os.environ.get("BOOT_CLIENT_LOG", "/dev/null")
 def client(url: str) -> pulsar.Client:
     token = os.environ.get("BOOT_TOKEN")
     auth = pulsar.AuthenticationToken(token) if token else None
+    tls = {}
+    if os.environ.get("BOOT_TLS_CA"):  # the CA that signed the brokers' certificate; names checked
+        tls = {"tls_trust_certs_file_path": os.environ["BOOT_TLS_CA"], "tls_validate_hostname": True}
     return pulsar.Client(url, operation_timeout_seconds=30, authentication=auth,
-                         logger=pulsar.FileLogger(pulsar.LoggerLevel.Info, LOG))
+                         logger=pulsar.FileLogger(pulsar.LoggerLevel.Info, LOG), **tls)
 
 
 def produce(url, topic, n, out):

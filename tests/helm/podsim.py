@@ -67,9 +67,7 @@ def expand_pods(docs: list[dict], namespace: str) -> list[Pod]:
             spec = d["spec"]
             tmpl = spec["template"]
             h = _hash(tmpl)
-            reps = spec.get("replicas", 1)
-            if kind == "Deployment" and "replicas" not in spec:
-                reps = 2  # HPA-managed; its minReplicas is not looked up here
+            reps = spec.get("replicas", 2)  # none: HPA-managed (its minReplicas is not looked up)
             for i in range(reps):
                 pspec = json.loads(json.dumps(tmpl["spec"]))
                 if kind == "StatefulSet":
@@ -265,14 +263,14 @@ def make_secrets(strata: str, d: Path, docs: list[dict]) -> dict[str, dict[str, 
                            check=True, capture_output=True, text=True).stdout.strip()
     out = {"strata-token-key": {"secret.key": key.read_bytes()},
            "strata-admin-token": {"token": token.encode()}}
-    certs = [x for x in docs if x.get("kind") == "Certificate"]
-    if certs:
+    for cert in (x for x in docs if x.get("kind") == "Certificate"):
+        sans = ",".join(f"DNS:{n}" for n in cert["spec"].get("dnsNames", []))
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
                         "-nodes", "-keyout", str(d / "tls.key"), "-out", str(d / "tls.crt"), "-days", "2",
-                        "-subj", "/CN=strata-broker"], check=True, capture_output=True)
-        tls = {"tls.crt": (d / "tls.crt").read_bytes(), "tls.key": (d / "tls.key").read_bytes()}
-        for cert in certs:
-            out[cert["spec"]["secretName"]] = tls
+                        "-subj", "/CN=strata-broker", "-addext", f"subjectAltName={sans}"],
+                       check=True, capture_output=True)
+        out[cert["spec"]["secretName"]] = {"tls.crt": (d / "tls.crt").read_bytes(),
+                                           "tls.key": (d / "tls.key").read_bytes()}
     return out
 
 

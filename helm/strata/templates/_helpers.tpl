@@ -122,6 +122,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if and (empty .Values.tls.secretName) (not .Values.tls.certManager.enabled) -}}
 {{- fail "tls.enabled=true needs tls.secretName (a kubernetes.io/tls Secret) or tls.certManager.enabled=true" -}}
 {{- end -}}
+{{- if ne .Values.broker.kind "StatefulSet" -}}
+{{- fail "tls.enabled=true needs broker.kind=StatefulSet: TLS clients check the host name of the broker a lookup sends them to, and only StatefulSet brokers advertise a DNS name (a Deployment's advertise their pod IP)" -}}
+{{- end -}}
 {{- if and .Values.tls.certManager.enabled (empty .Values.tls.certManager.issuerRef.name) -}}
 {{- fail "tls.certManager.enabled=true needs tls.certManager.issuerRef.name" -}}
 {{- end -}}
