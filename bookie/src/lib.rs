@@ -14,14 +14,14 @@
 //! - [`service`]: the tonic gRPC service (`proto/bookie.proto`): pipelined adds on a bidirectional
 //!   stream, reads, LAC long-poll, fence, delete. [`http`]: health, readiness, `/metrics`.
 //! - [`server`]: [`server::BookieNode`] starts and stops all of it; [`cli`] is `strata bookie`.
-//! - [`client`]: [`client::BookieClient`], the typed client the broker's ledger client uses.
+//! - [`client`]: [`client::BookieClient`], the typed client the ledger client uses (the
+//!   `strata-bookie-client` crate, re-exported).
 //! - [`registration`]: the [`registration::Registrar`] trait a metadata store implements.
 //!
 //! Invariants: an add is acknowledged only when durable and readable; after a fence is acknowledged
 //! no add of that ledger succeeds, also after a restart; reads return verified bytes or an error.
 
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod format;
@@ -32,8 +32,11 @@ pub mod server;
 pub mod service;
 pub mod storage;
 
-pub use client::{BookieClient, ClientError};
 pub use config::StorageConfig;
 pub use error::BookieError;
 pub use server::{BookieNode, BookieOptions};
 pub use storage::Storage;
+/// The bookie client lives in its own crate (no server dependencies); re-exported here so
+/// `strata_bookie::client::..` keeps working.
+pub use strata_bookie_client as client;
+pub use strata_bookie_client::{BookieClient, ClientError};

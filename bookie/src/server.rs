@@ -19,7 +19,7 @@ use crate::storage::Storage;
 
 /// HTTP/2 flow-control window of one stream (the connection gets four times as much): enough for
 /// a few hundred 64 KiB adds in flight on one add stream.
-pub const WINDOW_BYTES: u32 = 16 << 20;
+pub use strata_bookie_client::limits::WINDOW_BYTES;
 
 /// How to run a bookie.
 #[derive(Debug, Clone)]

@@ -31,7 +31,7 @@ pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
 /// Default byte budget of a range read.
 pub const DEFAULT_RANGE_BYTES: usize = 4 << 20;
 /// Largest gRPC message (entries up to 16 MiB plus headers).
-pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
+pub use strata_bookie_client::limits::MAX_MESSAGE_BYTES;
 
 /// The bookie's gRPC service.
 #[derive(Clone)]

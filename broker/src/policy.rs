@@ -28,7 +28,7 @@
 //! offload threshold (for tiered storage) — they are stored and shown by the admin API only.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use strata_common::clock::now_ms;
 
 use strata_meta::model::{BacklogQuotaPolicy, Policies};
 use tracing::{debug, info, warn};
@@ -41,12 +41,15 @@ use crate::topic::Topic;
 
 const LATEST: Position = Position::new(i64::MAX as u64, i64::MAX);
 
+/// The policies of the topic's namespace.
+async fn policies_of(s: &BrokerService, topic: &Topic) -> Result<Option<Policies>> {
+    s.policies(&topic.name().tenant, &topic.name().namespace)
+        .await
+}
+
 /// Checks a new producer against max-producers and the backlog quota.
 pub async fn admit_producer(s: &BrokerService, topic: &Topic) -> Result<()> {
-    let Some(p) = s
-        .policies(&topic.name.tenant, &topic.name.namespace)
-        .await?
-    else {
+    let Some(p) = policies_of(s, topic).await? else {
         return Ok(());
     };
     if let Some(max) = p.max_producers_per_topic.filter(|m| *m > 0)
@@ -57,7 +60,7 @@ pub async fn admit_producer(s: &BrokerService, topic: &Topic) -> Result<()> {
             server_error::PRODUCER_BUSY,
         ));
     }
-    if topic.quota_exceeded.load(Ordering::Acquire) {
+    if topic.quota_exceeded() {
         let code = match p.backlog_quota.map(|q| q.policy) {
             Some(BacklogQuotaPolicy::ProducerException) => {
                 server_error::PRODUCER_BLOCKED_QUOTA_EXCEEDED_EXCEPTION
@@ -74,10 +77,7 @@ pub async fn admit_producer(s: &BrokerService, topic: &Topic) -> Result<()> {
 
 /// Checks a new consumer against max-consumers per topic and per subscription.
 pub async fn admit_consumer(s: &BrokerService, topic: &Topic, sub: &str) -> Result<()> {
-    let Some(p) = s
-        .policies(&topic.name.tenant, &topic.name.namespace)
-        .await?
-    else {
+    let Some(p) = policies_of(s, topic).await? else {
         return Ok(());
     };
     if let Some(max) = p.max_consumers_per_topic.filter(|m| *m > 0)
@@ -104,7 +104,7 @@ pub async fn admit_consumer(s: &BrokerService, topic: &Topic, sub: &str) -> Resu
 pub async fn enforce_all(s: &BrokerService) {
     let mut cache: HashMap<(String, String), Option<Policies>> = HashMap::new();
     for t in s.loaded_topics().await {
-        let key = (t.name.tenant.clone(), t.name.namespace.clone());
+        let key = (t.name().tenant.clone(), t.name().namespace.clone());
         let pol = match cache.get(&key) {
             Some(p) => p.clone(),
             None => {
@@ -121,7 +121,7 @@ pub async fn enforce_all(s: &BrokerService) {
         };
         let Some(p) = pol else { continue };
         if let Err(e) = enforce(&t, &p).await {
-            warn!(topic = %t.name, error = %e, "policy enforcement failed");
+            warn!(topic = %t.name(), error = %e, "policy enforcement failed");
         }
     }
 }
@@ -173,7 +173,7 @@ async fn enforce_backlog_quota(t: &Topic, q: &strata_meta::model::BacklogQuota) 
                         }
                         let target = ml.next_position(pos).unwrap_or(LATEST);
                         sub.seek(SeekTarget::Position(target)).await?;
-                        info!(topic = %t.name, sub = sub.name(), evicted = backlog - keep, "backlog quota: evicted the oldest entries");
+                        info!(topic = %t.name(), sub = sub.name(), evicted = backlog - keep, "backlog quota: evicted the oldest entries");
                     }
                     _ => exceeded = true,
                 }
@@ -192,7 +192,7 @@ async fn enforce_backlog_quota(t: &Topic, q: &strata_meta::model::BacklogQuota) 
             match q.policy {
                 BacklogQuotaPolicy::ConsumerBacklogEviction => {
                     if crate::admin::topics::expire_older_than(t, &sub, limit).await? {
-                        info!(topic = %t.name, sub = sub.name(), limit_time_seconds = limit, "backlog quota: evicted messages past the time limit");
+                        info!(topic = %t.name(), sub = sub.name(), limit_time_seconds = limit, "backlog quota: evicted messages past the time limit");
                     }
                 }
                 _ => exceeded = true,
@@ -202,19 +202,12 @@ async fn enforce_backlog_quota(t: &Topic, q: &strata_meta::model::BacklogQuota) 
     Ok(exceeded)
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Applies `p` to one live topic.
 pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
     if let Some(ttl) = p.message_ttl_seconds.filter(|v| *v > 0) {
         for sub in t.durable_subscriptions().await {
             if crate::admin::topics::expire_older_than(t, &sub, u64::from(ttl)).await? {
-                info!(topic = %t.name, sub = sub.name(), ttl, "expired messages past the TTL");
+                info!(topic = %t.name(), sub = sub.name(), ttl, "expired messages past the TTL");
             }
         }
     }
@@ -223,17 +216,17 @@ pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
     if let Some(q) = p.backlog_quota {
         exceeded = enforce_backlog_quota(t, &q).await?;
     }
-    if t.quota_exceeded.swap(exceeded, Ordering::AcqRel) != exceeded {
-        debug!(topic = %t.name, exceeded, "backlog quota state changed");
+    if t.set_quota_exceeded(exceeded) != exceeded {
+        debug!(topic = %t.name(), exceeded, "backlog quota state changed");
         if exceeded
             && p.backlog_quota.map(|q| q.policy) == Some(BacklogQuotaPolicy::ProducerRequestHold)
         {
             let n = t.disconnect_producers();
-            info!(topic = %t.name, producers = n, "backlog quota exceeded: holding producers");
+            info!(topic = %t.name(), producers = n, "backlog quota exceeded: holding producers");
         }
     }
 
-    t.dedup
+    t.dedup()
         .set_enabled(p.deduplication_enabled.unwrap_or(false));
     t.save_dedup().await;
     t.set_publish_rate(p.publish_rate.map(|r| (r.messages, r.bytes)));
@@ -270,7 +263,7 @@ pub async fn enforce(t: &Topic, p: &Policies) -> Result<()> {
     if p.retention.is_some() {
         let n = t.trim().await?;
         if n > 0 {
-            info!(topic = %t.name, ledgers = n, "retention: trimmed consumed ledgers");
+            info!(topic = %t.name(), ledgers = n, "retention: trimmed consumed ledgers");
         }
     }
     Ok(())

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -40,67 +41,42 @@ impl BrokerServer {
         let broker_addr = listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
         *service.ports.lock() = (broker_addr.port(), http_addr.port());
-        let security = service.security();
-        let acceptor = match security.server_tls() {
-            Some(t) if cfg.broker_port_tls.is_some() || cfg.http_port_tls.is_some() => Some(
-                t.acceptor()
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
-            ),
-            Some(_) => {
-                warn!(
-                    "TLS certificates configured but no TLS port (broker_port_tls/http_port_tls)"
-                );
-                None
-            }
-            None => {
-                if cfg.broker_port_tls.is_some() || cfg.http_port_tls.is_some() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidInput,
-                        "a TLS port needs tls_cert_file and tls_key_file",
-                    ));
-                }
-                None
-            }
-        };
-        let bind_tls = |port: Option<u16>| {
-            let addr = cfg.bind_address.clone();
-            async move {
-                match port {
-                    Some(p) => TcpListener::bind((addr.as_str(), p)).await.map(Some),
-                    None => Ok(None),
-                }
-            }
-        };
-        let (tls_listener, https_listener) = match &acceptor {
-            Some(_) => (
-                bind_tls(cfg.broker_port_tls).await?,
-                bind_tls(cfg.http_port_tls).await?,
-            ),
-            None => (None, None),
-        };
-        let broker_tls_addr = tls_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-        let http_tls_addr = https_listener
-            .as_ref()
-            .map(|l| l.local_addr())
-            .transpose()?;
+        let tls = TlsListeners::bind(&service).await?;
+        let (broker_tls_addr, http_tls_addr) = tls.addrs()?;
         *service.tls_ports.lock() = (
             broker_tls_addr.map(|a| a.port()),
             http_tls_addr.map(|a| a.port()),
         );
-        let accept_cancel = CancellationToken::new();
-        let conn_cancel = CancellationToken::new();
-        let http_cancel = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let conns = TaskTracker::new();
-        let http = TaskTracker::new();
+        let server = BrokerServer {
+            service,
+            broker_addr,
+            http_addr,
+            broker_tls_addr,
+            http_tls_addr,
+            accept_cancel: CancellationToken::new(),
+            conn_cancel: CancellationToken::new(),
+            http_cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            conns: TaskTracker::new(),
+            http: TaskTracker::new(),
+        };
+        server.spawn_pulsar(listener);
+        server.spawn_background();
+        server.spawn_tls(tls);
+        server.spawn_http(http_listener);
+        info!(pulsar = %broker_addr, http = %http_addr, pulsar_tls = ?broker_tls_addr, https = ?http_tls_addr, "broker listening");
+        Ok(server)
+    }
 
+    /// Accepts Pulsar protocol connections.
+    fn spawn_pulsar(&self, listener: TcpListener) {
         let (svc, ac, cc, ct) = (
-            service.clone(),
-            accept_cancel.clone(),
-            conn_cancel.clone(),
-            conns.clone(),
+            self.service.clone(),
+            self.accept_cancel.clone(),
+            self.conn_cancel.clone(),
+            self.conns.clone(),
         );
-        tasks.spawn(async move {
+        self.tasks.spawn(async move {
             loop {
                 tokio::select! {
                     _ = ac.cancelled() => break,
@@ -116,63 +92,76 @@ impl BrokerServer {
                 }
             }
         });
+    }
 
-        let (svc, ac) = (service.clone(), accept_cancel.clone());
-        tasks.spawn(async move {
-            let mut tick =
-                tokio::time::interval(svc.config.trim_interval.max(Duration::from_millis(100)));
+    /// The periodic tasks: retention trimming and namespace policy enforcement.
+    fn spawn_background(&self) {
+        let cfg = &self.service.config;
+        let svc = self.service.clone();
+        self.every(cfg.trim_interval, MissedTickBehavior::Burst, move || {
+            let svc = svc.clone();
+            async move { svc.trim_all().await }
+        });
+        let svc = self.service.clone();
+        self.every(
+            cfg.policy_refresh_interval,
+            MissedTickBehavior::Delay,
+            move || {
+                let svc = svc.clone();
+                async move { crate::policy::enforce_all(&svc).await }
+            },
+        );
+    }
+
+    /// Runs `f` every `interval` (at least 100 ms) until the broker stops accepting.
+    fn every<F, Fut>(&self, interval: Duration, missed: MissedTickBehavior, f: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let ac = self.accept_cancel.clone();
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+            tick.set_missed_tick_behavior(missed);
             tick.tick().await;
             loop {
                 tokio::select! {
                     _ = ac.cancelled() => break,
-                    _ = tick.tick() => svc.trim_all().await,
+                    _ = tick.tick() => f().await,
                 }
             }
         });
+    }
 
-        let (svc, ac) = (service.clone(), accept_cancel.clone());
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(
-                svc.config
-                    .policy_refresh_interval
-                    .max(Duration::from_millis(100)),
-            );
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = ac.cancelled() => break,
-                    _ = tick.tick() => crate::policy::enforce_all(&svc).await,
-                }
-            }
-        });
-
-        if let (Some(acceptor), Some(l)) = (&acceptor, tls_listener) {
+    /// Serves the TLS listeners, when bound.
+    fn spawn_tls(&self, tls: TlsListeners) {
+        let Some(acceptor) = tls.acceptor else { return };
+        if let Some(l) = tls.pulsar {
             let rx = crate::tls_listener::spawn_acceptor(
                 l,
                 acceptor.clone(),
-                accept_cancel.clone(),
-                &tasks,
+                self.accept_cancel.clone(),
+                &self.tasks,
             );
             crate::tls_listener::spawn_pulsar_tls(
                 rx,
-                service.clone(),
-                accept_cancel.clone(),
-                conn_cancel.clone(),
-                &tasks,
-                conns.clone(),
+                self.service.clone(),
+                self.accept_cancel.clone(),
+                self.conn_cancel.clone(),
+                &self.tasks,
+                self.conns.clone(),
             );
         }
-        if let (Some(acceptor), Some(l), Some(local)) = (&acceptor, https_listener, http_tls_addr) {
+        if let (Some(l), Some(local)) = (tls.https, self.http_tls_addr) {
             let rx = crate::tls_listener::spawn_acceptor(
                 l,
-                acceptor.clone(),
-                http_cancel.clone(),
-                &http,
+                acceptor,
+                self.http_cancel.clone(),
+                &self.http,
             );
-            let router = crate::http::router(service.clone());
-            let hc = http_cancel.clone();
-            http.spawn(async move {
+            let router = crate::http::router(self.service.clone());
+            let hc = self.http_cancel.clone();
+            self.http.spawn(async move {
                 let app =
                     router.into_make_service_with_connect_info::<crate::tls_listener::TlsPeer>();
                 let r = axum::serve(crate::tls_listener::HttpsListener::new(rx, local), app)
@@ -183,10 +172,13 @@ impl BrokerServer {
                 }
             });
         }
+    }
 
-        let router = crate::http::router(service.clone());
-        let hc = http_cancel.clone();
-        http.spawn(async move {
+    /// Serves the plain HTTP listener (lookup, admin, metrics).
+    fn spawn_http(&self, http_listener: TcpListener) {
+        let router = crate::http::router(self.service.clone());
+        let hc = self.http_cancel.clone();
+        self.http.spawn(async move {
             let r = axum::serve(http_listener, router)
                 .with_graceful_shutdown(async move { hc.cancelled().await })
                 .await;
@@ -194,20 +186,6 @@ impl BrokerServer {
                 warn!(error = %e, "http server failed");
             }
         });
-        info!(pulsar = %broker_addr, http = %http_addr, pulsar_tls = ?broker_tls_addr, https = ?http_tls_addr, "broker listening");
-        Ok(BrokerServer {
-            service,
-            broker_addr,
-            http_addr,
-            broker_tls_addr,
-            http_tls_addr,
-            accept_cancel,
-            conn_cancel,
-            http_cancel,
-            tasks,
-            conns,
-            http,
-        })
     }
 
     /// Stops in order: stop accepting, close connections, flush cursors and close ledgers, stop
@@ -234,5 +212,69 @@ impl BrokerServer {
         self.http.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http.wait()).await;
         info!("broker stopped");
+    }
+}
+
+/// The TLS acceptor and the TLS listeners, when configured.
+struct TlsListeners {
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    pulsar: Option<TcpListener>,
+    https: Option<TcpListener>,
+}
+
+impl TlsListeners {
+    /// Binds the TLS ports the configuration names; certificates without a TLS port are a
+    /// warning, a TLS port without certificates an error.
+    async fn bind(service: &BrokerService) -> std::io::Result<Self> {
+        let cfg = &service.config;
+        let wants_tls = cfg.broker_port_tls.is_some() || cfg.http_port_tls.is_some();
+        let acceptor = match service.security().server_tls() {
+            Some(t) if wants_tls => Some(
+                t.acceptor()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            ),
+            Some(_) => {
+                warn!(
+                    "TLS certificates configured but no TLS port (broker_port_tls/http_port_tls)"
+                );
+                None
+            }
+            None if wants_tls => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "a TLS port needs tls_cert_file and tls_key_file",
+                ));
+            }
+            None => None,
+        };
+        let bind = |port: Option<u16>| {
+            let addr = cfg.bind_address.clone();
+            async move {
+                match port {
+                    Some(p) => TcpListener::bind((addr.as_str(), p)).await.map(Some),
+                    _ => Ok(None),
+                }
+            }
+        };
+        let (pulsar, https) = if acceptor.is_some() {
+            (
+                bind(cfg.broker_port_tls).await?,
+                bind(cfg.http_port_tls).await?,
+            )
+        } else {
+            (None, None)
+        };
+        Ok(TlsListeners {
+            acceptor,
+            pulsar,
+            https,
+        })
+    }
+
+    fn addrs(&self) -> std::io::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+        Ok((
+            self.pulsar.as_ref().map(|l| l.local_addr()).transpose()?,
+            self.https.as_ref().map(|l| l.local_addr()).transpose()?,
+        ))
     }
 }

@@ -327,7 +327,7 @@ impl BrokerService {
                 // Deduplication applies from the first SEND (other policies follow within
                 // `policy_refresh_interval`).
                 if let Some(p) = self.policies(&name.tenant, &name.namespace).await? {
-                    t.dedup
+                    t.dedup()
                         .set_enabled(p.deduplication_enabled.unwrap_or(false));
                 }
                 self.metrics.topics.inc();
@@ -340,7 +340,7 @@ impl BrokerService {
                         () = watched.closed() => return,
                     }
                     if let Some(svc) = me.upgrade() {
-                        svc.on_fenced(&watched.name).await;
+                        svc.on_fenced(&watched.name()).await;
                     }
                 });
                 Ok::<_, BrokerError>(t)
@@ -780,12 +780,14 @@ impl BrokerService {
     pub async fn trim_all(&self) {
         for t in self.loaded_topics().await {
             if let Err(e) = t.trim().await {
-                warn!(topic = %t.name, error = %e, "trim failed");
+                warn!(topic = %t.name(), error = %e, "trim failed");
             }
         }
         for t in self.loaded_topics().await {
-            t.series.storage_size.set(t.ledger().storage_size() as i64);
-            t.series.msg_backlog.set(t.backlog().await as i64);
+            t.series()
+                .storage_size
+                .set(t.ledger().storage_size() as i64);
+            t.series().msg_backlog.set(t.backlog().await as i64);
         }
     }
 

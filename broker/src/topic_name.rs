@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use strata_meta::model::TopicPath;
+
 use crate::error::BrokerError;
 
 /// Suffix that marks one partition of a partitioned topic.
@@ -31,6 +33,16 @@ fn valid_part(s: &str) -> bool {
 }
 
 impl TopicName {
+    /// `strata_meta`'s path form of the name (policies and authorization).
+    pub fn meta_path(&self) -> TopicPath {
+        TopicPath {
+            domain: self.domain.clone(),
+            tenant: self.tenant.clone(),
+            namespace: self.namespace.clone(),
+            topic: self.local.clone(),
+        }
+    }
+
     /// Parses a full or short topic name.
     pub fn parse(s: &str) -> Result<Self, BrokerError> {
         let invalid = || BrokerError::InvalidTopicName(s.to_owned());

@@ -1,5 +1,7 @@
 //! The client: a pool of connections keyed by broker URL, topic lookup with redirects, and
-//! partitioned-topic metadata.
+//! partitioned-topic metadata. Producers and consumers are made by [`PulsarClient::producer`]
+//! (in `producer.rs`) and [`PulsarClient::subscribe`] (in `consumer.rs`), which build on this
+//! file, never the other way round.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,28 +11,11 @@ use strata_proto::commands;
 use strata_proto::pulsar::command_lookup_topic_response::LookupType;
 
 use crate::connection::{ConnectOptions, Connection};
-use crate::consumer::{Consumer, ConsumerOptions};
 use crate::error::{ClientError, Result};
-use crate::producer::{Producer, ProducerOptions};
+use crate::topic_name::{full_topic_name, partition_name};
 
 /// Redirects followed before a lookup gives up (as the C++ client).
 const MAX_LOOKUP_REDIRECTS: usize = 20;
-
-/// `my-topic` → `persistent://public/default/my-topic`; `t/ns/x` → `persistent://t/ns/x`.
-pub fn full_topic_name(topic: &str) -> String {
-    if topic.contains("://") {
-        topic.to_owned()
-    } else if topic.matches('/').count() == 2 {
-        format!("persistent://{topic}")
-    } else {
-        format!("persistent://public/default/{topic}")
-    }
-}
-
-/// The name of partition `i` of a partitioned topic.
-pub fn partition_name(topic: &str, i: u32) -> String {
-    format!("{topic}-partition-{i}")
-}
 
 /// A Pulsar client. Clone freely (shared pool).
 #[derive(Clone)]
@@ -157,19 +142,17 @@ impl PulsarClient {
         )))
     }
 
-    /// Creates a producer on `topic` (all partitions when it is partitioned).
-    pub async fn producer(&self, topic: &str, options: ProducerOptions) -> Result<Producer> {
-        Producer::create(self, &full_topic_name(topic), options).await
-    }
-
-    /// Subscribes to `topic` (all partitions when it is partitioned).
-    pub async fn subscribe(
-        &self,
-        topic: &str,
-        subscription: &str,
-        options: ConsumerOptions,
-    ) -> Result<Consumer> {
-        Consumer::create(self, &full_topic_name(topic), subscription, options).await
+    /// The topics to attach to for `topic`: itself with partition -1 when it is not
+    /// partitioned, else each partition with its index.
+    pub(crate) async fn partition_topics(&self, topic: &str) -> Result<Vec<(String, i32)>> {
+        let n = self.partitions(topic).await?;
+        Ok(if n == 0 {
+            vec![(topic.to_owned(), -1)]
+        } else {
+            (0..n)
+                .map(|i| (partition_name(topic, i), i as i32))
+                .collect()
+        })
     }
 
     /// Closes every pooled connection.
@@ -189,24 +172,5 @@ impl PulsarClient {
 
     pub(crate) fn op_timeout(&self) -> Duration {
         self.inner.op_timeout
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names() {
-        assert_eq!(full_topic_name("a"), "persistent://public/default/a");
-        assert_eq!(full_topic_name("t/n/a"), "persistent://t/n/a");
-        assert_eq!(
-            full_topic_name("non-persistent://t/n/a"),
-            "non-persistent://t/n/a"
-        );
-        assert_eq!(
-            partition_name("persistent://t/n/a", 3),
-            "persistent://t/n/a-partition-3"
-        );
     }
 }

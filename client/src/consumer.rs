@@ -12,11 +12,12 @@ use strata_proto::pulsar::command_subscribe::{InitialPosition, SubType};
 use strata_proto::pulsar::{CommandMessage, CompressionType, MessageIdData};
 use tokio::sync::mpsc;
 
-use crate::client::{PulsarClient, partition_name};
+use crate::client::PulsarClient;
 use crate::compression;
 use crate::connection::{Connection, ConsumerEvent};
 use crate::error::{ClientError, Result};
 use crate::message::{Message, MessageId};
+use crate::topic_name::full_topic_name;
 
 /// Consumer settings.
 #[derive(Debug, Clone)]
@@ -61,6 +62,18 @@ struct Slot {
     end_of_topic: bool,
 }
 
+impl PulsarClient {
+    /// Subscribes to `topic` (all partitions when it is partitioned).
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        subscription: &str,
+        options: ConsumerOptions,
+    ) -> Result<Consumer> {
+        Consumer::create(self, &full_topic_name(topic), subscription, options).await
+    }
+}
+
 /// A consumer on a topic or on every partition of a partitioned topic.
 pub struct Consumer {
     topic: String,
@@ -79,14 +92,7 @@ impl Consumer {
         subscription: &str,
         options: ConsumerOptions,
     ) -> Result<Consumer> {
-        let n = client.partitions(topic).await?;
-        let topics: Vec<(String, i32)> = if n == 0 {
-            vec![(topic.to_owned(), -1)]
-        } else {
-            (0..n)
-                .map(|i| (partition_name(topic, i), i as i32))
-                .collect()
-        };
+        let topics = client.partition_topics(topic).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let mut slots = Vec::with_capacity(topics.len());
         for (i, (t, partition)) in topics.into_iter().enumerate() {

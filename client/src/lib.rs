@@ -22,11 +22,13 @@ mod consumer;
 mod error;
 mod message;
 mod producer;
+mod topic_name;
 
-pub use client::{PulsarClient, full_topic_name, partition_name};
+pub use client::PulsarClient;
 pub use consumer::{Consumer, ConsumerOptions};
 pub use error::{ClientError, Result};
 pub use message::{Message, MessageId, OutgoingMessage};
 pub use producer::{Producer, ProducerOptions, SendFuture};
 pub use strata_proto::pulsar::command_subscribe::{InitialPosition, SubType};
 pub use strata_proto::pulsar::{CompressionType, Schema};
+pub use topic_name::{full_topic_name, partition_name};

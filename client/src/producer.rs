@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use strata_common::clock::now_ms;
 use strata_proto::batch::write_batch_message;
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
@@ -17,11 +18,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::client::{PulsarClient, partition_name};
+use crate::client::PulsarClient;
 use crate::compression;
 use crate::connection::{Connection, ProducerEvent};
 use crate::error::{ClientError, Result};
 use crate::message::{MessageId, OutgoingMessage};
+use crate::topic_name::full_topic_name;
 
 /// Producer settings.
 #[derive(Debug, Clone)]
@@ -96,6 +98,13 @@ struct PartitionProducer {
     producer_id: u64,
 }
 
+impl PulsarClient {
+    /// Creates a producer on `topic` (all partitions when it is partitioned).
+    pub async fn producer(&self, topic: &str, options: ProducerOptions) -> Result<Producer> {
+        Producer::create(self, &full_topic_name(topic), options).await
+    }
+}
+
 /// A producer on a topic or on every partition of a partitioned topic.
 pub struct Producer {
     topic: String,
@@ -110,14 +119,7 @@ impl Producer {
         topic: &str,
         options: ProducerOptions,
     ) -> Result<Producer> {
-        let n = client.partitions(topic).await?;
-        let topics: Vec<(String, i32)> = if n == 0 {
-            vec![(topic.to_owned(), -1)]
-        } else {
-            (0..n)
-                .map(|i| (partition_name(topic, i), i as i32))
-                .collect()
-        };
+        let topics = client.partition_topics(topic).await?;
         let tracker = TaskTracker::new();
         let mut parts = Vec::with_capacity(topics.len());
         for (t, partition) in topics {
@@ -271,12 +273,6 @@ struct ProducerTask {
     deadline: Option<Instant>,
     /// SEND sequence id → (is batch, the messages' replies in order).
     inflight: BTreeMap<u64, (bool, Vec<Queued>)>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {

@@ -21,11 +21,12 @@ use strata_proto::{BookieId, LedgerId};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::client::{
-    BookieSource, Pool, RegisteredBookies, Timeouts, in_write_set, map_client, map_meta,
-    master_key, write_set,
-};
+use crate::bookies::{BookieSource, RegisteredBookies};
+use crate::config::Timeouts;
+use crate::error_map::{map_client, map_meta};
+use crate::pool::Pool;
 use crate::storage::StorageError;
+use crate::write_set::{in_write_set, master_key, write_set};
 
 /// Auto-recovery settings.
 #[derive(Debug, Clone, Copy)]

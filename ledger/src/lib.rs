@@ -3,17 +3,27 @@
 //! - [`storage`]: the [`storage::LedgerStorage`] / [`storage::LedgerWriter`] traits the broker's
 //!   managed ledger codes against (and [`storage::MemStorage`] for unit tests above the trait).
 //! - [`client`]: [`client::BookieLedgerStorage`], ledgers of E bookies with write quorum Qw and
-//!   ack quorum Qa over `strata_bookie::BookieClient`, metadata in `strata_meta`; ensemble
-//!   changes, speculative reads, rack-aware placement.
+//!   ack quorum Qa over `strata_bookie_client::BookieClient`, metadata in `strata_meta`;
+//!   speculative reads, rack-aware placement. Its parts: `config` ([`client::Quorum`],
+//!   [`client::Timeouts`]), `bookies` ([`client::BookieSource`] and its two implementations),
+//!   `pool` (clients by bookie id, replacement picking, replica reads), `write_set` (striping),
+//!   `writer` (one ledger's writer and its ensemble changes), `quarantine`, `error_map`.
 //! - `recovery`: fence + read forward + write back + close (BookKeeper semantics).
 //! - [`autorecovery`]: re-replicates the entries of bookies gone for longer than a grace period.
 //! - [`metrics`]: process-wide Prometheus counters; `metrics::register` adds them to a registry.
 
 pub mod autorecovery;
+mod bookies;
 pub mod client;
+mod config;
+mod error_map;
 pub mod metrics;
 mod placement;
+mod pool;
+mod quarantine;
 mod recovery;
 pub mod storage;
+mod write_set;
+mod writer;
 
 pub use storage::{LedgerStorage, LedgerWriter, StorageError};

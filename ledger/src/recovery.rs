@@ -27,14 +27,15 @@ use std::collections::{BTreeSet, HashMap};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use strata_bookie::ClientError;
-use strata_bookie::client::LacResponse;
+use strata_bookie_client::{ClientError, LacResponse};
 use strata_meta::model::{LedgerMetadata, LedgerState, MetaClient};
 use strata_proto::{BookieId, EntryId, LedgerId};
 use tracing::{info, warn};
 
-use crate::client::{Pool, in_write_set, map_client, map_meta, master_key, write_set};
+use crate::error_map::{map_client, map_meta};
+use crate::pool::Pool;
 use crate::storage::StorageError;
+use crate::write_set::{in_write_set, master_key, write_set};
 
 /// Entries read (and written back) concurrently during recovery.
 const RECOVERY_BATCH: u64 = 16;

@@ -81,6 +81,7 @@ pub mod metrics;
 pub mod model;
 pub mod retry;
 mod session;
+mod session_id;
 mod store;
 
 pub use bytes::Bytes;
@@ -89,7 +90,7 @@ pub use error::{MetaError, Result};
 pub use etcd::{EndpointStatus, EtcdOptions, EtcdStore};
 pub use local::{HISTORY_EVENTS, LocalStore};
 pub use session::{EphemeralOptions, Reestablished, Session};
+pub use session_id::SessionId;
 pub use store::{
-    EventKind, Expected, KeyValue, MetadataStore, Scan, SessionId, Stat, Versioned, WatchEvent,
-    WatchStream,
+    EventKind, Expected, KeyValue, MetadataStore, Scan, Stat, Versioned, WatchEvent, WatchStream,
 };

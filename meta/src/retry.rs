@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::Rng;
+use strata_common::backoff::{self, BackoffPolicy};
 
 use crate::error::{MetaError, Result};
 use crate::store::{Expected, MetadataStore, Stat, Versioned};
@@ -15,7 +15,7 @@ pub struct RetryPolicy {
     /// Attempts before giving up with [`MetaError::Contention`] (conflicts) or the last
     /// retryable error.
     pub max_attempts: u32,
-    /// First backoff; doubles up to `max_backoff`, with full jitter.
+    /// First backoff; doubles up to `max_backoff`, each drawn at random from its upper half.
     pub initial_backoff: Duration,
     /// Largest backoff.
     pub max_backoff: Duration,
@@ -32,15 +32,11 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Sleeps the jittered backoff of attempt `attempt` (1-based).
-    pub async fn backoff(&self, attempt: u32) {
-        let exp = self
-            .initial_backoff
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max_backoff);
-        let nanos = exp.as_nanos().min(u64::MAX as u128) as u64;
-        let wait = rand::rng().random_range(0..=nanos.max(1));
-        tokio::time::sleep(Duration::from_nanos(wait)).await;
+    /// The jittered backoff between attempts: `max_attempts - 1` delays.
+    pub fn backoff_policy(&self) -> BackoffPolicy {
+        BackoffPolicy::exponential(self.initial_backoff, self.max_backoff)
+            .with_jitter()
+            .with_max_retries(self.max_attempts.saturating_sub(1) as usize)
     }
 }
 
@@ -70,9 +66,8 @@ pub async fn update<F>(
 where
     F: FnMut(Option<&Versioned>) -> Result<Change> + Send,
 {
-    let mut attempt = 0;
+    let mut backoff = policy.backoff_policy().start();
     loop {
-        attempt += 1;
         let outcome = async {
             let current = store.get(key).await?;
             let expected = match &current {
@@ -94,17 +89,16 @@ where
         match outcome {
             Ok(stat) => return Ok(stat),
             Err(e) if e.is_conflict() || e.is_retryable() => {
-                if attempt >= policy.max_attempts {
+                if !backoff.sleep().await {
                     return Err(if e.is_conflict() {
                         MetaError::Contention {
                             key: key.to_owned(),
-                            attempts: attempt,
+                            attempts: u32::try_from(backoff.retries() + 1).unwrap_or(u32::MAX),
                         }
                     } else {
                         e
                     });
                 }
-                policy.backoff(attempt).await;
             }
             Err(e) => return Err(e),
         }
@@ -113,18 +107,9 @@ where
 
 /// Runs `op` until it succeeds or fails with a non-retryable error, at most
 /// `policy.max_attempts` times.
-pub async fn with_retry<T, Fut>(policy: RetryPolicy, mut op: impl FnMut() -> Fut) -> Result<T>
+pub async fn with_retry<T, Fut>(policy: RetryPolicy, op: impl FnMut() -> Fut) -> Result<T>
 where
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match op().await {
-            Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
-                policy.backoff(attempt).await;
-            }
-            other => return other,
-        }
-    }
+    backoff::retry(policy.backoff_policy(), op, MetaError::is_retryable).await
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::SessionId;
+use crate::session_id::SessionId;
 
 /// How an ephemeral key is treated by [`crate::MetadataStore::reestablish_session`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

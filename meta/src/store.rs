@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{MetaError, Result};
 use crate::session::{EphemeralOptions, Reestablished, Session};
+use crate::session_id::SessionId;
 
 /// The precondition of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +45,6 @@ impl Expected {
         }
     }
 }
-
-/// The id of a session (the etcd lease id; a process-local counter in [`crate::LocalStore`]).
-pub type SessionId = i64;
 
 /// Version information of a stored key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

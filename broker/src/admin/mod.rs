@@ -25,7 +25,6 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use strata_auth::{AuthzError, Resource, RestOperation};
-use strata_meta::model::TopicPath;
 
 use crate::error::BrokerError;
 use crate::service::BrokerService;
@@ -253,22 +252,12 @@ impl Caller {
         }
         let info = s.tenant_info(&name.tenant).await?;
         let pol = s.policies(&name.tenant, &name.namespace).await?;
-        let path = topic_path(name);
+        let path = name.meta_path();
         let mut r = Resource::topic(&path, info.as_ref(), pol.as_ref());
         if let Some(sub) = sub {
             r = r.with_subscription(sub);
         }
         Ok(sec.check_rest(self.role(), op, &r)?)
-    }
-}
-
-/// `strata_meta`'s path form of a topic name.
-pub fn topic_path(name: &TopicName) -> TopicPath {
-    TopicPath {
-        domain: name.domain.clone(),
-        tenant: name.tenant.clone(),
-        namespace: name.namespace.clone(),
-        topic: name.local.clone(),
     }
 }
 

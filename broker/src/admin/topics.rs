@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use strata_common::clock::now_ms;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -102,13 +102,6 @@ struct StatsQuery {
 struct MessageIdBody {
     ledger_id: i64,
     entry_id: i64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn list(
@@ -308,10 +301,10 @@ async fn topic_stats_json(t: &Topic) -> Value {
         .map(|n| json!({ "producerName": n }))
         .collect();
     json!({
-        "msgInCounter": t.series.in_messages.get(),
-        "bytesInCounter": t.series.in_bytes.get(),
-        "msgOutCounter": t.series.out_messages.get(),
-        "bytesOutCounter": t.series.out_bytes.get(),
+        "msgInCounter": t.series().in_messages.get(),
+        "bytesInCounter": t.series().in_bytes.get(),
+        "msgOutCounter": t.series().out_messages.get(),
+        "bytesOutCounter": t.series().out_bytes.get(),
         "storageSize": t.ledger().storage_size(),
         "backlogSize": backlog_total,
         "publishers": publishers,
@@ -448,7 +441,7 @@ async fn terminate(
     let topic = existing(&s, &n).await?;
     let last = topic.ledger().terminate().await?;
     Ok(Json(
-        json!({ "ledgerId": last.ledger, "entryId": last.entry, "partitionIndex": topic.partition }),
+        json!({ "ledgerId": last.ledger, "entryId": last.entry, "partitionIndex": topic.partition() }),
     ))
 }
 
@@ -791,7 +784,7 @@ async fn last_message_id(
     let topic = existing(&s, &n).await?;
     let p = topic.ledger().last_confirmed();
     Ok(Json(
-        json!({ "ledgerId": p.ledger, "entryId": p.entry, "partitionIndex": topic.partition }),
+        json!({ "ledgerId": p.ledger, "entryId": p.entry, "partitionIndex": topic.partition() }),
     ))
 }
 

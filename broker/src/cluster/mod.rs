@@ -730,11 +730,11 @@ impl ClusterOwnership {
         let Some(svc) = self.service() else { return };
         let mut names = Vec::new();
         for t in svc.loaded_topics().await {
-            if t.name.tenant == b.tenant
-                && t.name.namespace == b.namespace
-                && self.bundle_for(&t.name).await.is_ok_and(|x| x == *b)
+            if t.name().tenant == b.tenant
+                && t.name().namespace == b.namespace
+                && self.bundle_for(&t.name()).await.is_ok_and(|x| x == *b)
             {
-                names.push(t.name.clone());
+                names.push(t.name().clone());
             }
         }
         futures::future::join_all(names.iter().map(|n| svc.unload(n, assigned.clone()))).await;
@@ -1095,8 +1095,8 @@ impl ClusterOwnership {
         let topics = svc.loaded_topics().await;
         let (mut msg_in, mut msg_out) = (0u64, 0u64);
         for t in &topics {
-            msg_in += t.series.in_messages.get();
-            msg_out += t.series.out_messages.get();
+            msg_in += t.series().in_messages.get();
+            msg_out += t.series().out_messages.get();
         }
         let (rate_in, rate_out) = rates.update(msg_in, msg_out);
         let report = LoadReport {

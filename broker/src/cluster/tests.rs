@@ -133,7 +133,11 @@ async fn lookups_go_through_the_leader_to_the_least_loaded_broker() {
         Ok(_) => panic!("B loaded a topic A owns"),
     }
     let topic = a.svc.topic(&t1, true).await.unwrap();
-    topic.publish(Bytes::from_static(b"x"), 1).await.unwrap();
+    topic
+        .ledger()
+        .append(Bytes::from_static(b"x"))
+        .await
+        .unwrap();
 
     // Unloading the bundle on its owner frees it: B takes it on the next producer.
     assert_eq!(
@@ -153,7 +157,11 @@ async fn lookups_go_through_the_leader_to_the_least_loaded_broker() {
     assert!(a.own.owned_bundles().is_empty());
     assert!(a.svc.loaded_topics().await.is_empty());
     let moved = b.svc.topic(&t1, true).await.unwrap();
-    let p = moved.publish(Bytes::from_static(b"y"), 1).await.unwrap();
+    let p = moved
+        .ledger()
+        .append(Bytes::from_static(b"y"))
+        .await
+        .unwrap();
     assert!(p.entry >= 0);
     assert_eq!(
         moved
@@ -190,7 +198,7 @@ async fn a_fenced_owner_unloads_the_topic_and_releases_the_bundle() {
         .unwrap();
     let mut last_a = crate::position::Position::EARLIEST;
     for i in 0..5u8 {
-        last_a = ta.publish(Bytes::from(vec![i]), 1).await.unwrap();
+        last_a = ta.ledger().append(Bytes::from(vec![i])).await.unwrap();
     }
     // A's lease "expires" on the server while A does not know yet (split brain): its owner key
     // disappears and B takes the bundle; opening the topic on B fences A's ledger.
@@ -207,7 +215,12 @@ async fn a_fenced_owner_unloads_the_topic_and_releases_the_bundle() {
     let cursor_before = store.get(&cursor_key).await.unwrap().unwrap().stat;
     // A's next add is fenced: it fails, and A unloads the topic and gives the bundle up
     // promptly (no cursor flush of a topic it no longer owns).
-    assert!(ta.publish(Bytes::from_static(b"late"), 1).await.is_err());
+    assert!(
+        ta.ledger()
+            .append(Bytes::from_static(b"late"))
+            .await
+            .is_err()
+    );
     tokio::time::timeout(Duration::from_secs(3), async {
         while !a.own.owned_bundles().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -234,7 +247,7 @@ async fn a_fenced_owner_unloads_the_topic_and_releases_the_bundle() {
     ));
     // Nothing A acknowledged is lost, nothing after the fence is visible, ids move forward.
     assert_eq!(tb.ledger().last_confirmed(), last_a);
-    let next = tb.publish(Bytes::from_static(b"b"), 1).await.unwrap();
+    let next = tb.ledger().append(Bytes::from_static(b"b")).await.unwrap();
     assert!(next > last_a);
     let mut p = crate::position::Position::EARLIEST;
     let mut seen = Vec::new();
@@ -287,7 +300,11 @@ async fn session_loss_keeps_serving_and_reclaims_or_drops_bundles() {
         n == 2
     })
     .await;
-    topic1.publish(Bytes::from_static(b"z"), 1).await.unwrap();
+    topic1
+        .ledger()
+        .append(Bytes::from_static(b"z"))
+        .await
+        .unwrap();
     assert!(
         MetaClient::new(store.clone(), Paths::default())
             .brokers()
@@ -357,7 +374,7 @@ async fn the_leader_moves_a_bundle_to_an_idle_broker() {
         }
         found.unwrap()
     };
-    assert_eq!(b.svc.topic(&t, true).await.unwrap().name, t);
+    assert_eq!(*b.svc.topic(&t, true).await.unwrap().name(), t);
     assert_eq!(b.own.owned_bundles(), vec![gone]);
     a.own.shutdown().await;
     b.own.shutdown().await;
@@ -387,7 +404,7 @@ async fn a_bundle_whose_owner_refuses_connections_is_taken_over_at_once() {
     // A, still running here, gets fenced on its next add and gives the bundle up.
     let ta = a.svc.loaded_topics().await;
     if let Some(ta) = ta.first() {
-        assert!(ta.publish(Bytes::from_static(b"x"), 1).await.is_err());
+        assert!(ta.ledger().append(Bytes::from_static(b"x")).await.is_err());
     }
     eventually("a gives up", async || a.own.owned_bundles().is_empty()).await;
 }

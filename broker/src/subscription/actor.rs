@@ -12,11 +12,13 @@ use tracing::{debug, warn};
 use super::consumers::Consumers;
 use super::delayed::{DelayedDeliveryTracker, InMemoryDelayedTracker};
 use super::dispatch_rate::DispatchRate;
-use super::dispatcher::{self, Dispatcher};
+use super::dispatcher::Dispatcher;
 use super::flusher::STOP;
 use super::read_position::{ReadAhead, Replay};
 use super::types::SubscriptionConfig;
-use super::{Cmd, now_ms};
+use strata_common::clock::now_ms;
+
+use super::Cmd;
 use crate::cursor::AckState;
 use crate::error::BrokerError;
 use crate::managed_ledger::ManagedLedger;
@@ -79,7 +81,7 @@ impl Actor {
             .map(|t| metrics.topic(&t))
             .unwrap_or_default();
         let mut actor = Actor {
-            dispatcher: dispatcher::for_type(SubType::Exclusive, id.partition),
+            dispatcher: super::dispatcher_for(SubType::Exclusive, id.partition),
             id,
             lac: ml.watch_lac(),
             reads: ReadAhead::new(acks.mark_delete()),

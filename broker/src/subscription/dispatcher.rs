@@ -1,15 +1,13 @@
 //! The dispatcher: which consumer gets an entry. One implementation per subscription type
-//! ([`SingleActive`] for Exclusive and Failover, [`Shared`], [`KeyShared`]); the dispatch loop in
-//! `dispatch.rs` is the same for all of them and asks the dispatcher at each entry.
+//! (`single_active.rs` for Exclusive and Failover, `shared.rs`, `key_shared.rs`; the
+//! subscription's `mod.rs` picks one); the dispatch loop in `dispatch.rs` is the same for all of
+//! them and asks the dispatcher at each entry.
 
 use strata_proto::pulsar::command_subscribe::SubType;
 
 use super::consumers::Consumers;
 use super::entry::EntryView;
-use super::key_shared::KeyShared;
 use super::read_position::Replay;
-use super::shared::Shared;
-use super::single_active::SingleActive;
 use super::types::ConsumerSpec;
 use crate::error::Result;
 use crate::position::Position;
@@ -78,14 +76,4 @@ pub(super) trait Dispatcher: Send + Sync {
 
     /// Forgets all state (seek: every consumer is disconnected).
     fn reset(&mut self) {}
-}
-
-/// The dispatcher of a subscription type. `partition` spreads Failover partitions over
-/// consumers.
-pub(super) fn for_type(sub_type: SubType, partition: i32) -> Box<dyn Dispatcher> {
-    match sub_type {
-        SubType::Exclusive | SubType::Failover => Box::new(SingleActive::new(sub_type, partition)),
-        SubType::Shared => Box::new(Shared::default()),
-        SubType::KeyShared => Box::new(KeyShared::default()),
-    }
 }

@@ -3,7 +3,6 @@
 use tracing::debug;
 
 use super::actor::Actor;
-use super::dispatcher;
 use super::types::ConsumerSpec;
 use crate::error::{BrokerError, Result};
 use crate::position::Position;
@@ -28,7 +27,7 @@ impl Actor {
             }
             self.dispatcher.admit(&self.consumers, &spec)?;
         } else if current != spec.sub_type {
-            let fresh = dispatcher::for_type(spec.sub_type, self.id.partition);
+            let fresh = super::dispatcher_for(spec.sub_type, self.id.partition);
             fresh.admit(&self.consumers, &spec)?;
             self.dispatcher = fresh;
         } else {

@@ -36,7 +36,6 @@ mod types;
 mod tests;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -47,7 +46,9 @@ use crate::managed_ledger::ManagedLedger;
 use crate::metrics::Metrics;
 use crate::position::Position;
 use actor::{Actor, Identity};
+use dispatcher::Dispatcher;
 use flusher::Flusher;
+use strata_proto::pulsar::command_subscribe::SubType;
 
 pub use crate::cursor_store::cursor_key;
 pub use crate::outbound::Outbound;
@@ -101,12 +102,16 @@ fn initial_mark_delete(ml: &ManagedLedger, initial: InitialPosition) -> Position
     }
 }
 
-/// Wall-clock milliseconds (delayed delivery times are wall-clock).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The dispatcher of a subscription type. `partition` spreads Failover partitions over
+/// consumers.
+fn dispatcher_for(sub_type: SubType, partition: i32) -> Box<dyn Dispatcher> {
+    match sub_type {
+        SubType::Exclusive | SubType::Failover => {
+            Box::new(single_active::SingleActive::new(sub_type, partition))
+        }
+        SubType::Shared => Box::new(shared::Shared::default()),
+        SubType::KeyShared => Box::new(key_shared::KeyShared::default()),
+    }
 }
 
 impl Subscription {

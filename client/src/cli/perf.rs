@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -428,12 +428,6 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
     Ok(())
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let client = super::common::connect(&args.service_url, &args.connect).await?;
     let topics = topic_names(&args.topic, args.num_topics);
@@ -499,7 +493,9 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
                 };
                 match m {
                     Ok(m) => {
-                        let e2e = Duration::from_millis(now_ms().saturating_sub(m.publish_time));
+                        let e2e = Duration::from_millis(
+                            strata_common::clock::now_ms().saturating_sub(m.publish_time),
+                        );
                         stats.record(m.payload.len(), e2e);
                         if consumer.ack(&m).await.is_err() {
                             stats.failures.fetch_add(1, Ordering::Relaxed);

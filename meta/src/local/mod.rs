@@ -25,9 +25,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{MetaError, Result};
 use crate::session::{EphemeralOptions, Reestablished, Session};
+use crate::session_id::SessionId;
 use crate::store::{
-    EventKind, Expected, KeyValue, MetadataStore, Scan, SessionId, Stat, Versioned, WATCH_QUEUE,
-    WatchEvent, WatchStream, check_key,
+    EventKind, Expected, KeyValue, MetadataStore, Scan, Stat, Versioned, WATCH_QUEUE, WatchEvent,
+    WatchStream, check_key,
 };
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");

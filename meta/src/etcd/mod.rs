@@ -13,6 +13,12 @@
 //!   has succeeded for `ttl - margin` (measured from when the last successful request was
 //!   *sent*, so the server-side lease is certainly still valid at that point).
 
+mod convert;
+mod inner;
+mod keepalive;
+mod options;
+mod watch;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,20 +28,28 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse,
 };
+use strata_common::backoff::BackoffPolicy;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use self::convert::{
+    compare_for, etcd_retryable, key_of, lease_not_found, map_err, prefix_end, stat_of, txn_get,
+    versioned_of,
+};
+use self::inner::{Endpoint, Inner};
+use self::keepalive::keep_alive_loop;
+pub use self::options::{EndpointStatus, EtcdOptions};
+use self::watch::watch_loop;
 use crate::error::{MetaError, Result};
-use crate::session::{EphemeralOptions, Reestablished, Session, SessionInner};
+use crate::session::{EphemeralOptions, Reestablished, Session};
 use crate::store::{
-    EventKind, Expected, KeyValue, MetadataStore, Scan, Stat, Versioned, WATCH_QUEUE, WatchEvent,
-    WatchStream, check_key,
+    Expected, KeyValue, MetadataStore, Scan, Stat, Versioned, WATCH_QUEUE, WatchStream, check_key,
 };
 
 static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
@@ -43,47 +57,9 @@ static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 /// Keys per page of a scan (etcd responses are limited in size).
 const SCAN_PAGE: i64 = 512;
 
-/// Connection settings of an [`EtcdStore`].
-#[derive(Debug, Clone)]
-pub struct EtcdOptions {
-    /// Client URLs, e.g. `http://127.0.0.1:2379`. Several: members of one cluster.
-    pub endpoints: Vec<String>,
-    /// Upper bound of one store call, failover and retries included.
-    pub request_timeout: Duration,
-    /// Upper bound of one attempt on one endpoint.
-    pub attempt_timeout: Duration,
-    /// TCP connect timeout.
-    pub connect_timeout: Duration,
-}
-
-impl EtcdOptions {
-    /// Defaults for these endpoints: 10 s per call, 3 s per attempt, 1 s to connect.
-    pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
-        Self {
-            endpoints: endpoints.into_iter().map(Into::into).collect(),
-            request_timeout: Duration::from_secs(10),
-            attempt_timeout: Duration::from_secs(3),
-            connect_timeout: Duration::from_secs(1),
-        }
-    }
-}
-
-/// What one etcd endpoint reported (see [`EtcdStore::endpoint_status`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointStatus {
-    /// Client URL.
-    pub endpoint: String,
-    /// Whether it answered.
-    pub reachable: bool,
-    /// Whether it is the Raft leader.
-    pub is_leader: bool,
-    /// etcd server version.
-    pub version: String,
-    /// Database size in bytes.
-    pub db_size: u64,
-    /// Why it did not answer.
-    pub error: Option<String>,
-}
+/// Between rounds of a request that failed on every endpoint.
+const ROUND_BACKOFF: BackoffPolicy =
+    BackoffPolicy::exponential(Duration::from_millis(20), Duration::from_millis(500));
 
 /// The metadata store over an etcd cluster. Cheap to clone.
 #[derive(Clone)]
@@ -91,132 +67,11 @@ pub struct EtcdStore {
     inner: Arc<Inner>,
 }
 
-struct Endpoint {
-    url: String,
-    client: Client,
-}
-
-struct Inner {
-    endpoints: Vec<Endpoint>,
-    preferred: AtomicUsize,
-    opts: EtcdOptions,
-    store_id: u64,
-    /// Sessions created by this store (to revoke their leases on close).
-    sessions: parking_lot::Mutex<HashMap<i64, Weak<SessionInner>>>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
-}
-
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdStore")
             .field("endpoints", &self.inner.opts.endpoints)
             .finish()
-    }
-}
-
-/// Whether retrying the same request (possibly on another member) may succeed.
-fn etcd_retryable(e: &etcd_client::Error) -> bool {
-    use tonic::Code;
-    match e {
-        etcd_client::Error::GRpcStatus(s) => matches!(
-            s.code(),
-            Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::Unknown
-                | Code::Cancelled
-                | Code::Aborted
-                | Code::ResourceExhausted
-        ),
-        etcd_client::Error::TransportError(_)
-        | etcd_client::Error::IoError(_)
-        | etcd_client::Error::EndpointError(_)
-        | etcd_client::Error::WatchError(_)
-        | etcd_client::Error::LeaseKeepAliveError(_) => true,
-        _ => false,
-    }
-}
-
-fn lease_not_found(e: &etcd_client::Error) -> bool {
-    match e {
-        etcd_client::Error::GRpcStatus(s) => {
-            s.code() == tonic::Code::NotFound && s.message().contains("lease not found")
-        }
-        etcd_client::Error::LeaseKeepAliveError(m) => m.contains("lease not found"),
-        _ => false,
-    }
-}
-
-fn map_err(e: etcd_client::Error) -> MetaError {
-    if etcd_retryable(&e) {
-        MetaError::Unavailable(e.to_string())
-    } else if let etcd_client::Error::GRpcStatus(s) = &e
-        && s.code() == tonic::Code::OutOfRange
-        && s.message().contains("compacted")
-    {
-        MetaError::Compacted {
-            requested: 0,
-            oldest: 0,
-        }
-    } else {
-        MetaError::Etcd(e.to_string())
-    }
-}
-
-fn stat_of(kv: &etcd_client::KeyValue) -> Stat {
-    Stat {
-        version: kv.version().max(0) as u64,
-        create_revision: kv.create_revision().max(0) as u64,
-        mod_revision: kv.mod_revision().max(0) as u64,
-        session: (kv.lease() != 0).then_some(kv.lease()),
-    }
-}
-
-fn versioned_of(kv: &etcd_client::KeyValue) -> Versioned {
-    Versioned {
-        value: Bytes::copy_from_slice(kv.value()),
-        stat: stat_of(kv),
-    }
-}
-
-fn key_of(kv: &etcd_client::KeyValue) -> Result<String> {
-    kv.key_str()
-        .map(str::to_owned)
-        .map_err(|_| MetaError::Decode {
-            key: String::from_utf8_lossy(kv.key()).into_owned(),
-            reason: "key is not UTF-8".into(),
-        })
-}
-
-/// The end of the key range holding every key that starts with `prefix` (etcd's convention).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
-fn compare_for(key: &str, expected: Expected) -> Vec<Compare> {
-    match expected {
-        Expected::Any => vec![],
-        Expected::Absent => vec![Compare::version(key, CompareOp::Equal, 0)],
-        Expected::Version(v) => vec![Compare::version(
-            key,
-            CompareOp::Equal,
-            i64::try_from(v).unwrap_or(i64::MAX),
-        )],
-    }
-}
-
-/// The key-value of the `Get` at `index` of a transaction's responses.
-fn txn_get(resp: &TxnResponse, index: usize) -> Option<etcd_client::KeyValue> {
-    match resp.op_responses().into_iter().nth(index) {
-        Some(TxnOpResponse::Get(g)) => g.kvs().first().cloned(),
-        _ => None,
     }
 }
 
@@ -306,7 +161,7 @@ impl EtcdStore {
 
     /// The endpoint requests currently go to.
     pub fn preferred_endpoint(&self) -> &str {
-        let i = self.inner.preferred.load(Ordering::Relaxed) % self.inner.endpoints.len();
+        let i = self.inner.preferred();
         &self.inner.endpoints[i].url
     }
 
@@ -321,12 +176,12 @@ impl EtcdStore {
         let n = inner.endpoints.len();
         let deadline = Instant::now() + inner.opts.request_timeout;
         let mut attempts = 0u32;
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = ROUND_BACKOFF.start();
         loop {
             if inner.cancel.is_cancelled() {
                 return Err(MetaError::Closed);
             }
-            let idx = inner.preferred.load(Ordering::Relaxed) % n;
+            let idx = inner.preferred();
             let client = inner.endpoints[idx].client.clone();
             attempts += 1;
             let now = Instant::now();
@@ -341,21 +196,16 @@ impl EtcdStore {
                 Err(_) => "attempt timed out".to_owned(),
             };
             debug!(op = what, endpoint = %inner.endpoints[idx].url, error = %err, "etcd request failed, trying next endpoint");
-            self.rotate(idx);
+            self.inner.rotate(idx);
             if attempts as usize % n == 0 {
                 // Every endpoint failed once: back off before the next round.
-                let wake = (Instant::now() + backoff).min(deadline);
-                tokio::time::sleep_until(wake).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
+                let delay = backoff.next_delay().unwrap_or(ROUND_BACKOFF.max());
+                tokio::time::sleep_until((Instant::now() + delay).min(deadline)).await;
                 if Instant::now() >= deadline {
                     return Err(MetaError::Unavailable(format!("{what}: {err}")));
                 }
             }
         }
-    }
-
-    fn rotate(&self, failed: usize) {
-        rotate(&self.inner, failed);
     }
 
     async fn put_inner(
@@ -444,6 +294,54 @@ impl EtcdStore {
         })
     }
 
+    /// Reads every key under `prefix` page by page at one revision (the first page's), handing
+    /// each to `f`; returns that revision. `keys_only` pages are larger.
+    async fn scan_pages(
+        &self,
+        what: &'static str,
+        prefix: &str,
+        keys_only: bool,
+        mut f: impl FnMut(&etcd_client::KeyValue) -> Result<()>,
+    ) -> Result<u64> {
+        if prefix.is_empty() {
+            return Err(MetaError::InvalidArgument("empty prefix".into()));
+        }
+        let end = prefix_end(prefix.as_bytes());
+        let mut start = prefix.as_bytes().to_vec();
+        let mut revision = 0i64;
+        loop {
+            let mut opts = GetOptions::new().with_range(end.clone());
+            opts = if keys_only {
+                opts.with_limit(SCAN_PAGE * 8).with_keys_only()
+            } else {
+                opts.with_limit(SCAN_PAGE)
+            };
+            if revision > 0 {
+                opts = opts.with_revision(revision);
+            }
+            let (resp, _) = self
+                .call(what, |mut c| {
+                    let (start, opts) = (start.clone(), opts.clone());
+                    async move { c.get(start, Some(opts)).await }
+                })
+                .await?;
+            if revision == 0 {
+                revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            for kv in resp.kvs() {
+                f(kv)?;
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok(revision.max(0) as u64)
+    }
+
     async fn revoke(&self, id: i64) -> Result<()> {
         let r = self
             .call("lease_revoke", |mut c| async move {
@@ -497,269 +395,6 @@ impl EtcdStore {
             key: key.to_owned(),
             attempts: 8,
         })
-    }
-}
-
-fn rotate(inner: &Inner, failed: usize) {
-    let n = inner.endpoints.len();
-    if n > 1
-        && inner
-            .preferred
-            .compare_exchange(
-                failed,
-                (failed + 1) % n,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-    {
-        crate::metrics::global().endpoint_failovers.inc();
-    }
-}
-
-fn session_margin(ttl: Duration) -> Duration {
-    (ttl / 4).max(Duration::from_millis(500)).min(ttl / 2)
-}
-
-/// Keeps the lease of `session` alive until it is closed or lost; declares it lost when no
-/// keep-alive succeeded for `ttl - margin`.
-async fn keep_alive_loop(inner: Arc<Inner>, session: Weak<SessionInner>, mut last_ok: Instant) {
-    let Some((ttl, token, id)) = session.upgrade().map(|s| (s.ttl, s.lost.clone(), s.id)) else {
-        return;
-    };
-    let budget = ttl - session_margin(ttl);
-    let interval = (ttl / 6).max(Duration::from_millis(100));
-    let n = inner.endpoints.len();
-    // One endpoint gets at most this long to answer before the next one is tried.
-    let attempt = inner.opts.attempt_timeout.min(budget / 2);
-    let lost = |why: &str| {
-        warn!(session = id, reason = why, "metadata session lost");
-        crate::metrics::session_lost("etcd");
-        token.cancel();
-    };
-    loop {
-        if token.is_cancelled() {
-            return;
-        }
-        if session.strong_count() == 0 {
-            // Every handle was dropped: stop renewing, the lease expires after its TTL.
-            debug!(session = id, "session dropped, keep-alive stops");
-            return;
-        }
-        let lost_at = last_ok + budget;
-        if Instant::now() >= lost_at {
-            lost("no keep-alive acknowledged in time");
-            return;
-        }
-        let idx = inner.preferred.load(Ordering::Relaxed) % n;
-        let mut client = inner.endpoints[idx].client.clone();
-        let sent = Instant::now();
-        let opened = tokio::select! {
-            r = tokio::time::timeout_at(lost_at.min(sent + attempt), client.lease_keep_alive(id)) => r,
-            () = token.cancelled() => return,
-        };
-        let (mut keeper, mut stream) = match opened {
-            Err(_) if Instant::now() >= lost_at => {
-                lost("no keep-alive acknowledged in time");
-                return;
-            }
-            Err(_) => {
-                debug!(session = id, endpoint = %inner.endpoints[idx].url, "keep-alive stream open timed out");
-                rotate(&inner, idx);
-                continue;
-            }
-            Ok(Err(e)) if lease_not_found(&e) => {
-                lost("lease not found");
-                return;
-            }
-            Ok(Err(e)) => {
-                debug!(session = id, endpoint = %inner.endpoints[idx].url, error = %e, "keep-alive stream failed");
-                rotate(&inner, idx);
-                let wake = (Instant::now() + Duration::from_millis(50)).min(lost_at);
-                tokio::select! {
-                    () = tokio::time::sleep_until(wake) => {}
-                    () = token.cancelled() => return,
-                }
-                continue;
-            }
-            Ok(Ok(ks)) => ks,
-        };
-        last_ok = sent;
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(interval) => {}
-                () = token.cancelled() => return,
-            }
-            if session.strong_count() == 0 {
-                debug!(session = id, "session dropped, keep-alive stops");
-                return;
-            }
-            let lost_at = last_ok + budget;
-            let sent = Instant::now();
-            if keeper.keep_alive().await.is_err() {
-                rotate(&inner, idx);
-                break;
-            }
-            let resp = tokio::select! {
-                r = tokio::time::timeout_at(lost_at.min(sent + attempt), stream.message()) => r,
-                () = token.cancelled() => return,
-            };
-            match resp {
-                Err(_) if Instant::now() >= lost_at => {
-                    lost("no keep-alive acknowledged in time");
-                    return;
-                }
-                Err(_) => {
-                    // This endpoint is slow or unreachable: reopen on the next one.
-                    rotate(&inner, idx);
-                    break;
-                }
-                Ok(Ok(Some(r))) if r.ttl() > 0 => last_ok = sent,
-                Ok(Ok(Some(_))) => {
-                    lost("lease expired");
-                    return;
-                }
-                Ok(Ok(None)) | Ok(Err(_)) => {
-                    rotate(&inner, idx);
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Runs one watch: connects to some endpoint, forwards events, reconnects from the next
-/// revision on any failure.
-async fn watch_loop(
-    inner: Arc<Inner>,
-    prefix: String,
-    start: u64,
-    tx: mpsc::Sender<Result<WatchEvent>>,
-) {
-    let n = inner.endpoints.len();
-    let mut next = start;
-    let mut backoff = Duration::from_millis(20);
-    loop {
-        let idx = inner.preferred.load(Ordering::Relaxed) % n;
-        let mut client = inner.endpoints[idx].client.clone();
-        let opts = WatchOptions::new()
-            .with_prefix()
-            .with_progress_notify()
-            .with_start_revision(i64::try_from(next).unwrap_or(i64::MAX));
-        let opened = tokio::select! {
-            r = tokio::time::timeout(inner.opts.attempt_timeout, client.watch(prefix.as_str(), Some(opts))) => r,
-            () = inner.cancel.cancelled() => {
-                let _ = tx.send(Err(MetaError::Closed)).await;
-                return;
-            }
-            () = tx.closed() => return,
-        };
-        match opened {
-            Ok(Ok(mut stream)) => loop {
-                let msg = tokio::select! {
-                    m = stream.message() => m,
-                    () = inner.cancel.cancelled() => {
-                        let _ = tx.send(Err(MetaError::Closed)).await;
-                        return;
-                    }
-                    () = tx.closed() => return,
-                };
-                match msg {
-                    Ok(Some(resp)) => {
-                        if resp.canceled() {
-                            if resp.compact_revision() > 0 {
-                                let _ = tx
-                                    .send(Err(MetaError::Compacted {
-                                        requested: next,
-                                        oldest: resp.compact_revision() as u64,
-                                    }))
-                                    .await;
-                                return;
-                            }
-                            debug!(
-                                reason = resp.cancel_reason(),
-                                "watch cancelled by etcd, reconnecting"
-                            );
-                            break;
-                        }
-                        backoff = Duration::from_millis(20);
-                        for ev in resp.events() {
-                            let Some(kv) = ev.kv() else { continue };
-                            let revision = kv.mod_revision().max(0) as u64;
-                            if revision < next {
-                                continue;
-                            }
-                            let key = match key_of(kv) {
-                                Ok(k) => k,
-                                Err(e) => {
-                                    warn!(error = %e, "skipping watch event");
-                                    continue;
-                                }
-                            };
-                            let event = match ev.event_type() {
-                                EventType::Put => WatchEvent {
-                                    kind: if kv.version() == 1 {
-                                        EventKind::Create
-                                    } else {
-                                        EventKind::Modify
-                                    },
-                                    key,
-                                    value: Bytes::copy_from_slice(kv.value()),
-                                    version: kv.version().max(0) as u64,
-                                    revision,
-                                },
-                                EventType::Delete => WatchEvent {
-                                    kind: EventKind::Delete,
-                                    key,
-                                    value: Bytes::new(),
-                                    version: 0,
-                                    revision,
-                                },
-                            };
-                            // Events of one revision (a transaction) are all delivered before
-                            // `next` moves past it.
-                            if tx.send(Ok(event)).await.is_err() {
-                                return;
-                            }
-                            next = next.max(revision);
-                        }
-                        if let Some(last) = resp.events().last().and_then(|e| e.kv()) {
-                            next = next.max(last.mod_revision().max(0) as u64 + 1);
-                        } else if !resp.created()
-                            && resp.watch_id() != -1
-                            && let Some(h) = resp.header()
-                        {
-                            // A periodic progress notification for this watcher: etcd sends
-                            // them only to watchers that are in sync, so every event up to this
-                            // revision has been delivered and a reconnect may resume after it.
-                            // (Client-requested progress, watch id -1, is not used: etcd before
-                            // 3.4.24 / 3.5.8 may answer it ahead of pending events.)
-                            next = next.max(h.revision().max(0) as u64 + 1);
-                        }
-                    }
-                    Ok(None) | Err(_) => {
-                        debug!(endpoint = %inner.endpoints[idx].url, "watch stream ended, reconnecting");
-                        rotate(&inner, idx);
-                        break;
-                    }
-                }
-            },
-            Ok(Err(e)) => {
-                debug!(endpoint = %inner.endpoints[idx].url, error = %e, "watch failed to open");
-                rotate(&inner, idx);
-            }
-            Err(_) => rotate(&inner, idx),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = inner.cancel.cancelled() => {
-                let _ = tx.send(Err(MetaError::Closed)).await;
-                return;
-            }
-            () = tx.closed() => return,
-        }
-        crate::metrics::global().watch_reconnects.inc();
-        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -826,47 +461,17 @@ impl MetadataStore for EtcdStore {
     #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", prefix = %prefix))]
     async fn scan(&self, prefix: &str) -> Result<Scan> {
         crate::metrics::timed("etcd", "scan", async {
-            if prefix.is_empty() {
-                return Err(MetaError::InvalidArgument("empty prefix".into()));
-            }
-            let end = prefix_end(prefix.as_bytes());
-            let mut start = prefix.as_bytes().to_vec();
-            let mut revision = 0i64;
             let mut entries = Vec::new();
-            loop {
-                let mut opts = GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(SCAN_PAGE);
-                if revision > 0 {
-                    opts = opts.with_revision(revision);
-                }
-                let (resp, _) = self
-                    .call("scan", |mut c| {
-                        let (start, opts) = (start.clone(), opts.clone());
-                        async move { c.get(start, Some(opts)).await }
-                    })
-                    .await?;
-                if revision == 0 {
-                    revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                }
-                for kv in resp.kvs() {
+            let revision = self
+                .scan_pages("scan", prefix, false, |kv| {
                     entries.push(KeyValue {
                         key: key_of(kv)?,
                         value: versioned_of(kv),
                     });
-                }
-                match resp.kvs().last() {
-                    Some(last) if resp.more() => {
-                        start = last.key().to_vec();
-                        start.push(0);
-                    }
-                    _ => break,
-                }
-            }
-            Ok(Scan {
-                revision: revision.max(0) as u64,
-                entries,
-            })
+                    Ok(())
+                })
+                .await?;
+            Ok(Scan { revision, entries })
         })
         .await
     }
@@ -874,42 +479,14 @@ impl MetadataStore for EtcdStore {
     #[tracing::instrument(level = "debug", skip_all, fields(backend = "etcd", prefix = %prefix))]
     async fn scan_keys(&self, prefix: &str) -> Result<(Vec<String>, u64)> {
         crate::metrics::timed("etcd", "scan", async {
-            if prefix.is_empty() {
-                return Err(MetaError::InvalidArgument("empty prefix".into()));
-            }
-            let end = prefix_end(prefix.as_bytes());
-            let mut start = prefix.as_bytes().to_vec();
-            let mut revision = 0i64;
             let mut keys = Vec::new();
-            loop {
-                let mut opts = GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(SCAN_PAGE * 8)
-                    .with_keys_only();
-                if revision > 0 {
-                    opts = opts.with_revision(revision);
-                }
-                let (resp, _) = self
-                    .call("scan_keys", |mut c| {
-                        let (start, opts) = (start.clone(), opts.clone());
-                        async move { c.get(start, Some(opts)).await }
-                    })
-                    .await?;
-                if revision == 0 {
-                    revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                }
-                for kv in resp.kvs() {
+            let revision = self
+                .scan_pages("scan_keys", prefix, true, |kv| {
                     keys.push(key_of(kv)?);
-                }
-                match resp.kvs().last() {
-                    Some(last) if resp.more() => {
-                        start = last.key().to_vec();
-                        start.push(0);
-                    }
-                    _ => break,
-                }
-            }
-            Ok((keys, revision.max(0) as u64))
+                    Ok(())
+                })
+                .await?;
+            Ok((keys, revision))
         })
         .await
     }
@@ -1099,33 +676,5 @@ impl MetadataStore for EtcdStore {
         self.inner.cancel.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_end_matches_etcd() {
-        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
-        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
-    }
-
-    #[test]
-    fn margin_is_sane() {
-        assert_eq!(
-            session_margin(Duration::from_secs(3)),
-            Duration::from_millis(750)
-        );
-        assert_eq!(
-            session_margin(Duration::from_secs(1)),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            session_margin(Duration::from_secs(60)),
-            Duration::from_secs(15)
-        );
     }
 }

@@ -1,4 +1,4 @@
-//! [`BookieClient`]: a typed client of one bookie, used by the broker's ledger client and by tests.
+//! [`BookieClient`]: a typed client of one bookie, used by the ledger client and by tests.
 //! Adds are pipelined on one bidirectional stream per client (opened lazily, reopened after a
 //! failure); every other call is a unary RPC. Clones share the connection.
 
@@ -9,102 +9,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use prost::Message;
 use strata_proto::bookie::bookie_client::BookieClient as GrpcClient;
 use strata_proto::bookie::{
-    AddBatch, AddRequest, DeleteLedgerRequest, ErrorCode, ErrorDetail, FenceRequest,
-    ReadEntryRequest, ReadLacRequest, ReadRangeRequest,
+    AddBatch, AddRequest, DeleteLedgerRequest, ErrorCode, FenceRequest, ReadEntryRequest,
+    ReadLacRequest, ReadRangeRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use crate::service::MAX_MESSAGE_BYTES;
+use crate::error::ClientError;
+use crate::limits::{MAX_MESSAGE_BYTES, WINDOW_BYTES};
 
 /// Most adds sent in one message.
 const MAX_BATCH_ADDS: usize = 1024;
 /// A message stops collecting adds past this many payload bytes.
 const MAX_BATCH_BYTES: usize = 1 << 20;
-
-/// An error of a bookie call.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The ledger is fenced: this writer lost ownership.
-    #[error("ledger fenced: {0}")]
-    Fenced(String),
-    /// Wrong master key.
-    #[error("unauthorized: {0}")]
-    Unauthorized(String),
-    /// The bookie refuses adds.
-    #[error("bookie read-only: {0}")]
-    ReadOnly(String),
-    /// No such ledger on this bookie.
-    #[error("no such ledger: {0}")]
-    NoLedger(String),
-    /// No such entry on this bookie.
-    #[error("no such entry: {0}")]
-    NoEntry(String),
-    /// The bookie found its copy corrupt.
-    #[error("corrupt entry: {0}")]
-    Corrupt(String),
-    /// The request was rejected as malformed.
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    /// The bookie failed internally.
-    #[error("bookie internal error: {0}")]
-    Internal(String),
-    /// The bookie is shutting down.
-    #[error("bookie shutting down")]
-    ShuttingDown,
-    /// The bookie cannot be reached or the connection broke (the add's outcome is unknown).
-    #[error("bookie unavailable: {0}")]
-    Unavailable(String),
-    /// Any other gRPC failure.
-    #[error("rpc failed: {0}")]
-    Rpc(tonic::Status),
-}
-
-impl ClientError {
-    /// Whether trying again (later, or on another bookie) may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Self::ReadOnly(_) | Self::ShuttingDown | Self::Unavailable(_) | Self::Internal(_)
-        )
-    }
-
-    fn from_code(code: ErrorCode, message: String) -> Self {
-        match code {
-            ErrorCode::Fenced => Self::Fenced(message),
-            ErrorCode::Unauthorized => Self::Unauthorized(message),
-            ErrorCode::ReadOnly => Self::ReadOnly(message),
-            ErrorCode::NoLedger => Self::NoLedger(message),
-            ErrorCode::NoEntry => Self::NoEntry(message),
-            ErrorCode::Corrupt => Self::Corrupt(message),
-            ErrorCode::Invalid => Self::Invalid(message),
-            ErrorCode::Internal | ErrorCode::Ok => Self::Internal(message),
-            ErrorCode::ShuttingDown => Self::ShuttingDown,
-        }
-    }
-}
-
-impl From<tonic::Status> for ClientError {
-    fn from(s: tonic::Status) -> Self {
-        if let Ok(d) = ErrorDetail::decode(s.details()) {
-            if let Ok(code) = ErrorCode::try_from(d.code) {
-                if code != ErrorCode::Ok {
-                    return Self::from_code(code, s.message().to_string());
-                }
-            }
-        }
-        match s.code() {
-            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown => {
-                Self::Unavailable(s.message().to_string())
-            }
-            _ => Self::Rpc(s),
-        }
-    }
-}
 
 /// LAC facts returned by [`BookieClient::read_lac`] and [`BookieClient::fence`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +78,8 @@ impl BookieClient {
             .map_err(|e| ClientError::Invalid(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
-            .initial_connection_window_size(crate::server::WINDOW_BYTES * 4)
-            .initial_stream_window_size(crate::server::WINDOW_BYTES))
+            .initial_connection_window_size(WINDOW_BYTES * 4)
+            .initial_stream_window_size(WINDOW_BYTES))
     }
 
     /// Connects to the bookie at `addr` (`host:port`); fails if it cannot be reached now.

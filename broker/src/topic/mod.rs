@@ -1,77 +1,61 @@
-//! A loaded topic: its managed ledger, producers and subscriptions.
+//! A loaded topic: its managed ledger, producers (`producers.rs`: access modes) and
+//! subscriptions. [`Topic::publish`] applies what a SEND goes through before it is appended:
+//! the backlog quota, the publish rate and deduplication.
+
+mod producers;
+
+pub use producers::{ProducerAdmission, ProducerRequest};
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
-use strata_proto::commands;
-use strata_proto::frame::Frame;
-use strata_proto::pulsar::ProducerAccessMode;
-use tokio::sync::oneshot;
-use tracing::{info, warn};
+use strata_proto::frame::Payload;
+use tracing::{debug, warn};
 
 use crate::cursor_store::CursorStore;
+use crate::dedup::{DUPLICATE_POSITION, Dedup, Verdict};
+use crate::error::server_error::PRODUCER_BLOCKED_QUOTA_EXCEEDED_EXCEPTION;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
 use crate::metadata::BrokerMetadata;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TopicMetrics};
 use crate::position::Position;
-use crate::subscription::{InitialPosition, Outbound, Subscription, SubscriptionConfig};
+use crate::subscription::{InitialPosition, Subscription, SubscriptionConfig};
 use crate::topic_name::TopicName;
+use producers::Producers;
 
-/// A producer attached to a topic.
-struct ProducerEntry {
-    name: String,
-    producer_id: u64,
-    mode: ProducerAccessMode,
-    out: Outbound,
-}
-
-/// A producer waiting for exclusive access (WaitForExclusive).
-struct Waiter {
-    key: u64,
-    entry: ProducerEntry,
-    ready: oneshot::Sender<u64>,
-}
-
-#[derive(Default)]
-struct Producers {
-    by_key: HashMap<u64, ProducerEntry>,
-    waiting: Vec<Waiter>,
-}
-
-/// Outcome of adding a producer.
-pub enum ProducerAdmission {
-    /// Ready; the topic epoch.
-    Ready(u64),
-    /// Queued for exclusive access; resolves with the topic epoch when granted.
-    Waiting(oneshot::Receiver<u64>),
+/// What a SEND became.
+pub struct Publish<F> {
+    /// Stop reading from the producer's connection until then (the publish rate: Pulsar
+    /// throttles by pausing reads, nothing is dropped).
+    pub pause_reads_until: Option<tokio::time::Instant>,
+    /// The append, resolving with the entry's position ([`DUPLICATE_POSITION`] for a message
+    /// deduplication dropped), or why the message is refused.
+    pub append: Result<F>,
 }
 
 /// A loaded topic.
 pub struct Topic {
-    /// Its name.
-    pub name: TopicName,
+    name: TopicName,
     /// Partition index, or -1.
-    pub partition: i32,
+    partition: i32,
     ml: ManagedLedger,
     meta: Arc<dyn BrokerMetadata>,
     cursors: CursorStore,
     metrics: Metrics,
     sub_config: SubscriptionConfig,
-    producers: Mutex<Producers>,
+    producers: Producers,
     subs: tokio::sync::Mutex<HashMap<String, Subscription>>,
-    epoch: AtomicU64,
-    /// This topic's metric series.
-    pub series: crate::metrics::TopicMetrics,
+    series: TopicMetrics,
     /// Being unloaded: new producers and consumers are refused (clients retry via lookup).
-    unloading: std::sync::atomic::AtomicBool,
+    unloading: AtomicBool,
     /// The backlog quota is exceeded (set by the policy task, `crate::policy`).
-    pub quota_exceeded: std::sync::atomic::AtomicBool,
+    quota_exceeded: AtomicBool,
     /// Message deduplication state (`crate::dedup`).
-    pub dedup: crate::dedup::Dedup,
+    dedup: Arc<Dedup>,
     retention: Mutex<Option<(Option<u64>, Option<u64>)>>,
     publish_rate: crate::rate::RateClock,
     /// Cancelled once the topic is closed (unloaded).
@@ -95,15 +79,14 @@ impl Topic {
             ml,
             cursors: CursorStore::new(meta.clone()),
             meta,
+            producers: Producers::new(metrics.clone()),
             metrics,
             sub_config,
-            producers: Mutex::new(Producers::default()),
             subs: tokio::sync::Mutex::new(HashMap::new()),
-            epoch: AtomicU64::new(0),
             series,
-            unloading: std::sync::atomic::AtomicBool::new(false),
-            quota_exceeded: std::sync::atomic::AtomicBool::new(false),
-            dedup: crate::dedup::Dedup::default(),
+            unloading: AtomicBool::new(false),
+            quota_exceeded: AtomicBool::new(false),
+            dedup: Arc::new(Dedup::default()),
             retention: Mutex::new(None),
             publish_rate: crate::rate::RateClock::default(),
             closed: tokio_util::sync::CancellationToken::new(),
@@ -115,113 +98,126 @@ impl Topic {
         &self.ml
     }
 
-    /// Appends an entry (the raw `[metadata_size][metadata][payload]` of a SEND). The order is
-    /// fixed at call time.
+    /// Its name.
+    pub fn name(&self) -> &TopicName {
+        &self.name
+    }
+
+    /// Its partition index, or -1.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// Its metric series.
+    pub fn series(&self) -> &TopicMetrics {
+        &self.series
+    }
+
+    /// Its deduplication state.
+    pub fn dedup(&self) -> &Dedup {
+        &self.dedup
+    }
+
+    /// Whether the backlog quota is exceeded.
+    pub fn quota_exceeded(&self) -> bool {
+        self.quota_exceeded.load(Ordering::Acquire)
+    }
+
+    /// Sets the backlog quota state (the policy task); returns the previous one.
+    pub fn set_quota_exceeded(&self, exceeded: bool) -> bool {
+        self.quota_exceeded.swap(exceeded, Ordering::AcqRel)
+    }
+
+    /// Publishes a SEND's payload: refused while the backlog quota is exceeded, charged to the
+    /// publish rate, checked against deduplication, then appended (its order is fixed now).
     pub fn publish(
         &self,
-        raw: Bytes,
-        num_messages: u64,
-    ) -> impl std::future::Future<Output = Result<Position>> + Send + 'static {
-        self.series.in_messages.inc_by(num_messages);
-        self.series.in_bytes.inc_by(raw.len() as u64);
-        self.ml.append(raw)
+        payload: Payload,
+    ) -> Publish<impl Future<Output = Result<Position>> + Send + 'static> {
+        if self.quota_exceeded() {
+            return Publish {
+                pause_reads_until: None,
+                append: Err(BrokerError::LimitReached(
+                    "backlog quota exceeded".into(),
+                    PRODUCER_BLOCKED_QUOTA_EXCEEDED_EXCEPTION,
+                )),
+            };
+        }
+        let messages = payload.metadata.num_messages_in_batch.unwrap_or(1).max(1) as u64;
+        let pause_reads_until = self.throttle(messages, payload.raw.len() as u64);
+        Publish {
+            pause_reads_until,
+            append: self.append(payload, messages),
+        }
+    }
+
+    /// Appends unless deduplication says the message is already stored (then the future
+    /// resolves with [`DUPLICATE_POSITION`]) or an earlier copy is still in flight (refused).
+    fn append(
+        &self,
+        payload: Payload,
+        messages: u64,
+    ) -> Result<impl Future<Output = Result<Position>> + Send + 'static> {
+        let (append, tracked) = if self.dedup.enabled() {
+            let m = &payload.metadata;
+            let producer = m.producer_name.clone();
+            let highest = m.highest_sequence_id.unwrap_or(0).max(m.sequence_id);
+            match self.dedup.check(&producer, highest) {
+                Verdict::Publish => (
+                    Some(self.start_append(payload, messages)),
+                    Some((self.dedup.clone(), producer, highest)),
+                ),
+                Verdict::Duplicate => {
+                    debug!(producer = %producer, seq = highest, "duplicate message dropped");
+                    (None, None)
+                }
+                Verdict::InFlight => {
+                    return Err(BrokerError::ServiceNotReady(
+                        "an earlier copy of this message is still being persisted; retry".into(),
+                    ));
+                }
+            }
+        } else {
+            (Some(self.start_append(payload, messages)), None)
+        };
+        Ok(async move {
+            let Some(append) = append else {
+                return Ok(DUPLICATE_POSITION);
+            };
+            let res = append.await;
+            if let Some((dedup, producer, highest)) = tracked {
+                match &res {
+                    Ok(pos) => dedup.persisted(&producer, highest, *pos),
+                    Err(_) => dedup.failed(&producer),
+                }
+            }
+            res
+        })
+    }
+
+    /// Counts and appends an entry; its order is fixed now.
+    fn start_append(
+        &self,
+        payload: Payload,
+        messages: u64,
+    ) -> impl Future<Output = Result<Position>> + Send + 'static {
+        self.series.in_messages.inc_by(messages);
+        self.series.in_bytes.inc_by(payload.raw.len() as u64);
+        self.ml.append(payload.raw)
     }
 
     /// Adds a producer with the given access mode.
-    pub fn add_producer(
-        &self,
-        key: u64,
-        producer_id: u64,
-        name: &str,
-        mode: ProducerAccessMode,
-        out: Outbound,
-    ) -> Result<ProducerAdmission> {
+    pub fn add_producer(&self, req: ProducerRequest<'_>) -> Result<ProducerAdmission> {
         if self.ml.is_terminated() {
             return Err(BrokerError::TopicTerminated(self.name.to_string()));
         }
         self.check_not_unloading()?;
-        let mut p = self.producers.lock();
-        if p.by_key.values().any(|e| e.name == name)
-            || p.waiting.iter().any(|w| w.entry.name == name)
-        {
-            return Err(BrokerError::ProducerBusy(format!(
-                "producer with name '{name}' is already connected to topic {}",
-                self.name
-            )));
-        }
-        let has_exclusive = p
-            .by_key
-            .values()
-            .any(|e| e.mode != ProducerAccessMode::Shared);
-        let entry = ProducerEntry {
-            name: name.to_owned(),
-            producer_id,
-            mode,
-            out,
-        };
-        match mode {
-            ProducerAccessMode::Shared => {
-                if has_exclusive {
-                    return Err(BrokerError::ProducerBusy(format!(
-                        "topic {} has an exclusive producer",
-                        self.name
-                    )));
-                }
-            }
-            ProducerAccessMode::Exclusive => {
-                if !p.by_key.is_empty() {
-                    return Err(BrokerError::ProducerFenced(format!(
-                        "topic {} already has producers",
-                        self.name
-                    )));
-                }
-                self.epoch.fetch_add(1, Ordering::Relaxed);
-            }
-            ProducerAccessMode::ExclusiveWithFencing => {
-                for (_, old) in p.by_key.drain() {
-                    info!(topic = %self.name, producer = %old.name, "fencing producer");
-                    let _ = old.out.send(Frame::simple(commands::close_producer(
-                        old.producer_id,
-                        0,
-                        None,
-                    )));
-                    self.metrics.producers.dec();
-                }
-                self.epoch.fetch_add(1, Ordering::Relaxed);
-            }
-            ProducerAccessMode::WaitForExclusive => {
-                if !p.by_key.is_empty() {
-                    let (tx, rx) = oneshot::channel();
-                    p.waiting.push(Waiter {
-                        key,
-                        entry,
-                        ready: tx,
-                    });
-                    return Ok(ProducerAdmission::Waiting(rx));
-                }
-                self.epoch.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        p.by_key.insert(key, entry);
-        self.metrics.producers.inc();
-        Ok(ProducerAdmission::Ready(self.epoch.load(Ordering::Relaxed)))
+        self.producers.admit(&self.name, req)
     }
 
     /// Removes a producer; grants exclusive access to the next waiter if the topic is free.
     pub fn remove_producer(&self, key: u64) {
-        let mut p = self.producers.lock();
-        if p.by_key.remove(&key).is_some() {
-            self.metrics.producers.dec();
-        }
-        p.waiting.retain(|w| w.key != key);
-        while p.by_key.is_empty() && !p.waiting.is_empty() {
-            let w = p.waiting.remove(0);
-            let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
-            if w.ready.send(epoch).is_ok() {
-                p.by_key.insert(w.key, w.entry);
-                self.metrics.producers.inc();
-            }
-        }
+        self.producers.remove(key)
     }
 
     /// Closes every producer from the broker side (CLOSE_PRODUCER): clients reconnect and go
@@ -229,17 +225,7 @@ impl Topic {
     /// refused with a retryable error while the quota is exceeded and keep their pending
     /// messages, i.e. the sends are held).
     pub fn disconnect_producers(&self) -> usize {
-        let mut p = self.producers.lock();
-        let n = p.by_key.len();
-        for (_, e) in p.by_key.drain() {
-            let _ = e.out.send(Frame::simple(commands::close_producer(
-                e.producer_id,
-                0,
-                None,
-            )));
-            self.metrics.producers.dec();
-        }
-        n
+        self.producers.close_all(None, false)
     }
 
     /// Stores the deduplication snapshot if it changed.
@@ -251,7 +237,7 @@ impl Topic {
 
     /// Number of producers connected.
     pub fn producer_count(&self) -> usize {
-        self.producers.lock().by_key.len()
+        self.producers.count()
     }
 
     /// Gets or creates a subscription.
@@ -306,7 +292,7 @@ impl Topic {
 
     /// Consumers attached to any subscription.
     pub async fn consumer_count(&self) -> usize {
-        let subs: Vec<Subscription> = self.subs.lock().await.values().cloned().collect();
+        let subs = self.subscriptions().await;
         let mut n = 0;
         for s in subs {
             n += s.consumer_count().await;
@@ -325,6 +311,11 @@ impl Topic {
         for s in self.subs.lock().await.values() {
             s.set_dispatch_rate(limit);
         }
+    }
+
+    /// Every subscription.
+    pub async fn subscriptions(&self) -> Vec<Subscription> {
+        self.subs.lock().await.values().cloned().collect()
     }
 
     /// Durable subscriptions.
@@ -350,7 +341,7 @@ impl Topic {
 
     /// Per-subscription `(name, durable, mark-delete, backlog entries)`.
     pub async fn subscription_stats(&self) -> Vec<(String, bool, Option<Position>, u64)> {
-        let subs: Vec<Subscription> = self.subs.lock().await.values().cloned().collect();
+        let subs = self.subscriptions().await;
         let mut out = Vec::new();
         for s in subs {
             let md = s.mark_delete().await;
@@ -363,24 +354,12 @@ impl Topic {
 
     /// Names of connected producers.
     pub fn producer_names(&self) -> Vec<String> {
-        self.producers
-            .lock()
-            .by_key
-            .values()
-            .map(|e| e.name.clone())
-            .collect()
+        self.producers.names()
     }
 
     /// Entries not yet acknowledged, summed over durable subscriptions.
     pub async fn backlog(&self) -> u64 {
-        let subs: Vec<Subscription> = self
-            .subs
-            .lock()
-            .await
-            .values()
-            .filter(|s| s.is_durable())
-            .cloned()
-            .collect();
+        let subs = self.durable_subscriptions().await;
         let mut total = 0;
         for s in subs {
             if let Some(md) = s.mark_delete().await {
@@ -392,14 +371,7 @@ impl Topic {
 
     /// The slowest durable mark-delete position (None when there is no durable subscription).
     pub async fn slowest_durable(&self) -> Option<Position> {
-        let subs: Vec<Subscription> = self
-            .subs
-            .lock()
-            .await
-            .values()
-            .filter(|s| s.is_durable())
-            .cloned()
-            .collect();
+        let subs = self.durable_subscriptions().await;
         let mut slowest: Option<Position> = None;
         let mut any = false;
         for s in subs {
@@ -469,18 +441,7 @@ impl Topic {
     /// `assigned`, the new owner, when given), cursors flushed, the ledger closed.
     pub async fn close_to(&self, assigned: Option<String>) {
         self.unloading.store(true, Ordering::Release);
-        {
-            let mut p = self.producers.lock();
-            for (_, e) in p.by_key.drain() {
-                let _ = e.out.send(Frame::simple(commands::close_producer(
-                    e.producer_id,
-                    0,
-                    assigned.clone(),
-                )));
-                self.metrics.producers.dec();
-            }
-            p.waiting.clear();
-        }
+        self.producers.close_all(assigned.clone(), true);
         let subs: Vec<Subscription> = self.subs.lock().await.drain().map(|(_, s)| s).collect();
         for s in subs {
             s.close_to(assigned.clone()).await;

@@ -1,0 +1,19 @@
+//! `strata-bookie-client`: the client side of the bookie gRPC API, without the bookie server.
+//!
+//! - [`BookieClient`]: a typed client of one bookie. Adds are pipelined on one bidirectional
+//!   stream per client (opened lazily, reopened after a failure); reads, LAC long-polls
+//!   ([`LacResponse`]), fence and delete are unary calls. Clones share the connection.
+//! - [`ClientError`]: the bookie's error codes as an enum, with
+//!   [`is_retryable`](ClientError::is_retryable).
+//! - [`limits`]: the message and flow-control sizes client and server both use.
+//!
+//! Depends on `strata-proto` and tonic's client, not on the bookie server, so the ledger client
+//! (and anything else that only talks to bookies) does not build the server. `strata-bookie`
+//! re-exports this crate as `strata_bookie::client`.
+
+mod client;
+mod error;
+pub mod limits;
+
+pub use client::{BookieClient, LacResponse};
+pub use error::ClientError;

@@ -1,0 +1,335 @@
+//! Consumers on a connection: SUBSCRIBE (topic, schema, initial position, Key_Shared
+//! settings), then FLOW, ACK (with receipts once the cursor write holds them),
+//! REDELIVER_UNACKNOWLEDGED_MESSAGES, SEEK, UNSUBSCRIBE, CLOSE_CONSUMER, GET_LAST_MESSAGE_ID and
+//! CONSUMER_STATS, each handed to the consumer's [`Subscription`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_proto::commands;
+use strata_proto::frame::{Frame, Payload};
+use strata_proto::pulsar::base_command::Type;
+use strata_proto::pulsar::command_ack::AckType;
+use strata_proto::pulsar::command_subscribe::{InitialPosition as WireInitial, SubType};
+use strata_proto::pulsar::{
+    BaseCommand, CommandAck, CommandConsumerStatsResponse, CommandSubscribe, KeySharedMode,
+    ServerError,
+};
+use tracing::{debug, info, warn};
+
+use super::{Conn, wire_id};
+use crate::error::{BrokerError, Result};
+use crate::position::Position;
+use crate::subscription::{
+    AckId, ConsumerSpec, InitialPosition, KeySharedSpec, SeekTarget, Subscription,
+};
+use crate::topic::Topic;
+use crate::topic_name::TopicName;
+
+/// A consumer of this connection.
+pub(super) struct ConsumerState {
+    pub topic: Arc<Topic>,
+    pub sub: Subscription,
+    pub key: u64,
+}
+
+impl ConsumerState {
+    /// Detaches the consumer; a non-durable subscription goes with its last consumer.
+    pub async fn detach(&self) {
+        let left = self.sub.remove_consumer(self.key).await;
+        if left == 0 && !self.sub.is_durable() {
+            self.topic.remove_subscription(self.sub.name(), false).await;
+        }
+    }
+}
+
+impl Conn {
+    /// The consumer commands.
+    pub(super) async fn on_consumer(&mut self, t: Type, cmd: BaseCommand) {
+        match t {
+            Type::Subscribe => {
+                let Some(c) = cmd.subscribe else { return };
+                let rid = c.request_id;
+                match self.subscribe(c).await {
+                    Ok(()) => self.send(commands::success(rid)),
+                    Err(e) => {
+                        debug!(error = %e, "subscribe rejected");
+                        self.error(rid, &e);
+                    }
+                }
+            }
+            Type::Flow => {
+                let Some(c) = cmd.flow else { return };
+                if let Some(cs) = self.consumers.get(&c.consumer_id) {
+                    cs.sub.flow(cs.key, c.message_permits);
+                }
+            }
+            Type::Ack => {
+                if let Some(c) = cmd.ack {
+                    self.ack(c).await;
+                }
+            }
+            Type::RedeliverUnacknowledgedMessages => self.redeliver(cmd),
+            Type::Unsubscribe => self.unsubscribe(cmd).await,
+            Type::CloseConsumer => self.close_consumer(cmd).await,
+            Type::Seek => self.seek(cmd).await,
+            Type::GetLastMessageId => self.get_last_message_id(cmd).await,
+            Type::ConsumerStats => self.consumer_stats(cmd).await,
+            _ => {}
+        }
+    }
+
+    /// ACK; with a request id, the receipt waits for the cursor write that holds it.
+    async fn ack(&mut self, c: CommandAck) {
+        let Some(cs) = self.consumers.get(&c.consumer_id) else {
+            if let Some(rid) = c.request_id {
+                self.send(commands::ack_response(
+                    c.consumer_id,
+                    Some(rid),
+                    Some((ServerError::ConsumerNotFound, "consumer not found".into())),
+                ));
+            }
+            return;
+        };
+        let cumulative = c.ack_type == AckType::Cumulative as i32;
+        let ids: Vec<AckId> = c
+            .message_id
+            .iter()
+            .map(|m| AckId {
+                position: Position::from_wire(m.ledger_id, m.entry_id),
+                ack_set: m.ack_set.clone(),
+            })
+            .collect();
+        let want = c.request_id.is_some();
+        let seq = cs.sub.ack(cs.key, cumulative, ids, want).await;
+        if let (Some(rid), Some(seq)) = (c.request_id, seq) {
+            let sub = cs.sub.clone();
+            let out = self.out.clone();
+            let consumer_id = c.consumer_id;
+            self.tasks.spawn(async move {
+                sub.wait_durable(seq).await;
+                let _ = out.send(Frame::simple(commands::ack_response(
+                    consumer_id,
+                    Some(rid),
+                    None,
+                )));
+            });
+        }
+    }
+
+    fn redeliver(&mut self, cmd: BaseCommand) {
+        let Some(c) = cmd.redeliver_unacknowledged_messages else {
+            return;
+        };
+        if let Some(cs) = self.consumers.get(&c.consumer_id) {
+            let ids: Vec<Position> = c
+                .message_ids
+                .iter()
+                .map(|m| Position::from_wire(m.ledger_id, m.entry_id))
+                .collect();
+            cs.sub
+                .redeliver(cs.key, if ids.is_empty() { None } else { Some(ids) });
+        }
+    }
+
+    async fn unsubscribe(&mut self, cmd: BaseCommand) {
+        let Some(c) = cmd.unsubscribe else { return };
+        let Some(cs) = self.consumers.get(&c.consumer_id) else {
+            self.error(c.request_id, &BrokerError::ConsumerNotFound(c.consumer_id));
+            return;
+        };
+        match cs.sub.unsubscribe(cs.key).await {
+            Ok(()) => {
+                let name = cs.sub.name().to_owned();
+                let topic = cs.topic.clone();
+                self.consumers.remove(&c.consumer_id);
+                self.service.metrics.consumers.dec();
+                topic.remove_subscription(&name, true).await;
+                info!(topic = %topic.name(), sub = %name, "unsubscribed");
+                self.send(commands::success(c.request_id));
+            }
+            Err(e) => self.error(c.request_id, &e),
+        }
+    }
+
+    async fn close_consumer(&mut self, cmd: BaseCommand) {
+        let Some(c) = cmd.close_consumer else { return };
+        if let Some(cs) = self.consumers.remove(&c.consumer_id) {
+            cs.detach().await;
+            // A closed consumer's acks are durable when the close is answered.
+            if tokio::time::timeout(Duration::from_secs(5), cs.sub.flush())
+                .await
+                .is_err()
+            {
+                warn!(sub = %cs.sub.name(), "cursor flush on consumer close timed out");
+            }
+        }
+        self.send(commands::success(c.request_id));
+    }
+
+    async fn seek(&mut self, cmd: BaseCommand) {
+        let Some(c) = cmd.seek else { return };
+        let Some(cs) = self.consumers.get(&c.consumer_id) else {
+            self.error(c.request_id, &BrokerError::ConsumerNotFound(c.consumer_id));
+            return;
+        };
+        let target = match (&c.message_id, c.message_publish_time) {
+            (Some(m), _) => SeekTarget::Position(Position::from_wire(m.ledger_id, m.entry_id)),
+            (None, Some(t)) => SeekTarget::PublishTime(t),
+            (None, None) => {
+                self.error(
+                    c.request_id,
+                    &BrokerError::Protocol("SEEK without target".into()),
+                );
+                return;
+            }
+        };
+        let sub = cs.sub.clone();
+        match sub.seek(target).await {
+            Ok(()) => {
+                // The subscription disconnected its consumers (they resubscribe).
+                self.send(commands::success(c.request_id));
+            }
+            Err(e) => self.error(c.request_id, &e),
+        }
+    }
+
+    async fn get_last_message_id(&mut self, cmd: BaseCommand) {
+        let Some(c) = cmd.get_last_message_id else {
+            return;
+        };
+        let Some(cs) = self.consumers.get(&c.consumer_id) else {
+            self.error(c.request_id, &BrokerError::ConsumerNotFound(c.consumer_id));
+            return;
+        };
+        let ml = cs.topic.ledger().clone();
+        let partition = cs.topic.partition();
+        let lac = ml.last_confirmed();
+        let mut last = wire_id(lac, partition);
+        if lac.entry >= 0
+            && let Ok(Some(d)) = ml.read_one(lac).await
+            && let Ok(p) = Payload::from_raw(d)
+            && let Some(n) = p.metadata.num_messages_in_batch
+            && n > 1
+        {
+            last.batch_index = Some(n - 1);
+        }
+        let md = cs.sub.mark_delete().await.map(|p| wire_id(p, partition));
+        self.send(commands::get_last_message_id_response(
+            c.request_id,
+            last,
+            md,
+        ));
+    }
+
+    async fn consumer_stats(&mut self, cmd: BaseCommand) {
+        let Some(c) = cmd.consumer_stats else { return };
+        let stats = match self.consumers.get(&c.consumer_id) {
+            Some(cs) => cs.sub.stats(cs.key).await,
+            None => None,
+        };
+        let body = match stats {
+            Some(s) => CommandConsumerStatsResponse {
+                request_id: c.request_id,
+                consumer_name: Some(s.name),
+                available_permits: Some(s.permits.max(0) as u64),
+                unacked_messages: Some(s.unacked),
+                msg_backlog: Some(s.backlog),
+                address: Some(s.address),
+                r#type: Some(s.sub_type),
+                msg_rate_out: Some(0.0),
+                msg_throughput_out: Some(0.0),
+                msg_rate_redeliver: Some(0.0),
+                blocked_consumer_on_unacked_msgs: Some(false),
+                ..Default::default()
+            },
+            None => CommandConsumerStatsResponse {
+                request_id: c.request_id,
+                error_code: Some(ServerError::ConsumerNotFound as i32),
+                error_message: Some("consumer not found".into()),
+                ..Default::default()
+            },
+        };
+        self.send(BaseCommand {
+            consumer_stats_response: Some(body),
+            ..commands::base(Type::ConsumerStatsResponse)
+        });
+    }
+
+    async fn subscribe(&mut self, c: CommandSubscribe) -> Result<()> {
+        let name = TopicName::parse(&c.topic)?;
+        if let Some(old) = self.consumers.remove(&c.consumer_id) {
+            old.sub.remove_consumer(old.key).await;
+        }
+        if c.subscription.is_empty() {
+            return Err(BrokerError::NotAllowed("empty subscription name".into()));
+        }
+        let topic = self
+            .service
+            .topic(
+                &name,
+                self.service.config.allow_auto_topic_creation || c.force_topic_creation(),
+            )
+            .await?;
+        if let Some(s) = &c.schema {
+            // Consumers may register a schema when the topic has none (no compatibility check yet).
+            if self.service.schemas.get(&name, None).await?.is_none() {
+                self.service.schemas.get_or_create(&name, s).await?;
+            }
+        }
+        let durable = c.durable();
+        let initial = match (&c.start_message_id, durable) {
+            (Some(m), false) => {
+                let p = Position::from_wire(m.ledger_id, m.entry_id);
+                if m.ledger_id == u64::MAX {
+                    InitialPosition::Earliest
+                } else if m.ledger_id >= i64::MAX as u64 {
+                    InitialPosition::Latest
+                } else {
+                    InitialPosition::At(p)
+                }
+            }
+            _ => match c.initial_position() {
+                WireInitial::Earliest => InitialPosition::Earliest,
+                WireInitial::Latest => InitialPosition::Latest,
+            },
+        };
+        let sub_type = c.sub_type();
+        crate::policy::admit_consumer(&self.service, &topic, &c.subscription).await?;
+        let sub = topic.subscribe(&c.subscription, durable, initial).await?;
+        let key_shared = (sub_type == SubType::KeyShared).then(|| {
+            let meta = c.key_shared_meta.clone().unwrap_or_default();
+            KeySharedSpec {
+                mode: KeySharedMode::try_from(meta.key_shared_mode)
+                    .unwrap_or(KeySharedMode::AutoSplit),
+                ranges: meta.hash_ranges.iter().map(|r| (r.start, r.end)).collect(),
+            }
+        });
+        let key = self.service.next_key();
+        let cname = c
+            .consumer_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("consumer-{key}"));
+        let spec = ConsumerSpec {
+            key,
+            consumer_id: c.consumer_id,
+            name: cname.clone(),
+            priority: c.priority_level.unwrap_or(0),
+            sub_type,
+            key_shared,
+            out: self.out.clone(),
+            address: self.peer.to_string(),
+        };
+        if let Err(e) = sub.add_consumer(spec).await {
+            if !durable {
+                topic.remove_subscription(&c.subscription, false).await;
+            }
+            return Err(e);
+        }
+        info!(topic = %name, sub = %c.subscription, consumer = %cname, ?sub_type, durable, "subscribed");
+        self.consumers
+            .insert(c.consumer_id, ConsumerState { topic, sub, key });
+        Ok(())
+    }
+}

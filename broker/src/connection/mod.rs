@@ -1,0 +1,336 @@
+//! One client connection: reads frames, runs commands, writes responses. The connection is a
+//! protocol adapter: it decodes commands, keeps the per-connection ids of producers and
+//! consumers, and hands the work to topics and subscriptions.
+//!
+//! A reader loop (this file) decodes frames with `strata_proto::frame::PulsarCodec` (size checked
+//! before any allocation, CRC32C verified); a writer task (`writer.rs`) owns the socket's write
+//! half and drains an unbounded queue that handlers and dispatchers push frames into (consumers
+//! are bounded by their permits, producers by `max_pending_sends`). Only CONNECT is accepted
+//! until the connection is established. A malformed frame closes this connection only, with a
+//! log line naming the peer and the reason; a SEND whose payload is corrupt (bad checksum) gets
+//! a SEND_ERROR with `ChecksumError` and the connection stays up.
+//!
+//! Commands by family: `session.rs` (CONNECT, AUTH_RESPONSE, expiry checks), `authorize.rs`
+//! (who may run what, and refusals in the shape each request expects), `producer.rs`
+//! (PRODUCER, SEND, CLOSE_PRODUCER), `consumer.rs` (SUBSCRIBE, FLOW, ACK, ...), `lookup.rs`
+//! (LOOKUP, PARTITIONED_METADATA, GET_TOPICS_OF_NAMESPACE, schemas).
+//!
+//! SEND receipts go out in the order of the SENDs: appends are enqueued in frame order and their
+//! completions are awaited in that order (a `FuturesOrdered`).
+
+mod authorize;
+mod consumer;
+mod lookup;
+mod producer;
+mod session;
+mod writer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use strata_proto::commands;
+use strata_proto::frame::{Frame, PulsarCodec};
+use strata_proto::pulsar::base_command::Type;
+use strata_proto::pulsar::{BaseCommand, MessageIdData, ServerError};
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::error::BrokerError;
+use crate::outbound::Outbound;
+use crate::position::Position;
+use crate::service::BrokerService;
+use consumer::ConsumerState;
+use producer::{PendingSend, ProducerState};
+
+/// Server version string sent in CONNECTED.
+pub const SERVER_VERSION: &str = concat!("Strata ", env!("CARGO_PKG_VERSION"));
+
+fn server_error(e: &BrokerError) -> ServerError {
+    ServerError::try_from(e.server_error()).unwrap_or(ServerError::UnknownError)
+}
+
+fn wire_id(p: Position, partition: i32) -> MessageIdData {
+    MessageIdData {
+        ledger_id: p.ledger,
+        entry_id: p.wire_entry(),
+        partition: Some(partition),
+        batch_index: None,
+        ..Default::default()
+    }
+}
+
+/// The state of one connection.
+struct Conn {
+    service: Arc<BrokerService>,
+    peer: SocketAddr,
+    out: Outbound,
+    connected: bool,
+    protocol_version: i32,
+    producers: HashMap<u64, ProducerState>,
+    consumers: HashMap<u64, ConsumerState>,
+    sends: FuturesOrdered<PendingSend>,
+    tasks: tokio_util::task::TaskTracker,
+    /// The authenticated session (None: authentication is off).
+    session: Option<strata_auth::AuthSession>,
+    /// CONNECT's `supports_auth_refresh`.
+    supports_refresh: bool,
+    /// When to re-check the session's expiry.
+    auth_check_at: tokio::time::Instant,
+    /// Publish rate limit: do not read from the connection until then.
+    throttle_until: Option<tokio::time::Instant>,
+    /// Role of the verified client certificate (TLS listener with client certificates).
+    tls_role: Option<String>,
+}
+
+/// Serves one connection until the peer leaves, a frame is malformed or `cancel` fires.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: Arc<BrokerService>,
+    cancel: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    serve_stream(stream, peer, None, service, cancel).await
+}
+
+/// Serves one connection over any byte stream (TLS included). `tls_role` is the role of a
+/// verified client certificate (mTLS), used when the client authenticates with method `tls`.
+pub async fn serve_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    tls_role: Option<String>,
+    service: Arc<BrokerService>,
+    cancel: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    service.metrics.connections.inc();
+    let (rd, wr) = tokio::io::split(stream);
+    let codec = PulsarCodec::with_max_message_size(service.config.max_message_size);
+    let mut reader = FramedRead::new(rd, codec);
+    let (out, out_rx) = Outbound::channel();
+    let writer = writer::spawn(wr, out_rx, peer);
+    let mut conn = Conn {
+        service: service.clone(),
+        peer,
+        out,
+        connected: false,
+        protocol_version: 0,
+        producers: HashMap::new(),
+        consumers: HashMap::new(),
+        sends: FuturesOrdered::new(),
+        tasks: tokio_util::task::TaskTracker::new(),
+        session: None,
+        supports_refresh: false,
+        auth_check_at: tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365),
+        throttle_until: None,
+        tls_role,
+    };
+    conn.read_loop(&mut reader, cancel).await;
+    // Let in-flight sends complete so their producers get receipts where possible.
+    let drain = async {
+        while let Some(done) = conn.sends.next().await {
+            conn.send_done(done);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    conn.cleanup().await;
+    conn.tasks.close();
+    conn.tasks.wait().await;
+    drop(conn);
+    let _ = writer.await;
+    service.metrics.connections.dec();
+}
+
+impl Conn {
+    /// Reads and runs frames until the connection must close.
+    async fn read_loop<R>(
+        &mut self,
+        reader: &mut FramedRead<R, PulsarCodec>,
+        cancel: CancellationToken,
+    ) where
+        R: tokio::io::AsyncRead + Unpin,
+    {
+        let keepalive = self.service.config.keepalive_interval;
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+        let mut heard = true;
+        let max_pending = self.service.config.max_pending_sends;
+        let peer = self.peer;
+        loop {
+            let throttled = self.throttle_until;
+            tokio::select! {
+                _ = tokio::time::sleep_until(throttled.unwrap_or_else(tokio::time::Instant::now)), if throttled.is_some() => {
+                    self.throttle_until = None;
+                    heard = true;
+                }
+                frame = reader.next(), if self.sends.len() < max_pending && throttled.is_none() => {
+                    heard = true;
+                    let Some(frame) = frame else {
+                        debug!(%peer, "connection closed by peer");
+                        return;
+                    };
+                    if !self.on_frame(frame).await {
+                        return;
+                    }
+                }
+                Some(done) = self.sends.next(), if !self.sends.is_empty() => self.send_done(done),
+                _ = ticker.tick() => {
+                    if !heard && self.throttle_until.is_none() {
+                        info!(%peer, "no answer to keep-alive ping; closing connection");
+                        return;
+                    }
+                    heard = false;
+                    if self.connected {
+                        let _ = self.out.send(Frame::simple(commands::ping()));
+                    }
+                }
+                _ = tokio::time::sleep_until(self.auth_check_at), if self.session.is_some() => {
+                    if !self.check_session() {
+                        return;
+                    }
+                }
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// What the codec produced; returns false if the connection must close.
+    async fn on_frame(
+        &mut self,
+        frame: Result<Result<Frame, strata_proto::frame::BadPayload>, strata_proto::FrameError>,
+    ) -> bool {
+        match frame {
+            Err(e) => {
+                if matches!(e, strata_proto::FrameError::Io(_)) {
+                    debug!(peer = %self.peer, error = %e, "read failed; closing connection");
+                } else {
+                    warn!(peer = %self.peer, error = %e, "malformed frame; closing connection");
+                    self.service.metrics.bad_frames.inc();
+                }
+                false
+            }
+            Ok(Err(bad)) => {
+                let keep = self.bad_payload(bad);
+                if !keep {
+                    self.service.metrics.bad_frames.inc();
+                }
+                keep
+            }
+            Ok(Ok(frame)) => self.handle(frame).await,
+        }
+    }
+
+    fn send(&self, cmd: BaseCommand) {
+        let _ = self.out.send(Frame::simple(cmd));
+    }
+
+    fn error(&self, request_id: u64, e: &BrokerError) {
+        self.send(commands::error(request_id, server_error(e), e.to_string()));
+    }
+
+    /// A frame with a corrupt payload. Returns false if the connection must close.
+    fn bad_payload(&mut self, bad: strata_proto::frame::BadPayload) -> bool {
+        if let Some(s) = bad.command.send.as_ref()
+            && bad.command.r#type == Type::Send as i32
+        {
+            warn!(peer = %self.peer, producer = s.producer_id, error = %bad.error, "rejecting SEND with a corrupt payload");
+            self.send(commands::send_error(
+                s.producer_id,
+                s.sequence_id,
+                ServerError::ChecksumError,
+                bad.error.to_string(),
+            ));
+            return true;
+        }
+        warn!(peer = %self.peer, error = %bad, "malformed payload; closing connection");
+        false
+    }
+
+    /// Detaches this connection's producers and consumers.
+    async fn cleanup(&mut self) {
+        for (_, p) in self.producers.drain() {
+            p.topic.remove_producer(p.key);
+        }
+        let consumers: Vec<ConsumerState> = self.consumers.drain().map(|(_, c)| c).collect();
+        for c in consumers {
+            c.detach().await;
+        }
+    }
+
+    /// Handles one frame; returns false if the connection must close.
+    async fn handle(&mut self, frame: Frame) -> bool {
+        let t = match frame.command_type() {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(peer = %self.peer, error = %e, "unknown command; closing connection");
+                return false;
+            }
+        };
+        if !self.connected && t != Type::Connect {
+            warn!(peer = %self.peer, command = t.as_str_name(), "command before CONNECT; closing connection");
+            return false;
+        }
+        let Frame { command, payload } = frame;
+        let cmd = *command;
+        match t {
+            Type::Connect => self.connect(cmd),
+            Type::Ping => {
+                self.send(commands::pong());
+                true
+            }
+            Type::Pong => true,
+            Type::Send => {
+                self.on_send(cmd, payload);
+                true
+            }
+            Type::AuthResponse => self.auth_response(cmd),
+            _ => {
+                let span = info_span!("cmd", cmd = t.as_str_name(), peer = %self.peer);
+                let role = self.session.as_ref().map(|s| s.role().to_owned());
+                if let Err(e) = authorize::check(&self.service, role.as_deref(), t, &cmd).await {
+                    self.refuse(t, &cmd, &e);
+                    return true;
+                }
+                self.dispatch(t, cmd).instrument(span).await;
+                true
+            }
+        }
+    }
+
+    /// Runs an authorized command by family.
+    async fn dispatch(&mut self, t: Type, cmd: BaseCommand) {
+        match t {
+            Type::PartitionedMetadata | Type::Lookup | Type::GetTopicsOfNamespace => {
+                self.on_lookup(t, cmd).await
+            }
+            Type::GetSchema | Type::GetOrCreateSchema => self.on_schema(t, cmd).await,
+            Type::Producer | Type::CloseProducer => self.on_producer(t, cmd).await,
+            Type::Subscribe
+            | Type::Flow
+            | Type::Ack
+            | Type::RedeliverUnacknowledgedMessages
+            | Type::Unsubscribe
+            | Type::CloseConsumer
+            | Type::Seek
+            | Type::GetLastMessageId
+            | Type::ConsumerStats => self.on_consumer(t, cmd).await,
+            other => {
+                warn!(peer = %self.peer, command = other.as_str_name(), "unsupported command");
+                if let Some(rid) = authorize::request_id_of(&cmd) {
+                    self.send(commands::error(
+                        rid,
+                        ServerError::NotAllowedError,
+                        format!("{} is not supported", other.as_str_name()),
+                    ));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Producers on a connection: PRODUCER (admission under the topic's access mode, schema,
+//! WaitForExclusive grants), SEND (handed to [`Topic::publish`], receipts in SEND order) and
+//! CLOSE_PRODUCER.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use strata_proto::commands;
+use strata_proto::frame::{Frame, Payload};
+use strata_proto::pulsar::base_command::Type;
+use strata_proto::pulsar::{BaseCommand, ProducerAccessMode, ServerError};
+use tracing::{debug, info, warn};
+
+use super::{Conn, server_error, wire_id};
+use crate::error::Result;
+use crate::position::Position;
+use crate::schema::version_bytes;
+use crate::topic::{ProducerAdmission, ProducerRequest, Topic};
+use crate::topic_name::TopicName;
+
+/// A producer of this connection.
+pub(super) struct ProducerState {
+    pub topic: Arc<Topic>,
+    pub key: u64,
+    /// False while waiting for exclusive access (WaitForExclusive).
+    ready: Arc<AtomicBool>,
+}
+
+/// A finished SEND: who sent it and what became of it.
+pub(super) struct SendDone {
+    producer_id: u64,
+    sequence_id: u64,
+    highest_sequence_id: u64,
+    partition: i32,
+    result: Result<Position>,
+}
+
+/// A SEND being persisted.
+pub(super) type PendingSend = Pin<Box<dyn Future<Output = SendDone> + Send>>;
+
+impl Conn {
+    /// PRODUCER and CLOSE_PRODUCER.
+    pub(super) async fn on_producer(&mut self, t: Type, cmd: BaseCommand) {
+        if t == Type::CloseProducer {
+            let Some(c) = cmd.close_producer else { return };
+            if let Some(p) = self.producers.remove(&c.producer_id) {
+                p.topic.remove_producer(p.key);
+            }
+            self.send(commands::success(c.request_id));
+            return;
+        }
+        let Some(c) = cmd.producer else { return };
+        let rid = c.request_id;
+        if let Err(e) = self.add_producer(c).await {
+            debug!(error = %e, "producer rejected");
+            self.error(rid, &e);
+        }
+    }
+
+    /// SEND: the topic applies quota, rate and deduplication; the receipt goes out in order.
+    pub(super) fn on_send(&mut self, cmd: BaseCommand, payload: Option<Payload>) {
+        let Some(s) = cmd.send else { return };
+        let pid = s.producer_id;
+        let seq = s.sequence_id;
+        let highest = s.highest_sequence_id.unwrap_or(0);
+        let fail = |this: &Self, e: ServerError, msg: &str| {
+            this.send(commands::send_error(pid, seq, e, msg.to_owned()));
+        };
+        let Some(p) = self.producers.get(&pid) else {
+            fail(self, ServerError::NotAllowedError, "producer not found");
+            return;
+        };
+        if !p.ready.load(Ordering::Acquire) {
+            fail(
+                self,
+                ServerError::NotAllowedError,
+                "producer is waiting for exclusive access",
+            );
+            return;
+        }
+        let Some(payload) = payload else {
+            fail(self, ServerError::UnknownError, "SEND without payload");
+            return;
+        };
+        let partition = p.topic.partition();
+        let publish = p.topic.publish(payload);
+        if let Some(until) = publish.pause_reads_until {
+            self.throttle_until = Some(self.throttle_until.map_or(until, |t| t.max(until)));
+        }
+        match publish.append {
+            Ok(append) => self.sends.push_back(Box::pin(async move {
+                SendDone {
+                    producer_id: pid,
+                    sequence_id: seq,
+                    highest_sequence_id: highest,
+                    partition,
+                    result: append.await,
+                }
+            })),
+            Err(e) => fail(self, server_error(&e), &e.to_string()),
+        }
+    }
+
+    /// Answers a finished SEND with its receipt or error.
+    pub(super) fn send_done(&mut self, done: SendDone) {
+        let SendDone {
+            producer_id: pid,
+            sequence_id: seq,
+            highest_sequence_id: highest,
+            partition,
+            result,
+        } = done;
+        match result {
+            Ok(p) => {
+                let mut cmd = commands::send_receipt(pid, seq, wire_id(p, partition));
+                if let Some(r) = cmd.send_receipt.as_mut()
+                    && highest > 0
+                {
+                    r.highest_sequence_id = Some(highest);
+                }
+                self.send(cmd);
+            }
+            Err(e) => {
+                warn!(peer = %self.peer, producer = pid, seq, error = %e, "send failed");
+                self.send(commands::send_error(
+                    pid,
+                    seq,
+                    server_error(&e),
+                    e.to_string(),
+                ));
+            }
+        }
+    }
+
+    async fn add_producer(&mut self, c: strata_proto::pulsar::CommandProducer) -> Result<()> {
+        let name = TopicName::parse(&c.topic)?;
+        if let Some(old) = self.producers.remove(&c.producer_id) {
+            old.topic.remove_producer(old.key);
+        }
+        let topic = self
+            .service
+            .topic(&name, self.service.config.allow_auto_topic_creation)
+            .await?;
+        crate::policy::admit_producer(&self.service, &topic).await?;
+        let schema_version = match &c.schema {
+            Some(s) => Some(version_bytes(
+                self.service.schemas.get_or_create(&name, s).await?,
+            )),
+            None => None,
+        };
+        let pname = match c.producer_name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_owned(),
+            _ => self.service.producer_name(),
+        };
+        let key = self.service.next_key();
+        let mode = c
+            .producer_access_mode
+            .and_then(|m| ProducerAccessMode::try_from(m).ok())
+            .unwrap_or(ProducerAccessMode::Shared);
+        let admission = topic.add_producer(ProducerRequest {
+            key,
+            producer_id: c.producer_id,
+            name: &pname,
+            mode,
+            out: self.out.clone(),
+        })?;
+        let rid = c.request_id;
+        let success = |epoch: Option<u64>, ready: bool| {
+            let last_seq = if topic.dedup().enabled() {
+                topic.dedup().last_sequence_id(&pname)
+            } else {
+                -1
+            };
+            let mut cmd = commands::producer_success(rid, &pname, last_seq, schema_version.clone());
+            if let Some(ps) = cmd.producer_success.as_mut() {
+                ps.topic_epoch = epoch;
+                ps.producer_ready = Some(ready);
+            }
+            cmd
+        };
+        match admission {
+            ProducerAdmission::Ready(epoch) => {
+                let exclusive = mode != ProducerAccessMode::Shared;
+                self.producers.insert(
+                    c.producer_id,
+                    ProducerState {
+                        topic: topic.clone(),
+                        key,
+                        ready: Arc::new(AtomicBool::new(true)),
+                    },
+                );
+                info!(topic = %name, producer = %pname, ?mode, "producer created");
+                self.send(success(exclusive.then_some(epoch), true));
+            }
+            ProducerAdmission::Waiting(rx) => {
+                let ready = Arc::new(AtomicBool::new(false));
+                self.producers.insert(
+                    c.producer_id,
+                    ProducerState {
+                        topic: topic.clone(),
+                        key,
+                        ready: ready.clone(),
+                    },
+                );
+                info!(topic = %name, producer = %pname, "producer waiting for exclusive access");
+                self.send(success(None, false));
+                // Granted when the current exclusive producer leaves.
+                let out = self.out.clone();
+                let ready_cmd = success(None, true);
+                self.tasks.spawn(async move {
+                    if let Ok(epoch) = rx.await {
+                        ready.store(true, Ordering::Release);
+                        let mut cmd = ready_cmd;
+                        if let Some(ps) = cmd.producer_success.as_mut() {
+                            ps.topic_epoch = Some(epoch);
+                        }
+                        let _ = out.send(Frame::simple(cmd));
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! The producers of a topic and Pulsar's access modes: Shared, Exclusive, ExclusiveWithFencing
+//! (fences the others) and WaitForExclusive (queued until the topic is free). Every grant of
+//! exclusive access bumps the topic epoch.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use strata_proto::commands;
+use strata_proto::frame::Frame;
+use strata_proto::pulsar::ProducerAccessMode;
+use tokio::sync::oneshot;
+use tracing::info;
+
+use crate::error::{BrokerError, Result};
+use crate::metrics::Metrics;
+use crate::outbound::Outbound;
+use crate::topic_name::TopicName;
+
+/// A producer attached to a topic.
+struct ProducerEntry {
+    name: String,
+    producer_id: u64,
+    mode: ProducerAccessMode,
+    out: Outbound,
+}
+
+impl ProducerEntry {
+    /// Tells the client the broker closed its producer (it reconnects, to `assigned` if given).
+    fn close(&self, assigned: Option<String>) {
+        let _ = self.out.send(Frame::simple(commands::close_producer(
+            self.producer_id,
+            0,
+            assigned,
+        )));
+    }
+}
+
+/// A producer waiting for exclusive access (WaitForExclusive).
+struct Waiter {
+    key: u64,
+    entry: ProducerEntry,
+    ready: oneshot::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    by_key: HashMap<u64, ProducerEntry>,
+    waiting: Vec<Waiter>,
+}
+
+/// Outcome of adding a producer.
+pub enum ProducerAdmission {
+    /// Ready; the topic epoch.
+    Ready(u64),
+    /// Queued for exclusive access; resolves with the topic epoch when granted.
+    Waiting(oneshot::Receiver<u64>),
+}
+
+/// A producer asking to join.
+pub struct ProducerRequest<'a> {
+    /// Unique across the broker.
+    pub key: u64,
+    /// The client's producer id, used in frames.
+    pub producer_id: u64,
+    /// Producer name (unique per topic).
+    pub name: &'a str,
+    /// Access mode requested.
+    pub mode: ProducerAccessMode,
+    /// Where frames for this producer go.
+    pub out: Outbound,
+}
+
+/// The producers of one topic.
+pub(super) struct Producers {
+    state: Mutex<State>,
+    epoch: AtomicU64,
+    metrics: Metrics,
+}
+
+impl Producers {
+    pub fn new(metrics: Metrics) -> Self {
+        Producers {
+            state: Mutex::new(State::default()),
+            epoch: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    /// Admits a producer to `topic` under its access mode.
+    pub fn admit(&self, topic: &TopicName, req: ProducerRequest<'_>) -> Result<ProducerAdmission> {
+        let mut p = self.state.lock();
+        let name = req.name;
+        if p.by_key.values().any(|e| e.name == name)
+            || p.waiting.iter().any(|w| w.entry.name == name)
+        {
+            return Err(BrokerError::ProducerBusy(format!(
+                "producer with name '{name}' is already connected to topic {topic}"
+            )));
+        }
+        let has_exclusive = p
+            .by_key
+            .values()
+            .any(|e| e.mode != ProducerAccessMode::Shared);
+        let entry = ProducerEntry {
+            name: name.to_owned(),
+            producer_id: req.producer_id,
+            mode: req.mode,
+            out: req.out,
+        };
+        match req.mode {
+            ProducerAccessMode::Shared if has_exclusive => {
+                return Err(BrokerError::ProducerBusy(format!(
+                    "topic {topic} has an exclusive producer"
+                )));
+            }
+            ProducerAccessMode::Shared => {}
+            ProducerAccessMode::Exclusive => {
+                if !p.by_key.is_empty() {
+                    return Err(BrokerError::ProducerFenced(format!(
+                        "topic {topic} already has producers"
+                    )));
+                }
+                self.epoch.fetch_add(1, Ordering::Relaxed);
+            }
+            ProducerAccessMode::ExclusiveWithFencing => {
+                for (_, old) in p.by_key.drain() {
+                    info!(topic = %topic, producer = %old.name, "fencing producer");
+                    old.close(None);
+                    self.metrics.producers.dec();
+                }
+                self.epoch.fetch_add(1, Ordering::Relaxed);
+            }
+            ProducerAccessMode::WaitForExclusive => {
+                if !p.by_key.is_empty() {
+                    let (tx, rx) = oneshot::channel();
+                    p.waiting.push(Waiter {
+                        key: req.key,
+                        entry,
+                        ready: tx,
+                    });
+                    return Ok(ProducerAdmission::Waiting(rx));
+                }
+                self.epoch.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        p.by_key.insert(req.key, entry);
+        self.metrics.producers.inc();
+        Ok(ProducerAdmission::Ready(self.epoch.load(Ordering::Relaxed)))
+    }
+
+    /// Removes a producer; grants exclusive access to the next waiter if the topic is free.
+    pub fn remove(&self, key: u64) {
+        let mut p = self.state.lock();
+        if p.by_key.remove(&key).is_some() {
+            self.metrics.producers.dec();
+        }
+        p.waiting.retain(|w| w.key != key);
+        while p.by_key.is_empty() && !p.waiting.is_empty() {
+            let w = p.waiting.remove(0);
+            let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+            if w.ready.send(epoch).is_ok() {
+                p.by_key.insert(w.key, w.entry);
+                self.metrics.producers.inc();
+            }
+        }
+    }
+
+    /// Closes every producer from the broker side (clients reconnect, to `assigned` if given);
+    /// `drop_waiting` also forgets the queued ones. Returns how many were connected.
+    pub fn close_all(&self, assigned: Option<String>, drop_waiting: bool) -> usize {
+        let mut p = self.state.lock();
+        let n = p.by_key.len();
+        for (_, e) in p.by_key.drain() {
+            e.close(assigned.clone());
+            self.metrics.producers.dec();
+        }
+        if drop_waiting {
+            p.waiting.clear();
+        }
+        n
+    }
+
+    /// Number of producers connected.
+    pub fn count(&self) -> usize {
+        self.state.lock().by_key.len()
+    }
+
+    /// Names of connected producers.
+    pub fn names(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .by_key
+            .values()
+            .map(|e| e.name.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,15 @@
+//! `strata-common`: the few helpers that several Strata crates would otherwise each write
+//! themselves. It depends on nothing heavy (`tokio` time and the `backon` crate), so the client
+//! crate may use it as well as the servers.
+//!
+//! - [`clock`]: wall-clock milliseconds since the Unix epoch ([`clock::now_ms`]), the unit of
+//!   Pulsar's publish times and of the timestamps kept in metadata.
+//! - [`backoff`]: one exponential backoff ([`backoff::BackoffPolicy`] → [`backoff::Backoff`]),
+//!   doubling from a first delay up to a cap, optionally jittered and bounded in attempts, and
+//!   [`backoff::retry`] built on it. Delays come from `backon`; sleeping uses `tokio::time`, so
+//!   tests can drive it with paused time.
+//!
+//! Invariant: nothing here panics on input a peer or a disk can produce.
+
+pub mod backoff;
+pub mod clock;

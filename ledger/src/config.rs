@@ -1,0 +1,45 @@
+//! How a ledger client is set up: the quorum of its ledgers and the time limits of bookie
+//! requests.
+
+use std::time::Duration;
+
+/// Ensemble size, write quorum, ack quorum.
+#[derive(Debug, Clone, Copy)]
+pub struct Quorum {
+    /// E.
+    pub ensemble: usize,
+    /// Qw.
+    pub write: usize,
+    /// Qa.
+    pub ack: usize,
+}
+
+/// Time limits of bookie requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A bookie that does not acknowledge an add within this time counts as failed for it.
+    pub add: Duration,
+    /// Limit of one fence, recovery read, recovery add, read, or reachability probe: a hung
+    /// bookie delays recovery by at most about this much (BookKeeper #1067).
+    pub request: Duration,
+    /// A read with no answer from a replica after this long is also sent to the next replica.
+    pub speculative: Duration,
+    /// How often a writer checks that the bookies of its ensemble are still registered; one
+    /// missing at two checks in a row is replaced as if it had failed a write (so an idle
+    /// ledger's current segment does not keep naming a dead bookie).
+    pub ensemble_check: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            add: ADD_TIMEOUT,
+            request: Duration::from_secs(5),
+            speculative: Duration::from_millis(75),
+            ensemble_check: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A bookie that does not acknowledge an add within this time counts as failed for it.
+pub const ADD_TIMEOUT: Duration = Duration::from_secs(10);
