@@ -134,6 +134,15 @@ class Checker:
                 self.ok(f"negative: {what} fails: {line.strip()[:200]}")
             else:
                 self.fail(f"negative: {what}: rc={r.returncode}, expected {expect!r} in:\n{r.stderr}")
+        # an external etcd: no etcd objects, every role pointed at the given endpoints
+        text = podsim.helm_template(self.helm, str(CHART), [],
+                                    ["etcd.enabled=false", "etcd.external.endpoints={e1.example:2379,e2.example:2379}"])
+        docs = podsim.load_docs(text)
+        etcd_objs = [d["metadata"]["name"] for d in docs if "etcd" in d["metadata"]["name"]]
+        if not etcd_objs and text.count("etcd://e1.example:2379,e2.example:2379") >= 3:
+            self.ok("external etcd: no etcd objects rendered, roles use etcd://e1.example:2379,e2.example:2379")
+        else:
+            self.fail(f"external etcd: objects {etcd_objs} or endpoints missing")
         # a one-bookie install derives E=Qw=Qa=1
         text = podsim.helm_template(self.helm, str(CHART), [], ["bookie.replicas=1"])
         if "ensemble_size = 1" in text and "write_quorum = 1" in text and "ack_quorum = 1" in text:
