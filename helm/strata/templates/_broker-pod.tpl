@@ -71,7 +71,7 @@ spec:
         {{- include "strata.podEnv" . | nindent 8 }}
         - name: STRATA_LOG
           value: info
-        {{- include "strata.securityEnv" . | nindent 8 }}
+        {{- with (include "strata.securityEnv" . | trim) }}{{ . | nindent 8 }}{{- end }}
         {{- with .Values.broker.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -116,10 +116,10 @@ spec:
         - name: config
           mountPath: /etc/strata/config
           readOnly: true
-        {{- include "strata.securityVolumeMounts" . | nindent 8 }}
+        {{- with (include "strata.securityVolumeMounts" . | trim) }}{{ . | nindent 8 }}{{- end }}
   volumes:
     - name: config
       configMap:
         name: {{ $name }}
-    {{- include "strata.securityVolumes" . | nindent 4 }}
+    {{- with (include "strata.securityVolumes" . | trim) }}{{ . | nindent 4 }}{{- end }}
 {{- end -}}
