@@ -15,8 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use strata_common::backoff::BackoffPolicy;
 use strata_meta::model::{ClusterData, MetaClient, Paths, Policies, TenantInfo};
 use strata_meta::{Bytes, Expected, MetadataStore, StoreConfig};
+
+/// Delays between attempts while the metadata store is not ready (jittered: the hook Job and every
+/// broker's init container may be waiting at once).
+const WAIT_BACKOFF: BackoffPolicy =
+    BackoffPolicy::exponential(Duration::from_millis(100), Duration::from_secs(5)).with_jitter();
 
 /// Flags of `strata init-cluster`.
 #[derive(clap::Args, Debug, Clone)]
@@ -56,7 +62,7 @@ pub async fn run(args: InitClusterArgs) -> anyhow::Result<()> {
     let cfg = StoreConfig::from_url(&args.metadata)
         .with_context(|| format!("--metadata {}", args.metadata))?;
     let deadline = Instant::now() + args.wait_timeout;
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = WAIT_BACKOFF.start();
     let report = loop {
         // one attempt may hang (a name that does not resolve yet): bound it by the deadline too
         let left = deadline
@@ -69,10 +75,14 @@ pub async fn run(args: InitClusterArgs) -> anyhow::Result<()> {
         };
         match res {
             Ok(report) => break report,
-            Err(e) if is_transient(&e) && Instant::now() + delay < deadline => {
-                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "metadata store not ready, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+            Err(e)
+                if is_transient(&e)
+                    && backoff
+                        .peek_delay()
+                        .is_some_and(|d| Instant::now() + d < deadline) =>
+            {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff.peek_delay(), "metadata store not ready, retrying");
+                backoff.sleep().await;
             }
             Err(e) if is_transient(&e) => {
                 return Err(e.context(format!(
