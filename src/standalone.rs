@@ -16,7 +16,7 @@ use strata_bookie::{BookieNode, BookieOptions, StorageConfig};
 use strata_broker::config::BrokerConfig;
 use strata_broker::ledger_client::{BookieLedgerStorage, Quorum, StaticBookies};
 use strata_broker::server::BrokerServer;
-use strata_broker::service::{BrokerService, LocalOwnership};
+use strata_broker::service::BrokerService;
 use strata_meta::LocalStore;
 use strata_meta::model::{MetaClient, Paths};
 use strata_proto::BookieId;
@@ -154,7 +154,6 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         broker_cfg,
         Arc::new(ledgers),
         MetaClient::new(store.clone(), Paths::default()),
-        Arc::new(LocalOwnership),
     )
     .security(Arc::new(security))
     .build();

@@ -28,7 +28,8 @@ mod topics;
 pub use lookup::{LocalOwnership, Owner, Ownership};
 use strata_auth::Security;
 
-/// Builds a [`BrokerService`]; security is off unless given.
+/// Builds a [`BrokerService`]; security is off and every topic is owned here
+/// ([`LocalOwnership`]) unless given.
 pub struct BrokerServiceBuilder {
     config: BrokerConfig,
     storage: Arc<dyn LedgerStorage>,
@@ -38,6 +39,33 @@ pub struct BrokerServiceBuilder {
 }
 
 impl BrokerServiceBuilder {
+    /// Who owns which topic.
+    pub fn ownership(mut self, ownership: Arc<dyn Ownership>) -> Self {
+        self.ownership = ownership;
+        self
+    }
+
+    /// The service with an ownership that needs to reach the service (cluster mode: it unloads
+    /// topics and reports load): `make` builds it with the service's weak handle, at
+    /// construction, before anything runs.
+    pub fn build_with<O, F>(mut self, make: F) -> (Arc<BrokerService>, Arc<O>)
+    where
+        O: Ownership + 'static,
+        F: FnOnce(std::sync::Weak<BrokerService>) -> Arc<O>,
+    {
+        let mut made = None;
+        let service = Arc::new_cyclic(|me| {
+            let ownership = make(me.clone());
+            made = Some(ownership.clone());
+            self.ownership = ownership;
+            self.assemble(me.clone())
+        });
+        let Some(ownership) = made else {
+            unreachable!("new_cyclic runs its closure once")
+        };
+        (service, ownership)
+    }
+
     /// Authentication, authorization and the TLS ports' settings.
     pub fn security(mut self, security: Arc<Security>) -> Self {
         self.security = security;
@@ -46,6 +74,10 @@ impl BrokerServiceBuilder {
 
     /// The service.
     pub fn build(self) -> Arc<BrokerService> {
+        Arc::new_cyclic(|me| self.assemble(me.clone()))
+    }
+
+    fn assemble(self, me: std::sync::Weak<BrokerService>) -> BrokerService {
         let Self {
             config,
             storage,
@@ -55,8 +87,8 @@ impl BrokerServiceBuilder {
         } = self;
         let cache = EntryCache::new(config.cache_size_bytes);
         let name_prefix = format!("strata-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-        Arc::new_cyclic(|me| BrokerService {
-            me: me.clone(),
+        BrokerService {
+            me,
             ready: std::sync::atomic::AtomicBool::new(true),
             tasks: tokio_util::task::TaskTracker::new(),
             ports: parking_lot::Mutex::new((config.broker_port, config.http_port)),
@@ -73,7 +105,7 @@ impl BrokerServiceBuilder {
             name_prefix,
             security,
             bookies: parking_lot::RwLock::new(Vec::new()),
-        })
+        }
     }
 }
 
@@ -114,7 +146,9 @@ impl BrokerService {
         meta: MetaClient,
         ownership: Arc<dyn Ownership>,
     ) -> Arc<Self> {
-        Self::builder(config, storage, meta, ownership).build()
+        Self::builder(config, storage, meta)
+            .ownership(ownership)
+            .build()
     }
 
     /// A builder of a service over the given storage and metadata.
@@ -122,13 +156,12 @@ impl BrokerService {
         config: BrokerConfig,
         storage: Arc<dyn LedgerStorage>,
         meta: MetaClient,
-        ownership: Arc<dyn Ownership>,
     ) -> BrokerServiceBuilder {
         BrokerServiceBuilder {
             config,
             storage,
             meta,
-            ownership,
+            ownership: Arc::new(LocalOwnership),
             security: Arc::new(Security::disabled()),
         }
     }

@@ -109,7 +109,8 @@ pub struct ClusterOwnership {
     session: RwLock<Session>,
     session_gen: watch::Sender<u64>,
     me: RwLock<Option<BrokerInfo>>,
-    service: RwLock<Weak<BrokerService>>,
+    /// The service this ownership serves (set at construction: the service is built around it).
+    service: Weak<BrokerService>,
     owned: Mutex<HashMap<NsBundle, Owned>>,
     acquire_lock: tokio::sync::Mutex<()>,
     bundles_cache: Mutex<HashMap<(String, String), (BundlesData, Instant)>>,
@@ -154,22 +155,32 @@ fn not_ready(msg: impl Into<String>) -> BrokerError {
 }
 
 impl ClusterOwnership {
-    /// Opens a session on `store` (keys under `meta`'s paths).
-    pub async fn connect(
+    /// Opens the broker's session on `store` (its lease; `opts.session_ttl`).
+    pub async fn open_session(
+        store: &Arc<dyn MetadataStore>,
+        opts: &ClusterOptions,
+    ) -> std::result::Result<Session, strata_meta::MetaError> {
+        store.create_session(opts.session_ttl).await
+    }
+
+    /// The ownership of the broker `service` over `session` on `store` (keys under `meta`'s
+    /// paths); built by [`crate::service::BrokerServiceBuilder::build_with`].
+    pub fn new(
         store: Arc<dyn MetadataStore>,
         meta: MetaClient,
         opts: ClusterOptions,
-    ) -> std::result::Result<Arc<Self>, strata_meta::MetaError> {
-        let session = store.create_session(opts.session_ttl).await?;
+        session: Session,
+        service: Weak<BrokerService>,
+    ) -> Arc<Self> {
         let (session_gen, _) = watch::channel(0);
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             store,
             meta,
             opts,
             session: RwLock::new(session),
             session_gen,
             me: RwLock::new(None),
-            service: RwLock::new(Weak::new()),
+            service,
             owned: Mutex::new(HashMap::new()),
             acquire_lock: tokio::sync::Mutex::new(()),
             bundles_cache: Mutex::new(HashMap::new()),
@@ -183,7 +194,7 @@ impl ClusterOwnership {
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             metrics: ClusterMetrics::default(),
-        }))
+        })
     }
 
     /// Registers the broker (ephemeral [`BrokerInfo`] under `/strata/brokers/{id}`, re-created
@@ -206,7 +217,6 @@ impl ClusterOwnership {
             version: env!("CARGO_PKG_VERSION").into(),
             started_at_ms: now_ms(),
         };
-        *self.service.write() = Arc::downgrade(service);
         self.metrics.register(&service.metrics);
         *self.me.write() = Some(info.clone());
         let session = self.session();
@@ -247,7 +257,7 @@ impl ClusterOwnership {
     }
 
     fn service(&self) -> Option<Arc<BrokerService>> {
-        self.service.read().upgrade()
+        self.service.upgrade()
     }
 
     fn root(&self) -> String {
