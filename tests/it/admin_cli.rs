@@ -6,8 +6,9 @@
 
 use std::process::{Command, Stdio};
 
+use crate::harness::secured::SecuredStandalone;
+use crate::harness::standalone::Standalone;
 use crate::harness::strata_bin;
-use crate::pulsar_standalone::Standalone;
 
 /// What one `strata admin` run printed.
 struct Run {
@@ -738,99 +739,18 @@ fn peek_shows_the_messages_of_compressed_batches() {
     assert_eq!(v[2]["payload"], "hello-admin", "{v}");
 }
 
-/// A standalone with token authentication on (HS256 secret key, superuser role `admin`); killed
-/// when dropped.
-struct SecuredStandalone {
-    child: std::process::Child,
-    http_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for SecuredStandalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl SecuredStandalone {
-    fn start() -> SecuredStandalone {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("secret.key");
-        let out = Command::new(strata_bin())
-            .args(["tokens", "create-secret-key", "--output"])
-            .arg(&key)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let http_port = crate::harness::free_port();
-        let log = std::fs::File::create(dir.path().join("standalone.log")).unwrap();
-        let child = Command::new(strata_bin())
-            .args(["standalone", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--broker-port", &crate::harness::free_port().to_string()])
-            .args(["--http-port", &http_port.to_string()])
-            .arg("--auth-token-secret-key-file")
-            .arg(&key)
-            .args(["--superuser-roles", "admin"])
-            .env("STRATA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut node = SecuredStandalone {
-            child,
-            http_port,
-            dir,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
-            if let Ok(Some(status)) = node.child.try_wait() {
-                panic!(
-                    "standalone exited ({status}): {}",
-                    std::fs::read_to_string(node.dir.path().join("standalone.log"))
-                        .unwrap_or_default()
-                );
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "standalone did not come up"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        node
-    }
-
-    /// Writes a token for `role` to a file and returns its path.
-    fn token_file(&self, role: &str) -> String {
-        let key = self.dir.path().join("secret.key");
-        let out = Command::new(strata_bin())
-            .args(["tokens", "create", "--secret-key"])
-            .arg(format!("file://{}", key.display()))
-            .args(["--subject", role])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = self.dir.path().join(format!("{role}.token"));
-        std::fs::write(&path, &out.stdout).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
+/// Writes a token for `role` to a file and returns its path.
+fn token_file(node: &SecuredStandalone, role: &str) -> String {
+    let path = node.dir().join(format!("{role}.token"));
+    std::fs::write(&path, format!("{}\n", node.token(role, None))).unwrap();
+    path.to_str().unwrap().to_owned()
 }
 
 #[test]
 fn auth_token_options_against_a_secured_standalone() {
     let node = SecuredStandalone::start();
-    let admin_token = node.token_file("admin");
-    let nobody_token = node.token_file("nobody");
+    let admin_token = token_file(&node, "admin");
+    let nobody_token = token_file(&node, "nobody");
 
     // Without a token: 401, one line.
     let r = admin_at(node.http_port, &["tenants", "list"]);

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::harness::standalone::Standalone;
 use crate::harness::strata_bin;
-use crate::pulsar_standalone::Standalone;
 
 /// One HTTP/1.1 request with an optional bearer token; returns (status, headers, body).
 pub fn request(

@@ -6,106 +6,16 @@
 //! credentials, 403 without the permission), and no byte of tenant A's data reaches a role that
 //! may not read it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::admin_rest::request;
-use crate::harness::{free_port, strata_bin};
-
-struct Secured {
-    child: Child,
-    broker_port: u16,
-    http_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Secured {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn secret_key(path: &Path) {
-    run_ok(
-        Command::new(strata_bin())
-            .args(["tokens", "create-secret-key", "--output"])
-            .arg(path),
-    );
-}
-
-fn token(key: &Path, role: &str, expiry: Option<&str>) -> String {
-    let mut c = Command::new(strata_bin());
-    c.args(["tokens", "create", "--secret-key"])
-        .arg(format!("file://{}", key.display()))
-        .args(["--subject", role]);
-    if let Some(e) = expiry {
-        c.args(["--expiry-time", e]);
-    }
-    run_ok(&mut c)
-}
-
-impl Secured {
-    fn start() -> Secured {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("secret.key");
-        secret_key(&key);
-        let (broker_port, http_port) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("standalone.log")).unwrap();
-        let child = Command::new(strata_bin())
-            .args(["standalone", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--broker-port", &broker_port.to_string()])
-            .args(["--http-port", &http_port.to_string()])
-            .arg("--auth-token-secret-key-file")
-            .arg(&key)
-            .args(["--superuser-roles", "admin"])
-            .env("STRATA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut node = Secured {
-            child,
-            broker_port,
-            http_port,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err()
-            || std::net::TcpStream::connect(("127.0.0.1", broker_port)).is_err()
-        {
-            if let Ok(Some(st)) = node.child.try_wait() {
-                panic!("standalone exited ({st}): {}", node.log());
-            }
-            assert!(Instant::now() < deadline, "standalone did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        node
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("secret.key")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("standalone.log")).unwrap_or_default()
-    }
-}
+use crate::harness::python::{python_command, run_for};
+use crate::harness::secured::{
+    SecuredStandalone as Secured, create_secret_key as secret_key, create_token as token,
+};
 
 const ROLES: [&str; 8] = [
     "superuser",
@@ -120,7 +30,7 @@ const ROLES: [&str; 8] = [
 
 /// Tokens by matrix role (None: no credentials).
 fn tokens(node: &Secured) -> Vec<(&'static str, Option<String>)> {
-    let forged_key = node.dir.path().join("other.key");
+    let forged_key = node.dir().join("other.key");
     secret_key(&forged_key);
     let expired = token(&node.key(), "a-admin", Some("1s"));
     let out = vec![
@@ -215,7 +125,7 @@ fn rest_authorization_matrix() {
     setup(&node, &su);
     // Tenant A's data, written by the superuser through the binary protocol when Python is
     // available; otherwise the REST checks still run on the empty topic.
-    if let Some(py) = crate::pulsar_python::python() {
+    if let Some(py) = crate::harness::python::python() {
         let r = python_role(
             &py,
             &node,
@@ -360,43 +270,26 @@ fn python_role(
     sub: &str,
     payload: &str,
 ) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/authz_binary.py");
-    let mut child = Command::new(py)
-        .arg(&script)
-        .arg(format!("pulsar://127.0.0.1:{}", node.broker_port))
-        .arg(tok.unwrap_or("-"))
-        .args([topic, sub, payload])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("authz_binary.py timed out");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or("");
+    let out = run_for(
+        python_command(py, "authz_binary.py")
+            .arg(node.url())
+            .arg(tok.unwrap_or("-"))
+            .args([topic, sub, payload]),
+        Duration::from_secs(90),
+    );
+    assert!(out.status.is_some(), "authz_binary.py timed out");
+    let line = out.stdout.lines().last().unwrap_or("");
     serde_json::from_str(line).unwrap_or_else(|_| {
         panic!(
-            "authz_binary.py output is not JSON: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            "authz_binary.py output is not JSON: {}\n{}",
+            out.stdout, out.stderr
         )
     })
 }
 
 #[test]
 fn binary_authorization_matrix() {
-    let Some(py) = crate::pulsar_python::python() else {
+    let Some(py) = crate::harness::python::python() else {
         return;
     };
     let node = Secured::start();
@@ -491,7 +384,7 @@ fn binary_authorization_matrix() {
 
 #[test]
 fn expired_token_on_a_live_connection_is_challenged_then_closed() {
-    let Some(py) = crate::pulsar_python::python() else {
+    let Some(py) = crate::harness::python::python() else {
         return;
     };
     let node = Secured::start();
@@ -499,32 +392,15 @@ fn expired_token_on_a_live_connection_is_challenged_then_closed() {
     setup(&node, &su);
     // a-producer's token expires 4 s after it is made.
     let short = token(&node.key(), "a-producer", Some("4s"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/authz_expiry.py");
-    let mut child = Command::new(&py)
-        .arg(&script)
-        .arg(format!("pulsar://127.0.0.1:{}", node.broker_port))
-        .args([short.as_str(), "persistent://ta/ns/expiring", "4"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("authz_expiry.py timed out");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_for(
+        python_command(&py, "authz_expiry.py")
+            .arg(node.url())
+            .args([short.as_str(), "persistent://ta/ns/expiring", "4"]),
+        Duration::from_secs(60),
     );
+    assert!(out.status.is_some(), "authz_expiry.py timed out");
+    let stdout = &out.stdout;
+    assert!(out.success(), "{stdout}\n{}", out.stderr);
     assert!(stdout.contains("sent before expiry"), "{stdout}");
     let log = node.log();
     assert!(
@@ -662,7 +538,7 @@ fn raw_binary_commands_matrix() {
 /// tenant's admin may not.
 #[test]
 fn topic_level_permissions_grant_one_topic_only() {
-    let Some(py) = crate::pulsar_python::python() else {
+    let Some(py) = crate::harness::python::python() else {
         return;
     };
     let node = Secured::start();

@@ -14,7 +14,7 @@ use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::{BaseCommand, MessageMetadata, ServerError};
 use tokio_util::codec::Decoder;
 
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 /// A blocking raw Pulsar connection.
 pub struct Raw {

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 /// A minimal HTTP/1.1 request; returns (status, body).
 fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {

@@ -13,7 +13,7 @@ use strata_proto::pulsar::{
 };
 
 use crate::broker_badinput::Raw;
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 /// The next frame that is not a PING.
 fn next(r: &mut Raw) -> Frame {

@@ -2,9 +2,9 @@
 //! CLOSE_CONSUMER; the official Python client reconnects by itself and nothing is lost or
 //! duplicated across the move.
 
-use std::process::Command;
-
-use crate::pulsar_standalone::Standalone;
+use crate::harness::python::python;
+use crate::harness::standalone::Standalone;
+use crate::pulsar_python::run_inline_ok;
 
 const UNLOAD: &str = r#"
 import sys, time, urllib.request, pulsar
@@ -35,23 +35,8 @@ print("OK")
 
 #[test]
 fn unload_closes_clients_and_they_reconnect() {
-    let Some(py) = crate::pulsar_python::python() else {
-        return;
-    };
+    let Some(py) = python() else { return };
     let node = Standalone::start();
-    let out = Command::new(py)
-        .arg("-c")
-        .arg(UNLOAD)
-        .arg(node.url())
-        .arg(node.http_url())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("OK"),
-        "{text}\n{}",
-        node.log_tail()
-    );
+    run_inline_ok(&py, UNLOAD, &node, &[node.url(), node.http_url()]);
     assert!(node.log_tail().contains("topic unloaded"));
 }

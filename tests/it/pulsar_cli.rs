@@ -5,7 +5,7 @@ use clap::Parser;
 use strata_client::cli::{ConsumeArgs, PerfArgs, ProduceArgs, run_consume, run_perf, run_produce};
 use tokio_util::sync::CancellationToken;
 
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 #[derive(Parser)]
 struct Produce {

@@ -12,7 +12,7 @@ use strata_client::{
 };
 
 use crate::checker::{self, Checker};
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 const TOPIC: &str = "durability";
 const SUB: &str = "durable-sub";

@@ -10,7 +10,7 @@ use pulsar::consumer::InitialPosition;
 use pulsar::{Consumer, ConsumerOptions, ProducerOptions, Pulsar, SubType, TokioExecutor};
 
 use crate::checker::{self, Checker};
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 const STEP: Duration = Duration::from_secs(20);
 

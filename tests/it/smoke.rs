@@ -26,7 +26,7 @@ fn completions_are_generated() {
 /// against a real `strata standalone`.
 #[test]
 fn produce_then_consume_with_the_cli() {
-    let sa = crate::pulsar_standalone::Standalone::start();
+    let sa = crate::harness::standalone::Standalone::start();
     let out = Command::new(strata_bin())
         .args([
             "produce",

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 
 use crate::checker::{self, Checker, MsgId, Report};
-use crate::harness::python_command;
+use crate::harness::python::python_command;
 
 use super::sandbox::{BrokerOptions, Sandbox, tail};
 
 /// The Python interpreter with `pulsar-client` (`STRATA_PYTHON`), or `None`: skip (outside CI).
 pub fn python() -> Option<PathBuf> {
-    crate::pulsar_python::python()
+    crate::harness::python::python()
 }
 
 /// Seconds since the epoch (the clock the Python records use).

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 use super::workload::{self, ProduceSpec};
 

@@ -1,11 +1,14 @@
-//! Launchers shared by the cross-process tests: the `strata` binary, free loopback ports.
+//! Launchers shared by the cross-process tests: the `strata` binary, free loopback ports, etcd,
+//! a standalone (plain or with token authentication), Python scripts with the official client.
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod python;
+pub mod secured;
+pub mod standalone;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
 /// Path of the `strata` binary cargo built for these tests.
 pub fn strata_bin() -> PathBuf {
@@ -18,20 +21,4 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind an ephemeral loopback port")
-}
-
-/// `tests/python/`: the scripts run with the official Python client.
-pub fn python_scripts() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
-}
-
-/// `py tests/python/<script>` in that directory, unbuffered, writing no bytecode, stdin closed.
-pub fn python_command(py: &Path, script: &str) -> Command {
-    let mut cmd = Command::new(py);
-    cmd.arg(python_scripts().join(script))
-        .current_dir(python_scripts())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null());
-    cmd
 }
