@@ -6,6 +6,7 @@
 
 use std::process::{Command, Stdio};
 
+use crate::harness::cli;
 use crate::harness::secured::SecuredStandalone;
 use crate::harness::standalone::Standalone;
 use crate::harness::strata_bin;
@@ -87,27 +88,7 @@ fn produce(node: &Standalone, topic: &str, n: u32) {
 
 /// Produces `n` messages with `strata produce` and extra options.
 fn produce_with(node: &Standalone, topic: &str, n: u32, extra: &[&str]) {
-    let out = Command::new(strata_bin())
-        .args([
-            "produce",
-            topic,
-            "-u",
-            &node.url(),
-            "-m",
-            "hello-admin",
-            "-n",
-        ])
-        .arg(n.to_string())
-        .args(extra)
-        .env("STRATA_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strata produce");
-    assert!(
-        out.status.success(),
-        "produce failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli::produce(&node.url(), topic, "hello-admin", n, extra);
 }
 
 #[test]

@@ -2,66 +2,15 @@
 //! Pulsar's paths, JSON shapes and status codes (404 missing, 409 exists/in use, 412
 //! precondition), messages produced by the real `strata produce`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::harness::cli;
+use crate::harness::http::{http, request};
 use crate::harness::standalone::Standalone;
 use crate::harness::strata_bin;
-
-/// One HTTP/1.1 request with an optional bearer token; returns (status, headers, body).
-pub fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: &str,
-    token: Option<&str>,
-) -> (u16, String, String) {
-    let body_in = body;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    // Follow a broker's 307 to the topic's owner (cluster mode), as Pulsar's admin client does.
-    if status == 307
-        && let Some(loc) = head.lines().find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        && let Some(rest) = loc.strip_prefix("http://")
-        && let Some((authority, rest_path)) = rest.split_once('/')
-        && let Some(next_port) = authority.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
-    {
-        return request(next_port, method, &format!("/{rest_path}"), body_in, token);
-    }
-    (status, head.to_owned(), body.to_owned())
-}
-
-/// (status, body) without a token.
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let (st, _, b) = request(port, method, path, body, None);
-    (st, b)
-}
 
 fn ok_json(port: u16, path: &str) -> Value {
     let (st, body) = http(port, "GET", path, "");
@@ -81,27 +30,7 @@ fn expect(port: u16, method: &str, path: &str, body: &str, status: u16) -> Strin
 
 /// Produces `n` messages `hello-rest` with the real CLI.
 pub fn produce(url: &str, topic: &str, n: u32) {
-    let out = Command::new(strata_bin())
-        .args([
-            "produce",
-            topic,
-            "-u",
-            url,
-            "-m",
-            "hello-rest",
-            "--disable-batching",
-            "-n",
-        ])
-        .arg(n.to_string())
-        .env("STRATA_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strata produce");
-    assert!(
-        out.status.success(),
-        "produce failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli::produce(url, topic, "hello-rest", n, &["--disable-batching"]);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::admin_rest::request;
+use crate::harness::http::request;
 use crate::harness::python::{python_command, run_for};
 use crate::harness::secured::{
     SecuredStandalone as Secured, create_secret_key as secret_key, create_token as token,

@@ -5,6 +5,7 @@ use clap::Parser;
 use strata_client::cli::{ConsumeArgs, PerfArgs, ProduceArgs, run_consume, run_perf, run_produce};
 use tokio_util::sync::CancellationToken;
 
+use crate::harness::runtime;
 use crate::harness::standalone::Standalone;
 
 #[derive(Parser)]
@@ -25,19 +26,11 @@ struct Perf {
     args: PerfArgs,
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn produce_then_consume_first_run() {
     let node = Standalone::start();
     let url = node.url();
-    rt().block_on(async {
+    runtime().block_on(async {
         let p = Produce::parse_from([
             "produce",
             "first-run",
@@ -82,7 +75,7 @@ fn produce_then_consume_first_run() {
 fn perf_produce_and_consume_report() {
     let node = Standalone::start();
     let url = node.url();
-    rt().block_on(async {
+    runtime().block_on(async {
         let consume = Perf::parse_from([
             "perf", "consume", "perf-t", "-u", &url, "-t", "3", "-m", "3000", "-d", "60", "-i", "1",
         ]);

@@ -10,42 +10,17 @@ use strata_client::{
 };
 
 use crate::checker::{self, Checker};
+use crate::harness::http::create_partitioned;
+use crate::harness::runtime;
 use crate::harness::standalone::Standalone;
 
 const STEP: Duration = Duration::from_secs(20);
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn create_partitioned(http_port: u16, topic: &str, partitions: u32) {
-    use std::io::{Read, Write};
-    let body = partitions.to_string();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
-    write!(
-        s,
-        "PUT /admin/v2/persistent/public/default/{topic}/partitions HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 2"),
-        "create partitioned topic: {answer}"
-    );
-}
 
 #[test]
 fn strata_client_partitioned_keys_stats_and_unsubscribe() {
     let node = Standalone::start();
     create_partitioned(node.http_port, "own-parted", 4);
-    rt().block_on(async {
+    runtime().block_on(async {
         let client = PulsarClient::connect(&node.url()).await.unwrap();
         assert_eq!(client.partitions("own-parted").await.unwrap(), 4);
         let mut consumer = client
@@ -106,7 +81,7 @@ fn strata_client_partitioned_keys_stats_and_unsubscribe() {
 #[test]
 fn strata_client_failover_reports_active_consumer() {
     let node = Standalone::start();
-    rt().block_on(async {
+    runtime().block_on(async {
         let client = PulsarClient::connect(&node.url()).await.unwrap();
         let options = |name: &str| ConsumerOptions {
             sub_type: SubType::Failover,

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::strata_bin;
+use crate::harness::{cli, strata_bin};
 
 #[test]
 fn help_lists_roles() {
@@ -27,33 +27,10 @@ fn completions_are_generated() {
 #[test]
 fn produce_then_consume_with_the_cli() {
     let sa = crate::harness::standalone::Standalone::start();
-    let out = Command::new(strata_bin())
-        .args([
-            "produce",
-            "-u",
-            &sa.url(),
-            "cli-smoke",
-            "-m",
-            "hello strata",
-            "-n",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "produce: {}",
-        String::from_utf8_lossy(&out.stderr)
+    cli::produce(&sa.url(), "cli-smoke", "hello strata", 3, &[]);
+    let text = cli::strata_ok(
+        "consume",
+        &["consume", "-u", &sa.url(), "cli-smoke", "-n", "3"],
     );
-    let out = Command::new(strata_bin())
-        .args(["consume", "-u", &sa.url(), "cli-smoke", "-n", "3"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "consume: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("hello strata").count(), 3, "{text}");
 }
