@@ -33,6 +33,24 @@ pub fn produce(url: &str, topic: &str, n: u32) {
     cli::produce(url, topic, "hello-rest", n, &["--disable-batching"]);
 }
 
+/// `#[test] fn NAME()`: the scenario `NAME_on` against a fresh standalone.
+macro_rules! on_standalone {
+    ($($name:ident => $scenario:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let node = Standalone::start();
+            $scenario(node.http_port, &node.url());
+        }
+    )*};
+}
+
+on_standalone! {
+    tenants_and_namespaces_with_policies => tenants_and_namespaces_with_policies_on,
+    topics_partitions_stats_and_lifecycle => topics_partitions_stats_and_lifecycle_on,
+    subscriptions_cursors_and_messages => subscriptions_cursors_and_messages_on,
+    stats_list_live_consumers => stats_list_live_consumers_on,
+}
+
 #[test]
 fn clusters_brokers_bookies() {
     let node = Standalone::start();
@@ -55,12 +73,6 @@ fn clusters_brokers_bookies() {
     let b = ok_json(hp, "/admin/v2/bookies/all");
     assert_eq!(b["bookies"][0]["bookieId"], "standalone-bookie", "{b}");
     assert!(ok_json(hp, "/admin/v2/bookies/racks-info").is_object());
-}
-
-#[test]
-fn tenants_and_namespaces_with_policies() {
-    let node = Standalone::start();
-    tenants_and_namespaces_with_policies_on(node.http_port, &node.url());
 }
 
 /// The scenario against any node (standalone, or one broker of a cluster).
@@ -186,12 +198,6 @@ pub fn tenants_and_namespaces_with_policies_on(hp: u16, _url: &str) {
     expect(hp, "GET", "/admin/v2/tenants/acme", "", 404);
 }
 
-#[test]
-fn topics_partitions_stats_and_lifecycle() {
-    let node = Standalone::start();
-    topics_partitions_stats_and_lifecycle_on(node.http_port, &node.url());
-}
-
 /// The scenario against any node (standalone, or one broker of a cluster).
 pub fn topics_partitions_stats_and_lifecycle_on(hp: u16, url: &str) {
     let base = "/admin/v2/persistent/public/default";
@@ -288,12 +294,6 @@ fn ok_json_post(port: u16, path: &str) -> Value {
     let (st, body) = http(port, "POST", path, "");
     assert_eq!(st, 200, "POST {path}: {body}");
     serde_json::from_str(&body).unwrap()
-}
-
-#[test]
-fn subscriptions_cursors_and_messages() {
-    let node = Standalone::start();
-    subscriptions_cursors_and_messages_on(node.http_port, &node.url());
 }
 
 /// The scenario against any node (standalone, or one broker of a cluster).
@@ -433,12 +433,6 @@ pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
 
 /// Topic stats list the consumers attached to each subscription (name, permits, unacked,
 /// counters) and the subscription type.
-#[test]
-fn stats_list_live_consumers() {
-    let node = Standalone::start();
-    stats_list_live_consumers_on(node.http_port, &node.url());
-}
-
 /// The scenario against any node (standalone, or one broker of a cluster).
 pub fn stats_list_live_consumers_on(hp: u16, url: &str) {
     let t = "/admin/v2/persistent/public/default/live-stats";

@@ -116,6 +116,8 @@ fn unauthenticated(role: &str) -> bool {
 }
 
 const SECRET: &str = "secret-of-tenant-a";
+/// Tenant A's topic.
+const TOPIC_A: &str = "persistent://ta/ns/t";
 
 #[test]
 fn rest_authorization_matrix() {
@@ -126,15 +128,11 @@ fn rest_authorization_matrix() {
     // Tenant A's data, written by the superuser through the binary protocol when Python is
     // available; otherwise the REST checks still run on the empty topic.
     if let Some(py) = crate::harness::python::python() {
-        let r = python_role(
-            &py,
-            &node,
-            Some(&su),
-            "persistent://ta/ns/t",
-            "setup",
-            SECRET,
-        );
-        assert_eq!(r["producer"], "ok", "{r}");
+        Binary {
+            py: &py,
+            node: &node,
+        }
+        .write_secret(&su);
     }
     let hp = node.http_port;
     let last = {
@@ -262,6 +260,26 @@ fn rest_authorization_matrix() {
     }
 }
 
+/// The official client (`authz_binary.py`) run as one role.
+struct Binary<'a> {
+    py: &'a Path,
+    node: &'a Secured,
+}
+
+impl Binary<'_> {
+    /// Produces `payload` to `topic` and subscribes with `sub` using token `tok`; returns what
+    /// each step answered.
+    fn run(&self, tok: Option<&str>, topic: &str, sub: &str, payload: &str) -> Value {
+        python_role(self.py, self.node, tok, topic, sub, payload)
+    }
+
+    /// The superuser writes tenant A's secret to its topic.
+    fn write_secret(&self, su: &str) {
+        let r = self.run(Some(su), TOPIC_A, "setup", SECRET);
+        assert_eq!(r["producer"], "ok", "{r}");
+    }
+}
+
 fn python_role(
     py: &Path,
     node: &Secured,
@@ -296,22 +314,16 @@ fn binary_authorization_matrix() {
     let toks = tokens(&node);
     let su = toks[0].1.clone().unwrap();
     setup(&node, &su);
-    let r = python_role(
-        &py,
-        &node,
-        Some(&su),
-        "persistent://ta/ns/t",
-        "setup",
-        SECRET,
-    );
-    assert_eq!(r["producer"], "ok", "{r}");
+    let bin = Binary {
+        py: &py,
+        node: &node,
+    };
+    bin.write_secret(&su);
     let mut failures = Vec::new();
     for (role, tok) in &toks {
-        let r = python_role(
-            &py,
-            &node,
+        let r = bin.run(
             tok.as_deref(),
-            "persistent://ta/ns/t",
+            TOPIC_A,
             &format!("sub-{role}"),
             &format!("from-{role}"),
         );
@@ -356,14 +368,7 @@ fn binary_authorization_matrix() {
         }
     }
     // Tenant B's consumer can use its own namespace.
-    let b = python_role(
-        &py,
-        &node,
-        toks[4].1.as_deref(),
-        "persistent://tb/ns/t",
-        "mine",
-        "x",
-    );
+    let b = bin.run(toks[4].1.as_deref(), "persistent://tb/ns/t", "mine", "x");
     if b["subscribe"] != "ok" {
         failures.push(format!("b-consumer on its own namespace: {b}"));
     }
@@ -581,13 +586,17 @@ fn topic_level_permissions_grant_one_topic_only() {
     assert_eq!(v["t1-producer"], serde_json::json!(["produce"]), "{v}");
     assert_eq!(v["a-producer"], serde_json::json!(["produce"]), "{v}");
 
-    let r = python_role(&py, &node, Some(&t_role), "persistent://ta/ns/t1", "s", "x");
+    let bin = Binary {
+        py: &py,
+        node: &node,
+    };
+    let r = bin.run(Some(&t_role), "persistent://ta/ns/t1", "s", "x");
     assert_eq!(r["producer"], "ok", "granted topic: {r}");
     assert_ne!(
         r["subscribe"], "ok",
         "produce grant must not allow consuming: {r}"
     );
-    let r = python_role(&py, &node, Some(&t_role), "persistent://ta/ns/t2", "s", "x");
+    let r = bin.run(Some(&t_role), "persistent://ta/ns/t2", "s", "x");
     assert_ne!(r["producer"], "ok", "other topic: {r}");
 
     let (st, _, body) = request(
@@ -608,13 +617,6 @@ fn topic_level_permissions_grant_one_topic_only() {
     assert_eq!(st, 412, "revoking twice");
     // policies are re-read within policy_refresh_interval (1 s)
     std::thread::sleep(Duration::from_millis(1500));
-    let r = python_role(
-        &py,
-        &node,
-        Some(&t_role),
-        "persistent://ta/ns/t1",
-        "s2",
-        "x",
-    );
+    let r = bin.run(Some(&t_role), "persistent://ta/ns/t1", "s2", "x");
     assert_ne!(r["producer"], "ok", "revoked: {r}");
 }

@@ -1,9 +1,7 @@
 //! Chunked messages (client-side chunking of payloads above `max_message_size`) pass through the
 //! broker and are delivered intact to the official Python client.
 
-use crate::harness::python::python;
-use crate::harness::standalone::Standalone;
-use crate::pulsar_python::run_inline_ok;
+use crate::pulsar_python::inline_scenario;
 
 const CHUNKS: &str = r#"
 import sys, os, pulsar
@@ -24,7 +22,5 @@ print("OK")
 
 #[test]
 fn chunked_messages_are_delivered_intact() {
-    let Some(py) = python() else { return };
-    let node = Standalone::start();
-    run_inline_ok(&py, CHUNKS, &node, &[node.url()]);
+    inline_scenario(CHUNKS, false);
 }

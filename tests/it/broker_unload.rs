@@ -2,9 +2,7 @@
 //! CLOSE_CONSUMER; the official Python client reconnects by itself and nothing is lost or
 //! duplicated across the move.
 
-use crate::harness::python::python;
-use crate::harness::standalone::Standalone;
-use crate::pulsar_python::run_inline_ok;
+use crate::pulsar_python::inline_scenario;
 
 const UNLOAD: &str = r#"
 import sys, time, urllib.request, pulsar
@@ -35,8 +33,7 @@ print("OK")
 
 #[test]
 fn unload_closes_clients_and_they_reconnect() {
-    let Some(py) = python() else { return };
-    let node = Standalone::start();
-    run_inline_ok(&py, UNLOAD, &node, &[node.url(), node.http_url()]);
-    assert!(node.log_tail().contains("topic unloaded"));
+    if let Some(node) = inline_scenario(UNLOAD, true) {
+        assert!(node.log_tail().contains("topic unloaded"));
+    }
 }

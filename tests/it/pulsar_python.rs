@@ -51,6 +51,20 @@ pub fn run_inline_ok(py: &Path, code: &str, node: &Standalone, args: &[String]) 
     );
 }
 
+/// Skips (`None`) without Python; otherwise runs the inline script `code` against a fresh
+/// standalone (arguments: its Pulsar URL, then its HTTP URL with `http_too`), asserts that it
+/// prints `OK`, and returns the standalone for more checks.
+pub fn inline_scenario(code: &str, http_too: bool) -> Option<Standalone> {
+    let py = python()?;
+    let node = Standalone::start();
+    let mut args = vec![node.url()];
+    if http_too {
+        args.push(node.http_url());
+    }
+    run_inline_ok(&py, code, &node, &args);
+    Some(node)
+}
+
 /// [`run_script_with`] without more arguments.
 pub fn run_script(py: &Path, script: &str, node: &Standalone) {
     run_script_with(py, script, node, &[]);

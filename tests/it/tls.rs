@@ -88,9 +88,15 @@ struct Node {
     node: Standalone,
     tls_port: u16,
     https_port: u16,
+    /// The certificates, in a directory that lives as long as the node.
+    pki: Pki,
+    _dir: tempfile::TempDir,
 }
 
-fn start(dir: &Path, pki: &Pki, mtls: bool) -> Node {
+/// Makes a PKI in a fresh directory and starts a standalone with it.
+fn start(mtls: bool) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
     let (tls_port, https_port) = (free_port(), free_port());
     let mut args: Vec<OsString> = vec![
         "--broker-port-tls".into(),
@@ -103,7 +109,7 @@ fn start(dir: &Path, pki: &Pki, mtls: bool) -> Node {
         pki.server_key.clone().into(),
     ];
     if mtls {
-        let key = dir.join("secret.key");
+        let key = dir.path().join("secret.key");
         create_secret_key(&key);
         args.extend([
             "--tls-trust-certs-file".into(),
@@ -119,6 +125,8 @@ fn start(dir: &Path, pki: &Pki, mtls: bool) -> Node {
         node,
         tls_port,
         https_port,
+        pki,
+        _dir: dir,
     }
 }
 
@@ -140,6 +148,14 @@ impl Node {
                 String::from_utf8_lossy(&out.stderr)
             ),
         )
+    }
+
+    /// `strata produce TOPIC -u pulsar+ssl://... -m hi FLAGS...`; returns (success, output).
+    fn produce(&self, topic: &str, flags: &[&str]) -> (bool, String) {
+        let url = self.tls_url();
+        let mut args = vec!["produce", topic, "-u", &url, "-m", "hi"];
+        args.extend_from_slice(flags);
+        self.strata(&args)
     }
 
     fn tls_url(&self) -> String {
@@ -172,45 +188,23 @@ impl Node {
 #[test]
 fn tls_ports_serve_the_official_client_and_refuse_untrusted_servers() {
     let Some(py) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki(dir.path());
-    let node = start(dir.path(), &pki, false);
+    let node = start(false);
+    let pki = &node.pki;
     node.script(&py, "plain", &pki.ca, None);
     node.script(&py, "untrusted", &pki.other_ca, None);
 
     // Our own clients: `strata produce` over pulsar+ssl:// and `strata admin` over https://
     // verify the chain against the CA given.
     let ca = pki.ca.to_str().unwrap();
-    let url = node.tls_url();
-    let (ok, out) = node.strata(&[
-        "produce",
-        "tls-cli",
-        "-u",
-        &url,
-        "--tls-ca-file",
-        ca,
-        "-m",
-        "hi",
-        "-n",
-        "3",
-    ]);
+    let (ok, out) = node.produce("tls-cli", &["--tls-ca-file", ca, "-n", "3"]);
     assert!(ok, "strata produce over TLS: {out}");
     let other = pki.other_ca.to_str().unwrap();
-    let (ok, out) = node.strata(&[
-        "produce",
-        "tls-cli",
-        "-u",
-        &url,
-        "--tls-ca-file",
-        other,
-        "-m",
-        "hi",
-    ]);
+    let (ok, out) = node.produce("tls-cli", &["--tls-ca-file", other]);
     assert!(
         !ok && out.to_lowercase().contains("tls"),
         "untrusted server accepted: {out}"
     );
-    let (ok, out) = node.strata(&["produce", "tls-cli", "-u", &url, "-m", "hi"]);
+    let (ok, out) = node.produce("tls-cli", &[]);
     assert!(!ok && out.contains("--tls-ca-file"), "no CA given: {out}");
     let https = format!("https://127.0.0.1:{}", node.https_port);
     let (ok, out) = node.strata(&[
@@ -232,45 +226,29 @@ fn tls_ports_serve_the_official_client_and_refuse_untrusted_servers() {
 #[test]
 fn mtls_client_certificate_is_the_role() {
     let Some(py) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki(dir.path());
-    let node = start(dir.path(), &pki, true);
-    node.script(
-        &py,
-        "mtls",
-        &pki.ca,
-        Some((&pki.client_cert, &pki.client_key)),
-    );
+    let node = start(true);
+    let pki = &node.pki;
+    let identity = (pki.client_cert.as_path(), pki.client_key.as_path());
+    node.script(&py, "mtls", &pki.ca, Some(identity));
     node.script(&py, "no-cert", &pki.ca, None);
 
     // `strata produce` with the client certificate authenticates as its CN (a superuser here);
     // without it, it is refused.
     let ca = pki.ca.to_str().unwrap();
-    let url = node.tls_url();
-    let (ok, out) = node.strata(&[
-        "produce",
-        "mtls-cli",
-        "-u",
-        &url,
+    let (cert, key) = (
+        pki.client_cert.to_str().unwrap(),
+        pki.client_key.to_str().unwrap(),
+    );
+    let with_cert = [
         "--tls-ca-file",
         ca,
         "--tls-cert-file",
-        pki.client_cert.to_str().unwrap(),
+        cert,
         "--tls-key-file",
-        pki.client_key.to_str().unwrap(),
-        "-m",
-        "hi",
-    ]);
+        key,
+    ];
+    let (ok, out) = node.produce("mtls-cli", &with_cert);
     assert!(ok, "strata produce with a client certificate: {out}");
-    let (ok, out) = node.strata(&[
-        "produce",
-        "mtls-cli",
-        "-u",
-        &url,
-        "--tls-ca-file",
-        ca,
-        "-m",
-        "hi",
-    ]);
+    let (ok, out) = node.produce("mtls-cli", &["--tls-ca-file", ca]);
     assert!(!ok, "anonymous producer accepted: {out}");
 }
