@@ -319,13 +319,11 @@ pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
     assert_eq!(backlog("early"), Some(10));
     assert_eq!(backlog("late"), Some(10));
 
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/skip/3"),
-        "",
-        204,
-    );
+    // POST `{t}/subscription/early/<op>` with no body: 204.
+    let early_post = |op: &str| {
+        expect(hp, "POST", &format!("{t}/subscription/early/{op}"), "", 204);
+    };
+    early_post("skip/3");
     assert_eq!(backlog("early"), Some(7));
     let (st, head, body) = request(
         hp,
@@ -348,13 +346,7 @@ pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
         404,
     );
 
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/skip_all"),
-        "",
-        204,
-    );
+    early_post("skip_all");
     assert_eq!(backlog("early"), Some(0));
     expect(
         hp,
@@ -369,37 +361,13 @@ pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
         .unwrap()
         .as_millis() as u64
         - 3_600_000;
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/skip_all"),
-        "",
-        204,
-    );
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/resetcursor/{hour_ago}"),
-        "",
-        204,
-    );
+    early_post("skip_all");
+    early_post(&format!("resetcursor/{hour_ago}"));
     assert_eq!(backlog("early"), Some(10));
     // Nothing is an hour old: expiring after 3600 s changes nothing; after 0 s, everything.
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/expireMessages/3600"),
-        "",
-        204,
-    );
+    early_post("expireMessages/3600");
     assert_eq!(backlog("early"), Some(10));
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/expireMessages/0"),
-        "",
-        204,
-    );
+    early_post("expireMessages/0");
     assert_eq!(backlog("early"), Some(0));
 
     let last = ok_json(hp, &format!("{t}/lastMessageId"));

@@ -111,6 +111,16 @@ fn allowed(class: &str, role: &str) -> bool {
     }
 }
 
+/// No wrong answer was collected; `context` is added to the failure message.
+fn assert_all_right(failures: &[String], context: &str) {
+    assert!(
+        failures.is_empty(),
+        "{} wrong answers:\n{}{context}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 fn unauthenticated(role: &str) -> bool {
     ["anonymous", "expired", "forged"].contains(&role)
 }
@@ -245,12 +255,7 @@ fn rest_authorization_matrix() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} wrong answers:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_all_right(&failures, "");
     // Tokens never reach the log.
     let log = node.log();
     for (_, tok) in &toks {
@@ -372,17 +377,16 @@ fn binary_authorization_matrix() {
     if b["subscribe"] != "ok" {
         failures.push(format!("b-consumer on its own namespace: {b}"));
     }
-    assert!(
-        failures.is_empty(),
-        "{} wrong answers:\n{}\n--- log tail ---\n{}",
-        failures.len(),
-        failures.join("\n"),
-        node.log()
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .join("\n")
+    let log_tail: Vec<String> = node
+        .log()
+        .lines()
+        .rev()
+        .take(40)
+        .map(str::to_owned)
+        .collect();
+    assert_all_right(
+        &failures,
+        &format!("\n--- log tail ---\n{}", log_tail.join("\n")),
     );
     let _ = ROLES;
 }
@@ -530,12 +534,7 @@ fn raw_binary_commands_matrix() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} wrong answers:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_all_right(&failures, "");
 }
 
 /// Topic-level grants (`/admin/v2/persistent/{t}/{ns}/{topic}/permissions/{role}`): the role may
@@ -554,31 +553,19 @@ fn topic_level_permissions_grant_one_topic_only() {
     setup(&node, &su);
     let hp = node.http_port;
     let perms = "/admin/v2/persistent/ta/ns/t1/permissions";
+    let grant = format!("{perms}/t1-producer");
+    // (status, body) of `method` on the grant with `body`, as the holder of `tok`.
+    let on_grant = |method: &str, body: &str, tok: &str| {
+        let (st, _, body) = request(hp, method, &grant, body, Some(tok));
+        (st, body)
+    };
     // another tenant's admin may not grant on tenant A
-    let (st, _, body) = request(
-        hp,
-        "POST",
-        &format!("{perms}/t1-producer"),
-        r#"["produce"]"#,
-        Some(&b_admin),
-    );
+    let (st, body) = on_grant("POST", r#"["produce"]"#, &b_admin);
     assert_eq!(st, 403, "{body}");
     // bad action names are a clear 400/412, nothing stored
-    let (st, _, body) = request(
-        hp,
-        "POST",
-        &format!("{perms}/t1-producer"),
-        r#"["fly"]"#,
-        Some(&a_admin),
-    );
+    let (st, body) = on_grant("POST", r#"["fly"]"#, &a_admin);
     assert!(st == 400 || st == 412, "{st} {body}");
-    let (st, _, body) = request(
-        hp,
-        "POST",
-        &format!("{perms}/t1-producer"),
-        r#"["produce"]"#,
-        Some(&a_admin),
-    );
+    let (st, body) = on_grant("POST", r#"["produce"]"#, &a_admin);
     assert_eq!(st, 204, "{body}");
     let (st, _, body) = request(hp, "GET", perms, "", Some(&a_admin));
     assert_eq!(st, 200, "{body}");
@@ -599,21 +586,9 @@ fn topic_level_permissions_grant_one_topic_only() {
     let r = bin.run(Some(&t_role), "persistent://ta/ns/t2", "s", "x");
     assert_ne!(r["producer"], "ok", "other topic: {r}");
 
-    let (st, _, body) = request(
-        hp,
-        "DELETE",
-        &format!("{perms}/t1-producer"),
-        "",
-        Some(&a_admin),
-    );
+    let (st, body) = on_grant("DELETE", "", &a_admin);
     assert_eq!(st, 204, "{body}");
-    let (st, _, _) = request(
-        hp,
-        "DELETE",
-        &format!("{perms}/t1-producer"),
-        "",
-        Some(&a_admin),
-    );
+    let (st, _) = on_grant("DELETE", "", &a_admin);
     assert_eq!(st, 412, "revoking twice");
     // policies are re-read within policy_refresh_interval (1 s)
     std::thread::sleep(Duration::from_millis(1500));

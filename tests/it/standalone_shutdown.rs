@@ -5,7 +5,7 @@ use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::MessageMetadata;
 use strata_proto::pulsar::base_command::Type;
-use strata_proto::pulsar::command_subscribe::{InitialPosition, SubType};
+use strata_proto::pulsar::command_subscribe::SubType;
 
 use crate::broker_badinput::Raw;
 use crate::harness::standalone::Standalone;
@@ -59,14 +59,7 @@ fn sigterm_closes_ledgers_and_data_survives() {
 
     node.start_again();
     let mut c = Raw::connected(bp);
-    c.send(&Frame::simple(commands::subscribe(
-        topic,
-        "s",
-        SubType::Exclusive,
-        1,
-        2,
-        InitialPosition::Earliest,
-    )));
+    c.subscribe(topic, SubType::Exclusive, 1, 2);
     assert_eq!(c.recv().unwrap().command.r#type, Type::Success as i32);
     c.send(&Frame::simple(commands::flow(1, 100)));
     let mut got = Vec::new();

@@ -93,8 +93,10 @@ struct Node {
     _dir: tempfile::TempDir,
 }
 
-/// Makes a PKI in a fresh directory and starts a standalone with it.
-fn start(mtls: bool) -> Node {
+/// Skips (`None`) without Python; otherwise makes a PKI in a fresh directory and starts a
+/// standalone with it.
+fn start(mtls: bool) -> Option<(PathBuf, Node)> {
+    let py = python()?;
     let dir = tempfile::tempdir().unwrap();
     let pki = pki(dir.path());
     let (tls_port, https_port) = (free_port(), free_port());
@@ -121,13 +123,14 @@ fn start(mtls: bool) -> Node {
         ]);
     }
     let node = Standalone::start_with(&args, &[tls_port, https_port]);
-    Node {
+    let node = Node {
         node,
         tls_port,
         https_port,
         pki,
         _dir: dir,
-    }
+    };
+    Some((py, node))
 }
 
 impl Node {
@@ -187,8 +190,9 @@ impl Node {
 
 #[test]
 fn tls_ports_serve_the_official_client_and_refuse_untrusted_servers() {
-    let Some(py) = python() else { return };
-    let node = start(false);
+    let Some((py, node)) = start(false) else {
+        return;
+    };
     let pki = &node.pki;
     node.script(&py, "plain", &pki.ca, None);
     node.script(&py, "untrusted", &pki.other_ca, None);
@@ -225,19 +229,22 @@ fn tls_ports_serve_the_official_client_and_refuse_untrusted_servers() {
 
 #[test]
 fn mtls_client_certificate_is_the_role() {
-    let Some(py) = python() else { return };
-    let node = start(true);
-    let pki = &node.pki;
-    let identity = (pki.client_cert.as_path(), pki.client_key.as_path());
-    node.script(&py, "mtls", &pki.ca, Some(identity));
-    node.script(&py, "no-cert", &pki.ca, None);
+    let Some((py, node)) = start(true) else {
+        return;
+    };
+    let identity = (
+        node.pki.client_cert.as_path(),
+        node.pki.client_key.as_path(),
+    );
+    node.script(&py, "mtls", &node.pki.ca, Some(identity));
+    node.script(&py, "no-cert", &node.pki.ca, None);
 
     // `strata produce` with the client certificate authenticates as its CN (a superuser here);
     // without it, it is refused.
-    let ca = pki.ca.to_str().unwrap();
+    let ca = node.pki.ca.to_str().unwrap();
     let (cert, key) = (
-        pki.client_cert.to_str().unwrap(),
-        pki.client_key.to_str().unwrap(),
+        node.pki.client_cert.to_str().unwrap(),
+        node.pki.client_key.to_str().unwrap(),
     );
     let with_cert = [
         "--tls-ca-file",

@@ -56,20 +56,6 @@ impl BookieProcess {
     }
 }
 
-impl std::ops::Deref for BookieProcess {
-    type Target = Process;
-
-    fn deref(&self) -> &Process {
-        &self.process
-    }
-}
-
-impl std::ops::DerefMut for BookieProcess {
-    fn deref_mut(&mut self) -> &mut Process {
-        &mut self.process
-    }
-}
-
 /// etcd + bookies (+ brokers once started).
 pub struct Sandbox {
     /// Brokers by index (declared first: dropped, i.e. killed, before the bookies and etcd).
@@ -176,18 +162,9 @@ impl Sandbox {
     }
 }
 
-/// Status code of `GET path` on `addr`, if it answered.
+/// Status code of `GET path` on `addr`, if it answered (within 2 s).
 pub fn http_status(addr: &str, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.split_whitespace().nth(1)?.parse().ok()
+    get(addr, path, Duration::from_secs(2)).map(|(status, _)| status)
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`.
@@ -279,19 +256,26 @@ impl BrokerProcess {
     }
 }
 
-impl std::ops::Deref for BrokerProcess {
-    type Target = Process;
+/// `Deref`/`DerefMut` of a sandbox process type to its [`Process`] (log, kill, readiness).
+macro_rules! deref_to_process {
+    ($($t:ty),*) => {$(
+        impl std::ops::Deref for $t {
+            type Target = Process;
 
-    fn deref(&self) -> &Process {
-        &self.process
-    }
+            fn deref(&self) -> &Process {
+                &self.process
+            }
+        }
+
+        impl std::ops::DerefMut for $t {
+            fn deref_mut(&mut self) -> &mut Process {
+                &mut self.process
+            }
+        }
+    )*};
 }
 
-impl std::ops::DerefMut for BrokerProcess {
-    fn deref_mut(&mut self) -> &mut Process {
-        &mut self.process
-    }
-}
+deref_to_process!(BookieProcess, BrokerProcess);
 
 /// Sends `sig` (e.g. "TERM", "STOP", "CONT") to `pid`.
 pub fn signal(pid: u32, sig: &str) {
@@ -507,10 +491,15 @@ impl Drop for Sandbox {
     }
 }
 
-/// `GET path` on `addr`: (status, raw response including headers), if it answered.
+/// `GET path` on `addr`: (status, raw response including headers), if it answered (within 5 s).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    get(addr, path, Duration::from_secs(5))
+}
+
+/// `GET path` on `addr` with a read timeout: (status, raw response), if it answered.
+fn get(addr: &str, path: &str, timeout: Duration) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
