@@ -77,6 +77,11 @@ fn fails(node: &Standalone, args: &[&str], expected_prefix: &str) -> String {
     line.to_owned()
 }
 
+/// The words of `line` as arguments (no argument of these tests contains a space).
+fn w(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
@@ -103,15 +108,7 @@ fn tenants_list_get_create_and_missing_tenant_error() {
     assert!(info["allowedClusters"].is_array(), "{info}");
     ok(
         &node,
-        &[
-            "tenants",
-            "create",
-            "acme",
-            "--admin-roles",
-            "alice",
-            "--allowed-clusters",
-            "standalone",
-        ],
+        &w("tenants create acme --admin-roles alice --allowed-clusters standalone"),
     );
     let list = json(&ok(&node, &["-o", "json", "tenants", "list"]));
     assert!(
@@ -136,13 +133,7 @@ fn namespaces_create_list_topics_and_policies() {
     // The namespace's topic list includes partitions of a partitioned topic.
     ok(
         &node,
-        &[
-            "topics",
-            "create-partitioned-topic",
-            "persistent://acme/orders/p",
-            "-p",
-            "2",
-        ],
+        &w("topics create-partitioned-topic persistent://acme/orders/p -p 2"),
     );
     let topics = json(&ok(
         &node,
@@ -231,17 +222,7 @@ fn brokers_healthcheck_and_error_output() {
     fails(&node, &["topics", "stats", "a/b"], "error: invalid topic");
     fails(
         &node,
-        &[
-            "namespaces",
-            "set-persistence",
-            "public/default",
-            "-e",
-            "1",
-            "-w",
-            "2",
-            "-a",
-            "1",
-        ],
+        &w("namespaces set-persistence public/default -e 1 -w 2 -a 1"),
         "error: invalid persistence",
     );
     // Nobody listening: a transport error naming the URL, exit status 1.
@@ -309,18 +290,7 @@ fn bookies_list_and_racks() {
 #[test]
 fn tenants_update_delete_and_conflicts() {
     let node = Standalone::start();
-    ok(
-        &node,
-        &[
-            "tenants",
-            "create",
-            "acme",
-            "-r",
-            "alice",
-            "-c",
-            "standalone",
-        ],
-    );
+    ok(&node, &w("tenants create acme -r alice -c standalone"));
     let info = json(&ok(&node, &["-o", "json", "tenants", "get", "acme"]));
     assert_eq!(info["adminRoles"], serde_json::json!(["alice"]), "{info}");
     fails(
@@ -330,15 +300,7 @@ fn tenants_update_delete_and_conflicts() {
     );
     ok(
         &node,
-        &[
-            "tenants",
-            "update",
-            "acme",
-            "--admin-roles",
-            "alice,bob",
-            "--allowed-clusters",
-            "standalone",
-        ],
+        &w("tenants update acme --admin-roles alice,bob --allowed-clusters standalone"),
     );
     let info = json(&ok(&node, &["-o", "json", "tenants", "get", "acme"]));
     assert_eq!(info["adminRoles"], serde_json::json!(["alice", "bob"]));
@@ -363,15 +325,9 @@ fn namespaces_policies_set_and_get() {
 
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-retention",
-            n,
-            "--size",
-            "10M",
-            "--time",
-            "3h",
-        ],
+        &w(&format!(
+            "namespaces set-retention {n} --size 10M --time 3h"
+        )),
     );
     let r = get("get-retention");
     assert_eq!(
@@ -386,15 +342,9 @@ fn namespaces_policies_set_and_get() {
     assert_eq!(get("get-message-ttl"), 3600);
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-backlog-quota",
-            n,
-            "--limit",
-            "1G",
-            "--policy",
-            "producer_exception",
-        ],
+        &w(&format!(
+            "namespaces set-backlog-quota {n} --limit 1G --policy producer_exception"
+        )),
     );
     let q = get("get-backlog-quotas");
     assert_eq!(
@@ -403,17 +353,7 @@ fn namespaces_policies_set_and_get() {
     );
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-persistence",
-            n,
-            "-e",
-            "1",
-            "-w",
-            "1",
-            "-a",
-            "1",
-        ],
+        &w(&format!("namespaces set-persistence {n} -e 1 -w 1 -a 1")),
     );
     assert_eq!(get("get-persistence")["bookkeeperEnsemble"], 1);
     ok(&node, &["namespaces", "set-deduplication", n, "--enable"]);
@@ -432,13 +372,9 @@ fn namespaces_policies_set_and_get() {
     assert_eq!(get("get-max-consumers-per-topic"), 4);
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-dispatch-rate",
-            n,
-            "--msg-dispatch-rate",
-            "1000",
-        ],
+        &w(&format!(
+            "namespaces set-dispatch-rate {n} --msg-dispatch-rate 1000"
+        )),
     );
     assert_eq!(
         get("get-dispatch-rate")["dispatchThrottlingRateInMsg"],
@@ -446,13 +382,9 @@ fn namespaces_policies_set_and_get() {
     );
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-publish-rate",
-            n,
-            "--msg-publish-rate",
-            "500",
-        ],
+        &w(&format!(
+            "namespaces set-publish-rate {n} --msg-publish-rate 500"
+        )),
     );
     assert_eq!(get("get-publish-rate")["publishThrottlingRateInMsg"], 500);
     ok(
@@ -483,15 +415,7 @@ fn namespaces_grant_revoke_permissions() {
     ok(&node, &["namespaces", "create", "acme/ns"]);
     ok(
         &node,
-        &[
-            "namespaces",
-            "grant-permission",
-            "acme/ns",
-            "--role",
-            "app",
-            "--actions",
-            "produce,consume",
-        ],
+        &w("namespaces grant-permission acme/ns --role app --actions produce,consume"),
     );
     let p = json(&ok(
         &node,
@@ -500,16 +424,7 @@ fn namespaces_grant_revoke_permissions() {
     let mut actions: Vec<String> = serde_json::from_value(p["app"].clone()).unwrap();
     actions.sort();
     assert_eq!(actions, ["consume", "produce"], "{p}");
-    ok(
-        &node,
-        &[
-            "namespaces",
-            "revoke-permission",
-            "acme/ns",
-            "--role",
-            "app",
-        ],
-    );
+    ok(&node, &w("namespaces revoke-permission acme/ns --role app"));
     let p = json(&ok(
         &node,
         &["-o", "json", "namespaces", "permissions", "acme/ns"],
@@ -536,14 +451,9 @@ fn topics_list_delete_update_partitions() {
     produce(&node, t, 4);
     let stats = json(&ok(
         &node,
-        &[
-            "-o",
-            "json",
-            "topics",
-            "partitioned-stats",
-            t,
-            "--per-partition",
-        ],
+        &w(&format!(
+            "-o json topics partitioned-stats {t} --per-partition"
+        )),
     ));
     assert!(stats["partitions"].is_object(), "{stats}");
     let plain = "persistent://public/default/to-delete";
@@ -567,15 +477,9 @@ fn topics_subscriptions_cursor_operations() {
     ok(&node, &["topics", "create", t]);
     ok(
         &node,
-        &[
-            "topics",
-            "create-subscription",
-            t,
-            "-s",
-            "early",
-            "--messageId",
-            "earliest",
-        ],
+        &w(&format!(
+            "topics create-subscription {t} -s early --messageId earliest"
+        )),
     );
     ok(&node, &["topics", "create-subscription", t, "-s", "late"]);
     produce(&node, t, 10);
@@ -600,15 +504,9 @@ fn topics_subscriptions_cursor_operations() {
     assert_eq!(backlog("early"), Some(0));
     ok(
         &node,
-        &[
-            "topics",
-            "reset-cursor",
-            t,
-            "-s",
-            "early",
-            "--messageId",
-            "earliest",
-        ],
+        &w(&format!(
+            "topics reset-cursor {t} -s early --messageId earliest"
+        )),
     );
     assert_eq!(backlog("early"), Some(10));
     ok(
@@ -628,15 +526,7 @@ fn topics_subscriptions_cursor_operations() {
     );
     let msg = ok(
         &node,
-        &[
-            "topics",
-            "get-message-by-id",
-            t,
-            "-l",
-            &l.to_string(),
-            "-e",
-            &e.to_string(),
-        ],
+        &w(&format!("topics get-message-by-id {t} -l {l} -e {e}")),
     );
     assert!(msg.contains("hello-admin"), "{msg}");
     ok(&node, &["topics", "unsubscribe", t, "-s", "late"]);
@@ -687,15 +577,9 @@ fn peek_shows_the_messages_of_compressed_batches() {
     ok(&node, &["topics", "create", t]);
     ok(
         &node,
-        &[
-            "topics",
-            "create-subscription",
-            t,
-            "-s",
-            "s",
-            "--messageId",
-            "earliest",
-        ],
+        &w(&format!(
+            "topics create-subscription {t} -s s --messageId earliest"
+        )),
     );
     // Three messages in one LZ4-compressed batch entry.
     produce_with(&node, t, 3, &["-z", "lz4"]);
@@ -704,17 +588,7 @@ fn peek_shows_the_messages_of_compressed_batches() {
     assert!(!out.contains("decode-error"), "{out}");
     let v = json(&ok(
         &node,
-        &[
-            "-o",
-            "json",
-            "topics",
-            "peek-messages",
-            t,
-            "-s",
-            "s",
-            "-n",
-            "1",
-        ],
+        &w(&format!("-o json topics peek-messages {t} -s s -n 1")),
     ));
     assert_eq!(v.as_array().map(Vec::len), Some(3), "{v}");
     assert_eq!(v[2]["payload"], "hello-admin", "{v}");
@@ -771,12 +645,7 @@ fn auth_token_options_against_a_secured_standalone() {
     // A forged token (signed with another key): 401.
     let r = admin_at(
         node.http_port,
-        &[
-            "--auth-token",
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl",
-            "tenants",
-            "list",
-        ],
+        &w("--auth-token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl tenants list"),
     );
     assert!(r.stderr.starts_with("error: 401 Unauthorized"), "{r:?}");
 }
@@ -789,46 +658,20 @@ fn topic_permissions_subscription_dispatch_rate_and_age_quota() {
     ok(&node, &["topics", "create", "persistent://acme/ns/t"]);
     ok(
         &node,
-        &[
-            "topics",
-            "grant-permission",
-            "persistent://acme/ns/t",
-            "--role",
-            "reader",
-            "--actions",
-            "consume",
-        ],
+        &w("topics grant-permission persistent://acme/ns/t --role reader --actions consume"),
     );
     let p = json(&ok(
         &node,
-        &[
-            "-o",
-            "json",
-            "topics",
-            "permissions",
-            "persistent://acme/ns/t",
-        ],
+        &w("-o json topics permissions persistent://acme/ns/t"),
     ));
     assert_eq!(p["reader"], serde_json::json!(["consume"]), "{p}");
     ok(
         &node,
-        &[
-            "topics",
-            "revoke-permission",
-            "persistent://acme/ns/t",
-            "--role",
-            "reader",
-        ],
+        &w("topics revoke-permission persistent://acme/ns/t --role reader"),
     );
     let e = fails(
         &node,
-        &[
-            "topics",
-            "revoke-permission",
-            "persistent://acme/ns/t",
-            "--role",
-            "reader",
-        ],
+        &w("topics revoke-permission persistent://acme/ns/t --role reader"),
         "error:",
     );
     assert!(
@@ -838,50 +681,23 @@ fn topic_permissions_subscription_dispatch_rate_and_age_quota() {
 
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-subscription-dispatch-rate",
-            "acme/ns",
-            "--msg-dispatch-rate",
-            "50",
-        ],
+        &w("namespaces set-subscription-dispatch-rate acme/ns --msg-dispatch-rate 50"),
     );
     let r = json(&ok(
         &node,
-        &[
-            "-o",
-            "json",
-            "namespaces",
-            "get-subscription-dispatch-rate",
-            "acme/ns",
-        ],
+        &w("-o json namespaces get-subscription-dispatch-rate acme/ns"),
     ));
     assert_eq!(r["dispatchThrottlingRateInMsg"], 50, "{r}");
     ok(
         &node,
-        &[
-            "namespaces",
-            "remove-policy",
-            "acme/ns",
-            "subscription-dispatch-rate",
-        ],
+        &w("namespaces remove-policy acme/ns subscription-dispatch-rate"),
     );
 
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-backlog-quota",
-            "acme/ns",
-            "--limit",
-            "-1",
-            "--limit-time",
-            "10m",
-            "--policy",
-            "consumer_backlog_eviction",
-            "--type",
-            "message_age",
-        ],
+        &w(
+            "namespaces set-backlog-quota acme/ns --limit -1 --limit-time 10m --policy consumer_backlog_eviction --type message_age",
+        ),
     );
     let q = json(&ok(
         &node,

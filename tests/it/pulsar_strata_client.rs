@@ -6,7 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use strata_client::{
-    ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions, PulsarClient, SubType,
+    ConsumerOptions, InitialPosition, OutgoingMessage, Producer, ProducerOptions, PulsarClient,
+    SubType,
 };
 
 use crate::checker::{self, Checker};
@@ -15,6 +16,14 @@ use crate::harness::runtime;
 use crate::harness::standalone::Standalone;
 
 const STEP: Duration = Duration::from_secs(20);
+
+/// A producer with default options on `topic`.
+async fn producer(client: &PulsarClient, topic: &str) -> Producer {
+    client
+        .producer(topic, ProducerOptions::default())
+        .await
+        .unwrap()
+}
 
 #[test]
 fn strata_client_partitioned_keys_stats_and_unsubscribe() {
@@ -35,10 +44,7 @@ fn strata_client_partitioned_keys_stats_and_unsubscribe() {
             )
             .await
             .unwrap();
-        let producer = client
-            .producer("own-parted", ProducerOptions::default())
-            .await
-            .unwrap();
+        let producer = producer(&client, "own-parted").await;
         let mut check = Checker::new();
         let mut pending = Vec::new();
         for i in 0..400u64 {
@@ -97,10 +103,7 @@ fn strata_client_failover_reports_active_consumer() {
             .subscribe("own-failover", "sub", options("b"))
             .await
             .unwrap();
-        let producer = client
-            .producer("own-failover", ProducerOptions::default())
-            .await
-            .unwrap();
+        let producer = producer(&client, "own-failover").await;
         producer.send(OutgoingMessage::new("x")).await.unwrap();
         // The active consumer receives; ACTIVE_CONSUMER_CHANGE told each side its role.
         let (got_a, m) = tokio::time::timeout(STEP, async {

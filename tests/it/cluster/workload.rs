@@ -274,6 +274,20 @@ pub struct ProduceSpec {
     pub name_prefix: String,
 }
 
+impl ProduceSpec {
+    /// A million batched messages to `topics` at `rate` per second for at most `max_secs`: a
+    /// steady load that runs until it is stopped.
+    pub fn steady(topics: &[String], rate: f64, max_secs: u64) -> ProduceSpec {
+        ProduceSpec {
+            topics: topics.to_vec(),
+            count: 1_000_000,
+            rate,
+            max_secs,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for ProduceSpec {
     fn default() -> Self {
         Self {
@@ -500,20 +514,6 @@ impl Load {
         self.stop_producing(producer_timeout).await;
         let received = self.stop_consuming().await;
         (self.producer.records(), received)
-    }
-}
-
-impl ProduceSpec {
-    /// A million batched messages to `topics` at `rate` per second for at most `max_secs`: a
-    /// steady load that runs until it is stopped.
-    pub fn steady(topics: &[String], rate: f64, max_secs: u64) -> ProduceSpec {
-        ProduceSpec {
-            topics: topics.to_vec(),
-            count: 1_000_000,
-            rate,
-            max_secs,
-            ..Default::default()
-        }
     }
 }
 
