@@ -28,6 +28,7 @@
 //! offload threshold (for tiered storage) — they are stored and shown by the admin API only.
 
 use std::collections::HashMap;
+use strata_common::clock::now_ms;
 
 use strata_meta::model::{BacklogQuotaPolicy, Policies};
 use tracing::{debug, info, warn};
@@ -40,12 +41,15 @@ use crate::topic::Topic;
 
 const LATEST: Position = Position::new(i64::MAX as u64, i64::MAX);
 
+/// The policies of the topic's namespace.
+async fn policies_of(s: &BrokerService, topic: &Topic) -> Result<Option<Policies>> {
+    s.policies(&topic.name().tenant, &topic.name().namespace)
+        .await
+}
+
 /// Checks a new producer against max-producers and the backlog quota.
 pub async fn admit_producer(s: &BrokerService, topic: &Topic) -> Result<()> {
-    let Some(p) = s
-        .policies(&topic.name().tenant, &topic.name().namespace)
-        .await?
-    else {
+    let Some(p) = policies_of(s, topic).await? else {
         return Ok(());
     };
     if let Some(max) = p.max_producers_per_topic.filter(|m| *m > 0)
@@ -73,10 +77,7 @@ pub async fn admit_producer(s: &BrokerService, topic: &Topic) -> Result<()> {
 
 /// Checks a new consumer against max-consumers per topic and per subscription.
 pub async fn admit_consumer(s: &BrokerService, topic: &Topic, sub: &str) -> Result<()> {
-    let Some(p) = s
-        .policies(&topic.name().tenant, &topic.name().namespace)
-        .await?
-    else {
+    let Some(p) = policies_of(s, topic).await? else {
         return Ok(());
     };
     if let Some(max) = p.max_consumers_per_topic.filter(|m| *m > 0)
@@ -199,13 +200,6 @@ async fn enforce_backlog_quota(t: &Topic, q: &strata_meta::model::BacklogQuota) 
         }
     }
     Ok(exceeded)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Applies `p` to one live topic.

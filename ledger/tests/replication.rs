@@ -14,10 +14,10 @@ use strata_bookie::{BookieClient, BookieNode, BookieOptions, ClientError, Storag
 use strata_ledger::client::{
     BookieLedgerStorage, Quorum, RegisteredBookies, StaticBookies, Timeouts,
 };
-use strata_ledger::storage::{LedgerStorage, StorageError};
+use strata_ledger::storage::{CreateOptions, LedgerStorage, StorageError};
 use strata_meta::model::{BookieInfo, LedgerMetadata, LedgerState, MetaClient, Paths};
 use strata_meta::{LocalStore, MetadataStore, Session};
-use strata_proto::{BookieId, LedgerId};
+use strata_proto::{BookieId, EntryId, LedgerId};
 
 /// Bounds every test (they stop by themselves well before).
 const TEST_LIMIT: Duration = Duration::from_secs(60);
@@ -139,8 +139,13 @@ impl Cluster {
         BookieClient::connect_lazy(&self.ids[self.index(b)].1).unwrap()
     }
 
-    async fn md(&self, ledger: u64) -> LedgerMetadata {
-        self.meta.ledger(LedgerId(ledger)).await.unwrap().unwrap().0
+    async fn md(&self, ledger: impl Into<u64>) -> LedgerMetadata {
+        self.meta
+            .ledger(LedgerId(ledger.into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .0
     }
 
     /// Stops bookie `i` (and unregisters it when registered).
@@ -223,11 +228,11 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
             ack: 2,
         };
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         // Entries 0..5 through the writer (on all three bookies).
         for e in 0..5u64 {
-            assert_eq!(w.add(payload(e)).await.unwrap(), e);
+            assert_eq!(w.add(payload(e)).await.unwrap(), EntryId(e));
         }
         let md = c.md(ledger).await;
         let ens = md.ensembles[0].bookies.clone();
@@ -259,7 +264,10 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
             }
         }
         let b = c.client(q, "b", &[]);
-        assert_eq!(b.recover(ledger).await.unwrap(), Some(16));
+        assert_eq!(
+            b.recover(LedgerId(ledger)).await.unwrap(),
+            Some(EntryId(16))
+        );
         let md = c.md(ledger).await;
         assert_eq!(md.state, LedgerState::Closed);
         assert_eq!(md.last_entry_id.map(|e| e.0), Some(16));
@@ -271,7 +279,10 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
                 "entry {e}"
             );
         }
-        let all = b.read(ledger, 0, 16).await.unwrap();
+        let all = b
+            .read(LedgerId(ledger), EntryId(0), EntryId(16))
+            .await
+            .unwrap();
         assert_eq!(all, (0..=16).map(payload).collect::<Vec<_>>());
         // The old writer is fenced, on the bookies too.
         let err = w.add(payload(99)).await.unwrap_err();
@@ -283,7 +294,10 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
         assert!(matches!(raw, Err(ClientError::Fenced(_))), "{raw:?}");
         assert!(matches!(w.close().await, Err(StorageError::Fenced(_))));
         // Idempotent.
-        assert_eq!(b.recover(ledger).await.unwrap(), Some(16));
+        assert_eq!(
+            b.recover(LedgerId(ledger)).await.unwrap(),
+            Some(EntryId(16))
+        );
         c.shutdown().await;
     })
     .await
@@ -296,8 +310,8 @@ async fn a_bookie_that_lost_its_data_is_not_proof_of_absence() {
         let mut c = Cluster::start(3).await;
         let q = Quorum { ensemble: 3, write: 3, ack: 2 };
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         for e in 0..6u64 {
             w.add(payload(e)).await.unwrap();
         }
@@ -315,7 +329,7 @@ async fn a_bookie_that_lost_its_data_is_not_proof_of_absence() {
         // the ledger at 5, losing entry 6; B knows nothing of a ledger it held acknowledged
         // entries of, so its answer does not count and recovery refuses to decide.
         let b = c.client(q, "b", &[]);
-        let r = b.recover(ledger).await;
+        let r = b.recover(LedgerId(ledger)).await;
         assert!(
             matches!(&r, Err(StorageError::Unavailable(m)) if m.contains("cannot tell whether entry 6")),
             "{r:?}"
@@ -324,8 +338,8 @@ async fn a_bookie_that_lost_its_data_is_not_proof_of_absence() {
         // With A back, entry 6 is found and kept.
         c.restart(ia, false).await;
         let b = c.client(q, "b2", &[]);
-        assert_eq!(b.recover(ledger).await.unwrap(), Some(6));
-        assert_eq!(b.read(ledger, 6, 6).await.unwrap(), vec![payload(6)]);
+        assert_eq!(b.recover(LedgerId(ledger)).await.unwrap(), Some(EntryId(6)));
+        assert_eq!(b.read(LedgerId(ledger), EntryId(6), EntryId(6)).await.unwrap(), vec![payload(6)]);
         c.shutdown().await;
     })
     .await
@@ -342,8 +356,8 @@ async fn a_hung_bookie_does_not_stall_recovery() {
             ack: 2,
         };
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         for e in 0..10u64 {
             w.add(payload(e)).await.unwrap();
         }
@@ -355,7 +369,7 @@ async fn a_hung_bookie_does_not_stall_recovery() {
         let hung = c.index(&ens[0]);
         let (hole, hole_task) = black_hole().await;
         let b = c.client(q, "b", &[(hung, hole)]);
-        assert_eq!(b.recover(ledger).await.unwrap(), Some(9));
+        assert_eq!(b.recover(LedgerId(ledger)).await.unwrap(), Some(EntryId(9)));
         let md = c.md(ledger).await;
         assert_eq!(md.state, LedgerState::Closed);
         let last = md.ensembles.last().unwrap();
@@ -363,7 +377,9 @@ async fn a_hung_bookie_does_not_stall_recovery() {
         assert_eq!(last.first_entry.0, 9, "{md:?}");
         // Every entry is readable (reads go around the hung bookie), entry 9 on Qw bookies.
         assert_eq!(
-            b.read(ledger, 0, 9).await.unwrap(),
+            b.read(LedgerId(ledger), EntryId(0), EntryId(9))
+                .await
+                .unwrap(),
             (0..10).map(payload).collect::<Vec<_>>()
         );
         assert_eq!(
@@ -371,15 +387,15 @@ async fn a_hung_bookie_does_not_stall_recovery() {
             2
         );
         // A stopped (not hung) bookie: refused connections, recovery of another ledger goes on.
-        let w2 = a.create().await.unwrap();
+        let w2 = a.create(CreateOptions::default()).await.unwrap();
         for e in 0..5u64 {
             w2.add(payload(e)).await.unwrap();
         }
-        let ens2 = c.md(w2.ledger_id()).await.ensembles[0].bookies.clone();
+        let ens2 = c.md(w2.ledger_id().0).await.ensembles[0].bookies.clone();
         let victim = c.index(&ens2[2]);
         c.stop(victim).await;
         let b2 = c.client(q, "b2", &[]);
-        assert_eq!(b2.recover(w2.ledger_id()).await.unwrap(), Some(4));
+        assert_eq!(b2.recover(w2.ledger_id()).await.unwrap(), Some(EntryId(4)));
         hole_task.abort();
         c.shutdown().await;
     })
@@ -397,19 +413,23 @@ async fn ensemble_change_keeps_every_acknowledged_entry() {
             ack: 2,
         };
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         let ens = c.md(ledger).await.ensembles[0].bookies.clone();
         // Pipelined adds; a bookie of the ensemble dies in the middle of the stream.
         let mut futs: Vec<_> = (0..100u64).map(|e| w.add(payload(e))).collect();
         for (e, f) in futs.drain(..50).enumerate() {
-            assert_eq!(f.await.unwrap(), e as u64);
+            assert_eq!(f.await.unwrap(), EntryId(e as u64));
         }
         let victim = c.index(&ens[1]);
         c.stop(victim).await;
         futs.extend((100..200u64).map(|e| w.add(payload(e))));
         for (e, f) in futs.into_iter().enumerate() {
-            assert_eq!(f.await.unwrap(), e as u64 + 50, "every add is acknowledged");
+            assert_eq!(
+                f.await.unwrap(),
+                EntryId(e as u64 + 50),
+                "every add is acknowledged"
+            );
         }
         let md = c.md(ledger).await;
         assert_eq!(md.ensembles.len(), 2, "{md:?}");
@@ -419,7 +439,9 @@ async fn ensemble_change_keeps_every_acknowledged_entry() {
         // of its write set per the committed metadata.
         let b = c.client(q, "b", &[]);
         assert_eq!(
-            b.read(ledger, 0, 199).await.unwrap(),
+            b.read(LedgerId(ledger), EntryId(0), EntryId(199))
+                .await
+                .unwrap(),
             (0..200).map(payload).collect::<Vec<_>>()
         );
         for e in md.ensembles[1].first_entry.0..200 {
@@ -430,7 +452,7 @@ async fn ensemble_change_keeps_every_acknowledged_entry() {
                 "entry {e}"
             );
         }
-        assert_eq!(w.close().await.unwrap(), Some(199));
+        assert_eq!(w.close().await.unwrap(), Some(EntryId(199)));
         c.shutdown().await;
     })
     .await
@@ -447,8 +469,8 @@ async fn without_a_spare_bookie_the_writer_fails_with_not_enough_bookies() {
             ack: 2,
         };
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         for e in 0..10u64 {
             w.add(payload(e)).await.unwrap();
         }
@@ -458,7 +480,7 @@ async fn without_a_spare_bookie_the_writer_fails_with_not_enough_bookies() {
         for e in 10..20u64 {
             match w.add(payload(e)).await {
                 Ok(id) => {
-                    assert_eq!(id, e);
+                    assert_eq!(id, EntryId(e));
                     acked = e;
                 }
                 Err(err) => errors.push(err),
@@ -469,11 +491,11 @@ async fn without_a_spare_bookie_the_writer_fails_with_not_enough_bookies() {
         let err = errors.first().expect("the writer never failed");
         assert!(matches!(err, StorageError::NotEnoughBookies(_)), "{err:?}");
         assert!(err.to_string().contains("not enough bookies"), "{err}");
-        let last = w.close().await.unwrap();
+        let last = w.close().await.unwrap().map(|e| e.0);
         assert!(last >= Some(9) && last <= Some(acked.max(9)), "{last:?}");
         // No new ledger on the dead bookie either: a clear error at once.
         let err = a
-            .create()
+            .create(CreateOptions::default())
             .await
             .err()
             .expect("created a ledger on a dead bookie");
@@ -502,12 +524,12 @@ async fn reads_go_around_slow_and_empty_replicas() {
             ack: 3,
         };
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         for e in 0..20u64 {
             w.add(payload(e)).await.unwrap();
         }
-        assert_eq!(w.close().await.unwrap(), Some(19));
+        assert_eq!(w.close().await.unwrap(), Some(EntryId(19)));
         let ens = c.md(ledger).await.ensembles[0].bookies.clone();
         // The first replica of entry 0 hangs for this reader; the second lost the ledger
         // (answers NO_LEDGER/NO_ENTRY): the third serves the read.
@@ -515,13 +537,24 @@ async fn reads_go_around_slow_and_empty_replicas() {
         c.raw(&ens[1]).delete_ledger(ledger).await.unwrap();
         let b = c.client(q, "b", &[(c.index(&ens[0]), hole)]);
         assert_eq!(
-            b.read(ledger, 0, 19).await.unwrap(),
+            b.read(LedgerId(ledger), EntryId(0), EntryId(19))
+                .await
+                .unwrap(),
             (0..20).map(payload).collect::<Vec<_>>()
         );
-        assert_eq!(b.read(ledger, 7, 7).await.unwrap(), vec![payload(7)]);
+        assert_eq!(
+            b.read(LedgerId(ledger), EntryId(7), EntryId(7))
+                .await
+                .unwrap(),
+            vec![payload(7)]
+        );
         // Every replica failing is an error.
         c.raw(&ens[2]).delete_ledger(ledger).await.unwrap();
-        assert!(b.read(ledger, 0, 0).await.is_err());
+        assert!(
+            b.read(LedgerId(ledger), EntryId(0), EntryId(0))
+                .await
+                .is_err()
+        );
         hole_task.abort();
         c.shutdown().await;
     })
@@ -551,8 +584,8 @@ async fn ensembles_and_replacements_spread_over_racks() {
         let s = c.registered_client(q, "a");
         let mut writers = Vec::new();
         for _ in 0..6 {
-            let w = s.create().await.unwrap();
-            let ens = c.md(w.ledger_id()).await.ensembles[0].bookies.clone();
+            let w = s.create(CreateOptions::default()).await.unwrap();
+            let ens = c.md(w.ledger_id().0).await.ensembles[0].bookies.clone();
             let racks: BTreeSet<&str> = ens.iter().map(rack).collect();
             assert_eq!(racks.len(), 2, "ensemble {ens:?} on one rack");
             w.add(payload(0)).await.unwrap();
@@ -561,13 +594,13 @@ async fn ensembles_and_replacements_spread_over_racks() {
         // Stop a bookie: its replacement comes from its own rack, the only one the rest of the
         // ensemble does not use.
         let w = &writers[0];
-        let ens = c.md(w.ledger_id()).await.ensembles[0].bookies.clone();
+        let ens = c.md(w.ledger_id().0).await.ensembles[0].bookies.clone();
         let victim = c.index(&ens[0]);
         c.stop(victim).await;
         for e in 1..5u64 {
-            assert_eq!(w.add(payload(e)).await.unwrap(), e);
+            assert_eq!(w.add(payload(e)).await.unwrap(), EntryId(e));
         }
-        let md = c.md(w.ledger_id()).await;
+        let md = c.md(w.ledger_id().0).await;
         let new = md.ensembles.last().unwrap();
         let racks: BTreeSet<&str> = new.bookies.iter().map(rack).collect();
         assert_eq!(racks.len(), 2, "{md:?}");
@@ -593,7 +626,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
         // idle open one (its writer notices the bookie left the registry).
         let mut ledgers = Vec::new();
         for n in [30u64, 25, 0, 40, 15] {
-            let w = s.create().await.unwrap();
+            let w = s.create(CreateOptions::default()).await.unwrap();
             for e in 0..n {
                 w.add(payload(e)).await.unwrap();
             }
@@ -615,14 +648,14 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
         c.stop(di).await;
         let open = &ledgers[3].0;
         for e in 40..60u64 {
-            assert_eq!(open.add(payload(e)).await.unwrap(), e);
+            assert_eq!(open.add(payload(e)).await.unwrap(), EntryId(e));
         }
         ledgers[3].1 = 60;
         let names_dead =
             |md: &LedgerMetadata| md.ensembles.iter().any(|s| s.bookies.contains(&dead));
         let mut before = 0;
         for (w, _) in &ledgers {
-            before += usize::from(names_dead(&c.md(w.ledger_id()).await));
+            before += usize::from(names_dead(&c.md(w.ledger_id().0).await));
         }
         assert!(before >= 1);
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -639,7 +672,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
         loop {
             let mut any = false;
             for (w, _) in &ledgers {
-                any |= names_dead(&c.md(w.ledger_id()).await);
+                any |= names_dead(&c.md(w.ledger_id().0).await);
             }
             if !any {
                 break;
@@ -656,7 +689,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
             15,
             "{idle_md:?}"
         );
-        assert_eq!(ledgers[4].0.add(payload(15)).await.unwrap(), 15);
+        assert_eq!(ledgers[4].0.add(payload(15)).await.unwrap(), EntryId(15));
         ledgers[4].1 = 16;
         // Every entry readable with the dead bookie gone, each on Qw live bookies of its
         // segment's write set.
@@ -667,7 +700,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
                 continue;
             }
             assert_eq!(
-                reader.read(l, 0, n - 1).await.unwrap(),
+                reader.read(l, EntryId(0), EntryId(n - 1)).await.unwrap(),
                 (0..*n).map(payload).collect::<Vec<_>>(),
                 "ledger {l}"
             );
@@ -682,7 +715,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
                 let ws = write_set(&seg.bookies, e, 2);
                 assert!(!ws.contains(&dead));
                 assert_eq!(
-                    holders(&c, &ws, l, e, &payload(e)).await,
+                    holders(&c, &ws, l.0, e, &payload(e)).await,
                     2,
                     "ledger {l} entry {e}: {md:?}"
                 );
@@ -707,17 +740,17 @@ async fn a_hung_bookie_in_the_write_path_is_replaced_after_the_add_timeout() {
         let (hole, hole_task) = black_hole().await;
         let a = c.client(q, "a", &[(1, hole)]);
         let hung = BookieId("bookie-1".into());
-        let mut w = a.create().await.unwrap();
-        while !c.md(w.ledger_id()).await.ensembles[0]
+        let mut w = a.create(CreateOptions::default()).await.unwrap();
+        while !c.md(w.ledger_id().0).await.ensembles[0]
             .bookies
             .contains(&hung)
         {
-            w = a.create().await.unwrap();
+            w = a.create(CreateOptions::default()).await.unwrap();
         }
-        let ledger = w.ledger_id();
+        let ledger = w.ledger_id().0;
         let futs: Vec<_> = (0..20u64).map(|e| w.add(payload(e))).collect();
         for (e, f) in futs.into_iter().enumerate() {
-            assert_eq!(f.await.unwrap(), e as u64);
+            assert_eq!(f.await.unwrap(), EntryId(e as u64));
         }
         let md = c.md(ledger).await;
         // Replaced from the first entry it held up (at most entry 0 came before).
@@ -726,7 +759,9 @@ async fn a_hung_bookie_in_the_write_path_is_replaced_after_the_add_timeout() {
         assert!(last.first_entry.0 <= 1, "{md:?}");
         let b = c.client(q, "b", &[]);
         assert_eq!(
-            b.read(ledger, 0, 19).await.unwrap(),
+            b.read(LedgerId(ledger), EntryId(0), EntryId(19))
+                .await
+                .unwrap(),
             (0..20).map(payload).collect::<Vec<_>>()
         );
         hole_task.abort();
@@ -748,8 +783,8 @@ async fn writer_ensemble_changes_and_auto_recovery_interleave() {
             ack: 2,
         };
         let s = c.registered_client(q, "a");
-        let w = s.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = s.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         // A producer adding all along.
         let stop = tokio_util::sync::CancellationToken::new();
         let producer = {
@@ -757,7 +792,7 @@ async fn writer_ensemble_changes_and_auto_recovery_interleave() {
             tokio::spawn(async move {
                 let mut acked = 0u64;
                 while !stop.is_cancelled() {
-                    assert_eq!(w.add(payload(acked)).await.unwrap(), acked);
+                    assert_eq!(w.add(payload(acked)).await.unwrap(), EntryId(acked));
                     acked += 1;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -804,7 +839,7 @@ async fn writer_ensemble_changes_and_auto_recovery_interleave() {
         stop.cancel();
         let acked = producer.await.unwrap();
         let last = w.close().await.unwrap();
-        assert_eq!(last, Some(acked - 1));
+        assert_eq!(last, Some(EntryId(acked - 1)));
         loop {
             let md = c.md(ledger).await;
             if !dead.iter().any(|d| names(&md, d)) {
@@ -818,7 +853,10 @@ async fn writer_ensemble_changes_and_auto_recovery_interleave() {
         assert!(md.ensembles.len() >= 3, "{md:?}");
         let reader = c.registered_client(q, "reader");
         assert_eq!(
-            reader.read(ledger, 0, acked - 1).await.unwrap(),
+            reader
+                .read(LedgerId(ledger), EntryId(0), EntryId(acked - 1))
+                .await
+                .unwrap(),
             (0..acked).map(payload).collect::<Vec<_>>()
         );
         for e in 0..acked {

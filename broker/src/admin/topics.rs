@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use strata_common::clock::now_ms;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -102,13 +102,6 @@ struct StatsQuery {
 struct MessageIdBody {
     ledger_id: i64,
     entry_id: i64,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 async fn list(
@@ -396,7 +389,7 @@ async fn internal_stats(
     let ledgers: Vec<Value> = ml
         .ledgers()
         .into_iter()
-        .map(|l| json!({ "ledgerId": l.id, "entries": l.entries, "size": l.size, "closed": l.closed }))
+        .map(|l| json!({ "ledgerId": l.ledger_id, "entries": l.entries, "size": l.size, "closed": l.closed }))
         .collect();
     let mut cursors = serde_json::Map::new();
     for (sub, durable, md, backlog) in topic.subscription_stats().await {
@@ -770,7 +763,7 @@ async fn message_by_id(
     let known = ml
         .ledgers()
         .iter()
-        .any(|x| x.id == l && e >= 0 && (e as u64) < x.entries);
+        .any(|x| x.ledger_id.0 == l && e >= 0 && (e as u64) < x.entries);
     if !known || p > ml.last_confirmed() {
         return Err(ApiError::not_found("Message not found"));
     }

@@ -15,55 +15,42 @@ impl Conn {
     /// Answers a refused command in the shape its request expects.
     pub(super) fn refuse(&self, t: Type, cmd: &BaseCommand, e: &BrokerError) {
         debug!(peer = %self.peer, command = t.as_str_name(), error = %e, "refused");
-        let se = server_error(e);
-        match t {
-            Type::Lookup => {
-                if let Some(c) = &cmd.lookup_topic {
-                    self.send(commands::lookup_error(c.request_id, se, e.to_string()));
-                }
-            }
-            Type::PartitionedMetadata => {
-                if let Some(c) = &cmd.partition_metadata {
-                    self.send(commands::partitioned_metadata_error(
-                        c.request_id,
-                        se,
-                        e.to_string(),
-                    ));
-                }
-            }
-            Type::GetSchema => {
-                if let Some(c) = &cmd.get_schema {
-                    self.send(commands::get_schema_error(c.request_id, se, e.to_string()));
-                }
-            }
-            Type::GetOrCreateSchema => {
-                if let Some(c) = &cmd.get_or_create_schema {
-                    self.send(commands::get_or_create_schema_response(
-                        c.request_id,
-                        Err((se, e.to_string())),
-                    ));
-                }
-            }
-            Type::Producer => {
-                if let Some(c) = &cmd.producer {
-                    self.error(c.request_id, e);
-                }
-            }
-            Type::Subscribe => {
-                if let Some(c) = &cmd.subscribe {
-                    self.error(c.request_id, e);
-                }
-            }
-            Type::GetTopicsOfNamespace => {
-                if let Some(c) = &cmd.get_topics_of_namespace {
-                    self.error(c.request_id, e);
-                }
-            }
-            _ => {
-                if let Some(rid) = request_id_of(cmd) {
-                    self.error(rid, e);
-                }
-            }
+        let (se, msg) = (server_error(e), e.to_string());
+        let answer = match t {
+            Type::Lookup => cmd
+                .lookup_topic
+                .as_ref()
+                .map(|c| commands::lookup_error(c.request_id, se, msg)),
+            Type::PartitionedMetadata => cmd
+                .partition_metadata
+                .as_ref()
+                .map(|c| commands::partitioned_metadata_error(c.request_id, se, msg)),
+            Type::GetSchema => cmd
+                .get_schema
+                .as_ref()
+                .map(|c| commands::get_schema_error(c.request_id, se, msg)),
+            Type::GetOrCreateSchema => cmd
+                .get_or_create_schema
+                .as_ref()
+                .map(|c| commands::get_or_create_schema_response(c.request_id, Err((se, msg)))),
+            Type::Producer => cmd
+                .producer
+                .as_ref()
+                .map(|c| c.request_id)
+                .map(|rid| commands::error(rid, se, msg)),
+            Type::Subscribe => cmd
+                .subscribe
+                .as_ref()
+                .map(|c| c.request_id)
+                .map(|rid| commands::error(rid, se, msg)),
+            Type::GetTopicsOfNamespace => cmd
+                .get_topics_of_namespace
+                .as_ref()
+                .map(|c| commands::error(c.request_id, se, msg)),
+            _ => request_id_of(cmd).map(|rid| commands::error(rid, se, msg)),
+        };
+        if let Some(answer) = answer {
+            self.send(answer);
         }
     }
 }

@@ -9,7 +9,7 @@ use strata_proto::pulsar::{BaseCommand, CommandGetTopicsOfNamespace, ServerError
 
 use super::{Conn, server_error};
 use crate::error::BrokerError;
-use crate::schema::{parse_version, version_bytes};
+use crate::schema::{SchemaVersionExt, parse_version, version_bytes};
 use crate::service::Owner;
 use crate::topic_name::TopicName;
 
@@ -41,23 +41,21 @@ impl Conn {
         let Some(c) = cmd.partition_metadata else {
             return;
         };
-        match TopicName::parse(&c.topic) {
-            Ok(name) => match self.service.partitions(&name).await {
-                Ok(n) => self.send(commands::partitioned_metadata_response(c.request_id, n)),
-                Err(e) => self.send(commands::partitioned_metadata_error(
-                    c.request_id,
-                    server_error(&e),
-                    e.to_string(),
-                )),
-            },
-            Err(e) => self.send(commands::partitioned_metadata_error(
-                c.request_id,
-                server_error(&e),
-                e.to_string(),
-            )),
+        let res = async {
+            let name = TopicName::parse(&c.topic)?;
+            self.service.partitions(&name).await
         }
+        .await;
+        self.send(match res {
+            Ok(n) => commands::partitioned_metadata_response(c.request_id, n),
+            Err(e) => {
+                commands::partitioned_metadata_error(c.request_id, server_error(&e), e.to_string())
+            }
+        });
     }
 
+    /// LOOKUP: connect here, or redirect to the owner (authoritative) or to the leader, which
+    /// decides for an unowned bundle (not authoritative).
     async fn lookup(&mut self, cmd: BaseCommand) {
         let Some(c) = cmd.lookup_topic else { return };
         let authoritative = c.authoritative.unwrap_or(false);
@@ -66,41 +64,26 @@ impl Conn {
             self.service.lookup(&name, authoritative).await
         }
         .await;
-        match res {
-            Ok(Owner::Local) => self.send(commands::lookup_connect_tls(
-                c.request_id,
+        let rid = c.request_id;
+        self.send(match res {
+            Ok(Owner::Local) => commands::lookup_connect_tls(
+                rid,
                 &self.service.broker_url(),
                 self.service.broker_url_tls().as_deref(),
                 true,
-            )),
-            // The owner (or the broker the leader assigned the bundle to): final answer.
+            ),
             Ok(Owner::Remote {
                 broker_url,
                 broker_url_tls,
                 ..
-            }) => self.send(commands::lookup_redirect_tls(
-                c.request_id,
-                &broker_url,
-                broker_url_tls.as_deref(),
-                true,
-            )),
-            // Unowned: the leader decides (its answer is authoritative).
+            }) => commands::lookup_redirect_tls(rid, &broker_url, broker_url_tls.as_deref(), true),
             Ok(Owner::Leader {
                 broker_url,
                 broker_url_tls,
                 ..
-            }) => self.send(commands::lookup_redirect_tls(
-                c.request_id,
-                &broker_url,
-                broker_url_tls.as_deref(),
-                false,
-            )),
-            Err(e) => self.send(commands::lookup_error(
-                c.request_id,
-                server_error(&e),
-                e.to_string(),
-            )),
-        }
+            }) => commands::lookup_redirect_tls(rid, &broker_url, broker_url_tls.as_deref(), false),
+            Err(e) => commands::lookup_error(rid, server_error(&e), e.to_string()),
+        });
     }
 
     async fn get_schema(&mut self, cmd: BaseCommand) {

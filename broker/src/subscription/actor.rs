@@ -16,7 +16,9 @@ use super::dispatcher::Dispatcher;
 use super::flusher::STOP;
 use super::read_position::{ReadAhead, Replay};
 use super::types::SubscriptionConfig;
-use super::{Cmd, now_ms};
+use strata_common::clock::now_ms;
+
+use super::Cmd;
 use crate::cursor::AckState;
 use crate::error::BrokerError;
 use crate::managed_ledger::ManagedLedger;

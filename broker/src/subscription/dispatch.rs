@@ -4,6 +4,7 @@
 //! limits and congested connections pause it.
 
 use bytes::Bytes;
+use strata_common::clock::now_ms;
 use strata_proto::commands;
 use strata_proto::frame::Frame;
 use strata_proto::pulsar::MessageIdData;
@@ -12,7 +13,6 @@ use tracing::{debug, warn};
 use super::actor::Actor;
 use super::dispatcher::Pick;
 use super::entry::EntryView;
-use super::now_ms;
 use super::read_position::Fill;
 use crate::position::Position;
 

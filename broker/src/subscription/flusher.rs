@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_common::backoff::BackoffPolicy;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::warn;
 
@@ -14,6 +15,10 @@ use crate::cursor_store::CursorStore;
 /// Ack sequence a snapshot answer carries to tell the flusher to stop without writing (the
 /// subscription was deleted, or another broker owns the topic now).
 pub(super) const STOP: u64 = u64::MAX;
+
+/// Pauses between attempts at a cursor write that failed.
+const WRITE_RETRY: BackoffPolicy =
+    BackoffPolicy::exponential(Duration::from_millis(50), Duration::from_secs(2));
 
 /// Where the flusher writes and how often.
 pub(super) struct Flusher {
@@ -58,14 +63,13 @@ impl Flusher {
 
     /// Writes a snapshot, retrying until it succeeds; returns its encoded size.
     async fn write(&self, snap: &crate::cursor::CursorSnapshot) -> usize {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = WRITE_RETRY.start();
         loop {
             match self.store.save(&self.ml_name, &self.sub, snap).await {
                 Ok(size) => return size,
                 Err(e) => {
                     warn!(ml = %self.ml_name, sub = %self.sub, error = %e, "persist cursor failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff.sleep().await;
                 }
             }
         }

@@ -36,7 +36,6 @@ mod types;
 mod tests;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -115,17 +114,10 @@ fn dispatcher_for(sub_type: SubType, partition: i32) -> Box<dyn Dispatcher> {
     }
 }
 
-/// Wall-clock milliseconds (delayed delivery times are wall-clock).
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Subscription {
     /// Opens a subscription: loads a durable cursor from `cursors` or creates it at `initial`,
     /// then starts its task (and, when durable, its flusher).
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         topic: &str,
         partition: i32,

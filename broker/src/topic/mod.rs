@@ -20,7 +20,7 @@ use crate::dedup::{DUPLICATE_POSITION, Dedup, Verdict};
 use crate::error::server_error::PRODUCER_BLOCKED_QUOTA_EXCEEDED_EXCEPTION;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
-use crate::metadata::BrokerMetadata;
+use crate::metadata::MetaClient;
 use crate::metrics::{Metrics, TopicMetrics};
 use crate::position::Position;
 use crate::subscription::{InitialPosition, Subscription, SubscriptionConfig};
@@ -43,7 +43,7 @@ pub struct Topic {
     /// Partition index, or -1.
     partition: i32,
     ml: ManagedLedger,
-    meta: Arc<dyn BrokerMetadata>,
+    meta: MetaClient,
     cursors: CursorStore,
     metrics: Metrics,
     sub_config: SubscriptionConfig,
@@ -67,7 +67,7 @@ impl Topic {
     pub fn new(
         name: TopicName,
         ml: ManagedLedger,
-        meta: Arc<dyn BrokerMetadata>,
+        meta: MetaClient,
         metrics: Metrics,
         sub_config: SubscriptionConfig,
     ) -> Self {
@@ -230,7 +230,7 @@ impl Topic {
 
     /// Stores the deduplication snapshot if it changed.
     pub async fn save_dedup(&self) {
-        if let Err(e) = self.dedup.save(&*self.meta, self.ml.name()).await {
+        if let Err(e) = self.dedup.save(&self.meta, self.ml.name()).await {
             warn!(topic = %self.name, error = %e, "saving the deduplication snapshot failed");
         }
     }
@@ -272,7 +272,7 @@ impl Topic {
 
     /// Loads every durable subscription stored for this topic (so retention sees them).
     pub async fn load_durable_subscriptions(&self) -> Result<()> {
-        self.dedup.load(&*self.meta, &self.ml).await?;
+        self.dedup.load(&self.meta, &self.ml).await?;
         for sub in self.cursors.list(self.ml.name()).await? {
             self.subscribe(&sub, true, InitialPosition::Latest).await?;
         }
@@ -292,7 +292,7 @@ impl Topic {
 
     /// Consumers attached to any subscription.
     pub async fn consumer_count(&self) -> usize {
-        let subs: Vec<Subscription> = self.subs.lock().await.values().cloned().collect();
+        let subs = self.subscriptions().await;
         let mut n = 0;
         for s in subs {
             n += s.consumer_count().await;
@@ -311,6 +311,11 @@ impl Topic {
         for s in self.subs.lock().await.values() {
             s.set_dispatch_rate(limit);
         }
+    }
+
+    /// Every subscription.
+    pub async fn subscriptions(&self) -> Vec<Subscription> {
+        self.subs.lock().await.values().cloned().collect()
     }
 
     /// Durable subscriptions.
@@ -336,7 +341,7 @@ impl Topic {
 
     /// Per-subscription `(name, durable, mark-delete, backlog entries)`.
     pub async fn subscription_stats(&self) -> Vec<(String, bool, Option<Position>, u64)> {
-        let subs: Vec<Subscription> = self.subs.lock().await.values().cloned().collect();
+        let subs = self.subscriptions().await;
         let mut out = Vec::new();
         for s in subs {
             let md = s.mark_delete().await;
@@ -354,14 +359,7 @@ impl Topic {
 
     /// Entries not yet acknowledged, summed over durable subscriptions.
     pub async fn backlog(&self) -> u64 {
-        let subs: Vec<Subscription> = self
-            .subs
-            .lock()
-            .await
-            .values()
-            .filter(|s| s.is_durable())
-            .cloned()
-            .collect();
+        let subs = self.durable_subscriptions().await;
         let mut total = 0;
         for s in subs {
             if let Some(md) = s.mark_delete().await {
@@ -373,14 +371,7 @@ impl Topic {
 
     /// The slowest durable mark-delete position (None when there is no durable subscription).
     pub async fn slowest_durable(&self) -> Option<Position> {
-        let subs: Vec<Subscription> = self
-            .subs
-            .lock()
-            .await
-            .values()
-            .filter(|s| s.is_durable())
-            .cloned()
-            .collect();
+        let subs = self.durable_subscriptions().await;
         let mut slowest: Option<Position> = None;
         let mut any = false;
         for s in subs {
