@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::http::request;
-use crate::harness::python::{python_command, run_for};
+use crate::harness::python::{python, python_command, run_for};
 use crate::harness::secured::{
     SecuredStandalone as Secured, create_secret_key as secret_key, create_token as token,
 };
@@ -137,7 +137,7 @@ fn rest_authorization_matrix() {
     setup(&node, &su);
     // Tenant A's data, written by the superuser through the binary protocol when Python is
     // available; otherwise the REST checks still run on the empty topic.
-    if let Some(py) = crate::harness::python::python() {
+    if let Some(py) = python() {
         Binary {
             py: &py,
             node: &node,
@@ -312,9 +312,7 @@ fn python_role(
 
 #[test]
 fn binary_authorization_matrix() {
-    let Some(py) = crate::harness::python::python() else {
-        return;
-    };
+    let Some(py) = python() else { return };
     let node = Secured::start();
     let toks = tokens(&node);
     let su = toks[0].1.clone().unwrap();
@@ -393,9 +391,7 @@ fn binary_authorization_matrix() {
 
 #[test]
 fn expired_token_on_a_live_connection_is_challenged_then_closed() {
-    let Some(py) = crate::harness::python::python() else {
-        return;
-    };
+    let Some(py) = python() else { return };
     let node = Secured::start();
     let su = token(&node.key(), "admin", None);
     setup(&node, &su);
@@ -542,9 +538,7 @@ fn raw_binary_commands_matrix() {
 /// tenant's admin may not.
 #[test]
 fn topic_level_permissions_grant_one_topic_only() {
-    let Some(py) = crate::harness::python::python() else {
-        return;
-    };
+    let Some(py) = python() else { return };
     let node = Secured::start();
     let su = token(&node.key(), "admin", None);
     let a_admin = token(&node.key(), "a-admin", None);
