@@ -274,15 +274,16 @@ async fn run_with_store(
     )
     .await
     .context("open a metadata session")?;
-    let service = BrokerService::new(
+    let auth_on = security.authentication_enabled();
+    let service = BrokerService::builder(
         settings.broker.clone(),
         ledgers,
         meta.clone(),
         ownership.clone(),
-    );
+    )
+    .security(Arc::new(security))
+    .build();
     service.set_ready(false);
-    let auth_on = security.authentication_enabled();
-    service.set_security(Arc::new(security));
     if let Ok(list) = meta.bookies().await {
         service.set_bookies(list.into_iter().map(|b| b.bookie_id.0).collect());
     }

@@ -150,13 +150,14 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         },
         "standalone",
     );
-    let service = BrokerService::new(
+    let service = BrokerService::builder(
         broker_cfg,
         Arc::new(ledgers),
         MetaClient::new(store.clone(), Paths::default()),
         Arc::new(LocalOwnership),
-    );
-    service.set_security(Arc::new(security));
+    )
+    .security(Arc::new(security))
+    .build();
     service.set_bookies(vec![BOOKIE_ID.to_owned()]);
     service
         .create_namespace("public", "default")
