@@ -177,50 +177,39 @@ impl MetaClient {
             .await
     }
 
+    /// Writes a live-node registration: ephemeral, re-created when the session is re-established.
+    async fn register<T: Model>(&self, session: &Session, key: &str, info: &T) -> Result<Stat> {
+        let opts = EphemeralOptions::recreate();
+        self.put_ephemeral(session, key, info, Expected::Any, opts)
+            .await
+    }
+
+    /// The values (without keys and stats) of the models under `parent`.
+    async fn list_values<T: Model>(&self, parent: &str) -> Result<Vec<T>> {
+        let all = self.list::<T>(parent).await?;
+        Ok(all.into_iter().map(|(_, v, _)| v).collect())
+    }
+
     /// Registers a live bookie (ephemeral, re-created when the session is re-established).
     pub async fn register_bookie(&self, session: &Session, info: &BookieInfo) -> Result<Stat> {
-        let key = self.paths.bookie(&info.bookie_id.0);
-        self.put_ephemeral(
-            session,
-            &key,
-            info,
-            Expected::Any,
-            EphemeralOptions::recreate(),
-        )
-        .await
+        self.register(session, &self.paths.bookie(&info.bookie_id.0), info)
+            .await
     }
 
     /// Live bookies.
     pub async fn bookies(&self) -> Result<Vec<BookieInfo>> {
-        Ok(self
-            .list::<BookieInfo>(&self.paths.bookies())
-            .await?
-            .into_iter()
-            .map(|(_, b, _)| b)
-            .collect())
+        self.list_values(&self.paths.bookies()).await
     }
 
     /// Registers a live broker (ephemeral, re-created when the session is re-established).
     pub async fn register_broker(&self, session: &Session, info: &BrokerInfo) -> Result<Stat> {
-        let key = self.paths.broker(&info.broker_id);
-        self.put_ephemeral(
-            session,
-            &key,
-            info,
-            Expected::Any,
-            EphemeralOptions::recreate(),
-        )
-        .await
+        self.register(session, &self.paths.broker(&info.broker_id), info)
+            .await
     }
 
     /// Live brokers.
     pub async fn brokers(&self) -> Result<Vec<BrokerInfo>> {
-        Ok(self
-            .list::<BrokerInfo>(&self.paths.brokers())
-            .await?
-            .into_iter()
-            .map(|(_, b, _)| b)
-            .collect())
+        self.list_values(&self.paths.brokers()).await
     }
 
     /// Claims a bundle for `owner` if nobody owns it (ephemeral, not re-created on
