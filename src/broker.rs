@@ -15,7 +15,6 @@ use serde::Deserialize;
 use strata_broker::cluster::{ClusterOptions, ClusterOwnership};
 use strata_broker::config::BrokerConfig;
 use strata_broker::ledger_client::{BookieLedgerStorage, Quorum, RegisteredBookies};
-use strata_broker::meta_adapter::MetaStoreAdapter;
 use strata_broker::server::BrokerServer;
 use strata_broker::service::BrokerService;
 use strata_meta::model::{ClusterData, MetaClient, Paths};
@@ -256,46 +255,8 @@ async fn run_with_store(
     let ledgers: Arc<dyn strata_broker::storage::LedgerStorage> = Arc::new(
         BookieLedgerStorage::new(meta.clone(), bookies.clone(), settings.quorum, &owner_name),
     );
-    // A namespace persistence policy (E/Qw/Qa) wins over the cluster default: one ledger
-    // client per distinct quorum (they share the ledger metadata; reads and recovery work
-    // from any of them).
-    let per_quorum = {
-        type Cache = std::collections::HashMap<
-            (u32, u32, u32),
-            Arc<dyn strata_broker::storage::LedgerStorage>,
-        >;
-        let cache: Arc<std::sync::Mutex<Cache>> = Arc::default();
-        let (meta, bookies, default, q) = (
-            meta.clone(),
-            bookies.clone(),
-            ledgers.clone(),
-            settings.quorum,
-        );
-        let owner_name = owner_name.clone();
-        Arc::new(move |e: u32, w: u32, a: u32| {
-            if (e as usize, w as usize, a as usize) == (q.ensemble, q.write, q.ack) {
-                return default.clone();
-            }
-            let mut g = match cache.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            g.entry((e, w, a))
-                .or_insert_with(|| {
-                    Arc::new(BookieLedgerStorage::new(
-                        meta.clone(),
-                        bookies.clone(),
-                        Quorum {
-                            ensemble: e as usize,
-                            write: w as usize,
-                            ack: a as usize,
-                        },
-                        &owner_name,
-                    ))
-                })
-                .clone()
-        })
-    };
+    // A namespace persistence policy (E/Qw/Qa) wins over the cluster default: the managed
+    // ledger passes it to `create` (one ledger client for every quorum).
     let ownership = ClusterOwnership::connect(
         store.clone(),
         meta.clone(),
@@ -316,11 +277,10 @@ async fn run_with_store(
     let service = BrokerService::new(
         settings.broker.clone(),
         ledgers,
-        Arc::new(MetaStoreAdapter::new(store.clone())),
+        meta.clone(),
         ownership.clone(),
     );
     service.set_ready(false);
-    service.set_storage_for_quorum(per_quorum);
     let auth_on = security.authentication_enabled();
     service.set_security(Arc::new(security));
     if let Ok(list) = meta.bookies().await {

@@ -15,7 +15,6 @@ use strata_bookie::registration::NoopRegistrar;
 use strata_bookie::{BookieNode, BookieOptions, StorageConfig};
 use strata_broker::config::BrokerConfig;
 use strata_broker::ledger_client::{BookieLedgerStorage, Quorum, StaticBookies};
-use strata_broker::meta_adapter::MetaStoreAdapter;
 use strata_broker::server::BrokerServer;
 use strata_broker::service::{BrokerService, LocalOwnership};
 use strata_meta::LocalStore;
@@ -154,7 +153,7 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
     let service = BrokerService::new(
         broker_cfg,
         Arc::new(ledgers),
-        Arc::new(MetaStoreAdapter::new(store.clone())),
+        MetaClient::new(store.clone(), Paths::default()),
         Arc::new(LocalOwnership),
     );
     service.set_security(Arc::new(security));

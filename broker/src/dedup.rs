@@ -23,8 +23,9 @@ use tracing::{debug, warn};
 
 use crate::error::Result;
 use crate::managed_ledger::ManagedLedger;
-use crate::metadata::{BrokerMetadata, Expect, MetaError, ROOT};
+use crate::metadata::{MetaClient, MetaError, topic_path};
 use crate::position::Position;
+use strata_meta::Expected;
 
 /// What to do with a SEND.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +69,8 @@ pub struct Dedup {
 }
 
 /// Metadata key of a topic's snapshot.
-pub fn snapshot_key(ml_name: &str) -> String {
-    format!("{ROOT}/dedup/{ml_name}")
+pub fn snapshot_key(meta: &MetaClient, ml_name: &str) -> String {
+    meta.paths().dedup_snapshot(&topic_path(ml_name))
 }
 
 impl Dedup {
@@ -128,7 +129,7 @@ impl Dedup {
     }
 
     /// Stores the snapshot if it changed since the last one.
-    pub async fn save(&self, meta: &dyn BrokerMetadata, ml_name: &str) -> Result<()> {
+    pub async fn save(&self, meta: &MetaClient, ml_name: &str) -> Result<()> {
         let snap = {
             let mut st = self.state.lock();
             if !st.dirty {
@@ -144,9 +145,10 @@ impl Dedup {
                 producers: st.persisted.clone(),
             }
         };
-        let v = serde_json::to_vec(&snap).map_err(|e| MetaError::Other(e.to_string()))?;
+        let v = serde_json::to_vec(&snap).map_err(|e| MetaError::InvalidArgument(e.to_string()))?;
         if let Err(e) = meta
-            .put(&snapshot_key(ml_name), Bytes::from(v), Expect::Any)
+            .store()
+            .put(&snapshot_key(meta, ml_name), Bytes::from(v), Expected::Any)
             .await
         {
             self.state.lock().dirty = true;
@@ -156,9 +158,9 @@ impl Dedup {
     }
 
     /// Loads the snapshot (if any) and replays the entries written after it.
-    pub async fn load(&self, meta: &dyn BrokerMetadata, ml: &ManagedLedger) -> Result<()> {
-        let key = snapshot_key(ml.name());
-        let Some(v) = meta.get(&key).await? else {
+    pub async fn load(&self, meta: &MetaClient, ml: &ManagedLedger) -> Result<()> {
+        let key = snapshot_key(meta, ml.name());
+        let Some(v) = meta.store().get(&key).await? else {
             return Ok(());
         };
         let snap: Snapshot = match serde_json::from_slice(&v.value) {

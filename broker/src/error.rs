@@ -1,7 +1,7 @@
 //! Errors of the broker and their one mapping to Pulsar `ServerError` codes.
 
-use crate::metadata::MetaError;
 use crate::storage::StorageError;
+use strata_meta::MetaError;
 
 /// Pulsar `ServerError` values (same numbers as PulsarApi.proto).
 #[allow(missing_docs)]
@@ -123,12 +123,20 @@ impl BrokerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             BrokerError::Storage(e) => e.is_retryable(),
-            BrokerError::Metadata(e) => e.is_retryable(),
+            // A compare-and-set conflict is retried after a re-read.
+            BrokerError::Metadata(e) => e.is_retryable() || e.is_conflict(),
             BrokerError::ServiceNotReady(_)
             | BrokerError::ShuttingDown
             | BrokerError::OwnedElsewhere { .. } => true,
             _ => false,
         }
+    }
+}
+
+impl BrokerError {
+    /// Whether this is a metadata compare-and-set conflict (another writer changed the key).
+    pub fn is_meta_conflict(&self) -> bool {
+        matches!(self, BrokerError::Metadata(e) if e.is_conflict())
     }
 }
 

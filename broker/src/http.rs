@@ -16,7 +16,7 @@ use serde_json::json;
 use strata_auth::RestOperation;
 
 use crate::admin::{ApiResult, Caller, Svc};
-use crate::schema::SchemaVersion;
+use crate::schema::{SchemaVersion, SchemaVersionExt, schema_type_value};
 use crate::service::{BrokerService, Owner};
 use crate::topic_name::TopicName;
 
@@ -120,49 +120,16 @@ async fn lookup(
     })))
 }
 
-/// Pulsar's schema type names by `Schema.Type` value.
-pub fn schema_type_name(t: i32) -> &'static str {
-    const NAMES: [&str; 21] = [
-        "NONE",
-        "STRING",
-        "JSON",
-        "PROTOBUF",
-        "AVRO",
-        "BOOLEAN",
-        "INT8",
-        "INT16",
-        "INT32",
-        "INT64",
-        "FLOAT",
-        "DOUBLE",
-        "DATE",
-        "TIME",
-        "TIMESTAMP",
-        "KEY_VALUE",
-        "INSTANT",
-        "LOCAL_DATE",
-        "LOCAL_TIME",
-        "LOCAL_DATE_TIME",
-        "PROTOBUF_NATIVE",
-    ];
-    usize::try_from(t)
-        .ok()
-        .and_then(|i| NAMES.get(i))
-        .copied()
-        .unwrap_or("NONE")
-}
-
-fn schema_type_value(name: &str) -> i32 {
-    (0..21)
-        .find(|&i| schema_type_name(i).eq_ignore_ascii_case(name))
-        .unwrap_or(0)
+/// Pulsar's name of a stored version's type.
+fn schema_type_name_of(v: &SchemaVersion) -> &'static str {
+    crate::schema::schema_type_name(v.type_value())
 }
 
 fn schema_json(v: &SchemaVersion) -> serde_json::Value {
     json!({
         "version": v.version,
-        "type": schema_type_name(v.schema_type),
-        "timestamp": v.timestamp,
+        "type": schema_type_name_of(v),
+        "timestamp": v.timestamp_ms,
         "data": String::from_utf8_lossy(&v.data_bytes()),
         "properties": v.properties,
     })

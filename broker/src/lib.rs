@@ -3,7 +3,7 @@
 //! Main types: [`server::BrokerServer`] (listeners and ordered shutdown) over a
 //! [`service::BrokerService`] (loaded topics, partitions, namespaces, schemas, ownership), which
 //! is built from a [`storage::LedgerStorage`] (ledgers on bookies: [`ledger_client`]) and a
-//! [`metadata::BrokerMetadata`] (the metadata store: [`meta_adapter`]).
+//! [`metadata::MetaClient`] (`strata_meta`'s typed client over redb or etcd: [`metadata`]).
 //!
 //! Layout (one concept a file):
 //! - [`connection`]: one task per client connection; CONNECT handshake, every command, receipts.
@@ -13,10 +13,11 @@
 //!   Key_Shared, redelivery, delayed delivery, seek), batched cursor persistence.
 //! - [`managed_ledger`]: a topic's log as a list of ledgers; rollover, recovery, trimming.
 //! - [`cache`]: the entry cache (bounded by bytes) that serves tailing consumers.
-//! - [`cursor`]: mark-delete + individually acked ranges + batch-index ack sets, compact format.
+//! - [`cursor`]: mark-delete + individually acked ranges + batch-index ack sets, compact format;
+//!   [`cursor_store`]: where a durable cursor is stored (`strata_meta`'s `CursorInfo`).
 //! - [`ledger_client`]: E/Qw/Qa ledgers over `strata_bookie::BookieClient`, fencing recovery.
-//! - [`storage`], [`metadata`]: the two slices the broker codes against (in-memory versions for
-//!   unit tests).
+//! - [`storage`]: the ledger slice the broker codes against (in-memory version for unit tests);
+//!   [`metadata`]: the keys the broker uses in `strata_meta`'s layout (in-memory store for tests).
 //! - [`admin`]: the `/admin/v2` REST API (one file per resource group) and its authorization.
 //! - [`policy`]: namespace policies enforced on live topics (TTL, backlog quota, retention,
 //!   max producers/consumers), re-read every `policy_refresh_interval`.
@@ -38,7 +39,6 @@ pub mod dedup;
 pub mod error;
 pub mod http;
 pub mod managed_ledger;
-pub mod meta_adapter;
 pub mod metadata;
 pub mod metrics;
 pub mod outbound;

@@ -12,23 +12,27 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::cache::EntryCache;
 use crate::error::{BrokerError, Result};
-use crate::metadata::{BrokerMetadata, Expect, MetaError, ROOT};
+use crate::metadata::{MetaClient, topic_path};
 use crate::position::Position;
-use crate::storage::{LedgerStorage, LedgerWriter, StorageError};
+use crate::storage::{CreateOptions, LedgerStorage, LedgerWriter, StorageError};
+use strata_common::backoff::{Backoff, BackoffPolicy};
+use strata_common::clock::now_ms;
+use strata_meta::Expected;
+use strata_meta::model::{ManagedLedgerInfo, ManagedLedgerLedger};
+use strata_proto::{EntryId, LedgerId};
 
 /// Rollover and retention settings.
 #[derive(Debug, Clone)]
@@ -45,6 +49,8 @@ pub struct ManagedLedgerConfig {
     pub read_ahead: u64,
     /// How long failed adds are retried on new ledgers (in order) before they fail.
     pub add_retry_timeout: Duration,
+    /// How new ledgers are created (the namespace's persistence policy: E/Qw/Qa).
+    pub create: CreateOptions,
 }
 
 impl Default for ManagedLedgerConfig {
@@ -56,40 +62,24 @@ impl Default for ManagedLedgerConfig {
             retention_time: Duration::from_secs(3600),
             read_ahead: 100,
             add_retry_timeout: Duration::from_secs(30),
+            create: CreateOptions::default(),
         }
     }
 }
 
-/// One ledger of a managed ledger.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LedgerInfo {
-    /// Ledger id.
-    pub id: u64,
-    /// Confirmed entries (for a closed ledger: all of them).
-    pub entries: u64,
-    /// Bytes of those entries.
-    pub size: u64,
-    /// Creation time, ms since the epoch.
-    pub created_ms: u64,
-    /// Closed (no more appends).
-    pub closed: bool,
-}
-
-/// Persisted form of the ledger list.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-struct MlInfo {
-    v: u32,
-    ledgers: Vec<LedgerInfo>,
-    /// Terminated: no more appends, ever.
-    #[serde(default)]
-    terminated: bool,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The persisted ledger list of `ledgers`; a terminated log records its last position.
+fn ml_info(ledgers: Vec<ManagedLedgerLedger>, terminated: bool) -> ManagedLedgerInfo {
+    let terminated_position = terminated.then(|| {
+        ledgers
+            .last()
+            .map(|l| Position::new(l.ledger_id.0, l.entries as i64 - 1))
+            .unwrap_or(Position::EARLIEST)
+    });
+    ManagedLedgerInfo {
+        ledgers,
+        terminated_position,
+        ..Default::default()
+    }
 }
 
 enum Cmd {
@@ -100,7 +90,7 @@ enum Cmd {
 }
 
 struct Shared {
-    ledgers: RwLock<Vec<LedgerInfo>>,
+    ledgers: RwLock<Vec<ManagedLedgerLedger>>,
     lac: watch::Sender<Position>,
     terminated: std::sync::atomic::AtomicBool,
     /// Cancelled when another writer took the log over: an add failed with `Fenced` or the
@@ -129,14 +119,14 @@ pub struct Inner {
     key: Arc<str>,
     shared: Arc<Shared>,
     storage: Arc<dyn LedgerStorage>,
-    meta: Arc<dyn BrokerMetadata>,
+    meta: MetaClient,
     cache: EntryCache,
     config: Arc<ManagedLedgerConfig>,
 }
 
-/// Metadata key of a managed ledger.
-pub fn ml_key(name: &str) -> String {
-    format!("{ROOT}/managed-ledgers/{name}")
+/// Metadata key of the managed ledger `name` (`tenant/ns/domain/topic`).
+pub fn ml_key(meta: &MetaClient, name: &str) -> String {
+    meta.paths().managed_ledger(&topic_path(name))
 }
 
 impl ManagedLedger {
@@ -144,7 +134,7 @@ impl ManagedLedger {
     pub async fn open(
         name: &str,
         storage: Arc<dyn LedgerStorage>,
-        meta: Arc<dyn BrokerMetadata>,
+        meta: MetaClient,
         cache: EntryCache,
         config: ManagedLedgerConfig,
     ) -> Result<Self> {
@@ -153,9 +143,9 @@ impl ManagedLedger {
         let mut attempt = 0;
         loop {
             match Self::open_once(name, &storage, &meta).await {
-                Err(BrokerError::Metadata(MetaError::BadVersion(k))) if attempt < 5 => {
+                Err(e) if e.is_meta_conflict() && attempt < 5 => {
                     attempt += 1;
-                    warn!(topic = name, key = %k, attempt, "ledger list changed while opening; retrying");
+                    warn!(topic = name, error = %e, attempt, "ledger list changed while opening; retrying");
                 }
                 Err(e) => return Err(e),
                 Ok(parts) => return Ok(Self::start(name, storage, meta, cache, config, parts)),
@@ -166,36 +156,25 @@ impl ManagedLedger {
     async fn open_once(
         name: &str,
         storage: &Arc<dyn LedgerStorage>,
-        meta: &Arc<dyn BrokerMetadata>,
-    ) -> Result<(MlInfo, Option<u64>)> {
-        let key = ml_key(name);
-        let (mut info, mut version) = match meta.get(&key).await? {
-            Some(v) => {
-                let info: MlInfo = serde_json::from_slice(&v.value)
-                    .map_err(|e| MetaError::Corrupt(key.clone(), e.to_string()))?;
-                (info, Some(v.version))
-            }
-            None => (
-                MlInfo {
-                    v: 1,
-                    ledgers: vec![],
-                    terminated: false,
-                },
-                None,
-            ),
+        meta: &MetaClient,
+    ) -> Result<(ManagedLedgerInfo, Option<u64>)> {
+        let key = ml_key(meta, name);
+        let (mut info, mut version) = match meta.get::<ManagedLedgerInfo>(&key).await? {
+            Some((info, stat)) => (info, Some(stat.version)),
+            None => (ml_info(vec![], false), None),
         };
         // Always written back (CAS): the version bump is what makes a previous owner's next
         // ledger-list update fail, even when it had no ledger open to fence (it is then fenced
         // by the CAS conflict instead of by the bookies).
         let mut changed = true;
         for l in info.ledgers.iter_mut().filter(|l| !l.closed) {
-            let last = storage.recover(l.id).await?;
-            l.entries = last.map(|e| e + 1).unwrap_or(0);
+            let last = storage.recover(l.ledger_id).await?;
+            l.entries = last.map(|e| e.0 + 1).unwrap_or(0);
             l.closed = true;
             changed = true;
             info!(
                 topic = name,
-                ledger = l.id,
+                ledger = l.ledger_id.0,
                 entries = l.entries,
                 "recovered open ledger"
             );
@@ -204,16 +183,16 @@ impl ManagedLedger {
             .ledgers
             .iter()
             .filter(|l| l.entries == 0)
-            .map(|l| l.id)
+            .map(|l| l.ledger_id.0)
             .collect();
         info.ledgers.retain(|l| l.entries > 0);
         changed |= !empty.is_empty();
         if changed {
-            let exp = version.map(Expect::Version).unwrap_or(Expect::Absent);
-            version = Some(put_info(&**meta, &key, &info, exp).await?);
+            let exp = version.map(Expected::Version).unwrap_or(Expected::Absent);
+            version = Some(meta.put(&key, &info, exp).await?.version);
         }
         for id in empty {
-            if let Err(e) = storage.delete(id).await {
+            if let Err(e) = storage.delete(LedgerId(id)).await {
                 warn!(ledger = id, error = %e, "delete empty ledger failed");
             }
         }
@@ -223,22 +202,22 @@ impl ManagedLedger {
     fn start(
         name: &str,
         storage: Arc<dyn LedgerStorage>,
-        meta: Arc<dyn BrokerMetadata>,
+        meta: MetaClient,
         cache: EntryCache,
         config: ManagedLedgerConfig,
-        (info, version): (MlInfo, Option<u64>),
+        (info, version): (ManagedLedgerInfo, Option<u64>),
     ) -> Self {
-        let key = ml_key(name);
+        let key = ml_key(&meta, name);
         let lac = info
             .ledgers
             .last()
-            .map(|l| Position::new(l.id, l.entries as i64 - 1))
+            .map(|l| Position::new(l.ledger_id.0, l.entries as i64 - 1))
             .unwrap_or(Position::EARLIEST);
         let (lac_tx, _) = watch::channel(lac);
         let shared = Arc::new(Shared {
             ledgers: RwLock::new(info.ledgers),
             lac: lac_tx,
-            terminated: std::sync::atomic::AtomicBool::new(info.terminated),
+            terminated: std::sync::atomic::AtomicBool::new(info.terminated_position.is_some()),
             fenced: CancellationToken::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
@@ -265,7 +244,7 @@ impl ManagedLedger {
             held: VecDeque::new(),
             retry_at: None,
             retry_since: None,
-            retry_backoff: RETRY_BACKOFF_MIN,
+            retry_backoff: RETRY_BACKOFF.start(),
         };
         tokio::spawn(writer.run(rx));
         ml
@@ -347,12 +326,12 @@ impl ManagedLedger {
             .ledgers
             .read()
             .first()
-            .map(|l| Position::new(l.id, -1))
+            .map(|l| Position::new(l.ledger_id.0, -1))
             .unwrap_or(Position::EARLIEST)
     }
 
     /// A copy of the ledger list.
-    pub fn ledgers(&self) -> Vec<LedgerInfo> {
+    pub fn ledgers(&self) -> Vec<ManagedLedgerLedger> {
         self.shared.ledgers.read().clone()
     }
 
@@ -369,16 +348,16 @@ impl ManagedLedger {
         }
         let ledgers = self.shared.ledgers.read();
         for l in ledgers.iter() {
-            if l.id < p.ledger || l.entries == 0 {
+            if l.ledger_id.0 < p.ledger || l.entries == 0 {
                 continue;
             }
-            if l.id == p.ledger {
+            if l.ledger_id.0 == p.ledger {
                 if ((p.entry + 1) as u64) < l.entries {
-                    return Some(Position::new(l.id, p.entry + 1));
+                    return Some(Position::new(l.ledger_id.0, p.entry + 1));
                 }
                 continue;
             }
-            return Some(Position::new(l.id, 0));
+            return Some(Position::new(l.ledger_id.0, 0));
         }
         None
     }
@@ -389,9 +368,9 @@ impl ManagedLedger {
         ledgers
             .iter()
             .map(|l| {
-                if l.id > p.ledger {
+                if l.ledger_id.0 > p.ledger {
                     l.entries
-                } else if l.id == p.ledger {
+                } else if l.ledger_id.0 == p.ledger {
                     l.entries.saturating_sub((p.entry + 1).max(0) as u64)
                 } else {
                     0
@@ -409,7 +388,7 @@ impl ManagedLedger {
         }
         let last_in_ledger = {
             let ledgers = self.shared.ledgers.read();
-            match ledgers.iter().find(|l| l.id == from.ledger) {
+            match ledgers.iter().find(|l| l.ledger_id.0 == from.ledger) {
                 Some(l) if (from.entry as u64) < l.entries => l.entries as i64 - 1,
                 _ => return Ok(vec![]),
             }
@@ -431,7 +410,11 @@ impl ManagedLedger {
                 .min(last_in_ledger);
             let data = self
                 .storage
-                .read(from.ledger, from.entry as u64, ahead as u64)
+                .read(
+                    LedgerId(from.ledger),
+                    EntryId(from.entry as u64),
+                    EntryId(ahead as u64),
+                )
                 .await?;
             out = data
                 .into_iter()
@@ -455,7 +438,7 @@ impl ManagedLedger {
             .ledgers
             .read()
             .iter()
-            .map(|l| (l.id, l.entries))
+            .map(|l| (l.ledger_id.0, l.entries))
             .collect();
         let total: u64 = all.iter().map(|l| l.1).sum();
         let at = |mut idx: u64| {
@@ -500,19 +483,22 @@ impl ManagedLedger {
         let lac = self.last_confirmed();
         let victims: Vec<u64> = {
             let ledgers = self.shared.ledgers.read();
-            let consumed: Vec<&LedgerInfo> = ledgers
+            let consumed: Vec<&ManagedLedgerLedger> = ledgers
                 .iter()
-                .filter(|l| l.closed && l.id != lac.ledger)
-                .filter(|l| slowest.is_none_or(|s| Position::new(l.id, l.entries as i64 - 1) <= s))
+                .filter(|l| l.closed && l.ledger_id.0 != lac.ledger)
+                .filter(|l| {
+                    slowest.is_none_or(|s| Position::new(l.ledger_id.0, l.entries as i64 - 1) <= s)
+                })
                 .collect();
             let mut retained: u64 = consumed.iter().map(|l| l.size).sum();
             let mut out = Vec::new();
             for l in consumed {
-                let expired = retention_ms.is_some_and(|r| now.saturating_sub(l.created_ms) >= r);
+                let expired =
+                    retention_ms.is_some_and(|r| now.saturating_sub(l.created_at_ms) >= r);
                 let over = retention_bytes.is_some_and(|b| retained > b);
                 if expired || over {
                     retained -= l.size;
-                    out.push(l.id);
+                    out.push(l.ledger_id.0);
                 }
             }
             out
@@ -528,7 +514,7 @@ impl ManagedLedger {
         rx.await.map_err(|_| BrokerError::ShuttingDown)??;
         for id in &victims {
             self.cache.invalidate_ledger(*id);
-            if let Err(e) = self.storage.delete(*id).await {
+            if let Err(e) = self.storage.delete(LedgerId(*id)).await {
                 warn!(ledger = id, error = %e, "delete trimmed ledger failed");
             }
         }
@@ -540,23 +526,18 @@ impl ManagedLedger {
     pub async fn delete(&self) -> Result<()> {
         self.close().await;
         for l in self.ledgers() {
-            self.cache.invalidate_ledger(l.id);
-            self.storage.delete(l.id).await?;
+            self.cache.invalidate_ledger(l.ledger_id.0);
+            self.storage.delete(l.ledger_id).await?;
         }
-        self.meta.delete(&self.key).await?;
+        self.meta.store().delete(&self.key, Expected::Any).await?;
         Ok(())
     }
-}
-
-async fn put_info(meta: &dyn BrokerMetadata, key: &str, info: &MlInfo, exp: Expect) -> Result<u64> {
-    let bytes = serde_json::to_vec(info).map_err(|e| MetaError::Other(e.to_string()))?;
-    Ok(meta.put(key, Bytes::from(bytes), exp).await?)
 }
 
 type AddFuture = BoxFuture<
     'static,
     (
-        Result<u64, StorageError>,
+        Result<EntryId, StorageError>,
         u64,
         Bytes,
         oneshot::Sender<Result<Position>>,
@@ -566,8 +547,9 @@ type AddFuture = BoxFuture<
 /// An append waiting to be (re)written: its data and its caller.
 type PendingAdd = (Bytes, oneshot::Sender<Result<Position>>);
 
-const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Delays between attempts to move failed adds to a new ledger.
+const RETRY_BACKOFF: BackoffPolicy =
+    BackoffPolicy::exponential(Duration::from_millis(100), Duration::from_secs(2));
 
 /// The log's single writer.
 ///
@@ -590,7 +572,7 @@ struct Writer {
     retry_at: Option<tokio::time::Instant>,
     /// When the current run of failures started.
     retry_since: Option<tokio::time::Instant>,
-    retry_backoff: Duration,
+    retry_backoff: Backoff,
 }
 
 impl Writer {
@@ -605,24 +587,22 @@ impl Writer {
 
     /// Persists the ledger list (CAS on our version); a conflict means another writer owns the
     /// log now.
-    async fn persist(&mut self, info: &MlInfo) -> Result<()> {
-        match put_info(
-            &*self.ml.meta,
-            &self.ml.key,
-            info,
-            Expect::Version(self.version),
-        )
-        .await
+    async fn persist(&mut self, info: &ManagedLedgerInfo) -> Result<()> {
+        match self
+            .ml
+            .meta
+            .put(&self.ml.key, info, Expected::Version(self.version))
+            .await
         {
-            Ok(v) => {
-                self.version = v;
+            Ok(stat) => {
+                self.version = stat.version;
                 Ok(())
             }
             Err(e) => {
-                if matches!(e, BrokerError::Metadata(MetaError::BadVersion(_))) {
+                if e.is_conflict() {
                     self.fence("ledger list changed by another broker");
                 }
-                Err(e)
+                Err(e.into())
             }
         }
     }
@@ -641,13 +621,9 @@ impl Writer {
                     Some(Cmd::Trim(victims, reply)) => {
                         let info = {
                             let mut ls = self.ml.shared.ledgers.write();
-                            let current = self.current.as_ref().map(|(w, _)| w.ledger_id());
-                            ls.retain(|l| !victims.contains(&l.id) || Some(l.id) == current);
-                            MlInfo {
-                                v: 1,
-                                ledgers: ls.clone(),
-                                terminated: self.ml.shared.terminated.load(std::sync::atomic::Ordering::Acquire),
-                            }
+                            let current = self.current.as_ref().map(|(w, _)| w.ledger_id().0);
+                            ls.retain(|l| !victims.contains(&l.ledger_id.0) || Some(l.ledger_id.0) == current);
+                            ml_info(ls.clone(), self.ml.shared.terminated.load(std::sync::atomic::Ordering::Acquire))
                         };
                         let r = self.persist(&info).await;
                         let _ = reply.send(r);
@@ -660,7 +636,7 @@ impl Writer {
                         if self.current.is_some() {
                             self.close_current().await;
                         } else {
-                            let info = MlInfo { v: 1, ledgers: self.ml.shared.ledgers.read().clone(), terminated: true };
+                            let info = ml_info(self.ml.shared.ledgers.read().clone(), true);
                             match self.persist(&info).await {
                                 Ok(()) => {}
                                 Err(e) => {
@@ -695,17 +671,17 @@ impl Writer {
 
     fn complete(
         &mut self,
-        res: Result<u64, StorageError>,
+        res: Result<EntryId, StorageError>,
         ledger: u64,
         data: Bytes,
         reply: oneshot::Sender<Result<Position>>,
     ) {
         match res {
-            Ok(entry) if !self.failed => {
+            Ok(EntryId(entry)) if !self.failed => {
                 let pos = Position::new(ledger, entry as i64);
                 {
                     let mut ls = self.ml.shared.ledgers.write();
-                    if let Some(l) = ls.iter_mut().find(|l| l.id == ledger) {
+                    if let Some(l) = ls.iter_mut().find(|l| l.ledger_id.0 == ledger) {
                         l.entries = l.entries.max(entry + 1);
                         l.size += data.len() as u64;
                     }
@@ -723,7 +699,7 @@ impl Writer {
                 });
                 let _ = reply.send(Ok(pos));
                 self.retry_since = None;
-                self.retry_backoff = RETRY_BACKOFF_MIN;
+                self.retry_backoff.reset();
             }
             // Confirmed after an earlier add of its ledger failed: the ledger is closed before
             // it, so it is written again with the others.
@@ -756,6 +732,8 @@ impl Writer {
                         // The first failure is retried at once, later ones after a backoff.
                         let delay = if self.retry_since.is_some() {
                             self.retry_backoff
+                                .peek_delay()
+                                .unwrap_or(RETRY_BACKOFF.max())
                         } else {
                             Duration::ZERO
                         };
@@ -779,7 +757,7 @@ impl Writer {
         }
         self.retry_at = None;
         self.retry_since = None;
-        self.retry_backoff = RETRY_BACKOFF_MIN;
+        self.retry_backoff.reset();
     }
 
     /// Rolls over to a new ledger and writes the pending adds to it, in order; on failure tries
@@ -805,15 +783,17 @@ impl Writer {
             });
             return;
         }
-        let backoff = self.retry_backoff;
-        self.retry_backoff = (self.retry_backoff * 2).min(RETRY_BACKOFF_MAX);
+        let backoff = self
+            .retry_backoff
+            .next_delay()
+            .unwrap_or(RETRY_BACKOFF.max());
         match self.rollover().await {
             Ok(()) => {
                 let n = self.retry.len() + self.held.len();
                 let Some((w, _)) = &self.current else {
                     return;
                 };
-                let ledger = w.ledger_id();
+                let ledger = w.ledger_id().0;
                 for (data, reply) in self.retry.drain(..).chain(self.held.drain(..)) {
                     let fut = w.add(data.clone());
                     self.inflight
@@ -843,7 +823,7 @@ impl Writer {
         }
         let cfg = &self.ml.config;
         let ls = self.ml.shared.ledgers.read();
-        let Some(l) = ls.iter().find(|l| l.id == w.ledger_id()) else {
+        let Some(l) = ls.iter().find(|l| l.ledger_id == w.ledger_id()) else {
             return true;
         };
         l.entries >= cfg.max_entries_per_ledger
@@ -888,7 +868,7 @@ impl Writer {
             let _ = reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
             return;
         };
-        let ledger = w.ledger_id();
+        let ledger = w.ledger_id().0;
         let fut = w.add(data.clone());
         self.inflight
             .push_back(Box::pin(async move { (fut.await, ledger, data, reply) }));
@@ -898,7 +878,7 @@ impl Writer {
         let Some((w, _)) = self.current.take() else {
             return;
         };
-        let id = w.ledger_id();
+        let id = w.ledger_id().0;
         if self.ml.shared.fenced.is_cancelled() {
             // The new owner recovers (and closes) this ledger; we must not touch the list.
             return;
@@ -917,26 +897,24 @@ impl Writer {
         };
         let info = {
             let mut ls = self.ml.shared.ledgers.write();
-            if let Some(l) = ls.iter_mut().find(|l| l.id == id) {
+            if let Some(l) = ls.iter_mut().find(|l| l.ledger_id.0 == id) {
                 l.closed = true;
-                l.entries = last.map(|e| e + 1).unwrap_or(0).max(l.entries);
+                l.entries = last.map(|e| e.0 + 1).unwrap_or(0).max(l.entries);
             }
             ls.retain(|l| l.entries > 0 || !l.closed);
-            MlInfo {
-                v: 1,
-                ledgers: ls.clone(),
-                terminated: self
-                    .ml
+            ml_info(
+                ls.clone(),
+                self.ml
                     .shared
                     .terminated
                     .load(std::sync::atomic::Ordering::Acquire),
-            }
+            )
         };
         if let Err(e) = self.persist(&info).await {
             warn!(topic = %self.ml.name, error = %e, "persist ledger list failed");
         }
         if last.is_none() {
-            let _ = self.ml.storage.delete(id).await;
+            let _ = self.ml.storage.delete(LedgerId(id)).await;
         }
         debug!(topic = %self.ml.name, ledger = id, "closed ledger");
     }
@@ -947,18 +925,18 @@ impl Writer {
     /// below the old owner's. Such ledgers are deleted; the allocator soon moves to a batch
     /// above every id handed out so far.
     async fn create_ledger_above_last(ml: &Inner) -> Result<Arc<dyn LedgerWriter>> {
-        let last = ml.shared.ledgers.read().iter().map(|l| l.id).max();
+        let last = ml.shared.ledgers.read().iter().map(|l| l.ledger_id.0).max();
         for discarded in 0..1000u32 {
-            let w = ml.storage.create().await?;
-            if last.is_none_or(|l| w.ledger_id() > l) {
+            let w = ml.storage.create(ml.config.create).await?;
+            if last.is_none_or(|l| w.ledger_id().0 > l) {
                 if discarded > 0 {
-                    info!(topic = %ml.name, ledger = w.ledger_id(), discarded, "skipped ledger ids below the log's last ledger");
+                    info!(topic = %ml.name, ledger = %w.ledger_id(), discarded, "skipped ledger ids below the log's last ledger");
                 }
                 return Ok(w);
             }
             let _ = w.close().await;
             if let Err(e) = ml.storage.delete(w.ledger_id()).await {
-                warn!(ledger = w.ledger_id(), error = %e, "delete skipped ledger failed");
+                warn!(ledger = %w.ledger_id(), error = %e, "delete skipped ledger failed");
             }
         }
         Err(BrokerError::ServiceNotReady(format!(
@@ -981,22 +959,18 @@ impl Writer {
         let created = now_ms();
         let info = {
             let mut ls = self.ml.shared.ledgers.write();
-            ls.push(LedgerInfo {
-                id: w.ledger_id(),
-                entries: 0,
-                size: 0,
-                created_ms: created,
-                closed: false,
+            ls.push(ManagedLedgerLedger {
+                ledger_id: w.ledger_id(),
+                created_at_ms: created,
+                ..Default::default()
             });
-            MlInfo {
-                v: 1,
-                ledgers: ls.clone(),
-                terminated: self
-                    .ml
+            ml_info(
+                ls.clone(),
+                self.ml
                     .shared
                     .terminated
                     .load(std::sync::atomic::Ordering::Acquire),
-            }
+            )
         };
         match self.persist(&info).await {
             Ok(()) => {}
@@ -1005,13 +979,13 @@ impl Writer {
                     .shared
                     .ledgers
                     .write()
-                    .retain(|l| l.id != w.ledger_id());
+                    .retain(|l| l.ledger_id != w.ledger_id());
                 let _ = w.close().await;
                 let _ = self.ml.storage.delete(w.ledger_id()).await;
                 return Err(e);
             }
         }
-        debug!(topic = %self.ml.name, ledger = w.ledger_id(), "opened ledger");
+        debug!(topic = %self.ml.name, ledger = %w.ledger_id(), "opened ledger");
         self.current = Some((w, created));
         Ok(())
     }
@@ -1020,14 +994,13 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::MemMetadata;
     use crate::storage::MemStorage;
 
-    async fn open(st: &MemStorage, meta: &MemMetadata, cfg: ManagedLedgerConfig) -> ManagedLedger {
+    async fn open(st: &MemStorage, meta: &MetaClient, cfg: ManagedLedgerConfig) -> ManagedLedger {
         ManagedLedger::open(
             "t/ns/persistent/a",
             Arc::new(st.clone()),
-            Arc::new(meta.clone()),
+            meta.clone(),
             EntryCache::new(1 << 20),
             cfg,
         )
@@ -1040,9 +1013,9 @@ mod tests {
         // The old owner's ledger ids come from a higher batch than the new owner's allocator.
         let old = MemStorage::default();
         for _ in 0..5 {
-            old.create().await.unwrap();
+            old.create(CreateOptions::default()).await.unwrap();
         }
-        let meta = MemMetadata::default();
+        let meta = crate::metadata::in_memory().unwrap();
         let ml = open(&old, &meta, ManagedLedgerConfig::default()).await;
         let p_old = ml.append(Bytes::from_static(b"a")).await.unwrap();
         assert_eq!(p_old.ledger, 6);
@@ -1059,7 +1032,7 @@ mod tests {
     #[tokio::test]
     async fn append_read_rollover_and_reopen() {
         let st = MemStorage::default();
-        let meta = MemMetadata::default();
+        let meta = crate::metadata::in_memory().unwrap();
         let cfg = ManagedLedgerConfig {
             max_entries_per_ledger: 3,
             ..Default::default()
@@ -1101,7 +1074,7 @@ mod tests {
     #[tokio::test]
     async fn namespace_retention_size_and_time_limits() {
         let st = MemStorage::default();
-        let meta = MemMetadata::default();
+        let meta = crate::metadata::in_memory().unwrap();
         let cfg = ManagedLedgerConfig {
             max_entries_per_ledger: 2,
             ..Default::default()
@@ -1147,7 +1120,7 @@ mod tests {
     #[tokio::test]
     async fn tail_reads_hit_cache_and_trim_deletes() {
         let st = MemStorage::default();
-        let meta = MemMetadata::default();
+        let meta = crate::metadata::in_memory().unwrap();
         let cfg = ManagedLedgerConfig {
             max_entries_per_ledger: 2,
             retention_time: Duration::ZERO,
@@ -1175,7 +1148,7 @@ mod tests {
     #[tokio::test]
     async fn failed_adds_are_written_again_in_order_on_a_new_ledger() {
         let st = MemStorage::default();
-        let meta = MemMetadata::default();
+        let meta = crate::metadata::in_memory().unwrap();
         let ml = open(&st, &meta, ManagedLedgerConfig::default()).await;
         let a = ml.append(Bytes::from_static(b"a")).await.unwrap();
         st.fail_adds
@@ -1209,7 +1182,7 @@ mod tests {
     #[tokio::test]
     async fn failed_adds_fail_after_the_retry_timeout() {
         let st = MemStorage::default();
-        let meta = MemMetadata::default();
+        let meta = crate::metadata::in_memory().unwrap();
         let cfg = ManagedLedgerConfig {
             add_retry_timeout: Duration::from_millis(400),
             ..Default::default()
@@ -1228,7 +1201,6 @@ mod tests {
 #[cfg(test)]
 mod cache_tests {
     use super::*;
-    use crate::metadata::MemMetadata;
     use crate::storage::MemStorage;
 
     /// A catch-up read goes to storage and leaves the cache (the tail) alone.
@@ -1239,7 +1211,7 @@ mod cache_tests {
         let ml = ManagedLedger::open(
             "t/ns/persistent/c",
             Arc::new(st.clone()),
-            Arc::new(MemMetadata::default()),
+            crate::metadata::in_memory().unwrap(),
             cache.clone(),
             ManagedLedgerConfig::default(),
         )

@@ -1,42 +1,25 @@
-//! Schema registry: versions of each topic's schema, stored in the metadata store.
+//! Schema registry: versions of each topic's schema, stored as `strata_meta`'s
+//! [`SchemaHistory`] (`schemas/{tenant}/{ns}/{topic}`; partitions share their partitioned
+//! topic's history), updated with compare-and-set through [`MetaClient::update`].
 //!
 //! Compatibility checking is NOT implemented yet (a later issue): a schema different from the
 //! latest one is stored as a new version without any check, and the broker logs that it did so.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use strata_common::clock::now_ms;
+use strata_meta::Expected;
+use strata_meta::model::SchemaHistory;
 use strata_proto::pulsar::{KeyValue, Schema};
 use tracing::warn;
 
 use crate::error::Result;
-use crate::metadata::{BrokerMetadata, Expect, MetaError, ROOT};
+use crate::metadata::MetaClient;
 use crate::topic_name::TopicName;
 
-/// One stored schema version.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SchemaVersion {
-    /// Version number (0, 1, ...).
-    pub version: u64,
-    /// `Schema.Type` value.
-    pub schema_type: i32,
-    /// Schema definition, base64.
-    pub data: String,
-    /// Properties.
-    pub properties: BTreeMap<String, String>,
-    /// Time stored (ms).
-    pub timestamp: u64,
-    /// Name given by the client.
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct SchemaList {
-    versions: Vec<SchemaVersion>,
-}
+pub use strata_meta::model::SchemaVersion;
 
 /// Wire form of a schema version: 8-byte big-endian.
 pub fn version_bytes(v: u64) -> Bytes {
@@ -48,17 +31,84 @@ pub fn parse_version(b: &[u8]) -> Option<u64> {
     <[u8; 8]>::try_from(b).ok().map(u64::from_be_bytes)
 }
 
-impl SchemaVersion {
+/// Pulsar's schema type names by `Schema.Type` value.
+const TYPE_NAMES: [&str; 21] = [
+    "NONE",
+    "STRING",
+    "JSON",
+    "PROTOBUF",
+    "AVRO",
+    "BOOLEAN",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FLOAT",
+    "DOUBLE",
+    "DATE",
+    "TIME",
+    "TIMESTAMP",
+    "KEY_VALUE",
+    "INSTANT",
+    "LOCAL_DATE",
+    "LOCAL_TIME",
+    "LOCAL_DATE_TIME",
+    "PROTOBUF_NATIVE",
+];
+
+/// Pulsar's name of a `Schema.Type` value (`NONE` for values without one).
+pub fn schema_type_name(t: i32) -> &'static str {
+    usize::try_from(t)
+        .ok()
+        .and_then(|i| TYPE_NAMES.get(i))
+        .copied()
+        .unwrap_or("NONE")
+}
+
+/// The `Schema.Type` value of a Pulsar type name (any case; 0 for unknown names).
+pub fn schema_type_value(name: &str) -> i32 {
+    (0..21)
+        .find(|&i| schema_type_name(i).eq_ignore_ascii_case(name))
+        .unwrap_or(0)
+}
+
+/// The stored name of a `Schema.Type` value: its Pulsar name, or the number when it has none
+/// (so no value is lost).
+fn stored_type(t: i32) -> String {
+    match usize::try_from(t).ok().and_then(|i| TYPE_NAMES.get(i)) {
+        Some(n) => (*n).to_owned(),
+        None => t.to_string(),
+    }
+}
+
+/// The broker's view of a stored schema version.
+pub trait SchemaVersionExt {
+    /// The `Schema.Type` value.
+    fn type_value(&self) -> i32;
+    /// The definition bytes.
+    fn data_bytes(&self) -> Vec<u8>;
     /// The schema as a protocol message.
-    pub fn to_proto(&self) -> Schema {
+    fn to_proto(&self) -> Schema;
+}
+
+impl SchemaVersionExt for SchemaVersion {
+    fn type_value(&self) -> i32 {
+        self.schema_type
+            .parse::<i32>()
+            .unwrap_or_else(|_| schema_type_value(&self.schema_type))
+    }
+
+    fn data_bytes(&self) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD
+            .decode(&self.data)
+            .unwrap_or_default()
+    }
+
+    fn to_proto(&self) -> Schema {
         Schema {
             name: self.name.clone(),
-            schema_data: Bytes::from(
-                base64::engine::general_purpose::STANDARD
-                    .decode(&self.data)
-                    .unwrap_or_default(),
-            ),
-            r#type: self.schema_type,
+            schema_data: Bytes::from(self.data_bytes()),
+            r#type: self.type_value(),
             properties: self
                 .properties
                 .iter()
@@ -69,42 +119,32 @@ impl SchemaVersion {
                 .collect(),
         }
     }
-
-    /// The definition bytes.
-    pub fn data_bytes(&self) -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.data)
-            .unwrap_or_default()
-    }
 }
 
 /// Schema storage over the metadata store.
 #[derive(Clone)]
 pub struct SchemaRegistry {
-    meta: Arc<dyn BrokerMetadata>,
-}
-
-fn key(topic: &TopicName) -> String {
-    let t = topic.partitioned_parent();
-    format!("{ROOT}/schemas/{}/{}/{}", t.tenant, t.namespace, t.local)
+    meta: MetaClient,
 }
 
 impl SchemaRegistry {
     /// A registry over `meta`.
-    pub fn new(meta: Arc<dyn BrokerMetadata>) -> Self {
+    pub fn new(meta: MetaClient) -> Self {
         Self { meta }
     }
 
-    async fn load(&self, topic: &TopicName) -> Result<(SchemaList, Option<u64>)> {
-        let k = key(topic);
-        match self.meta.get(&k).await? {
-            Some(v) => {
-                let l: SchemaList = serde_json::from_slice(&v.value)
-                    .map_err(|e| MetaError::Corrupt(k, e.to_string()))?;
-                Ok((l, Some(v.version)))
-            }
-            None => Ok((SchemaList::default(), None)),
-        }
+    fn key(&self, topic: &TopicName) -> String {
+        let t = topic.partitioned_parent();
+        self.meta.paths().schema(&t.tenant, &t.namespace, &t.local)
+    }
+
+    async fn load(&self, topic: &TopicName) -> Result<SchemaHistory> {
+        Ok(self
+            .meta
+            .get::<SchemaHistory>(&self.key(topic))
+            .await?
+            .map(|(h, _)| h)
+            .unwrap_or_default())
     }
 
     /// A version (latest when `version` is None).
@@ -113,63 +153,62 @@ impl SchemaRegistry {
         topic: &TopicName,
         version: Option<u64>,
     ) -> Result<Option<SchemaVersion>> {
-        let (l, _) = self.load(topic).await?;
+        let h = self.load(topic).await?;
         Ok(match version {
-            Some(v) => l.versions.into_iter().find(|s| s.version == v),
-            None => l.versions.into_iter().next_back(),
+            Some(v) => h.versions.into_iter().find(|s| s.version == v),
+            None => h.versions.into_iter().next_back(),
         })
     }
 
     /// Every version.
     pub async fn all(&self, topic: &TopicName) -> Result<Vec<SchemaVersion>> {
-        Ok(self.load(topic).await?.0.versions)
+        Ok(self.load(topic).await?.versions)
     }
 
     /// Returns the version of an identical stored schema, or stores it as a new version.
     pub async fn get_or_create(&self, topic: &TopicName, schema: &Schema) -> Result<u64> {
         let data = base64::engine::general_purpose::STANDARD.encode(&schema.schema_data);
+        let schema_type = stored_type(schema.r#type);
         let props: BTreeMap<String, String> = schema
             .properties
             .iter()
             .map(|kv| (kv.key.clone(), kv.value.clone()))
             .collect();
-        for _ in 0..10 {
-            let (mut l, ver) = self.load(topic).await?;
-            if let Some(s) = l
-                .versions
-                .iter()
-                .find(|s| s.schema_type == schema.r#type && s.data == data && s.properties == props)
-            {
-                return Ok(s.version);
-            }
-            let version = l.versions.last().map(|s| s.version + 1).unwrap_or(0);
-            if version > 0 {
-                warn!(topic = %topic, version, "storing a new schema version without a compatibility check (not implemented yet)");
-            }
-            l.versions.push(SchemaVersion {
-                version,
-                schema_type: schema.r#type,
-                data: data.clone(),
-                properties: props.clone(),
-                timestamp: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0),
-                name: schema.name.clone(),
-            });
-            let bytes = serde_json::to_vec(&l).map_err(|e| MetaError::Other(e.to_string()))?;
-            let exp = ver.map(Expect::Version).unwrap_or(Expect::Absent);
-            match self.meta.put(&key(topic), Bytes::from(bytes), exp).await {
-                Ok(_) => return Ok(version),
-                Err(MetaError::BadVersion(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let (mut found, mut created) = (0, false);
+        self.meta
+            .update(&self.key(topic), |cur: Option<SchemaHistory>| {
+                let mut h = cur.unwrap_or_default();
+                if let Some(s) = h.versions.iter().find(|s| {
+                    s.schema_type == schema_type && s.data == data && s.properties == props
+                }) {
+                    (found, created) = (s.version, false);
+                    return Ok(None);
+                }
+                let version = h.versions.last().map(|s| s.version + 1).unwrap_or(0);
+                h.versions.push(SchemaVersion {
+                    version,
+                    schema_type: schema_type.clone(),
+                    data: data.clone(),
+                    properties: props.clone(),
+                    timestamp_ms: now_ms(),
+                    name: schema.name.clone(),
+                });
+                (found, created) = (version, true);
+                Ok(Some(h))
+            })
+            .await?;
+        if created && found > 0 {
+            warn!(topic = %topic, version = found, "stored a new schema version without a compatibility check (not implemented yet)");
         }
-        Err(MetaError::BadVersion(key(topic)).into())
+        Ok(found)
     }
 
     /// Deletes every version.
     pub async fn delete(&self, topic: &TopicName) -> Result<()> {
-        Ok(self.meta.delete(&key(topic)).await?)
+        self.meta
+            .store()
+            .delete(&self.key(topic), Expected::Any)
+            .await?;
+        Ok(())
     }
 }

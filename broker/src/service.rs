@@ -5,24 +5,26 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use crate::cache::EntryCache;
 use crate::config::BrokerConfig;
+use crate::cursor_store::CursorStore;
 use crate::error::{BrokerError, Result};
-use crate::managed_ledger::{ManagedLedger, ml_key};
-use crate::metadata::{BrokerMetadata, Expect, MetaError, ROOT};
+use crate::managed_ledger::{ManagedLedger, ManagedLedgerConfig};
+use crate::metadata::{MetaClient, TopicPath, topic_path};
 use crate::metrics::Metrics;
 use crate::schema::SchemaRegistry;
-use crate::storage::LedgerStorage;
+use crate::storage::{CreateOptions, LedgerStorage, Quorum};
 use crate::topic::Topic;
 use crate::topic_name::TopicName;
+
+mod tenants;
 use strata_auth::Security;
-use strata_meta::model::{Model, Paths, Policies, TenantInfo, decode_segment};
+use strata_meta::Expected;
+use strata_meta::model::{PartitionedTopicMetadata, decode_segment};
 
 /// Who serves a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +72,6 @@ pub trait Ownership: Send + Sync + 'static {
     }
 }
 
-/// Builds the ledger storage of a namespace persistence policy `(E, Qw, Qa)`.
-pub type StorageForQuorum = Arc<dyn Fn(u32, u32, u32) -> Arc<dyn LedgerStorage> + Send + Sync>;
-
 /// Owns every topic.
 pub struct LocalOwnership;
 
@@ -81,11 +80,6 @@ impl Ownership for LocalOwnership {
     async fn owner(&self, _topic: &TopicName) -> Result<Owner> {
         Ok(Owner::Local)
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PartitionedMeta {
-    partitions: u32,
 }
 
 /// Shared state of a broker.
@@ -97,10 +91,7 @@ pub struct BrokerService {
     /// Schemas.
     pub schemas: SchemaRegistry,
     storage: Arc<dyn LedgerStorage>,
-    /// Ledger storage for a namespace persistence policy `(E, Qw, Qa)` (cluster mode); `None`:
-    /// every topic uses `storage`.
-    storage_for_quorum: parking_lot::RwLock<Option<StorageForQuorum>>,
-    meta: Arc<dyn BrokerMetadata>,
+    meta: MetaClient,
     ownership: Arc<dyn Ownership>,
     cache: EntryCache,
     topics: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Topic>>>>>,
@@ -124,7 +115,7 @@ impl BrokerService {
     pub fn new(
         config: BrokerConfig,
         storage: Arc<dyn LedgerStorage>,
-        meta: Arc<dyn BrokerMetadata>,
+        meta: MetaClient,
         ownership: Arc<dyn Ownership>,
     ) -> Arc<Self> {
         let cache = EntryCache::new(config.cache_size_bytes);
@@ -139,7 +130,6 @@ impl BrokerService {
             metrics: Metrics::new(),
             schemas: SchemaRegistry::new(meta.clone()),
             storage,
-            storage_for_quorum: parking_lot::RwLock::new(None),
             meta,
             ownership,
             cache,
@@ -162,7 +152,7 @@ impl BrokerService {
     }
 
     /// The metadata store.
-    pub fn metadata(&self) -> &Arc<dyn BrokerMetadata> {
+    pub fn metadata(&self) -> &MetaClient {
         &self.meta
     }
 
@@ -206,31 +196,17 @@ impl BrokerService {
         self.ownership.owner(topic).await
     }
 
-    /// Makes topics of namespaces with a persistence policy (E/Qw/Qa) write their new ledgers
-    /// with it (set before serving); other topics use the default storage.
-    pub fn set_storage_for_quorum(&self, f: StorageForQuorum) {
-        *self.storage_for_quorum.write() = Some(f);
-    }
-
-    /// The ledger storage for a new managed ledger of `name`: its namespace's persistence
-    /// policy when one is set (and valid), the default otherwise.
-    async fn storage_for(&self, name: &TopicName) -> Result<Arc<dyn LedgerStorage>> {
-        let Some(f) = self.storage_for_quorum.read().clone() else {
-            return Ok(self.storage.clone());
-        };
-        let p = self
+    /// The managed-ledger settings of `name`: new ledgers use its namespace's persistence
+    /// policy (E/Qw/Qa) when one is set and valid, the storage's default otherwise.
+    async fn managed_ledger_config(&self, name: &TopicName) -> Result<ManagedLedgerConfig> {
+        let quorum = self
             .policies(&name.tenant, &name.namespace)
             .await?
-            .and_then(|p| p.persistence);
-        Ok(match p {
-            Some(p)
-                if p.ack_quorum >= 1
-                    && p.ack_quorum <= p.write_quorum
-                    && p.write_quorum <= p.ensemble_size =>
-            {
-                f(p.ensemble_size, p.write_quorum, p.ack_quorum)
-            }
-            _ => self.storage.clone(),
+            .and_then(|p| p.persistence)
+            .and_then(|p| Quorum::checked(p.ensemble_size, p.write_quorum, p.ack_quorum));
+        Ok(ManagedLedgerConfig {
+            create: CreateOptions { quorum },
+            ..self.config.managed_ledger()
         })
     }
 
@@ -298,7 +274,7 @@ impl BrokerService {
         let res = cell
             .get_or_try_init(|| async {
                 let pname = name.persistence_name();
-                if !create && self.meta.get(&ml_key(&pname)).await?.is_none() {
+                if !create && !self.ml_exists(&pname).await? {
                     return Err(BrokerError::TopicNotFound(key.clone()));
                 }
                 if self.partitions(&name.partitioned_parent()).await? > 0
@@ -310,10 +286,10 @@ impl BrokerService {
                 }
                 let ml = ManagedLedger::open(
                     &pname,
-                    self.storage_for(name).await?,
+                    self.storage.clone(),
                     self.meta.clone(),
                     self.cache.clone(),
-                    self.config.managed_ledger(),
+                    self.managed_ledger_config(name).await?,
                 )
                 .await?;
                 let t = Arc::new(Topic::new(
@@ -340,7 +316,7 @@ impl BrokerService {
                         () = watched.closed() => return,
                     }
                     if let Some(svc) = me.upgrade() {
-                        svc.on_fenced(&watched.name()).await;
+                        svc.on_fenced(watched.name()).await;
                     }
                 });
                 Ok::<_, BrokerError>(t)
@@ -366,8 +342,27 @@ impl BrokerService {
             .collect()
     }
 
-    fn partitioned_key(name: &TopicName) -> String {
-        format!("{ROOT}/partitioned-topics/{}", name.persistence_name())
+    fn partitioned_key(&self, name: &TopicName) -> String {
+        self.meta
+            .paths()
+            .partitioned_topic(&topic_path(&name.persistence_name()))
+    }
+
+    /// Whether the managed ledger `ml_name` exists.
+    async fn ml_exists(&self, ml_name: &str) -> Result<bool> {
+        let key = crate::managed_ledger::ml_key(&self.meta, ml_name);
+        Ok(self.meta.store().get(&key).await?.is_some())
+    }
+
+    /// The directory of a namespace's persistent topics under `kind` (a key of a topic path
+    /// with an empty topic).
+    fn topics_dir(tenant: &str, ns: &str, key: impl Fn(&TopicPath) -> String) -> String {
+        key(&TopicPath {
+            domain: "persistent".into(),
+            tenant: tenant.into(),
+            namespace: ns.into(),
+            topic: String::new(),
+        })
     }
 
     /// Partition count of a partitioned topic, 0 for a non-partitioned one.
@@ -375,15 +370,13 @@ impl BrokerService {
         if name.partition_index().is_some() {
             return Ok(0);
         }
-        let k = Self::partitioned_key(name);
-        match self.meta.get(&k).await? {
-            Some(v) => {
-                let m: PartitionedMeta = serde_json::from_slice(&v.value)
-                    .map_err(|e| MetaError::Corrupt(k, e.to_string()))?;
-                Ok(m.partitions)
-            }
-            None => Ok(0),
-        }
+        let k = self.partitioned_key(name);
+        Ok(self
+            .meta
+            .get::<PartitionedTopicMetadata>(&k)
+            .await?
+            .map(|(m, _)| m.partitions)
+            .unwrap_or(0))
     }
 
     /// Creates a partitioned topic.
@@ -398,28 +391,21 @@ impl BrokerService {
                 "{name} is a partition name"
             )));
         }
-        if self
-            .meta
-            .get(&ml_key(&name.persistence_name()))
-            .await?
-            .is_some()
-        {
+        if self.ml_exists(&name.persistence_name()).await? {
             return Err(BrokerError::Conflict(format!(
                 "{name} already exists as a non-partitioned topic"
             )));
         }
-        let v = serde_json::to_vec(&PartitionedMeta { partitions })
-            .map_err(|e| MetaError::Other(e.to_string()))?;
-        match self
-            .meta
-            .put(&Self::partitioned_key(name), Bytes::from(v), Expect::Absent)
-            .await
-        {
+        let m = PartitionedTopicMetadata {
+            partitions,
+            ..Default::default()
+        };
+        match self.meta.create(&self.partitioned_key(name), &m).await {
             Ok(_) => {
                 info!(topic = %name, partitions, "partitioned topic created");
                 Ok(())
             }
-            Err(MetaError::BadVersion(_)) => Err(BrokerError::Conflict(format!(
+            Err(e) if e.is_conflict() => Err(BrokerError::Conflict(format!(
                 "partitioned topic {name} already exists"
             ))),
             Err(e) => Err(e.into()),
@@ -429,21 +415,23 @@ impl BrokerService {
     /// Persistent topics of a namespace (partitions listed individually, as Pulsar does).
     pub async fn topics_of_namespace(&self, tenant: &str, ns: &str) -> Result<Vec<String>> {
         let mut out = BTreeSet::new();
-        let prefix = format!("{ROOT}/managed-ledgers/{tenant}/{ns}/persistent/");
-        for (k, _) in self.meta.list(&prefix).await? {
-            out.insert(format!(
-                "persistent://{tenant}/{ns}/{}",
-                k.strip_prefix(prefix.as_str()).unwrap_or(&k)
-            ));
+        let paths = self.meta.paths();
+        let dir = Self::topics_dir(tenant, ns, |t| paths.managed_ledger(t));
+        let (keys, _) = self.meta.store().scan_keys(&dir).await?;
+        for k in keys {
+            let local = decode_segment(k.strip_prefix(dir.as_str()).unwrap_or(&k));
+            out.insert(format!("persistent://{tenant}/{ns}/{local}"));
         }
-        let prefix = format!("{ROOT}/partitioned-topics/{tenant}/{ns}/persistent/");
-        for (k, v) in self.meta.list(&prefix).await? {
-            if let Ok(m) = serde_json::from_slice::<PartitionedMeta>(&v) {
+        let dir = Self::topics_dir(tenant, ns, |t| paths.partitioned_topic(t));
+        let scan = self.meta.store().scan(&dir).await?;
+        for kv in scan.entries {
+            let local = decode_segment(kv.key.strip_prefix(dir.as_str()).unwrap_or(&kv.key));
+            if let Ok(m) = self
+                .meta
+                .decode::<PartitionedTopicMetadata>(&kv.key, &kv.value.value)
+            {
                 for i in 0..m.partitions {
-                    out.insert(format!(
-                        "persistent://{tenant}/{ns}/{}-partition-{i}",
-                        k.strip_prefix(prefix.as_str()).unwrap_or(&k)
-                    ));
+                    out.insert(format!("persistent://{tenant}/{ns}/{local}-partition-{i}"));
                 }
             }
         }
@@ -456,17 +444,15 @@ impl BrokerService {
         tenant: &str,
         ns: &str,
     ) -> Result<Vec<String>> {
-        let prefix = format!("{ROOT}/partitioned-topics/{tenant}/{ns}/persistent/");
-        Ok(self
-            .meta
-            .list(&prefix)
-            .await?
-            .into_iter()
-            .map(|(k, _)| {
-                format!(
-                    "persistent://{tenant}/{ns}/{}",
-                    k.strip_prefix(prefix.as_str()).unwrap_or(&k)
-                )
+        let paths = self.meta.paths();
+        let dir = Self::topics_dir(tenant, ns, |t| paths.partitioned_topic(t));
+        let (mut keys, _) = self.meta.store().scan_keys(&dir).await?;
+        keys.sort();
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let local = decode_segment(k.strip_prefix(dir.as_str()).unwrap_or(k));
+                format!("persistent://{tenant}/{ns}/{local}")
             })
             .collect())
     }
@@ -491,220 +477,9 @@ impl BrokerService {
         *self.bookies.write() = bookies;
     }
 
-    // Tenants and namespaces live in `strata_meta`'s shared layout (`/strata/tenants/{t}`,
-    // `/strata/namespaces/{t}/{ns}`, versioned JSON), the same keys `strata init-cluster` writes.
-    fn tenant_key(tenant: &str) -> String {
-        Paths::default().tenant(tenant)
-    }
-
-    fn namespace_key(tenant: &str, ns: &str) -> String {
-        Paths::default().namespace(tenant, ns)
-    }
-
-    fn encode<T: Model>(v: &T) -> Result<Bytes> {
-        Ok(strata_meta::model::encode(v).map_err(|e| MetaError::Other(e.to_string()))?)
-    }
-
-    fn decode<T: Model>(key: &str, v: &[u8]) -> Result<T> {
-        Ok(strata_meta::model::decode(key, v)
-            .map_err(|e| MetaError::Corrupt(key.to_owned(), e.to_string()))?)
-    }
-
-    /// Creates a tenant (idempotent; an existing one keeps its info).
-    pub async fn create_tenant(&self, tenant: &str) -> Result<()> {
-        let k = Self::tenant_key(tenant);
-        if self.meta.get(&k).await?.is_none() {
-            let v = Self::encode(&TenantInfo::default())?;
-            match self.meta.put(&k, v, Expect::Absent).await {
-                Ok(_) | Err(MetaError::BadVersion(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// A tenant's info (`strata_meta`'s [`TenantInfo`], stored at `tenants/{tenant}`).
-    pub async fn tenant_info(&self, tenant: &str) -> Result<Option<TenantInfo>> {
-        let k = Self::tenant_key(tenant);
-        match self.meta.get(&k).await? {
-            Some(v) => Ok(Some(Self::decode(&k, &v.value)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Creates a tenant with its info; [`BrokerError::Conflict`] if it exists.
-    pub async fn create_tenant_with(&self, tenant: &str, info: &TenantInfo) -> Result<()> {
-        let v = Self::encode(info)?;
-        match self
-            .meta
-            .put(&Self::tenant_key(tenant), v, Expect::Absent)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(MetaError::BadVersion(_)) => {
-                Err(BrokerError::Conflict("Tenant already exists".into()))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Replaces a tenant's info; [`BrokerError::NotFound`] if it does not exist.
-    pub async fn update_tenant(&self, tenant: &str, info: &TenantInfo) -> Result<()> {
-        let k = Self::tenant_key(tenant);
-        let Some(cur) = self.meta.get(&k).await? else {
-            return Err(BrokerError::NotFound("Tenant does not exist".into()));
-        };
-        let v = Self::encode(info)?;
-        self.meta.put(&k, v, Expect::Version(cur.version)).await?;
-        Ok(())
-    }
-
-    /// Deletes a tenant; refuses ([`BrokerError::Conflict`]) while it has namespaces.
-    pub async fn delete_tenant(&self, tenant: &str) -> Result<()> {
-        if self.tenant_info(tenant).await?.is_none() {
-            return Err(BrokerError::NotFound("Tenant does not exist".into()));
-        }
-        if !self.namespaces(tenant).await?.is_empty() {
-            return Err(BrokerError::Conflict(
-                "The tenant still has active namespaces".into(),
-            ));
-        }
-        self.meta.delete(&Self::tenant_key(tenant)).await?;
-        info!(tenant, "tenant deleted");
-        Ok(())
-    }
-
-    /// Creates a namespace (idempotent, creating its tenant if needed).
-    pub async fn create_namespace(&self, tenant: &str, ns: &str) -> Result<()> {
-        self.create_tenant(tenant).await?;
-        let k = Self::namespace_key(tenant, ns);
-        if self.meta.get(&k).await?.is_none() {
-            let v = Self::encode(&Policies::default())?;
-            match self.meta.put(&k, v, Expect::Absent).await {
-                Ok(_) | Err(MetaError::BadVersion(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// Creates a namespace of an existing tenant; [`BrokerError::Conflict`] if it exists.
-    pub async fn create_namespace_strict(
-        &self,
-        tenant: &str,
-        ns: &str,
-        policies: &Policies,
-    ) -> Result<()> {
-        if self.tenant_info(tenant).await?.is_none() {
-            return Err(BrokerError::NotFound("Tenant does not exist".into()));
-        }
-        let v = Self::encode(policies)?;
-        match self
-            .meta
-            .put(&Self::namespace_key(tenant, ns), v, Expect::Absent)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(MetaError::BadVersion(_)) => {
-                Err(BrokerError::Conflict("Namespace already exists".into()))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// A namespace's policies (`strata_meta`'s [`Policies`], stored at `namespaces/{t}/{ns}`);
-    /// `None` if the namespace does not exist.
-    pub async fn policies(&self, tenant: &str, ns: &str) -> Result<Option<Policies>> {
-        let k = Self::namespace_key(tenant, ns);
-        match self.meta.get(&k).await? {
-            Some(v) => Ok(Some(Self::decode(&k, &v.value)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Changes a namespace's policies (compare-and-set, retried on conflicts); live topics pick
-    /// the change up within `policy_refresh_interval`.
-    pub async fn update_policies(
-        &self,
-        tenant: &str,
-        ns: &str,
-        f: impl Fn(&mut Policies),
-    ) -> Result<Policies> {
-        let k = Self::namespace_key(tenant, ns);
-        for _ in 0..16 {
-            let Some(cur) = self.meta.get(&k).await? else {
-                return Err(BrokerError::NotFound("Namespace does not exist".into()));
-            };
-            let mut p: Policies = Self::decode(&k, &cur.value)?;
-            f(&mut p);
-            let v = Self::encode(&p)?;
-            match self.meta.put(&k, v, Expect::Version(cur.version)).await {
-                Ok(_) => return Ok(p),
-                Err(MetaError::BadVersion(_)) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(BrokerError::Conflict(
-            "concurrent policy updates; retry".into(),
-        ))
-    }
-
-    /// Deletes an empty namespace; [`BrokerError::Conflict`] while it has topics.
-    pub async fn delete_namespace(&self, tenant: &str, ns: &str) -> Result<()> {
-        if self.policies(tenant, ns).await?.is_none() {
-            return Err(BrokerError::NotFound("Namespace does not exist".into()));
-        }
-        if !self.topics_of_namespace(tenant, ns).await?.is_empty()
-            || !self
-                .partitioned_topics_of_namespace(tenant, ns)
-                .await?
-                .is_empty()
-        {
-            return Err(BrokerError::Conflict(
-                "Cannot delete non empty namespace".into(),
-            ));
-        }
-        self.meta.delete(&Self::namespace_key(tenant, ns)).await?;
-        info!(tenant, ns, "namespace deleted");
-        Ok(())
-    }
-
-    /// Tenants.
-    pub async fn tenants(&self) -> Result<Vec<String>> {
-        let p = format!("{}/", Paths::default().tenants());
-        Ok(self
-            .meta
-            .list(&p)
-            .await?
-            .into_iter()
-            .map(|(k, _)| decode_segment(k.strip_prefix(p.as_str()).unwrap_or(&k)))
-            .collect())
-    }
-
-    /// Namespaces of a tenant (`tenant/ns`).
-    pub async fn namespaces(&self, tenant: &str) -> Result<Vec<String>> {
-        let p = format!("{}/", Paths::default().namespaces(tenant));
-        Ok(self
-            .meta
-            .list(&p)
-            .await?
-            .into_iter()
-            .map(|(k, _)| {
-                format!(
-                    "{tenant}/{}",
-                    decode_segment(k.strip_prefix(p.as_str()).unwrap_or(&k))
-                )
-            })
-            .collect())
-    }
-
     /// Whether a non-partitioned topic (or partition) exists.
     pub async fn topic_exists(&self, name: &TopicName) -> Result<bool> {
-        Ok(self
-            .meta
-            .get(&ml_key(&name.persistence_name()))
-            .await?
-            .is_some())
+        self.ml_exists(&name.persistence_name()).await
     }
 
     /// Deletes a non-partitioned topic (or one partition): its ledgers, cursors and metadata.
@@ -721,12 +496,9 @@ impl BrokerService {
             ));
         }
         self.unload(name, None).await;
-        let pname = name.persistence_name();
-        let cursors = format!("{}/", crate::subscription::cursor_key(&pname, ""));
-        let cursors = cursors.trim_end_matches('/').to_owned() + "/";
-        for (k, _) in self.meta.list(&cursors).await? {
-            self.meta.delete(&k).await?;
-        }
+        CursorStore::new(self.meta.clone())
+            .delete_all(&name.persistence_name())
+            .await?;
         t.ledger().delete().await?;
         info!(topic = %name, "topic deleted");
         Ok(())
@@ -746,33 +518,33 @@ impl BrokerService {
                 self.delete_topic(&p, force).await?;
             }
         }
-        self.meta.delete(&Self::partitioned_key(name)).await?;
+        self.meta
+            .store()
+            .delete(&self.partitioned_key(name), Expected::Any)
+            .await?;
         info!(topic = %name, "partitioned topic deleted");
         Ok(())
     }
 
     /// Raises the partition count of a partitioned topic (never lowers it).
     pub async fn update_partitions(&self, name: &TopicName, partitions: u32) -> Result<()> {
-        let k = Self::partitioned_key(name);
-        let Some(cur) = self.meta.get(&k).await? else {
+        let k = self.partitioned_key(name);
+        let Some((mut m, stat)) = self.meta.get::<PartitionedTopicMetadata>(&k).await? else {
             return Err(BrokerError::NotFound(
                 "Partitioned topic does not exist".into(),
             ));
         };
-        let m: PartitionedMeta = serde_json::from_slice(&cur.value)
-            .map_err(|e| MetaError::Corrupt(k.clone(), e.to_string()))?;
-        if partitions <= m.partitions || partitions > 10_000 {
+        let from = m.partitions;
+        if partitions <= from || partitions > 10_000 {
             return Err(BrokerError::PreconditionFailed(format!(
-                "the number of partitions must be more than the existing {}",
-                m.partitions
+                "the number of partitions must be more than the existing {from}"
             )));
         }
-        let v = serde_json::to_vec(&PartitionedMeta { partitions })
-            .map_err(|e| MetaError::Other(e.to_string()))?;
+        m.partitions = partitions;
         self.meta
-            .put(&k, Bytes::from(v), Expect::Version(cur.version))
+            .put(&k, &m, Expected::Version(stat.version))
             .await?;
-        info!(topic = %name, from = m.partitions, to = partitions, "partitions updated");
+        info!(topic = %name, from, to = partitions, "partitions updated");
         Ok(())
     }
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use proptest::prelude::*;
 use strata_broker::config::BrokerConfig;
-use strata_broker::metadata::MemMetadata;
 use strata_broker::server::BrokerServer;
 use strata_broker::service::{BrokerService, LocalOwnership};
 use strata_broker::storage::MemStorage;
@@ -189,7 +188,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
             let config = BrokerConfig { broker_port: 0, http_port: 0, ..Default::default() };
-            let svc = BrokerService::new(config, Arc::new(MemStorage::default()), Arc::new(MemMetadata::default()), Arc::new(LocalOwnership));
+            let svc = BrokerService::new(config, Arc::new(MemStorage::default()), strata_broker::metadata::in_memory().unwrap(), Arc::new(LocalOwnership));
             let server = BrokerServer::start(svc).await.unwrap();
             let port = server.broker_addr.port();
             let mut c = connect(port).await;

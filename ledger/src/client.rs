@@ -28,7 +28,7 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use strata_bookie_client::ClientError;
 use strata_meta::model::{LedgerMetadata, LedgerState, MetaClient};
-use strata_proto::{BookieId, LedgerId};
+use strata_proto::{BookieId, EntryId, LedgerId};
 use tracing::warn;
 
 pub use crate::bookies::{BookieSource, RegisteredBookies, StaticBookies};
@@ -38,7 +38,7 @@ use crate::placement;
 use crate::pool::Pool;
 pub use crate::quarantine::QUARANTINE;
 use crate::quarantine::Quarantine;
-use crate::storage::{LedgerStorage, LedgerWriter, StorageError};
+use crate::storage::{CreateOptions, LedgerStorage, LedgerWriter, StorageError};
 use crate::write_set::{MASTER_KEY, master_key, write_set};
 use crate::writer;
 
@@ -181,7 +181,8 @@ impl BookieLedgerStorage {
 
 #[async_trait]
 impl LedgerStorage for BookieLedgerStorage {
-    async fn create(&self) -> Result<Arc<dyn LedgerWriter>, StorageError> {
+    async fn create(&self, opts: CreateOptions) -> Result<Arc<dyn LedgerWriter>, StorageError> {
+        let quorum = opts.quorum.unwrap_or(self.quorum);
         let mut bookies = self.pool.source.bookies().await?;
         // Leave out bookies that failed recently; if too few others remain, take back those of
         // them that answer now (a ledger on a dead bookie would only fail its first add).
@@ -190,7 +191,7 @@ impl LedgerStorage for BookieLedgerStorage {
             q.retain(|_, since| since.elapsed() < QUARANTINE);
             bookies.iter().cloned().partition(|b| !q.contains_key(b))
         };
-        if healthy.len() < self.quorum.ensemble && !suspect.is_empty() {
+        if healthy.len() < quorum.ensemble && !suspect.is_empty() {
             let answers =
                 futures::future::join_all(suspect.iter().map(|b| self.pool.reachable(b))).await;
             let back: BTreeSet<BookieId> = suspect
@@ -205,13 +206,13 @@ impl LedgerStorage for BookieLedgerStorage {
                 }
             }
             bookies.retain(|b| healthy.contains(b) || back.contains(b));
-        } else if healthy.len() >= self.quorum.ensemble {
+        } else if healthy.len() >= quorum.ensemble {
             bookies = healthy;
         }
-        if bookies.len() < self.quorum.ensemble {
+        if bookies.len() < quorum.ensemble {
             return Err(StorageError::NotEnoughBookies(format!(
                 "need {} bookies, {} available",
-                self.quorum.ensemble,
+                quorum.ensemble,
                 bookies.len()
             )));
         }
@@ -224,16 +225,12 @@ impl LedgerStorage for BookieLedgerStorage {
         let source = &self.pool.source;
         let ensemble = placement::choose(
             &rotated,
-            self.quorum.ensemble,
+            quorum.ensemble,
             |b| source.rack(b),
             &BTreeSet::new(),
         );
-        let mut md = LedgerMetadata::new(
-            id,
-            ensemble.clone(),
-            self.quorum.write as u32,
-            self.quorum.ack as u32,
-        );
+        let mut md =
+            LedgerMetadata::new(id, ensemble.clone(), quorum.write as u32, quorum.ack as u32);
         md.created_at_ms = strata_common::clock::now_ms();
         md.custom_metadata
             .insert(MASTER_KEY.into(), uuid::Uuid::new_v4().simple().to_string());
@@ -248,15 +245,18 @@ impl LedgerStorage for BookieLedgerStorage {
             id.0,
             master_key(&md),
             clients,
-            self.quorum,
+            quorum,
             self.meta.clone(),
             self.pool.clone(),
             self.quarantine.clone(),
         ))
     }
 
-    async fn recover(&self, ledger: u64) -> Result<Option<u64>, StorageError> {
-        let r = crate::recovery::recover(&self.pool, &self.meta, ledger).await;
+    async fn recover(&self, ledger: LedgerId) -> Result<Option<EntryId>, StorageError> {
+        let ledger = ledger.0;
+        let r = crate::recovery::recover(&self.pool, &self.meta, ledger)
+            .await
+            .map(|last| last.map(EntryId));
         self.closed.lock().remove(&ledger);
         match &r {
             Ok(_) => {
@@ -270,7 +270,13 @@ impl LedgerStorage for BookieLedgerStorage {
         r
     }
 
-    async fn read(&self, ledger: u64, first: u64, last: u64) -> Result<Vec<Bytes>, StorageError> {
+    async fn read(
+        &self,
+        ledger: LedgerId,
+        first: EntryId,
+        last: EntryId,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let (ledger, first, last) = (ledger.0, first.0, last.0);
         let cached = self.closed.lock().get(&ledger).cloned();
         let md = match cached {
             Some(md) => md,
@@ -296,7 +302,8 @@ impl LedgerStorage for BookieLedgerStorage {
         }
     }
 
-    async fn delete(&self, ledger: u64) -> Result<(), StorageError> {
+    async fn delete(&self, ledger: LedgerId) -> Result<(), StorageError> {
+        let ledger = ledger.0;
         self.closed.lock().remove(&ledger);
         let md = match self.meta.ledger(LedgerId(ledger)).await.map_err(map_meta)? {
             Some((m, _)) => m,

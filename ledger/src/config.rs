@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// Ensemble size, write quorum, ack quorum.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quorum {
     /// E.
     pub ensemble: usize,
@@ -12,6 +12,17 @@ pub struct Quorum {
     pub write: usize,
     /// Qa.
     pub ack: usize,
+}
+
+impl Quorum {
+    /// `(E, Qw, Qa)` if E ≥ Qw ≥ Qa ≥ 1.
+    pub fn checked(ensemble: u32, write: u32, ack: u32) -> Option<Self> {
+        (ack >= 1 && ack <= write && write <= ensemble).then_some(Self {
+            ensemble: ensemble as usize,
+            write: write as usize,
+            ack: ack as usize,
+        })
+    }
 }
 
 /// Time limits of bookie requests.

@@ -26,4 +26,4 @@ pub mod storage;
 mod write_set;
 mod writer;
 
-pub use storage::{LedgerStorage, LedgerWriter, StorageError};
+pub use storage::{CreateOptions, LedgerStorage, LedgerWriter, Quorum, StorageError};

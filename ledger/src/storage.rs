@@ -1,7 +1,8 @@
 //! The ledger storage the managed ledger writes to.
 //!
 //! [`LedgerStorage`] is the slice of a replication-ready ledger client the broker needs: create a
-//! ledger (ensemble / write quorum / ack quorum chosen by the implementation), append entries in
+//! ledger ([`CreateOptions`]: the ensemble / write quorum / ack quorum, or the implementation's
+//! default; placement and storage tier later), append entries in
 //! order through a [`LedgerWriter`], read ranges, recover (fence + find the last entry + close) a
 //! ledger another writer may still hold, delete. [`crate::client::BookieLedgerStorage`] implements
 //! it over bookies; [`MemStorage`] is for unit tests only.
@@ -14,6 +15,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
+use strata_proto::{EntryId, LedgerId};
+
+pub use crate::config::Quorum;
+
+/// How a new ledger is created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CreateOptions {
+    /// Its quorum (`None`: the storage's default).
+    pub quorum: Option<Quorum>,
+}
 
 /// Errors of the ledger storage.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -47,27 +58,32 @@ impl StorageError {
 /// Writes one open ledger. Adds are ordered by the order of the `add` calls.
 pub trait LedgerWriter: Send + Sync {
     /// The ledger written.
-    fn ledger_id(&self) -> u64;
+    fn ledger_id(&self) -> LedgerId;
     /// Enqueues `data` as the next entry. The returned future resolves with its entry id once the
     /// entry and every earlier one are durable on an ack quorum. The order is fixed when `add` is
     /// called, not when the future is polled.
-    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<u64, StorageError>>;
+    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>>;
     /// Closes the ledger after every pending add; returns the last entry id (None: empty).
-    fn close(&self) -> BoxFuture<'static, Result<Option<u64>, StorageError>>;
+    fn close(&self) -> BoxFuture<'static, Result<Option<EntryId>, StorageError>>;
 }
 
 /// The ledger storage of a broker.
 #[async_trait]
 pub trait LedgerStorage: Send + Sync + 'static {
-    /// Creates a new ledger and opens it for writing.
-    async fn create(&self) -> Result<Arc<dyn LedgerWriter>, StorageError>;
+    /// Creates a new ledger with `opts` and opens it for writing.
+    async fn create(&self, opts: CreateOptions) -> Result<Arc<dyn LedgerWriter>, StorageError>;
     /// Fences `ledger` so no earlier writer can add to it, finds its last entry, closes it.
     /// Returns the last entry id (None: empty). Idempotent on a closed ledger.
-    async fn recover(&self, ledger: u64) -> Result<Option<u64>, StorageError>;
+    async fn recover(&self, ledger: LedgerId) -> Result<Option<EntryId>, StorageError>;
     /// Reads entries `first..=last`.
-    async fn read(&self, ledger: u64, first: u64, last: u64) -> Result<Vec<Bytes>, StorageError>;
+    async fn read(
+        &self,
+        ledger: LedgerId,
+        first: EntryId,
+        last: EntryId,
+    ) -> Result<Vec<Bytes>, StorageError>;
     /// Deletes a ledger (idempotent).
-    async fn delete(&self, ledger: u64) -> Result<(), StorageError>;
+    async fn delete(&self, ledger: LedgerId) -> Result<(), StorageError>;
 }
 
 #[derive(Default)]
@@ -104,10 +120,10 @@ struct MemWriter {
 }
 
 impl LedgerWriter for MemWriter {
-    fn ledger_id(&self) -> u64 {
-        self.id
+    fn ledger_id(&self) -> LedgerId {
+        LedgerId(self.id)
     }
-    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<u64, StorageError>> {
+    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>> {
         let res = (|| {
             if self.store.fail_adds.load(Ordering::Relaxed) {
                 return Err(StorageError::Unavailable("injected failure".into()));
@@ -120,17 +136,17 @@ impl LedgerWriter for MemWriter {
                 return Err(StorageError::Fenced(self.id));
             }
             led.entries.push(data);
-            Ok(led.entries.len() as u64 - 1)
+            Ok(EntryId(led.entries.len() as u64 - 1))
         })();
         Box::pin(async move { res })
     }
-    fn close(&self) -> BoxFuture<'static, Result<Option<u64>, StorageError>> {
+    fn close(&self) -> BoxFuture<'static, Result<Option<EntryId>, StorageError>> {
         let res = {
             let mut l = self.store.ledgers.lock();
             match l.get_mut(&self.id) {
                 Some(led) => {
                     led.closed = true;
-                    Ok(led.entries.len().checked_sub(1).map(|v| v as u64))
+                    Ok(led.entries.len().checked_sub(1).map(|v| EntryId(v as u64)))
                 }
                 None => Err(StorageError::NoSuchLedger(self.id)),
             }
@@ -141,7 +157,7 @@ impl LedgerWriter for MemWriter {
 
 #[async_trait]
 impl LedgerStorage for MemStorage {
-    async fn create(&self) -> Result<Arc<dyn LedgerWriter>, StorageError> {
+    async fn create(&self, _opts: CreateOptions) -> Result<Arc<dyn LedgerWriter>, StorageError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         self.ledgers.lock().insert(id, MemLedger::default());
         Ok(Arc::new(MemWriter {
@@ -149,19 +165,25 @@ impl LedgerStorage for MemStorage {
             store: self.clone(),
         }))
     }
-    async fn recover(&self, ledger: u64) -> Result<Option<u64>, StorageError> {
+    async fn recover(&self, ledger: LedgerId) -> Result<Option<EntryId>, StorageError> {
         let mut l = self.ledgers.lock();
         let led = l
-            .get_mut(&ledger)
-            .ok_or(StorageError::NoSuchLedger(ledger))?;
+            .get_mut(&ledger.0)
+            .ok_or(StorageError::NoSuchLedger(ledger.0))?;
         led.closed = true;
-        Ok(led.entries.len().checked_sub(1).map(|v| v as u64))
+        Ok(led.entries.len().checked_sub(1).map(|v| EntryId(v as u64)))
     }
-    async fn read(&self, ledger: u64, first: u64, last: u64) -> Result<Vec<Bytes>, StorageError> {
+    async fn read(
+        &self,
+        ledger: LedgerId,
+        first: EntryId,
+        last: EntryId,
+    ) -> Result<Vec<Bytes>, StorageError> {
         READS.fetch_add(1, Ordering::Relaxed);
+        let ledger = ledger.0;
         let l = self.ledgers.lock();
         let led = l.get(&ledger).ok_or(StorageError::NoSuchLedger(ledger))?;
-        (first..=last)
+        (first.0..=last.0)
             .map(|e| {
                 led.entries
                     .get(e as usize)
@@ -170,8 +192,8 @@ impl LedgerStorage for MemStorage {
             })
             .collect()
     }
-    async fn delete(&self, ledger: u64) -> Result<(), StorageError> {
-        self.ledgers.lock().remove(&ledger);
+    async fn delete(&self, ledger: LedgerId) -> Result<(), StorageError> {
+        self.ledgers.lock().remove(&ledger.0);
         Ok(())
     }
 }

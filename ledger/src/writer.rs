@@ -365,11 +365,11 @@ impl WriterShared {
 }
 
 impl LedgerWriter for BookieWriter {
-    fn ledger_id(&self) -> u64 {
-        self.sh.ledger
+    fn ledger_id(&self) -> LedgerId {
+        LedgerId(self.sh.ledger)
     }
 
-    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<u64, StorageError>> {
+    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>> {
         let sh = self.sh.clone();
         let qw = sh.quorum.write;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -402,7 +402,7 @@ impl LedgerWriter for BookieWriter {
         }
         Box::pin(async move {
             match done_rx.await {
-                Ok(()) => Ok(entry),
+                Ok(()) => Ok(EntryId(entry)),
                 Err(_) => Err(sh
                     .state
                     .lock()
@@ -413,7 +413,7 @@ impl LedgerWriter for BookieWriter {
         })
     }
 
-    fn close(&self) -> BoxFuture<'static, Result<Option<u64>, StorageError>> {
+    fn close(&self) -> BoxFuture<'static, Result<Option<EntryId>, StorageError>> {
         let sh = self.sh.clone();
         let mut lac_rx = sh.lac_tx.subscribe();
         Box::pin(async move {
@@ -459,7 +459,7 @@ impl LedgerWriter for BookieWriter {
                 })
                 .await;
             match r {
-                Ok(_) => Ok(last),
+                Ok(_) => Ok(last.map(EntryId)),
                 Err(strata_meta::MetaError::InvalidArgument(_)) => {
                     Err(StorageError::Fenced(ledger))
                 }

@@ -16,12 +16,12 @@ use strata_ledger::LedgerWriter;
 use strata_ledger::client::{
     BookieLedgerStorage, Quorum, RegisteredBookies, StaticBookies, Timeouts,
 };
-use strata_ledger::storage::{LedgerStorage, StorageError};
+use strata_ledger::storage::{CreateOptions, LedgerStorage, StorageError};
 use strata_meta::model::{
     BookieInfo, EnsembleSegment, LedgerMetadata, LedgerState, MetaClient, Paths,
 };
 use strata_meta::{MetadataStore, Session};
-use strata_proto::{BookieId, LedgerId};
+use strata_proto::{BookieId, EntryId, LedgerId};
 use tokio_util::sync::CancellationToken;
 
 /// Bounds every test (they stop by themselves well before).
@@ -130,8 +130,13 @@ impl Cluster {
             .unwrap();
     }
 
-    async fn md(&self, ledger: u64) -> LedgerMetadata {
-        self.meta.ledger(LedgerId(ledger)).await.unwrap().unwrap().0
+    async fn md(&self, ledger: impl Into<u64>) -> LedgerMetadata {
+        self.meta
+            .ledger(LedgerId(ledger.into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .0
     }
 
     /// Stops bookie `i` (and unregisters it when registered).
@@ -207,14 +212,15 @@ fn payload(e: u64) -> Bytes {
 /// Adds `payload(e)` for each `e` of `entries` through `w`, checking the ids it answers.
 async fn add_all(w: &Arc<dyn LedgerWriter>, entries: std::ops::Range<u64>) {
     for e in entries {
-        assert_eq!(w.add(payload(e)).await.unwrap(), e);
+        assert_eq!(w.add(payload(e)).await.unwrap(), EntryId(e));
     }
 }
 
 /// Checks that `reader` reads entries `0..n` of `ledger` back as `payload(0..n)`.
 async fn assert_reads_all(reader: &BookieLedgerStorage, ledger: u64, n: u64) {
+    let all = reader.read(LedgerId(ledger), EntryId(0), EntryId(n - 1));
     assert_eq!(
-        reader.read(ledger, 0, n - 1).await.unwrap(),
+        all.await.unwrap(),
         (0..n).map(payload).collect::<Vec<_>>(),
         "ledger {ledger}"
     );
@@ -270,8 +276,8 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
         let c = Cluster::start(3).await;
         let q = quorum(3, 3, 2);
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         // Entries 0..5 through the writer (on all three bookies).
         add_all(&w, 0..5u64).await;
         let md = c.md(ledger).await;
@@ -295,7 +301,10 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
             }
         }
         let b = c.client(q, "b", &[]);
-        assert_eq!(b.recover(ledger).await.unwrap(), Some(16));
+        assert_eq!(
+            b.recover(LedgerId(ledger)).await.unwrap(),
+            Some(EntryId(16))
+        );
         let md = c.md(ledger).await;
         assert_eq!(md.state, LedgerState::Closed);
         assert_eq!(md.last_entry_id.map(|e| e.0), Some(16));
@@ -307,7 +316,10 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
                 "entry {e}"
             );
         }
-        let all = b.read(ledger, 0, 16).await.unwrap();
+        let all = b
+            .read(LedgerId(ledger), EntryId(0), EntryId(16))
+            .await
+            .unwrap();
         assert_eq!(all, (0..=16).map(payload).collect::<Vec<_>>());
         // The old writer is fenced, on the bookies too.
         let err = w.add(payload(99)).await.unwrap_err();
@@ -319,7 +331,10 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
         assert!(matches!(raw, Err(ClientError::Fenced(_))), "{raw:?}");
         assert!(matches!(w.close().await, Err(StorageError::Fenced(_))));
         // Idempotent.
-        assert_eq!(b.recover(ledger).await.unwrap(), Some(16));
+        assert_eq!(
+            b.recover(LedgerId(ledger)).await.unwrap(),
+            Some(EntryId(16))
+        );
         c.shutdown().await;
     })
     .await
@@ -332,8 +347,8 @@ async fn a_bookie_that_lost_its_data_is_not_proof_of_absence() {
         let mut c = Cluster::start(3).await;
         let q = quorum(3, 3, 2);
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         add_all(&w, 0..6u64).await;
         let md = c.md(ledger).await;
         let ens = md.ensembles[0].bookies.clone();
@@ -349,7 +364,7 @@ async fn a_bookie_that_lost_its_data_is_not_proof_of_absence() {
         // the ledger at 5, losing entry 6; B knows nothing of a ledger it held acknowledged
         // entries of, so its answer does not count and recovery refuses to decide.
         let b = c.client(q, "b", &[]);
-        let r = b.recover(ledger).await;
+        let r = b.recover(LedgerId(ledger)).await;
         assert!(
             matches!(&r, Err(StorageError::Unavailable(m)) if m.contains("cannot tell whether entry 6")),
             "{r:?}"
@@ -358,8 +373,8 @@ async fn a_bookie_that_lost_its_data_is_not_proof_of_absence() {
         // With A back, entry 6 is found and kept.
         c.restart(ia, false).await;
         let b = c.client(q, "b2", &[]);
-        assert_eq!(b.recover(ledger).await.unwrap(), Some(6));
-        assert_eq!(b.read(ledger, 6, 6).await.unwrap(), vec![payload(6)]);
+        assert_eq!(b.recover(LedgerId(ledger)).await.unwrap(), Some(EntryId(6)));
+        assert_eq!(b.read(LedgerId(ledger), EntryId(6), EntryId(6)).await.unwrap(), vec![payload(6)]);
         c.shutdown().await;
     })
     .await
@@ -372,8 +387,8 @@ async fn a_hung_bookie_does_not_stall_recovery() {
         let mut c = Cluster::start(4).await;
         let q = quorum(3, 2, 2);
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         add_all(&w, 0..10u64).await;
         let md = c.md(ledger).await;
         let ens = md.ensembles[0].bookies.clone();
@@ -383,7 +398,7 @@ async fn a_hung_bookie_does_not_stall_recovery() {
         let hung = c.index(&ens[0]);
         let (hole, hole_task) = black_hole().await;
         let b = c.client(q, "b", &[(hung, hole)]);
-        assert_eq!(b.recover(ledger).await.unwrap(), Some(9));
+        assert_eq!(b.recover(LedgerId(ledger)).await.unwrap(), Some(EntryId(9)));
         let md = c.md(ledger).await;
         assert_eq!(md.state, LedgerState::Closed);
         let last = md.ensembles.last().unwrap();
@@ -396,13 +411,13 @@ async fn a_hung_bookie_does_not_stall_recovery() {
             2
         );
         // A stopped (not hung) bookie: refused connections, recovery of another ledger goes on.
-        let w2 = a.create().await.unwrap();
+        let w2 = a.create(CreateOptions::default()).await.unwrap();
         add_all(&w2, 0..5u64).await;
-        let ens2 = c.md(w2.ledger_id()).await.ensembles[0].bookies.clone();
+        let ens2 = c.md(w2.ledger_id().0).await.ensembles[0].bookies.clone();
         let victim = c.index(&ens2[2]);
         c.stop(victim).await;
         let b2 = c.client(q, "b2", &[]);
-        assert_eq!(b2.recover(w2.ledger_id()).await.unwrap(), Some(4));
+        assert_eq!(b2.recover(w2.ledger_id()).await.unwrap(), Some(EntryId(4)));
         hole_task.abort();
         c.shutdown().await;
     })
@@ -416,19 +431,23 @@ async fn ensemble_change_keeps_every_acknowledged_entry() {
         let mut c = Cluster::start(4).await;
         let q = quorum(3, 2, 2);
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         let ens = c.md(ledger).await.ensembles[0].bookies.clone();
         // Pipelined adds; a bookie of the ensemble dies in the middle of the stream.
         let mut futs: Vec<_> = (0..100u64).map(|e| w.add(payload(e))).collect();
         for (e, f) in futs.drain(..50).enumerate() {
-            assert_eq!(f.await.unwrap(), e as u64);
+            assert_eq!(f.await.unwrap(), EntryId(e as u64));
         }
         let victim = c.index(&ens[1]);
         c.stop(victim).await;
         futs.extend((100..200u64).map(|e| w.add(payload(e))));
         for (e, f) in futs.into_iter().enumerate() {
-            assert_eq!(f.await.unwrap(), e as u64 + 50, "every add is acknowledged");
+            assert_eq!(
+                f.await.unwrap(),
+                EntryId(e as u64 + 50),
+                "every add is acknowledged"
+            );
         }
         let md = c.md(ledger).await;
         assert_eq!(md.ensembles.len(), 2, "{md:?}");
@@ -439,7 +458,7 @@ async fn ensemble_change_keeps_every_acknowledged_entry() {
         let b = c.client(q, "b", &[]);
         assert_reads_all(&b, ledger, 200).await;
         assert_fully_replicated(&c, &md, ledger, md.ensembles[1].first_entry.0..200, 2).await;
-        assert_eq!(w.close().await.unwrap(), Some(199));
+        assert_eq!(w.close().await.unwrap(), Some(EntryId(199)));
         c.shutdown().await;
     })
     .await
@@ -452,8 +471,8 @@ async fn without_a_spare_bookie_the_writer_fails_with_not_enough_bookies() {
         let mut c = Cluster::start(3).await;
         let q = quorum(3, 2, 2);
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         add_all(&w, 0..10u64).await;
         c.stop(0).await;
         let mut errors = Vec::new();
@@ -461,7 +480,7 @@ async fn without_a_spare_bookie_the_writer_fails_with_not_enough_bookies() {
         for e in 10..20u64 {
             match w.add(payload(e)).await {
                 Ok(id) => {
-                    assert_eq!(id, e);
+                    assert_eq!(id, EntryId(e));
                     acked = e;
                 }
                 Err(err) => errors.push(err),
@@ -472,11 +491,11 @@ async fn without_a_spare_bookie_the_writer_fails_with_not_enough_bookies() {
         let err = errors.first().expect("the writer never failed");
         assert!(matches!(err, StorageError::NotEnoughBookies(_)), "{err:?}");
         assert!(err.to_string().contains("not enough bookies"), "{err}");
-        let last = w.close().await.unwrap();
+        let last = w.close().await.unwrap().map(|e| e.0);
         assert!(last >= Some(9) && last <= Some(acked.max(9)), "{last:?}");
         // No new ledger on the dead bookie either: a clear error at once.
         let err = a
-            .create()
+            .create(CreateOptions::default())
             .await
             .err()
             .expect("created a ledger on a dead bookie");
@@ -501,10 +520,10 @@ async fn reads_go_around_slow_and_empty_replicas() {
         let c = Cluster::start(3).await;
         let q = quorum(3, 3, 3);
         let a = c.client(q, "a", &[]);
-        let w = a.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = a.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         add_all(&w, 0..20u64).await;
-        assert_eq!(w.close().await.unwrap(), Some(19));
+        assert_eq!(w.close().await.unwrap(), Some(EntryId(19)));
         let ens = c.md(ledger).await.ensembles[0].bookies.clone();
         // The first replica of entry 0 hangs for this reader; the second lost the ledger
         // (answers NO_LEDGER/NO_ENTRY): the third serves the read.
@@ -512,10 +531,19 @@ async fn reads_go_around_slow_and_empty_replicas() {
         c.raw(&ens[1]).delete_ledger(ledger).await.unwrap();
         let b = c.client(q, "b", &[(c.index(&ens[0]), hole)]);
         assert_reads_all(&b, ledger, 20).await;
-        assert_eq!(b.read(ledger, 7, 7).await.unwrap(), vec![payload(7)]);
+        assert_eq!(
+            b.read(LedgerId(ledger), EntryId(7), EntryId(7))
+                .await
+                .unwrap(),
+            vec![payload(7)]
+        );
         // Every replica failing is an error.
         c.raw(&ens[2]).delete_ledger(ledger).await.unwrap();
-        assert!(b.read(ledger, 0, 0).await.is_err());
+        assert!(
+            b.read(LedgerId(ledger), EntryId(0), EntryId(0))
+                .await
+                .is_err()
+        );
         hole_task.abort();
         c.shutdown().await;
     })
@@ -541,8 +569,8 @@ async fn ensembles_and_replacements_spread_over_racks() {
         let s = c.registered_client(q, "a");
         let mut writers = Vec::new();
         for _ in 0..6 {
-            let w = s.create().await.unwrap();
-            let ens = c.md(w.ledger_id()).await.ensembles[0].bookies.clone();
+            let w = s.create(CreateOptions::default()).await.unwrap();
+            let ens = c.md(w.ledger_id().0).await.ensembles[0].bookies.clone();
             let racks: BTreeSet<&str> = ens.iter().map(rack).collect();
             assert_eq!(racks.len(), 2, "ensemble {ens:?} on one rack");
             w.add(payload(0)).await.unwrap();
@@ -551,11 +579,11 @@ async fn ensembles_and_replacements_spread_over_racks() {
         // Stop a bookie: its replacement comes from its own rack, the only one the rest of the
         // ensemble does not use.
         let w = &writers[0];
-        let ens = c.md(w.ledger_id()).await.ensembles[0].bookies.clone();
+        let ens = c.md(w.ledger_id().0).await.ensembles[0].bookies.clone();
         let victim = c.index(&ens[0]);
         c.stop(victim).await;
         add_all(w, 1..5u64).await;
-        let md = c.md(w.ledger_id()).await;
+        let md = c.md(w.ledger_id().0).await;
         let new = md.ensembles.last().unwrap();
         let racks: BTreeSet<&str> = new.bookies.iter().map(rack).collect();
         assert_eq!(racks.len(), 2, "{md:?}");
@@ -576,7 +604,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
         // idle open one (its writer notices the bookie left the registry).
         let mut ledgers = Vec::new();
         for n in [30u64, 25, 0, 40, 15] {
-            let w = s.create().await.unwrap();
+            let w = s.create(CreateOptions::default()).await.unwrap();
             add_all(&w, 0..n).await;
             ledgers.push((w, n));
         }
@@ -601,7 +629,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
             |md: &LedgerMetadata| md.ensembles.iter().any(|s| s.bookies.contains(&dead));
         let mut before = 0;
         for (w, _) in &ledgers {
-            before += usize::from(names_dead(&c.md(w.ledger_id()).await));
+            before += usize::from(names_dead(&c.md(w.ledger_id().0).await));
         }
         assert!(before >= 1);
         let (cancel, task) =
@@ -610,7 +638,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
         loop {
             let mut any = false;
             for (w, _) in &ledgers {
-                any |= names_dead(&c.md(w.ledger_id()).await);
+                any |= names_dead(&c.md(w.ledger_id().0).await);
             }
             if !any {
                 break;
@@ -627,7 +655,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
             15,
             "{idle_md:?}"
         );
-        assert_eq!(ledgers[4].0.add(payload(15)).await.unwrap(), 15);
+        assert_eq!(ledgers[4].0.add(payload(15)).await.unwrap(), EntryId(15));
         ledgers[4].1 = 16;
         // Every entry readable with the dead bookie gone, each on Qw live bookies of its
         // segment's write set.
@@ -637,12 +665,12 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
             if *n == 0 {
                 continue;
             }
-            assert_reads_all(&reader, l, *n).await;
+            assert_reads_all(&reader, l.0, *n).await;
             let md = c.md(l).await;
             for e in 0..*n {
                 assert!(!write_set(&segment_of(&md, e).bookies, e, 2).contains(&dead));
             }
-            assert_fully_replicated(&c, &md, l, 0..*n, 2).await;
+            assert_fully_replicated(&c, &md, l.0, 0..*n, 2).await;
         }
         c.shutdown().await;
     })
@@ -659,17 +687,17 @@ async fn a_hung_bookie_in_the_write_path_is_replaced_after_the_add_timeout() {
         let (hole, hole_task) = black_hole().await;
         let a = c.client(q, "a", &[(1, hole)]);
         let hung = BookieId("bookie-1".into());
-        let mut w = a.create().await.unwrap();
-        while !c.md(w.ledger_id()).await.ensembles[0]
+        let mut w = a.create(CreateOptions::default()).await.unwrap();
+        while !c.md(w.ledger_id().0).await.ensembles[0]
             .bookies
             .contains(&hung)
         {
-            w = a.create().await.unwrap();
+            w = a.create(CreateOptions::default()).await.unwrap();
         }
-        let ledger = w.ledger_id();
+        let ledger = w.ledger_id().0;
         let futs: Vec<_> = (0..20u64).map(|e| w.add(payload(e))).collect();
         for (e, f) in futs.into_iter().enumerate() {
-            assert_eq!(f.await.unwrap(), e as u64);
+            assert_eq!(f.await.unwrap(), EntryId(e as u64));
         }
         let md = c.md(ledger).await;
         // Replaced from the first entry it held up (at most entry 0 came before).
@@ -692,8 +720,8 @@ async fn writer_ensemble_changes_and_auto_recovery_interleave() {
         c.register(&[]).await;
         let q = quorum(3, 2, 2);
         let s = c.registered_client(q, "a");
-        let w = s.create().await.unwrap();
-        let ledger = w.ledger_id();
+        let w = s.create(CreateOptions::default()).await.unwrap();
+        let ledger = w.ledger_id().0;
         // A producer adding all along.
         let stop = tokio_util::sync::CancellationToken::new();
         let producer = {
@@ -701,7 +729,7 @@ async fn writer_ensemble_changes_and_auto_recovery_interleave() {
             tokio::spawn(async move {
                 let mut acked = 0u64;
                 while !stop.is_cancelled() {
-                    assert_eq!(w.add(payload(acked)).await.unwrap(), acked);
+                    assert_eq!(w.add(payload(acked)).await.unwrap(), EntryId(acked));
                     acked += 1;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -740,7 +768,7 @@ async fn writer_ensemble_changes_and_auto_recovery_interleave() {
         stop.cancel();
         let acked = producer.await.unwrap();
         let last = w.close().await.unwrap();
-        assert_eq!(last, Some(acked - 1));
+        assert_eq!(last, Some(EntryId(acked - 1)));
         loop {
             let md = c.md(ledger).await;
             if !dead.iter().any(|d| names(&md, d)) {

@@ -34,17 +34,21 @@ async fn decoded<T: strata_meta::model::Model>(
 ) -> ApiResult<Vec<(String, T)>> {
     let p = format!("{prefix}/");
     let mut out = Vec::new();
-    for (k, v) in s
+    let scan = s
         .metadata()
-        .list(&p)
+        .store()
+        .scan(&p)
         .await
-        .map_err(crate::BrokerError::from)?
-    {
+        .map_err(crate::BrokerError::from)?;
+    let mut entries = scan.entries;
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    for kv in entries {
+        let k = kv.key;
         let name = decode_segment(k.strip_prefix(p.as_str()).unwrap_or(&k));
         if name.contains('/') {
             continue;
         }
-        if let Ok(x) = strata_meta::model::decode::<T>(&k, &v) {
+        if let Ok(x) = strata_meta::model::decode::<T>(&k, &kv.value.value) {
             out.push((name, x));
         }
     }
@@ -124,6 +128,7 @@ async fn leader(State(s): Svc, c: Caller) -> ApiResult<Json<Value>> {
     let key = format!("{}/leader", Paths::default().root());
     if let Some(v) = s
         .metadata()
+        .store()
         .get(&key)
         .await
         .map_err(crate::BrokerError::from)?

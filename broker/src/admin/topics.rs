@@ -389,7 +389,7 @@ async fn internal_stats(
     let ledgers: Vec<Value> = ml
         .ledgers()
         .into_iter()
-        .map(|l| json!({ "ledgerId": l.id, "entries": l.entries, "size": l.size, "closed": l.closed }))
+        .map(|l| json!({ "ledgerId": l.ledger_id, "entries": l.entries, "size": l.size, "closed": l.closed }))
         .collect();
     let mut cursors = serde_json::Map::new();
     for (sub, durable, md, backlog) in topic.subscription_stats().await {
@@ -763,7 +763,7 @@ async fn message_by_id(
     let known = ml
         .ledgers()
         .iter()
-        .any(|x| x.id == l && e >= 0 && (e as u64) < x.entries);
+        .any(|x| x.ledger_id.0 == l && e >= 0 && (e as u64) < x.entries);
     if !known || p > ml.last_confirmed() {
         return Err(ApiError::not_found("Message not found"));
     }

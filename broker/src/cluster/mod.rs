@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use strata_common::backoff::BackoffPolicy;
+use strata_common::clock::now_ms;
 pub use strata_ledger::autorecovery::AutoRecoveryOptions;
 use strata_ledger::client::RegisteredBookies;
 use strata_meta::model::{
@@ -200,22 +202,17 @@ const MOVED_COOLDOWN: Duration = Duration::from_secs(120);
 /// Bundle boundaries of a namespace are re-read this often.
 const BUNDLES_TTL: Duration = Duration::from_secs(30);
 
-fn meta_err(e: strata_meta::MetaError) -> BrokerError {
-    if e.is_conflict() {
-        BrokerError::Metadata(MetaError::BadVersion(e.to_string()))
-    } else if e.is_retryable() || matches!(e, strata_meta::MetaError::SessionLost(_)) {
-        BrokerError::Metadata(MetaError::Unavailable(e.to_string()))
-    } else {
-        BrokerError::Metadata(MetaError::Other(e.to_string()))
+/// A metadata error as a broker error; a lost session is worth retrying (on a new session).
+fn meta_err(e: MetaError) -> BrokerError {
+    match e {
+        MetaError::SessionLost(_) => BrokerError::Metadata(MetaError::Unavailable(e.to_string())),
+        e => BrokerError::Metadata(e),
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Delays between attempts to re-establish a lost session.
+const REESTABLISH_BACKOFF: BackoffPolicy =
+    BackoffPolicy::exponential(Duration::from_millis(200), Duration::from_secs(1));
 
 fn not_ready(msg: impl Into<String>) -> BrokerError {
     BrokerError::ServiceNotReady(msg.into())
@@ -732,7 +729,7 @@ impl ClusterOwnership {
         for t in svc.loaded_topics().await {
             if t.name().tenant == b.tenant
                 && t.name().namespace == b.namespace
-                && self.bundle_for(&t.name()).await.is_ok_and(|x| x == *b)
+                && self.bundle_for(t.name()).await.is_ok_and(|x| x == *b)
             {
                 names.push(t.name().clone());
             }
@@ -766,17 +763,16 @@ impl ClusterOwnership {
             if let Some(svc) = self.service() {
                 svc.set_ready(false);
             }
-            let mut backoff = Duration::from_millis(200);
+            let mut backoff = REESTABLISH_BACKOFF.start();
             let new = loop {
                 match self.store.reestablish_session(&s).await {
                     Ok(r) => break r,
                     Err(e) => {
                         debug!(error = %e, "re-establishing the session failed; retrying");
                         tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
+                            _ = backoff.sleep() => {}
                             () = self.cancel.cancelled() => return,
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
                     }
                 }
             };
@@ -1020,7 +1016,8 @@ impl ClusterOwnership {
             encode_segment(&m.bundle.namespace),
             m.bundle.range
         );
-        let bytes = serde_json::to_vec(&req).map_err(|e| MetaError::Other(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&req).map_err(|e| MetaError::InvalidArgument(e.to_string()))?;
         self.store
             .put(&key, Bytes::from(bytes), Expected::Any)
             .await

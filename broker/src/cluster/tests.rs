@@ -10,7 +10,6 @@ use strata_meta::{LocalStore, MetadataStore};
 
 use super::*;
 use crate::config::BrokerConfig;
-use crate::meta_adapter::MetaStoreAdapter;
 use crate::storage::MemStorage;
 
 struct Node {
@@ -25,7 +24,7 @@ async fn node(
     opts: ClusterOptions,
 ) -> Node {
     let meta = MetaClient::new(store.clone(), Paths::default());
-    let own = ClusterOwnership::connect(store.clone(), meta, opts)
+    let own = ClusterOwnership::connect(store.clone(), meta.clone(), opts)
         .await
         .unwrap();
     let cfg = BrokerConfig {
@@ -33,12 +32,7 @@ async fn node(
         http_port: port + 1000,
         ..Default::default()
     };
-    let svc = BrokerService::new(
-        cfg,
-        Arc::new(storage.clone()),
-        Arc::new(MetaStoreAdapter::new(store.clone())),
-        own.clone(),
-    );
+    let svc = BrokerService::new(cfg, Arc::new(storage.clone()), meta, own.clone());
     svc.create_namespace("public", "default").await.unwrap();
     own.start(&svc).await.unwrap();
     Node { svc, own }
@@ -211,7 +205,8 @@ async fn a_fenced_owner_unloads_the_topic_and_releases_the_bundle() {
     );
     let tb = b.svc.topic(&t, true).await.unwrap();
     assert_eq!(b.own.owned_bundles(), vec![bundle.clone()]);
-    let cursor_key = format!("/strata/broker/cursors/{}/sub", t.persistence_name());
+    let cursor_key =
+        crate::cursor_store::cursor_key(b.svc.metadata(), &t.persistence_name(), "sub");
     let cursor_before = store.get(&cursor_key).await.unwrap().unwrap().stat;
     // A's next add is fenced: it fails, and A unloads the topic and gives the bundle up
     // promptly (no cursor flush of a topic it no longer owns).

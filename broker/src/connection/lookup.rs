@@ -9,7 +9,7 @@ use strata_proto::pulsar::{BaseCommand, CommandGetTopicsOfNamespace, ServerError
 
 use super::{Conn, server_error};
 use crate::error::BrokerError;
-use crate::schema::{parse_version, version_bytes};
+use crate::schema::{SchemaVersionExt, parse_version, version_bytes};
 use crate::service::Owner;
 use crate::topic_name::TopicName;
 

@@ -117,6 +117,7 @@ fn dispatcher_for(sub_type: SubType, partition: i32) -> Box<dyn Dispatcher> {
 impl Subscription {
     /// Opens a subscription: loads a durable cursor from `cursors` or creates it at `initial`,
     /// then starts its task (and, when durable, its flusher).
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         topic: &str,
         partition: i32,

@@ -11,7 +11,7 @@ use strata_proto::pulsar::{KeySharedMode, MessageMetadata};
 
 use crate::cache::EntryCache;
 use crate::managed_ledger::{ManagedLedger, ManagedLedgerConfig};
-use crate::metadata::MemMetadata;
+use crate::metadata::MetaClient;
 use crate::metrics::Metrics;
 use crate::position::Position;
 use crate::storage::MemStorage;
@@ -31,18 +31,18 @@ fn entry(seq: u64, key: Option<&str>, n: i32) -> Bytes {
 
 struct Fixture {
     ml: ManagedLedger,
-    meta: MemMetadata,
+    meta: MetaClient,
     storage: MemStorage,
 }
 
 impl Fixture {
     async fn new() -> Self {
         let storage = MemStorage::default();
-        let meta = MemMetadata::default();
+        let meta = crate::metadata::in_memory().unwrap();
         let ml = ManagedLedger::open(
             "t/ns/persistent/x",
             Arc::new(storage.clone()),
-            Arc::new(meta.clone()),
+            meta.clone(),
             EntryCache::new(1 << 20),
             ManagedLedgerConfig::default(),
         )
@@ -63,7 +63,7 @@ impl Fixture {
             true,
             initial,
             self.ml.clone(),
-            crate::cursor_store::CursorStore::new(Arc::new(self.meta.clone())),
+            crate::cursor_store::CursorStore::new(self.meta.clone()),
             SubscriptionConfig::default(),
             Metrics::new(),
         )
@@ -316,9 +316,10 @@ async fn cursor_survives_restart_and_writes_are_batched() {
         n += 1;
     }
     assert_eq!(n, 200);
-    let before = f.meta.puts.load(Ordering::Relaxed);
+    // Every write to the store bumps its revision: this counts all writes, cursors included.
+    let before = f.meta.store().current_revision().await.unwrap();
     sub.close().await;
-    let writes = f.meta.puts.load(Ordering::Relaxed);
+    let writes = f.meta.store().current_revision().await.unwrap();
     assert!(
         writes < 60,
         "{writes} cursor writes for 180 acks (before close: {before})"
@@ -485,11 +486,11 @@ async fn ack_receipt_waits_for_the_cursor_write() {
         .await
         .unwrap();
     // The stored cursor already has the ack.
-    let stored = crate::metadata::BrokerMetadata::get(&f.meta, &cursor_key(f.ml.name(), "s"))
+    let snap = crate::cursor_store::CursorStore::new(f.meta.clone())
+        .load(f.ml.name(), "s")
         .await
         .unwrap()
         .unwrap();
-    let snap = crate::cursor::decode_snapshot(&stored.value).unwrap();
     assert!(crate::cursor::AckState::from_snapshot(&snap).is_acked(p));
 }
 

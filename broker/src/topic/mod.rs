@@ -20,7 +20,7 @@ use crate::dedup::{DUPLICATE_POSITION, Dedup, Verdict};
 use crate::error::server_error::PRODUCER_BLOCKED_QUOTA_EXCEEDED_EXCEPTION;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
-use crate::metadata::BrokerMetadata;
+use crate::metadata::MetaClient;
 use crate::metrics::{Metrics, TopicMetrics};
 use crate::position::Position;
 use crate::subscription::{InitialPosition, Subscription, SubscriptionConfig};
@@ -43,7 +43,7 @@ pub struct Topic {
     /// Partition index, or -1.
     partition: i32,
     ml: ManagedLedger,
-    meta: Arc<dyn BrokerMetadata>,
+    meta: MetaClient,
     cursors: CursorStore,
     metrics: Metrics,
     sub_config: SubscriptionConfig,
@@ -67,7 +67,7 @@ impl Topic {
     pub fn new(
         name: TopicName,
         ml: ManagedLedger,
-        meta: Arc<dyn BrokerMetadata>,
+        meta: MetaClient,
         metrics: Metrics,
         sub_config: SubscriptionConfig,
     ) -> Self {
@@ -230,7 +230,7 @@ impl Topic {
 
     /// Stores the deduplication snapshot if it changed.
     pub async fn save_dedup(&self) {
-        if let Err(e) = self.dedup.save(&*self.meta, self.ml.name()).await {
+        if let Err(e) = self.dedup.save(&self.meta, self.ml.name()).await {
             warn!(topic = %self.name, error = %e, "saving the deduplication snapshot failed");
         }
     }
@@ -272,7 +272,7 @@ impl Topic {
 
     /// Loads every durable subscription stored for this topic (so retention sees them).
     pub async fn load_durable_subscriptions(&self) -> Result<()> {
-        self.dedup.load(&*self.meta, &self.ml).await?;
+        self.dedup.load(&self.meta, &self.ml).await?;
         for sub in self.cursors.list(self.ml.name()).await? {
             self.subscribe(&sub, true, InitialPosition::Latest).await?;
         }

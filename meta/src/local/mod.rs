@@ -97,12 +97,25 @@ impl LocalStore {
             .map_err(|e| MetaError::Local(format!("open task failed: {e}")))?
     }
 
+    /// A store kept in memory only (nothing on disk; for tests and throwaway brokers). It
+    /// behaves as a file store in every other way.
+    pub fn in_memory() -> Result<Self> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| MetaError::Local(format!("create in-memory store: {e}")))?;
+        Self::init(db, PathBuf::from(":memory:"))
+    }
+
     fn open_blocking(path: PathBuf) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| MetaError::Local(format!("create {}: {e}", dir.display())))?;
         }
         let db = Database::create(&path)?;
+        Self::init(db, path)
+    }
+
+    fn init(db: Database, path: PathBuf) -> Result<Self> {
         let txn = db.begin_write()?;
         let revision;
         {

@@ -5,6 +5,7 @@
 mod allocator;
 pub mod codec;
 pub mod paths;
+mod position;
 pub mod types;
 
 use std::marker::PhantomData;
@@ -15,6 +16,7 @@ use bytes::Bytes;
 pub use allocator::LedgerIdAllocator;
 pub use codec::{Model, decode, encode};
 pub use paths::{Paths, TopicPath, decode_segment, encode_segment};
+pub use position::Position;
 pub use types::*;
 
 use crate::error::{MetaError, Result};

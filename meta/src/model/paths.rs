@@ -17,6 +17,7 @@
 //! | `/managed-ledgers/{tenant}/{ns}/{domain}/{topic}` | [`super::ManagedLedgerInfo`] | persistent |
 //! | `/cursors/{tenant}/{ns}/{domain}/{topic}/{cursor}` | [`super::CursorInfo`] | persistent |
 //! | `/schemas/{tenant}/{ns}/{topic}` | [`super::SchemaHistory`] | persistent |
+//! | `/dedup/{tenant}/{ns}/{domain}/{topic}` | the broker's deduplication snapshot (JSON) | persistent |
 //! | `/counters/ledger-id` | [`super::LedgerIdCounter`] | persistent |
 
 use strata_proto::LedgerId;
@@ -239,6 +240,10 @@ impl Paths {
     /// One cursor (subscription) pointer.
     pub fn cursor(&self, t: &TopicPath, cursor: &str) -> String {
         format!("{}/{}", self.cursors(t), encode_segment(cursor))
+    }
+    /// The broker's deduplication snapshot of a topic (last sequence id per producer).
+    pub fn dedup_snapshot(&self, t: &TopicPath) -> String {
+        format!("{}/dedup/{}", self.root, t.rel())
     }
     /// The schema history of a topic (partitions share their partitioned topic's schema).
     pub fn schema(&self, tenant: &str, ns: &str, topic: &str) -> String {

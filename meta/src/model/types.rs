@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use strata_proto::{BookieId, EntryId, LedgerId};
 
 use super::Model;
+use super::position::Position;
 
 macro_rules! models {
     ($($t:ty),* $(,)?) => { $(impl Model for $t {})* };
@@ -476,17 +477,6 @@ impl LedgerMetadata {
     }
 }
 
-/// A position in a managed ledger.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-pub struct Position {
-    /// Ledger.
-    pub ledger_id: LedgerId,
-    /// Entry.
-    pub entry_id: EntryId,
-}
-
 /// One ledger of a managed ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -501,6 +491,10 @@ pub struct ManagedLedgerLedger {
     pub timestamp_ms: u64,
     /// Offloaded to object storage.
     pub offloaded: bool,
+    /// Creation time (ms since the epoch).
+    pub created_at_ms: u64,
+    /// Closed: `entries` and `size` are final (an open ledger is recovered by the next owner).
+    pub closed: bool,
 }
 
 /// A topic's managed ledger: its ledgers in order. Updated by CAS on ledger rollover, trim and
@@ -532,6 +526,27 @@ pub struct CursorInfo {
     pub properties: BTreeMap<String, i64>,
     /// Last activity (ms since the epoch), updated rarely.
     pub last_active_ms: u64,
+    /// The acknowledgement state in the broker's compact binary form (mark-delete, individually
+    /// acknowledged ranges, partly acknowledged batches; magic `SCUR`, CRC32C), base64 in JSON.
+    /// Written at most every flush interval (batched), never once per acknowledgement.
+    #[serde(with = "base64_bytes")]
+    pub ack_state: Vec<u8>,
+}
+
+/// Serde of bytes as one base64 string (compact in JSON).
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
 }
 
 /// One version of a topic's schema.
@@ -548,6 +563,8 @@ pub struct SchemaVersion {
     pub properties: BTreeMap<String, String>,
     /// Registration time (ms since the epoch).
     pub timestamp_ms: u64,
+    /// Name given by the client.
+    pub name: String,
 }
 
 /// All schema versions of a topic.

@@ -182,7 +182,7 @@ async fn etcd_down_30s_clients_keep_working_and_service_returns() {
     eprintln!(
         "etcd outage: ledgers:{}\nmanaged ledgers:{}",
         sb.ledger_summary().await,
-        sb.dump_prefix("/strata/broker/managed-ledgers/").await
+        sb.dump_prefix("/strata/managed-ledgers/").await
     );
     workload::assert_stored_and_delivered("etcd outage", &produced, &read, &received);
     assert_eq!(workload::first_delivery_regressions(&received), 0);
