@@ -40,6 +40,12 @@ async fn put_new_ephemeral(
         .unwrap()
 }
 
+/// The value of the current holder of `/el/leader` (there must be one).
+async fn leader_value(s: &Store) -> Bytes {
+    let holder = election::holder(s.as_ref(), "/el/leader").await.unwrap();
+    holder.unwrap().value
+}
+
 const TTL: Duration = Duration::from_secs(3);
 
 async fn next_event(w: &mut WatchStream) -> crate::WatchEvent {
@@ -422,14 +428,7 @@ pub async fn election_is_exclusive(s: Store) {
             .unwrap()
             .is_none()
     );
-    assert_eq!(
-        election::holder(s.as_ref(), "/el/leader")
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        b("one")
-    );
+    assert_eq!(leader_value(&s).await, b("one"));
     let waiter = {
         let (s, s2) = (s.clone(), s2.clone());
         tokio::spawn(async move { election::acquire(&s, &s2, "/el/leader", b("two")).await })
@@ -444,14 +443,7 @@ pub async fn election_is_exclusive(s: Store) {
         .unwrap()
         .unwrap();
     assert!(l2.fencing_token() > t1);
-    assert_eq!(
-        election::holder(s.as_ref(), "/el/leader")
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        b("two")
-    );
+    assert_eq!(leader_value(&s).await, b("two"));
     // Losing the session gives it up.
     s.close_session(&s2).await.unwrap();
     assert!(l2.is_lost());

@@ -135,34 +135,13 @@ impl MetaClient {
         let prefix = format!("{}/", parent.trim_end_matches('/'));
         let scan = self.store.scan(&prefix).await?;
         let watch = self.watch(parent, Some(scan.revision + 1)).await?;
-        let items = scan
-            .entries
-            .into_iter()
-            .map(|kv| {
-                Ok((
-                    kv.key.clone(),
-                    decode(&kv.key, &kv.value.value)?,
-                    kv.value.stat,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((items, watch))
+        Ok((decode_scan(scan)?, watch))
     }
 
     /// Every model directly or indirectly under `parent`, with its key.
     pub async fn list<T: Model>(&self, parent: &str) -> Result<Vec<(String, T, Stat)>> {
         let prefix = format!("{}/", parent.trim_end_matches('/'));
-        let scan = self.store.scan(&prefix).await?;
-        scan.entries
-            .into_iter()
-            .map(|kv| {
-                Ok((
-                    kv.key.clone(),
-                    decode(&kv.key, &kv.value.value)?,
-                    kv.value.stat,
-                ))
-            })
-            .collect()
+        decode_scan(self.store.scan(&prefix).await?)
     }
 
     /// Writes an ephemeral model bound to `session`.
@@ -343,4 +322,15 @@ impl<T: Model> TypedWatch<T> {
     pub fn next_revision(&self) -> u64 {
         self.inner.next_revision()
     }
+}
+
+/// The models of a scan, each with its key and stat.
+fn decode_scan<T: Model>(scan: crate::store::Scan) -> Result<Vec<(String, T, Stat)>> {
+    scan.entries
+        .into_iter()
+        .map(|kv| {
+            let value = decode(&kv.key, &kv.value.value)?;
+            Ok((kv.key, value, kv.value.stat))
+        })
+        .collect()
 }
