@@ -280,6 +280,51 @@ fn print_summary(verb: &str, stats: &Stats, started: Instant) {
     println!("Aggregated latency: {}", latency_line(&h));
 }
 
+/// One measured run: its statistics, the token that stops it (after its duration, or on
+/// shutdown) and the tasks (timer, reporter) that live as long as it.
+struct Run {
+    verb: &'static str,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    started: Instant,
+}
+
+impl Run {
+    /// Starts the clock and the reporter (a line every `every`).
+    fn start(
+        verb: &'static str,
+        duration_secs: u64,
+        every: Duration,
+        watch_pid: Option<u32>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let stats = Arc::new(Stats::new());
+        let tracker = TaskTracker::new();
+        let stop = stop_after(duration_secs, shutdown, &tracker);
+        let started = Instant::now();
+        let reporting = reporter(verb, stats.clone(), every, watch_pid, stop.clone());
+        tracker.spawn(reporting);
+        Self {
+            verb,
+            stats,
+            stop,
+            tracker,
+            started,
+        }
+    }
+
+    /// Waits for `workers`, stops the run and prints its summary.
+    async fn finish(self, workers: TaskTracker) {
+        workers.close();
+        workers.wait().await;
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        print_summary(self.verb, &self.stats, self.started);
+    }
+}
+
 fn stop_after(
     duration_secs: u64,
     shutdown: &CancellationToken,
@@ -346,17 +391,15 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
         }
     );
     let payload = Bytes::from(vec![b'x'; args.size]);
-    let stats = Arc::new(Stats::new());
-    let tracker = TaskTracker::new();
-    let stop = stop_after(args.duration_secs, &shutdown, &tracker);
-    let started = Instant::now();
-    tracker.spawn(reporter(
+    let every = Duration::from_secs(args.interval_secs.max(1));
+    let run = Run::start(
         "produced",
-        stats.clone(),
-        Duration::from_secs(args.interval_secs.max(1)),
+        args.duration_secs,
+        every,
         args.watch_pid,
-        stop.clone(),
-    ));
+        &shutdown,
+    );
+    let (stats, stop) = (run.stats.clone(), run.stop.clone());
     let n = producers.len() as u64;
     let per_producer_rate = (args.rate > 0).then(|| (args.rate as f64 / n as f64).max(0.001));
     let per_producer_limit = (args.num_messages > 0).then(|| args.num_messages.div_ceil(n));
@@ -418,12 +461,7 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
             let _ = producer.close().await;
         });
     }
-    workers.close();
-    workers.wait().await;
-    stop.cancel();
-    tracker.close();
-    tracker.wait().await;
-    print_summary("produced", &stats, started);
+    run.finish(workers).await;
     client.close().await;
     Ok(())
 }
@@ -465,17 +503,15 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
         topics.len(),
         consumers.len()
     );
-    let stats = Arc::new(Stats::new());
-    let tracker = TaskTracker::new();
-    let stop = stop_after(args.duration_secs, &shutdown, &tracker);
-    let started = Instant::now();
-    tracker.spawn(reporter(
+    let every = Duration::from_secs(args.interval_secs.max(1));
+    let run = Run::start(
         "received",
-        stats.clone(),
-        Duration::from_secs(args.interval_secs.max(1)),
+        args.duration_secs,
+        every,
         args.watch_pid,
-        stop.clone(),
-    ));
+        &shutdown,
+    );
+    let (stats, stop) = (run.stats.clone(), run.stop.clone());
     let limit = args.num_messages;
     let workers = TaskTracker::new();
     for mut consumer in consumers {
@@ -510,12 +546,7 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
             let _ = consumer.close().await;
         });
     }
-    workers.close();
-    workers.wait().await;
-    stop.cancel();
-    tracker.close();
-    tracker.wait().await;
-    print_summary("received", &stats, started);
+    run.finish(workers).await;
     client.close().await;
     Ok(())
 }
