@@ -257,32 +257,28 @@ async fn run_with_store(
     );
     // A namespace persistence policy (E/Qw/Qa) wins over the cluster default: the managed
     // ledger passes it to `create` (one ledger client for every quorum).
-    let ownership = ClusterOwnership::connect(
-        store.clone(),
-        meta.clone(),
-        ClusterOptions {
-            session_ttl: settings.session_ttl,
-            autorecovery: Some((
-                bookies.clone(),
-                strata_broker::cluster::AutoRecoveryOptions {
-                    grace: settings.autorecovery_grace,
-                    ..Default::default()
-                },
-            )),
-            ..Default::default()
-        },
-    )
-    .await
-    .context("open a metadata session")?;
-    let service = BrokerService::new(
-        settings.broker.clone(),
-        ledgers,
-        meta.clone(),
-        ownership.clone(),
-    );
-    service.set_ready(false);
+    let cluster_opts = ClusterOptions {
+        session_ttl: settings.session_ttl,
+        autorecovery: Some((
+            bookies.clone(),
+            strata_broker::cluster::AutoRecoveryOptions {
+                grace: settings.autorecovery_grace,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let session = ClusterOwnership::open_session(&store, &cluster_opts)
+        .await
+        .context("open a metadata session")?;
     let auth_on = security.authentication_enabled();
-    service.set_security(Arc::new(security));
+    let (service, ownership) =
+        BrokerService::builder(settings.broker.clone(), ledgers, meta.clone())
+            .security(Arc::new(security))
+            .build_with(|svc| {
+                ClusterOwnership::new(store.clone(), meta.clone(), cluster_opts, session, svc)
+            });
+    service.set_ready(false);
     if let Ok(list) = meta.bookies().await {
         service.set_bookies(list.into_iter().map(|b| b.bookie_id.0).collect());
     }

@@ -5,13 +5,24 @@
 //! nothing that exists. It refuses to clobber a different cluster: the first run claims the
 //! store with a marker key (`{root}/init-cluster`, created only if absent, so two concurrent runs
 //! for different names cannot both win); a run for another name fails without writing anything.
+//!
+//! It waits for the store within `--wait-timeout` (etcd starting next to it, e.g. in Kubernetes):
+//! transient errors (unreachable, no leader, timeouts) are retried with a growing delay until the
+//! deadline; any other error fails at once. Nothing else waits: no shell loop is needed around it.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use strata_common::backoff::BackoffPolicy;
 use strata_meta::model::{ClusterData, MetaClient, Paths, Policies, TenantInfo};
 use strata_meta::{Bytes, Expected, MetadataStore, StoreConfig};
+
+/// Delays between attempts while the metadata store is not ready (jittered: the hook Job and every
+/// broker's init container may be waiting at once).
+const WAIT_BACKOFF: BackoffPolicy =
+    BackoffPolicy::exponential(Duration::from_millis(100), Duration::from_secs(5)).with_jitter();
 
 /// Flags of `strata init-cluster`.
 #[derive(clap::Args, Debug, Clone)]
@@ -31,6 +42,10 @@ pub struct InitClusterArgs {
     /// Root of Strata's keys in the store.
     #[arg(long, default_value = "/strata")]
     pub root: String,
+    /// How long to wait for the metadata store to answer (unreachable, no leader yet) before
+    /// failing, e.g. `0s`, `30s`, `5m`.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub wait_timeout: Duration,
 }
 
 /// What [`init`] did.
@@ -46,13 +61,38 @@ pub struct InitReport {
 pub async fn run(args: InitClusterArgs) -> anyhow::Result<()> {
     let cfg = StoreConfig::from_url(&args.metadata)
         .with_context(|| format!("--metadata {}", args.metadata))?;
-    let store = cfg
-        .open()
-        .await
-        .with_context(|| format!("open metadata store {}", args.metadata))?;
-    let res = init(store.clone(), &args).await;
-    store.close().await;
-    let report = res?;
+    let deadline = Instant::now() + args.wait_timeout;
+    let mut backoff = WAIT_BACKOFF.start();
+    let report = loop {
+        // one attempt may hang (a name that does not resolve yet): bound it by the deadline too
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let res = match tokio::time::timeout(left, attempt(&cfg, &args)).await {
+            Ok(res) => res,
+            Err(_) => Err(anyhow::Error::new(strata_meta::MetaError::Timeout(left))
+                .context(format!("open metadata store {}", args.metadata))),
+        };
+        match res {
+            Ok(report) => break report,
+            Err(e)
+                if is_transient(&e)
+                    && backoff
+                        .peek_delay()
+                        .is_some_and(|d| Instant::now() + d < deadline) =>
+            {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?backoff.peek_delay(), "metadata store not ready, retrying");
+                backoff.sleep().await;
+            }
+            Err(e) if is_transient(&e) => {
+                return Err(e.context(format!(
+                    "metadata store not ready within --wait-timeout {}",
+                    humantime::format_duration(args.wait_timeout)
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     for k in &report.created {
         println!("created {k}");
     }
@@ -68,15 +108,52 @@ pub async fn run(args: InitClusterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens the store and writes the initial metadata (one attempt).
+async fn attempt(cfg: &StoreConfig, args: &InitClusterArgs) -> anyhow::Result<InitReport> {
+    let store = cfg
+        .open()
+        .await
+        .with_context(|| format!("open metadata store {}", args.metadata))?;
+    let res = init(store.clone(), args).await;
+    store.close().await;
+    res
+}
+
+/// Whether `e` comes from a metadata store that may answer later (worth waiting for).
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<strata_meta::MetaError>()
+            .is_some_and(|m| m.is_retryable())
+    })
+}
+
+/// Validates the flags without touching the store (`--check-config`); returns the effective
+/// settings.
+pub fn check_config(args: &InitClusterArgs) -> anyhow::Result<String> {
+    StoreConfig::from_url(&args.metadata)
+        .with_context(|| format!("--metadata {}", args.metadata))?;
+    check_cluster_name(&args.cluster)?;
+    if !args.root.starts_with('/') {
+        bail!("--root {:?} must start with '/'", args.root);
+    }
+    Ok(format!("{args:#?}"))
+}
+
+fn check_cluster_name(name: &str) -> anyhow::Result<()> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() || trimmed.contains('/') {
+        bail!("invalid cluster name {name:?}");
+    }
+    Ok(())
+}
+
 /// Writes the initial metadata of `args.cluster` into `store`.
 pub async fn init(
     store: Arc<dyn MetadataStore>,
     args: &InitClusterArgs,
 ) -> anyhow::Result<InitReport> {
+    check_cluster_name(&args.cluster)?;
     let name = args.cluster.trim();
-    if name.is_empty() || name.contains('/') {
-        bail!("invalid cluster name {:?}", args.cluster);
-    }
     let meta = MetaClient::new(store.clone(), Paths::new(args.root.clone()));
     let mut report = InitReport::default();
 

@@ -16,7 +16,7 @@ use strata_bookie::{BookieNode, BookieOptions, StorageConfig};
 use strata_broker::config::BrokerConfig;
 use strata_broker::ledger_client::{BookieLedgerStorage, Quorum, StaticBookies};
 use strata_broker::server::BrokerServer;
-use strata_broker::service::{BrokerService, LocalOwnership};
+use strata_broker::service::BrokerService;
 use strata_meta::LocalStore;
 use strata_meta::model::{MetaClient, Paths};
 use strata_proto::BookieId;
@@ -150,13 +150,13 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         },
         "standalone",
     );
-    let service = BrokerService::new(
+    let service = BrokerService::builder(
         broker_cfg,
         Arc::new(ledgers),
         MetaClient::new(store.clone(), Paths::default()),
-        Arc::new(LocalOwnership),
-    );
-    service.set_security(Arc::new(security));
+    )
+    .security(Arc::new(security))
+    .build();
     service.set_bookies(vec![BOOKIE_ID.to_owned()]);
     service
         .create_namespace("public", "default")

@@ -83,6 +83,45 @@ pub struct BookieArgs {
 }
 
 impl BookieArgs {
+    /// Validates the flags without starting anything (`strata bookie --check-config`); returns
+    /// the effective settings.
+    pub fn check_config(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.metadata {
+            strata_meta::StoreConfig::from_url(url).with_context(|| format!("--metadata {url}"))?;
+        }
+        if self.port != 0 && self.port == self.http_port {
+            anyhow::bail!("--port and --http-port are both {}", self.port);
+        }
+        if let Some(a) = &self.advertised_address {
+            let port_ok = a
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            if !port_ok {
+                anyhow::bail!("--advertised-address {a:?} is not HOST:PORT");
+            }
+        }
+        let storage = self.storage_config();
+        for (flag, dir) in [
+            ("--data-dir", &self.data_dir),
+            ("--journal-dir", &storage.journal_dir),
+        ] {
+            if dir.exists() && !dir.is_dir() {
+                anyhow::bail!("{flag} {} is not a directory", dir.display());
+            }
+        }
+        if self.registration_ttl < Duration::from_secs(1) {
+            anyhow::bail!("--registration-ttl must be at least 1s");
+        }
+        if self.flush_bytes > self.write_cache_bytes {
+            anyhow::bail!(
+                "--flush-bytes ({}) exceeds --write-cache-bytes ({})",
+                self.flush_bytes,
+                self.write_cache_bytes
+            );
+        }
+        Ok(format!("{self:#?}"))
+    }
+
     /// The storage configuration these flags describe.
     pub fn storage_config(&self) -> StorageConfig {
         let mut c = StorageConfig::new(&self.data_dir);
@@ -169,6 +208,20 @@ mod tests {
         let d = StorageConfig::new("/d");
         // Every field, the ones without a flag too.
         assert_eq!(c, d);
+    }
+
+    #[test]
+    fn check_config_names_what_is_wrong() {
+        let ok = Cli::parse_from(["bookie", "--advertised-address", "b-0.b.ns.svc:3181"]);
+        assert!(ok.args.check_config().is_ok());
+        let same = Cli::parse_from(["bookie", "--port", "9000", "--http-port", "9000"]);
+        let e = same.args.check_config().unwrap_err().to_string();
+        assert!(e.contains("--http-port"), "{e}");
+        let bad = Cli::parse_from(["bookie", "--advertised-address", "no-port"]);
+        let e = bad.args.check_config().unwrap_err().to_string();
+        assert!(e.contains("--advertised-address"), "{e}");
+        let url = Cli::parse_from(["bookie", "--metadata", "http://x"]);
+        assert!(url.args.check_config().is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! - [`cache`]: the entry cache (bounded by bytes) that serves tailing consumers.
 //! - [`cursor`]: mark-delete + individually acked ranges + batch-index ack sets, compact format;
 //!   [`cursor_store`]: where a durable cursor is stored (`strata_meta`'s `CursorInfo`).
-//! - [`ledger_client`]: E/Qw/Qa ledgers over `strata_bookie::BookieClient`, fencing recovery.
+//! - [`ledger_client`]: E/Qw/Qa ledgers over `strata_bookie_client::BookieClient`, fencing recovery.
 //! - [`storage`]: the ledger slice the broker codes against (in-memory version for unit tests);
 //!   [`metadata`]: the keys the broker uses in `strata_meta`'s layout (in-memory store for tests).
 //! - [`admin`]: the `/admin/v2` REST API (one file per resource group) and its authorization.

@@ -6,8 +6,10 @@
 
 use std::process::{Command, Stdio};
 
+use crate::harness::cli;
+use crate::harness::secured::SecuredStandalone;
+use crate::harness::standalone::Standalone;
 use crate::harness::strata_bin;
-use crate::pulsar_standalone::Standalone;
 
 /// What one `strata admin` run printed.
 struct Run {
@@ -75,6 +77,11 @@ fn fails(node: &Standalone, args: &[&str], expected_prefix: &str) -> String {
     line.to_owned()
 }
 
+/// The words of `line` as arguments (no argument of these tests contains a space).
+fn w(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
@@ -86,27 +93,7 @@ fn produce(node: &Standalone, topic: &str, n: u32) {
 
 /// Produces `n` messages with `strata produce` and extra options.
 fn produce_with(node: &Standalone, topic: &str, n: u32, extra: &[&str]) {
-    let out = Command::new(strata_bin())
-        .args([
-            "produce",
-            topic,
-            "-u",
-            &node.url(),
-            "-m",
-            "hello-admin",
-            "-n",
-        ])
-        .arg(n.to_string())
-        .args(extra)
-        .env("STRATA_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strata produce");
-    assert!(
-        out.status.success(),
-        "produce failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli::produce(&node.url(), topic, "hello-admin", n, extra);
 }
 
 #[test]
@@ -121,15 +108,7 @@ fn tenants_list_get_create_and_missing_tenant_error() {
     assert!(info["allowedClusters"].is_array(), "{info}");
     ok(
         &node,
-        &[
-            "tenants",
-            "create",
-            "acme",
-            "--admin-roles",
-            "alice",
-            "--allowed-clusters",
-            "standalone",
-        ],
+        &w("tenants create acme --admin-roles alice --allowed-clusters standalone"),
     );
     let list = json(&ok(&node, &["-o", "json", "tenants", "list"]));
     assert!(
@@ -154,13 +133,7 @@ fn namespaces_create_list_topics_and_policies() {
     // The namespace's topic list includes partitions of a partitioned topic.
     ok(
         &node,
-        &[
-            "topics",
-            "create-partitioned-topic",
-            "persistent://acme/orders/p",
-            "-p",
-            "2",
-        ],
+        &w("topics create-partitioned-topic persistent://acme/orders/p -p 2"),
     );
     let topics = json(&ok(
         &node,
@@ -249,17 +222,7 @@ fn brokers_healthcheck_and_error_output() {
     fails(&node, &["topics", "stats", "a/b"], "error: invalid topic");
     fails(
         &node,
-        &[
-            "namespaces",
-            "set-persistence",
-            "public/default",
-            "-e",
-            "1",
-            "-w",
-            "2",
-            "-a",
-            "1",
-        ],
+        &w("namespaces set-persistence public/default -e 1 -w 2 -a 1"),
         "error: invalid persistence",
     );
     // Nobody listening: a transport error naming the URL, exit status 1.
@@ -327,18 +290,7 @@ fn bookies_list_and_racks() {
 #[test]
 fn tenants_update_delete_and_conflicts() {
     let node = Standalone::start();
-    ok(
-        &node,
-        &[
-            "tenants",
-            "create",
-            "acme",
-            "-r",
-            "alice",
-            "-c",
-            "standalone",
-        ],
-    );
+    ok(&node, &w("tenants create acme -r alice -c standalone"));
     let info = json(&ok(&node, &["-o", "json", "tenants", "get", "acme"]));
     assert_eq!(info["adminRoles"], serde_json::json!(["alice"]), "{info}");
     fails(
@@ -348,15 +300,7 @@ fn tenants_update_delete_and_conflicts() {
     );
     ok(
         &node,
-        &[
-            "tenants",
-            "update",
-            "acme",
-            "--admin-roles",
-            "alice,bob",
-            "--allowed-clusters",
-            "standalone",
-        ],
+        &w("tenants update acme --admin-roles alice,bob --allowed-clusters standalone"),
     );
     let info = json(&ok(&node, &["-o", "json", "tenants", "get", "acme"]));
     assert_eq!(info["adminRoles"], serde_json::json!(["alice", "bob"]));
@@ -381,15 +325,9 @@ fn namespaces_policies_set_and_get() {
 
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-retention",
-            n,
-            "--size",
-            "10M",
-            "--time",
-            "3h",
-        ],
+        &w(&format!(
+            "namespaces set-retention {n} --size 10M --time 3h"
+        )),
     );
     let r = get("get-retention");
     assert_eq!(
@@ -404,15 +342,9 @@ fn namespaces_policies_set_and_get() {
     assert_eq!(get("get-message-ttl"), 3600);
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-backlog-quota",
-            n,
-            "--limit",
-            "1G",
-            "--policy",
-            "producer_exception",
-        ],
+        &w(&format!(
+            "namespaces set-backlog-quota {n} --limit 1G --policy producer_exception"
+        )),
     );
     let q = get("get-backlog-quotas");
     assert_eq!(
@@ -421,17 +353,7 @@ fn namespaces_policies_set_and_get() {
     );
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-persistence",
-            n,
-            "-e",
-            "1",
-            "-w",
-            "1",
-            "-a",
-            "1",
-        ],
+        &w(&format!("namespaces set-persistence {n} -e 1 -w 1 -a 1")),
     );
     assert_eq!(get("get-persistence")["bookkeeperEnsemble"], 1);
     ok(&node, &["namespaces", "set-deduplication", n, "--enable"]);
@@ -450,13 +372,9 @@ fn namespaces_policies_set_and_get() {
     assert_eq!(get("get-max-consumers-per-topic"), 4);
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-dispatch-rate",
-            n,
-            "--msg-dispatch-rate",
-            "1000",
-        ],
+        &w(&format!(
+            "namespaces set-dispatch-rate {n} --msg-dispatch-rate 1000"
+        )),
     );
     assert_eq!(
         get("get-dispatch-rate")["dispatchThrottlingRateInMsg"],
@@ -464,13 +382,9 @@ fn namespaces_policies_set_and_get() {
     );
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-publish-rate",
-            n,
-            "--msg-publish-rate",
-            "500",
-        ],
+        &w(&format!(
+            "namespaces set-publish-rate {n} --msg-publish-rate 500"
+        )),
     );
     assert_eq!(get("get-publish-rate")["publishThrottlingRateInMsg"], 500);
     ok(
@@ -501,15 +415,7 @@ fn namespaces_grant_revoke_permissions() {
     ok(&node, &["namespaces", "create", "acme/ns"]);
     ok(
         &node,
-        &[
-            "namespaces",
-            "grant-permission",
-            "acme/ns",
-            "--role",
-            "app",
-            "--actions",
-            "produce,consume",
-        ],
+        &w("namespaces grant-permission acme/ns --role app --actions produce,consume"),
     );
     let p = json(&ok(
         &node,
@@ -518,16 +424,7 @@ fn namespaces_grant_revoke_permissions() {
     let mut actions: Vec<String> = serde_json::from_value(p["app"].clone()).unwrap();
     actions.sort();
     assert_eq!(actions, ["consume", "produce"], "{p}");
-    ok(
-        &node,
-        &[
-            "namespaces",
-            "revoke-permission",
-            "acme/ns",
-            "--role",
-            "app",
-        ],
-    );
+    ok(&node, &w("namespaces revoke-permission acme/ns --role app"));
     let p = json(&ok(
         &node,
         &["-o", "json", "namespaces", "permissions", "acme/ns"],
@@ -554,14 +451,9 @@ fn topics_list_delete_update_partitions() {
     produce(&node, t, 4);
     let stats = json(&ok(
         &node,
-        &[
-            "-o",
-            "json",
-            "topics",
-            "partitioned-stats",
-            t,
-            "--per-partition",
-        ],
+        &w(&format!(
+            "-o json topics partitioned-stats {t} --per-partition"
+        )),
     ));
     assert!(stats["partitions"].is_object(), "{stats}");
     let plain = "persistent://public/default/to-delete";
@@ -585,15 +477,9 @@ fn topics_subscriptions_cursor_operations() {
     ok(&node, &["topics", "create", t]);
     ok(
         &node,
-        &[
-            "topics",
-            "create-subscription",
-            t,
-            "-s",
-            "early",
-            "--messageId",
-            "earliest",
-        ],
+        &w(&format!(
+            "topics create-subscription {t} -s early --messageId earliest"
+        )),
     );
     ok(&node, &["topics", "create-subscription", t, "-s", "late"]);
     produce(&node, t, 10);
@@ -618,15 +504,9 @@ fn topics_subscriptions_cursor_operations() {
     assert_eq!(backlog("early"), Some(0));
     ok(
         &node,
-        &[
-            "topics",
-            "reset-cursor",
-            t,
-            "-s",
-            "early",
-            "--messageId",
-            "earliest",
-        ],
+        &w(&format!(
+            "topics reset-cursor {t} -s early --messageId earliest"
+        )),
     );
     assert_eq!(backlog("early"), Some(10));
     ok(
@@ -646,15 +526,7 @@ fn topics_subscriptions_cursor_operations() {
     );
     let msg = ok(
         &node,
-        &[
-            "topics",
-            "get-message-by-id",
-            t,
-            "-l",
-            &l.to_string(),
-            "-e",
-            &e.to_string(),
-        ],
+        &w(&format!("topics get-message-by-id {t} -l {l} -e {e}")),
     );
     assert!(msg.contains("hello-admin"), "{msg}");
     ok(&node, &["topics", "unsubscribe", t, "-s", "late"]);
@@ -705,15 +577,9 @@ fn peek_shows_the_messages_of_compressed_batches() {
     ok(&node, &["topics", "create", t]);
     ok(
         &node,
-        &[
-            "topics",
-            "create-subscription",
-            t,
-            "-s",
-            "s",
-            "--messageId",
-            "earliest",
-        ],
+        &w(&format!(
+            "topics create-subscription {t} -s s --messageId earliest"
+        )),
     );
     // Three messages in one LZ4-compressed batch entry.
     produce_with(&node, t, 3, &["-z", "lz4"]);
@@ -722,115 +588,24 @@ fn peek_shows_the_messages_of_compressed_batches() {
     assert!(!out.contains("decode-error"), "{out}");
     let v = json(&ok(
         &node,
-        &[
-            "-o",
-            "json",
-            "topics",
-            "peek-messages",
-            t,
-            "-s",
-            "s",
-            "-n",
-            "1",
-        ],
+        &w(&format!("-o json topics peek-messages {t} -s s -n 1")),
     ));
     assert_eq!(v.as_array().map(Vec::len), Some(3), "{v}");
     assert_eq!(v[2]["payload"], "hello-admin", "{v}");
 }
 
-/// A standalone with token authentication on (HS256 secret key, superuser role `admin`); killed
-/// when dropped.
-struct SecuredStandalone {
-    child: std::process::Child,
-    http_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for SecuredStandalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl SecuredStandalone {
-    fn start() -> SecuredStandalone {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("secret.key");
-        let out = Command::new(strata_bin())
-            .args(["tokens", "create-secret-key", "--output"])
-            .arg(&key)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let http_port = crate::harness::free_port();
-        let log = std::fs::File::create(dir.path().join("standalone.log")).unwrap();
-        let child = Command::new(strata_bin())
-            .args(["standalone", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--broker-port", &crate::harness::free_port().to_string()])
-            .args(["--http-port", &http_port.to_string()])
-            .arg("--auth-token-secret-key-file")
-            .arg(&key)
-            .args(["--superuser-roles", "admin"])
-            .env("STRATA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut node = SecuredStandalone {
-            child,
-            http_port,
-            dir,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
-            if let Ok(Some(status)) = node.child.try_wait() {
-                panic!(
-                    "standalone exited ({status}): {}",
-                    std::fs::read_to_string(node.dir.path().join("standalone.log"))
-                        .unwrap_or_default()
-                );
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "standalone did not come up"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        node
-    }
-
-    /// Writes a token for `role` to a file and returns its path.
-    fn token_file(&self, role: &str) -> String {
-        let key = self.dir.path().join("secret.key");
-        let out = Command::new(strata_bin())
-            .args(["tokens", "create", "--secret-key"])
-            .arg(format!("file://{}", key.display()))
-            .args(["--subject", role])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = self.dir.path().join(format!("{role}.token"));
-        std::fs::write(&path, &out.stdout).unwrap();
-        path.to_str().unwrap().to_owned()
-    }
+/// Writes a token for `role` to a file and returns its path.
+fn token_file(node: &SecuredStandalone, role: &str) -> String {
+    let path = node.dir().join(format!("{role}.token"));
+    std::fs::write(&path, format!("{}\n", node.token(role, None))).unwrap();
+    path.to_str().unwrap().to_owned()
 }
 
 #[test]
 fn auth_token_options_against_a_secured_standalone() {
     let node = SecuredStandalone::start();
-    let admin_token = node.token_file("admin");
-    let nobody_token = node.token_file("nobody");
+    let admin_token = token_file(&node, "admin");
+    let nobody_token = token_file(&node, "nobody");
 
     // Without a token: 401, one line.
     let r = admin_at(node.http_port, &["tenants", "list"]);
@@ -870,12 +645,7 @@ fn auth_token_options_against_a_secured_standalone() {
     // A forged token (signed with another key): 401.
     let r = admin_at(
         node.http_port,
-        &[
-            "--auth-token",
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl",
-            "tenants",
-            "list",
-        ],
+        &w("--auth-token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJl tenants list"),
     );
     assert!(r.stderr.starts_with("error: 401 Unauthorized"), "{r:?}");
 }
@@ -888,46 +658,20 @@ fn topic_permissions_subscription_dispatch_rate_and_age_quota() {
     ok(&node, &["topics", "create", "persistent://acme/ns/t"]);
     ok(
         &node,
-        &[
-            "topics",
-            "grant-permission",
-            "persistent://acme/ns/t",
-            "--role",
-            "reader",
-            "--actions",
-            "consume",
-        ],
+        &w("topics grant-permission persistent://acme/ns/t --role reader --actions consume"),
     );
     let p = json(&ok(
         &node,
-        &[
-            "-o",
-            "json",
-            "topics",
-            "permissions",
-            "persistent://acme/ns/t",
-        ],
+        &w("-o json topics permissions persistent://acme/ns/t"),
     ));
     assert_eq!(p["reader"], serde_json::json!(["consume"]), "{p}");
     ok(
         &node,
-        &[
-            "topics",
-            "revoke-permission",
-            "persistent://acme/ns/t",
-            "--role",
-            "reader",
-        ],
+        &w("topics revoke-permission persistent://acme/ns/t --role reader"),
     );
     let e = fails(
         &node,
-        &[
-            "topics",
-            "revoke-permission",
-            "persistent://acme/ns/t",
-            "--role",
-            "reader",
-        ],
+        &w("topics revoke-permission persistent://acme/ns/t --role reader"),
         "error:",
     );
     assert!(
@@ -937,50 +681,23 @@ fn topic_permissions_subscription_dispatch_rate_and_age_quota() {
 
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-subscription-dispatch-rate",
-            "acme/ns",
-            "--msg-dispatch-rate",
-            "50",
-        ],
+        &w("namespaces set-subscription-dispatch-rate acme/ns --msg-dispatch-rate 50"),
     );
     let r = json(&ok(
         &node,
-        &[
-            "-o",
-            "json",
-            "namespaces",
-            "get-subscription-dispatch-rate",
-            "acme/ns",
-        ],
+        &w("-o json namespaces get-subscription-dispatch-rate acme/ns"),
     ));
     assert_eq!(r["dispatchThrottlingRateInMsg"], 50, "{r}");
     ok(
         &node,
-        &[
-            "namespaces",
-            "remove-policy",
-            "acme/ns",
-            "subscription-dispatch-rate",
-        ],
+        &w("namespaces remove-policy acme/ns subscription-dispatch-rate"),
     );
 
     ok(
         &node,
-        &[
-            "namespaces",
-            "set-backlog-quota",
-            "acme/ns",
-            "--limit",
-            "-1",
-            "--limit-time",
-            "10m",
-            "--policy",
-            "consumer_backlog_eviction",
-            "--type",
-            "message_age",
-        ],
+        &w(
+            "namespaces set-backlog-quota acme/ns --limit -1 --limit-time 10m --policy consumer_backlog_eviction --type message_age",
+        ),
     );
     let q = json(&ok(
         &node,

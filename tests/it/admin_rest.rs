@@ -2,66 +2,15 @@
 //! Pulsar's paths, JSON shapes and status codes (404 missing, 409 exists/in use, 412
 //! precondition), messages produced by the real `strata produce`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::harness::cli;
+use crate::harness::http::{http, request};
+use crate::harness::standalone::Standalone;
 use crate::harness::strata_bin;
-use crate::pulsar_standalone::Standalone;
-
-/// One HTTP/1.1 request with an optional bearer token; returns (status, headers, body).
-pub fn request(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: &str,
-    token: Option<&str>,
-) -> (u16, String, String) {
-    let body_in = body;
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    // Follow a broker's 307 to the topic's owner (cluster mode), as Pulsar's admin client does.
-    if status == 307
-        && let Some(loc) = head.lines().find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        && let Some(rest) = loc.strip_prefix("http://")
-        && let Some((authority, rest_path)) = rest.split_once('/')
-        && let Some(next_port) = authority.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
-    {
-        return request(next_port, method, &format!("/{rest_path}"), body_in, token);
-    }
-    (status, head.to_owned(), body.to_owned())
-}
-
-/// (status, body) without a token.
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let (st, _, b) = request(port, method, path, body, None);
-    (st, b)
-}
 
 fn ok_json(port: u16, path: &str) -> Value {
     let (st, body) = http(port, "GET", path, "");
@@ -81,27 +30,25 @@ fn expect(port: u16, method: &str, path: &str, body: &str, status: u16) -> Strin
 
 /// Produces `n` messages `hello-rest` with the real CLI.
 pub fn produce(url: &str, topic: &str, n: u32) {
-    let out = Command::new(strata_bin())
-        .args([
-            "produce",
-            topic,
-            "-u",
-            url,
-            "-m",
-            "hello-rest",
-            "--disable-batching",
-            "-n",
-        ])
-        .arg(n.to_string())
-        .env("STRATA_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run strata produce");
-    assert!(
-        out.status.success(),
-        "produce failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli::produce(url, topic, "hello-rest", n, &["--disable-batching"]);
+}
+
+/// `#[test] fn NAME()`: the scenario `NAME_on` against a fresh standalone.
+macro_rules! on_standalone {
+    ($($name:ident => $scenario:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let node = Standalone::start();
+            $scenario(node.http_port, &node.url());
+        }
+    )*};
+}
+
+on_standalone! {
+    tenants_and_namespaces_with_policies => tenants_and_namespaces_with_policies_on,
+    topics_partitions_stats_and_lifecycle => topics_partitions_stats_and_lifecycle_on,
+    subscriptions_cursors_and_messages => subscriptions_cursors_and_messages_on,
+    stats_list_live_consumers => stats_list_live_consumers_on,
 }
 
 #[test]
@@ -126,12 +73,6 @@ fn clusters_brokers_bookies() {
     let b = ok_json(hp, "/admin/v2/bookies/all");
     assert_eq!(b["bookies"][0]["bookieId"], "standalone-bookie", "{b}");
     assert!(ok_json(hp, "/admin/v2/bookies/racks-info").is_object());
-}
-
-#[test]
-fn tenants_and_namespaces_with_policies() {
-    let node = Standalone::start();
-    tenants_and_namespaces_with_policies_on(node.http_port, &node.url());
 }
 
 /// The scenario against any node (standalone, or one broker of a cluster).
@@ -257,12 +198,6 @@ pub fn tenants_and_namespaces_with_policies_on(hp: u16, _url: &str) {
     expect(hp, "GET", "/admin/v2/tenants/acme", "", 404);
 }
 
-#[test]
-fn topics_partitions_stats_and_lifecycle() {
-    let node = Standalone::start();
-    topics_partitions_stats_and_lifecycle_on(node.http_port, &node.url());
-}
-
 /// The scenario against any node (standalone, or one broker of a cluster).
 pub fn topics_partitions_stats_and_lifecycle_on(hp: u16, url: &str) {
     let base = "/admin/v2/persistent/public/default";
@@ -361,12 +296,6 @@ fn ok_json_post(port: u16, path: &str) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
-#[test]
-fn subscriptions_cursors_and_messages() {
-    let node = Standalone::start();
-    subscriptions_cursors_and_messages_on(node.http_port, &node.url());
-}
-
 /// The scenario against any node (standalone, or one broker of a cluster).
 pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
     let t = "/admin/v2/persistent/public/default/subs";
@@ -390,13 +319,11 @@ pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
     assert_eq!(backlog("early"), Some(10));
     assert_eq!(backlog("late"), Some(10));
 
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/skip/3"),
-        "",
-        204,
-    );
+    // POST `{t}/subscription/early/<op>` with no body: 204.
+    let early_post = |op: &str| {
+        expect(hp, "POST", &format!("{t}/subscription/early/{op}"), "", 204);
+    };
+    early_post("skip/3");
     assert_eq!(backlog("early"), Some(7));
     let (st, head, body) = request(
         hp,
@@ -419,13 +346,7 @@ pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
         404,
     );
 
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/skip_all"),
-        "",
-        204,
-    );
+    early_post("skip_all");
     assert_eq!(backlog("early"), Some(0));
     expect(
         hp,
@@ -440,37 +361,13 @@ pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
         .unwrap()
         .as_millis() as u64
         - 3_600_000;
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/skip_all"),
-        "",
-        204,
-    );
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/resetcursor/{hour_ago}"),
-        "",
-        204,
-    );
+    early_post("skip_all");
+    early_post(&format!("resetcursor/{hour_ago}"));
     assert_eq!(backlog("early"), Some(10));
     // Nothing is an hour old: expiring after 3600 s changes nothing; after 0 s, everything.
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/expireMessages/3600"),
-        "",
-        204,
-    );
+    early_post("expireMessages/3600");
     assert_eq!(backlog("early"), Some(10));
-    expect(
-        hp,
-        "POST",
-        &format!("{t}/subscription/early/expireMessages/0"),
-        "",
-        204,
-    );
+    early_post("expireMessages/0");
     assert_eq!(backlog("early"), Some(0));
 
     let last = ok_json(hp, &format!("{t}/lastMessageId"));
@@ -504,12 +401,6 @@ pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
 
 /// Topic stats list the consumers attached to each subscription (name, permits, unacked,
 /// counters) and the subscription type.
-#[test]
-fn stats_list_live_consumers() {
-    let node = Standalone::start();
-    stats_list_live_consumers_on(node.http_port, &node.url());
-}
-
 /// The scenario against any node (standalone, or one broker of a cluster).
 pub fn stats_list_live_consumers_on(hp: u16, url: &str) {
     let t = "/admin/v2/persistent/public/default/live-stats";

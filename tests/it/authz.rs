@@ -6,106 +6,16 @@
 //! credentials, 403 without the permission), and no byte of tenant A's data reaches a role that
 //! may not read it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::admin_rest::request;
-use crate::harness::{free_port, strata_bin};
-
-struct Secured {
-    child: Child,
-    broker_port: u16,
-    http_port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Secured {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn secret_key(path: &Path) {
-    run_ok(
-        Command::new(strata_bin())
-            .args(["tokens", "create-secret-key", "--output"])
-            .arg(path),
-    );
-}
-
-fn token(key: &Path, role: &str, expiry: Option<&str>) -> String {
-    let mut c = Command::new(strata_bin());
-    c.args(["tokens", "create", "--secret-key"])
-        .arg(format!("file://{}", key.display()))
-        .args(["--subject", role]);
-    if let Some(e) = expiry {
-        c.args(["--expiry-time", e]);
-    }
-    run_ok(&mut c)
-}
-
-impl Secured {
-    fn start() -> Secured {
-        let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("secret.key");
-        secret_key(&key);
-        let (broker_port, http_port) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("standalone.log")).unwrap();
-        let child = Command::new(strata_bin())
-            .args(["standalone", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--broker-port", &broker_port.to_string()])
-            .args(["--http-port", &http_port.to_string()])
-            .arg("--auth-token-secret-key-file")
-            .arg(&key)
-            .args(["--superuser-roles", "admin"])
-            .env("STRATA_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut node = Secured {
-            child,
-            broker_port,
-            http_port,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err()
-            || std::net::TcpStream::connect(("127.0.0.1", broker_port)).is_err()
-        {
-            if let Ok(Some(st)) = node.child.try_wait() {
-                panic!("standalone exited ({st}): {}", node.log());
-            }
-            assert!(Instant::now() < deadline, "standalone did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        node
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("secret.key")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("standalone.log")).unwrap_or_default()
-    }
-}
+use crate::harness::http::request;
+use crate::harness::python::{python, python_command, run_for};
+use crate::harness::secured::{
+    SecuredStandalone as Secured, create_secret_key as secret_key, create_token as token,
+};
 
 const ROLES: [&str; 8] = [
     "superuser",
@@ -120,7 +30,7 @@ const ROLES: [&str; 8] = [
 
 /// Tokens by matrix role (None: no credentials).
 fn tokens(node: &Secured) -> Vec<(&'static str, Option<String>)> {
-    let forged_key = node.dir.path().join("other.key");
+    let forged_key = node.dir().join("other.key");
     secret_key(&forged_key);
     let expired = token(&node.key(), "a-admin", Some("1s"));
     let out = vec![
@@ -201,11 +111,23 @@ fn allowed(class: &str, role: &str) -> bool {
     }
 }
 
+/// No wrong answer was collected; `context` is added to the failure message.
+fn assert_all_right(failures: &[String], context: &str) {
+    assert!(
+        failures.is_empty(),
+        "{} wrong answers:\n{}{context}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 fn unauthenticated(role: &str) -> bool {
     ["anonymous", "expired", "forged"].contains(&role)
 }
 
 const SECRET: &str = "secret-of-tenant-a";
+/// Tenant A's topic.
+const TOPIC_A: &str = "persistent://ta/ns/t";
 
 #[test]
 fn rest_authorization_matrix() {
@@ -215,16 +137,12 @@ fn rest_authorization_matrix() {
     setup(&node, &su);
     // Tenant A's data, written by the superuser through the binary protocol when Python is
     // available; otherwise the REST checks still run on the empty topic.
-    if let Some(py) = crate::pulsar_python::python() {
-        let r = python_role(
-            &py,
-            &node,
-            Some(&su),
-            "persistent://ta/ns/t",
-            "setup",
-            SECRET,
-        );
-        assert_eq!(r["producer"], "ok", "{r}");
+    if let Some(py) = python() {
+        Binary {
+            py: &py,
+            node: &node,
+        }
+        .write_secret(&su);
     }
     let hp = node.http_port;
     let last = {
@@ -337,18 +255,33 @@ fn rest_authorization_matrix() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} wrong answers:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_all_right(&failures, "");
     // Tokens never reach the log.
     let log = node.log();
     for (_, tok) in &toks {
         if let Some(tok) = tok {
             assert!(!log.contains(tok.as_str()), "a token was logged");
         }
+    }
+}
+
+/// The official client (`authz_binary.py`) run as one role.
+struct Binary<'a> {
+    py: &'a Path,
+    node: &'a Secured,
+}
+
+impl Binary<'_> {
+    /// Produces `payload` to `topic` and subscribes with `sub` using token `tok`; returns what
+    /// each step answered.
+    fn run(&self, tok: Option<&str>, topic: &str, sub: &str, payload: &str) -> Value {
+        python_role(self.py, self.node, tok, topic, sub, payload)
+    }
+
+    /// The superuser writes tenant A's secret to its topic.
+    fn write_secret(&self, su: &str) {
+        let r = self.run(Some(su), TOPIC_A, "setup", SECRET);
+        assert_eq!(r["producer"], "ok", "{r}");
     }
 }
 
@@ -360,65 +293,40 @@ fn python_role(
     sub: &str,
     payload: &str,
 ) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/authz_binary.py");
-    let mut child = Command::new(py)
-        .arg(&script)
-        .arg(format!("pulsar://127.0.0.1:{}", node.broker_port))
-        .arg(tok.unwrap_or("-"))
-        .args([topic, sub, payload])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("authz_binary.py timed out");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or("");
+    let out = run_for(
+        python_command(py, "authz_binary.py")
+            .arg(node.url())
+            .arg(tok.unwrap_or("-"))
+            .args([topic, sub, payload]),
+        Duration::from_secs(90),
+    );
+    assert!(out.status.is_some(), "authz_binary.py timed out");
+    let line = out.stdout.lines().last().unwrap_or("");
     serde_json::from_str(line).unwrap_or_else(|_| {
         panic!(
-            "authz_binary.py output is not JSON: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+            "authz_binary.py output is not JSON: {}\n{}",
+            out.stdout, out.stderr
         )
     })
 }
 
 #[test]
 fn binary_authorization_matrix() {
-    let Some(py) = crate::pulsar_python::python() else {
-        return;
-    };
+    let Some(py) = python() else { return };
     let node = Secured::start();
     let toks = tokens(&node);
     let su = toks[0].1.clone().unwrap();
     setup(&node, &su);
-    let r = python_role(
-        &py,
-        &node,
-        Some(&su),
-        "persistent://ta/ns/t",
-        "setup",
-        SECRET,
-    );
-    assert_eq!(r["producer"], "ok", "{r}");
+    let bin = Binary {
+        py: &py,
+        node: &node,
+    };
+    bin.write_secret(&su);
     let mut failures = Vec::new();
     for (role, tok) in &toks {
-        let r = python_role(
-            &py,
-            &node,
+        let r = bin.run(
             tok.as_deref(),
-            "persistent://ta/ns/t",
+            TOPIC_A,
             &format!("sub-{role}"),
             &format!("from-{role}"),
         );
@@ -463,68 +371,41 @@ fn binary_authorization_matrix() {
         }
     }
     // Tenant B's consumer can use its own namespace.
-    let b = python_role(
-        &py,
-        &node,
-        toks[4].1.as_deref(),
-        "persistent://tb/ns/t",
-        "mine",
-        "x",
-    );
+    let b = bin.run(toks[4].1.as_deref(), "persistent://tb/ns/t", "mine", "x");
     if b["subscribe"] != "ok" {
         failures.push(format!("b-consumer on its own namespace: {b}"));
     }
-    assert!(
-        failures.is_empty(),
-        "{} wrong answers:\n{}\n--- log tail ---\n{}",
-        failures.len(),
-        failures.join("\n"),
-        node.log()
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .join("\n")
+    let log_tail: Vec<String> = node
+        .log()
+        .lines()
+        .rev()
+        .take(40)
+        .map(str::to_owned)
+        .collect();
+    assert_all_right(
+        &failures,
+        &format!("\n--- log tail ---\n{}", log_tail.join("\n")),
     );
     let _ = ROLES;
 }
 
 #[test]
 fn expired_token_on_a_live_connection_is_challenged_then_closed() {
-    let Some(py) = crate::pulsar_python::python() else {
-        return;
-    };
+    let Some(py) = python() else { return };
     let node = Secured::start();
     let su = token(&node.key(), "admin", None);
     setup(&node, &su);
     // a-producer's token expires 4 s after it is made.
     let short = token(&node.key(), "a-producer", Some("4s"));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/authz_expiry.py");
-    let mut child = Command::new(&py)
-        .arg(&script)
-        .arg(format!("pulsar://127.0.0.1:{}", node.broker_port))
-        .args([short.as_str(), "persistent://ta/ns/expiring", "4"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("authz_expiry.py timed out");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_for(
+        python_command(&py, "authz_expiry.py")
+            .arg(node.url())
+            .args([short.as_str(), "persistent://ta/ns/expiring", "4"]),
+        Duration::from_secs(60),
     );
+    assert!(out.status.is_some(), "authz_expiry.py timed out");
+    let stdout = &out.stdout;
+    assert!(out.success(), "{stdout}\n{}", out.stderr);
     assert!(stdout.contains("sent before expiry"), "{stdout}");
     let log = node.log();
     assert!(
@@ -649,12 +530,7 @@ fn raw_binary_commands_matrix() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} wrong answers:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_all_right(&failures, "");
 }
 
 /// Topic-level grants (`/admin/v2/persistent/{t}/{ns}/{topic}/permissions/{role}`): the role may
@@ -662,9 +538,7 @@ fn raw_binary_commands_matrix() {
 /// tenant's admin may not.
 #[test]
 fn topic_level_permissions_grant_one_topic_only() {
-    let Some(py) = crate::pulsar_python::python() else {
-        return;
-    };
+    let Some(py) = python() else { return };
     let node = Secured::start();
     let su = token(&node.key(), "admin", None);
     let a_admin = token(&node.key(), "a-admin", None);
@@ -673,31 +547,19 @@ fn topic_level_permissions_grant_one_topic_only() {
     setup(&node, &su);
     let hp = node.http_port;
     let perms = "/admin/v2/persistent/ta/ns/t1/permissions";
+    let grant = format!("{perms}/t1-producer");
+    // (status, body) of `method` on the grant with `body`, as the holder of `tok`.
+    let on_grant = |method: &str, body: &str, tok: &str| {
+        let (st, _, body) = request(hp, method, &grant, body, Some(tok));
+        (st, body)
+    };
     // another tenant's admin may not grant on tenant A
-    let (st, _, body) = request(
-        hp,
-        "POST",
-        &format!("{perms}/t1-producer"),
-        r#"["produce"]"#,
-        Some(&b_admin),
-    );
+    let (st, body) = on_grant("POST", r#"["produce"]"#, &b_admin);
     assert_eq!(st, 403, "{body}");
     // bad action names are a clear 400/412, nothing stored
-    let (st, _, body) = request(
-        hp,
-        "POST",
-        &format!("{perms}/t1-producer"),
-        r#"["fly"]"#,
-        Some(&a_admin),
-    );
+    let (st, body) = on_grant("POST", r#"["fly"]"#, &a_admin);
     assert!(st == 400 || st == 412, "{st} {body}");
-    let (st, _, body) = request(
-        hp,
-        "POST",
-        &format!("{perms}/t1-producer"),
-        r#"["produce"]"#,
-        Some(&a_admin),
-    );
+    let (st, body) = on_grant("POST", r#"["produce"]"#, &a_admin);
     assert_eq!(st, 204, "{body}");
     let (st, _, body) = request(hp, "GET", perms, "", Some(&a_admin));
     assert_eq!(st, 200, "{body}");
@@ -705,40 +567,25 @@ fn topic_level_permissions_grant_one_topic_only() {
     assert_eq!(v["t1-producer"], serde_json::json!(["produce"]), "{v}");
     assert_eq!(v["a-producer"], serde_json::json!(["produce"]), "{v}");
 
-    let r = python_role(&py, &node, Some(&t_role), "persistent://ta/ns/t1", "s", "x");
+    let bin = Binary {
+        py: &py,
+        node: &node,
+    };
+    let r = bin.run(Some(&t_role), "persistent://ta/ns/t1", "s", "x");
     assert_eq!(r["producer"], "ok", "granted topic: {r}");
     assert_ne!(
         r["subscribe"], "ok",
         "produce grant must not allow consuming: {r}"
     );
-    let r = python_role(&py, &node, Some(&t_role), "persistent://ta/ns/t2", "s", "x");
+    let r = bin.run(Some(&t_role), "persistent://ta/ns/t2", "s", "x");
     assert_ne!(r["producer"], "ok", "other topic: {r}");
 
-    let (st, _, body) = request(
-        hp,
-        "DELETE",
-        &format!("{perms}/t1-producer"),
-        "",
-        Some(&a_admin),
-    );
+    let (st, body) = on_grant("DELETE", "", &a_admin);
     assert_eq!(st, 204, "{body}");
-    let (st, _, _) = request(
-        hp,
-        "DELETE",
-        &format!("{perms}/t1-producer"),
-        "",
-        Some(&a_admin),
-    );
+    let (st, _) = on_grant("DELETE", "", &a_admin);
     assert_eq!(st, 412, "revoking twice");
     // policies are re-read within policy_refresh_interval (1 s)
     std::thread::sleep(Duration::from_millis(1500));
-    let r = python_role(
-        &py,
-        &node,
-        Some(&t_role),
-        "persistent://ta/ns/t1",
-        "s2",
-        "x",
-    );
+    let r = bin.run(Some(&t_role), "persistent://ta/ns/t1", "s2", "x");
     assert_ne!(r["producer"], "ok", "revoked: {r}");
 }

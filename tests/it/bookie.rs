@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 use strata_bookie::{BookieClient, ClientError};
 
 use crate::harness::{free_port, strata_bin};
@@ -91,18 +93,14 @@ impl Drop for BookieProc {
 
 /// Deterministic payload of an entry (length varies from 1 byte to ~6 KiB).
 fn payload(ledger: u64, entry: u64) -> Bytes {
-    let mut x =
-        ledger.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ entry.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let x = ledger.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ entry.wrapping_mul(0xD1B5_4A32_D192_ED03);
     let len = 1 + (x % 6000) as usize;
     let mut v = Vec::with_capacity(len + 16);
     v.extend_from_slice(&ledger.to_le_bytes());
     v.extend_from_slice(&entry.to_le_bytes());
-    for _ in 0..len {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        v.push((x >> 56) as u8);
-    }
+    let mut random = vec![0u8; len];
+    StdRng::seed_from_u64(x).fill_bytes(&mut random);
+    v.extend_from_slice(&random);
     Bytes::from(v)
 }
 

@@ -11,10 +11,11 @@ use bytes::{BufMut, BytesMut};
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload, PulsarCodec};
 use strata_proto::pulsar::base_command::Type;
+use strata_proto::pulsar::command_subscribe::{InitialPosition, SubType};
 use strata_proto::pulsar::{BaseCommand, MessageMetadata, ServerError};
 use tokio_util::codec::Decoder;
 
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 /// A blocking raw Pulsar connection.
 pub struct Raw {
@@ -32,6 +33,18 @@ impl Raw {
             buf: BytesMut::new(),
             codec: PulsarCodec::new(),
         }
+    }
+
+    /// Sends SUBSCRIBE for subscription "s" on `topic` from the earliest message.
+    pub fn subscribe(&mut self, topic: &str, sub_type: SubType, consumer_id: u64, request_id: u64) {
+        self.send(&Frame::simple(commands::subscribe(
+            topic,
+            "s",
+            sub_type,
+            consumer_id,
+            request_id,
+            InitialPosition::Earliest,
+        )));
     }
 
     pub fn connected(port: u16) -> Raw {

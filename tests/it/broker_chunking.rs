@@ -1,9 +1,7 @@
 //! Chunked messages (client-side chunking of payloads above `max_message_size`) pass through the
 //! broker and are delivered intact to the official Python client.
 
-use std::process::Command;
-
-use crate::pulsar_standalone::Standalone;
+use crate::pulsar_python::inline_scenario;
 
 const CHUNKS: &str = r#"
 import sys, os, pulsar
@@ -24,21 +22,5 @@ print("OK")
 
 #[test]
 fn chunked_messages_are_delivered_intact() {
-    let Some(py) = crate::pulsar_python::python() else {
-        return;
-    };
-    let node = Standalone::start();
-    let out = Command::new(py)
-        .arg("-c")
-        .arg(CHUNKS)
-        .arg(node.url())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("OK"),
-        "{text}\n{}",
-        node.log_tail()
-    );
+    inline_scenario(CHUNKS, false);
 }

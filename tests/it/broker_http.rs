@@ -1,33 +1,8 @@
 //! The broker's HTTP port on a real `strata standalone`: REST lookup, partitioned-topic admin,
 //! namespace topic list, schemas, termination and `/metrics` with Pulsar metric names.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-
-use crate::pulsar_standalone::Standalone;
-
-/// A minimal HTTP/1.1 request; returns (status, body).
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
+use crate::harness::http::http;
+use crate::harness::standalone::Standalone;
 
 #[test]
 fn lookup_admin_schema_and_metrics_endpoints() {

@@ -6,14 +6,14 @@ use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::command_ack::AckType;
-use strata_proto::pulsar::command_subscribe::{InitialPosition, SubType};
+use strata_proto::pulsar::command_subscribe::SubType;
 use strata_proto::pulsar::{
     BaseCommand, CommandConsumerStats, CommandGetTopicsOfNamespace, CommandNewTxn, MessageMetadata,
     ProducerAccessMode, ServerError,
 };
 
 use crate::broker_badinput::Raw;
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 /// The next frame that is not a PING.
 fn next(r: &mut Raw) -> Frame {
@@ -127,14 +127,7 @@ fn negotiation_access_modes_and_queries() {
 
     // Consumer: GET_LAST_MESSAGE_ID reports the last batch's last index; stats; ack receipt.
     let mut c = Raw::connected(port);
-    c.send(&Frame::simple(commands::subscribe(
-        topic,
-        "s",
-        SubType::Shared,
-        1,
-        1,
-        InitialPosition::Earliest,
-    )));
+    c.subscribe(topic, SubType::Shared, 1, 1);
     assert_eq!(next(&mut c).command.r#type, Type::Success as i32);
     c.send(&Frame::simple(commands::get_last_message_id(1, 2)));
     let f = next(&mut c);

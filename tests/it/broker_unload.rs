@@ -2,9 +2,7 @@
 //! CLOSE_CONSUMER; the official Python client reconnects by itself and nothing is lost or
 //! duplicated across the move.
 
-use std::process::Command;
-
-use crate::pulsar_standalone::Standalone;
+use crate::pulsar_python::inline_scenario;
 
 const UNLOAD: &str = r#"
 import sys, time, urllib.request, pulsar
@@ -35,23 +33,7 @@ print("OK")
 
 #[test]
 fn unload_closes_clients_and_they_reconnect() {
-    let Some(py) = crate::pulsar_python::python() else {
-        return;
-    };
-    let node = Standalone::start();
-    let out = Command::new(py)
-        .arg("-c")
-        .arg(UNLOAD)
-        .arg(node.url())
-        .arg(node.http_url())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && text.contains("OK"),
-        "{text}\n{}",
-        node.log_tail()
-    );
-    assert!(node.log_tail().contains("topic unloaded"));
+    if let Some(node) = inline_scenario(UNLOAD, true) {
+        assert!(node.log_tail().contains("topic unloaded"));
+    }
 }

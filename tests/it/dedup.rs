@@ -4,33 +4,12 @@
 //! close) and after a SIGKILL and restart (snapshot + replay of the entries after it); a
 //! reader sees every message exactly once.
 
-use std::process::Command;
-
-use crate::pulsar_python::python;
-use crate::pulsar_standalone::Standalone;
+use crate::harness::python::python;
+use crate::harness::standalone::Standalone;
+use crate::pulsar_python::run_script_with;
 
 fn phase(py: &std::path::Path, node: &Standalone, phase: &str) {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-    let out = Command::new(py)
-        .arg(dir.join("dedup.py"))
-        .arg(node.url())
-        .arg(node.http_url())
-        .args([phase, "public/dedup"])
-        .current_dir(&dir)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output()
-        .expect("run dedup.py");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("dedup.py {phase}:\n{text}");
-    assert!(
-        out.status.success(),
-        "dedup.py {phase} failed:\n{text}\n--- broker log ---\n{}",
-        node.log_tail()
-    );
+    run_script_with(py, "dedup", node, &[phase, "public/dedup"]);
 }
 
 #[test]

@@ -22,7 +22,6 @@ mod pulsar_cli;
 mod pulsar_durability;
 mod pulsar_python;
 mod pulsar_rust;
-mod pulsar_standalone;
 mod pulsar_strata_client;
 mod smoke;
 mod standalone_durability;

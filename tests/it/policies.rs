@@ -3,8 +3,9 @@
 //! quota (`producer_exception`, `consumer_backlog_eviction`), each set on a live topic through
 //! the admin REST API and effective within seconds.
 
-use crate::pulsar_python::{python, run_script};
-use crate::pulsar_standalone::Standalone;
+use crate::harness::python::python;
+use crate::harness::standalone::Standalone;
+use crate::pulsar_python::run_script;
 
 #[test]
 fn policies_take_effect_on_live_topics() {

@@ -5,7 +5,8 @@ use clap::Parser;
 use strata_client::cli::{ConsumeArgs, PerfArgs, ProduceArgs, run_consume, run_perf, run_produce};
 use tokio_util::sync::CancellationToken;
 
-use crate::pulsar_standalone::Standalone;
+use crate::harness::runtime;
+use crate::harness::standalone::Standalone;
 
 #[derive(Parser)]
 struct Produce {
@@ -25,11 +26,14 @@ struct Perf {
     args: PerfArgs,
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+/// `f` finishes successfully within 60 s (`what` names it in the failure).
+async fn within_a_minute<T, E: std::fmt::Debug>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, E>>,
+) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} within 60 s"))
         .unwrap()
 }
 
@@ -37,44 +41,13 @@ fn rt() -> tokio::runtime::Runtime {
 fn produce_then_consume_first_run() {
     let node = Standalone::start();
     let url = node.url();
-    rt().block_on(async {
-        let p = Produce::parse_from([
-            "produce",
-            "first-run",
-            "-u",
-            &url,
-            "-m",
-            "hello",
-            "-m",
-            "world",
-            "-n",
-            "50",
-        ]);
-        tokio::time::timeout(
-            std::time::Duration::from_secs(60),
-            run_produce(p.args, CancellationToken::new()),
-        )
-        .await
-        .expect("produce within 60 s")
-        .unwrap();
-        let c = Consume::parse_from([
-            "consume",
-            "first-run",
-            "-u",
-            &url,
-            "-n",
-            "100",
-            "-q",
-            "--timeout-secs",
-            "20",
-        ]);
-        tokio::time::timeout(
-            std::time::Duration::from_secs(60),
-            run_consume(c.args, CancellationToken::new()),
-        )
-        .await
-        .expect("consume within 60 s")
-        .unwrap();
+    runtime().block_on(async {
+        let p = format!("produce first-run -u {url} -m hello -m world -n 50");
+        let p = Produce::parse_from(p.split_whitespace());
+        within_a_minute("produce", run_produce(p.args, CancellationToken::new())).await;
+        let c = format!("consume first-run -u {url} -n 100 -q --timeout-secs 20");
+        let c = Consume::parse_from(c.split_whitespace());
+        within_a_minute("consume", run_consume(c.args, CancellationToken::new())).await;
     });
 }
 
@@ -82,7 +55,7 @@ fn produce_then_consume_first_run() {
 fn perf_produce_and_consume_report() {
     let node = Standalone::start();
     let url = node.url();
-    rt().block_on(async {
+    runtime().block_on(async {
         let consume = Perf::parse_from([
             "perf", "consume", "perf-t", "-u", &url, "-t", "3", "-m", "3000", "-d", "60", "-i", "1",
         ]);
@@ -93,13 +66,11 @@ fn perf_produce_and_consume_report() {
             "perf", "produce", "perf-t", "-u", &url, "-t", "3", "-r", "0", "-s", "1024", "-m",
             "3000", "-i", "1",
         ]);
-        tokio::time::timeout(
-            std::time::Duration::from_secs(60),
+        within_a_minute(
+            "perf produce",
             run_perf(produce.args, CancellationToken::new()),
         )
-        .await
-        .expect("perf produce within 60 s")
-        .unwrap();
+        .await;
         tokio::time::timeout(std::time::Duration::from_secs(60), consumer)
             .await
             .expect("perf consume ends after 3000 messages")

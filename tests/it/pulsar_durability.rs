@@ -8,42 +8,40 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_client::{
-    ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions, PulsarClient, SubType,
+    Consumer, ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions, PulsarClient,
+    SubType,
 };
 
 use crate::checker::{self, Checker};
-use crate::pulsar_standalone::Standalone;
+use crate::harness::runtime;
+use crate::harness::standalone::Standalone;
 
 const TOPIC: &str = "durability";
 const SUB: &str = "durable-sub";
 /// Time given to the broker to persist acknowledgements before the kill.
 const ACK_SETTLE: Duration = Duration::from_secs(3);
 
+/// A client on `url` and an exclusive consumer of [`SUB`] on [`TOPIC`] from the earliest message.
+async fn subscribe(url: &str) -> (PulsarClient, Consumer) {
+    let client = PulsarClient::connect(url).await.unwrap();
+    let options = ConsumerOptions {
+        sub_type: SubType::Exclusive,
+        initial_position: InitialPosition::Earliest,
+        ..Default::default()
+    };
+    let consumer = client.subscribe(TOPIC, SUB, options).await.unwrap();
+    (client, consumer)
+}
+
 #[test]
 fn sigkill_during_produce_loses_no_acknowledged_message() {
     let mut node = Standalone::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let check = Arc::new(Mutex::new(Checker::new()));
 
     // Phase 1: produce 2000, consume and acknowledge the first 1000, let the acks settle.
     let consumer_acked: BTreeSet<u64> = rt.block_on(async {
-        let client = PulsarClient::connect(&node.url()).await.unwrap();
-        let mut consumer = client
-            .subscribe(
-                TOPIC,
-                SUB,
-                ConsumerOptions {
-                    sub_type: SubType::Exclusive,
-                    initial_position: InitialPosition::Earliest,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let (client, mut consumer) = subscribe(&node.url()).await;
         let producer = client
             .producer(TOPIC, ProducerOptions::default())
             .await
@@ -136,19 +134,7 @@ fn sigkill_during_produce_loses_no_acknowledged_message() {
     // Phase 3: restart on the same data, consume everything that is left.
     node.restart_after_kill();
     let redelivered_acked = rt.block_on(async {
-        let client = PulsarClient::connect(&node.url()).await.unwrap();
-        let mut consumer = client
-            .subscribe(
-                TOPIC,
-                SUB,
-                ConsumerOptions {
-                    sub_type: SubType::Exclusive,
-                    initial_position: InitialPosition::Earliest,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let (client, mut consumer) = subscribe(&node.url()).await;
         let mut redelivered_acked = Vec::new();
         while let Ok(m) = tokio::time::timeout(Duration::from_secs(5), consumer.receive()).await {
             let m = m.unwrap();

@@ -5,83 +5,69 @@
 //! The interpreter comes from `STRATA_PYTHON` (set by `scripts/test` to the venv). Without it the
 //! tests print why and pass vacuously, except under CI (`CI` set), where they fail.
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use crate::pulsar_standalone::Standalone;
+use crate::harness::python::{inline_command, python, python_command, run_for};
+use crate::harness::standalone::Standalone;
 
 /// Longest a script may run.
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
 
-/// The Python interpreter with `pulsar-client`, or `None` (skip) outside CI.
-pub fn python() -> Option<PathBuf> {
-    match std::env::var_os("STRATA_PYTHON") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("STRATA_PYTHON is not set under CI: scripts/test must provide the venv python")
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: STRATA_PYTHON is not set (run scripts/test, which creates the venv)"
-            );
-            None
-        }
-    }
-}
-
-fn scripts_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python")
-}
-
-/// Runs `tests/python/<script>.py <pulsar url> <http url>` against `node` with a timeout;
-/// panics with the script's output and the broker log tail on failure.
-pub fn run_script(py: &PathBuf, script: &str, node: &Standalone) {
-    let path = scripts_dir().join(format!("{script}.py"));
-    let out_path = node.data_dir.with_file_name(format!("{script}.out"));
-    let out = std::fs::File::create(&out_path).unwrap();
-    let mut child = Command::new(py)
-        .arg(&path)
-        .arg(node.url())
-        .arg(node.http_url())
-        .current_dir(scripts_dir())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("spawn python");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut output = String::new();
-    std::fs::File::open(&out_path)
-        .unwrap()
-        .read_to_string(&mut output)
-        .unwrap();
+/// Runs `tests/python/<script>.py <pulsar url> <http url> ARGS...` against `node` with a
+/// timeout; panics with the script's output and the broker log tail on failure.
+pub fn run_script_with(py: &Path, script: &str, node: &Standalone, args: &[&str]) {
+    let out = run_for(
+        python_command(py, &format!("{script}.py"))
+            .arg(node.url())
+            .arg(node.http_url())
+            .args(args),
+        SCRIPT_TIMEOUT,
+    );
+    let output = out.text();
     println!("{output}");
-    match status {
+    match out.status {
         Some(s) if s.success() => {}
         Some(s) => panic!(
-            "{script}.py failed ({s})\n--- script output ---\n{output}\n--- broker log tail ---\n{}",
+            "{script}.py {args:?} failed ({s})\n--- script output ---\n{output}\n--- broker log tail ---\n{}",
             node.log_tail()
         ),
         None => panic!(
-            "{script}.py timed out after {SCRIPT_TIMEOUT:?}\n--- script output ---\n{output}\n--- broker log tail ---\n{}",
+            "{script}.py {args:?} timed out after {SCRIPT_TIMEOUT:?}\n--- script output ---\n{output}\n--- broker log tail ---\n{}",
             node.log_tail()
         ),
     }
+}
+
+/// Runs the inline script `code` with `args` against `node`; asserts that it succeeds and
+/// prints `OK` (panics with its output and the broker log tail otherwise).
+pub fn run_inline_ok(py: &Path, code: &str, node: &Standalone, args: &[String]) {
+    let out = run_for(inline_command(py, code).args(args), SCRIPT_TIMEOUT);
+    let text = out.text();
+    assert!(
+        out.success() && text.contains("OK"),
+        "{text}\n{}",
+        node.log_tail()
+    );
+}
+
+/// Skips (`None`) without Python; otherwise runs the inline script `code` against a fresh
+/// standalone (arguments: its Pulsar URL, then its HTTP URL with `http_too`), asserts that it
+/// prints `OK`, and returns the standalone for more checks.
+pub fn inline_scenario(code: &str, http_too: bool) -> Option<Standalone> {
+    let py = python()?;
+    let node = Standalone::start();
+    let mut args = vec![node.url()];
+    if http_too {
+        args.push(node.http_url());
+    }
+    run_inline_ok(&py, code, &node, &args);
+    Some(node)
+}
+
+/// [`run_script_with`] without more arguments.
+pub fn run_script(py: &Path, script: &str, node: &Standalone) {
+    run_script_with(py, script, node, &[]);
 }
 
 fn scenario(script: &str) {

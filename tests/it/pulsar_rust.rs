@@ -10,17 +10,11 @@ use pulsar::consumer::InitialPosition;
 use pulsar::{Consumer, ConsumerOptions, ProducerOptions, Pulsar, SubType, TokioExecutor};
 
 use crate::checker::{self, Checker};
-use crate::pulsar_standalone::Standalone;
+use crate::harness::http::create_partitioned;
+use crate::harness::runtime;
+use crate::harness::standalone::Standalone;
 
 const STEP: Duration = Duration::from_secs(20);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// `Pulsar::builder(..).build()` retries forever without a broker: bound it.
 async fn connect(url: &str) -> Pulsar<TokioExecutor> {
@@ -347,25 +341,6 @@ fn rust_client_key_shared_keeps_keys_on_one_consumer_in_order() {
 }
 
 /// `PUT /admin/v2/persistent/public/default/{topic}/partitions` with a plain HTTP/1.1 request.
-fn create_partitioned(http_port: u16, topic: &str, partitions: u32) {
-    use std::io::{Read, Write};
-    let body = partitions.to_string();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
-    write!(
-        s,
-        "PUT /admin/v2/persistent/public/default/{topic}/partitions HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 2"),
-        "create partitioned topic: {answer}"
-    );
-}
-
 #[test]
 fn rust_client_partitioned_topic_with_4_partitions() {
     let node = Standalone::start();

@@ -6,46 +6,30 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use strata_client::{
-    ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions, PulsarClient, SubType,
+    ConsumerOptions, InitialPosition, OutgoingMessage, Producer, ProducerOptions, PulsarClient,
+    SubType,
 };
 
 use crate::checker::{self, Checker};
-use crate::pulsar_standalone::Standalone;
+use crate::harness::http::create_partitioned;
+use crate::harness::runtime;
+use crate::harness::standalone::Standalone;
 
 const STEP: Duration = Duration::from_secs(20);
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
+/// A producer with default options on `topic`.
+async fn producer(client: &PulsarClient, topic: &str) -> Producer {
+    client
+        .producer(topic, ProducerOptions::default())
+        .await
         .unwrap()
-}
-
-fn create_partitioned(http_port: u16, topic: &str, partitions: u32) {
-    use std::io::{Read, Write};
-    let body = partitions.to_string();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).unwrap();
-    write!(
-        s,
-        "PUT /admin/v2/persistent/public/default/{topic}/partitions HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 2"),
-        "create partitioned topic: {answer}"
-    );
 }
 
 #[test]
 fn strata_client_partitioned_keys_stats_and_unsubscribe() {
     let node = Standalone::start();
     create_partitioned(node.http_port, "own-parted", 4);
-    rt().block_on(async {
+    runtime().block_on(async {
         let client = PulsarClient::connect(&node.url()).await.unwrap();
         assert_eq!(client.partitions("own-parted").await.unwrap(), 4);
         let mut consumer = client
@@ -60,10 +44,7 @@ fn strata_client_partitioned_keys_stats_and_unsubscribe() {
             )
             .await
             .unwrap();
-        let producer = client
-            .producer("own-parted", ProducerOptions::default())
-            .await
-            .unwrap();
+        let producer = producer(&client, "own-parted").await;
         let mut check = Checker::new();
         let mut pending = Vec::new();
         for i in 0..400u64 {
@@ -106,7 +87,7 @@ fn strata_client_partitioned_keys_stats_and_unsubscribe() {
 #[test]
 fn strata_client_failover_reports_active_consumer() {
     let node = Standalone::start();
-    rt().block_on(async {
+    runtime().block_on(async {
         let client = PulsarClient::connect(&node.url()).await.unwrap();
         let options = |name: &str| ConsumerOptions {
             sub_type: SubType::Failover,
@@ -122,10 +103,7 @@ fn strata_client_failover_reports_active_consumer() {
             .subscribe("own-failover", "sub", options("b"))
             .await
             .unwrap();
-        let producer = client
-            .producer("own-failover", ProducerOptions::default())
-            .await
-            .unwrap();
+        let producer = producer(&client, "own-failover").await;
         producer.send(OutgoingMessage::new("x")).await.unwrap();
         // The active consumer receives; ACTIVE_CONSUMER_CHANGE told each side its role.
         let (got_a, m) = tokio::time::timeout(STEP, async {

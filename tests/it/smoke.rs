@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::strata_bin;
+use crate::harness::{cli, strata_bin};
 
 #[test]
 fn help_lists_roles() {
@@ -26,34 +26,11 @@ fn completions_are_generated() {
 /// against a real `strata standalone`.
 #[test]
 fn produce_then_consume_with_the_cli() {
-    let sa = crate::pulsar_standalone::Standalone::start();
-    let out = Command::new(strata_bin())
-        .args([
-            "produce",
-            "-u",
-            &sa.url(),
-            "cli-smoke",
-            "-m",
-            "hello strata",
-            "-n",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "produce: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let sa = crate::harness::standalone::Standalone::start();
+    cli::produce(&sa.url(), "cli-smoke", "hello strata", 3, &[]);
+    let text = cli::strata_ok(
+        "consume",
+        &["consume", "-u", &sa.url(), "cli-smoke", "-n", "3"],
     );
-    let out = Command::new(strata_bin())
-        .args(["consume", "-u", &sa.url(), "cli-smoke", "-n", "3"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "consume: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("hello strata").count(), 3, "{text}");
 }

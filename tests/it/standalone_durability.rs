@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::checker::{self, Checker};
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 const PRODUCE: &str = r#"
 import sys, threading, pulsar
@@ -122,7 +122,7 @@ fn consume(
 
 #[test]
 fn python_batched_sigkill_twice_keeps_acked_and_acks() {
-    let Some(py) = crate::pulsar_python::python() else {
+    let Some(py) = crate::harness::python::python() else {
         return;
     };
     let mut node = Standalone::start();

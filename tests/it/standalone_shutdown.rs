@@ -1,81 +1,28 @@
 //! `strata standalone` lifecycle: it starts quickly, shuts down gracefully on SIGTERM (exit 0,
 //! ledgers closed so the next start recovers nothing), and serves the stored data after a restart.
 
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::MessageMetadata;
 use strata_proto::pulsar::base_command::Type;
-use strata_proto::pulsar::command_subscribe::{InitialPosition, SubType};
+use strata_proto::pulsar::command_subscribe::SubType;
 
 use crate::broker_badinput::Raw;
-use crate::harness::{free_port, strata_bin};
+use crate::harness::standalone::Standalone;
 
-fn spawn(data: &Path, log: &Path, bp: u16, hp: u16) -> Child {
-    let f = std::fs::File::create(log).unwrap();
-    let child = Command::new(strata_bin())
-        .args(["standalone", "--data-dir"])
-        .arg(data)
-        .args([
-            "--broker-port",
-            &bp.to_string(),
-            "--http-port",
-            &hp.to_string(),
-        ])
-        .env("STRATA_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", bp)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "standalone did not start:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
-fn sigterm_and_wait(mut child: Child, log: &Path) {
-    // SAFETY-free: libc::kill on a child pid we own.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(rc, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "no exit within 30 s of SIGTERM:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = std::fs::read_to_string(log).unwrap();
+/// SIGTERM: the process exits 0 and logs that it stopped.
+fn stop_gracefully(node: &mut Standalone) {
+    let status = node.terminate();
+    let text = node.log_of_run();
     assert!(status.success(), "exit {status}:\n{text}");
     assert!(text.contains("standalone stopped"), "{text}");
 }
 
 #[test]
 fn sigterm_closes_ledgers_and_data_survives() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let (bp, hp) = (free_port(), free_port());
-    let log1 = tmp.path().join("run1.log");
-    let child = spawn(&data, &log1, bp, hp);
-    let ready = std::fs::read_to_string(&log1).unwrap_or_default();
+    let mut node = Standalone::start();
+    let bp = node.broker_port;
+    let ready = node.log_of_run();
     if let Some(line) = ready.lines().find(|l| l.contains("standalone ready")) {
         eprintln!("{line}");
     }
@@ -108,19 +55,11 @@ fn sigterm_closes_ledgers_and_data_survives() {
         assert_eq!(p.recv().unwrap().command.r#type, Type::SendReceipt as i32);
     }
     drop(p);
-    sigterm_and_wait(child, &log1);
+    stop_gracefully(&mut node);
 
-    let log2 = tmp.path().join("run2.log");
-    let child = spawn(&data, &log2, bp, hp);
+    node.start_again();
     let mut c = Raw::connected(bp);
-    c.send(&Frame::simple(commands::subscribe(
-        topic,
-        "s",
-        SubType::Exclusive,
-        1,
-        2,
-        InitialPosition::Earliest,
-    )));
+    c.subscribe(topic, SubType::Exclusive, 1, 2);
     assert_eq!(c.recv().unwrap().command.r#type, Type::Success as i32);
     c.send(&Frame::simple(commands::flow(1, 100)));
     let mut got = Vec::new();
@@ -132,11 +71,11 @@ fn sigterm_closes_ledgers_and_data_survives() {
     }
     assert_eq!(got[0].as_ref(), b"m0");
     assert_eq!(got[9].as_ref(), b"m9");
-    let text = std::fs::read_to_string(&log2).unwrap();
+    let text = node.log_of_run();
     assert!(
         !text.contains("recovered open ledger"),
         "a ledger was left open by the graceful shutdown:\n{text}"
     );
     drop(c);
-    sigterm_and_wait(child, &log2);
+    stop_gracefully(&mut node);
 }

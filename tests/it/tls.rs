@@ -7,17 +7,20 @@
 //! Certificates are made by the test (rcgen): a CA, a server certificate for 127.0.0.1 and
 //! localhost, a client certificate with CN `tls-admin`, and an unrelated CA.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
 
+use crate::harness::python::{python, python_command, run_for};
+use crate::harness::secured::create_secret_key;
+use crate::harness::standalone::Standalone;
 use crate::harness::{free_port, strata_bin};
-use crate::pulsar_python::python;
 
 fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -79,74 +82,55 @@ pub(crate) fn pki(dir: &Path) -> Pki {
     }
 }
 
+/// A standalone with TLS on both ports (and, with `mtls`, client certificates required and
+/// token authentication on, superuser role `tls-admin`).
 struct Node {
-    child: Child,
+    node: Standalone,
     tls_port: u16,
     https_port: u16,
-    log: PathBuf,
+    /// The certificates, in a directory that lives as long as the node.
+    pki: Pki,
+    _dir: tempfile::TempDir,
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, pki: &Pki, mtls: bool) -> Node {
-    let (bp, hp, tls_port, https_port) = (free_port(), free_port(), free_port(), free_port());
-    let log = dir.join(format!("standalone-{bp}.log"));
-    let f = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new(strata_bin());
-    cmd.args(["standalone", "--data-dir"])
-        .arg(dir.join(format!("data-{bp}")))
-        .args(["--broker-port", &bp.to_string()])
-        .args(["--http-port", &hp.to_string()])
-        .args(["--broker-port-tls", &tls_port.to_string()])
-        .args(["--http-port-tls", &https_port.to_string()])
-        .arg("--tls-cert-file")
-        .arg(&pki.server_cert)
-        .arg("--tls-key-file")
-        .arg(&pki.server_key);
+/// Skips (`None`) without Python; otherwise makes a PKI in a fresh directory and starts a
+/// standalone with it.
+fn start(mtls: bool) -> Option<(PathBuf, Node)> {
+    let py = python()?;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let (tls_port, https_port) = (free_port(), free_port());
+    let mut args: Vec<OsString> = vec![
+        "--broker-port-tls".into(),
+        tls_port.to_string().into(),
+        "--http-port-tls".into(),
+        https_port.to_string().into(),
+        "--tls-cert-file".into(),
+        pki.server_cert.clone().into(),
+        "--tls-key-file".into(),
+        pki.server_key.clone().into(),
+    ];
     if mtls {
-        let key = dir.join("secret.key");
-        let out = Command::new(strata_bin())
-            .args(["tokens", "create-secret-key", "--output"])
-            .arg(&key)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        cmd.arg("--tls-trust-certs-file")
-            .arg(&pki.ca)
-            .arg("--auth-token-secret-key-file")
-            .arg(&key)
-            .args(["--superuser-roles", "tls-admin"]);
+        let key = dir.path().join("secret.key");
+        create_secret_key(&key);
+        args.extend([
+            "--tls-trust-certs-file".into(),
+            pki.ca.clone().into(),
+            "--auth-token-secret-key-file".into(),
+            key.into(),
+            "--superuser-roles".into(),
+            "tls-admin".into(),
+        ]);
     }
-    let child = cmd
-        .env("STRATA_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap();
-    let mut node = Node {
-        child,
+    let node = Standalone::start_with(&args, &[tls_port, https_port]);
+    let node = Node {
+        node,
         tls_port,
         https_port,
-        log,
+        pki,
+        _dir: dir,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while [bp, hp, tls_port, https_port]
-        .iter()
-        .any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_err())
-    {
-        if let Ok(Some(st)) = node.child.try_wait() {
-            panic!("standalone exited ({st}): {}", node.log());
-        }
-        assert!(Instant::now() < deadline, "standalone did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    node
+    Some((py, node))
 }
 
 impl Node {
@@ -169,56 +153,36 @@ impl Node {
         )
     }
 
+    /// `strata produce TOPIC -u pulsar+ssl://... -m hi FLAGS...`; returns (success, output).
+    fn produce(&self, topic: &str, flags: &[&str]) -> (bool, String) {
+        let url = self.tls_url();
+        let mut args = vec!["produce", topic, "-u", &url, "-m", "hi"];
+        args.extend_from_slice(flags);
+        self.strata(&args)
+    }
+
     fn tls_url(&self) -> String {
         format!("pulsar+ssl://127.0.0.1:{}", self.tls_port)
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     fn script(&self, py: &Path, mode: &str, ca: &Path, identity: Option<(&Path, &Path)>) {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python");
-        let mut cmd = Command::new(py);
-        cmd.arg(dir.join("tls.py"))
-            .arg(mode)
-            .arg(format!("pulsar+ssl://127.0.0.1:{}", self.tls_port))
+        let mut cmd = python_command(py, "tls.py");
+        cmd.arg(mode)
+            .arg(self.tls_url())
             .arg(format!("https://127.0.0.1:{}", self.https_port))
             .arg(ca);
         if let Some((c, k)) = identity {
             cmd.arg(c).arg(k);
         }
-        let mut child = cmd
-            .current_dir(&dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_for(&mut cmd, Duration::from_secs(90));
+        let text = out.text();
         println!("tls.py {mode}:\n{text}");
         let tail: String = {
-            let l = self.log();
+            let l = self.node.log();
             l[l.len().saturating_sub(4000)..].to_owned()
         };
         assert!(
-            out.status.success(),
+            out.success(),
             "tls.py {mode} failed:\n{text}\n--- broker log tail ---\n{tail}"
         );
     }
@@ -226,46 +190,25 @@ impl Node {
 
 #[test]
 fn tls_ports_serve_the_official_client_and_refuse_untrusted_servers() {
-    let Some(py) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki(dir.path());
-    let node = start(dir.path(), &pki, false);
+    let Some((py, node)) = start(false) else {
+        return;
+    };
+    let pki = &node.pki;
     node.script(&py, "plain", &pki.ca, None);
     node.script(&py, "untrusted", &pki.other_ca, None);
 
     // Our own clients: `strata produce` over pulsar+ssl:// and `strata admin` over https://
     // verify the chain against the CA given.
     let ca = pki.ca.to_str().unwrap();
-    let url = node.tls_url();
-    let (ok, out) = node.strata(&[
-        "produce",
-        "tls-cli",
-        "-u",
-        &url,
-        "--tls-ca-file",
-        ca,
-        "-m",
-        "hi",
-        "-n",
-        "3",
-    ]);
+    let (ok, out) = node.produce("tls-cli", &["--tls-ca-file", ca, "-n", "3"]);
     assert!(ok, "strata produce over TLS: {out}");
     let other = pki.other_ca.to_str().unwrap();
-    let (ok, out) = node.strata(&[
-        "produce",
-        "tls-cli",
-        "-u",
-        &url,
-        "--tls-ca-file",
-        other,
-        "-m",
-        "hi",
-    ]);
+    let (ok, out) = node.produce("tls-cli", &["--tls-ca-file", other]);
     assert!(
         !ok && out.to_lowercase().contains("tls"),
         "untrusted server accepted: {out}"
     );
-    let (ok, out) = node.strata(&["produce", "tls-cli", "-u", &url, "-m", "hi"]);
+    let (ok, out) = node.produce("tls-cli", &[]);
     assert!(!ok && out.contains("--tls-ca-file"), "no CA given: {out}");
     let https = format!("https://127.0.0.1:{}", node.https_port);
     let (ok, out) = node.strata(&[
@@ -286,46 +229,33 @@ fn tls_ports_serve_the_official_client_and_refuse_untrusted_servers() {
 
 #[test]
 fn mtls_client_certificate_is_the_role() {
-    let Some(py) = python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki(dir.path());
-    let node = start(dir.path(), &pki, true);
-    node.script(
-        &py,
-        "mtls",
-        &pki.ca,
-        Some((&pki.client_cert, &pki.client_key)),
+    let Some((py, node)) = start(true) else {
+        return;
+    };
+    let identity = (
+        node.pki.client_cert.as_path(),
+        node.pki.client_key.as_path(),
     );
-    node.script(&py, "no-cert", &pki.ca, None);
+    node.script(&py, "mtls", &node.pki.ca, Some(identity));
+    node.script(&py, "no-cert", &node.pki.ca, None);
 
     // `strata produce` with the client certificate authenticates as its CN (a superuser here);
     // without it, it is refused.
-    let ca = pki.ca.to_str().unwrap();
-    let url = node.tls_url();
-    let (ok, out) = node.strata(&[
-        "produce",
-        "mtls-cli",
-        "-u",
-        &url,
+    let ca = node.pki.ca.to_str().unwrap();
+    let (cert, key) = (
+        node.pki.client_cert.to_str().unwrap(),
+        node.pki.client_key.to_str().unwrap(),
+    );
+    let with_cert = [
         "--tls-ca-file",
         ca,
         "--tls-cert-file",
-        pki.client_cert.to_str().unwrap(),
+        cert,
         "--tls-key-file",
-        pki.client_key.to_str().unwrap(),
-        "-m",
-        "hi",
-    ]);
+        key,
+    ];
+    let (ok, out) = node.produce("mtls-cli", &with_cert);
     assert!(ok, "strata produce with a client certificate: {out}");
-    let (ok, out) = node.strata(&[
-        "produce",
-        "mtls-cli",
-        "-u",
-        &url,
-        "--tls-ca-file",
-        ca,
-        "-m",
-        "hi",
-    ]);
+    let (ok, out) = node.produce("mtls-cli", &["--tls-ca-file", ca]);
     assert!(!ok, "anonymous producer accepted: {out}");
 }

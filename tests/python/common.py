@@ -50,6 +50,22 @@ def receive_n(consumer, n, ack=True, timeout_ms=RECEIVE_MS):
     return out
 
 
+def receive_until(consumer, n, seconds, keep=lambda data, got: True):
+    """Receives and acknowledges until `n` payloads for which `keep(data, kept so far)` holds
+    arrived, or `seconds` passed; returns the kept payloads."""
+    got = []
+    deadline = time.time() + seconds
+    while len(got) < n and time.time() < deadline:
+        try:
+            m = consumer.receive(timeout_millis=2000)
+        except pulsar.Timeout:
+            continue
+        consumer.acknowledge(m)
+        if keep(m.data(), got):
+            got.append(m.data())
+    return got
+
+
 def expect_nothing(consumer, timeout_ms=1000):
     try:
         m = consumer.receive(timeout_millis=timeout_ms)
@@ -91,6 +107,16 @@ def create_partitioned(http, name, partitions):
     )
     with urllib.request.urlopen(req, timeout=10) as r:
         check(200 <= r.status < 300, f"create partitioned topic: HTTP {r.status}")
+
+
+def rest(http, method, path, body=None):
+    """An admin REST call on `http` with a JSON body; returns the decoded JSON answer (or None)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(http + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=15) as r:
+        raw = r.read()
+        return json.loads(raw) if raw else None
 
 
 def done(name):

@@ -7,13 +7,13 @@ usage: dedup.py pulsar://... http://... PHASE NAMESPACE
   second   (after the broker was SIGKILLed and restarted) producer "dd" resends 12..16
   verify   a reader from the earliest position sees each of 0..16 exactly once, in order
 """
-import json
+import functools
 import sys
 import time
-import urllib.request
 
 import pulsar
 
+import common
 from common import check, client
 
 url, http, phase, ns = sys.argv[1:5]
@@ -21,13 +21,7 @@ topic = f"persistent://{ns}/dedup"
 admin = f"/admin/v2/persistent/{ns}/dedup"
 
 
-def rest(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(http + path, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=15) as r:
-        raw = r.read()
-        return json.loads(raw) if raw else None
+rest = functools.partial(common.rest, http)
 
 
 def send_range(c, first, last):

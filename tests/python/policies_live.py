@@ -7,32 +7,50 @@ producer_request_hold (sends held until under quota), message_age eviction, rete
 ledgers trimmed or kept), publish and dispatch rates (throttled, nothing lost)
 and consumer_backlog_eviction (backlog evicted).
 """
-import json
+import functools
 import time
-import urllib.request
 import uuid
 
 import pulsar
 
+import common
 from common import check, client, urls
 
 url, http = urls()
 c = client(url)
 
 
-def rest(method, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(http + path, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(req, timeout=15) as r:
-        raw = r.read()
-        return json.loads(raw) if raw else None
+rest = functools.partial(common.rest, http)
 
 
 def namespace():
     ns = f"public/pol-{uuid.uuid4().hex[:6]}"
     rest("PUT", f"/admin/v2/namespaces/{ns}")
     return ns
+
+
+def live_topic(name, bodies, **kw):
+    """A fresh namespace with topic `name` and subscription "s", and an unbatched producer that
+    has sent `bodies`: (namespace, topic, producer)."""
+    ns = namespace()
+    t = f"persistent://{ns}/{name}"
+    c.subscribe(t, "s").close()
+    p = c.create_producer(t, batching_enabled=False, **kw)
+    for b in bodies:
+        p.send(b)
+    return ns, t, p
+
+
+def backlog_quota(ns, kind, limit_size, limit_time, policy):
+    rest(
+        "POST",
+        f"/admin/v2/namespaces/{ns}/backlogQuota?backlogQuotaType={kind}",
+        {"limitSize": limit_size, "limitTime": limit_time, "policy": policy},
+    )
+
+
+def skip_all(topic):
+    rest("POST", topic.replace("persistent://", "/admin/v2/persistent/") + "/subscription/s/skip_all")
 
 
 def backlog(topic, sub):
@@ -74,12 +92,7 @@ p2.close()
 print("max producers/consumers: ok")
 
 # message TTL on a live subscription
-ns = namespace()
-t = f"persistent://{ns}/ttl"
-c.subscribe(t, "s").close()
-p = c.create_producer(t, batching_enabled=False)
-for i in range(5):
-    p.send(f"m{i}".encode())
+ns, t, p = live_topic("ttl", [f"m{i}".encode() for i in range(5)])
 check(backlog(t, "s") == 5, "backlog before TTL")
 set_at = time.time()
 rest("POST", f"/admin/v2/namespaces/{ns}/messageTTL", 2)
@@ -88,17 +101,8 @@ print(f"ttl: backlog expired {done - set_at:.1f}s after setting a 2s TTL")
 p.close()
 
 # backlog quota: producer_exception
-ns = namespace()
-t = f"persistent://{ns}/quota"
-c.subscribe(t, "s").close()
-p = c.create_producer(t, batching_enabled=False, send_timeout_millis=5000)
-for i in range(5):
-    p.send(b"x" * 100)
-rest(
-    "POST",
-    f"/admin/v2/namespaces/{ns}/backlogQuota?backlogQuotaType=destination_storage",
-    {"limitSize": 200, "limitTime": -1, "policy": "producer_exception"},
-)
+ns, t, p = live_topic("quota", [b"x" * 100] * 5, send_timeout_millis=5000)
+backlog_quota(ns, "destination_storage", 200, -1, "producer_exception")
 
 
 def producer_refused_on(topic):
@@ -121,47 +125,29 @@ refused(lambda: p.send(b"y"), "Quota")
 p.close()
 # Drain the backlog: producers are admitted again.
 c.subscribe(t, "s")
-rest("POST", t.replace("persistent://", "/admin/v2/persistent/") + "/subscription/s/skip_all")
+skip_all(t)
 eventually("producers admitted under quota", lambda: not producer_refused())
 print("backlog quota producer_exception: ok")
 
 # backlog quota: producer_request_hold — sends are held (not failed) while over the quota and
 # go through once the backlog is consumed
-ns = namespace()
-t = f"persistent://{ns}/hold"
-c.subscribe(t, "s").close()
-p = c.create_producer(t, batching_enabled=False, send_timeout_millis=60000)
-for i in range(5):
-    p.send(b"h" * 100)
-rest(
-    "POST",
-    f"/admin/v2/namespaces/{ns}/backlogQuota?backlogQuotaType=destination_storage",
-    {"limitSize": 200, "limitTime": -1, "policy": "producer_request_hold"},
-)
+ns, t, p = live_topic("hold", [b"h" * 100] * 5, send_timeout_millis=60000)
+backlog_quota(ns, "destination_storage", 200, -1, "producer_request_hold")
 eventually("new producers refused over quota (hold)", producer_refused_on(t))
 held = []
 p.send_async(b"held", lambda res, mid: held.append(str(res)))
 time.sleep(3)
 check(held == [], f"a send went through while the quota was exceeded: {held}")
-rest("POST", t.replace("persistent://", "/admin/v2/persistent/") + "/subscription/s/skip_all")
+skip_all(t)
 eventually("the held send completes once under quota", lambda: held != [], timeout=30)
 check(held in (["Ok"], ["Result.Ok"]), f"held send result {held}")
 p.close()
 print("backlog quota producer_request_hold: ok (send held, then delivered)")
 
 # backlog quota by message age (backlogQuotaType=message_age) with consumer_backlog_eviction
-ns = namespace()
-t = f"persistent://{ns}/age"
-c.subscribe(t, "s").close()
-p = c.create_producer(t, batching_enabled=False)
-for i in range(4):
-    p.send(b"old")
+ns, t, p = live_topic("age", [b"old"] * 4)
 time.sleep(3)
-rest(
-    "POST",
-    f"/admin/v2/namespaces/{ns}/backlogQuota?backlogQuotaType=message_age",
-    {"limitSize": -1, "limitTime": 2, "policy": "consumer_backlog_eviction"},
-)
+backlog_quota(ns, "message_age", -1, 2, "consumer_backlog_eviction")
 eventually("messages older than the age limit are evicted", lambda: backlog(t, "s") == 0)
 p.send(b"fresh")
 check(backlog(t, "s") == 1, "a fresh message stays")
@@ -169,18 +155,9 @@ p.close()
 print("backlog quota message_age eviction: ok")
 
 # backlog quota: consumer_backlog_eviction
-ns = namespace()
-t = f"persistent://{ns}/evict"
-c.subscribe(t, "s").close()
-p = c.create_producer(t, batching_enabled=False)
-for i in range(10):
-    p.send(b"z" * 100)
+ns, t, p = live_topic("evict", [b"z" * 100] * 10)
 check(backlog(t, "s") == 10, "backlog before eviction")
-rest(
-    "POST",
-    f"/admin/v2/namespaces/{ns}/backlogQuota?backlogQuotaType=destination_storage",
-    {"limitSize": 300, "limitTime": -1, "policy": "consumer_backlog_eviction"},
-)
+backlog_quota(ns, "destination_storage", 300, -1, "consumer_backlog_eviction")
 eventually("eviction trims the backlog under the quota", lambda: backlog(t, "s") <= 3)
 p.send(b"still-works")
 p.close()

@@ -39,15 +39,7 @@ check(again == everything[5:] or again == everything[6:],
 
 # Seek by time: everything published after t_mid comes back.
 consumer.seek(t_mid)
-by_time = []
-deadline = time.time() + 15
-while len(by_time) < 10 and time.time() < deadline:
-    try:
-        m = consumer.receive(timeout_millis=2000)
-    except pulsar.Timeout:
-        continue
-    consumer.acknowledge(m)
-    by_time.append(m.data())
+by_time = receive_until(consumer, 10, 15)
 check(by_time == second, f"after seek to time, the second half: {by_time[:4]}")
 expect_nothing(consumer, 1000)
 c.close()

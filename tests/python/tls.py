@@ -58,6 +58,17 @@ def round_trip(c):
     c.close()
 
 
+def producer_refused(name, what):
+    """Creating a producer on a fresh topic fails; `what` describes the failure otherwise."""
+    c = client()
+    try:
+        c.create_producer(topic(name))
+        raise AssertionError(what)
+    except pulsar.PulsarException as e:
+        print("refused as expected:", type(e).__name__)
+    c.close()
+
+
 if mode == "plain":
     round_trip(client())
     status, body = http_get("/admin/v2/clusters")
@@ -67,26 +78,14 @@ elif mode == "mtls":
     status, body = http_get("/admin/v2/tenants")
     check(status == 200 and b"public" in body, f"https with certificate: {status} {body!r}")
 elif mode == "untrusted":
-    c = client()
-    try:
-        c.create_producer(topic("tls-untrusted"))
-        raise AssertionError("connected to a server whose certificate the CA does not sign")
-    except pulsar.PulsarException as e:
-        print("refused as expected:", type(e).__name__)
-    c.close()
+    producer_refused("tls-untrusted", "connected to a server whose certificate the CA does not sign")
     try:
         http_get("/admin/v2/clusters")
         raise AssertionError("https accepted an untrusted server certificate")
     except (ssl.SSLError, urllib.error.URLError) as e:
         print("https refused as expected:", e)
 elif mode == "no-cert":
-    c = client()
-    try:
-        c.create_producer(topic("tls-anon"))
-        raise AssertionError("anonymous producer accepted while authentication is on")
-    except pulsar.PulsarException as e:
-        print("refused as expected:", type(e).__name__)
-    c.close()
+    producer_refused("tls-anon", "anonymous producer accepted while authentication is on")
     try:
         http_get("/admin/v2/tenants")
         raise AssertionError("anonymous https admin call accepted")

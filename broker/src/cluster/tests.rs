@@ -24,15 +24,14 @@ async fn node(
     opts: ClusterOptions,
 ) -> Node {
     let meta = MetaClient::new(store.clone(), Paths::default());
-    let own = ClusterOwnership::connect(store.clone(), meta.clone(), opts)
-        .await
-        .unwrap();
+    let session = ClusterOwnership::open_session(store, &opts).await.unwrap();
     let cfg = BrokerConfig {
         broker_port: port,
         http_port: port + 1000,
         ..Default::default()
     };
-    let svc = BrokerService::new(cfg, Arc::new(storage.clone()), meta, own.clone());
+    let (svc, own) = BrokerService::builder(cfg, Arc::new(storage.clone()), meta.clone())
+        .build_with(|svc| ClusterOwnership::new(store.clone(), meta, opts, session, svc));
     svc.create_namespace("public", "default").await.unwrap();
     own.start(&svc).await.unwrap();
     Node { svc, own }

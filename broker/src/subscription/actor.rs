@@ -15,7 +15,7 @@ use super::dispatch_rate::DispatchRate;
 use super::dispatcher::Dispatcher;
 use super::flusher::STOP;
 use super::read_position::{ReadAhead, Replay};
-use super::types::SubscriptionConfig;
+use super::types::{SubscriptionConfig, SubscriptionId};
 use strata_common::clock::now_ms;
 
 use super::Cmd;
@@ -31,17 +31,9 @@ const READ_RETRY: Duration = Duration::from_millis(200);
 /// Pause before looking again at a congested connection.
 const CONGESTION_RETRY: Duration = Duration::from_millis(5);
 
-/// Who the subscription is (for logs and metrics).
-pub(super) struct Identity {
-    pub topic: String,
-    pub name: String,
-    pub partition: i32,
-    pub durable: bool,
-}
-
 /// The subscription task's state.
 pub(super) struct Actor {
-    pub id: Identity,
+    pub id: SubscriptionId,
     pub ml: ManagedLedger,
     pub lac: watch::Receiver<Position>,
     /// The cursor: mark-delete position and individually acked entries.
@@ -70,7 +62,7 @@ pub(super) struct Actor {
 impl Actor {
     /// A task over `acks` for subscription `id` of `ml`.
     pub fn new(
-        id: Identity,
+        id: SubscriptionId,
         ml: ManagedLedger,
         acks: AckState,
         dirty: Arc<Notify>,

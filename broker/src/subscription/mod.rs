@@ -45,7 +45,7 @@ use crate::error::{BrokerError, Result};
 use crate::managed_ledger::ManagedLedger;
 use crate::metrics::Metrics;
 use crate::position::Position;
-use actor::{Actor, Identity};
+use actor::Actor;
 use dispatcher::Dispatcher;
 use flusher::Flusher;
 use strata_proto::pulsar::command_subscribe::SubType;
@@ -56,7 +56,7 @@ pub use delayed::{DelayedDeliveryTracker, InMemoryDelayedTracker};
 pub use entry::murmur3_32;
 pub use types::{
     AckId, ConsumerSpec, ConsumerStats, InitialPosition, KeySharedSpec, SeekTarget,
-    SubscriptionConfig,
+    SubscriptionConfig, SubscriptionId,
 };
 
 /// Commands to the subscription task.
@@ -117,24 +117,21 @@ fn dispatcher_for(sub_type: SubType, partition: i32) -> Box<dyn Dispatcher> {
 impl Subscription {
     /// Opens a subscription: loads a durable cursor from `cursors` or creates it at `initial`,
     /// then starts its task (and, when durable, its flusher).
-    #[allow(clippy::too_many_arguments)]
     pub async fn open(
-        topic: &str,
-        partition: i32,
-        name: &str,
-        durable: bool,
+        id: SubscriptionId,
         initial: InitialPosition,
         ml: ManagedLedger,
         cursors: CursorStore,
         config: SubscriptionConfig,
         metrics: Metrics,
     ) -> Result<Self> {
+        let (name, durable) = (id.name.clone(), id.durable);
         let acks = if durable {
-            match cursors.load(ml.name(), name).await? {
+            match cursors.load(ml.name(), &name).await? {
                 Some(snap) => AckState::from_snapshot(&snap),
                 None => {
                     let st = AckState::new(initial_mark_delete(&ml, initial));
-                    cursors.save(ml.name(), name, &st.snapshot()).await?;
+                    cursors.save(ml.name(), &name, &st.snapshot()).await?;
                     st
                 }
             }
@@ -147,15 +144,9 @@ impl Subscription {
         let flusher = durable.then(|| Flusher {
             store: cursors,
             ml_name: ml.name().to_owned(),
-            sub: name.to_owned(),
+            sub: name.clone(),
             interval: config.cursor_flush_interval,
         });
-        let id = Identity {
-            topic: topic.to_owned(),
-            name: name.to_owned(),
-            partition,
-            durable,
-        };
         let mut actor = Actor::new(id, ml, acks, dirty.clone(), config, metrics);
         let flusher = flusher.map(|f| tokio::spawn(f.run(tx.clone(), dirty, persisted_tx)));
         tokio::spawn(async move {

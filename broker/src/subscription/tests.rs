@@ -56,11 +56,14 @@ impl Fixture {
     }
 
     async fn sub(&self, name: &str, initial: InitialPosition) -> Subscription {
+        let id = SubscriptionId {
+            topic: "persistent://t/ns/x".into(),
+            partition: -1,
+            name: name.into(),
+            durable: true,
+        };
         Subscription::open(
-            "persistent://t/ns/x",
-            -1,
-            name,
-            true,
+            id,
             initial,
             self.ml.clone(),
             crate::cursor_store::CursorStore::new(self.meta.clone()),

@@ -88,6 +88,19 @@ pub struct AckId {
     pub ack_set: Vec<i64>,
 }
 
+/// Who a subscription is: its topic, name and durability.
+#[derive(Debug, Clone)]
+pub struct SubscriptionId {
+    /// The topic's full name.
+    pub topic: String,
+    /// The topic's partition index, or -1.
+    pub partition: i32,
+    /// The subscription name.
+    pub name: String,
+    /// Whether its cursor is persisted.
+    pub durable: bool,
+}
+
 /// Settings of a subscription.
 #[derive(Debug, Clone)]
 pub struct SubscriptionConfig {

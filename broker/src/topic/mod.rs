@@ -23,7 +23,7 @@ use crate::managed_ledger::ManagedLedger;
 use crate::metadata::MetaClient;
 use crate::metrics::{Metrics, TopicMetrics};
 use crate::position::Position;
-use crate::subscription::{InitialPosition, Subscription, SubscriptionConfig};
+use crate::subscription::{InitialPosition, Subscription, SubscriptionConfig, SubscriptionId};
 use crate::topic_name::TopicName;
 use producers::Producers;
 
@@ -254,11 +254,14 @@ impl Topic {
                 return Ok(s.clone());
             }
         }
-        let sub = Subscription::open(
-            &self.name.to_string(),
-            self.partition,
-            name,
+        let id = SubscriptionId {
+            topic: self.name.to_string(),
+            partition: self.partition,
+            name: name.to_owned(),
             durable,
+        };
+        let sub = Subscription::open(
+            id,
             initial,
             self.ml.clone(),
             self.cursors.clone(),

@@ -798,6 +798,14 @@ crate::conformance_tests!(local_conformance, async || {
     )
 });
 
+crate::conformance_tests!(in_memory_conformance, async || {
+    let store = LocalStore::in_memory().unwrap();
+    (
+        std::sync::Arc::new(store) as std::sync::Arc<dyn crate::MetadataStore>,
+        (),
+    )
+});
+
 /// Random operation sequences against a reference model: same results, same versions, and a
 /// watch sees exactly the model's changes.
 #[cfg(test)]

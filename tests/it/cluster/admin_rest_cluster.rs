@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 
 use super::sandbox::{BrokerOptions, Sandbox};
 use crate::admin_rest;
+use crate::harness::http;
 
 fn get_json(port: u16, path: &str) -> Value {
-    let (st, _, body) = admin_rest::request(port, "GET", path, "", None);
+    let (st, _, body) = http::request(port, "GET", path, "", None);
     assert_eq!(st, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
@@ -60,8 +61,7 @@ async fn admin_rest_suite_on_two_brokers() {
                 Some(2),
                 "{bookies}"
             );
-            let (st, _, body) =
-                admin_rest::request(hp, "GET", "/admin/v2/brokers/health", "", None);
+            let (st, _, body) = http::request(hp, "GET", "/admin/v2/brokers/health", "", None);
             assert_eq!((st, body.as_str()), (200, "ok"));
         }
     })
@@ -81,11 +81,10 @@ async fn admin_rest_suite_on_two_brokers() {
         let mut owners = std::collections::BTreeMap::new();
         for i in 0..8 {
             let path = format!("/admin/v2/persistent/public/default/spread-{i}");
-            let (st, _, body) = admin_rest::request(a, "PUT", &path, "", None);
+            let (st, _, body) = http::request(a, "PUT", &path, "", None);
             assert_eq!(st, 204, "{body}");
             for hp in [a, b] {
-                let (st, _, body) =
-                    admin_rest::request(hp, "GET", &format!("{path}/stats"), "", None);
+                let (st, _, body) = http::request(hp, "GET", &format!("{path}/stats"), "", None);
                 assert_eq!(st, 200, "stats of spread-{i} through {hp}: {body}");
             }
             let l = get_json(

@@ -45,12 +45,24 @@ async fn segments_naming(sb: &Sandbox, bookie: &str) -> Vec<(u64, u64)> {
     v
 }
 
+/// Every ledger's first ensemble segment: (ledger id, its bookies).
+async fn first_segments_of<C: FromIterator<(u64, Vec<String>)>>(sb: &Sandbox) -> C {
+    sb.ledgers()
+        .await
+        .iter()
+        .map(|l| {
+            let b = l.ensembles[0].bookies.iter().map(|b| b.0.clone()).collect();
+            (l.ledger_id.0, b)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restores_rf() {
-    let Some(py) = workload::python() else { return };
-    let mut sb = Sandbox::start_cluster(4, 2, BrokerOptions::default()).await;
-    let dir = workload::TestDir::new();
     let topics = vec![workload::topic("bk-a"), workload::topic("bk-b")];
+    let Some((mut sb, run)) = workload::start_cluster(4, 2, BrokerOptions::default()).await else {
+        return;
+    };
     let spec = ProduceSpec {
         topics: topics.clone(),
         count: 50_000, // per producer: 100k in all
@@ -59,7 +71,7 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
         ..Default::default()
     };
     let started = workload::now();
-    let mut producer = workload::produce(&py, dir.path(), "producer", &sb.service_url(), &spec);
+    let mut producer = run.produce("producer", &spec);
     producer
         .wait_count("ack", 30_000, Duration::from_secs(180))
         .await;
@@ -68,15 +80,7 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
     let killed_at = workload::now();
     sb.kill_bookie(victim);
     // First segments as written (auto-recovery rewrites the ones naming the victim).
-    let first_segments: Vec<(u64, Vec<String>)> = sb
-        .ledgers()
-        .await
-        .iter()
-        .map(|l| {
-            let b = l.ensembles[0].bookies.iter().map(|b| b.0.clone()).collect();
-            (l.ledger_id.0, b)
-        })
-        .collect();
+    let first_segments: Vec<(u64, Vec<String>)> = first_segments_of(&sb).await;
     eprintln!(
         "killed bookie {victim} ({victim_id}) after {} acks",
         producer.count("ack")
@@ -131,16 +135,9 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
     );
 
     // Everything reads back with the dead bookie still down (fresh brokers: no entry cache).
-    sb.restart_all_brokers().await;
-    let read = workload::read_all(
-        &py,
-        dir.path(),
-        "reader",
-        &sb.service_url(),
-        &topics,
-        Duration::from_secs(180),
-    )
-    .await;
+    let read = run
+        .read_back(&mut sb, "reader", &topics, Duration::from_secs(180))
+        .await;
     let a = workload::analyse(&produced, &read);
     eprintln!("RESULT: bookie SIGKILL read-back: {}", a.report);
     a.assert_safe("bookie SIGKILL, read back");
@@ -174,15 +171,7 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
 
     // The copies are real: kill a bookie that shared the victim's first segments, so that entries
     // once on (victim, it) now live only on the replacement, and read everything again.
-    let after: BTreeMap<u64, Vec<String>> = sb
-        .ledgers()
-        .await
-        .iter()
-        .map(|l| {
-            let b = l.ensembles[0].bookies.iter().map(|b| b.0.clone()).collect();
-            (l.ledger_id.0, b)
-        })
-        .collect();
+    let after: BTreeMap<u64, Vec<String>> = first_segments_of(&sb).await;
     let second = first_segments
         .iter()
         .filter(|(_, b)| b.contains(&victim_id))
@@ -195,16 +184,9 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
         .expect("a surviving bookie of a repaired segment");
     let second_idx = sb.bookies.iter().position(|b| b.addr == second).unwrap();
     sb.kill_bookie(second_idx);
-    sb.restart_all_brokers().await;
-    let read2 = workload::read_all(
-        &py,
-        dir.path(),
-        "reader-2",
-        &sb.service_url(),
-        &topics,
-        Duration::from_secs(180),
-    )
-    .await;
+    let read2 = run
+        .read_back(&mut sb, "reader-2", &topics, Duration::from_secs(180))
+        .await;
     let a2 = workload::analyse(&produced, &read2);
     eprintln!(
         "RESULT: after auto-recovery, second bookie {second} SIGKILLed too (entries of the \
@@ -216,27 +198,22 @@ async fn sigkill_bookie_during_100k_sends_loses_nothing_and_autorecovery_restore
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_bookies_e3_stall_with_clear_errors_and_never_lose() {
-    let Some(py) = workload::python() else { return };
     let opts = BrokerOptions {
         // Keep the dead bookie out of auto-recovery's way: this test restarts it.
         autorecovery_grace_secs: 600,
         ..Default::default()
     };
-    let mut sb = Sandbox::start_cluster(3, 2, opts).await;
-    let dir = workload::TestDir::new();
-    let topics = vec![workload::topic("stall")];
-    let stop = dir.path().join("stop");
-    let spec = ProduceSpec {
-        topics: topics.clone(),
-        count: 1_000_000,
-        batching: true,
-        rate: 2000.0,
-        send_timeout_ms: 5_000,
-        max_secs: 150,
-        stop_file: Some(stop.clone()),
-        ..Default::default()
+    let Some((mut sb, run)) = workload::start_cluster(3, 2, opts).await else {
+        return;
     };
-    let mut producer = workload::produce(&py, dir.path(), "producer", &sb.service_url(), &spec);
+    let topics = vec![workload::topic("stall")];
+    let stop = run.path("stop");
+    let spec = ProduceSpec {
+        send_timeout_ms: 5_000,
+        stop_file: Some(stop.clone()),
+        ..ProduceSpec::steady(&topics, 2000.0, 150)
+    };
+    let mut producer = run.produce("producer", &spec);
     producer
         .wait_count("ack", 4_000, Duration::from_secs(120))
         .await;
@@ -292,16 +269,9 @@ async fn three_bookies_e3_stall_with_clear_errors_and_never_lose() {
         clear_errors.len(),
         clear_errors.first()
     );
-    sb.restart_all_brokers().await; // read from the bookies, not a broker cache
-    let read = workload::read_all(
-        &py,
-        dir.path(),
-        "reader",
-        &sb.service_url(),
-        &topics,
-        Duration::from_secs(120),
-    )
-    .await;
+    let read = run
+        .read_back(&mut sb, "reader", &topics, Duration::from_secs(120))
+        .await;
     let a = workload::analyse(&produced, &read);
     eprintln!(
         "RESULT: 3-bookie stall read-back: {}{}",

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::sandbox::{BrokerOptions, Sandbox};
+use super::sandbox::BrokerOptions;
 use super::workload::{self, ProduceSpec};
 
 /// Acks older than this at the kill must have been durable (the broker flushes cursors every
@@ -18,62 +18,28 @@ const DURABLE_ACK_AGE: f64 = 5.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_owner_broker_mid_produce_and_consume() {
-    let Some(py) = workload::python() else { return };
-    let mut sb = Sandbox::start_cluster(3, 2, BrokerOptions::default()).await;
-    let dir = workload::TestDir::new();
-    let topics = vec![workload::topic("failover")];
-    let stop_consumer = dir.path().join("stop-consumer");
-    let stop_producer = dir.path().join("stop-producer");
-    let url = sb.service_url();
-    let mut consumer = workload::consume(
-        &py,
-        dir.path(),
-        "consumer",
-        &url,
-        &topics,
-        "durable",
-        &stop_consumer,
-        5.0,
-        240,
-    );
-    let spec = ProduceSpec {
-        topics: topics.clone(),
-        count: 1_000_000,
-        batching: true,
-        rate: 2000.0,
-        max_secs: 150,
-        stop_file: Some(stop_producer.clone()),
-        ..Default::default()
+    let Some((mut sb, run)) = workload::start_cluster(3, 2, BrokerOptions::default()).await else {
+        return;
     };
-    let mut producer = workload::produce(&py, dir.path(), "producer", &url, &spec);
-    producer
-        .wait_count("ack", 8_000, Duration::from_secs(120))
-        .await;
-    consumer
-        .wait_count("recv", 5_000, Duration::from_secs(120))
-        .await;
+    let topics = vec![workload::topic("failover")];
+    let mut load = run.start_load("durable", ProduceSpec::steady(&topics, 2000.0, 150));
+    load.wait_flowing(8_000, 5_000).await;
     let owner = sb.wait_owner(&topics[0], Duration::from_secs(10)).await;
-    let other = 1 - owner;
     let killed_at = workload::now();
     sb.kill_broker(owner);
     eprintln!(
         "SIGKILLed owner broker {owner} after {} acks, {} receives",
-        producer.count("ack"),
-        consumer.count("recv")
+        load.producer.count("ack"),
+        load.consumer.count("recv")
     );
+    let other = 1 - owner;
     // Keep producing until well after the takeover.
-    let acks_at_kill = producer.count("ack");
-    producer
+    let acks_at_kill = load.producer.count("ack");
+    load.producer
         .wait_count("ack", acks_at_kill + 10_000, Duration::from_secs(120))
         .await;
     let new_owner = sb.wait_owner(&topics[0], Duration::from_secs(30)).await;
-    workload::touch(&stop_producer);
-    producer.wait(Duration::from_secs(90)).await;
-    workload::touch(&stop_consumer);
-    consumer.wait(Duration::from_secs(120)).await;
-
-    let produced = producer.records();
-    let received = consumer.records();
+    let (produced, received) = load.stop(Duration::from_secs(90)).await;
     // The new owner recovered (fenced and closed) every ledger the dead broker had open.
     let dead_id = sb.brokers[owner].id();
     let still_open: Vec<u64> = sb
@@ -85,16 +51,9 @@ async fn sigkill_owner_broker_mid_produce_and_consume() {
         .map(|l| l.ledger_id.0)
         .collect();
     let ledgers_before_restart = sb.ledger_summary().await;
-    sb.restart_all_brokers().await; // read from the bookies, not a broker cache
-    let read = workload::read_all(
-        &py,
-        dir.path(),
-        "reader",
-        &url,
-        &topics,
-        Duration::from_secs(120),
-    )
-    .await;
+    let read = run
+        .read_back(&mut sb, "reader", &topics, Duration::from_secs(120))
+        .await;
     let a = workload::analyse(&produced, &received);
     let (gap, gap_at) = workload::max_ack_gap(&produced, killed_at - 1.0, workload::now());
 

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::sandbox::{BrokerOptions, Sandbox, http_status};
+use super::sandbox::{BrokerOptions, http_status};
 use super::workload::{self, ProduceSpec};
 
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -17,50 +17,25 @@ const TARGET_BACK: f64 = 15.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_down_30s_clients_keep_working_and_service_returns() {
-    let Some(py) = workload::python() else { return };
-    let mut sb = Sandbox::start_cluster(3, 2, BrokerOptions::default()).await;
-    let dir = workload::TestDir::new();
-    let topics = vec![workload::topic("outage-a"), workload::topic("outage-b")];
-    let stop_consumer = dir.path().join("stop-consumer");
-    let stop_producer = dir.path().join("stop-producer");
-    let url = sb.service_url();
-    let mut consumer = workload::consume(
-        &py,
-        dir.path(),
-        "consumer",
-        &url,
-        &topics,
-        "outage",
-        &stop_consumer,
-        5.0,
-        240,
-    );
-    let spec = ProduceSpec {
-        topics: topics.clone(),
-        count: 1_000_000,
-        batching: true,
-        rate: 1000.0,
-        max_secs: 180,
-        send_timeout_ms: 60_000,
-        stop_file: Some(stop_producer.clone()),
-        ..Default::default()
+    let Some((mut sb, run)) = workload::start_cluster(3, 2, BrokerOptions::default()).await else {
+        return;
     };
-    let mut producer = workload::produce(&py, dir.path(), "producer", &url, &spec);
-    producer
-        .wait_count("ack", 3_000, Duration::from_secs(120))
-        .await;
-    consumer
-        .wait_count("recv", 1_000, Duration::from_secs(120))
-        .await;
+    let topics = vec![workload::topic("outage-a"), workload::topic("outage-b")];
+    let spec = ProduceSpec {
+        send_timeout_ms: 60_000,
+        ..ProduceSpec::steady(&topics, 1000.0, 180)
+    };
+    let mut load = run.start_load("outage", spec);
+    load.wait_flowing(3_000, 1_000).await;
     for t in &topics {
         sb.wait_owner(t, Duration::from_secs(10)).await;
     }
 
     let down_at = workload::now();
     sb.etcd.kill(0);
-    let (acks0, recv0) = (producer.count("ack"), consumer.count("recv"));
+    let (acks0, recv0) = (load.producer.count("ack"), load.consumer.count("recv"));
     tokio::time::sleep(OUTAGE).await;
-    let (acks1, recv1) = (producer.count("ack"), consumer.count("recv"));
+    let (acks1, recv1) = (load.producer.count("ack"), load.consumer.count("recv"));
     let up_at = workload::now();
     let up = Instant::now();
     tokio::task::block_in_place(|| sb.etcd.restart(0));
@@ -82,13 +57,7 @@ async fn etcd_down_30s_clients_keep_working_and_service_returns() {
     let mut probe_records = vec![];
     while up.elapsed() < Duration::from_secs(90) {
         probe_attempts += 1;
-        let mut probe = workload::produce(
-            &py,
-            dir.path(),
-            &format!("probe-{probe_attempts}"),
-            &url,
-            &probe_spec,
-        );
+        let mut probe = run.produce(&format!("probe-{probe_attempts}"), &probe_spec);
         let status = probe.wait_status(Duration::from_secs(75)).await;
         let recs = probe.records();
         let first_ack = recs
@@ -120,17 +89,11 @@ async fn etcd_down_30s_clients_keep_working_and_service_returns() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Existing producers: acknowledged again after the outage.
-    producer
+    load.producer
         .wait_count("ack", acks1 + 1_000, Duration::from_secs(90))
         .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    workload::touch(&stop_producer);
-    producer.wait(Duration::from_secs(120)).await;
-    workload::touch(&stop_consumer);
-    consumer.wait(Duration::from_secs(120)).await;
-
-    let produced = producer.records();
-    let received = consumer.records();
+    let (produced, received) = load.stop(Duration::from_secs(120)).await;
     let existing_back_at = produced
         .iter()
         .filter(|r| r.e == "ack")
@@ -138,16 +101,9 @@ async fn etcd_down_30s_clients_keep_working_and_service_returns() {
         .filter(|t| *t >= up_at)
         .reduce(f64::min);
     let (gap, gap_at) = workload::max_ack_gap(&produced, down_at - 1.0, workload::now());
-    sb.restart_all_brokers().await; // read from the bookies, not a broker cache
-    let read = workload::read_all(
-        &py,
-        dir.path(),
-        "reader",
-        &url,
-        &topics,
-        Duration::from_secs(120),
-    )
-    .await;
+    let read = run
+        .read_back(&mut sb, "reader", &topics, Duration::from_secs(120))
+        .await;
     let a = workload::analyse(&produced, &received);
     let back = [probe_ok_at, ready_at, existing_back_at]
         .iter()

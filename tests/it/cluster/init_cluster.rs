@@ -79,3 +79,59 @@ async fn init_cluster_is_idempotent_and_refuses_another_cluster() {
     );
     store.close().await;
 }
+
+/// `--wait-timeout`: init-cluster waits for an etcd that is not up yet (no shell loop around it,
+/// as in the Helm chart's Job), and gives up after the timeout, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_cluster_waits_for_etcd_within_its_timeout() {
+    let mut etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(1))
+        .await
+        .unwrap();
+    let url = format!("etcd://{}", etcd.endpoint(0).trim_start_matches("http://"));
+    etcd.kill(0);
+
+    // nobody there: fails after the timeout, not at once and not never
+    let started = std::time::Instant::now();
+    let out = Command::new(strata_bin())
+        .args(["--log", "warn", "init-cluster", "--metadata", &url])
+        .args(["--cluster", "alpha", "--wait-timeout", "2s"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--wait-timeout 2s"), "{stderr}");
+    assert!(
+        took >= std::time::Duration::from_millis(1500) && took < std::time::Duration::from_secs(15),
+        "took {took:?}"
+    );
+
+    // etcd comes up while it waits: one run, success
+    let started = std::time::Instant::now();
+    let child = Command::new(strata_bin())
+        .args(["--log", "warn", "init-cluster", "--metadata", &url])
+        .args(["--cluster", "alpha", "--wait-timeout", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let etcd = tokio::task::spawn_blocking(move || {
+        etcd.spawn(0);
+        etcd.wait_healthy(0, std::time::Duration::from_secs(30));
+        etcd
+    })
+    .await
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1500),
+        "it cannot have finished before etcd started"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created"));
+    drop(etcd);
+}

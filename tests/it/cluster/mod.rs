@@ -6,6 +6,7 @@ mod bookie_loss;
 mod broker_failover;
 mod etcd_outage;
 mod init_cluster;
+pub mod process;
 pub mod proxy;
 mod registration;
 mod rolling_restart;

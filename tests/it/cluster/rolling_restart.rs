@@ -6,46 +6,21 @@
 
 use std::time::Duration;
 
-use super::sandbox::{BrokerOptions, Sandbox};
+use super::sandbox::BrokerOptions;
 use super::workload::{self, ProduceSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_of_all_brokers_under_load() {
-    let Some(py) = workload::python() else { return };
-    let mut sb = Sandbox::start_cluster(3, 2, BrokerOptions::default()).await;
-    let dir = workload::TestDir::new();
+    let Some((mut sb, run)) = workload::start_cluster(3, 2, BrokerOptions::default()).await else {
+        return;
+    };
     let topics = vec![
         workload::topic("roll-a"),
         workload::topic("roll-b"),
         workload::topic("roll-c"),
     ];
-    let stop_consumer = dir.path().join("stop-consumer");
-    let stop_producer = dir.path().join("stop-producer");
-    let url = sb.service_url();
-    let mut consumer = workload::consume(
-        &py,
-        dir.path(),
-        "consumer",
-        &url,
-        &topics,
-        "rolling",
-        &stop_consumer,
-        5.0,
-        240,
-    );
-    let spec = ProduceSpec {
-        topics: topics.clone(),
-        count: 1_000_000,
-        batching: true,
-        rate: 1500.0,
-        max_secs: 180,
-        stop_file: Some(stop_producer.clone()),
-        ..Default::default()
-    };
-    let mut producer = workload::produce(&py, dir.path(), "producer", &url, &spec);
-    producer
-        .wait_count("ack", 1_500, Duration::from_secs(120))
-        .await;
+    let mut load = run.start_load("rolling", ProduceSpec::steady(&topics, 1500.0, 180));
+    load.wait_flowing(1_500, 0).await;
     // Steady state for 10 s.
     let steady_from = workload::now();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -61,30 +36,17 @@ async fn rolling_restart_of_all_brokers_under_load() {
             stop_took.as_secs_f64()
         ));
         // Let clients settle on the other broker before the next one goes.
-        let acks = producer.count("ack");
-        producer
+        let acks = load.producer.count("ack");
+        load.producer
             .wait_count("ack", acks + 1_500, Duration::from_secs(60))
             .await;
     }
     let restart_to = workload::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    workload::touch(&stop_producer);
-    producer.wait(Duration::from_secs(120)).await;
-    workload::touch(&stop_consumer);
-    consumer.wait(Duration::from_secs(120)).await;
-
-    let produced = producer.records();
-    let received = consumer.records();
-    sb.restart_all_brokers().await; // read from the bookies, not a broker cache
-    let read = workload::read_all(
-        &py,
-        dir.path(),
-        "reader",
-        &url,
-        &topics,
-        Duration::from_secs(120),
-    )
-    .await;
+    let (produced, received) = load.stop(Duration::from_secs(120)).await;
+    let read = run
+        .read_back(&mut sb, "reader", &topics, Duration::from_secs(120))
+        .await;
     let a = workload::analyse(&produced, &received);
     let pct = |from, to, q| {
         workload::latency_percentile(&produced, from, to, q)

@@ -21,7 +21,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,7 @@ use strata_meta::{EtcdOptions, EtcdStore, MetadataStore};
 use crate::harness::etcd::EtcdCluster;
 use crate::harness::{free_port, strata_bin};
 
+use super::process::Process;
 use super::proxy::CutProxy;
 
 /// Lease TTL of bookie registrations in the sandbox (short: tests wait for expiry).
@@ -40,44 +41,18 @@ pub const REGISTRATION_INTERVAL: Duration = Duration::from_millis(500);
 
 /// One `strata bookie` process of the sandbox.
 pub struct BookieProcess {
-    child: Option<Child>,
+    process: Process,
     /// gRPC `host:port` (also its bookie id).
     pub addr: String,
     port: u16,
     http_port: u16,
     data_dir: PathBuf,
-    log: PathBuf,
 }
 
 impl BookieProcess {
-    /// Whether the process is running.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
     /// HTTP `host:port` (health, readiness, metrics).
     pub fn http_addr(&self) -> String {
         format!("127.0.0.1:{}", self.http_port)
-    }
-
-    /// Its log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for BookieProcess {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -111,11 +86,10 @@ impl Sandbox {
             let data_dir = sb.dir.path().join(format!("bookie-{i}"));
             let port = free_port();
             sb.bookies.push(BookieProcess {
-                child: None,
+                process: Process::new(sb.dir.path().join(format!("bookie-{i}.log"))),
                 addr: format!("127.0.0.1:{port}"),
                 port,
                 http_port: free_port(),
-                log: sb.dir.path().join(format!("bookie-{i}.log")),
                 data_dir,
             });
             sb.start_bookie(i).await;
@@ -154,11 +128,7 @@ impl Sandbox {
         let url = self.metadata_url();
         let b = &mut self.bookies[i];
         assert!(!b.is_running(), "bookie {i} is running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&b.log)
-            .unwrap();
+        let log = b.append_log();
         let child = Command::new(strata_bin())
             .args(["--log", "info", "bookie", "--data-dir"])
             .arg(&b.data_dir)
@@ -180,27 +150,10 @@ impl Sandbox {
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
-        b.child = Some(child);
+        b.started(child);
         let http = b.http_addr();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if !b.is_running() {
-                panic!("bookie {i} exited early; log:\n{}", b.log());
-            }
-            let h = http.clone();
-            let ok = tokio::task::spawn_blocking(move || http_status(&h, "/ready") == Some(200))
-                .await
-                .unwrap();
-            if ok {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bookie {i} not ready in 60 s; log:\n{}",
-                b.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        b.wait_ready(&format!("bookie {i}"), &http, Duration::from_secs(60))
+            .await;
     }
 
     /// SIGKILLs bookie `i`.
@@ -209,18 +162,9 @@ impl Sandbox {
     }
 }
 
-/// Status code of `GET path` on `addr`, if it answered.
+/// Status code of `GET path` on `addr`, if it answered (within 2 s).
 pub fn http_status(addr: &str, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.split_whitespace().nth(1)?.parse().ok()
+    get(addr, path, Duration::from_secs(2)).map(|(status, _)| status)
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, for at most `timeout`.
@@ -280,7 +224,7 @@ pub fn broker_log_filter() -> String {
 
 /// One `strata broker` process of the sandbox; it reaches etcd through its own [`CutProxy`].
 pub struct BrokerProcess {
-    child: Option<Child>,
+    process: Process,
     /// Pulsar protocol port.
     pub broker_port: u16,
     /// HTTP port (`/health`, `/ready`, `/metrics`, admin, lookup).
@@ -288,17 +232,9 @@ pub struct BrokerProcess {
     /// The broker's own etcd proxy.
     pub etcd_proxy: CutProxy,
     opts: BrokerOptions,
-    log: PathBuf,
 }
 
 impl BrokerProcess {
-    /// Whether the process is running.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-
     /// Broker id / address `127.0.0.1:<broker_port>`.
     pub fn id(&self) -> String {
         format!("127.0.0.1:{}", self.broker_port)
@@ -318,30 +254,28 @@ impl BrokerProcess {
     pub fn http_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
+}
 
-    /// Its log so far (all runs).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
+/// `Deref`/`DerefMut` of a sandbox process type to its [`Process`] (log, kill, readiness).
+macro_rules! deref_to_process {
+    ($($t:ty),*) => {$(
+        impl std::ops::Deref for $t {
+            type Target = Process;
 
-    /// Its process id, while running.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = c.wait();
+            fn deref(&self) -> &Process {
+                &self.process
+            }
         }
-    }
+
+        impl std::ops::DerefMut for $t {
+            fn deref_mut(&mut self) -> &mut Process {
+                &mut self.process
+            }
+        }
+    )*};
 }
 
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+deref_to_process!(BookieProcess, BrokerProcess);
 
 /// Sends `sig` (e.g. "TERM", "STOP", "CONT") to `pid`.
 pub fn signal(pid: u32, sig: &str) {
@@ -386,12 +320,11 @@ impl Sandbox {
         for _ in 0..n {
             let i = self.brokers.len();
             self.brokers.push(BrokerProcess {
-                child: None,
+                process: Process::new(self.dir.path().join(format!("broker-{i}.log"))),
                 broker_port: free_port(),
                 http_port: free_port(),
                 etcd_proxy: CutProxy::start(upstream),
                 opts: opts.clone(),
-                log: self.dir.path().join(format!("broker-{i}.log")),
             });
             self.start_broker(i).await;
         }
@@ -401,11 +334,7 @@ impl Sandbox {
     pub async fn start_broker(&mut self, i: usize) {
         let b = &mut self.brokers[i];
         assert!(!b.is_running(), "broker {i} is running");
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&b.log)
-            .unwrap();
+        let mut log = b.append_log();
         let _ = writeln!(log, "===== sandbox: start broker {i} =====");
         let o = &b.opts;
         let child = Command::new(strata_bin())
@@ -434,32 +363,15 @@ impl Sandbox {
             .stderr(log)
             .spawn()
             .unwrap();
-        b.child = Some(child);
+        b.started(child);
         self.wait_broker_ready(i, BROKER_READY_TIMEOUT).await;
     }
 
     /// Waits until broker `i` answers `/ready` with 200.
     pub async fn wait_broker_ready(&mut self, i: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let b = &mut self.brokers[i];
-            if !b.is_running() {
-                panic!("broker {i} exited early; log:\n{}", tail(&b.log(), 16384));
-            }
-            let h = b.http_addr();
-            let ok = tokio::task::spawn_blocking(move || http_status(&h, "/ready") == Some(200))
-                .await
-                .unwrap();
-            if ok {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker {i} not ready in {timeout:?}; log:\n{}",
-                tail(&b.log(), 16384)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let b = &mut self.brokers[i];
+        let http = b.http_addr();
+        b.wait_ready(&format!("broker {i}"), &http, timeout).await;
     }
 
     /// SIGKILLs broker `i` (its ownership keys stay until its lease expires).
@@ -476,9 +388,7 @@ impl Sandbox {
         let started = Instant::now();
         signal(pid, "TERM");
         loop {
-            let c = b.child.as_mut().unwrap();
-            if let Some(st) = c.try_wait().unwrap() {
-                b.child = None;
+            if let Some(st) = b.exited() {
                 assert!(
                     st.success(),
                     "broker {i} exited with {st} after SIGTERM; log:\n{}",
@@ -581,10 +491,15 @@ impl Drop for Sandbox {
     }
 }
 
-/// `GET path` on `addr`: (status, raw response including headers), if it answered.
+/// `GET path` on `addr`: (status, raw response including headers), if it answered (within 5 s).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    get(addr, path, Duration::from_secs(5))
+}
+
+/// `GET path` on `addr` with a read timeout: (status, raw response), if it answered.
+fn get(addr: &str, path: &str, timeout: Duration) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"

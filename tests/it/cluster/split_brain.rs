@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use strata_meta::model::LedgerState;
 
-use super::sandbox::{BrokerOptions, Sandbox};
+use super::sandbox::BrokerOptions;
 use super::workload::{self, ProduceSpec, Rec};
 
 /// Messages read beyond the recorded end of a closed ledger (written after the fence).
@@ -39,78 +39,59 @@ fn beyond_close(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_owner_from_etcd_b_takes_over_a_is_fenced_nothing_lost() {
-    let Some(py) = workload::python() else { return };
     let opts = BrokerOptions::default();
     let ttl = opts.session_ttl_secs;
-    let mut sb = Sandbox::start_cluster(3, 2, opts).await;
-    let dir = workload::TestDir::new();
-    let topics = vec![workload::topic("split")];
-    let stop_consumer = dir.path().join("stop-consumer");
-    let stop_producer = dir.path().join("stop-producer");
-    let url = sb.service_url();
-    let mut consumer = workload::consume(
-        &py,
-        dir.path(),
-        "consumer",
-        &url,
-        &topics,
-        "split",
-        &stop_consumer,
-        5.0,
-        240,
-    );
-    let spec = ProduceSpec {
-        topics: topics.clone(),
-        count: 1_000_000,
-        batching: true,
-        rate: 1000.0,
-        max_secs: 150,
-        send_timeout_ms: 20_000,
-        stop_file: Some(stop_producer.clone()),
-        ..Default::default()
+    let Some((mut sb, run)) = workload::start_cluster(3, 2, opts).await else {
+        return;
     };
-    let mut p1 = workload::produce(&py, dir.path(), "producer-both", &url, &spec);
-    p1.wait_count("ack", 3_000, Duration::from_secs(120)).await;
+    let topics = vec![workload::topic("split")];
+    let spec = ProduceSpec {
+        send_timeout_ms: 20_000,
+        ..ProduceSpec::steady(&topics, 1000.0, 150)
+    };
+    let mut load = run.start_load("split", spec);
+    load.wait_flowing(3_000, 0).await;
     let a = sb.wait_owner(&topics[0], Duration::from_secs(10)).await;
     let b = 1 - a;
     let cut_at = workload::now();
     sb.cut_etcd(a);
-    eprintln!("cut broker {a} from etcd after {} acks", p1.count("ack"));
+    eprintln!(
+        "cut broker {a} from etcd after {} acks",
+        load.producer.count("ack")
+    );
     // Let A's lease expire on the server, then make B serve the topic.
     tokio::time::sleep(Duration::from_secs(ttl + 2)).await;
     let b_spec = ProduceSpec {
         name_prefix: "via-b-".into(),
         rate: 200.0,
-        ..spec.clone()
+        ..load.spec.clone()
     };
-    let mut p2 = workload::produce(&py, dir.path(), "producer-b", &sb.brokers[b].url(), &b_spec);
+    let mut p2 = workload::produce(
+        &run.py,
+        run.dir.path(),
+        "producer-b",
+        &sb.brokers[b].url(),
+        &b_spec,
+    );
     p2.wait_count("ack", 500, Duration::from_secs(60)).await;
     let b_serving_at = workload::now();
     // Keep both producers going for a while with A still cut off, then heal.
-    p1.wait_count("ack", p1.count("ack") + 2_000, Duration::from_secs(60))
+    let acks = load.producer.count("ack");
+    load.producer
+        .wait_count("ack", acks + 2_000, Duration::from_secs(60))
         .await;
     let healed_at = workload::now();
     sb.restore_etcd(a);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    workload::touch(&stop_producer);
-    p1.wait(Duration::from_secs(90)).await;
+    load.stop_producing(Duration::from_secs(90)).await;
     p2.wait(Duration::from_secs(90)).await;
-    workload::touch(&stop_consumer);
-    consumer.wait(Duration::from_secs(120)).await;
+    let received = load.stop_consuming().await;
 
-    let mut produced = p1.records();
+    let mut produced = load.producer.records();
     produced.extend(p2.records());
-    let received = consumer.records();
-    sb.restart_all_brokers().await; // read from the bookies, not a broker cache
-    let read = workload::read_all(
-        &py,
-        dir.path(),
-        "reader",
-        &url,
-        &topics,
-        Duration::from_secs(120),
-    )
-    .await;
+    let read = run
+        .read_back(&mut sb, "reader", &topics, Duration::from_secs(120))
+        .await;
     let ledgers = sb.ledgers().await;
     let mut leaked = beyond_close(&read, &ledgers);
     leaked.extend(beyond_close(&received, &ledgers));
@@ -125,7 +106,7 @@ async fn cut_owner_from_etcd_b_takes_over_a_is_fenced_nothing_lost() {
         eprintln!("split brain: A's first fenced line: {first}");
     }
     let session_lost = sb.broker_log_lines(a, "session lost");
-    let (gap, gap_at) = workload::max_ack_gap(&p1.records(), cut_at - 1.0, healed_at);
+    let (gap, gap_at) = workload::max_ack_gap(&load.producer.records(), cut_at - 1.0, healed_at);
     eprintln!(
         "RESULT: split brain: A=broker {a} cut from etcd; B served the topic {:.1} s after the cut; \
          A logged {fenced_lines} 'fenced' lines and {} 'session lost'; producer on both brokers: \

@@ -10,7 +10,7 @@ use crate::harness::free_port;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_clients_follow_redirects_to_the_owner_over_tls() {
-    let Some(py) = crate::pulsar_python::python() else {
+    let Some(py) = crate::harness::python::python() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -8,22 +8,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
 use crate::checker::{self, Checker, MsgId, Report};
+use crate::harness::python::python_command;
 
-use super::sandbox::tail;
+use super::sandbox::{BrokerOptions, Sandbox, tail};
 
 /// The Python interpreter with `pulsar-client` (`STRATA_PYTHON`), or `None`: skip (outside CI).
 pub fn python() -> Option<PathBuf> {
-    crate::pulsar_python::python()
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/cluster_workload.py")
+    crate::harness::python::python()
 }
 
 /// Seconds since the epoch (the clock the Python records use).
@@ -123,16 +120,12 @@ impl Py {
         let out = dir.join(format!("{name}.jsonl"));
         let log = dir.join(format!("{name}.log"));
         let logf = std::fs::File::create(&log).unwrap();
-        let child = Command::new(py)
-            .arg(script())
+        let child = python_command(py, "cluster_workload.py")
             .arg(mode)
             .arg("--out")
             .arg(&out)
             .args(args)
             .current_dir(dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PYTHONUNBUFFERED", "1")
-            .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)
             .spawn()
@@ -281,6 +274,20 @@ pub struct ProduceSpec {
     pub name_prefix: String,
 }
 
+impl ProduceSpec {
+    /// A million batched messages to `topics` at `rate` per second for at most `max_secs`: a
+    /// steady load that runs until it is stopped.
+    pub fn steady(topics: &[String], rate: f64, max_secs: u64) -> ProduceSpec {
+        ProduceSpec {
+            topics: topics.to_vec(),
+            count: 1_000_000,
+            rate,
+            max_secs,
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for ProduceSpec {
     fn default() -> Self {
         Self {
@@ -309,22 +316,17 @@ fn topic_args(topics: &[String]) -> Vec<String> {
 pub fn produce(py: &Path, dir: &Path, name: &str, url: &str, spec: &ProduceSpec) -> Py {
     let mut args = vec!["--url".to_owned(), url.to_owned()];
     args.extend(topic_args(&spec.topics));
-    args.extend([
-        "--count".into(),
-        spec.count.to_string(),
-        "--producers-per-topic".into(),
-        spec.producers_per_topic.to_string(),
-        "--rate".into(),
-        spec.rate.to_string(),
-        "--size".into(),
-        spec.size.to_string(),
-        "--send-timeout-ms".into(),
-        spec.send_timeout_ms.to_string(),
-        "--max-secs".into(),
-        spec.max_secs.to_string(),
-        "--name-prefix".into(),
-        spec.name_prefix.clone(),
-    ]);
+    let flags = format!(
+        "--count={} --producers-per-topic={} --rate={} --size={} --send-timeout-ms={} --max-secs={}",
+        spec.count,
+        spec.producers_per_topic,
+        spec.rate,
+        spec.size,
+        spec.send_timeout_ms,
+        spec.max_secs
+    );
+    args.extend(flags.split_whitespace().map(str::to_owned));
+    args.push(format!("--name-prefix={}", spec.name_prefix));
     if spec.batching {
         args.push("--batching".into());
     }
@@ -378,6 +380,141 @@ pub async fn read_all(
     let mut p = Py::spawn(py, dir, name, "read", &args);
     p.wait(timeout).await;
     p.records()
+}
+
+/// Skips (`None`) without Python; otherwise starts a cluster sandbox (see
+/// [`Sandbox::start_cluster`]) and a run on its service URL.
+pub async fn start_cluster(
+    bookies: usize,
+    brokers: usize,
+    opts: BrokerOptions,
+) -> Option<(Sandbox, Run)> {
+    let py = python()?;
+    let sb = Sandbox::start_cluster(bookies, brokers, opts).await;
+    let run = Run::new(py, sb.service_url());
+    Some((sb, run))
+}
+
+/// The files of one workload run: the interpreter, a directory kept when the test panics, and
+/// the service URL every client of the run uses.
+pub struct Run {
+    pub py: PathBuf,
+    pub dir: TestDir,
+    pub url: String,
+}
+
+impl Run {
+    /// A run with a fresh directory.
+    pub fn new(py: PathBuf, url: String) -> Run {
+        Run {
+            py,
+            dir: TestDir::new(),
+            url,
+        }
+    }
+
+    /// `DIR/<name>` (a stop file, say).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts a producer process on the run's URL.
+    pub fn produce(&self, name: &str, spec: &ProduceSpec) -> Py {
+        produce(&self.py, self.dir.path(), name, &self.url, spec)
+    }
+
+    /// Starts a consumer process on the run's URL: subscription `sub` on `topics`, stopping
+    /// once `stop` exists and nothing arrived for `idle` seconds, or after `max_secs`.
+    pub fn consume(
+        &self,
+        topics: &[String],
+        sub: &str,
+        stop: &Path,
+        idle: f64,
+        max_secs: u64,
+    ) -> Py {
+        let (py, dir) = (&self.py, self.dir.path());
+        consume(
+            py, dir, "consumer", &self.url, topics, sub, stop, idle, max_secs,
+        )
+    }
+
+    /// Reads every topic from the earliest message (see [`read_all`]).
+    pub async fn read_all(&self, name: &str, topics: &[String], timeout: Duration) -> Vec<Rec> {
+        read_all(&self.py, self.dir.path(), name, &self.url, topics, timeout).await
+    }
+
+    /// Restarts every broker, so that the reads come from the bookies and not from a broker's
+    /// entry cache, then reads every topic from the earliest message.
+    pub async fn read_back(
+        &self,
+        sb: &mut Sandbox,
+        name: &str,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Vec<Rec> {
+        sb.restart_all_brokers().await;
+        self.read_all(name, topics, timeout).await
+    }
+
+    /// Starts a consumer (subscription `sub` on `spec.topics`, idle 5 s, at most 240 s), then a
+    /// producer of `spec`; each stops once its own stop file exists.
+    pub fn start_load(&self, sub: &str, spec: ProduceSpec) -> Load {
+        let stop_consumer = self.path("stop-consumer");
+        let spec = ProduceSpec {
+            stop_file: Some(self.path("stop-producer")),
+            ..spec
+        };
+        let consumer = self.consume(&spec.topics, sub, &stop_consumer, 5.0, 240);
+        let producer = self.produce("producer", &spec);
+        Load {
+            producer,
+            consumer,
+            spec,
+            stop_consumer,
+        }
+    }
+}
+
+/// A producer and a consumer on the same topics, started by [`Run::start_load`].
+pub struct Load {
+    pub producer: Py,
+    pub consumer: Py,
+    /// What the producer sends (its stop file included).
+    pub spec: ProduceSpec,
+    stop_consumer: PathBuf,
+}
+
+impl Load {
+    /// Waits (120 s each) until the producer has `acks` acknowledgements and the consumer
+    /// `received` messages.
+    pub async fn wait_flowing(&mut self, acks: usize, received: usize) {
+        let limit = Duration::from_secs(120);
+        self.producer.wait_count("ack", acks, limit).await;
+        self.consumer.wait_count("recv", received, limit).await;
+    }
+
+    /// Stops the producer (and every other producer on the same stop file) and waits for it.
+    pub async fn stop_producing(&mut self, timeout: Duration) {
+        if let Some(stop) = &self.spec.stop_file {
+            touch(stop);
+        }
+        self.producer.wait(timeout).await;
+    }
+
+    /// Stops the consumer once it is idle, waits for it (120 s) and returns what it received.
+    pub async fn stop_consuming(&mut self) -> Vec<Rec> {
+        touch(&self.stop_consumer);
+        self.consumer.wait(Duration::from_secs(120)).await;
+        self.consumer.records()
+    }
+
+    /// Stops the producer, then the consumer; returns (produced, received).
+    pub async fn stop(&mut self, producer_timeout: Duration) -> (Vec<Rec>, Vec<Rec>) {
+        self.stop_producing(producer_timeout).await;
+        let received = self.stop_consuming().await;
+        (self.producer.records(), received)
+    }
 }
 
 /// Creates `path` (a stop file).

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::pulsar_standalone::Standalone;
+use crate::harness::standalone::Standalone;
 
 use super::workload::{self, ProduceSpec};
 
@@ -15,41 +15,25 @@ async fn workload_on_standalone_is_exactly_once() {
     let node = tokio::task::spawn_blocking(Standalone::start)
         .await
         .unwrap();
-    let dir = workload::TestDir::new();
+    let run = workload::Run::new(py, node.url());
     let topics = vec![workload::topic("smoke-a"), workload::topic("smoke-b")];
-    let stop = dir.path().join("stop");
-    let mut consumer = workload::consume(
-        &py,
-        dir.path(),
-        "consumer",
-        &node.url(),
-        &topics,
-        "checker",
-        &stop,
-        2.0,
-        120,
-    );
+    let stop = run.path("stop");
+    let mut consumer = run.consume(&topics, "checker", &stop, 2.0, 120);
     let spec = ProduceSpec {
         topics: topics.clone(),
         count: 3000,
         producers_per_topic: 2,
         ..Default::default()
     };
-    let mut producer = workload::produce(&py, dir.path(), "producer", &node.url(), &spec);
+    let mut producer = run.produce("producer", &spec);
     producer.wait(Duration::from_secs(120)).await;
     workload::touch(&stop);
     consumer.wait(Duration::from_secs(120)).await;
     let produced = producer.records();
     let received = consumer.records();
-    let read = workload::read_all(
-        &py,
-        dir.path(),
-        "reader",
-        &node.url(),
-        &topics,
-        Duration::from_secs(120),
-    )
-    .await;
+    let read = run
+        .read_all("reader", &topics, Duration::from_secs(120))
+        .await;
     let a = workload::analyse(&produced, &received);
     let r = workload::analyse(&produced, &read);
     eprintln!(

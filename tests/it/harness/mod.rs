@@ -1,7 +1,13 @@
-//! Launchers shared by the cross-process tests: the `strata` binary, free loopback ports.
+//! Launchers shared by the cross-process tests: the `strata` binary, free loopback ports, etcd,
+//! a standalone (plain or with token authentication), Python scripts with the official client.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod etcd;
+pub mod http;
+pub mod python;
+pub mod secured;
+pub mod standalone;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -17,4 +23,13 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind an ephemeral loopback port")
+}
+
+/// A two-worker multi-thread tokio runtime for tests that drive async clients.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
 }

@@ -11,7 +11,7 @@ use strata_meta::{
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
-use super::connect;
+use super::{connect, put_absent_ephemeral};
 use crate::harness::etcd::EtcdCluster;
 
 const TTL: Duration = Duration::from_secs(3);
@@ -103,26 +103,22 @@ async fn etcd_killed_and_restarted() {
         let mut etcd = EtcdCluster::start(1);
         let store: Arc<dyn MetadataStore> = Arc::new(connect(etcd.endpoints()).await);
         let session = store.create_session(TTL).await.unwrap();
-        store
-            .put_ephemeral(
-                &session,
-                "/f/eph/keep",
-                Bytes::from("k"),
-                Expected::Absent,
-                EphemeralOptions::recreate(),
-            )
-            .await
-            .unwrap();
-        store
-            .put_ephemeral(
-                &session,
-                "/f/eph/drop",
-                Bytes::from("d"),
-                Expected::Absent,
-                EphemeralOptions::default(),
-            )
-            .await
-            .unwrap();
+        put_absent_ephemeral(
+            &*store,
+            &session,
+            "/f/eph/keep",
+            "k",
+            EphemeralOptions::recreate(),
+        )
+        .await;
+        put_absent_ephemeral(
+            &*store,
+            &session,
+            "/f/eph/drop",
+            "d",
+            EphemeralOptions::default(),
+        )
+        .await;
 
         const N: u64 = 200;
         let w = store.watch("/f/w/", None).await.unwrap();
@@ -196,16 +192,14 @@ async fn lost_session_keys_expire_after_restart() {
         let mut etcd = EtcdCluster::start(1);
         let store: Arc<dyn MetadataStore> = Arc::new(connect(etcd.endpoints()).await);
         let session = store.create_session(TTL).await.unwrap();
-        store
-            .put_ephemeral(
-                &session,
-                "/f/eph/a",
-                Bytes::from("a"),
-                Expected::Absent,
-                EphemeralOptions::recreate(),
-            )
-            .await
-            .unwrap();
+        put_absent_ephemeral(
+            &*store,
+            &session,
+            "/f/eph/a",
+            "a",
+            EphemeralOptions::recreate(),
+        )
+        .await;
         let rev = store.current_revision().await.unwrap();
         etcd.kill(0);
         timeout(Duration::from_secs(10), session.lost())
@@ -237,16 +231,14 @@ async fn three_node_cluster_member_killed() {
         assert_eq!(client.preferred_endpoint(), etcd.endpoint(0));
         let store: Arc<dyn MetadataStore> = Arc::new(client.clone());
         let session = store.create_session(TTL).await.unwrap();
-        store
-            .put_ephemeral(
-                &session,
-                "/f/eph/reg",
-                Bytes::from("r"),
-                Expected::Absent,
-                EphemeralOptions::recreate(),
-            )
-            .await
-            .unwrap();
+        put_absent_ephemeral(
+            &*store,
+            &session,
+            "/f/eph/reg",
+            "r",
+            EphemeralOptions::recreate(),
+        )
+        .await;
 
         const N: u64 = 400;
         let w = store.watch("/f/w/", None).await.unwrap();
@@ -300,16 +292,7 @@ async fn dropped_session_expires_and_close_revokes() {
         let etcd = EtcdCluster::start(1);
         let store: Arc<dyn MetadataStore> = Arc::new(connect(etcd.endpoints()).await);
         let s = store.create_session(TTL).await.unwrap();
-        store
-            .put_ephemeral(
-                &s,
-                "/d/a",
-                Bytes::from("a"),
-                Expected::Absent,
-                EphemeralOptions::default(),
-            )
-            .await
-            .unwrap();
+        put_absent_ephemeral(&*store, &s, "/d/a", "a", EphemeralOptions::default()).await;
         let rev = store.current_revision().await.unwrap();
         drop(s);
         let mut w = store.watch("/d/", Some(rev + 1)).await.unwrap();
@@ -321,16 +304,7 @@ async fn dropped_session_expires_and_close_revokes() {
         assert_eq!((ev.kind, ev.key.as_str()), (EventKind::Delete, "/d/a"));
 
         let s2 = store.create_session(TTL).await.unwrap();
-        store
-            .put_ephemeral(
-                &s2,
-                "/d/b",
-                Bytes::from("b"),
-                Expected::Absent,
-                EphemeralOptions::default(),
-            )
-            .await
-            .unwrap();
+        put_absent_ephemeral(&*store, &s2, "/d/b", "b", EphemeralOptions::default()).await;
         store.close().await;
         assert!(s2.is_lost());
         // /d/b's create (and maybe the revoke's delete), then `Closed`.
@@ -454,16 +428,14 @@ async fn session_created_across_an_outage_is_not_lost_at_once() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!session.is_lost(), "a fresh session was declared lost");
-        store
-            .put_ephemeral(
-                &session,
-                "/f/eph/after-outage",
-                Bytes::from("x"),
-                Expected::Absent,
-                EphemeralOptions::default(),
-            )
-            .await
-            .unwrap();
+        put_absent_ephemeral(
+            &*store,
+            &session,
+            "/f/eph/after-outage",
+            "x",
+            EphemeralOptions::default(),
+        )
+        .await;
         // and it stays alive on its keep-alives
         tokio::time::sleep(TTL * 2).await;
         assert!(

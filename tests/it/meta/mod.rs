@@ -9,7 +9,9 @@ mod standalone;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_meta::{EtcdOptions, EtcdStore, MetadataStore};
+use strata_meta::{
+    Bytes, EphemeralOptions, EtcdOptions, EtcdStore, Expected, MetadataStore, Session,
+};
 
 use crate::harness::etcd::EtcdCluster;
 
@@ -26,6 +28,21 @@ pub async fn connect(endpoints: Vec<String>) -> EtcdStore {
     EtcdStore::connect(options(endpoints))
         .await
         .expect("connect to etcd")
+}
+
+/// Puts the ephemeral key `key` = `value`, which must not exist yet, in `session`; `opts` says
+/// whether `reestablish_session` re-creates it.
+pub async fn put_absent_ephemeral<S: MetadataStore + ?Sized>(
+    store: &S,
+    session: &Session,
+    key: &str,
+    value: &'static str,
+    opts: EphemeralOptions,
+) {
+    store
+        .put_ephemeral(session, key, Bytes::from(value), Expected::Absent, opts)
+        .await
+        .unwrap();
 }
 
 strata_meta::conformance_tests!(etcd_conformance, async || {
