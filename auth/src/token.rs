@@ -261,11 +261,16 @@ pub fn decode_unverified(token: &Token) -> Result<(JsonObject, JsonObject), Auth
 /// Parses an algorithm name (`HS256`, `RS256`, `ES256`, ...).
 pub fn parse_algorithm(s: &str) -> Option<Algorithm> {
     // Every algorithm some key kind verifies.
-    [KeyKind::Hmac, KeyKind::EcP256, KeyKind::EcP384, KeyKind::Rsa]
-        .into_iter()
-        .flat_map(KeyKind::algorithms)
-        .copied()
-        .find(|a| alg_name(*a).eq_ignore_ascii_case(s))
+    [
+        KeyKind::Hmac,
+        KeyKind::EcP256,
+        KeyKind::EcP384,
+        KeyKind::Rsa,
+    ]
+    .into_iter()
+    .flat_map(KeyKind::algorithms)
+    .copied()
+    .find(|a| alg_name(*a).eq_ignore_ascii_case(s))
 }
 
 /// A NumericDate claim: absent → None; a JSON number (integer or fraction, truncated) →
