@@ -289,19 +289,14 @@ struct Run {
 }
 
 impl Run {
-    /// Starts the clock and the reporter (a line every `every`).
-    fn start(
-        verb: &'static str,
-        duration_secs: u64,
-        every: Duration,
-        watch_pid: Option<u32>,
-        shutdown: &CancellationToken,
-    ) -> Self {
+    /// Starts the clock and the reporter (a line every `--interval-secs`).
+    fn start(verb: &'static str, args: &PerfRunArgs, shutdown: &CancellationToken) -> Self {
         let stats = Arc::new(Stats::new());
         let tracker = TaskTracker::new();
-        let stop = stop_after(duration_secs, shutdown, &tracker);
+        let stop = stop_after(args.duration_secs, shutdown, &tracker);
         let started = Instant::now();
-        let reporting = reporter(verb, stats.clone(), every, watch_pid, stop.clone());
+        let every = Duration::from_secs(args.interval_secs.max(1));
+        let reporting = reporter(verb, stats.clone(), every, args.watch_pid, stop.clone());
         tracker.spawn(reporting);
         Self {
             verb,
@@ -321,6 +316,15 @@ impl Run {
         self.tracker.wait().await;
         print_summary(self.verb, &self.stats, self.started);
     }
+}
+
+/// Each topic `n` times (at least once): one entry per producer or consumer to create.
+fn each_repeated(topics: &[String], n: usize) -> Vec<String> {
+    let n = n.max(1);
+    topics
+        .iter()
+        .flat_map(|t| std::iter::repeat_n(t.clone(), n))
+        .collect()
 }
 
 fn stop_after(
@@ -353,10 +357,7 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
         ..Default::default()
     };
     let setup = Instant::now();
-    let wanted: Vec<String> = topics
-        .iter()
-        .flat_map(|t| std::iter::repeat_n(t.clone(), args.num_producers.max(1)))
-        .collect();
+    let wanted = each_repeated(&topics, args.num_producers);
     // Create them concurrently (1,000 topics means 1,000 lookups and PRODUCER round trips).
     let producers: Vec<_> = futures::stream::iter(wanted)
         .map(|t| {
@@ -389,14 +390,7 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
         }
     );
     let payload = Bytes::from(vec![b'x'; args.size]);
-    let every = Duration::from_secs(args.run.interval_secs.max(1));
-    let run = Run::start(
-        "produced",
-        args.run.duration_secs,
-        every,
-        args.run.watch_pid,
-        &shutdown,
-    );
+    let run = Run::start("produced", &args.run, &shutdown);
     let (stats, stop) = (run.stats.clone(), run.stop.clone());
     let n = producers.len() as u64;
     let per_producer_rate = (args.rate > 0).then(|| (args.rate as f64 / n as f64).max(0.001));
@@ -477,10 +471,7 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
         receiver_queue_size: args.receiver_queue_size.max(1),
         ..Default::default()
     };
-    let wanted: Vec<String> = topics
-        .iter()
-        .flat_map(|t| std::iter::repeat_n(t.clone(), args.num_consumers.max(1)))
-        .collect();
+    let wanted = each_repeated(&topics, args.num_consumers);
     let consumers: Vec<_> = futures::stream::iter(wanted)
         .map(|t| {
             let (client, options, sub) =
@@ -501,14 +492,7 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
         topics.len(),
         consumers.len()
     );
-    let every = Duration::from_secs(args.run.interval_secs.max(1));
-    let run = Run::start(
-        "received",
-        args.run.duration_secs,
-        every,
-        args.run.watch_pid,
-        &shutdown,
-    );
+    let run = Run::start("received", &args.run, &shutdown);
     let (stats, stop) = (run.stats.clone(), run.stop.clone());
     let limit = args.run.num_messages;
     let workers = TaskTracker::new();
