@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the storage engine is laid out and tuned.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
     /// Directory of segments, index files and the checkpoint.
     pub ledger_dir: PathBuf,

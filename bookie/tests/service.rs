@@ -38,6 +38,11 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
     out
 }
 
+async fn connect(node: &BookieNode) -> BookieClient {
+    let addr = node.grpc_addr.to_string();
+    BookieClient::connect(&addr).await.unwrap()
+}
+
 fn p(l: u64, e: u64) -> Bytes {
     Bytes::from(format!("ledger {l} entry {e} ").repeat(10))
 }
@@ -46,9 +51,7 @@ fn p(l: u64, e: u64) -> Bytes {
 async fn pipelined_adds_reads_and_lac() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    let c = BookieClient::connect(&node.grpc_addr.to_string())
-        .await
-        .unwrap();
+    let c = connect(&node).await;
     // many adds in flight on one stream
     let futs: Vec<_> = (0..2000u64)
         .map(|i| {
@@ -136,9 +139,7 @@ async fn fenced_ledger_refuses_the_old_writer() {
     node.shutdown().await;
 
     let node = start(dir.path()).await;
-    let writer = BookieClient::connect(&node.grpc_addr.to_string())
-        .await
-        .unwrap();
+    let writer = connect(&node).await;
     assert!(matches!(
         writer.add(1, 10, KEY, 9, p(1, 10)).await,
         Err(ClientError::Fenced(_))
@@ -151,9 +152,7 @@ async fn fenced_ledger_refuses_the_old_writer() {
 async fn client_reports_an_unreachable_bookie_as_retryable() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    let c = BookieClient::connect(&node.grpc_addr.to_string())
-        .await
-        .unwrap();
+    let c = connect(&node).await;
     c.add(1, 0, KEY, -1, p(1, 0)).await.unwrap();
     node.shutdown().await;
     let err = c.add(1, 1, KEY, 0, p(1, 1)).await.unwrap_err();

@@ -576,26 +576,30 @@ impl Drop for Unmount {
     }
 }
 
-/// A real, small filesystem filling up: adds are refused with a read-only error, reads keep working,
-/// and a restart on the nearly full disk loses nothing. Needs root (mounts a tmpfs); skipped without.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nearly_full_disk_turns_the_bookie_read_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
+/// Mounts a 32 MiB tmpfs at `mnt`; `None` where that is not allowed (not root).
+fn mount_tmpfs(mnt: &std::path::Path) -> Option<Unmount> {
+    std::fs::create_dir(mnt).unwrap();
     let mounted = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
-        .arg(&mnt)
+        .arg(mnt)
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !mounted {
+    mounted.then(|| Unmount(mnt.to_path_buf()))
+}
+
+/// Fills a bookie on a 32 MiB tmpfs (free-space threshold `min_free_bytes`) until adds are
+/// refused as read-only; checks that every acknowledged entry reads back, before and after a
+/// restart, and that the restarted bookie still refuses adds. Skipped without a tmpfs.
+async fn fill_small_disk_until_read_only(min_free_bytes: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    let Some(_unmount) = mount_tmpfs(&mnt) else {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
-    }
-    let _unmount = Unmount(mnt.clone());
+    };
     let mut c = StorageConfig::new(&mnt);
-    c.min_free_bytes = 12 << 20;
+    c.min_free_bytes = min_free_bytes;
     c.flush_interval = Duration::from_millis(20);
     c.journal_max_file_bytes = 2 << 20;
     c.segment_max_bytes = 2 << 20;
@@ -630,59 +634,19 @@ async fn nearly_full_disk_turns_the_bookie_read_only() {
     ));
 }
 
+/// A real, small filesystem filling up: adds are refused with a read-only error, reads keep working,
+/// and a restart on the nearly full disk loses nothing. Needs root (mounts a tmpfs); skipped without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nearly_full_disk_turns_the_bookie_read_only() {
+    fill_small_disk_until_read_only(12 << 20).await;
+}
+
 /// The same with no free-space threshold: the disk really fills, the journal write fails with
 /// ENOSPC, the bookie goes read-only without losing acknowledged entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completely_full_disk_turns_the_bookie_read_only() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
-        .arg(&mnt)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs here");
-        return;
-    }
-    let _unmount = Unmount(mnt.clone());
-    let mut c = StorageConfig::new(&mnt);
-    c.min_free_bytes = 0;
-    c.flush_interval = Duration::from_millis(20);
-    c.journal_max_file_bytes = 2 << 20;
-    c.segment_max_bytes = 2 << 20;
-    c.flush_bytes = 256 << 10;
-    c.checkpoint_interval = Duration::ZERO;
-    let s = open(c.clone());
-    let mut acked = 0;
-    let refused = loop {
-        match s
-            .add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 16 << 10))
-            .await
-        {
-            Ok(()) => acked += 1,
-            Err(e) => break e,
-        }
-        assert!(acked < 100_000, "never went read-only");
-    };
-    assert!(
-        matches!(refused, BookieError::ReadOnly { .. }),
-        "{refused:?}"
-    );
-    assert!(s.read_only_reason().is_some());
-    assert!(acked > 10);
-    check_all_ledger(&s, 1, acked, 16 << 10).await;
-    drop(s);
-    let s = open(c);
-    check_all_ledger(&s, 1, acked, 16 << 10).await;
-    assert!(matches!(
-        s.add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 16 << 10))
-            .await,
-        Err(BookieError::ReadOnly { .. })
-    ));
+    fill_small_disk_until_read_only(0).await;
 }
 
 /// Adds are acknowledged by the journal thread before the applier moved them into the state: an

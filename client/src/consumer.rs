@@ -321,30 +321,22 @@ impl Consumer {
                 }
             }
         }
-        let Some(s) = self.slots.get(m.slot) else {
-            return Ok(());
-        };
-        s.conn
-            .send(Frame::simple(commands::ack(
-                s.consumer_id,
-                AckType::Individual,
-                vec![m.id.to_proto(true)],
-            )))
-            .await
+        self.send_ack(m, AckType::Individual).await
     }
 
     /// Acknowledges everything up to and including `m` on its partition.
     pub async fn ack_cumulative(&mut self, m: &Message) -> Result<()> {
+        self.send_ack(m, AckType::Cumulative).await
+    }
+
+    /// Sends an ACK of type `t` for `m` on its partition (nothing if the partition is unknown).
+    async fn send_ack(&self, m: &Message, t: AckType) -> Result<()> {
         let Some(s) = self.slots.get(m.slot) else {
             return Ok(());
         };
-        s.conn
-            .send(Frame::simple(commands::ack(
-                s.consumer_id,
-                AckType::Cumulative,
-                vec![m.id.to_proto(true)],
-            )))
-            .await
+        let ids = vec![m.id.to_proto(true)];
+        let ack = commands::ack(s.consumer_id, t, ids);
+        s.conn.send(Frame::simple(ack)).await
     }
 
     /// Asks the broker to redeliver every unacknowledged message of this consumer.

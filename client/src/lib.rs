@@ -10,7 +10,7 @@
 //! - [`admin`]: a typed client for the admin REST API v2 and the `strata admin` command.
 //! - [`cli`]: clap `Args` and `run_*` functions the `strata` binary wires in.
 //!
-//! Depends on `strata-proto` only, never on server crates. Connections are not re-established
+//! Depends on `strata-proto` and `strata-common` only, never on server crates. Connections are not re-established
 //! automatically: an operation on a dead connection fails with a retryable [`ClientError`].
 
 pub mod admin;

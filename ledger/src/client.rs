@@ -90,11 +90,7 @@ impl BookieLedgerStorage {
         &self,
         ledger: u64,
     ) -> Result<(LedgerMetadata, strata_meta::Stat), StorageError> {
-        self.meta
-            .ledger(LedgerId(ledger))
-            .await
-            .map_err(map_meta)?
-            .ok_or(StorageError::NoSuchLedger(ledger))
+        crate::ledger_md::read(&self.meta, ledger).await
     }
 
     async fn read_with(

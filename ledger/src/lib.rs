@@ -7,7 +7,8 @@
 //!   speculative reads, rack-aware placement. Its parts: `config` ([`client::Quorum`],
 //!   [`client::Timeouts`]), `bookies` ([`client::BookieSource`] and its two implementations),
 //!   `pool` (clients by bookie id, replacement picking, replica reads), `write_set` (striping),
-//!   `writer` (one ledger's writer and its ensemble changes), `quarantine`, `error_map`.
+//!   `writer` (one ledger's writer and its ensemble changes), `ledger_md` (metadata reads and
+//!   segment commits), `quarantine`, `error_map`.
 //! - `recovery`: fence + read forward + write back + close (BookKeeper semantics).
 //! - [`autorecovery`]: re-replicates the entries of bookies gone for longer than a grace period.
 //! - [`metrics`]: process-wide Prometheus counters; `metrics::register` adds them to a registry.
@@ -17,6 +18,7 @@ mod bookies;
 pub mod client;
 mod config;
 mod error_map;
+mod ledger_md;
 pub mod metrics;
 mod placement;
 mod pool;

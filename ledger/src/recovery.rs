@@ -33,6 +33,7 @@ use strata_proto::{BookieId, EntryId, LedgerId};
 use tracing::{info, warn};
 
 use crate::error_map::{map_client, map_meta};
+use crate::ledger_md;
 use crate::pool::Pool;
 use crate::storage::StorageError;
 use crate::write_set::{in_write_set, master_key, write_set};
@@ -53,11 +54,7 @@ pub(crate) async fn recover(
     meta: &MetaClient,
     ledger: u64,
 ) -> Result<Option<u64>, StorageError> {
-    let (md, _) = meta
-        .ledger(LedgerId(ledger))
-        .await
-        .map_err(map_meta)?
-        .ok_or(StorageError::NoSuchLedger(ledger))?;
+    let (md, _) = ledger_md::read(meta, ledger).await?;
     if md.state == LedgerState::Closed {
         return Ok(md.last_entry_id.map(|e| e.0));
     }
@@ -72,11 +69,7 @@ pub(crate) async fn recover(
     .await
     .map_err(map_meta)?;
     // The last segment as it is now (the writer may have changed it before being stopped).
-    let (md, _) = meta
-        .ledger(LedgerId(ledger))
-        .await
-        .map_err(map_meta)?
-        .ok_or(StorageError::NoSuchLedger(ledger))?;
+    let (md, _) = ledger_md::read(meta, ledger).await?;
     if md.state == LedgerState::Closed {
         return Ok(md.last_entry_id.map(|e| e.0));
     }
@@ -106,11 +99,7 @@ pub(crate) async fn recover(
     })
     .await
     .map_err(map_meta)?;
-    let (md, _) = meta
-        .ledger(LedgerId(ledger))
-        .await
-        .map_err(map_meta)?
-        .ok_or(StorageError::NoSuchLedger(ledger))?;
+    let (md, _) = ledger_md::read(meta, ledger).await?;
     info!(
         ledger,
         last = ?md.last_entry_id,
@@ -369,25 +358,11 @@ impl<'a> Recovery<'a> {
             return Ok(());
         }
         // The recovered entries are on the new ensemble: commit it from the first of them.
-        let seg = ensemble.clone();
-        meta.update_ledger(LedgerId(ledger), move |mut m| {
-            if m.state != LedgerState::InRecovery {
-                return Err(strata_meta::MetaError::InvalidArgument(
-                    "ledger no longer in recovery".into(),
-                ));
-            }
-            match m.ensembles.last_mut() {
-                Some(last) if last.first_entry.0 >= start => last.bookies = seg.clone(),
-                _ => m.ensembles.push(strata_meta::model::EnsembleSegment {
-                    first_entry: EntryId(start),
-                    bookies: seg.clone(),
-                }),
-            }
-            Ok(Some(m))
-        })
-        .await
-        .map_err(map_meta)?;
-        Ok(())
+        let why = "ledger no longer in recovery";
+        let state = LedgerState::InRecovery;
+        ledger_md::commit_segment(meta, ledger, state, why, start, ensemble)
+            .await
+            .map_err(map_meta)
     }
 
     /// How many bookies of `entry`'s write set in `ensemble` hold it.

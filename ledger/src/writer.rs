@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::config::Quorum;
 use crate::error_map::map_meta;
+use crate::ledger_md;
 use crate::pool::Pool;
 use crate::quarantine::{QUARANTINE, Quarantine};
 use crate::storage::{LedgerWriter, StorageError};
@@ -311,25 +312,11 @@ impl WriterShared {
             };
             let mut new_ids = ids.clone();
             new_ids[idx] = r.clone();
-            let seg_ids = new_ids.clone();
-            let committed = self
-                .meta
-                .update_ledger(LedgerId(self.ledger), move |mut m| {
-                    if m.state != LedgerState::Open {
-                        return Err(strata_meta::MetaError::InvalidArgument(
-                            "ledger is no longer open (fenced)".into(),
-                        ));
-                    }
-                    match m.ensembles.last_mut() {
-                        Some(last) if last.first_entry.0 >= first => last.bookies = seg_ids.clone(),
-                        _ => m.ensembles.push(strata_meta::model::EnsembleSegment {
-                            first_entry: EntryId(first),
-                            bookies: seg_ids.clone(),
-                        }),
-                    }
-                    Ok(Some(m))
-                })
-                .await;
+            let why = "ledger is no longer open (fenced)";
+            let (meta, state) = (&self.meta, LedgerState::Open);
+            let committed =
+                ledger_md::commit_segment(meta, self.ledger, state, why, first, new_ids.clone())
+                    .await;
             match committed {
                 Ok(_) => {}
                 Err(strata_meta::MetaError::InvalidArgument(_)) => {

@@ -3,31 +3,18 @@
 //! closes the ledger at its last entry; with E=3/Qw=2/Qa=2 entries are striped and readable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_bookie::registration::NoopRegistrar;
-use strata_bookie::{BookieNode, BookieOptions, StorageConfig};
+use common::quorum;
+use strata_bookie::BookieNode;
 use strata_ledger::client::{BookieLedgerStorage, Quorum, StaticBookies};
 use strata_ledger::storage::{CreateOptions, LedgerStorage, StorageError};
-use strata_meta::LocalStore;
 use strata_meta::model::{MetaClient, Paths};
 use strata_proto::{BookieId, EntryId};
-
-async fn bookie(dir: &std::path::Path) -> BookieNode {
-    let opts = BookieOptions {
-        storage: StorageConfig::new(dir),
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        http_addr: None,
-        advertised_address: None,
-        registration_interval: Duration::from_secs(60),
-    };
-    BookieNode::start(opts, Arc::new(NoopRegistrar))
-        .await
-        .unwrap()
-}
 
 async fn setup(
     n: usize,
@@ -39,18 +26,8 @@ async fn setup(
     BookieLedgerStorage,
 ) {
     let tmp = tempfile::tempdir().unwrap();
-    let store: Arc<dyn strata_meta::MetadataStore> = Arc::new(
-        LocalStore::open(tmp.path().join("meta.redb"))
-            .await
-            .unwrap(),
-    );
-    let mut nodes = Vec::new();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let b = bookie(&tmp.path().join(format!("b{i}"))).await;
-        ids.push((BookieId(format!("bookie-{i}")), b.grpc_addr.to_string()));
-        nodes.push(b);
-    }
+    let store = common::store(tmp.path()).await;
+    let (nodes, ids) = common::bookies(tmp.path(), n).await;
     let mk = |owner: &str| {
         BookieLedgerStorage::new(
             MetaClient::new(store.clone(), Paths::default()),
@@ -72,15 +49,7 @@ thread_local! {
 
 #[tokio::test]
 async fn pipelined_adds_read_back_and_recovery_fences_the_writer() {
-    let (_tmp, nodes, a, b) = setup(
-        1,
-        Quorum {
-            ensemble: 1,
-            write: 1,
-            ack: 1,
-        },
-    )
-    .await;
+    let (_tmp, nodes, a, b) = setup(1, quorum(1, 1, 1)).await;
     let w = a.create(CreateOptions::default()).await.unwrap();
     let futs: Vec<_> = (0..200u32)
         .map(|i| w.add(Bytes::from(format!("e{i}"))))
@@ -132,15 +101,7 @@ async fn pipelined_adds_read_back_and_recovery_fences_the_writer() {
 
 #[tokio::test]
 async fn striped_ensemble_with_write_and_ack_quorums() {
-    let (_tmp, nodes, a, b) = setup(
-        3,
-        Quorum {
-            ensemble: 3,
-            write: 2,
-            ack: 2,
-        },
-    )
-    .await;
+    let (_tmp, nodes, a, b) = setup(3, quorum(3, 2, 2)).await;
     let w = a.create(CreateOptions::default()).await.unwrap();
     let futs: Vec<_> = (0..30u32)
         .map(|i| w.add(Bytes::from(format!("s{i}"))))
@@ -167,15 +128,7 @@ async fn striped_ensemble_with_write_and_ack_quorums() {
 
 #[tokio::test]
 async fn ensemble_change_replaces_a_dead_bookie_then_stalls_without_spares() {
-    let (_tmp, mut nodes, a, b) = setup(
-        3,
-        Quorum {
-            ensemble: 2,
-            write: 2,
-            ack: 2,
-        },
-    )
-    .await;
+    let (_tmp, mut nodes, a, b) = setup(3, quorum(2, 2, 2)).await;
     let w = a.create(CreateOptions::default()).await.unwrap();
     for i in 0..10u32 {
         w.add(Bytes::from(format!("x{i}"))).await.unwrap();
@@ -229,16 +182,12 @@ async fn ensembles_come_from_the_bookie_registry() {
     use strata_ledger::client::RegisteredBookies;
     use strata_meta::model::BookieInfo;
     let tmp = tempfile::tempdir().unwrap();
-    let store: Arc<dyn strata_meta::MetadataStore> = Arc::new(
-        LocalStore::open(tmp.path().join("meta.redb"))
-            .await
-            .unwrap(),
-    );
+    let store = common::store(tmp.path()).await;
     let meta = MetaClient::new(store.clone(), Paths::default());
     let session = store.create_session(Duration::from_secs(30)).await.unwrap();
     let mut nodes = Vec::new();
     for i in 0..2 {
-        let b = bookie(&tmp.path().join(format!("b{i}"))).await;
+        let b = common::bookie(&tmp.path().join(format!("b{i}"))).await;
         meta.register_bookie(
             &session,
             &BookieInfo {
@@ -256,16 +205,7 @@ async fn ensembles_come_from_the_bookie_registry() {
         nodes.push(b);
     }
     let source = Arc::new(RegisteredBookies::new(meta.clone()));
-    let storage = BookieLedgerStorage::new(
-        meta,
-        source,
-        Quorum {
-            ensemble: 2,
-            write: 2,
-            ack: 2,
-        },
-        "t",
-    );
+    let storage = BookieLedgerStorage::new(meta, source, quorum(2, 2, 2), "t");
     let w = storage.create(CreateOptions::default()).await.unwrap();
     for i in 0..5u32 {
         w.add(Bytes::from(format!("r{i}"))).await.unwrap();
@@ -283,11 +223,7 @@ async fn ensembles_come_from_the_bookie_registry() {
             store.clone(),
             Paths::default(),
         ))),
-        Quorum {
-            ensemble: 3,
-            write: 2,
-            ack: 2,
-        },
+        quorum(3, 2, 2),
         "t",
     );
     assert!(matches!(

@@ -3,37 +3,29 @@
 //! with and without a spare bookie, speculative reads, rack-aware placement, auto-recovery.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_bookie::registration::NoopRegistrar;
-use strata_bookie::{BookieClient, BookieNode, BookieOptions, ClientError, StorageConfig};
+use common::quorum;
+use strata_bookie::{BookieClient, BookieNode, ClientError};
+use strata_ledger::LedgerWriter;
 use strata_ledger::client::{
     BookieLedgerStorage, Quorum, RegisteredBookies, StaticBookies, Timeouts,
 };
 use strata_ledger::storage::{CreateOptions, LedgerStorage, StorageError};
-use strata_meta::model::{BookieInfo, LedgerMetadata, LedgerState, MetaClient, Paths};
-use strata_meta::{LocalStore, MetadataStore, Session};
+use strata_meta::model::{
+    BookieInfo, EnsembleSegment, LedgerMetadata, LedgerState, MetaClient, Paths,
+};
+use strata_meta::{MetadataStore, Session};
 use strata_proto::{BookieId, EntryId, LedgerId};
+use tokio_util::sync::CancellationToken;
 
 /// Bounds every test (they stop by themselves well before).
 const TEST_LIMIT: Duration = Duration::from_secs(60);
-
-async fn bookie(dir: &std::path::Path) -> BookieNode {
-    let opts = BookieOptions {
-        storage: StorageConfig::new(dir),
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        http_addr: None,
-        advertised_address: None,
-        registration_interval: Duration::from_secs(60),
-    };
-    BookieNode::start(opts, Arc::new(NoopRegistrar))
-        .await
-        .unwrap()
-}
 
 struct Cluster {
     _tmp: tempfile::TempDir,
@@ -56,19 +48,10 @@ fn fast() -> Timeouts {
 impl Cluster {
     async fn start(n: usize) -> Self {
         let tmp = tempfile::tempdir().unwrap();
-        let store: Arc<dyn MetadataStore> = Arc::new(
-            LocalStore::open(tmp.path().join("meta.redb"))
-                .await
-                .unwrap(),
-        );
+        let store = common::store(tmp.path()).await;
         let meta = MetaClient::new(store.clone(), Paths::default());
-        let mut nodes = Vec::new();
-        let mut ids = Vec::new();
-        for i in 0..n {
-            let b = bookie(&tmp.path().join(format!("b{i}"))).await;
-            ids.push((BookieId(format!("bookie-{i}")), b.grpc_addr.to_string()));
-            nodes.push(Some(b));
-        }
+        let (nodes, ids) = common::bookies(tmp.path(), n).await;
+        let nodes = nodes.into_iter().map(Some).collect();
         Self {
             _tmp: tmp,
             store,
@@ -139,6 +122,14 @@ impl Cluster {
         BookieClient::connect_lazy(&self.ids[self.index(b)].1).unwrap()
     }
 
+    /// Adds `payload(e)` as entry `e` of `ledger` straight to bookie `b` (LAC 4), as a writer would.
+    async fn raw_add(&self, b: &BookieId, ledger: u64, e: u64, key: &Bytes) {
+        let raw = self.raw(b);
+        raw.add(ledger, e, key.clone(), 4, payload(e))
+            .await
+            .unwrap();
+    }
+
     async fn md(&self, ledger: impl Into<u64>) -> LedgerMetadata {
         self.meta
             .ledger(LedgerId(ledger.into()))
@@ -166,7 +157,7 @@ impl Cluster {
         } else {
             self._tmp.path().join(format!("b{i}"))
         };
-        let b = bookie(&dir).await;
+        let b = common::bookie(&dir).await;
         self.ids[i].1 = b.grpc_addr.to_string();
         self.nodes[i] = Some(b);
     }
@@ -218,22 +209,77 @@ fn payload(e: u64) -> Bytes {
     Bytes::from(format!("entry-{e}"))
 }
 
+/// Adds `payload(e)` for each `e` of `entries` through `w`, checking the ids it answers.
+async fn add_all(w: &Arc<dyn LedgerWriter>, entries: std::ops::Range<u64>) {
+    for e in entries {
+        assert_eq!(w.add(payload(e)).await.unwrap(), EntryId(e));
+    }
+}
+
+/// Checks that `reader` reads entries `0..n` of `ledger` back as `payload(0..n)`.
+async fn assert_reads_all(reader: &BookieLedgerStorage, ledger: u64, n: u64) {
+    let all = reader.read(LedgerId(ledger), EntryId(0), EntryId(n - 1));
+    assert_eq!(
+        all.await.unwrap(),
+        (0..n).map(payload).collect::<Vec<_>>(),
+        "ledger {ledger}"
+    );
+}
+
+/// The ensemble segment of `md` that entry `e` belongs to.
+fn segment_of(md: &LedgerMetadata, e: u64) -> &EnsembleSegment {
+    md.ensembles
+        .iter()
+        .rev()
+        .find(|s| s.first_entry.0 <= e)
+        .unwrap()
+}
+
+/// Checks that each entry of `entries` is held by all `qw` bookies of its write set (per `md`).
+async fn assert_fully_replicated(
+    c: &Cluster,
+    md: &LedgerMetadata,
+    ledger: u64,
+    entries: std::ops::Range<u64>,
+    qw: usize,
+) {
+    for e in entries {
+        let ws = write_set(&segment_of(md, e).bookies, e, qw);
+        assert_eq!(
+            holders(c, &ws, ledger, e, &payload(e)).await,
+            qw,
+            "ledger {ledger} entry {e}: {md:?}"
+        );
+    }
+}
+
+/// Runs auto-recovery over the registered bookies until the returned token is cancelled.
+fn spawn_auto_recovery(
+    c: &Cluster,
+    grace: Duration,
+    interval: Duration,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    use strata_ledger::autorecovery::{self, AutoRecoveryOptions};
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(autorecovery::run(
+        c.meta.clone(),
+        Arc::new(RegisteredBookies::new(c.meta.clone())),
+        AutoRecoveryOptions { grace, interval },
+        cancel.clone(),
+    ));
+    (cancel, task)
+}
+
 #[tokio::test]
 async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
     tokio::time::timeout(TEST_LIMIT, async {
         let c = Cluster::start(3).await;
-        let q = Quorum {
-            ensemble: 3,
-            write: 3,
-            ack: 2,
-        };
+        let q = quorum(3, 3, 2);
         let a = c.client(q, "a", &[]);
         let w = a.create(CreateOptions::default()).await.unwrap();
         let ledger = w.ledger_id().0;
         // Entries 0..5 through the writer (on all three bookies).
-        for e in 0..5u64 {
-            assert_eq!(w.add(payload(e)).await.unwrap(), EntryId(e));
-        }
+        add_all(&w, 0..5u64).await;
         let md = c.md(ledger).await;
         let ens = md.ensembles[0].bookies.clone();
         let k = key(&md);
@@ -242,25 +288,16 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
         for e in 5..15u64 {
             let ws = write_set(&ens, e, 3);
             for b in &ws[..2] {
-                c.raw(b)
-                    .add(ledger, e, k.clone(), 4, payload(e))
-                    .await
-                    .unwrap();
+                c.raw_add(b, ledger, e, &k).await;
             }
         }
         // Entry 15 reached one bookie only and 16 two: present (any replica returning an entry
         // makes it present; it may be recovered even if never acknowledged). 17 reached none:
         // absent, so 18 (on two bookies, after the gap) cannot have been acknowledged.
-        c.raw(&write_set(&ens, 15, 3)[0])
-            .add(ledger, 15, k.clone(), 4, payload(15))
-            .await
-            .unwrap();
+        c.raw_add(&write_set(&ens, 15, 3)[0], ledger, 15, &k).await;
         for e in [16u64, 18] {
             for b in &write_set(&ens, e, 3)[..2] {
-                c.raw(b)
-                    .add(ledger, e, k.clone(), 4, payload(e))
-                    .await
-                    .unwrap();
+                c.raw_add(b, ledger, e, &k).await;
             }
         }
         let b = c.client(q, "b", &[]);
@@ -308,13 +345,11 @@ async fn recovery_writes_back_entries_that_reached_only_the_ack_quorum() {
 async fn a_bookie_that_lost_its_data_is_not_proof_of_absence() {
     tokio::time::timeout(TEST_LIMIT, async {
         let mut c = Cluster::start(3).await;
-        let q = Quorum { ensemble: 3, write: 3, ack: 2 };
+        let q = quorum(3, 3, 2);
         let a = c.client(q, "a", &[]);
         let w = a.create(CreateOptions::default()).await.unwrap();
         let ledger = w.ledger_id().0;
-        for e in 0..6u64 {
-            w.add(payload(e)).await.unwrap();
-        }
+        add_all(&w, 0..6u64).await;
         let md = c.md(ledger).await;
         let ens = md.ensembles[0].bookies.clone();
         // Entry 6 reached bookies A and B (an ack quorum: it may have been acknowledged); C
@@ -350,17 +385,11 @@ async fn a_bookie_that_lost_its_data_is_not_proof_of_absence() {
 async fn a_hung_bookie_does_not_stall_recovery() {
     tokio::time::timeout(TEST_LIMIT, async {
         let mut c = Cluster::start(4).await;
-        let q = Quorum {
-            ensemble: 3,
-            write: 2,
-            ack: 2,
-        };
+        let q = quorum(3, 2, 2);
         let a = c.client(q, "a", &[]);
         let w = a.create(CreateOptions::default()).await.unwrap();
         let ledger = w.ledger_id().0;
-        for e in 0..10u64 {
-            w.add(payload(e)).await.unwrap();
-        }
+        add_all(&w, 0..10u64).await;
         let md = c.md(ledger).await;
         let ens = md.ensembles[0].bookies.clone();
         // Entry 9 (LAC 8 went with it) is beyond the LAC: its write set is ens[0], ens[1].
@@ -376,21 +405,14 @@ async fn a_hung_bookie_does_not_stall_recovery() {
         assert!(!last.bookies.contains(&ens[0]), "{md:?}");
         assert_eq!(last.first_entry.0, 9, "{md:?}");
         // Every entry is readable (reads go around the hung bookie), entry 9 on Qw bookies.
-        assert_eq!(
-            b.read(LedgerId(ledger), EntryId(0), EntryId(9))
-                .await
-                .unwrap(),
-            (0..10).map(payload).collect::<Vec<_>>()
-        );
+        assert_reads_all(&b, ledger, 10).await;
         assert_eq!(
             holders(&c, &write_set(&last.bookies, 9, 2), ledger, 9, &payload(9)).await,
             2
         );
         // A stopped (not hung) bookie: refused connections, recovery of another ledger goes on.
         let w2 = a.create(CreateOptions::default()).await.unwrap();
-        for e in 0..5u64 {
-            w2.add(payload(e)).await.unwrap();
-        }
+        add_all(&w2, 0..5u64).await;
         let ens2 = c.md(w2.ledger_id().0).await.ensembles[0].bookies.clone();
         let victim = c.index(&ens2[2]);
         c.stop(victim).await;
@@ -407,11 +429,7 @@ async fn a_hung_bookie_does_not_stall_recovery() {
 async fn ensemble_change_keeps_every_acknowledged_entry() {
     tokio::time::timeout(TEST_LIMIT, async {
         let mut c = Cluster::start(4).await;
-        let q = Quorum {
-            ensemble: 3,
-            write: 2,
-            ack: 2,
-        };
+        let q = quorum(3, 2, 2);
         let a = c.client(q, "a", &[]);
         let w = a.create(CreateOptions::default()).await.unwrap();
         let ledger = w.ledger_id().0;
@@ -438,20 +456,8 @@ async fn ensemble_change_keeps_every_acknowledged_entry() {
         // Every acknowledged entry is readable by another client, and held by an ack quorum
         // of its write set per the committed metadata.
         let b = c.client(q, "b", &[]);
-        assert_eq!(
-            b.read(LedgerId(ledger), EntryId(0), EntryId(199))
-                .await
-                .unwrap(),
-            (0..200).map(payload).collect::<Vec<_>>()
-        );
-        for e in md.ensembles[1].first_entry.0..200 {
-            let ws = write_set(&md.ensembles[1].bookies, e, 2);
-            assert_eq!(
-                holders(&c, &ws, ledger, e, &payload(e)).await,
-                2,
-                "entry {e}"
-            );
-        }
+        assert_reads_all(&b, ledger, 200).await;
+        assert_fully_replicated(&c, &md, ledger, md.ensembles[1].first_entry.0..200, 2).await;
         assert_eq!(w.close().await.unwrap(), Some(EntryId(199)));
         c.shutdown().await;
     })
@@ -463,17 +469,11 @@ async fn ensemble_change_keeps_every_acknowledged_entry() {
 async fn without_a_spare_bookie_the_writer_fails_with_not_enough_bookies() {
     tokio::time::timeout(TEST_LIMIT, async {
         let mut c = Cluster::start(3).await;
-        let q = Quorum {
-            ensemble: 3,
-            write: 2,
-            ack: 2,
-        };
+        let q = quorum(3, 2, 2);
         let a = c.client(q, "a", &[]);
         let w = a.create(CreateOptions::default()).await.unwrap();
         let ledger = w.ledger_id().0;
-        for e in 0..10u64 {
-            w.add(payload(e)).await.unwrap();
-        }
+        add_all(&w, 0..10u64).await;
         c.stop(0).await;
         let mut errors = Vec::new();
         let mut acked = 0u64;
@@ -518,17 +518,11 @@ async fn without_a_spare_bookie_the_writer_fails_with_not_enough_bookies() {
 async fn reads_go_around_slow_and_empty_replicas() {
     tokio::time::timeout(TEST_LIMIT, async {
         let c = Cluster::start(3).await;
-        let q = Quorum {
-            ensemble: 3,
-            write: 3,
-            ack: 3,
-        };
+        let q = quorum(3, 3, 3);
         let a = c.client(q, "a", &[]);
         let w = a.create(CreateOptions::default()).await.unwrap();
         let ledger = w.ledger_id().0;
-        for e in 0..20u64 {
-            w.add(payload(e)).await.unwrap();
-        }
+        add_all(&w, 0..20u64).await;
         assert_eq!(w.close().await.unwrap(), Some(EntryId(19)));
         let ens = c.md(ledger).await.ensembles[0].bookies.clone();
         // The first replica of entry 0 hangs for this reader; the second lost the ledger
@@ -536,12 +530,7 @@ async fn reads_go_around_slow_and_empty_replicas() {
         let (hole, hole_task) = black_hole().await;
         c.raw(&ens[1]).delete_ledger(ledger).await.unwrap();
         let b = c.client(q, "b", &[(c.index(&ens[0]), hole)]);
-        assert_eq!(
-            b.read(LedgerId(ledger), EntryId(0), EntryId(19))
-                .await
-                .unwrap(),
-            (0..20).map(payload).collect::<Vec<_>>()
-        );
+        assert_reads_all(&b, ledger, 20).await;
         assert_eq!(
             b.read(LedgerId(ledger), EntryId(7), EntryId(7))
                 .await
@@ -576,11 +565,7 @@ async fn ensembles_and_replacements_spread_over_racks() {
                 "r2"
             }
         };
-        let q = Quorum {
-            ensemble: 2,
-            write: 2,
-            ack: 2,
-        };
+        let q = quorum(2, 2, 2);
         let s = c.registered_client(q, "a");
         let mut writers = Vec::new();
         for _ in 0..6 {
@@ -597,9 +582,7 @@ async fn ensembles_and_replacements_spread_over_racks() {
         let ens = c.md(w.ledger_id().0).await.ensembles[0].bookies.clone();
         let victim = c.index(&ens[0]);
         c.stop(victim).await;
-        for e in 1..5u64 {
-            assert_eq!(w.add(payload(e)).await.unwrap(), EntryId(e));
-        }
+        add_all(w, 1..5u64).await;
         let md = c.md(w.ledger_id().0).await;
         let new = md.ensembles.last().unwrap();
         let racks: BTreeSet<&str> = new.bookies.iter().map(rack).collect();
@@ -612,24 +595,17 @@ async fn ensembles_and_replacements_spread_over_racks() {
 
 #[tokio::test]
 async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
-    use strata_ledger::autorecovery::{self, AutoRecoveryOptions};
     tokio::time::timeout(TEST_LIMIT, async {
         let mut c = Cluster::start(4).await;
         c.register(&[]).await;
-        let q = Quorum {
-            ensemble: 3,
-            write: 2,
-            ack: 2,
-        };
+        let q = quorum(3, 2, 2);
         let s = c.registered_client(q, "a");
         // Closed ledgers (one empty), an open one written to after the bookie died, and an
         // idle open one (its writer notices the bookie left the registry).
         let mut ledgers = Vec::new();
         for n in [30u64, 25, 0, 40, 15] {
             let w = s.create(CreateOptions::default()).await.unwrap();
-            for e in 0..n {
-                w.add(payload(e)).await.unwrap();
-            }
+            add_all(&w, 0..n).await;
             ledgers.push((w, n));
         }
         for (w, _) in &ledgers[..3] {
@@ -647,9 +623,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
         let di = c.index(&dead);
         c.stop(di).await;
         let open = &ledgers[3].0;
-        for e in 40..60u64 {
-            assert_eq!(open.add(payload(e)).await.unwrap(), EntryId(e));
-        }
+        add_all(open, 40..60u64).await;
         ledgers[3].1 = 60;
         let names_dead =
             |md: &LedgerMetadata| md.ensembles.iter().any(|s| s.bookies.contains(&dead));
@@ -658,16 +632,8 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
             before += usize::from(names_dead(&c.md(w.ledger_id().0).await));
         }
         assert!(before >= 1);
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(autorecovery::run(
-            c.meta.clone(),
-            Arc::new(RegisteredBookies::new(c.meta.clone())),
-            AutoRecoveryOptions {
-                grace: Duration::from_millis(500),
-                interval: Duration::from_millis(100),
-            },
-            cancel.clone(),
-        ));
+        let (cancel, task) =
+            spawn_auto_recovery(&c, Duration::from_millis(500), Duration::from_millis(100));
         // Wait until no ledger metadata names the dead bookie.
         loop {
             let mut any = false;
@@ -699,27 +665,12 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
             if *n == 0 {
                 continue;
             }
-            assert_eq!(
-                reader.read(l, EntryId(0), EntryId(n - 1)).await.unwrap(),
-                (0..*n).map(payload).collect::<Vec<_>>(),
-                "ledger {l}"
-            );
+            assert_reads_all(&reader, l.0, *n).await;
             let md = c.md(l).await;
             for e in 0..*n {
-                let seg = md
-                    .ensembles
-                    .iter()
-                    .rev()
-                    .find(|s| s.first_entry.0 <= e)
-                    .unwrap();
-                let ws = write_set(&seg.bookies, e, 2);
-                assert!(!ws.contains(&dead));
-                assert_eq!(
-                    holders(&c, &ws, l.0, e, &payload(e)).await,
-                    2,
-                    "ledger {l} entry {e}: {md:?}"
-                );
+                assert!(!write_set(&segment_of(&md, e).bookies, e, 2).contains(&dead));
             }
+            assert_fully_replicated(&c, &md, l.0, 0..*n, 2).await;
         }
         c.shutdown().await;
     })
@@ -731,11 +682,7 @@ async fn auto_recovery_re_replicates_the_entries_of_a_dead_bookie() {
 async fn a_hung_bookie_in_the_write_path_is_replaced_after_the_add_timeout() {
     tokio::time::timeout(TEST_LIMIT, async {
         let c = Cluster::start(4).await;
-        let q = Quorum {
-            ensemble: 3,
-            write: 2,
-            ack: 2,
-        };
+        let q = quorum(3, 2, 2);
         // For this writer bookie-1 hangs (accepts connections, never answers).
         let (hole, hole_task) = black_hole().await;
         let a = c.client(q, "a", &[(1, hole)]);
@@ -758,12 +705,7 @@ async fn a_hung_bookie_in_the_write_path_is_replaced_after_the_add_timeout() {
         assert!(!last.bookies.contains(&hung), "{md:?}");
         assert!(last.first_entry.0 <= 1, "{md:?}");
         let b = c.client(q, "b", &[]);
-        assert_eq!(
-            b.read(LedgerId(ledger), EntryId(0), EntryId(19))
-                .await
-                .unwrap(),
-            (0..20).map(payload).collect::<Vec<_>>()
-        );
+        assert_reads_all(&b, ledger, 20).await;
         hole_task.abort();
         c.shutdown().await;
     })
@@ -773,15 +715,10 @@ async fn a_hung_bookie_in_the_write_path_is_replaced_after_the_add_timeout() {
 
 #[tokio::test]
 async fn writer_ensemble_changes_and_auto_recovery_interleave() {
-    use strata_ledger::autorecovery::{self, AutoRecoveryOptions};
     tokio::time::timeout(TEST_LIMIT, async {
         let mut c = Cluster::start(5).await;
         c.register(&[]).await;
-        let q = Quorum {
-            ensemble: 3,
-            write: 2,
-            ack: 2,
-        };
+        let q = quorum(3, 2, 2);
         let s = c.registered_client(q, "a");
         let w = s.create(CreateOptions::default()).await.unwrap();
         let ledger = w.ledger_id().0;
@@ -799,16 +736,8 @@ async fn writer_ensemble_changes_and_auto_recovery_interleave() {
                 acked
             })
         };
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let task = tokio::spawn(autorecovery::run(
-            c.meta.clone(),
-            Arc::new(RegisteredBookies::new(c.meta.clone())),
-            AutoRecoveryOptions {
-                grace: Duration::from_millis(300),
-                interval: Duration::from_millis(50),
-            },
-            cancel.clone(),
-        ));
+        let (cancel, task) =
+            spawn_auto_recovery(&c, Duration::from_millis(300), Duration::from_millis(50));
         let names =
             |md: &LedgerMetadata, b: &BookieId| md.ensembles.iter().any(|s| s.bookies.contains(b));
         // Kill a bookie of the current ensemble twice: the writer moves its current segment,
@@ -852,27 +781,8 @@ async fn writer_ensemble_changes_and_auto_recovery_interleave() {
         let md = c.md(ledger).await;
         assert!(md.ensembles.len() >= 3, "{md:?}");
         let reader = c.registered_client(q, "reader");
-        assert_eq!(
-            reader
-                .read(LedgerId(ledger), EntryId(0), EntryId(acked - 1))
-                .await
-                .unwrap(),
-            (0..acked).map(payload).collect::<Vec<_>>()
-        );
-        for e in 0..acked {
-            let seg = md
-                .ensembles
-                .iter()
-                .rev()
-                .find(|s| s.first_entry.0 <= e)
-                .unwrap();
-            let ws = write_set(&seg.bookies, e, 2);
-            assert_eq!(
-                holders(&c, &ws, ledger, e, &payload(e)).await,
-                2,
-                "entry {e}: {md:?}"
-            );
-        }
+        assert_reads_all(&reader, ledger, acked).await;
+        assert_fully_replicated(&c, &md, ledger, 0..acked, 2).await;
         c.shutdown().await;
     })
     .await

@@ -13,14 +13,37 @@ use crate::election;
 use crate::error::MetaError;
 use crate::model::{LedgerIdAllocator, MetaClient, Paths, TenantInfo};
 use crate::retry::{Change, RetryPolicy, update};
-use crate::session::EphemeralOptions;
-use crate::store::{EventKind, Expected, MetadataStore, WatchStream};
+use crate::session::{EphemeralOptions, Session};
+use crate::store::{EventKind, Expected, MetadataStore, Stat, WatchStream};
 
 /// A store under test.
 pub type Store = Arc<dyn MetadataStore>;
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Creates `key` (absent before) as an ephemeral of `session`; `recreate`: re-created on
+/// re-establish.
+async fn put_new_ephemeral(
+    s: &Store,
+    session: &Session,
+    key: &str,
+    value: &str,
+    recreate: bool,
+) -> Stat {
+    let opts = EphemeralOptions {
+        recreate_on_reestablish: recreate,
+    };
+    s.put_ephemeral(session, key, b(value), Expected::Absent, opts)
+        .await
+        .unwrap()
+}
+
+/// The value of the current holder of `/el/leader` (there must be one).
+async fn leader_value(s: &Store) -> Bytes {
+    let holder = election::holder(s.as_ref(), "/el/leader").await.unwrap();
+    holder.unwrap().value
 }
 
 const TTL: Duration = Duration::from_secs(3);
@@ -274,16 +297,7 @@ pub async fn ephemeral_keys_end_with_session(s: Store) {
     let session = s.create_session(TTL).await.unwrap();
     assert!(!session.is_lost());
     let mut w = s.watch("/eph/", None).await.unwrap();
-    let st = s
-        .put_ephemeral(
-            &session,
-            "/eph/a",
-            b("1"),
-            Expected::Absent,
-            EphemeralOptions::default(),
-        )
-        .await
-        .unwrap();
+    let st = put_new_ephemeral(&s, &session, "/eph/a", "1", false).await;
     assert_eq!(st.session, Some(session.id()));
     assert_eq!(
         s.get("/eph/a").await.unwrap().unwrap().stat.session,
@@ -304,15 +318,7 @@ pub async fn ephemeral_keys_end_with_session(s: Store) {
 
 pub async fn put_keeps_ephemeral_binding(s: Store) {
     let session = s.create_session(TTL).await.unwrap();
-    s.put_ephemeral(
-        &session,
-        "/kb/a",
-        b("1"),
-        Expected::Absent,
-        EphemeralOptions::default(),
-    )
-    .await
-    .unwrap();
+    put_new_ephemeral(&s, &session, "/kb/a", "1", false).await;
     let st = s.put("/kb/a", b("2"), Expected::Version(1)).await.unwrap();
     assert_eq!(st.session, Some(session.id()));
     let st = s.put("/kb/a", b("3"), Expected::Any).await.unwrap();
@@ -343,54 +349,14 @@ pub async fn lost_session_rejects_ephemeral_puts(s: Store) {
 pub async fn reestablish_recreates_only_marked_keys(s: Store) {
     let old = s.create_session(TTL).await.unwrap();
     let other = s.create_session(TTL).await.unwrap();
-    s.put_ephemeral(
-        &old,
-        "/re/keep",
-        b("k"),
-        Expected::Absent,
-        EphemeralOptions::recreate(),
-    )
-    .await
-    .unwrap();
-    s.put_ephemeral(
-        &old,
-        "/re/drop",
-        b("d"),
-        Expected::Absent,
-        EphemeralOptions::default(),
-    )
-    .await
-    .unwrap();
-    s.put_ephemeral(
-        &old,
-        "/re/gone",
-        b("g"),
-        Expected::Absent,
-        EphemeralOptions::recreate(),
-    )
-    .await
-    .unwrap();
-    s.put_ephemeral(
-        &old,
-        "/re/taken",
-        b("t"),
-        Expected::Absent,
-        EphemeralOptions::recreate(),
-    )
-    .await
-    .unwrap();
+    put_new_ephemeral(&s, &old, "/re/keep", "k", true).await;
+    put_new_ephemeral(&s, &old, "/re/drop", "d", false).await;
+    put_new_ephemeral(&s, &old, "/re/gone", "g", true).await;
+    put_new_ephemeral(&s, &old, "/re/taken", "t", true).await;
     // Someone else deleted one key and took another one over.
     s.delete("/re/gone", Expected::Any).await.unwrap();
     s.delete("/re/taken", Expected::Any).await.unwrap();
-    s.put_ephemeral(
-        &other,
-        "/re/taken",
-        b("o"),
-        Expected::Absent,
-        EphemeralOptions::default(),
-    )
-    .await
-    .unwrap();
+    put_new_ephemeral(&s, &other, "/re/taken", "o", false).await;
 
     let r = s.reestablish_session(&old).await.unwrap();
     assert!(old.is_lost());
@@ -462,14 +428,7 @@ pub async fn election_is_exclusive(s: Store) {
             .unwrap()
             .is_none()
     );
-    assert_eq!(
-        election::holder(s.as_ref(), "/el/leader")
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        b("one")
-    );
+    assert_eq!(leader_value(&s).await, b("one"));
     let waiter = {
         let (s, s2) = (s.clone(), s2.clone());
         tokio::spawn(async move { election::acquire(&s, &s2, "/el/leader", b("two")).await })
@@ -484,14 +443,7 @@ pub async fn election_is_exclusive(s: Store) {
         .unwrap()
         .unwrap();
     assert!(l2.fencing_token() > t1);
-    assert_eq!(
-        election::holder(s.as_ref(), "/el/leader")
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        b("two")
-    );
+    assert_eq!(leader_value(&s).await, b("two"));
     // Losing the session gives it up.
     s.close_session(&s2).await.unwrap();
     assert!(l2.is_lost());

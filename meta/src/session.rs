@@ -113,15 +113,57 @@ impl Session {
     /// Checks that a store may use this session for an ephemeral write: it was created by the
     /// store with id `store_id` and is not lost.
     pub(crate) fn check_usable(&self, store_id: u64) -> crate::error::Result<()> {
+        self.check_store(store_id)?;
+        if self.is_lost() {
+            return Err(crate::error::MetaError::SessionLost(self.id()));
+        }
+        Ok(())
+    }
+
+    /// Checks that the store with id `store_id` created this session.
+    pub(crate) fn check_store(&self, store_id: u64) -> crate::error::Result<()> {
         if self.inner.store_id != store_id {
             return Err(crate::error::MetaError::InvalidArgument(
                 "session belongs to another store".into(),
             ));
         }
-        if self.is_lost() {
-            return Err(crate::error::MetaError::SessionLost(self.id()));
-        }
         Ok(())
+    }
+
+    /// Carries the ephemeral keys of `self` (the old session) over to `new`: each key marked for
+    /// re-creation is handed to `rebind(key, value)`, which answers whether it moved to `new`
+    /// (`false`: another session holds it now). The backend-independent half of
+    /// [`crate::MetadataStore::reestablish_session`].
+    pub(crate) async fn carry_over<F, Fut>(
+        &self,
+        new: Session,
+        mut rebind: F,
+    ) -> crate::error::Result<Reestablished>
+    where
+        F: FnMut(String, Bytes) -> Fut,
+        Fut: std::future::Future<Output = crate::error::Result<bool>>,
+    {
+        let mut recreated = Vec::new();
+        let mut taken = Vec::new();
+        let mut dropped = Vec::new();
+        for (key, rec) in self.records() {
+            if !rec.recreate {
+                dropped.push(key);
+                continue;
+            }
+            if rebind(key.clone(), rec.value.clone()).await? {
+                new.record(&key, rec.value, true);
+                recreated.push(key);
+            } else {
+                taken.push(key);
+            }
+        }
+        Ok(Reestablished {
+            session: new,
+            recreated,
+            taken,
+            dropped,
+        })
     }
 
     /// Whether the session is lost or closed.

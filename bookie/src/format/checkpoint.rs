@@ -68,13 +68,7 @@ impl Checkpoint {
         for d in &self.deleted {
             body.put_u64_le(*d);
         }
-        let mut out = FileHeader {
-            magic: MAGIC,
-            version: VERSION,
-            id: seq,
-        }
-        .encode()
-        .to_vec();
+        let mut out = FileHeader::new(MAGIC, VERSION, seq).encode().to_vec();
         put_frame(&mut out, &[&body]);
         out
     }

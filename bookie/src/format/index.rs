@@ -72,12 +72,7 @@ pub fn decode_block(buf: &Bytes) -> Result<(Vec<IndexEntry>, usize), FormatError
 
 /// The header of the index of segment `id`.
 pub fn file_header(id: u64) -> [u8; FILE_HEADER_LEN] {
-    FileHeader {
-        magic: MAGIC,
-        version: VERSION,
-        id,
-    }
-    .encode()
+    FileHeader::new(MAGIC, VERSION, id).encode()
 }
 
 /// Decodes a whole index file: its segment id, every entry of every valid block, the offset where

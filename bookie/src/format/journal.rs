@@ -168,12 +168,7 @@ fn take_key(b: &mut Bytes) -> Result<Bytes, FormatError> {
 
 /// The header of journal file `seq`.
 pub fn file_header(seq: u64) -> [u8; FILE_HEADER_LEN] {
-    FileHeader {
-        magic: MAGIC,
-        version: VERSION,
-        id: seq,
-    }
-    .encode()
+    FileHeader::new(MAGIC, VERSION, seq).encode()
 }
 
 /// What a scan of a whole journal file found.

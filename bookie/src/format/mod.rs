@@ -154,6 +154,11 @@ pub struct FileHeader {
 }
 
 impl FileHeader {
+    /// The header of file `id` of a kind with this magic and version.
+    pub const fn new(magic: [u8; 8], version: u32, id: u64) -> Self {
+        Self { magic, version, id }
+    }
+
     /// Encodes the header (24 bytes).
     pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
         let mut out = [0u8; FILE_HEADER_LEN];

@@ -61,12 +61,7 @@ impl SegmentRecord {
 
 /// The header of segment `id`.
 pub fn file_header(id: u64) -> [u8; FILE_HEADER_LEN] {
-    FileHeader {
-        magic: MAGIC,
-        version: VERSION,
-        id,
-    }
-    .encode()
+    FileHeader::new(MAGIC, VERSION, id).encode()
 }
 
 /// What [`scan_file`] found: the segment id, each valid record with its offset, and why the scan

@@ -222,15 +222,8 @@ pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, Boo
 }
 
 fn register(st: &mut State, w: &SegWriter) {
-    st.segments.map.insert(
-        w.id,
-        SegMeta {
-            file: w.file.clone(),
-            size: w.size(),
-            live: 0,
-            ledgers: HashSet::new(),
-        },
-    );
+    let seg = SegMeta::new(w.file.clone(), w.size(), HashSet::new());
+    st.segments.map.insert(w.id, seg);
 }
 
 impl Flusher {

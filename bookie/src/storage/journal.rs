@@ -84,23 +84,7 @@ pub(super) fn path(dir: &Path, seq: u64) -> PathBuf {
 
 /// Every journal file in `dir` as `(seq, path)`, ascending.
 pub(super) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, BookieError> {
-    let mut out = vec![];
-    let rd = std::fs::read_dir(dir).map_err(|e| BookieError::io("list journal directory", e))?;
-    for ent in rd {
-        let ent = ent.map_err(|e| BookieError::io("list journal directory", e))?;
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(seq) = name
-            .strip_prefix("journal-")
-            .and_then(|s| s.strip_suffix(".log"))
-        {
-            if let Ok(seq) = seq.parse::<u64>() {
-                out.push((seq, ent.path()));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    super::numbered::list(dir, "journal-", "journal")
 }
 
 /// fsyncs a directory so that created, renamed and removed names are durable.

@@ -26,6 +26,7 @@
 
 mod flusher;
 mod journal;
+mod numbered;
 mod segments;
 mod sys;
 
@@ -220,13 +221,9 @@ impl State {
                 key,
                 payload,
             } => {
-                if self.deleted.contains(ledger) {
+                let Some(l) = self.admit(*ledger, key) else {
                     return;
-                }
-                let l = self
-                    .ledgers
-                    .entry(*ledger)
-                    .or_insert_with(|| Ledger::new(key.clone()));
+                };
                 l.last_entry = l.last_entry.max(*entry as i64);
                 if *lac > l.lac {
                     l.lac = *lac;
@@ -235,19 +232,25 @@ impl State {
                 self.cache.insert(*ledger, *entry, payload.clone());
             }
             JournalRecord::Fence { ledger, key } => {
-                if self.deleted.contains(ledger) {
+                let Some(l) = self.admit(*ledger, key) else {
                     return;
-                }
-                let l = self
-                    .ledgers
-                    .entry(*ledger)
-                    .or_insert_with(|| Ledger::new(key.clone()));
+                };
                 l.fenced = true;
                 // wake long-polls so readers see the fence
                 l.lac_tx.send_modify(|_| {});
             }
             JournalRecord::Delete { ledger } => self.remove_ledger(*ledger),
         }
+    }
+
+    /// The state of `ledger`, created with master key `key` on its first record; `None` when the
+    /// ledger was deleted (its late records are ignored).
+    fn admit(&mut self, ledger: u64, key: &Bytes) -> Option<&mut Ledger> {
+        if self.deleted.contains(&ledger) {
+            return None;
+        }
+        let l = self.ledgers.entry(ledger);
+        Some(l.or_insert_with(|| Ledger::new(key.clone())))
     }
 
     fn remove_ledger(&mut self, ledger: u64) {

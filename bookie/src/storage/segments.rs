@@ -37,23 +37,8 @@ pub(super) fn idx_path(dir: &Path, id: u64) -> PathBuf {
 
 /// Ids of every segment file in `dir`, ascending.
 pub(super) fn list(dir: &Path) -> Result<Vec<u64>, BookieError> {
-    let mut out = vec![];
-    let rd = std::fs::read_dir(dir).map_err(|e| BookieError::io("list ledger directory", e))?;
-    for ent in rd {
-        let ent = ent.map_err(|e| BookieError::io("list ledger directory", e))?;
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(id) = name
-            .strip_prefix("seg-")
-            .and_then(|s| s.strip_suffix(".log"))
-        {
-            if let Ok(id) = id.parse::<u64>() {
-                out.push(id);
-            }
-        }
-    }
-    out.sort_unstable();
-    Ok(out)
+    let files = super::numbered::list(dir, "seg-", "ledger")?;
+    Ok(files.into_iter().map(|(id, _)| id).collect())
 }
 
 /// A segment known to the bookie.
@@ -62,6 +47,18 @@ pub(super) struct SegMeta {
     pub size: u64,
     pub live: u64,
     pub ledgers: HashSet<u64>,
+}
+
+impl SegMeta {
+    /// A segment of `size` bytes holding entries of `ledgers`, none of them counted live yet.
+    pub fn new(file: Arc<File>, size: u64, ledgers: HashSet<u64>) -> Self {
+        Self {
+            file,
+            size,
+            live: 0,
+            ledgers,
+        }
+    }
 }
 
 /// Every segment by id.
@@ -286,15 +283,8 @@ pub(super) fn load(dir: &Path) -> Result<Loaded, BookieError> {
                     segment = id,
                     "segment without a valid header: empty, will be reclaimed"
                 );
-                segs.map.insert(
-                    id,
-                    SegMeta {
-                        file: Arc::new(file),
-                        size,
-                        live: 0,
-                        ledgers: HashSet::new(),
-                    },
-                );
+                segs.map
+                    .insert(id, SegMeta::new(Arc::new(file), size, HashSet::new()));
             } else {
                 tracing::error!(
                     segment = id,
@@ -343,15 +333,8 @@ pub(super) fn load(dir: &Path) -> Result<Loaded, BookieError> {
                 }
             }
         }
-        segs.map.insert(
-            id,
-            SegMeta {
-                file: Arc::new(file),
-                size,
-                live: 0,
-                ledgers,
-            },
-        );
+        segs.map
+            .insert(id, SegMeta::new(Arc::new(file), size, ledgers));
     }
     Ok(Loaded {
         segments: segs,

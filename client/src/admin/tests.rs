@@ -643,41 +643,22 @@ async fn token_file_is_read_and_trimmed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
     std::fs::write(&path, "file-token\n").unwrap();
-    run_cli(
-        &url,
-        &[
-            "--auth-token-file",
-            path.to_str().unwrap(),
-            "tenants",
-            "list",
-        ],
-    )
-    .await
-    .unwrap();
-    assert!(
-        seen.lock()[0]
+    let token_file = path.to_str().unwrap();
+    let sent_file_token = |i: usize| {
+        seen.lock()[i]
             .headers
             .contains(&("authorization".into(), "Bearer file-token".into()))
-    );
+    };
+    run_cli(&url, &["--auth-token-file", token_file, "tenants", "list"])
+        .await
+        .unwrap();
+    assert!(sent_file_token(0));
     // The file wins over an inline token (e.g. one left in STRATA_AUTH_TOKEN).
-    run_cli(
-        &url,
-        &[
-            "--auth-token",
-            "inline",
-            "--auth-token-file",
-            path.to_str().unwrap(),
-            "tenants",
-            "list",
-        ],
-    )
-    .await
-    .unwrap();
-    assert!(
-        seen.lock()[1]
-            .headers
-            .contains(&("authorization".into(), "Bearer file-token".into()))
-    );
+    let args = ["--auth-token", "inline", "--auth-token-file", token_file];
+    run_cli(&url, &[&args[..], &["tenants", "list"]].concat())
+        .await
+        .unwrap();
+    assert!(sent_file_token(1));
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
     let err = run_cli(
@@ -919,4 +900,33 @@ fn stats_shapes_keep_what_the_server_sent() {
     let internal: PersistentTopicInternalStats = serde_json::from_value(sent.clone()).unwrap();
     assert_eq!(internal.ledgers.as_ref().unwrap()[0].ledger_id, 3);
     assert_eq!(serde_json::to_value(&internal).unwrap(), sent);
+}
+
+#[tokio::test]
+async fn dispatch_rate_flags_become_the_policy_body() {
+    let (url, seen) = fake_server(204, "", "").await;
+    let set = ["namespaces", "set-dispatch-rate", "acme/ns"];
+    let flags = ["--msg-dispatch-rate", "5", "--relative-to-publish-rate"];
+    run_cli(&url, &[&set[..], &flags[..]].concat())
+        .await
+        .unwrap();
+    let set = ["namespaces", "set-subscription-dispatch-rate", "acme/ns"];
+    let flags = ["--byte-dispatch-rate", "7", "--dispatch-rate-period", "2"];
+    run_cli(&url, &[&set[..], &flags[..]].concat())
+        .await
+        .unwrap();
+    let seen = seen.lock();
+    assert_eq!(seen[0].path, "/admin/v2/namespaces/acme/ns/dispatchRate");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&seen[0].body).unwrap(),
+        json!({"dispatchThrottlingRateInMsg": 5, "dispatchThrottlingRateInByte": -1, "relativeToPublishRate": true, "ratePeriodInSecond": 1})
+    );
+    assert_eq!(
+        seen[1].path,
+        "/admin/v2/namespaces/acme/ns/subscriptionDispatchRate"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&seen[1].body).unwrap(),
+        json!({"dispatchThrottlingRateInMsg": -1, "dispatchThrottlingRateInByte": 7, "relativeToPublishRate": false, "ratePeriodInSecond": 2})
+    );
 }

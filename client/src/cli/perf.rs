@@ -34,9 +34,9 @@ pub enum PerfCommand {
     Consume(PerfConsumeArgs),
 }
 
-/// `strata perf produce`.
+/// The topics of a perf run and how to reach them.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PerfProduceArgs {
+pub struct PerfTarget {
     /// Topic (with `--num-topics N > 1`, topics `<topic>-0` .. `<topic>-{N-1}`).
     #[arg(default_value = "perf")]
     pub topic: String,
@@ -46,24 +46,43 @@ pub struct PerfProduceArgs {
     /// Authentication and TLS.
     #[command(flatten)]
     pub connect: super::common::ConnectArgs,
-    /// Total publish rate in msg/s over all producers (0 = as fast as possible).
-    #[arg(long, short = 'r', default_value_t = 100)]
-    pub rate: u64,
-    /// Message size in bytes.
-    #[arg(long, short = 's', default_value_t = 1024)]
-    pub size: usize,
     /// Number of topics.
     #[arg(long, short = 't', default_value_t = 1)]
     pub num_topics: usize,
-    /// Producers per topic.
-    #[arg(long, short = 'n', default_value_t = 1)]
-    pub num_producers: usize,
+}
+
+/// When a perf run stops and how it reports.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PerfRunArgs {
     /// Stop after this many messages in total (0 = no limit).
     #[arg(long, short = 'm', default_value_t = 0)]
     pub num_messages: u64,
     /// Stop after this many seconds (0 = until Ctrl-C).
     #[arg(long, short = 'd', default_value_t = 0)]
     pub duration_secs: u64,
+    /// Seconds between report lines.
+    #[arg(long, short = 'i', default_value_t = 5)]
+    pub interval_secs: u64,
+    /// Also report the resident memory of this process id (e.g. the broker's).
+    #[arg(long)]
+    pub watch_pid: Option<u32>,
+}
+
+/// `strata perf produce`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PerfProduceArgs {
+    /// Topics and how to reach them.
+    #[command(flatten)]
+    pub target: PerfTarget,
+    /// Total publish rate in msg/s over all producers (0 = as fast as possible).
+    #[arg(long, short = 'r', default_value_t = 100)]
+    pub rate: u64,
+    /// Message size in bytes.
+    #[arg(long, short = 's', default_value_t = 1024)]
+    pub size: usize,
+    /// Producers per topic.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    pub num_producers: usize,
     /// Send each message in its own entry.
     #[arg(long)]
     pub disable_batching: bool,
@@ -79,29 +98,17 @@ pub struct PerfProduceArgs {
     /// Payload compression.
     #[arg(long, short = 'z', value_enum, default_value = "none")]
     pub compression: CompressionArg,
-    /// Seconds between report lines.
-    #[arg(long, short = 'i', default_value_t = 5)]
-    pub interval_secs: u64,
-    /// Also report the resident memory of this process id (e.g. the broker's).
-    #[arg(long)]
-    pub watch_pid: Option<u32>,
+    /// When to stop and how to report.
+    #[command(flatten)]
+    pub run: PerfRunArgs,
 }
 
 /// `strata perf consume`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PerfConsumeArgs {
-    /// Topic (with `--num-topics N > 1`, topics `<topic>-0` .. `<topic>-{N-1}`).
-    #[arg(default_value = "perf")]
-    pub topic: String,
-    /// Broker service URL.
-    #[arg(long, short = 'u', env = "STRATA_SERVICE_URL", default_value = DEFAULT_SERVICE_URL)]
-    pub service_url: String,
-    /// Authentication and TLS.
+    /// Topics and how to reach them.
     #[command(flatten)]
-    pub connect: super::common::ConnectArgs,
-    /// Number of topics.
-    #[arg(long, short = 't', default_value_t = 1)]
-    pub num_topics: usize,
+    pub target: PerfTarget,
     /// Consumers per topic.
     #[arg(long, short = 'n', default_value_t = 1)]
     pub num_consumers: usize,
@@ -117,18 +124,9 @@ pub struct PerfConsumeArgs {
     /// Start a new subscription at the earliest message.
     #[arg(long)]
     pub earliest: bool,
-    /// Stop after this many messages in total (0 = no limit).
-    #[arg(long, short = 'm', default_value_t = 0)]
-    pub num_messages: u64,
-    /// Stop after this many seconds (0 = until Ctrl-C).
-    #[arg(long, short = 'd', default_value_t = 0)]
-    pub duration_secs: u64,
-    /// Seconds between report lines.
-    #[arg(long, short = 'i', default_value_t = 5)]
-    pub interval_secs: u64,
-    /// Also report the resident memory of this process id (e.g. the broker's).
-    #[arg(long)]
-    pub watch_pid: Option<u32>,
+    /// When to stop and how to report.
+    #[command(flatten)]
+    pub run: PerfRunArgs,
 }
 
 /// Runs `strata perf ...`.
@@ -280,6 +278,55 @@ fn print_summary(verb: &str, stats: &Stats, started: Instant) {
     println!("Aggregated latency: {}", latency_line(&h));
 }
 
+/// One measured run: its statistics, the token that stops it (after its duration, or on
+/// shutdown) and the tasks (timer, reporter) that live as long as it.
+struct Run {
+    verb: &'static str,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    started: Instant,
+}
+
+impl Run {
+    /// Starts the clock and the reporter (a line every `--interval-secs`).
+    fn start(verb: &'static str, args: &PerfRunArgs, shutdown: &CancellationToken) -> Self {
+        let stats = Arc::new(Stats::new());
+        let tracker = TaskTracker::new();
+        let stop = stop_after(args.duration_secs, shutdown, &tracker);
+        let started = Instant::now();
+        let every = Duration::from_secs(args.interval_secs.max(1));
+        let reporting = reporter(verb, stats.clone(), every, args.watch_pid, stop.clone());
+        tracker.spawn(reporting);
+        Self {
+            verb,
+            stats,
+            stop,
+            tracker,
+            started,
+        }
+    }
+
+    /// Waits for `workers`, stops the run and prints its summary.
+    async fn finish(self, workers: TaskTracker) {
+        workers.close();
+        workers.wait().await;
+        self.stop.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        print_summary(self.verb, &self.stats, self.started);
+    }
+}
+
+/// Each topic `n` times (at least once): one entry per producer or consumer to create.
+fn each_repeated(topics: &[String], n: usize) -> Vec<String> {
+    let n = n.max(1);
+    topics
+        .iter()
+        .flat_map(|t| std::iter::repeat_n(t.clone(), n))
+        .collect()
+}
+
 fn stop_after(
     duration_secs: u64,
     shutdown: &CancellationToken,
@@ -299,8 +346,8 @@ fn stop_after(
 }
 
 async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = super::common::connect(&args.service_url, &args.connect).await?;
-    let topics = topic_names(&args.topic, args.num_topics);
+    let client = super::common::connect(&args.target.service_url, &args.target.connect).await?;
+    let topics = topic_names(&args.target.topic, args.target.num_topics);
     let options = ProducerOptions {
         batching: !args.disable_batching,
         batch_max_delay: Duration::from_millis(args.batch_max_delay_ms),
@@ -310,10 +357,7 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
         ..Default::default()
     };
     let setup = Instant::now();
-    let wanted: Vec<String> = topics
-        .iter()
-        .flat_map(|t| std::iter::repeat_n(t.clone(), args.num_producers.max(1)))
-        .collect();
+    let wanted = each_repeated(&topics, args.num_producers);
     // Create them concurrently (1,000 topics means 1,000 lookups and PRODUCER round trips).
     let producers: Vec<_> = futures::stream::iter(wanted)
         .map(|t| {
@@ -333,7 +377,7 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
         producers.len(),
         setup.elapsed().as_secs_f64()
     );
-    report_rss_at_start(args.watch_pid);
+    report_rss_at_start(args.run.watch_pid);
     eprintln!(
         "producing to {} topic(s) with {} producer(s), {} B messages, rate {}",
         topics.len(),
@@ -346,20 +390,11 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
         }
     );
     let payload = Bytes::from(vec![b'x'; args.size]);
-    let stats = Arc::new(Stats::new());
-    let tracker = TaskTracker::new();
-    let stop = stop_after(args.duration_secs, &shutdown, &tracker);
-    let started = Instant::now();
-    tracker.spawn(reporter(
-        "produced",
-        stats.clone(),
-        Duration::from_secs(args.interval_secs.max(1)),
-        args.watch_pid,
-        stop.clone(),
-    ));
+    let run = Run::start("produced", &args.run, &shutdown);
+    let (stats, stop) = (run.stats.clone(), run.stop.clone());
     let n = producers.len() as u64;
     let per_producer_rate = (args.rate > 0).then(|| (args.rate as f64 / n as f64).max(0.001));
-    let per_producer_limit = (args.num_messages > 0).then(|| args.num_messages.div_ceil(n));
+    let per_producer_limit = (args.run.num_messages > 0).then(|| args.run.num_messages.div_ceil(n));
     let workers = TaskTracker::new();
     for producer in producers {
         let stats = stats.clone();
@@ -418,19 +453,14 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
             let _ = producer.close().await;
         });
     }
-    workers.close();
-    workers.wait().await;
-    stop.cancel();
-    tracker.close();
-    tracker.wait().await;
-    print_summary("produced", &stats, started);
+    run.finish(workers).await;
     client.close().await;
     Ok(())
 }
 
 async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = super::common::connect(&args.service_url, &args.connect).await?;
-    let topics = topic_names(&args.topic, args.num_topics);
+    let client = super::common::connect(&args.target.service_url, &args.target.connect).await?;
+    let topics = topic_names(&args.target.topic, args.target.num_topics);
     let options = ConsumerOptions {
         sub_type: args.sub_type.into(),
         initial_position: if args.earliest {
@@ -441,10 +471,7 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
         receiver_queue_size: args.receiver_queue_size.max(1),
         ..Default::default()
     };
-    let wanted: Vec<String> = topics
-        .iter()
-        .flat_map(|t| std::iter::repeat_n(t.clone(), args.num_consumers.max(1)))
-        .collect();
+    let wanted = each_repeated(&topics, args.num_consumers);
     let consumers: Vec<_> = futures::stream::iter(wanted)
         .map(|t| {
             let (client, options, sub) =
@@ -459,24 +486,15 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
         .buffered(SETUP_CONCURRENCY)
         .try_collect()
         .await?;
-    report_rss_at_start(args.watch_pid);
+    report_rss_at_start(args.run.watch_pid);
     eprintln!(
         "consuming from {} topic(s) with {} consumer(s)",
         topics.len(),
         consumers.len()
     );
-    let stats = Arc::new(Stats::new());
-    let tracker = TaskTracker::new();
-    let stop = stop_after(args.duration_secs, &shutdown, &tracker);
-    let started = Instant::now();
-    tracker.spawn(reporter(
-        "received",
-        stats.clone(),
-        Duration::from_secs(args.interval_secs.max(1)),
-        args.watch_pid,
-        stop.clone(),
-    ));
-    let limit = args.num_messages;
+    let run = Run::start("received", &args.run, &shutdown);
+    let (stats, stop) = (run.stats.clone(), run.stop.clone());
+    let limit = args.run.num_messages;
     let workers = TaskTracker::new();
     for mut consumer in consumers {
         let stats = stats.clone();
@@ -510,12 +528,7 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
             let _ = consumer.close().await;
         });
     }
-    workers.close();
-    workers.wait().await;
-    stop.cancel();
-    tracker.close();
-    tracker.wait().await;
-    print_summary("received", &stats, started);
+    run.finish(workers).await;
     client.close().await;
     Ok(())
 }
@@ -523,6 +536,49 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_flags_parse_for_both_commands() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            perf: PerfArgs,
+        }
+        let flags = [
+            "-u",
+            "pulsar://h:1",
+            "-t",
+            "2",
+            "-m",
+            "5",
+            "-d",
+            "3",
+            "-i",
+            "2",
+        ];
+        let produce = [&["x", "produce", "top"][..], &flags[..], &["-r", "7"]].concat();
+        let consume = [&["x", "consume", "top"][..], &flags[..], &["-s", "sub"]].concat();
+        for argv in [produce, consume] {
+            let cli = <Cli as clap::Parser>::try_parse_from(&argv).unwrap();
+            let (target, run) = match cli.perf.command {
+                PerfCommand::Produce(a) => {
+                    assert_eq!(a.rate, 7);
+                    (a.target, a.run)
+                }
+                PerfCommand::Consume(a) => {
+                    assert_eq!(a.subscription, "sub");
+                    (a.target, a.run)
+                }
+            };
+            assert_eq!(target.topic, "top");
+            assert_eq!(target.service_url, "pulsar://h:1");
+            assert_eq!(target.num_topics, 2);
+            assert_eq!(run.num_messages, 5);
+            assert_eq!(run.duration_secs, 3);
+            assert_eq!(run.interval_secs, 2);
+            assert_eq!(run.watch_pid, None);
+        }
+    }
 
     #[test]
     fn histogram_and_report_format() {

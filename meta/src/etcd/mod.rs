@@ -609,45 +609,23 @@ impl MetadataStore for EtcdStore {
     }
 
     async fn reestablish_session(&self, old: &Session) -> Result<Reestablished> {
-        if old.inner.store_id != self.inner.store_id {
-            return Err(MetaError::InvalidArgument(
-                "session belongs to another store".into(),
-            ));
-        }
+        old.check_store(self.inner.store_id)?;
         // Stop the old keep-alive first: the old lease must not be renewed anymore.
         old.mark_lost();
         self.inner.sessions.lock().remove(&old.id());
         let new = self.create_session(old.ttl()).await?;
-        let mut recreated = Vec::new();
-        let mut taken = Vec::new();
-        let mut dropped = Vec::new();
-        for (key, rec) in old.records() {
-            if !rec.recreate {
-                dropped.push(key);
-                continue;
-            }
-            if self.rebind(&key, &rec.value, old.id(), new.id()).await? {
-                new.record(&key, rec.value, true);
-                recreated.push(key);
-            } else {
-                taken.push(key);
-            }
-        }
-        self.revoke(old.id()).await?;
-        Ok(Reestablished {
-            session: new,
-            recreated,
-            taken,
-            dropped,
-        })
+        let (old_id, new_id) = (old.id(), new.id());
+        let out = old
+            .carry_over(new, |key, value| async move {
+                self.rebind(&key, &value, old_id, new_id).await
+            })
+            .await?;
+        self.revoke(old_id).await?;
+        Ok(out)
     }
 
     async fn close_session(&self, session: &Session) -> Result<()> {
-        if session.inner.store_id != self.inner.store_id {
-            return Err(MetaError::InvalidArgument(
-                "session belongs to another store".into(),
-            ));
-        }
+        session.check_store(self.inner.store_id)?;
         session.mark_lost();
         self.inner.sessions.lock().remove(&session.id());
         self.revoke(session.id()).await

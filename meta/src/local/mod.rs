@@ -303,6 +303,53 @@ impl LocalStore {
     }
 
     /// Deletes every key bound to `session` in one transaction.
+    /// Moves `key` from session `old` to session `new` (re-creating it with `fallback` if it is
+    /// gone); `false` when another session holds it now.
+    async fn rebind(
+        &self,
+        key: String,
+        fallback: Bytes,
+        old: SessionId,
+        new: SessionId,
+    ) -> Result<bool> {
+        self.write(move |kv, rev| {
+            let current = read_record(kv, &key)?;
+            let (stat, kind, value) = match current {
+                Some(c) if c.stat.session == Some(old) => (
+                    Stat {
+                        version: c.stat.version + 1,
+                        create_revision: c.stat.create_revision,
+                        mod_revision: rev,
+                        session: Some(new),
+                    },
+                    EventKind::Modify,
+                    c.value,
+                ),
+                None => (
+                    Stat {
+                        version: 1,
+                        create_revision: rev,
+                        mod_revision: rev,
+                        session: Some(new),
+                    },
+                    EventKind::Create,
+                    fallback,
+                ),
+                Some(_) => return Ok((false, vec![])),
+            };
+            kv.insert(key.as_str(), record::encode(&stat, &value).as_slice())?;
+            let ev = WatchEvent {
+                kind,
+                key,
+                value,
+                version: stat.version,
+                revision: rev,
+            };
+            Ok((true, vec![ev]))
+        })
+        .await
+    }
+
     async fn delete_session_keys(&self, id: SessionId) -> Result<u64> {
         self.write(move |kv, rev| {
             let mut doomed = Vec::new();
@@ -601,83 +648,18 @@ impl MetadataStore for LocalStore {
     }
 
     async fn reestablish_session(&self, old: &Session) -> Result<Reestablished> {
-        if old.inner.store_id != self.inner.store_id {
-            return Err(MetaError::InvalidArgument(
-                "session belongs to another store".into(),
-            ));
-        }
+        old.check_store(self.inner.store_id)?;
         let new = self.create_session(old.ttl()).await?;
-        let mut recreated = Vec::new();
-        let mut taken = Vec::new();
-        let mut dropped = Vec::new();
-        let old_id = old.id();
-        for (key, rec) in old.records() {
-            if !rec.recreate {
-                dropped.push(key);
-                continue;
-            }
-            let bind = new.clone();
-            let k = key.clone();
-            let value = rec.value.clone();
-            let moved = self
-                .write(move |kv, rev| {
-                    let current = read_record(kv, &k)?;
-                    let (stat, kind, value) = match current {
-                        Some(c) if c.stat.session == Some(old_id) => (
-                            Stat {
-                                version: c.stat.version + 1,
-                                create_revision: c.stat.create_revision,
-                                mod_revision: rev,
-                                session: Some(bind.id()),
-                            },
-                            EventKind::Modify,
-                            c.value,
-                        ),
-                        None => (
-                            Stat {
-                                version: 1,
-                                create_revision: rev,
-                                mod_revision: rev,
-                                session: Some(bind.id()),
-                            },
-                            EventKind::Create,
-                            value,
-                        ),
-                        Some(_) => return Ok((false, vec![])),
-                    };
-                    kv.insert(k.as_str(), record::encode(&stat, &value).as_slice())?;
-                    let ev = WatchEvent {
-                        kind,
-                        key: k,
-                        value,
-                        version: stat.version,
-                        revision: rev,
-                    };
-                    Ok((true, vec![ev]))
-                })
-                .await?;
-            if moved {
-                new.record(&key, rec.value, true);
-                recreated.push(key);
-            } else {
-                taken.push(key);
-            }
-        }
+        let (old_id, new_id) = (old.id(), new.id());
+        let out = old
+            .carry_over(new, |key, value| self.rebind(key, value, old_id, new_id))
+            .await?;
         self.close_session(old).await?;
-        Ok(Reestablished {
-            session: new,
-            recreated,
-            taken,
-            dropped,
-        })
+        Ok(out)
     }
 
     async fn close_session(&self, session: &Session) -> Result<()> {
-        if session.inner.store_id != self.inner.store_id {
-            return Err(MetaError::InvalidArgument(
-                "session belongs to another store".into(),
-            ));
-        }
+        session.check_store(self.inner.store_id)?;
         session.mark_lost();
         self.inner.sessions.lock().remove(&session.id());
         self.delete_session_keys(session.id()).await?;
@@ -700,6 +682,16 @@ impl MetadataStore for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes `key` as an ephemeral of a new session that is then dropped without close.
+    async fn put_leftover_ephemeral(store: &LocalStore, key: &str, value: &'static [u8]) {
+        let s = store.create_session(Duration::from_secs(3)).await.unwrap();
+        let (v, opts) = (Bytes::from_static(value), EphemeralOptions::default());
+        store
+            .put_ephemeral(&s, key, v, Expected::Absent, opts)
+            .await
+            .unwrap();
+    }
 
     fn golden_path() -> std::path::PathBuf {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/local-format-1.redb")
@@ -730,17 +722,7 @@ mod tests {
             .put("/golden/b", Bytes::from_static(b"beta"), Expected::Absent)
             .await
             .unwrap();
-        let s = store.create_session(Duration::from_secs(3)).await.unwrap();
-        store
-            .put_ephemeral(
-                &s,
-                "/golden/eph",
-                Bytes::from_static(b"e"),
-                Expected::Absent,
-                EphemeralOptions::default(),
-            )
-            .await
-            .unwrap();
+        put_leftover_ephemeral(&store, "/golden/eph", b"e").await;
         // Dropped without close: the ephemeral key stays in the file, like after a crash.
     }
 
@@ -783,17 +765,7 @@ mod tests {
         let path = dir.path().join("meta.redb");
         {
             let store = LocalStore::open(&path).await.unwrap();
-            let s = store.create_session(Duration::from_secs(3)).await.unwrap();
-            store
-                .put_ephemeral(
-                    &s,
-                    "/e",
-                    Bytes::from_static(b"x"),
-                    Expected::Absent,
-                    EphemeralOptions::default(),
-                )
-                .await
-                .unwrap();
+            put_leftover_ephemeral(&store, "/e", b"x").await;
             store
                 .put("/p", Bytes::from_static(b"y"), Expected::Absent)
                 .await

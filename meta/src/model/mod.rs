@@ -135,34 +135,13 @@ impl MetaClient {
         let prefix = format!("{}/", parent.trim_end_matches('/'));
         let scan = self.store.scan(&prefix).await?;
         let watch = self.watch(parent, Some(scan.revision + 1)).await?;
-        let items = scan
-            .entries
-            .into_iter()
-            .map(|kv| {
-                Ok((
-                    kv.key.clone(),
-                    decode(&kv.key, &kv.value.value)?,
-                    kv.value.stat,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((items, watch))
+        Ok((decode_scan(scan)?, watch))
     }
 
     /// Every model directly or indirectly under `parent`, with its key.
     pub async fn list<T: Model>(&self, parent: &str) -> Result<Vec<(String, T, Stat)>> {
         let prefix = format!("{}/", parent.trim_end_matches('/'));
-        let scan = self.store.scan(&prefix).await?;
-        scan.entries
-            .into_iter()
-            .map(|kv| {
-                Ok((
-                    kv.key.clone(),
-                    decode(&kv.key, &kv.value.value)?,
-                    kv.value.stat,
-                ))
-            })
-            .collect()
+        decode_scan(self.store.scan(&prefix).await?)
     }
 
     /// Writes an ephemeral model bound to `session`.
@@ -179,50 +158,39 @@ impl MetaClient {
             .await
     }
 
+    /// Writes a live-node registration: ephemeral, re-created when the session is re-established.
+    async fn register<T: Model>(&self, session: &Session, key: &str, info: &T) -> Result<Stat> {
+        let opts = EphemeralOptions::recreate();
+        self.put_ephemeral(session, key, info, Expected::Any, opts)
+            .await
+    }
+
+    /// The values (without keys and stats) of the models under `parent`.
+    async fn list_values<T: Model>(&self, parent: &str) -> Result<Vec<T>> {
+        let all = self.list::<T>(parent).await?;
+        Ok(all.into_iter().map(|(_, v, _)| v).collect())
+    }
+
     /// Registers a live bookie (ephemeral, re-created when the session is re-established).
     pub async fn register_bookie(&self, session: &Session, info: &BookieInfo) -> Result<Stat> {
-        let key = self.paths.bookie(&info.bookie_id.0);
-        self.put_ephemeral(
-            session,
-            &key,
-            info,
-            Expected::Any,
-            EphemeralOptions::recreate(),
-        )
-        .await
+        self.register(session, &self.paths.bookie(&info.bookie_id.0), info)
+            .await
     }
 
     /// Live bookies.
     pub async fn bookies(&self) -> Result<Vec<BookieInfo>> {
-        Ok(self
-            .list::<BookieInfo>(&self.paths.bookies())
-            .await?
-            .into_iter()
-            .map(|(_, b, _)| b)
-            .collect())
+        self.list_values(&self.paths.bookies()).await
     }
 
     /// Registers a live broker (ephemeral, re-created when the session is re-established).
     pub async fn register_broker(&self, session: &Session, info: &BrokerInfo) -> Result<Stat> {
-        let key = self.paths.broker(&info.broker_id);
-        self.put_ephemeral(
-            session,
-            &key,
-            info,
-            Expected::Any,
-            EphemeralOptions::recreate(),
-        )
-        .await
+        self.register(session, &self.paths.broker(&info.broker_id), info)
+            .await
     }
 
     /// Live brokers.
     pub async fn brokers(&self) -> Result<Vec<BrokerInfo>> {
-        Ok(self
-            .list::<BrokerInfo>(&self.paths.brokers())
-            .await?
-            .into_iter()
-            .map(|(_, b, _)| b)
-            .collect())
+        self.list_values(&self.paths.brokers()).await
     }
 
     /// Claims a bundle for `owner` if nobody owns it (ephemeral, not re-created on
@@ -354,4 +322,15 @@ impl<T: Model> TypedWatch<T> {
     pub fn next_revision(&self) -> u64 {
         self.inner.next_revision()
     }
+}
+
+/// The models of a scan, each with its key and stat.
+fn decode_scan<T: Model>(scan: crate::store::Scan) -> Result<Vec<(String, T, Stat)>> {
+    scan.entries
+        .into_iter()
+        .map(|kv| {
+            let value = decode(&kv.key, &kv.value.value)?;
+            Ok((kv.key, value, kv.value.stat))
+        })
+        .collect()
 }

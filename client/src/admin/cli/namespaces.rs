@@ -9,6 +9,31 @@ use super::parse::{
 use crate::admin::types::*;
 use crate::admin::{AdminClient, AdminError, AdminResult};
 
+/// A dispatch rate limit as flags (namespace and subscription dispatch rates).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DispatchRateArgs {
+    /// Messages per period (-1: unlimited).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    msg_dispatch_rate: i64,
+    /// Bytes per period (-1: unlimited).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    byte_dispatch_rate: i64,
+    /// Period in seconds.
+    #[arg(long, default_value_t = 1)]
+    dispatch_rate_period: i64,
+}
+
+impl DispatchRateArgs {
+    fn dispatch_rate(&self, relative_to_publish_rate: bool) -> DispatchRate {
+        DispatchRate {
+            dispatch_throttling_rate_in_msg: self.msg_dispatch_rate,
+            dispatch_throttling_rate_in_byte: self.byte_dispatch_rate,
+            relative_to_publish_rate,
+            rate_period_in_second: self.dispatch_rate_period,
+        }
+    }
+}
+
 /// `namespaces`.
 #[derive(Subcommand, Debug)]
 pub enum NamespacesCmd {
@@ -169,15 +194,8 @@ pub enum NamespacesCmd {
     SetDispatchRate {
         /// `tenant/namespace`.
         namespace: String,
-        /// Messages per period (-1: unlimited).
-        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
-        msg_dispatch_rate: i64,
-        /// Bytes per period (-1: unlimited).
-        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
-        byte_dispatch_rate: i64,
-        /// Period in seconds.
-        #[arg(long, default_value_t = 1)]
-        dispatch_rate_period: i64,
+        #[command(flatten)]
+        rate: DispatchRateArgs,
         /// The rate is relative to the publish rate.
         #[arg(long)]
         relative_to_publish_rate: bool,
@@ -191,15 +209,8 @@ pub enum NamespacesCmd {
     SetSubscriptionDispatchRate {
         /// `tenant/namespace`.
         namespace: String,
-        /// Messages per period (-1: unlimited).
-        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
-        msg_dispatch_rate: i64,
-        /// Bytes per period (-1: unlimited).
-        #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
-        byte_dispatch_rate: i64,
-        /// Period in seconds.
-        #[arg(long, default_value_t = 1)]
-        dispatch_rate_period: i64,
+        #[command(flatten)]
+        rate: DispatchRateArgs,
     },
     /// Show the subscription dispatch rate limit.
     GetSubscriptionDispatchRate {
@@ -490,32 +501,15 @@ async fn set_namespace_policy(c: &AdminClient, cmd: &NamespacesCmd) -> AdminResu
         }
         N::SetDispatchRate {
             namespace,
-            msg_dispatch_rate,
-            byte_dispatch_rate,
-            dispatch_rate_period,
+            rate,
             relative_to_publish_rate,
         } => {
-            let r = DispatchRate {
-                dispatch_throttling_rate_in_msg: *msg_dispatch_rate,
-                dispatch_throttling_rate_in_byte: *byte_dispatch_rate,
-                relative_to_publish_rate: *relative_to_publish_rate,
-                rate_period_in_second: *dispatch_rate_period,
-            };
+            let r = rate.dispatch_rate(*relative_to_publish_rate);
             c.set_dispatch_rate(&ns(namespace)?, &r).await?;
             Ok(Out::None)
         }
-        N::SetSubscriptionDispatchRate {
-            namespace,
-            msg_dispatch_rate,
-            byte_dispatch_rate,
-            dispatch_rate_period,
-        } => {
-            let r = DispatchRate {
-                dispatch_throttling_rate_in_msg: *msg_dispatch_rate,
-                dispatch_throttling_rate_in_byte: *byte_dispatch_rate,
-                relative_to_publish_rate: false,
-                rate_period_in_second: *dispatch_rate_period,
-            };
+        N::SetSubscriptionDispatchRate { namespace, rate } => {
+            let r = rate.dispatch_rate(false);
             c.set_subscription_dispatch_rate(&ns(namespace)?, &r)
                 .await?;
             Ok(Out::None)
