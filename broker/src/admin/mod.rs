@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod namespaces;
+pub mod partitioned_stats;
 pub mod tenants;
 pub mod topics;
 

@@ -5,7 +5,6 @@
 //! An operation on a subscription of a partitioned topic applies to every partition. In
 //! cluster mode a request for a topic another broker owns is refused with 503 (no redirect yet).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use strata_common::clock::now_ms;
 
@@ -20,7 +19,7 @@ use serde_json::{Value, json};
 use strata_auth::RestOperation;
 use strata_proto::frame::Payload;
 
-use super::{ApiError, ApiResult, Caller, Svc, parse_body};
+use super::{ApiError, ApiResult, Caller, Svc, parse_body, partitioned_stats};
 use crate::position::Position;
 use crate::service::BrokerService;
 use crate::subscription::{InitialPosition, SeekTarget};
@@ -337,44 +336,17 @@ async fn partitioned_stats(
     if parts == 0 {
         return Err(ApiError::not_found("Partitioned topic does not exist"));
     }
-    let mut per = serde_json::Map::new();
-    let mut subs: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut msg_in, mut bytes_in, mut storage) = (0u64, 0u64, 0u64);
+    let mut per = Vec::with_capacity(parts as usize);
     for i in 0..parts {
         let p = n.partition(i);
         let st = if s.topic_exists(&p).await? {
             topic_stats_json(&*s.topic(&p, false).await?).await
         } else {
-            json!({ "msgInCounter": 0, "bytesInCounter": 0, "storageSize": 0, "publishers": [], "subscriptions": {} })
+            partitioned_stats::unloaded_partition()
         };
-        msg_in += st["msgInCounter"].as_u64().unwrap_or(0);
-        bytes_in += st["bytesInCounter"].as_u64().unwrap_or(0);
-        storage += st["storageSize"].as_u64().unwrap_or(0);
-        if let Some(m) = st["subscriptions"].as_object() {
-            for (k, v) in m {
-                *subs.entry(k.clone()).or_default() += v["msgBacklog"].as_u64().unwrap_or(0);
-            }
-        }
-        per.insert(p.to_string(), st);
+        per.push((p.to_string(), st));
     }
-    let subs: serde_json::Map<String, Value> = subs
-        .into_iter()
-        .map(|(k, b)| (k, json!({ "msgBacklog": b })))
-        .collect();
-    let mut out = json!({
-        "metadata": { "partitions": parts },
-        "msgInCounter": msg_in,
-        "bytesInCounter": bytes_in,
-        "storageSize": storage,
-        "subscriptions": subs,
-        "publishers": [],
-    });
-    if q.per_partition {
-        out["partitions"] = Value::Object(per);
-    } else {
-        out["partitions"] = json!({});
-    }
-    Ok(Json(out))
+    Ok(Json(partitioned_stats::merge(parts, per, q.per_partition)))
 }
 
 async fn internal_stats(

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::admin::partitioned_stats;
 use crate::service::{BrokerService, Owner};
 use crate::topic_name::TopicName;
 
@@ -205,49 +206,19 @@ fn merge_subscriptions(answers: Answers) -> Response {
 /// `GET .../partitioned-stats`: the partitions' stats summed (and each one with
 /// `perPartition=true`).
 fn merge_stats(answers: Answers, name: &TopicName, parts: u32, per_partition: bool) -> Response {
-    let mut per = serde_json::Map::new();
-    let mut subs: std::collections::BTreeMap<String, u64> = Default::default();
-    let (mut msg_in, mut bytes_in, mut storage) = (0u64, 0u64, 0u64);
+    let mut per = Vec::with_capacity(answers.len());
     for (i, a) in answers.into_iter().enumerate() {
         let st = match a {
             Ok((st, b)) if st.is_success() => {
                 serde_json::from_slice::<Value>(&b).unwrap_or(Value::Null)
             }
-            Ok((StatusCode::NOT_FOUND, _)) => json!({
-                "msgInCounter": 0, "bytesInCounter": 0, "storageSize": 0,
-                "publishers": [], "subscriptions": {}
-            }),
+            Ok((StatusCode::NOT_FOUND, _)) => partitioned_stats::unloaded_partition(),
             Ok((st, b)) => return (st, b).into_response(),
             Err(e) => return (StatusCode::BAD_GATEWAY, e).into_response(),
         };
-        msg_in += st["msgInCounter"].as_u64().unwrap_or(0);
-        bytes_in += st["bytesInCounter"].as_u64().unwrap_or(0);
-        storage += st["storageSize"].as_u64().unwrap_or(0);
-        if let Some(m) = st["subscriptions"].as_object() {
-            for (k, v) in m {
-                *subs.entry(k.clone()).or_default() += v["msgBacklog"].as_u64().unwrap_or(0);
-            }
-        }
-        per.insert(name.partition(i as u32).to_string(), st);
+        per.push((name.partition(i as u32).to_string(), st));
     }
-    let subs: serde_json::Map<String, Value> = subs
-        .into_iter()
-        .map(|(k, b)| (k, json!({ "msgBacklog": b })))
-        .collect();
-    let mut out = json!({
-        "metadata": { "partitions": parts },
-        "msgInCounter": msg_in,
-        "bytesInCounter": bytes_in,
-        "storageSize": storage,
-        "subscriptions": subs,
-        "publishers": [],
-    });
-    out["partitions"] = if per_partition {
-        Value::Object(per)
-    } else {
-        json!({})
-    };
-    axum::Json(out).into_response()
+    axum::Json(partitioned_stats::merge(parts, per, per_partition)).into_response()
 }
 
 /// The client of forwarded requests: one connection pool for the process; `http://` and

@@ -84,15 +84,7 @@ impl ClusterOwnership {
                 return Ok(Some(Owner::Local));
             }
             info!(bundle = %b, "removing a stale owner key of this broker (earlier run or unfinished release)");
-            match self
-                .store
-                .delete(&self.owner_key(b), Expected::Version(stat.version))
-                .await
-            {
-                Ok(_) => return Ok(None),
-                Err(e) if e.is_conflict() => return Err(not_ready("bundle ownership changing")),
-                Err(e) => return Err(meta_err(e)),
-            }
+            return self.delete_owner_key(b, stat.version).await;
         }
         if o.disabled {
             return Err(not_ready(format!(
@@ -105,21 +97,27 @@ impl ClusterOwnership {
             // take the bundle over now. Leases are not locks; the new owner fences the old
             // one's ledgers, so this is safe even if the owner were somehow alive.
             warn!(bundle = %b, owner = %o.broker_id, "bundle owner refuses connections: taking the bundle over before its lease expires");
-            match self
-                .store
-                .delete(&self.owner_key(b), Expected::Version(stat.version))
-                .await
-            {
-                Ok(_) => return Ok(None),
-                Err(e) if e.is_conflict() => return Err(not_ready("bundle ownership changing")),
-                Err(e) => return Err(meta_err(e)),
-            }
+            return self.delete_owner_key(b, stat.version).await;
         }
         Ok(Some(Owner::Remote {
             broker_url: o.broker_url,
             http_url: o.http_url,
             broker_url_tls: o.broker_url_tls,
         }))
+    }
+
+    /// Deletes an owner key that is not this session's (an earlier run of this broker, or a dead
+    /// owner) if it is still at `version`: the bundle is then unowned (`Ok(None)`).
+    async fn delete_owner_key(&self, b: &NsBundle, version: u64) -> Result<Option<Owner>> {
+        match self
+            .store
+            .delete(&self.owner_key(b), Expected::Version(version))
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e) if e.is_conflict() => Err(not_ready("bundle ownership changing")),
+            Err(e) => Err(meta_err(e)),
+        }
     }
 
     /// Whether a `pulsar://host:port` refuses TCP connections right now (nothing listens: the

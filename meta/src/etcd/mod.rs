@@ -224,41 +224,28 @@ impl EtcdStore {
         };
         // Without a lease given, an existing key keeps its lease (`ignore_lease` needs the key to
         // exist, so branch on existence when the precondition does not already imply it).
+        let put_then_get = |opts: PutOptions| {
+            vec![
+                TxnOp::put(key, value.to_vec(), Some(opts)),
+                TxnOp::get(key, None),
+            ]
+        };
+        let keep_lease = || PutOptions::new().with_ignore_lease();
         let txn = match (lease, expected) {
             (Some(_), _) | (None, Expected::Absent) => Txn::new()
                 .when(cmp)
-                .and_then(vec![
-                    TxnOp::put(key, value.to_vec(), Some(plain)),
-                    TxnOp::get(key, None),
-                ])
+                .and_then(put_then_get(plain))
                 .or_else(vec![TxnOp::get(key, None)]),
             (None, Expected::Version(_)) => Txn::new()
                 .when(cmp)
-                .and_then(vec![
-                    TxnOp::put(
-                        key,
-                        value.to_vec(),
-                        Some(PutOptions::new().with_ignore_lease()),
-                    ),
-                    TxnOp::get(key, None),
-                ])
+                .and_then(put_then_get(keep_lease()))
                 .or_else(vec![TxnOp::get(key, None)]),
             (None, Expected::Any) => {
                 cmp.push(Compare::version(key, CompareOp::Greater, 0));
                 Txn::new()
                     .when(cmp)
-                    .and_then(vec![
-                        TxnOp::put(
-                            key,
-                            value.to_vec(),
-                            Some(PutOptions::new().with_ignore_lease()),
-                        ),
-                        TxnOp::get(key, None),
-                    ])
-                    .or_else(vec![
-                        TxnOp::put(key, value.to_vec(), Some(plain)),
-                        TxnOp::get(key, None),
-                    ])
+                    .and_then(put_then_get(keep_lease()))
+                    .or_else(put_then_get(plain))
             }
         };
         let (resp, attempts) = self
