@@ -102,6 +102,14 @@ class PodRun(threading.Thread):
         return self.proc.wait()
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception as e:  # a pod that cannot start fails, as in Kubernetes
+            if not self.stopping.is_set():
+                log(f"pod {self.pod.name} failed: {e}")
+            self.phase = "Failed"
+
+    def _run(self) -> None:
         self.cluster.node.pod_dir(self.pod).mkdir(parents=True, exist_ok=True)
         policy = self.pod.spec.get("restartPolicy", "Always")
         backoff = 0.5
@@ -579,9 +587,17 @@ def main() -> int:
     hosts.write_text("127.0.0.1 localhost\n")
     os.chmod(hosts, 0o644)
     subprocess.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
+    # The pods' user must be able to run the binary wherever the checkout is (a checkout under a
+    # private 0700 directory is not traversable for it): run a copy from the test's own dir.
+    bindir = root / "bin"
+    bindir.mkdir()
+    os.chmod(bindir, 0o755)
+    strata = bindir / "strata"
+    shutil.copy2(os.path.abspath(a.strata), strata)
+    os.chmod(strata, 0o755)
     docs = render(a.tools, [])
-    secrets = podsim.make_secrets(os.path.abspath(a.strata), root / "secrets", docs)
-    c = Cluster(root, docs, os.path.abspath(a.strata), etcd, hosts, secrets)
+    secrets = podsim.make_secrets(str(strata), root / "secrets", docs)
+    c = Cluster(root, docs, str(strata), etcd, hosts, secrets)
     ok = False
     try:
         scenario(c, a.tools, a.python)
