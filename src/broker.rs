@@ -55,6 +55,12 @@ pub struct BrokerArgs {
     /// Address advertised to clients and other brokers (default 127.0.0.1).
     #[arg(long, env = "STRATA_ADVERTISED_ADDRESS")]
     pub advertised_address: Option<String>,
+    /// Advertised listeners: `name:pulsar://host:port,name:pulsar+ssl://host:port,...`.
+    #[arg(long, env = "STRATA_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// The advertised listener whose URLs are this broker's own (default: the first).
+    #[arg(long, env = "STRATA_INTERNAL_LISTENER_NAME")]
+    pub internal_listener_name: Option<String>,
     /// Ensemble size E of new ledgers (cluster default; default 3).
     #[arg(long, env = "STRATA_ENSEMBLE_SIZE")]
     pub ensemble_size: Option<usize>,
@@ -76,6 +82,9 @@ pub struct BrokerArgs {
     /// authorization on).
     #[command(flatten)]
     pub security: strata_auth::SecurityArgs,
+    /// Tiered storage.
+    #[command(flatten)]
+    pub offload: crate::offload_args::OffloadArgs,
 }
 
 /// The config file of `strata broker`.
@@ -100,6 +109,8 @@ pub struct BrokerFileConfig {
     pub broker: BrokerConfig,
     /// Security settings.
     pub security: strata_auth::SecurityConfig,
+    /// Tiered storage (`[offload]`).
+    pub offload: strata_broker::offload::OffloadConfig,
 }
 
 impl Default for BrokerFileConfig {
@@ -114,6 +125,7 @@ impl Default for BrokerFileConfig {
             autorecovery_grace_secs: 30,
             broker: BrokerConfig::default(),
             security: strata_auth::SecurityConfig::default(),
+            offload: Default::default(),
         }
     }
 }
@@ -135,6 +147,8 @@ pub struct Settings {
     pub broker: BrokerConfig,
     /// Security settings.
     pub security: strata_auth::SecurityConfig,
+    /// Tiered storage.
+    pub offload: strata_broker::offload::OffloadConfig,
 }
 
 impl Settings {
@@ -187,10 +201,20 @@ impl Settings {
         if let Some(a) = &args.advertised_address {
             broker.advertised_address = a.clone();
         }
+        if let Some(a) = &args.advertised_listeners {
+            broker.advertised_listeners = Some(a.clone());
+        }
+        if let Some(a) = &args.internal_listener_name {
+            broker.internal_listener_name = Some(a.clone());
+        }
+        broker.listeners().context("advertised listeners")?;
         broker.cluster_name = cluster.clone();
         let mut security = cfg.security;
         security.apply_args(&args.security);
+        let mut offload = cfg.offload;
+        args.offload.apply(&mut offload);
         Ok(Self {
+            offload,
             metadata,
             cluster,
             quorum,
@@ -275,6 +299,7 @@ async fn run_with_store(
     let (service, ownership) =
         BrokerService::builder(settings.broker.clone(), ledgers, meta.clone())
             .security(Arc::new(security))
+            .offloader(crate::offload_args::open(&settings.offload)?)
             .build_with(|svc| {
                 ClusterOwnership::new(store.clone(), meta.clone(), cluster_opts, session, svc)
             });

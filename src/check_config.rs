@@ -57,7 +57,8 @@ pub fn broker(args: &BrokerArgs) -> anyhow::Result<String> {
 
 /// Checks `strata standalone`'s settings; returns them as TOML.
 pub fn standalone(args: &StandaloneArgs) -> anyhow::Result<String> {
-    let (data_dir, broker, security) = StandaloneConfig::load_all(args)?;
+    let (data_dir, cfg) = StandaloneConfig::load_all(args)?;
+    let (broker, security) = (cfg.broker, cfg.security);
     check_ports(&broker)?;
     strata_auth::Security::from_config(&security).context("authentication/TLS settings")?;
     to_toml(&EffectiveStandalone {

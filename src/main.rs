@@ -7,6 +7,7 @@
 mod broker;
 mod check_config;
 mod init_cluster;
+mod offload_args;
 mod standalone;
 
 use clap::{Parser, Subcommand};

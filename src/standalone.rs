@@ -1,8 +1,9 @@
 //! `strata standalone`: a broker, one bookie and the embedded metadata store in one process.
 //!
 //! Layout under `--data-dir`: `metadata.redb` (the metadata store), `bookie/` (journal and
-//! ledger segments). The bookie serves gRPC on a loopback port chosen at start; ledgers name it
-//! by the stable id `standalone-bookie`, so a restart on another port still finds its data.
+//! ledger segments). The broker's ledger client calls the bookie directly (in-process, no
+//! network); the bookie also serves gRPC on a loopback port chosen at start, for tools. Ledgers
+//! name it by the stable id `standalone-bookie`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Deserialize;
+use strata_bookie::BookieClient;
 use strata_bookie::registration::NoopRegistrar;
 use strata_bookie::{BookieNode, BookieOptions, StorageConfig};
 use strata_broker::config::BrokerConfig;
-use strata_broker::ledger_client::{BookieLedgerStorage, Quorum, StaticBookies};
+use strata_broker::ledger_client::{BookieLedgerStorage, InProcessBookie, Quorum};
 use strata_broker::server::BrokerServer;
 use strata_broker::service::BrokerService;
 use strata_meta::LocalStore;
@@ -52,10 +54,19 @@ pub struct StandaloneArgs {
     /// Address advertised to clients in lookups (default 127.0.0.1).
     #[arg(long)]
     pub advertised_address: Option<String>,
+    /// Advertised listeners: `name:pulsar://host:port,name:pulsar+ssl://host:port,...`.
+    #[arg(long, env = "STRATA_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// The advertised listener whose URLs are this broker's own (default: the first).
+    #[arg(long, env = "STRATA_INTERNAL_LISTENER_NAME")]
+    pub internal_listener_name: Option<String>,
     /// Authentication, authorization and TLS (a token key turns authentication and
     /// authorization on).
     #[command(flatten)]
     pub security: strata_auth::SecurityArgs,
+    /// Tiered storage.
+    #[command(flatten)]
+    pub offload: crate::offload_args::OffloadArgs,
 }
 
 /// The config file of `strata standalone`.
@@ -68,19 +79,19 @@ pub struct StandaloneConfig {
     pub broker: BrokerConfig,
     /// Security settings (`[security]`: `auth_token_secret_key_file`, `superuser_roles`, ...).
     pub security: strata_auth::SecurityConfig,
+    /// Tiered storage (`[offload]`: `url`, `endpoint`, `region`, block and cache sizes, ...).
+    pub offload: strata_broker::offload::OffloadConfig,
 }
 
 impl StandaloneConfig {
     /// Loads the file (if any) and applies flags on top.
     #[cfg(test)]
     pub fn load(args: &StandaloneArgs) -> anyhow::Result<(PathBuf, BrokerConfig)> {
-        Self::load_all(args).map(|(d, b, _)| (d, b))
+        Self::load_all(args).map(|(d, c)| (d, c.broker))
     }
 
     /// Loads the file (if any) and applies flags on top, security settings included.
-    pub fn load_all(
-        args: &StandaloneArgs,
-    ) -> anyhow::Result<(PathBuf, BrokerConfig, strata_auth::SecurityConfig)> {
+    pub fn load_all(args: &StandaloneArgs) -> anyhow::Result<(PathBuf, StandaloneConfig)> {
         let mut cfg = match &args.config {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -113,8 +124,16 @@ impl StandaloneConfig {
         if let Some(a) = &args.advertised_address {
             cfg.broker.advertised_address = a.clone();
         }
+        if let Some(a) = &args.advertised_listeners {
+            cfg.broker.advertised_listeners = Some(a.clone());
+        }
+        if let Some(a) = &args.internal_listener_name {
+            cfg.broker.internal_listener_name = Some(a.clone());
+        }
+        cfg.broker.listeners().context("advertised listeners")?;
         cfg.security.apply_args(&args.security);
-        Ok((data_dir, cfg.broker, cfg.security))
+        args.offload.apply(&mut cfg.offload);
+        Ok((data_dir, cfg))
     }
 }
 
@@ -123,7 +142,9 @@ const BOOKIE_ID: &str = "standalone-bookie";
 /// Runs standalone until `shutdown` fires.
 pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (data_dir, broker_cfg, security_cfg) = StandaloneConfig::load_all(&args)?;
+    let (data_dir, cfg) = StandaloneConfig::load_all(&args)?;
+    let (broker_cfg, security_cfg) = (cfg.broker, cfg.security);
+    let offloader = crate::offload_args::open(&cfg.offload)?;
     let security = strata_auth::Security::from_config(&security_cfg)
         .context("configure authentication/TLS")?;
     let auth_on = security.authentication_enabled();
@@ -139,10 +160,12 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
 
     let ledgers = BookieLedgerStorage::new(
         MetaClient::new(store.clone(), Paths::default()),
-        Arc::new(StaticBookies(vec![(
-            BookieId(BOOKIE_ID.into()),
-            bookie_addr.clone(),
-        )])),
+        // The broker calls its bookie directly (no gRPC, protobuf or HTTP/2 per entry); the
+        // bookie's gRPC port stays open for tools.
+        Arc::new(InProcessBookie {
+            id: BookieId(BOOKIE_ID.into()),
+            client: BookieClient::local(bookie.local()),
+        }),
         Quorum {
             ensemble: 1,
             write: 1,
@@ -156,8 +179,15 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         MetaClient::new(store.clone(), Paths::default()),
     )
     .security(Arc::new(security))
+    .offloader(offloader)
     .build();
     service.set_bookies(vec![BOOKIE_ID.to_owned()]);
+    let bookie_metrics = bookie.metrics.clone();
+    service
+        .metrics
+        .add_source(Arc::new(move |out: &mut String| {
+            bookie_metrics.encode_series(out)
+        }));
     service
         .create_namespace("public", "default")
         .await

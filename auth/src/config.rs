@@ -11,8 +11,10 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::authz::{Authorizer, Resource};
+use crate::basic::BasicAuthenticator;
 use crate::error::{AuthError, AuthzError, KeyError};
 use crate::permissions::{BinaryCommand, RestOperation};
+use crate::providers::Provider;
 use crate::tls::{ClientAuth, ServerTls, TlsError};
 use crate::token::{self, AuthSession, AuthenticatedRole, TokenAuthenticator, TokenConfig};
 
@@ -40,6 +42,16 @@ pub struct SecurityConfig {
     pub tls_trust_certs_file: Option<PathBuf>,
     /// Refuse TLS clients without a certificate signed by `tls_trust_certs_file`.
     pub tls_require_client_cert: bool,
+    /// Authentication providers (Pulsar's `authenticationProviders`): `token`, `tls`, `basic`
+    /// or Pulsar's class names. Empty: `token` and `tls` when a token key is given, `basic`
+    /// when `basic_auth_conf` is given.
+    pub authentication_providers: Vec<String>,
+    /// Role of clients that present no credentials, or credentials for a method no provider
+    /// answers to (Pulsar's `anonymousUserRole`); authorization then applies to that role.
+    pub anonymous_user_role: Option<String>,
+    /// htpasswd file of the basic provider: a path, `file:` or `data:;base64,` source (Pulsar's
+    /// `basicAuthConf`).
+    pub basic_auth_conf: Option<String>,
 }
 
 /// Command-line flags for [`SecurityConfig`] (flatten them into the role's clap Args).
@@ -66,6 +78,15 @@ pub struct SecurityArgs {
     /// Require client certificates (mTLS).
     #[arg(long)]
     pub tls_require_client_cert: bool,
+    /// Authentication providers, comma separated: token, tls, basic.
+    #[arg(long, env = "STRATA_AUTHENTICATION_PROVIDERS", value_delimiter = ',')]
+    pub authentication_providers: Option<Vec<String>>,
+    /// Role given to clients without credentials (Pulsar's anonymousUserRole).
+    #[arg(long, env = "STRATA_ANONYMOUS_USER_ROLE")]
+    pub anonymous_user_role: Option<String>,
+    /// htpasswd file of the basic authentication provider.
+    #[arg(long, env = "STRATA_BASIC_AUTH_CONF")]
+    pub basic_auth_conf: Option<String>,
 }
 
 impl SecurityConfig {
@@ -96,6 +117,19 @@ impl SecurityConfig {
         if a.tls_require_client_cert {
             self.tls_require_client_cert = true;
         }
+        if let Some(v) = &a.authentication_providers {
+            self.authentication_providers = v
+                .iter()
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .collect();
+        }
+        if let Some(v) = &a.anonymous_user_role {
+            self.anonymous_user_role = Some(v.clone());
+        }
+        if let Some(v) = &a.basic_auth_conf {
+            self.basic_auth_conf = Some(v.clone());
+        }
     }
 }
 
@@ -111,24 +145,33 @@ pub enum SecurityConfigError {
     /// Inconsistent settings.
     #[error("{0}")]
     Invalid(&'static str),
+    /// An authentication provider name that is not `token`, `tls` or `basic`.
+    #[error(transparent)]
+    UnknownProvider(#[from] crate::providers::UnknownProvider),
 }
 
 /// Keys, rules and TLS, loaded. Share it behind an `Arc`.
 #[derive(Debug)]
 pub struct Security {
+    providers: Vec<Provider>,
     authenticator: Option<TokenAuthenticator>,
+    basic: Option<BasicAuthenticator>,
+    anonymous_role: Option<String>,
     authorizer: Authorizer,
     server_tls: Option<ServerTls>,
 }
 
 /// The binary protocol's `auth_method_name` for TLS client certificates.
-pub const AUTH_METHOD_TLS: &str = "tls";
+pub use crate::providers::AUTH_METHOD_TLS;
 
 impl Security {
     /// Everything off (no key configured).
     pub fn disabled() -> Self {
         Self {
+            providers: Vec::new(),
             authenticator: None,
+            basic: None,
+            anonymous_role: None,
             authorizer: Authorizer::disabled(),
             server_tls: None,
         }
@@ -182,13 +225,32 @@ impl Security {
                 config,
             )?),
         };
-        let authorizer = if authenticator.is_some() {
-            Authorizer::new(c.superuser_roles.iter().cloned())
-        } else {
+        let basic = match &c.basic_auth_conf {
+            Some(s) => Some(BasicAuthenticator::from_source(s)?),
+            None => None,
+        };
+        let providers = providers(c, authenticator.is_some(), basic.is_some())?;
+        let anonymous_role = c
+            .anonymous_user_role
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned);
+        if anonymous_role.is_some() && providers.is_empty() {
+            return Err(SecurityConfigError::Invalid(
+                "anonymous_user_role needs an authentication provider",
+            ));
+        }
+        let authorizer = if providers.is_empty() {
             Authorizer::disabled()
+        } else {
+            Authorizer::new(c.superuser_roles.iter().cloned())
         };
         Ok(Self {
+            providers,
             authenticator,
+            basic,
+            anonymous_role,
             authorizer,
             server_tls,
         })
@@ -196,7 +258,17 @@ impl Security {
 
     /// Whether clients must authenticate (and authorization is enforced).
     pub fn authentication_enabled(&self) -> bool {
-        self.authenticator.is_some()
+        !self.providers.is_empty()
+    }
+
+    /// The authentication providers in force.
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
+    }
+
+    /// The anonymous role, if configured.
+    pub fn anonymous_role(&self) -> Option<&str> {
+        self.anonymous_role.as_deref()
     }
 
     /// The authorizer (disabled when authentication is off).
@@ -214,29 +286,58 @@ impl Security {
         self.server_tls.as_ref()
     }
 
-    /// CONNECT: `Ok(None)` when authentication is off; else the session of the token in
-    /// `auth_data` (`auth_method_name` `token`), or of the verified TLS client certificate's
-    /// CN (`auth_method_name` `tls`, `tls_client_role` from [`crate::tls::client_role`]).
+    /// CONNECT: `Ok(None)` when authentication is off; else the session of the provider that
+    /// `auth_method_name` names: a token in `auth_data` (`token`), the verified TLS client
+    /// certificate's CN (`tls`, `tls_client_role` from [`crate::tls::client_role`]),
+    /// `user:password` (`basic`). A method no provider answers to gets the anonymous role if
+    /// one is configured (Pulsar's rule), otherwise an error.
     pub fn authenticate_connect(
         &self,
         auth_method_name: Option<&str>,
         auth_data: Option<&[u8]>,
         tls_client_role: Option<&str>,
     ) -> Result<Option<AuthSession>, AuthError> {
-        let Some(auth) = &self.authenticator else {
+        if self.providers.is_empty() {
             return Ok(None);
+        }
+        // Clients that send a token without a method name (old ones) mean `token`.
+        let method = match (auth_method_name, auth_data) {
+            (Some(m), _) if !m.is_empty() => m,
+            (_, Some(d)) if !d.is_empty() => crate::token::AUTH_METHOD_TOKEN,
+            _ => "none",
         };
-        let r = if auth_method_name == Some(AUTH_METHOD_TLS) {
-            tls_client_role
+        let r = match Provider::for_method(&self.providers, method) {
+            Some(Provider::Tls) => tls_client_role
                 .map(|role| AuthenticatedRole {
                     role: role.to_owned(),
                     expires_at: None,
                 })
-                .ok_or(AuthError::MissingCredentials)
-        } else {
-            token::connect_token(auth_method_name, auth_data).and_then(|t| auth.authenticate(&t))
+                .ok_or(AuthError::MissingCredentials),
+            Some(Provider::Token) => match &self.authenticator {
+                Some(auth) => token::connect_token(Some(method), auth_data)
+                    .and_then(|t| auth.authenticate(&t)),
+                None => Err(AuthError::UnsupportedMethod(method.to_owned())),
+            },
+            Some(Provider::Basic) => match &self.basic {
+                Some(b) => b.authenticate(auth_data.unwrap_or_default()),
+                None => Err(AuthError::UnsupportedMethod(method.to_owned())),
+            },
+            None => self.anonymous().ok_or_else(|| {
+                if method == "none" {
+                    AuthError::MissingCredentials
+                } else {
+                    AuthError::UnsupportedMethod(method.chars().take(32).collect())
+                }
+            }),
         };
         record(r).map(|a| Some(AuthSession::new(a)))
+    }
+
+    fn anonymous(&self) -> Option<AuthenticatedRole> {
+        self.anonymous_role.as_ref().map(|r| AuthenticatedRole {
+            role: r.clone(),
+            expires_at: None,
+        })
     }
 
     /// AUTH_RESPONSE after an AUTH_CHALLENGE: a valid token for the same role.
@@ -257,22 +358,37 @@ impl Security {
         r
     }
 
-    /// HTTP: `Ok(None)` when authentication is off; else the role of the `Authorization:
-    /// Bearer` header value (or of the verified TLS client certificate if there is no header).
+    /// HTTP: `Ok(None)` when authentication is off; else the role of the `Authorization`
+    /// header (`Bearer` token, `Basic` user:password); without the header, the verified TLS
+    /// client certificate's CN, else the anonymous role. Wrong credentials are refused, never
+    /// downgraded to the anonymous role.
     pub fn authenticate_http(
         &self,
         authorization: Option<&[u8]>,
         tls_client_role: Option<&str>,
     ) -> Result<Option<AuthenticatedRole>, AuthError> {
-        let Some(auth) = &self.authenticator else {
+        if self.providers.is_empty() {
             return Ok(None);
-        };
+        }
+        let enabled = |p| self.providers.contains(&p);
         let r = match (authorization, tls_client_role) {
-            (None, Some(role)) => Ok(AuthenticatedRole {
+            (None, Some(role)) if enabled(Provider::Tls) => Ok(AuthenticatedRole {
                 role: role.to_owned(),
                 expires_at: None,
             }),
-            (h, _) => token::bearer_token(h).and_then(|t| auth.authenticate(&t)),
+            (None, _) => self.anonymous().ok_or(AuthError::MissingCredentials),
+            (Some(h), _) => match crate::providers::http_scheme(h).as_deref() {
+                Some("bearer") if enabled(Provider::Token) => match &self.authenticator {
+                    Some(auth) => token::bearer_token(Some(h)).and_then(|t| auth.authenticate(&t)),
+                    None => Err(AuthError::UnsupportedMethod("bearer".into())),
+                },
+                Some("basic") if enabled(Provider::Basic) => match &self.basic {
+                    Some(b) => b.authenticate_header(h),
+                    None => Err(AuthError::UnsupportedMethod("basic".into())),
+                },
+                Some(other) => Err(AuthError::UnsupportedMethod(other.to_owned())),
+                None => Err(AuthError::Malformed("header is not UTF-8")),
+            },
         };
         record(r).map(Some)
     }
@@ -304,6 +420,46 @@ impl Security {
         }
         r
     }
+}
+
+/// The providers in force: the configured list, or those the given keys imply.
+fn providers(
+    c: &SecurityConfig,
+    token_key: bool,
+    basic_conf: bool,
+) -> Result<Vec<Provider>, SecurityConfigError> {
+    let mut out: Vec<Provider> = Vec::new();
+    if c.authentication_providers.is_empty() {
+        if token_key {
+            out.extend([Provider::Token, Provider::Tls]);
+        }
+        if basic_conf {
+            out.push(Provider::Basic);
+        }
+        return Ok(out);
+    }
+    for name in &c.authentication_providers {
+        let p = Provider::parse(name)?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    if out.contains(&Provider::Token) && !token_key {
+        return Err(SecurityConfigError::Invalid(
+            "the token provider needs auth_token_secret_key_file or auth_token_public_key_file",
+        ));
+    }
+    if out.contains(&Provider::Basic) && !basic_conf {
+        return Err(SecurityConfigError::Invalid(
+            "the basic provider needs basic_auth_conf (an htpasswd file)",
+        ));
+    }
+    if out.contains(&Provider::Tls) && c.tls_trust_certs_file.is_none() {
+        return Err(SecurityConfigError::Invalid(
+            "the tls provider needs tls_trust_certs_file (the CA of client certificates)",
+        ));
+    }
+    Ok(out)
 }
 
 /// A bare path becomes a `file:` source; sources stay as they are.

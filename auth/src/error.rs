@@ -52,6 +52,9 @@ pub enum AuthError {
     /// A refreshed token (AUTH_RESPONSE) names another role than the connection's.
     #[error("refreshed token changes the role of the connection")]
     RoleChanged,
+    /// Basic authentication: unknown user or wrong password (one error for both).
+    #[error("unknown user or wrong password")]
+    BadPassword,
 }
 
 impl AuthError {
@@ -79,6 +82,7 @@ impl AuthError {
             Self::MissingRole(_) => "missing_role",
             Self::InvalidAudience => "invalid_audience",
             Self::RoleChanged => "role_changed",
+            Self::BadPassword => "bad_password",
         }
     }
 

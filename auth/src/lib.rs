@@ -116,8 +116,11 @@
 //! | `GET /admin/v2/persistent/{t}/{ns}/{topic}/subscription/{sub}/position/{n}` | consume |
 //! | `GET /admin/v2/persistent/{t}/{ns}/{topic}/ledger/{l}/entry/{e}` | consume |
 //! | `GET /admin/v2/persistent/{t}/{ns}/{topic}/lastMessageId` | consume |
+//! | `GET /admin/v2/persistent/{t}/{ns}/{topic}/examinemessage` | consume |
 //! | `PUT /admin/v2/persistent/{t}/{ns}/{topic}/compaction` | tenant-admin |
 //! | `GET /admin/v2/persistent/{t}/{ns}/{topic}/compaction` | tenant-admin |
+//! | `PUT /admin/v2/persistent/{t}/{ns}/{topic}/offload` | tenant-admin |
+//! | `GET /admin/v2/persistent/{t}/{ns}/{topic}/offload` | tenant-admin |
 //! | `GET /admin/v2/persistent/{t}/{ns}/{topic}/permissions` | tenant-admin |
 //! | `POST|DELETE /admin/v2/persistent/{t}/{ns}/{topic}/permissions/{role}` | tenant-admin |
 //! | `GET|POST|DELETE /admin/v2/persistent/{t}/{ns}/{topic}/policy` | tenant-admin |
@@ -145,21 +148,26 @@
 //! [`Policies`]: strata_meta::model::Policies
 
 pub mod authz;
+pub mod basic;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod permissions;
+pub mod providers;
 pub mod redact;
 pub mod tls;
+mod tls_verifier;
 pub mod token;
 
 pub use authz::{Authorizer, NamespaceOperation, Resource, TopicOperation};
+pub use basic::BasicAuthenticator;
 pub use config::{Security, SecurityArgs, SecurityConfig, SecurityConfigError};
 pub use error::{AuthError, AuthzError, KeyError};
 pub use keys::{KeyKind, SigningKey, VerificationKey};
 pub use permissions::{BinaryCommand, Permission, RestOperation, Scope};
+pub use providers::Provider;
 pub use redact::{Secret, Token};
 pub use token::{
     AuthSession, AuthenticatedRole, SessionAction, SessionState, TokenAuthenticator, TokenConfig,

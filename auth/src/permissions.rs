@@ -204,10 +204,16 @@ op_table! {
         GetMessageById => Consume, Topic, "GET /admin/v2/persistent/{t}/{ns}/{topic}/ledger/{l}/entry/{e}";
         /// GET .../lastMessageId.
         GetLastMessageIdRest => Consume, Topic, "GET /admin/v2/persistent/{t}/{ns}/{topic}/lastMessageId";
+        /// GET .../examinemessage (a stored message, like peek).
+        ExamineMessage => Consume, Topic, "GET /admin/v2/persistent/{t}/{ns}/{topic}/examinemessage";
         /// PUT .../compaction.
         TriggerCompaction => TenantAdmin, Topic, "PUT /admin/v2/persistent/{t}/{ns}/{topic}/compaction";
         /// GET .../compaction.
         CompactionStatus => TenantAdmin, Topic, "GET /admin/v2/persistent/{t}/{ns}/{topic}/compaction";
+        /// PUT .../offload (tiered storage).
+        TriggerOffload => TenantAdmin, Topic, "PUT /admin/v2/persistent/{t}/{ns}/{topic}/offload";
+        /// GET .../offload.
+        OffloadStatus => TenantAdmin, Topic, "GET /admin/v2/persistent/{t}/{ns}/{topic}/offload";
         /// GET .../permissions.
         GetTopicPermissions => TenantAdmin, Topic, "GET /admin/v2/persistent/{t}/{ns}/{topic}/permissions";
         /// POST/DELETE .../permissions/{role}.

@@ -109,8 +109,12 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 
 /// A root store of PEM bytes.
 pub fn roots_from_pem(pem: &[u8], origin: &Path) -> Result<RootCertStore, TlsError> {
+    roots_from_certs(certs_from_pem(pem, origin)?)
+}
+
+fn roots_from_certs(certs: Vec<CertificateDer<'static>>) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for c in certs_from_pem(pem, origin)? {
+    for c in certs {
         roots.add(c)?;
     }
     Ok(roots)
@@ -172,7 +176,8 @@ impl ServerTls {
         let builder = match &self.client_auth {
             ClientAuth::None => builder.with_no_client_auth(),
             ClientAuth::Required(ca) | ClientAuth::Optional(ca) => {
-                let roots = Arc::new(load_roots(ca)?);
+                let anchors = load_certs(ca)?;
+                let roots = Arc::new(roots_from_certs(anchors.clone())?);
                 let b = WebPkiClientVerifier::builder_with_provider(roots, provider());
                 let b = if matches!(self.client_auth, ClientAuth::Optional(_)) {
                     b.allow_unauthenticated()
@@ -180,7 +185,9 @@ impl ServerTls {
                     b
                 };
                 let verifier = b.build().map_err(|e| TlsError::Verifier(e.to_string()))?;
-                builder.with_client_cert_verifier(verifier)
+                builder.with_client_cert_verifier(Arc::new(
+                    crate::tls_verifier::V1TolerantVerifier::new(verifier, anchors),
+                ))
             }
         };
         let mut config = builder.with_single_cert(certs, key)?;

@@ -247,3 +247,53 @@ proptest! {
         let _ = key_from_pem(&b, std::path::Path::new("<mem>"));
     }
 }
+
+/// Pulsar's test CA and its X.509 v1 client certificate (CN `admin`), as the official clients'
+/// suites ship them (see tests/data/pulsar-test-conf/README.md).
+fn pulsar_test_conf(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data/pulsar-test-conf")
+        .join(name)
+}
+
+#[test]
+fn x509_v1_client_certificates_are_verified_against_the_ca() {
+    use rustls::pki_types::UnixTime;
+    use rustls::server::danger::ClientCertVerifier;
+
+    let p = pki();
+    let leaf = load_certs(&pulsar_test_conf("client-cert.pem"))
+        .unwrap()
+        .remove(0);
+    let verifier = |ca_files: &[PathBuf]| {
+        let mut anchors = Vec::new();
+        for f in ca_files {
+            anchors.extend(load_certs(f).unwrap());
+        }
+        let roots = Arc::new(roots_from_certs(anchors.clone()).unwrap());
+        let inner = WebPkiClientVerifier::builder_with_provider(roots, provider())
+            .build()
+            .unwrap();
+        crate::tls_verifier::V1TolerantVerifier::new(inner.clone(), anchors)
+    };
+    let now = UnixTime::now();
+    // webpki alone refuses a v1 certificate
+    let both = verifier(&[p.ca.clone(), pulsar_test_conf("cacert.pem")]);
+    // its CA signed it: accepted, and its CN is the role
+    assert!(both.verify_client_cert(&leaf, &[], now).is_ok());
+    assert_eq!(
+        certificate_common_name(leaf.as_ref()).as_deref(),
+        Some("admin")
+    );
+    // a CA that did not sign it: refused
+    let ours = verifier(std::slice::from_ref(&p.ca));
+    assert!(ours.verify_client_cert(&leaf, &[], now).is_err());
+    // past its validity (2041): refused
+    let later = UnixTime::since_unix_epoch(Duration::from_secs(2_500_000_000));
+    assert!(both.verify_client_cert(&leaf, &[], later).is_err());
+    // v3 certificates go through webpki unchanged
+    let v3 = load_certs(&p.client_cert).unwrap().remove(0);
+    assert!(both.verify_client_cert(&v3, &[], now).is_ok());
+    let rogue = load_certs(&p.rogue_client_cert).unwrap().remove(0);
+    assert!(both.verify_client_cert(&rogue, &[], now).is_err());
+}

@@ -50,7 +50,8 @@ impl ClientError {
         )
     }
 
-    pub(crate) fn from_code(code: ErrorCode, message: String) -> Self {
+    /// The error a bookie answers with `code` and `message`.
+    pub fn from_code(code: ErrorCode, message: String) -> Self {
         match code {
             ErrorCode::Fenced => Self::Fenced(message),
             ErrorCode::Unauthorized => Self::Unauthorized(message),

@@ -1,8 +1,10 @@
 //! `strata-bookie-client`: the client side of the bookie gRPC API, without the bookie server.
 //!
-//! - [`BookieClient`]: a typed client of one bookie. Adds are pipelined on one bidirectional
-//!   stream per client (opened lazily, reopened after a failure); reads, LAC long-polls
-//!   ([`LacResponse`]), fence and delete are unary calls. Clones share the connection.
+//! - [`BookieClient`]: a typed client of one bookie. Over gRPC, adds are pipelined on one
+//!   bidirectional stream per client (opened lazily, reopened after a failure); reads, LAC
+//!   long-polls ([`LacResponse`]), fence and delete are unary calls. Clones share the connection.
+//! - [`LocalBookie`]: the same calls on the bookie of the same process, without the network
+//!   ([`BookieClient::local`]; `strata standalone`).
 //! - [`ClientError`]: the bookie's error codes as an enum, with
 //!   [`is_retryable`](ClientError::is_retryable).
 //! - [`limits`]: the message and flow-control sizes client and server both use.
@@ -13,7 +15,10 @@
 
 mod client;
 mod error;
+mod grpc;
 pub mod limits;
+mod local;
 
-pub use client::{BookieClient, LacResponse};
+pub use client::BookieClient;
 pub use error::ClientError;
+pub use local::{LacResponse, LocalBookie};

@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod http;
+pub mod local;
 pub mod metrics;
 pub mod registration;
 pub mod server;

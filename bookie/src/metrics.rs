@@ -37,6 +37,8 @@ pub struct Metrics {
     pub journal_apply_latency: Histogram,
     /// Bytes written to the journal.
     pub journal_bytes: Counter,
+    /// Records waiting for the journal thread (BookKeeper's `JOURNAL_QUEUE_SIZE`).
+    pub journal_queue_size: Gauge,
     /// Reads served from the write cache.
     pub cache_hits: Counter,
     /// Reads that went to segments.
@@ -84,6 +86,7 @@ impl Metrics {
             journal_batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
             journal_apply_latency: lat(),
             journal_bytes: Counter::default(),
+            journal_queue_size: Gauge::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             cache_bytes: Gauge::default(),
@@ -203,7 +206,64 @@ impl Metrics {
             m.read_only.clone(),
         );
         r.register("bookie_ledgers", "Live ledgers", m.ledgers.clone());
+        r.register(
+            "bookie_journal_queue_size",
+            "Records waiting for the journal thread",
+            m.journal_queue_size.clone(),
+        );
+        m.register_bookkeeper_names(&mut r);
         Self { registry: r, ..m }
+    }
+
+    /// The same metrics under BookKeeper's names, for dashboards and alerts written for it
+    /// (latencies stay in seconds).
+    fn register_bookkeeper_names(&self, r: &mut Registry) {
+        r.register(
+            "bookkeeper_server_ADD_ENTRY_REQUEST",
+            "Add latency until durable, seconds (BookKeeper's name)",
+            self.add_latency.clone(),
+        );
+        r.register(
+            "bookkeeper_server_READ_ENTRY_REQUEST",
+            "Read latency per entry, seconds (BookKeeper's name)",
+            self.read_latency.clone(),
+        );
+        r.register(
+            "bookie_journal_JOURNAL_SYNC",
+            "Journal write + fdatasync latency, seconds (BookKeeper's name)",
+            self.journal_sync_latency.clone(),
+        );
+        r.register(
+            "bookie_journal_JOURNAL_QUEUE_SIZE",
+            "Records waiting for the journal thread (BookKeeper's name)",
+            self.journal_queue_size.clone(),
+        );
+        r.register(
+            "bookie_WRITE_BYTES",
+            "Payload bytes acknowledged (BookKeeper's name)",
+            self.add_bytes.clone(),
+        );
+        r.register(
+            "bookie_READ_BYTES",
+            "Payload bytes read (BookKeeper's name)",
+            self.read_bytes.clone(),
+        );
+        r.register(
+            "bookie_ledgers_count",
+            "Live ledgers (BookKeeper's name)",
+            self.ledgers.clone(),
+        );
+        r.register(
+            "bookie_write_cache_size",
+            "Bytes in the write cache (BookKeeper's name)",
+            self.cache_bytes.clone(),
+        );
+    }
+
+    /// Appends the series to `out` without the closing `# EOF` line (for a process that
+    /// serves them on another component's `/metrics`: the standalone's broker).
+    pub fn encode_series(&self, out: &mut String) {
+        let _ = prometheus_client::encoding::text::encode_registry(out, &self.registry);
     }
 
     /// The text exposition of every metric.

@@ -190,6 +190,16 @@ impl BookieNode {
         &self.info
     }
 
+    /// This bookie as a [`strata_bookie_client::LocalBookie`], for a ledger client in the same
+    /// process (`strata standalone`): the same checks and metrics as its gRPC service.
+    pub fn local(&self) -> std::sync::Arc<dyn strata_bookie_client::LocalBookie> {
+        std::sync::Arc::new(crate::local::LocalHandle {
+            storage: self.storage.clone(),
+            metrics: self.metrics.clone(),
+            cancel: self.grpc_cancel.child_token(),
+        })
+    }
+
     /// Stops in order: deregister, stop gRPC (bounded drain), sync and checkpoint the storage, stop HTTP.
     pub async fn shutdown(self) {
         if let Err(e) = self.registrar.deregister().await {

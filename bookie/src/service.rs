@@ -59,31 +59,52 @@ impl BookieService {
     }
 }
 
-async fn add_one(storage: Arc<Storage>, metrics: Arc<Metrics>, req: AddRequest) -> AddResponse {
+/// One add, counted in the metrics (the gRPC stream and the in-process path, `crate::local`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn add_counted(
+    storage: &Storage,
+    metrics: &Metrics,
+    ledger: u64,
+    entry: u64,
+    master_key: bytes::Bytes,
+    lac: i64,
+    payload: bytes::Bytes,
+    recovery: bool,
+) -> Result<(), crate::error::BookieError> {
     let start = Instant::now();
-    let len = req.payload.len() as u64;
+    let len = payload.len() as u64;
     let r = storage
-        .add_with(
-            req.ledger_id,
-            req.entry_id,
-            req.master_key,
-            req.lac,
-            req.payload,
-            req.recovery,
-        )
+        .add_with(ledger, entry, master_key, lac, payload, recovery)
         .await;
-    let (code, message) = match r {
+    match &r {
         Ok(()) => {
             metrics.add_entries.inc();
             metrics.add_bytes.inc_by(len);
             metrics.add_latency.observe(start.elapsed().as_secs_f64());
-            (ErrorCode::Ok, String::new())
         }
         Err(e) => {
             metrics.add_errors.inc();
-            tracing::debug!(ledger = req.ledger_id, entry = req.entry_id, error = %e, "add failed");
-            (e.code(), e.to_string())
+            tracing::debug!(ledger, entry, error = %e, "add failed");
         }
+    }
+    r
+}
+
+async fn add_one(storage: Arc<Storage>, metrics: Arc<Metrics>, req: AddRequest) -> AddResponse {
+    let r = add_counted(
+        &storage,
+        &metrics,
+        req.ledger_id,
+        req.entry_id,
+        req.master_key,
+        req.lac,
+        req.payload,
+        req.recovery,
+    )
+    .await;
+    let (code, message) = match r {
+        Ok(()) => (ErrorCode::Ok, String::new()),
+        Err(e) => (e.code(), e.to_string()),
     };
     AddResponse {
         request_id: req.request_id,
@@ -91,6 +112,14 @@ async fn add_one(storage: Arc<Storage>, metrics: Arc<Metrics>, req: AddRequest) 
         entry_id: req.entry_id,
         code: code as i32,
         message,
+    }
+}
+
+/// The byte budget of a range read asked for `max_bytes` (0: the default).
+pub(crate) fn range_budget(max_bytes: u64) -> usize {
+    match max_bytes {
+        0 => DEFAULT_RANGE_BYTES,
+        n => (n as usize).min(MAX_MESSAGE_BYTES / 2),
     }
 }
 
@@ -189,10 +218,7 @@ impl Bookie for BookieService {
                 crate::error::BookieError::Invalid("last_entry < first_entry".into()).to_status(),
             );
         }
-        let max = match r.max_bytes {
-            0 => DEFAULT_RANGE_BYTES,
-            n => (n as usize).min(crate::service::MAX_MESSAGE_BYTES / 2),
-        };
+        let max = range_budget(r.max_bytes);
         let (entries, lac) = self
             .storage
             .read_many(r.ledger_id, r.first_entry, r.last_entry, max)

@@ -58,6 +58,24 @@ pub struct BrokerConfig {
     /// How often a live connection's token expiry is checked at most (AUTH_CHALLENGE, close).
     #[serde(with = "humantime_serde")]
     pub auth_check_interval: Duration,
+    /// Pulsar's `advertisedListeners`: `name:pulsar://host:port,name:pulsar+ssl://host:port,...`
+    /// (see [`crate::listeners`]).
+    pub advertised_listeners: Option<String>,
+    /// Pulsar's `internalListenerName`: the listener whose URLs are this broker's own (default:
+    /// the first).
+    pub internal_listener_name: Option<String>,
+    /// `/metrics` carries per-topic (and per-subscription) series instead of per-namespace
+    /// ones (Pulsar's `exposeTopicLevelMetricsInPrometheus`; off: the number of series does
+    /// not grow with the number of topics).
+    pub expose_topic_level_metrics: bool,
+    /// Schema compatibility strategy when neither the topic nor its namespace sets one
+    /// (Pulsar's `schemaCompatibilityStrategy`, default `FULL`).
+    pub schema_compatibility_strategy: String,
+    /// Refuse producers without a schema on topics that have one, unless the namespace says
+    /// otherwise (Pulsar's `isSchemaValidationEnforced`).
+    pub schema_validation_enforced: bool,
+    /// Memory budget of the compactor's key map per pass (bytes); more keys take more passes.
+    pub compaction_key_map_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -84,6 +102,12 @@ impl Default for BrokerConfig {
             cluster_name: "standalone".into(),
             policy_refresh_interval: Duration::from_secs(1),
             auth_check_interval: strata_auth::token::DEFAULT_REFRESH_CHECK,
+            advertised_listeners: None,
+            internal_listener_name: None,
+            expose_topic_level_metrics: false,
+            schema_compatibility_strategy: "FULL".into(),
+            schema_validation_enforced: false,
+            compaction_key_map_bytes: 64 << 20,
         }
     }
 }
@@ -106,6 +130,16 @@ impl BrokerConfig {
             cursor_flush_interval: self.cursor_flush_interval,
             ..Default::default()
         }
+    }
+
+    /// The advertised listeners (empty without them); an error names what is wrong.
+    pub fn listeners(
+        &self,
+    ) -> Result<crate::listeners::AdvertisedListeners, crate::listeners::ListenerError> {
+        crate::listeners::AdvertisedListeners::parse(
+            self.advertised_listeners.as_deref().unwrap_or(""),
+            self.internal_listener_name.as_deref(),
+        )
     }
 
     /// `pulsar://advertised:port`.

@@ -186,6 +186,19 @@ impl AckState {
         self.mark_delete != before
     }
 
+    /// The individually acknowledged ranges after the mark-delete position in Pulsar's form
+    /// `[(3:4..3:7], (3:9..3:10]]` (each range open at its start), at most `limit` of them.
+    pub fn deleted_ranges_text(&self, limit: usize) -> String {
+        let parts: Vec<String> = self
+            .acked
+            .iter()
+            .flat_map(|(&l, r)| r.iter().map(move |(&s, &e)| (l, s, e)))
+            .take(limit)
+            .map(|(l, s, e)| format!("({l}:{}..{l}:{e}]", s - 1))
+            .collect();
+        format!("[{}]", parts.join(", "))
+    }
+
     /// The persisted form.
     pub fn snapshot(&self) -> CursorSnapshot {
         let ranges = self

@@ -19,6 +19,7 @@
 //! - [`storage`]: the ledger slice the broker codes against (in-memory version for unit tests);
 //!   [`metadata`]: the keys the broker uses in `strata_meta`'s layout (in-memory store for tests).
 //! - [`admin`]: the `/admin/v2` REST API (one file per resource group) and its authorization.
+//! - [`console`]: the web console at `/console`, assets embedded, a client of the admin API.
 //! - [`policy`]: namespace policies enforced on live topics (TTL, backlog quota, retention,
 //!   max producers/consumers), re-read every `policy_refresh_interval`.
 //! - [`schema`], [`http`], [`metrics`], [`config`], [`error`] (one mapping to `ServerError`).
@@ -31,16 +32,20 @@
 pub mod admin;
 pub mod cache;
 pub mod cluster;
+pub mod compaction;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod cursor;
 pub mod cursor_store;
 pub mod dedup;
 pub mod error;
 pub mod http;
+pub mod listeners;
 pub mod managed_ledger;
 pub mod metadata;
 pub mod metrics;
+pub mod offload;
 pub mod outbound;
 pub mod policy;
 pub mod position;
@@ -48,6 +53,7 @@ pub mod rate;
 pub mod schema;
 pub mod server;
 pub mod service;
+pub mod stats;
 pub mod subscription;
 pub mod tls_listener;
 pub mod topic;

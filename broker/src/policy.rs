@@ -24,8 +24,7 @@
 //! - deduplication: SENDs whose sequence id a producer already persisted are acknowledged
 //!   without being written (`crate::dedup`).
 //!
-//! Not enforced yet: persistence (E/Qw/Qa of new ledgers),
-//! offload threshold (for tiered storage) — they are stored and shown by the admin API only.
+//! The offload thresholds and deletion lag are applied by `crate::offload::policy`.
 
 use std::collections::HashMap;
 use strata_common::clock::now_ms;
@@ -123,6 +122,7 @@ pub async fn enforce_all(s: &BrokerService) {
         if let Err(e) = enforce(&t, &p).await {
             warn!(topic = %t.name(), error = %e, "policy enforcement failed");
         }
+        crate::compaction::state::maybe_compact(s, &t, &p).await;
     }
 }
 

@@ -94,9 +94,19 @@ impl BrokerServer {
         });
     }
 
-    /// The periodic tasks: retention trimming and namespace policy enforcement.
+    /// The periodic tasks: retention trimming, namespace policy enforcement and the rate
+    /// sampler of topic stats.
     fn spawn_background(&self) {
         let cfg = &self.service.config;
+        let sampler = self.service.metrics.sampler().clone();
+        self.every(
+            crate::stats::sampler::TICK,
+            MissedTickBehavior::Delay,
+            move || {
+                sampler.sample(std::time::Instant::now());
+                std::future::ready(())
+            },
+        );
         let svc = self.service.clone();
         self.every(cfg.trim_interval, MissedTickBehavior::Burst, move || {
             let svc = svc.clone();
@@ -111,6 +121,26 @@ impl BrokerServer {
                 async move { crate::policy::enforce_all(&svc).await }
             },
         );
+        if let Some(o) = self.service.offloader() {
+            let svc = self.service.clone();
+            self.every(
+                o.config().check_interval,
+                MissedTickBehavior::Delay,
+                move || {
+                    let svc = svc.clone();
+                    async move { crate::offload::policy::enforce_all(&svc).await }
+                },
+            );
+            let svc = self.service.clone();
+            self.every(
+                o.config().janitor_interval,
+                MissedTickBehavior::Delay,
+                move || {
+                    let svc = svc.clone();
+                    async move { crate::offload::policy::sweep(&svc).await }
+                },
+            );
+        }
     }
 
     /// Runs `f` every `interval` (at least 100 ms) until the broker stops accepting.

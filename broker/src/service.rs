@@ -16,10 +16,12 @@ use crate::cache::EntryCache;
 use crate::config::BrokerConfig;
 use crate::metadata::MetaClient;
 use crate::metrics::Metrics;
+use crate::offload::Offloader;
 use crate::schema::SchemaRegistry;
 use crate::storage::LedgerStorage;
 use crate::topic::Topic;
 
+mod listener_urls;
 mod lookup;
 mod registry;
 mod tenants;
@@ -36,9 +38,16 @@ pub struct BrokerServiceBuilder {
     meta: MetaClient,
     ownership: Arc<dyn Ownership>,
     security: Arc<Security>,
+    offloader: Option<Arc<Offloader>>,
 }
 
 impl BrokerServiceBuilder {
+    /// Tiered storage (none: offload is off).
+    pub fn offloader(mut self, offloader: Option<Arc<Offloader>>) -> Self {
+        self.offloader = offloader;
+        self
+    }
+
     /// Who owns which topic.
     pub fn ownership(mut self, ownership: Arc<dyn Ownership>) -> Self {
         self.ownership = ownership;
@@ -84,8 +93,11 @@ impl BrokerServiceBuilder {
             meta,
             ownership,
             security,
+            offloader,
         } = self;
         let cache = EntryCache::new(config.cache_size_bytes);
+        // validated at start-up by the binaries (`BrokerConfig::listeners`)
+        let listeners = config.listeners().unwrap_or_default();
         let name_prefix = format!("strata-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         BrokerService {
             me,
@@ -103,8 +115,10 @@ impl BrokerServiceBuilder {
             topics: tokio::sync::Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(1),
             name_prefix,
+            listeners,
             security,
             bookies: parking_lot::RwLock::new(Vec::new()),
+            offloader,
         }
     }
 }
@@ -128,6 +142,8 @@ pub struct BrokerService {
     /// TLS ports actually bound (Pulsar, HTTPS), when TLS is on.
     pub tls_ports: parking_lot::Mutex<(Option<u16>, Option<u16>)>,
     name_prefix: String,
+    /// Advertised listeners (empty without them).
+    listeners: crate::listeners::AdvertisedListeners,
     security: Arc<Security>,
     bookies: parking_lot::RwLock<Vec<String>>,
     me: std::sync::Weak<BrokerService>,
@@ -135,6 +151,7 @@ pub struct BrokerService {
     ready: std::sync::atomic::AtomicBool,
     /// Per-topic watchers (fencing); each ends when its topic closes.
     tasks: tokio_util::task::TaskTracker,
+    offloader: Option<Arc<Offloader>>,
 }
 
 impl BrokerService {
@@ -163,6 +180,7 @@ impl BrokerService {
             meta,
             ownership: Arc::new(LocalOwnership),
             security: Arc::new(Security::disabled()),
+            offloader: None,
         }
     }
 
@@ -181,14 +199,27 @@ impl BrokerService {
         &self.meta
     }
 
+    /// The ledger storage.
+    pub fn storage(&self) -> &Arc<dyn LedgerStorage> {
+        &self.storage
+    }
+
     /// The entry cache.
     pub fn cache(&self) -> &EntryCache {
         &self.cache
     }
 
-    /// `pulsar://` URL of this broker.
+    /// `pulsar://` URL of this broker (the internal listener's, with advertised listeners).
     pub fn broker_url(&self) -> String {
+        if let Some(u) = self.listeners.internal().and_then(|l| l.pulsar_url.clone()) {
+            return u;
+        }
         self.config.service_url(self.ports.lock().0)
+    }
+
+    /// The advertised listeners (Pulsar's `advertisedListeners`).
+    pub fn listeners(&self) -> &crate::listeners::AdvertisedListeners {
+        &self.listeners
     }
 
     /// `http://` URL of this broker.
@@ -202,6 +233,11 @@ impl BrokerService {
 
     /// `pulsar+ssl://` URL of this broker, when its TLS port is open.
     pub fn broker_url_tls(&self) -> Option<String> {
+        if let Some(l) = self.listeners.internal() {
+            if l.pulsar_url_tls.is_some() {
+                return l.pulsar_url_tls.clone();
+            }
+        }
         self.tls_ports
             .lock()
             .0
@@ -235,6 +271,11 @@ impl BrokerService {
     /// The bookies this broker writes to (`/admin/v2/bookies`): `(id, address)`.
     pub fn bookies(&self) -> Vec<String> {
         self.bookies.read().clone()
+    }
+
+    /// Tiered storage, when configured.
+    pub fn offloader(&self) -> Option<&Arc<Offloader>> {
+        self.offloader.as_ref()
     }
 
     /// Sets the bookie list shown by the admin API.

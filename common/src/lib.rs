@@ -8,8 +8,10 @@
 //!   doubling from a first delay up to a cap, optionally jittered and bounded in attempts, and
 //!   [`backoff::retry`] built on it. Delays come from `backon`; sleeping uses `tokio::time`, so
 //!   tests can drive it with paused time.
+//! - [`process`]: this process's CPU time, memory and file descriptors from `/proc/self`.
 //!
 //! Invariant: nothing here panics on input a peer or a disk can produce.
 
 pub mod backoff;
 pub mod clock;
+pub mod process;

@@ -1,11 +1,12 @@
-//! Where bookies come from: [`BookieSource`], with a fixed list ([`StaticBookies`],
-//! standalone) and the metadata store's registry ([`RegisteredBookies`], cluster mode).
+//! Where bookies come from: [`BookieSource`], with a fixed list ([`StaticBookies`]), the
+//! process's own bookie ([`InProcessBookie`], standalone) and the metadata store's registry ([`RegisteredBookies`], cluster mode).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use strata_bookie_client::BookieClient;
 use strata_meta::model::{BookieInfo, MetaClient};
 use strata_proto::BookieId;
 use tracing::warn;
@@ -31,6 +32,32 @@ pub trait BookieSource: Send + Sync + 'static {
     /// Those of `ids` known to be gone now (e.g. no longer registered).
     async fn gone(&self, _ids: &[BookieId]) -> Vec<BookieId> {
         Vec::new()
+    }
+    /// A client of `id` when that bookie runs in this process (called directly, no network).
+    fn local(&self, _id: &BookieId) -> Option<BookieClient> {
+        None
+    }
+}
+
+/// The bookie of this process (standalone), reached by direct calls: its ledgers name it by a
+/// stable id, and no socket, protobuf or HTTP/2 stands between the ledger client and its journal.
+pub struct InProcessBookie {
+    /// Its stable id.
+    pub id: BookieId,
+    /// A client calling it directly ([`BookieClient::local`]).
+    pub client: BookieClient,
+}
+
+#[async_trait]
+impl BookieSource for InProcessBookie {
+    async fn bookies(&self) -> Result<Vec<BookieId>, StorageError> {
+        Ok(vec![self.id.clone()])
+    }
+    fn address(&self, id: &BookieId) -> String {
+        format!("in-process:{}", id.0)
+    }
+    fn local(&self, id: &BookieId) -> Option<BookieClient> {
+        (*id == self.id).then(|| self.client.clone())
     }
 }
 

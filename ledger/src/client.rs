@@ -31,7 +31,7 @@ use strata_meta::model::{LedgerMetadata, LedgerState, MetaClient};
 use strata_proto::{BookieId, EntryId, LedgerId};
 use tracing::warn;
 
-pub use crate::bookies::{BookieSource, RegisteredBookies, StaticBookies};
+pub use crate::bookies::{BookieSource, InProcessBookie, RegisteredBookies, StaticBookies};
 pub use crate::config::{ADD_TIMEOUT, Quorum, Timeouts};
 use crate::error_map::map_meta;
 use crate::placement;

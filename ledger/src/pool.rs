@@ -48,6 +48,9 @@ impl Pool {
     }
 
     pub(crate) fn client(&self, b: &BookieId) -> Result<BookieClient, StorageError> {
+        if let Some(c) = self.source.local(b) {
+            return Ok(c);
+        }
         let addr = self.source.address(b);
         let mut g = self.clients.lock();
         if let Some((a, c)) = g.get(b)

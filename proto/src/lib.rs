@@ -16,6 +16,7 @@
 
 pub mod batch;
 pub mod commands;
+pub mod compression;
 mod error;
 pub mod frame;
 pub mod ids;

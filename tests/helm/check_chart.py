@@ -2,6 +2,7 @@
 
   lint      helm lint --strict, for the default, minimal and production values
   validate  helm template | kubernetes-validate --strict for Kubernetes 1.29 and 1.34
+  dashboards  the dashboards ConfigMap carries every helm/strata/dashboards/*.json
   golden    the rendered output equals tests/helm/golden/*.yaml (--update-golden rewrites them)
   negative  values that must not render fail with their message (quorum above bookies, ...)
   checkov   policy checks of the rendered manifests; each skipped check is explained below
@@ -108,6 +109,27 @@ class Checker:
                           f"refreshes it; review the diff):\n{diff}")
             else:
                 self.ok(f"golden {g.relative_to(REPO)}")
+
+    def dashboards(self) -> None:
+        """With monitoring.dashboards.enabled, one ConfigMap carries every dashboard of
+        helm/strata/dashboards, each valid JSON with panels that query metrics."""
+        text = self.render("default", ["monitoring.dashboards.enabled=true"])
+        maps = [d for d in podsim.load_docs(text)
+                if d and d.get("kind") == "ConfigMap" and d["metadata"]["name"].endswith("-dashboards")]
+        files = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
+        if len(maps) != 1 or sorted(maps[0].get("data", {})) != files:
+            self.fail(f"dashboards ConfigMap: {[sorted(m.get('data', {})) for m in maps]} != {files}")
+            return
+        if maps[0]["metadata"]["labels"].get("grafana_dashboard") != "1":
+            self.fail("dashboards ConfigMap lacks the grafana_dashboard label")
+            return
+        for name, body in maps[0]["data"].items():
+            d = json.loads(body)
+            exprs = [t["expr"] for p in d.get("panels", []) for t in p.get("targets", [])]
+            if not d.get("uid") or not exprs:
+                self.fail(f"dashboard {name}: no uid or no queries")
+                return
+        self.ok(f"dashboards ConfigMap carries {', '.join(files)}")
 
     def negative(self) -> None:
         cases = [
@@ -242,7 +264,7 @@ def main() -> int:
     a = ap.parse_args()
     c = Checker(a.tools, a.strata)
     steps = {"lint": c.lint, "validate": c.validate, "golden": lambda: c.golden(a.update_golden),
-             "negative": c.negative, "checkov": c.checkov, "hadolint": c.hadolint, "config": c.config}
+             "negative": c.negative, "dashboards": c.dashboards, "checkov": c.checkov, "hadolint": c.hadolint, "config": c.config}
     for name, step in steps.items():
         if a.only is None or name in a.only:
             t = time.monotonic()

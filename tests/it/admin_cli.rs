@@ -540,32 +540,36 @@ fn topics_subscriptions_cursor_operations() {
 }
 
 #[test]
-fn topics_compaction_status_is_honest() {
+fn topics_compact_and_compaction_status() {
     let node = Standalone::start();
     let t = "persistent://public/default/compact";
     ok(&node, &["topics", "create", t]);
-    // Until compaction exists the server says so: the trigger is refused with a Pulsar-shaped
-    // reason (not a missing route), and the status is a real answer.
-    let r = admin(&node, &["topics", "compact", t]);
-    if !r.ok {
-        assert!(
-            r.stderr.starts_with("error: ")
-                && !r.stderr.contains("404 Not Found: Not Found")
-                && !r.stderr.contains("Method Not Allowed"),
-            "{r:?}"
-        );
-        assert!(r.stderr.to_lowercase().contains("not supported"), "{r:?}");
-    }
-    let v = json(&ok(
-        &node,
-        &["-o", "json", "topics", "compaction-status", t],
-    ));
-    assert!(v["status"].is_string(), "{v}");
     let table = ok(&node, &["topics", "compaction-status", t]);
     assert!(
         table
             .lines()
             .any(|l| l.starts_with("status") && l.ends_with("NOT_RUN")),
+        "{table}"
+    );
+    ok(&node, &["topics", "compact", t]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v = json(&ok(
+            &node,
+            &["-o", "json", "topics", "compaction-status", t],
+        ));
+        if v["status"] != "RUNNING" {
+            assert_eq!(v["status"], "SUCCESS", "{v}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let table = ok(&node, &["topics", "compaction-status", t]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("status") && l.ends_with("SUCCESS")),
         "{table}"
     );
 }

@@ -258,10 +258,20 @@ pub fn topics_partitions_stats_and_lifecycle_on(hp: u16, url: &str) {
         "{last}"
     );
 
-    // Compaction: honestly not supported.
-    expect(hp, "PUT", &format!("{base}/plain/compaction"), "", 501);
+    // Compaction: NOT_RUN, then triggered, RUNNING until SUCCESS.
     let cs = ok_json(hp, &format!("{base}/plain/compaction"));
     assert_eq!(cs["status"], "NOT_RUN", "{cs}");
+    expect(hp, "PUT", &format!("{base}/plain/compaction"), "", 204);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let cs = ok_json(hp, &format!("{base}/plain/compaction"));
+        if cs["status"] != "RUNNING" {
+            assert_eq!(cs["status"], "SUCCESS", "{cs}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{cs}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 
     let term = ok_json_post(hp, &format!("{base}/plain/terminate"));
     assert_eq!(term["entryId"], 2, "{term}");
@@ -386,6 +396,32 @@ pub fn subscriptions_cursors_and_messages_on(hp: u16, url: &str) {
         404,
     );
     expect(hp, "GET", &format!("{t}/ledger/999999/entry/0"), "", 404);
+
+    // examinemessage: the n-th message from either end.
+    let examine = |q: &str| {
+        let (st, head, body) = request(hp, "GET", &format!("{t}/examinemessage?{q}"), "", None);
+        let id = head.lines().find_map(|h| {
+            h.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-pulsar-message-id"))
+                .map(|(_, v)| v.trim().to_owned())
+        });
+        (st, id, body)
+    };
+    let (st, id, body) = examine("initialPosition=latest&messagePosition=1");
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(id.as_deref(), Some(format!("{l}:{e}").as_str()));
+    assert!(body.contains("hello-rest"), "{body}");
+    let (st, first, _) = examine("initialPosition=earliest&messagePosition=1");
+    assert_eq!(st, 200);
+    let (_, tenth_from_end, _) = examine("initialPosition=latest&messagePosition=10");
+    assert_eq!(first, tenth_from_end);
+    assert_ne!(first, id);
+    assert_eq!(
+        examine("initialPosition=earliest&messagePosition=11").0,
+        404
+    );
+    assert_eq!(examine("initialPosition=latest&messagePosition=11").0, 404);
+    assert_eq!(examine("initialPosition=middle").0, 412);
 
     expect(hp, "DELETE", &format!("{t}/subscription/late"), "", 204);
     expect(hp, "DELETE", &format!("{t}/subscription/late"), "", 404);

@@ -4,6 +4,7 @@
 
 mod admin_cli;
 mod admin_rest;
+mod auth_providers;
 mod auth_tokens;
 mod authz;
 mod bookie;
@@ -14,9 +15,13 @@ mod broker_protocol;
 mod broker_unload;
 mod checker;
 mod cluster;
+mod compat;
+mod console;
 mod dedup;
 mod harness;
 mod meta;
+mod observability;
+mod offload;
 mod policies;
 mod pulsar_cli;
 mod pulsar_durability;

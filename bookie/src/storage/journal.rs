@@ -225,6 +225,7 @@ pub(super) fn run(
             batch.push(op);
         }
         let start = Instant::now();
+        m.journal_queue_size.dec_by(batch.len() as i64);
         if let Some(op) = batch.first() {
             m.journal_queue_latency
                 .observe(start.duration_since(op.queued).as_secs_f64());

@@ -583,6 +583,7 @@ impl Storage {
             queued: Instant::now(),
         })
         .map_err(|_| BookieError::ShuttingDown)?;
+        self.shared.metrics.journal_queue_size.inc();
         Ok(rx)
     }
 

@@ -3,20 +3,29 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use strata_auth::RestOperation;
 
 use strata_meta::model::{BookieInfo, BrokerInfo, ClusterData, Paths, decode_segment};
 
-use super::{ApiError, ApiResult, Caller, Svc};
+use super::{ApiError, ApiResult, Caller, Svc, parse_body};
 use crate::service::BrokerService;
+use strata_meta::Expected;
 
 pub(super) fn routes() -> Router<Arc<BrokerService>> {
     Router::new()
         .route("/admin/v2/clusters", get(list_clusters))
-        .route("/admin/v2/clusters/{cluster}", get(get_cluster))
+        .route(
+            "/admin/v2/clusters/{cluster}",
+            get(get_cluster)
+                .put(create_cluster)
+                .post(update_cluster)
+                .delete(delete_cluster),
+        )
         .route("/admin/v2/brokers/health", get(health))
         .route("/admin/v2/brokers/leaderBroker", get(leader))
         .route("/admin/v2/brokers/{cluster}", get(active_brokers))
@@ -87,6 +96,121 @@ async fn get_cluster(State(s): Svc, c: Caller, Path(name): Path<String>) -> ApiR
         "brokerServiceUrlTls": d.broker_service_url_tls.or(s.broker_url_tls()),
         "peerClusterNames": d.peer_cluster_names,
     })))
+}
+
+/// Pulsar's `ClusterData` JSON (the fields Strata uses; others are ignored as Pulsar's own
+/// admin client sends many).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct ClusterJson {
+    service_url: String,
+    service_url_tls: Option<String>,
+    broker_service_url: String,
+    broker_service_url_tls: Option<String>,
+    peer_cluster_names: Option<Vec<String>>,
+}
+
+fn cluster_from(body: &str) -> ApiResult<ClusterData> {
+    let j: ClusterJson = if body.trim().is_empty() {
+        ClusterJson::default()
+    } else {
+        parse_body(body)?
+    };
+    let empty = |o: Option<String>| o.filter(|v| !v.is_empty());
+    Ok(ClusterData {
+        service_url: j.service_url,
+        service_url_tls: empty(j.service_url_tls),
+        broker_service_url: j.broker_service_url,
+        broker_service_url_tls: empty(j.broker_service_url_tls),
+        peer_cluster_names: j.peer_cluster_names.unwrap_or_default(),
+    })
+}
+
+fn valid_cluster_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '='));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::precondition(format!(
+            "Invalid cluster name {name:?}"
+        )))
+    }
+}
+
+/// `PUT /admin/v2/clusters/{c}`: records a cluster (409 if it is recorded already).
+async fn create_cluster(
+    State(s): Svc,
+    c: Caller,
+    Path(name): Path<String>,
+    body: String,
+) -> ApiResult<StatusCode> {
+    c.cluster(&s, RestOperation::ManageCluster)?;
+    valid_cluster_name(&name)?;
+    let data = cluster_from(&body)?;
+    let key = Paths::default().cluster(&name);
+    match s.metadata().create(&key, &data).await {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(strata_meta::MetaError::BadVersion { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Cluster already exists",
+        )),
+        Err(e) => Err(crate::BrokerError::from(e).into()),
+    }
+}
+
+/// `POST /admin/v2/clusters/{c}`: replaces a cluster's URLs. This broker's own cluster may be
+/// updated before anything recorded it (standalone answers about itself until then).
+async fn update_cluster(
+    State(s): Svc,
+    c: Caller,
+    Path(name): Path<String>,
+    body: String,
+) -> ApiResult<StatusCode> {
+    c.cluster(&s, RestOperation::ManageCluster)?;
+    let data = cluster_from(&body)?;
+    let key = Paths::default().cluster(&name);
+    let exists = s
+        .metadata()
+        .get::<ClusterData>(&key)
+        .await
+        .map_err(crate::BrokerError::from)?
+        .is_some();
+    if !exists && name != s.config.cluster_name {
+        return Err(ApiError::not_found("Cluster does not exist"));
+    }
+    s.metadata()
+        .put(&key, &data, Expected::Any)
+        .await
+        .map_err(crate::BrokerError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /admin/v2/clusters/{c}`: forgets a recorded cluster (not this broker's own).
+async fn delete_cluster(
+    State(s): Svc,
+    c: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    c.cluster(&s, RestOperation::ManageCluster)?;
+    if name == s.config.cluster_name {
+        return Err(ApiError::precondition(
+            "Cannot delete the broker's own cluster",
+        ));
+    }
+    let key = Paths::default().cluster(&name);
+    let deleted = s
+        .metadata()
+        .store()
+        .delete(&key, Expected::Any)
+        .await
+        .map_err(crate::BrokerError::from)?;
+    if !deleted {
+        return Err(ApiError::not_found("Cluster does not exist"));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn broker_id(s: &BrokerService) -> String {

@@ -10,9 +10,14 @@
 //! (`check_rest`) with the resource's own `TenantInfo` and `Policies` before touching anything,
 //! so a refusal never reveals data. Tokens are never logged.
 
+pub mod broker_stats;
 pub mod cluster;
+pub mod compaction;
 pub mod namespaces;
+pub mod offload;
 pub mod partitioned_stats;
+pub mod schema_policies;
+pub mod schemas;
 pub mod tenants;
 pub mod topics;
 
@@ -37,10 +42,15 @@ pub type Svc = axum::extract::State<Arc<BrokerService>>;
 /// Every `/admin/v2` route.
 pub fn router() -> Router<Arc<BrokerService>> {
     Router::new()
+        .merge(broker_stats::routes())
         .merge(cluster::routes())
         .merge(tenants::routes())
         .merge(namespaces::routes())
         .merge(topics::routes())
+        .merge(offload::routes())
+        .merge(schemas::routes())
+        .merge(compaction::routes())
+        .merge(schema_policies::routes())
 }
 
 /// A Pulsar-shaped error response.
@@ -58,19 +68,49 @@ pub struct ApiError {
 /// Header carrying [`ApiError::redirect_base`] from a handler to [`redirect_layer`].
 const REDIRECT_BASE: &str = "x-strata-redirect-base";
 
+/// Request header asking for a request on a topic served by another broker to be forwarded to
+/// that broker and answered here, instead of a 307 (the web console sends it: browsers drop the
+/// `Authorization` header when a redirect leads to another origin).
+pub const FOLLOW_OWNER: &str = "x-strata-follow-owner";
+
+/// Largest request body kept for forwarding to the owner.
+const MAX_FORWARDED_BODY: usize = 16 << 20;
+
 /// Turns a 307 produced by a handler (a topic served by another broker) into a redirect to the
-/// same path and query on the owner, as Pulsar does.
+/// same path and query on the owner, as Pulsar does; with [`FOLLOW_OWNER`], forwards the request
+/// to the owner and answers with its answer.
 pub async fn redirect_layer(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let path = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_default();
+    let (req, kept) = if req.headers().contains_key(FOLLOW_OWNER) {
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORWARDED_BODY).await else {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+                .into_response();
+        };
+        let kept = (parts.method.clone(), parts.headers.clone(), bytes.clone());
+        (
+            axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes)),
+            Some(kept),
+        )
+    } else {
+        (req, None)
+    };
     let mut resp = next.run(req).await;
-    if let Some(base) = resp.headers_mut().remove(REDIRECT_BASE)
-        && let Ok(base) = base.to_str()
-        && let Ok(loc) =
-            axum::http::HeaderValue::from_str(&format!("{}{path}", base.trim_end_matches('/')))
+    let Some(base) = resp.headers_mut().remove(REDIRECT_BASE) else {
+        return resp;
+    };
+    let Ok(base) = base.to_str() else {
+        return resp;
+    };
+    if let Some((method, headers, body)) = kept {
+        return crate::cluster::forward::proxy(base, &method, &path, &headers, body).await;
+    }
+    if let Ok(loc) =
+        axum::http::HeaderValue::from_str(&format!("{}{path}", base.trim_end_matches('/')))
     {
         resp.headers_mut().insert(axum::http::header::LOCATION, loc);
     }
@@ -121,7 +161,8 @@ impl From<BrokerError> for ApiError {
             | BrokerError::NotFound(_) => StatusCode::NOT_FOUND,
             BrokerError::NotAllowed(_)
             | BrokerError::TopicTerminated(_)
-            | BrokerError::Conflict(_) => StatusCode::CONFLICT,
+            | BrokerError::Conflict(_)
+            | BrokerError::IncompatibleSchema(_) => StatusCode::CONFLICT,
             BrokerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             BrokerError::Unauthorized(_) => StatusCode::FORBIDDEN,
             BrokerError::ServiceNotReady(_) | BrokerError::ShuttingDown => {
@@ -178,7 +219,28 @@ impl FromRequestParts<Arc<BrokerService>> for Caller {
             .extensions
             .get::<axum::extract::ConnectInfo<crate::tls_listener::TlsPeer>>()
             .and_then(|c| c.0.role.as_deref());
-        match sec.authenticate_http(header, tls_role) {
+        let basic = header.is_some_and(|h| strata_auth::basic::basic_credentials(h).is_some());
+        let authenticated = if basic {
+            // Password hashes (bcrypt) are slow on purpose: off the runtime's threads.
+            let (sec, header, role) = (
+                sec.clone(),
+                header.map(<[u8]>::to_vec),
+                tls_role.map(str::to_owned),
+            );
+            tokio::task::spawn_blocking(move || {
+                sec.authenticate_http(header.as_deref(), role.as_deref())
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("authentication task failed: {e}"),
+                )
+            })?
+        } else {
+            sec.authenticate_http(header, tls_role)
+        };
+        match authenticated {
             Ok(r) => Ok(Caller(r.map(|r| r.role))),
             // The error text never contains the token.
             Err(e) => Err(ApiError::new(

@@ -52,18 +52,53 @@ async fn list(State(s): Svc, c: Caller, Path(t): Path<String>) -> ApiResult<Json
     Ok(Json(s.namespaces(&t).await?))
 }
 
+/// The part of Pulsar's `Policies` JSON a namespace may be created with (`PUT` body). Other
+/// fields are ignored, as Pulsar's admin clients send the whole object; each has its own
+/// endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CreatePolicies {
+    auth_policies: Option<strata_meta::model::AuthPolicies>,
+    replication_clusters: Option<BTreeSet<String>>,
+    message_ttl_in_seconds: Option<u32>,
+    #[serde(rename = "deduplicationEnabled")]
+    deduplication_enabled: Option<bool>,
+    schema_compatibility_strategy: Option<String>,
+}
+
+/// `PUT /admin/v2/namespaces/{t}/{ns}`, optionally with a policies body.
 async fn create(
     State(s): Svc,
     c: Caller,
     Path((t, ns)): Path<(String, String)>,
+    body: String,
 ) -> ApiResult<StatusCode> {
     c.namespace(&s, RestOperation::CreateNamespace, &t, &ns)
         .await?;
     if ns.is_empty() || ns.contains('/') {
         return Err(ApiError::precondition("Invalid namespace name"));
     }
+    let b: CreatePolicies = if body.trim().is_empty() {
+        CreatePolicies::default()
+    } else {
+        parse_body(&body)?
+    };
     let mut p = Policies::default();
-    p.replication_clusters.insert(s.config.cluster_name.clone());
+    match b.replication_clusters.filter(|c| !c.is_empty()) {
+        Some(clusters) => {
+            if let Some(c) = clusters.iter().find(|c| **c != s.config.cluster_name) {
+                return Err(ApiError::precondition(format!("Invalid cluster id: {c}")));
+            }
+            p.replication_clusters = clusters;
+        }
+        None => {
+            p.replication_clusters.insert(s.config.cluster_name.clone());
+        }
+    }
+    p.auth_policies = b.auth_policies.unwrap_or_default();
+    p.message_ttl_seconds = b.message_ttl_in_seconds;
+    p.deduplication_enabled = b.deduplication_enabled;
+    p.schema_compatibility_strategy = b.schema_compatibility_strategy.filter(|v| v != "UNDEFINED");
     s.create_namespace_strict(&t, &ns, &p).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -265,6 +300,8 @@ async fn get_policy(
             .map(publish_json)
             .unwrap_or(Value::Null),
         "offloadThreshold" => json!(p.offload_threshold_bytes.unwrap_or(-1)),
+        "offloadThresholdInSeconds" => json!(p.offload_threshold_in_seconds.unwrap_or(-1)),
+        "offloadDeletionLagMs" => json!(p.offload_deletion_lag_ms),
         "permissions" => json!(p.auth_policies.namespace_auth),
         "replication" => json!(p.replication_clusters),
         _ => return Err(unknown(&policy)),
@@ -461,6 +498,14 @@ async fn set_policy(
             let v: i64 = parse_body(&body)?;
             Box::new(move |p| p.offload_threshold_bytes = Some(v))
         }
+        "offloadThresholdInSeconds" => {
+            let v: i64 = parse_body(&body)?;
+            Box::new(move |p| p.offload_threshold_in_seconds = Some(v))
+        }
+        "offloadDeletionLagMs" => {
+            let v: i64 = parse_body(&body)?;
+            Box::new(move |p| p.offload_deletion_lag_ms = Some(v))
+        }
         _ => return Err(unknown(&policy)),
     };
     s.update_policies(&t, &ns, change).await?;
@@ -487,6 +532,8 @@ async fn remove_policy(
         "subscriptionDispatchRate" => |p| p.subscription_dispatch_rate = None,
         "publishRate" => |p| p.publish_rate = None,
         "offloadThreshold" => |p| p.offload_threshold_bytes = None,
+        "offloadThresholdInSeconds" => |p| p.offload_threshold_in_seconds = None,
+        "offloadDeletionLagMs" => |p| p.offload_deletion_lag_ms = None,
         _ => return Err(unknown(&policy)),
     };
     s.update_policies(&t, &ns, change).await?;

@@ -1,6 +1,6 @@
 //! Topics: `/admin/v2/{domain}/{tenant}/{ns}[/{topic}[/...]]` — create, delete, list, stats,
 //! partitions, unload, terminate, subscriptions and their cursors, peek, get-message-by-id,
-//! last message id, compaction (honestly "not supported").
+//! last message id (compaction: `super::compaction`).
 //!
 //! An operation on a subscription of a partitioned topic applies to every partition. In
 //! cluster mode a request for a topic another broker owns is refused with 503 (no redirect yet).
@@ -11,7 +11,7 @@ use strata_common::clock::now_ms;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -61,18 +61,15 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
         .route(&format!("{S}/position/{{n}}"), get(peek))
         .route(&format!("{T}/ledger/{{l}}/entry/{{e}}"), get(message_by_id))
         .route(&format!("{T}/lastMessageId"), get(last_message_id))
+        .route(&format!("{T}/examinemessage"), get(examine_message))
         .route(&format!("{T}/permissions"), get(get_permissions))
         .route(
             &format!("{T}/permissions/{{role}}"),
             post(grant_permission).delete(revoke_permission),
         )
-        .route(
-            &format!("{T}/compaction"),
-            put(compact).get(compaction_status),
-        )
 }
 
-fn name_of(domain: &str, tenant: &str, ns: &str, topic: &str) -> ApiResult<TopicName> {
+pub(super) fn name_of(domain: &str, tenant: &str, ns: &str, topic: &str) -> ApiResult<TopicName> {
     let n = TopicName::from_parts(domain, tenant, ns, topic)?;
     if !n.is_persistent() {
         return Err(ApiError::new(
@@ -249,7 +246,7 @@ async fn existing(s: &BrokerService, n: &TopicName) -> ApiResult<Arc<Topic>> {
 
 /// The topics a subscription operation applies to: the partitions of a partitioned topic, or
 /// the topic itself.
-async fn targets(s: &BrokerService, n: &TopicName) -> ApiResult<Vec<Arc<Topic>>> {
+pub(super) async fn targets(s: &BrokerService, n: &TopicName) -> ApiResult<Vec<Arc<Topic>>> {
     let parts = s.partitions(n).await?;
     if parts == 0 {
         return Ok(vec![existing(s, n).await?]);
@@ -261,55 +258,11 @@ async fn targets(s: &BrokerService, n: &TopicName) -> ApiResult<Vec<Arc<Topic>>>
     Ok(out)
 }
 
-async fn topic_stats_json(t: &Topic) -> Value {
-    let mut subs = serde_json::Map::new();
-    let mut backlog_total = 0;
-    for (sub, durable, md, backlog) in t.subscription_stats().await {
-        backlog_total += backlog;
-        let stats = match t.get_subscription(&sub).await {
-            Some(x) => x.consumer_stats().await,
-            None => Vec::new(),
-        };
-        let sub_type = stats.first().map(|c| c.sub_type.clone());
-        let consumers: Vec<Value> = stats
-            .into_iter()
-            .map(|c| {
-                json!({
-                    "consumerName": c.name,
-                    "availablePermits": c.permits,
-                    "unackedMessages": c.unacked,
-                    "msgOutCounter": c.msg_out,
-                    "address": c.address,
-                })
-            })
-            .collect();
-        subs.insert(
-            sub,
-            json!({
-                "msgBacklog": backlog,
-                "isDurable": durable,
-                "markDeletePosition": md.map(|p| p.to_string()),
-                "type": sub_type,
-                "consumers": consumers,
-            }),
-        );
-    }
-    let publishers: Vec<Value> = t
-        .producer_names()
-        .into_iter()
-        .map(|n| json!({ "producerName": n }))
-        .collect();
-    json!({
-        "msgInCounter": t.series().in_messages.get(),
-        "bytesInCounter": t.series().in_bytes.get(),
-        "msgOutCounter": t.series().out_messages.get(),
-        "bytesOutCounter": t.series().out_bytes.get(),
-        "storageSize": t.ledger().storage_size(),
-        "backlogSize": backlog_total,
-        "publishers": publishers,
-        "subscriptions": subs,
-        "terminated": t.ledger().is_terminated(),
-    })
+/// Pulsar's topic stats of a loaded topic, as JSON.
+pub async fn topic_stats_json(s: &BrokerService, t: &Topic) -> Value {
+    let owner = s.http_url();
+    let owner = owner.split_once("://").map(|(_, hp)| hp).unwrap_or(&owner);
+    serde_json::to_value(t.stats(owner).await).unwrap_or_default()
 }
 
 async fn stats(
@@ -320,7 +273,7 @@ async fn stats(
     let n = name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::TopicStats, &n, None).await?;
     let topic = existing(&s, &n).await?;
-    Ok(Json(topic_stats_json(&topic).await))
+    Ok(Json(topic_stats_json(&s, &topic).await))
 }
 
 async fn partitioned_stats(
@@ -340,7 +293,7 @@ async fn partitioned_stats(
     for i in 0..parts {
         let p = n.partition(i);
         let st = if s.topic_exists(&p).await? {
-            topic_stats_json(&*s.topic(&p, false).await?).await
+            topic_stats_json(&s, &*s.topic(&p, false).await?).await
         } else {
             partitioned_stats::unloaded_partition()
         };
@@ -357,29 +310,7 @@ async fn internal_stats(
     let n = name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::InternalStats, &n, None).await?;
     let topic = existing(&s, &n).await?;
-    let ml = topic.ledger();
-    let ledgers: Vec<Value> = ml
-        .ledgers()
-        .into_iter()
-        .map(|l| json!({ "ledgerId": l.ledger_id, "entries": l.entries, "size": l.size, "closed": l.closed }))
-        .collect();
-    let mut cursors = serde_json::Map::new();
-    for (sub, durable, md, backlog) in topic.subscription_stats().await {
-        cursors.insert(
-            sub,
-            json!({ "markDeletePosition": md.map(|p| p.to_string()), "durable": durable, "backlogEntries": backlog }),
-        );
-    }
-    let total: u64 = ml.ledgers().iter().map(|l| l.entries).sum();
-    Ok(Json(json!({
-        "entriesAddedCounter": total,
-        "numberOfEntries": total,
-        "totalSize": ml.storage_size(),
-        "lastConfirmedEntry": ml.last_confirmed().to_string(),
-        "ledgers": ledgers,
-        "cursors": cursors,
-        "terminated": ml.is_terminated(),
-    })))
+    Ok(Json(topic.internal_stats().await))
 }
 
 async fn unload(
@@ -745,6 +676,74 @@ async fn message_by_id(
     }
 }
 
+/// `examinemessage` query: `initialPosition` (`earliest`/`latest`), `messagePosition` (1-based).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExamineQuery {
+    initial_position: Option<String>,
+    message_position: Option<u64>,
+}
+
+/// `GET .../examinemessage`: the n-th message from the start or from the end of the topic.
+async fn examine_message(
+    State(s): Svc,
+    c: Caller,
+    Path((d, t, ns, tp)): TopicPathArgs,
+    Query(q): Query<ExamineQuery>,
+) -> ApiResult<Response> {
+    let n = name_of(&d, &t, &ns, &tp)?;
+    c.topic(&s, RestOperation::ExamineMessage, &n, None).await?;
+    let nth = q.message_position.unwrap_or(1).max(1);
+    let latest = match q.initial_position.as_deref().unwrap_or("latest") {
+        p if p.eq_ignore_ascii_case("latest") => true,
+        p if p.eq_ignore_ascii_case("earliest") => false,
+        other => {
+            return Err(ApiError::precondition(format!(
+                "Invalid initialPosition {other:?}: earliest or latest"
+            )));
+        }
+    };
+    let topic = existing(&s, &n).await?;
+    let ml = topic.ledger();
+    let mut p = ml.first_position();
+    let found = if latest {
+        // the last `nth` positions, walking the stored entries once
+        let mut window = std::collections::VecDeque::new();
+        while let Some(q) = ml.next_position(p) {
+            p = q;
+            window.push_back(q);
+            if window.len() as u64 > nth {
+                window.pop_front();
+            }
+        }
+        (window.len() as u64 == nth)
+            .then(|| window.front().copied())
+            .flatten()
+    } else {
+        let mut at = None;
+        for _ in 0..nth {
+            match ml.next_position(p) {
+                Some(q) => {
+                    p = q;
+                    at = Some(q);
+                }
+                None => {
+                    at = None;
+                    break;
+                }
+            }
+        }
+        at
+    };
+    let Some(p) = found else {
+        return Err(ApiError::not_found("Message not found"));
+    };
+    match ml.read_one(p).await? {
+        Some(raw) => message_response(p, raw),
+        None => Err(ApiError::not_found("Message not found")),
+    }
+}
+
 async fn last_message_id(
     State(s): Svc,
     c: Caller,
@@ -758,32 +757,6 @@ async fn last_message_id(
     Ok(Json(
         json!({ "ledgerId": p.ledger, "entryId": p.entry, "partitionIndex": topic.partition() }),
     ))
-}
-
-const NO_COMPACTION: &str = "topic compaction is not supported by Strata yet";
-
-async fn compact(
-    State(s): Svc,
-    c: Caller,
-    Path((d, t, ns, tp)): TopicPathArgs,
-) -> ApiResult<StatusCode> {
-    let n = name_of(&d, &t, &ns, &tp)?;
-    c.topic(&s, RestOperation::TriggerCompaction, &n, None)
-        .await?;
-    existing(&s, &n).await?;
-    Err(ApiError::new(StatusCode::NOT_IMPLEMENTED, NO_COMPACTION))
-}
-
-async fn compaction_status(
-    State(s): Svc,
-    c: Caller,
-    Path((d, t, ns, tp)): TopicPathArgs,
-) -> ApiResult<Response> {
-    let n = name_of(&d, &t, &ns, &tp)?;
-    c.topic(&s, RestOperation::CompactionStatus, &n, None)
-        .await?;
-    existing(&s, &n).await?;
-    Ok(Json(json!({ "status": "NOT_RUN", "lastError": NO_COMPACTION })).into_response())
 }
 
 /// `GET .../permissions`: role -> actions on this topic (namespace grants merged with the

@@ -9,24 +9,19 @@
 //! directly.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::forward::{MAX_ANSWER, forward};
 use crate::admin::partitioned_stats;
 use crate::service::{BrokerService, Owner};
 use crate::topic_name::TopicName;
-
-/// Largest forwarded answer read.
-const MAX_ANSWER: usize = 16 << 20;
-/// Time limit of one forwarded request.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What kind of aggregate operation a request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,59 +218,10 @@ fn merge_stats(answers: Answers, name: &TopicName, parts: u32, per_partition: bo
 
 /// The client of forwarded requests: one connection pool for the process; `http://` and
 /// `https://` (rustls; the platform's roots).
-fn client() -> Result<&'static reqwest::Client, String> {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    if let Some(c) = CLIENT.get() {
-        return Ok(c);
-    }
-    let c = reqwest::Client::builder()
-        .timeout(FORWARD_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| format!("build the forwarding client: {e}"))?;
-    Ok(CLIENT.get_or_init(|| c))
-}
-
-/// Sends one request to `base` (`http://host:port` or `https://host:port`) and reads the answer
-/// (status, body of at most [`MAX_ANSWER`] bytes).
-async fn forward(
-    base: &str,
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<(StatusCode, Bytes), String> {
-    let url = format!("{}{path}", base.trim_end_matches('/'));
-    let mut req = client()?.request(method.clone(), &url).body(body);
-    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
-        if let Some(v) = headers.get(&name) {
-            req = req.header(name, v.clone());
-        }
-    }
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| format!("forward to {url}: {e}"))?;
-    let status = resp.status();
-    let mut out = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| format!("read the answer of {url}: {e}"))?
-    {
-        if out.len() + chunk.len() > MAX_ANSWER {
-            return Err(format!(
-                "the answer of {url} is larger than {MAX_ANSWER} bytes"
-            ));
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok((status, Bytes::from(out)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::{HeaderMap, header};
 
     #[test]
     fn aggregate_operations_are_recognised() {

@@ -85,8 +85,8 @@ impl ClusterOwnership {
         let topics = svc.loaded_topics().await;
         let (mut msg_in, mut msg_out) = (0u64, 0u64);
         for t in &topics {
-            msg_in += t.series().in_messages.get();
-            msg_out += t.series().out_messages.get();
+            msg_in += t.series().msg_in.totals().0;
+            msg_out += t.series().msg_out.totals().0;
         }
         let (rate_in, rate_out) = rates.update(msg_in, msg_out);
         let report = LoadReport {

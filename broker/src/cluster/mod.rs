@@ -30,6 +30,7 @@
 pub mod admin;
 pub mod bundle;
 pub mod fanout;
+pub mod forward;
 mod leadership;
 mod load_report;
 mod metrics;
@@ -216,6 +217,7 @@ impl ClusterOwnership {
             http_url: service.http_url(),
             version: env!("CARGO_PKG_VERSION").into(),
             started_at_ms: now_ms(),
+            listeners: service.listeners().all().clone(),
         };
         self.metrics.register(&service.metrics);
         *self.me.write() = Some(info.clone());

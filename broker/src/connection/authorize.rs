@@ -115,6 +115,13 @@ pub(super) async fn check(
     };
     let name = TopicName::parse(topic)?;
     let info = service.tenant_info(&name.tenant).await?;
+    if info.is_none() && !security.authorizer().is_superuser(Some(role)) {
+        // Pulsar checks the tenant first and answers a missing one with TopicNotFound.
+        return Err(BrokerError::TopicNotFound(format!(
+            "tenant {} does not exist",
+            name.tenant
+        )));
+    }
     let pol = service.policies(&name.tenant, &name.namespace).await?;
     let path = name.meta_path();
     let mut res = strata_auth::Resource::topic(&path, info.as_ref(), pol.as_ref());

@@ -20,6 +20,8 @@ use tracing::{debug, info, warn};
 use super::{Conn, wire_id};
 use crate::error::{BrokerError, Result};
 use crate::position::Position;
+use crate::service::BrokerService;
+use crate::stats::ClientInfo;
 use crate::subscription::{
     AckId, ConsumerSpec, InitialPosition, KeySharedSpec, SeekTarget, Subscription,
 };
@@ -31,6 +33,8 @@ pub(super) struct ConsumerState {
     pub topic: Arc<Topic>,
     pub sub: Subscription,
     pub key: u64,
+    /// Reads the compacted view (`read_compacted`).
+    pub read_compacted: bool,
 }
 
 impl ConsumerState {
@@ -205,9 +209,13 @@ impl Conn {
         let ml = cs.topic.ledger().clone();
         let partition = cs.topic.partition();
         let lac = ml.last_confirmed();
-        let mut last = wire_id(lac, partition);
-        if lac.entry >= 0
-            && let Ok(Some(d)) = ml.read_one(lac).await
+        let (last_pos, last_entry) = match compacted_last(&self.service, cs, lac).await {
+            Some(found) => found,
+            None => (lac, ml.read_one(lac).await.ok().flatten()),
+        };
+        let mut last = wire_id(last_pos, partition);
+        if last_pos.entry >= 0
+            && let Some(d) = last_entry
             && let Ok(p) = Payload::from_raw(d)
             && let Some(n) = p.metadata.num_messages_in_batch
             && n > 1
@@ -235,12 +243,13 @@ impl Conn {
                 available_permits: Some(s.permits.max(0) as u64),
                 unacked_messages: Some(s.unacked),
                 msg_backlog: Some(s.backlog),
-                address: Some(s.address),
+                address: Some(s.client.address),
+                connected_since: Some(s.client.connected_since),
                 r#type: Some(s.sub_type),
-                msg_rate_out: Some(0.0),
-                msg_throughput_out: Some(0.0),
-                msg_rate_redeliver: Some(0.0),
-                blocked_consumer_on_unacked_msgs: Some(false),
+                msg_rate_out: Some(s.out.msg_rate),
+                msg_throughput_out: Some(s.out.byte_rate),
+                msg_rate_redeliver: Some(s.redelivered.msg_rate),
+                blocked_consumer_on_unacked_msgs: Some(s.blocked),
                 ..Default::default()
             },
             None => CommandConsumerStatsResponse {
@@ -272,10 +281,7 @@ impl Conn {
             )
             .await?;
         if let Some(s) = &c.schema {
-            // Consumers may register a schema when the topic has none (no compatibility check yet).
-            if self.service.schemas.get(&name, None).await?.is_none() {
-                self.service.schemas.get_or_create(&name, s).await?;
-            }
+            crate::schema::admission::consumer_schema(&self.service, &topic, &name, s).await?;
         }
         let durable = c.durable();
         let initial = match (&c.start_message_id, durable) {
@@ -319,8 +325,15 @@ impl Conn {
             sub_type,
             key_shared,
             out: self.out.clone(),
-            address: self.peer.to_string(),
+            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
+            metadata: c
+                .metadata
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect(),
+            compacted: compacted_reader(&self.service, &topic, &c).await?,
         };
+        let read_compacted = spec.compacted.is_some();
         if let Err(e) = sub.add_consumer(spec).await {
             if !durable {
                 topic.remove_subscription(&c.subscription, false).await;
@@ -328,8 +341,59 @@ impl Conn {
             return Err(e);
         }
         info!(topic = %name, sub = %c.subscription, consumer = %cname, ?sub_type, durable, "subscribed");
-        self.consumers
-            .insert(c.consumer_id, ConsumerState { topic, sub, key });
+        self.consumers.insert(
+            c.consumer_id,
+            ConsumerState {
+                topic,
+                sub,
+                key,
+                read_compacted,
+            },
+        );
         Ok(())
     }
+}
+
+/// Pulsar's rule for compacted readers: while nothing was written after the compaction's
+/// horizon, the last message is the compacted view's last one (`-1:-1` when compaction
+/// removed everything), not an entry the reader will never get.
+async fn compacted_last(
+    service: &BrokerService,
+    cs: &ConsumerState,
+    lac: Position,
+) -> Option<(Position, Option<bytes::Bytes>)> {
+    if !cs.read_compacted {
+        return None;
+    }
+    let view = cs.topic.compaction().view().filter(|v| lac <= v.horizon)?;
+    match view.last(service.storage().as_ref()).await {
+        Ok(Some((p, d))) => Some((p, Some(d))),
+        Ok(None) => Some((Position::new(u64::MAX, -1), None)),
+        Err(e) => {
+            warn!(topic = %cs.topic.name(), error = %e, "read of the last compacted entry failed");
+            None
+        }
+    }
+}
+
+/// `read_compacted`: the compacted view's reader (Exclusive and Failover only, as Pulsar).
+async fn compacted_reader(
+    service: &BrokerService,
+    topic: &Arc<Topic>,
+    c: &CommandSubscribe,
+) -> Result<Option<crate::compaction::CompactedReader>> {
+    if !c.read_compacted() {
+        return Ok(None);
+    }
+    if !matches!(c.sub_type(), SubType::Exclusive | SubType::Failover) {
+        return Err(BrokerError::NotAllowed(
+            "Read compacted can only be used with exclusive or failover persistent subscriptions"
+                .into(),
+        ));
+    }
+    topic.compaction().load(topic).await?;
+    Ok(Some(crate::compaction::CompactedReader {
+        state: topic.compaction().clone(),
+        storage: service.storage().clone(),
+    }))
 }

@@ -65,6 +65,18 @@ impl Conn {
         }
         .await;
         let rid = c.request_id;
+        if let Some(name) = c
+            .advertised_listener_name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+        {
+            let answer = match res {
+                Ok(owner) => listener_lookup(self.service.clone(), rid, owner, name).await,
+                Err(e) => commands::lookup_error(rid, server_error(&e), e.to_string()),
+            };
+            self.send(answer);
+            return;
+        }
         self.send(match res {
             Ok(Owner::Local) => commands::lookup_connect_tls(
                 rid,
@@ -119,11 +131,11 @@ impl Conn {
         };
         let res = async {
             let name = TopicName::parse(&c.topic)?;
-            self.service.schemas.get_or_create(&name, &c.schema).await
+            crate::schema::admission::producer_schema(&self.service, &name, Some(&c.schema)).await
         }
         .await;
         let r = res
-            .map(version_bytes)
+            .map(|v| version_bytes(v.unwrap_or_default()))
             .map_err(|e| (server_error(&e), e.to_string()));
         self.send(commands::get_or_create_schema_response(c.request_id, r));
     }
@@ -163,5 +175,36 @@ impl Conn {
             }
             Err(e) => self.error(c.request_id, &e),
         }
+    }
+}
+
+/// A LOOKUP answer with the URLs of listener `name` of the owner (or of the broker that
+/// assigns the topic); `ServiceNotReady` if that broker has no such listener (Pulsar).
+async fn listener_lookup(
+    service: std::sync::Arc<crate::service::BrokerService>,
+    rid: u64,
+    owner: Owner,
+    name: &str,
+) -> BaseCommand {
+    let (connect, authoritative) = match &owner {
+        Owner::Local => (true, true),
+        Owner::Remote { .. } => (false, true),
+        Owner::Leader { .. } => (false, false),
+    };
+    match service.listener_urls(&owner, name).await {
+        Ok(Some(l)) => {
+            let url = l.pulsar_url.as_deref().unwrap_or_default();
+            if connect {
+                commands::lookup_connect_tls(rid, url, l.pulsar_url_tls.as_deref(), authoritative)
+            } else {
+                commands::lookup_redirect_tls(rid, url, l.pulsar_url_tls.as_deref(), authoritative)
+            }
+        }
+        Ok(None) => commands::lookup_error(
+            rid,
+            ServerError::ServiceNotReady,
+            crate::listeners::unknown_listener(name),
+        ),
+        Err(e) => commands::lookup_error(rid, server_error(&e), e.to_string()),
     }
 }

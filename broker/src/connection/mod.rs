@@ -86,6 +86,8 @@ struct Conn {
     throttle_until: Option<tokio::time::Instant>,
     /// Role of the verified client certificate (TLS listener with client certificates).
     tls_role: Option<String>,
+    /// CONNECT's `client_version` (stats).
+    client_version: String,
 }
 
 /// Serves one connection until the peer leaves, a frame is malformed or `cancel` fires.
@@ -131,6 +133,7 @@ pub async fn serve_stream<S>(
         auth_check_at: tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365),
         throttle_until: None,
         tls_role,
+        client_version: String::new(),
     };
     conn.read_loop(&mut reader, cancel).await;
     // Let in-flight sends complete so their producers get receipts where possible.
@@ -280,7 +283,7 @@ impl Conn {
         let Frame { command, payload } = frame;
         let cmd = *command;
         match t {
-            Type::Connect => self.connect(cmd),
+            Type::Connect => self.connect(cmd).await,
             Type::Ping => {
                 self.send(commands::pong());
                 true

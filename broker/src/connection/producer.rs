@@ -17,6 +17,7 @@ use super::{Conn, server_error, wire_id};
 use crate::error::Result;
 use crate::position::Position;
 use crate::schema::version_bytes;
+use crate::stats::{ClientInfo, RateMeter};
 use crate::topic::{ProducerAdmission, ProducerRequest, Topic};
 use crate::topic_name::TopicName;
 
@@ -24,6 +25,8 @@ use crate::topic_name::TopicName;
 pub(super) struct ProducerState {
     pub topic: Arc<Topic>,
     pub key: u64,
+    /// Counts what it publishes (topic stats).
+    meter: Arc<RateMeter>,
     /// False while waiting for exclusive access (WaitForExclusive).
     ready: Arc<AtomicBool>,
 }
@@ -85,6 +88,10 @@ impl Conn {
             return;
         };
         let partition = p.topic.partition();
+        p.meter.record(
+            s.num_messages.unwrap_or(1).max(1) as u64,
+            payload.raw.len() as u64,
+        );
         let publish = p.topic.publish(payload);
         if let Some(until) = publish.pause_reads_until {
             self.throttle_until = Some(self.throttle_until.map_or(until, |t| t.max(until)));
@@ -144,12 +151,10 @@ impl Conn {
             .topic(&name, self.service.config.allow_auto_topic_creation)
             .await?;
         crate::policy::admit_producer(&self.service, &topic).await?;
-        let schema_version = match &c.schema {
-            Some(s) => Some(version_bytes(
-                self.service.schemas.get_or_create(&name, s).await?,
-            )),
-            None => None,
-        };
+        let schema_version =
+            crate::schema::admission::producer_schema(&self.service, &name, c.schema.as_ref())
+                .await?
+                .map(version_bytes);
         let pname = match c.producer_name.as_deref() {
             Some(n) if !n.is_empty() => n.to_owned(),
             _ => self.service.producer_name(),
@@ -159,12 +164,20 @@ impl Conn {
             .producer_access_mode
             .and_then(|m| ProducerAccessMode::try_from(m).ok())
             .unwrap_or(ProducerAccessMode::Shared);
+        let meter = self.service.metrics.sampler().meter();
         let admission = topic.add_producer(ProducerRequest {
             key,
             producer_id: c.producer_id,
             name: &pname,
             mode,
             out: self.out.clone(),
+            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
+            metadata: c
+                .metadata
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect(),
+            meter: meter.clone(),
         })?;
         let rid = c.request_id;
         let success = |epoch: Option<u64>, ready: bool| {
@@ -188,6 +201,7 @@ impl Conn {
                     ProducerState {
                         topic: topic.clone(),
                         key,
+                        meter,
                         ready: Arc::new(AtomicBool::new(true)),
                     },
                 );
@@ -201,6 +215,7 @@ impl Conn {
                     ProducerState {
                         topic: topic.clone(),
                         key,
+                        meter,
                         ready: ready.clone(),
                     },
                 );

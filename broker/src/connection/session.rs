@@ -10,11 +10,13 @@ use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::{BaseCommand, FeatureFlags};
 use tracing::{debug, info, warn};
 
+use strata_auth::basic::AUTH_METHOD_BASIC;
+
 use super::{Conn, SERVER_VERSION};
 
 impl Conn {
     /// CONNECT; returns false if the connection must close.
-    pub(super) fn connect(&mut self, cmd: BaseCommand) -> bool {
+    pub(super) async fn connect(&mut self, cmd: BaseCommand) -> bool {
         let Some(c) = cmd.connect else {
             warn!(peer = %self.peer, "CONNECT without body; closing connection");
             return false;
@@ -26,11 +28,33 @@ impl Conn {
         let client_version = c.protocol_version.unwrap_or(0);
         self.protocol_version = client_version.clamp(0, PROTOCOL_VERSION);
         let security = self.service.security();
-        match security.authenticate_connect(
-            c.auth_method_name.as_deref(),
-            c.auth_data.as_deref(),
-            self.tls_role.as_deref(),
-        ) {
+        let authenticated = if c.auth_method_name.as_deref() == Some(AUTH_METHOD_BASIC) {
+            // Password hashes (bcrypt) are slow on purpose: off the runtime's threads.
+            let (sec, method, data, role) = (
+                security.clone(),
+                c.auth_method_name.clone(),
+                c.auth_data.clone(),
+                self.tls_role.clone(),
+            );
+            let r = tokio::task::spawn_blocking(move || {
+                sec.authenticate_connect(method.as_deref(), data.as_deref(), role.as_deref())
+            })
+            .await;
+            match r {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(peer = %self.peer, error = %e, "authentication task failed; closing connection");
+                    return false;
+                }
+            }
+        } else {
+            security.authenticate_connect(
+                c.auth_method_name.as_deref(),
+                c.auth_data.as_deref(),
+                self.tls_role.as_deref(),
+            )
+        };
+        match authenticated {
             Ok(session) => {
                 if let Some(sess) = &session {
                     debug!(peer = %self.peer, role = sess.role(), "authenticated");
@@ -52,6 +76,7 @@ impl Conn {
             .unwrap_or(false);
         self.connected = true;
         info!(peer = %self.peer, client = %c.client_version, protocol = self.protocol_version, "client connected");
+        self.client_version = c.client_version.clone();
         let flags = FeatureFlags {
             supports_auth_refresh: Some(security.authentication_enabled()),
             supports_broker_entry_metadata: Some(false),

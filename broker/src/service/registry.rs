@@ -86,6 +86,9 @@ impl BrokerService {
                     self.managed_ledger_config(name).await?,
                 )
                 .await?;
+                if let Some(o) = &self.offloader {
+                    ml.set_tier(o.tier().clone());
+                }
                 let t = Arc::new(Topic::new(
                     name.clone(),
                     ml,
@@ -142,12 +145,6 @@ impl BrokerService {
             if let Err(e) = t.trim().await {
                 warn!(topic = %t.name(), error = %e, "trim failed");
             }
-        }
-        for t in self.loaded_topics().await {
-            t.series()
-                .storage_size
-                .set(t.ledger().storage_size() as i64);
-            t.series().msg_backlog.set(t.backlog().await as i64);
         }
     }
 

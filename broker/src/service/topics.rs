@@ -152,6 +152,7 @@ impl BrokerService {
             .delete_all(&name.persistence_name())
             .await?;
         t.ledger().delete().await?;
+        crate::compaction::state::delete_compacted(self, name).await?;
         info!(topic = %name, "topic deleted");
         Ok(())
     }
@@ -173,6 +174,13 @@ impl BrokerService {
         self.meta
             .store()
             .delete(&self.partitioned_key(name), Expected::Any)
+            .await?;
+        self.meta
+            .store()
+            .delete(
+                &crate::schema::admission::topic_policies_key(self, name),
+                Expected::Any,
+            )
             .await?;
         info!(topic = %name, "partitioned topic deleted");
         Ok(())

@@ -24,6 +24,7 @@ use crate::error::BrokerError;
 use crate::managed_ledger::ManagedLedger;
 use crate::metrics::{Metrics, TopicMetrics};
 use crate::position::Position;
+use crate::stats::RateMeter;
 use strata_proto::pulsar::command_subscribe::SubType;
 
 /// Pause before retrying after a failed read.
@@ -51,6 +52,8 @@ pub(super) struct Actor {
     pub config: SubscriptionConfig,
     pub metrics: Metrics,
     pub series: TopicMetrics,
+    /// Messages and bytes this subscription dispatched.
+    pub out: Arc<RateMeter>,
     /// Consumers told REACHED_END_OF_TOPIC.
     pub ended: HashSet<u64>,
     /// A read failed: try again shortly.
@@ -86,6 +89,7 @@ impl Actor {
             delayed: Box::new(InMemoryDelayedTracker::default()),
             rate: DispatchRate::new(config.topic_dispatch.clone()),
             config,
+            out: metrics.sampler().meter(),
             metrics,
             series,
             ended: HashSet::new(),
@@ -209,8 +213,7 @@ impl Actor {
                 let _ = reply.send(self.consumers.find(key).map(|c| c.stats(backlog)));
             }
             Cmd::AllStats(reply) => {
-                let backlog = self.ml.entries_after(self.acks.mark_delete());
-                let _ = reply.send(self.consumers.iter().map(|c| c.stats(backlog)).collect());
+                let _ = reply.send(self.stats_snapshot());
             }
             Cmd::MarkDelete(reply) => {
                 let _ = reply.send(self.acks.mark_delete());

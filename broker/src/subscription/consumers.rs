@@ -2,12 +2,14 @@
 //! which consumer holds which entry.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use strata_proto::commands;
 use strata_proto::frame::Frame;
 
 use super::types::{ConsumerSpec, ConsumerStats};
 use crate::position::Position;
+use crate::stats::{RateMeter, RateSampler};
 
 /// One attached consumer.
 pub(super) struct Consumer {
@@ -15,6 +17,12 @@ pub(super) struct Consumer {
     pub permits: i64,
     pub unacked: BTreeSet<Position>,
     pub msg_out: u64,
+    /// Entries sent.
+    pub entries_out: u64,
+    /// Dispatched messages and bytes.
+    pub out: Arc<RateMeter>,
+    /// Redelivered messages.
+    pub redelivered: Arc<RateMeter>,
 }
 
 impl Consumer {
@@ -26,13 +34,19 @@ impl Consumer {
     /// Its statistics, given the subscription's backlog.
     pub fn stats(&self, backlog: u64) -> ConsumerStats {
         ConsumerStats {
+            consumer_id: self.spec.consumer_id,
             name: self.spec.name.clone(),
             permits: self.permits,
             unacked: self.unacked.len() as u64,
             backlog,
             msg_out: self.msg_out,
+            entries_out: self.entries_out,
             sub_type: format!("{:?}", self.spec.sub_type),
-            address: self.spec.address.clone(),
+            client: self.spec.client.clone(),
+            metadata: self.spec.metadata.clone(),
+            out: self.out.read(),
+            redelivered: self.redelivered.read(),
+            blocked: false,
         }
     }
 }
@@ -79,12 +93,16 @@ impl Consumers {
         self.list.iter_mut().find(|c| c.spec.key == key)
     }
 
-    pub fn push(&mut self, spec: ConsumerSpec) {
+    /// Attaches a consumer whose rates `sampler` keeps.
+    pub fn push(&mut self, spec: ConsumerSpec, sampler: &RateSampler) {
         self.list.push(Consumer {
             spec,
             permits: 0,
             unacked: BTreeSet::new(),
             msg_out: 0,
+            entries_out: 0,
+            out: sampler.meter(),
+            redelivered: sampler.meter(),
         });
     }
 
@@ -149,11 +167,13 @@ impl Consumers {
             .any(|c| c.permits > 0 && c.spec.out.is_congested())
     }
 
-    /// Records that consumer `i` was sent entry `p` costing `messages` permits.
-    pub fn delivered(&mut self, i: usize, p: Position, messages: i64) {
+    /// Records that consumer `i` was sent entry `p` of `bytes` costing `messages` permits.
+    pub fn delivered(&mut self, i: usize, p: Position, messages: i64, bytes: u64) {
         let c = &mut self.list[i];
         c.permits -= messages;
         c.msg_out += messages as u64;
+        c.entries_out += 1;
+        c.out.record(messages.max(0) as u64, bytes);
         c.unacked.insert(p);
         self.holder.insert(p, c.spec.key);
     }
@@ -177,6 +197,7 @@ impl Consumers {
             Some(ps) if !ps.is_empty() => ps.into_iter().filter(|p| c.unacked.remove(p)).collect(),
             _ => std::mem::take(&mut c.unacked).into_iter().collect(),
         };
+        c.redelivered.record(taken.len() as u64, 0);
         for p in &taken {
             self.holder.remove(p);
         }

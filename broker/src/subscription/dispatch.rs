@@ -204,13 +204,14 @@ impl Actor {
         if let Some(m) = cmd.message.as_mut() {
             m.ack_set = ack_set;
         }
-        self.consumers.delivered(i, p, v.num_messages);
         let bytes = v.payload.raw.len() as u64;
+        self.consumers.delivered(i, p, v.num_messages, bytes);
         if out.send(Frame::with_payload(cmd, v.payload)).is_err() {
             debug!(consumer = key, "consumer connection gone");
         }
-        self.series.out_messages.inc_by(v.num_messages as u64);
-        self.series.out_bytes.inc_by(bytes);
+        let messages = v.num_messages.max(0) as u64;
+        self.series.msg_out.record(messages, bytes);
+        self.out.record(messages, bytes);
         self.rate.charge(v.num_messages.max(1) as u64, bytes);
         self.dispatcher.sent(p, v.slot, key);
     }

@@ -13,6 +13,8 @@ pub(super) struct DispatchRate {
     own: RateClock,
     /// Dispatch paused by a limit until then.
     wait: Option<Instant>,
+    /// Times a limit paused dispatching.
+    throttled: u64,
 }
 
 impl DispatchRate {
@@ -21,6 +23,7 @@ impl DispatchRate {
             topic,
             own: RateClock::default(),
             wait: None,
+            throttled: 0,
         }
     }
 
@@ -34,7 +37,13 @@ impl DispatchRate {
             self.wait = None;
         }
         self.wait = self.topic.wait_until(now).max(self.own.wait_until(now));
+        self.throttled += u64::from(self.wait.is_some());
         self.wait.is_some()
+    }
+
+    /// Times a limit paused dispatching.
+    pub fn throttled_times(&self) -> u64 {
+        self.throttled
     }
 
     /// Charges one dispatched entry to both clocks.

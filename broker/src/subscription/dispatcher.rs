@@ -76,4 +76,9 @@ pub(super) trait Dispatcher: Send + Sync {
 
     /// Forgets all state (seek: every consumer is disconnected).
     fn reset(&mut self) {}
+
+    /// The key of the consumer receiving every entry (Exclusive, Failover).
+    fn active(&self) -> Option<u64> {
+        None
+    }
 }

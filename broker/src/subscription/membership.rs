@@ -35,7 +35,10 @@ impl Actor {
         }
         debug!(topic = %self.id.topic, sub = %self.id.name, consumer = %spec.name, sub_type = ?spec.sub_type, "consumer added");
         let key = spec.key;
-        self.consumers.push(spec);
+        if spec.compacted.is_some() {
+            self.reads.set_compacted(spec.compacted.clone());
+        }
+        self.consumers.push(spec, self.metrics.sampler());
         self.metrics.consumers.inc();
         for p in self.dispatcher.joined(&mut self.consumers, key) {
             self.push_replay(p, false);

@@ -30,6 +30,7 @@ mod membership;
 mod read_position;
 mod shared;
 mod single_active;
+mod stats;
 mod types;
 
 #[cfg(test)]
@@ -54,9 +55,10 @@ pub use crate::cursor_store::cursor_key;
 pub use crate::outbound::Outbound;
 pub use delayed::{DelayedDeliveryTracker, InMemoryDelayedTracker};
 pub use entry::murmur3_32;
+pub use stats::sub_type_name;
 pub use types::{
     AckId, ConsumerSpec, ConsumerStats, InitialPosition, KeySharedSpec, SeekTarget,
-    SubscriptionConfig, SubscriptionId,
+    SubscriptionConfig, SubscriptionId, SubscriptionSnapshot,
 };
 
 /// Commands to the subscription task.
@@ -73,7 +75,7 @@ enum Cmd {
     Redeliver(u64, Option<Vec<Position>>),
     Seek(SeekTarget, oneshot::Sender<Result<()>>),
     Stats(u64, oneshot::Sender<Option<ConsumerStats>>),
-    AllStats(oneshot::Sender<Vec<ConsumerStats>>),
+    AllStats(oneshot::Sender<SubscriptionSnapshot>),
     MarkDelete(oneshot::Sender<Position>),
     AckSeq(oneshot::Sender<u64>),
     Snapshot(oneshot::Sender<(u64, CursorSnapshot)>),
@@ -267,13 +269,12 @@ impl Subscription {
         rx.await.ok().flatten()
     }
 
-    /// Statistics of every attached consumer (admin topic stats).
-    pub async fn consumer_stats(&self) -> Vec<ConsumerStats> {
+    /// Statistics of the subscription and its consumers (topic stats, metrics); None once
+    /// the subscription is closed.
+    pub async fn snapshot_stats(&self) -> Option<SubscriptionSnapshot> {
         let (tx, rx) = oneshot::channel();
-        if self.send(Cmd::AllStats(tx)).is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.send(Cmd::AllStats(tx)).ok()?;
+        rx.await.ok()
     }
 
     /// Sets the dispatch rate limit `(messages, bytes)` per second (`None`: unlimited).

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use crate::compaction::CompactedReader;
 use crate::managed_ledger::ManagedLedger;
 use crate::position::Position;
 
@@ -18,6 +19,8 @@ pub(super) struct ReadAhead {
     pos: Position,
     /// Read-ahead of catch-up reads; front is the entry after `pos`.
     buf: VecDeque<(Position, Bytes)>,
+    /// `read_compacted`: the compacted view comes first, up to its horizon.
+    compacted: Option<CompactedReader>,
 }
 
 impl ReadAhead {
@@ -25,7 +28,26 @@ impl ReadAhead {
         ReadAhead {
             pos,
             buf: VecDeque::new(),
+            compacted: None,
         }
+    }
+
+    /// Reads the compacted view first (`read_compacted`).
+    pub fn set_compacted(&mut self, reader: Option<CompactedReader>) {
+        self.compacted = reader;
+    }
+
+    /// Before the compacted view's horizon: its entries first.
+    fn in_compacted(&self) -> bool {
+        self.compacted
+            .as_ref()
+            .and_then(|c| c.state.view())
+            .is_some_and(|v| self.pos < v.horizon)
+    }
+
+    /// The next entry to be taken from the log comes after this one.
+    pub fn position(&self) -> Position {
+        self.pos
     }
 
     /// Moves the read position (seek); drops the read-ahead.
@@ -55,13 +77,27 @@ impl ReadAhead {
 
     /// Whether the log has nothing after the read position.
     pub fn at_end(&self, ml: &ManagedLedger) -> bool {
-        self.buf.is_empty() && ml.next_position(self.pos).is_none()
+        self.buf.is_empty() && !self.in_compacted() && ml.next_position(self.pos).is_none()
     }
 
     /// Reads the next entries from the log when the buffer is empty.
     pub async fn fill(&mut self, ml: &ManagedLedger) -> crate::Result<Fill> {
         if !self.buf.is_empty() {
             return Ok(Fill::Ready);
+        }
+        if let Some(c) = &self.compacted {
+            let read = c
+                .read_after(self.pos, READ_AHEAD)
+                .await
+                .map_err(crate::error::BrokerError::from)?;
+            if let Some((entries, horizon)) = read {
+                if !entries.is_empty() {
+                    self.buf.extend(entries);
+                    return Ok(Fill::Ready);
+                }
+                // Past the last compacted entry: the topic continues after the horizon.
+                self.pos = horizon;
+            }
         }
         let Some(next) = ml.next_position(self.pos) else {
             return Ok(Fill::End);

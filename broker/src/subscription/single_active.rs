@@ -107,4 +107,8 @@ impl Dispatcher for SingleActive {
     fn reset(&mut self) {
         self.active = None;
     }
+
+    fn active(&self) -> Option<u64> {
+        self.active
+    }
 }

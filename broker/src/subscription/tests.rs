@@ -96,7 +96,9 @@ async fn consumer(sub: &Subscription, t: SubType, name: &str) -> TestConsumer {
             ranges: vec![],
         }),
         out: tx,
-        address: "test".into(),
+        client: Default::default(),
+        metadata: Vec::new(),
+        compacted: None,
     })
     .await
     .unwrap();
@@ -163,7 +165,9 @@ async fn exclusive_honours_permits_and_order() {
             sub_type: SubType::Exclusive,
             key_shared: None,
             out: tx,
-            address: String::new(),
+            client: Default::default(),
+            metadata: Vec::new(),
+            compacted: None,
         })
         .await;
     assert!(err.is_err());
@@ -442,7 +446,9 @@ async fn key_shared_sticky_ranges_route_keys_and_reject_overlaps() {
                     ranges,
                 }),
                 out: tx,
-                address: String::new(),
+                client: Default::default(),
+                metadata: Vec::new(),
+                compacted: None,
             },
             TestConsumer { key, rx },
         )

@@ -10,6 +10,7 @@ use strata_proto::pulsar::command_subscribe::SubType;
 use crate::outbound::Outbound;
 use crate::position::Position;
 use crate::rate::RateClock;
+use crate::stats::{ClientInfo, MeterReading};
 
 /// Key_Shared settings of a consumer.
 #[derive(Debug, Clone)]
@@ -37,8 +38,12 @@ pub struct ConsumerSpec {
     pub key_shared: Option<KeySharedSpec>,
     /// Where frames for this consumer go.
     pub out: Outbound,
-    /// Peer address (stats).
-    pub address: String,
+    /// Its connection (stats).
+    pub client: ClientInfo,
+    /// SUBSCRIBE's `metadata` (stats).
+    pub metadata: Vec<(String, String)>,
+    /// `read_compacted`: the subscription reads the compacted view first.
+    pub compacted: Option<crate::compaction::CompactedReader>,
 }
 
 impl ConsumerSpec {
@@ -60,9 +65,11 @@ pub enum SeekTarget {
     PublishTime(u64),
 }
 
-/// Consumer statistics (CONSUMER_STATS).
+/// Consumer statistics (CONSUMER_STATS and topic stats).
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerStats {
+    /// The client's consumer id.
+    pub consumer_id: u64,
     /// Consumer name.
     pub name: String,
     /// Permits left.
@@ -73,10 +80,51 @@ pub struct ConsumerStats {
     pub backlog: u64,
     /// Messages sent.
     pub msg_out: u64,
+    /// Entries sent.
+    pub entries_out: u64,
     /// Subscription type name.
     pub sub_type: String,
-    /// Address.
-    pub address: String,
+    /// Its connection.
+    pub client: ClientInfo,
+    /// SUBSCRIBE's metadata.
+    pub metadata: Vec<(String, String)>,
+    /// Messages and bytes dispatched, with rates.
+    pub out: MeterReading,
+    /// Messages redelivered, with rates.
+    pub redelivered: MeterReading,
+    /// Stopped receiving: its unacked entries reached the limit.
+    pub blocked: bool,
+}
+
+/// Statistics of a subscription (topic stats, internal stats, metrics).
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionSnapshot {
+    /// Type of the attached consumers (of the last ones when none is attached).
+    pub sub_type: String,
+    /// The attached consumers.
+    pub consumers: Vec<ConsumerStats>,
+    /// Entries after the mark-delete position.
+    pub backlog: u64,
+    /// Entries delivered and not acknowledged.
+    pub unacked: u64,
+    /// Entries held back by delayed delivery.
+    pub delayed: u64,
+    /// Messages and bytes dispatched by the subscription (every consumer it had), with rates.
+    pub out: MeterReading,
+    /// Messages redelivered, with rates.
+    pub redelivered: MeterReading,
+    /// Every entry up to this one is acknowledged.
+    pub mark_delete: Position,
+    /// The next entry to read from the log.
+    pub read_position: Position,
+    /// Acknowledged ranges after the mark-delete position, Pulsar's `[(l:e..l:e]]` form.
+    pub individually_deleted: String,
+    /// Ranges in `individually_deleted`.
+    pub deleted_ranges: usize,
+    /// Name of the consumer receiving (Exclusive / Failover).
+    pub active_consumer: Option<String>,
+    /// Times a dispatch rate limit paused the subscription.
+    pub dispatch_throttled: u64,
 }
 
 /// An acknowledged id.

@@ -3,6 +3,7 @@
 //! the backlog quota, the publish rate and deduplication.
 
 mod producers;
+mod stats;
 
 pub use producers::{ProducerAdmission, ProducerRequest};
 
@@ -60,6 +61,8 @@ pub struct Topic {
     publish_rate: crate::rate::RateClock,
     /// Cancelled once the topic is closed (unloaded).
     closed: tokio_util::sync::CancellationToken,
+    /// Compacted view and compaction status (`crate::compaction`).
+    compaction: Arc<crate::compaction::TopicCompaction>,
 }
 
 impl Topic {
@@ -90,7 +93,18 @@ impl Topic {
             retention: Mutex::new(None),
             publish_rate: crate::rate::RateClock::default(),
             closed: tokio_util::sync::CancellationToken::new(),
+            compaction: Arc::default(),
         }
+    }
+
+    /// Compacted view and compaction status.
+    pub fn compaction(&self) -> &Arc<crate::compaction::TopicCompaction> {
+        &self.compaction
+    }
+
+    /// The metadata store.
+    pub fn metadata(&self) -> &MetaClient {
+        &self.meta
     }
 
     /// The managed ledger.
@@ -195,15 +209,24 @@ impl Topic {
         })
     }
 
-    /// Counts and appends an entry; its order is fixed now.
+    /// Counts and appends an entry; its order is fixed now. The write latency is counted when
+    /// it is durable.
     fn start_append(
         &self,
         payload: Payload,
         messages: u64,
     ) -> impl Future<Output = Result<Position>> + Send + 'static {
-        self.series.in_messages.inc_by(messages);
-        self.series.in_bytes.inc_by(payload.raw.len() as u64);
-        self.ml.append(payload.raw)
+        self.series.appended(messages, payload.raw.len() as u64);
+        let started = std::time::Instant::now();
+        let series = self.series.clone();
+        let append = self.ml.append(payload.raw);
+        async move {
+            let r = append.await;
+            if r.is_ok() {
+                series.persisted(started.elapsed());
+            }
+            r
+        }
     }
 
     /// Adds a producer with the given access mode.
@@ -410,9 +433,14 @@ impl Topic {
     /// reading (Pulsar throttles by pausing reads: nothing is dropped).
     pub fn throttle(&self, msgs: u64, bytes: u64) -> Option<tokio::time::Instant> {
         let now = tokio::time::Instant::now();
-        self.publish_rate
+        let until = self
+            .publish_rate
             .charge(msgs, bytes)
-            .filter(|t| *t > now + std::time::Duration::from_millis(5))
+            .filter(|t| *t > now + std::time::Duration::from_millis(5));
+        if until.is_some() {
+            self.series.publish_throttled();
+        }
+        until
     }
 
     /// Sets the namespace retention: `(max age ms, max bytes)`, `None` = unlimited.

@@ -3,6 +3,7 @@
 //! exclusive access bumps the topic epoch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -15,6 +16,7 @@ use tracing::info;
 use crate::error::{BrokerError, Result};
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
+use crate::stats::{ClientInfo, PublisherStats, RateMeter};
 use crate::topic_name::TopicName;
 
 /// A producer attached to a topic.
@@ -23,6 +25,9 @@ struct ProducerEntry {
     producer_id: u64,
     mode: ProducerAccessMode,
     out: Outbound,
+    client: ClientInfo,
+    metadata: Vec<(String, String)>,
+    meter: Arc<RateMeter>,
 }
 
 impl ProducerEntry {
@@ -69,6 +74,12 @@ pub struct ProducerRequest<'a> {
     pub mode: ProducerAccessMode,
     /// Where frames for this producer go.
     pub out: Outbound,
+    /// Its connection (stats).
+    pub client: ClientInfo,
+    /// PRODUCER's metadata (stats).
+    pub metadata: Vec<(String, String)>,
+    /// Counts what it publishes (the connection's SEND path records into it).
+    pub meter: Arc<RateMeter>,
 }
 
 /// The producers of one topic.
@@ -107,6 +118,9 @@ impl Producers {
             producer_id: req.producer_id,
             mode: req.mode,
             out: req.out,
+            client: req.client,
+            metadata: req.metadata,
+            meter: req.meter,
         };
         match req.mode {
             ProducerAccessMode::Shared if has_exclusive => {
@@ -194,5 +208,33 @@ impl Producers {
             .values()
             .map(|e| e.name.clone())
             .collect()
+    }
+
+    /// Stats of the connected producers, and how many wait for exclusive access.
+    pub fn stats(&self) -> (Vec<PublisherStats>, usize) {
+        let p = self.state.lock();
+        let mut out: Vec<PublisherStats> = p.by_key.values().map(ProducerEntry::stats).collect();
+        out.sort_by_key(|s| s.producer_id);
+        (out, p.waiting.len())
+    }
+
+    /// The topic epoch (bumped by every grant of exclusive access).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+}
+
+impl ProducerEntry {
+    fn stats(&self) -> PublisherStats {
+        let mut s = PublisherStats {
+            access_mode: self.mode.as_str_name().to_owned(),
+            producer_id: self.producer_id,
+            producer_name: self.name.clone(),
+            metadata: self.metadata.iter().cloned().collect(),
+            ..Default::default()
+        };
+        s.set_meter(&self.meter.read());
+        s.set_client(&self.client);
+        s
     }
 }

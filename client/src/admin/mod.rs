@@ -15,6 +15,7 @@
 
 pub mod cli;
 mod error;
+mod offload;
 pub mod output;
 mod transport;
 pub mod types;

@@ -255,6 +255,14 @@ impl Paths {
             encode_segment(topic)
         )
     }
+    /// The policies of one topic (a partitioned topic's, for partitions).
+    pub fn topic_policies(&self, t: &TopicPath) -> String {
+        format!("{}/topic-policies/{}", self.root, t.rel())
+    }
+    /// The compacted-ledger pointer of a topic.
+    pub fn compaction(&self, t: &TopicPath) -> String {
+        format!("{}/compaction/{}", self.root, t.rel())
+    }
     /// The ledger-id counter.
     pub fn ledger_id_counter(&self) -> String {
         self.dir("counters/ledger-id")

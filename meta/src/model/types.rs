@@ -29,6 +29,8 @@ models!(
     CursorInfo,
     SchemaHistory,
     LedgerIdCounter,
+    TopicPolicies,
+    CompactionInfo,
 );
 
 /// A Pulsar cluster (as seen by geo-replication and lookups).
@@ -256,10 +258,23 @@ pub struct Policies {
     pub subscription_dispatch_rate: Option<RateLimit>,
     /// Offload to object storage above this many bytes (-1: never).
     pub offload_threshold_bytes: Option<i64>,
+    /// Offload ledgers older than this many seconds (-1: never).
+    pub offload_threshold_in_seconds: Option<i64>,
+    /// Keep the bookies' copy this long after an offload (ms; `None`: the broker's default).
+    pub offload_deletion_lag_ms: Option<i64>,
     /// Permissions.
     pub auth_policies: AuthPolicies,
     /// Schema compatibility strategy (Pulsar names: `FULL`, `BACKWARD`, ...).
     pub schema_compatibility_strategy: Option<String>,
+    /// Producers and consumers may register new schema versions (Pulsar's
+    /// `is_allow_auto_update_schema`; absent: allowed).
+    pub is_allow_auto_update_schema: Option<bool>,
+    /// Producers without a schema are refused on topics that have one (Pulsar's
+    /// `schema_validation_enforced`; absent: the broker's setting).
+    pub schema_validation_enforced: Option<bool>,
+    /// Compact a topic automatically once its backlog past the last compaction exceeds this many
+    /// bytes (Pulsar's `compaction_threshold`; 0 or absent: never).
+    pub compaction_threshold: Option<i64>,
     /// Marked for deletion.
     pub deleted: bool,
 }
@@ -318,6 +333,18 @@ pub struct BrokerInfo {
     pub version: String,
     /// Start time (ms since the epoch).
     pub started_at_ms: u64,
+    /// Advertised listeners by name (Pulsar's `advertisedListeners`); empty without them.
+    pub listeners: BTreeMap<String, ListenerUrls>,
+}
+
+/// The URLs of one advertised listener.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListenerUrls {
+    /// `pulsar://` URL.
+    pub pulsar_url: Option<String>,
+    /// `pulsar+ssl://` URL.
+    pub pulsar_url_tls: Option<String>,
 }
 
 /// A live bookie (ephemeral). Free space is refreshed rarely (it is an etcd write).
@@ -495,6 +522,26 @@ pub struct ManagedLedgerLedger {
     pub created_at_ms: u64,
     /// Closed: `entries` and `size` are final (an open ledger is recovered by the next owner).
     pub closed: bool,
+    /// The committed offload of this ledger (set with `offloaded`), naming its objects.
+    pub offload: Option<LedgerOffload>,
+}
+
+/// A ledger's committed copy in object storage. The objects' keys carry the ledger id and
+/// `offload_id` (unique per attempt), so a failed or repeated attempt never overwrites a
+/// committed one; objects no committed offload names are removed by the broker's janitor.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LedgerOffload {
+    /// Unique id of the offload attempt that was committed.
+    pub offload_id: String,
+    /// Number of data objects (`data-00000` ...).
+    pub data_parts: u32,
+    /// Bytes in object storage (data and index objects).
+    pub stored_bytes: u64,
+    /// When the offload was committed (ms since the epoch).
+    pub completed_at_ms: u64,
+    /// The bookies' copy was deleted (after the deletion lag): reads can only use the objects.
+    pub bookies_deleted: bool,
 }
 
 /// A topic's managed ledger: its ledgers in order. Updated by CAS on ledger rollover, trim and
@@ -565,6 +612,9 @@ pub struct SchemaVersion {
     pub timestamp_ms: u64,
     /// Name given by the client.
     pub name: String,
+    /// A deletion marker (Pulsar's deleted schema): versions up to it are no longer the topic's
+    /// schema, later ones start afresh.
+    pub deleted: bool,
 }
 
 /// All schema versions of a topic.
@@ -575,6 +625,32 @@ pub struct SchemaHistory {
     pub versions: Vec<SchemaVersion>,
     /// Deleted (versions are kept for readers of old data).
     pub deleted: bool,
+}
+
+/// Policies of one topic (a partitioned topic's apply to its partitions), overriding the
+/// namespace's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TopicPolicies {
+    /// Schema compatibility strategy (Pulsar names).
+    pub schema_compatibility_strategy: Option<String>,
+    /// Automatic compaction threshold in bytes.
+    pub compaction_threshold: Option<i64>,
+}
+
+/// A topic's compacted view (PIP-14): the compacted ledger holding the latest message of every
+/// key up to `horizon`, written by the broker's compactor.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CompactionInfo {
+    /// The compacted ledger (`None`: never compacted).
+    pub ledger_id: Option<u64>,
+    /// Entries in it.
+    pub entries: u64,
+    /// The last position of the topic it covers: readers continue in the topic after it.
+    pub horizon: Option<Position>,
+    /// When it was written (ms since the epoch).
+    pub compacted_at_ms: u64,
 }
 
 /// The ledger-id counter: the next id no allocator has handed out.

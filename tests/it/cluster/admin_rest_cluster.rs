@@ -97,6 +97,51 @@ async fn admin_rest_suite_on_two_brokers() {
         }
         eprintln!("RESULT: owners of 8 topics: {owners:?}");
         assert_eq!(owners.values().sum::<u32>(), 8);
+        // Through the broker that does not own it: a 307 to the owner, or with the web
+        // console's X-Strata-Follow-Owner header the owner's own answer.
+        for i in 0..8 {
+            let l = get_json(
+                a,
+                &format!("/lookup/v2/topic/persistent/public/default/spread-{i}"),
+            );
+            let owner = l["httpUrl"].as_str().unwrap_or_default().to_owned();
+            let other = if owner.ends_with(&format!(":{a}")) {
+                b
+            } else {
+                a
+            };
+            let path = format!("/admin/v2/persistent/public/default/spread-{i}/stats");
+            let (st, head, _) = raw_get(other, &path, "");
+            assert_eq!(st, 307, "{head}");
+            let (st, head, body) = raw_get(other, &path, "X-Strata-Follow-Owner: true\r\n");
+            assert_eq!(st, 200, "{head}\n{body}");
+            assert!(body.contains("\"msgRateIn\""), "{body}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("content-type: application/json"),
+                "{head}"
+            );
+        }
     })
     .await;
+}
+
+/// One GET without following redirects: (status, head, body).
+fn raw_get(port: u16, path: &str, extra: &str) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (status, head.to_owned(), body.to_owned())
 }

@@ -2,8 +2,10 @@
 //! started with `--metadata etcd://...` — and tests of registration and `strata init-cluster`.
 
 mod admin_rest_cluster;
+mod advertised_listeners;
 mod bookie_loss;
 mod broker_failover;
+mod compaction_failover;
 mod etcd_outage;
 mod init_cluster;
 pub mod process;

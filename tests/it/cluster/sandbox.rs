@@ -194,7 +194,7 @@ pub struct BrokerOptions {
     pub session_ttl_secs: u64,
     /// How long a bookie must be gone before auto-recovery re-replicates its ledgers.
     pub autorecovery_grace_secs: u64,
-    /// More flags, appended as given.
+    /// More flags, appended as given (`{broker_port}` in one stands for the broker's port).
     pub extra_args: Vec<String>,
 }
 
@@ -357,7 +357,11 @@ impl Sandbox {
                 "--autorecovery-grace-secs",
                 &o.autorecovery_grace_secs.to_string(),
             ])
-            .args(&o.extra_args)
+            .args(
+                o.extra_args
+                    .iter()
+                    .map(|a| a.replace("{broker_port}", &b.broker_port.to_string())),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -29,6 +29,8 @@ pub struct Standalone {
     /// Flags appended to the command line, and more ports that must accept connections.
     extra_args: Vec<OsString>,
     extra_ports: Vec<u16>,
+    /// Environment variables set for the process (object-store credentials, say).
+    extra_env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -45,6 +47,20 @@ impl Standalone {
         let mut s = Self::new(&tmp.path().join("data"), free_port(), free_port());
         s.extra_args = args.iter().map(|a| a.as_ref().to_owned()).collect();
         s.extra_ports = ports.to_vec();
+        s._tmp = Some(tmp);
+        s.spawn();
+        s
+    }
+
+    /// Like [`Standalone::start_with`] with environment variables for the process.
+    pub fn start_with_env<S: AsRef<OsStr>>(args: &[S], env: &[(&str, &str)]) -> Standalone {
+        let tmp = tempfile::tempdir().expect("create temp dir");
+        let mut s = Self::new(&tmp.path().join("data"), free_port(), free_port());
+        s.extra_args = args.iter().map(|a| a.as_ref().to_owned()).collect();
+        s.extra_env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         s._tmp = Some(tmp);
         s.spawn();
         s
@@ -73,6 +89,7 @@ impl Standalone {
             log_start: 0,
             extra_args: vec![],
             extra_ports: vec![],
+            extra_env: vec![],
             _tmp: None,
         }
     }
@@ -90,6 +107,7 @@ impl Standalone {
             .args(["--broker-port", &self.broker_port.to_string()])
             .args(["--http-port", &self.http_port.to_string()])
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .env("STRATA_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log handle"))

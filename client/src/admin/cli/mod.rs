@@ -6,6 +6,7 @@
 //! `error: 404 Not Found: Tenant does not exist` to stderr and exits with status 1.
 
 mod namespaces;
+mod offload;
 mod out;
 mod parse;
 mod tenants;

@@ -246,6 +246,32 @@ pub enum NamespacesCmd {
         /// `tenant/namespace`.
         namespace: String,
     },
+    /// Offload ledgers older than this (tiered storage).
+    SetOffloadThresholdInSeconds {
+        /// `tenant/namespace`.
+        namespace: String,
+        /// Time with an optional s/m/h/d/w suffix; -1 disables.
+        #[arg(long, short = 't', allow_hyphen_values = true)]
+        time: String,
+    },
+    /// Show the offload time threshold.
+    GetOffloadThresholdInSeconds {
+        /// `tenant/namespace`.
+        namespace: String,
+    },
+    /// How long bookies keep an offloaded ledger.
+    SetOffloadDeletionLag {
+        /// `tenant/namespace`.
+        namespace: String,
+        /// Time with an optional s/m/h/d/w suffix.
+        #[arg(long, short = 'l')]
+        lag: String,
+    },
+    /// Show the offload deletion lag (ms).
+    GetOffloadDeletionLag {
+        /// `tenant/namespace`.
+        namespace: String,
+    },
     /// Remove a policy so the broker default applies again.
     #[command(name = "remove-policy", visible_alias = "remove")]
     RemovePolicy {
@@ -394,7 +420,9 @@ pub(super) async fn namespaces(c: &AdminClient, cmd: &NamespacesCmd) -> AdminRes
         | N::SetDispatchRate { .. }
         | N::SetSubscriptionDispatchRate { .. }
         | N::SetPublishRate { .. }
-        | N::SetOffloadThreshold { .. } => set_namespace_policy(c, cmd).await?,
+        | N::SetOffloadThreshold { .. }
+        | N::SetOffloadThresholdInSeconds { .. }
+        | N::SetOffloadDeletionLag { .. } => set_namespace_policy(c, cmd).await?,
         N::GrantPermission {
             namespace,
             role,
@@ -432,6 +460,12 @@ pub(super) async fn namespaces(c: &AdminClient, cmd: &NamespacesCmd) -> AdminRes
         N::GetPublishRate { namespace } => get_policy(c, namespace, "publishRate").await?,
         N::GetOffloadThreshold { namespace } => {
             get_policy(c, namespace, "offloadThreshold").await?
+        }
+        N::GetOffloadThresholdInSeconds { namespace } => {
+            get_policy(c, namespace, "offloadThresholdInSeconds").await?
+        }
+        N::GetOffloadDeletionLag { namespace } => {
+            get_policy(c, namespace, "offloadDeletionLagMs").await?
         }
     })
 }
@@ -529,6 +563,18 @@ async fn set_namespace_policy(c: &AdminClient, cmd: &NamespacesCmd) -> AdminResu
         N::SetOffloadThreshold { namespace, size } => {
             let bytes = parse_size(size).map_err(arg_err)?;
             c.set_offload_threshold(&ns(namespace)?, bytes).await?;
+            Ok(Out::None)
+        }
+        N::SetOffloadThresholdInSeconds { namespace, time } => {
+            let secs = parse_duration_secs(time).map_err(arg_err)?;
+            c.set_offload_threshold_in_seconds(&ns(namespace)?, secs)
+                .await?;
+            Ok(Out::None)
+        }
+        N::SetOffloadDeletionLag { namespace, lag } => {
+            let secs = parse_duration_secs(lag).map_err(arg_err)?;
+            c.set_offload_deletion_lag(&ns(namespace)?, secs.saturating_mul(1000))
+                .await?;
             Ok(Out::None)
         }
         other => Err(AdminError::InvalidArgument(format!(

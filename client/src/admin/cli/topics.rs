@@ -233,6 +233,23 @@ pub enum TopicsCmd {
         /// Topic name.
         topic: String,
     },
+    /// Offload the topic's closed ledgers to tiered storage, keeping at most SIZE on the
+    /// bookies.
+    Offload {
+        /// Topic name.
+        topic: String,
+        /// Bytes to keep on the bookies, with an optional K/M/G/T suffix.
+        #[arg(long, short = 's')]
+        size_threshold: String,
+    },
+    /// Show the status of the topic's offload.
+    OffloadStatus {
+        /// Topic name.
+        topic: String,
+        /// Wait until it is no longer running.
+        #[arg(long, short = 'w')]
+        wait: bool,
+    },
 }
 
 /// Runs a `topics` command.
@@ -330,6 +347,11 @@ pub(super) async fn topics(c: &AdminClient, cmd: &TopicsCmd) -> AdminResult<Out>
             }
         }
         T::CompactionStatus { topic: t } => val(c.compaction_status(&topic(t)?).await?),
+        T::Offload {
+            topic: t,
+            size_threshold,
+        } => super::offload::offload(c, t, size_threshold).await?,
+        T::OffloadStatus { topic: t, wait } => super::offload::offload_status(c, t, *wait).await?,
     })
 }
 

@@ -1,0 +1,249 @@
+//! Unit tests of the managed ledger over `MemStorage`.
+
+mod basic {
+    use super::super::*;
+    use crate::storage::MemStorage;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    async fn open(st: &MemStorage, meta: &MetaClient, cfg: ManagedLedgerConfig) -> ManagedLedger {
+        ManagedLedger::open(
+            "t/ns/persistent/a",
+            Arc::new(st.clone()),
+            meta.clone(),
+            EntryCache::new(1 << 20),
+            cfg,
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_owner_never_writes_below_the_last_ledger_id() {
+        // The old owner's ledger ids come from a higher batch than the new owner's allocator.
+        let old = MemStorage::default();
+        for _ in 0..5 {
+            old.create(CreateOptions::default()).await.unwrap();
+        }
+        let meta = crate::metadata::in_memory().unwrap();
+        let ml = open(&old, &meta, ManagedLedgerConfig::default()).await;
+        let p_old = ml.append(Bytes::from_static(b"a")).await.unwrap();
+        assert_eq!(p_old.ledger, 6);
+        ml.close().await;
+        let new = MemStorage::default();
+        let ml = open(&new, &meta, ManagedLedgerConfig::default()).await;
+        let p_new = ml.append(Bytes::from_static(b"b")).await.unwrap();
+        assert!(p_new > p_old, "{p_new:?} after {p_old:?}");
+        assert_eq!(p_new.ledger, 7);
+        // the skipped ids were deleted
+        assert_eq!(new.ledger_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn append_read_rollover_and_reopen() {
+        let st = MemStorage::default();
+        let meta = crate::metadata::in_memory().unwrap();
+        let cfg = ManagedLedgerConfig {
+            max_entries_per_ledger: 3,
+            ..Default::default()
+        };
+        let ml = open(&st, &meta, cfg.clone()).await;
+        let mut pos = vec![];
+        for i in 0..7u8 {
+            pos.push(ml.append(Bytes::from(vec![i])).await.unwrap());
+        }
+        assert_eq!(ml.ledgers().len(), 3);
+        assert_eq!(ml.last_confirmed(), pos[6]);
+        // walk the log with next_position
+        let mut p = ml.first_position();
+        let mut seen = vec![];
+        while let Some(n) = ml.next_position(p) {
+            seen.push(n);
+            p = n;
+        }
+        assert_eq!(seen, pos);
+        assert_eq!(ml.entries_after(pos[1]), 5);
+        let r = ml.read(pos[3], 10).await.unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].1, Bytes::from(vec![3u8]));
+        // crash without close: a new instance recovers the open ledger
+        drop(ml);
+        let ml2 = open(&st, &meta, cfg).await;
+        assert_eq!(ml2.last_confirmed(), pos[6]);
+        let p8 = ml2.append(Bytes::from_static(b"x")).await.unwrap();
+        assert!(p8 > pos[6]);
+        // find by predicate (binary search)
+        let f = ml2
+            .find_first(|d| d.first().copied().unwrap_or(0) >= 4)
+            .await
+            .unwrap();
+        assert_eq!(f, Some(pos[4]));
+        ml2.close().await;
+    }
+
+    #[tokio::test]
+    async fn namespace_retention_size_and_time_limits() {
+        let st = MemStorage::default();
+        let meta = crate::metadata::in_memory().unwrap();
+        let cfg = ManagedLedgerConfig {
+            max_entries_per_ledger: 2,
+            ..Default::default()
+        };
+        let ml = open(&st, &meta, cfg).await;
+        let mut pos = vec![];
+        for i in 0..8u8 {
+            pos.push(ml.append(Bytes::from(vec![i; 10])).await.unwrap());
+        }
+        assert_eq!(ml.ledgers().len(), 4);
+        // Unlimited retention keeps everything consumed.
+        assert_eq!(ml.trim_retained(Some(pos[7]), None, None).await.unwrap(), 0);
+        // Nothing consumed: nothing trimmed, whatever the limits.
+        assert_eq!(
+            ml.trim_retained(Some(Position::EARLIEST), Some(0), Some(0))
+                .await
+                .unwrap(),
+            0
+        );
+        // Three consumed closed ledgers of 20 bytes; keep at most 40 bytes: the oldest goes.
+        assert_eq!(
+            ml.trim_retained(Some(pos[7]), None, Some(40))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(ml.ledgers().len(), 3);
+        // Only what the slowest cursor consumed can go: with a time limit of 0, the ledger of
+        // pos[2..=3]; then, consumed up to pos[7], every closed ledger but the current one.
+        assert_eq!(
+            ml.trim_retained(Some(pos[3]), Some(0), None).await.unwrap(),
+            1
+        );
+        assert_eq!(
+            ml.trim_retained(Some(pos[7]), Some(0), None).await.unwrap(),
+            1
+        );
+        assert_eq!(ml.ledgers().len(), 1);
+        assert_eq!(ml.read(pos[7], 1).await.unwrap().len(), 1);
+        ml.close().await;
+    }
+
+    #[tokio::test]
+    async fn tail_reads_hit_cache_and_trim_deletes() {
+        let st = MemStorage::default();
+        let meta = crate::metadata::in_memory().unwrap();
+        let cfg = ManagedLedgerConfig {
+            max_entries_per_ledger: 2,
+            retention_time: Duration::ZERO,
+            ..Default::default()
+        };
+        let ml = open(&st, &meta, cfg).await;
+        let mut pos = vec![];
+        for i in 0..6u8 {
+            pos.push(ml.append(Bytes::from(vec![i])).await.unwrap());
+        }
+        let before = st.reads();
+        let r = ml.read(pos[4], 2).await.unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(st.reads(), before, "tail read went to storage");
+        assert_eq!(ml.trim(Some(pos[3])).await.unwrap(), 2);
+        assert_eq!(ml.ledgers().len(), 1);
+        assert_eq!(ml.first_position(), Position::new(pos[4].ledger, -1));
+        // The writer keeps rolling over after a trim (one CAS owner of the ledger list).
+        for i in 6..12u8 {
+            ml.append(Bytes::from(vec![i])).await.unwrap();
+        }
+        assert_eq!(ml.ledgers().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn failed_adds_are_written_again_in_order_on_a_new_ledger() {
+        let st = MemStorage::default();
+        let meta = crate::metadata::in_memory().unwrap();
+        let ml = open(&st, &meta, ManagedLedgerConfig::default()).await;
+        let a = ml.append(Bytes::from_static(b"a")).await.unwrap();
+        st.fail_adds
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        // b fails, c and d come after it: none may overtake b
+        let b = tokio::spawn(ml.append(Bytes::from_static(b"b")));
+        let c = tokio::spawn(ml.append(Bytes::from_static(b"c")));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let d = tokio::spawn(ml.append(Bytes::from_static(b"d")));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!b.is_finished() && !c.is_finished() && !d.is_finished());
+        st.fail_adds
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let (b, c, d) = (
+            b.await.unwrap().unwrap(),
+            c.await.unwrap().unwrap(),
+            d.await.unwrap().unwrap(),
+        );
+        assert!(b.ledger > a.ledger);
+        assert!(a < b && b < c && c < d, "{a:?} {b:?} {c:?} {d:?}");
+        let all: Vec<Bytes> = ml
+            .read(ml.next_position(a).unwrap(), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
+        assert_eq!(all, [&b"b"[..], b"c", b"d"]);
+    }
+
+    #[tokio::test]
+    async fn failed_adds_fail_after_the_retry_timeout() {
+        let st = MemStorage::default();
+        let meta = crate::metadata::in_memory().unwrap();
+        let cfg = ManagedLedgerConfig {
+            add_retry_timeout: Duration::from_millis(400),
+            ..Default::default()
+        };
+        let ml = open(&st, &meta, cfg).await;
+        ml.append(Bytes::from_static(b"a")).await.unwrap();
+        st.fail_adds
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(ml.append(Bytes::from_static(b"b")).await.is_err());
+        st.fail_adds
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        ml.append(Bytes::from_static(b"c")).await.unwrap();
+    }
+}
+
+mod cache_tests {
+    use super::super::*;
+    use crate::storage::MemStorage;
+    use bytes::Bytes;
+
+    /// A catch-up read goes to storage and leaves the cache (the tail) alone.
+    #[tokio::test]
+    async fn catch_up_reads_do_not_touch_the_tail_cache() {
+        let st = MemStorage::default();
+        let cache = EntryCache::new(2_000);
+        let ml = ManagedLedger::open(
+            "t/ns/persistent/c",
+            Arc::new(st.clone()),
+            crate::metadata::in_memory().unwrap(),
+            cache.clone(),
+            ManagedLedgerConfig::default(),
+        )
+        .await
+        .unwrap();
+        let mut ps = vec![];
+        for i in 0..100u8 {
+            ps.push(ml.append(Bytes::from(vec![i; 100])).await.unwrap());
+        }
+        // Old entries were evicted by the bound; the newest are cached.
+        let tail = *ps.last().unwrap();
+        assert!(cache.get(&tail).is_some());
+        let before = cache.weighted_size();
+        let reads = st.reads();
+        let got = ml.read(ps[0], 50).await.unwrap();
+        assert!(!got.is_empty() && got[0].1[0] == 0);
+        assert!(st.reads() > reads, "catch-up read did not go to storage");
+        assert!(
+            cache.get(&ps[0]).is_none(),
+            "catch-up read inserted into the cache"
+        );
+        assert!(cache.get(&tail).is_some(), "catch-up read evicted the tail");
+        assert!(cache.weighted_size() <= before.max(2_000));
+    }
+}

@@ -1,0 +1,201 @@
+//! [`Tier`]: reads of offloaded ledgers, shared by every reader on the broker.
+//!
+//! A read at entry `e` costs the ledger's index (fetched once, cached) and one ranged GET of the
+//! block holding `e`. Blocks go through one cache bounded in bytes shared by every reader of every
+//! ledger; concurrent readers of one block wait for one GET (moka's `try_get_with`), so a second
+//! reader never breaks or doubles the first. A forward reader prefetches the next
+//! `read_ahead_blocks` blocks concurrently, within a broker-wide bound of prefetches in flight, so
+//! memory stays bounded whatever the number of readers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use moka::future::Cache;
+use strata_meta::model::LedgerOffload;
+use strata_objstore::Store;
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+use super::config::OffloadConfig;
+use super::error::TierError;
+use super::format::{Index, decode_block};
+use super::keys::OffloadKeys;
+
+/// The object store of offloaded ledgers and its caches. Cheap to share (`Arc`).
+pub struct Tier {
+    store: Store,
+    indexes: Cache<String, Arc<Index>>,
+    /// Verified blocks by (index key, block number).
+    blocks: Cache<(String, usize), Arc<Vec<Bytes>>>,
+    prefetch: Arc<Semaphore>,
+    /// Blocks being prefetched (so readers do not start the same prefetch twice).
+    prefetching: Arc<parking_lot::Mutex<HashSet<(String, usize)>>>,
+    read_ahead: usize,
+}
+
+impl std::fmt::Debug for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tier").field("store", &self.store).finish()
+    }
+}
+
+impl Tier {
+    /// A tier over `store`.
+    pub fn new(store: Store, cfg: &OffloadConfig) -> Self {
+        let blocks = Cache::builder()
+            .max_capacity(cfg.block_cache_bytes)
+            .weigher(|_k: &(String, usize), v: &Arc<Vec<Bytes>>| {
+                let n: usize = v.iter().map(|b| b.len() + 16).sum();
+                u32::try_from(n).unwrap_or(u32::MAX)
+            })
+            .build();
+        Self {
+            store,
+            indexes: Cache::builder().max_capacity(4096).build(),
+            blocks,
+            prefetch: Arc::new(Semaphore::new(cfg.max_prefetches.max(1))),
+            prefetching: Arc::default(),
+            read_ahead: cfg.read_ahead_blocks,
+        }
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    async fn index(&self, keys: &OffloadKeys) -> Result<Arc<Index>, TierError> {
+        let key = keys.index();
+        self.indexes
+            .try_get_with(key.clone(), async {
+                let raw = self.store.get(&key).await?;
+                Ok::<_, TierError>(Arc::new(Index::decode(&raw)?))
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    async fn block(
+        &self,
+        keys: &OffloadKeys,
+        index: &Index,
+        i: usize,
+    ) -> Result<Arc<Vec<Bytes>>, TierError> {
+        let Some(b) = index.blocks.get(i).copied() else {
+            return Err(TierError::Refused(format!("no block {i}")));
+        };
+        let data_key = keys.data(b.part);
+        self.blocks
+            .try_get_with((keys.index(), i), async {
+                let raw = self
+                    .store
+                    .get_range(&data_key, b.offset..b.offset + b.len as u64)
+                    .await?;
+                Ok::<_, TierError>(Arc::new(decode_block(raw, b.first_entry, b.count)?))
+            })
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// Entries `first..=last` of an offloaded ledger, or fewer: those up to the end of the block
+    /// holding `first` (the caller reads on from there). Starts prefetching the next blocks.
+    pub async fn read(
+        self: &Arc<Self>,
+        ml_name: &str,
+        ledger: u64,
+        off: &LedgerOffload,
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<Bytes>, TierError> {
+        let keys = OffloadKeys::new(ml_name, ledger, &off.offload_id);
+        let index = self.index(&keys).await?;
+        let Some(i) = index.block_of(first) else {
+            return Err(TierError::Refused(format!(
+                "entry {first} is not in offloaded ledger {ledger} ({} entries)",
+                index.entries
+            )));
+        };
+        let block = self.block(&keys, &index, i).await?;
+        self.prefetch_after(&keys, &index, i);
+        let b = index.blocks[i];
+        let from = (first - b.first_entry) as usize;
+        let to = ((last.min(b.first_entry + b.count as u64 - 1) - b.first_entry) as usize)
+            .min(block.len().saturating_sub(1));
+        Ok(block.get(from..=to).map(|s| s.to_vec()).unwrap_or_default())
+    }
+
+    /// Warms the cache for a reader about to reach offloaded ledger `ledger`: its index and first
+    /// blocks, in the background (skipped when already there or the prefetch bound is reached).
+    pub fn warm(self: &Arc<Self>, ml_name: &str, ledger: u64, off: &LedgerOffload) {
+        let keys = OffloadKeys::new(ml_name, ledger, &off.offload_id);
+        let first = (keys.index(), 0usize);
+        if self.blocks.contains_key(&first) || self.prefetching.lock().contains(&first) {
+            return;
+        }
+        let Ok(permit) = self.prefetch.clone().try_acquire_owned() else {
+            return;
+        };
+        self.prefetching.lock().insert(first.clone());
+        let me = self.clone();
+        tokio::spawn(async move {
+            match me.index(&keys).await {
+                Ok(index) => {
+                    if let Err(e) = me.block(&keys, &index, 0).await {
+                        debug!(key = %keys.index(), error = %e, "warming failed");
+                    }
+                    me.prefetching.lock().remove(&first);
+                    drop(permit);
+                    me.prefetch_after(&keys, &index, 0);
+                }
+                Err(e) => {
+                    debug!(key = %keys.index(), error = %e, "warming failed");
+                    me.prefetching.lock().remove(&first);
+                }
+            }
+        });
+    }
+
+    /// Fetches the blocks after `i` into the cache in the background, as far as the broker-wide
+    /// prefetch bound allows.
+    fn prefetch_after(self: &Arc<Self>, keys: &OffloadKeys, index: &Arc<Index>, i: usize) {
+        for j in i + 1..=(i + self.read_ahead).min(index.blocks.len().saturating_sub(1)) {
+            let id = (keys.index(), j);
+            if self.blocks.contains_key(&id) || self.prefetching.lock().contains(&id) {
+                continue;
+            }
+            let Ok(permit) = self.prefetch.clone().try_acquire_owned() else {
+                return;
+            };
+            self.prefetching.lock().insert(id.clone());
+            let (me, keys, index) = (self.clone(), keys.clone(), index.clone());
+            tokio::spawn(async move {
+                if let Err(e) = me.block(&keys, &index, j).await {
+                    debug!(key = %keys.index(), block = j, error = %e, "prefetch failed");
+                }
+                me.prefetching.lock().remove(&id);
+                drop(permit);
+            });
+        }
+    }
+
+    /// Deletes every object of an offload attempt (retention, topic deletion, janitor).
+    pub async fn delete_objects(
+        &self,
+        ml_name: &str,
+        ledger: u64,
+        offload_id: &str,
+    ) -> Result<(), TierError> {
+        let keys = OffloadKeys::new(ml_name, ledger, offload_id);
+        self.delete_dir(&keys).await
+    }
+
+    /// Deletes every object under an attempt's directory.
+    pub(crate) async fn delete_dir(&self, keys: &OffloadKeys) -> Result<(), TierError> {
+        for o in self.store.list(keys.dir()).await? {
+            self.store.delete(&o.key).await?;
+        }
+        self.indexes.invalidate(&keys.index()).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! An in-process S3-compatible server for tests: s3s over s3s-fs (signatures checked,
+//! conditional puts honoured), served on `127.0.0.1:0`, stopped when dropped.
+
+use std::path::{Path, PathBuf};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ObjStoreConfig;
+
+/// Access key the server accepts.
+pub const ACCESS_KEY: &str = "strata-test";
+/// Secret key the server accepts.
+pub const SECRET_KEY: &str = "strata-test-secret";
+
+/// A running server. Buckets are directories under its root.
+pub struct S3TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    root: PathBuf,
+    stop: CancellationToken,
+}
+
+impl S3TestServer {
+    /// Serves `root` (buckets are its subdirectories); creates `bucket`.
+    pub async fn start(root: &Path, bucket: &str) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root.join(bucket))?;
+        let fs =
+            s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        let service = {
+            let mut b = S3ServiceBuilder::new(fs);
+            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            b.build()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let stop = CancellationToken::new();
+        let st = stop.clone();
+        tokio::spawn(async move {
+            let http = ConnBuilder::new(TokioExecutor::new());
+            loop {
+                let socket = tokio::select! {
+                    () = st.cancelled() => break,
+                    r = listener.accept() => match r {
+                        Ok((s, _)) => s,
+                        Err(_) => continue,
+                    },
+                };
+                let conn = http
+                    .serve_connection(TokioIo::new(socket), service.clone())
+                    .into_owned();
+                let st = st.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = st.cancelled() => {}
+                        _ = conn => {}
+                    }
+                });
+            }
+        });
+        Ok(Self {
+            endpoint,
+            root: root.to_path_buf(),
+            stop,
+        })
+    }
+
+    /// A config reaching `s3://bucket/prefix` on this server with its credentials.
+    pub fn config(&self, bucket: &str, prefix: &str) -> ObjStoreConfig {
+        ObjStoreConfig {
+            url: format!("s3://{bucket}/{prefix}"),
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            credentials: Some((ACCESS_KEY.into(), SECRET_KEY.into())),
+            ..Default::default()
+        }
+    }
+
+    /// The environment a broker process needs to reach this server (`AWS_*` credentials).
+    pub fn env() -> [(&'static str, &'static str); 3] {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_REGION", "us-east-1"),
+        ]
+    }
+
+    /// The directory served.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for S3TestServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
