@@ -12,9 +12,12 @@ pub mod standalone;
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-/// Path of the `strata` binary cargo built for these tests.
+/// Path of the `strata` binary cargo built for these tests, or `STRATA_TEST_BIN` when set (e.g. a
+/// release build, to time the console with the binary users run).
 pub fn strata_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_strata"))
+    std::env::var_os("STRATA_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_strata")))
 }
 
 /// A loopback port that was free a moment ago.
