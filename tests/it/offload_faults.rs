@@ -405,3 +405,39 @@ fn sigkill_mid_offload_leaves_no_orphan_and_loses_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// SIGTERM during an offload: the broker cancels the upload, removes the attempt's objects and
+/// exits promptly and cleanly; nothing is committed, nothing lost.
+#[test]
+fn sigterm_mid_offload_stops_cleanly() {
+    let Some(mut t) = Tiered::start("janitor_interval = \"1h\"") else {
+        return;
+    };
+    t.faults().add(
+        FaultRule::always(Some(Op::Put), Fault::Latency(Duration::from_secs(20))).on_keys("index"),
+    );
+    let body = "{\"ledgerId\":9223372036854775807,\"entryId\":0}";
+    let (code, b) = http(t.node.http_port, "PUT", &t.path("offload"), body);
+    assert_eq!(code, 204, "{b}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while t.attempts().is_empty() {
+        assert!(Instant::now() < deadline, "no upload started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let status = t.node.terminate();
+    let took = started.elapsed();
+    eprintln!("RESULT: SIGTERM mid-offload: exit {status} in {took:?}");
+    assert!(status.success(), "{status}\n{}", t.node.log_of_run());
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(
+        t.node.log_of_run().contains("offloader stopped"),
+        "{}",
+        t.node.log_of_run()
+    );
+    t.faults().clear();
+    t.node.start_again();
+    assert!(t.ledgers().iter().all(|l| l["offloaded"] == false));
+    t.assert_no_orphan();
+    t.read_back("read-after-sigterm");
+}

@@ -178,8 +178,10 @@ impl Tier {
                 index.entries
             )));
         };
+        // The next blocks are requested before this one is awaited: a cold reader's read-ahead
+        // overlaps its first GET.
+        self.prefetch_from(&keys, &index, i + 1);
         let block = self.block(&keys, &index, i).await?;
-        self.prefetch_after(&keys, &index, i);
         let b = index.blocks[i];
         let from = (first - b.first_entry) as usize;
         let to = ((last.min(b.first_entry + b.count as u64 - 1) - b.first_entry) as usize)
@@ -187,32 +189,35 @@ impl Tier {
         Ok(block.get(from..=to).map(|s| s.to_vec()).unwrap_or_default())
     }
 
-    /// Warms the cache for a reader about to reach offloaded ledger `ledger`: its index and first
-    /// blocks, in the background (skipped when already there or the prefetch bound is reached).
+    /// Warms the cache for a reader about to reach offloaded ledger `ledger`: its index, then its
+    /// first `read_ahead_blocks` blocks concurrently, in the background (skipped when already
+    /// done or under way, or when the prefetch bound is reached).
     pub fn warm(self: &Arc<Self>, ml_name: &str, ledger: u64, off: &LedgerOffload) {
         let keys = OffloadKeys::new(ml_name, ledger, &off.offload_id);
-        let first = (keys.index(), 0usize);
-        let Some(permit) = self.start_prefetch(&first) else {
+        // The marker of the index fetch (block numbers are below it).
+        let marker = (keys.index(), usize::MAX);
+        if self.indexes.contains_key(&marker.0) {
+            // Index known: its first blocks are in the cache or on their way (or evicted; the
+            // reader's own read-ahead takes over then).
+            return;
+        }
+        let Some(permit) = self.start_prefetch(&marker) else {
             return;
         };
         let me = self.clone();
-        self.spawn_prefetch(first, permit, async move {
+        self.spawn_prefetch(marker, permit, async move {
             match me.index(&keys).await {
-                Ok(index) => {
-                    if let Err(e) = me.block(&keys, &index, 0).await {
-                        debug!(key = %keys.index(), error = %e, "warming failed");
-                    }
-                    me.prefetch_after(&keys, &index, 0);
-                }
+                Ok(index) => me.prefetch_from(&keys, &index, 0),
                 Err(e) => debug!(key = %keys.index(), error = %e, "warming failed"),
             }
         });
     }
 
-    /// Fetches the blocks after `i` into the cache in the background, as far as the broker-wide
-    /// prefetch bound allows.
-    fn prefetch_after(self: &Arc<Self>, keys: &OffloadKeys, index: &Arc<Index>, i: usize) {
-        for j in i + 1..=(i + self.read_ahead).min(index.blocks.len().saturating_sub(1)) {
+    /// Fetches blocks `first..first + read_ahead_blocks` (within the ledger) into the cache in
+    /// the background, concurrently, as far as the broker-wide prefetch bound allows.
+    fn prefetch_from(self: &Arc<Self>, keys: &OffloadKeys, index: &Arc<Index>, first: usize) {
+        let end = (first + self.read_ahead).min(index.blocks.len());
+        for j in first..end {
             let id = (keys.index(), j);
             let Some(permit) = self.start_prefetch(&id) else {
                 if self.prefetch.available_permits() == 0 {
