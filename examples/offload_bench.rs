@@ -179,7 +179,11 @@ async fn main() {
     // 5. Two concurrent readers of the same offloaded ledgers (cold caches).
     let ml_2 = open(1).await;
     ml_2.set_tier(Offloader::new(store(), offload_config()).tier().clone());
-    let (a, b) = tokio::join!(read_from(&ml_2, first), read_from(&ml_2, first));
+    // Each reader on its own task, as each subscription's dispatcher is in the broker (one
+    // task would put both readers' CPU work on one worker thread).
+    let reader = |ml: ManagedLedger| tokio::spawn(async move { read_from(&ml, first).await });
+    let (a, b) = tokio::join!(reader(ml_2.clone()), reader(ml_2.clone()));
+    let (a, b) = (a.unwrap(), b.unwrap());
     let (ra, rb) = (mbps(a.0, a.1), mbps(b.0, b.1));
     println!("two concurrent readers: {ra:.1} MB/s and {rb:.1} MB/s");
 
@@ -235,7 +239,7 @@ async fn raw_gets(store: &Store, block: u64, conc: usize) -> (u64, Duration) {
 }
 
 /// The offload settings: defaults, or `BENCH_BLOCK_KIB` / `BENCH_PART_KIB` / `BENCH_READ_AHEAD`
-/// to explore.
+/// / `BENCH_MAX_PREFETCHES` to explore.
 fn offload_config() -> OffloadConfig {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
     let d = OffloadConfig::default();
@@ -244,6 +248,7 @@ fn offload_config() -> OffloadConfig {
             .map(|k| k << 10)
             .unwrap_or(d.block_bytes),
         read_ahead_blocks: env("BENCH_READ_AHEAD").unwrap_or(d.read_ahead_blocks),
+        max_prefetches: env("BENCH_MAX_PREFETCHES").unwrap_or(d.max_prefetches),
         part_bytes: env("BENCH_PART_KIB")
             .map(|k| k << 10)
             .unwrap_or(d.part_bytes),

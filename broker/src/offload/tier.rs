@@ -178,10 +178,10 @@ impl Tier {
                 index.entries
             )));
         };
-        // The next blocks are requested before this one is awaited: a cold reader's read-ahead
-        // overlaps its first GET.
-        self.prefetch_from(&keys, &index, i + 1);
+        // The read-ahead starts once this block is here: started earlier, it would compete with
+        // a cold reader's first block for the store's bandwidth.
         let block = self.block(&keys, &index, i).await?;
+        self.prefetch_from(&keys, &index, i + 1);
         let b = index.blocks[i];
         let from = (first - b.first_entry) as usize;
         let to = ((last.min(b.first_entry + b.count as u64 - 1) - b.first_entry) as usize)
