@@ -6,7 +6,10 @@
 //!
 //! - time to the first entry for a reader starting at an offloaded ledger (cold caches);
 //! - catch-up throughput from the object store vs the same ledgers on the bookie;
-//! - two concurrent readers of the same offloaded ledgers vs one.
+//! - two concurrent readers of the same offloaded ledgers vs one;
+//! - the store's own ceiling: raw ranged GETs of the data objects, block by block, as many at
+//!   once as the tier keeps in flight for one reader (1 + read-ahead), without the tier — what
+//!   the object-store catch-up can reach at best with this server and throttle.
 //!
 //! Run: `scripts/offload-bench` (or `cargo run --release --example offload_bench -- MIB`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -176,9 +179,20 @@ async fn main() {
     // 5. Two concurrent readers of the same offloaded ledgers (cold caches).
     let ml_2 = open(1).await;
     ml_2.set_tier(Offloader::new(store(), offload_config()).tier().clone());
-    let (a, b) = tokio::join!(read_from(&ml_2, first), read_from(&ml_2, first));
+    // Each reader on its own task, as each subscription's dispatcher is in the broker (one
+    // task would put both readers' CPU work on one worker thread).
+    let reader = |ml: ManagedLedger| tokio::spawn(async move { read_from(&ml, first).await });
+    let (a, b) = tokio::join!(reader(ml_2.clone()), reader(ml_2.clone()));
+    let (a, b) = (a.unwrap(), b.unwrap());
     let (ra, rb) = (mbps(a.0, a.1), mbps(b.0, b.1));
     println!("two concurrent readers: {ra:.1} MB/s and {rb:.1} MB/s");
+
+    // 6. The store's ceiling at the tier's concurrency.
+    let cfg_o = offload_config();
+    let conc = cfg_o.read_ahead_blocks + 1;
+    let (raw_b, raw_t) = raw_gets(&store(), cfg_o.block_bytes as u64, conc).await;
+    let raw_mbs = mbps(raw_b, raw_t);
+    println!("raw ranged GETs ({conc} in flight): {raw_mbs:.1} MB/s ({raw_b} B in {raw_t:?})");
 
     println!(
         "RESULT ttfm_ms={:.1} (goal <= 100)",
@@ -193,11 +207,39 @@ async fn main() {
         ra / s3_mbs,
         rb / s3_mbs
     );
+    println!(
+        "RESULT store_ceiling: raw_get_mbs={raw_mbs:.1} bookie_mbs={bookie_mbs:.1} tier_mbs={s3_mbs:.1} tier/raw={:.2}",
+        s3_mbs / raw_mbs
+    );
     bookie.shutdown().await;
 }
 
+/// Ranged GETs of every data object in `block`-sized ranges, `conc` at a time, without the
+/// tier (no index, no decoding, no cache); returns bytes and time.
+async fn raw_gets(store: &Store, block: u64, conc: usize) -> (u64, Duration) {
+    let ranges: Vec<(String, std::ops::Range<u64>)> = store
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.key.contains("data-"))
+        .flat_map(|o| {
+            (0..o.size)
+                .step_by(block as usize)
+                .map(move |s| (o.key.clone(), s..(s + block).min(o.size)))
+        })
+        .collect();
+    let t = Instant::now();
+    let bytes = futures::stream::iter(ranges)
+        .map(|(k, r)| async move { store.get_range(&k, r).await.unwrap().len() as u64 })
+        .buffer_unordered(conc)
+        .fold(0u64, |a, b| async move { a + b })
+        .await;
+    (bytes, t.elapsed())
+}
+
 /// The offload settings: defaults, or `BENCH_BLOCK_KIB` / `BENCH_PART_KIB` / `BENCH_READ_AHEAD`
-/// to explore.
+/// / `BENCH_MAX_PREFETCHES` to explore.
 fn offload_config() -> OffloadConfig {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
     let d = OffloadConfig::default();
@@ -206,6 +248,7 @@ fn offload_config() -> OffloadConfig {
             .map(|k| k << 10)
             .unwrap_or(d.block_bytes),
         read_ahead_blocks: env("BENCH_READ_AHEAD").unwrap_or(d.read_ahead_blocks),
+        max_prefetches: env("BENCH_MAX_PREFETCHES").unwrap_or(d.max_prefetches),
         part_bytes: env("BENCH_PART_KIB")
             .map(|k| k << 10)
             .unwrap_or(d.part_bytes),

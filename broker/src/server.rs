@@ -218,10 +218,18 @@ impl BrokerServer {
         });
     }
 
-    /// Stops in order: stop accepting, close connections, flush cursors and close ledgers, stop
-    /// HTTP. Each step is bounded in time.
+    /// Stops in order: stop accepting, stop the offloader (uploads cancelled, prefetches
+    /// ended), close connections, flush cursors and close ledgers, stop HTTP. Each step is
+    /// bounded in time.
     pub async fn shutdown(self) {
         self.accept_cancel.cancel();
+        if let Some(o) = self.service.offloader()
+            && tokio::time::timeout(Duration::from_secs(10), o.shutdown())
+                .await
+                .is_err()
+        {
+            warn!("the offloader did not stop within 10s");
+        }
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
         self.conn_cancel.cancel();

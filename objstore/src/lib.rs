@@ -12,7 +12,8 @@
 //!   bounded by a timeout. Writes are create-only ([`Store::put_create`]); a ranged read that
 //!   returns fewer bytes than asked is an error (retried), never short data.
 //! - [`test_server`] (feature `test-server`): an in-process S3-compatible server (s3s + s3s-fs)
-//!   for tests, and `object_store::throttle::ThrottledStore` (see [`Store::from_raw`]) models S3
+//!   for tests, with the same [`Faults`] applied server side to the requests of other processes,
+//!   and `object_store::throttle::ThrottledStore` (see [`Store::from_raw`]) models S3
 //!   latency.
 //!
 //! Invariants: no call returns bytes of a different length than the object range asked for;
@@ -24,6 +25,8 @@ mod error;
 mod faults;
 pub mod metrics;
 mod retry;
+#[cfg(any(test, feature = "test-server"))]
+mod server_faults;
 mod store;
 #[cfg(any(test, feature = "test-server"))]
 pub mod test_server;

@@ -1,7 +1,10 @@
 //! An in-process S3-compatible server for tests: s3s over s3s-fs (signatures checked,
-//! conditional puts honoured), served on `127.0.0.1:0`, stopped when dropped.
+//! conditional puts honoured), served on `127.0.0.1:0`, stopped when dropped. Its [`Faults`]
+//! (empty unless a test adds rules) apply to every request it serves, so a test can inject
+//! errors, latency and cut bodies into the object store of another process (a real broker).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -11,6 +14,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ObjStoreConfig;
+use crate::faults::Faults;
+use crate::server_faults::FaultyService;
 
 /// Access key the server accepts.
 pub const ACCESS_KEY: &str = "strata-test";
@@ -22,19 +27,32 @@ pub struct S3TestServer {
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
     root: PathBuf,
+    faults: Arc<Faults>,
     stop: CancellationToken,
 }
 
 impl S3TestServer {
     /// Serves `root` (buckets are its subdirectories); creates `bucket`.
     pub async fn start(root: &Path, bucket: &str) -> std::io::Result<Self> {
+        Self::start_with_faults(root, bucket, Arc::new(Faults::new(0))).await
+    }
+
+    /// Like [`S3TestServer::start`], every request going through `faults` first.
+    pub async fn start_with_faults(
+        root: &Path,
+        bucket: &str,
+        faults: Arc<Faults>,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join(bucket))?;
         let fs =
             s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         let service = {
             let mut b = S3ServiceBuilder::new(fs);
             b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
-            b.build()
+            FaultyService {
+                inner: b.build(),
+                faults: faults.clone(),
+            }
         };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
@@ -65,6 +83,7 @@ impl S3TestServer {
         Ok(Self {
             endpoint,
             root: root.to_path_buf(),
+            faults,
             stop,
         })
     }
@@ -87,6 +106,37 @@ impl S3TestServer {
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
             ("AWS_REGION", "us-east-1"),
         ]
+    }
+
+    /// The fault rules applied to every request (add rules to break the server, clear to heal).
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    /// Every object key under `bucket` (relative to the bucket, `/`-separated, sorted), read
+    /// from the server's directory: what a listing of the bucket shows, faults or not.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if e.file_name().to_string_lossy().starts_with('.') {
+                    continue; // s3s-fs's temporary files
+                }
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else if let Ok(rel) = p.strip_prefix(base) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        let base = self.root.join(bucket);
+        let mut out = vec![];
+        walk(&base, &base, &mut out);
+        out.sort();
+        out
     }
 
     /// The directory served.

@@ -146,3 +146,39 @@ async fn file_urls() {
     assert_eq!(st.list("t").await.unwrap()[0].key, "t/1");
     assert!(dir.path().join("objs/t/1").is_file());
 }
+
+/// The server's own fault rules, as another process sees them: statuses and dropped
+/// connections are retried, a cut ranged body is detected (never short data), a cut upload
+/// stores nothing; `keys` lists what the bucket holds.
+#[tokio::test]
+async fn server_side_faults_reach_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::new(3));
+    let srv = S3TestServer::start_with_faults(dir.path(), "bkt", faults.clone())
+        .await
+        .unwrap();
+    let mut cfg = srv.config("bkt", "p");
+    cfg.retry = RetryPolicy::quick();
+    let st = open(&cfg).unwrap();
+    let data = Bytes::from(vec![7u8; 5000]);
+    // Every upload cut: the call fails after its retries, nothing is stored.
+    faults.add(FaultRule::always(Some(Op::Put), Fault::Truncate));
+    assert!(st.put_create("k", data.clone()).await.is_err());
+    assert_eq!(srv.keys("bkt"), Vec::<String>::new());
+    // Two 503s then a dropped connection: retried through.
+    faults.clear();
+    faults.add(FaultRule::always(Some(Op::Put), Fault::Status(503)).times(2));
+    faults.add(FaultRule::always(Some(Op::Put), Fault::Unreachable).times(1));
+    st.put_create("k", data.clone()).await.unwrap();
+    assert_eq!(srv.keys("bkt"), ["p/k"]);
+    // Cut ranged bodies: retried, never short.
+    faults.add(FaultRule::always(Some(Op::GetRange), Fault::Truncate).times(2));
+    assert_eq!(
+        st.get_range("k", 100..4100).await.unwrap(),
+        data.slice(100..4100)
+    );
+    // Always cut: an error.
+    faults.add(FaultRule::always(Some(Op::GetRange), Fault::Truncate));
+    assert!(st.get_range("k", 0..4000).await.is_err());
+    assert!(faults.injected() >= 5 + 4);
+}

@@ -22,6 +22,7 @@ mod harness;
 mod meta;
 mod observability;
 mod offload;
+mod offload_faults;
 mod policies;
 mod pulsar_cli;
 mod pulsar_durability;

@@ -169,8 +169,12 @@ def produce(a, out):
 
 def msg_record(kind, m):
     props = m.properties()
+    data = m.data()
+    # The payload produce() sent: "name:seq|" then "x" padding ("ok": byte for byte, "len": size).
+    head = f"{props.get('producer')}:{props.get('seq')}|".encode()
+    ok = data.startswith(head) and data[len(head):].strip(b"x") == b""
     rec = {"e": kind, "p": props.get("producer"), "s": int(props.get("seq", "-1")),
-           "t": time.time(), "topic": m.topic_name()}
+           "t": time.time(), "topic": m.topic_name(), "ok": ok, "len": len(data)}
     rec.update(mid_fields(m.message_id()))
     return rec
 

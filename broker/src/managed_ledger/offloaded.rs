@@ -16,6 +16,9 @@ use crate::offload::tier::Tier;
 use crate::position::Position;
 use crate::storage::{LedgerStorage, StorageError};
 
+/// Offloaded ledgers after the one being read whose first blocks are fetched ahead.
+const WARM_LEDGERS: usize = 2;
+
 impl ManagedLedger {
     /// Reads offloaded ledgers through `tier` from now on (set once).
     pub fn set_tier(&self, tier: Arc<Tier>) {
@@ -103,17 +106,20 @@ impl ManagedLedger {
         Ok(at(data))
     }
 
-    /// A forward reader of offloaded ledger `ledger` will reach the next one: warm its index
-    /// and first blocks so the reader does not stall at the ledger boundary.
+    /// A forward reader of offloaded ledger `ledger` will reach the next ones: warm the index
+    /// and first blocks of the next [`WARM_LEDGERS`] offloaded ledgers so the reader does not
+    /// stall at ledger boundaries (the read-ahead within a ledger stops at its end).
     fn warm_next(&self, tier: &Arc<Tier>, ledger: u64) {
-        let next = {
+        let next: Vec<(u64, LedgerOffload)> = {
             let ls = self.shared.ledgers.read();
             ls.iter()
-                .position(|l| l.ledger_id.0 == ledger)
-                .and_then(|i| ls.get(i + 1))
-                .and_then(|l| l.offload.clone().map(|o| (l.ledger_id.0, o)))
+                .skip_while(|l| l.ledger_id.0 != ledger)
+                .skip(1)
+                .take(WARM_LEDGERS)
+                .map_while(|l| l.offload.clone().map(|o| (l.ledger_id.0, o)))
+                .collect()
         };
-        if let Some((id, off)) = next {
+        for (id, off) in next {
             tier.warm(&self.name, id, &off);
         }
     }

@@ -32,6 +32,7 @@ use strata_common::clock::now_ms;
 use strata_meta::model::{LedgerOffload, ManagedLedgerLedger, Policies};
 use strata_objstore::{ObjStoreConfig, Store};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
@@ -88,6 +89,9 @@ impl OffloadStatus {
     }
 }
 
+/// How long removing a failed attempt's objects may take before it is left to the janitor.
+const CLEANUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A second offload of a topic was asked for while one runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("an offload of this topic is already running")]
@@ -101,7 +105,10 @@ pub struct Offloader {
     /// Attempt directories being uploaded (the janitor leaves them alone).
     in_flight: Mutex<HashSet<String>>,
     uploads: Semaphore,
+    /// Background offloads started by [`Offloader::request`].
     tasks: TaskTracker,
+    /// Cancelled by [`Offloader::shutdown`]: uploads stop, none start.
+    cancel: CancellationToken,
 }
 
 impl Offloader {
@@ -128,6 +135,7 @@ impl Offloader {
             status: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
         })
     }
 
@@ -224,24 +232,31 @@ impl Offloader {
         ml: &ManagedLedger,
         l: &ManagedLedgerLedger,
     ) -> Result<(), TierError> {
-        let _permit = self
-            .uploads
-            .acquire()
-            .await
-            .map_err(|_| TierError::Refused("offloader stopped".into()))?;
+        let stopped = || TierError::Refused("offloader stopped".into());
+        let _permit = tokio::select! {
+            () = self.cancel.cancelled() => return Err(stopped()),
+            p = self.uploads.acquire() => p.map_err(|_| stopped())?,
+        };
         let offload_id = uuid::Uuid::new_v4().simple().to_string();
         let keys = OffloadKeys::new(ml.name(), l.ledger_id.0, &offload_id);
         self.in_flight.lock().insert(keys.dir().to_string());
         let r = self.upload_and_commit(ml, l, &keys, offload_id).await;
-        if r.is_err()
-            && let Err(e) = self.tier.delete_dir(&keys).await
-        {
-            warn!(key = keys.dir(), error = %e, "removing a failed offload's objects failed; the janitor will");
+        if r.is_err() {
+            // Bounded: at shutdown the store may be slow; the janitor removes what is left.
+            let cleanup = tokio::time::timeout(CLEANUP_TIMEOUT, self.tier.delete_dir(&keys)).await;
+            if !matches!(cleanup, Ok(Ok(()))) {
+                warn!(
+                    key = keys.dir(),
+                    "removing a failed offload's objects failed; the janitor will"
+                );
+            }
         }
         self.in_flight.lock().remove(keys.dir());
         r
     }
 
+    /// Uploads (cancelled by shutdown), then commits (never cancelled: a commit handed to the
+    /// topic's writer may land even if its caller goes away, so the objects must stay).
     async fn upload_and_commit(
         &self,
         ml: &ManagedLedger,
@@ -250,15 +265,20 @@ impl Offloader {
         offload_id: String,
     ) -> Result<(), TierError> {
         let started = std::time::Instant::now();
-        let up = upload::upload_ledger(
+        let upload = upload::upload_ledger(
             self.tier.store(),
             ml.storage().as_ref(),
             keys,
             l.ledger_id,
             l.entries,
             &self.cfg,
-        )
-        .await?;
+        );
+        let up = tokio::select! {
+            () = self.cancel.cancelled() => {
+                return Err(TierError::Refused("offloader stopped during the upload".into()));
+            }
+            r = upload => r?,
+        };
         let off = LedgerOffload {
             offload_id,
             data_parts: up.parts,
@@ -300,6 +320,9 @@ impl Offloader {
 
     /// One pass of the namespace policies over a topic: thresholds, then the deletion lag.
     pub async fn apply_policies(&self, ml: &ManagedLedger, p: &Policies) {
+        if self.is_stopped() {
+            return;
+        }
         let bytes = p.offload_threshold_bytes.filter(|b| *b >= 0);
         let secs = p.offload_threshold_in_seconds.filter(|s| *s >= 0);
         if (bytes.is_some() || secs.is_some()) && self.begin(ml.name()).is_ok() {
@@ -322,10 +345,22 @@ impl Offloader {
         self.in_flight.lock().contains(dir)
     }
 
-    /// Waits for background offloads (shutdown).
+    /// Stops: uploads in flight are cancelled (their objects removed, or left to the janitor;
+    /// the ledgers stay on the bookies), no offload starts any more, the background offloads and
+    /// the tier's prefetches have ended when this returns.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the first call cancels everything; awaiting again waits again.
     pub async fn shutdown(&self) {
+        self.cancel.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+        self.tier.shutdown().await;
+    }
+
+    /// Whether [`Offloader::shutdown`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.cancel.is_cancelled()
     }
 }
 

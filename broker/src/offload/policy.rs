@@ -32,6 +32,9 @@ pub async fn enforce_all(s: &BrokerService) {
 /// One janitor sweep.
 pub async fn sweep(s: &BrokerService) {
     let Some(o) = s.offloader() else { return };
+    if o.is_stopped() {
+        return;
+    }
     if let Err(e) = o.sweep(s.metadata()).await {
         warn!(error = %e, "offload janitor sweep failed");
     }

@@ -305,3 +305,60 @@ async fn thresholds_pick_the_oldest_closed_ledgers() {
     let over = over_threshold(&ls, Some(1), None, now_ms());
     assert!(over.is_empty(), "offloaded ledgers do not count again");
 }
+
+#[tokio::test]
+async fn shutdown_cancels_uploads_and_prefetches() {
+    let e = env(35).await;
+    // A slow store: every write takes 3 s, so the upload is in flight when we stop.
+    e.faults.add(FaultRule::always(
+        Some(Op::Put),
+        Fault::Latency(Duration::from_secs(3)),
+    ));
+    e.off.request(e.ml.clone(), e.ml.last_confirmed()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(e.off.status(&e.ml).state, OffloadState::Running);
+    let t = std::time::Instant::now();
+    e.off.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(
+        matches!(&e.off.status(&e.ml).state, OffloadState::Error(m) if m.contains("stopped")),
+        "{:?}",
+        e.off.status(&e.ml)
+    );
+    assert!(e.ml.ledgers().iter().all(|l| !l.offloaded));
+    // No offload starts after the shutdown; reads still work from the bookies.
+    e.faults.clear();
+    assert!(e.off.offload_ledgers(&e.ml, |_| true).await.is_err());
+    assert_eq!(read_all(&e.ml).await, e.written);
+    assert_eq!(keys(&e).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn prefetches_are_tracked_and_end_at_shutdown() {
+    let e = env(35).await;
+    e.off.offload_ledgers(&e.ml, |_| true).await.unwrap();
+    e.off.delete_offloaded_from_bookies(&e.ml, 0).await;
+    e.ml.close().await;
+    let ml = reopen(&e).await;
+    // Slow ranged reads: the read-ahead is still in flight when the first read returns.
+    e.faults.add(FaultRule::always(
+        Some(Op::GetRange),
+        Fault::Latency(Duration::from_secs(2)),
+    ));
+    // The second ledger has two blocks: reading the first prefetches the second.
+    let first = e.written[10].0;
+    let got = tokio::time::timeout(Duration::from_secs(10), ml.read(first, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got[0].1, e.written[10].1);
+    assert!(e.off.tier().prefetch_tasks() > 0, "no read-ahead in flight");
+    let t = std::time::Instant::now();
+    e.off.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(e.off.tier().prefetch_tasks(), 0);
+    // Reads still work (without read-ahead).
+    e.faults.clear();
+    assert_eq!(read_all(&ml).await, e.written);
+    assert_eq!(e.off.tier().prefetch_tasks(), 0);
+}

@@ -6,6 +6,9 @@
 //! reader never breaks or doubles the first. A forward reader prefetches the next
 //! `read_ahead_blocks` blocks concurrently, within a broker-wide bound of prefetches in flight, so
 //! memory stays bounded whatever the number of readers.
+//!
+//! Every prefetch runs as a task of the tier's [`TaskTracker`]; [`Tier::shutdown`] cancels them
+//! and waits for them (no prefetch outlives the broker's shutdown, none starts after it).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +17,9 @@ use bytes::Bytes;
 use moka::future::Cache;
 use strata_meta::model::LedgerOffload;
 use strata_objstore::Store;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use super::config::OffloadConfig;
@@ -32,6 +37,10 @@ pub struct Tier {
     /// Blocks being prefetched (so readers do not start the same prefetch twice).
     prefetching: Arc<parking_lot::Mutex<HashSet<(String, usize)>>>,
     read_ahead: usize,
+    /// The prefetch tasks.
+    tasks: TaskTracker,
+    /// Cancelled at shutdown: prefetches stop, none start.
+    cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for Tier {
@@ -57,7 +66,60 @@ impl Tier {
             prefetch: Arc::new(Semaphore::new(cfg.max_prefetches.max(1))),
             prefetching: Arc::default(),
             read_ahead: cfg.read_ahead_blocks,
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// Cancels the prefetches in flight and waits until their tasks have ended; no prefetch
+    /// starts afterwards (reads still work, without read-ahead).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the prefetches are cancelled by the first call.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Prefetch tasks running now.
+    pub fn prefetch_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// A permit for one more prefetch of `id`, or `None` (cached, already being fetched, the
+    /// broker-wide bound reached, or shutting down). Marks `id` as being fetched.
+    fn start_prefetch(&self, id: &(String, usize)) -> Option<OwnedSemaphorePermit> {
+        if self.cancel.is_cancelled() || self.blocks.contains_key(id) {
+            return None;
+        }
+        let mut fetching = self.prefetching.lock();
+        if fetching.contains(id) {
+            return None;
+        }
+        let permit = self.prefetch.clone().try_acquire_owned().ok()?;
+        fetching.insert(id.clone());
+        Some(permit)
+    }
+
+    /// Runs `work` as a tracked prefetch task of `id`, stopped at shutdown.
+    fn spawn_prefetch<F>(
+        self: &Arc<Self>,
+        id: (String, usize),
+        permit: OwnedSemaphorePermit,
+        work: F,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let me = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = me.cancel.cancelled() => {}
+                () = work => {}
+            }
+            me.prefetching.lock().remove(&id);
+            drop(permit);
+        });
     }
 
     /// The object store.
@@ -116,8 +178,10 @@ impl Tier {
                 index.entries
             )));
         };
+        // The read-ahead starts once this block is here: started earlier, it would compete with
+        // a cold reader's first block for the store's bandwidth.
         let block = self.block(&keys, &index, i).await?;
-        self.prefetch_after(&keys, &index, i);
+        self.prefetch_from(&keys, &index, i + 1);
         let b = index.blocks[i];
         let from = (first - b.first_entry) as usize;
         let to = ((last.min(b.first_entry + b.count as u64 - 1) - b.first_entry) as usize)
@@ -125,56 +189,47 @@ impl Tier {
         Ok(block.get(from..=to).map(|s| s.to_vec()).unwrap_or_default())
     }
 
-    /// Warms the cache for a reader about to reach offloaded ledger `ledger`: its index and first
-    /// blocks, in the background (skipped when already there or the prefetch bound is reached).
+    /// Warms the cache for a reader about to reach offloaded ledger `ledger`: its index, then its
+    /// first `read_ahead_blocks` blocks concurrently, in the background (skipped when already
+    /// done or under way, or when the prefetch bound is reached).
     pub fn warm(self: &Arc<Self>, ml_name: &str, ledger: u64, off: &LedgerOffload) {
         let keys = OffloadKeys::new(ml_name, ledger, &off.offload_id);
-        let first = (keys.index(), 0usize);
-        if self.blocks.contains_key(&first) || self.prefetching.lock().contains(&first) {
+        // The marker of the index fetch (block numbers are below it).
+        let marker = (keys.index(), usize::MAX);
+        if self.indexes.contains_key(&marker.0) {
+            // Index known: its first blocks are in the cache or on their way (or evicted; the
+            // reader's own read-ahead takes over then).
             return;
         }
-        let Ok(permit) = self.prefetch.clone().try_acquire_owned() else {
+        let Some(permit) = self.start_prefetch(&marker) else {
             return;
         };
-        self.prefetching.lock().insert(first.clone());
         let me = self.clone();
-        tokio::spawn(async move {
+        self.spawn_prefetch(marker, permit, async move {
             match me.index(&keys).await {
-                Ok(index) => {
-                    if let Err(e) = me.block(&keys, &index, 0).await {
-                        debug!(key = %keys.index(), error = %e, "warming failed");
-                    }
-                    me.prefetching.lock().remove(&first);
-                    drop(permit);
-                    me.prefetch_after(&keys, &index, 0);
-                }
-                Err(e) => {
-                    debug!(key = %keys.index(), error = %e, "warming failed");
-                    me.prefetching.lock().remove(&first);
-                }
+                Ok(index) => me.prefetch_from(&keys, &index, 0),
+                Err(e) => debug!(key = %keys.index(), error = %e, "warming failed"),
             }
         });
     }
 
-    /// Fetches the blocks after `i` into the cache in the background, as far as the broker-wide
-    /// prefetch bound allows.
-    fn prefetch_after(self: &Arc<Self>, keys: &OffloadKeys, index: &Arc<Index>, i: usize) {
-        for j in i + 1..=(i + self.read_ahead).min(index.blocks.len().saturating_sub(1)) {
+    /// Fetches blocks `first..first + read_ahead_blocks` (within the ledger) into the cache in
+    /// the background, concurrently, as far as the broker-wide prefetch bound allows.
+    fn prefetch_from(self: &Arc<Self>, keys: &OffloadKeys, index: &Arc<Index>, first: usize) {
+        let end = (first + self.read_ahead).min(index.blocks.len());
+        for j in first..end {
             let id = (keys.index(), j);
-            if self.blocks.contains_key(&id) || self.prefetching.lock().contains(&id) {
+            let Some(permit) = self.start_prefetch(&id) else {
+                if self.prefetch.available_permits() == 0 {
+                    return;
+                }
                 continue;
-            }
-            let Ok(permit) = self.prefetch.clone().try_acquire_owned() else {
-                return;
             };
-            self.prefetching.lock().insert(id.clone());
             let (me, keys, index) = (self.clone(), keys.clone(), index.clone());
-            tokio::spawn(async move {
+            self.spawn_prefetch(id, permit, async move {
                 if let Err(e) = me.block(&keys, &index, j).await {
                     debug!(key = %keys.index(), block = j, error = %e, "prefetch failed");
                 }
-                me.prefetching.lock().remove(&id);
-                drop(permit);
             });
         }
     }

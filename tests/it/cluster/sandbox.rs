@@ -196,6 +196,8 @@ pub struct BrokerOptions {
     pub autorecovery_grace_secs: u64,
     /// More flags, appended as given (`{broker_port}` in one stands for the broker's port).
     pub extra_args: Vec<String>,
+    /// Environment variables of the broker processes (e.g. object-store credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for BrokerOptions {
@@ -207,6 +209,7 @@ impl Default for BrokerOptions {
             session_ttl_secs: 4,
             autorecovery_grace_secs: 5,
             extra_args: vec![],
+            env: vec![],
         }
     }
 }
@@ -362,6 +365,7 @@ impl Sandbox {
                     .iter()
                     .map(|a| a.replace("{broker_port}", &b.broker_port.to_string())),
             )
+            .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -87,6 +87,12 @@ pub struct Rec {
     pub why: Option<String>,
     #[serde(default)]
     pub topic: Option<String>,
+    /// On receives and reads: the payload is the one the producer sent (byte for byte).
+    #[serde(default)]
+    pub ok: Option<bool>,
+    /// On receives and reads: the payload's size.
+    #[serde(default)]
+    pub len: Option<i64>,
 }
 
 impl Rec {
