@@ -60,7 +60,11 @@ impl NpConsumerState {
 
 impl Conn {
     /// PRODUCER on a non-persistent topic.
-    pub(super) async fn add_np_producer(&mut self, c: CommandProducer, name: TopicName) -> Result<()> {
+    pub(super) async fn add_np_producer(
+        &mut self,
+        c: CommandProducer,
+        name: TopicName,
+    ) -> Result<()> {
         if let Some(old) = self.np_producers.remove(&c.producer_id) {
             old.detach();
         }
@@ -195,7 +199,11 @@ impl Conn {
     }
 
     /// SUBSCRIBE to a non-persistent topic.
-    pub(super) async fn np_subscribe(&mut self, c: CommandSubscribe, name: TopicName) -> Result<()> {
+    pub(super) async fn np_subscribe(
+        &mut self,
+        c: CommandSubscribe,
+        name: TopicName,
+    ) -> Result<()> {
         if c.read_compacted() {
             return Err(BrokerError::NotAllowed(
                 "readCompacted only valid on persistent topics".into(),

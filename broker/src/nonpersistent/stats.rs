@@ -43,10 +43,13 @@ fn consumer_json(m: &Member) -> Value {
 fn subscription_json(v: NpSubscriptionView<'_>, partition: i32) -> Value {
     let out = v.out.read();
     let drops = v.drops.read();
-    let active = (v.sub_type
-        == strata_proto::pulsar::command_subscribe::SubType::Failover
+    let active = (v.sub_type == strata_proto::pulsar::command_subscribe::SubType::Failover
         && !v.members.is_empty())
-    .then(|| v.members[super::dispatcher::failover_active(partition, v.members)].name.clone())
+    .then(|| {
+        v.members[super::dispatcher::failover_active(partition, v.members)]
+            .name
+            .clone()
+    })
     .or_else(|| {
         (v.sub_type == strata_proto::pulsar::command_subscribe::SubType::Exclusive)
             .then(|| v.members.first().map(|m| m.name.clone()))

@@ -121,7 +121,9 @@ impl NpSubscription {
             }
         }
         if st.members.iter().any(|m| m.key == spec.key) {
-            return Err(BrokerError::ConsumerBusy("consumer already attached".into()));
+            return Err(BrokerError::ConsumerBusy(
+                "consumer already attached".into(),
+            ));
         }
         st.sub_type = spec.sub_type;
         st.members.push(Member {
@@ -189,7 +191,10 @@ impl NpSubscription {
             ..Default::default()
         };
         let cmd = commands::message(m.consumer_id, id, 0);
-        if m.out.send(Frame::with_payload(cmd, payload.clone())).is_err() {
+        if m.out
+            .send(Frame::with_payload(cmd, payload.clone()))
+            .is_err()
+        {
             self.drops.record(messages.max(0) as u64, bytes);
             return false;
         }

@@ -22,7 +22,11 @@ pub const NP_IDLE_UNLOAD: Duration = Duration::from_secs(60);
 impl BrokerService {
     /// The loaded non-persistent topic, loading it if it is served here and either `create`
     /// is set or it is a partition of an existing partitioned topic.
-    pub async fn np_topic(&self, name: &TopicName, create: bool) -> Result<Arc<NonPersistentTopic>> {
+    pub async fn np_topic(
+        &self,
+        name: &TopicName,
+        create: bool,
+    ) -> Result<Arc<NonPersistentTopic>> {
         match self.owner(name).await? {
             Owner::Local => {}
             Owner::Remote {
@@ -125,9 +129,7 @@ impl BrokerService {
             .map(|t| t.name().to_string())
             .collect();
         let paths = self.meta.paths();
-        let dir = Self::topics_dir_in("non-persistent", tenant, ns, |t| {
-            paths.partitioned_topic(t)
-        });
+        let dir = Self::topics_dir_in("non-persistent", tenant, ns, |t| paths.partitioned_topic(t));
         let scan = self.meta.store().scan(&dir).await?;
         for kv in scan.entries {
             let local = decode_segment(kv.key.strip_prefix(dir.as_str()).unwrap_or(&kv.key));
@@ -152,9 +154,7 @@ impl BrokerService {
         ns: &str,
     ) -> Result<Vec<String>> {
         let paths = self.meta.paths();
-        let dir = Self::topics_dir_in("non-persistent", tenant, ns, |t| {
-            paths.partitioned_topic(t)
-        });
+        let dir = Self::topics_dir_in("non-persistent", tenant, ns, |t| paths.partitioned_topic(t));
         let (mut keys, _) = self.meta.store().scan_keys(&dir).await?;
         keys.sort();
         Ok(keys
