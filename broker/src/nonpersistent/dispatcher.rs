@@ -5,7 +5,7 @@
 use strata_proto::pulsar::KeySharedMode;
 use strata_proto::pulsar::command_subscribe::SubType;
 
-use super::subscription::Member;
+use super::member::Member;
 
 /// Key_Shared hash slots (Pulsar's range size, as the persistent dispatcher's).
 pub const HASH_SLOTS: u32 = 65536;

@@ -8,13 +8,18 @@
 //! last consumer.
 //!
 //! Files: this one holds [`NonPersistentTopic`] (producers, subscriptions, publish, close);
-//! `subscription.rs` a subscription and its consumers; `dispatcher.rs` the choice of consumer;
+//! `subscription.rs` a subscription; `member.rs` a consumer of it; `dispatcher.rs` the choice
+//! of consumer;
 //! `stats.rs` Pulsar's `NonPersistentTopicStats` and an internal-stats answer. The registry of
 //! loaded non-persistent topics is `crate::service::np_registry`.
 
 mod dispatcher;
+mod member;
 mod stats;
 mod subscription;
+
+#[cfg(test)]
+mod tests;
 
 pub use subscription::{NpConsumerSpec, NpSubscription};
 

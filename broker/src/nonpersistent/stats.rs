@@ -6,7 +6,8 @@
 use serde_json::{Map, Value, json};
 
 use super::NonPersistentTopic;
-use super::subscription::{Member, NpSubscriptionView};
+use super::member::Member;
+use super::subscription::NpSubscriptionView;
 use crate::stats::json::average;
 use crate::stats::{ConsumerJson, MeterReading, TopicStats};
 use crate::subscription::sub_type_name;

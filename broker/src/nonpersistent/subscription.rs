@@ -11,6 +11,7 @@ use strata_proto::pulsar::MessageIdData;
 use strata_proto::pulsar::command_subscribe::SubType;
 
 use super::dispatcher;
+pub use super::member::Member;
 use crate::error::{BrokerError, Result};
 use crate::outbound::Outbound;
 use crate::stats::{ClientInfo, RateMeter, RateSampler};
@@ -36,20 +37,6 @@ pub struct NpConsumerSpec {
     pub client: ClientInfo,
     /// Consumer metadata (stats).
     pub metadata: Vec<(String, String)>,
-}
-
-/// A consumer attached to the subscription.
-pub struct Member {
-    pub(super) key: u64,
-    pub(super) consumer_id: u64,
-    pub(super) name: String,
-    pub(super) priority: i32,
-    pub(super) permits: i64,
-    pub(super) key_shared: Option<KeySharedSpec>,
-    pub(super) out: Outbound,
-    pub(super) client: ClientInfo,
-    pub(super) metadata: Vec<(String, String)>,
-    pub(super) meter: Arc<RateMeter>,
 }
 
 struct State {
