@@ -2,7 +2,7 @@
 //! (`tests/python/non_persistent.py`: fan-out to every connected subscription with immediate
 //! receipts, drops under load counted in stats, listing by mode over REST and the binary
 //! protocol, a partitioned non-persistent topic) and over raw frames (receipt and message ids,
-//! GET_TOPICS_OF_NAMESPACE modes, ack receipts, nothing stored).
+//! GET_TOPICS_OF_NAMESPACE modes, ack receipts, `/metrics`).
 
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
@@ -13,6 +13,7 @@ use strata_proto::pulsar::command_subscribe::SubType;
 use strata_proto::pulsar::{BaseCommand, CommandGetTopicsOfNamespace, MessageMetadata};
 
 use crate::broker_badinput::Raw;
+use crate::harness::http::http;
 use crate::harness::python::python;
 use crate::harness::standalone::Standalone;
 use crate::pulsar_python::run_script_with;
@@ -151,6 +152,21 @@ fn non_persistent_raw_ids_listing_modes_and_ack_receipts() {
     assert_eq!(
         topics(&mut c, 12, Mode::All),
         vec![np.to_owned(), per.to_owned()]
+    );
+    // /metrics counts the non-persistent topic (its consumer is the only one of the namespace).
+    let (st, body) = http(node.http_port, "GET", "/metrics", "");
+    assert_eq!(st, 200);
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("pulsar_consumers_count{")
+                && l.contains("namespace=\"public/default\"")
+                && l.ends_with(" 1.0")),
+        "{body}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("pulsar_topics_count{") && l.ends_with(" 2.0")),
+        "{body}"
     );
     c.ping_pong();
 }

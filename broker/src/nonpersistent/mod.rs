@@ -21,7 +21,7 @@ mod subscription;
 #[cfg(test)]
 mod tests;
 
-pub use subscription::{NpConsumerSpec, NpSubscription};
+pub use subscription::{NpConsumerSpec, NpSubscription, NpSubscriptionView};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -202,6 +202,16 @@ impl NonPersistentTopic {
         }
         self.detach(sub, key);
         Ok(())
+    }
+
+    /// Its metric series.
+    pub fn series(&self) -> &TopicMetrics {
+        &self.series
+    }
+
+    /// Every subscription.
+    pub fn subscriptions(&self) -> Vec<Arc<NpSubscription>> {
+        self.subs.read().values().cloned().collect()
     }
 
     /// A subscription, if it exists.
