@@ -208,6 +208,17 @@ def listing():
     check(seen["all"] == sorted([np1, per]), f"AllTopics: {seen['all']}")
     check(seen["per"] == [per], f"PersistentOnly: {seen['per']}")
     check(seen["np"] == [np1], f"NonPersistentOnly: {seen['np']}")
+    # A namespace with a non-persistent topic in use cannot be deleted; once idle, it can.
+    ns = f"public/npdel-{uuid.uuid4().hex[:6]}"
+    rest(http, "PUT", f"/admin/v2/namespaces/{ns}")
+    pd = c.create_producer(f"non-persistent://{ns}/t")
+    try:
+        rest(http, "DELETE", f"/admin/v2/namespaces/{ns}")
+        raise AssertionError("namespace with a live non-persistent topic deleted")
+    except urllib.error.HTTPError as e:
+        check(e.code == 409, f"delete busy namespace: HTTP {e.code}")
+    pd.close()
+    rest(http, "DELETE", f"/admin/v2/namespaces/{ns}")
 
 
 def partitioned():

@@ -108,6 +108,29 @@ impl BrokerService {
         }
     }
 
+    /// Whether a non-persistent topic of the namespace has producers or consumers.
+    pub fn np_namespace_in_use(&self, tenant: &str, ns: &str) -> bool {
+        self.np_topics.lock().values().any(|t| {
+            t.name().tenant == tenant
+                && t.name().namespace == ns
+                && (t.producer_count() > 0 || t.consumer_count() > 0)
+        })
+    }
+
+    /// Unloads the non-persistent topics of a namespace (it is being deleted).
+    pub(super) fn unload_np_namespace(&self, tenant: &str, ns: &str) {
+        let names: Vec<TopicName> = self
+            .np_topics
+            .lock()
+            .values()
+            .filter(|t| t.name().tenant == tenant && t.name().namespace == ns)
+            .map(|t| t.name().clone())
+            .collect();
+        for n in names {
+            self.unload_np(&n, None);
+        }
+    }
+
     /// Closes every non-persistent topic (shutdown).
     pub(super) fn close_all_np(&self) {
         let topics: Vec<Arc<NonPersistentTopic>> =
