@@ -50,12 +50,17 @@ async fn ready(State(s): Svc) -> (StatusCode, &'static str) {
 
 async fn metrics(State(s): Svc, c: Caller) -> ApiResult<impl IntoResponse> {
     c.cluster(&s, RestOperation::Metrics)?;
-    let topics = crate::metrics::topics::TopicCollector::gather(
+    let mut topics = crate::metrics::topics::TopicCollector::gather(
         &s.config.cluster_name,
         &s.loaded_topics().await,
         s.config.expose_topic_level_metrics,
     )
     .await;
+    topics.add_non_persistent(
+        &s.config.cluster_name,
+        &s.loaded_np_topics(),
+        s.config.expose_topic_level_metrics,
+    );
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -45,6 +45,7 @@ pub mod listeners;
 pub mod managed_ledger;
 pub mod metadata;
 pub mod metrics;
+pub mod nonpersistent;
 pub mod offload;
 pub mod outbound;
 pub mod policy;

@@ -110,7 +110,10 @@ impl BrokerServer {
         let svc = self.service.clone();
         self.every(cfg.trim_interval, MissedTickBehavior::Burst, move || {
             let svc = svc.clone();
-            async move { svc.trim_all().await }
+            async move {
+                svc.trim_all().await;
+                svc.unload_idle_np_topics(crate::service::np_registry::NP_IDLE_UNLOAD);
+            }
         });
         let svc = self.service.clone();
         self.every(

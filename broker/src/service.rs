@@ -3,7 +3,7 @@
 //! setter completes it after construction.
 //!
 //! Files by concept: this one holds the state, construction, URLs and readiness;
-//! `registry.rs` the loaded topics; `lookup.rs` ownership and lookups; `topics.rs` topics and
+//! `registry.rs` the loaded topics; `np_registry.rs` the loaded non-persistent topics; `lookup.rs` ownership and lookups; `topics.rs` topics and
 //! partitioned topics in the metadata store; `tenants.rs` tenants and namespaces.
 
 use std::collections::HashMap;
@@ -23,6 +23,7 @@ use crate::topic::Topic;
 
 mod listener_urls;
 mod lookup;
+pub mod np_registry;
 mod registry;
 mod tenants;
 mod topics;
@@ -113,6 +114,7 @@ impl BrokerServiceBuilder {
             ownership,
             cache,
             topics: tokio::sync::Mutex::new(HashMap::new()),
+            np_topics: parking_lot::Mutex::new(HashMap::new()),
             next_key: AtomicU64::new(1),
             name_prefix,
             listeners,
@@ -136,6 +138,8 @@ pub struct BrokerService {
     ownership: Arc<dyn Ownership>,
     cache: EntryCache,
     topics: tokio::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<Topic>>>>>,
+    /// Loaded non-persistent topics (`np_registry.rs`).
+    np_topics: parking_lot::Mutex<HashMap<String, Arc<crate::nonpersistent::NonPersistentTopic>>>,
     next_key: AtomicU64,
     /// Ports actually bound (set by the server once listening).
     pub ports: parking_lot::Mutex<(u16, u16)>,

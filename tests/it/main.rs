@@ -20,6 +20,7 @@ mod console;
 mod dedup;
 mod harness;
 mod meta;
+mod non_persistent;
 mod observability;
 mod offload;
 mod offload_faults;

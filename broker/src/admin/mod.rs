@@ -14,6 +14,7 @@ pub mod broker_stats;
 pub mod cluster;
 pub mod compaction;
 pub mod namespaces;
+mod non_persistent;
 pub mod offload;
 pub mod partitioned_stats;
 pub mod schema_policies;

@@ -250,15 +250,31 @@ fn unknown(policy: &str) -> ApiError {
     ApiError::not_found(format!("Unknown namespace policy {policy:?}"))
 }
 
+/// `?mode=` of `GET .../topics`: `PERSISTENT` (default), `NON_PERSISTENT` or `ALL`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TopicsModeQuery {
+    mode: Option<String>,
+}
+
 async fn get_policy(
     State(s): Svc,
     c: Caller,
     Path((t, ns, policy)): Path<(String, String, String)>,
+    Query(q): Query<TopicsModeQuery>,
 ) -> ApiResult<Response> {
     if policy == "topics" {
         c.namespace(&s, RestOperation::ListTopics, &t, &ns).await?;
         load(&s, &t, &ns).await?;
-        return Ok(Json(s.topics_of_namespace(&t, &ns).await?).into_response());
+        let mode = q.mode.as_deref().unwrap_or("PERSISTENT");
+        let mut topics = Vec::new();
+        if mode != "NON_PERSISTENT" {
+            topics.extend(s.topics_of_namespace(&t, &ns).await?);
+        }
+        if mode == "NON_PERSISTENT" || mode == "ALL" {
+            topics.extend(s.np_topics_of_namespace(&t, &ns).await?);
+        }
+        return Ok(Json(topics).into_response());
     }
     let op = if policy == "permissions" {
         RestOperation::GetNamespacePermissions

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use strata_auth::RestOperation;
 use strata_proto::frame::Payload;
 
+use super::non_persistent as np;
 use super::{ApiError, ApiResult, Caller, Svc, parse_body, partitioned_stats};
 use crate::position::Position;
 use crate::service::BrokerService;
@@ -69,15 +70,22 @@ pub(super) fn routes() -> Router<Arc<BrokerService>> {
         )
 }
 
+/// A persistent topic's name: operations on cursors, ledgers and stored messages have no
+/// meaning for a non-persistent topic (501).
 pub(super) fn name_of(domain: &str, tenant: &str, ns: &str, topic: &str) -> ApiResult<TopicName> {
-    let n = TopicName::from_parts(domain, tenant, ns, topic)?;
+    let n = any_name_of(domain, tenant, ns, topic)?;
     if !n.is_persistent() {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
-            "non-persistent topics are not supported",
+            "this operation is not supported on non-persistent topics",
         ));
     }
     Ok(n)
+}
+
+/// A topic name of either domain.
+fn any_name_of(domain: &str, tenant: &str, ns: &str, topic: &str) -> ApiResult<TopicName> {
+    Ok(TopicName::from_parts(domain, tenant, ns, topic)?)
 }
 
 #[derive(Deserialize, Default)]
@@ -126,11 +134,14 @@ async fn namespace_topics(
     partitioned: bool,
 ) -> ApiResult<Json<Vec<String>>> {
     c.namespace(s, RestOperation::ListTopics, t, ns).await?;
-    if domain != "persistent" {
+    if domain != "persistent" && domain != "non-persistent" {
         return Ok(Json(Vec::new()));
     }
     if s.policies(t, ns).await?.is_none() {
         return Err(ApiError::not_found("Namespace does not exist"));
+    }
+    if domain == "non-persistent" {
+        return np::list(s, t, ns, partitioned).await;
     }
     let topics = if partitioned {
         s.partitioned_topics_of_namespace(t, ns).await?
@@ -145,9 +156,12 @@ async fn create(
     c: Caller,
     Path((d, t, ns, tp)): TopicPathArgs,
 ) -> ApiResult<StatusCode> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::CreateTopic, &n, None).await?;
     s.create_namespace(&t, &ns).await?;
+    if !n.is_persistent() {
+        return np::create(&s, &n).await;
+    }
     if s.topic_exists(&n).await? || s.partitions(&n).await? > 0 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -164,8 +178,11 @@ async fn delete(
     Path((d, t, ns, tp)): TopicPathArgs,
     Query(q): Query<ForceQuery>,
 ) -> ApiResult<StatusCode> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::DeleteTopic, &n, None).await?;
+    if !n.is_persistent() {
+        return np::delete(&s, &n, q.force).await;
+    }
     if s.partitions(&n).await? > 0 {
         s.delete_partitioned(&n, q.force).await?;
     } else {
@@ -179,7 +196,7 @@ async fn get_partitions(
     c: Caller,
     Path((d, t, ns, tp)): TopicPathArgs,
 ) -> ApiResult<Json<Value>> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::GetPartitionedMetadata, &n, None)
         .await?;
     let p = s.partitions(&n).await?;
@@ -198,7 +215,7 @@ async fn create_partitioned(
     Path((d, t, ns, tp)): TopicPathArgs,
     body: String,
 ) -> ApiResult<StatusCode> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::CreateTopic, &n, None).await?;
     let count = parse_count(&body)?;
     s.create_namespace(&t, &ns).await?;
@@ -212,7 +229,7 @@ async fn update_partitions(
     Path((d, t, ns, tp)): TopicPathArgs,
     body: String,
 ) -> ApiResult<StatusCode> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::UpdatePartitions, &n, None)
         .await?;
     s.update_partitions(&n, parse_count(&body)?).await?;
@@ -225,8 +242,14 @@ async fn delete_partitioned(
     Path((d, t, ns, tp)): TopicPathArgs,
     Query(q): Query<ForceQuery>,
 ) -> ApiResult<StatusCode> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::DeleteTopic, &n, None).await?;
+    if !n.is_persistent() {
+        if s.partitions(&n).await? == 0 {
+            return Err(ApiError::not_found("Partitioned topic does not exist"));
+        }
+        return np::delete(&s, &n, q.force).await;
+    }
     s.delete_partitioned(&n, q.force).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -270,8 +293,11 @@ async fn stats(
     c: Caller,
     Path((d, t, ns, tp)): TopicPathArgs,
 ) -> ApiResult<Json<Value>> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::TopicStats, &n, None).await?;
+    if !n.is_persistent() {
+        return np::stats(&s, &n).await;
+    }
     let topic = existing(&s, &n).await?;
     Ok(Json(topic_stats_json(&s, &topic).await))
 }
@@ -282,9 +308,12 @@ async fn partitioned_stats(
     Path((d, t, ns, tp)): TopicPathArgs,
     Query(q): Query<StatsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::PartitionedStats, &n, None)
         .await?;
+    if !n.is_persistent() {
+        return np::partitioned_stats(&s, &n, q.per_partition).await;
+    }
     let parts = s.partitions(&n).await?;
     if parts == 0 {
         return Err(ApiError::not_found("Partitioned topic does not exist"));
@@ -307,8 +336,11 @@ async fn internal_stats(
     c: Caller,
     Path((d, t, ns, tp)): TopicPathArgs,
 ) -> ApiResult<Json<Value>> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::InternalStats, &n, None).await?;
+    if !n.is_persistent() {
+        return np::internal_stats(&s, &n).await;
+    }
     let topic = existing(&s, &n).await?;
     Ok(Json(topic.internal_stats().await))
 }
@@ -318,8 +350,11 @@ async fn unload(
     c: Caller,
     Path((d, t, ns, tp)): TopicPathArgs,
 ) -> ApiResult<StatusCode> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::Unload, &n, None).await?;
+    if !n.is_persistent() {
+        return np::unload(&s, &n).await;
+    }
     let parts = s.partitions(&n).await?;
     if parts > 0 {
         for i in 0..parts {
@@ -353,9 +388,12 @@ async fn subscriptions(
     c: Caller,
     Path((d, t, ns, tp)): TopicPathArgs,
 ) -> ApiResult<Json<Vec<String>>> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::ListSubscriptions, &n, None)
         .await?;
+    if !n.is_persistent() {
+        return np::subscriptions(&s, &n).await;
+    }
     let mut out = std::collections::BTreeSet::new();
     for topic in targets(&s, &n).await? {
         out.extend(topic.subscription_names().await);
@@ -409,9 +447,12 @@ async fn delete_subscription(
     c: Caller,
     Path((d, t, ns, tp, sub)): SubPathArgs,
 ) -> ApiResult<StatusCode> {
-    let n = name_of(&d, &t, &ns, &tp)?;
+    let n = any_name_of(&d, &t, &ns, &tp)?;
     c.topic(&s, RestOperation::DeleteSubscription, &n, Some(&sub))
         .await?;
+    if !n.is_persistent() {
+        return np::delete_subscription(&s, &n, &sub).await;
+    }
     let mut found = false;
     for topic in targets(&s, &n).await? {
         if topic.get_subscription(&sub).await.is_some() {

@@ -347,6 +347,14 @@ impl ClusterOwnership {
                 names.push(t.name().clone());
             }
         }
+        for t in svc.loaded_np_topics() {
+            if t.name().tenant == b.tenant
+                && t.name().namespace == b.namespace
+                && self.bundle_for(t.name()).await.is_ok_and(|x| x == *b)
+            {
+                names.push(t.name().clone());
+            }
+        }
         futures::future::join_all(names.iter().map(|n| svc.unload(n, assigned.clone()))).await;
     }
 

@@ -50,6 +50,9 @@ impl ConsumerState {
 impl Conn {
     /// The consumer commands.
     pub(super) async fn on_consumer(&mut self, t: Type, cmd: BaseCommand) {
+        if !self.np_consumers.is_empty() && self.on_np_consumer(t, &cmd) {
+            return;
+        }
         match t {
             Type::Subscribe => {
                 let Some(c) = cmd.subscribe else { return };
@@ -270,8 +273,14 @@ impl Conn {
         if let Some(old) = self.consumers.remove(&c.consumer_id) {
             old.sub.remove_consumer(old.key).await;
         }
+        if let Some(old) = self.np_consumers.remove(&c.consumer_id) {
+            old.detach();
+        }
         if c.subscription.is_empty() {
             return Err(BrokerError::NotAllowed("empty subscription name".into()));
+        }
+        if !name.is_persistent() {
+            return self.np_subscribe(c, name).await;
         }
         let topic = self
             .service

@@ -145,10 +145,17 @@ impl Conn {
             let (tenant, ns) = c.namespace.split_once('/').ok_or_else(|| {
                 BrokerError::NotAllowed(format!("invalid namespace {}", c.namespace))
             })?;
-            if c.mode() == TopicsMode::NonPersistent {
-                return Ok((vec![], false));
-            }
-            let mut topics = self.service.topics_of_namespace(tenant, ns).await?;
+            let mut topics = match c.mode() {
+                TopicsMode::Persistent => self.service.topics_of_namespace(tenant, ns).await?,
+                TopicsMode::NonPersistent => {
+                    self.service.np_topics_of_namespace(tenant, ns).await?
+                }
+                TopicsMode::All => {
+                    let mut all = self.service.topics_of_namespace(tenant, ns).await?;
+                    all.extend(self.service.np_topics_of_namespace(tenant, ns).await?);
+                    all
+                }
+            };
             let mut filtered = false;
             if let Some(p) = c.topics_pattern.as_deref().filter(|p| !p.is_empty()) {
                 // Patterns name whole topics; strip the domain as Pulsar does before matching.

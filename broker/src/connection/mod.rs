@@ -12,7 +12,8 @@
 //!
 //! Commands by family: `session.rs` (CONNECT, AUTH_RESPONSE, expiry checks), `authorize.rs`
 //! (who may run what, and refusals in the shape each request expects), `producer.rs`
-//! (PRODUCER, SEND, CLOSE_PRODUCER), `consumer.rs` (SUBSCRIBE, FLOW, ACK, ...), `lookup.rs`
+//! (PRODUCER, SEND, CLOSE_PRODUCER), `consumer.rs` (SUBSCRIBE, FLOW, ACK, ...),
+//! `non_persistent.rs` (the same commands for non-persistent topics), `lookup.rs`
 //! (LOOKUP, PARTITIONED_METADATA, GET_TOPICS_OF_NAMESPACE, schemas).
 //!
 //! SEND receipts go out in the order of the SENDs: appends are enqueued in frame order and their
@@ -21,6 +22,7 @@
 mod authorize;
 mod consumer;
 mod lookup;
+mod non_persistent;
 mod producer;
 mod session;
 mod writer;
@@ -46,6 +48,7 @@ use crate::outbound::Outbound;
 use crate::position::Position;
 use crate::service::BrokerService;
 use consumer::ConsumerState;
+use non_persistent::{NpConsumerState, NpProducerState};
 use producer::{PendingSend, ProducerState};
 
 /// Server version string sent in CONNECTED.
@@ -74,6 +77,10 @@ struct Conn {
     protocol_version: i32,
     producers: HashMap<u64, ProducerState>,
     consumers: HashMap<u64, ConsumerState>,
+    /// Producers of non-persistent topics (`non_persistent.rs`).
+    np_producers: HashMap<u64, NpProducerState>,
+    /// Consumers of non-persistent topics.
+    np_consumers: HashMap<u64, NpConsumerState>,
     sends: FuturesOrdered<PendingSend>,
     tasks: tokio_util::task::TaskTracker,
     /// The authenticated session (None: authentication is off).
@@ -126,6 +133,8 @@ pub async fn serve_stream<S>(
         protocol_version: 0,
         producers: HashMap::new(),
         consumers: HashMap::new(),
+        np_producers: HashMap::new(),
+        np_consumers: HashMap::new(),
         sends: FuturesOrdered::new(),
         tasks: tokio_util::task::TaskTracker::new(),
         session: None,
@@ -265,6 +274,7 @@ impl Conn {
         for c in consumers {
             c.detach().await;
         }
+        self.np_cleanup();
     }
 
     /// Handles one frame; returns false if the connection must close.

@@ -40,6 +40,25 @@ pub(super) struct SendDone {
     result: Result<Position>,
 }
 
+impl SendDone {
+    /// A finished SEND.
+    pub(super) fn new(
+        producer_id: u64,
+        sequence_id: u64,
+        highest_sequence_id: u64,
+        partition: i32,
+        result: Result<Position>,
+    ) -> Self {
+        SendDone {
+            producer_id,
+            sequence_id,
+            highest_sequence_id,
+            partition,
+            result,
+        }
+    }
+}
+
 /// A SEND being persisted.
 pub(super) type PendingSend = Pin<Box<dyn Future<Output = SendDone> + Send>>;
 
@@ -48,6 +67,10 @@ impl Conn {
     pub(super) async fn on_producer(&mut self, t: Type, cmd: BaseCommand) {
         if t == Type::CloseProducer {
             let Some(c) = cmd.close_producer else { return };
+            if self.close_np_producer(c.producer_id) {
+                self.send(commands::success(c.request_id));
+                return;
+            }
             if let Some(p) = self.producers.remove(&c.producer_id) {
                 p.topic.remove_producer(p.key);
             }
@@ -72,7 +95,7 @@ impl Conn {
             this.send(commands::send_error(pid, seq, e, msg.to_owned()));
         };
         let Some(p) = self.producers.get(&pid) else {
-            fail(self, ServerError::NotAllowedError, "producer not found");
+            self.np_send(s, payload);
             return;
         };
         if !p.ready.load(Ordering::Acquire) {
@@ -146,6 +169,10 @@ impl Conn {
         if let Some(old) = self.producers.remove(&c.producer_id) {
             old.topic.remove_producer(old.key);
         }
+        if !name.is_persistent() {
+            return self.add_np_producer(c, name).await;
+        }
+        self.close_np_producer(c.producer_id);
         let topic = self
             .service
             .topic(&name, self.service.config.allow_auto_topic_creation)

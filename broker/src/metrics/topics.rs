@@ -11,6 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
+use crate::nonpersistent::NonPersistentTopic;
 use crate::stats::buckets::{ENTRY_SIZE, WRITE_LATENCY_US};
 use crate::stats::{BucketCounts, MeterReading};
 use crate::topic::Topic;
@@ -107,6 +108,44 @@ impl TopicCollector {
             r.msg_rate_out += s.out.msg_rate;
             r.msg_throughput_out += s.out.byte_rate;
             r.msg_rate_redeliver += s.redelivered.msg_rate;
+        }
+    }
+
+    /// Adds the series of non-persistent topics (no storage, no backlog: counts and rates).
+    pub fn add_non_persistent(
+        &mut self,
+        cluster: &str,
+        topics: &[Arc<NonPersistentTopic>],
+        topic_level: bool,
+    ) {
+        for t in topics {
+            let mut labels: Labels = vec![
+                ("cluster".into(), cluster.to_owned()),
+                ("namespace".into(), t.name().namespace_name()),
+            ];
+            if topic_level {
+                labels.push(("topic".into(), t.name().to_string()));
+            }
+            let subs = t.subscriptions();
+            let row = self.rows.entry(labels.clone()).or_default();
+            row.topics += 1;
+            row.subscriptions += subs.len() as u64;
+            row.producers += t.producer_count() as u64;
+            row.msg_in.add(&t.series().msg_in.read());
+            row.msg_out.add(&t.series().msg_out.read());
+            for s in subs {
+                let mut sl = labels.clone();
+                if topic_level {
+                    sl.push(("subscription".into(), s.name().to_owned()));
+                }
+                let (consumers, out) = s.with_view(|v| (v.members.len(), v.out.read()));
+                if let Some(row) = self.rows.get_mut(&labels) {
+                    row.consumers += consumers as u64;
+                }
+                let r = self.subs.entry(sl).or_default();
+                r.msg_rate_out += out.msg_rate;
+                r.msg_throughput_out += out.byte_rate;
+            }
         }
     }
 

@@ -35,7 +35,7 @@ impl BrokerService {
     pub async fn topic(&self, name: &TopicName, create: bool) -> Result<Arc<Topic>> {
         if !name.is_persistent() {
             return Err(BrokerError::NotAllowed(
-                "non-persistent topics are not supported".into(),
+                "a non-persistent topic has no managed ledger (see np_topic)".into(),
             ));
         }
         match self.owner(name).await? {
@@ -153,6 +153,9 @@ impl BrokerService {
     /// that comes back meanwhile is refused with a retryable error rather than opening the
     /// ledger a second time. Returns false if the topic was not loaded.
     pub async fn unload(&self, name: &TopicName, assigned: Option<String>) -> bool {
+        if !name.is_persistent() {
+            return self.unload_np(name, assigned);
+        }
         let key = name.to_string();
         let cell = self.topics.lock().await.get(&key).cloned();
         let Some(t) = cell.and_then(|c| c.get().cloned()) else {
@@ -185,5 +188,6 @@ impl BrokerService {
         futures::stream::iter(topics)
             .for_each_concurrent(64, |t| async move { t.close().await })
             .await;
+        self.close_all_np();
     }
 }

@@ -174,6 +174,11 @@ impl BrokerService {
                 .partitioned_topics_of_namespace(tenant, ns)
                 .await?
                 .is_empty()
+            || !self
+                .np_partitioned_topics_of_namespace(tenant, ns)
+                .await?
+                .is_empty()
+            || self.np_namespace_in_use(tenant, ns)
         {
             return Err(BrokerError::Conflict(
                 "Cannot delete non empty namespace".into(),
@@ -183,6 +188,7 @@ impl BrokerService {
             .store()
             .delete(&self.namespace_key(tenant, ns), Expected::Any)
             .await?;
+        self.unload_np_namespace(tenant, ns);
         info!(tenant, ns, "namespace deleted");
         Ok(())
     }

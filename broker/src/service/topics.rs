@@ -29,8 +29,18 @@ impl BrokerService {
     /// The directory of a namespace's persistent topics under `kind` (a key of a topic path
     /// with an empty topic).
     pub(super) fn topics_dir(tenant: &str, ns: &str, key: impl Fn(&TopicPath) -> String) -> String {
+        Self::topics_dir_in("persistent", tenant, ns, key)
+    }
+
+    /// [`Self::topics_dir`] of the topics of `domain`.
+    pub(super) fn topics_dir_in(
+        domain: &str,
+        tenant: &str,
+        ns: &str,
+        key: impl Fn(&TopicPath) -> String,
+    ) -> String {
         key(&TopicPath {
-            domain: "persistent".into(),
+            domain: domain.into(),
             tenant: tenant.into(),
             namespace: ns.into(),
             topic: String::new(),

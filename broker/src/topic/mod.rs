@@ -5,6 +5,7 @@
 mod producers;
 mod stats;
 
+pub(crate) use producers::Producers;
 pub use producers::{ProducerAdmission, ProducerRequest};
 
 use std::collections::HashMap;
@@ -26,7 +27,6 @@ use crate::metrics::{Metrics, TopicMetrics};
 use crate::position::Position;
 use crate::subscription::{InitialPosition, Subscription, SubscriptionConfig, SubscriptionId};
 use crate::topic_name::TopicName;
-use producers::Producers;
 
 /// What a SEND became.
 pub struct Publish<F> {

@@ -83,7 +83,7 @@ pub struct ProducerRequest<'a> {
 }
 
 /// The producers of one topic.
-pub(super) struct Producers {
+pub(crate) struct Producers {
     state: Mutex<State>,
     epoch: AtomicU64,
     metrics: Metrics,

@@ -1,0 +1,359 @@
+//! Producers and consumers of non-persistent topics on a connection (`crate::nonpersistent`):
+//! PRODUCER, SEND (receipt at once, id `0:0`), CLOSE_PRODUCER, SUBSCRIBE, FLOW, ACK (accepted
+//! and ignored, receipts answered at once), REDELIVER (nothing to redeliver), UNSUBSCRIBE,
+//! CLOSE_CONSUMER, SEEK (refused, as Pulsar), GET_LAST_MESSAGE_ID and CONSUMER_STATS. Kept
+//! apart from `producer.rs`/`consumer.rs` so the persistent path pays nothing for them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use strata_proto::commands;
+use strata_proto::frame::{Frame, Payload};
+use strata_proto::pulsar::base_command::Type;
+use strata_proto::pulsar::command_subscribe::SubType;
+use strata_proto::pulsar::{
+    BaseCommand, CommandConsumerStatsResponse, CommandProducer, CommandSend, CommandSubscribe,
+    KeySharedMode, MessageIdData, ProducerAccessMode, ServerError,
+};
+use tracing::info;
+
+use super::Conn;
+use super::producer::SendDone;
+use crate::error::{BrokerError, Result};
+use crate::nonpersistent::{NonPersistentTopic, NpConsumerSpec, NpSubscription};
+use crate::position::Position;
+use crate::schema::version_bytes;
+use crate::stats::{ClientInfo, RateMeter};
+use crate::subscription::KeySharedSpec;
+use crate::topic::{ProducerAdmission, ProducerRequest};
+use crate::topic_name::TopicName;
+
+/// A producer of a non-persistent topic on this connection.
+pub(super) struct NpProducerState {
+    topic: Arc<NonPersistentTopic>,
+    key: u64,
+    name: String,
+    meter: Arc<RateMeter>,
+    /// Messages no subscription took.
+    drops: Arc<RateMeter>,
+    ready: Arc<AtomicBool>,
+}
+
+/// A consumer of a non-persistent topic on this connection.
+pub(super) struct NpConsumerState {
+    topic: Arc<NonPersistentTopic>,
+    sub: Arc<NpSubscription>,
+    key: u64,
+}
+
+impl NpProducerState {
+    pub(super) fn detach(&self) {
+        self.topic.remove_producer(self.key, &self.name);
+    }
+}
+
+impl NpConsumerState {
+    pub(super) fn detach(&self) {
+        self.topic.detach(&self.sub, self.key);
+    }
+}
+
+impl Conn {
+    /// PRODUCER on a non-persistent topic.
+    pub(super) async fn add_np_producer(
+        &mut self,
+        c: CommandProducer,
+        name: TopicName,
+    ) -> Result<()> {
+        if let Some(old) = self.np_producers.remove(&c.producer_id) {
+            old.detach();
+        }
+        let topic = self
+            .service
+            .np_topic(&name, self.service.config.allow_auto_topic_creation)
+            .await?;
+        let schema_version =
+            crate::schema::admission::producer_schema(&self.service, &name, c.schema.as_ref())
+                .await?
+                .map(version_bytes);
+        let pname = match c.producer_name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_owned(),
+            _ => self.service.producer_name(),
+        };
+        let key = self.service.next_key();
+        let mode = c
+            .producer_access_mode
+            .and_then(|m| ProducerAccessMode::try_from(m).ok())
+            .unwrap_or(ProducerAccessMode::Shared);
+        let meter = self.service.metrics.sampler().meter();
+        let drops = self.service.metrics.sampler().meter();
+        let admission = topic.add_producer(
+            ProducerRequest {
+                key,
+                producer_id: c.producer_id,
+                name: &pname,
+                mode,
+                out: self.out.clone(),
+                client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
+                metadata: c
+                    .metadata
+                    .iter()
+                    .map(|kv| (kv.key.clone(), kv.value.clone()))
+                    .collect(),
+                meter: meter.clone(),
+            },
+            drops.clone(),
+        )?;
+        let rid = c.request_id;
+        let success = |epoch: Option<u64>, ready: bool| {
+            let mut cmd = commands::producer_success(rid, &pname, -1, schema_version.clone());
+            if let Some(ps) = cmd.producer_success.as_mut() {
+                ps.topic_epoch = epoch;
+                ps.producer_ready = Some(ready);
+            }
+            cmd
+        };
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = NpProducerState {
+            topic,
+            key,
+            name: pname.clone(),
+            meter,
+            drops,
+            ready: ready.clone(),
+        };
+        self.np_producers.insert(c.producer_id, state);
+        match admission {
+            ProducerAdmission::Ready(epoch) => {
+                ready.store(true, Ordering::Release);
+                info!(topic = %name, producer = %pname, ?mode, "non-persistent producer created");
+                let exclusive = mode != ProducerAccessMode::Shared;
+                self.send(success(exclusive.then_some(epoch), true));
+            }
+            ProducerAdmission::Waiting(rx) => {
+                self.send(success(None, false));
+                let out = self.out.clone();
+                let ready_cmd = success(None, true);
+                self.tasks.spawn(async move {
+                    if let Ok(epoch) = rx.await {
+                        ready.store(true, Ordering::Release);
+                        let mut cmd = ready_cmd;
+                        if let Some(ps) = cmd.producer_success.as_mut() {
+                            ps.topic_epoch = Some(epoch);
+                        }
+                        let _ = out.send(Frame::simple(cmd));
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// CLOSE_PRODUCER of a non-persistent producer; false if `producer_id` is not one.
+    pub(super) fn close_np_producer(&mut self, producer_id: u64) -> bool {
+        match self.np_producers.remove(&producer_id) {
+            Some(p) => {
+                p.detach();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// SEND to a non-persistent producer: delivered to the connected consumers now (or
+    /// dropped); the receipt follows the SENDs before it, with Pulsar's id `0:0`.
+    pub(super) fn np_send(&mut self, s: CommandSend, payload: Option<Payload>) {
+        let (pid, seq) = (s.producer_id, s.sequence_id);
+        let fail = |this: &Self, e: ServerError, msg: &str| {
+            this.send(commands::send_error(pid, seq, e, msg.to_owned()));
+        };
+        let Some(p) = self.np_producers.get(&pid) else {
+            fail(self, ServerError::NotAllowedError, "producer not found");
+            return;
+        };
+        if !p.ready.load(Ordering::Acquire) {
+            fail(
+                self,
+                ServerError::NotAllowedError,
+                "producer is waiting for exclusive access",
+            );
+            return;
+        }
+        let Some(payload) = payload else {
+            fail(self, ServerError::UnknownError, "SEND without payload");
+            return;
+        };
+        p.meter.record(
+            s.num_messages.unwrap_or(1).max(1) as u64,
+            payload.raw.len() as u64,
+        );
+        p.topic.publish(&payload, &p.drops);
+        let done = SendDone::new(
+            pid,
+            seq,
+            s.highest_sequence_id.unwrap_or(0),
+            p.topic.partition(),
+            Ok(Position::new(0, 0)),
+        );
+        self.sends.push_back(Box::pin(std::future::ready(done)));
+    }
+
+    /// SUBSCRIBE to a non-persistent topic.
+    pub(super) async fn np_subscribe(
+        &mut self,
+        c: CommandSubscribe,
+        name: TopicName,
+    ) -> Result<()> {
+        if c.read_compacted() {
+            return Err(BrokerError::NotAllowed(
+                "readCompacted only valid on persistent topics".into(),
+            ));
+        }
+        let topic = self
+            .service
+            .np_topic(
+                &name,
+                self.service.config.allow_auto_topic_creation || c.force_topic_creation(),
+            )
+            .await?;
+        let sub_type = c.sub_type();
+        let key_shared = (sub_type == SubType::KeyShared).then(|| {
+            let meta = c.key_shared_meta.clone().unwrap_or_default();
+            KeySharedSpec {
+                mode: KeySharedMode::try_from(meta.key_shared_mode)
+                    .unwrap_or(KeySharedMode::AutoSplit),
+                ranges: meta.hash_ranges.iter().map(|r| (r.start, r.end)).collect(),
+            }
+        });
+        let key = self.service.next_key();
+        let cname = c
+            .consumer_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("consumer-{key}"));
+        let spec = NpConsumerSpec {
+            key,
+            consumer_id: c.consumer_id,
+            name: cname.clone(),
+            priority: c.priority_level.unwrap_or(0),
+            sub_type,
+            key_shared,
+            out: self.out.clone(),
+            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
+            metadata: c
+                .metadata
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect(),
+        };
+        let sub = topic.subscribe(&c.subscription, spec)?;
+        info!(topic = %name, sub = %c.subscription, consumer = %cname, ?sub_type, "subscribed to non-persistent topic");
+        self.np_consumers
+            .insert(c.consumer_id, NpConsumerState { topic, sub, key });
+        Ok(())
+    }
+
+    /// A consumer command for a non-persistent consumer; false if the command's consumer is
+    /// not one (the persistent path handles it).
+    pub(super) fn on_np_consumer(&mut self, t: Type, cmd: &BaseCommand) -> bool {
+        let id = match t {
+            Type::Flow => cmd.flow.as_ref().map(|c| c.consumer_id),
+            Type::Ack => cmd.ack.as_ref().map(|c| c.consumer_id),
+            Type::RedeliverUnacknowledgedMessages => cmd
+                .redeliver_unacknowledged_messages
+                .as_ref()
+                .map(|c| c.consumer_id),
+            Type::Unsubscribe => cmd.unsubscribe.as_ref().map(|c| c.consumer_id),
+            Type::CloseConsumer => cmd.close_consumer.as_ref().map(|c| c.consumer_id),
+            Type::Seek => cmd.seek.as_ref().map(|c| c.consumer_id),
+            Type::GetLastMessageId => cmd.get_last_message_id.as_ref().map(|c| c.consumer_id),
+            Type::ConsumerStats => cmd.consumer_stats.as_ref().map(|c| c.consumer_id),
+            _ => None,
+        };
+        let Some(id) = id.filter(|id| self.np_consumers.contains_key(id)) else {
+            return false;
+        };
+        self.np_consumer_command(t, cmd, id);
+        true
+    }
+
+    fn np_consumer_command(&mut self, t: Type, cmd: &BaseCommand, id: u64) {
+        let Some(cs) = self.np_consumers.get(&id) else {
+            return;
+        };
+        match t {
+            Type::Flow => {
+                if let Some(c) = &cmd.flow {
+                    cs.sub.flow(cs.key, c.message_permits);
+                }
+            }
+            Type::Ack => {
+                if let Some(rid) = cmd.ack.as_ref().and_then(|c| c.request_id) {
+                    self.send(commands::ack_response(id, Some(rid), None));
+                }
+            }
+            Type::Unsubscribe => {
+                let rid = cmd.unsubscribe.as_ref().map_or(0, |c| c.request_id);
+                match cs.topic.unsubscribe(&cs.sub, cs.key) {
+                    Ok(()) => {
+                        self.np_consumers.remove(&id);
+                        self.send(commands::success(rid));
+                    }
+                    Err(e) => self.error(rid, &e),
+                }
+            }
+            Type::CloseConsumer => {
+                let rid = cmd.close_consumer.as_ref().map_or(0, |c| c.request_id);
+                if let Some(cs) = self.np_consumers.remove(&id) {
+                    cs.detach();
+                }
+                self.send(commands::success(rid));
+            }
+            Type::Seek => {
+                let rid = cmd.seek.as_ref().map_or(0, |c| c.request_id);
+                self.error(
+                    rid,
+                    &BrokerError::NotAllowed(
+                        "seek is not supported on non-persistent topics".into(),
+                    ),
+                );
+            }
+            Type::GetLastMessageId => {
+                let rid = cmd.get_last_message_id.as_ref().map_or(0, |c| c.request_id);
+                // Nothing is stored: there is no last message to read.
+                let none = MessageIdData {
+                    ledger_id: u64::MAX,
+                    entry_id: u64::MAX,
+                    partition: Some(cs.topic.partition()),
+                    ..Default::default()
+                };
+                self.send(commands::get_last_message_id_response(rid, none, None));
+            }
+            Type::ConsumerStats => {
+                let rid = cmd.consumer_stats.as_ref().map_or(0, |c| c.request_id);
+                let body = CommandConsumerStatsResponse {
+                    request_id: rid,
+                    available_permits: cs.sub.permits(cs.key).map(|p| p.max(0) as u64),
+                    msg_backlog: Some(0),
+                    unacked_messages: Some(0),
+                    ..Default::default()
+                };
+                self.send(BaseCommand {
+                    consumer_stats_response: Some(body),
+                    ..commands::base(Type::ConsumerStatsResponse)
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Detaches this connection's non-persistent producers and consumers.
+    pub(super) fn np_cleanup(&mut self) {
+        for (_, p) in self.np_producers.drain() {
+            p.detach();
+        }
+        for (_, c) in self.np_consumers.drain() {
+            c.detach();
+        }
+    }
+}
