@@ -12,6 +12,7 @@
 
 pub mod checkpoint;
 pub mod index;
+pub mod object;
 pub mod journal;
 pub mod segment;
 
