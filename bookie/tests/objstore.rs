@@ -81,14 +81,20 @@ async fn close(s: Arc<Storage>) {
     tokio::task::spawn_blocking(move || s.shutdown()).await.unwrap();
 }
 
+/// Adds entries; waits and adds again while uploads are behind (read-only, on a busy machine).
 async fn add_all(s: &Storage, ledgers: std::ops::Range<u64>, entries: u64, len: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
     for e in 0..entries {
-        let futs: Vec<_> = ledgers
-            .clone()
-            .map(|l| s.add(l, e, KEY, e as i64 - 1, payload(l, e, len)))
-            .collect();
-        for r in futures::future::join_all(futs).await {
-            r.unwrap();
+        for l in ledgers.clone() {
+            loop {
+                match s.add(l, e, KEY, e as i64 - 1, payload(l, e, len)).await {
+                    Ok(()) => break,
+                    Err(BookieError::ReadOnly { .. }) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    Err(err) => panic!("add {l}/{e}: {err}"),
+                }
+            }
         }
     }
 }
@@ -154,6 +160,7 @@ async fn upload_evict_read_back_and_empty_disk_restart() {
     add_all(&s, 0..4, 200, 1000).await;
     settle(&s).await;
     let (uploaded, local, _) = s.object_stats();
+    eprintln!("upload: {uploaded} segments uploaded, {local} local segment bytes (bound {bound})");
     assert!(uploaded >= 8, "uploaded {uploaded}");
     // sealed local copies within the bound (plus the current segment)
     assert!(local <= bound + (64 << 10) + 4096, "local bytes {local}");
@@ -198,6 +205,7 @@ async fn outage_goes_read_only_at_the_bound_and_recovers() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
+    eprintln!("outage: {acked} adds of 4000 B acknowledged, then read-only: {reason}");
     assert!(reason.contains("not uploaded"), "{reason}");
     assert!(acked * 4000 >= bound, "acked only {acked}");
     assert!(s.read_only_reason().is_some());
@@ -322,8 +330,18 @@ async fn child_writer() {
         let futs: Vec<_> = (0..4u64)
             .map(|l| s.add(l, e, KEY, e as i64 - 1, payload(l, e, 900)))
             .collect();
+        let mut ok = true;
         for r in futures::future::join_all(futs).await {
-            r.unwrap();
+            match r {
+                Ok(()) => {}
+                // uploads behind (a slow machine): wait, then add the same entries again
+                Err(BookieError::ReadOnly { .. }) => ok = false,
+                Err(err) => panic!("add {e}: {err}"),
+            }
+        }
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         }
         println!("ACK {e}");
         e += 1;
@@ -342,7 +360,7 @@ async fn sigkill_during_uploads_loses_no_acked_entry() {
             .env("STRATA_TEST_CHILD_S3", &srv.endpoint)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(data.path().with_extension(format!("child{round}.log"))).unwrap())
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -364,13 +382,24 @@ async fn sigkill_during_uploads_loses_no_acked_entry() {
         // SIGKILL, in the middle of whatever upload is running
         child.kill().unwrap();
         child.wait().unwrap();
-        let last = last.expect("child acknowledged nothing");
+        let log = data.path().with_extension(format!("child{round}.log"));
+        let last = last.unwrap_or_else(|| {
+            panic!(
+                "child acknowledged nothing: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let _ = std::fs::remove_file(&log);
         acked = acked.max(last + 1);
         assert!(
             objects(s3dir.path()).iter().any(|k| k.starts_with("segments/")),
             "round {round}: nothing uploaded before the kill"
         );
     }
+    eprintln!(
+        "sigkill: {acked} entries x 4 ledgers acknowledged before the last kill; objects {:?}",
+        objects(s3dir.path()).len()
+    );
     let s = open(cfg(data.path(), &srv.endpoint, 128 << 10), None).await.unwrap();
     // every acknowledged entry reads back, byte for byte
     check_all(&s, 0..4, acked, 900).await;

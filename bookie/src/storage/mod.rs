@@ -435,6 +435,7 @@ impl Storage {
                 store,
                 metrics.clone(),
                 cfg.ledger_dir.clone(),
+                cfg.segment_max_bytes,
             )?),
             None => None,
         };

@@ -68,6 +68,7 @@ pub(crate) struct Remote {
     pub(super) failing: AtomicBool,
     pub(super) metrics: Arc<Metrics>,
     pub(super) ledger_dir: std::path::PathBuf,
+    segment_max_bytes: u64,
     /// Ends when the uploader task ended.
     uploader_done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
@@ -80,6 +81,7 @@ impl Remote {
         store: Option<Store>,
         metrics: Arc<Metrics>,
         ledger_dir: std::path::PathBuf,
+        segment_max_bytes: u64,
     ) -> Result<Arc<Self>, BookieError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -118,6 +120,7 @@ impl Remote {
             failing: AtomicBool::new(false),
             metrics,
             ledger_dir,
+            segment_max_bytes,
             uploader_done: Mutex::new(None),
         }))
     }
@@ -190,9 +193,12 @@ impl Remote {
         }
     }
 
-    /// Bytes of sealed segments not uploaded yet beyond which adds are refused.
+    /// Bytes of sealed segments not uploaded yet beyond which adds are refused: the cache
+    /// bound, but at least two full segments (one being uploaded, one just sealed).
     pub(super) fn backlog_bound(&self) -> u64 {
-        self.cfg.segment_cache_bytes
+        self.cfg
+            .segment_cache_bytes
+            .max(self.segment_max_bytes.saturating_mul(2))
     }
 
     pub(super) fn generation(&self) -> u64 {
