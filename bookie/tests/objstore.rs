@@ -72,13 +72,17 @@ async fn open(c: StorageConfig, faults: Option<Arc<Faults>>) -> Result<Arc<Stora
         ),
         _ => None,
     };
-    tokio::task::spawn_blocking(move || Storage::open_with_store(c, Arc::new(Metrics::new()), store))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        Storage::open_with_store(c, Arc::new(Metrics::new()), store)
+    })
+    .await
+    .unwrap()
 }
 
 async fn close(s: Arc<Storage>) {
-    tokio::task::spawn_blocking(move || s.shutdown()).await.unwrap();
+    tokio::task::spawn_blocking(move || s.shutdown())
+        .await
+        .unwrap();
 }
 
 /// Adds entries; waits and adds again while uploads are behind (read-only, on a busy machine).
@@ -114,14 +118,20 @@ async fn check_all(s: &Storage, ledgers: std::ops::Range<u64>, entries: u64, len
 /// Seals and waits until every sealed segment is uploaded.
 async fn settle(s: &Arc<Storage>) {
     let st = s.clone();
-    tokio::task::spawn_blocking(move || st.seal_now()).await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || st.seal_now())
+        .await
+        .unwrap()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, _, pending) = s.object_stats();
         if pending == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "uploads did not finish: {pending} bytes pending");
+        assert!(
+            Instant::now() < deadline,
+            "uploads did not finish: {pending} bytes pending"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -137,7 +147,11 @@ fn objects(root: &Path) -> Vec<String> {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
             if e.path().is_file() && !name.starts_with('.') {
-                out.push(if sub.is_empty() { name } else { format!("{sub}/{name}") });
+                out.push(if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                });
             }
         }
     }
@@ -156,7 +170,9 @@ async fn upload_evict_read_back_and_empty_disk_restart() {
     let (s3dir, srv) = server().await;
     let data = tempfile::tempdir().unwrap();
     let bound = 128 << 10;
-    let s = open(cfg(data.path(), &srv.endpoint, bound), None).await.unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, bound), None)
+        .await
+        .unwrap();
     add_all(&s, 0..4, 200, 1000).await;
     settle(&s).await;
     let (uploaded, local, _) = s.object_stats();
@@ -166,11 +182,17 @@ async fn upload_evict_read_back_and_empty_disk_restart() {
     assert!(local <= bound + (64 << 10) + 4096, "local bytes {local}");
     check_all(&s, 0..4, 200, 1000).await;
     close(s).await;
-    assert!(objects(s3dir.path()).iter().any(|k| k.starts_with("manifest-")));
+    assert!(
+        objects(s3dir.path())
+            .iter()
+            .any(|k| k.starts_with("manifest-"))
+    );
 
     // the bookie loses its whole disk; same id and URL: every uploaded entry is served
     std::fs::remove_dir_all(data.path()).unwrap();
-    let s = open(cfg(data.path(), &srv.endpoint, bound), None).await.unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, bound), None)
+        .await
+        .unwrap();
     check_all(&s, 0..4, 200, 1000).await;
     let info = s.lac_info(2).unwrap();
     assert_eq!(info.last_entry, 199);
@@ -196,7 +218,10 @@ async fn outage_goes_read_only_at_the_bound_and_recovers() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let reason = loop {
         assert!(Instant::now() < deadline, "never went read-only");
-        match s.add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 4000)).await {
+        match s
+            .add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 4000))
+            .await
+        {
             Ok(()) => acked += 1,
             Err(BookieError::ReadOnly { reason }) => break reason,
             Err(e) => panic!("unexpected {e}"),
@@ -220,7 +245,9 @@ async fn outage_goes_read_only_at_the_bound_and_recovers() {
         assert!(Instant::now() < deadline, "still read-only");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    s.add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 4000)).await.unwrap();
+    s.add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 4000))
+        .await
+        .unwrap();
     settle(&s).await;
     for e in 0..=acked {
         assert_eq!(s.read(1, e).await.unwrap().0, payload(1, e, 4000));
@@ -233,7 +260,9 @@ async fn corrupted_object_is_detected_by_crc() {
     let (s3dir, srv) = server().await;
     let data = tempfile::tempdir().unwrap();
     // nothing stays local: every read of a sealed segment is a ranged GET
-    let s = open(cfg(data.path(), &srv.endpoint, 0), None).await.unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, 0), None)
+        .await
+        .unwrap();
     add_all(&s, 0..1, 40, 1000).await;
     settle(&s).await;
     close(s).await;
@@ -249,7 +278,9 @@ async fn corrupted_object_is_detected_by_crc() {
         b[24 + 8 + 16 + 100] ^= 0x40; // in the first frame's payload
         std::fs::write(&p, b).unwrap();
     }
-    let s = open(cfg(data.path(), &srv.endpoint, 0), None).await.unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, 0), None)
+        .await
+        .unwrap();
     let mut corrupt = 0;
     for e in 0..40 {
         match s.read(0, e).await {
@@ -266,7 +297,9 @@ async fn corrupted_object_is_detected_by_crc() {
 async fn gc_and_sweep_leave_only_referenced_objects() {
     let (s3dir, srv) = server().await;
     let data = tempfile::tempdir().unwrap();
-    let s = open(cfg(data.path(), &srv.endpoint, 64 << 10), None).await.unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, 64 << 10), None)
+        .await
+        .unwrap();
     // one ledger per segment group
     for l in 0..3 {
         add_all(&s, l..l + 1, 100, 1000).await;
@@ -282,7 +315,10 @@ async fn gc_and_sweep_leave_only_referenced_objects() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let st = s.clone();
-        tokio::task::spawn_blocking(move || st.gc_now()).await.unwrap().unwrap();
+        tokio::task::spawn_blocking(move || st.gc_now())
+            .await
+            .unwrap()
+            .unwrap();
         let segs = objects(s3dir.path())
             .into_iter()
             .filter(|k| k.starts_with("segments/"))
@@ -291,7 +327,11 @@ async fn gc_and_sweep_leave_only_referenced_objects() {
         if segs <= 3 && !orphan.exists() {
             break;
         }
-        assert!(Instant::now() < deadline, "objects left: {:?}", objects(s3dir.path()));
+        assert!(
+            Instant::now() < deadline,
+            "objects left: {:?}",
+            objects(s3dir.path())
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     check_all(&s, 2..3, 100, 1000).await;
@@ -303,9 +343,14 @@ async fn gc_and_sweep_leave_only_referenced_objects() {
     assert!(manifests <= 3, "{manifests} manifests kept");
     // a restart on an empty disk serves ledger 2 and knows 0 and 1 are deleted
     std::fs::remove_dir_all(data.path()).unwrap();
-    let s = open(cfg(data.path(), &srv.endpoint, 64 << 10), None).await.unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, 64 << 10), None)
+        .await
+        .unwrap();
     check_all(&s, 2..3, 100, 1000).await;
-    assert!(matches!(s.read(0, 0).await, Err(BookieError::NoLedger { .. })));
+    assert!(matches!(
+        s.read(0, 0).await,
+        Err(BookieError::NoLedger { .. })
+    ));
     assert!(matches!(
         s.add(1, 500, KEY, -1, payload(1, 500, 10)).await,
         Err(BookieError::NoLedger { .. })
@@ -323,7 +368,9 @@ async fn child_writer() {
     ) else {
         return;
     };
-    let s = open(cfg(Path::new(&dir), &endpoint, 128 << 10), None).await.unwrap();
+    let s = open(cfg(Path::new(&dir), &endpoint, 128 << 10), None)
+        .await
+        .unwrap();
     println!("READY");
     let mut e = 0u64;
     loop {
@@ -360,7 +407,10 @@ async fn sigkill_during_uploads_loses_no_acked_entry() {
             .env("STRATA_TEST_CHILD_S3", &srv.endpoint)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(data.path().with_extension(format!("child{round}.log"))).unwrap())
+            .stderr(
+                std::fs::File::create(data.path().with_extension(format!("child{round}.log")))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
@@ -392,7 +442,9 @@ async fn sigkill_during_uploads_loses_no_acked_entry() {
         let _ = std::fs::remove_file(&log);
         acked = acked.max(last + 1);
         assert!(
-            objects(s3dir.path()).iter().any(|k| k.starts_with("segments/")),
+            objects(s3dir.path())
+                .iter()
+                .any(|k| k.starts_with("segments/")),
             "round {round}: nothing uploaded before the kill"
         );
     }
@@ -400,24 +452,36 @@ async fn sigkill_during_uploads_loses_no_acked_entry() {
         "sigkill: {acked} entries x 4 ledgers acknowledged before the last kill; objects {:?}",
         objects(s3dir.path()).len()
     );
-    let s = open(cfg(data.path(), &srv.endpoint, 128 << 10), None).await.unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, 128 << 10), None)
+        .await
+        .unwrap();
     // every acknowledged entry reads back, byte for byte
     check_all(&s, 0..4, acked, 900).await;
     settle(&s).await;
     // after the sweep only objects the manifest names remain
     let st = s.clone();
-    tokio::task::spawn_blocking(move || st.gc_now()).await.unwrap().unwrap();
+    tokio::task::spawn_blocking(move || st.gc_now())
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (uploaded, _, _) = s.object_stats();
     let segs = objects(s3dir.path())
         .into_iter()
         .filter(|k| k.starts_with("segments/"))
         .count();
-    assert_eq!(segs, uploaded, "unreferenced objects left: {:?}", objects(s3dir.path()));
+    assert_eq!(
+        segs,
+        uploaded,
+        "unreferenced objects left: {:?}",
+        objects(s3dir.path())
+    );
     close(s).await;
     // and the same from an empty disk: everything uploaded is served
     std::fs::remove_dir_all(data.path()).unwrap();
-    let s = open(cfg(data.path(), &srv.endpoint, 128 << 10), None).await.unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, 128 << 10), None)
+        .await
+        .unwrap();
     check_all(&s, 0..4, acked, 900).await;
     close(s).await;
 }

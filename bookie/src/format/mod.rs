@@ -12,8 +12,8 @@
 
 pub mod checkpoint;
 pub mod index;
-pub mod object;
 pub mod journal;
+pub mod object;
 pub mod segment;
 
 use bytes::{Buf, BufMut, Bytes};

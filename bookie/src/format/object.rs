@@ -48,10 +48,7 @@ pub struct SegmentObject {
 impl SegmentObject {
     /// The object's key relative to the bookie's prefix.
     pub fn key(&self) -> String {
-        format!(
-            "segments/{:020}-{:010}.seg",
-            self.segment, self.generation
-        )
+        format!("segments/{:020}-{:010}.seg", self.segment, self.generation)
     }
 
     /// Parses a key made by [`Self::key`] into `(segment, generation)`.
@@ -127,7 +124,11 @@ impl Manifest {
 
     /// Parses a key made by [`Self::key`] into its sequence number.
     pub fn parse_key(key: &str) -> Option<u64> {
-        key.rsplit('/').next()?.strip_prefix("manifest-")?.parse().ok()
+        key.rsplit('/')
+            .next()?
+            .strip_prefix("manifest-")?
+            .parse()
+            .ok()
     }
 
     /// Encodes the whole manifest with sequence number `seq`.
@@ -225,8 +226,14 @@ mod tests {
 
     #[test]
     fn keys_parse() {
-        assert_eq!(Manifest::parse_key("manifest-00000000000000000042"), Some(42));
-        assert_eq!(SegmentObject::parse_key("segments/00000000000000000007-0000000003.seg"), Some((7, 3)));
+        assert_eq!(
+            Manifest::parse_key("manifest-00000000000000000042"),
+            Some(42)
+        );
+        assert_eq!(
+            SegmentObject::parse_key("segments/00000000000000000007-0000000003.seg"),
+            Some((7, 3))
+        );
         assert_eq!(SegmentObject::parse_key("segments/x.seg"), None);
     }
 }

@@ -22,8 +22,8 @@ use crate::format::index::IndexEntry;
 use crate::metrics::Metrics;
 
 use super::journal::{self, fsync_dir};
-use super::segments::{self, Loc, SegMeta, SegWriter};
 use super::remote::{self, Remote};
+use super::segments::{self, Loc, SegMeta, SegWriter};
 use super::{Ledger, Shared, State};
 
 /// Requests to the flusher thread.

@@ -152,10 +152,11 @@ impl Storage {
             match f {
                 Found::Cached(p) => out.push((e, p, hit)),
                 Found::Remote(loc, obj) => {
-                    let remote = self.shared.remote.as_ref().ok_or(BookieError::NoEntry {
-                        ledger,
-                        entry: e,
-                    })?;
+                    let remote = self
+                        .shared
+                        .remote
+                        .as_ref()
+                        .ok_or(BookieError::NoEntry { ledger, entry: e })?;
                     out.push((e, remote.read(obj, loc, ledger, e).await?, false));
                 }
                 Found::OnDisk(..) => {

@@ -40,7 +40,6 @@ pub(super) struct Recovered {
     pub journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
 }
 
-
 /// Recovery: checkpoint → index files (+ uploaded segments) → journal replay from the
 /// checkpoint → flush + new checkpoint.
 pub(super) fn recover(
@@ -203,7 +202,11 @@ fn replay(
             replayed += 1;
             if skip_indexed {
                 if let JournalRecord::Add {
-                    ledger, entry, lac, key, ..
+                    ledger,
+                    entry,
+                    lac,
+                    key,
+                    ..
                 } = &rec
                 {
                     if st.index.get(ledger).is_some_and(|m| m.contains_key(entry)) {

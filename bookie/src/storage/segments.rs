@@ -177,7 +177,12 @@ pub(super) fn read_at(
 }
 
 /// Decodes and verifies the frame `buf` read from `loc` (CRC, ids, length).
-pub(super) fn decode_at(buf: Bytes, loc: Loc, ledger: u64, entry: u64) -> Result<Bytes, BookieError> {
+pub(super) fn decode_at(
+    buf: Bytes,
+    loc: Loc,
+    ledger: u64,
+    entry: u64,
+) -> Result<Bytes, BookieError> {
     let corrupt = |source| BookieError::Corrupt {
         what: format!("segment {} at {}", loc.seg, loc.offset),
         source,

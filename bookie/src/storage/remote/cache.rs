@@ -154,7 +154,11 @@ pub(super) async fn read_range(
     let mut out = BytesMut::with_capacity(loc.len as usize);
     for b in b0..=b1 {
         let data = block(remote, obj, b).await?;
-        let from = if b == b0 { (loc.offset - b0 * bs) as usize } else { 0 };
+        let from = if b == b0 {
+            (loc.offset - b0 * bs) as usize
+        } else {
+            0
+        };
         let want = (loc.len as usize - out.len()).min(data.len().saturating_sub(from));
         out.extend_from_slice(&slice(&data, from, want, loc)?);
     }

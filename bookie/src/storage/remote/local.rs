@@ -68,7 +68,11 @@ pub(in crate::storage) fn evict(remote: &Remote, st: &Mutex<State>) -> Result<()
 
 /// Why adds must be refused because uploads lag, if they must (with 10% hysteresis: `was`
 /// says whether they are refused now).
-pub(in crate::storage) fn backlog_reason(remote: &Remote, st: &Mutex<State>, was: bool) -> Option<String> {
+pub(in crate::storage) fn backlog_reason(
+    remote: &Remote,
+    st: &Mutex<State>,
+    was: bool,
+) -> Option<String> {
     let pending = st.lock().segments.pending_bytes();
     let bound = remote.backlog_bound();
     let over = if was {

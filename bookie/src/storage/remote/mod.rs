@@ -40,8 +40,8 @@ use crate::metrics::Metrics;
 
 use super::segments::Loc;
 
-pub(super) use rebuild::attach;
 pub(super) use local::{backlog_reason, evict, trim_pos};
+pub(super) use rebuild::attach;
 pub(super) use upload::start_uploader;
 
 /// Name of the local copy of the latest manifest (in the ledger directory).

@@ -37,12 +37,14 @@ pub(in crate::storage) fn attach(
     have_checkpoint: bool,
 ) -> Result<Attached, BookieError> {
     let local = match std::fs::read(remote.ledger_dir.join(LOCAL_MANIFEST)) {
-        Ok(b) => Some(Manifest::decode(&Bytes::from(b)).map_err(|source| {
-            BookieError::Corrupt {
-                what: "local manifest".into(),
-                source,
-            }
-        })?),
+        Ok(b) => {
+            Some(
+                Manifest::decode(&Bytes::from(b)).map_err(|source| BookieError::Corrupt {
+                    what: "local manifest".into(),
+                    source,
+                })?,
+            )
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(BookieError::io("read local manifest", e)),
     };
@@ -93,10 +95,8 @@ pub(in crate::storage) fn attach(
     );
     if rebuilt {
         st.ledgers = super::super::flusher::ledgers_from(&m.state.ledgers);
-        st.tombstones = super::super::Tombstones::new(
-            st.tombstones.cap,
-            m.state.deleted.iter().copied(),
-        );
+        st.tombstones =
+            super::super::Tombstones::new(st.tombstones.cap, m.state.deleted.iter().copied());
         st.deleted = m.state.deleted.iter().copied().collect();
         super::super::flusher::write_atomic(&remote.ledger_dir, LOCAL_MANIFEST, &m.encode(seq))?;
         tracing::info!(
@@ -152,7 +152,9 @@ fn latest(remote: &Arc<Remote>, seqs: &[u64]) -> Result<Option<(Manifest, u64)>,
         let bytes = got.map_err(|e| BookieError::objstore(format!("read manifest {seq}"), e))?;
         match Manifest::decode(&bytes) {
             Ok(m) => return Ok(Some(m)),
-            Err(e) => tracing::error!(manifest = seq, error = %e, "manifest unreadable; trying the previous one"),
+            Err(e) => {
+                tracing::error!(manifest = seq, error = %e, "manifest unreadable; trying the previous one")
+            }
         }
     }
     Ok(None)
@@ -182,6 +184,10 @@ async fn fetch_index(remote: &Remote, o: SegmentObject) -> Result<Vec<IndexEntry
     }
     Ok(es
         .into_iter()
-        .filter(|e| e.offset.checked_add(u64::from(e.len)).is_some_and(|end| end <= o.seg_len))
+        .filter(|e| {
+            e.offset
+                .checked_add(u64::from(e.len))
+                .is_some_and(|end| end <= o.seg_len)
+        })
         .collect())
 }
