@@ -264,7 +264,7 @@ async fn start_bookie(
     data_dir: &Path,
     bcfg: &StandaloneBookieConfig,
 ) -> anyhow::Result<BookieNode> {
-    let mut storage = StorageConfig::new(data_dir.join("bookie"));
+    let storage = StorageConfig::new(data_dir.join("bookie"));
     let objects = strata_bookie::cli::ObjectStorageArgs {
         storage_url: bcfg.storage_url.clone(),
         storage_endpoint: bcfg.storage_endpoint.clone(),
@@ -272,7 +272,7 @@ async fn start_bookie(
         segment_cache_bytes: bcfg.segment_cache_bytes.unwrap_or(4 << 30),
         segment_max_age: Duration::from_secs(300),
     };
-    storage.remote = objects.remote_config(BOOKIE_ID);
+    let storage = storage.with_remote(objects.remote_config(BOOKIE_ID));
     let opts = BookieOptions {
         storage,
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -193,8 +193,7 @@ impl BookieArgs {
         c.segment_max_bytes = self.segment_max_bytes;
         c.gc_interval = self.gc_interval;
         c.min_free_bytes = self.min_free_bytes;
-        c.remote = self.object_storage.remote_config(&self.bookie_id());
-        c
+        c.with_remote(self.object_storage.remote_config(&self.bookie_id()))
     }
 
     /// The stable id of this bookie (object keys live under it): the advertised address, else

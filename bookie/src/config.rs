@@ -88,6 +88,17 @@ impl RemoteConfig {
 }
 
 impl StorageConfig {
+    /// With object storage `r`; segments shrink to a quarter of the local cache bound (at least
+    /// 1 MiB) so that the bound holds several of them.
+    pub fn with_remote(mut self, r: Option<RemoteConfig>) -> Self {
+        if let Some(r) = &r {
+            let quarter = (r.segment_cache_bytes / 4).max(1 << 20);
+            self.segment_max_bytes = self.segment_max_bytes.min(quarter);
+        }
+        self.remote = r;
+        self
+    }
+
     /// Defaults with both directories under `data_dir` (`journal/` and `ledgers/`).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let d: PathBuf = data_dir.into();
