@@ -485,3 +485,55 @@ async fn sigkill_during_uploads_loses_no_acked_entry() {
     check_all(&s, 0..4, acked, 900).await;
     close(s).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_then_cold_read() {
+    let (_s3dir, srv) = server().await;
+    let data = tempfile::tempdir().unwrap();
+    let mk = |cache: u64| {
+        let mut c = cfg(data.path(), &srv.endpoint, cache);
+        c.segment_max_bytes = 1 << 20;
+        c.flush_bytes = 1 << 20;
+        c
+    };
+    let s = open(mk(4 << 20), None).await.unwrap();
+    let end = Instant::now() + Duration::from_secs(3);
+    let mut tasks = vec![];
+    for l in 0..16u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut e = 0u64;
+            while Instant::now() < end {
+                if s.add(l, e, KEY, e as i64 - 1, payload(l, e, 16 << 10))
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                e += 1;
+            }
+            e
+        }));
+    }
+    let mut counts = vec![];
+    for t in tasks {
+        counts.push(t.await.unwrap());
+    }
+    settle(&s).await;
+    close(s).await;
+    let s = open(mk(0), None).await.unwrap();
+    for (l, n) in counts.iter().enumerate() {
+        for e in 0..*n {
+            let r = s.read(l as u64, e).await;
+            assert!(
+                r.is_ok(),
+                "ledger {l} entry {e} of {n}: {:?} stats {:?}",
+                r.err(),
+                s.object_stats()
+            );
+            assert_eq!(r.unwrap().0, payload(l as u64, e, 16 << 10));
+        }
+    }
+    close(s).await;
+}
