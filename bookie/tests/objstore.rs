@@ -497,9 +497,9 @@ async fn concurrent_writers_then_cold_read() {
         c
     };
     let s = open(mk(4 << 20), None).await.unwrap();
-    let end = Instant::now() + Duration::from_secs(3);
+    let end = Instant::now() + Duration::from_secs(2);
     let mut tasks = vec![];
-    for l in 0..16u64 {
+    for l in 0..8u64 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let mut e = 0u64;
