@@ -188,7 +188,10 @@ impl Flusher {
             self.last_ckpt_at = Instant::now();
         }
         if let Some(r) = &self.remote {
-            remote::evict(r, st)?;
+            // the entries are safe in the store either way: a failed eviction is retried
+            if let Err(e) = remote::evict(r, st) {
+                tracing::warn!(error = %e, "evicting an uploaded segment failed");
+            }
         }
         Ok(())
     }
