@@ -141,7 +141,7 @@ pub fn run(dir: &Path, secs: f64) {
                 let d = tempfile::tempdir_in(dir).unwrap();
                 let id = format!("bench-{size}");
                 let (cfg, store) = if remote {
-                    (config(d.path(), Some(&srv), 256 << 20, &id), Some(throttled(&srv)))
+                    (config(d.path(), Some(&srv), cache_bound(), &id), Some(throttled(&srv)))
                 } else {
                     (config(d.path(), None, 0, &id), None)
                 };
@@ -178,4 +178,14 @@ pub fn run(dir: &Path, secs: f64) {
         }
         println!("RESULT objstore add ratio 1KiB={:.2} 64KiB={:.2}", ratios[0], ratios[1]);
     });
+}
+
+/// Local cache bound of the upload phases (`BENCH_OBJSTORE_CACHE_MIB`, default 4096 as
+/// `--segment-cache-bytes`; a small bound turns a slow store into backpressure on adds).
+fn cache_bound() -> u64 {
+    std::env::var("BENCH_OBJSTORE_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(4096)
+        << 20
 }
