@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use strata_objstore::ObjStoreError;
 
 use crate::error::BookieError;
@@ -132,15 +132,16 @@ async fn upload_one(shared: &Shared, remote: &Remote, id: u64) -> Result<(), Boo
         seg_len: seg.len() as u64,
         idx_len: idx.len() as u64,
     };
-    let mut body = BytesMut::with_capacity(obj.object_len() as usize);
-    body.extend_from_slice(&seg);
+    // one buffer, no copy of the segment: segment ‖ index ‖ footer
+    let mut body = seg;
+    body.reserve_exact(idx.len() + obj.encode_footer().len());
     body.extend_from_slice(&idx);
     body.extend_from_slice(&obj.encode_footer());
     let start = Instant::now();
     let m = &remote.metrics;
     match remote
         .store()
-        .put_create(&remote.key(&obj.key()), body.freeze())
+        .put_create(&remote.key(&obj.key()), Bytes::from(body))
         .await
     {
         Ok(()) => {}
