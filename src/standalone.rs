@@ -67,6 +67,32 @@ pub struct StandaloneArgs {
     /// Tiered storage.
     #[command(flatten)]
     pub offload: crate::offload_args::OffloadArgs,
+    /// Object storage for the embedded bookie's sealed segments (config `[bookie] storage_url`).
+    #[arg(long, env = "STRATA_BOOKIE_STORAGE_URL")]
+    pub bookie_storage_url: Option<String>,
+    /// S3-compatible endpoint of `--bookie-storage-url`.
+    #[arg(long)]
+    pub bookie_storage_endpoint: Option<String>,
+    /// S3 region of `--bookie-storage-url`.
+    #[arg(long)]
+    pub bookie_storage_region: Option<String>,
+    /// Bound of the embedded bookie's local copies of sealed segments (default 4 GiB).
+    #[arg(long)]
+    pub bookie_segment_cache_bytes: Option<u64>,
+}
+
+/// `[bookie]` of the standalone config file: the embedded bookie on object storage.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StandaloneBookieConfig {
+    /// Object storage URL for sealed segments (none: local disk only).
+    pub storage_url: Option<String>,
+    /// S3-compatible endpoint.
+    pub storage_endpoint: Option<String>,
+    /// S3 region.
+    pub storage_region: Option<String>,
+    /// Bound of the local copies of sealed segments.
+    pub segment_cache_bytes: Option<u64>,
 }
 
 /// The config file of `strata standalone`.
@@ -81,6 +107,9 @@ pub struct StandaloneConfig {
     pub security: strata_auth::SecurityConfig,
     /// Tiered storage (`[offload]`: `url`, `endpoint`, `region`, block and cache sizes, ...).
     pub offload: strata_broker::offload::OffloadConfig,
+    /// The embedded bookie (`[bookie]`: `storage_url`, `storage_endpoint`, `storage_region`,
+    /// `segment_cache_bytes`).
+    pub bookie: StandaloneBookieConfig,
 }
 
 impl StandaloneConfig {
@@ -133,6 +162,19 @@ impl StandaloneConfig {
         cfg.broker.listeners().context("advertised listeners")?;
         cfg.security.apply_args(&args.security);
         args.offload.apply(&mut cfg.offload);
+        let b = &mut cfg.bookie;
+        for (flag, field) in [
+            (&args.bookie_storage_url, &mut b.storage_url),
+            (&args.bookie_storage_endpoint, &mut b.storage_endpoint),
+            (&args.bookie_storage_region, &mut b.storage_region),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
+        if args.bookie_segment_cache_bytes.is_some() {
+            b.segment_cache_bytes = args.bookie_segment_cache_bytes;
+        }
         Ok((data_dir, cfg))
     }
 }
@@ -155,7 +197,7 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
         .context("open metadata store")?;
     let store: Arc<dyn strata_meta::MetadataStore> = Arc::new(store);
 
-    let bookie = start_bookie(&data_dir).await?;
+    let bookie = start_bookie(&data_dir, &cfg.bookie).await?;
     let bookie_addr = bookie.grpc_addr.to_string();
 
     let ledgers = BookieLedgerStorage::new(
@@ -218,9 +260,21 @@ pub async fn run(args: StandaloneArgs, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
-async fn start_bookie(data_dir: &Path) -> anyhow::Result<BookieNode> {
+async fn start_bookie(
+    data_dir: &Path,
+    bcfg: &StandaloneBookieConfig,
+) -> anyhow::Result<BookieNode> {
+    let storage = StorageConfig::new(data_dir.join("bookie"));
+    let objects = strata_bookie::cli::ObjectStorageArgs {
+        storage_url: bcfg.storage_url.clone(),
+        storage_endpoint: bcfg.storage_endpoint.clone(),
+        storage_region: bcfg.storage_region.clone(),
+        segment_cache_bytes: bcfg.segment_cache_bytes.unwrap_or(4 << 30),
+        segment_max_age: Duration::from_secs(300),
+    };
+    let storage = storage.with_remote(objects.remote_config(BOOKIE_ID));
     let opts = BookieOptions {
-        storage: StorageConfig::new(data_dir.join("bookie")),
+        storage,
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         http_addr: None,
         advertised_address: None,

@@ -26,6 +26,10 @@
 //! ends: the floor for any journal; unlike the per-sync p99 it weights a slow sync by the number of
 //! adds it delays, as the add p99 does).
 //!
+//! `-- --objstore`: the object-storage mode instead (see `objstore_mode/mode.rs`): add throughput
+//! with sealed segments uploaded to a throttled in-process S3 against local-disk-only, and cold
+//! sequential reads from the object store.
+//!
 //! Diagnostics: `BENCH_DEBUG=1` prints a latency timeline and the journal sync histogram;
 //! `BENCH_HALF_RATE=N` runs only the half-load phase at N adds/s; `BENCH_NO_FLUSH=1` keeps
 //! everything in the write cache; `BENCH_OPEN_CONNS`, `BENCH_TICK_US` change the open-loop
@@ -57,6 +61,9 @@ const CONNECTIONS: usize = 4;
 const OPEN_CONNECTIONS: usize = 1;
 
 const KEY: Bytes = Bytes::from_static(b"bench");
+
+#[path = "objstore_mode/mode.rs"]
+mod objstore_mode;
 
 struct Args {
     dir: PathBuf,
@@ -487,6 +494,10 @@ fn main() {
         .prefix("strata-bookie-bench")
         .tempdir_in(&a.dir)
         .unwrap();
+    if argv.iter().any(|a| a == "--objstore") {
+        objstore_mode::run(root.path(), a.secs);
+        return;
+    }
     let dur = Duration::from_secs_f64(a.secs);
     println!(
         "bookie bench in {} ({} s per phase)",

@@ -80,6 +80,57 @@ pub struct BookieArgs {
     /// Rack / failure domain announced for ensemble placement.
     #[arg(long)]
     pub rack: Option<String>,
+    /// Object storage for sealed segments: `s3://bucket/prefix`, `gs://...`, `az://...`,
+    /// `file:///path`. Without it the bookie keeps everything on its local disk.
+    #[command(flatten)]
+    pub object_storage: ObjectStorageArgs,
+}
+
+/// Object-storage flags of a bookie (also used by `strata standalone` for its bookie).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ObjectStorageArgs {
+    /// Object storage URL for sealed segments (config `storage_url`).
+    #[arg(long, env = "STRATA_STORAGE_URL")]
+    pub storage_url: Option<String>,
+    /// S3-compatible endpoint (`http://host:port`; path-style requests).
+    #[arg(long, env = "STRATA_STORAGE_ENDPOINT")]
+    pub storage_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "STRATA_STORAGE_REGION")]
+    pub storage_region: Option<String>,
+    /// Bound of the local copies of sealed segments (uploaded ones beyond it are evicted; not
+    /// yet uploaded ones beyond it make the bookie read-only).
+    #[arg(long, default_value_t = 4 << 30)]
+    pub segment_cache_bytes: u64,
+    /// Seal (and upload) the current segment once it is this old, even if not full.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub segment_max_age: Duration,
+}
+
+impl ObjectStorageArgs {
+    /// The remote configuration for bookie `bookie_id`, if a URL is given.
+    pub fn remote_config(&self, bookie_id: &str) -> Option<crate::config::RemoteConfig> {
+        let url = self.storage_url.as_ref()?;
+        let store = strata_objstore::ObjStoreConfig {
+            url: url.clone(),
+            endpoint: self.storage_endpoint.clone(),
+            region: self.storage_region.clone(),
+            ..Default::default()
+        };
+        let mut r = crate::config::RemoteConfig::new(store, bookie_id);
+        r.segment_cache_bytes = self.segment_cache_bytes;
+        r.segment_max_age = self.segment_max_age;
+        Some(r)
+    }
+
+    /// Checks the URL without connecting.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(r) = self.remote_config("check") {
+            strata_objstore::open(&r.store)
+                .with_context(|| format!("--storage-url {}", r.store.url))?;
+        }
+        Ok(())
+    }
 }
 
 impl BookieArgs {
@@ -109,6 +160,7 @@ impl BookieArgs {
                 anyhow::bail!("{flag} {} is not a directory", dir.display());
             }
         }
+        self.object_storage.check()?;
         if self.registration_ttl < Duration::from_secs(1) {
             anyhow::bail!("--registration-ttl must be at least 1s");
         }
@@ -141,7 +193,15 @@ impl BookieArgs {
         c.segment_max_bytes = self.segment_max_bytes;
         c.gc_interval = self.gc_interval;
         c.min_free_bytes = self.min_free_bytes;
-        c
+        c.with_remote(self.object_storage.remote_config(&self.bookie_id()))
+    }
+
+    /// The stable id of this bookie (object keys live under it): the advertised address, else
+    /// BIND:PORT.
+    pub fn bookie_id(&self) -> String {
+        self.advertised_address
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.bind, self.port))
     }
 }
 
@@ -239,5 +299,28 @@ mod tests {
         assert_eq!(c.journal_dir, PathBuf::from("/j"));
         assert_eq!(c.ledger_dir, PathBuf::from("/d/ledgers"));
         assert_eq!(c.journal_max_wait, Duration::from_millis(2));
+    }
+
+    #[test]
+    fn storage_url_turns_object_storage_on() {
+        let cli = Cli::parse_from([
+            "bookie",
+            "--storage-url",
+            "s3://bkt/bookies",
+            "--storage-endpoint",
+            "http://127.0.0.1:9000",
+            "--segment-cache-bytes",
+            "1000000",
+            "--advertised-address",
+            "b-0:3181",
+        ]);
+        let r = cli.args.storage_config().remote.unwrap();
+        assert_eq!(r.store.url, "s3://bkt/bookies");
+        assert_eq!(r.store.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(r.segment_cache_bytes, 1_000_000);
+        assert_eq!(r.bookie_id, "b-0:3181");
+        assert!(cli.args.check_config().is_ok());
+        let bad = Cli::parse_from(["bookie", "--storage-url", "ftp://x/y"]);
+        assert!(bad.args.check_config().is_err());
     }
 }

@@ -45,9 +45,60 @@ pub struct StorageConfig {
     /// writes to a deleted ledger (a zombie), across restarts too. Ids beyond this are forgotten
     /// once their segments are reclaimed: an add to such a ledger would create it anew.
     pub deleted_ledgers_remembered: usize,
+    /// Object storage for sealed segments (`None`: local disk only, as without a storage URL).
+    pub remote: Option<RemoteConfig>,
+}
+
+/// Where sealed segments go besides the local disk, and how much of them stays local.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteConfig {
+    /// The object store (`storage_url` and its endpoint/region).
+    pub store: strata_objstore::ObjStoreConfig,
+    /// This bookie's stable id: object keys live under `bookies/<id>/`.
+    pub bookie_id: String,
+    /// Bound of the local copies of sealed segments: uploaded segments beyond it are evicted
+    /// (oldest first); segments not uploaded yet beyond it make the bookie read-only.
+    pub segment_cache_bytes: u64,
+    /// Bytes of object ranges kept in memory for reads of evicted segments.
+    pub read_cache_bytes: usize,
+    /// Size of one ranged GET (a block of the read cache).
+    pub read_block_bytes: u64,
+    /// Blocks fetched ahead for a sequential reader.
+    pub read_ahead_blocks: u64,
+    /// The current segment is sealed (and then uploaded) once this old, even if not full.
+    pub segment_max_age: Duration,
+    /// How often the uploader looks for sealed segments when not woken.
+    pub upload_interval: Duration,
+}
+
+impl RemoteConfig {
+    /// Defaults for `store` and `bookie_id`.
+    pub fn new(store: strata_objstore::ObjStoreConfig, bookie_id: impl Into<String>) -> Self {
+        Self {
+            store,
+            bookie_id: bookie_id.into(),
+            segment_cache_bytes: 4 << 30,
+            read_cache_bytes: 64 << 20,
+            read_block_bytes: 1 << 20,
+            read_ahead_blocks: 4,
+            segment_max_age: Duration::from_secs(300),
+            upload_interval: Duration::from_secs(1),
+        }
+    }
 }
 
 impl StorageConfig {
+    /// With object storage `r`; segments shrink to a quarter of the local cache bound (at least
+    /// 1 MiB) so that the bound holds several of them.
+    pub fn with_remote(mut self, r: Option<RemoteConfig>) -> Self {
+        if let Some(r) = &r {
+            let quarter = (r.segment_cache_bytes / 4).max(1 << 20);
+            self.segment_max_bytes = self.segment_max_bytes.min(quarter);
+        }
+        self.remote = r;
+        self
+    }
+
     /// Defaults with both directories under `data_dir` (`journal/` and `ledgers/`).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let d: PathBuf = data_dir.into();
@@ -69,6 +120,7 @@ impl StorageConfig {
             min_free_bytes: 64 << 20,
             max_entry_bytes: 16 << 20,
             deleted_ledgers_remembered: 100_000,
+            remote: None,
         }
     }
 }

@@ -58,6 +58,14 @@ pub enum BookieError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// An object storage operation failed (bookies on object storage).
+    #[error("{context}: {source}")]
+    ObjStore {
+        /// What was being done, as a verb phrase.
+        context: String,
+        /// The object store's error.
+        source: strata_objstore::ObjStoreError,
+    },
     /// The bookie is shutting down.
     #[error("bookie is shutting down")]
     ShuttingDown,
@@ -67,6 +75,14 @@ impl BookieError {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Wraps an object store error with what was being done.
+    pub fn objstore(context: impl Into<String>, source: strata_objstore::ObjStoreError) -> Self {
+        Self::ObjStore {
             context: context.into(),
             source,
         }
@@ -82,7 +98,7 @@ impl BookieError {
             Self::NoEntry { .. } => ErrorCode::NoEntry,
             Self::Corrupt { .. } => ErrorCode::Corrupt,
             Self::Invalid(_) => ErrorCode::Invalid,
-            Self::Io { .. } => ErrorCode::Internal,
+            Self::Io { .. } | Self::ObjStore { .. } => ErrorCode::Internal,
             Self::ShuttingDown => ErrorCode::ShuttingDown,
         }
     }
@@ -91,7 +107,7 @@ impl BookieError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::ReadOnly { .. } | Self::ShuttingDown | Self::Io { .. }
+            Self::ReadOnly { .. } | Self::ShuttingDown | Self::Io { .. } | Self::ObjStore { .. }
         )
     }
 

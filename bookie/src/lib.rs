@@ -10,7 +10,9 @@
 //!   write cache that a flusher thread moves, in small frequent flushes, into interleaved segment
 //!   files with per-segment index files; periodic checkpoints let old journal files be recycled.
 //!   GC reclaims segments of deleted ledgers and compacts mostly-dead ones. Recovery replays the
-//!   journal from the checkpoint. A full disk makes the bookie read-only, never lossy.
+//!   journal from the checkpoint. A full disk makes the bookie read-only, never lossy. With a
+//!   storage URL (`storage/remote/`), sealed segments are uploaded to object storage and committed
+//!   by a manifest before the journal covering them is trimmed and their local copy evicted.
 //! - [`service`]: the tonic gRPC service (`proto/bookie.proto`): pipelined adds on a bidirectional
 //!   stream, reads, LAC long-poll, fence, delete. [`http`]: health, readiness, `/metrics`.
 //! - [`server`]: [`server::BookieNode`] starts and stops all of it; [`cli`] is `strata bookie`.

@@ -59,6 +59,24 @@ pub struct Metrics {
     pub read_only: Gauge,
     /// Live ledgers.
     pub ledgers: Gauge,
+    /// Object storage: bytes of segment objects uploaded.
+    pub remote_uploaded_bytes: Counter,
+    /// Object storage: segments uploaded and committed.
+    pub remote_uploaded_segments: Counter,
+    /// Object storage: upload latency (object put + manifest commit).
+    pub remote_upload_latency: Histogram,
+    /// Object storage: failed upload rounds (upload or manifest commit).
+    pub remote_upload_failures: Counter,
+    /// Object storage: reads of evicted segments served from the block cache.
+    pub remote_cache_hits: Counter,
+    /// Object storage: reads of evicted segments that needed a ranged GET.
+    pub remote_cache_misses: Counter,
+    /// Object storage: bytes of local segment files (cached copies and not yet uploaded).
+    pub remote_local_bytes: Gauge,
+    /// Object storage: bytes of sealed segments waiting for upload.
+    pub remote_pending_bytes: Gauge,
+    /// Object storage: local copies evicted.
+    pub remote_evicted_segments: Counter,
 }
 
 impl Default for Metrics {
@@ -97,6 +115,15 @@ impl Metrics {
             gc_reclaimed_bytes: Counter::default(),
             read_only: Gauge::default(),
             ledgers: Gauge::default(),
+            remote_uploaded_bytes: Counter::default(),
+            remote_uploaded_segments: Counter::default(),
+            remote_upload_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            remote_upload_failures: Counter::default(),
+            remote_cache_hits: Counter::default(),
+            remote_cache_misses: Counter::default(),
+            remote_local_bytes: Gauge::default(),
+            remote_pending_bytes: Gauge::default(),
+            remote_evicted_segments: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -211,8 +238,58 @@ impl Metrics {
             "Records waiting for the journal thread",
             m.journal_queue_size.clone(),
         );
+        m.register_remote(&mut r);
         m.register_bookkeeper_names(&mut r);
         Self { registry: r, ..m }
+    }
+
+    /// The object-storage series (zero without a storage URL).
+    fn register_remote(&self, r: &mut Registry) {
+        r.register(
+            "bookie_objstore_uploaded_bytes",
+            "Bytes of segment objects uploaded",
+            self.remote_uploaded_bytes.clone(),
+        );
+        r.register(
+            "bookie_objstore_uploaded_segments",
+            "Segments uploaded and committed",
+            self.remote_uploaded_segments.clone(),
+        );
+        r.register(
+            "bookie_objstore_upload_seconds",
+            "Segment upload latency (object put and manifest commit)",
+            self.remote_upload_latency.clone(),
+        );
+        r.register(
+            "bookie_objstore_upload_failures",
+            "Failed upload or commit rounds",
+            self.remote_upload_failures.clone(),
+        );
+        r.register(
+            "bookie_objstore_cache_hits",
+            "Reads of evicted segments served from the block cache",
+            self.remote_cache_hits.clone(),
+        );
+        r.register(
+            "bookie_objstore_cache_misses",
+            "Reads of evicted segments that needed a ranged GET",
+            self.remote_cache_misses.clone(),
+        );
+        r.register(
+            "bookie_objstore_local_bytes",
+            "Bytes of local segment files",
+            self.remote_local_bytes.clone(),
+        );
+        r.register(
+            "bookie_objstore_pending_bytes",
+            "Bytes of sealed segments waiting for upload",
+            self.remote_pending_bytes.clone(),
+        );
+        r.register(
+            "bookie_objstore_evicted_segments",
+            "Local copies of uploaded segments evicted",
+            self.remote_evicted_segments.clone(),
+        );
     }
 
     /// The same metrics under BookKeeper's names, for dashboards and alerts written for it

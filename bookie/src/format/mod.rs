@@ -6,6 +6,7 @@
 //! - [`segment`]: segment records (one entry each), the interleaved entry logs.
 //! - [`index`]: index blocks (entry → location in its segment), one `.idx` file per segment.
 //! - [`checkpoint`]: the checkpoint (journal position + every ledger's state), written atomically.
+//! - [`object`]: segment objects and manifests in object storage (bookies on object storage).
 //!
 //! Decoders take untrusted bytes: they never panic, never allocate more than a checked limit, and
 //! report a torn tail ([`FormatError::Truncated`]) apart from corruption.
@@ -13,6 +14,7 @@
 pub mod checkpoint;
 pub mod index;
 pub mod journal;
+pub mod object;
 pub mod segment;
 
 use bytes::{Buf, BufMut, Bytes};

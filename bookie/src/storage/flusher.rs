@@ -17,13 +17,14 @@ use tokio::sync::watch;
 use crate::config::StorageConfig;
 use crate::error::BookieError;
 use crate::format::FILE_HEADER_LEN;
-use crate::format::checkpoint::{Checkpoint, LedgerRecord};
+use crate::format::checkpoint::LedgerRecord;
 use crate::format::index::IndexEntry;
 use crate::metrics::Metrics;
 
-use super::journal::{self, JournalFile, fsync_dir};
+use super::journal::{self, fsync_dir};
+use super::remote::{self, Remote};
 use super::segments::{self, Loc, SegMeta, SegWriter};
-use super::{Cache, Ledger, Shared, State};
+use super::{Ledger, Shared, State};
 
 /// Requests to the flusher thread.
 pub(super) enum Cmd {
@@ -33,9 +34,11 @@ pub(super) enum Cmd {
     Flush(SyncSender<Result<(), BookieError>>),
     /// Flush, then collect garbage and compact now.
     Gc(SyncSender<Result<(), BookieError>>),
+    /// Flush and seal the current segment now (object storage: it gets uploaded).
+    Seal(SyncSender<Result<(), BookieError>>),
 }
 
-const CHECKPOINT: &str = "checkpoint";
+pub(super) const CHECKPOINT: &str = "checkpoint";
 
 /// The flusher's own state: the segment being appended to and checkpoint bookkeeping.
 pub(super) struct Flusher {
@@ -51,179 +54,63 @@ pub(super) struct Flusher {
     journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
     /// Old journal files being freed, a step at a time.
     trash: Vec<std::path::PathBuf>,
+    /// Object storage, if sealed segments go there.
+    remote: Option<Arc<Remote>>,
 }
 
 /// Bytes freed per trash step.
 const TRASH_STEP: u64 = 8 << 20;
 
-/// What recovery hands to the running storage.
-pub(super) struct Recovered {
-    pub ledgers: std::collections::HashMap<u64, Ledger>,
-    pub deleted: HashSet<u64>,
-    pub tombstones: super::Tombstones,
-    /// Replayed entries the flush after recovery could not write (a full disk), else empty.
-    pub cache: Cache,
-    pub index: std::collections::HashMap<u64, std::collections::BTreeMap<u64, Loc>>,
-    pub segments: segments::Segments,
-    /// `None` when no journal file could be created (disk full): the bookie starts read-only.
-    pub journal: Option<JournalFile>,
-    /// Why the journal is missing.
-    pub journal_error: Option<BookieError>,
-    pub journal_pos: (u64, u64),
-    pub writer: Flusher,
-    pub journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
+/// Ledger states as a checkpoint (or manifest) recorded them.
+pub(super) fn ledgers_from(recs: &[LedgerRecord]) -> std::collections::HashMap<u64, Ledger> {
+    recs.iter()
+        .map(|l| {
+            (
+                l.ledger,
+                Ledger {
+                    key: l.key.clone(),
+                    fenced: l.fenced,
+                    lac: l.lac,
+                    last_entry: l.last_entry,
+                    lac_tx: watch::Sender::new(l.lac),
+                },
+            )
+        })
+        .collect()
 }
 
-/// Recovery: checkpoint → index files → journal replay from the checkpoint → flush + new checkpoint.
-pub(super) fn recover(cfg: &StorageConfig, m: &Metrics) -> Result<Recovered, BookieError> {
-    for d in [&cfg.ledger_dir, &cfg.journal_dir] {
-        std::fs::create_dir_all(d)
-            .map_err(|e| BookieError::io(format!("create {}", d.display()), e))?;
-    }
-    let started = Instant::now();
-    let cp = cfg.ledger_dir.join(CHECKPOINT);
-    let (ckpt, ckpt_seq) = match std::fs::read(&cp) {
-        Ok(b) => Checkpoint::decode(&Bytes::from(b)).map_err(|source| BookieError::Corrupt {
-            what: cp.display().to_string(),
-            source,
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Checkpoint::default(), 0),
-        Err(e) => return Err(BookieError::io("read checkpoint", e)),
-    };
-    let mut st = State {
-        ledgers: ckpt
-            .ledgers
-            .into_iter()
-            .map(|l| {
-                (
-                    l.ledger,
-                    Ledger {
-                        key: l.key,
-                        fenced: l.fenced,
-                        lac: l.lac,
-                        last_entry: l.last_entry,
-                        lac_tx: watch::Sender::new(l.lac),
-                    },
-                )
-            })
-            .collect(),
-        // oldest first: the ids GC still had to keep, then the most recent deletes
-        tombstones: super::Tombstones::new(
-            cfg.deleted_ledgers_remembered,
-            ckpt.deleted.iter().copied(),
-        ),
-        deleted: ckpt.deleted.into_iter().collect(),
-        cache: Cache::default(),
-        flushing: None,
-        index: Default::default(),
-        segments: Default::default(),
-        journal_pos: (0, 0),
-    };
-    let loaded = segments::load(&cfg.ledger_dir)?;
-    st.segments = loaded.segments;
-    let mut indexed = 0usize;
-    for (seg, e) in loaded.entries {
-        if st.deleted.contains(&e.ledger) {
-            continue;
-        }
-        let loc = Loc {
-            seg,
-            offset: e.offset,
-            len: e.len,
-        };
-        if let Some(old) = st.index.entry(e.ledger).or_default().insert(e.entry, loc) {
-            st.segments.dead(&old);
-        }
-        st.segments.live(&loc, e.ledger);
-        indexed += 1;
-    }
-    let mut max_seq = ckpt.journal_seq;
-    let mut replayed = 0usize;
-    for (seq, p) in journal::list(&cfg.journal_dir)? {
-        max_seq = max_seq.max(seq);
-        if seq < ckpt.journal_seq {
-            continue;
-        }
-        let from = if seq == ckpt.journal_seq {
-            ckpt.journal_offset
-        } else {
-            0
-        };
-        for rec in journal::replay_file(seq, &p, from)? {
-            st.apply(&rec);
-            replayed += 1;
+impl Flusher {
+    /// The flusher of a recovered storage: the next segment gets id `next_seg`; the journal
+    /// position of the first flush is `flushed` (the checkpoint's).
+    pub(super) fn new(
+        cfg: &StorageConfig,
+        next_seg: u64,
+        ckpt_seq: u64,
+        flushed: (u64, u64),
+        journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
+        remote: Option<Arc<Remote>>,
+    ) -> Self {
+        Self {
+            w: None,
+            dir: cfg.ledger_dir.clone(),
+            next_seg,
+            ckpt_seq,
+            last_ckpt_pos: (0, 0),
+            last_ckpt_at: Instant::now(),
+            last_flush_pos: flushed,
+            last_gc: Instant::now(),
+            journal_pool,
+            trash: vec![],
+            remote,
         }
     }
-    let orphans: Vec<u64> = st
-        .index
-        .keys()
-        .filter(|l| !st.ledgers.contains_key(l))
-        .copied()
-        .collect();
-    for l in orphans {
-        if let Some(es) = st.index.remove(&l) {
-            for loc in es.values() {
-                st.segments.dead(loc);
-            }
-        }
-    }
-    for p in journal::list_prefixed(&cfg.journal_dir, "journal-trash-")? {
-        std::fs::remove_file(&p).map_err(|e| BookieError::io("remove old journal file", e))?;
-    }
-    let journal_pool = Arc::new(Mutex::new(journal::list_recyclable(&cfg.journal_dir)?));
-    // every replayed record is in the cache; from here the journal restarts in a fresh file
-    st.journal_pos = (max_seq + 1, FILE_HEADER_LEN as u64);
-    let (jf, journal_error) =
-        match JournalFile::create(&cfg.journal_dir, max_seq + 1, &journal_pool) {
-            Ok(jf) => (Some(jf), None),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot create a journal file; starting read-only");
-                (None, Some(e))
-            }
-        };
-    let mut f = Flusher {
-        w: None,
-        dir: cfg.ledger_dir.clone(),
-        next_seg: loaded.max_id + 1,
-        ckpt_seq,
-        last_ckpt_pos: (0, 0),
-        last_ckpt_at: Instant::now(),
-        last_flush_pos: (0, 0),
-        last_gc: Instant::now(),
-        journal_pool: journal_pool.clone(),
-        trash: vec![],
-    };
-    let st = Mutex::new(st);
-    if let Err(e) = f.flush(&st, cfg, m, true) {
-        // e.g. a full disk: the replayed entries stay in the cache and in the old journal files
-        tracing::error!(error = %e, "flush after recovery failed; replayed entries kept in memory");
-    }
-    let st = st.into_inner();
-    tracing::info!(
-        ledgers = st.ledgers.len(),
-        indexed,
-        replayed,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "bookie storage recovered"
-    );
-    Ok(Recovered {
-        ledgers: st.ledgers,
-        deleted: st.deleted,
-        tombstones: st.tombstones,
-        cache: st.cache,
-        index: st.index,
-        segments: st.segments,
-        journal: jf,
-        journal_error,
-        journal_pos: st.journal_pos,
-        writer: f,
-        journal_pool,
-    })
 }
 
-fn register(st: &mut State, w: &SegWriter) {
-    let seg = SegMeta::new(w.file.clone(), w.size(), HashSet::new());
+fn register(st: &mut State, w: &SegWriter, first_pos: (u64, u64)) {
+    let mut seg = SegMeta::new(w.file.clone(), w.size(), HashSet::new());
+    seg.first_pos = first_pos;
     st.segments.map.insert(w.id, seg);
+    st.segments.current = Some(w.id);
 }
 
 impl Flusher {
@@ -243,14 +130,14 @@ impl Flusher {
             .is_some_and(|w| w.size() >= cfg.segment_max_bytes)
         {
             self.sync(st, out)?;
-            self.w = None;
+            self.seal(st);
         }
         if self.w.is_none() {
             let id = self.next_seg;
             // never retry an id: a failed attempt may have left the file behind
             self.next_seg += 1;
             let w = SegWriter::create(&self.dir, id, cfg.flush_chunk_bytes)?;
-            register(&mut st.lock(), &w);
+            register(&mut st.lock(), &w, self.last_flush_pos);
             self.w = Some(w);
         }
         if let Some(w) = self.w.as_mut() {
@@ -290,10 +177,48 @@ impl Flusher {
     ) -> Result<(), BookieError> {
         self.flush_cache(st, cfg, m)?;
         let due = force || self.last_ckpt_at.elapsed() >= cfg.checkpoint_interval;
-        if due && self.last_flush_pos != self.last_ckpt_pos {
-            let pos = self.last_flush_pos;
+        // with object storage the journal stays until the segments holding its entries are
+        // uploaded (see `remote::trim_pos`)
+        let pos = match &self.remote {
+            Some(_) => remote::trim_pos(st, self.last_flush_pos),
+            None => self.last_flush_pos,
+        };
+        if due && pos != self.last_ckpt_pos {
             self.checkpoint(st, cfg, pos)?;
             self.last_ckpt_at = Instant::now();
+        }
+        if let Some(r) = &self.remote {
+            // the entries are safe in the store either way: a failed eviction is retried
+            if let Err(e) = remote::evict(r, st) {
+                tracing::warn!(error = %e, "evicting an uploaded segment failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the current segment (the next append starts a new one); the uploader is woken.
+    fn seal(&mut self, st: &Mutex<State>) {
+        self.w = None;
+        st.lock().segments.current = None;
+        if let Some(r) = &self.remote {
+            r.wake.notify_one();
+        }
+    }
+
+    /// With object storage: flushes and seals the current segment if it is older than
+    /// `segment_max_age` (or `now`), so that it gets uploaded.
+    fn seal_if_due(&mut self, st: &Mutex<State>, now: bool) -> Result<(), BookieError> {
+        let Some(r) = &self.remote else {
+            return Ok(());
+        };
+        let age = r.cfg.segment_max_age;
+        let due = self.w.as_ref().is_some_and(|w| {
+            w.size() > FILE_HEADER_LEN as u64 && (now || w.created.elapsed() >= age)
+        });
+        if due {
+            let mut out = vec![];
+            self.sync(st, &mut out)?;
+            self.seal(st);
         }
         Ok(())
     }
@@ -410,32 +335,7 @@ impl Flusher {
         cfg: &StorageConfig,
         pos: (u64, u64),
     ) -> Result<(), BookieError> {
-        let ck = {
-            let s = st.lock();
-            Checkpoint {
-                journal_seq: pos.0,
-                journal_offset: pos.1,
-                ledgers: s
-                    .ledgers
-                    .iter()
-                    .map(|(id, l)| LedgerRecord {
-                        ledger: *id,
-                        fenced: l.fenced,
-                        lac: l.lac,
-                        last_entry: l.last_entry,
-                        key: l.key.clone(),
-                    })
-                    .collect(),
-                // older ids GC still keeps first, then the recent deletes, oldest first
-                deleted: s
-                    .deleted
-                    .iter()
-                    .filter(|l| !s.tombstones.contains(l))
-                    .chain(s.tombstones.iter())
-                    .copied()
-                    .collect(),
-            }
-        };
+        let ck = st.lock().durable_record(pos);
         let seq = self.ckpt_seq + 1;
         write_atomic(&cfg.ledger_dir, CHECKPOINT, &ck.encode(seq))?;
         self.ckpt_seq = seq;
@@ -486,10 +386,18 @@ impl Flusher {
                     continue;
                 }
                 let data = seg.size.saturating_sub(FILE_HEADER_LEN as u64);
+                if seg.uploaded.is_some() {
+                    // objects are deleted by the uploader (manifest first)
+                    continue;
+                }
                 if seg.live == 0 {
                     empty.push(*id);
                 } else if (seg.live as f64) < cfg.compaction_threshold * data as f64 {
-                    sparse.push(*id);
+                    // with object storage, moved entries would be only in a local segment the
+                    // journal no longer covers: not compacted
+                    if self.remote.is_none() {
+                        sparse.push(*id);
+                    }
                 }
             }
             (empty, sparse)
@@ -578,7 +486,7 @@ impl Flusher {
 }
 
 /// Replaces `dir/name` atomically and durably.
-fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<(), BookieError> {
+pub(super) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<(), BookieError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = File::create(&tmp).map_err(|e| BookieError::io("create checkpoint", e))?;
     f.write_all(data)
@@ -608,11 +516,21 @@ pub(super) fn check_disk(shared: &Shared) {
     let min = shared.cfg.min_free_bytes;
     let ro = shared.read_only.lock().is_some();
     let low = l < min || j < min;
-    if low && !ro {
-        shared.set_read_only(Some(format!(
-            "free space below {min} bytes (ledger dir {l}, journal dir {j})"
-        )));
-    } else if ro && !low && l >= min.saturating_add(min / 10) && j >= min.saturating_add(min / 10) {
+    let space_ok = l >= min.saturating_add(min / 10) && j >= min.saturating_add(min / 10);
+    // object storage: sealed segments that cannot be uploaded fill the local bound
+    let backlog = shared
+        .remote
+        .as_ref()
+        .and_then(|r| remote::backlog_reason(r, &shared.state, ro));
+    if low {
+        if !ro {
+            shared.set_read_only(Some(format!(
+                "free space below {min} bytes (ledger dir {l}, journal dir {j})"
+            )));
+        }
+    } else if let Some(reason) = backlog {
+        shared.set_read_only(Some(reason));
+    } else if ro && space_ok {
         shared.set_read_only(None);
     }
 }
@@ -673,6 +591,10 @@ pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
                 prune_admission(&shared);
                 let _ = tx.send(r);
             }
+            Ok(Cmd::Seal(tx)) => {
+                let r = flush(&mut f, true).and_then(|_| f.seal_if_due(&shared.state, true));
+                let _ = tx.send(r);
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
                 let _ = flush(&mut f, true);
@@ -688,6 +610,9 @@ pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
         // periodic work, also under a steady stream of kicks
         if last_tick.elapsed() >= cfg.flush_interval {
             last_tick = Instant::now();
+            if let Err(e) = f.seal_if_due(&shared.state, false) {
+                tracing::warn!(error = %e, "cannot seal the current segment");
+            }
             check_disk(&shared);
             let _ = flush(&mut f, false);
             if f.last_gc.elapsed() >= cfg.gc_interval {

@@ -27,6 +27,9 @@
 mod flusher;
 mod journal;
 mod numbered;
+mod read;
+mod recovery;
+mod remote;
 mod segments;
 mod sys;
 
@@ -42,6 +45,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::config::StorageConfig;
 use crate::error::BookieError;
+use crate::format::checkpoint::{Checkpoint, LedgerRecord};
 use crate::format::journal::{JournalRecord, MAX_KEY_LEN};
 use crate::metrics::Metrics;
 
@@ -221,15 +225,9 @@ impl State {
                 key,
                 payload,
             } => {
-                let Some(l) = self.admit(*ledger, key) else {
-                    return;
-                };
-                l.last_entry = l.last_entry.max(*entry as i64);
-                if *lac > l.lac {
-                    l.lac = *lac;
-                    l.lac_tx.send_replace(*lac);
+                if self.apply_add_meta(*ledger, *entry, *lac, key) {
+                    self.cache.insert(*ledger, *entry, payload.clone());
                 }
-                self.cache.insert(*ledger, *entry, payload.clone());
             }
             JournalRecord::Fence { ledger, key } => {
                 let Some(l) = self.admit(*ledger, key) else {
@@ -240,6 +238,47 @@ impl State {
                 l.lac_tx.send_modify(|_| {});
             }
             JournalRecord::Delete { ledger } => self.remove_ledger(*ledger),
+        }
+    }
+
+    /// Applies an add's effect on its ledger (last entry, LAC), not its payload; false if the
+    /// ledger was deleted.
+    fn apply_add_meta(&mut self, ledger: u64, entry: u64, lac: i64, key: &Bytes) -> bool {
+        let Some(l) = self.admit(ledger, key) else {
+            return false;
+        };
+        l.last_entry = l.last_entry.max(entry as i64);
+        if lac > l.lac {
+            l.lac = lac;
+            l.lac_tx.send_replace(lac);
+        }
+        true
+    }
+
+    /// Every ledger's durable state and the deleted ledgers, as a checkpoint at `pos`.
+    fn durable_record(&self, pos: (u64, u64)) -> Checkpoint {
+        Checkpoint {
+            journal_seq: pos.0,
+            journal_offset: pos.1,
+            ledgers: self
+                .ledgers
+                .iter()
+                .map(|(id, l)| LedgerRecord {
+                    ledger: *id,
+                    fenced: l.fenced,
+                    lac: l.lac,
+                    last_entry: l.last_entry,
+                    key: l.key.clone(),
+                })
+                .collect(),
+            // older ids GC still keeps first, then the recent deletes, oldest first
+            deleted: self
+                .deleted
+                .iter()
+                .filter(|l| !self.tombstones.contains(l))
+                .chain(self.tombstones.iter())
+                .copied()
+                .collect(),
         }
     }
 
@@ -273,8 +312,10 @@ impl State {
             return Some(Found::Cached(p));
         }
         let loc = *self.index.get(&ledger)?.get(&entry)?;
-        let file = self.segments.file(loc.seg)?;
-        Some(Found::OnDisk(loc, file))
+        match self.segments.source(loc.seg)? {
+            segments::SegSource::Local(file) => Some(Found::OnDisk(loc, file)),
+            segments::SegSource::Remote(obj) => Some(Found::Remote(loc, obj)),
+        }
     }
 
     fn cache_bytes(&self) -> usize {
@@ -285,6 +326,8 @@ impl State {
 enum Found {
     Cached(Bytes),
     OnDisk(Loc, Arc<std::fs::File>),
+    /// In a segment evicted to object storage.
+    Remote(Loc, crate::format::object::SegmentObject),
 }
 
 /// LAC and fencing facts of a ledger.
@@ -327,6 +370,8 @@ struct Shared {
     durable: Mutex<std::collections::VecDeque<Arc<journal::DurableBatch>>>,
     /// Journal bytes in `durable`.
     durable_bytes: AtomicUsize,
+    /// Object storage for sealed segments, if configured.
+    remote: Option<Arc<remote::Remote>>,
 }
 
 impl Shared {
@@ -374,7 +419,35 @@ impl Storage {
     /// from the checkpoint, flushes what was replayed, then starts the journal and flusher threads.
     /// Blocking: call it from `spawn_blocking` in async code.
     pub fn open(cfg: StorageConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, BookieError> {
-        let recovered = flusher::recover(&cfg, &metrics)?;
+        Self::open_with_store(cfg, metrics, None)
+    }
+
+    /// [`Self::open`] with this object store instead of the one `cfg.remote` names (tests wrap
+    /// it in fault injection). Ignored without `cfg.remote`.
+    pub fn open_with_store(
+        cfg: StorageConfig,
+        metrics: Arc<Metrics>,
+        store: Option<strata_objstore::Store>,
+    ) -> Result<Arc<Self>, BookieError> {
+        let remote = match &cfg.remote {
+            Some(rc) => Some(remote::Remote::new(
+                rc.clone(),
+                store,
+                metrics.clone(),
+                cfg.ledger_dir.clone(),
+                cfg.segment_max_bytes,
+            )?),
+            None => None,
+        };
+        let recovered = match recovery::recover(&cfg, &metrics, remote.as_ref()) {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(r) = &remote {
+                    r.shutdown();
+                }
+                return Err(e);
+            }
+        };
         let (jtx, jrx) = std::sync::mpsc::channel();
         let journal_pos = recovered.journal_pos;
         let recovery_flush_failed = !recovered.cache.is_empty();
@@ -424,6 +497,7 @@ impl Storage {
             journal_seq: std::sync::atomic::AtomicU64::new(journal_pos.0),
             durable: Mutex::new(std::collections::VecDeque::new()),
             durable_bytes: AtomicUsize::new(0),
+            remote,
         });
         shared
             .metrics
@@ -458,6 +532,7 @@ impl Storage {
             applier_thread: Mutex::new(applier_thread),
             flusher_thread: Mutex::new(Some(flusher_thread)),
         });
+        remote::start_uploader(storage.shared.clone());
         storage.check_disk();
         Ok(storage)
     }
@@ -701,140 +776,6 @@ impl Storage {
         }
     }
 
-    /// Reads one entry (verifying its checksum when it comes from a segment) with the ledger's LAC.
-    pub async fn read(&self, ledger: u64, entry: u64) -> Result<(Bytes, i64), BookieError> {
-        let (mut v, lac) = self.read_many(ledger, entry, entry, usize::MAX).await?;
-        match v.pop() {
-            Some((_, p)) => Ok((p, lac)),
-            None => Err(BookieError::NoEntry { ledger, entry }),
-        }
-    }
-
-    /// Reads entries `first..=last` in order, stopping at the first missing one or once `max_bytes`
-    /// were collected (at least one entry is returned). Fails with `NoEntry` if `first` is missing.
-    pub async fn read_many(
-        &self,
-        ledger: u64,
-        first: u64,
-        last: u64,
-        max_bytes: usize,
-    ) -> Result<(Vec<(u64, Bytes)>, i64), BookieError> {
-        let start = Instant::now();
-        let m = &self.shared.metrics;
-        // synced but not yet applied entries first: an acknowledged add is either still there or
-        // (removed only after it was applied) in the state
-        let recent = self.durable_entries(ledger, first, last);
-        let (found, lac) = {
-            let st = self.shared.state.lock();
-            let lac = match st.ledgers.get(&ledger) {
-                Some(l) => l.lac,
-                // its first entries are acknowledged and not applied yet
-                None if !recent.is_empty() => -1,
-                None => return Err(BookieError::NoLedger { ledger }),
-            };
-            let mut found = vec![];
-            let mut bytes = 0usize;
-            let mut e = first;
-            while e <= last {
-                let Some(f) = recent
-                    .get(&e)
-                    .map(|p| Found::Cached(p.clone()))
-                    .or_else(|| st.lookup(ledger, e))
-                else {
-                    break;
-                };
-                bytes += match &f {
-                    Found::Cached(p) => p.len(),
-                    Found::OnDisk(loc, _) => loc.len as usize,
-                };
-                found.push((e, f));
-                if bytes >= max_bytes || e == u64::MAX {
-                    break;
-                }
-                e += 1;
-            }
-            (found, lac)
-        };
-        if found.is_empty() {
-            m.read_errors.inc();
-            return Err(BookieError::NoEntry {
-                ledger,
-                entry: first,
-            });
-        }
-        let need_disk = found.iter().any(|(_, f)| matches!(f, Found::OnDisk(..)));
-        let out = if need_disk {
-            let res = tokio::task::spawn_blocking(move || {
-                found
-                    .into_iter()
-                    .map(|(e, f)| match f {
-                        Found::Cached(p) => Ok((e, p, true)),
-                        Found::OnDisk(loc, file) => {
-                            segments::read_at(&file, loc, ledger, e).map(|p| (e, p, false))
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await
-            .map_err(|_| BookieError::ShuttingDown)?;
-            match res {
-                Ok(v) => v,
-                Err(e) => {
-                    m.read_errors.inc();
-                    return Err(e);
-                }
-            }
-        } else {
-            found
-                .into_iter()
-                .filter_map(|(e, f)| match f {
-                    Found::Cached(p) => Some((e, p, true)),
-                    Found::OnDisk(..) => None,
-                })
-                .collect()
-        };
-        let n = out.len() as f64;
-        let mut result = Vec::with_capacity(out.len());
-        for (e, p, hit) in out {
-            if hit {
-                m.cache_hits.inc()
-            } else {
-                m.cache_misses.inc()
-            };
-            m.read_bytes.inc_by(p.len() as u64);
-            result.push((e, p));
-        }
-        m.read_entries.inc_by(result.len() as u64);
-        m.read_latency.observe(start.elapsed().as_secs_f64() / n);
-        Ok((result, lac))
-    }
-
-    /// Entries `first..=last` of `ledger` in synced batches the applier has not applied yet.
-    fn durable_entries(&self, ledger: u64, first: u64, last: u64) -> BTreeMap<u64, Bytes> {
-        let mut out = BTreeMap::new();
-        if self.shared.durable_bytes.load(Ordering::Acquire) == 0 {
-            // nothing can be pending: a batch is counted before it is published
-            return out;
-        }
-        let q = self.shared.durable.lock();
-        for db in q.iter() {
-            for rec in &db.recs {
-                if let JournalRecord::Add {
-                    ledger: l,
-                    entry,
-                    payload,
-                    ..
-                } = rec
-                {
-                    if *l == ledger && (first..=last).contains(entry) {
-                        out.insert(*entry, payload.clone());
-                    }
-                }
-            }
-        }
-        out
-    }
-
     /// Why adds are refused, if they are.
     pub fn read_only_reason(&self) -> Option<String> {
         if self.shared.journal_failed.load(Ordering::Acquire) {
@@ -888,6 +829,26 @@ impl Storage {
         self.flusher_call(flusher::Cmd::Flush)
     }
 
+    /// Flushes and seals the current segment (with object storage it is then uploaded); waits
+    /// for the seal, not the upload. Blocking.
+    pub fn seal_now(&self) -> Result<(), BookieError> {
+        self.flush_now()?;
+        self.flusher_call(flusher::Cmd::Seal)
+    }
+
+    /// Object storage figures: `(uploaded segments, local segment bytes, sealed bytes not
+    /// uploaded yet)`.
+    pub fn object_stats(&self) -> (usize, u64, u64) {
+        let st = self.shared.state.lock();
+        let up = st
+            .segments
+            .map
+            .values()
+            .filter(|s| s.uploaded.is_some())
+            .count();
+        (up, st.segments.local_bytes(), st.segments.pending_bytes())
+    }
+
     /// Runs garbage collection and compaction now; waits for it. Blocking.
     pub fn gc_now(&self) -> Result<(), BookieError> {
         self.flusher_call(flusher::Cmd::Gc)
@@ -925,6 +886,10 @@ impl Storage {
         let flusher = self.flusher_thread.lock().take();
         if let Some(f) = flusher {
             let _ = f.join();
+        }
+        // last: the uploader (segments not uploaded stay local and are uploaded after restart)
+        if let Some(r) = &self.shared.remote {
+            r.shutdown();
         }
     }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::error::BookieError;
 use crate::format::index::{self, IndexEntry};
+use crate::format::object::SegmentObject;
 use crate::format::segment::{self, SegmentRecord};
 use crate::format::{FILE_HEADER_LEN, FRAME_HEADER_LEN, FormatError};
 
@@ -43,33 +44,95 @@ pub(super) fn list(dir: &Path) -> Result<Vec<u64>, BookieError> {
 
 /// A segment known to the bookie.
 pub(super) struct SegMeta {
-    pub file: Arc<File>,
+    /// The local copy; `None` once evicted (then `uploaded` says where it is).
+    pub file: Option<Arc<File>>,
     pub size: u64,
     pub live: u64,
     pub ledgers: HashSet<u64>,
+    /// Journal position before the first record whose entry went into this segment: the
+    /// journal may be trimmed past it only once the segment is uploaded (object storage).
+    pub first_pos: (u64, u64),
+    /// The committed object holding it (object storage), if uploaded.
+    pub uploaded: Option<SegmentObject>,
 }
 
 impl SegMeta {
     /// A segment of `size` bytes holding entries of `ledgers`, none of them counted live yet.
     pub fn new(file: Arc<File>, size: u64, ledgers: HashSet<u64>) -> Self {
         Self {
-            file,
+            file: Some(file),
             size,
             live: 0,
             ledgers,
+            first_pos: (0, 0),
+            uploaded: None,
         }
     }
+}
+
+impl SegMeta {
+    /// A segment only in object storage.
+    pub fn evicted(size: u64, ledgers: HashSet<u64>, obj: SegmentObject) -> Self {
+        Self {
+            file: None,
+            size,
+            live: 0,
+            ledgers,
+            first_pos: (0, 0),
+            uploaded: Some(obj),
+        }
+    }
+}
+
+/// Where a segment's bytes can be read.
+pub(super) enum SegSource {
+    /// The local file.
+    Local(Arc<File>),
+    /// Only in object storage.
+    Remote(SegmentObject),
 }
 
 /// Every segment by id.
 #[derive(Default)]
 pub(super) struct Segments {
     pub map: BTreeMap<u64, SegMeta>,
+    /// The segment the flusher appends to (never uploaded, evicted or reclaimed).
+    pub current: Option<u64>,
 }
 
 impl Segments {
     pub fn file(&self, seg: u64) -> Option<Arc<File>> {
-        self.map.get(&seg).map(|s| s.file.clone())
+        self.map.get(&seg).and_then(|s| s.file.clone())
+    }
+
+    /// Where segment `seg` can be read.
+    pub fn source(&self, seg: u64) -> Option<SegSource> {
+        let s = self.map.get(&seg)?;
+        match (&s.file, &s.uploaded) {
+            (Some(f), _) => Some(SegSource::Local(f.clone())),
+            (None, Some(o)) => Some(SegSource::Remote(*o)),
+            (None, None) => None,
+        }
+    }
+
+    /// Bytes of local segment files.
+    pub fn local_bytes(&self) -> u64 {
+        self.map
+            .values()
+            .filter(|s| s.file.is_some())
+            .map(|s| s.size)
+            .sum()
+    }
+
+    /// Bytes of sealed local segments not uploaded yet.
+    pub fn pending_bytes(&self) -> u64 {
+        self.map
+            .iter()
+            .filter(|(id, s)| {
+                s.file.is_some() && s.uploaded.is_none() && s.live > 0 && Some(**id) != self.current
+            })
+            .map(|(_, s)| s.size)
+            .sum()
     }
 
     /// Marks the bytes at `loc` dead.
@@ -110,11 +173,21 @@ pub(super) fn read_at(
             BookieError::io("read segment", e)
         }
     })?;
+    decode_at(Bytes::from(buf), loc, ledger, entry)
+}
+
+/// Decodes and verifies the frame `buf` read from `loc` (CRC, ids, length).
+pub(super) fn decode_at(
+    buf: Bytes,
+    loc: Loc,
+    ledger: u64,
+    entry: u64,
+) -> Result<Bytes, BookieError> {
     let corrupt = |source| BookieError::Corrupt {
         what: format!("segment {} at {}", loc.seg, loc.offset),
         source,
     };
-    let (rec, used) = SegmentRecord::decode(&Bytes::from(buf)).map_err(corrupt)?;
+    let (rec, used) = SegmentRecord::decode(&buf).map_err(corrupt)?;
     if used != loc.len as usize || rec.ledger != ledger || rec.entry != entry {
         return Err(corrupt(FormatError::Malformed(
             "record ids or length do not match the index",
@@ -135,6 +208,8 @@ pub(super) struct SegWriter {
     pending: Vec<IndexEntry>,
     /// The last chunk whose writeback was started and not yet waited for: `(offset, len)`.
     writeback: Option<(u64, u64)>,
+    /// When it was created (sealed after `segment_max_age` with object storage).
+    pub created: std::time::Instant,
 }
 
 impl SegWriter {
@@ -169,6 +244,7 @@ impl SegWriter {
             chunk: chunk.max(4096),
             pending: vec![],
             writeback: None,
+            created: std::time::Instant::now(),
         })
     }
 

@@ -1,0 +1,191 @@
+//! `bookie_bench -- --objstore [--dir DIR --secs N]`: the object-storage mode. The same storage
+//! engine in this process, once on local disk only and once with sealed segments uploaded to an
+//! in-process S3 server (s3s-fs) behind a 20 ms-per-request throttle; closed-loop add throughput at
+//! 1 KiB and 64 KiB in both modes (same run, same disk), their ratios (target ≥ 0.9), and cold
+//! sequential read throughput from the object store (every local copy evicted).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strata_bookie::config::RemoteConfig;
+use strata_bookie::metrics::Metrics;
+use strata_bookie::{Storage, StorageConfig};
+use strata_objstore::object_store::throttle::{ThrottleConfig, ThrottledStore};
+use strata_objstore::test_server::S3TestServer;
+use strata_objstore::{RetryPolicy, Store};
+
+const KEY: Bytes = Bytes::from_static(b"bench");
+const THROTTLE: Duration = Duration::from_millis(20);
+
+/// `id`: the bookie id (each phase its own: a fresh directory with a known id would be an
+/// empty-disk restart of that bookie).
+fn config(dir: &Path, srv: Option<&S3TestServer>, cache: u64, id: &str) -> StorageConfig {
+    let mut c = StorageConfig::new(dir);
+    c.min_free_bytes = 0;
+    c.segment_max_bytes = 16 << 20;
+    if let Some(srv) = srv {
+        let mut sc = srv.config("bench", "p");
+        sc.retry = RetryPolicy::default();
+        let mut r = RemoteConfig::new(sc, id);
+        r.segment_cache_bytes = cache;
+        r.segment_max_age = Duration::from_secs(2);
+        c.remote = Some(r);
+    }
+    c
+}
+
+fn throttled(srv: &S3TestServer) -> Store {
+    let (raw, prefix) = strata_objstore::open_raw(&srv.config("bench", "p")).unwrap();
+    let t = ThrottleConfig {
+        wait_put_per_call: THROTTLE,
+        wait_get_per_call: THROTTLE,
+        wait_list_per_call: THROTTLE,
+        wait_delete_per_call: THROTTLE,
+        ..Default::default()
+    };
+    Store::from_raw(Arc::new(ThrottledStore::new(raw, t)), &prefix)
+        .with_retry(RetryPolicy::default())
+}
+
+async fn open(c: StorageConfig, store: Option<Store>) -> Arc<Storage> {
+    tokio::task::spawn_blocking(move || {
+        Storage::open_with_store(c, Arc::new(Metrics::new()), store)
+    })
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+/// Closed loop: `writers` tasks, each adding to its own ledger; returns adds/s.
+async fn adds(s: &Arc<Storage>, size: usize, writers: u64, secs: f64) -> f64 {
+    let payload = Bytes::from(vec![7u8; size]);
+    let done = Arc::new(AtomicU64::new(0));
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut tasks = vec![];
+    for l in 0..writers {
+        let (s, p, done) = (s.clone(), payload.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut e = 0u64;
+            while Instant::now() < end {
+                if s.add(l, e, KEY, e as i64 - 1, p.clone()).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                e += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let start = Instant::now();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn wait_uploaded(s: &Arc<Storage>) {
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || st.seal_now())
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while s.object_stats().2 > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn close(s: Arc<Storage>) {
+    tokio::task::spawn_blocking(move || s.shutdown())
+        .await
+        .unwrap();
+}
+
+/// Reads every ledger `0..writers` sequentially in 1 MiB batches; returns (bytes, seconds).
+async fn read_all(s: &Arc<Storage>, writers: u64) -> (u64, f64) {
+    let start = Instant::now();
+    let mut bytes = 0u64;
+    for l in 0..writers {
+        let Ok(info) = s.lac_info(l) else { continue };
+        let mut e = 0u64;
+        while (e as i64) <= info.last_entry {
+            let (v, _) = s
+                .read_many(l, e, info.last_entry as u64, 1 << 20)
+                .await
+                .unwrap();
+            e += v.len() as u64;
+            bytes += v.iter().map(|(_, p)| p.len() as u64).sum::<u64>();
+        }
+    }
+    (bytes, start.elapsed().as_secs_f64())
+}
+
+/// Runs the mode; prints the figures and ratios.
+pub fn run(dir: &Path, secs: f64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s3root = tempfile::tempdir_in(dir).unwrap();
+        let srv = S3TestServer::start(s3root.path(), "bench").await.unwrap();
+        println!("object-storage mode: in-process S3 (s3s-fs) behind a {} ms/request throttle, {secs} s per phase", THROTTLE.as_millis());
+        let mut ratios = vec![];
+        for (size, writers) in [(1usize << 10, 256u64), (64 << 10, 32)] {
+            let mut rates = [0f64; 2];
+            for (i, remote) in [false, true].into_iter().enumerate() {
+                let d = tempfile::tempdir_in(dir).unwrap();
+                let id = format!("bench-{size}");
+                let (cfg, store) = if remote {
+                    (config(d.path(), Some(&srv), cache_bound(), &id), Some(throttled(&srv)))
+                } else {
+                    (config(d.path(), None, 0, &id), None)
+                };
+                let s = open(cfg, store).await;
+                rates[i] = adds(&s, size, writers, secs).await;
+                if remote && size == 64 << 10 {
+                    wait_uploaded(&s).await;
+                    close(s).await;
+                    // cold: every local copy evicted at recovery (bound 0), block cache empty
+                    let cfg = config(d.path(), Some(&srv), 0, &id);
+                    let s = open(cfg, Some(throttled(&srv))).await;
+                    let (uploaded, local, _) = s.object_stats();
+                    let (bytes, t) = read_all(&s, writers).await;
+                    println!(
+                        "cold sequential read from the object store: {:.1} MiB/s ({} MiB in {t:.1} s; {uploaded} segments, {local} local segment bytes)",
+                        bytes as f64 / t / 1048576.0,
+                        bytes >> 20
+                    );
+                    close(s).await;
+                } else {
+                    close(s).await;
+                }
+            }
+            let ratio = rates[1] / rates[0];
+            println!(
+                "{} KiB adds: local {:.0}/s ({:.1} MiB/s), object storage {:.0}/s ({:.1} MiB/s): ratio {ratio:.2} (target >= 0.9)",
+                size >> 10,
+                rates[0],
+                rates[0] * size as f64 / 1048576.0,
+                rates[1],
+                rates[1] * size as f64 / 1048576.0,
+            );
+            ratios.push(ratio);
+        }
+        println!("RESULT objstore add ratio 1KiB={:.2} 64KiB={:.2}", ratios[0], ratios[1]);
+    });
+}
+
+/// Local cache bound of the upload phases (`BENCH_OBJSTORE_CACHE_MIB`, default 4096 as
+/// `--segment-cache-bytes`; a small bound turns a slow store into backpressure on adds).
+fn cache_bound() -> u64 {
+    std::env::var("BENCH_OBJSTORE_CACHE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(4096)
+        << 20
+}

@@ -1,0 +1,319 @@
+//! The uploader task: uploads sealed segments, commits them in a manifest, deletes objects
+//! whose entries are all dead and sweeps what no manifest names (see the module invariants in
+//! `remote/mod.rs`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use strata_objstore::ObjStoreError;
+
+use crate::error::BookieError;
+use crate::format::object::{Manifest, SegmentObject};
+
+use super::super::Shared;
+use super::super::segments::{idx_path, seg_path};
+use super::{LOCAL_MANIFEST, Remote};
+
+/// Starts the uploader on the remote runtime; [`Remote::shutdown`] stops it.
+pub(in crate::storage) fn start_uploader(shared: Arc<Shared>) {
+    let Some(remote) = shared.remote.clone() else {
+        return;
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    *remote.uploader_done.lock() = Some(rx);
+    let r = remote.clone();
+    remote.handle.spawn(async move {
+        let _done = tx;
+        let cancel = r.cancel.clone();
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = run(shared, r) => {}
+        }
+    });
+}
+
+async fn run(shared: Arc<Shared>, remote: Arc<Remote>) {
+    let mut last_sweep: Option<Instant> = None;
+    // the first manifest of this life records its generation (and the sweep only ever runs
+    // against a manifest this process wrote: everything it keeps is in the latest manifest)
+    let mut committed = false;
+    let mut first = true;
+    loop {
+        if !first {
+            tokio::select! {
+                () = remote.wake.notified() => {}
+                () = tokio::time::sleep(remote.cfg.upload_interval) => {}
+            }
+        }
+        first = false;
+        if !committed {
+            match commit(&shared, &remote, None, &HashSet::new()).await {
+                Ok(()) => committed = true,
+                Err(e) => {
+                    remote.metrics.remote_upload_failures.inc();
+                    if !remote.failing.swap(true, Ordering::AcqRel) {
+                        tracing::warn!(error = %e, "writing the manifest failed; retrying");
+                    }
+                    continue;
+                }
+            }
+        }
+        match upload_pending(&shared, &remote).await {
+            Err(e) => {
+                remote.metrics.remote_upload_failures.inc();
+                if !remote.failing.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(error = %e, "segment upload failed; retrying");
+                }
+                continue;
+            }
+            Ok(()) => {
+                if remote.failing.swap(false, Ordering::AcqRel) {
+                    tracing::info!("segment uploads succeed again");
+                }
+            }
+        }
+        if let Err(e) = collect(&shared, &remote).await {
+            tracing::warn!(error = %e, "deleting dead segment objects failed");
+            continue;
+        }
+        if last_sweep.is_none_or(|t| t.elapsed() >= shared.cfg.gc_interval) {
+            match sweep(&shared, &remote).await {
+                Ok(()) => last_sweep = Some(Instant::now()),
+                Err(e) => tracing::warn!(error = %e, "object sweep failed"),
+            }
+        }
+    }
+}
+
+/// Uploads and commits every sealed segment not uploaded yet, oldest first.
+async fn upload_pending(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
+    loop {
+        let next = {
+            let st = shared.state.lock();
+            let cur = st.segments.current;
+            st.segments
+                .map
+                .iter()
+                .find(|(id, s)| {
+                    s.uploaded.is_none() && s.file.is_some() && Some(**id) != cur && s.live > 0
+                })
+                .map(|(id, _)| *id)
+        };
+        let Some(id) = next else {
+            remote.metrics.remote_pending_bytes.set(0);
+            return Ok(());
+        };
+        upload_one(shared, remote, id).await?;
+    }
+}
+
+async fn upload_one(shared: &Shared, remote: &Remote, id: u64) -> Result<(), BookieError> {
+    let dir = remote.ledger_dir.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        Ok::<_, std::io::Error>((
+            std::fs::read(seg_path(&dir, id))?,
+            std::fs::read(idx_path(&dir, id))?,
+        ))
+    })
+    .await
+    .map_err(|_| BookieError::ShuttingDown)?;
+    let (seg, idx) = match read {
+        Ok(x) => x,
+        // reclaimed meanwhile
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BookieError::io(format!("read segment {id} for upload"), e)),
+    };
+    let obj = SegmentObject {
+        segment: id,
+        generation: remote.generation(),
+        seg_len: seg.len() as u64,
+        idx_len: idx.len() as u64,
+    };
+    // one buffer, no copy of the segment: segment ‖ index ‖ footer
+    let mut body = seg;
+    body.reserve_exact(idx.len() + obj.encode_footer().len());
+    body.extend_from_slice(&idx);
+    body.extend_from_slice(&obj.encode_footer());
+    let start = Instant::now();
+    let m = &remote.metrics;
+    match remote
+        .store()
+        .put_create(&remote.key(&obj.key()), Bytes::from(body))
+        .await
+    {
+        Ok(()) => {}
+        Err(ObjStoreError::AlreadyExists(k)) => {
+            // someone (an earlier life of this bookie) used this generation: take the next one
+            remote.generation.fetch_add(1, Ordering::AcqRel);
+            return Err(BookieError::objstore(
+                "upload segment",
+                ObjStoreError::AlreadyExists(k),
+            ));
+        }
+        Err(e) => return Err(BookieError::objstore(format!("upload segment {id}"), e)),
+    }
+    commit(shared, remote, Some(obj), &HashSet::new()).await?;
+    m.remote_upload_latency
+        .observe(start.elapsed().as_secs_f64());
+    m.remote_uploaded_bytes.inc_by(obj.object_len());
+    m.remote_uploaded_segments.inc();
+    tracing::debug!(segment = id, bytes = obj.object_len(), "segment uploaded");
+    Ok(())
+}
+
+/// Writes the next manifest (every uploaded segment, plus `add`, minus `remove`; ledger states),
+/// then its local copy; then marks `add` uploaded.
+async fn commit(
+    shared: &Shared,
+    remote: &Remote,
+    add: Option<SegmentObject>,
+    remove: &HashSet<u64>,
+) -> Result<(), BookieError> {
+    let manifest = {
+        let st = shared.state.lock();
+        let mut segments: Vec<SegmentObject> = st
+            .segments
+            .map
+            .iter()
+            .filter(|(id, _)| !remove.contains(id))
+            .filter_map(|(_, s)| s.uploaded)
+            .collect();
+        if let Some(o) = add.filter(|o| st.segments.map.contains_key(&o.segment)) {
+            segments.push(o);
+        }
+        segments.sort_by_key(|o| o.segment);
+        Manifest {
+            generation: remote.generation(),
+            segments,
+            state: st.durable_record((0, 0)),
+        }
+    };
+    let mut bytes = Bytes::new();
+    for _ in 0..16 {
+        let seq = remote.manifest_seq.load(Ordering::Acquire) + 1;
+        bytes = Bytes::from(manifest.encode(seq));
+        match remote
+            .store()
+            .put_create(&remote.key(&Manifest::key(seq)), bytes.clone())
+            .await
+        {
+            Ok(()) => {
+                remote.manifest_seq.store(seq, Ordering::Release);
+                break;
+            }
+            // written by an earlier life whose local copy is older: skip past it
+            Err(ObjStoreError::AlreadyExists(_)) => {
+                remote.manifest_seq.store(seq, Ordering::Release);
+                bytes = Bytes::new();
+            }
+            Err(e) => return Err(BookieError::objstore("write manifest", e)),
+        }
+    }
+    if bytes.is_empty() {
+        return Err(BookieError::Invalid("no free manifest sequence".into()));
+    }
+    let dir = remote.ledger_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        super::super::flusher::write_atomic(&dir, LOCAL_MANIFEST, &bytes)
+    })
+    .await
+    .map_err(|_| BookieError::ShuttingDown)??;
+    if let Some(o) = add {
+        if let Some(s) = shared.state.lock().segments.map.get_mut(&o.segment) {
+            s.uploaded = Some(o);
+        }
+    }
+    Ok(())
+}
+
+/// Deletes uploaded segments with no live entry: manifest without them first, then the objects
+/// and local files.
+async fn collect(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
+    let doomed: HashSet<u64> = {
+        let st = shared.state.lock();
+        let cur = st.segments.current;
+        st.segments
+            .map
+            .iter()
+            .filter(|(id, s)| s.uploaded.is_some() && s.live == 0 && Some(**id) != cur)
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    commit(shared, remote, None, &doomed).await?;
+    let removed: Vec<(u64, SegmentObject, bool, u64)> = {
+        let mut st = shared.state.lock();
+        let mut out = vec![];
+        for id in &doomed {
+            if let Some(s) = st.segments.map.remove(id) {
+                if let Some(o) = s.uploaded {
+                    out.push((*id, o, s.file.is_some(), s.size));
+                }
+            }
+        }
+        out
+    };
+    for (id, obj, local, size) in removed {
+        remote.cache.forget(id);
+        if local {
+            let dir = remote.ledger_dir.clone();
+            tokio::task::spawn_blocking(move || super::super::segments::remove(&dir, id))
+                .await
+                .map_err(|_| BookieError::ShuttingDown)??;
+        }
+        // after the commit: a failure here leaves an unreferenced object for the sweep
+        if let Err(e) = remote.store().delete(&remote.key(&obj.key())).await {
+            tracing::warn!(segment = id, error = %e, "deleting a dead segment object failed; the sweep retries");
+        }
+        remote.metrics.gc_reclaimed_bytes.inc_by(size);
+        tracing::info!(segment = id, bytes = size, "segment object deleted");
+    }
+    Ok(())
+}
+
+/// Removes segment objects no manifest names (crash leftovers) and manifests older than the
+/// previous one.
+async fn sweep(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
+    let listed = remote
+        .store()
+        .list(&remote.prefix)
+        .await
+        .map_err(|e| BookieError::objstore("list bookie objects", e))?;
+    let referenced: HashSet<(u64, u64)> = {
+        let st = shared.state.lock();
+        st.segments
+            .map
+            .values()
+            .filter_map(|s| s.uploaded.map(|o| (o.segment, o.generation)))
+            .collect()
+    };
+    let seq = remote.manifest_seq.load(Ordering::Acquire);
+    let mut removed = 0usize;
+    for o in listed {
+        let stale = match (
+            SegmentObject::parse_key(&o.key),
+            Manifest::parse_key(&o.key),
+        ) {
+            (Some(sg), _) => o.key.contains("/segments/") && !referenced.contains(&sg),
+            (None, Some(s)) => s + 1 < seq,
+            (None, None) => false,
+        };
+        if stale {
+            remote
+                .store()
+                .delete(&o.key)
+                .await
+                .map_err(|e| BookieError::objstore("delete leftover object", e))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "swept unreferenced objects");
+    }
+    Ok(())
+}

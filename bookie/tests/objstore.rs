@@ -1,0 +1,539 @@
+//! Bookies on object storage, against the in-process S3 server (s3s-fs) and the fault layer:
+//! upload + eviction + ranged reads, empty-disk restart, outage then recovery, CRC on corrupted
+//! objects, GC and the sweep, and SIGKILL of a bookie process during uploads.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strata_bookie::config::RemoteConfig;
+use strata_bookie::metrics::Metrics;
+use strata_bookie::{BookieError, Storage, StorageConfig};
+use strata_objstore::test_server::S3TestServer;
+use strata_objstore::{Fault, FaultRule, Faults, ObjStoreConfig, Op, RetryPolicy};
+
+const KEY: Bytes = Bytes::from_static(b"master-key");
+const ID: &str = "bookie-1:3181";
+
+fn payload(ledger: u64, entry: u64, len: usize) -> Bytes {
+    let mut v = Vec::with_capacity(len);
+    let mut x = ledger.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ entry;
+    for _ in 0..len {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        v.push((x >> 56) as u8);
+    }
+    Bytes::from(v)
+}
+
+fn store_cfg(endpoint: &str) -> ObjStoreConfig {
+    ObjStoreConfig {
+        url: "s3://bkt/pre".into(),
+        endpoint: Some(endpoint.into()),
+        region: Some("us-east-1".into()),
+        credentials: Some((
+            strata_objstore::test_server::ACCESS_KEY.into(),
+            strata_objstore::test_server::SECRET_KEY.into(),
+        )),
+        retry: RetryPolicy::quick(),
+        ..Default::default()
+    }
+}
+
+/// Small segments sealed quickly, a small local bound.
+fn cfg(dir: &Path, endpoint: &str, cache: u64) -> StorageConfig {
+    let mut c = StorageConfig::new(dir);
+    c.min_free_bytes = 0;
+    c.segment_max_bytes = 64 << 10;
+    c.flush_bytes = 16 << 10;
+    c.flush_interval = Duration::from_millis(50);
+    c.checkpoint_interval = Duration::from_millis(100);
+    c.journal_max_file_bytes = 256 << 10;
+    c.gc_interval = Duration::from_millis(500);
+    let mut r = RemoteConfig::new(store_cfg(endpoint), ID);
+    r.segment_cache_bytes = cache;
+    r.read_block_bytes = 16 << 10;
+    r.segment_max_age = Duration::from_millis(300);
+    r.upload_interval = Duration::from_millis(50);
+    c.remote = Some(r);
+    c
+}
+
+async fn open(c: StorageConfig, faults: Option<Arc<Faults>>) -> Result<Arc<Storage>, BookieError> {
+    let store = match (&faults, &c.remote) {
+        (Some(f), Some(r)) => Some(
+            strata_objstore::open(&r.store)
+                .unwrap()
+                .with_faults(f.clone()),
+        ),
+        _ => None,
+    };
+    tokio::task::spawn_blocking(move || {
+        Storage::open_with_store(c, Arc::new(Metrics::new()), store)
+    })
+    .await
+    .unwrap()
+}
+
+async fn close(s: Arc<Storage>) {
+    tokio::task::spawn_blocking(move || s.shutdown())
+        .await
+        .unwrap();
+}
+
+/// Adds entries; waits and adds again while uploads are behind (read-only, on a busy machine).
+async fn add_all(s: &Storage, ledgers: std::ops::Range<u64>, entries: u64, len: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for e in 0..entries {
+        for l in ledgers.clone() {
+            loop {
+                match s.add(l, e, KEY, e as i64 - 1, payload(l, e, len)).await {
+                    Ok(()) => break,
+                    Err(BookieError::ReadOnly { .. }) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    Err(err) => panic!("add {l}/{e}: {err}"),
+                }
+            }
+        }
+    }
+}
+
+async fn check_all(s: &Storage, ledgers: std::ops::Range<u64>, entries: u64, len: usize) {
+    for l in ledgers {
+        for e in 0..entries {
+            let (p, _) = s
+                .read(l, e)
+                .await
+                .unwrap_or_else(|err| panic!("read {l}/{e}: {err}"));
+            assert_eq!(p, payload(l, e, len), "ledger {l} entry {e}");
+        }
+    }
+}
+
+/// Seals and waits until every sealed segment is uploaded.
+async fn settle(s: &Arc<Storage>) {
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || st.seal_now())
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, _, pending) = s.object_stats();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "uploads did not finish: {pending} bytes pending"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Object keys under the bookie's prefix in the bucket.
+fn objects(root: &Path) -> Vec<String> {
+    let base = root.join("bkt/pre/bookies/bookie-1_3181");
+    let mut out = vec![];
+    for sub in ["", "segments"] {
+        let Ok(rd) = std::fs::read_dir(base.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if e.path().is_file() && !name.starts_with('.') {
+                out.push(if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                });
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn server() -> (tempfile::TempDir, S3TestServer) {
+    let d = tempfile::tempdir().unwrap();
+    let s = S3TestServer::start(d.path(), "bkt").await.unwrap();
+    (d, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_evict_read_back_and_empty_disk_restart() {
+    let (s3dir, srv) = server().await;
+    let data = tempfile::tempdir().unwrap();
+    let bound = 128 << 10;
+    let s = open(cfg(data.path(), &srv.endpoint, bound), None)
+        .await
+        .unwrap();
+    add_all(&s, 0..4, 200, 1000).await;
+    settle(&s).await;
+    let (uploaded, local, _) = s.object_stats();
+    eprintln!("upload: {uploaded} segments uploaded, {local} local segment bytes (bound {bound})");
+    assert!(uploaded >= 8, "uploaded {uploaded}");
+    // sealed local copies within the bound (plus the current segment)
+    assert!(local <= bound + (64 << 10) + 4096, "local bytes {local}");
+    check_all(&s, 0..4, 200, 1000).await;
+    close(s).await;
+    assert!(
+        objects(s3dir.path())
+            .iter()
+            .any(|k| k.starts_with("manifest-"))
+    );
+
+    // the bookie loses its whole disk; same id and URL: every uploaded entry is served
+    std::fs::remove_dir_all(data.path()).unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, bound), None)
+        .await
+        .unwrap();
+    check_all(&s, 0..4, 200, 1000).await;
+    let info = s.lac_info(2).unwrap();
+    assert_eq!(info.last_entry, 199);
+    // and it keeps working
+    add_all(&s, 4..5, 50, 1000).await;
+    settle(&s).await;
+    check_all(&s, 4..5, 50, 1000).await;
+    close(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_goes_read_only_at_the_bound_and_recovers() {
+    let (_s3dir, srv) = server().await;
+    let data = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::new(7));
+    let bound = 256 << 10;
+    let s = open(cfg(data.path(), &srv.endpoint, bound), Some(faults.clone()))
+        .await
+        .unwrap();
+    faults.add(FaultRule::always(Some(Op::Put), Fault::Unreachable));
+    // adds keep being acknowledged from the journal until the bound is reached
+    let mut acked = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reason = loop {
+        assert!(Instant::now() < deadline, "never went read-only");
+        match s
+            .add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 4000))
+            .await
+        {
+            Ok(()) => acked += 1,
+            Err(BookieError::ReadOnly { reason }) => break reason,
+            Err(e) => panic!("unexpected {e}"),
+        }
+        if acked % 16 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    eprintln!("outage: {acked} adds of 4000 B acknowledged, then read-only: {reason}");
+    assert!(reason.contains("not uploaded"), "{reason}");
+    assert!(acked * 4000 >= bound, "acked only {acked}");
+    assert!(s.read_only_reason().is_some());
+    // reads keep working during the outage
+    for e in 0..acked {
+        assert_eq!(s.read(1, e).await.unwrap().0, payload(1, e, 4000));
+    }
+    // the store heals: uploads catch up and the bookie is writable again by itself
+    faults.clear();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.read_only_reason().is_some() {
+        assert!(Instant::now() < deadline, "still read-only");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.add(1, acked, KEY, acked as i64 - 1, payload(1, acked, 4000))
+        .await
+        .unwrap();
+    settle(&s).await;
+    for e in 0..=acked {
+        assert_eq!(s.read(1, e).await.unwrap().0, payload(1, e, 4000));
+    }
+    close(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_object_is_detected_by_crc() {
+    let (s3dir, srv) = server().await;
+    let data = tempfile::tempdir().unwrap();
+    // nothing stays local: every read of a sealed segment is a ranged GET
+    let s = open(cfg(data.path(), &srv.endpoint, 0), None)
+        .await
+        .unwrap();
+    add_all(&s, 0..1, 40, 1000).await;
+    settle(&s).await;
+    close(s).await;
+    // flip one payload byte of every uploaded segment object, as a bad disk on the server would
+    let segs: Vec<String> = objects(s3dir.path())
+        .into_iter()
+        .filter(|k| k.starts_with("segments/"))
+        .collect();
+    assert!(!segs.is_empty());
+    for k in &segs {
+        let p = s3dir.path().join("bkt/pre/bookies/bookie-1_3181").join(k);
+        let mut b = std::fs::read(&p).unwrap();
+        b[24 + 8 + 16 + 100] ^= 0x40; // in the first frame's payload
+        std::fs::write(&p, b).unwrap();
+    }
+    let s = open(cfg(data.path(), &srv.endpoint, 0), None)
+        .await
+        .unwrap();
+    let mut corrupt = 0;
+    for e in 0..40 {
+        match s.read(0, e).await {
+            Ok((p, _)) => assert_eq!(p, payload(0, e, 1000), "entry {e} returned wrong bytes"),
+            Err(BookieError::Corrupt { .. }) => corrupt += 1,
+            Err(err) => panic!("entry {e}: {err}"),
+        }
+    }
+    assert_eq!(corrupt, segs.len(), "one corrupt entry per object");
+    close(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_and_sweep_leave_only_referenced_objects() {
+    let (s3dir, srv) = server().await;
+    let data = tempfile::tempdir().unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, 64 << 10), None)
+        .await
+        .unwrap();
+    // one ledger per segment group
+    for l in 0..3 {
+        add_all(&s, l..l + 1, 100, 1000).await;
+        settle(&s).await;
+    }
+    // a leftover of a crashed upload
+    let orphan = s3dir
+        .path()
+        .join("bkt/pre/bookies/bookie-1_3181/segments/00000000000000099999-0000000001.seg");
+    std::fs::write(&orphan, b"leftover").unwrap();
+    s.delete(0).await.unwrap();
+    s.delete(1).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = s.clone();
+        tokio::task::spawn_blocking(move || st.gc_now())
+            .await
+            .unwrap()
+            .unwrap();
+        let segs = objects(s3dir.path())
+            .into_iter()
+            .filter(|k| k.starts_with("segments/"))
+            .count();
+        // only ledger 2's segments are left (100 KB of entries: 2 or 3 objects)
+        if segs <= 3 && !orphan.exists() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "objects left: {:?}",
+            objects(s3dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check_all(&s, 2..3, 100, 1000).await;
+    close(s).await;
+    let manifests = objects(s3dir.path())
+        .into_iter()
+        .filter(|k| k.starts_with("manifest-"))
+        .count();
+    assert!(manifests <= 3, "{manifests} manifests kept");
+    // a restart on an empty disk serves ledger 2 and knows 0 and 1 are deleted
+    std::fs::remove_dir_all(data.path()).unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, 64 << 10), None)
+        .await
+        .unwrap();
+    check_all(&s, 2..3, 100, 1000).await;
+    assert!(matches!(
+        s.read(0, 0).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+    assert!(matches!(
+        s.add(1, 500, KEY, -1, payload(1, 500, 10)).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+    close(s).await;
+}
+
+/// The child side of [`sigkill_during_uploads_loses_no_acked_entry`]: writes until killed,
+/// printing every acknowledged entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_writer() {
+    let (Ok(dir), Ok(endpoint)) = (
+        std::env::var("STRATA_TEST_CHILD_DIR"),
+        std::env::var("STRATA_TEST_CHILD_S3"),
+    ) else {
+        return;
+    };
+    let s = open(cfg(Path::new(&dir), &endpoint, 128 << 10), None)
+        .await
+        .unwrap();
+    println!("READY");
+    let mut e = 0u64;
+    loop {
+        let futs: Vec<_> = (0..4u64)
+            .map(|l| s.add(l, e, KEY, e as i64 - 1, payload(l, e, 900)))
+            .collect();
+        let mut ok = true;
+        for r in futures::future::join_all(futs).await {
+            match r {
+                Ok(()) => {}
+                // uploads behind (a slow machine): wait, then add the same entries again
+                Err(BookieError::ReadOnly { .. }) => ok = false,
+                Err(err) => panic!("add {e}: {err}"),
+            }
+        }
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        println!("ACK {e}");
+        e += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_uploads_loses_no_acked_entry() {
+    let (s3dir, srv) = server().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut acked = 0u64;
+    for round in 0..3 {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["child_writer", "--exact", "--nocapture", "--test-threads=1"])
+            .env("STRATA_TEST_CHILD_DIR", data.path())
+            .env("STRATA_TEST_CHILD_S3", &srv.endpoint)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(
+                std::fs::File::create(data.path().with_extension(format!("child{round}.log")))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut last = None;
+            let started = Instant::now();
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Some(n) = line.strip_prefix("ACK ") {
+                    last = n.trim().parse::<u64>().ok();
+                }
+                if started.elapsed() > Duration::from_millis(1500 + 500 * round) {
+                    break;
+                }
+            }
+            last
+        });
+        let last = reader.join().unwrap();
+        // SIGKILL, in the middle of whatever upload is running
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let log = data.path().with_extension(format!("child{round}.log"));
+        let last = last.unwrap_or_else(|| {
+            panic!(
+                "child acknowledged nothing: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        let _ = std::fs::remove_file(&log);
+        acked = acked.max(last + 1);
+        assert!(
+            objects(s3dir.path())
+                .iter()
+                .any(|k| k.starts_with("segments/")),
+            "round {round}: nothing uploaded before the kill"
+        );
+    }
+    eprintln!(
+        "sigkill: {acked} entries x 4 ledgers acknowledged before the last kill; objects {:?}",
+        objects(s3dir.path()).len()
+    );
+    let s = open(cfg(data.path(), &srv.endpoint, 128 << 10), None)
+        .await
+        .unwrap();
+    // every acknowledged entry reads back, byte for byte
+    check_all(&s, 0..4, acked, 900).await;
+    settle(&s).await;
+    // after the sweep only objects the manifest names remain
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || st.gc_now())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (uploaded, _, _) = s.object_stats();
+    let segs = objects(s3dir.path())
+        .into_iter()
+        .filter(|k| k.starts_with("segments/"))
+        .count();
+    assert_eq!(
+        segs,
+        uploaded,
+        "unreferenced objects left: {:?}",
+        objects(s3dir.path())
+    );
+    close(s).await;
+    // and the same from an empty disk: everything uploaded is served
+    std::fs::remove_dir_all(data.path()).unwrap();
+    let s = open(cfg(data.path(), &srv.endpoint, 128 << 10), None)
+        .await
+        .unwrap();
+    check_all(&s, 0..4, acked, 900).await;
+    close(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_then_cold_read() {
+    let (_s3dir, srv) = server().await;
+    let data = tempfile::tempdir().unwrap();
+    let mk = |cache: u64| {
+        let mut c = cfg(data.path(), &srv.endpoint, cache);
+        c.segment_max_bytes = 1 << 20;
+        c.flush_bytes = 1 << 20;
+        c
+    };
+    let s = open(mk(4 << 20), None).await.unwrap();
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut tasks = vec![];
+    for l in 0..8u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut e = 0u64;
+            while Instant::now() < end {
+                if s.add(l, e, KEY, e as i64 - 1, payload(l, e, 16 << 10))
+                    .await
+                    .is_err()
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                e += 1;
+            }
+            e
+        }));
+    }
+    let mut counts = vec![];
+    for t in tasks {
+        counts.push(t.await.unwrap());
+    }
+    settle(&s).await;
+    close(s).await;
+    let s = open(mk(0), None).await.unwrap();
+    for (l, n) in counts.iter().enumerate() {
+        for e in 0..*n {
+            let r = s.read(l as u64, e).await;
+            assert!(
+                r.is_ok(),
+                "ledger {l} entry {e} of {n}: {:?} stats {:?}",
+                r.err(),
+                s.object_stats()
+            );
+            assert_eq!(r.unwrap().0, payload(l as u64, e, 16 << 10));
+        }
+    }
+    close(s).await;
+}
