@@ -8,21 +8,24 @@
 //! memory (the last [`HISTORY_EVENTS`] events since the store was opened).
 
 mod record;
+mod writer;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::writer::{Applied, Core, History, Pending, WriteOp};
 use crate::error::{MetaError, Result};
 use crate::session::{EphemeralOptions, Reestablished, Session};
 use crate::session_id::SessionId;
@@ -57,24 +60,34 @@ pub struct LocalStore {
 }
 
 struct Inner {
-    db: Database,
+    core: Arc<Core>,
+    /// The queue of the writer thread (group commit, see [`writer`]); `None` once closed.
+    queue: Mutex<Option<std::sync::mpsc::Sender<Box<dyn WriteOp>>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
     path: PathBuf,
     store_id: u64,
-    /// Held around every write transaction *and* the publication of its events, so that
-    /// events enter the history in revision order.
-    write_lock: Mutex<()>,
-    history: Mutex<History>,
-    revision: watch::Sender<u64>,
     next_session: AtomicI64,
     sessions: Mutex<HashMap<SessionId, Session>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
 
-struct History {
-    /// Every event with revision >= `oldest` is in `events`.
-    oldest: u64,
-    events: VecDeque<WatchEvent>,
+impl Inner {
+    /// Stops the writer thread (after it has answered what was queued) and waits for it.
+    fn stop_writer(&self) {
+        drop(self.queue.lock().take());
+        if let Some(handle) = self.writer.lock().take()
+            && handle.join().is_err()
+        {
+            tracing::error!("metadata writer thread panicked");
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop_writer();
+    }
 }
 
 impl std::fmt::Debug for LocalStore {
@@ -165,17 +178,31 @@ impl LocalStore {
         }
         txn.commit()?;
         let (revision_tx, _) = watch::channel(revision);
+        let core = Arc::new(Core {
+            db,
+            write_lock: Mutex::new(()),
+            history: Mutex::new(History {
+                oldest: revision + 1,
+                events: VecDeque::new(),
+            }),
+            revision: revision_tx,
+            commits: AtomicU64::new(0),
+        });
+        let (queue, rx) = std::sync::mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("strata-meta-writer".into())
+            .spawn({
+                let core = core.clone();
+                move || writer::run(core, rx)
+            })
+            .map_err(|e| MetaError::Local(format!("start writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                db,
+                core,
+                queue: Mutex::new(Some(queue)),
+                writer: Mutex::new(Some(writer)),
                 path,
                 store_id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
-                write_lock: Mutex::new(()),
-                history: Mutex::new(History {
-                    oldest: revision + 1,
-                    events: VecDeque::new(),
-                }),
-                revision: revision_tx,
                 next_session: AtomicI64::new(1),
                 sessions: Mutex::new(HashMap::new()),
                 cancel: CancellationToken::new(),
@@ -187,6 +214,12 @@ impl LocalStore {
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Write transactions committed since the store was opened (several writes share one
+    /// commit when they are queued together).
+    pub fn commits(&self) -> u64 {
+        self.inner.core.commits.load(Ordering::Relaxed)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -202,48 +235,24 @@ impl LocalStore {
             .map_err(|e| MetaError::Local(format!("blocking task failed: {e}")))?
     }
 
-    /// Runs one write transaction. `f` gets the table and the revision this transaction will
-    /// have, and returns its result and events; no events means nothing changed (no revision
-    /// bump, transaction aborted).
+    /// Runs one write: `f` gets the table and the revision this write will have, and returns
+    /// its result and events; no events means nothing changed (no revision consumed). The
+    /// writer thread commits it together with the other writes queued at the same time; it is
+    /// durable when this returns.
     async fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut KvTable<'_>, u64) -> Result<(T, Vec<WatchEvent>)> + Send + 'static,
+        f: impl FnOnce(&mut KvTable<'_>, u64) -> Applied<T> + Send + 'static,
     ) -> Result<T> {
-        self.blocking(move |inner| {
-            let _guard = inner.write_lock.lock();
-            let txn = inner.db.begin_write()?;
-            let current = *inner.revision.borrow();
-            let rev = current + 1;
-            let (out, events) = {
-                let mut kv = txn.open_table(KV)?;
-                f(&mut kv, rev)?
-            };
-            if events.is_empty() {
-                txn.abort()?;
-                return Ok(out);
-            }
-            {
-                let mut meta = txn.open_table(META)?;
-                meta.insert(META_REVISION, rev)?;
-            }
-            txn.commit()?;
-            {
-                let mut h = inner.history.lock();
-                h.events.extend(events);
-                while h.events.len() > HISTORY_EVENTS {
-                    if let Some(ev) = h.events.pop_front() {
-                        h.oldest = ev.revision + 1;
-                    }
-                }
-                // Events of one revision are dropped together or not at all.
-                while h.events.front().is_some_and(|e| e.revision < h.oldest) {
-                    h.events.pop_front();
-                }
-            }
-            inner.revision.send_replace(rev);
-            Ok(out)
-        })
-        .await
+        if self.inner.cancel.is_cancelled() {
+            return Err(MetaError::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        let op: Box<dyn WriteOp> = Box::new(Pending::new(f, tx));
+        match &*self.inner.queue.lock() {
+            Some(queue) => queue.send(op).map_err(|_| MetaError::Closed)?,
+            None => return Err(MetaError::Closed),
+        }
+        rx.await.map_err(|_| MetaError::Closed)?
     }
 
     async fn put_inner(
@@ -446,7 +455,7 @@ impl MetadataStore for LocalStore {
             check_key(key)?;
             let key = key.to_owned();
             self.blocking(move |inner| {
-                let txn = inner.db.begin_read()?;
+                let txn = inner.core.db.begin_read()?;
                 let kv = txn.open_table(KV)?;
                 read_record(&kv, &key)
             })
@@ -497,8 +506,8 @@ impl MetadataStore for LocalStore {
                 // Read the revision under the write lock's shadow: a read transaction sees every
                 // commit before it, and the revision only moves after a commit.
                 let (txn, revision) = {
-                    let _g = inner.write_lock.lock();
-                    (inner.db.begin_read()?, *inner.revision.borrow())
+                    let _g = inner.core.write_lock.lock();
+                    (inner.core.db.begin_read()?, *inner.core.revision.borrow())
                 };
                 let kv = txn.open_table(KV)?;
                 Ok(Scan {
@@ -533,7 +542,7 @@ impl MetadataStore for LocalStore {
     }
 
     async fn current_revision(&self) -> Result<u64> {
-        Ok(*self.inner.revision.borrow())
+        Ok(*self.inner.core.revision.borrow())
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(backend = "local", prefix = %prefix))]
@@ -542,7 +551,7 @@ impl MetadataStore for LocalStore {
             if self.inner.cancel.is_cancelled() {
                 return Err(MetaError::Closed);
             }
-            let mut rev_rx = self.inner.revision.subscribe();
+            let mut rev_rx = self.inner.core.revision.subscribe();
             let start = from_revision
                 .unwrap_or(*rev_rx.borrow_and_update() + 1)
                 .max(1);
@@ -554,7 +563,7 @@ impl MetadataStore for LocalStore {
                 loop {
                     // Copy a batch out of the history, then send it without holding the lock.
                     let batch: Result<(Vec<WatchEvent>, u64)> = {
-                        let h = inner.history.lock();
+                        let h = inner.core.history.lock();
                         if next < h.oldest {
                             Err(MetaError::Compacted {
                                 requested: next,
@@ -676,6 +685,10 @@ impl MetadataStore for LocalStore {
         self.inner.cancel.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        let inner = self.inner.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || inner.stop_writer()).await {
+            tracing::warn!(error = %e, "stopping the metadata writer failed");
+        }
     }
 }
 
