@@ -47,7 +47,8 @@ static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1 << 32);
 
 /// The embedded metadata store (one redb file). Cheap to clone.
 ///
-/// - Writes are durable when they return (redb commits with fsync), on a blocking thread.
+/// - Writes are durable when they return (redb commits with fsync). One writer thread commits
+///   every write queued at the same time in one transaction (group commit, see `writer.rs`).
 /// - Ephemeral keys are written to disk like other keys, tagged with their session, and deleted
 ///   when the store is opened: after a crash (or any exit) they are gone, as with etcd after the
 ///   TTL.
