@@ -67,6 +67,28 @@ impl BrokerService {
         self.ownership.owner(topic).await
     }
 
+    /// Ok when this broker serves `topic`; otherwise `OwnedElsewhere` naming the broker that does
+    /// (the client redirects there).
+    pub async fn ensure_owned_here(&self, topic: &TopicName) -> Result<()> {
+        match self.owner(topic).await? {
+            Owner::Local => Ok(()),
+            Owner::Remote {
+                broker_url,
+                http_url,
+                ..
+            }
+            | Owner::Leader {
+                broker_url,
+                http_url,
+                ..
+            } => Err(crate::error::BrokerError::OwnedElsewhere {
+                topic: topic.to_string(),
+                broker_url,
+                http_url,
+            }),
+        }
+    }
+
     /// Unloads a namespace bundle owned here (see [`Ownership::unload_bundle`]).
     pub async fn unload_bundle(&self, tenant: &str, ns: &str, bundle: &str) -> Result<Owner> {
         self.ownership.unload_bundle(tenant, ns, bundle).await

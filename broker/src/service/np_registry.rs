@@ -10,7 +10,7 @@ use std::time::Duration;
 use strata_meta::model::{PartitionedTopicMetadata, decode_segment};
 use tracing::info;
 
-use super::{BrokerService, Owner};
+use super::BrokerService;
 use crate::error::{BrokerError, Result};
 use crate::nonpersistent::NonPersistentTopic;
 use crate::topic_name::TopicName;
@@ -27,25 +27,7 @@ impl BrokerService {
         name: &TopicName,
         create: bool,
     ) -> Result<Arc<NonPersistentTopic>> {
-        match self.owner(name).await? {
-            Owner::Local => {}
-            Owner::Remote {
-                broker_url,
-                http_url,
-                ..
-            }
-            | Owner::Leader {
-                broker_url,
-                http_url,
-                ..
-            } => {
-                return Err(BrokerError::OwnedElsewhere {
-                    topic: name.to_string(),
-                    broker_url,
-                    http_url,
-                });
-            }
-        }
+        self.ensure_owned_here(name).await?;
         let key = name.to_string();
         if let Some(t) = self.np_topics.lock().get(&key) {
             return Ok(t.clone());

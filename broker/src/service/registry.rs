@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tracing::{info, warn};
 
-use super::{BrokerService, Owner};
+use super::BrokerService;
 use crate::error::{BrokerError, Result};
 use crate::managed_ledger::{ManagedLedger, ManagedLedgerConfig};
 use crate::storage::{CreateOptions, Quorum};
@@ -38,25 +38,7 @@ impl BrokerService {
                 "a non-persistent topic has no managed ledger (see np_topic)".into(),
             ));
         }
-        match self.owner(name).await? {
-            Owner::Local => {}
-            Owner::Remote {
-                broker_url,
-                http_url,
-                ..
-            }
-            | Owner::Leader {
-                broker_url,
-                http_url,
-                ..
-            } => {
-                return Err(BrokerError::OwnedElsewhere {
-                    topic: name.to_string(),
-                    broker_url,
-                    http_url,
-                });
-            }
-        }
+        self.ensure_owned_here(name).await?;
         let key = name.to_string();
         let cell = self
             .topics
