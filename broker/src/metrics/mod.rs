@@ -108,7 +108,11 @@ impl Metrics {
         if let Some(s) = map.get(&key).and_then(Weak::upgrade) {
             return s;
         }
-        map.retain(|_, w| w.strong_count() > 0);
+        // Drop the entries of dropped topics now and then, not on every insert: a sweep per new
+        // topic made loading N topics cost O(N^2).
+        if map.len() >= 64 && map.len().is_power_of_two() {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
         let s = Arc::new(TopicSeries::new(&self.sampler));
         map.insert(key, Arc::downgrade(&s));
         s

@@ -197,7 +197,7 @@ fn latency_line(h: &Histogram<u64>) -> String {
 }
 
 /// Producers or consumers created at the same time during setup.
-const SETUP_CONCURRENCY: usize = 64;
+const SETUP_CONCURRENCY: usize = 1000;
 
 fn report_rss_at_start(watch_pid: Option<u32>) {
     if let Some(r) = watch_pid.and_then(rss_mib) {
@@ -396,7 +396,10 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
     let per_producer_rate = (args.rate > 0).then(|| (args.rate as f64 / n as f64).max(0.001));
     let per_producer_limit = (args.run.num_messages > 0).then(|| args.run.num_messages.div_ceil(n));
     let workers = TaskTracker::new();
-    for producer in producers {
+    for (index, producer) in producers.into_iter().enumerate() {
+        // Producers are spread over one period of their rate, so that N producers at a total R
+        // msg/s publish evenly, not in bursts of N every N/R seconds.
+        let phase = index as f64 / n as f64;
         let stats = stats.clone();
         let stop = stop.clone();
         let payload = payload.clone();
@@ -421,8 +424,8 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
                     break;
                 }
                 if let Some(rate) = per_producer_rate {
-                    // Message `sent` is due `sent / rate` seconds after the start.
-                    let due = Duration::from_secs_f64(sent as f64 / rate);
+                    // Message `sent` is due `(sent + phase) / rate` seconds after the start.
+                    let due = Duration::from_secs_f64((sent as f64 + phase) / rate);
                     let elapsed = begin.elapsed();
                     if due > elapsed {
                         tokio::select! {
