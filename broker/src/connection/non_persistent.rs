@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_proto::commands;
-use strata_proto::frame::{Frame, Payload};
+use strata_proto::frame::Payload;
 use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::command_subscribe::SubType;
 use strata_proto::pulsar::{
@@ -101,6 +101,7 @@ impl Conn {
                     .map(|kv| (kv.key.clone(), kv.value.clone()))
                     .collect(),
                 meter: meter.clone(),
+                epoch: c.topic_epoch,
             },
             drops.clone(),
         )?;
@@ -132,18 +133,7 @@ impl Conn {
             }
             ProducerAdmission::Waiting(rx) => {
                 self.send(success(None, false));
-                let out = self.out.clone();
-                let ready_cmd = success(None, true);
-                self.tasks.spawn(async move {
-                    if let Ok(epoch) = rx.await {
-                        ready.store(true, Ordering::Release);
-                        let mut cmd = ready_cmd;
-                        if let Some(ps) = cmd.producer_success.as_mut() {
-                            ps.topic_epoch = Some(epoch);
-                        }
-                        let _ = out.send(Frame::simple(cmd));
-                    }
-                });
+                self.await_exclusive_grant(rx, ready, success(None, true));
             }
         }
         Ok(())

@@ -11,6 +11,7 @@ use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::{BaseCommand, ProducerAccessMode, ServerError};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::{Conn, server_error, wire_id};
@@ -205,6 +206,7 @@ impl Conn {
                 .map(|kv| (kv.key.clone(), kv.value.clone()))
                 .collect(),
             meter: meter.clone(),
+            epoch: c.topic_epoch,
         })?;
         let rid = c.request_id;
         let success = |epoch: Option<u64>, ready: bool| {
@@ -248,21 +250,44 @@ impl Conn {
                 );
                 info!(topic = %name, producer = %pname, "producer waiting for exclusive access");
                 self.send(success(None, false));
-                // Granted when the current exclusive producer leaves.
-                let out = self.out.clone();
-                let ready_cmd = success(None, true);
-                self.tasks.spawn(async move {
-                    if let Ok(epoch) = rx.await {
-                        ready.store(true, Ordering::Release);
-                        let mut cmd = ready_cmd;
-                        if let Some(ps) = cmd.producer_success.as_mut() {
-                            ps.topic_epoch = Some(epoch);
-                        }
-                        let _ = out.send(Frame::simple(cmd));
-                    }
-                });
+                self.await_exclusive_grant(rx, ready, success(None, true));
             }
         }
         Ok(())
+    }
+
+    /// A producer queued for exclusive access (WaitForExclusive): when granted, the second
+    /// PRODUCER_SUCCESS (`ready_cmd`, ready, with the new topic epoch) goes out and SENDs are
+    /// accepted; when fenced meanwhile, the PRODUCER request fails with `ProducerFenced`.
+    pub(super) fn await_exclusive_grant(
+        &self,
+        rx: oneshot::Receiver<Result<u64>>,
+        ready: Arc<AtomicBool>,
+        ready_cmd: BaseCommand,
+    ) {
+        let out = self.out.clone();
+        let rid = ready_cmd
+            .producer_success
+            .as_ref()
+            .map_or(0, |ps| ps.request_id);
+        self.tasks.spawn(async move {
+            let cmd = match rx.await {
+                Ok(Ok(epoch)) => {
+                    ready.store(true, Ordering::Release);
+                    let mut cmd = ready_cmd;
+                    if let Some(ps) = cmd.producer_success.as_mut() {
+                        ps.topic_epoch = Some(epoch);
+                    }
+                    cmd
+                }
+                Ok(Err(e)) => {
+                    debug!(error = %e, "waiting producer fenced");
+                    commands::error(rid, server_error(&e), e.to_string())
+                }
+                // The topic went away (unloaded): the client reconnects on its own.
+                Err(_) => return,
+            };
+            let _ = out.send(Frame::simple(cmd));
+        });
     }
 }
