@@ -208,6 +208,10 @@ impl Conn {
             meter: meter.clone(),
             epoch: c.topic_epoch,
         })?;
+        if let Err(e) = initial_subscription(&topic, c.initial_subscription_name.as_deref()).await {
+            topic.remove_producer(key);
+            return Err(e);
+        }
         let rid = c.request_id;
         let success = |epoch: Option<u64>, ready: bool| {
             let last_seq = if topic.dedup().enabled() {
@@ -290,4 +294,21 @@ impl Conn {
             let _ = out.send(Frame::simple(cmd));
         });
     }
+}
+
+/// PRODUCER's `initial_subscription_name` (a dead-letter producer's): the durable subscription
+/// is created at the earliest position if the topic does not have it, before the producer is
+/// confirmed, so it keeps every message the producer writes.
+async fn initial_subscription(topic: &Topic, name: Option<&str>) -> Result<()> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Ok(());
+    };
+    if topic.subscription_names().await.iter().any(|s| s == name) {
+        return Ok(());
+    }
+    info!(topic = %topic.name(), sub = name, "creating the producer's initial subscription");
+    topic
+        .subscribe(name, true, crate::subscription::InitialPosition::Earliest)
+        .await
+        .map(|_| ())
 }

@@ -1,0 +1,140 @@
+"""Broker behaviour the official C++ client's own test suite relies on (issue #17), checked with
+the official Python client (same C++ core). One scenario per run, named by the third argument:
+
+  fencing        ExclusiveWithFencing takes the topic: the connected Exclusive producer is fenced
+                 (its sends fail ProducerFenced), a queued WaitForExclusive producer's creation
+                 fails ProducerFenced; a later WaitForExclusive one is granted when it leaves.
+  restart        an Exclusive producer survives a broker restart (it reconnects with its topic
+                 epoch and keeps the topic; another Exclusive one is still refused). Prints READY
+                 and waits for a line on stdin while the test restarts the broker.
+  dlq_init_sub   the dead-letter producer's initial subscription is created on the dead-letter
+                 topic before its first message, so a consumer subscribing later gets them all.
+  last_id        get_last_message_id: -1:-1 on an empty topic, the batch's last index after a
+                 batch.
+  empty_sub      subscribing with an empty subscription name fails (the client's
+                 InvalidConfiguration, from the broker's ProducerBusy answer).
+"""
+import threading
+import pulsar
+from common import *
+
+url, _ = urls()
+scenario = sys.argv[3]
+Mode = pulsar.ProducerAccessMode
+
+
+def fails_with(exc, what, f):
+    try:
+        f()
+    except exc:
+        return
+    raise AssertionError(f"{what}: no {exc.__name__}")
+
+
+def fencing(c):
+    t = topic("fencing")
+    p1 = c.create_producer(t, producer_name="p1", access_mode=Mode.Exclusive, batching_enabled=False)
+    p1.send(b"one")
+    outcome = {}
+
+    def queued():
+        try:
+            outcome["p2"] = c.create_producer(t, producer_name="p2", access_mode=Mode.WaitForExclusive)
+        except Exception as e:  # noqa: BLE001 - the type is what is checked
+            outcome["p2"] = e
+
+    th = threading.Thread(target=queued, daemon=True)
+    th.start()
+    time.sleep(1.0)
+    check("p2" not in outcome, "WaitForExclusive producer queued behind the Exclusive one")
+    p3 = c.create_producer(t, producer_name="p3", access_mode=Mode.ExclusiveWithFencing,
+                           batching_enabled=False)
+    p3.send(b"three")
+    th.join(15)
+    check(isinstance(outcome.get("p2"), pulsar.ProducerFenced),
+          f"queued producer fenced: {outcome.get('p2')!r}")
+    fails_with(pulsar.ProducerFenced, "fenced Exclusive producer sends", lambda: p1.send(b"late"))
+    fails_with(pulsar.ProducerFenced, "Exclusive next to ExclusiveWithFencing",
+               lambda: c.create_producer(t, producer_name="p4", access_mode=Mode.Exclusive))
+    granted = {}
+
+    def later():
+        granted["p5"] = c.create_producer(t, producer_name="p5", access_mode=Mode.WaitForExclusive,
+                                          batching_enabled=False)
+
+    th = threading.Thread(target=later, daemon=True)
+    th.start()
+    time.sleep(1.0)
+    check("p5" not in granted, "second WaitForExclusive producer queued")
+    p3.close()
+    th.join(15)
+    check("p5" in granted, "WaitForExclusive producer granted once the fencing one left")
+    granted["p5"].send(b"five")
+    r = c.create_reader(t, pulsar.MessageId.earliest)
+    got = [r.read_next(RECEIVE_MS).data() for _ in range(3)]
+    check(got == [b"one", b"three", b"five"], f"stored: {got}")
+
+
+def restart(c):
+    t = topic("restart")
+    p1 = c.create_producer(t, producer_name="p1", access_mode=Mode.Exclusive, batching_enabled=False)
+    p1.send(b"before")
+    print("READY", flush=True)
+    check(sys.stdin.readline().strip() == "GO", "told to go on")
+    p1.send(b"after")
+    fails_with(pulsar.ProducerFenced, "second Exclusive producer after the restart",
+               lambda: c.create_producer(t, producer_name="p2", access_mode=Mode.Exclusive))
+    r = c.create_reader(t, pulsar.MessageId.earliest)
+    got = [r.read_next(RECEIVE_MS).data() for _ in range(2)]
+    check(got == [b"before", b"after"], f"stored: {got}")
+
+
+def dlq_init_sub(c):
+    t = topic("dlq-init")
+    dlq = t + "-DLQ"
+    policy = pulsar.ConsumerDeadLetterPolicy(max_redeliver_count=1, dead_letter_topic=dlq,
+                                             initial_subscription_name="init-sub")
+    consumer = c.subscribe(t, "s", consumer_type=pulsar.ConsumerType.Shared,
+                           negative_ack_redelivery_delay_ms=100, dead_letter_policy=policy)
+    p = c.create_producer(t, batching_enabled=False)
+    send_all(p, [b"m0", b"m1", b"m2"])
+    deadline = time.time() + 20
+    nacked = 0
+    while time.time() < deadline and nacked < 6:
+        try:
+            m = consumer.receive(timeout_millis=500)
+            consumer.negative_acknowledge(m)
+            nacked += 1
+        except pulsar.Timeout:
+            pass
+    # Subscribed only now: the subscription was made when the dead-letter producer was.
+    late = c.subscribe(dlq, "init-sub", initial_position=pulsar.InitialPosition.Latest)
+    got = sorted(late.receive(timeout_millis=RECEIVE_MS).data() for _ in range(3))
+    check(got == [b"m0", b"m1", b"m2"], f"initial subscription holds the dead letters: {got}")
+
+
+def last_id(c):
+    t = topic("last-id")
+    consumer = c.subscribe(t, "s")
+    empty = consumer.get_last_message_id()
+    check((empty.ledger_id(), empty.entry_id(), empty.batch_index()) == (-1, -1, -1),
+          f"empty topic: {empty}")
+    p = c.create_producer(t, batching_enabled=True, batching_max_messages=3,
+                          batching_max_publish_delay_ms=60_000)
+    for i in range(3):
+        p.send_async(f"b{i}".encode(), None)
+    p.flush()
+    last = consumer.get_last_message_id()
+    check(last.entry_id() >= 0 and last.batch_index() == 2, f"after a batch of 3: {last}")
+
+
+def empty_sub(c):
+    fails_with(pulsar.InvalidConfiguration, "empty subscription name",
+               lambda: c.subscribe(topic("empty-sub"), ""))
+
+
+c = client(url)
+{"fencing": fencing, "restart": restart, "dlq_init_sub": dlq_init_sub, "last_id": last_id,
+ "empty_sub": empty_sub}[scenario](c)
+c.close()
+done(f"cpp_compat {scenario}")
