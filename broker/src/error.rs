@@ -45,6 +45,9 @@ pub enum BrokerError {
     ConsumerBusy(String),
     #[error("producer busy: {0}")]
     ProducerBusy(String),
+    /// A Key_Shared consumer's hash ranges cannot be assigned (none, invalid, overlapping).
+    #[error("consumer assign error: {0}")]
+    ConsumerAssign(String),
     #[error("producer fenced: {0}")]
     ProducerFenced(String),
     #[error("not allowed: {0}")]
@@ -104,6 +107,7 @@ impl BrokerError {
             BrokerError::SubscriptionNotFound(_) => SUBSCRIPTION_NOT_FOUND,
             BrokerError::ConsumerNotFound(_) => CONSUMER_NOT_FOUND,
             BrokerError::ConsumerBusy(_) => CONSUMER_BUSY,
+            BrokerError::ConsumerAssign(_) => CONSUMER_ASSIGN_ERROR,
             BrokerError::ProducerBusy(_) | BrokerError::InvalidSubscriptionName(_) => PRODUCER_BUSY,
             BrokerError::ProducerFenced(_) => PRODUCER_FENCED,
             BrokerError::NotAllowed(_) => NOT_ALLOWED_ERROR,

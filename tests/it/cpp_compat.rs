@@ -1,8 +1,8 @@
 //! Broker behaviour the official C++ client's test suite relies on (issue #17), against a real
 //! `strata standalone` with the official Python client (`tests/python/cpp_compat.py`): producer
 //! access modes with fencing and topic epochs (also across a broker restart), the dead-letter
-//! producer's initial subscription, GET_LAST_MESSAGE_ID edge cases and the empty subscription
-//! name's error.
+//! producer's initial subscription, GET_LAST_MESSAGE_ID edge cases, the empty subscription
+//! name's error, Key_Shared sticky range assignment errors and range splitting by join order.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
@@ -39,6 +39,23 @@ fn cpp_compat_last_message_id_empty_topic_and_batch_index() {
 #[test]
 fn cpp_compat_empty_subscription_name() {
     scenario("empty_sub");
+}
+
+#[test]
+fn cpp_compat_key_shared_sticky_ranges_consumer_assign_error() {
+    scenario("sticky_assign");
+}
+
+/// Pulsar's auto-split without consistent hashing (the C++ suite's broker configuration).
+#[test]
+fn cpp_compat_key_shared_range_splitting_same_keys_across_topics() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("strata.toml");
+    std::fs::write(&cfg, "[broker]\nkey_shared_use_consistent_hashing = false\n")
+        .expect("write config");
+    let node = Standalone::start_with(&["--config".as_ref(), cfg.as_os_str()], &[]);
+    run_script_with(&py, "cpp_compat", &node, &["key_shared_split"]);
 }
 
 /// An Exclusive producer keeps its topic across a SIGKILL and restart of the broker: the script

@@ -13,6 +13,10 @@ the official Python client (same C++ core). One scenario per run, named by the t
                  batch.
   empty_sub      subscribing with an empty subscription name fails (the client's
                  InvalidConfiguration, from the broker's ProducerBusy answer).
+  key_shared_split  (broker with key_shared_use_consistent_hashing = false) two Key_Shared
+                 consumers joining two topics in the same order get the same keys on both.
+  sticky_assign  a Key_Shared Sticky consumer with ranges overlapping another consumer's is
+                 refused with ConsumerAssignError.
 """
 import threading
 import pulsar
@@ -133,8 +137,50 @@ def empty_sub(c):
                lambda: c.subscribe(topic("empty-sub"), ""))
 
 
+def key_shared_split(c):
+    t1, t2 = topic("ks-split-a"), topic("ks-split-b")
+    consumers = [c.subscribe([t1, t2], "ks", consumer_type=pulsar.ConsumerType.KeyShared,
+                             consumer_name=f"c{i}") for i in range(2)]
+    keys = [f"key-{i}" for i in range(20)]
+    for t in (t1, t2):
+        p = c.create_producer(t, batching_enabled=False)
+        for k in keys:
+            p.send(k.encode(), partition_key=k)
+    owner = {}
+    for i, cons in enumerate(consumers):
+        while True:
+            try:
+                m = cons.receive(timeout_millis=1500)
+            except pulsar.Timeout:
+                break
+            cons.acknowledge(m)
+            owner.setdefault(m.data().decode(), set()).add((i, m.topic_name()))
+    check(sorted(owner) == sorted(keys), f"every key delivered: {sorted(owner)}")
+    for k, got in owner.items():
+        check(len({i for i, _ in got}) == 1 and len(got) == 2,
+              f"{k} on one consumer for both topics: {got}")
+    check(len({next(iter(g))[0] for g in owner.values()}) == 2, "both consumers own keys")
+
+
+def sticky_assign(c):
+    t = topic("sticky")
+    sticky = pulsar.KeySharedMode.Sticky
+
+    def sub(ranges, name):
+        policy = pulsar.ConsumerKeySharedPolicy(key_shared_mode=sticky, sticky_ranges=ranges)
+        return c.subscribe(t, "s", consumer_type=pulsar.ConsumerType.KeyShared,
+                           consumer_name=name, key_shared_policy=policy)
+
+    # (No ranges at all is refused by this client itself; the broker's answer to that is in the
+    # subscription unit tests and the C++ suite's KeySharedPolicyTest.ResultConsumerAssignError.)
+    sub([(0, 32767)], "b")
+    fails_with(pulsar.ConsumerAssignError, "overlapping sticky ranges",
+               lambda: sub([(100, 40000)], "c"))
+    sub([(32768, 65535)], "d")
+
+
 c = client(url)
 {"fencing": fencing, "restart": restart, "dlq_init_sub": dlq_init_sub, "last_id": last_id,
- "empty_sub": empty_sub}[scenario](c)
+ "empty_sub": empty_sub, "key_shared_split": key_shared_split, "sticky_assign": sticky_assign}[scenario](c)
 c.close()
 done(f"cpp_compat {scenario}")
