@@ -42,6 +42,11 @@ fn cpp_compat_empty_subscription_name() {
 }
 
 #[test]
+fn cpp_compat_partition_beyond_count_and_namespace_created_with_limits() {
+    scenario("partitions");
+}
+
+#[test]
 fn cpp_compat_key_shared_sticky_ranges_consumer_assign_error() {
     scenario("sticky_assign");
 }

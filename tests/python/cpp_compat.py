@@ -15,6 +15,9 @@ the official Python client (same C++ core). One scenario per run, named by the t
                  InvalidConfiguration, from the broker's ProducerBusy answer).
   key_shared_split  (broker with key_shared_use_consistent_hashing = false) two Key_Shared
                  consumers joining two topics in the same order get the same keys on both.
+  partitions     a producer on a partition beyond a partitioned topic's count fails
+                 TopicNotFound; max_producers_per_topic given when the namespace is created holds
+                 (ProducerBusy).
   sticky_assign  a Key_Shared Sticky consumer with ranges overlapping another consumer's is
                  refused with ConsumerAssignError.
 """
@@ -22,7 +25,7 @@ import threading
 import pulsar
 from common import *
 
-url, _ = urls()
+url, http = urls()
 scenario = sys.argv[3]
 Mode = pulsar.ProducerAccessMode
 
@@ -179,8 +182,25 @@ def sticky_assign(c):
     sub([(32768, 65535)], "d")
 
 
+def partitions(c):
+    t = topic("parts")
+    create_partitioned(http, t, 2)
+    c.create_producer(t + "-partition-1").close()
+    fails_with(pulsar.TopicNotFound, "producer on partition 2 of 2",
+               lambda: c.create_producer(t + "-partition-2"))
+    ns = f"public/limits-{uuid.uuid4().hex[:6]}"
+    rest(http, "PUT", f"/admin/v2/namespaces/{ns}", {"max_producers_per_topic": 2})
+    t = f"persistent://{ns}/limited"
+    kept = [c.create_producer(t) for _ in range(2)]
+    fails_with(pulsar.ProducerBusy, "third producer with max_producers_per_topic 2",
+               lambda: c.create_producer(t))
+    kept[0].close()
+    c.create_producer(t)
+
+
 c = client(url)
 {"fencing": fencing, "restart": restart, "dlq_init_sub": dlq_init_sub, "last_id": last_id,
- "empty_sub": empty_sub, "key_shared_split": key_shared_split, "sticky_assign": sticky_assign}[scenario](c)
+ "empty_sub": empty_sub, "key_shared_split": key_shared_split, "sticky_assign": sticky_assign,
+ "partitions": partitions}[scenario](c)
 c.close()
 done(f"cpp_compat {scenario}")
