@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::base_command::Type;
-use strata_proto::pulsar::{BaseCommand, ProducerAccessMode, ServerError};
+use strata_proto::pulsar::{BaseCommand, CommandProducer, ProducerAccessMode, ServerError};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
@@ -165,7 +165,7 @@ impl Conn {
         }
     }
 
-    async fn add_producer(&mut self, c: strata_proto::pulsar::CommandProducer) -> Result<()> {
+    async fn add_producer(&mut self, c: CommandProducer) -> Result<()> {
         let name = TopicName::parse(&c.topic)?;
         if let Some(old) = self.producers.remove(&c.producer_id) {
             old.topic.remove_producer(old.key);
@@ -183,31 +183,12 @@ impl Conn {
             crate::schema::admission::producer_schema(&self.service, &name, c.schema.as_ref())
                 .await?
                 .map(version_bytes);
-        let pname = match c.producer_name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_owned(),
-            _ => self.service.producer_name(),
-        };
+        let pname = self.producer_name(&c);
         let key = self.service.next_key();
-        let mode = c
-            .producer_access_mode
-            .and_then(|m| ProducerAccessMode::try_from(m).ok())
-            .unwrap_or(ProducerAccessMode::Shared);
+        let mode = access_mode(&c);
         let meter = self.service.metrics.sampler().meter();
-        let admission = topic.add_producer(ProducerRequest {
-            key,
-            producer_id: c.producer_id,
-            name: &pname,
-            mode,
-            out: self.out.clone(),
-            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
-            metadata: c
-                .metadata
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone()))
-                .collect(),
-            meter: meter.clone(),
-            epoch: c.topic_epoch,
-        })?;
+        let admission =
+            topic.add_producer(self.producer_request(&c, key, &pname, meter.clone()))?;
         if let Err(e) = initial_subscription(&topic, c.initial_subscription_name.as_deref()).await {
             topic.remove_producer(key);
             return Err(e);
@@ -260,6 +241,40 @@ impl Conn {
         Ok(())
     }
 
+    /// PRODUCER's name: the client's, or one the broker makes up.
+    pub(super) fn producer_name(&self, c: &CommandProducer) -> String {
+        match c.producer_name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_owned(),
+            _ => self.service.producer_name(),
+        }
+    }
+
+    /// What PRODUCER asks of the topic's producers, the same for persistent and non-persistent
+    /// topics.
+    pub(super) fn producer_request<'a>(
+        &self,
+        c: &CommandProducer,
+        key: u64,
+        name: &'a str,
+        meter: Arc<RateMeter>,
+    ) -> ProducerRequest<'a> {
+        ProducerRequest {
+            key,
+            producer_id: c.producer_id,
+            name,
+            mode: access_mode(c),
+            out: self.out.clone(),
+            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
+            metadata: c
+                .metadata
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect(),
+            meter,
+            epoch: c.topic_epoch,
+        }
+    }
+
     /// A producer queued for exclusive access (WaitForExclusive): when granted, the second
     /// PRODUCER_SUCCESS (`ready_cmd`, ready, with the new topic epoch) goes out and SENDs are
     /// accepted; when fenced meanwhile, the PRODUCER request fails with `ProducerFenced`.
@@ -294,6 +309,13 @@ impl Conn {
             let _ = out.send(Frame::simple(cmd));
         });
     }
+}
+
+/// PRODUCER's access mode (Shared when absent or unknown).
+pub(super) fn access_mode(c: &CommandProducer) -> ProducerAccessMode {
+    c.producer_access_mode
+        .and_then(|m| ProducerAccessMode::try_from(m).ok())
+        .unwrap_or(ProducerAccessMode::Shared)
 }
 
 /// PRODUCER's `initial_subscription_name` (a dead-letter producer's): the durable subscription
