@@ -76,6 +76,10 @@ pub struct BrokerConfig {
     pub schema_validation_enforced: bool,
     /// Memory budget of the compactor's key map per pass (bytes); more keys take more passes.
     pub compaction_key_map_bytes: usize,
+    /// Key_Shared auto-split over a consistent-hash ring (Pulsar's
+    /// `subscriptionKeySharedUseConsistentHashing`, default true); false: the hash space is split
+    /// in halves by join order, the same on every topic for the same join order.
+    pub key_shared_use_consistent_hashing: bool,
 }
 
 impl Default for BrokerConfig {
@@ -110,6 +114,7 @@ impl Default for BrokerConfig {
             schema_compatibility_strategy: "FULL".into(),
             schema_validation_enforced: false,
             compaction_key_map_bytes: 64 << 20,
+            key_shared_use_consistent_hashing: true,
         }
     }
 }
@@ -130,6 +135,7 @@ impl BrokerConfig {
     pub fn subscription(&self) -> SubscriptionConfig {
         SubscriptionConfig {
             cursor_flush_interval: self.cursor_flush_interval,
+            key_shared_consistent_hashing: self.key_shared_use_consistent_hashing,
             ..Default::default()
         }
     }

@@ -45,10 +45,17 @@ pub enum BrokerError {
     ConsumerBusy(String),
     #[error("producer busy: {0}")]
     ProducerBusy(String),
+    /// A Key_Shared consumer's hash ranges cannot be assigned (none, invalid, overlapping).
+    #[error("consumer assign error: {0}")]
+    ConsumerAssign(String),
     #[error("producer fenced: {0}")]
     ProducerFenced(String),
     #[error("not allowed: {0}")]
     NotAllowed(String),
+    /// A bad subscription name (empty). Pulsar's `NamingException`, which goes on the wire as
+    /// `ProducerBusy` (clients map that answer to SUBSCRIBE back to "invalid configuration").
+    #[error("invalid subscription name: {0}")]
+    InvalidSubscriptionName(String),
     #[error("incompatible schema: {0}")]
     IncompatibleSchema(String),
     #[error("topic terminated: {0}")]
@@ -100,7 +107,8 @@ impl BrokerError {
             BrokerError::SubscriptionNotFound(_) => SUBSCRIPTION_NOT_FOUND,
             BrokerError::ConsumerNotFound(_) => CONSUMER_NOT_FOUND,
             BrokerError::ConsumerBusy(_) => CONSUMER_BUSY,
-            BrokerError::ProducerBusy(_) => PRODUCER_BUSY,
+            BrokerError::ConsumerAssign(_) => CONSUMER_ASSIGN_ERROR,
+            BrokerError::ProducerBusy(_) | BrokerError::InvalidSubscriptionName(_) => PRODUCER_BUSY,
             BrokerError::ProducerFenced(_) => PRODUCER_FENCED,
             BrokerError::NotAllowed(_) => NOT_ALLOWED_ERROR,
             BrokerError::IncompatibleSchema(_) => INCOMPATIBLE_SCHEMA,

@@ -108,9 +108,10 @@ impl AdvertisedListeners {
     }
 }
 
-/// The error text of a LOOKUP for a listener the broker does not have (Pulsar's wording).
+/// The error text of a LOOKUP for a listener the broker does not have: Pulsar's exact wording,
+/// which clients match on (the C++ client turns it into a connect error instead of retrying).
 pub fn unknown_listener(name: &str) -> String {
-    format!("the broker does not have {name} listener")
+    format!("the broker do not have {name} listener")
 }
 
 #[cfg(test)]
@@ -171,5 +172,14 @@ mod tests {
             AdvertisedListeners::parse("a:pulsar://h:1", Some("b")),
             Err(ListenerError::UnknownInternal(_))
         ));
+    }
+
+    #[test]
+    fn unknown_listener_text_is_pulsars() {
+        // The C++ client looks for exactly this text to stop retrying the lookup.
+        assert_eq!(
+            unknown_listener("test"),
+            "the broker do not have test listener"
+        );
     }
 }

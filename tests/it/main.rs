@@ -17,6 +17,7 @@ mod checker;
 mod cluster;
 mod compat;
 mod console;
+mod cpp_compat;
 mod dedup;
 mod harness;
 mod meta;

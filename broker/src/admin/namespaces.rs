@@ -64,6 +64,9 @@ struct CreatePolicies {
     #[serde(rename = "deduplicationEnabled")]
     deduplication_enabled: Option<bool>,
     schema_compatibility_strategy: Option<String>,
+    max_producers_per_topic: Option<u32>,
+    max_consumers_per_topic: Option<u32>,
+    max_consumers_per_subscription: Option<u32>,
 }
 
 /// `PUT /admin/v2/namespaces/{t}/{ns}`, optionally with a policies body.
@@ -99,6 +102,9 @@ async fn create(
     p.message_ttl_seconds = b.message_ttl_in_seconds;
     p.deduplication_enabled = b.deduplication_enabled;
     p.schema_compatibility_strategy = b.schema_compatibility_strategy.filter(|v| v != "UNDEFINED");
+    p.max_producers_per_topic = b.max_producers_per_topic;
+    p.max_consumers_per_topic = b.max_consumers_per_topic;
+    p.max_consumers_per_subscription = b.max_consumers_per_subscription;
     s.create_namespace_strict(&t, &ns, &p).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -46,13 +46,33 @@ fn topic_name(t: &str, ns: &str, topic: &str) -> ApiResult<TopicName> {
 /// Pulsar's `GetSchemaResponse`.
 fn schema_json(v: &SchemaVersion) -> Value {
     let data = v.data_bytes();
+    let text = if v.type_value() == kind::KEY_VALUE {
+        key_value_text(&data)
+    } else {
+        None
+    };
     json!({
         "version": v.version,
         "type": crate::schema::schema_type_name(v.type_value()),
         "timestamp": v.timestamp_ms,
-        "data": String::from_utf8_lossy(&data),
+        "data": text.unwrap_or_else(|| String::from_utf8_lossy(&data).into_owned()),
         "properties": v.properties,
     })
+}
+
+/// A KEY_VALUE schema's data as Pulsar's REST API shows it: `{"key": <key schema>, "value":
+/// <value schema>}`, each part as its JSON definition (its bytes kept as they are, field order
+/// included) or, when it is not JSON (a primitive part), as a string. `None` when the data is
+/// not Pulsar's KEY_VALUE encoding.
+fn key_value_text(data: &[u8]) -> Option<String> {
+    let (k, v) = crate::schema::compat::split_key_value(data)?;
+    let part = |d: &[u8]| -> String {
+        match std::str::from_utf8(d) {
+            Ok(t) if serde_json::from_str::<Value>(t).is_ok_and(|j| j.is_object()) => t.to_owned(),
+            _ => Value::String(String::from_utf8_lossy(d).into_owned()).to_string(),
+        }
+    };
+    Some(format!("{{\"key\":{},\"value\":{}}}", part(k), part(v)))
 }
 
 fn not_found() -> ApiError {
@@ -216,4 +236,32 @@ async fn version_of(
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(json!({ "version": v })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(k: &[u8], v: &[u8]) -> Vec<u8> {
+        let mut d = Vec::new();
+        for part in [k, v] {
+            d.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            d.extend_from_slice(part);
+        }
+        d
+    }
+
+    #[test]
+    fn key_value_data_is_shown_as_json_parts() {
+        let rec = r#"{"type":"record","name":"cpx","fields":[{"name":"re","type":"double"}]}"#;
+        let text = key_value_text(&kv(rec.as_bytes(), rec.as_bytes())).expect("key/value");
+        // The parts keep their own bytes (field order) inside the object.
+        assert_eq!(text, format!(r#"{{"key":{rec},"value":{rec}}}"#));
+        let j: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(j["key"]["name"], "cpx");
+        // A primitive part (no definition) is a string.
+        let text = key_value_text(&kv(b"", rec.as_bytes())).expect("key/value");
+        assert!(text.starts_with(r#"{"key":"","value":{"#), "{text}");
+        assert_eq!(key_value_text(b"\0\0"), None);
+    }
 }

@@ -15,7 +15,8 @@ impl Conn {
     /// Answers a refused command in the shape its request expects.
     pub(super) fn refuse(&self, t: Type, cmd: &BaseCommand, e: &BrokerError) {
         debug!(peer = %self.peer, command = t.as_str_name(), error = %e, "refused");
-        let (se, msg) = (server_error(e), e.to_string());
+        let se = server_error(e);
+        let msg = refusal_text(t, e);
         let answer = match t {
             Type::Lookup => cmd
                 .lookup_topic
@@ -52,6 +53,18 @@ impl Conn {
         if let Some(answer) = answer {
             self.send(answer);
         }
+    }
+}
+
+/// The text of a refusal: Pulsar's own for unauthorized lookups (the C++ client hands it to the
+/// application as it is), the error's otherwise.
+fn refusal_text(t: Type, e: &BrokerError) -> String {
+    match (t, e) {
+        (Type::Lookup, BrokerError::Unauthorized(_)) => "Client is not authorized to Lookup".into(),
+        (Type::PartitionedMetadata, BrokerError::Unauthorized(_)) => {
+            "Client is not authorized to Get Partition Metadata".into()
+        }
+        _ => e.to_string(),
     }
 }
 
@@ -143,4 +156,28 @@ pub(super) fn request_id_of(cmd: &BaseCommand) -> Option<u64> {
         .or(cmd.end_txn.as_ref().map(|c| c.request_id))
         .or(cmd.tc_client_connect_request.as_ref().map(|c| c.request_id))
         .or(cmd.watch_topic_list.as_ref().map(|c| c.request_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthorized_lookups_carry_pulsars_text() {
+        let no = BrokerError::Unauthorized("role anonymous may not lookup".into());
+        assert_eq!(
+            refusal_text(Type::PartitionedMetadata, &no),
+            "Client is not authorized to Get Partition Metadata"
+        );
+        assert_eq!(
+            refusal_text(Type::Lookup, &no),
+            "Client is not authorized to Lookup"
+        );
+        assert_eq!(refusal_text(Type::Producer, &no), no.to_string());
+        let missing = BrokerError::TopicNotFound("t".into());
+        assert_eq!(
+            refusal_text(Type::PartitionedMetadata, &missing),
+            missing.to_string()
+        );
+    }
 }

@@ -13,7 +13,7 @@ use strata_proto::pulsar::command_ack::AckType;
 use strata_proto::pulsar::command_subscribe::{InitialPosition as WireInitial, SubType};
 use strata_proto::pulsar::{
     BaseCommand, CommandAck, CommandConsumerStatsResponse, CommandSubscribe, KeySharedMode,
-    ServerError,
+    MessageIdData, ServerError,
 };
 use tracing::{debug, info, warn};
 
@@ -212,19 +212,25 @@ impl Conn {
         let ml = cs.topic.ledger().clone();
         let partition = cs.topic.partition();
         let lac = ml.last_confirmed();
-        let (last_pos, last_entry) = match compacted_last(&self.service, cs, lac).await {
-            Some(found) => found,
-            None => (lac, ml.read_one(lac).await.ok().flatten()),
+        let found = match compacted_last(&self.service, cs, lac).await {
+            Some(found) => Some(found),
+            None if lac.entry < 0 => None,
+            None => match ml.read_one(lac).await {
+                Ok(Some(d)) => Some((lac, Some(d))),
+                // Trimmed away: as no entry (the compacted view's last, if any).
+                Ok(None) => None,
+                Err(e) => {
+                    warn!(topic = %cs.topic.name(), error = %e, "read of the last entry failed");
+                    self.error(c.request_id, &e);
+                    return;
+                }
+            },
         };
-        let mut last = wire_id(last_pos, partition);
-        if last_pos.entry >= 0
-            && let Some(d) = last_entry
-            && let Ok(p) = Payload::from_raw(d)
-            && let Some(n) = p.metadata.num_messages_in_batch
-            && n > 1
-        {
-            last.batch_index = Some(n - 1);
-        }
+        let found = match found {
+            Some(f) => Some(f),
+            None => compacted_last_any(&self.service, &cs.topic).await,
+        };
+        let last = last_message_id(found, partition);
         let md = cs.sub.mark_delete().await.map(|p| wire_id(p, partition));
         self.send(commands::get_last_message_id_response(
             c.request_id,
@@ -277,7 +283,9 @@ impl Conn {
             old.detach();
         }
         if c.subscription.is_empty() {
-            return Err(BrokerError::NotAllowed("empty subscription name".into()));
+            return Err(BrokerError::InvalidSubscriptionName(
+                "subscription name cannot be empty".into(),
+            ));
         }
         if !name.is_persistent() {
             return self.np_subscribe(c, name).await;
@@ -363,6 +371,49 @@ impl Conn {
     }
 }
 
+/// The GET_LAST_MESSAGE_ID answer for the last entry found, as Pulsar: the largest batch index
+/// when the entry says how many messages it holds (a batch of one: 0), and `-1:-1` (partition
+/// kept, batch index -1) when there is no entry (empty topic, all trimmed, nothing compacted).
+fn last_message_id(
+    found: Option<(Position, Option<bytes::Bytes>)>,
+    partition: i32,
+) -> MessageIdData {
+    let Some((pos, entry)) = found.filter(|(p, _)| p.entry >= 0) else {
+        return MessageIdData {
+            ledger_id: u64::MAX,
+            entry_id: u64::MAX,
+            partition: Some(partition),
+            batch_index: Some(-1),
+            ..Default::default()
+        };
+    };
+    let mut id = wire_id(pos, partition);
+    id.batch_index = Some(
+        entry
+            .and_then(|d| Payload::from_raw(d).ok())
+            .and_then(|p| p.metadata.num_messages_in_batch)
+            .filter(|n| *n > 0)
+            .map_or(-1, |n| n - 1),
+    );
+    id
+}
+
+/// Where the managed ledger has no entry: the compacted view's last entry, for every reader
+/// (Pulsar answers from the compacted ledger once the data ledgers are gone).
+async fn compacted_last_any(
+    service: &BrokerService,
+    topic: &Arc<Topic>,
+) -> Option<(Position, Option<bytes::Bytes>)> {
+    let view = topic.compaction().view()?;
+    match view.last(service.storage().as_ref()).await {
+        Ok(found) => found.map(|(p, d)| (p, Some(d))),
+        Err(e) => {
+            warn!(topic = %topic.name(), error = %e, "read of the last compacted entry failed");
+            None
+        }
+    }
+}
+
 /// Pulsar's rule for compacted readers: while nothing was written after the compaction's
 /// horizon, the last message is the compacted view's last one (`-1:-1` when compaction
 /// removed everything), not an entry the reader will never get.
@@ -405,4 +456,41 @@ async fn compacted_reader(
         state: topic.compaction().clone(),
         storage: service.storage().clone(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::pulsar::MessageMetadata;
+
+    fn entry(batch: Option<i32>) -> bytes::Bytes {
+        let md = MessageMetadata {
+            num_messages_in_batch: batch,
+            ..Default::default()
+        };
+        Payload::new(md, b"x").raw
+    }
+
+    #[test]
+    fn no_entry_is_minus_one_with_the_partition() {
+        for found in [None, Some((Position::new(u64::MAX, -1), None))] {
+            let id = last_message_id(found, 3);
+            assert_eq!((id.ledger_id as i64, id.entry_id as i64), (-1, -1));
+            assert_eq!((id.partition, id.batch_index), (Some(3), Some(-1)));
+        }
+    }
+
+    #[test]
+    fn batch_index_is_the_largest_of_the_entry() {
+        let at = Position::new(7, 4);
+        let single = last_message_id(Some((at, Some(entry(None)))), -1);
+        assert_eq!((single.ledger_id, single.entry_id), (7, 4));
+        assert_eq!(single.batch_index, Some(-1));
+        let batch = last_message_id(Some((at, Some(entry(Some(5))))), -1);
+        assert_eq!(batch.batch_index, Some(4));
+        let one = last_message_id(Some((at, Some(entry(Some(1))))), -1);
+        assert_eq!(one.batch_index, Some(0));
+        let unread = last_message_id(Some((at, None)), -1);
+        assert_eq!(unread.batch_index, Some(-1));
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use strata_proto::commands;
-use strata_proto::frame::{Frame, Payload};
+use strata_proto::frame::Payload;
 use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::command_subscribe::SubType;
 use strata_proto::pulsar::{
@@ -18,14 +18,14 @@ use strata_proto::pulsar::{
 use tracing::info;
 
 use super::Conn;
-use super::producer::SendDone;
+use super::producer::{SendDone, access_mode};
 use crate::error::{BrokerError, Result};
 use crate::nonpersistent::{NonPersistentTopic, NpConsumerSpec, NpSubscription};
 use crate::position::Position;
 use crate::schema::version_bytes;
 use crate::stats::{ClientInfo, RateMeter};
 use crate::subscription::KeySharedSpec;
-use crate::topic::{ProducerAdmission, ProducerRequest};
+use crate::topic::ProducerAdmission;
 use crate::topic_name::TopicName;
 
 /// A producer of a non-persistent topic on this connection.
@@ -76,32 +76,13 @@ impl Conn {
             crate::schema::admission::producer_schema(&self.service, &name, c.schema.as_ref())
                 .await?
                 .map(version_bytes);
-        let pname = match c.producer_name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_owned(),
-            _ => self.service.producer_name(),
-        };
+        let pname = self.producer_name(&c);
         let key = self.service.next_key();
-        let mode = c
-            .producer_access_mode
-            .and_then(|m| ProducerAccessMode::try_from(m).ok())
-            .unwrap_or(ProducerAccessMode::Shared);
+        let mode = access_mode(&c);
         let meter = self.service.metrics.sampler().meter();
         let drops = self.service.metrics.sampler().meter();
         let admission = topic.add_producer(
-            ProducerRequest {
-                key,
-                producer_id: c.producer_id,
-                name: &pname,
-                mode,
-                out: self.out.clone(),
-                client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
-                metadata: c
-                    .metadata
-                    .iter()
-                    .map(|kv| (kv.key.clone(), kv.value.clone()))
-                    .collect(),
-                meter: meter.clone(),
-            },
+            self.producer_request(&c, key, &pname, meter.clone()),
             drops.clone(),
         )?;
         let rid = c.request_id;
@@ -132,18 +113,7 @@ impl Conn {
             }
             ProducerAdmission::Waiting(rx) => {
                 self.send(success(None, false));
-                let out = self.out.clone();
-                let ready_cmd = success(None, true);
-                self.tasks.spawn(async move {
-                    if let Ok(epoch) = rx.await {
-                        ready.store(true, Ordering::Release);
-                        let mut cmd = ready_cmd;
-                        if let Some(ps) = cmd.producer_success.as_mut() {
-                            ps.topic_epoch = Some(epoch);
-                        }
-                        let _ = out.send(Frame::simple(cmd));
-                    }
-                });
+                self.await_exclusive_grant(rx, ready, success(None, true));
             }
         }
         Ok(())

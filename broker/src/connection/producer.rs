@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::base_command::Type;
-use strata_proto::pulsar::{BaseCommand, ProducerAccessMode, ServerError};
+use strata_proto::pulsar::{BaseCommand, CommandProducer, ProducerAccessMode, ServerError};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::{Conn, server_error, wire_id};
@@ -164,7 +165,7 @@ impl Conn {
         }
     }
 
-    async fn add_producer(&mut self, c: strata_proto::pulsar::CommandProducer) -> Result<()> {
+    async fn add_producer(&mut self, c: CommandProducer) -> Result<()> {
         let name = TopicName::parse(&c.topic)?;
         if let Some(old) = self.producers.remove(&c.producer_id) {
             old.topic.remove_producer(old.key);
@@ -182,30 +183,16 @@ impl Conn {
             crate::schema::admission::producer_schema(&self.service, &name, c.schema.as_ref())
                 .await?
                 .map(version_bytes);
-        let pname = match c.producer_name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_owned(),
-            _ => self.service.producer_name(),
-        };
+        let pname = self.producer_name(&c);
         let key = self.service.next_key();
-        let mode = c
-            .producer_access_mode
-            .and_then(|m| ProducerAccessMode::try_from(m).ok())
-            .unwrap_or(ProducerAccessMode::Shared);
+        let mode = access_mode(&c);
         let meter = self.service.metrics.sampler().meter();
-        let admission = topic.add_producer(ProducerRequest {
-            key,
-            producer_id: c.producer_id,
-            name: &pname,
-            mode,
-            out: self.out.clone(),
-            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
-            metadata: c
-                .metadata
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone()))
-                .collect(),
-            meter: meter.clone(),
-        })?;
+        let admission =
+            topic.add_producer(self.producer_request(&c, key, &pname, meter.clone()))?;
+        if let Err(e) = initial_subscription(&topic, c.initial_subscription_name.as_deref()).await {
+            topic.remove_producer(key);
+            return Err(e);
+        }
         let rid = c.request_id;
         let success = |epoch: Option<u64>, ready: bool| {
             let last_seq = if topic.dedup().enabled() {
@@ -248,21 +235,102 @@ impl Conn {
                 );
                 info!(topic = %name, producer = %pname, "producer waiting for exclusive access");
                 self.send(success(None, false));
-                // Granted when the current exclusive producer leaves.
-                let out = self.out.clone();
-                let ready_cmd = success(None, true);
-                self.tasks.spawn(async move {
-                    if let Ok(epoch) = rx.await {
-                        ready.store(true, Ordering::Release);
-                        let mut cmd = ready_cmd;
-                        if let Some(ps) = cmd.producer_success.as_mut() {
-                            ps.topic_epoch = Some(epoch);
-                        }
-                        let _ = out.send(Frame::simple(cmd));
-                    }
-                });
+                self.await_exclusive_grant(rx, ready, success(None, true));
             }
         }
         Ok(())
     }
+
+    /// PRODUCER's name: the client's, or one the broker makes up.
+    pub(super) fn producer_name(&self, c: &CommandProducer) -> String {
+        match c.producer_name.as_deref() {
+            Some(n) if !n.is_empty() => n.to_owned(),
+            _ => self.service.producer_name(),
+        }
+    }
+
+    /// What PRODUCER asks of the topic's producers, the same for persistent and non-persistent
+    /// topics.
+    pub(super) fn producer_request<'a>(
+        &self,
+        c: &CommandProducer,
+        key: u64,
+        name: &'a str,
+        meter: Arc<RateMeter>,
+    ) -> ProducerRequest<'a> {
+        ProducerRequest {
+            key,
+            producer_id: c.producer_id,
+            name,
+            mode: access_mode(c),
+            out: self.out.clone(),
+            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
+            metadata: c
+                .metadata
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone()))
+                .collect(),
+            meter,
+            epoch: c.topic_epoch,
+        }
+    }
+
+    /// A producer queued for exclusive access (WaitForExclusive): when granted, the second
+    /// PRODUCER_SUCCESS (`ready_cmd`, ready, with the new topic epoch) goes out and SENDs are
+    /// accepted; when fenced meanwhile, the PRODUCER request fails with `ProducerFenced`.
+    pub(super) fn await_exclusive_grant(
+        &self,
+        rx: oneshot::Receiver<Result<u64>>,
+        ready: Arc<AtomicBool>,
+        ready_cmd: BaseCommand,
+    ) {
+        let out = self.out.clone();
+        let rid = ready_cmd
+            .producer_success
+            .as_ref()
+            .map_or(0, |ps| ps.request_id);
+        self.tasks.spawn(async move {
+            let cmd = match rx.await {
+                Ok(Ok(epoch)) => {
+                    ready.store(true, Ordering::Release);
+                    let mut cmd = ready_cmd;
+                    if let Some(ps) = cmd.producer_success.as_mut() {
+                        ps.topic_epoch = Some(epoch);
+                    }
+                    cmd
+                }
+                Ok(Err(e)) => {
+                    debug!(error = %e, "waiting producer fenced");
+                    commands::error(rid, server_error(&e), e.to_string())
+                }
+                // The topic went away (unloaded): the client reconnects on its own.
+                Err(_) => return,
+            };
+            let _ = out.send(Frame::simple(cmd));
+        });
+    }
+}
+
+/// PRODUCER's access mode (Shared when absent or unknown).
+pub(super) fn access_mode(c: &CommandProducer) -> ProducerAccessMode {
+    c.producer_access_mode
+        .and_then(|m| ProducerAccessMode::try_from(m).ok())
+        .unwrap_or(ProducerAccessMode::Shared)
+}
+
+/// PRODUCER's `initial_subscription_name` (a dead-letter producer's): the durable subscription
+/// is created at the earliest position if the topic does not have it, before the producer is
+/// confirmed, so it keeps every message the producer writes.
+async fn initial_subscription(topic: &Topic, name: Option<&str>) -> Result<()> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Ok(());
+    };
+    if topic.subscription_names().await.iter().any(|s| s == name) {
+        return Ok(());
+    }
+    info!(topic = %topic.name(), sub = name, "creating the producer's initial subscription");
+    topic
+        .subscribe(name, true, crate::subscription::InitialPosition::Earliest)
+        .await
+        .map(|_| ())
 }

@@ -5,6 +5,8 @@
 //! - JSON schemas that are not Avro definitions: accepted unless `ALWAYS_INCOMPATIBLE`; an
 //!   Avro-defined JSON schema never evolves into another kind or back;
 //! - KEY_VALUE: the key and the value schemas each by their own type;
+//! - PROTOBUF_NATIVE: the root message type must stay the same (Pulsar's
+//!   `ProtobufNativeSchemaCompatibilityCheck`);
 //! - other types (STRING, PROTOBUF, primitives, ...): accepted unless `ALWAYS_INCOMPATIBLE`.
 //!
 //! A change of schema type is always refused (unless `ALWAYS_COMPATIBLE`).
@@ -104,6 +106,7 @@ fn by_type(
         kind::AVRO => avro_check(olds, new, strategy),
         kind::JSON => json_check(olds, new, strategy),
         kind::KEY_VALUE => key_value_check(targets, new, props, strategy),
+        kind::PROTOBUF_NATIVE => protobuf_native_check(olds, new),
         _ => Ok(()),
     }
 }
@@ -186,4 +189,47 @@ fn key_value_check(
         by_type(t, &olds, part, &BTreeMap::new(), &[], strategy)?;
     }
     Ok(())
+}
+
+/// The root message type of a PROTOBUF_NATIVE definition (`{"fileDescriptorSet": ...,
+/// "rootMessageTypeName": ..., "rootFileDescriptorName": ...}`).
+fn protobuf_root(data: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    v.get("rootMessageTypeName")?.as_str().map(str::to_owned)
+}
+
+/// PROTOBUF_NATIVE: the new definition's root message type equals every old one's.
+fn protobuf_native_check(olds: &[&[u8]], new: &[u8]) -> Result<(), String> {
+    let root = protobuf_root(new).ok_or("invalid PROTOBUF_NATIVE schema definition")?;
+    for old in olds {
+        if let Some(old_root) = protobuf_root(old)
+            && old_root != root
+        {
+            return Err(format!(
+                "incompatible PROTOBUF_NATIVE schema: root message {root}, existing {old_root}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pb(root: &str) -> Vec<u8> {
+        format!(
+            r#"{{"fileDescriptorSet":"AA==","rootMessageTypeName":"{root}","rootFileDescriptorName":"t.proto"}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn protobuf_native_keeps_its_root_message() {
+        let old = pb("proto.TestMessage");
+        assert!(protobuf_native_check(&[&old], &pb("proto.TestMessage")).is_ok());
+        assert!(protobuf_native_check(&[&old], &pb("proto.external.ExternalMessage")).is_err());
+        assert!(protobuf_native_check(&[&old], b"not json").is_err());
+        assert!(protobuf_native_check(&[], &pb("a.B")).is_ok());
+    }
 }

@@ -26,6 +26,8 @@ pub mod kind {
     pub const AVRO: i32 = 4;
     /// `KEY_VALUE`.
     pub const KEY_VALUE: i32 = 15;
+    /// `PROTOBUF_NATIVE`.
+    pub const PROTOBUF_NATIVE: i32 = 20;
 }
 
 /// Pulsar's schema type names by `Schema.Type` value.

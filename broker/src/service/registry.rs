@@ -53,12 +53,22 @@ impl BrokerService {
                 if !create && !self.ml_exists(&pname).await? {
                     return Err(BrokerError::TopicNotFound(key.clone()));
                 }
-                if self.partitions(&name.partitioned_parent()).await? > 0
-                    && name.partition_index().is_none()
-                {
-                    return Err(BrokerError::NotAllowed(format!(
-                        "{name} is a partitioned topic; use its partitions"
-                    )));
+                let partitions = self.partitions(&name.partitioned_parent()).await?;
+                match name.partition_index() {
+                    None if partitions > 0 => {
+                        return Err(BrokerError::NotAllowed(format!(
+                            "{name} is a partitioned topic; use its partitions"
+                        )));
+                    }
+                    // As Pulsar: a partition beyond the partitioned topic's count does not
+                    // exist (a client that saw more partitions than there are gets
+                    // TopicNotFound, not a stray topic).
+                    Some(i) if partitions > 0 && i >= partitions => {
+                        return Err(BrokerError::TopicNotFound(format!(
+                            "{name}: the partitioned topic has {partitions} partitions"
+                        )));
+                    }
+                    _ => {}
                 }
                 let ml = ManagedLedger::open(
                     &pname,

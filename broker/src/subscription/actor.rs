@@ -76,7 +76,7 @@ impl Actor {
             .map(|t| metrics.topic(&t))
             .unwrap_or_default();
         let mut actor = Actor {
-            dispatcher: super::dispatcher_for(SubType::Exclusive, id.partition),
+            dispatcher: super::dispatcher_for(SubType::Exclusive, id.partition, &config),
             id,
             lac: ml.watch_lac(),
             reads: ReadAhead::new(acks.mark_delete()),

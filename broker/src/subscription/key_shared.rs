@@ -1,6 +1,7 @@
 //! Key_Shared: an entry's key hash (murmur3 of the ordering key or partition key, mod 65536)
-//! picks a consumer — auto-split through a hash ring, sticky through the consumers' declared
-//! ranges.
+//! picks a consumer — auto-split through a consistent-hash ring (or, as Pulsar without
+//! consistent hashing, by splitting the largest range in halves in join order), sticky through
+//! the consumers' declared ranges.
 //!
 //! A key whose earlier entries are still unacked by some consumer stays with that consumer, and
 //! an entry never overtakes an earlier one of the same key waiting for replay: per-key order
@@ -25,7 +26,10 @@ const RING_POINTS: u32 = 100;
 /// The Key_Shared dispatcher.
 #[derive(Default)]
 pub(super) struct KeyShared {
-    /// Auto-split hash ring: point -> consumer key.
+    /// Auto-split by range splitting instead of the ring.
+    split: bool,
+    /// Auto-split hash ring: point -> consumer key (or, when `split`, the end of each consumer's
+    /// range, inclusive, the last one [`HASH_SLOTS`]).
     ring: BTreeMap<u32, u64>,
     /// Hash slot -> (consumer key, entries of that slot it holds unacked).
     holders: HashMap<u32, (u64, u32)>,
@@ -36,6 +40,55 @@ pub(super) struct KeyShared {
 }
 
 impl KeyShared {
+    /// A Key_Shared dispatcher; `consistent_hashing` false: Pulsar's range splitting.
+    pub fn new(consistent_hashing: bool) -> Self {
+        KeyShared {
+            split: !consistent_hashing,
+            ..Default::default()
+        }
+    }
+
+    /// Range splitting: the largest range `(start, end]` (the first of equal ones), as Pulsar's
+    /// auto-split selector picks it for the next consumer.
+    fn biggest_range(&self) -> Option<(u32, u32)> {
+        let mut start = 0;
+        let mut best: Option<(u32, u32)> = None;
+        for end in self.ring.keys() {
+            if best.is_none_or(|(s, e)| end - start > e - s) {
+                best = Some((start, *end));
+            }
+            start = *end;
+        }
+        best
+    }
+
+    /// Range splitting: a joining consumer takes the lower half of the largest range.
+    fn split_join(&mut self, key: u64) {
+        match self.biggest_range() {
+            None => {
+                self.ring.insert(HASH_SLOTS, key);
+            }
+            Some((start, end)) => {
+                self.ring.insert(start + (end - start) / 2, key);
+            }
+        }
+    }
+
+    /// Range splitting: a leaving consumer's range goes to the consumer above it; the top
+    /// range goes to the one below.
+    fn split_leave(&mut self, key: u64) {
+        let Some(end) = self.ring.iter().find(|(_, k)| **k == key).map(|(e, _)| *e) else {
+            return;
+        };
+        self.ring.remove(&end);
+        if end == HASH_SLOTS
+            && let Some((&below, &k)) = self.ring.iter().next_back()
+        {
+            self.ring.remove(&below);
+            self.ring.insert(HASH_SLOTS, k);
+        }
+    }
+
     /// The consumer owning a hash slot by ring or sticky range.
     fn owner_of(&self, consumers: &Consumers, slot: u32) -> Option<u64> {
         let sticky = consumers
@@ -69,7 +122,8 @@ impl KeyShared {
     }
 }
 
-/// Checks a sticky consumer's ranges: valid, and free of the attached consumers' ranges.
+/// Checks a sticky consumer's ranges as Pulsar: at least one, each valid, none overlapping an
+/// attached consumer's (`ConsumerAssignError` otherwise).
 fn check_ranges(consumers: &Consumers, spec: &ConsumerSpec) -> Result<()> {
     let Some(ks) = spec
         .key_shared
@@ -78,9 +132,14 @@ fn check_ranges(consumers: &Consumers, spec: &ConsumerSpec) -> Result<()> {
     else {
         return Ok(());
     };
+    if ks.ranges.is_empty() {
+        return Err(BrokerError::ConsumerAssign(
+            "ranges for the Key_Shared sticky policy must not be empty".into(),
+        ));
+    }
     for (s, e) in &ks.ranges {
         if *s < 0 || *e >= HASH_SLOTS as i32 || s > e {
-            return Err(BrokerError::NotAllowed(format!(
+            return Err(BrokerError::ConsumerAssign(format!(
                 "invalid hash range [{s}, {e}]"
             )));
         }
@@ -88,8 +147,8 @@ fn check_ranges(consumers: &Consumers, spec: &ConsumerSpec) -> Result<()> {
             if let Some(o) = &c.spec.key_shared
                 && o.ranges.iter().any(|(os, oe)| s <= oe && os <= e)
             {
-                return Err(BrokerError::ConsumerBusy(format!(
-                    "hash range [{s}, {e}] overlaps consumer {}",
+                return Err(BrokerError::ConsumerAssign(format!(
+                    "hash range [{s}, {e}] conflicts with consumer {}",
                     c.spec.name
                 )));
             }
@@ -111,11 +170,22 @@ impl Dispatcher for KeyShared {
                 "key_shared mode differs from other consumers".into(),
             ));
         }
+        if self.split
+            && spec.key_shared_mode() != KeySharedMode::Sticky
+            && self.biggest_range().is_some_and(|(s, e)| e - s < 2)
+        {
+            return Err(BrokerError::ConsumerAssign(format!(
+                "no range left for a new consumer ({} assigned)",
+                self.ring.len()
+            )));
+        }
         check_ranges(consumers, spec)
     }
 
     fn joined(&mut self, consumers: &mut Consumers, key: u64) -> Vec<Position> {
-        if let Some(c) = consumers.find(key) {
+        if self.split {
+            self.split_join(key);
+        } else if let Some(c) = consumers.find(key) {
             for i in 0..RING_POINTS {
                 let point =
                     murmur3_32(format!("{}-{}-{i}", c.spec.name, key).as_bytes()) % HASH_SLOTS;
@@ -126,7 +196,11 @@ impl Dispatcher for KeyShared {
     }
 
     fn left(&mut self, _consumers: &mut Consumers, key: u64) -> Vec<Position> {
-        self.ring.retain(|_, k| *k != key);
+        if self.split {
+            self.split_leave(key);
+        } else {
+            self.ring.retain(|_, k| *k != key);
+        }
         Vec::new()
     }
 
@@ -177,6 +251,62 @@ impl Dispatcher for KeyShared {
     }
 
     fn reset(&mut self) {
-        *self = KeyShared::default();
+        *self = KeyShared::new(!self.split);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ends(k: &KeyShared) -> Vec<(u32, u64)> {
+        k.ring.iter().map(|(e, c)| (*e, *c)).collect()
+    }
+
+    #[test]
+    fn range_splitting_halves_the_largest_range_in_join_order() {
+        let mut k = KeyShared::new(false);
+        k.split_join(1);
+        assert_eq!(ends(&k), vec![(65536, 1)]);
+        k.split_join(2);
+        assert_eq!(ends(&k), vec![(32768, 2), (65536, 1)]);
+        // Equal ranges: the lower one is split.
+        k.split_join(3);
+        assert_eq!(ends(&k), vec![(16384, 3), (32768, 2), (65536, 1)]);
+        k.split_join(4);
+        assert_eq!(
+            ends(&k),
+            vec![(16384, 3), (32768, 2), (49152, 4), (65536, 1)]
+        );
+        assert_eq!(k.biggest_range(), Some((0, 16384)));
+    }
+
+    #[test]
+    fn range_splitting_hands_a_leaving_range_on() {
+        let mut k = KeyShared::new(false);
+        for c in 1..=3 {
+            k.split_join(c);
+        }
+        // The top range goes to the consumer below it.
+        k.split_leave(1);
+        assert_eq!(ends(&k), vec![(16384, 3), (65536, 2)]);
+        // Another range merges into the one above it.
+        k.split_leave(3);
+        assert_eq!(ends(&k), vec![(65536, 2)]);
+        k.split_leave(2);
+        assert!(ends(&k).is_empty());
+        k.split_leave(9);
+        assert!(ends(&k).is_empty());
+    }
+
+    #[test]
+    fn reset_keeps_the_mode() {
+        let mut k = KeyShared::new(false);
+        k.split_join(1);
+        k.reset();
+        assert!(k.split && k.ring.is_empty());
+        let mut c = KeyShared::new(true);
+        c.reset();
+        assert!(!c.split);
     }
 }

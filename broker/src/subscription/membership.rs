@@ -27,7 +27,7 @@ impl Actor {
             }
             self.dispatcher.admit(&self.consumers, &spec)?;
         } else if current != spec.sub_type {
-            let fresh = super::dispatcher_for(spec.sub_type, self.id.partition);
+            let fresh = super::dispatcher_for(spec.sub_type, self.id.partition, &self.config);
             fresh.admit(&self.consumers, &spec)?;
             self.dispatcher = fresh;
         } else {

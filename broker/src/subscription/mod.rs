@@ -106,13 +106,19 @@ fn initial_mark_delete(ml: &ManagedLedger, initial: InitialPosition) -> Position
 
 /// The dispatcher of a subscription type. `partition` spreads Failover partitions over
 /// consumers.
-fn dispatcher_for(sub_type: SubType, partition: i32) -> Box<dyn Dispatcher> {
+fn dispatcher_for(
+    sub_type: SubType,
+    partition: i32,
+    config: &SubscriptionConfig,
+) -> Box<dyn Dispatcher> {
     match sub_type {
         SubType::Exclusive | SubType::Failover => {
             Box::new(single_active::SingleActive::new(sub_type, partition))
         }
         SubType::Shared => Box::new(shared::Shared::default()),
-        SubType::KeyShared => Box::new(key_shared::KeyShared::default()),
+        SubType::KeyShared => Box::new(key_shared::KeyShared::new(
+            config.key_shared_consistent_hashing,
+        )),
     }
 }
 

@@ -457,11 +457,20 @@ async fn key_shared_sticky_ranges_route_keys_and_reject_overlaps() {
     let (sb, mut b) = mk(vec![(32768, 65535)], "b");
     sub.add_consumer(sa).await.unwrap();
     sub.add_consumer(sb).await.unwrap();
-    let (sc, _c) = mk(vec![(100, 200)], "c");
-    assert!(
-        sub.add_consumer(sc).await.is_err(),
-        "overlapping sticky range accepted"
-    );
+    let assign_error = crate::error::server_error::CONSUMER_ASSIGN_ERROR;
+    for (ranges, what) in [
+        (vec![(100, 200)], "overlapping sticky range"),
+        (vec![], "no sticky range"),
+        (vec![(9, 3)], "inverted sticky range"),
+    ] {
+        let (sc, _c) = mk(ranges, "c");
+        let err = sub.add_consumer(sc).await.err();
+        assert_eq!(
+            err.map(|e| e.server_error()),
+            Some(assign_error),
+            "{what} not refused with ConsumerAssignError"
+        );
+    }
     sub.flow(a.key, 100);
     sub.flow(b.key, 100);
     let keys = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];

@@ -158,6 +158,9 @@ pub struct SubscriptionConfig {
     pub max_replay: usize,
     /// The topic's dispatch rate clock, shared by its subscriptions.
     pub topic_dispatch: Arc<RateClock>,
+    /// Key_Shared auto-split: a consistent-hash ring (true, Pulsar's default) or Pulsar's
+    /// range splitting by join order (`subscriptionKeySharedUseConsistentHashing=false`).
+    pub key_shared_consistent_hashing: bool,
 }
 
 impl Default for SubscriptionConfig {
@@ -166,6 +169,7 @@ impl Default for SubscriptionConfig {
             cursor_flush_interval: Duration::from_millis(100),
             max_replay: 10_000,
             topic_dispatch: Arc::new(RateClock::default()),
+            key_shared_consistent_hashing: true,
         }
     }
 }

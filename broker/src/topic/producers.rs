@@ -1,6 +1,7 @@
 //! The producers of a topic and Pulsar's access modes: Shared, Exclusive, ExclusiveWithFencing
-//! (fences the others) and WaitForExclusive (queued until the topic is free). Every grant of
-//! exclusive access bumps the topic epoch.
+//! (fences the others, connected and queued) and WaitForExclusive (queued until the topic is
+//! free). Every grant of exclusive access bumps the topic epoch, unless the producer comes back
+//! with the current epoch (a reconnect); one coming back with an older epoch was fenced.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ impl ProducerEntry {
 struct Waiter {
     key: u64,
     entry: ProducerEntry,
-    ready: oneshot::Sender<u64>,
+    ready: oneshot::Sender<Result<u64>>,
 }
 
 #[derive(Default)]
@@ -58,8 +59,9 @@ struct State {
 pub enum ProducerAdmission {
     /// Ready; the topic epoch.
     Ready(u64),
-    /// Queued for exclusive access; resolves with the topic epoch when granted.
-    Waiting(oneshot::Receiver<u64>),
+    /// Queued for exclusive access; resolves with the topic epoch when granted, or with
+    /// `ProducerFenced` when an ExclusiveWithFencing producer took the topic meanwhile.
+    Waiting(oneshot::Receiver<Result<u64>>),
 }
 
 /// A producer asking to join.
@@ -72,6 +74,8 @@ pub struct ProducerRequest<'a> {
     pub name: &'a str,
     /// Access mode requested.
     pub mode: ProducerAccessMode,
+    /// The topic epoch the producer last had (PRODUCER's `topic_epoch`, on reconnects).
+    pub epoch: Option<u64>,
     /// Where frames for this producer go.
     pub out: Outbound,
     /// Its connection (stats).
@@ -122,6 +126,21 @@ impl Producers {
             metadata: req.metadata,
             meter: req.meter,
         };
+        let current = self.epoch.load(Ordering::Relaxed);
+        if req.mode != ProducerAccessMode::Shared
+            && let Some(e) = req.epoch
+            && e < current
+        {
+            return Err(BrokerError::ProducerFenced(format!(
+                "topic epoch of {topic} has already moved: current epoch {current}, producer epoch {e}"
+            )));
+        }
+        // A reconnect with the current epoch keeps it; any other grant moves it.
+        let grant = |epoch: &AtomicU64| {
+            if req.epoch != Some(current) {
+                epoch.fetch_add(1, Ordering::Relaxed);
+            }
+        };
         match req.mode {
             ProducerAccessMode::Shared if has_exclusive => {
                 return Err(BrokerError::ProducerBusy(format!(
@@ -135,7 +154,7 @@ impl Producers {
                         "topic {topic} already has producers"
                     )));
                 }
-                self.epoch.fetch_add(1, Ordering::Relaxed);
+                grant(&self.epoch);
             }
             ProducerAccessMode::ExclusiveWithFencing => {
                 for (_, old) in p.by_key.drain() {
@@ -143,7 +162,13 @@ impl Producers {
                     old.close(None);
                     self.metrics.producers.dec();
                 }
-                self.epoch.fetch_add(1, Ordering::Relaxed);
+                for w in p.waiting.drain(..) {
+                    info!(topic = %topic, producer = %w.entry.name, "fencing waiting producer");
+                    let _ = w.ready.send(Err(BrokerError::ProducerFenced(format!(
+                        "topic {topic} was taken by an ExclusiveWithFencing producer"
+                    ))));
+                }
+                grant(&self.epoch);
             }
             ProducerAccessMode::WaitForExclusive => {
                 if !p.by_key.is_empty() {
@@ -155,7 +180,7 @@ impl Producers {
                     });
                     return Ok(ProducerAdmission::Waiting(rx));
                 }
-                self.epoch.fetch_add(1, Ordering::Relaxed);
+                grant(&self.epoch);
             }
         }
         p.by_key.insert(req.key, entry);
@@ -173,7 +198,7 @@ impl Producers {
         while p.by_key.is_empty() && !p.waiting.is_empty() {
             let w = p.waiting.remove(0);
             let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
-            if w.ready.send(epoch).is_ok() {
+            if w.ready.send(Ok(epoch)).is_ok() {
                 p.by_key.insert(w.key, w.entry);
                 self.metrics.producers.inc();
             }
@@ -236,5 +261,141 @@ impl ProducerEntry {
         s.set_meter(&self.meter.read());
         s.set_client(&self.client);
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::OutboundRx;
+
+    struct Fixture {
+        producers: Producers,
+        topic: TopicName,
+        out: Outbound,
+        rx: OutboundRx,
+        meter: Arc<RateMeter>,
+    }
+
+    fn fixture() -> Fixture {
+        let (out, rx) = Outbound::channel();
+        Fixture {
+            producers: Producers::new(Metrics::new()),
+            topic: TopicName::parse("persistent://public/default/modes").expect("topic name"),
+            out,
+            rx,
+            meter: Arc::new(RateMeter::default()),
+        }
+    }
+
+    impl Fixture {
+        fn admit(
+            &self,
+            key: u64,
+            mode: ProducerAccessMode,
+            epoch: Option<u64>,
+        ) -> Result<ProducerAdmission> {
+            let name = format!("p{key}");
+            self.producers.admit(
+                &self.topic,
+                ProducerRequest {
+                    key,
+                    producer_id: key,
+                    name: &name,
+                    mode,
+                    epoch,
+                    out: self.out.clone(),
+                    client: ClientInfo::new("127.0.0.1:1".into(), "test".into()),
+                    metadata: Vec::new(),
+                    meter: self.meter.clone(),
+                },
+            )
+        }
+    }
+
+    fn ready(a: Result<ProducerAdmission>) -> u64 {
+        match a {
+            Ok(ProducerAdmission::Ready(epoch)) => epoch,
+            Ok(ProducerAdmission::Waiting(_)) => panic!("queued, expected ready"),
+            Err(e) => panic!("refused: {e}"),
+        }
+    }
+
+    fn code(a: Result<ProducerAdmission>) -> i32 {
+        match a {
+            Err(e) => e.server_error(),
+            Ok(_) => panic!("admitted, expected an error"),
+        }
+    }
+
+    #[test]
+    fn exclusive_refuses_others() {
+        let f = fixture();
+        assert_eq!(ready(f.admit(1, ProducerAccessMode::Exclusive, None)), 1);
+        let fenced = crate::error::server_error::PRODUCER_FENCED;
+        let busy = crate::error::server_error::PRODUCER_BUSY;
+        assert_eq!(
+            code(f.admit(2, ProducerAccessMode::Exclusive, None)),
+            fenced
+        );
+        assert_eq!(code(f.admit(3, ProducerAccessMode::Shared, None)), busy);
+        f.producers.remove(1);
+        assert_eq!(ready(f.admit(2, ProducerAccessMode::Exclusive, None)), 2);
+    }
+
+    #[tokio::test]
+    async fn wait_for_exclusive_is_granted_when_the_topic_frees() {
+        let f = fixture();
+        assert_eq!(ready(f.admit(1, ProducerAccessMode::Exclusive, None)), 1);
+        let Ok(ProducerAdmission::Waiting(rx)) =
+            f.admit(2, ProducerAccessMode::WaitForExclusive, None)
+        else {
+            panic!("expected to wait");
+        };
+        f.producers.remove(1);
+        assert_eq!(rx.await.expect("granted").expect("not fenced"), 2);
+        assert_eq!(f.producers.names(), vec!["p2".to_owned()]);
+    }
+
+    #[tokio::test]
+    async fn exclusive_with_fencing_fences_connected_and_waiting() {
+        let mut f = fixture();
+        ready(f.admit(1, ProducerAccessMode::Exclusive, None));
+        let Ok(ProducerAdmission::Waiting(rx)) =
+            f.admit(2, ProducerAccessMode::WaitForExclusive, None)
+        else {
+            panic!("expected to wait");
+        };
+        assert_eq!(
+            ready(f.admit(3, ProducerAccessMode::ExclusiveWithFencing, None)),
+            2
+        );
+        let waiter = rx.await.expect("answered");
+        assert_eq!(
+            waiter.err().map(|e| e.server_error()),
+            Some(crate::error::server_error::PRODUCER_FENCED)
+        );
+        // The connected one was told to close (its client reconnects and is then refused).
+        let frame = f.rx.try_recv().expect("CLOSE_PRODUCER sent");
+        let close = frame.command.close_producer.expect("a CLOSE_PRODUCER");
+        assert_eq!(close.producer_id, 1);
+        assert_eq!(f.producers.names(), vec!["p3".to_owned()]);
+        // Producer 1 comes back with its old epoch after producer 3 left: still fenced.
+        f.producers.remove(3);
+        assert_eq!(
+            code(f.admit(1, ProducerAccessMode::Exclusive, Some(1))),
+            crate::error::server_error::PRODUCER_FENCED
+        );
+    }
+
+    #[test]
+    fn reconnect_with_the_current_epoch_keeps_it() {
+        let f = fixture();
+        assert_eq!(ready(f.admit(1, ProducerAccessMode::Exclusive, None)), 1);
+        f.producers.remove(1);
+        assert_eq!(ready(f.admit(1, ProducerAccessMode::Exclusive, Some(1))), 1);
+        f.producers.remove(1);
+        // An epoch from before a restart (ahead of this broker's) is a new grant.
+        assert_eq!(ready(f.admit(1, ProducerAccessMode::Exclusive, Some(7))), 2);
     }
 }
