@@ -76,7 +76,7 @@ pub(crate) async fn mark_checked(
     let done = meta
         .update::<DiskRecord, _>(&key, |cur| {
             Ok(cur.and_then(|c| {
-                (c.instance == instance && !c.checked).then(|| DiskRecord { checked: true, ..c })
+                (c.instance == instance && !c.checked).then_some(DiskRecord { checked: true, ..c })
             }))
         })
         .await
