@@ -31,6 +31,7 @@ use tracing::{info, warn};
 use crate::bookies::{BookieSource, RegisteredBookies};
 use crate::config::Timeouts;
 use crate::error_map::map_meta;
+use crate::ledger_md::repairable;
 use crate::pool::Pool;
 use crate::storage::StorageError;
 use crate::write_set::{in_write_set, master_key};
@@ -210,16 +211,6 @@ async fn pass(
         }
     }
     Ok(report)
-}
-
-/// Indexes of the segments auto-recovery may change: all of a closed ledger, all but the last of
-/// an open one (its writer, or its recovery, owns the last).
-pub(crate) fn repairable(md: &LedgerMetadata) -> std::ops::Range<usize> {
-    let n = md.ensembles.len();
-    match md.state {
-        LedgerState::Closed => 0..n,
-        _ => 0..n.saturating_sub(1),
-    }
 }
 
 /// Replaces `dead` in segment `seg` of `md`: copies its entries to a replacement, then swaps it

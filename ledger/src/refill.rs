@@ -61,7 +61,7 @@ pub(crate) async fn pass(
             if md.created_at_ms > since.saturating_add(SKEW_MARGIN_MS) {
                 continue;
             }
-            let repairable = crate::autorecovery::repairable(md);
+            let repairable = crate::ledger_md::repairable(md);
             for (seg, s) in md.ensembles.iter().enumerate() {
                 let Some(slot) = s.bookies.iter().position(|x| x == b) else {
                     continue;

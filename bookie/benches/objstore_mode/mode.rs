@@ -31,6 +31,7 @@ fn config(dir: &Path, srv: Option<&S3TestServer>, cache: u64, id: &str) -> Stora
     if let Some(srv) = srv {
         let mut sc = srv.config("bench", "p");
         sc.retry = RetryPolicy::default();
+        sc.unsigned_payload = true; // as `strata bookie` sets it
         let mut r = RemoteConfig::new(sc, id);
         r.segment_cache_bytes = cache;
         r.segment_max_age = Duration::from_secs(2);
@@ -40,7 +41,9 @@ fn config(dir: &Path, srv: Option<&S3TestServer>, cache: u64, id: &str) -> Stora
 }
 
 fn throttled(srv: &S3TestServer) -> Store {
-    let (raw, prefix) = strata_objstore::open_raw(&srv.config("bench", "p")).unwrap();
+    let mut sc = srv.config("bench", "p");
+    sc.unsigned_payload = true;
+    let (raw, prefix) = strata_objstore::open_raw(&sc).unwrap();
     let t = ThrottleConfig {
         wait_put_per_call: THROTTLE,
         wait_get_per_call: THROTTLE,
