@@ -135,12 +135,21 @@ pub fn run(dir: &Path, secs: f64) {
         .enable_all()
         .build()
         .unwrap();
+    // the S3 server on its own runtime: a real object store is not in the bookie's process, and
+    // its tasks must not queue among the load generator's
+    let s3_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (s3root, where_) = s3_root(dir);
+    let srv = s3_rt
+        .block_on(S3TestServer::start(s3root.path(), "bench"))
+        .unwrap();
     rt.block_on(async {
-        let (s3root, where_) = s3_root(dir);
-        let srv = S3TestServer::start(s3root.path(), "bench").await.unwrap();
         println!(
             "object-storage mode: in-process S3 (s3s-fs) behind a {} ms/request throttle, {secs} s per phase; \
-             the S3 server's files on {where_}",
+             the S3 server on its own runtime, its files on {where_}",
             THROTTLE.as_millis()
         );
         let mut ratios = vec![];
