@@ -3,9 +3,9 @@
 //! (16 KiB messages, paced at 8 MiB/s) with a 4 MiB `--bookie-segment-cache-bytes`; a directory
 //! walk every 100 ms measures the bookie's local disk (journal and ledgers directories, allocated
 //! blocks); the standalone is SIGKILLed and started again; every message reads back byte for
-//! byte, in order. Bounds checked: the ledgers directory at its peak ≤ write cache + cache bound
-//! + 2 segments, once uploads settled ≤ cache bound + current segment (+ 1 MiB of index files
-//! and slack); the journal ≤ (recycled files + 2) journal files.
+//! byte, in order. Bounds checked: the ledgers directory at its peak ≤ write cache, cache bound
+//! and 2 segments together; once uploads settled ≤ cache bound, current segment and 1 MiB of
+//! index files and slack; the journal ≤ (recycled files + 2) journal files.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
