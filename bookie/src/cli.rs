@@ -115,6 +115,8 @@ impl ObjectStorageArgs {
             url: url.clone(),
             endpoint: self.storage_endpoint.clone(),
             region: self.storage_region.clone(),
+            // segment objects carry CRCs (frames, index, footer), checked on every read
+            unsigned_payload: true,
             ..Default::default()
         };
         let mut r = crate::config::RemoteConfig::new(store, bookie_id);

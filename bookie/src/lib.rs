@@ -25,6 +25,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod format;
 pub mod http;

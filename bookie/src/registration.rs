@@ -35,6 +35,17 @@ pub trait Registrar: Send + Sync + 'static {
     async fn update(&self, info: &BookieInfo) -> Result<(), RegistrationError>;
     /// Removes the entry (graceful shutdown).
     async fn deregister(&self) -> Result<(), RegistrationError>;
+    /// Records the bookie's disk instance and object storage URL (see [`crate::disk`]); the
+    /// default records nothing.
+    async fn announce_disk(
+        &self,
+        id: &BookieId,
+        instance: &str,
+        storage_url: Option<&str>,
+    ) -> Result<(), RegistrationError> {
+        let _ = (id, instance, storage_url);
+        Ok(())
+    }
 }
 
 /// A registrar that announces nothing.
@@ -150,6 +161,32 @@ impl Registrar for MetaRegistrar {
 
     async fn update(&self, info: &BookieInfo) -> Result<(), RegistrationError> {
         self.write(info).await
+    }
+
+    async fn announce_disk(
+        &self,
+        id: &BookieId,
+        instance: &str,
+        storage_url: Option<&str>,
+    ) -> Result<(), RegistrationError> {
+        use crate::disk::{DiskRecord, next_record, record_key};
+        let key = record_key(self.meta.paths(), &id.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let written = self
+            .meta
+            .update::<DiskRecord, _>(&key, |cur| {
+                Ok(next_record(cur.as_ref(), instance, storage_url, now))
+            })
+            .await
+            .map_err(|e| RegistrationError(e.to_string()))?;
+        if let Some((r, _)) = written {
+            if r.replaced_at_ms.is_some() && !r.checked {
+                tracing::warn!(bookie = %id, instance, "this bookie id came back with a new disk; auto-recovery will copy back what it lost");
+            }
+        }
+        Ok(())
     }
 
     async fn deregister(&self) -> Result<(), RegistrationError> {

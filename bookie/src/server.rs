@@ -147,6 +147,30 @@ impl BookieNode {
             total_bytes: storage.total_bytes(),
             read_only: storage.read_only_reason().is_some(),
         };
+        let instance = crate::disk::instance(&opts.storage.ledger_dir)?;
+        let storage_url = opts.storage.remote.as_ref().map(|r| r.store.url.clone());
+        let announce = {
+            let (registrar, id) = (registrar.clone(), info.id.clone());
+            move || {
+                let (registrar, id, instance, url) = (
+                    registrar.clone(),
+                    id.clone(),
+                    instance.clone(),
+                    storage_url.clone(),
+                );
+                async move {
+                    let r = registrar
+                        .announce_disk(&id, &instance, url.as_deref())
+                        .await;
+                    if let Err(e) = &r {
+                        tracing::warn!(error = %e, "recording the disk instance failed (retried)");
+                    }
+                    r.is_ok()
+                }
+            }
+        };
+        // before registering: auto-recovery sees the new instance once the bookie is live
+        let mut announced = announce().await;
         if let Err(e) = registrar.register(&info).await {
             tracing::warn!(error = %e, "bookie registration failed");
         }
@@ -161,6 +185,9 @@ impl BookieNode {
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         _ = tokio::time::sleep(every) => {}
+                    }
+                    if !announced {
+                        announced = announce().await;
                     }
                     info.free_bytes = storage.free_bytes();
                     info.read_only = storage.read_only_reason().is_some();

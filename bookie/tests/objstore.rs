@@ -40,6 +40,7 @@ fn store_cfg(endpoint: &str) -> ObjStoreConfig {
             strata_objstore::test_server::SECRET_KEY.into(),
         )),
         retry: RetryPolicy::quick(),
+        unsigned_payload: true, // as `strata bookie` sets it
         ..Default::default()
     }
 }

@@ -10,12 +10,19 @@
 //! `ensemble[(e + i) % E]`, `i < Qw`) are copied to it from surviving replicas with recovery adds,
 //! and only then is the segment's bookie swapped in the metadata (CAS; re-read and re-applied
 //! on conflict, skipped if someone else changed that slot meanwhile).
+//!
+//! Bookies on object storage ([`crate::bookie_disks`] records a storage URL): their uploaded
+//! segments outlive the process and its disk, and the bookie started again under its id and URL
+//! (anywhere, even on an empty disk) serves them again; so a gone bookie on object storage is
+//! replaced only after `objstore_grace`, not `grace`. A bookie that came back with a new disk
+//! keeps its place in the ensembles and gets back only what it lost (`crate::refill`): for a
+//! bookie on object storage, the entries that were in its lost journal; nothing of its uploaded
+//! segments is copied.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use strata_meta::model::{LedgerMetadata, LedgerState, MetaClient};
 use strata_proto::{BookieId, LedgerId};
 use tokio_util::sync::CancellationToken;
@@ -23,10 +30,11 @@ use tracing::{info, warn};
 
 use crate::bookies::{BookieSource, RegisteredBookies};
 use crate::config::Timeouts;
-use crate::error_map::{map_client, map_meta};
+use crate::error_map::map_meta;
+use crate::ledger_md::repairable;
 use crate::pool::Pool;
 use crate::storage::StorageError;
-use crate::write_set::{in_write_set, master_key, write_set};
+use crate::write_set::{in_write_set, master_key};
 
 /// Auto-recovery settings.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +43,9 @@ pub struct AutoRecoveryOptions {
     pub grace: Duration,
     /// How often the ledgers are checked.
     pub interval: Duration,
+    /// How long a bookie on object storage must have been unregistered before its ledgers are
+    /// re-replicated (its uploaded segments come back with it, even on a new disk).
+    pub objstore_grace: Duration,
 }
 
 impl Default for AutoRecoveryOptions {
@@ -42,12 +53,10 @@ impl Default for AutoRecoveryOptions {
         Self {
             grace: Duration::from_secs(30),
             interval: Duration::from_secs(5),
+            objstore_grace: Duration::from_secs(30 * 60),
         }
     }
 }
-
-/// Entries copied concurrently.
-const COPY_CONCURRENCY: usize = 16;
 
 /// What one pass did.
 #[derive(Debug, Default)]
@@ -55,6 +64,9 @@ struct Report {
     segments: u64,
     entries: u64,
     failures: u64,
+    /// Segments of bookies with a new disk checked, entries copied back to them.
+    refilled_segments: u64,
+    refilled_entries: u64,
 }
 
 /// Runs until `cancel` fires: every `interval`, finds ledgers whose ensemble segments name a
@@ -80,11 +92,11 @@ pub async fn run(
         }
         let pass = tokio::select! {
             _ = cancel.cancelled() => break,
-            r = pass(&meta, &bookies, &pool, opts.grace, &mut gone) => r,
+            r = pass(&meta, &bookies, &pool, &opts, &mut gone) => r,
         };
         match pass {
             Ok(r) => {
-                if r.segments > 0 || r.failures > 0 {
+                if r.segments > 0 || r.failures > 0 || r.refilled_entries > 0 {
                     total.segments += r.segments;
                     total.entries += r.entries;
                     total.failures += r.failures;
@@ -92,6 +104,8 @@ pub async fn run(
                         segments = r.segments,
                         entries = r.entries,
                         failures = r.failures,
+                        refilled_segments = r.refilled_segments,
+                        refilled_entries = r.refilled_entries,
                         total_segments = total.segments,
                         total_entries = total.entries,
                         "auto-recovery pass"
@@ -113,9 +127,10 @@ async fn pass(
     meta: &MetaClient,
     bookies: &RegisteredBookies,
     pool: &Pool,
-    grace: Duration,
+    opts: &AutoRecoveryOptions,
     gone: &mut HashMap<BookieId, Instant>,
 ) -> Result<Report, StorageError> {
+    let disks = crate::bookie_disks::load(meta).await?;
     let live: BTreeSet<BookieId> = bookies
         .registered()
         .await?
@@ -144,10 +159,26 @@ async fn pass(
     }
     let dead: BTreeSet<BookieId> = gone
         .iter()
-        .filter(|(_, since)| now.duration_since(**since) >= grace)
+        .filter(|(b, since)| {
+            let on_objstore = disks.get(*b).is_some_and(|d| d.storage_url.is_some());
+            let grace = if on_objstore {
+                opts.objstore_grace
+            } else {
+                opts.grace
+            };
+            now.duration_since(**since) >= grace
+        })
         .map(|(b, _)| b.clone())
         .collect();
     let mut report = Report::default();
+    let refill = crate::refill::pass(meta, pool, &ledgers, &live, &disks).await;
+    report.refilled_segments = refill.segments;
+    report.refilled_entries = refill.copied.entries;
+    report.failures += refill.failures;
+    let m = &crate::metrics::METRICS;
+    m.autorecovery_refill_entries.inc_by(refill.copied.entries);
+    m.autorecovery_bytes.inc_by(refill.copied.bytes);
+    m.autorecovery_failures.inc_by(refill.failures);
     if dead.is_empty() {
         return Ok(report);
     }
@@ -180,16 +211,6 @@ async fn pass(
         }
     }
     Ok(report)
-}
-
-/// Indexes of the segments auto-recovery may change: all of a closed ledger, all but the last of
-/// an open one (its writer, or its recovery, owns the last).
-fn repairable(md: &LedgerMetadata) -> std::ops::Range<usize> {
-    let n = md.ensembles.len();
-    match md.state {
-        LedgerState::Closed => 0..n,
-        _ => 0..n.saturating_sub(1),
-    }
 }
 
 /// Replaces `dead` in segment `seg` of `md`: copies its entries to a replacement, then swaps it
@@ -225,41 +246,16 @@ async fn repair(
     let qw = (md.write_quorum as usize).min(e);
     let key = master_key(md);
     let target = pool.client(&r)?;
-    let timeout = pool.timeouts.request;
     let entries: Vec<u64> = match end {
         Some(end) if end >= first => (first..=end)
             .filter(|x| in_write_set(slot, *x, e, qw))
             .collect(),
         _ => Vec::new(),
     };
-    let copied = entries.len() as u64;
-    let results: Vec<Result<(), StorageError>> = futures::stream::iter(entries)
-        .map(|x| {
-            let sources: Vec<BookieId> = write_set(&s.bookies, x, qw)
-                .into_iter()
-                .filter(|b| b != dead)
-                .collect();
-            let (key, target) = (key.clone(), target.clone());
-            async move {
-                let data = pool
-                    .read_any(ledger, x, &sources, |c| async move {
-                        Ok(Some(c.read_entry(ledger, x).await?.0))
-                    })
-                    .await?;
-                match tokio::time::timeout(timeout, target.add_with(ledger, x, key, -1, data, true))
-                    .await
-                {
-                    Ok(r) => r.map_err(|e| map_client(ledger, e)),
-                    Err(_) => Err(StorageError::Unavailable(format!(
-                        "copy of entry {x} timed out"
-                    ))),
-                }
-            }
-        })
-        .buffered(COPY_CONCURRENCY)
-        .collect()
-        .await;
-    results.into_iter().collect::<Result<(), StorageError>>()?;
+    let c = crate::copy::copy_entries(pool, ledger, &s.bookies, qw, dead, &key, &target, entries)
+        .await?;
+    crate::metrics::METRICS.autorecovery_bytes.inc_by(c.bytes);
+    let copied = c.entries;
     let seg_first = s.first_entry;
     let (dead_c, r_c) = (dead.clone(), r.clone());
     let changed = meta

@@ -45,3 +45,13 @@ pub(crate) async fn commit_segment(
     .await
     .map(|_| ())
 }
+
+/// Indexes of the segments auto-recovery may change: all of a closed ledger, all but the last of
+/// an open one (its writer, or its recovery, owns the last).
+pub(crate) fn repairable(md: &LedgerMetadata) -> std::ops::Range<usize> {
+    let n = md.ensembles.len();
+    match md.state {
+        LedgerState::Closed => 0..n,
+        _ => 0..n.saturating_sub(1),
+    }
+}

@@ -10,13 +10,17 @@
 //!   `writer` (one ledger's writer and its ensemble changes), `ledger_md` (metadata reads and
 //!   segment commits), `quarantine`, `error_map`.
 //! - `recovery`: fence + read forward + write back + close (BookKeeper semantics).
-//! - [`autorecovery`]: re-replicates the entries of bookies gone for longer than a grace period.
+//! - [`autorecovery`]: re-replicates the entries of bookies gone for longer than a grace period;
+//!   `refill` copies back what a bookie that returned with a new disk lost ([`bookie_disks`]:
+//!   the disk records bookies write), `copy` copies a segment's entries with recovery adds.
 //! - [`metrics`]: process-wide Prometheus counters; `metrics::register` adds them to a registry.
 
 pub mod autorecovery;
+pub mod bookie_disks;
 mod bookies;
 pub mod client;
 mod config;
+mod copy;
 mod error_map;
 mod ledger_md;
 pub mod metrics;
@@ -24,6 +28,7 @@ mod placement;
 mod pool;
 mod quarantine;
 mod recovery;
+mod refill;
 pub mod storage;
 mod write_set;
 mod writer;

@@ -30,6 +30,10 @@ pub struct LedgerMetrics {
     pub autorecovery_entries: Counter,
     /// Segment repairs that failed (retried on the next pass).
     pub autorecovery_failures: Counter,
+    /// Entries copied back to bookies that came back with a new disk.
+    pub autorecovery_refill_entries: Counter,
+    /// Payload bytes copied by auto-recovery (re-replication and refill).
+    pub autorecovery_bytes: Counter,
 }
 
 /// The process-wide counters.
@@ -38,7 +42,7 @@ pub static METRICS: LazyLock<LedgerMetrics> = LazyLock::new(LedgerMetrics::defau
 /// Registers the counters in `registry`.
 pub fn register(registry: &mut Registry) {
     let m = &*METRICS;
-    let all: [(&str, &str, &Counter); 10] = [
+    let all: [(&str, &str, &Counter); 12] = [
         (
             "bookkeeper_client_add_entry_failures",
             "Bookie writes that failed or timed out",
@@ -88,6 +92,16 @@ pub fn register(registry: &mut Registry) {
             "bookkeeper_autorecovery_failures",
             "Segment re-replications that failed",
             &m.autorecovery_failures,
+        ),
+        (
+            "bookkeeper_autorecovery_refill_entries",
+            "Entries copied back to bookies that came back with a new disk",
+            &m.autorecovery_refill_entries,
+        ),
+        (
+            "bookkeeper_autorecovery_bytes",
+            "Payload bytes copied by auto-recovery",
+            &m.autorecovery_bytes,
         ),
     ];
     for (name, help, c) in all {

@@ -264,7 +264,11 @@ fn spawn_auto_recovery(
     let task = tokio::spawn(autorecovery::run(
         c.meta.clone(),
         Arc::new(RegisteredBookies::new(c.meta.clone())),
-        AutoRecoveryOptions { grace, interval },
+        AutoRecoveryOptions {
+            grace,
+            interval,
+            ..Default::default()
+        },
         cancel.clone(),
     ));
     (cancel, task)

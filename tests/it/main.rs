@@ -8,6 +8,7 @@ mod auth_providers;
 mod auth_tokens;
 mod authz;
 mod bookie;
+mod bookie_objstore_standalone;
 mod broker_badinput;
 mod broker_chunking;
 mod broker_http;

@@ -486,7 +486,7 @@ impl Flusher {
 }
 
 /// Replaces `dir/name` atomically and durably.
-pub(super) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<(), BookieError> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<(), BookieError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = File::create(&tmp).map_err(|e| BookieError::io("create checkpoint", e))?;
     f.write_all(data)

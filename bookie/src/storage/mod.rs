@@ -49,6 +49,7 @@ use crate::format::checkpoint::{Checkpoint, LedgerRecord};
 use crate::format::journal::{JournalRecord, MAX_KEY_LEN};
 use crate::metrics::Metrics;
 
+pub(crate) use flusher::write_atomic as write_file_atomic;
 pub use segments::Loc;
 
 /// A ledger's in-memory state.

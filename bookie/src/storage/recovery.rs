@@ -84,8 +84,10 @@ pub(super) fn recover(
     st.segments = loaded.segments;
     let mut entries = loaded.entries;
     let mut max_id = loaded.max_id;
+    let mut rebuilt = false;
     if let Some(r) = remote {
         let att = remote::attach(r, &mut st, have_checkpoint)?;
+        rebuilt = att.rebuilt;
         if att.rebuilt {
             tracing::info!(
                 segments = att.entries.len(),
@@ -104,6 +106,17 @@ pub(super) fn recover(
         }
     }
     let indexed = install_index(&mut st, entries);
+    if rebuilt {
+        // the manifest's last entries may name entries that were only in the lost journal:
+        // report what is stored (auto-recovery copies back the rest)
+        for (id, l) in st.ledgers.iter_mut() {
+            l.last_entry = st
+                .index
+                .get(id)
+                .and_then(|m| m.keys().next_back())
+                .map_or(-1, |e| *e as i64);
+        }
+    }
     let (max_seq, replayed) = replay(cfg, &mut st, ckpt_pos, remote.is_some())?;
     drop_orphans(&mut st);
     for p in journal::list_prefixed(&cfg.journal_dir, "journal-trash-")? {

@@ -8,6 +8,7 @@ mod broker_failover;
 mod compaction_failover;
 mod etcd_outage;
 mod init_cluster;
+mod objstore_disk_loss;
 mod offload_failover;
 pub mod process;
 pub mod proxy;

@@ -66,12 +66,25 @@ pub struct Sandbox {
     pub etcd: EtcdCluster,
     /// Cluster name used by `init_cluster` and the brokers.
     pub cluster: String,
+    /// More flags of every bookie (e.g. object storage), appended as given.
+    pub bookie_args: Vec<String>,
+    /// Environment variables of the bookie processes (e.g. object-store credentials).
+    pub bookie_env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
 
 impl Sandbox {
     /// Starts etcd and `bookies` bookies, and waits until each is ready (HTTP `/ready`).
     pub async fn start(bookies: usize) -> Self {
+        Self::start_with(bookies, vec![], vec![]).await
+    }
+
+    /// [`Sandbox::start`] with more bookie flags and environment (kept for restarts).
+    pub async fn start_with(
+        bookies: usize,
+        bookie_args: Vec<String>,
+        bookie_env: Vec<(String, String)>,
+    ) -> Self {
         let etcd = tokio::task::spawn_blocking(|| EtcdCluster::start(1))
             .await
             .unwrap();
@@ -80,6 +93,8 @@ impl Sandbox {
             bookies: vec![],
             etcd,
             cluster: "sandbox".to_owned(),
+            bookie_args,
+            bookie_env,
             dir: tempfile::tempdir().unwrap(),
         };
         for i in 0..bookies {
@@ -146,6 +161,8 @@ impl Sandbox {
             // small caches: several bookies share a small machine
             .args(["--write-cache-bytes", &(64u64 << 20).to_string()])
             .args(["--min-free-bytes", "0"])
+            .args(&self.bookie_args)
+            .envs(self.bookie_env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -159,6 +176,11 @@ impl Sandbox {
     /// SIGKILLs bookie `i`.
     pub fn kill_bookie(&mut self, i: usize) {
         self.bookies[i].kill();
+    }
+
+    /// Bookie `i`'s data directory (journal and ledgers).
+    pub fn bookie_data_dir(&self, i: usize) -> &Path {
+        &self.bookies[i].data_dir
     }
 }
 
