@@ -57,8 +57,11 @@ fn cpp_compat_key_shared_range_splitting_same_keys_across_topics() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     let cfg = dir.path().join("strata.toml");
-    std::fs::write(&cfg, "[broker]\nkey_shared_use_consistent_hashing = false\n")
-        .expect("write config");
+    std::fs::write(
+        &cfg,
+        "[broker]\nkey_shared_use_consistent_hashing = false\n",
+    )
+    .expect("write config");
     let node = Standalone::start_with(&["--config".as_ref(), cfg.as_os_str()], &[]);
     run_script_with(&py, "cpp_compat", &node, &["key_shared_split"]);
 }
