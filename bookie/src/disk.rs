@@ -12,45 +12,22 @@
 //!   storage URL also tells auto-recovery that the bookie's uploaded segments survive its
 //!   absence.
 //!
-//! The record's JSON is read by `strata_ledger::bookie_disks`, which has its own copy of the
-//! type (a test there decodes what this module writes).
+//! The record type is `strata_meta::model::DiskRecord`; `strata_ledger::bookie_disks` reads it.
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use strata_meta::model::{Model, Paths, encode_segment};
+use strata_meta::model::Paths;
 
 use crate::error::BookieError;
 
 /// Name of the instance file in the ledger directory.
 pub const INSTANCE_FILE: &str = "instance";
 
-/// What the cluster knows about a bookie's disk (see the module documentation).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DiskRecord {
-    /// The disk's instance id (the `instance` file).
-    pub instance: String,
-    /// The bookie's object storage URL, if its sealed segments are uploaded.
-    #[serde(default)]
-    pub storage_url: Option<String>,
-    /// When the bookie last came back with a new disk (ms since the epoch).
-    #[serde(default)]
-    pub replaced_at_ms: Option<u64>,
-    /// Whether auto-recovery has copied back what the bookie lost with its previous disk.
-    #[serde(default)]
-    pub checked: bool,
-}
-
-impl Model for DiskRecord {}
+pub use strata_meta::model::DiskRecord;
 
 /// The record's key: `<root>/bookie-disks/<id>`.
 pub fn record_key(paths: &Paths, bookie_id: &str) -> String {
-    format!("{}/{}", records_dir(paths), encode_segment(bookie_id))
-}
-
-/// The directory of every bookie's record.
-pub fn records_dir(paths: &Paths) -> String {
-    format!("{}/bookie-disks", paths.root())
+    paths.bookie_disk(bookie_id)
 }
 
 /// The disk's instance id: read from `dir/instance`, created (random, written atomically) when

@@ -1,46 +1,28 @@
 //! What the cluster knows about each bookie's disk: the persistent records
-//! `<root>/bookie-disks/<id>` that bookies write at start (`strata_bookie::disk`, which has the
-//! writer's copy of [`DiskRecord`]; a test decodes what it writes). Auto-recovery reads them to
+//! `<root>/bookie-disks/<id>` ([`DiskRecord`]) that bookies write at start (`strata_bookie::disk`). Auto-recovery reads them to
 //! learn (a) which bookies upload their sealed segments to object storage (those survive the
 //! bookie's absence) and (b) which bookies came back under their old id with a new disk and may
 //! miss entries (`checked == false`).
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-use strata_meta::model::{MetaClient, Model, decode_segment, encode_segment};
+use strata_meta::model::{MetaClient, decode_segment};
 use strata_proto::BookieId;
 use tracing::warn;
 
 use crate::error_map::map_meta;
 use crate::storage::StorageError;
 
-/// One bookie's disk record (JSON shared with `strata_bookie::disk::DiskRecord`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DiskRecord {
-    /// The disk's instance id.
-    pub instance: String,
-    /// The bookie's object storage URL, if its sealed segments are uploaded.
-    #[serde(default)]
-    pub storage_url: Option<String>,
-    /// When the bookie last came back with a new disk (ms since the epoch).
-    #[serde(default)]
-    pub replaced_at_ms: Option<u64>,
-    /// Whether auto-recovery has copied back what the bookie lost with its previous disk.
-    #[serde(default)]
-    pub checked: bool,
-}
-
-impl Model for DiskRecord {}
+pub use strata_meta::model::DiskRecord;
 
 /// `<root>/bookie-disks`.
 pub(crate) fn records_dir(meta: &MetaClient) -> String {
-    format!("{}/bookie-disks", meta.paths().root())
+    meta.paths().bookie_disks()
 }
 
 /// `<root>/bookie-disks/<id>`.
 pub(crate) fn record_key(meta: &MetaClient, b: &BookieId) -> String {
-    format!("{}/{}", records_dir(meta), encode_segment(&b.0))
+    meta.paths().bookie_disk(&b.0)
 }
 
 /// Every bookie's record (undecodable ones are logged and left out).
@@ -113,7 +95,7 @@ mod tests {
             format!(
                 "{}/bookie-disks/{}",
                 paths.root(),
-                encode_segment("127.0.0.1:1")
+                strata_meta::model::encode_segment("127.0.0.1:1")
             )
         );
     }

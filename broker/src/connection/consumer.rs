@@ -343,11 +343,7 @@ impl Conn {
             key_shared,
             out: self.out.clone(),
             client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
-            metadata: c
-                .metadata
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone()))
-                .collect(),
+            metadata: super::key_values(&c.metadata),
             compacted: compacted_reader(&self.service, &topic, &c).await?,
         };
         let read_compacted = spec.compacted.is_some();

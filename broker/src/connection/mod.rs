@@ -347,3 +347,10 @@ impl Conn {
         }
     }
 }
+
+/// A PRODUCER's or SUBSCRIBE's `metadata` as owned (key, value) pairs.
+fn key_values<C: FromIterator<(String, String)>>(kvs: &[strata_proto::pulsar::KeyValue]) -> C {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect()
+}

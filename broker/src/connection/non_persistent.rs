@@ -210,11 +210,7 @@ impl Conn {
             key_shared,
             out: self.out.clone(),
             client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
-            metadata: c
-                .metadata
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone()))
-                .collect(),
+            metadata: super::key_values(&c.metadata),
         };
         let sub = topic.subscribe(&c.subscription, spec)?;
         info!(topic = %name, sub = %c.subscription, consumer = %cname, ?sub_type, "subscribed to non-persistent topic");

@@ -265,11 +265,7 @@ impl Conn {
             mode: access_mode(c),
             out: self.out.clone(),
             client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
-            metadata: c
-                .metadata
-                .iter()
-                .map(|kv| (kv.key.clone(), kv.value.clone()))
-                .collect(),
+            metadata: super::key_values(&c.metadata),
             meter,
             epoch: c.topic_epoch,
         }

@@ -3,6 +3,7 @@
 //! ([`MetaClient`]), plus the ledger-id allocator.
 
 mod allocator;
+mod bookie_disk;
 pub mod codec;
 pub mod paths;
 mod position;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use allocator::LedgerIdAllocator;
+pub use bookie_disk::DiskRecord;
 pub use codec::{Model, decode, encode};
 pub use paths::{Paths, TopicPath, decode_segment, encode_segment};
 pub use position::Position;

@@ -136,6 +136,16 @@ impl Paths {
         &self.root
     }
 
+    /// `<root>/bookie-disks`: every bookie's [`DiskRecord`](super::DiskRecord).
+    pub fn bookie_disks(&self) -> String {
+        self.dir("bookie-disks")
+    }
+
+    /// `<root>/bookie-disks/<id>`: one bookie's [`DiskRecord`](super::DiskRecord).
+    pub fn bookie_disk(&self, bookie_id: &str) -> String {
+        format!("{}/{}", self.bookie_disks(), encode_segment(bookie_id))
+    }
+
     fn dir(&self, d: &str) -> String {
         format!("{}/{d}", self.root)
     }
