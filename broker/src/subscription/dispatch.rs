@@ -19,6 +19,9 @@ use crate::position::Position;
 /// Replay entries looked at per round.
 const REPLAY_BATCH: usize = 256;
 
+/// Chunks sent at most after a chunked message's first one in the same step.
+const MAX_CHUNK_RUN: usize = 1024;
+
 /// How a part of a dispatch round ended.
 enum Round {
     /// Stop dispatching until something changes.
@@ -153,8 +156,12 @@ impl Actor {
             match self.dispatcher.pick(&self.consumers, &v) {
                 Pick::To(i) => {
                     self.reads.consume_front();
+                    let more_chunks = v.more_chunks;
                     self.send_to(i, p, v);
                     progressed = true;
+                    if more_chunks {
+                        self.finish_chunked(i).await;
+                    }
                 }
                 Pick::Defer => {
                     // Waits in replay; keeps this key's order behind it.
@@ -169,6 +176,40 @@ impl Actor {
             }
         }
         Round::Go { progressed }
+    }
+
+    /// After a chunk that is not its message's last, the following chunks go to the same
+    /// consumer in the same step, congested connection or not (permits still count): a pause
+    /// between two chunks lets a seek or a consumer close in between, and the C++ client keeps
+    /// the partial message across the resubscribe, then drops the whole message when its first
+    /// chunk comes again (MessageChunkingTest.testSeekChunkMessages). Stops at an entry that
+    /// is not a chunk, at the end of the log (the rest is not written yet) or after
+    /// [`MAX_CHUNK_RUN`] entries.
+    async fn finish_chunked(&mut self, i: usize) {
+        for _ in 0..MAX_CHUNK_RUN {
+            if !matches!(self.reads.fill(&self.ml).await, Ok(Fill::Ready)) {
+                return;
+            }
+            let Some((p, data)) = self.reads.front() else {
+                return;
+            };
+            if self.acks.is_acked(p) {
+                self.reads.consume_front();
+                continue;
+            }
+            if self.consumers.get(i).permits <= 0 {
+                return;
+            }
+            let Some(v) = EntryView::parse(data).filter(|v| v.chunk) else {
+                return;
+            };
+            let more_chunks = v.more_chunks;
+            self.reads.consume_front();
+            self.send_to(i, p, v);
+            if !more_chunks {
+                return;
+            }
+        }
     }
 
     /// Whether some consumer can take an entry now. A consumer with permits whose connection

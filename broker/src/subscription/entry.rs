@@ -43,6 +43,10 @@ pub(super) struct EntryView {
     pub num_messages: i64,
     pub slot: u32,
     pub deliver_at: Option<u64>,
+    /// A chunk of a chunked message (`num_chunks_from_msg` > 1).
+    pub chunk: bool,
+    /// A chunk other than its message's last one.
+    pub more_chunks: bool,
 }
 
 impl EntryView {
@@ -58,11 +62,16 @@ impl EntryView {
         };
         let slot = murmur3_32(key) % HASH_SLOTS;
         let deliver_at = md.deliver_at_time.filter(|t| *t > 0).map(|t| t as u64);
+        let chunks = md.num_chunks_from_msg.unwrap_or(0);
+        let chunk = chunks > 1;
+        let more_chunks = chunk && md.chunk_id.unwrap_or(0) < chunks - 1;
         Some(EntryView {
             payload,
             num_messages,
             slot,
             deliver_at,
+            chunk,
+            more_chunks,
         })
     }
 }
