@@ -75,8 +75,12 @@ impl Actor {
             return Round::Go { progressed: false };
         }
         let mut progressed = false;
+        // The consumer in the middle of a chunked message: its next chunks go on (see
+        // finish_chunked).
+        let mut chunk_to: Option<usize> = None;
         for p in self.replay.oldest(REPLAY_BATCH) {
-            if !self.has_permits() || self.rate.limited() {
+            let continuing = chunk_to.filter(|&i| self.consumers.get(i).permits > 0);
+            if continuing.is_none() && (!self.has_permits() || self.rate.limited()) {
                 break;
             }
             if self.acks.is_acked(p) {
@@ -91,9 +95,14 @@ impl Actor {
                 self.replay.take(p);
                 continue;
             };
-            match self.dispatcher.pick(&self.consumers, &v) {
+            let pick = match continuing {
+                Some(i) if v.chunk => Pick::To(i),
+                _ => self.dispatcher.pick(&self.consumers, &v),
+            };
+            match pick {
                 Pick::To(i) => {
                     self.replay.take(p);
+                    chunk_to = v.more_chunks.then_some(i);
                     self.send_to(i, p, v);
                     progressed = true;
                 }
@@ -179,7 +188,7 @@ impl Actor {
     }
 
     /// After a chunk that is not its message's last, the following chunks go to the same
-    /// consumer in the same step, congested connection or not (permits still count): a pause
+    /// consumer in the same step (replay does the same in `dispatch_replay`), congested connection or not (permits still count): a pause
     /// between two chunks lets a seek or a consumer close in between, and the C++ client keeps
     /// the partial message across the resubscribe, then drops the whole message when its first
     /// chunk comes again (MessageChunkingTest.testSeekChunkMessages). Stops at an entry that
