@@ -551,3 +551,46 @@ async fn a_congested_connection_is_not_fed_until_it_drains() {
         total += 1;
     }
 }
+
+/// An entry of `size` bytes; `chunk`: (chunk id, number of chunks) of a chunked message.
+fn sized_entry(seq: u64, size: usize, chunk: Option<(i32, i32)>) -> Bytes {
+    let md = MessageMetadata {
+        producer_name: "p".into(),
+        sequence_id: seq,
+        publish_time: 1000 + seq,
+        uuid: chunk.map(|_| "p-1".to_owned()),
+        chunk_id: chunk.map(|c| c.0),
+        num_chunks_from_msg: chunk.map(|c| c.1),
+        ..Default::default()
+    };
+    Payload::new(md, &vec![0u8; size]).raw
+}
+
+/// A chunked message's chunks go out in one step even when the connection becomes congested
+/// after its first chunk, as new entries and as replay: a seek or close between two chunks
+/// would leave the C++ client a partial message (MessageChunkingTest.testSeekChunkMessages).
+#[tokio::test]
+async fn chunks_of_a_message_are_not_split_by_congestion() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let third = crate::outbound::HIGH_WATER / 3;
+    f.ml.append(sized_entry(0, 2 * third, None)).await.unwrap();
+    // Its first chunk takes the queue over the high-water mark.
+    f.ml.append(sized_entry(1, 2 * third, Some((0, 2)))).await.unwrap();
+    f.ml.append(sized_entry(2, third, Some((1, 2)))).await.unwrap();
+    f.ml.append(sized_entry(3, 16, None)).await.unwrap();
+    for round in ["new", "replay"] {
+        let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+        sub.flow(c.key, 10);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut seqs = vec![];
+        while let Some(fr) = c.rx.try_recv() {
+            if let Some(p) = fr.payload.as_ref().filter(|_| fr.command.message.is_some()) {
+                seqs.push(p.metadata.sequence_id);
+            }
+        }
+        assert_eq!(seqs, vec![0, 1, 2], "{round}: both chunks, then the pause");
+        // The consumer leaves unacknowledged: its entries are replayed to the next one.
+        sub.remove_consumer(c.key).await;
+    }
+}
