@@ -119,7 +119,7 @@ pub enum KeyError {
 }
 
 /// Why an authorization check refused. Binary protocol: `ServerError::AuthorizationError`
-/// (or `AuthenticationError` for [`AuthzError::Unauthenticated`]); HTTP 403 (401).
+/// (or `AuthenticationError` for [`AuthzError::Unauthenticated`]); HTTP 401.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthzError {
     /// No authenticated role (anonymous) where one is required.
@@ -144,11 +144,9 @@ impl AuthzError {
         }
     }
 
-    /// The HTTP status (401 or 403).
+    /// The HTTP status: 401 for both, as Pulsar (its `PulsarWebResource` answers a role's
+    /// refusal with `Status.UNAUTHORIZED`; the official clients expect it).
     pub fn http_status(&self) -> u16 {
-        match self {
-            Self::Unauthenticated => 401,
-            Self::Forbidden { .. } => 403,
-        }
+        401
     }
 }

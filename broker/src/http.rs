@@ -136,6 +136,7 @@ async fn lookup(
                 status: axum::http::StatusCode::TEMPORARY_REDIRECT,
                 reason: "ask the leader broker".into(),
                 redirect_base: Some(http_url),
+                challenge: false,
             });
         }
     };

@@ -222,7 +222,8 @@ fn tls_token_and_basic_providers_with_an_anonymous_role() {
         ),
         200
     );
-    assert_eq!(http_auth(node.http_port, ns, None), 403);
+    // (a refusal is a 401 too, as Pulsar)
+    assert_eq!(http_auth(node.http_port, ns, None), 401);
     assert_eq!(
         http_auth(node.http_port, "/metrics", Some(&basic("admin", "123456"))),
         200

@@ -3,7 +3,8 @@
 //! anonymous, expired token, forged token} × binary commands (the official Python client with
 //! `AuthenticationToken`: PARTITIONED_METADATA/LOOKUP, PRODUCER+SEND, SUBSCRIBE+receive) and REST
 //! endpoints. Allowed actions work, others are refused with the right code (401 without valid
-//! credentials, 403 without the permission), and no byte of tenant A's data reaches a role that
+//! credentials, with `WWW-Authenticate`; 401 without it for a role without the permission, as
+//! Pulsar's `PulsarWebResource`), and no byte of tenant A's data reaches a role that
 //! may not read it.
 
 use std::path::Path;
@@ -245,7 +246,7 @@ fn rest_authorization_matrix() {
                 (200..300).contains(&st)
                     || (st == 404 && (p.contains("schema") || p.contains("position")))
             } else {
-                st == 403
+                st == 401
             };
             if !good {
                 failures.push(format!("{role} {m} {p}: {st} {body}"));
@@ -555,7 +556,7 @@ fn topic_level_permissions_grant_one_topic_only() {
     };
     // another tenant's admin may not grant on tenant A
     let (st, body) = on_grant("POST", r#"["produce"]"#, &b_admin);
-    assert_eq!(st, 403, "{body}");
+    assert_eq!(st, 401, "{body}");
     // bad action names are a clear 400/412, nothing stored
     let (st, body) = on_grant("POST", r#"["fly"]"#, &a_admin);
     assert!(st == 400 || st == 412, "{st} {body}");

@@ -3,7 +3,8 @@
 //! [`topics`] (persistent and partitioned topics, subscriptions, messages).
 //!
 //! Errors are Pulsar-shaped: `{"reason": "..."}` with Pulsar's status codes (404 missing, 409
-//! exists / in use, 412 precondition, 401 no valid credentials, 403 not allowed).
+//! exists / in use, 412 precondition; 401 both for no valid credentials, with `WWW-Authenticate`,
+//! and for a role not allowed, as Pulsar's `PulsarWebResource`).
 //!
 //! Security: every handler takes a [`Caller`] (the role of the `Authorization: Bearer` token,
 //! 401 when a token is required and missing or invalid) and asks [`strata_auth::Security`]
@@ -64,6 +65,9 @@ pub struct ApiError {
     /// For a 307: the owner's `http://host:port`; the request's path and query are appended by
     /// [`redirect_layer`].
     pub redirect_base: Option<String>,
+    /// A 401 for missing or invalid credentials (answered with `WWW-Authenticate`), not a
+    /// refusal of an authenticated role (also 401, as Pulsar).
+    pub challenge: bool,
 }
 
 /// Header carrying [`ApiError::redirect_base`] from a handler to [`redirect_layer`].
@@ -125,6 +129,16 @@ impl ApiError {
             status,
             reason: reason.into(),
             redirect_base: None,
+            challenge: false,
+        }
+    }
+
+    /// 401 for missing or invalid credentials: the answer carries `WWW-Authenticate: Bearer`
+    /// (a client, e.g. the console, asks for credentials), unlike a refusal.
+    pub fn unauthenticated(reason: impl Into<String>) -> Self {
+        Self {
+            challenge: true,
+            ..Self::new(StatusCode::UNAUTHORIZED, reason)
         }
     }
 
@@ -151,6 +165,7 @@ impl From<BrokerError> for ApiError {
                 status: StatusCode::TEMPORARY_REDIRECT,
                 reason: e.to_string(),
                 redirect_base: Some(http_url.clone()),
+                challenge: false,
             };
         }
         let status = match &e {
@@ -164,8 +179,12 @@ impl From<BrokerError> for ApiError {
             | BrokerError::TopicTerminated(_)
             | BrokerError::Conflict(_)
             | BrokerError::IncompatibleSchema(_) => StatusCode::CONFLICT,
-            BrokerError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            BrokerError::Unauthorized(_) => StatusCode::FORBIDDEN,
+            BrokerError::Unauthenticated(_) => {
+                return ApiError::unauthenticated(e.to_string());
+            }
+            // As Pulsar (PulsarWebResource: `RestException(Status.UNAUTHORIZED, "Unauthorized
+            // to validateTopicOperation ...")`): a refusal is a 401 too.
+            BrokerError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             BrokerError::ServiceNotReady(_) | BrokerError::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -177,8 +196,14 @@ impl From<BrokerError> for ApiError {
 
 impl From<AuthzError> for ApiError {
     fn from(e: AuthzError) -> Self {
-        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN);
-        ApiError::new(status, e.to_string())
+        match e {
+            AuthzError::Unauthenticated => ApiError::unauthenticated(e.to_string()),
+            AuthzError::Forbidden { .. } => {
+                let status =
+                    StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+                ApiError::new(status, e.to_string())
+            }
+        }
     }
 }
 
@@ -189,6 +214,12 @@ impl IntoResponse for ApiError {
             && let Ok(v) = axum::http::HeaderValue::from_str(&base)
         {
             resp.headers_mut().insert(REDIRECT_BASE, v);
+        }
+        if self.challenge {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
         }
         resp
     }
@@ -244,10 +275,7 @@ impl FromRequestParts<Arc<BrokerService>> for Caller {
         match authenticated {
             Ok(r) => Ok(Caller(r.map(|r| r.role))),
             // The error text never contains the token.
-            Err(e) => Err(ApiError::new(
-                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED),
-                e.to_string(),
-            )),
+            Err(e) => Err(ApiError::unauthenticated(e.to_string())),
         }
     }
 }

@@ -36,6 +36,7 @@ async fn unload_bundle(
             status: StatusCode::TEMPORARY_REDIRECT,
             reason: format!("bundle {bundle} is owned by {http_url}"),
             redirect_base: Some(http_url),
+            challenge: false,
         }),
     }
 }

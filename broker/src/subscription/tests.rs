@@ -576,8 +576,12 @@ async fn chunks_of_a_message_are_not_split_by_congestion() {
     let third = crate::outbound::HIGH_WATER / 3;
     f.ml.append(sized_entry(0, 2 * third, None)).await.unwrap();
     // Its first chunk takes the queue over the high-water mark.
-    f.ml.append(sized_entry(1, 2 * third, Some((0, 2)))).await.unwrap();
-    f.ml.append(sized_entry(2, third, Some((1, 2)))).await.unwrap();
+    f.ml.append(sized_entry(1, 2 * third, Some((0, 2))))
+        .await
+        .unwrap();
+    f.ml.append(sized_entry(2, third, Some((1, 2))))
+        .await
+        .unwrap();
     f.ml.append(sized_entry(3, 16, None)).await.unwrap();
     for round in ["new", "replay"] {
         let mut c = consumer(&sub, SubType::Exclusive, "c").await;

@@ -37,14 +37,17 @@ const STATUS_WORDS = {
   503: 'Unavailable',
 };
 
-// A refused or failed request, with the API's own `reason`.
+// A refused or failed request, with the API's own `reason`. The broker answers 401 both
+// without valid credentials (with `WWW-Authenticate`: `challenge`) and to a role not allowed
+// (as Pulsar); only the first asks for a login.
 export class ApiError extends Error {
-  constructor(method, path, status, reason) {
+  constructor(method, path, status, reason, challenge = false) {
     super(reason);
     this.method = method;
     this.path = path;
     this.status = status;
     this.reason = reason;
+    this.challenge = challenge;
   }
 
   get refused() {
@@ -52,7 +55,9 @@ export class ApiError extends Error {
   }
 
   describe() {
-    const word = STATUS_WORDS[this.status] || 'HTTP error';
+    const word = this.status === 401 && !this.challenge
+      ? STATUS_WORDS[403]
+      : STATUS_WORDS[this.status] || 'HTTP error';
     const code = this.status ? ` (${this.status})` : '';
     return `${word}${code}: ${this.reason}`;
   }
@@ -60,7 +65,7 @@ export class ApiError extends Error {
 
 let unauthenticated = () => {};
 
-// Called with the error of every 401 answer (the app shows the login form).
+// Called with the error of every 401 answer asking for credentials (the app shows the login form).
 export function onUnauthenticated(f) {
   unauthenticated = f;
 }
@@ -96,9 +101,10 @@ export async function call(method, path, body, opts = {}) {
     throw new ApiError(method, path, 0, e.message);
   }
   if (!resp.ok) {
-    const err = new ApiError(method, path, resp.status, await reasonOf(resp));
+    const challenge = resp.headers.has('WWW-Authenticate');
+    const err = new ApiError(method, path, resp.status, await reasonOf(resp), challenge);
     // A late answer to a page already left, or to a token since replaced, changes nothing.
-    if (resp.status === 401 && token() === t && !opts.signal?.aborted) unauthenticated(err);
+    if (err.status === 401 && challenge && token() === t && !opts.signal?.aborted) unauthenticated(err);
     throw err;
   }
   if (opts.raw) return resp;
