@@ -96,14 +96,15 @@ impl Actor {
             SeekTarget::Position(p) if p.ledger == u64::MAX => self.ml.first_position(),
             SeekTarget::Position(p) if p.ledger == i64::MAX as u64 => self.ml.last_confirmed(),
             SeekTarget::Position(p) => before(p).max(self.ml.first_position()),
-            // As Pulsar (PersistentMessageFinder): the entries published at or before `t` are
-            // skipped, the cursor moves to the first entry published after it.
+            // As Pulsar (PersistentMessageFinder: the newest entry published strictly before
+            // `t`, MessageImpl.isEntryPublishedEarlierThan; the cursor goes after it): the first
+            // entry published at or after `t` is the next one delivered.
             SeekTarget::PublishTime(t) => {
                 let found = self
                     .ml
                     .find_first(|d| {
                         Payload::from_raw(d.clone())
-                            .map(|p| p.metadata.publish_time > t)
+                            .map(|p| p.metadata.publish_time >= t)
                             .unwrap_or(false)
                     })
                     .await?;
