@@ -79,7 +79,8 @@ async fn run(shared: Arc<Shared>, remote: Arc<Remote>) {
             tracing::warn!(error = %e, "deleting dead segment objects failed");
             continue;
         }
-        if last_sweep.is_none_or(|t| t.elapsed() >= shared.cfg.gc_interval) {
+        let asked = remote.sweep_requested.swap(false, Ordering::AcqRel);
+        if asked || last_sweep.is_none_or(|t| t.elapsed() >= shared.cfg.gc_interval) {
             match sweep(&shared, &remote).await {
                 Ok(()) => last_sweep = Some(Instant::now()),
                 Err(e) => tracing::warn!(error = %e, "object sweep failed"),
@@ -239,6 +240,8 @@ async fn collect(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
             .map
             .iter()
             .filter(|(id, s)| s.uploaded.is_some() && s.live == 0 && Some(**id) != cur)
+            // compacted: the moved entries must be committed in their new objects first
+            .filter(|(id, _)| !st.segments.moved_not_uploaded(**id))
             .map(|(id, _)| *id)
             .collect()
     };
