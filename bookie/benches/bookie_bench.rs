@@ -489,6 +489,10 @@ fn main() {
         client_main(&argv);
         return;
     }
+    if argv.iter().any(|a| a == "--s3-server") {
+        objstore_mode::server::server_main(&argv);
+        return;
+    }
     let a = args();
     let root = tempfile::Builder::new()
         .prefix("strata-bookie-bench")

@@ -671,18 +671,18 @@ async fn compaction_rewrites_mostly_dead_objects() {
     close(s).await;
 }
 
-/// Where compaction of uploaded objects is stopped: the step that fails (and everything after
-/// it never happens), then the bookie stops.
+/// The step of compaction of uploaded objects at which the store fails (nothing after it
+/// happens) and the bookie is stopped.
 #[derive(Clone, Copy, Debug)]
 enum CrashPoint {
     /// Entries moved to a local segment; its upload fails.
-    BeforeNewObject,
+    NewObject,
     /// New object put; the manifest naming it fails.
-    BeforeCommit,
+    Commit,
     /// New object committed; the manifest without the old objects fails.
-    BeforeUnreference,
+    Unreference,
     /// Old objects unreferenced; deleting them fails.
-    BeforeDelete,
+    Delete,
 }
 
 /// Compacts with the store failing at `at`, stops the bookie there, restarts it (on an empty
@@ -703,16 +703,16 @@ async fn crash_during_compaction(at: CrashPoint, lose_disk: bool) {
     let n = latest_manifest(root);
     let manifest = |seq: u64| format!("manifest-{seq:020}");
     faults.add(match at {
-        CrashPoint::BeforeNewObject => {
+        CrashPoint::NewObject => {
             FaultRule::always(Some(Op::Put), Fault::Unreachable).on_keys("segments/")
         }
-        CrashPoint::BeforeCommit => {
+        CrashPoint::Commit => {
             FaultRule::always(Some(Op::Put), Fault::Unreachable).on_keys(manifest(n + 1))
         }
-        CrashPoint::BeforeUnreference => {
+        CrashPoint::Unreference => {
             FaultRule::always(Some(Op::Put), Fault::Unreachable).on_keys(manifest(n + 2))
         }
-        CrashPoint::BeforeDelete => {
+        CrashPoint::Delete => {
             FaultRule::always(Some(Op::Delete), Fault::Unreachable).on_keys("segments/")
         }
     });
@@ -756,25 +756,25 @@ async fn crash_during_compaction(at: CrashPoint, lose_disk: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_crash_before_new_object_keeps_disk() {
-    crash_during_compaction(CrashPoint::BeforeNewObject, false).await;
+    crash_during_compaction(CrashPoint::NewObject, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_crash_before_new_object_loses_disk() {
-    crash_during_compaction(CrashPoint::BeforeNewObject, true).await;
+    crash_during_compaction(CrashPoint::NewObject, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_crash_before_commit() {
-    crash_during_compaction(CrashPoint::BeforeCommit, true).await;
+    crash_during_compaction(CrashPoint::Commit, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_crash_before_unreference() {
-    crash_during_compaction(CrashPoint::BeforeUnreference, true).await;
+    crash_during_compaction(CrashPoint::Unreference, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_crash_before_delete() {
-    crash_during_compaction(CrashPoint::BeforeDelete, false).await;
+    crash_during_compaction(CrashPoint::Delete, false).await;
 }

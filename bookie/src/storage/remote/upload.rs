@@ -113,31 +113,39 @@ async fn upload_pending(shared: &Shared, remote: &Remote) -> Result<(), BookieEr
 
 async fn upload_one(shared: &Shared, remote: &Remote, id: u64) -> Result<(), BookieError> {
     let dir = remote.ledger_dir.clone();
+    let generation = remote.generation();
+    // one buffer of the object's final size, filled by one read of each file: segment ‖ index ‖
+    // footer (no growth, no second copy of the segment)
     let read = tokio::task::spawn_blocking(move || {
-        Ok::<_, std::io::Error>((
-            std::fs::read(seg_path(&dir, id))?,
-            std::fs::read(idx_path(&dir, id))?,
-        ))
+        use std::io::Read;
+        let mut seg = std::fs::File::open(seg_path(&dir, id))?;
+        let mut idx = std::fs::File::open(idx_path(&dir, id))?;
+        let (seg_len, idx_len) = (seg.metadata()?.len(), idx.metadata()?.len());
+        let obj = SegmentObject {
+            segment: id,
+            generation,
+            seg_len,
+            idx_len,
+        };
+        let footer = obj.encode_footer();
+        let total = usize::try_from(obj.object_len()).map_err(std::io::Error::other)?;
+        let mut body = Vec::with_capacity(total.max(footer.len()));
+        (&mut seg).take(seg_len).read_to_end(&mut body)?;
+        (&mut idx).take(idx_len).read_to_end(&mut body)?;
+        if body.len() as u64 != seg_len + idx_len {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        body.extend_from_slice(&footer);
+        Ok::<_, std::io::Error>((obj, body))
     })
     .await
     .map_err(|_| BookieError::ShuttingDown)?;
-    let (seg, idx) = match read {
+    let (obj, body) = match read {
         Ok(x) => x,
         // reclaimed meanwhile
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(BookieError::io(format!("read segment {id} for upload"), e)),
     };
-    let obj = SegmentObject {
-        segment: id,
-        generation: remote.generation(),
-        seg_len: seg.len() as u64,
-        idx_len: idx.len() as u64,
-    };
-    // one buffer, no copy of the segment: segment ‖ index ‖ footer
-    let mut body = seg;
-    body.reserve_exact(idx.len() + obj.encode_footer().len());
-    body.extend_from_slice(&idx);
-    body.extend_from_slice(&obj.encode_footer());
     let start = Instant::now();
     let m = &remote.metrics;
     match remote
