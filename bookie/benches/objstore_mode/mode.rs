@@ -169,7 +169,8 @@ pub fn run(dir: &Path, secs: f64) {
             let ratio = sums[1] / sums[0];
             let mut sorted = per_round.clone();
             sorted.sort_by(f64::total_cmp);
-            let median = sorted[sorted.len() / 2];
+            let n = sorted.len();
+            let median = (sorted[(n - 1) / 2] + sorted[n / 2]) / 2.0;
             let rounds_txt: Vec<String> = per_round.iter().map(|r| format!("{r:.2}")).collect();
             println!(
                 "{} KiB adds: local {:.0}/s ({:.1} MiB/s), object storage {:.0}/s ({:.1} MiB/s) over {rounds} rounds: \
