@@ -212,9 +212,20 @@ async fn phase_run(
         (config(d.path(), None, 0, &id), None)
     };
     let s = open(cfg, store, m.clone()).await;
+    let (cpu0, s3cpu0) = (super::cpu_secs(), s3.cpu_secs());
+    let t0 = Instant::now();
     let rate = adds(&s, size, writers, secs).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = format!(
+        "bench process {:.2} cores{}",
+        (super::cpu_secs() - cpu0) / wall,
+        match (s3cpu0, s3.cpu_secs()) {
+            (Some(a), Some(b)) => format!(", S3 server process {:.2} cores", (b - a) / wall),
+            _ => String::new(),
+        }
+    );
     if !remote {
-        println!("  {} KiB local: {rate:.0} adds/s", size >> 10);
+        println!("  {} KiB local: {rate:.0} adds/s ({cpu})", size >> 10);
         close(s).await;
         return rate;
     }
@@ -224,8 +235,8 @@ async fn phase_run(
     let t0 = Instant::now();
     wait_uploaded(&s).await;
     println!(
-        "  {} KiB object storage: {rate:.0} adds/s; uploaded during the phase {uploaded:.0} of {added:.0} MiB added \
-         (sealed, not uploaded at its end: {pending:.0} MiB); the rest uploaded in {:.1} s",
+        "  {} KiB object storage: {rate:.0} adds/s ({cpu}); uploaded during the phase {uploaded:.0} of {added:.0} MiB \
+         added (sealed, not uploaded at its end: {pending:.0} MiB); the rest uploaded in {:.1} s",
         size >> 10,
         t0.elapsed().as_secs_f64()
     );

@@ -77,6 +77,14 @@ impl S3 {
         )
     }
 
+    /// CPU seconds the store's process used so far (`None` in-process: not separable).
+    pub fn cpu_secs(&self) -> Option<f64> {
+        match self {
+            S3::Child { child, .. } => Some(super::super::proc_cpu_secs(&child.id().to_string())),
+            S3::InProcess { .. } => None,
+        }
+    }
+
     /// A store config for `bucket`/`prefix`.
     pub fn config(&self, prefix: &str) -> ObjStoreConfig {
         match self {
