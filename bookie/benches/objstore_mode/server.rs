@@ -1,6 +1,6 @@
 //! The object store of the object-storage mode: the in-process S3 server (s3s-fs) run in a
 //! child process (`bookie_bench --s3-server DIR`) at a lower CPU priority (nice 10 by default,
-//! `BENCH_OBJSTORE_S3_NICE`), or, with `BENCH_OBJSTORE_S3=inproc`, on its own runtime in the
+//! `BENCH_OBJSTORE_S3_NICE=N`, or `idle` for SCHED_IDLE), or, with `BENCH_OBJSTORE_S3=inproc`, on its own runtime in the
 //! bench process.
 //!
 //! Why a niced child: a real object store runs on other machines, so its CPU (HTTP parsing, the
@@ -33,10 +33,8 @@ pub enum S3 {
 impl S3 {
     /// Starts the store on `root` as configured; returns it and a description.
     pub fn start(root: &Path) -> (Self, String) {
-        let nice: i32 = std::env::var("BENCH_OBJSTORE_S3_NICE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10);
+        // a niceness, or `idle` (SCHED_IDLE: runs only on CPU time nothing else wants)
+        let prio = std::env::var("BENCH_OBJSTORE_S3_NICE").unwrap_or_else(|_| "10".into());
         if std::env::var("BENCH_OBJSTORE_S3").is_ok_and(|v| v == "inproc") {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -49,9 +47,21 @@ impl S3 {
                 "in the bench process on its own runtime (BENCH_OBJSTORE_S3=inproc)".into(),
             );
         }
-        let mut child = Command::new("nice")
-            .arg("-n")
-            .arg(nice.to_string())
+        let (cmd, args, how) = if prio == "idle" {
+            (
+                "chrt",
+                vec!["--idle".to_string(), "0".into()],
+                "SCHED_IDLE".to_string(),
+            )
+        } else {
+            (
+                "nice",
+                vec!["-n".to_string(), prio.clone()],
+                format!("nice {prio}"),
+            )
+        };
+        let mut child = Command::new(cmd)
+            .args(args)
             .arg(std::env::current_exe().unwrap())
             .arg("--s3-server")
             .arg(root)
@@ -71,7 +81,7 @@ impl S3 {
         (
             S3::Child { child, endpoint },
             format!(
-                "in a separate process at nice {nice} (BENCH_OBJSTORE_S3_NICE; BENCH_OBJSTORE_S3=inproc \
+                "in a separate process at {how} (BENCH_OBJSTORE_S3_NICE=N|idle; BENCH_OBJSTORE_S3=inproc \
                  runs it in the bench process)"
             ),
         )
