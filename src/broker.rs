@@ -26,7 +26,8 @@ use tracing::{info, warn};
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct BrokerArgs {
     /// TOML config file (keys: `metadata`, `cluster`, `ensemble_size`, `write_quorum`,
-    /// `ack_quorum`, `session_ttl_secs`, `autorecovery_grace_secs`, and `[broker]` /
+    /// `ack_quorum`, `session_ttl_secs`, `autorecovery_grace_secs`,
+    /// `autorecovery_objstore_grace_secs`, and `[broker]` /
     /// `[security]` tables as in `strata standalone`).
     #[arg(long, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -78,6 +79,11 @@ pub struct BrokerArgs {
     /// default 30).
     #[arg(long, env = "STRATA_AUTORECOVERY_GRACE_SECS")]
     pub autorecovery_grace_secs: Option<u64>,
+    /// The same for a bookie on object storage (`strata bookie --storage-url`): its uploaded
+    /// segments come back with it even on a new disk, so it is replaced only after this long
+    /// (default 1800).
+    #[arg(long, env = "STRATA_AUTORECOVERY_OBJSTORE_GRACE_SECS")]
+    pub autorecovery_objstore_grace_secs: Option<u64>,
     /// Authentication, authorization and TLS (a token key turns authentication and
     /// authorization on).
     #[command(flatten)]
@@ -105,6 +111,8 @@ pub struct BrokerFileConfig {
     pub session_ttl_secs: u64,
     /// Auto-recovery grace in seconds.
     pub autorecovery_grace_secs: u64,
+    /// Auto-recovery grace of bookies on object storage in seconds.
+    pub autorecovery_objstore_grace_secs: u64,
     /// Broker settings.
     pub broker: BrokerConfig,
     /// Security settings.
@@ -123,6 +131,7 @@ impl Default for BrokerFileConfig {
             ack_quorum: 2,
             session_ttl_secs: 10,
             autorecovery_grace_secs: 30,
+            autorecovery_objstore_grace_secs: 30 * 60,
             broker: BrokerConfig::default(),
             security: strata_auth::SecurityConfig::default(),
             offload: Default::default(),
@@ -143,6 +152,8 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// Auto-recovery grace.
     pub autorecovery_grace: Duration,
+    /// Auto-recovery grace of bookies on object storage.
+    pub autorecovery_objstore_grace: Duration,
     /// Broker settings.
     pub broker: BrokerConfig,
     /// Security settings.
@@ -225,6 +236,10 @@ impl Settings {
                 args.autorecovery_grace_secs
                     .unwrap_or(cfg.autorecovery_grace_secs),
             ),
+            autorecovery_objstore_grace: Duration::from_secs(
+                args.autorecovery_objstore_grace_secs
+                    .unwrap_or(cfg.autorecovery_objstore_grace_secs),
+            ),
             broker,
             security,
         })
@@ -287,6 +302,7 @@ async fn run_with_store(
             bookies.clone(),
             strata_broker::cluster::AutoRecoveryOptions {
                 grace: settings.autorecovery_grace,
+                objstore_grace: settings.autorecovery_objstore_grace,
                 ..Default::default()
             },
         )),

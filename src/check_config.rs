@@ -22,6 +22,7 @@ struct EffectiveBroker<'a> {
     ack_quorum: usize,
     session_ttl_secs: u64,
     autorecovery_grace_secs: u64,
+    autorecovery_objstore_grace_secs: u64,
     broker: &'a BrokerConfig,
     security: &'a strata_auth::SecurityConfig,
 }
@@ -50,6 +51,7 @@ pub fn broker(args: &BrokerArgs) -> anyhow::Result<String> {
         ack_quorum: s.quorum.ack,
         session_ttl_secs: s.session_ttl.as_secs(),
         autorecovery_grace_secs: s.autorecovery_grace.as_secs(),
+        autorecovery_objstore_grace_secs: s.autorecovery_objstore_grace.as_secs(),
         broker: &s.broker,
         security: &security,
     })

@@ -472,7 +472,12 @@ fn delta_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> f64 {
 
 /// CPU seconds this process used so far (user + system).
 fn cpu_secs() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    proc_cpu_secs("self")
+}
+
+/// CPU seconds (user + system, every thread) of process `pid` (`self` for this one).
+fn proc_cpu_secs(pid: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let f: Vec<&str> = s
         .rsplit(')')
         .next()
@@ -487,6 +492,10 @@ fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.iter().any(|a| a == "--client") {
         client_main(&argv);
+        return;
+    }
+    if argv.iter().any(|a| a == "--s3-server") {
+        objstore_mode::server::server_main(&argv);
         return;
     }
     let a = args();

@@ -69,6 +69,9 @@ pub struct RemoteConfig {
     pub segment_max_age: Duration,
     /// How often the uploader looks for sealed segments when not woken.
     pub upload_interval: Duration,
+    /// Sealed segments uploaded at once (their objects put concurrently, then committed by
+    /// one manifest): a store's single-stream PUT rate is well below its aggregate rate.
+    pub upload_concurrency: usize,
 }
 
 impl RemoteConfig {
@@ -83,6 +86,7 @@ impl RemoteConfig {
             read_ahead_blocks: 4,
             segment_max_age: Duration::from_secs(300),
             upload_interval: Duration::from_secs(1),
+            upload_concurrency: 4,
         }
     }
 }

@@ -77,6 +77,11 @@ pub struct Metrics {
     pub remote_pending_bytes: Gauge,
     /// Object storage: local copies evicted.
     pub remote_evicted_segments: Counter,
+    /// Object storage: mostly-dead uploaded segments rewritten (live entries moved to a new
+    /// segment, uploaded under a new key; the old object is deleted once that is committed).
+    pub remote_compacted_segments: Counter,
+    /// Object storage: bytes of live entries moved out of mostly-dead uploaded segments.
+    pub remote_compacted_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -124,6 +129,8 @@ impl Metrics {
             remote_local_bytes: Gauge::default(),
             remote_pending_bytes: Gauge::default(),
             remote_evicted_segments: Counter::default(),
+            remote_compacted_segments: Counter::default(),
+            remote_compacted_bytes: Counter::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -289,6 +296,16 @@ impl Metrics {
             "bookie_objstore_evicted_segments",
             "Local copies of uploaded segments evicted",
             self.remote_evicted_segments.clone(),
+        );
+        r.register(
+            "bookie_objstore_compacted_segments",
+            "Mostly-dead uploaded segments rewritten by compaction",
+            self.remote_compacted_segments.clone(),
+        );
+        r.register(
+            "bookie_objstore_compacted_bytes",
+            "Bytes of live entries moved out of mostly-dead uploaded segments",
+            self.remote_compacted_bytes.clone(),
         );
     }
 

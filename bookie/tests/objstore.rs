@@ -538,3 +538,243 @@ async fn concurrent_writers_then_cold_read() {
     }
     close(s).await;
 }
+
+/// Compaction config: GC only when the test asks (`gc_now`), nothing cached locally (every
+/// compaction reads the object with a GET).
+fn compact_cfg(dir: &Path, endpoint: &str) -> StorageConfig {
+    let mut c = cfg(dir, endpoint, 0);
+    c.gc_interval = Duration::from_secs(3600);
+    c
+}
+
+async fn gc(s: &Arc<Storage>) {
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || st.gc_now())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn segment_objects(root: &Path) -> Vec<String> {
+    objects(root)
+        .into_iter()
+        .filter(|k| k.starts_with("segments/"))
+        .collect()
+}
+
+fn latest_manifest(root: &Path) -> u64 {
+    objects(root)
+        .iter()
+        .filter_map(|k| k.strip_prefix("manifest-")?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Runs GC until the bucket holds exactly the segment objects the bookie references (plus at
+/// most the last two manifests) and no uploaded segment is below the compaction threshold.
+async fn converge(s: &Arc<Storage>, root: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        gc(s).await;
+        let st = s.clone();
+        tokio::task::spawn_blocking(move || st.seal_now())
+            .await
+            .unwrap()
+            .unwrap();
+        let referenced = s.object_keys();
+        let listed = segment_objects(root);
+        let manifests = objects(root).len() - listed.len();
+        let sparse = s
+            .segment_stats()
+            .iter()
+            .filter(|(_, size, live)| (*live as f64) < 0.5 * (*size as f64 - 24.0))
+            .count();
+        let (_, _, pending) = s.object_stats();
+        if referenced == listed && manifests <= 2 && sparse == 0 && pending == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bucket {:?}, referenced {referenced:?}, segments {:?}",
+            objects(root),
+            s.segment_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// 4 ledgers interleaved in every segment, uploaded; 3 of them deleted (every object ~25% live);
+/// a marker entry uploaded after the deletes (so the latest manifest records them). Returns the
+/// segment objects before compaction.
+async fn mostly_dead_objects(s: &Arc<Storage>, root: &Path) -> Vec<String> {
+    add_all(s, 0..4, 40, 1000).await;
+    settle(s).await;
+    for l in 0..3 {
+        s.delete(l).await.unwrap();
+    }
+    add_all(s, 4..5, 1, 1000).await;
+    settle(s).await;
+    // let the uploader drop objects that were wholly dead
+    let mut last = (latest_manifest(root), Instant::now());
+    while last.1.elapsed() < Duration::from_millis(600) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let m = latest_manifest(root);
+        if m != last.0 {
+            last = (m, Instant::now());
+        }
+    }
+    segment_objects(root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_rewrites_mostly_dead_objects() {
+    let (s3dir, srv) = server().await;
+    let root = s3dir.path();
+    let data = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let c = compact_cfg(data.path(), &srv.endpoint);
+    let m = metrics.clone();
+    let s = tokio::task::spawn_blocking(move || Storage::open(c, m))
+        .await
+        .unwrap()
+        .unwrap();
+    let before = mostly_dead_objects(&s, root).await;
+    converge(&s, root).await;
+    let after = segment_objects(root);
+    let compacted = metrics.remote_compacted_segments.get();
+    eprintln!(
+        "compaction: {} objects before, {} after, {compacted} rewritten, {} live bytes moved; bucket {:?}",
+        before.len(),
+        after.len(),
+        metrics.remote_compacted_bytes.get(),
+        objects(root)
+    );
+    assert!(compacted >= 2, "{compacted} objects rewritten");
+    assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+    assert!(
+        after.iter().any(|k| !before.contains(k)),
+        "no new object: {after:?}"
+    );
+    check_all(&s, 3..4, 40, 1000).await;
+    check_all(&s, 4..5, 1, 1000).await;
+    close(s).await;
+    // every entry is in the objects the bucket keeps
+    std::fs::remove_dir_all(data.path()).unwrap();
+    let s = open(compact_cfg(data.path(), &srv.endpoint), None)
+        .await
+        .unwrap();
+    check_all(&s, 3..4, 40, 1000).await;
+    assert!(matches!(
+        s.read(0, 0).await,
+        Err(BookieError::NoLedger { .. })
+    ));
+    close(s).await;
+}
+
+/// The step of compaction of uploaded objects at which the store fails (nothing after it
+/// happens) and the bookie is stopped.
+#[derive(Clone, Copy, Debug)]
+enum CrashPoint {
+    /// Entries moved to a local segment; its upload fails.
+    NewObject,
+    /// New object put; the manifest naming it fails.
+    Commit,
+    /// New object committed; the manifest without the old objects fails.
+    Unreference,
+    /// Old objects unreferenced; deleting them fails.
+    Delete,
+}
+
+/// Compacts with the store failing at `at`, stops the bookie there, restarts it (on an empty
+/// disk if `lose_disk`): every entry reads back, and the bucket ends with only referenced
+/// objects.
+async fn crash_during_compaction(at: CrashPoint, lose_disk: bool) {
+    let (s3dir, srv) = server().await;
+    let root = s3dir.path();
+    let data = tempfile::tempdir().unwrap();
+    let faults = Arc::new(Faults::new(3));
+    let s = open(
+        compact_cfg(data.path(), &srv.endpoint),
+        Some(faults.clone()),
+    )
+    .await
+    .unwrap();
+    let before = mostly_dead_objects(&s, root).await;
+    let n = latest_manifest(root);
+    let manifest = |seq: u64| format!("manifest-{seq:020}");
+    faults.add(match at {
+        CrashPoint::NewObject => {
+            FaultRule::always(Some(Op::Put), Fault::Unreachable).on_keys("segments/")
+        }
+        CrashPoint::Commit => {
+            FaultRule::always(Some(Op::Put), Fault::Unreachable).on_keys(manifest(n + 1))
+        }
+        CrashPoint::Unreference => {
+            FaultRule::always(Some(Op::Put), Fault::Unreachable).on_keys(manifest(n + 2))
+        }
+        CrashPoint::Delete => {
+            FaultRule::always(Some(Op::Delete), Fault::Unreachable).on_keys("segments/")
+        }
+    });
+    gc(&s).await;
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || st.seal_now())
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while faults.injected() == 0 {
+        assert!(Instant::now() < deadline, "{at:?} never reached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at_crash = objects(root);
+    close(s).await;
+    if lose_disk {
+        std::fs::remove_dir_all(data.path()).unwrap();
+    }
+    let s = open(compact_cfg(data.path(), &srv.endpoint), None)
+        .await
+        .unwrap();
+    check_all(&s, 3..4, 40, 1000).await;
+    check_all(&s, 4..5, 1, 1000).await;
+    converge(&s, root).await;
+    let after = segment_objects(root);
+    eprintln!(
+        "{at:?} (disk lost: {lose_disk}): before {} objects, at the crash {at_crash:?}, after {after:?}",
+        before.len()
+    );
+    assert!(after.len() < before.len(), "{before:?} -> {after:?}");
+    check_all(&s, 3..4, 40, 1000).await;
+    close(s).await;
+    std::fs::remove_dir_all(data.path()).unwrap();
+    let s = open(compact_cfg(data.path(), &srv.endpoint), None)
+        .await
+        .unwrap();
+    check_all(&s, 3..4, 40, 1000).await;
+    close(s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_crash_before_new_object_keeps_disk() {
+    crash_during_compaction(CrashPoint::NewObject, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_crash_before_new_object_loses_disk() {
+    crash_during_compaction(CrashPoint::NewObject, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_crash_before_commit() {
+    crash_during_compaction(CrashPoint::Commit, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_crash_before_unreference() {
+    crash_during_compaction(CrashPoint::Unreference, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_crash_before_delete() {
+    crash_during_compaction(CrashPoint::Delete, false).await;
+}

@@ -1,10 +1,10 @@
 //! `bookie_bench -- --objstore [--dir DIR --secs N]`: the object-storage mode. The same storage
 //! engine in this process, once on local disk only and once with sealed segments uploaded to an
-//! in-process S3 server (s3s-fs) behind a 20 ms-per-request throttle; closed-loop add throughput at
-//! 1 KiB and 64 KiB in both modes (same run, same disk, phases in the order local, object
-//! storage, object storage, local; each mode's rate is the mean of its two phases), their ratios
-//! (target ≥ 0.9), and cold
-//! sequential read throughput from the object store (every local copy evicted).
+//! S3 server (s3s-fs; see `server.rs` for where it runs) behind a 20 ms-per-request throttle;
+//! closed-loop add throughput at 1 KiB and 64 KiB in both modes (same run, same disk; rounds of
+//! phases in the order local, object storage, object storage, local; each mode's rate is the mean
+//! of its phases), their ratios (target ≥ 0.9) overall and per round, and cold sequential read
+//! throughput from the object store (every local copy evicted).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,20 +16,22 @@ use strata_bookie::config::RemoteConfig;
 use strata_bookie::metrics::Metrics;
 use strata_bookie::{Storage, StorageConfig};
 use strata_objstore::object_store::throttle::{ThrottleConfig, ThrottledStore};
-use strata_objstore::test_server::S3TestServer;
 use strata_objstore::{RetryPolicy, Store};
+
+#[path = "server.rs"]
+pub mod server;
 
 const KEY: Bytes = Bytes::from_static(b"bench");
 const THROTTLE: Duration = Duration::from_millis(20);
 
 /// `id`: the bookie id (each phase its own: a fresh directory with a known id would be an
 /// empty-disk restart of that bookie).
-fn config(dir: &Path, srv: Option<&S3TestServer>, cache: u64, id: &str) -> StorageConfig {
+fn config(dir: &Path, srv: Option<&server::S3>, cache: u64, id: &str) -> StorageConfig {
     let mut c = StorageConfig::new(dir);
     c.min_free_bytes = 0;
     c.segment_max_bytes = 16 << 20;
     if let Some(srv) = srv {
-        let mut sc = srv.config("bench", "p");
+        let mut sc = srv.config("p");
         sc.retry = RetryPolicy::default();
         sc.unsigned_payload = true; // as `strata bookie` sets it
         let mut r = RemoteConfig::new(sc, id);
@@ -40,8 +42,8 @@ fn config(dir: &Path, srv: Option<&S3TestServer>, cache: u64, id: &str) -> Stora
     c
 }
 
-fn throttled(srv: &S3TestServer) -> Store {
-    let mut sc = srv.config("bench", "p");
+fn throttled(srv: &server::S3) -> Store {
+    let mut sc = srv.config("p");
     sc.unsigned_payload = true;
     let (raw, prefix) = strata_objstore::open_raw(&sc).unwrap();
     let t = ThrottleConfig {
@@ -55,13 +57,11 @@ fn throttled(srv: &S3TestServer) -> Store {
         .with_retry(RetryPolicy::default())
 }
 
-async fn open(c: StorageConfig, store: Option<Store>) -> Arc<Storage> {
-    tokio::task::spawn_blocking(move || {
-        Storage::open_with_store(c, Arc::new(Metrics::new()), store)
-    })
-    .await
-    .unwrap()
-    .unwrap()
+async fn open(c: StorageConfig, store: Option<Store>, m: Arc<Metrics>) -> Arc<Storage> {
+    tokio::task::spawn_blocking(move || Storage::open_with_store(c, m, store))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// Closed loop: `writers` tasks, each adding to its own ledger; returns adds/s.
@@ -130,75 +130,131 @@ async fn read_all(s: &Arc<Storage>, writers: u64) -> (u64, f64) {
 
 /// Runs the mode; prints the figures and ratios.
 pub fn run(dir: &Path, secs: f64) {
+    let rounds: usize = std::env::var("BENCH_OBJSTORE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+        .max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    // the S3 server on its own runtime: a real object store is not in the bookie's process, and
-    // its tasks must not queue among the load generator's
-    let s3_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let (s3root, where_) = s3_root(dir);
-    let srv = s3_rt
-        .block_on(S3TestServer::start(s3root.path(), "bench"))
-        .unwrap();
+    let (s3, how) = server::S3::start(s3root.path());
     rt.block_on(async {
         println!(
-            "object-storage mode: in-process S3 (s3s-fs) behind a {} ms/request throttle, {secs} s per phase; \
-             the S3 server on its own runtime, its files on {where_}",
+            "object-storage mode: in-process S3 (s3s-fs) behind a {} ms/request throttle, {secs} s per phase, \
+             {rounds} rounds (BENCH_OBJSTORE_ROUNDS) of local, object storage, object storage, local per size; \
+             the S3 server {how}, its files on {where_}; each phase starts after the previous one's uploads finished",
             THROTTLE.as_millis()
         );
         let mut ratios = vec![];
         for (size, writers) in [(1usize << 10, 256u64), (64 << 10, 32)] {
-            // A B B A: each mode twice, so that a change of the machine's load (shared, 2
-            // cores) during the run weighs on both modes alike
-            let mut rates = [0f64; 2];
-            for (phase, remote) in [false, true, true, false].into_iter().enumerate() {
-                let i = usize::from(remote);
-                let d = tempfile::tempdir_in(dir).unwrap();
-                let id = format!("bench-{size}-{phase}");
-                let (cfg, store) = if remote {
-                    (config(d.path(), Some(&srv), cache_bound(), &id), Some(throttled(&srv)))
-                } else {
-                    (config(d.path(), None, 0, &id), None)
-                };
-                let s = open(cfg, store).await;
-                rates[i] += adds(&s, size, writers, secs).await / 2.0;
-                if remote && size == 64 << 10 && phase == 1 {
-                    wait_uploaded(&s).await;
-                    close(s).await;
-                    // cold: every local copy evicted at recovery (bound 0), block cache empty
-                    let cfg = config(d.path(), Some(&srv), 0, &id);
-                    let s = open(cfg, Some(throttled(&srv))).await;
-                    let (uploaded, local, _) = s.object_stats();
-                    let (bytes, t) = read_all(&s, writers).await;
-                    println!(
-                        "cold sequential read from the object store: {:.1} MiB/s ({} MiB in {t:.1} s; {uploaded} segments, {local} local segment bytes)",
-                        bytes as f64 / t / 1048576.0,
-                        bytes >> 20
-                    );
-                    close(s).await;
-                } else {
-                    close(s).await;
+            let mut per_round = vec![];
+            let mut sums = [0f64; 2];
+            for round in 0..rounds {
+                // A B B A: each mode twice, so that a change of the machine's load (shared, 2
+                // cores) during the round weighs on both modes alike
+                let mut rates = [0f64; 2];
+                for (phase, remote) in [false, true, true, false].into_iter().enumerate() {
+                    let cold = remote && size == 64 << 10 && phase == 1 && round == 0;
+                    let r = phase_run(dir, &s3, size, writers, secs, remote, cold).await;
+                    rates[usize::from(remote)] += r / 2.0;
                 }
+                per_round.push(rates[1] / rates[0]);
+                sums[0] += rates[0];
+                sums[1] += rates[1];
             }
-            let ratio = rates[1] / rates[0];
+            let ratio = sums[1] / sums[0];
+            let mut sorted = per_round.clone();
+            sorted.sort_by(f64::total_cmp);
+            let n = sorted.len();
+            let median = (sorted[(n - 1) / 2] + sorted[n / 2]) / 2.0;
+            let rounds_txt: Vec<String> = per_round.iter().map(|r| format!("{r:.2}")).collect();
             println!(
-                "{} KiB adds: local {:.0}/s ({:.1} MiB/s), object storage {:.0}/s ({:.1} MiB/s): ratio {ratio:.2} (target >= 0.9)",
+                "{} KiB adds: local {:.0}/s ({:.1} MiB/s), object storage {:.0}/s ({:.1} MiB/s) over {rounds} rounds: \
+                 ratio {ratio:.2} (per round {}; median {median:.2}; target >= 0.9)",
                 size >> 10,
-                rates[0],
-                rates[0] * size as f64 / 1048576.0,
-                rates[1],
-                rates[1] * size as f64 / 1048576.0,
+                sums[0] / rounds as f64,
+                sums[0] / rounds as f64 * size as f64 / 1048576.0,
+                sums[1] / rounds as f64,
+                sums[1] / rounds as f64 * size as f64 / 1048576.0,
+                rounds_txt.join(", "),
             );
             ratios.push(ratio);
         }
         println!("RESULT objstore add ratio 1KiB={:.2} 64KiB={:.2}", ratios[0], ratios[1]);
     });
+    drop(s3);
+}
+
+/// One phase on a fresh directory; returns adds/s. Object storage: reports how much was uploaded
+/// during the phase and waits for the rest (then `cold`: reads everything back from the store).
+async fn phase_run(
+    dir: &Path,
+    s3: &server::S3,
+    size: usize,
+    writers: u64,
+    secs: f64,
+    remote: bool,
+    cold: bool,
+) -> f64 {
+    let d = tempfile::tempdir_in(dir).unwrap();
+    let id = format!("bench-{}", d.path().display()).replace('/', "_");
+    let m = Arc::new(Metrics::new());
+    let (cfg, store) = if remote {
+        (
+            config(d.path(), Some(s3), cache_bound(), &id),
+            Some(throttled(s3)),
+        )
+    } else {
+        (config(d.path(), None, 0, &id), None)
+    };
+    let s = open(cfg, store, m.clone()).await;
+    let (cpu0, s3cpu0) = (super::cpu_secs(), s3.cpu_secs());
+    let t0 = Instant::now();
+    let rate = adds(&s, size, writers, secs).await;
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = format!(
+        "bench process {:.2} cores{}",
+        (super::cpu_secs() - cpu0) / wall,
+        match (s3cpu0, s3.cpu_secs()) {
+            (Some(a), Some(b)) => format!(", S3 server process {:.2} cores", (b - a) / wall),
+            _ => String::new(),
+        }
+    );
+    if !remote {
+        println!("  {} KiB local: {rate:.0} adds/s ({cpu})", size >> 10);
+        close(s).await;
+        return rate;
+    }
+    let uploaded = m.remote_uploaded_bytes.get() as f64 / 1048576.0;
+    let added = rate * secs * size as f64 / 1048576.0;
+    let pending = s.object_stats().2 as f64 / 1048576.0;
+    let t0 = Instant::now();
+    wait_uploaded(&s).await;
+    println!(
+        "  {} KiB object storage: {rate:.0} adds/s ({cpu}); uploaded during the phase {uploaded:.0} of {added:.0} MiB \
+         added (sealed, not uploaded at its end: {pending:.0} MiB); the rest uploaded in {:.1} s",
+        size >> 10,
+        t0.elapsed().as_secs_f64()
+    );
+    close(s).await;
+    if cold {
+        // cold: every local copy evicted at recovery (bound 0), block cache empty
+        let cfg = config(d.path(), Some(s3), 0, &id);
+        let s = open(cfg, Some(throttled(s3)), Arc::new(Metrics::new())).await;
+        let (segments, local, _) = s.object_stats();
+        let (bytes, t) = read_all(&s, writers).await;
+        println!(
+            "cold sequential read from the object store: {:.1} MiB/s ({} MiB in {t:.1} s; {segments} segments, {local} local segment bytes)",
+            bytes as f64 / t / 1048576.0,
+            bytes >> 20
+        );
+        close(s).await;
+    }
+    rate
 }
 
 /// Local cache bound of the upload phases (`BENCH_OBJSTORE_CACHE_MIB`, default 4096 as

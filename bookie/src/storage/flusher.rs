@@ -370,6 +370,11 @@ impl Flusher {
     }
 
     /// Reclaims sealed segments with no live entry and compacts those mostly dead.
+    ///
+    /// With object storage, uploaded segments are compacted too (their live entries move to
+    /// the current segment, which is sealed and uploaded under a new key like any other; the
+    /// uploader deletes the old object once the new ones are committed, see
+    /// `Segments::moved_not_uploaded`); segments not uploaded yet wait for their upload.
     fn gc(
         &mut self,
         st: &Mutex<State>,
@@ -386,26 +391,29 @@ impl Flusher {
                     continue;
                 }
                 let data = seg.size.saturating_sub(FILE_HEADER_LEN as u64);
-                if seg.uploaded.is_some() {
+                let mostly_dead =
+                    seg.live > 0 && (seg.live as f64) < cfg.compaction_threshold * data as f64;
+                match (&self.remote, seg.uploaded.is_some()) {
                     // objects are deleted by the uploader (manifest first)
-                    continue;
-                }
-                if seg.live == 0 {
-                    empty.push(*id);
-                } else if (seg.live as f64) < cfg.compaction_threshold * data as f64 {
-                    // with object storage, moved entries would be only in a local segment the
-                    // journal no longer covers: not compacted
-                    if self.remote.is_none() {
-                        sparse.push(*id);
+                    (Some(_), true) if mostly_dead && !s.segments.moved_not_uploaded(*id) => {
+                        sparse.push(*id)
                     }
+                    (_, true) => {}
+                    // moved entries would be only in a local segment the journal no longer
+                    // covers while the original is not uploaded either: compacted once uploaded
+                    (Some(_), false) if seg.live > 0 => {}
+                    _ if seg.live == 0 => empty.push(*id),
+                    _ if mostly_dead => sparse.push(*id),
+                    _ => {}
                 }
             }
             (empty, sparse)
         };
         let mut reclaim = empty;
         for id in sparse {
-            match self.compact(st, cfg, id) {
-                Ok(()) => reclaim.push(id),
+            match self.compact(st, cfg, m, id) {
+                Ok(true) => reclaim.push(id),
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(segment = id, error = %e, "compaction failed; segment kept")
                 }
@@ -415,7 +423,7 @@ impl Flusher {
             let size = {
                 let mut s = st.lock();
                 match s.segments.map.get(&id) {
-                    Some(seg) if seg.live == 0 => {
+                    Some(seg) if seg.live == 0 && seg.uploaded.is_none() => {
                         s.segments.map.remove(&id).map(|x| x.size).unwrap_or(0)
                     }
                     _ => continue,
@@ -438,16 +446,19 @@ impl Flusher {
     }
 
     /// Copies the live entries of segment `id` into the current segment and repoints the index.
+    /// Returns whether the segment may be reclaimed locally now (`false` for an uploaded one:
+    /// the uploader deletes its object once the moved entries are uploaded).
     fn compact(
         &mut self,
         st: &Mutex<State>,
         cfg: &StorageConfig,
+        m: &Metrics,
         id: u64,
-    ) -> Result<(), BookieError> {
-        let (file, live) = {
+    ) -> Result<bool, BookieError> {
+        let (src, mut live) = {
             let s = st.lock();
-            let Some(file) = s.segments.file(id) else {
-                return Ok(());
+            let Some(src) = s.segments.source(id) else {
+                return Ok(false);
             };
             let mut live = vec![];
             for (l, es) in &s.index {
@@ -457,11 +468,42 @@ impl Flusher {
                     }
                 }
             }
-            (file, live)
+            (src, live)
+        };
+        live.sort_unstable_by_key(|(l, e, _)| (*l, *e));
+        let uploaded = match &src {
+            segments::SegSource::Local(_) => st
+                .lock()
+                .segments
+                .map
+                .get(&id)
+                .is_some_and(|s| s.uploaded.is_some()),
+            segments::SegSource::Remote(_) => true,
+        };
+        // an evicted segment is read whole (one GET) rather than entry by entry
+        let whole = match (&src, &self.remote) {
+            (segments::SegSource::Remote(o), Some(r)) => Some(r.fetch_segment(*o)?),
+            (segments::SegSource::Remote(_), None) => return Ok(false),
+            (segments::SegSource::Local(_), _) => None,
         };
         let mut written = vec![];
+        let mut moved = 0u64;
         for (l, e, loc) in &live {
-            let p = segments::read_at(&file, *loc, *l, *e)?;
+            let p = match (&src, &whole) {
+                (segments::SegSource::Local(f), _) => segments::read_at(f, *loc, *l, *e)?,
+                (_, Some(b)) => {
+                    let end = loc.offset.saturating_add(u64::from(loc.len));
+                    if end > b.len() as u64 {
+                        return Err(BookieError::Corrupt {
+                            what: format!("segment object {id}"),
+                            source: crate::format::FormatError::Truncated,
+                        });
+                    }
+                    segments::decode_at(b.slice(loc.offset as usize..end as usize), *loc, *l, *e)?
+                }
+                _ => return Ok(false),
+            };
+            moved += u64::from(loc.len);
             self.append(st, cfg, *l, *e, &p, &mut written)?;
         }
         self.sync(st, &mut written)?;
@@ -480,8 +522,31 @@ impl Flusher {
                 }
             }
         }
-        tracing::info!(segment = id, moved = live.len(), "segment compacted");
-        Ok(())
+        if uploaded {
+            let range = written
+                .iter()
+                .map(|(seg, _)| *seg)
+                .fold(None, |r, seg| match r {
+                    None => Some((seg, seg)),
+                    Some((lo, hi)) => Some((lo.min(seg), hi.max(seg))),
+                });
+            if let Some(meta) = s.segments.map.get_mut(&id) {
+                meta.moved_into = match (meta.moved_into, range) {
+                    (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+                    (x, y) => y.or(x),
+                };
+            }
+            m.remote_compacted_segments.inc();
+            m.remote_compacted_bytes.inc_by(moved);
+        }
+        drop(s);
+        tracing::info!(
+            segment = id,
+            moved = live.len(),
+            uploaded,
+            "segment compacted"
+        );
+        Ok(!uploaded)
     }
 }
 

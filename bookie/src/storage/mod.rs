@@ -850,9 +850,25 @@ impl Storage {
         (up, st.segments.local_bytes(), st.segments.pending_bytes())
     }
 
-    /// Runs garbage collection and compaction now; waits for it. Blocking.
+    /// Object storage: the keys (relative to the bookie's prefix) of every segment object the
+    /// bookie references, ascending (diagnostics and tests).
+    pub fn object_keys(&self) -> Vec<String> {
+        let st = self.shared.state.lock();
+        st.segments
+            .map
+            .values()
+            .filter_map(|s| s.uploaded.map(|o| o.key()))
+            .collect()
+    }
+
+    /// Runs garbage collection and compaction now and waits for it; with object storage also
+    /// asks for a sweep of unreferenced objects (not waited for). Blocking.
     pub fn gc_now(&self) -> Result<(), BookieError> {
-        self.flusher_call(flusher::Cmd::Gc)
+        self.flusher_call(flusher::Cmd::Gc)?;
+        if let Some(r) = &self.shared.remote {
+            r.request_sweep();
+        }
+        Ok(())
     }
 
     fn flusher_call(

@@ -54,6 +54,11 @@ pub(super) struct SegMeta {
     pub first_pos: (u64, u64),
     /// The committed object holding it (object storage), if uploaded.
     pub uploaded: Option<SegmentObject>,
+    /// Object storage: the segments (first, last) compaction moved its live entries into. Its
+    /// object may be deleted only once those are uploaded (until then the moved entries are
+    /// only on the local disk). Not persisted: after a restart every local segment is sealed
+    /// and the uploader uploads all of them before it deletes anything.
+    pub moved_into: Option<(u64, u64)>,
 }
 
 impl SegMeta {
@@ -66,6 +71,7 @@ impl SegMeta {
             ledgers,
             first_pos: (0, 0),
             uploaded: None,
+            moved_into: None,
         }
     }
 }
@@ -80,6 +86,7 @@ impl SegMeta {
             ledgers,
             first_pos: (0, 0),
             uploaded: Some(obj),
+            moved_into: None,
         }
     }
 }
@@ -101,10 +108,6 @@ pub(super) struct Segments {
 }
 
 impl Segments {
-    pub fn file(&self, seg: u64) -> Option<Arc<File>> {
-        self.map.get(&seg).and_then(|s| s.file.clone())
-    }
-
     /// Where segment `seg` can be read.
     pub fn source(&self, seg: u64) -> Option<SegSource> {
         let s = self.map.get(&seg)?;
@@ -148,6 +151,17 @@ impl Segments {
             s.live += u64::from(loc.len);
             s.ledgers.insert(ledger);
         }
+    }
+
+    /// Whether entries compaction moved out of segment `id` are still only in local segments
+    /// not uploaded yet (then its object must stay).
+    pub fn moved_not_uploaded(&self, id: u64) -> bool {
+        let Some((lo, hi)) = self.map.get(&id).and_then(|s| s.moved_into) else {
+            return false;
+        };
+        self.map
+            .range(lo..=hi)
+            .any(|(_, s)| s.uploaded.is_none() && s.file.is_some() && s.live > 0)
     }
 
     pub fn total_bytes(&self) -> u64 {

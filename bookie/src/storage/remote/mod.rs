@@ -17,6 +17,15 @@
 //! segment's first record and the local copy be evicted. Deletion: manifest without the object →
 //! local manifest → object deleted → local files deleted. Anything a crash leaves behind is not
 //! in the latest manifest and is removed by the sweep.
+//!
+//! Compaction of a mostly-dead uploaded segment (the flusher's GC, same threshold as local
+//! compaction): its live entries are read (the local copy, or one GET of the object) and
+//! appended to the current local segment (synced), the index repointed; that segment is sealed
+//! and uploaded like any other (new segment id, this life's generation: a new create-only key)
+//! and committed by a manifest; only then may the old object, now without live entries, be
+//! deleted as above (`Segments::moved_not_uploaded`). A crash before the new segment is
+//! committed leaves the old object in the latest manifest (an empty-disk restart reads the
+//! entries from it); one after leaves both referenced and the old one is deleted later.
 
 mod cache;
 mod local;
@@ -66,6 +75,8 @@ pub(crate) struct Remote {
     pub(super) wake: tokio::sync::Notify,
     /// Set while uploads fail (the object store is unreachable).
     pub(super) failing: AtomicBool,
+    /// A sweep was asked for (`Storage::gc_now`): run it at the next round.
+    pub(super) sweep_requested: AtomicBool,
     pub(super) metrics: Arc<Metrics>,
     pub(super) ledger_dir: std::path::PathBuf,
     segment_max_bytes: u64,
@@ -118,6 +129,7 @@ impl Remote {
             manifest_seq: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
             failing: AtomicBool::new(false),
+            sweep_requested: AtomicBool::new(false),
             metrics,
             ledger_dir,
             segment_max_bytes,
@@ -167,6 +179,27 @@ impl Remote {
         super::segments::decode_at(buf, loc, ledger, entry)
     }
 
+    /// The segment part of the uploaded segment `obj` (one GET; compaction of an evicted
+    /// segment). Blocking: call it from the flusher thread only.
+    pub(super) fn fetch_segment(
+        self: &Arc<Self>,
+        obj: SegmentObject,
+    ) -> Result<Bytes, BookieError> {
+        let me = self.clone();
+        let key = self.key(&obj.key());
+        let got = self.block(async move { me.store().get_range(&key, 0..obj.seg_len).await })?;
+        let b = got.map_err(|e| {
+            BookieError::objstore(format!("read segment {} to compact", obj.segment), e)
+        })?;
+        if (b.len() as u64) < obj.seg_len {
+            return Err(BookieError::Corrupt {
+                what: format!("segment object {}", obj.key()),
+                source: crate::format::FormatError::Truncated,
+            });
+        }
+        Ok(b)
+    }
+
     /// Spawns `fut` as an owned task of the remote runtime.
     pub(super) fn spawn(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
         let cancel = self.cancel.clone();
@@ -199,6 +232,12 @@ impl Remote {
         self.cfg
             .segment_cache_bytes
             .max(self.segment_max_bytes.saturating_mul(2))
+    }
+
+    /// Asks the uploader for a sweep of unreferenced objects at its next round.
+    pub(super) fn request_sweep(&self) {
+        self.sweep_requested.store(true, Ordering::Release);
+        self.wake.notify_one();
     }
 
     pub(super) fn generation(&self) -> u64 {

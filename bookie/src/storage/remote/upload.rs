@@ -50,7 +50,7 @@ async fn run(shared: Arc<Shared>, remote: Arc<Remote>) {
         }
         first = false;
         if !committed {
-            match commit(&shared, &remote, None, &HashSet::new()).await {
+            match commit(&shared, &remote, &[], &HashSet::new()).await {
                 Ok(()) => committed = true,
                 Err(e) => {
                     remote.metrics.remote_upload_failures.inc();
@@ -79,7 +79,8 @@ async fn run(shared: Arc<Shared>, remote: Arc<Remote>) {
             tracing::warn!(error = %e, "deleting dead segment objects failed");
             continue;
         }
-        if last_sweep.is_none_or(|t| t.elapsed() >= shared.cfg.gc_interval) {
+        let asked = remote.sweep_requested.swap(false, Ordering::AcqRel);
+        if asked || last_sweep.is_none_or(|t| t.elapsed() >= shared.cfg.gc_interval) {
             match sweep(&shared, &remote).await {
                 Ok(()) => last_sweep = Some(Instant::now()),
                 Err(e) => tracing::warn!(error = %e, "object sweep failed"),
@@ -88,80 +89,120 @@ async fn run(shared: Arc<Shared>, remote: Arc<Remote>) {
     }
 }
 
-/// Uploads and commits every sealed segment not uploaded yet, oldest first.
+/// Uploads and commits every sealed segment not uploaded yet, oldest first: up to
+/// `upload_concurrency` objects put at once, then one manifest committing those that landed.
 async fn upload_pending(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
     loop {
-        let next = {
+        let next: Vec<u64> = {
             let st = shared.state.lock();
             let cur = st.segments.current;
             st.segments
                 .map
                 .iter()
-                .find(|(id, s)| {
+                .filter(|(id, s)| {
                     s.uploaded.is_none() && s.file.is_some() && Some(**id) != cur && s.live > 0
                 })
                 .map(|(id, _)| *id)
+                .take(remote.cfg.upload_concurrency.max(1))
+                .collect()
         };
-        let Some(id) = next else {
+        if next.is_empty() {
             remote.metrics.remote_pending_bytes.set(0);
             return Ok(());
-        };
-        upload_one(shared, remote, id).await?;
+        }
+        let start = Instant::now();
+        let results =
+            futures::future::join_all(next.iter().map(|id| put_object(remote, *id))).await;
+        let mut landed = vec![];
+        let mut failed = None;
+        for r in results {
+            match r {
+                Ok(Some(obj)) => landed.push(obj),
+                Ok(None) => {}
+                Err(e) => failed = Some(e),
+            }
+        }
+        if !landed.is_empty() {
+            // a failure above leaves the later objects unreferenced until they are put again
+            // (under the next generation if needed); the sweep removes the leftovers
+            commit(shared, remote, &landed, &HashSet::new()).await?;
+            let m = &remote.metrics;
+            for obj in &landed {
+                m.remote_upload_latency
+                    .observe(start.elapsed().as_secs_f64());
+                m.remote_uploaded_bytes.inc_by(obj.object_len());
+                m.remote_uploaded_segments.inc();
+                tracing::debug!(
+                    segment = obj.segment,
+                    bytes = obj.object_len(),
+                    "segment uploaded"
+                );
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
     }
 }
 
-async fn upload_one(shared: &Shared, remote: &Remote, id: u64) -> Result<(), BookieError> {
+/// Reads sealed segment `id` with its index and puts it as a new object; `None` if the segment
+/// was reclaimed meanwhile.
+async fn put_object(remote: &Remote, id: u64) -> Result<Option<SegmentObject>, BookieError> {
     let dir = remote.ledger_dir.clone();
+    let generation = remote.generation();
+    // one buffer of the object's final size, filled by one read of each file: segment ‖ index ‖
+    // footer (no growth, no second copy of the segment)
     let read = tokio::task::spawn_blocking(move || {
-        Ok::<_, std::io::Error>((
-            std::fs::read(seg_path(&dir, id))?,
-            std::fs::read(idx_path(&dir, id))?,
-        ))
+        use std::io::Read;
+        let mut seg = std::fs::File::open(seg_path(&dir, id))?;
+        let mut idx = std::fs::File::open(idx_path(&dir, id))?;
+        let (seg_len, idx_len) = (seg.metadata()?.len(), idx.metadata()?.len());
+        let obj = SegmentObject {
+            segment: id,
+            generation,
+            seg_len,
+            idx_len,
+        };
+        let footer = obj.encode_footer();
+        let total = usize::try_from(obj.object_len()).map_err(std::io::Error::other)?;
+        let mut body = Vec::with_capacity(total.max(footer.len()));
+        (&mut seg).take(seg_len).read_to_end(&mut body)?;
+        (&mut idx).take(idx_len).read_to_end(&mut body)?;
+        if body.len() as u64 != seg_len + idx_len {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        body.extend_from_slice(&footer);
+        Ok::<_, std::io::Error>((obj, body))
     })
     .await
     .map_err(|_| BookieError::ShuttingDown)?;
-    let (seg, idx) = match read {
+    let (obj, body) = match read {
         Ok(x) => x,
         // reclaimed meanwhile
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(BookieError::io(format!("read segment {id} for upload"), e)),
     };
-    let obj = SegmentObject {
-        segment: id,
-        generation: remote.generation(),
-        seg_len: seg.len() as u64,
-        idx_len: idx.len() as u64,
-    };
-    // one buffer, no copy of the segment: segment ‖ index ‖ footer
-    let mut body = seg;
-    body.reserve_exact(idx.len() + obj.encode_footer().len());
-    body.extend_from_slice(&idx);
-    body.extend_from_slice(&obj.encode_footer());
-    let start = Instant::now();
-    let m = &remote.metrics;
     match remote
         .store()
         .put_create(&remote.key(&obj.key()), Bytes::from(body))
         .await
     {
-        Ok(()) => {}
+        Ok(()) => Ok(Some(obj)),
         Err(ObjStoreError::AlreadyExists(k)) => {
             // someone (an earlier life of this bookie) used this generation: take the next one
-            remote.generation.fetch_add(1, Ordering::AcqRel);
-            return Err(BookieError::objstore(
+            let _ = remote.generation.compare_exchange(
+                generation,
+                generation + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            Err(BookieError::objstore(
                 "upload segment",
                 ObjStoreError::AlreadyExists(k),
-            ));
+            ))
         }
-        Err(e) => return Err(BookieError::objstore(format!("upload segment {id}"), e)),
+        Err(e) => Err(BookieError::objstore(format!("upload segment {id}"), e)),
     }
-    commit(shared, remote, Some(obj), &HashSet::new()).await?;
-    m.remote_upload_latency
-        .observe(start.elapsed().as_secs_f64());
-    m.remote_uploaded_bytes.inc_by(obj.object_len());
-    m.remote_uploaded_segments.inc();
-    tracing::debug!(segment = id, bytes = obj.object_len(), "segment uploaded");
-    Ok(())
 }
 
 /// Writes the next manifest (every uploaded segment, plus `add`, minus `remove`; ledger states),
@@ -169,7 +210,7 @@ async fn upload_one(shared: &Shared, remote: &Remote, id: u64) -> Result<(), Boo
 async fn commit(
     shared: &Shared,
     remote: &Remote,
-    add: Option<SegmentObject>,
+    add: &[SegmentObject],
     remove: &HashSet<u64>,
 ) -> Result<(), BookieError> {
     let manifest = {
@@ -181,9 +222,11 @@ async fn commit(
             .filter(|(id, _)| !remove.contains(id))
             .filter_map(|(_, s)| s.uploaded)
             .collect();
-        if let Some(o) = add.filter(|o| st.segments.map.contains_key(&o.segment)) {
-            segments.push(o);
-        }
+        segments.extend(
+            add.iter()
+                .filter(|o| st.segments.map.contains_key(&o.segment))
+                .copied(),
+        );
         segments.sort_by_key(|o| o.segment);
         Manifest {
             generation: remote.generation(),
@@ -221,9 +264,10 @@ async fn commit(
     })
     .await
     .map_err(|_| BookieError::ShuttingDown)??;
-    if let Some(o) = add {
-        if let Some(s) = shared.state.lock().segments.map.get_mut(&o.segment) {
-            s.uploaded = Some(o);
+    let mut st = shared.state.lock();
+    for o in add {
+        if let Some(s) = st.segments.map.get_mut(&o.segment) {
+            s.uploaded = Some(*o);
         }
     }
     Ok(())
@@ -239,13 +283,15 @@ async fn collect(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
             .map
             .iter()
             .filter(|(id, s)| s.uploaded.is_some() && s.live == 0 && Some(**id) != cur)
+            // compacted: the moved entries must be committed in their new objects first
+            .filter(|(id, _)| !st.segments.moved_not_uploaded(**id))
             .map(|(id, _)| *id)
             .collect()
     };
     if doomed.is_empty() {
         return Ok(());
     }
-    commit(shared, remote, None, &doomed).await?;
+    commit(shared, remote, &[], &doomed).await?;
     let removed: Vec<(u64, SegmentObject, bool, u64)> = {
         let mut st = shared.state.lock();
         let mut out = vec![];
