@@ -11,8 +11,8 @@
 //!   and bounded retry with backoff (`strata_common::backoff`) of retryable errors, each attempt
 //!   bounded by a timeout. Writes are create-only ([`Store::put_create`]); a ranged read that
 //!   returns fewer bytes than asked is an error (retried), never short data.
-//! - [`test_server`] (feature `test-server`): an in-process S3-compatible server (s3s + s3s-fs)
-//!   for tests, with the same [`Faults`] applied server side to the requests of other processes,
+//! - [`test_server`] (feature `test-server`): an in-process S3-compatible server (s3s with
+//!   signatures over s3s-fs, object bodies read in 1 MiB reads, on its own runtime) for tests, with the same [`Faults`] applied server side to the requests of other processes,
 //!   and `object_store::throttle::ThrottledStore` (see [`Store::from_raw`]) models S3
 //!   latency.
 //!
@@ -28,6 +28,8 @@ mod retry;
 #[cfg(any(test, feature = "test-server"))]
 mod server_faults;
 mod store;
+#[cfg(any(test, feature = "test-server"))]
+mod test_fs;
 #[cfg(any(test, feature = "test-server"))]
 pub mod test_server;
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! An in-process S3-compatible server for tests: s3s over s3s-fs (signatures checked,
-//! conditional puts honoured), served on `127.0.0.1:0`, stopped when dropped. Its [`Faults`]
+//! An in-process S3-compatible server for tests: s3s (SigV4 signatures checked) over s3s-fs
+//! (conditional and multipart puts honoured) with object bodies read 1 MiB at a time
+//! ([`crate::test_fs`]), served over HTTP/1.1 and HTTP/2 on `127.0.0.1:0` by its own
+//! multi-thread tokio runtime on [`SERVER_THREADS`] threads, stopped when dropped. Its [`Faults`]
 //! (empty unless a test adds rules) apply to every request it serves, so a test can inject
 //! errors, latency and cut bodies into the object store of another process (a real broker).
 
@@ -16,6 +18,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ObjStoreConfig;
 use crate::faults::Faults;
 use crate::server_faults::FaultyService;
+use crate::test_fs::TestFs;
+
+/// Worker threads of the server's own runtime.
+const SERVER_THREADS: usize = 2;
 
 /// Access key the server accepts.
 pub const ACCESS_KEY: &str = "strata-test";
@@ -44,42 +50,33 @@ impl S3TestServer {
         faults: Arc<Faults>,
     ) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join(bucket))?;
-        let fs =
-            s3s_fs::FileSystem::new(root).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         let service = {
-            let mut b = S3ServiceBuilder::new(fs);
+            let mut b = S3ServiceBuilder::new(TestFs::new(root)?);
             b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
             FaultyService {
                 inner: b.build(),
                 faults: faults.clone(),
             }
         };
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
+        // Its own runtime on its own threads: the server neither competes with the caller's
+        // tasks on the caller's worker threads nor depends on the caller's runtime (a test's
+        // current-thread runtime, or one blocked in `block_on`) to make progress.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(SERVER_THREADS)
+            .thread_name("s3-test-server")
+            .enable_all()
+            .build()?;
         let st = stop.clone();
-        tokio::spawn(async move {
-            let http = ConnBuilder::new(TokioExecutor::new());
-            loop {
-                let socket = tokio::select! {
-                    () = st.cancelled() => break,
-                    r = listener.accept() => match r {
-                        Ok((s, _)) => s,
-                        Err(_) => continue,
-                    },
-                };
-                let conn = http
-                    .serve_connection(TokioIo::new(socket), service.clone())
-                    .into_owned();
-                let st = st.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = st.cancelled() => {}
-                        _ = conn => {}
-                    }
-                });
-            }
-        });
+        std::thread::Builder::new()
+            .name("s3-test-server".into())
+            .spawn(move || {
+                rt.block_on(serve(listener, service, st));
+                rt.shutdown_timeout(std::time::Duration::from_secs(1));
+            })?;
         Ok(Self {
             endpoint,
             root: root.to_path_buf(),
@@ -142,6 +139,36 @@ impl S3TestServer {
     /// The directory served.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+}
+
+/// Accepts connections on `listener` and serves each until `stop`.
+async fn serve(listener: std::net::TcpListener, service: FaultyService, stop: CancellationToken) {
+    let Ok(listener) = TcpListener::from_std(listener) else {
+        return;
+    };
+    let http = ConnBuilder::new(TokioExecutor::new());
+    loop {
+        let socket = tokio::select! {
+            () = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+        };
+        // As HTTP servers do: without it, a response's last small segment can wait for the
+        // client's delayed ACK (Nagle), ≈ 40 ms on Linux.
+        let _ = socket.set_nodelay(true);
+        let conn = http
+            .serve_connection(TokioIo::new(socket), service.clone())
+            .into_owned();
+        let st = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = st.cancelled() => {}
+                _ = conn => {}
+            }
+        });
     }
 }
 

@@ -132,6 +132,25 @@ async fn throttled_store_models_latency() {
     assert!(t.elapsed() >= Duration::from_millis(20));
 }
 
+/// Bodies larger than the server's read size come back whole and exact, ranged or not.
+#[tokio::test]
+async fn large_bodies_whole_and_ranged() {
+    let (_d, _s, st) = server().await;
+    let n = crate::test_fs::CHUNK * 5 / 2;
+    let data = Bytes::from((0..n).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    st.put_create("big", data.clone()).await.unwrap();
+    assert_eq!(st.get("big").await.unwrap(), data);
+    let (a, b) = (
+        crate::test_fs::CHUNK as u64 - 10,
+        2 * crate::test_fs::CHUNK as u64 + 10,
+    );
+    assert_eq!(
+        st.get_range("big", a..b).await.unwrap(),
+        data.slice(a as usize..b as usize)
+    );
+    assert_eq!(st.get_range("big", 5..6).await.unwrap(), data.slice(5..6));
+}
+
 #[tokio::test]
 async fn file_urls() {
     let dir = tempfile::tempdir().unwrap();

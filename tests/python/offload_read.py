@@ -5,6 +5,9 @@ produces N messages with known payloads, then waits until every closed ledger of
 offloaded and deleted from the bookies (internal stats) and the topic stats show the offloaded
 size.
 
+Phase `produce-nowait TOPIC N`: the same without the wait; phase `wait-offloaded TOPIC N`: the
+wait alone.
+
 Phase `read TOPIC N`: a reader from earliest gets the N messages in order, byte for byte; a
 message id of an offloaded ledger is then read again with seek (and get-message-by-id over HTTP).
 """
@@ -41,6 +44,23 @@ def produce(url, http, topic, n):
     for i in range(n):
         p.send(payload(i))
     p.close()
+    c.close()
+    wait_offloaded(url, http, topic, n)
+
+
+def produce_nowait(url, http, topic, n):
+    http_put_json(http, "/admin/v2/namespaces/public/default/offloadDeletionLagMs", 0)
+    http_put_json(http, "/admin/v2/namespaces/public/default/offloadThreshold", 0)
+    c = client(url)
+    p = c.create_producer(topic, batching_enabled=False)
+    for i in range(n):
+        p.send(payload(i))
+    p.close()
+    c.close()
+    print(f"produced {n}")
+
+
+def wait_offloaded(url, http, topic, n):
     deadline = time.time() + 60
     while True:
         ls = internal(http, topic)["ledgers"]
@@ -54,7 +74,6 @@ def produce(url, http, topic, n):
     st = http_get(http, f"/admin/v2/persistent/{topic.split('://', 1)[1]}/offload")
     check(st["status"] in ("SUCCESS", "NOT_RUN", "RUNNING"), st)
     print(f"offloaded {len(closed)} ledgers of {len(ls)}")
-    c.close()
 
 
 def read(url, http, topic, n):
@@ -81,5 +100,5 @@ def read(url, http, topic, n):
 
 if __name__ == "__main__":
     url, http, phase, topic, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-    {"produce": produce, "read": read}[phase](url, http, topic, n)
+    {"produce": produce, "produce-nowait": produce_nowait, "wait-offloaded": wait_offloaded, "read": read}[phase](url, http, topic, n)
     print("OK")
