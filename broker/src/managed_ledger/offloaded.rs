@@ -16,7 +16,7 @@ use crate::offload::tier::Tier;
 use crate::position::Position;
 use crate::storage::{LedgerStorage, StorageError};
 
-/// Offloaded ledgers after the one being read whose first blocks are fetched ahead.
+/// Offloaded ledgers after the one being read whose indexes are fetched ahead.
 const WARM_LEDGERS: usize = 2;
 
 impl ManagedLedger {
@@ -69,8 +69,8 @@ impl ManagedLedger {
                         )
                         .await
                     {
-                        Ok(v) if !v.is_empty() => {
-                            self.warm_next(tier, from.ledger);
+                        Ok((v, beyond)) if !v.is_empty() => {
+                            self.warm_next(tier, from.ledger, beyond).await;
                             return Ok(at(v));
                         }
                         Ok(_) => {}
@@ -106,10 +106,11 @@ impl ManagedLedger {
         Ok(at(data))
     }
 
-    /// A forward reader of offloaded ledger `ledger` will reach the next ones: warm the index
-    /// and first blocks of the next [`WARM_LEDGERS`] offloaded ledgers so the reader does not
-    /// stall at ledger boundaries (the read-ahead within a ledger stops at its end).
-    fn warm_next(&self, tier: &Arc<Tier>, ledger: u64) {
+    /// A forward reader of offloaded ledger `ledger` will reach the next ones: the indexes of
+    /// the next [`WARM_LEDGERS`] offloaded ledgers are fetched ahead (so the reader does not
+    /// stall on an index at a ledger boundary), and the `beyond` blocks of the read-ahead
+    /// window past this ledger's end are prefetched from the next ledgers, in order.
+    async fn warm_next(&self, tier: &Arc<Tier>, ledger: u64, mut beyond: usize) {
         let next: Vec<(u64, LedgerOffload)> = {
             let ls = self.shared.ledgers.read();
             ls.iter()
@@ -120,7 +121,7 @@ impl ManagedLedger {
                 .collect()
         };
         for (id, off) in next {
-            tier.warm(&self.name, id, &off);
+            beyond = tier.warm(&self.name, id, &off, beyond).await;
         }
     }
 

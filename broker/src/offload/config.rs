@@ -36,7 +36,9 @@ pub struct OffloadConfig {
     /// How often the janitor lists the store for objects no committed offload names.
     #[serde(with = "humantime_serde")]
     pub janitor_interval: Duration,
-    /// Objects younger than this are left to a running attempt.
+    /// Objects younger than this are left to a running attempt; an upload running longer than
+    /// half of it is abandoned (and retried later), so no broker's janitor can remove the
+    /// objects of an attempt still running on another broker.
     #[serde(with = "humantime_serde")]
     pub janitor_grace: Duration,
 }

@@ -273,11 +273,29 @@ impl Offloader {
             l.entries,
             &self.cfg,
         );
+        // An attempt's objects are younger than the janitor's grace as long as it runs: the
+        // janitor of any broker deletes only attempts whose newest object is older than the
+        // grace and that no commit names. An upload is therefore abandoned (its objects
+        // removed, the ledger left on the bookies, retried by the next pass) once it has run
+        // half the grace; the other half covers the commit and clock skew between brokers.
+        // (A zero grace, in tests, sweeps at once and bounds nothing.)
+        let budget = match self.cfg.janitor_grace / 2 {
+            d if d.is_zero() => std::time::Duration::from_secs(365 * 24 * 3600),
+            d => d,
+        };
         let up = tokio::select! {
             () = self.cancel.cancelled() => {
                 return Err(TierError::Refused("offloader stopped during the upload".into()));
             }
-            r = upload => r?,
+            r = tokio::time::timeout(budget, upload) => match r {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(TierError::Refused(format!(
+                        "upload of ledger {} ran longer than half the janitor grace ({budget:?}) and was abandoned; raise janitor_grace above twice the longest upload",
+                        l.ledger_id
+                    )));
+                }
+            },
         };
         let off = LedgerOffload {
             offload_id,

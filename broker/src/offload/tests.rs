@@ -289,6 +289,61 @@ async fn janitor_removes_what_no_commit_names() {
     assert_eq!(read_all(&e.ml).await, e.written);
 }
 
+/// An upload that outlives half the janitor grace is abandoned (nothing committed, its objects
+/// removed, the ledger still on the bookies), so a janitor on another broker sweeping meanwhile
+/// never removes the objects of an attempt that is still running.
+#[tokio::test]
+async fn uploads_longer_than_half_the_grace_are_abandoned() {
+    let e = env(25).await;
+    let grace = Duration::from_millis(1200);
+    let slow = Offloader::new(
+        e.off.tier().store().clone(),
+        OffloadConfig {
+            janitor_grace: grace,
+            ..cfg()
+        },
+    );
+    // Another broker's janitor over the same store, same grace.
+    let other = Offloader::new(
+        e.off.tier().store().clone(),
+        OffloadConfig {
+            janitor_grace: grace,
+            ..cfg()
+        },
+    );
+    // Every index put takes longer than half the grace: the data objects are written, then
+    // the upload waits on its index.
+    e.faults
+        .add(FaultRule::always(Some(Op::Put), Fault::Latency(grace)).on_keys("index"));
+    let first = e.ml.ledgers().into_iter().find(|l| l.closed).unwrap();
+    let t = std::time::Instant::now();
+    let run = slow.offload_one(&e.ml, &first);
+    let sweeps = async {
+        let mut seen = 0;
+        while t.elapsed() < grace / 2 {
+            other.sweep(&e.meta).await.unwrap();
+            seen = seen.max(keys(&e).await.len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    };
+    let (r, seen) = tokio::join!(run, sweeps);
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("janitor grace"), "{err}");
+    assert!(
+        seen > 0,
+        "the running attempt's data objects were never seen"
+    );
+    assert!(t.elapsed() < grace, "abandoned after {:?}", t.elapsed());
+    assert!(e.ml.ledgers().iter().all(|l| !l.offloaded));
+    assert_eq!(keys(&e).await, Vec::<String>::new());
+    assert_eq!(read_all(&e.ml).await, e.written);
+    // Healed: the next attempt succeeds.
+    e.faults.clear();
+    slow.offload_one(&e.ml, &first).await.unwrap();
+    assert_eq!(read_all(&reopen(&e).await).await, e.written);
+}
+
 #[tokio::test]
 async fn thresholds_pick_the_oldest_closed_ledgers() {
     let e = env(35).await;

@@ -161,7 +161,10 @@ impl Tier {
     }
 
     /// Entries `first..=last` of an offloaded ledger, or fewer: those up to the end of the block
-    /// holding `first` (the caller reads on from there). Starts prefetching the next blocks.
+    /// holding `first` (the caller reads on from there). Starts prefetching the next blocks of
+    /// the ledger, `read_ahead_blocks` in all; returns with the entries how many blocks of that
+    /// window lie beyond the ledger's end (the caller asks [`Tier::warm`] for them in the next
+    /// offloaded ledgers, so the window slides across ledger boundaries in order).
     pub async fn read(
         self: &Arc<Self>,
         ml_name: &str,
@@ -169,7 +172,7 @@ impl Tier {
         off: &LedgerOffload,
         first: u64,
         last: u64,
-    ) -> Result<Vec<Bytes>, TierError> {
+    ) -> Result<(Vec<Bytes>, usize), TierError> {
         let keys = OffloadKeys::new(ml_name, ledger, &off.offload_id);
         let index = self.index(&keys).await?;
         let Some(i) = index.block_of(first) else {
@@ -181,47 +184,66 @@ impl Tier {
         // The read-ahead starts once this block is here: started earlier, it would compete with
         // a cold reader's first block for the store's bandwidth.
         let block = self.block(&keys, &index, i).await?;
-        self.prefetch_from(&keys, &index, i + 1);
+        let beyond = self.prefetch_from(&keys, &index, i + 1, self.read_ahead);
         let b = index.blocks[i];
         let from = (first - b.first_entry) as usize;
         let to = ((last.min(b.first_entry + b.count as u64 - 1) - b.first_entry) as usize)
             .min(block.len().saturating_sub(1));
-        Ok(block.get(from..=to).map(|s| s.to_vec()).unwrap_or_default())
+        let entries = block.get(from..=to).map(|s| s.to_vec()).unwrap_or_default();
+        Ok((entries, beyond))
     }
 
-    /// Warms the cache for a reader about to reach offloaded ledger `ledger`: its index, then its
-    /// first `read_ahead_blocks` blocks concurrently, in the background (skipped when already
-    /// done or under way, or when the prefetch bound is reached).
-    pub fn warm(self: &Arc<Self>, ml_name: &str, ledger: u64, off: &LedgerOffload) {
+    /// Warms the cache for a reader about to reach offloaded ledger `ledger`: its index (fetched
+    /// in the background once), and its first `blocks` blocks, in order, concurrently (skipped
+    /// when cached or under way, or when the prefetch bound is reached). Returns how many of
+    /// `blocks` lie beyond this ledger (for the next one; 0 while its index is not known).
+    pub async fn warm(
+        self: &Arc<Self>,
+        ml_name: &str,
+        ledger: u64,
+        off: &LedgerOffload,
+        blocks: usize,
+    ) -> usize {
         let keys = OffloadKeys::new(ml_name, ledger, &off.offload_id);
+        if let Some(index) = self.indexes.get(&keys.index()).await {
+            return self.prefetch_from(&keys, &index, 0, blocks);
+        }
         // The marker of the index fetch (block numbers are below it).
         let marker = (keys.index(), usize::MAX);
-        if self.indexes.contains_key(&marker.0) {
-            // Index known: its first blocks are in the cache or on their way (or evicted; the
-            // reader's own read-ahead takes over then).
-            return;
-        }
         let Some(permit) = self.start_prefetch(&marker) else {
-            return;
+            return 0;
         };
         let me = self.clone();
         self.spawn_prefetch(marker, permit, async move {
             match me.index(&keys).await {
-                Ok(index) => me.prefetch_from(&keys, &index, 0),
+                Ok(index) => {
+                    me.prefetch_from(&keys, &index, 0, blocks);
+                }
                 Err(e) => debug!(key = %keys.index(), error = %e, "warming failed"),
             }
         });
+        0
     }
 
-    /// Fetches blocks `first..first + read_ahead_blocks` (within the ledger) into the cache in
-    /// the background, concurrently, as far as the broker-wide prefetch bound allows.
-    fn prefetch_from(self: &Arc<Self>, keys: &OffloadKeys, index: &Arc<Index>, first: usize) {
-        let end = (first + self.read_ahead).min(index.blocks.len());
+    /// Fetches blocks `first..first + count` (within the ledger) into the cache in the
+    /// background, concurrently, in order, as far as the broker-wide prefetch bound allows.
+    /// Returns how many of `count` lie beyond the ledger's last block.
+    fn prefetch_from(
+        self: &Arc<Self>,
+        keys: &OffloadKeys,
+        index: &Arc<Index>,
+        first: usize,
+        count: usize,
+    ) -> usize {
+        let len = index.blocks.len();
+        let end = (first + count).min(len);
+        let beyond = count.saturating_sub(len.saturating_sub(first));
+        let dir = keys.index();
         for j in first..end {
-            let id = (keys.index(), j);
+            let id = (dir.clone(), j);
             let Some(permit) = self.start_prefetch(&id) else {
                 if self.prefetch.available_permits() == 0 {
-                    return;
+                    return beyond;
                 }
                 continue;
             };
@@ -232,6 +254,7 @@ impl Tier {
                 }
             });
         }
+        beyond
     }
 
     /// Deletes every object of an offload attempt (retention, topic deletion, janitor).
