@@ -1,7 +1,7 @@
 //! The flusher thread and recovery: write-cache flushes into segments, checkpoints, journal
 //! truncation, garbage collection and compaction, the disk-space monitor.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -141,9 +141,22 @@ impl Flusher {
             self.w = Some(w);
         }
         if let Some(w) = self.w.as_mut() {
-            w.append(ledger, entry, payload)?;
+            if let Err(e) = w.append(ledger, entry, payload) {
+                self.abandon_writer(st);
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    /// After a failed append or sync: the current segment is sealed as it stands and what it
+    /// holds unsynced is dropped, so that entries appended before the failure are never installed
+    /// by a later sync (the cache keeps them for the next flush; a compaction keeps its source).
+    fn abandon_writer(&mut self, st: &Mutex<State>) {
+        if self.w.is_some() {
+            tracing::warn!("segment writer failed: sealing its segment");
+            self.seal(st);
+        }
     }
 
     fn sync(
@@ -155,7 +168,16 @@ impl Flusher {
             return Ok(());
         };
         let id = w.id;
-        out.extend(w.sync()?.into_iter().map(|e| (id, e)));
+        match w.sync() {
+            Ok(synced) => out.extend(synced.into_iter().map(|e| (id, e))),
+            Err(e) => {
+                self.abandon_writer(st);
+                return Err(e);
+            }
+        }
+        let Some(w) = self.w.as_ref() else {
+            return Ok(());
+        };
         let size = w.size();
         if let Some(s) = st.lock().segments.map.get_mut(&id) {
             s.size = size;
@@ -382,10 +404,17 @@ impl Flusher {
         m: &Metrics,
     ) -> Result<(), BookieError> {
         self.last_gc = Instant::now();
-        let (empty, sparse) = {
+        let (empty, mut sparse, mut uploaded_sparse) = {
             let s = st.lock();
             let mut empty = vec![];
             let mut sparse = vec![];
+            let mut uploaded_sparse = vec![];
+            // not while uploads fail: the object may be unreachable, and the moved entries could
+            // not be uploaded either
+            let store_ok = self
+                .remote
+                .as_ref()
+                .is_some_and(|r| !r.failing.load(Ordering::Acquire));
             for (id, seg) in &s.segments.map {
                 if Some(*id) == self.w.as_ref().map(|w| w.id) {
                     continue;
@@ -395,8 +424,10 @@ impl Flusher {
                     seg.live > 0 && (seg.live as f64) < cfg.compaction_threshold * data as f64;
                 match (&self.remote, seg.uploaded.is_some()) {
                     // objects are deleted by the uploader (manifest first)
-                    (Some(_), true) if mostly_dead && !s.segments.moved_not_uploaded(*id) => {
-                        sparse.push(*id)
+                    (Some(_), true)
+                        if store_ok && mostly_dead && !s.segments.moved_not_uploaded(*id) =>
+                    {
+                        uploaded_sparse.push((seg.live, *id))
                     }
                     (_, true) => {}
                     // moved entries would be only in a local segment the journal no longer
@@ -407,8 +438,20 @@ impl Flusher {
                     _ => {}
                 }
             }
-            (empty, sparse)
+            (empty, sparse, uploaded_sparse)
         };
+        // uploaded segments: at most about one segment's worth of live bytes moved per pass (the
+        // sparsest first), so that a large deletion does not fill the local disk or the upload
+        // backlog at once, nor hold the flusher on the object store for long
+        uploaded_sparse.sort_unstable();
+        let mut budget = cfg.segment_max_bytes;
+        for (live, id) in uploaded_sparse {
+            if live > budget && budget < cfg.segment_max_bytes {
+                break;
+            }
+            budget = budget.saturating_sub(live);
+            sparse.push(id);
+        }
         let mut reclaim = empty;
         for id in sparse {
             match self.compact(st, cfg, m, id) {
@@ -488,31 +531,59 @@ impl Flusher {
         };
         let mut written = vec![];
         let mut moved = 0u64;
-        for (l, e, loc) in &live {
-            let p = match (&src, &whole) {
-                (segments::SegSource::Local(f), _) => segments::read_at(f, *loc, *l, *e)?,
-                (_, Some(b)) => {
-                    let end = loc.offset.saturating_add(u64::from(loc.len));
-                    if end > b.len() as u64 {
-                        return Err(BookieError::Corrupt {
-                            what: format!("segment object {id}"),
-                            source: crate::format::FormatError::Truncated,
-                        });
+        let copied = (|| {
+            for (l, e, loc) in &live {
+                let p = match (&src, &whole) {
+                    (segments::SegSource::Local(f), _) => segments::read_at(f, *loc, *l, *e)?,
+                    (_, Some(b)) => {
+                        let end = loc.offset.saturating_add(u64::from(loc.len));
+                        if end > b.len() as u64 {
+                            return Err(BookieError::Corrupt {
+                                what: format!("segment object {id}"),
+                                source: crate::format::FormatError::Truncated,
+                            });
+                        }
+                        segments::decode_at(
+                            b.slice(loc.offset as usize..end as usize),
+                            *loc,
+                            *l,
+                            *e,
+                        )?
                     }
-                    segments::decode_at(b.slice(loc.offset as usize..end as usize), *loc, *l, *e)?
-                }
-                _ => return Ok(false),
-            };
-            moved += u64::from(loc.len);
-            self.append(st, cfg, *l, *e, &p, &mut written)?;
+                    _ => return Ok(false),
+                };
+                moved += u64::from(loc.len);
+                self.append(st, cfg, *l, *e, &p, &mut written)?;
+            }
+            self.sync(st, &mut written)?;
+            Ok(true)
+        })();
+        match copied {
+            Ok(true) => {}
+            other => {
+                // nothing moved is installed: the segment keeps every entry it had
+                self.abandon_writer(st);
+                return other.map(|_| false);
+            }
         }
-        self.sync(st, &mut written)?;
         let mut s = st.lock();
-        for ((l, e, old), (seg, ie)) in live.iter().zip(written.iter()) {
-            let new = Loc {
-                seg: *seg,
-                offset: ie.offset,
-                len: ie.len,
+        // paired by (ledger, entry), not by position: `written` is exactly what this call
+        // appended (a failed flush never leaves entries behind), but a mismatch must not repoint
+        // an entry to another entry's bytes
+        let moved_to: HashMap<(u64, u64), Loc> = written
+            .iter()
+            .map(|(seg, ie)| {
+                let loc = Loc {
+                    seg: *seg,
+                    offset: ie.offset,
+                    len: ie.len,
+                };
+                ((ie.ledger, ie.entry), loc)
+            })
+            .collect();
+        for (l, e, old) in &live {
+            let Some(new) = moved_to.get(&(*l, *e)).copied() else {
+                continue;
             };
             if let Some(cur) = s.index.get_mut(l).and_then(|m| m.get_mut(e)) {
                 if cur == old {

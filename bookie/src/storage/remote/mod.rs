@@ -32,6 +32,7 @@ mod local;
 mod rebuild;
 mod upload;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -77,6 +78,10 @@ pub(crate) struct Remote {
     pub(super) failing: AtomicBool,
     /// A sweep was asked for (`Storage::gc_now`): run it at the next round.
     pub(super) sweep_requested: AtomicBool,
+    /// The segment objects (segment, generation) the latest manifest written by this process
+    /// names: the sweep keeps them even when the segment left the map meanwhile (a restart reads
+    /// that manifest and needs every object it names).
+    pub(super) named: Mutex<HashSet<(u64, u64)>>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) ledger_dir: std::path::PathBuf,
     segment_max_bytes: u64,
@@ -130,6 +135,7 @@ impl Remote {
             wake: tokio::sync::Notify::new(),
             failing: AtomicBool::new(false),
             sweep_requested: AtomicBool::new(false),
+            named: Mutex::new(HashSet::new()),
             metrics,
             ledger_dir,
             segment_max_bytes,

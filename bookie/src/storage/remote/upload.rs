@@ -75,6 +75,9 @@ async fn run(shared: Arc<Shared>, remote: Arc<Remote>) {
                 }
             }
         }
+        // only once nothing sealed and live waits for upload: that is what makes the in-memory
+        // `moved_into` of compacted segments safe across restarts (after one, every segment that
+        // received moved entries is sealed and uploaded above before anything is collected)
         if let Err(e) = collect(&shared, &remote).await {
             tracing::warn!(error = %e, "deleting dead segment objects failed");
             continue;
@@ -123,8 +126,8 @@ async fn upload_pending(shared: &Shared, remote: &Remote) -> Result<(), BookieEr
             }
         }
         if !landed.is_empty() {
-            // a failure above leaves the later objects unreferenced until they are put again
-            // (under the next generation if needed); the sweep removes the leftovers
+            // every object that landed is committed; a failed put may still have landed (its
+            // segment is put again, under the next generation if needed): the sweep removes it
             commit(shared, remote, &landed, &HashSet::new()).await?;
             let m = &remote.metrics;
             for obj in &landed {
@@ -245,6 +248,11 @@ async fn commit(
         {
             Ok(()) => {
                 remote.manifest_seq.store(seq, Ordering::Release);
+                *remote.named.lock() = manifest
+                    .segments
+                    .iter()
+                    .map(|o| (o.segment, o.generation))
+                    .collect();
                 break;
             }
             // written by an earlier life whose local copy is older: skip past it
@@ -330,7 +338,7 @@ async fn sweep(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
         .list(&remote.prefix)
         .await
         .map_err(|e| BookieError::objstore("list bookie objects", e))?;
-    let referenced: HashSet<(u64, u64)> = {
+    let in_memory = || -> HashSet<(u64, u64)> {
         let st = shared.state.lock();
         st.segments
             .map
@@ -338,6 +346,15 @@ async fn sweep(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
             .filter_map(|s| s.uploaded.map(|o| (o.segment, o.generation)))
             .collect()
     };
+    let mut referenced = in_memory();
+    // a segment reclaimed while the latest manifest was being written is still named by it:
+    // write a manifest without it first, so that the sweep never deletes what the latest
+    // manifest names (a restart would need it)
+    if !remote.named.lock().is_subset(&referenced) {
+        commit(shared, remote, &[], &HashSet::new()).await?;
+        referenced = in_memory();
+    }
+    referenced.extend(remote.named.lock().iter().copied());
     let seq = remote.manifest_seq.load(Ordering::Acquire);
     let mut removed = 0usize;
     for o in listed {
