@@ -134,11 +134,23 @@ impl ManagedLedger {
     }
 
     /// Commits `off` as ledger `ledger`'s offload (CAS on the ledger list). Refused if the ledger
-    /// is not closed or already has a committed offload.
-    pub async fn commit_offload(&self, ledger: u64, off: LedgerOffload) -> Result<()> {
+    /// is not closed, already has a committed offload, or `deadline` has passed.
+    pub async fn commit_offload(
+        &self,
+        ledger: u64,
+        off: LedgerOffload,
+        deadline: std::time::Instant,
+    ) -> Result<()> {
         self.update_ledger(
             ledger,
             Box::new(move |l: &mut ManagedLedgerLedger| {
+                // checked right before the metadata write: past it, another broker's janitor
+                // may already treat the attempt as abandoned
+                if std::time::Instant::now() > deadline {
+                    return Err(BrokerError::Conflict(format!(
+                        "commit of ledger {ledger}'s offload came too late (past its deadline)"
+                    )));
+                }
                 if !l.closed {
                     return Err(BrokerError::Conflict(format!("ledger {ledger} is open")));
                 }

@@ -40,6 +40,7 @@ pub use config::OffloadConfig;
 pub use error::TierError;
 pub use tier::Tier;
 
+use crate::error::BrokerError;
 use crate::managed_ledger::ManagedLedger;
 use crate::position::Position;
 use keys::OffloadKeys;
@@ -240,17 +241,25 @@ impl Offloader {
         let offload_id = uuid::Uuid::new_v4().simple().to_string();
         let keys = OffloadKeys::new(ml.name(), l.ledger_id.0, &offload_id);
         self.in_flight.lock().insert(keys.dir().to_string());
-        let r = self.upload_and_commit(ml, l, &keys, offload_id).await;
-        if r.is_err() {
-            // Bounded: at shutdown the store may be slow; the janitor removes what is left.
-            let cleanup = tokio::time::timeout(CLEANUP_TIMEOUT, self.tier.delete_dir(&keys)).await;
-            if !matches!(cleanup, Ok(Ok(()))) {
-                warn!(
-                    key = keys.dir(),
-                    "removing a failed offload's objects failed; the janitor will"
-                );
+        let r = match self.upload_and_commit(ml, l, &keys, offload_id).await {
+            Ok(()) => Ok(()),
+            Err(AttemptError::NotCommitted(e)) => {
+                // Bounded: at shutdown the store may be slow; the janitor removes what is left.
+                let cleanup =
+                    tokio::time::timeout(CLEANUP_TIMEOUT, self.tier.delete_dir(&keys)).await;
+                if !matches!(cleanup, Ok(Ok(()))) {
+                    warn!(
+                        key = keys.dir(),
+                        "removing a failed offload's objects failed; the janitor will"
+                    );
+                }
+                Err(e)
             }
-        }
+            Err(AttemptError::MaybeCommitted(e)) => {
+                warn!(key = keys.dir(), error = %e, "the offload's commit may have landed: its objects are left to the janitor");
+                Err(e)
+            }
+        };
         self.in_flight.lock().remove(keys.dir());
         r
     }
@@ -263,7 +272,7 @@ impl Offloader {
         l: &ManagedLedgerLedger,
         keys: &OffloadKeys,
         offload_id: String,
-    ) -> Result<(), TierError> {
+    ) -> Result<(), AttemptError> {
         let started = std::time::Instant::now();
         let upload = upload::upload_ledger(
             self.tier.store(),
@@ -283,17 +292,18 @@ impl Offloader {
             d if d.is_zero() => std::time::Duration::from_secs(365 * 24 * 3600),
             d => d,
         };
+        let not_committed = AttemptError::NotCommitted;
         let up = tokio::select! {
             () = self.cancel.cancelled() => {
-                return Err(TierError::Refused("offloader stopped during the upload".into()));
+                return Err(not_committed(TierError::Refused("offloader stopped during the upload".into())));
             }
             r = tokio::time::timeout(budget, upload) => match r {
-                Ok(r) => r?,
+                Ok(r) => r.map_err(not_committed)?,
                 Err(_) => {
-                    return Err(TierError::Refused(format!(
+                    return Err(not_committed(TierError::Refused(format!(
                         "upload of ledger {} ran longer than half the janitor grace ({budget:?}) and was abandoned; raise janitor_grace above twice the longest upload",
                         l.ledger_id
-                    )));
+                    ))));
                 }
             },
         };
@@ -304,9 +314,21 @@ impl Offloader {
             completed_at_ms: now_ms(),
             bookies_deleted: false,
         };
-        ml.commit_offload(l.ledger_id.0, off).await.map_err(|e| {
-            TierError::Refused(format!("commit offload of ledger {}: {e}", l.ledger_id))
-        })?;
+        // the index (the attempt's newest object) was written just now: the commit must land
+        // well before any janitor may judge the attempt abandoned (grace after that)
+        let commit_by = std::time::Instant::now() + budget;
+        ml.commit_offload(l.ledger_id.0, off, commit_by)
+            .await
+            .map_err(|e| {
+                let err =
+                    TierError::Refused(format!("commit offload of ledger {}: {e}", l.ledger_id));
+                match e {
+                    // refused before anything was written
+                    BrokerError::Conflict(_) | BrokerError::NotFound(_) => not_committed(err),
+                    // a failed metadata write may still have landed (a timeout, a lost answer)
+                    _ => AttemptError::MaybeCommitted(err),
+                }
+            })?;
         info!(topic = ml.name(), ledger = l.ledger_id.0, entries = l.entries, bytes = up.bytes, took = ?started.elapsed(), "ledger offloaded");
         Ok(())
     }
@@ -427,3 +449,12 @@ fn first_unoffloaded(ml: &ManagedLedger) -> Option<Position> {
 
 #[cfg(test)]
 mod tests;
+
+/// How an offload attempt failed: whether its objects may be deleted at once.
+enum AttemptError {
+    /// Nothing was committed (the upload failed, or the commit was refused before any write).
+    NotCommitted(TierError),
+    /// The commit's metadata write failed in a way that may have landed: the objects stay, and
+    /// the janitor deletes them after the grace only if no commit names them.
+    MaybeCommitted(TierError),
+}

@@ -345,6 +345,33 @@ async fn uploads_longer_than_half_the_grace_are_abandoned() {
 }
 
 #[tokio::test]
+async fn a_commit_past_its_deadline_is_refused_and_changes_nothing() {
+    let e = env(15).await;
+    let first = e.ml.ledgers().into_iter().find(|l| l.closed).unwrap();
+    let off = LedgerOffload {
+        offload_id: "late".into(),
+        data_parts: 1,
+        stored_bytes: 1,
+        completed_at_ms: 0,
+        bookies_deleted: false,
+    };
+    let past = std::time::Instant::now() - Duration::from_millis(1);
+    let err = e
+        .ml
+        .commit_offload(first.ledger_id.0, off.clone(), past)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BrokerError::Conflict(_)), "{err}");
+    assert!(e.ml.ledgers().iter().all(|l| l.offload.is_none()));
+    // in time, the same commit lands (the refused one wrote nothing: the CAS version is the same)
+    let future = std::time::Instant::now() + Duration::from_secs(60);
+    e.ml.commit_offload(first.ledger_id.0, off, future)
+        .await
+        .unwrap();
+    assert!(reopen(&e).await.ledgers()[0].offloaded);
+}
+
+#[tokio::test]
 async fn thresholds_pick_the_oldest_closed_ledgers() {
     let e = env(35).await;
     let p = Policies {

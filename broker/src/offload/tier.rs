@@ -236,7 +236,7 @@ impl Tier {
         count: usize,
     ) -> usize {
         let len = index.blocks.len();
-        let end = (first + count).min(len);
+        let end = first.saturating_add(count).min(len);
         let beyond = count.saturating_sub(len.saturating_sub(first));
         let dir = keys.index();
         for j in first..end {
