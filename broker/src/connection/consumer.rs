@@ -15,13 +15,12 @@ use strata_proto::pulsar::{
     BaseCommand, CommandAck, CommandConsumerStatsResponse, CommandSubscribe, KeySharedMode,
     MessageIdData, ServerError,
 };
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::{Conn, wire_id};
+use super::{Conn, Kind, NewConsumer, Origin, wire_id};
 use crate::error::{BrokerError, Result};
 use crate::position::Position;
 use crate::service::BrokerService;
-use crate::stats::ClientInfo;
 use crate::subscription::{
     AckId, ConsumerSpec, InitialPosition, KeySharedSpec, SeekTarget, Subscription,
 };
@@ -50,21 +49,18 @@ impl ConsumerState {
 impl Conn {
     /// The consumer commands.
     pub(super) async fn on_consumer(&mut self, t: Type, cmd: BaseCommand) {
+        if let Some(c) = &cmd.close_consumer
+            && t == Type::CloseConsumer
+            && self.close_pending(Kind::Consumer, c.consumer_id, c.request_id)
+        {
+            return;
+        }
         if !self.np_consumers.is_empty() && self.on_np_consumer(t, &cmd) {
             return;
         }
         match t {
-            Type::Subscribe => {
-                let Some(c) = cmd.subscribe else { return };
-                let rid = c.request_id;
-                match self.subscribe(c).await {
-                    Ok(()) => self.send(commands::success(rid)),
-                    Err(e) => {
-                        debug!(error = %e, "subscribe rejected");
-                        self.error(rid, &e);
-                    }
-                }
-            }
+            // On a task of the connection (`create.rs`).
+            Type::Subscribe => self.start_create(t, cmd).await,
             Type::Flow => {
                 let Some(c) = cmd.flow else { return };
                 if let Some(cs) = self.consumers.get(&c.consumer_id) {
@@ -273,97 +269,89 @@ impl Conn {
             ..commands::base(Type::ConsumerStatsResponse)
         });
     }
+}
 
-    async fn subscribe(&mut self, c: CommandSubscribe) -> Result<()> {
-        let name = TopicName::parse(&c.topic)?;
-        if let Some(old) = self.consumers.remove(&c.consumer_id) {
-            old.sub.remove_consumer(old.key).await;
+/// SUBSCRIBE to a persistent topic, on a task of the connection: the topic, schema, the subscription
+/// (its cursor written for a new durable one) and the consumer added to it. The connection
+/// registers the consumer under its id and answers.
+pub(super) async fn create_consumer(
+    o: &Origin,
+    c: CommandSubscribe,
+    name: TopicName,
+) -> Result<NewConsumer> {
+    let service = &o.service;
+    let topic = service
+        .topic(
+            &name,
+            service.config.allow_auto_topic_creation || c.force_topic_creation(),
+        )
+        .await?;
+    if let Some(s) = &c.schema {
+        crate::schema::admission::consumer_schema(service, &topic, &name, s).await?;
+    }
+    let durable = c.durable();
+    let initial = initial_position(&c);
+    let sub_type = c.sub_type();
+    crate::policy::admit_consumer(service, &topic, &c.subscription).await?;
+    let sub = topic.subscribe(&c.subscription, durable, initial).await?;
+    let key_shared = (sub_type == SubType::KeyShared).then(|| {
+        let meta = c.key_shared_meta.clone().unwrap_or_default();
+        KeySharedSpec {
+            mode: KeySharedMode::try_from(meta.key_shared_mode).unwrap_or(KeySharedMode::AutoSplit),
+            ranges: meta.hash_ranges.iter().map(|r| (r.start, r.end)).collect(),
         }
-        if let Some(old) = self.np_consumers.remove(&c.consumer_id) {
-            old.detach();
+    });
+    let key = service.next_key();
+    let cname = c
+        .consumer_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("consumer-{key}"));
+    let spec = ConsumerSpec {
+        key,
+        consumer_id: c.consumer_id,
+        name: cname.clone(),
+        priority: c.priority_level.unwrap_or(0),
+        sub_type,
+        key_shared,
+        out: o.out.clone(),
+        client: o.client(),
+        metadata: super::key_values(&c.metadata),
+        compacted: compacted_reader(service, &topic, &c).await?,
+    };
+    let read_compacted = spec.compacted.is_some();
+    if let Err(e) = sub.add_consumer(spec).await {
+        if !durable {
+            topic.remove_subscription(&c.subscription, false).await;
         }
-        if c.subscription.is_empty() {
-            return Err(BrokerError::InvalidSubscriptionName(
-                "subscription name cannot be empty".into(),
-            ));
-        }
-        if !name.is_persistent() {
-            return self.np_subscribe(c, name).await;
-        }
-        let topic = self
-            .service
-            .topic(
-                &name,
-                self.service.config.allow_auto_topic_creation || c.force_topic_creation(),
-            )
-            .await?;
-        if let Some(s) = &c.schema {
-            crate::schema::admission::consumer_schema(&self.service, &topic, &name, s).await?;
-        }
-        let durable = c.durable();
-        let initial = match (&c.start_message_id, durable) {
-            (Some(m), false) => {
-                let p = Position::from_wire(m.ledger_id, m.entry_id);
-                if m.ledger_id == u64::MAX {
-                    InitialPosition::Earliest
-                } else if m.ledger_id >= i64::MAX as u64 {
-                    InitialPosition::Latest
-                } else {
-                    InitialPosition::At(p)
-                }
+        return Err(e);
+    }
+    info!(topic = %name, sub = %c.subscription, consumer = %cname, ?sub_type, durable, "subscribed");
+    Ok(NewConsumer::Persistent(ConsumerState {
+        topic,
+        sub,
+        key,
+        read_compacted,
+    }))
+}
+
+/// SUBSCRIBE's initial position: a non-durable subscription's start message id (`-1:-1` is the
+/// earliest, `i64::MAX` the latest), the wire's initial position otherwise.
+fn initial_position(c: &CommandSubscribe) -> InitialPosition {
+    match (&c.start_message_id, c.durable()) {
+        (Some(m), false) => {
+            if m.ledger_id == u64::MAX {
+                InitialPosition::Earliest
+            } else if m.ledger_id >= i64::MAX as u64 {
+                InitialPosition::Latest
+            } else {
+                InitialPosition::At(Position::from_wire(m.ledger_id, m.entry_id))
             }
-            _ => match c.initial_position() {
-                WireInitial::Earliest => InitialPosition::Earliest,
-                WireInitial::Latest => InitialPosition::Latest,
-            },
-        };
-        let sub_type = c.sub_type();
-        crate::policy::admit_consumer(&self.service, &topic, &c.subscription).await?;
-        let sub = topic.subscribe(&c.subscription, durable, initial).await?;
-        let key_shared = (sub_type == SubType::KeyShared).then(|| {
-            let meta = c.key_shared_meta.clone().unwrap_or_default();
-            KeySharedSpec {
-                mode: KeySharedMode::try_from(meta.key_shared_mode)
-                    .unwrap_or(KeySharedMode::AutoSplit),
-                ranges: meta.hash_ranges.iter().map(|r| (r.start, r.end)).collect(),
-            }
-        });
-        let key = self.service.next_key();
-        let cname = c
-            .consumer_name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| format!("consumer-{key}"));
-        let spec = ConsumerSpec {
-            key,
-            consumer_id: c.consumer_id,
-            name: cname.clone(),
-            priority: c.priority_level.unwrap_or(0),
-            sub_type,
-            key_shared,
-            out: self.out.clone(),
-            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
-            metadata: super::key_values(&c.metadata),
-            compacted: compacted_reader(&self.service, &topic, &c).await?,
-        };
-        let read_compacted = spec.compacted.is_some();
-        if let Err(e) = sub.add_consumer(spec).await {
-            if !durable {
-                topic.remove_subscription(&c.subscription, false).await;
-            }
-            return Err(e);
         }
-        info!(topic = %name, sub = %c.subscription, consumer = %cname, ?sub_type, durable, "subscribed");
-        self.consumers.insert(
-            c.consumer_id,
-            ConsumerState {
-                topic,
-                sub,
-                key,
-                read_compacted,
-            },
-        );
-        Ok(())
+        _ => match c.initial_position() {
+            WireInitial::Earliest => InitialPosition::Earliest,
+            WireInitial::Latest => InitialPosition::Latest,
+        },
     }
 }
 

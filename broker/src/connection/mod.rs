@@ -16,16 +16,23 @@
 //! `non_persistent.rs` (the same commands for non-persistent topics), `lookup.rs`
 //! (LOOKUP, PARTITIONED_METADATA, GET_TOPICS_OF_NAMESPACE, schemas).
 //!
+//! PRODUCER and SUBSCRIBE run on tasks of the connection (`create.rs`, as Pulsar's ServerCnx):
+//! the loop goes on with other frames while they load topics and write cursors.
+//!
 //! SEND receipts go out in the order of the SENDs: appends are enqueued in frame order and their
 //! completions are awaited in that order (a `FuturesOrdered`).
 
 mod authorize;
 mod consumer;
+mod create;
 mod lookup;
 mod non_persistent;
 mod producer;
 mod session;
 mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,9 +54,13 @@ use crate::error::BrokerError;
 use crate::outbound::Outbound;
 use crate::position::Position;
 use crate::service::BrokerService;
+use crate::stats::ClientInfo;
 use consumer::ConsumerState;
+use create::Creating;
 use non_persistent::{NpConsumerState, NpProducerState};
 use producer::{PendingSend, ProducerState};
+use std::sync::atomic::AtomicBool;
+use tokio::sync::oneshot;
 
 /// Server version string sent in CONNECTED.
 pub const SERVER_VERSION: &str = concat!("Strata ", env!("CARGO_PKG_VERSION"));
@@ -68,6 +79,57 @@ fn wire_id(p: Position, partition: i32) -> MessageIdData {
     }
 }
 
+/// What a create task needs of its connection (cheap to clone).
+#[derive(Clone)]
+struct Origin {
+    pub service: Arc<BrokerService>,
+    pub out: Outbound,
+    pub peer: SocketAddr,
+    pub client_version: Arc<str>,
+    /// The authenticated role (None: authentication is off).
+    pub role: Option<Arc<str>>,
+}
+
+impl Origin {
+    /// The client, for stats.
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo::new(self.peer.to_string(), self.client_version.to_string())
+    }
+}
+
+/// A producer made by a create task.
+enum ProducerKind {
+    Persistent(ProducerState),
+    NonPersistent(NpProducerState),
+}
+
+/// A created producer and what to answer.
+struct NewProducer {
+    pub kind: ProducerKind,
+    /// PRODUCER_SUCCESS to send once registered.
+    pub success: BaseCommand,
+    /// WaitForExclusive: the grant to wait for, the producer's ready flag and the second
+    /// PRODUCER_SUCCESS (ready) the grant sends.
+    pub waiting: Option<(
+        oneshot::Receiver<crate::Result<u64>>,
+        Arc<AtomicBool>,
+        BaseCommand,
+    )>,
+}
+
+/// A consumer made by a create task.
+enum NewConsumer {
+    Persistent(ConsumerState),
+    NonPersistent(NpConsumerState),
+}
+
+/// Which id space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Producer,
+    Consumer,
+}
+
 /// The state of one connection.
 struct Conn {
     service: Arc<BrokerService>,
@@ -82,6 +144,8 @@ struct Conn {
     /// Consumers of non-persistent topics.
     np_consumers: HashMap<u64, NpConsumerState>,
     sends: FuturesOrdered<PendingSend>,
+    /// PRODUCER and SUBSCRIBE being created on tasks (`create.rs`).
+    creating: Creating,
     tasks: tokio_util::task::TaskTracker,
     /// The authenticated session (None: authentication is off).
     session: Option<strata_auth::AuthSession>,
@@ -136,6 +200,7 @@ pub async fn serve_stream<S>(
         np_producers: HashMap::new(),
         np_consumers: HashMap::new(),
         sends: FuturesOrdered::new(),
+        creating: Creating::new(),
         tasks: tokio_util::task::TaskTracker::new(),
         session: None,
         supports_refresh: false,
@@ -152,6 +217,7 @@ pub async fn serve_stream<S>(
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    conn.creating.shutdown().await;
     conn.cleanup().await;
     conn.tasks.close();
     conn.tasks.wait().await;
@@ -193,6 +259,7 @@ impl Conn {
                     }
                 }
                 Some(done) = self.sends.next(), if !self.sends.is_empty() => self.send_done(done),
+                Some(created) = self.creating.next() => self.on_created(created).await,
                 _ = ticker.tick() => {
                     if !heard && self.throttle_until.is_none() {
                         info!(%peer, "no answer to keep-alive ping; closing connection");
@@ -306,6 +373,11 @@ impl Conn {
             Type::AuthResponse => self.auth_response(cmd),
             _ => {
                 let span = info_span!("cmd", cmd = t.as_str_name(), peer = %self.peer);
+                if matches!(t, Type::Producer | Type::Subscribe) {
+                    // Authorized on the create's task (`create.rs`).
+                    self.dispatch(t, cmd).instrument(span).await;
+                    return true;
+                }
                 let role = self.session.as_ref().map(|s| s.role().to_owned());
                 if let Err(e) = authorize::check(&self.service, role.as_deref(), t, &cmd).await {
                     self.refuse(t, &cmd, &e);

@@ -17,13 +17,13 @@ use strata_proto::pulsar::{
 };
 use tracing::info;
 
-use super::Conn;
-use super::producer::{SendDone, access_mode};
+use super::producer::{SendDone, access_mode, producer_name, producer_request};
+use super::{Conn, NewConsumer, NewProducer, Origin, ProducerKind};
 use crate::error::{BrokerError, Result};
 use crate::nonpersistent::{NonPersistentTopic, NpConsumerSpec, NpSubscription};
 use crate::position::Position;
 use crate::schema::version_bytes;
-use crate::stats::{ClientInfo, RateMeter};
+use crate::stats::RateMeter;
 use crate::subscription::KeySharedSpec;
 use crate::topic::ProducerAdmission;
 use crate::topic_name::TopicName;
@@ -58,67 +58,119 @@ impl NpConsumerState {
     }
 }
 
-impl Conn {
-    /// PRODUCER on a non-persistent topic.
-    pub(super) async fn add_np_producer(
-        &mut self,
-        c: CommandProducer,
-        name: TopicName,
-    ) -> Result<()> {
-        if let Some(old) = self.np_producers.remove(&c.producer_id) {
-            old.detach();
+/// PRODUCER on a non-persistent topic (on a task of the connection).
+pub(super) async fn create_np_producer(
+    o: &Origin,
+    c: CommandProducer,
+    name: TopicName,
+) -> Result<NewProducer> {
+    let service = &o.service;
+    let topic = service
+        .np_topic(&name, service.config.allow_auto_topic_creation)
+        .await?;
+    let schema_version =
+        crate::schema::admission::producer_schema(service, &name, c.schema.as_ref())
+            .await?
+            .map(version_bytes);
+    let pname = producer_name(o, &c);
+    let key = service.next_key();
+    let mode = access_mode(&c);
+    let meter = service.metrics.sampler().meter();
+    let drops = service.metrics.sampler().meter();
+    let admission = topic.add_producer(
+        producer_request(o, &c, key, &pname, meter.clone()),
+        drops.clone(),
+    )?;
+    let rid = c.request_id;
+    let success = |epoch: Option<u64>, ready: bool| {
+        let mut cmd = commands::producer_success(rid, &pname, -1, schema_version.clone());
+        if let Some(ps) = cmd.producer_success.as_mut() {
+            ps.topic_epoch = epoch;
+            ps.producer_ready = Some(ready);
         }
-        let topic = self
-            .service
-            .np_topic(&name, self.service.config.allow_auto_topic_creation)
-            .await?;
-        let schema_version =
-            crate::schema::admission::producer_schema(&self.service, &name, c.schema.as_ref())
-                .await?
-                .map(version_bytes);
-        let pname = self.producer_name(&c);
-        let key = self.service.next_key();
-        let mode = access_mode(&c);
-        let meter = self.service.metrics.sampler().meter();
-        let drops = self.service.metrics.sampler().meter();
-        let admission = topic.add_producer(
-            self.producer_request(&c, key, &pname, meter.clone()),
-            drops.clone(),
-        )?;
-        let rid = c.request_id;
-        let success = |epoch: Option<u64>, ready: bool| {
-            let mut cmd = commands::producer_success(rid, &pname, -1, schema_version.clone());
-            if let Some(ps) = cmd.producer_success.as_mut() {
-                ps.topic_epoch = epoch;
-                ps.producer_ready = Some(ready);
-            }
-            cmd
-        };
-        let ready = Arc::new(AtomicBool::new(false));
-        let state = NpProducerState {
-            topic,
-            key,
-            name: pname.clone(),
-            meter,
-            drops,
-            ready: ready.clone(),
-        };
-        self.np_producers.insert(c.producer_id, state);
-        match admission {
-            ProducerAdmission::Ready(epoch) => {
-                ready.store(true, Ordering::Release);
-                info!(topic = %name, producer = %pname, ?mode, "non-persistent producer created");
-                let exclusive = mode != ProducerAccessMode::Shared;
-                self.send(success(exclusive.then_some(epoch), true));
-            }
-            ProducerAdmission::Waiting(rx) => {
-                self.send(success(None, false));
-                self.await_exclusive_grant(rx, ready, success(None, true));
-            }
+        cmd
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let (first, waiting) = match admission {
+        ProducerAdmission::Ready(epoch) => {
+            ready.store(true, Ordering::Release);
+            info!(topic = %name, producer = %pname, ?mode, "non-persistent producer created");
+            let exclusive = mode != ProducerAccessMode::Shared;
+            (success(exclusive.then_some(epoch), true), None)
         }
-        Ok(())
-    }
+        ProducerAdmission::Waiting(rx) => (
+            success(None, false),
+            Some((rx, ready.clone(), success(None, true))),
+        ),
+    };
+    let state = NpProducerState {
+        topic,
+        key,
+        name: pname,
+        meter,
+        drops,
+        ready,
+    };
+    Ok(NewProducer {
+        kind: ProducerKind::NonPersistent(state),
+        success: first,
+        waiting,
+    })
+}
 
+/// SUBSCRIBE to a non-persistent topic (on a task of the connection).
+pub(super) async fn create_np_consumer(
+    o: &Origin,
+    c: CommandSubscribe,
+    name: TopicName,
+) -> Result<NewConsumer> {
+    if c.read_compacted() {
+        return Err(BrokerError::NotAllowed(
+            "readCompacted only valid on persistent topics".into(),
+        ));
+    }
+    let service = &o.service;
+    let topic = service
+        .np_topic(
+            &name,
+            service.config.allow_auto_topic_creation || c.force_topic_creation(),
+        )
+        .await?;
+    let sub_type = c.sub_type();
+    let key_shared = (sub_type == SubType::KeyShared).then(|| {
+        let meta = c.key_shared_meta.clone().unwrap_or_default();
+        KeySharedSpec {
+            mode: KeySharedMode::try_from(meta.key_shared_mode).unwrap_or(KeySharedMode::AutoSplit),
+            ranges: meta.hash_ranges.iter().map(|r| (r.start, r.end)).collect(),
+        }
+    });
+    let key = service.next_key();
+    let cname = c
+        .consumer_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("consumer-{key}"));
+    let spec = NpConsumerSpec {
+        key,
+        consumer_id: c.consumer_id,
+        name: cname.clone(),
+        priority: c.priority_level.unwrap_or(0),
+        sub_type,
+        key_shared,
+        out: o.out.clone(),
+        client: o.client(),
+        metadata: super::key_values(&c.metadata),
+    };
+    let sub = topic.subscribe(&c.subscription, spec)?;
+    info!(topic = %name, sub = %c.subscription, consumer = %cname, ?sub_type, "subscribed to non-persistent topic");
+    Ok(NewConsumer::NonPersistent(NpConsumerState {
+        topic,
+        sub,
+        key,
+    }))
+}
+
+impl Conn {
     /// CLOSE_PRODUCER of a non-persistent producer; false if `producer_id` is not one.
     pub(super) fn close_np_producer(&mut self, producer_id: u64) -> bool {
         match self.np_producers.remove(&producer_id) {
@@ -166,57 +218,6 @@ impl Conn {
             Ok(Position::new(0, 0)),
         );
         self.sends.push_back(Box::pin(std::future::ready(done)));
-    }
-
-    /// SUBSCRIBE to a non-persistent topic.
-    pub(super) async fn np_subscribe(
-        &mut self,
-        c: CommandSubscribe,
-        name: TopicName,
-    ) -> Result<()> {
-        if c.read_compacted() {
-            return Err(BrokerError::NotAllowed(
-                "readCompacted only valid on persistent topics".into(),
-            ));
-        }
-        let topic = self
-            .service
-            .np_topic(
-                &name,
-                self.service.config.allow_auto_topic_creation || c.force_topic_creation(),
-            )
-            .await?;
-        let sub_type = c.sub_type();
-        let key_shared = (sub_type == SubType::KeyShared).then(|| {
-            let meta = c.key_shared_meta.clone().unwrap_or_default();
-            KeySharedSpec {
-                mode: KeySharedMode::try_from(meta.key_shared_mode)
-                    .unwrap_or(KeySharedMode::AutoSplit),
-                ranges: meta.hash_ranges.iter().map(|r| (r.start, r.end)).collect(),
-            }
-        });
-        let key = self.service.next_key();
-        let cname = c
-            .consumer_name
-            .clone()
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| format!("consumer-{key}"));
-        let spec = NpConsumerSpec {
-            key,
-            consumer_id: c.consumer_id,
-            name: cname.clone(),
-            priority: c.priority_level.unwrap_or(0),
-            sub_type,
-            key_shared,
-            out: self.out.clone(),
-            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
-            metadata: super::key_values(&c.metadata),
-        };
-        let sub = topic.subscribe(&c.subscription, spec)?;
-        info!(topic = %name, sub = %c.subscription, consumer = %cname, ?sub_type, "subscribed to non-persistent topic");
-        self.np_consumers
-            .insert(c.consumer_id, NpConsumerState { topic, sub, key });
-        Ok(())
     }
 
     /// A consumer command for a non-persistent consumer; false if the command's consumer is

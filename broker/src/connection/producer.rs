@@ -14,11 +14,11 @@ use strata_proto::pulsar::{BaseCommand, CommandProducer, ProducerAccessMode, Ser
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::{Conn, server_error, wire_id};
+use super::{Conn, Kind, NewProducer, Origin, ProducerKind, server_error, wire_id};
 use crate::error::Result;
 use crate::position::Position;
 use crate::schema::version_bytes;
-use crate::stats::{ClientInfo, RateMeter};
+use crate::stats::RateMeter;
 use crate::topic::{ProducerAdmission, ProducerRequest, Topic};
 use crate::topic_name::TopicName;
 
@@ -64,26 +64,22 @@ impl SendDone {
 pub(super) type PendingSend = Pin<Box<dyn Future<Output = SendDone> + Send>>;
 
 impl Conn {
-    /// PRODUCER and CLOSE_PRODUCER.
+    /// PRODUCER (on a task of the connection, `create.rs`) and CLOSE_PRODUCER.
     pub(super) async fn on_producer(&mut self, t: Type, cmd: BaseCommand) {
-        if t == Type::CloseProducer {
-            let Some(c) = cmd.close_producer else { return };
-            if self.close_np_producer(c.producer_id) {
-                self.send(commands::success(c.request_id));
-                return;
-            }
-            if let Some(p) = self.producers.remove(&c.producer_id) {
-                p.topic.remove_producer(p.key);
-            }
-            self.send(commands::success(c.request_id));
+        if t == Type::Producer {
+            self.start_create(t, cmd).await;
             return;
         }
-        let Some(c) = cmd.producer else { return };
-        let rid = c.request_id;
-        if let Err(e) = self.add_producer(c).await {
-            debug!(error = %e, "producer rejected");
-            self.error(rid, &e);
+        let Some(c) = cmd.close_producer else { return };
+        if self.close_pending(Kind::Producer, c.producer_id, c.request_id) {
+            return;
         }
+        if !self.close_np_producer(c.producer_id)
+            && let Some(p) = self.producers.remove(&c.producer_id)
+        {
+            p.topic.remove_producer(p.key);
+        }
+        self.send(commands::success(c.request_id));
     }
 
     /// SEND: the topic applies quota, rate and deduplication; the receipt goes out in order.
@@ -165,112 +161,6 @@ impl Conn {
         }
     }
 
-    async fn add_producer(&mut self, c: CommandProducer) -> Result<()> {
-        let name = TopicName::parse(&c.topic)?;
-        if let Some(old) = self.producers.remove(&c.producer_id) {
-            old.topic.remove_producer(old.key);
-        }
-        if !name.is_persistent() {
-            return self.add_np_producer(c, name).await;
-        }
-        self.close_np_producer(c.producer_id);
-        let topic = self
-            .service
-            .topic(&name, self.service.config.allow_auto_topic_creation)
-            .await?;
-        crate::policy::admit_producer(&self.service, &topic).await?;
-        let schema_version =
-            crate::schema::admission::producer_schema(&self.service, &name, c.schema.as_ref())
-                .await?
-                .map(version_bytes);
-        let pname = self.producer_name(&c);
-        let key = self.service.next_key();
-        let mode = access_mode(&c);
-        let meter = self.service.metrics.sampler().meter();
-        let admission =
-            topic.add_producer(self.producer_request(&c, key, &pname, meter.clone()))?;
-        if let Err(e) = initial_subscription(&topic, c.initial_subscription_name.as_deref()).await {
-            topic.remove_producer(key);
-            return Err(e);
-        }
-        let rid = c.request_id;
-        let success = |epoch: Option<u64>, ready: bool| {
-            let last_seq = if topic.dedup().enabled() {
-                topic.dedup().last_sequence_id(&pname)
-            } else {
-                -1
-            };
-            let mut cmd = commands::producer_success(rid, &pname, last_seq, schema_version.clone());
-            if let Some(ps) = cmd.producer_success.as_mut() {
-                ps.topic_epoch = epoch;
-                ps.producer_ready = Some(ready);
-            }
-            cmd
-        };
-        match admission {
-            ProducerAdmission::Ready(epoch) => {
-                let exclusive = mode != ProducerAccessMode::Shared;
-                self.producers.insert(
-                    c.producer_id,
-                    ProducerState {
-                        topic: topic.clone(),
-                        key,
-                        meter,
-                        ready: Arc::new(AtomicBool::new(true)),
-                    },
-                );
-                info!(topic = %name, producer = %pname, ?mode, "producer created");
-                self.send(success(exclusive.then_some(epoch), true));
-            }
-            ProducerAdmission::Waiting(rx) => {
-                let ready = Arc::new(AtomicBool::new(false));
-                self.producers.insert(
-                    c.producer_id,
-                    ProducerState {
-                        topic: topic.clone(),
-                        key,
-                        meter,
-                        ready: ready.clone(),
-                    },
-                );
-                info!(topic = %name, producer = %pname, "producer waiting for exclusive access");
-                self.send(success(None, false));
-                self.await_exclusive_grant(rx, ready, success(None, true));
-            }
-        }
-        Ok(())
-    }
-
-    /// PRODUCER's name: the client's, or one the broker makes up.
-    pub(super) fn producer_name(&self, c: &CommandProducer) -> String {
-        match c.producer_name.as_deref() {
-            Some(n) if !n.is_empty() => n.to_owned(),
-            _ => self.service.producer_name(),
-        }
-    }
-
-    /// What PRODUCER asks of the topic's producers, the same for persistent and non-persistent
-    /// topics.
-    pub(super) fn producer_request<'a>(
-        &self,
-        c: &CommandProducer,
-        key: u64,
-        name: &'a str,
-        meter: Arc<RateMeter>,
-    ) -> ProducerRequest<'a> {
-        ProducerRequest {
-            key,
-            producer_id: c.producer_id,
-            name,
-            mode: access_mode(c),
-            out: self.out.clone(),
-            client: ClientInfo::new(self.peer.to_string(), self.client_version.clone()),
-            metadata: super::key_values(&c.metadata),
-            meter,
-            epoch: c.topic_epoch,
-        }
-    }
-
     /// A producer queued for exclusive access (WaitForExclusive): when granted, the second
     /// PRODUCER_SUCCESS (`ready_cmd`, ready, with the new topic epoch) goes out and SENDs are
     /// accepted; when fenced meanwhile, the PRODUCER request fails with `ProducerFenced`.
@@ -305,6 +195,103 @@ impl Conn {
             let _ = out.send(Frame::simple(cmd));
         });
     }
+}
+
+/// PRODUCER's name: the client's, or one the broker makes up.
+pub(super) fn producer_name(o: &Origin, c: &CommandProducer) -> String {
+    match c.producer_name.as_deref() {
+        Some(n) if !n.is_empty() => n.to_owned(),
+        _ => o.service.producer_name(),
+    }
+}
+
+/// What PRODUCER asks of the topic's producers, the same for persistent and non-persistent
+/// topics.
+pub(super) fn producer_request<'a>(
+    o: &Origin,
+    c: &CommandProducer,
+    key: u64,
+    name: &'a str,
+    meter: Arc<RateMeter>,
+) -> ProducerRequest<'a> {
+    ProducerRequest {
+        key,
+        producer_id: c.producer_id,
+        name,
+        mode: access_mode(c),
+        out: o.out.clone(),
+        client: o.client(),
+        metadata: super::key_values(&c.metadata),
+        meter,
+        epoch: c.topic_epoch,
+    }
+}
+
+/// PRODUCER on a persistent topic, on a task of the connection: the topic, admission under its access
+/// mode, schema, the initial subscription. The producer is registered with the topic; the
+/// connection registers it under its id and answers.
+pub(super) async fn create_producer(
+    o: &Origin,
+    c: CommandProducer,
+    name: TopicName,
+) -> Result<NewProducer> {
+    let service = &o.service;
+    let topic = service
+        .topic(&name, service.config.allow_auto_topic_creation)
+        .await?;
+    crate::policy::admit_producer(service, &topic).await?;
+    let schema_version =
+        crate::schema::admission::producer_schema(service, &name, c.schema.as_ref())
+            .await?
+            .map(version_bytes);
+    let pname = producer_name(o, &c);
+    let key = service.next_key();
+    let mode = access_mode(&c);
+    let meter = service.metrics.sampler().meter();
+    let admission = topic.add_producer(producer_request(o, &c, key, &pname, meter.clone()))?;
+    if let Err(e) = initial_subscription(&topic, c.initial_subscription_name.as_deref()).await {
+        topic.remove_producer(key);
+        return Err(e);
+    }
+    let rid = c.request_id;
+    let success = |epoch: Option<u64>, ready: bool| {
+        let last_seq = if topic.dedup().enabled() {
+            topic.dedup().last_sequence_id(&pname)
+        } else {
+            -1
+        };
+        let mut cmd = commands::producer_success(rid, &pname, last_seq, schema_version.clone());
+        if let Some(ps) = cmd.producer_success.as_mut() {
+            ps.topic_epoch = epoch;
+            ps.producer_ready = Some(ready);
+        }
+        cmd
+    };
+    let (ready, first, waiting) = match admission {
+        ProducerAdmission::Ready(epoch) => {
+            let exclusive = mode != ProducerAccessMode::Shared;
+            info!(topic = %name, producer = %pname, ?mode, "producer created");
+            let ready = Arc::new(AtomicBool::new(true));
+            (ready, success(exclusive.then_some(epoch), true), None)
+        }
+        ProducerAdmission::Waiting(rx) => {
+            info!(topic = %name, producer = %pname, "producer waiting for exclusive access");
+            let ready = Arc::new(AtomicBool::new(false));
+            let waiting = (rx, ready.clone(), success(None, true));
+            (ready, success(None, false), Some(waiting))
+        }
+    };
+    let state = ProducerState {
+        topic: topic.clone(),
+        key,
+        meter,
+        ready,
+    };
+    Ok(NewProducer {
+        kind: ProducerKind::Persistent(state),
+        success: first,
+        waiting,
+    })
 }
 
 /// PRODUCER's access mode (Shared when absent or unknown).

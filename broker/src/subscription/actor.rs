@@ -118,7 +118,9 @@ impl Actor {
             tokio::select! {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
-                    if self.terminal(cmd, &mut rx).await {
+                    // Boxed, like the dispatch below: the task of an idle subscription keeps
+                    // only this loop's state, not the largest command's (10,000 topics).
+                    if Box::pin(self.terminal(cmd, &mut rx)).await {
                         return;
                     }
                 }
@@ -134,7 +136,7 @@ impl Actor {
                     }
                 }
             }
-            self.dispatch().await;
+            Box::pin(self.dispatch()).await;
         }
     }
 
@@ -180,7 +182,7 @@ impl Actor {
     async fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::AddConsumer(spec, reply) => {
-                let r = self.add_consumer(spec);
+                let r = self.add_consumer(*spec);
                 let _ = reply.send(r);
             }
             Cmd::RemoveConsumer(key, reply) => {

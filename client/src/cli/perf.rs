@@ -475,6 +475,7 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
         ..Default::default()
     };
     let wanted = each_repeated(&topics, args.num_consumers);
+    let setup = Instant::now();
     let consumers: Vec<_> = futures::stream::iter(wanted)
         .map(|t| {
             let (client, options, sub) =
@@ -489,6 +490,11 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
         .buffered(SETUP_CONCURRENCY)
         .try_collect()
         .await?;
+    eprintln!(
+        "created {} consumer(s) in {:.2} s",
+        consumers.len(),
+        setup.elapsed().as_secs_f64()
+    );
     report_rss_at_start(args.run.watch_pid);
     eprintln!(
         "consuming from {} topic(s) with {} consumer(s)",
