@@ -1,6 +1,6 @@
 //! `bookie_bench -- --objstore [--dir DIR --secs N]`: the object-storage mode. The same storage
 //! engine in this process, once on local disk only and once with sealed segments uploaded to an
-//! S3 server (s3s-fs; see `server.rs` for where it runs) behind a 20 ms-per-request throttle;
+//! S3 server (s3s-fs; see `server.rs` for where it runs, `pin.rs` on which CPUs) behind a 20 ms-per-request throttle;
 //! closed-loop add throughput at 1 KiB and 64 KiB in both modes (same run, same disk; rounds of
 //! phases in the order local, object storage, object storage, local; each mode's rate is the mean
 //! of its phases), their ratios (target ≥ 0.9) overall and per round, and cold sequential read
@@ -18,6 +18,8 @@ use strata_bookie::{Storage, StorageConfig};
 use strata_objstore::object_store::throttle::{ThrottleConfig, ThrottledStore};
 use strata_objstore::{RetryPolicy, Store};
 
+#[path = "pin.rs"]
+pub mod pin;
 #[path = "server.rs"]
 pub mod server;
 
@@ -135,19 +137,38 @@ pub fn run(dir: &Path, secs: f64) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2)
         .max(1);
+    // before any thread exists: every thread of this process inherits the pinning
+    let place = if server::inproc() {
+        None
+    } else {
+        pin::Placement::from_env()
+    };
+    let placement = match &place {
+        Some(p) => {
+            pin::pin_self(&p.bench).expect("pin the bench process");
+            format!(
+                "the bench process (bookie + load generator) pinned to CPU {} in every phase, local ones included \
+                 (BENCH_OBJSTORE_PIN=split|none|A:B)",
+                pin::show(&p.bench)
+            )
+        }
+        None => "no CPU pinning: the bench process and the S3 server share every CPU (BENCH_OBJSTORE_PIN)".into(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let (s3root, where_) = s3_root(dir);
-    let (s3, how) = server::S3::start(s3root.path());
+    let (s3, how) = server::S3::start(s3root.path(), place.as_ref().map(|p| &p.server[..]));
     rt.block_on(async {
         println!(
             "object-storage mode: in-process S3 (s3s-fs) behind a {} ms/request throttle, {secs} s per phase, \
              {rounds} rounds (BENCH_OBJSTORE_ROUNDS) of local, object storage, object storage, local per size; \
-             the S3 server {how}, its files on {where_}; each phase starts after the previous one's uploads finished",
-            THROTTLE.as_millis()
+             the S3 server {how}, its files on {where_}; {placement}; {} CPUs online; \
+             each phase starts after the previous one's uploads finished",
+            THROTTLE.as_millis(),
+            pin::cpu_times().len()
         );
         let mut ratios = vec![];
         for (size, writers) in [(1usize << 10, 256u64), (64 << 10, 32)] {
@@ -212,17 +233,18 @@ async fn phase_run(
         (config(d.path(), None, 0, &id), None)
     };
     let s = open(cfg, store, m.clone()).await;
-    let (cpu0, s3cpu0) = (super::cpu_secs(), s3.cpu_secs());
+    let (cpu0, s3cpu0, cpus0) = (super::cpu_secs(), s3.cpu_secs(), pin::cpu_times());
     let t0 = Instant::now();
     let rate = adds(&s, size, writers, secs).await;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = format!(
-        "bench process {:.2} cores{}",
+        "bench process {:.2} cores{}; busy: {}",
         (super::cpu_secs() - cpu0) / wall,
         match (s3cpu0, s3.cpu_secs()) {
             (Some(a), Some(b)) => format!(", S3 server process {:.2} cores", (b - a) / wall),
             _ => String::new(),
-        }
+        },
+        pin::busy_between(&cpus0, &pin::cpu_times())
     );
     if !remote {
         println!("  {} KiB local: {rate:.0} adds/s ({cpu})", size >> 10);
