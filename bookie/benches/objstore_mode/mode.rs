@@ -39,6 +39,7 @@ fn config(dir: &Path, srv: Option<&server::S3>, cache: u64, id: &str) -> Storage
         let mut r = RemoteConfig::new(sc, id);
         r.segment_cache_bytes = cache;
         r.segment_max_age = Duration::from_secs(2);
+        r.thread_nice = thread_nice();
         c.remote = Some(r);
     }
     c
@@ -166,9 +167,11 @@ pub fn run(dir: &Path, secs: f64) {
             "object-storage mode: in-process S3 (s3s-fs) behind a {} ms/request throttle, {secs} s per phase, \
              {rounds} rounds (BENCH_OBJSTORE_ROUNDS) of local, object storage, object storage, local per size; \
              the S3 server {how}, its files on {where_}; {placement}; {} CPUs online; \
+             the bookie's object-store threads (uploads, GETs) at nice {} (BENCH_OBJSTORE_THREAD_NICE); \
              each phase starts after the previous one's uploads finished",
             THROTTLE.as_millis(),
-            pin::cpu_times().len()
+            pin::cpu_times().len(),
+            thread_nice()
         );
         let mut ratios = vec![];
         for (size, writers) in [(1usize << 10, 256u64), (64 << 10, 32)] {
@@ -277,6 +280,15 @@ async fn phase_run(
         close(s).await;
     }
     rate
+}
+
+/// Niceness of the bookie's object-store threads (`BENCH_OBJSTORE_THREAD_NICE`, default the
+/// bookie's own default; 0 leaves them at the bench's priority).
+fn thread_nice() -> i32 {
+    std::env::var("BENCH_OBJSTORE_THREAD_NICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| RemoteConfig::new(Default::default(), "x").thread_nice)
 }
 
 /// Local cache bound of the upload phases (`BENCH_OBJSTORE_CACHE_MIB`, default 4096 as
