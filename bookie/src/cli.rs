@@ -84,6 +84,15 @@ pub struct BookieArgs {
     /// `file:///path`. Without it the bookie keeps everything on its local disk.
     #[command(flatten)]
     pub object_storage: ObjectStorageArgs,
+    /// With --storage-url: sealed segments uploaded at once (their objects put concurrently,
+    /// then committed by one manifest).
+    #[arg(
+        long,
+        env = "STRATA_UPLOAD_CONCURRENCY",
+        default_value_t = 4,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256)
+    )]
+    pub upload_concurrency: usize,
 }
 
 /// Object-storage flags of a bookie (also used by `strata standalone` for its bookie).
@@ -195,7 +204,14 @@ impl BookieArgs {
         c.segment_max_bytes = self.segment_max_bytes;
         c.gc_interval = self.gc_interval;
         c.min_free_bytes = self.min_free_bytes;
-        c.with_remote(self.object_storage.remote_config(&self.bookie_id()))
+        let remote = self
+            .object_storage
+            .remote_config(&self.bookie_id())
+            .map(|mut r| {
+                r.upload_concurrency = self.upload_concurrency;
+                r
+            });
+        c.with_remote(remote)
     }
 
     /// The stable id of this bookie (object keys live under it): the advertised address, else
@@ -321,8 +337,30 @@ mod tests {
         assert_eq!(r.store.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
         assert_eq!(r.segment_cache_bytes, 1_000_000);
         assert_eq!(r.bookie_id, "b-0:3181");
+        assert_eq!(r.upload_concurrency, 4, "the RemoteConfig default");
         assert!(cli.args.check_config().is_ok());
         let bad = Cli::parse_from(["bookie", "--storage-url", "ftp://x/y"]);
         assert!(bad.args.check_config().is_err());
+    }
+
+    #[test]
+    fn upload_concurrency_flag() {
+        let cli = Cli::parse_from([
+            "bookie",
+            "--storage-url",
+            "s3://bkt/bookies",
+            "--storage-endpoint",
+            "http://127.0.0.1:9000",
+            "--upload-concurrency",
+            "9",
+        ]);
+        let r = cli.args.storage_config().remote.unwrap();
+        assert_eq!(r.upload_concurrency, 9);
+        let shown = cli.args.check_config().unwrap();
+        assert!(shown.contains("upload_concurrency: 9"), "{shown}");
+        for bad in ["0", "x"] {
+            let r = Cli::try_parse_from(["bookie", "--upload-concurrency", bad]);
+            assert!(r.is_err(), "--upload-concurrency {bad} accepted");
+        }
     }
 }

@@ -72,6 +72,10 @@ pub struct RemoteConfig {
     /// Sealed segments uploaded at once (their objects put concurrently, then committed by
     /// one manifest): a store's single-stream PUT rate is well below its aggregate rate.
     pub upload_concurrency: usize,
+    /// Niceness of the object-store threads (uploads, ranged GETs of evicted segments; 0 leaves
+    /// them as they are): background work that yields the CPU to the journal's group commit,
+    /// whose cycle any runnable thread lengthens. Linux only (per-thread nice).
+    pub thread_nice: i32,
 }
 
 impl RemoteConfig {
@@ -87,6 +91,7 @@ impl RemoteConfig {
             segment_max_age: Duration::from_secs(300),
             upload_interval: Duration::from_secs(1),
             upload_concurrency: 4,
+            thread_nice: 10,
         }
     }
 }

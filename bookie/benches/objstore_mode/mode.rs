@@ -1,9 +1,9 @@
 //! `bookie_bench -- --objstore [--dir DIR --secs N]`: the object-storage mode. The same storage
 //! engine in this process, once on local disk only and once with sealed segments uploaded to an
-//! S3 server (s3s-fs; see `server.rs` for where it runs) behind a 20 ms-per-request throttle;
+//! S3 server (s3s-fs; see `server.rs` for where it runs, `pin.rs` on which CPUs) behind a 20 ms-per-request throttle;
 //! closed-loop add throughput at 1 KiB and 64 KiB in both modes (same run, same disk; rounds of
 //! phases in the order local, object storage, object storage, local; each mode's rate is the mean
-//! of its phases), their ratios (target ≥ 0.9) overall and per round, and cold sequential read
+//! of its phases), their ratios (target ≥ 0.9) overall and per round, and cold sequential read (in an extra phase after the rounds)
 //! throughput from the object store (every local copy evicted).
 
 use std::path::Path;
@@ -18,6 +18,8 @@ use strata_bookie::{Storage, StorageConfig};
 use strata_objstore::object_store::throttle::{ThrottleConfig, ThrottledStore};
 use strata_objstore::{RetryPolicy, Store};
 
+#[path = "pin.rs"]
+pub mod pin;
 #[path = "server.rs"]
 pub mod server;
 
@@ -37,6 +39,7 @@ fn config(dir: &Path, srv: Option<&server::S3>, cache: u64, id: &str) -> Storage
         let mut r = RemoteConfig::new(sc, id);
         r.segment_cache_bytes = cache;
         r.segment_max_age = Duration::from_secs(2);
+        r.thread_nice = thread_nice();
         c.remote = Some(r);
     }
     c
@@ -135,31 +138,54 @@ pub fn run(dir: &Path, secs: f64) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2)
         .max(1);
+    // before any thread exists: every thread of this process inherits the pinning
+    let place = if server::inproc() {
+        None
+    } else {
+        pin::Placement::from_env()
+    };
+    let placement = match &place {
+        Some(p) => {
+            pin::pin_self(&p.bench).expect("pin the bench process");
+            format!(
+                "the bench process (bookie + load generator) pinned to CPU {} in every phase, local ones included \
+                 (BENCH_OBJSTORE_PIN=split|none|A:B)",
+                pin::show(&p.bench)
+            )
+        }
+        None => "no CPU pinning: the bench process and the S3 server share every CPU (BENCH_OBJSTORE_PIN)".into(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     let (s3root, where_) = s3_root(dir);
-    let (s3, how) = server::S3::start(s3root.path());
+    let (s3, how) = server::S3::start(s3root.path(), place.as_ref().map(|p| &p.server[..]));
     rt.block_on(async {
         println!(
             "object-storage mode: in-process S3 (s3s-fs) behind a {} ms/request throttle, {secs} s per phase, \
              {rounds} rounds (BENCH_OBJSTORE_ROUNDS) of local, object storage, object storage, local per size; \
-             the S3 server {how}, its files on {where_}; each phase starts after the previous one's uploads finished",
-            THROTTLE.as_millis()
+             the S3 server {how}, its files on {where_}; {placement}; {} CPUs online; \
+             the bookie's object-store threads (uploads, GETs) at nice {} (BENCH_OBJSTORE_THREAD_NICE); \
+             each phase starts after the previous one's uploads finished, with the bucket emptied",
+            THROTTLE.as_millis(),
+            pin::cpu_times().len(),
+            thread_nice()
         );
         let mut ratios = vec![];
         for (size, writers) in [(1usize << 10, 256u64), (64 << 10, 32)] {
             let mut per_round = vec![];
             let mut sums = [0f64; 2];
-            for round in 0..rounds {
+            for _ in 0..rounds {
                 // A B B A: each mode twice, so that a change of the machine's load (shared, 2
                 // cores) during the round weighs on both modes alike
                 let mut rates = [0f64; 2];
-                for (phase, remote) in [false, true, true, false].into_iter().enumerate() {
-                    let cold = remote && size == 64 << 10 && phase == 1 && round == 0;
-                    let r = phase_run(dir, &s3, size, writers, secs, remote, cold).await;
+                for remote in [false, true, true, false] {
+                    let r = phase_run(dir, &s3, size, writers, secs, remote, false).await;
+                    if remote {
+                        clear_bucket(s3root.path());
+                    }
                     rates[usize::from(remote)] += r / 2.0;
                 }
                 per_round.push(rates[1] / rates[0]);
@@ -184,6 +210,11 @@ pub fn run(dir: &Path, secs: f64) {
             );
             ratios.push(ratio);
         }
+        // the cold read in an extra phase after the rounds: inside a round its ~30 s without
+        // adds would give the next phase an idle disk the others do not get
+        println!("extra 64 KiB object-storage phase for the cold read (not in the ratios):");
+        phase_run(dir, &s3, 64 << 10, 32, secs, true, true).await;
+        clear_bucket(s3root.path());
         println!("RESULT objstore add ratio 1KiB={:.2} 64KiB={:.2}", ratios[0], ratios[1]);
     });
     drop(s3);
@@ -212,17 +243,18 @@ async fn phase_run(
         (config(d.path(), None, 0, &id), None)
     };
     let s = open(cfg, store, m.clone()).await;
-    let (cpu0, s3cpu0) = (super::cpu_secs(), s3.cpu_secs());
+    let (cpu0, s3cpu0, cpus0) = (super::cpu_secs(), s3.cpu_secs(), pin::cpu_times());
     let t0 = Instant::now();
     let rate = adds(&s, size, writers, secs).await;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = format!(
-        "bench process {:.2} cores{}",
+        "bench process {:.2} cores{}; busy: {}",
         (super::cpu_secs() - cpu0) / wall,
         match (s3cpu0, s3.cpu_secs()) {
             (Some(a), Some(b)) => format!(", S3 server process {:.2} cores", (b - a) / wall),
             _ => String::new(),
-        }
+        },
+        pin::busy_between(&cpus0, &pin::cpu_times())
     );
     if !remote {
         println!("  {} KiB local: {rate:.0} adds/s ({cpu})", size >> 10);
@@ -255,6 +287,28 @@ async fn phase_run(
         close(s).await;
     }
     rate
+}
+
+/// Niceness of the bookie's object-store threads (`BENCH_OBJSTORE_THREAD_NICE`, default the
+/// bookie's own default; 0 leaves them at the bench's priority).
+fn thread_nice() -> i32 {
+    std::env::var("BENCH_OBJSTORE_THREAD_NICE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| RemoteConfig::new(Default::default(), "x").thread_nice)
+}
+
+/// Deletes every object (and s3s-fs's sidecar files) the finished phase left in the server's
+/// directory: each phase starts with the same store and the same free memory (on tmpfs, kept objects
+/// would take GiBs of RAM by the second round). The phase's bookie is closed; the next one has a
+/// new id.
+fn clear_bucket(root: &Path) {
+    let _ = std::fs::remove_dir_all(root.join("bench").join("p"));
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(".bucket-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Local cache bound of the upload phases (`BENCH_OBJSTORE_CACHE_MIB`, default 4096 as

@@ -1,14 +1,15 @@
 //! The object store of the object-storage mode: the in-process S3 server (s3s-fs) run in a
-//! child process (`bookie_bench --s3-server DIR`) at a lower CPU priority (nice 10 by default,
-//! `BENCH_OBJSTORE_S3_NICE=N`, or `idle` for SCHED_IDLE), or, with `BENCH_OBJSTORE_S3=inproc`, on its own runtime in the
-//! bench process.
+//! child process (`bookie_bench --s3-server DIR [--cpus LIST]`), or, with
+//! `BENCH_OBJSTORE_S3=inproc`, on its own runtime in the bench process.
 //!
-//! Why a niced child: a real object store runs on other machines, so its CPU (HTTP parsing, the
-//! ETag md5, storing the bytes) is not the bookie host's. On this bench's shared 2-core machine
-//! it cannot get cores of its own; a lower priority makes it yield to the bookie and the load
-//! generator (it runs on what they leave), so the ratio measures what the bookie itself pays for
-//! uploading. The bench reports after each object-storage phase how much of the phase's data was
-//! uploaded meanwhile and how long the rest took to drain, so a store that fell behind is seen.
+//! Why a child: a real object store runs on other machines, so its CPU (HTTP parsing, the ETag
+//! md5, storing the bytes) is not the bookie host's. By default the child is pinned to CPUs of its
+//! own (`pin.rs`; the bench process to the others) at normal priority. Without pinning
+//! (`BENCH_OBJSTORE_PIN=none`) it shares the bench's CPUs at a lower priority (nice 10 by default,
+//! `BENCH_OBJSTORE_S3_NICE=N`, or `idle` for SCHED_IDLE), so it yields to the bookie and the load
+//! generator but still takes what they leave. The bench reports after each object-storage phase
+//! how much of the phase's data was uploaded meanwhile and how long the rest took to drain, so a
+//! store that fell behind is seen.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -31,11 +32,14 @@ pub enum S3 {
 }
 
 impl S3 {
-    /// Starts the store on `root` as configured; returns it and a description.
-    pub fn start(root: &Path) -> (Self, String) {
-        // a niceness, or `idle` (SCHED_IDLE: runs only on CPU time nothing else wants)
-        let prio = std::env::var("BENCH_OBJSTORE_S3_NICE").unwrap_or_else(|_| "10".into());
-        if std::env::var("BENCH_OBJSTORE_S3").is_ok_and(|v| v == "inproc") {
+    /// Starts the store on `root` as configured, its process pinned to `cpus` if given; returns
+    /// it and a description.
+    pub fn start(root: &Path, cpus: Option<&[usize]>) -> (Self, String) {
+        // a niceness, or `idle` (SCHED_IDLE: runs only on CPU time nothing else wants); pinned
+        // to CPUs of its own it needs no lower priority
+        let default_prio = if cpus.is_some() { "0" } else { "10" };
+        let prio = std::env::var("BENCH_OBJSTORE_S3_NICE").unwrap_or_else(|_| default_prio.into());
+        if inproc() {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -65,6 +69,11 @@ impl S3 {
             .arg(std::env::current_exe().unwrap())
             .arg("--s3-server")
             .arg(root)
+            .args(
+                cpus.map(|c| ["--cpus".to_string(), super::pin::show(c)])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -81,8 +90,10 @@ impl S3 {
         (
             S3::Child { child, endpoint },
             format!(
-                "in a separate process at {how} (BENCH_OBJSTORE_S3_NICE=N|idle; BENCH_OBJSTORE_S3=inproc \
-                 runs it in the bench process)"
+                "in a separate process at {how}{} (BENCH_OBJSTORE_S3_NICE=N|idle; BENCH_OBJSTORE_S3=inproc \
+                 runs it in the bench process)",
+                cpus.map(|c| format!(" pinned to CPU {}", super::pin::show(c)))
+                    .unwrap_or_default()
             ),
         )
     }
@@ -120,14 +131,24 @@ impl Drop for S3 {
     }
 }
 
-/// The child side (started under `nice`): `--s3-server DIR` serves bucket `bench` from DIR until
-/// stdin closes.
+/// `BENCH_OBJSTORE_S3=inproc`: the server runs in the bench process.
+pub fn inproc() -> bool {
+    std::env::var("BENCH_OBJSTORE_S3").is_ok_and(|v| v == "inproc")
+}
+
+/// The child side (started under `nice`/`chrt`): `--s3-server DIR [--cpus LIST]` serves bucket
+/// `bench` from DIR until stdin closes, its threads on the CPUs of LIST.
 pub fn server_main(argv: &[String]) {
-    let root = argv
-        .iter()
-        .position(|a| a == "--s3-server")
-        .and_then(|i| argv.get(i + 1))
-        .expect("--s3-server DIR");
+    let arg = |name: &str| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1))
+    };
+    let root = arg("--s3-server").expect("--s3-server DIR");
+    if let Some(list) = arg("--cpus") {
+        let cpus: Vec<usize> = list.split(',').filter_map(|c| c.parse().ok()).collect();
+        super::pin::pin_self(&cpus).expect("pin the S3 server process");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -29,6 +29,7 @@
 
 mod cache;
 mod local;
+mod nice;
 mod rebuild;
 mod upload;
 
@@ -99,9 +100,11 @@ impl Remote {
         ledger_dir: std::path::PathBuf,
         segment_max_bytes: u64,
     ) -> Result<Arc<Self>, BookieError> {
+        let nice = cfg.thread_nice;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("bookie-objstore")
+            .on_thread_start(move || nice::lower_thread_priority(nice))
             .enable_all()
             .build()
             .map_err(|e| BookieError::io("start object store runtime", e))?;
