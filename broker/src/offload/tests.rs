@@ -356,11 +356,10 @@ async fn a_commit_past_its_deadline_is_refused_and_changes_nothing() {
         bookies_deleted: false,
     };
     let past = std::time::Instant::now() - Duration::from_millis(1);
-    let err = e
-        .ml
-        .commit_offload(first.ledger_id.0, off.clone(), past)
-        .await
-        .unwrap_err();
+    let err =
+        e.ml.commit_offload(first.ledger_id.0, off.clone(), past)
+            .await
+            .unwrap_err();
     assert!(matches!(err, BrokerError::Conflict(_)), "{err}");
     assert!(e.ml.ledgers().iter().all(|l| l.offload.is_none()));
     // in time, the same commit lands (the refused one wrote nothing: the CAS version is the same)
