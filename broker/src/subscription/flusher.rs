@@ -16,6 +16,9 @@ use crate::cursor_store::CursorStore;
 /// subscription was deleted, or another broker owns the topic now).
 pub(super) const STOP: u64 = u64::MAX;
 
+/// How long a write waits after the first ack that made the cursor dirty.
+const LINGER: Duration = Duration::from_millis(1);
+
 /// Pauses between attempts at a cursor write that failed.
 const WRITE_RETRY: BackoffPolicy =
     BackoffPolicy::exponential(Duration::from_millis(50), Duration::from_secs(2));
@@ -40,6 +43,10 @@ impl Flusher {
         let mut last_written = 0u64;
         loop {
             dirty.notified().await;
+            // a client sends the acks of one grouping tick as several commands: let the ones
+            // already on the wire reach the subscription first, so one write (and one round of
+            // receipts) covers them all instead of leaving the rest for the next interval
+            tokio::time::sleep(LINGER).await;
             let (rtx, rrx) = oneshot::channel();
             if tx.send(Cmd::Snapshot(rtx)).is_err() {
                 return;
