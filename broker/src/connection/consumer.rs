@@ -12,8 +12,8 @@ use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::command_ack::AckType;
 use strata_proto::pulsar::command_subscribe::{InitialPosition as WireInitial, SubType};
 use strata_proto::pulsar::{
-    BaseCommand, CommandAck, CommandConsumerStatsResponse, CommandSubscribe, KeySharedMode,
-    MessageIdData, ServerError,
+    BaseCommand, CommandAck, CommandConsumerStatsResponse, CommandSubscribe, MessageIdData,
+    ServerError,
 };
 use tracing::{info, warn};
 
@@ -21,9 +21,7 @@ use super::{Conn, Kind, NewConsumer, Origin, wire_id};
 use crate::error::{BrokerError, Result};
 use crate::position::Position;
 use crate::service::BrokerService;
-use crate::subscription::{
-    AckId, ConsumerSpec, InitialPosition, KeySharedSpec, SeekTarget, Subscription,
-};
+use crate::subscription::{AckId, ConsumerSpec, InitialPosition, SeekTarget, Subscription};
 use crate::topic::Topic;
 use crate::topic_name::TopicName;
 
@@ -294,19 +292,9 @@ pub(super) async fn create_consumer(
     let sub_type = c.sub_type();
     crate::policy::admit_consumer(service, &topic, &c.subscription).await?;
     let sub = topic.subscribe(&c.subscription, durable, initial).await?;
-    let key_shared = (sub_type == SubType::KeyShared).then(|| {
-        let meta = c.key_shared_meta.clone().unwrap_or_default();
-        KeySharedSpec {
-            mode: KeySharedMode::try_from(meta.key_shared_mode).unwrap_or(KeySharedMode::AutoSplit),
-            ranges: meta.hash_ranges.iter().map(|r| (r.start, r.end)).collect(),
-        }
-    });
+    let key_shared = super::key_shared_spec(&c);
     let key = service.next_key();
-    let cname = c
-        .consumer_name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| format!("consumer-{key}"));
+    let cname = super::consumer_name(&c, key);
     let spec = ConsumerSpec {
         key,
         consumer_id: c.consumer_id,

@@ -420,6 +420,28 @@ impl Conn {
     }
 }
 
+/// The Key_Shared settings a SUBSCRIBE asks for (`None` for the other subscription types).
+fn key_shared_spec(
+    c: &strata_proto::pulsar::CommandSubscribe,
+) -> Option<crate::subscription::KeySharedSpec> {
+    use strata_proto::pulsar::KeySharedMode;
+    (c.sub_type() == strata_proto::pulsar::command_subscribe::SubType::KeyShared).then(|| {
+        let meta = c.key_shared_meta.clone().unwrap_or_default();
+        crate::subscription::KeySharedSpec {
+            mode: KeySharedMode::try_from(meta.key_shared_mode).unwrap_or(KeySharedMode::AutoSplit),
+            ranges: meta.hash_ranges.iter().map(|r| (r.start, r.end)).collect(),
+        }
+    })
+}
+
+/// The consumer's name: the client's, or one made from its key when it gave none.
+fn consumer_name(c: &strata_proto::pulsar::CommandSubscribe, key: u64) -> String {
+    c.consumer_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("consumer-{key}"))
+}
+
 /// A PRODUCER's or SUBSCRIBE's `metadata` as owned (key, value) pairs.
 fn key_values<C: FromIterator<(String, String)>>(kvs: &[strata_proto::pulsar::KeyValue]) -> C {
     kvs.iter()

@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use strata_proto::commands;
 use strata_proto::frame::Payload;
 use strata_proto::pulsar::base_command::Type;
-use strata_proto::pulsar::command_subscribe::SubType;
 use strata_proto::pulsar::{
     BaseCommand, CommandConsumerStatsResponse, CommandProducer, CommandSend, CommandSubscribe,
-    KeySharedMode, MessageIdData, ProducerAccessMode, ServerError,
+    MessageIdData, ProducerAccessMode, ServerError,
 };
 use tracing::info;
 
@@ -24,7 +23,6 @@ use crate::nonpersistent::{NonPersistentTopic, NpConsumerSpec, NpSubscription};
 use crate::position::Position;
 use crate::schema::version_bytes;
 use crate::stats::RateMeter;
-use crate::subscription::KeySharedSpec;
 use crate::topic::ProducerAdmission;
 use crate::topic_name::TopicName;
 
@@ -137,19 +135,9 @@ pub(super) async fn create_np_consumer(
         )
         .await?;
     let sub_type = c.sub_type();
-    let key_shared = (sub_type == SubType::KeyShared).then(|| {
-        let meta = c.key_shared_meta.clone().unwrap_or_default();
-        KeySharedSpec {
-            mode: KeySharedMode::try_from(meta.key_shared_mode).unwrap_or(KeySharedMode::AutoSplit),
-            ranges: meta.hash_ranges.iter().map(|r| (r.start, r.end)).collect(),
-        }
-    });
+    let key_shared = super::key_shared_spec(&c);
     let key = service.next_key();
-    let cname = c
-        .consumer_name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| format!("consumer-{key}"));
+    let cname = super::consumer_name(&c, key);
     let spec = NpConsumerSpec {
         key,
         consumer_id: c.consumer_id,
