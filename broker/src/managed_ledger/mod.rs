@@ -387,16 +387,7 @@ impl ManagedLedger {
             }
         };
         let last = last_in_ledger.min(from.entry + max as i64 - 1);
-        let mut out = Vec::new();
-        let mut e = from.entry;
-        while e <= last {
-            let p = Position::new(from.ledger, e);
-            match self.cache.get(&p) {
-                Some(d) => out.push((p, d)),
-                None => break,
-            }
-            e += 1;
-        }
+        let mut out = self.cache.get_run(from.ledger, from.entry, last);
         if out.is_empty() {
             let ahead = last
                 .max(from.entry + self.config.read_ahead as i64 - 1)
