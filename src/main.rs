@@ -13,6 +13,9 @@ mod standalone;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "strata",
