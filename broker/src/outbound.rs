@@ -17,14 +17,14 @@ pub const HIGH_WATER: usize = 4 << 20;
 /// Sending side (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    tx: mpsc::UnboundedSender<Frame>,
+    tx: mpsc::UnboundedSender<(Frame, usize)>,
     queued: Arc<AtomicUsize>,
 }
 
 /// Receiving side, owned by the connection's writer task.
 #[derive(Debug)]
 pub struct OutboundRx {
-    rx: mpsc::UnboundedReceiver<Frame>,
+    rx: mpsc::UnboundedReceiver<(Frame, usize)>,
     queued: Arc<AtomicUsize>,
 }
 
@@ -42,13 +42,14 @@ impl Outbound {
         )
     }
 
-    /// Queues a frame; gives it back if the connection is gone.
+    /// Queues a frame; gives it back if the connection is gone. Its size travels with it, so
+    /// the (not free) protobuf size is computed once per frame here.
     pub fn send(&self, f: Frame) -> Result<(), Box<Frame>> {
         let n = f.encoded_len();
         self.queued.fetch_add(n, Ordering::Relaxed);
-        self.tx.send(f).map_err(|e| {
+        self.tx.send((f, n)).map_err(|e| {
             self.queued.fetch_sub(n, Ordering::Relaxed);
-            Box::new(e.0)
+            Box::new(e.0.0)
         })
     }
 
@@ -64,21 +65,20 @@ impl Outbound {
 }
 
 impl OutboundRx {
-    fn taken(&self, f: &Frame) {
-        self.queued.fetch_sub(f.encoded_len(), Ordering::Relaxed);
+    fn taken(&self, (f, n): (Frame, usize)) -> Frame {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        f
     }
 
     /// The next frame (None when every sender is gone).
     pub async fn recv(&mut self) -> Option<Frame> {
         let f = self.rx.recv().await?;
-        self.taken(&f);
-        Some(f)
+        Some(self.taken(f))
     }
 
     /// A frame if one is queued.
     pub fn try_recv(&mut self) -> Option<Frame> {
         let f = self.rx.try_recv().ok()?;
-        self.taken(&f);
-        Some(f)
+        Some(self.taken(f))
     }
 }

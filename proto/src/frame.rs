@@ -353,14 +353,16 @@ pub fn encode_frame(
     max_frame_size: usize,
     dst: &mut BytesMut,
 ) -> Result<(), FrameError> {
-    let total = body_len(command, payload);
+    // a command's protobuf size walks every field of `BaseCommand`: computed once
+    let command_len = command.encoded_len();
+    let total = 4 + command_len + payload.map_or(0, Payload::encoded_len);
     let max = max_frame_size.min(u32::MAX as usize);
     if total > max {
         return Err(FrameError::TooLarge { size: total, max });
     }
     dst.reserve(4 + total);
     dst.put_u32(total as u32);
-    dst.put_u32(command.encoded_len() as u32);
+    dst.put_u32(command_len as u32);
     command.encode_raw(dst);
     if let Some(p) = payload {
         if let Some(bem) = &p.broker_entry_metadata {

@@ -505,9 +505,9 @@ impl Flusher {
             };
             let mut live = vec![];
             for (l, es) in &s.index {
-                for (e, loc) in es {
+                for (e, loc) in es.iter() {
                     if loc.seg == id {
-                        live.push((*l, *e, *loc));
+                        live.push((*l, e, loc));
                     }
                 }
             }

@@ -26,6 +26,7 @@
 
 mod flusher;
 mod journal;
+mod ledger_index;
 mod numbered;
 mod read;
 mod recovery;
@@ -173,7 +174,7 @@ struct State {
     tombstones: Tombstones,
     cache: Cache,
     flushing: Option<Arc<Cache>>,
-    index: HashMap<u64, BTreeMap<u64, Loc>>,
+    index: HashMap<u64, ledger_index::LedgerIndex>,
     segments: segments::Segments,
     journal_pos: (u64, u64),
 }
@@ -300,7 +301,7 @@ impl State {
         self.cache.remove_ledger(ledger);
         if let Some(es) = self.index.remove(&ledger) {
             for loc in es.values() {
-                self.segments.dead(loc);
+                self.segments.dead(&loc);
             }
         }
     }

@@ -29,7 +29,7 @@ pub(super) struct Recovered {
     pub tombstones: super::Tombstones,
     /// Replayed entries the flush after recovery could not write (a full disk), else empty.
     pub cache: Cache,
-    pub index: std::collections::HashMap<u64, std::collections::BTreeMap<u64, Loc>>,
+    pub index: std::collections::HashMap<u64, super::ledger_index::LedgerIndex>,
     pub segments: segments::Segments,
     /// `None` when no journal file could be created (disk full): the bookie starts read-only.
     pub journal: Option<JournalFile>,
@@ -113,8 +113,8 @@ pub(super) fn recover(
             l.last_entry = st
                 .index
                 .get(id)
-                .and_then(|m| m.keys().next_back())
-                .map_or(-1, |e| *e as i64);
+                .and_then(|m| m.last_key())
+                .map_or(-1, |e| e as i64);
         }
     }
     let (max_seq, replayed) = replay(cfg, &mut st, ckpt_pos, remote.is_some())?;
@@ -245,7 +245,7 @@ fn drop_orphans(st: &mut State) {
     for l in orphans {
         if let Some(es) = st.index.remove(&l) {
             for loc in es.values() {
-                st.segments.dead(loc);
+                st.segments.dead(&loc);
             }
         }
     }
