@@ -25,7 +25,7 @@ pub struct BrokerConfig {
     pub http_port_tls: Option<u16>,
     /// Largest message accepted and advertised in CONNECTED.
     pub max_message_size: usize,
-    /// Entry cache size in bytes (`[broker] cache_size_bytes`; 32 MiB by default).
+    /// Entry cache size in bytes (`[broker] cache_size_bytes`; 16 MiB by default).
     pub cache_size_bytes: u64,
     /// Ping idle connections this often; close them if the next tick finds no answer.
     #[serde(with = "humantime_serde")]
@@ -95,7 +95,7 @@ impl Default for BrokerConfig {
             max_message_size: strata_proto::frame::DEFAULT_MAX_MESSAGE_SIZE,
             // Small by default: tailing readers are served within milliseconds of the write,
             // and a small cache keeps the standalone under ~160 MB at full load.
-            cache_size_bytes: 32 << 20,
+            cache_size_bytes: 16 << 20,
             keepalive_interval: Duration::from_secs(30),
             max_entries_per_ledger: ml.max_entries_per_ledger,
             max_ledger_size_bytes: ml.max_size_per_ledger,
