@@ -58,13 +58,25 @@ impl CursorStore {
     /// # Cancel safety
     /// Not cancel safe: a cancelled write may or may not be applied.
     pub async fn save(&self, ml_name: &str, sub: &str, snap: &CursorSnapshot) -> Result<usize> {
-        let key = cursor_key(&self.meta, ml_name, sub);
+        self.save_at(&self.key(ml_name, sub), snap).await
+    }
+
+    /// The metadata key of the cursor `sub` of `ml_name` (for [`Self::save_at`]).
+    pub fn key(&self, ml_name: &str, sub: &str) -> String {
+        cursor_key(&self.meta, ml_name, sub)
+    }
+
+    /// [`Self::save`] at a key from [`Self::key`] (a subscription builds its key once).
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a cancelled write may or may not be applied.
+    pub async fn save_at(&self, key: &str, snap: &CursorSnapshot) -> Result<usize> {
         let info = CursorInfo {
             mark_delete: snap.md,
             ack_state: encode_snapshot(snap),
             ..Default::default()
         };
-        self.meta.put(&key, &info, Expected::Any).await?;
+        self.meta.put(key, &info, Expected::Any).await?;
         Ok(info.ack_state.len())
     }
 

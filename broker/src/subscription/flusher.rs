@@ -26,8 +26,8 @@ const WRITE_RETRY: BackoffPolicy =
 /// Where the flusher writes and how often.
 pub(super) struct Flusher {
     pub store: CursorStore,
-    pub ml_name: String,
-    pub sub: String,
+    /// The cursor's metadata key ([`CursorStore::key`]).
+    pub key: String,
     pub interval: Duration,
 }
 
@@ -72,10 +72,10 @@ impl Flusher {
     async fn write(&self, snap: &crate::cursor::CursorSnapshot) -> usize {
         let mut backoff = WRITE_RETRY.start();
         loop {
-            match self.store.save(&self.ml_name, &self.sub, snap).await {
+            match self.store.save_at(&self.key, snap).await {
                 Ok(size) => return size,
                 Err(e) => {
-                    warn!(ml = %self.ml_name, sub = %self.sub, error = %e, "persist cursor failed; retrying");
+                    warn!(cursor = %self.key, error = %e, "persist cursor failed; retrying");
                     backoff.sleep().await;
                 }
             }

@@ -153,9 +153,8 @@ impl Subscription {
         let (persisted_tx, persisted) = watch::channel(0u64);
         let dirty = Arc::new(Notify::new());
         let flusher = durable.then(|| Flusher {
+            key: cursors.key(ml.name(), &name),
             store: cursors,
-            ml_name: ml.name().to_owned(),
-            sub: name.clone(),
             interval: config.cursor_flush_interval,
         });
         let mut actor = Actor::new(id, ml, acks, dirty.clone(), config, metrics);
