@@ -88,6 +88,30 @@ impl BackoffPolicy {
         }
     }
 
+    /// Delay number `n` (from 0) without jitter.
+    fn nominal(&self, n: usize) -> Duration {
+        let mut d = self.first;
+        for _ in 0..n {
+            if d >= self.max {
+                break;
+            }
+            d = d.saturating_mul(2).min(self.max);
+        }
+        d
+    }
+
+    /// Delay number `n` as handed out: whole microseconds and, jittered, inside `[d/2, d)` of
+    /// its nominal `d` (rounding could otherwise reach `d` itself).
+    fn finish(&self, raw: Duration, n: usize) -> Duration {
+        let d = whole_micros(raw);
+        if !self.jitter {
+            return d;
+        }
+        let full = self.nominal(n);
+        let low = full / 2;
+        d.clamp(low, full.saturating_sub(Duration::from_micros(1)).max(low))
+    }
+
     fn delays(&self) -> Peekable<ExponentialBackoff> {
         // backon's jitter adds up to one delay to each delay: halving both bounds gives [d/2, d).
         let (first, max) = if self.jitter {
@@ -122,14 +146,16 @@ impl Backoff {
     /// The next delay, and moves on to the one after it. `None` once the policy's
     /// [`max_retries`](BackoffPolicy::with_max_retries) delays have been handed out.
     pub fn next_delay(&mut self) -> Option<Duration> {
-        let d = self.delays.next().map(whole_micros)?;
+        let d = self.delays.next()?;
+        let d = self.policy.finish(d, self.retries);
         self.retries += 1;
         Some(d)
     }
 
     /// The delay [`next_delay`](Self::next_delay) will return, without moving on.
     pub fn peek_delay(&mut self) -> Option<Duration> {
-        self.delays.peek().copied().map(whole_micros)
+        let d = *self.delays.peek()?;
+        Some(self.policy.finish(d, self.retries))
     }
 
     /// Delays handed out since the start or the last [`reset`](Self::reset).
