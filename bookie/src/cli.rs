@@ -319,14 +319,21 @@ mod tests {
         assert_eq!(c.journal_max_wait, Duration::from_millis(2));
     }
 
-    #[test]
-    fn storage_url_turns_object_storage_on() {
-        let cli = Cli::parse_from([
+    /// `strata bookie` on the object store `s3://bkt/bookies` at a local endpoint, plus `extra`.
+    fn on_object_storage(extra: &[&str]) -> Cli {
+        let base = [
             "bookie",
             "--storage-url",
             "s3://bkt/bookies",
             "--storage-endpoint",
             "http://127.0.0.1:9000",
+        ];
+        Cli::parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn storage_url_turns_object_storage_on() {
+        let cli = on_object_storage(&[
             "--segment-cache-bytes",
             "1000000",
             "--advertised-address",
@@ -345,15 +352,7 @@ mod tests {
 
     #[test]
     fn upload_concurrency_flag() {
-        let cli = Cli::parse_from([
-            "bookie",
-            "--storage-url",
-            "s3://bkt/bookies",
-            "--storage-endpoint",
-            "http://127.0.0.1:9000",
-            "--upload-concurrency",
-            "9",
-        ]);
+        let cli = on_object_storage(&["--upload-concurrency", "9"]);
         let r = cli.args.storage_config().remote.unwrap();
         assert_eq!(r.upload_concurrency, 9);
         let shown = cli.args.check_config().unwrap();

@@ -342,7 +342,12 @@ fn decode_payload(mut rest: Bytes) -> Result<Payload, FrameError> {
 }
 
 fn body_len(command: &BaseCommand, payload: Option<&Payload>) -> usize {
-    4 + command.encoded_len() + payload.map_or(0, Payload::encoded_len)
+    body_len_with(command.encoded_len(), payload)
+}
+
+/// [`body_len`] for a command whose protobuf size is known.
+fn body_len_with(command_len: usize, payload: Option<&Payload>) -> usize {
+    4 + command_len + payload.map_or(0, Payload::encoded_len)
 }
 
 /// Appends one frame to `dst`. Fails with [`FrameError::TooLarge`] when the frame's `total_size`
@@ -355,7 +360,7 @@ pub fn encode_frame(
 ) -> Result<(), FrameError> {
     // a command's protobuf size walks every field of `BaseCommand`: computed once
     let command_len = command.encoded_len();
-    let total = 4 + command_len + payload.map_or(0, Payload::encoded_len);
+    let total = body_len_with(command_len, payload);
     let max = max_frame_size.min(u32::MAX as usize);
     if total > max {
         return Err(FrameError::TooLarge { size: total, max });
