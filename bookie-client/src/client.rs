@@ -62,6 +62,14 @@ impl BookieClient {
         }
     }
 
+    /// The bookie of this process, when this client calls it directly.
+    pub fn as_local(&self) -> Option<&dyn LocalBookie> {
+        match &self.backend {
+            Backend::Local(l) => Some(l.as_ref()),
+            Backend::Grpc(_) => None,
+        }
+    }
+
     fn grpc(g: GrpcBookie) -> Self {
         BookieClient {
             backend: Backend::Grpc(g),

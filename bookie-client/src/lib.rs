@@ -21,4 +21,4 @@ mod local;
 
 pub use client::BookieClient;
 pub use error::ClientError;
-pub use local::{LacResponse, LocalBookie};
+pub use local::{AddDone, LacResponse, LocalBookie};

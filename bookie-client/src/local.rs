@@ -19,6 +19,9 @@ pub struct LacResponse {
     pub fenced: bool,
 }
 
+/// Receives the outcome of [`LocalBookie::add_then`].
+pub type AddDone = Box<dyn FnOnce(Result<(), ClientError>) + Send>;
+
 /// See the module documentation.
 #[async_trait::async_trait]
 pub trait LocalBookie: Send + Sync + 'static {
@@ -32,6 +35,21 @@ pub trait LocalBookie: Send + Sync + 'static {
         payload: Bytes,
         recovery: bool,
     ) -> Result<(), ClientError>;
+
+    /// [`Self::add`] without a future: `done` receives the outcome, normally on the bookie's
+    /// journal thread right after the sync (so it must be short and must not block). Must be
+    /// called inside a Tokio runtime.
+    #[allow(clippy::too_many_arguments)]
+    fn add_then(
+        &self,
+        ledger: u64,
+        entry: u64,
+        master_key: Bytes,
+        lac: i64,
+        payload: Bytes,
+        recovery: bool,
+        done: AddDone,
+    );
 
     /// Reads one entry: its payload and the bookie's LAC of the ledger.
     async fn read_entry(&self, ledger: u64, entry: u64) -> Result<(Bytes, i64), ClientError>;

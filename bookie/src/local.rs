@@ -3,15 +3,15 @@
 //! protobuf, HTTP/2 or loopback socket per entry.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strata_bookie_client::{ClientError, LacResponse, LocalBookie};
+use strata_bookie_client::{AddDone, ClientError, LacResponse, LocalBookie};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BookieError;
 use crate::metrics::Metrics;
-use crate::service::{MAX_LONG_POLL, add_counted, range_budget};
+use crate::service::{MAX_LONG_POLL, add_counted, count_add, range_budget};
 use crate::storage::Storage;
 
 /// See the module documentation. Made by [`crate::BookieNode::local`].
@@ -49,6 +49,26 @@ impl LocalBookie for LocalHandle {
         )
         .await
         .map_err(client_error)
+    }
+
+    fn add_then(
+        &self,
+        ledger: u64,
+        entry: u64,
+        master_key: Bytes,
+        lac: i64,
+        payload: Bytes,
+        recovery: bool,
+        done: AddDone,
+    ) {
+        let metrics = self.metrics.clone();
+        let (start, len) = (Instant::now(), payload.len() as u64);
+        let counted = Box::new(move |r: Result<(), BookieError>| {
+            count_add(&metrics, start, len, ledger, entry, &r);
+            done(r.map_err(client_error))
+        });
+        let s = &self.storage;
+        s.add_then(ledger, entry, master_key, lac, payload, recovery, counted);
     }
 
     async fn read_entry(&self, ledger: u64, entry: u64) -> Result<(Bytes, i64), ClientError> {

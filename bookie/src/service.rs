@@ -76,7 +76,20 @@ pub(crate) async fn add_counted(
     let r = storage
         .add_with(ledger, entry, master_key, lac, payload, recovery)
         .await;
-    match &r {
+    count_add(metrics, start, len, ledger, entry, &r);
+    r
+}
+
+/// Counts the outcome of an add of `len` bytes that started at `start`.
+pub(crate) fn count_add(
+    metrics: &Metrics,
+    start: Instant,
+    len: u64,
+    ledger: u64,
+    entry: u64,
+    r: &Result<(), crate::error::BookieError>,
+) {
+    match r {
         Ok(()) => {
             metrics.add_entries.inc();
             metrics.add_bytes.inc_by(len);
@@ -87,7 +100,6 @@ pub(crate) async fn add_counted(
             tracing::debug!(ledger, entry, error = %e, "add failed");
         }
     }
-    r
 }
 
 async fn add_one(storage: Arc<Storage>, metrics: Arc<Metrics>, req: AddRequest) -> AddResponse {

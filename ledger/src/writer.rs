@@ -64,6 +64,9 @@ struct WriterShared {
     lac_tx: watch::Sender<i64>,
     meta: MetaClient,
     pool: Arc<Pool>,
+    /// The runtime the writer was opened in: results of a local bookie arrive on its journal
+    /// thread, outside any runtime, and may start an ensemble change.
+    rt: tokio::runtime::Handle,
 }
 
 /// Starts writing a new ledger (nothing written yet) to the bookies of `ensemble`, in slot
@@ -97,6 +100,7 @@ pub(crate) fn open(
         lac_tx,
         meta,
         pool,
+        rt: tokio::runtime::Handle::current(),
     });
     sh.spawn_ensemble_check();
     Arc::new(BookieWriter { sh })
@@ -135,7 +139,11 @@ impl WriterShared {
         });
     }
 
-    /// Writes `entry` to one bookie; the result is accounted by [`Self::on_result`].
+    /// Writes `entry` to one bookie; the result is accounted by [`Self::on_result`]. The bookie
+    /// of this process answers through a callback on its journal thread (no task, timer or
+    /// wake-up per entry; no add timeout either: its journal is the only place the entry can
+    /// go, so a stalled local disk stalls the writer, and a failing one answers with an error);
+    /// a remote bookie's add runs in a task under [`crate::config::Timeouts::add`].
     fn spawn_write(
         self: &Arc<Self>,
         entry: u64,
@@ -145,6 +153,12 @@ impl WriterShared {
         lac: i64,
     ) {
         let sh = self.clone();
+        if let Some(local) = c.as_local() {
+            let key = sh.key.clone();
+            let done = Box::new(move |r| sh.on_result(entry, b, r));
+            local.add_then(self.ledger, entry, key, lac, data, false, done);
+            return;
+        }
         let timeout = self.pool.timeouts.add;
         tokio::spawn(async move {
             let r = match tokio::time::timeout(
@@ -244,7 +258,7 @@ impl WriterShared {
         };
         if start {
             let sh = self.clone();
-            tokio::spawn(async move { sh.change_ensemble().await });
+            self.rt.spawn(async move { sh.change_ensemble().await });
         }
         true
     }

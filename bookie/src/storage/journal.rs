@@ -15,7 +15,7 @@ use crate::error::BookieError;
 use crate::format::FILE_HEADER_LEN;
 use crate::format::journal::{JournalRecord, file_header};
 
-use super::{JournalOp, Shared};
+use super::{Done, JournalOp, Shared};
 
 /// A synced batch, readable from `Shared::durable` until the applier put it into the state.
 pub(super) struct DurableBatch {
@@ -28,10 +28,7 @@ pub(super) struct DurableBatch {
 
 /// What the journal thread hands to the applier: a synced batch and the acknowledgements that
 /// must wait until it is applied (fence, delete).
-pub(super) type Applied = (
-    Arc<DurableBatch>,
-    Vec<tokio::sync::oneshot::Sender<Result<(), BookieError>>>,
-);
+pub(super) type Applied = (Arc<DurableBatch>, Vec<Done>);
 
 /// The applier thread: moves synced batches into the in-memory state (write cache, LAC, fence,
 /// delete) in commit order, then drops them from the durable queue. Waiting for the state lock
@@ -66,8 +63,8 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
             shared.durable_bytes.fetch_sub(db.bytes, Ordering::AcqRel);
             m.journal_apply_latency
                 .observe(db.synced.elapsed().as_secs_f64());
-            for tx in later {
-                let _ = tx.send(Ok(()));
+            for done in later {
+                done.send(Ok(()));
             }
         }
         if over {
@@ -266,8 +263,8 @@ pub(super) fn run(
                 });
                 shared.durable_bytes.fetch_add(bytes, Ordering::AcqRel);
                 shared.durable.lock().push_back(db.clone());
-                for tx in acks {
-                    let _ = tx.send(Ok(()));
+                for done in acks {
+                    done.send(Ok(()));
                 }
                 if apply_tx.send((db, later)).is_err() {
                     tracing::error!("journal applier gone");
@@ -278,7 +275,7 @@ pub(super) fn run(
                 shared.journal_failed.store(true, Ordering::Release);
                 shared.set_read_only(Some(format!("journal failed: {e}")));
                 for op in batch.drain(..) {
-                    let _ = op.done.send(Err(BookieError::ReadOnly {
+                    op.done.send(Err(BookieError::ReadOnly {
                         reason: format!("journal failed: {e}"),
                     }));
                 }

@@ -24,6 +24,7 @@
 //!   `journal_pos` under the same lock, so a checkpoint at that position covers every record before it.
 //! - Index blocks are synced after the segment bytes they point at; the checkpoint after both.
 
+mod done;
 mod flusher;
 mod journal;
 mod ledger_index;
@@ -49,6 +50,9 @@ use crate::error::BookieError;
 use crate::format::checkpoint::{Checkpoint, LedgerRecord};
 use crate::format::journal::{JournalRecord, MAX_KEY_LEN};
 use crate::metrics::Metrics;
+
+pub use done::AddCallback;
+use done::Done;
 
 pub(crate) use flusher::write_atomic as write_file_atomic;
 pub use segments::Loc;
@@ -158,7 +162,7 @@ impl Tombstones {
 /// One journal submission.
 struct JournalOp {
     rec: JournalRecord,
-    done: oneshot::Sender<Result<(), BookieError>>,
+    done: Done,
     /// When it was queued.
     queued: Instant,
 }
@@ -416,6 +420,21 @@ impl std::fmt::Debug for Storage {
     }
 }
 
+/// The admission check of an add: the ledger's master key matches, and a fenced ledger takes
+/// only recovery adds.
+fn add_check(
+    ledger: u64,
+    key: Bytes,
+    recovery: bool,
+) -> impl FnOnce(&mut Admission) -> Result<(), BookieError> {
+    move |ad| {
+        if *ad.check(ledger, &key)? && !recovery {
+            return Err(BookieError::Fenced { ledger });
+        }
+        Ok(())
+    }
+}
+
 impl Storage {
     /// Opens (and recovers) the storage: loads the checkpoint and index files, replays the journal
     /// from the checkpoint, flushes what was replayed, then starts the journal and flusher threads.
@@ -566,11 +585,7 @@ impl Storage {
         recovery: bool,
     ) -> Result<(), BookieError> {
         if payload.len() > self.shared.cfg.max_entry_bytes {
-            return Err(BookieError::Invalid(format!(
-                "entry of {} bytes exceeds the limit of {}",
-                payload.len(),
-                self.shared.cfg.max_entry_bytes
-            )));
+            return Err(self.too_large(payload.len()));
         }
         self.wait_for_space().await?;
         let len = payload.len();
@@ -582,12 +597,7 @@ impl Storage {
                 key: key.clone(),
                 payload,
             },
-            |ad| {
-                if *ad.check(ledger, &key)? && !recovery {
-                    return Err(BookieError::Fenced { ledger });
-                }
-                Ok(())
-            },
+            add_check(ledger, key, recovery),
             true,
         )?;
         self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
@@ -596,7 +606,63 @@ impl Storage {
         r
     }
 
-    async fn wait_for_space(&self) -> Result<(), BookieError> {
+    /// [`Self::add_with`] for a caller in this process that wants no future per entry: `done`
+    /// receives the outcome, normally on the journal thread right after the sync. When the
+    /// bookie has no room (the add must wait for the flusher), a task waits and then adds.
+    /// Must be called inside a Tokio runtime.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_then(
+        self: &Arc<Self>,
+        ledger: u64,
+        entry: u64,
+        key: Bytes,
+        lac: i64,
+        payload: Bytes,
+        recovery: bool,
+        done: AddCallback,
+    ) {
+        if payload.len() > self.shared.cfg.max_entry_bytes {
+            return done(Err(self.too_large(payload.len())));
+        }
+        if self.space_full() {
+            let this = self.clone();
+            tokio::spawn(async move {
+                done(
+                    this.add_with(ledger, entry, key, lac, payload, recovery)
+                        .await,
+                );
+            });
+            return;
+        }
+        let len = payload.len();
+        let shared = self.shared.clone();
+        shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        let done = Done::call(Box::new(move |r| {
+            shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            done(r)
+        }));
+        let rec = JournalRecord::Add {
+            ledger,
+            entry,
+            lac,
+            key: key.clone(),
+            payload,
+        };
+        if let Err((e, done)) = self.enqueue(rec, add_check(ledger, key, recovery), true, done) {
+            done.send(Err(e));
+        }
+    }
+
+    fn too_large(&self, len: usize) -> BookieError {
+        BookieError::Invalid(format!(
+            "entry of {len} bytes exceeds the limit of {}",
+            self.shared.cfg.max_entry_bytes
+        ))
+    }
+
+    /// Whether an add must wait for room: the write cache or the journal queues are over their
+    /// limits (the gauge is updated after every commit and flush: no lock on the add path).
+    fn space_full(&self) -> bool {
         let limit_cache = self.shared.cfg.write_cache_bytes;
         let limit_queue = self
             .shared
@@ -604,14 +670,16 @@ impl Storage {
             .journal_max_batch_bytes
             .saturating_mul(16)
             .max(64 << 20);
+        let cached = usize::try_from(self.shared.metrics.cache_bytes.get()).unwrap_or(0);
+        cached > limit_cache
+            || self.shared.queued_bytes.load(Ordering::Acquire) > limit_queue
+            || self.shared.durable_bytes.load(Ordering::Acquire) > limit_queue
+    }
+
+    async fn wait_for_space(&self) -> Result<(), BookieError> {
         loop {
             let notified = self.shared.space.notified();
-            // the gauge is updated after every commit and flush: no lock on the add path
-            let cached = usize::try_from(self.shared.metrics.cache_bytes.get()).unwrap_or(0);
-            let full = cached > limit_cache
-                || self.shared.queued_bytes.load(Ordering::Acquire) > limit_queue
-                || self.shared.durable_bytes.load(Ordering::Acquire) > limit_queue;
-            if !full {
+            if !self.space_full() {
                 return Ok(());
             }
             if let Some(reason) = self.read_only_reason() {
@@ -624,44 +692,60 @@ impl Storage {
     }
 
     /// Validates under the admission lock and queues a journal record (in that lock, see
-    /// invariants).
+    /// invariants); the receiver gets the outcome.
     fn submit(
         &self,
         rec: JournalRecord,
         validate: impl FnOnce(&mut Admission) -> Result<(), BookieError>,
         is_add: bool,
     ) -> Result<oneshot::Receiver<Result<(), BookieError>>, BookieError> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(rec, validate, is_add, Done::channel(tx))
+            .map_err(|(e, _)| e)?;
+        Ok(rx)
+    }
+
+    /// [`Self::submit`] answering through `done`; a refused record hands `done` back with the
+    /// reason.
+    fn enqueue(
+        &self,
+        rec: JournalRecord,
+        validate: impl FnOnce(&mut Admission) -> Result<(), BookieError>,
+        is_add: bool,
+        done: Done,
+    ) -> Result<(), (BookieError, Done)> {
         if let JournalRecord::Add { key, .. } | JournalRecord::Fence { key, .. } = &rec {
             if key.len() > MAX_KEY_LEN {
-                return Err(BookieError::Invalid(format!(
-                    "master key longer than {MAX_KEY_LEN} bytes"
-                )));
+                let e = BookieError::Invalid(format!("master key longer than {MAX_KEY_LEN} bytes"));
+                return Err((e, done));
             }
         }
         if self.shared.journal_failed.load(Ordering::Acquire) {
-            return Err(BookieError::ReadOnly {
-                reason: "journal failed".into(),
-            });
+            let reason = "journal failed".into();
+            return Err((BookieError::ReadOnly { reason }, done));
         }
         if is_add {
-            if let Some(r) = self.shared.read_only.lock().clone() {
-                return Err(BookieError::ReadOnly { reason: r });
+            if let Some(reason) = self.shared.read_only.lock().clone() {
+                return Err((BookieError::ReadOnly { reason }, done));
             }
         }
         let mut ad = self.shared.admission.lock();
-        validate(&mut ad)?;
-        let (tx, rx) = oneshot::channel();
+        if let Err(e) = validate(&mut ad) {
+            return Err((e, done));
+        }
         let Some(jtx) = ad.journal_tx.as_ref() else {
-            return Err(BookieError::ShuttingDown);
+            return Err((BookieError::ShuttingDown, done));
         };
-        jtx.send(JournalOp {
+        let op = JournalOp {
             rec,
-            done: tx,
+            done,
             queued: Instant::now(),
-        })
-        .map_err(|_| BookieError::ShuttingDown)?;
+        };
+        if let Err(std::sync::mpsc::SendError(op)) = jtx.send(op) {
+            return Err((BookieError::ShuttingDown, op.done));
+        }
         self.shared.metrics.journal_queue_size.inc();
-        Ok(rx)
+        Ok(())
     }
 
     /// Fences a ledger durably (creating it if absent). Returns its LAC facts.

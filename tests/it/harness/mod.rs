@@ -11,6 +11,7 @@ pub mod standalone;
 
 use std::fs::File;
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,7 +43,10 @@ pub fn free_port() -> u16 {
         let step = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = TEST_PORTS.start + u16::try_from((first + step) % span).expect("in range");
         let lock = File::create(dir.join(port.to_string())).expect("create a port lock file");
-        if lock.try_lock().is_err() {
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        #[allow(unsafe_code)]
+        let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !locked {
             continue;
         }
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
