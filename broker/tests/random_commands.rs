@@ -134,7 +134,7 @@ fn frame(op: &Op, rid: u64) -> Frame {
         }
         Op::Redeliver(id) => Frame::simple(commands::redeliver_unacknowledged(id, vec![])),
         Op::Seek(id, l, e) => Frame::simple(BaseCommand {
-            seek: Some(CommandSeek {
+            seek: Some(Box::new(CommandSeek {
                 consumer_id: id,
                 request_id: rid,
                 message_id: Some(MessageIdData {
@@ -143,7 +143,7 @@ fn frame(op: &Op, rid: u64) -> Frame {
                     ..Default::default()
                 }),
                 message_publish_time: None,
-            }),
+            })),
             ..commands::base(Type::Seek)
         }),
         Op::SeekTime(id, t) => Frame::simple(commands::seek_to_time(id, rid, t)),
@@ -153,12 +153,12 @@ fn frame(op: &Op, rid: u64) -> Frame {
         Op::LastId(id) => Frame::simple(commands::get_last_message_id(id, rid)),
         Op::Lookup(t) => Frame::simple(commands::lookup(rid, &t, false)),
         Op::Topics(p) => Frame::simple(BaseCommand {
-            get_topics_of_namespace: Some(CommandGetTopicsOfNamespace {
+            get_topics_of_namespace: Some(Box::new(CommandGetTopicsOfNamespace {
                 request_id: rid,
                 namespace: "public/default".into(),
                 topics_pattern: Some(p),
                 ..Default::default()
-            }),
+            })),
             ..commands::base(Type::GetTopicsOfNamespace)
         }),
         Op::Ping => Frame::simple(commands::ping()),

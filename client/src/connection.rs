@@ -525,14 +525,14 @@ fn route(frame: Frame, auth: Option<&(String, Bytes)>, out: &mpsc::Sender<Frame>
                 .cloned()
                 .unwrap_or_else(|| ("none".to_owned(), Bytes::new()));
             let resp = BaseCommand {
-                auth_response: Some(strata_proto::pulsar::CommandAuthResponse {
+                auth_response: Some(Box::new(strata_proto::pulsar::CommandAuthResponse {
                     client_version: Some("strata-client".into()),
                     response: Some(strata_proto::pulsar::AuthData {
                         auth_method_name: Some(method),
                         auth_data: Some(data),
                     }),
                     protocol_version: Some(CLIENT_PROTOCOL_VERSION),
-                }),
+                })),
                 ..commands::base(Type::AuthResponse)
             };
             let _ = out.try_send(Frame::simple(resp));
@@ -574,7 +574,7 @@ fn route(frame: Frame, auth: Option<&(String, Bytes)>, out: &mpsc::Sender<Frame>
                 let id = m.consumer_id;
                 to_consumer(shared, id, |slot| ConsumerEvent::Message {
                     slot,
-                    command: m,
+                    command: *m,
                     payload,
                 });
             }

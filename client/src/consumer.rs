@@ -378,10 +378,10 @@ impl Consumer {
         for s in &self.slots {
             let rid = s.conn.next_id();
             let cmd = strata_proto::pulsar::BaseCommand {
-                consumer_stats: Some(strata_proto::pulsar::CommandConsumerStats {
+                consumer_stats: Some(Box::new(strata_proto::pulsar::CommandConsumerStats {
                     request_id: rid,
                     consumer_id: s.consumer_id,
-                }),
+                })),
                 ..commands::base(strata_proto::pulsar::base_command::Type::ConsumerStats)
             };
             let answer = s.conn.request(rid, cmd).await?;
@@ -394,7 +394,7 @@ impl Consumer {
                     r.error_message.unwrap_or_default(),
                 ));
             }
-            out.push(r);
+            out.push(*r);
         }
         Ok(out)
     }

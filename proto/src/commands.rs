@@ -37,14 +37,14 @@ pub fn connect(
         None => (None, None),
     };
     BaseCommand {
-        connect: Some(CommandConnect {
+        connect: Some(Box::new(CommandConnect {
             client_version: client_version.to_owned(),
             protocol_version: Some(protocol_version),
             auth_method_name,
             auth_data,
             feature_flags: Some(FeatureFlags::default()),
             ..Default::default()
-        }),
+        })),
         ..base(Type::Connect)
     }
 }
@@ -57,12 +57,12 @@ pub fn connected(
     feature_flags: FeatureFlags,
 ) -> BaseCommand {
     BaseCommand {
-        connected: Some(CommandConnected {
+        connected: Some(Box::new(CommandConnected {
             server_version: server_version.to_owned(),
             protocol_version: Some(protocol_version),
             max_message_size: Some(max_message_size),
             feature_flags: Some(feature_flags),
-        }),
+        })),
         ..base(Type::Connected)
     }
 }
@@ -70,14 +70,14 @@ pub fn connected(
 /// AUTH_CHALLENGE asking the client to refresh its credentials.
 pub fn auth_challenge(server_version: &str, protocol_version: i32, method: &str) -> BaseCommand {
     BaseCommand {
-        auth_challenge: Some(CommandAuthChallenge {
+        auth_challenge: Some(Box::new(CommandAuthChallenge {
             server_version: Some(server_version.to_owned()),
             challenge: Some(AuthData {
                 auth_method_name: Some(method.to_owned()),
                 auth_data: Some(Bytes::from_static(b"refresh")),
             }),
             protocol_version: Some(protocol_version),
-        }),
+        })),
         ..base(Type::AuthChallenge)
     }
 }
@@ -85,7 +85,7 @@ pub fn auth_challenge(server_version: &str, protocol_version: i32, method: &str)
 /// PING.
 pub fn ping() -> BaseCommand {
     BaseCommand {
-        ping: Some(CommandPing {}),
+        ping: Some(Box::new(CommandPing {})),
         ..base(Type::Ping)
     }
 }
@@ -93,7 +93,7 @@ pub fn ping() -> BaseCommand {
 /// PONG.
 pub fn pong() -> BaseCommand {
     BaseCommand {
-        pong: Some(CommandPong {}),
+        pong: Some(Box::new(CommandPong {})),
         ..base(Type::Pong)
     }
 }
@@ -101,11 +101,11 @@ pub fn pong() -> BaseCommand {
 /// ERROR answering `request_id`.
 pub fn error(request_id: u64, error: ServerError, message: impl Into<String>) -> BaseCommand {
     BaseCommand {
-        error: Some(CommandError {
+        error: Some(Box::new(CommandError {
             request_id,
             error: error as i32,
             message: message.into(),
-        }),
+        })),
         ..base(Type::Error)
     }
 }
@@ -113,10 +113,10 @@ pub fn error(request_id: u64, error: ServerError, message: impl Into<String>) ->
 /// SUCCESS answering `request_id`.
 pub fn success(request_id: u64) -> BaseCommand {
     BaseCommand {
-        success: Some(CommandSuccess {
+        success: Some(Box::new(CommandSuccess {
             request_id,
             schema: None,
-        }),
+        })),
         ..base(Type::Success)
     }
 }
@@ -129,14 +129,14 @@ pub fn producer(
     producer_name: Option<String>,
 ) -> BaseCommand {
     BaseCommand {
-        producer: Some(CommandProducer {
+        producer: Some(Box::new(CommandProducer {
             topic: topic.to_owned(),
             producer_id,
             request_id,
             user_provided_producer_name: Some(producer_name.is_some()),
             producer_name,
             ..Default::default()
-        }),
+        })),
         ..base(Type::Producer)
     }
 }
@@ -149,14 +149,14 @@ pub fn producer_success(
     schema_version: Option<Bytes>,
 ) -> BaseCommand {
     BaseCommand {
-        producer_success: Some(CommandProducerSuccess {
+        producer_success: Some(Box::new(CommandProducerSuccess {
             request_id,
             producer_name: producer_name.to_owned(),
             last_sequence_id: Some(last_sequence_id),
             schema_version,
             topic_epoch: None,
             producer_ready: Some(true),
-        }),
+        })),
         ..base(Type::ProducerSuccess)
     }
 }
@@ -164,12 +164,12 @@ pub fn producer_success(
 /// SEND header (the payload travels in the frame).
 pub fn send(producer_id: u64, sequence_id: u64, num_messages: i32) -> BaseCommand {
     BaseCommand {
-        send: Some(CommandSend {
+        send: Some(Box::new(CommandSend {
             producer_id,
             sequence_id,
             num_messages: Some(num_messages),
             ..Default::default()
-        }),
+        })),
         ..base(Type::Send)
     }
 }
@@ -177,12 +177,12 @@ pub fn send(producer_id: u64, sequence_id: u64, num_messages: i32) -> BaseComman
 /// SEND_RECEIPT.
 pub fn send_receipt(producer_id: u64, sequence_id: u64, message_id: MessageIdData) -> BaseCommand {
     BaseCommand {
-        send_receipt: Some(CommandSendReceipt {
+        send_receipt: Some(Box::new(CommandSendReceipt {
             producer_id,
             sequence_id,
             message_id: Some(message_id),
             highest_sequence_id: None,
-        }),
+        })),
         ..base(Type::SendReceipt)
     }
 }
@@ -195,12 +195,12 @@ pub fn send_error(
     message: impl Into<String>,
 ) -> BaseCommand {
     BaseCommand {
-        send_error: Some(CommandSendError {
+        send_error: Some(Box::new(CommandSendError {
             producer_id,
             sequence_id,
             error: error as i32,
             message: message.into(),
-        }),
+        })),
         ..base(Type::SendError)
     }
 }
@@ -215,7 +215,7 @@ pub fn subscribe(
     initial_position: InitialPosition,
 ) -> BaseCommand {
     BaseCommand {
-        subscribe: Some(CommandSubscribe {
+        subscribe: Some(Box::new(CommandSubscribe {
             topic: topic.to_owned(),
             subscription: subscription.to_owned(),
             sub_type: sub_type as i32,
@@ -223,7 +223,7 @@ pub fn subscribe(
             request_id,
             initial_position: Some(initial_position as i32),
             ..Default::default()
-        }),
+        })),
         ..base(Type::Subscribe)
     }
 }
@@ -231,10 +231,10 @@ pub fn subscribe(
 /// FLOW granting `permits` more messages.
 pub fn flow(consumer_id: u64, permits: u32) -> BaseCommand {
     BaseCommand {
-        flow: Some(CommandFlow {
+        flow: Some(Box::new(CommandFlow {
             consumer_id,
             message_permits: permits,
-        }),
+        })),
         ..base(Type::Flow)
     }
 }
@@ -242,13 +242,13 @@ pub fn flow(consumer_id: u64, permits: u32) -> BaseCommand {
 /// MESSAGE header (the entry travels as the payload).
 pub fn message(consumer_id: u64, message_id: MessageIdData, redelivery_count: u32) -> BaseCommand {
     BaseCommand {
-        message: Some(CommandMessage {
+        message: Some(Box::new(CommandMessage {
             consumer_id,
             message_id,
             redelivery_count: Some(redelivery_count),
             ack_set: Vec::new(),
             consumer_epoch: None,
-        }),
+        })),
         ..base(Type::Message)
     }
 }
@@ -256,12 +256,12 @@ pub fn message(consumer_id: u64, message_id: MessageIdData, redelivery_count: u3
 /// ACK of one or more message ids.
 pub fn ack(consumer_id: u64, ack_type: AckType, message_ids: Vec<MessageIdData>) -> BaseCommand {
     BaseCommand {
-        ack: Some(CommandAck {
+        ack: Some(Box::new(CommandAck {
             consumer_id,
             ack_type: ack_type as i32,
             message_id: message_ids,
             ..Default::default()
-        }),
+        })),
         ..base(Type::Ack)
     }
 }
@@ -277,13 +277,13 @@ pub fn ack_response(
         None => (None, None),
     };
     BaseCommand {
-        ack_response: Some(CommandAckResponse {
+        ack_response: Some(Box::new(CommandAckResponse {
             consumer_id,
             request_id,
             error,
             message,
             ..Default::default()
-        }),
+        })),
         ..base(Type::AckResponse)
     }
 }
@@ -291,11 +291,11 @@ pub fn ack_response(
 /// REDELIVER_UNACKNOWLEDGED_MESSAGES (empty `message_ids` = all of the consumer's).
 pub fn redeliver_unacknowledged(consumer_id: u64, message_ids: Vec<MessageIdData>) -> BaseCommand {
     BaseCommand {
-        redeliver_unacknowledged_messages: Some(CommandRedeliverUnacknowledgedMessages {
+        redeliver_unacknowledged_messages: Some(Box::new(CommandRedeliverUnacknowledgedMessages {
             consumer_id,
             message_ids,
             consumer_epoch: None,
-        }),
+        })),
         ..base(Type::RedeliverUnacknowledgedMessages)
     }
 }
@@ -303,11 +303,11 @@ pub fn redeliver_unacknowledged(consumer_id: u64, message_ids: Vec<MessageIdData
 /// UNSUBSCRIBE.
 pub fn unsubscribe(consumer_id: u64, request_id: u64) -> BaseCommand {
     BaseCommand {
-        unsubscribe: Some(CommandUnsubscribe {
+        unsubscribe: Some(Box::new(CommandUnsubscribe {
             consumer_id,
             request_id,
             force: None,
-        }),
+        })),
         ..base(Type::Unsubscribe)
     }
 }
@@ -319,12 +319,12 @@ pub fn seek_to_message(
     message_id: MessageIdData,
 ) -> BaseCommand {
     BaseCommand {
-        seek: Some(CommandSeek {
+        seek: Some(Box::new(CommandSeek {
             consumer_id,
             request_id,
             message_id: Some(message_id),
             message_publish_time: None,
-        }),
+        })),
         ..base(Type::Seek)
     }
 }
@@ -332,12 +332,12 @@ pub fn seek_to_message(
 /// SEEK to a publish time (milliseconds since the epoch).
 pub fn seek_to_time(consumer_id: u64, request_id: u64, publish_time_ms: u64) -> BaseCommand {
     BaseCommand {
-        seek: Some(CommandSeek {
+        seek: Some(Box::new(CommandSeek {
             consumer_id,
             request_id,
             message_id: None,
             message_publish_time: Some(publish_time_ms),
-        }),
+        })),
         ..base(Type::Seek)
     }
 }
@@ -349,12 +349,12 @@ pub fn close_producer(
     assigned_broker_url: Option<String>,
 ) -> BaseCommand {
     BaseCommand {
-        close_producer: Some(CommandCloseProducer {
+        close_producer: Some(Box::new(CommandCloseProducer {
             producer_id,
             request_id,
             assigned_broker_service_url: assigned_broker_url,
             assigned_broker_service_url_tls: None,
-        }),
+        })),
         ..base(Type::CloseProducer)
     }
 }
@@ -366,12 +366,12 @@ pub fn close_consumer(
     assigned_broker_url: Option<String>,
 ) -> BaseCommand {
     BaseCommand {
-        close_consumer: Some(CommandCloseConsumer {
+        close_consumer: Some(Box::new(CommandCloseConsumer {
             consumer_id,
             request_id,
             assigned_broker_service_url: assigned_broker_url,
             assigned_broker_service_url_tls: None,
-        }),
+        })),
         ..base(Type::CloseConsumer)
     }
 }
@@ -379,10 +379,10 @@ pub fn close_consumer(
 /// ACTIVE_CONSUMER_CHANGE (Failover).
 pub fn active_consumer_change(consumer_id: u64, is_active: bool) -> BaseCommand {
     BaseCommand {
-        active_consumer_change: Some(CommandActiveConsumerChange {
+        active_consumer_change: Some(Box::new(CommandActiveConsumerChange {
             consumer_id,
             is_active: Some(is_active),
-        }),
+        })),
         ..base(Type::ActiveConsumerChange)
     }
 }
@@ -390,7 +390,7 @@ pub fn active_consumer_change(consumer_id: u64, is_active: bool) -> BaseCommand 
 /// REACHED_END_OF_TOPIC.
 pub fn reached_end_of_topic(consumer_id: u64) -> BaseCommand {
     BaseCommand {
-        reached_end_of_topic: Some(CommandReachedEndOfTopic { consumer_id }),
+        reached_end_of_topic: Some(Box::new(CommandReachedEndOfTopic { consumer_id })),
         ..base(Type::ReachedEndOfTopic)
     }
 }
@@ -398,12 +398,12 @@ pub fn reached_end_of_topic(consumer_id: u64) -> BaseCommand {
 /// LOOKUP (client side).
 pub fn lookup(request_id: u64, topic: &str, authoritative: bool) -> BaseCommand {
     BaseCommand {
-        lookup_topic: Some(CommandLookupTopic {
+        lookup_topic: Some(Box::new(CommandLookupTopic {
             topic: topic.to_owned(),
             request_id,
             authoritative: Some(authoritative),
             ..Default::default()
-        }),
+        })),
         ..base(Type::Lookup)
     }
 }
@@ -470,7 +470,7 @@ fn lookup_answer(
     t: LookupType,
 ) -> BaseCommand {
     BaseCommand {
-        lookup_topic_response: Some(CommandLookupTopicResponse {
+        lookup_topic_response: Some(Box::new(CommandLookupTopicResponse {
             broker_service_url: Some(url.to_owned()),
             broker_service_url_tls: url_tls.map(str::to_owned),
             response: Some(t as i32),
@@ -478,7 +478,7 @@ fn lookup_answer(
             authoritative: Some(authoritative),
             proxy_through_service_url: Some(false),
             ..Default::default()
-        }),
+        })),
         ..base(Type::LookupResponse)
     }
 }
@@ -490,13 +490,13 @@ pub fn lookup_error(
     message: impl Into<String>,
 ) -> BaseCommand {
     BaseCommand {
-        lookup_topic_response: Some(CommandLookupTopicResponse {
+        lookup_topic_response: Some(Box::new(CommandLookupTopicResponse {
             response: Some(LookupType::Failed as i32),
             request_id,
             error: Some(error as i32),
             message: Some(message.into()),
             ..Default::default()
-        }),
+        })),
         ..base(Type::LookupResponse)
     }
 }
@@ -504,11 +504,11 @@ pub fn lookup_error(
 /// PARTITIONED_METADATA (client side).
 pub fn partitioned_metadata(request_id: u64, topic: &str) -> BaseCommand {
     BaseCommand {
-        partition_metadata: Some(CommandPartitionedTopicMetadata {
+        partition_metadata: Some(Box::new(CommandPartitionedTopicMetadata {
             topic: topic.to_owned(),
             request_id,
             ..Default::default()
-        }),
+        })),
         ..base(Type::PartitionedMetadata)
     }
 }
@@ -516,13 +516,13 @@ pub fn partitioned_metadata(request_id: u64, topic: &str) -> BaseCommand {
 /// PARTITIONED_METADATA_RESPONSE (0 partitions = not a partitioned topic).
 pub fn partitioned_metadata_response(request_id: u64, partitions: u32) -> BaseCommand {
     BaseCommand {
-        partition_metadata_response: Some(CommandPartitionedTopicMetadataResponse {
+        partition_metadata_response: Some(Box::new(CommandPartitionedTopicMetadataResponse {
             partitions: Some(partitions),
             request_id,
             response: Some(PartitionLookupType::Success as i32),
             error: None,
             message: None,
-        }),
+        })),
         ..base(Type::PartitionedMetadataResponse)
     }
 }
@@ -534,13 +534,13 @@ pub fn partitioned_metadata_error(
     message: impl Into<String>,
 ) -> BaseCommand {
     BaseCommand {
-        partition_metadata_response: Some(CommandPartitionedTopicMetadataResponse {
+        partition_metadata_response: Some(Box::new(CommandPartitionedTopicMetadataResponse {
             partitions: None,
             request_id,
             response: Some(PartitionLookupType::Failed as i32),
             error: Some(error as i32),
             message: Some(message.into()),
-        }),
+        })),
         ..base(Type::PartitionedMetadataResponse)
     }
 }
@@ -548,10 +548,10 @@ pub fn partitioned_metadata_error(
 /// GET_LAST_MESSAGE_ID (client side).
 pub fn get_last_message_id(consumer_id: u64, request_id: u64) -> BaseCommand {
     BaseCommand {
-        get_last_message_id: Some(CommandGetLastMessageId {
+        get_last_message_id: Some(Box::new(CommandGetLastMessageId {
             consumer_id,
             request_id,
-        }),
+        })),
         ..base(Type::GetLastMessageId)
     }
 }
@@ -563,11 +563,11 @@ pub fn get_last_message_id_response(
     mark_delete_position: Option<MessageIdData>,
 ) -> BaseCommand {
     BaseCommand {
-        get_last_message_id_response: Some(CommandGetLastMessageIdResponse {
+        get_last_message_id_response: Some(Box::new(CommandGetLastMessageIdResponse {
             last_message_id,
             request_id,
             consumer_mark_delete_position: mark_delete_position,
-        }),
+        })),
         ..base(Type::GetLastMessageIdResponse)
     }
 }
@@ -580,13 +580,13 @@ pub fn get_topics_of_namespace_response(
     topics_hash: Option<String>,
 ) -> BaseCommand {
     BaseCommand {
-        get_topics_of_namespace_response: Some(CommandGetTopicsOfNamespaceResponse {
+        get_topics_of_namespace_response: Some(Box::new(CommandGetTopicsOfNamespaceResponse {
             request_id,
             topics,
             filtered: Some(filtered),
             topics_hash,
             changed: Some(true),
-        }),
+        })),
         ..base(Type::GetTopicsOfNamespaceResponse)
     }
 }
@@ -594,13 +594,13 @@ pub fn get_topics_of_namespace_response(
 /// GET_SCHEMA_RESPONSE with a schema.
 pub fn get_schema_response(request_id: u64, schema: Schema, schema_version: Bytes) -> BaseCommand {
     BaseCommand {
-        get_schema_response: Some(CommandGetSchemaResponse {
+        get_schema_response: Some(Box::new(CommandGetSchemaResponse {
             request_id,
             error_code: None,
             error_message: None,
             schema: Some(schema),
             schema_version: Some(schema_version),
-        }),
+        })),
         ..base(Type::GetSchemaResponse)
     }
 }
@@ -612,13 +612,13 @@ pub fn get_schema_error(
     message: impl Into<String>,
 ) -> BaseCommand {
     BaseCommand {
-        get_schema_response: Some(CommandGetSchemaResponse {
+        get_schema_response: Some(Box::new(CommandGetSchemaResponse {
             request_id,
             error_code: Some(error as i32),
             error_message: Some(message.into()),
             schema: None,
             schema_version: None,
-        }),
+        })),
         ..base(Type::GetSchemaResponse)
     }
 }
@@ -633,12 +633,12 @@ pub fn get_or_create_schema_response(
         Err((e, m)) => (None, Some(e as i32), Some(m)),
     };
     BaseCommand {
-        get_or_create_schema_response: Some(CommandGetOrCreateSchemaResponse {
+        get_or_create_schema_response: Some(Box::new(CommandGetOrCreateSchemaResponse {
             request_id,
             error_code,
             error_message,
             schema_version,
-        }),
+        })),
         ..base(Type::GetOrCreateSchemaResponse)
     }
 }

@@ -497,11 +497,11 @@ fn raw_binary_commands_matrix() {
             "GET_TOPICS_OF_NAMESPACE",
             "produce-or-consume",
             BaseCommand {
-                get_topics_of_namespace: Some(CommandGetTopicsOfNamespace {
+                get_topics_of_namespace: Some(Box::new(CommandGetTopicsOfNamespace {
                     request_id: 1,
                     namespace: "ta/ns".into(),
                     ..Default::default()
-                }),
+                })),
                 ..commands::base(Type::GetTopicsOfNamespace)
             },
         ),
@@ -509,11 +509,11 @@ fn raw_binary_commands_matrix() {
             "GET_SCHEMA",
             "produce-or-consume",
             BaseCommand {
-                get_schema: Some(CommandGetSchema {
+                get_schema: Some(Box::new(CommandGetSchema {
                     request_id: 1,
                     topic: topic.into(),
                     ..Default::default()
-                }),
+                })),
                 ..commands::base(Type::GetSchema)
             },
         ),

@@ -168,10 +168,10 @@ fn negotiation_access_modes_and_queries() {
         f.command
     );
     c.send(&Frame::simple(BaseCommand {
-        consumer_stats: Some(CommandConsumerStats {
+        consumer_stats: Some(Box::new(CommandConsumerStats {
             request_id: 4,
             consumer_id: 1,
-        }),
+        })),
         ..commands::base(Type::ConsumerStats)
     }));
     let f = next(&mut c);
@@ -181,12 +181,12 @@ fn negotiation_access_modes_and_queries() {
 
     // GET_TOPICS_OF_NAMESPACE with a pattern.
     c.send(&Frame::simple(BaseCommand {
-        get_topics_of_namespace: Some(CommandGetTopicsOfNamespace {
+        get_topics_of_namespace: Some(Box::new(CommandGetTopicsOfNamespace {
             request_id: 5,
             namespace: "public/default".into(),
             topics_pattern: Some("persistent://public/default/mod.*".into()),
             ..Default::default()
-        }),
+        })),
         ..commands::base(Type::GetTopicsOfNamespace)
     }));
     let f = next(&mut c);
@@ -200,10 +200,10 @@ fn negotiation_access_modes_and_queries() {
 
     // Transactions are not supported: an ERROR, and the connection stays up.
     c.send(&Frame::simple(BaseCommand {
-        new_txn: Some(CommandNewTxn {
+        new_txn: Some(Box::new(CommandNewTxn {
             request_id: 6,
             ..Default::default()
-        }),
+        })),
         ..commands::base(Type::NewTxn)
     }));
     let f = next(&mut c);

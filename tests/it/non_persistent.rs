@@ -56,12 +56,12 @@ fn next(r: &mut Raw) -> Frame {
 
 fn topics(r: &mut Raw, rid: u64, mode: Mode) -> Vec<String> {
     r.send(&Frame::simple(BaseCommand {
-        get_topics_of_namespace: Some(CommandGetTopicsOfNamespace {
+        get_topics_of_namespace: Some(Box::new(CommandGetTopicsOfNamespace {
             request_id: rid,
             namespace: "public/default".into(),
             mode: Some(mode as i32),
             ..Default::default()
-        }),
+        })),
         ..commands::base(Type::GetTopicsOfNamespace)
     }));
     let f = next(r);

@@ -67,7 +67,7 @@ impl Conn {
             }
             Type::Ack => {
                 if let Some(c) = cmd.ack {
-                    self.ack(c).await;
+                    self.ack(*c).await;
                 }
             }
             Type::RedeliverUnacknowledgedMessages => self.redeliver(cmd),
@@ -263,7 +263,7 @@ impl Conn {
             },
         };
         self.send(BaseCommand {
-            consumer_stats_response: Some(body),
+            consumer_stats_response: Some(Box::new(body)),
             ..commands::base(Type::ConsumerStatsResponse)
         });
     }

@@ -298,9 +298,9 @@ async fn create_producer(o: &Origin, cmd: BaseCommand) -> Result<NewProducer> {
     };
     let name = TopicName::parse(&c.topic)?;
     if name.is_persistent() {
-        producer::create_producer(o, c, name).await
+        producer::create_producer(o, *c, name).await
     } else {
-        non_persistent::create_np_producer(o, c, name).await
+        non_persistent::create_np_producer(o, *c, name).await
     }
 }
 
@@ -317,9 +317,9 @@ async fn create_consumer(o: &Origin, cmd: BaseCommand) -> Result<NewConsumer> {
         ));
     }
     if name.is_persistent() {
-        consumer::create_consumer(o, c, name).await
+        consumer::create_consumer(o, *c, name).await
     } else {
-        non_persistent::create_np_consumer(o, c, name).await
+        non_persistent::create_np_consumer(o, *c, name).await
     }
 }
 

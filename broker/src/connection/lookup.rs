@@ -21,7 +21,7 @@ impl Conn {
             Type::Lookup => self.lookup(cmd).await,
             Type::GetTopicsOfNamespace => {
                 if let Some(c) = cmd.get_topics_of_namespace {
-                    self.topics_of_namespace(c).await;
+                    self.topics_of_namespace(*c).await;
                 }
             }
             _ => {}

@@ -294,7 +294,7 @@ impl Conn {
                     ..Default::default()
                 };
                 self.send(BaseCommand {
-                    consumer_stats_response: Some(body),
+                    consumer_stats_response: Some(Box::new(body)),
                     ..commands::base(Type::ConsumerStatsResponse)
                 });
             }

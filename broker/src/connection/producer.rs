@@ -92,7 +92,7 @@ impl Conn {
             this.send(commands::send_error(pid, seq, e, msg.to_owned()));
         };
         let Some(p) = self.producers.get(&pid) else {
-            self.np_send(s, payload);
+            self.np_send(*s, payload);
             return;
         };
         if !p.ready.load(Ordering::Acquire) {

@@ -116,7 +116,7 @@ impl Conn {
             strata_auth::SessionAction::SendChallenge => {
                 info!(peer = %self.peer, role = sess.role(), "credentials expired; sending AUTH_CHALLENGE");
                 self.send(BaseCommand {
-                    auth_challenge: Some(strata_proto::pulsar::CommandAuthChallenge {
+                    auth_challenge: Some(Box::new(strata_proto::pulsar::CommandAuthChallenge {
                         server_version: Some(SERVER_VERSION.to_owned()),
                         challenge: Some(strata_proto::pulsar::AuthData {
                             auth_method_name: Some(strata_auth::token::AUTH_METHOD_TOKEN.into()),
@@ -125,7 +125,7 @@ impl Conn {
                             )),
                         }),
                         protocol_version: Some(self.protocol_version),
-                    }),
+                    })),
                     ..commands::base(Type::AuthChallenge)
                 });
                 self.auth_check_at = tokio::time::Instant::now() + interval;

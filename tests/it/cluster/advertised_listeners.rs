@@ -31,7 +31,7 @@ fn lookup(
     loop {
         let f = r.recv().expect("lookup answer");
         if f.command.r#type == Type::LookupResponse as i32 {
-            return f.command.lookup_topic_response.expect("lookup body");
+            return *f.command.lookup_topic_response.expect("lookup body");
         }
     }
 }
