@@ -1,7 +1,8 @@
 //! strata-ledger: the replicated ledger client the broker writes through.
 //!
 //! - [`storage`]: the [`storage::LedgerStorage`] / [`storage::LedgerWriter`] traits the broker's
-//!   managed ledger codes against (and [`storage::MemStorage`] for unit tests above the trait).
+//!   managed ledger codes against (and [`storage::MemStorage`] for unit tests above the trait),
+//!   with [`AddDone`], an add's completion callback.
 //! - [`client`]: [`client::BookieLedgerStorage`], ledgers of E bookies with write quorum Qw and
 //!   ack quorum Qa over `strata_bookie_client::BookieClient`, metadata in `strata_meta`;
 //!   speculative reads, rack-aware placement. Its parts: `config` ([`client::Quorum`],
@@ -33,4 +34,4 @@ pub mod storage;
 mod write_set;
 mod writer;
 
-pub use storage::{CreateOptions, LedgerStorage, LedgerWriter, Quorum, StorageError};
+pub use storage::{AddDone, CreateOptions, LedgerStorage, LedgerWriter, Quorum, StorageError};

@@ -55,14 +55,68 @@ impl StorageError {
     }
 }
 
-/// Writes one open ledger. Adds are ordered by the order of the `add` calls.
+type AddCallback = Box<dyn FnOnce(Result<EntryId, StorageError>) + Send>;
+
+/// The completion of one add. Run once with the outcome; dropped unrun (a writer that went away
+/// without answering), it answers `Unavailable`, so a caller counting its adds in flight always
+/// hears back.
+pub struct AddDone(Option<AddCallback>);
+
+impl AddDone {
+    /// A completion that runs `f`.
+    pub fn new(f: impl FnOnce(Result<EntryId, StorageError>) + Send + 'static) -> Self {
+        AddDone(Some(Box::new(f)))
+    }
+
+    /// Answers with `r`.
+    pub fn run(mut self, r: Result<EntryId, StorageError>) {
+        if let Some(f) = self.0.take() {
+            f(r);
+        }
+    }
+}
+
+impl Drop for AddDone {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(StorageError::Unavailable(
+                "the ledger writer went away before the add completed".into(),
+            )));
+        }
+    }
+}
+
+impl std::fmt::Debug for AddDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddDone")
+    }
+}
+
+/// Writes one open ledger. Adds are ordered by the order of the `add`/`add_then` calls.
 pub trait LedgerWriter: Send + Sync {
     /// The ledger written.
     fn ledger_id(&self) -> LedgerId;
-    /// Enqueues `data` as the next entry. The returned future resolves with its entry id once the
-    /// entry and every earlier one are durable on an ack quorum. The order is fixed when `add` is
-    /// called, not when the future is polled.
-    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>>;
+    /// Enqueues `data` as the next entry; `done` runs with its entry id once the entry and every
+    /// earlier one are durable on an ack quorum, or with the error that ended the ledger. The
+    /// completions of one writer run one at a time, in entry order (every success before the
+    /// first failure; after a failure, only failures), on whichever thread finished the write:
+    /// a completion must not block, nor add to this writer.
+    fn add_then(&self, data: Bytes, done: AddDone);
+    /// [`Self::add_then`] as a future. The order is fixed when `add` is called, not when the
+    /// future is polled.
+    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.add_then(
+            data,
+            AddDone::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(StorageError::Unavailable("ledger writer dropped".into())))
+        })
+    }
     /// Closes the ledger after every pending add; returns the last entry id (None: empty).
     fn close(&self) -> BoxFuture<'static, Result<Option<EntryId>, StorageError>>;
 }
@@ -123,7 +177,7 @@ impl LedgerWriter for MemWriter {
     fn ledger_id(&self) -> LedgerId {
         LedgerId(self.id)
     }
-    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>> {
+    fn add_then(&self, data: Bytes, done: AddDone) {
         let res = (|| {
             if self.store.fail_adds.load(Ordering::Relaxed) {
                 return Err(StorageError::Unavailable("injected failure".into()));
@@ -138,7 +192,7 @@ impl LedgerWriter for MemWriter {
             led.entries.push(data);
             Ok(EntryId(led.entries.len() as u64 - 1))
         })();
-        Box::pin(async move { res })
+        done.run(res);
     }
     fn close(&self) -> BoxFuture<'static, Result<Option<EntryId>, StorageError>> {
         let res = {
@@ -195,5 +249,32 @@ impl LedgerStorage for MemStorage {
     async fn delete(&self, ledger: LedgerId) -> Result<(), StorageError> {
         self.ledgers.lock().remove(&ledger.0);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[test]
+    fn add_done_runs_once_with_the_outcome_or_answers_unavailable_when_dropped() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        AddDone::new(move |r| {
+            assert_eq!(r.unwrap(), EntryId(7));
+            c.fetch_add(1, Ordering::SeqCst);
+        })
+        .run(Ok(EntryId(7)));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let c = calls.clone();
+        drop(AddDone::new(move |r| {
+            assert!(matches!(r, Err(StorageError::Unavailable(_))));
+            c.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

@@ -3,7 +3,7 @@
 //! that fails is replaced by an ensemble change committed to the metadata before the replacement
 //! is written to.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,16 +20,19 @@ use crate::error_map::map_meta;
 use crate::ledger_md;
 use crate::pool::Pool;
 use crate::quarantine::{QUARANTINE, Quarantine};
-use crate::storage::{LedgerWriter, StorageError};
+use crate::storage::{AddDone, LedgerWriter, StorageError};
 use crate::write_set::in_write_set;
 
 /// An entry written but not confirmed yet: its data (for re-sends) and who acknowledged it.
 struct PendingAdd {
     data: Bytes,
     acks: BTreeSet<BookieId>,
-    /// Completes the add future when the LAC passes the entry (dropped: the writer failed).
-    done: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Answered when the LAC passes the entry, or when the writer fails or closes first.
+    done: Option<AddDone>,
 }
+
+/// Add outcomes waiting to be told, in entry order.
+type Ready = VecDeque<(AddDone, Result<EntryId, StorageError>)>;
 
 struct WriterState {
     next: u64,
@@ -48,6 +51,8 @@ struct WriterState {
     /// Entries confirmed while an ensemble change runs (by the bookies that stay): re-sent to
     /// the replacement after the commit so they reach their full write set, too.
     confirmed_in_change: BTreeMap<u64, Bytes>,
+    /// Outcomes decided under this lock, told by [`WriterShared::deliver`] outside it.
+    ready: Ready,
 }
 
 /// Writes one ledger; cheap handle over [`WriterShared`].
@@ -61,6 +66,9 @@ struct WriterShared {
     key: Bytes,
     quorum: Quorum,
     state: Mutex<WriterState>,
+    /// Held while outcomes are told, so they are told in order even when two threads decide
+    /// some at once; it keeps a spare queue to swap with [`WriterState::ready`].
+    delivering: Mutex<Ready>,
     lac_tx: watch::Sender<i64>,
     meta: MetaClient,
     pool: Arc<Pool>,
@@ -96,7 +104,9 @@ pub(crate) fn open(
             to_replace: BTreeSet::new(),
             changing: false,
             confirmed_in_change: BTreeMap::new(),
+            ready: VecDeque::new(),
         }),
+        delivering: Mutex::new(VecDeque::new()),
         lac_tx,
         meta,
         pool,
@@ -206,7 +216,7 @@ impl WriterShared {
                         Some(p) if p.acks.len() >= qa => {
                             if let Some(p) = st.pending.remove(&next) {
                                 if let Some(done) = p.done {
-                                    let _ = done.send(());
+                                    st.ready.push_back((done, Ok(EntryId(next))));
                                 }
                                 if st.changing {
                                     st.confirmed_in_change.insert(next, p.data);
@@ -222,6 +232,7 @@ impl WriterShared {
                     let lac = st.lac;
                     drop(st);
                     self.lac_tx.send_replace(lac);
+                    self.deliver();
                 }
             }
             Err(ClientError::Fenced(_)) => self.fail(StorageError::Fenced(self.ledger)),
@@ -263,18 +274,40 @@ impl WriterShared {
         true
     }
 
+    /// Tells the outcomes in [`WriterState::ready`], in order, outside the state lock.
+    fn deliver(&self) {
+        let mut told = self.delivering.lock();
+        loop {
+            std::mem::swap(&mut *told, &mut self.state.lock().ready);
+            if told.is_empty() {
+                return;
+            }
+            for (done, r) in told.drain(..) {
+                done.run(r);
+            }
+        }
+    }
+
+    /// Fails every pending add with `e` (in entry order).
+    fn fail_pending(st: &mut WriterState, e: &StorageError) {
+        let pending = std::mem::take(&mut st.pending);
+        let dones = pending.into_values().filter_map(|p| p.done);
+        st.ready.extend(dones.map(|d| (d, Err(e.clone()))));
+    }
+
     /// Gives up on the ledger: pending and later adds fail (the managed ledger rolls over).
     fn fail(&self, e: StorageError) {
         let mut st = self.state.lock();
         if st.failed.is_none() {
             warn!(ledger = self.ledger, error = %e, "ledger writer failed");
         }
-        st.failed.get_or_insert(e);
-        st.pending.clear();
+        let e = st.failed.get_or_insert(e).clone();
+        Self::fail_pending(&mut st, &e);
         st.confirmed_in_change.clear();
         st.changing = false;
         drop(st);
         self.lac_tx.send_modify(|_| {});
+        self.deliver();
     }
 
     /// Replaces failed bookies one by one: the new ensemble (from the first unconfirmed entry on)
@@ -370,14 +403,16 @@ impl LedgerWriter for BookieWriter {
         LedgerId(self.sh.ledger)
     }
 
-    fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>> {
-        let sh = self.sh.clone();
+    fn add_then(&self, data: Bytes, done: AddDone) {
+        let sh = &self.sh;
         let qw = sh.quorum.write;
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let (entry, lac, targets) = {
             let mut st = sh.state.lock();
             if let Some(f) = st.failed.clone() {
-                return Box::pin(async move { Err(f) });
+                st.ready.push_back((done, Err(f)));
+                drop(st);
+                sh.deliver();
+                return;
             }
             let entry = st.next;
             st.next += 1;
@@ -387,7 +422,7 @@ impl LedgerWriter for BookieWriter {
                 PendingAdd {
                     data: data.clone(),
                     acks: BTreeSet::new(),
-                    done: Some(done_tx),
+                    done: Some(done),
                 },
             );
             let e = st.ensemble.len();
@@ -397,21 +432,10 @@ impl LedgerWriter for BookieWriter {
                 .collect();
             (entry, st.lac, targets)
         };
-        // Issue the writes now so the entry order does not depend on when the future is polled.
+        // Issue the writes now: the entry order is the order of the calls.
         for (b, c) in targets {
             sh.spawn_write(entry, b, c, data.clone(), lac);
         }
-        Box::pin(async move {
-            match done_rx.await {
-                Ok(()) => Ok(EntryId(entry)),
-                Err(_) => Err(sh
-                    .state
-                    .lock()
-                    .failed
-                    .clone()
-                    .unwrap_or_else(|| StorageError::Unavailable("writer dropped".into()))),
-            }
-        })
     }
 
     fn close(&self) -> BoxFuture<'static, Result<Option<EntryId>, StorageError>> {
@@ -435,10 +459,14 @@ impl LedgerWriter for BookieWriter {
             let (lac, length, fenced) = {
                 let mut st = sh.state.lock();
                 let fenced = matches!(st.failed, Some(StorageError::Fenced(_)));
-                st.failed.get_or_insert(StorageError::Closed(ledger));
-                st.pending.clear();
+                let e = st
+                    .failed
+                    .get_or_insert(StorageError::Closed(ledger))
+                    .clone();
+                WriterShared::fail_pending(&mut st, &e);
                 (st.lac, st.length, fenced)
             };
+            sh.deliver();
             if fenced {
                 return Err(StorageError::Fenced(ledger));
             }

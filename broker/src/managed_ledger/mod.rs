@@ -1,7 +1,9 @@
 //! The managed ledger: a topic's log as a list of ledgers.
 //!
-//! One writer task per managed ledger owns the open ledger: appends are pipelined to the
-//! [`LedgerWriter`] in arrival order and complete in that order; the last confirmed position
+//! One writer task per managed ledger owns the open ledger; while the log is healthy appends go
+//! to the [`LedgerWriter`] directly from the caller and complete on the thread that made them
+//! durable ([`appends`]), otherwise through the writer task. Either way they are pipelined in
+//! call order and complete in that order; the last confirmed position
 //! (`lac`) only moves forward and only over entries durable on an ack quorum. The current ledger
 //! is rolled over by entry count, size or age (after in-flight adds drain) and after a write error.
 //!
@@ -123,6 +125,8 @@ pub struct Inner {
     config: Arc<ManagedLedgerConfig>,
     /// Object storage holding offloaded ledgers (set once, when offload is configured).
     tier: std::sync::OnceLock<Arc<crate::offload::tier::Tier>>,
+    /// The open ledger and the appends to it ([`appends`]).
+    appends: Appends,
 }
 
 /// Metadata key of the managed ledger `name` (`tenant/ns/domain/topic`).
@@ -222,6 +226,7 @@ impl ManagedLedger {
             fenced: CancellationToken::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
+        let (handoff_tx, handoff_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             name: name.into(),
             key: key.into(),
@@ -231,12 +236,13 @@ impl ManagedLedger {
             cache,
             config: Arc::new(config),
             tier: std::sync::OnceLock::new(),
+            appends: Appends::new(handoff_tx),
         });
         let ml = ManagedLedger {
             inner: inner.clone(),
             tx,
         };
-        let writer = Writer::new(inner, version.unwrap_or(0));
+        let writer = Writer::new(inner, version.unwrap_or(0), handoff_rx);
         tokio::spawn(writer.run(rx));
         ml
     }
@@ -258,7 +264,9 @@ impl ManagedLedger {
     }
 
     /// Appends one entry. The entry's place in the log is fixed when this is called (not when the
-    /// future is polled); the future resolves with its position once durable.
+    /// future is polled); the future resolves with its position once durable. While the log is
+    /// healthy the entry goes to the open ledger right here ([`appends`]); otherwise through the
+    /// writer task.
     ///
     /// # Cancel safety
     /// Dropping the future does not cancel the append; its outcome is then unknown to the caller.
@@ -267,7 +275,10 @@ impl ManagedLedger {
         data: Bytes,
     ) -> impl std::future::Future<Output = Result<Position>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
-        let sent = self.tx.send(Cmd::Append(data, tx)).is_ok();
+        let sent = match self.inner.try_direct(data, tx) {
+            None => true,
+            Some((data, tx)) => self.tx.send(Cmd::Append(data, tx)).is_ok(),
+        };
         async move {
             if !sent {
                 return Err(BrokerError::ShuttingDown);
@@ -513,9 +524,11 @@ impl ManagedLedger {
     }
 }
 
+mod appends;
 mod offloaded;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+use appends::Appends;
 use writer::Writer;

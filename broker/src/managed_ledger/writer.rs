@@ -6,15 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use futures::future::BoxFuture;
-use futures::stream::FuturesOrdered;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use super::appends::{Current, Direct, Outcome, Reply};
 use super::{Cmd, Inner, ml_info};
 use crate::error::{BrokerError, Result};
-use crate::position::Position;
 use crate::storage::{LedgerWriter, StorageError};
 use strata_common::backoff::{Backoff, BackoffPolicy};
 use strata_common::clock::now_ms;
@@ -22,24 +19,15 @@ use strata_meta::Expected;
 use strata_meta::model::{ManagedLedgerInfo, ManagedLedgerLedger};
 use strata_proto::{EntryId, LedgerId};
 
-type AddFuture = BoxFuture<
-    'static,
-    (
-        Result<EntryId, StorageError>,
-        u64,
-        Bytes,
-        oneshot::Sender<Result<Position>>,
-    ),
->;
-
 /// An append waiting to be (re)written: its data and its caller.
-type PendingAdd = (Bytes, oneshot::Sender<Result<Position>>);
+type PendingAdd = (Bytes, Reply);
 
 /// Delays between attempts to move failed adds to a new ledger.
 const RETRY_BACKOFF: BackoffPolicy =
     BackoffPolicy::exponential(Duration::from_millis(100), Duration::from_secs(2));
 
-/// The log's single writer.
+/// The log's single writer: it owns the open ledger ([`Direct::current`]) and the ledger list,
+/// and takes the appends the direct path ([`super::appends`]) does not.
 ///
 /// A failed add (other than fenced) does not reach the producer: as in Pulsar's managed ledger,
 /// the failed entry and every later one (a ledger's adds complete in order, so they fail too)
@@ -49,9 +37,8 @@ const RETRY_BACKOFF: BackoffPolicy =
 pub(super) struct Writer {
     ml: Arc<Inner>,
     version: u64,
-    current: Option<(Arc<dyn LedgerWriter>, u64)>, // writer, created_ms
-    failed: bool,
-    inflight: FuturesOrdered<AddFuture>,
+    /// Outcomes of adds the direct path does not confirm itself.
+    handoff: mpsc::UnboundedReceiver<Outcome>,
     /// Failed in-flight adds, in log order, to write again.
     retry: VecDeque<PendingAdd>,
     /// Appends that arrived after the failure (after `retry` in order).
@@ -64,13 +51,15 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn new(ml: Arc<Inner>, version: u64) -> Self {
+    pub(super) fn new(
+        ml: Arc<Inner>,
+        version: u64,
+        handoff: mpsc::UnboundedReceiver<Outcome>,
+    ) -> Self {
         Writer {
             ml,
             version,
-            current: None,
-            failed: false,
-            inflight: FuturesOrdered::new(),
+            handoff,
             retry: VecDeque::new(),
             held: VecDeque::new(),
             retry_at: None,
@@ -85,7 +74,36 @@ impl Writer {
             error!(topic = %self.ml.name, reason = why, "ledger fenced: another broker took the topic over; unloading it");
             self.ml.shared.fenced.cancel();
         }
-        self.failed = true;
+        self.ml.appends.set_failed(true);
+    }
+
+    fn direct(&self) -> parking_lot::MutexGuard<'_, Direct> {
+        self.ml.appends.direct.lock()
+    }
+
+    /// The open ledger's id.
+    fn current_ledger(&self) -> Option<u64> {
+        self.direct().current.as_ref().map(|c| c.ledger)
+    }
+
+    /// Closes the direct path: appends come to this task until [`Self::reopen`].
+    fn hold_appends(&self) {
+        self.direct().open = false;
+    }
+
+    /// Opens the direct path again if nothing waits for this task.
+    fn reopen(&self) {
+        let ok = !self.ml.appends.failed()
+            && self.retry.is_empty()
+            && self.held.is_empty()
+            && !self.ml.shared.fenced.is_cancelled()
+            && !self
+                .ml
+                .shared
+                .terminated
+                .load(std::sync::atomic::Ordering::Acquire);
+        let mut d = self.direct();
+        d.open = ok && d.current.is_some();
     }
 
     /// Persists the ledger list (CAS on our version); a conflict means another writer owns the
@@ -112,19 +130,24 @@ impl Writer {
 
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         loop {
+            self.reopen();
+            let waiting = !self.retry.is_empty() || !self.held.is_empty();
             tokio::select! {
-                Some((res, ledger, data, reply)) = self.inflight.next(), if !self.inflight.is_empty() => {
-                    self.complete(res, ledger, data, reply);
-                }
+                Some(outcome) = self.handoff.recv() => self.complete(outcome),
                 _ = tokio::time::sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_due() => {
                     self.rewrite_pending().await;
                 }
+                // the last add in flight answered: pending adds may be written again
+                _ = self.ml.appends.idle.notified(), if waiting => {}
                 cmd = rx.recv() => match cmd {
-                    Some(Cmd::Append(data, reply)) => self.append(data, reply).await,
+                    Some(Cmd::Append(data, reply)) => {
+                        self.append(data, reply).await;
+                        self.direct().queued -= 1;
+                    }
                     Some(Cmd::Trim(victims, reply)) => {
+                        let current = self.current_ledger();
                         let info = {
                             let mut ls = self.ml.shared.ledgers.write();
-                            let current = self.current.as_ref().map(|(w, _)| w.ledger_id().0);
                             ls.retain(|l| !victims.contains(&l.ledger_id.0) || Some(l.ledger_id.0) == current);
                             ml_info(ls.clone(), self.ml.shared.terminated.load(std::sync::atomic::Ordering::Acquire))
                         };
@@ -136,11 +159,12 @@ impl Writer {
                         let _ = reply.send(r);
                     }
                     Some(Cmd::Terminate(reply)) => {
+                        self.hold_appends();
                         self.drain().await;
                         let name = self.ml.name.to_string();
                         self.fail_pending(|| BrokerError::TopicTerminated(name.clone()));
                         self.ml.shared.terminated.store(true, std::sync::atomic::Ordering::Release);
-                        if self.current.is_some() {
+                        if self.current_ledger().is_some() {
                             self.close_current().await;
                         } else {
                             let info = ml_info(self.ml.shared.ledgers.read().clone(), true);
@@ -158,6 +182,7 @@ impl Writer {
                         let _ = reply.send(Ok(*self.ml.shared.lac.borrow()));
                     }
                     Some(Cmd::Close(reply)) => {
+                        self.hold_appends();
                         self.drain().await;
                         self.fail_pending(|| BrokerError::ServiceNotReady("topic closed".into()));
                         self.close_current().await;
@@ -166,6 +191,7 @@ impl Writer {
                         return;
                     }
                     None => {
+                        self.hold_appends();
                         self.drain().await;
                         self.fail_pending(|| BrokerError::ShuttingDown);
                         self.close_current().await;
@@ -205,34 +231,20 @@ impl Writer {
         Ok(())
     }
 
-    fn complete(
-        &mut self,
-        res: Result<EntryId, StorageError>,
-        ledger: u64,
-        data: Bytes,
-        reply: oneshot::Sender<Result<Position>>,
-    ) {
+    /// A success after its ledger failed restarts the retry backoff's run of failures.
+    fn note_successes(&mut self) {
+        if self.ml.appends.take_succeeded() {
+            self.retry_since = None;
+            self.retry_backoff.reset();
+        }
+    }
+
+    /// An outcome the direct path left to this task: a failure, or a success after one.
+    fn complete(&mut self, (res, ledger, data, reply): Outcome) {
+        self.note_successes();
         match res {
-            Ok(EntryId(entry)) if !self.failed => {
-                let pos = Position::new(ledger, entry as i64);
-                {
-                    let mut ls = self.ml.shared.ledgers.write();
-                    if let Some(l) = ls.iter_mut().find(|l| l.ledger_id.0 == ledger) {
-                        l.entries = l.entries.max(entry + 1);
-                        l.size += data.len() as u64;
-                    }
-                }
-                // `data` is usually a slice of a connection's read buffer: cache an exact-size
-                // copy so the cache's byte bound is the memory it really holds.
-                self.ml.cache.insert(pos, Bytes::copy_from_slice(&data));
-                self.ml.shared.lac.send_if_modified(|lac| {
-                    if pos > *lac {
-                        *lac = pos;
-                        true
-                    } else {
-                        false
-                    }
-                });
+            Ok(EntryId(entry)) if !self.ml.appends.failed() => {
+                let pos = self.ml.confirm(ledger, entry, &data);
                 let _ = reply.send(Ok(pos));
                 self.retry_since = None;
                 self.retry_backoff.reset();
@@ -251,39 +263,41 @@ impl Writer {
             }
             Err(StorageError::Fenced(l)) => {
                 self.fence("add fenced by the bookies");
-                self.failed = true;
                 let _ = reply.send(Err(StorageError::Fenced(l).into()));
             }
-            Err(e) => {
-                if !self.failed {
-                    warn!(topic = %self.ml.name, ledger, error = %e, "add failed; writing it and the later entries again to a new ledger");
-                }
-                self.failed = true;
-                if self.ml.shared.fenced.is_cancelled() {
-                    let _ = reply.send(Err(e.into()));
-                } else {
-                    self.retry.push_back((data, reply));
-                    if self.retry_at.is_none() {
-                        let now = tokio::time::Instant::now();
-                        // The first failure is retried at once, later ones after a backoff.
-                        let delay = if self.retry_since.is_some() {
-                            self.retry_backoff
-                                .peek_delay()
-                                .unwrap_or(RETRY_BACKOFF.max())
-                        } else {
-                            Duration::ZERO
-                        };
-                        self.retry_at = Some(now + delay);
-                        self.retry_since.get_or_insert(now);
-                    }
-                }
-            }
+            Err(e) => self.add_failed(e, ledger, data, reply),
+        }
+    }
+
+    /// A failed add: written again (with the later ones) to a new ledger, the first failure
+    /// of a run at once, later ones after a backoff.
+    fn add_failed(&mut self, e: StorageError, ledger: u64, data: Bytes, reply: Reply) {
+        if !self.ml.appends.failed() || self.retry.is_empty() {
+            warn!(topic = %self.ml.name, ledger, error = %e, "add failed; writing it and the later entries again to a new ledger");
+        }
+        self.ml.appends.set_failed(true);
+        if self.ml.shared.fenced.is_cancelled() {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+        self.retry.push_back((data, reply));
+        if self.retry_at.is_none() {
+            let now = tokio::time::Instant::now();
+            let delay = if self.retry_since.is_some() {
+                self.retry_backoff
+                    .peek_delay()
+                    .unwrap_or(RETRY_BACKOFF.max())
+            } else {
+                Duration::ZERO
+            };
+            self.retry_at = Some(now + delay);
+            self.retry_since.get_or_insert(now);
         }
     }
 
     /// Whether pending adds wait for a new ledger and nothing is in flight.
     fn retry_due(&self) -> bool {
-        (!self.retry.is_empty() || !self.held.is_empty()) && self.inflight.is_empty()
+        (!self.retry.is_empty() || !self.held.is_empty()) && self.ml.appends.inflight() == 0
     }
 
     /// Fails every pending add (failed in-flight ones first, then held ones: log order).
@@ -300,6 +314,12 @@ impl Writer {
     /// again later, until `add_retry_timeout`.
     async fn rewrite_pending(&mut self) {
         self.retry_at = None;
+        // Nothing is in flight: every outcome not handled yet is queued. Failed adds among them
+        // come before the pending ones in the log.
+        while let Ok(outcome) = self.handoff.try_recv() {
+            self.complete(outcome);
+        }
+        self.note_successes();
         if self.ml.shared.fenced.is_cancelled() {
             let name = self.ml.name.clone();
             self.fail_pending(|| {
@@ -326,15 +346,17 @@ impl Writer {
         match self.rollover().await {
             Ok(()) => {
                 let n = self.retry.len() + self.held.len();
-                let Some((w, _)) = &self.current else {
-                    return;
-                };
-                let ledger = w.ledger_id().0;
-                for (data, reply) in self.retry.drain(..).chain(self.held.drain(..)) {
-                    let fut = w.add(data.clone());
-                    self.inflight
-                        .push_back(Box::pin(async move { (fut.await, ledger, data, reply) }));
+                let pending: Vec<PendingAdd> =
+                    self.retry.drain(..).chain(self.held.drain(..)).collect();
+                let mut d = self.ml.appends.direct.lock();
+                let ledger = d.current.as_ref().map_or(0, |c| c.ledger);
+                for (data, reply) in pending {
+                    if let Some((_, reply)) = self.ml.issue(&mut d, data, reply) {
+                        let _ =
+                            reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
+                    }
                 }
+                drop(d);
                 info!(topic = %self.ml.name, ledger, entries = n, "writing pending entries again to a new ledger");
             }
             Err(e) => {
@@ -344,30 +366,37 @@ impl Writer {
         }
     }
 
+    /// Waits until every add in flight has answered, handling the outcomes left to this task.
     async fn drain(&mut self) {
-        while let Some((res, ledger, data, reply)) = self.inflight.next().await {
-            self.complete(res, ledger, data, reply);
+        loop {
+            while let Ok(outcome) = self.handoff.try_recv() {
+                self.complete(outcome);
+            }
+            if self.ml.appends.inflight() == 0 {
+                // an outcome is handed off before its add stops counting: none is missed
+                while let Ok(outcome) = self.handoff.try_recv() {
+                    self.complete(outcome);
+                }
+                return;
+            }
+            tokio::select! {
+                Some(outcome) = self.handoff.recv() => self.complete(outcome),
+                _ = self.ml.appends.idle.notified() => {}
+            }
         }
     }
 
     fn needs_rollover(&self) -> bool {
-        let Some((w, created)) = &self.current else {
-            return true;
-        };
-        if self.failed {
+        if self.ml.appends.failed() {
             return true;
         }
-        let cfg = &self.ml.config;
-        let ls = self.ml.shared.ledgers.read();
-        let Some(l) = ls.iter().find(|l| l.ledger_id == w.ledger_id()) else {
-            return true;
-        };
-        l.entries >= cfg.max_entries_per_ledger
-            || l.size >= cfg.max_size_per_ledger
-            || now_ms().saturating_sub(*created) >= cfg.max_ledger_age.as_millis() as u64
+        let d = self.direct();
+        d.current
+            .as_ref()
+            .is_none_or(|c| c.is_full(&self.ml.config))
     }
 
-    async fn append(&mut self, data: Bytes, reply: oneshot::Sender<Result<Position>>) {
+    async fn append(&mut self, data: Bytes, reply: Reply) {
         if self.ml.shared.fenced.is_cancelled() {
             let _ = reply.send(Err(BrokerError::ServiceNotReady(format!(
                 "topic {} moved to another broker",
@@ -385,7 +414,7 @@ impl Writer {
             return;
         }
         // Behind adds waiting for a new ledger (or an add that just failed): keep the order.
-        if self.failed || !self.retry.is_empty() || !self.held.is_empty() {
+        if self.ml.appends.failed() || !self.retry.is_empty() || !self.held.is_empty() {
             self.held.push_back((data, reply));
             if self.retry_at.is_none() {
                 self.retry_at = Some(tokio::time::Instant::now());
@@ -393,28 +422,30 @@ impl Writer {
             return;
         }
         if self.needs_rollover() {
+            self.hold_appends();
             self.drain().await;
+            if self.ml.appends.failed() {
+                // an add in flight failed meanwhile: this one waits behind it
+                self.held.push_back((data, reply));
+                self.retry_at.get_or_insert_with(tokio::time::Instant::now);
+                return;
+            }
             if let Err(e) = self.rollover().await {
                 warn!(topic = %self.ml.name, error = %e, "ledger rollover failed");
                 let _ = reply.send(Err(e));
                 return;
             }
         }
-        let Some((w, _)) = &self.current else {
+        let mut d = self.ml.appends.direct.lock();
+        if let Some((_, reply)) = self.ml.issue(&mut d, data, reply) {
             let _ = reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
-            return;
-        };
-        let ledger = w.ledger_id().0;
-        let fut = w.add(data.clone());
-        self.inflight
-            .push_back(Box::pin(async move { (fut.await, ledger, data, reply) }));
+        }
     }
 
     async fn close_current(&mut self) {
-        let Some((w, _)) = self.current.take() else {
+        let Some(Current { w, ledger: id, .. }) = self.direct().current.take() else {
             return;
         };
-        let id = w.ledger_id().0;
         if self.ml.shared.fenced.is_cancelled() {
             // The new owner recovers (and closes) this ledger; we must not touch the list.
             return;
@@ -490,7 +521,7 @@ impl Writer {
                 self.ml.name
             )));
         }
-        self.failed = false;
+        self.ml.appends.set_failed(false);
         let w = Self::create_ledger_above_last(&self.ml).await?;
         let created = now_ms();
         let info = {
@@ -522,7 +553,7 @@ impl Writer {
             }
         }
         debug!(topic = %self.ml.name, ledger = %w.ledger_id(), "opened ledger");
-        self.current = Some((w, created));
+        self.direct().current = Some(Current::new(w, created));
         Ok(())
     }
 }

@@ -1,0 +1,218 @@
+//! The managed ledger's direct append path: while the log is healthy, an append goes from the
+//! caller's thread straight to the open ledger, and its completion (on whichever thread made it
+//! durable, e.g. the local bookie's journal thread) updates the ledger list, the entry cache and
+//! the last confirmed position and answers the caller. No task hop per entry.
+//!
+//! Everything else goes through the writer task ([`super::writer`]): the first append, ledger
+//! rollover, a failed add and the appends behind it, termination and closing. The writer task
+//! opens the direct path ([`Direct::open`]) only when nothing waits for it, and closes it before
+//! it changes the open ledger; appends it has queued (`queued`) keep later appends behind them, so
+//! the log order is the order of the `append` calls either way.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use super::{Inner, ManagedLedgerConfig};
+use crate::error::Result;
+use crate::position::Position;
+use crate::storage::{AddDone, LedgerWriter, StorageError};
+use strata_common::clock::now_ms;
+use strata_proto::EntryId;
+
+/// An append's caller.
+pub(super) type Reply = oneshot::Sender<Result<Position>>;
+
+/// An add's outcome the writer task handles: the result, the ledger, the data (to write it
+/// again) and the caller.
+pub(super) type Outcome = (Result<EntryId, StorageError>, u64, Bytes, Reply);
+
+/// The open ledger and what was added to it.
+pub(super) struct Current {
+    pub(super) w: Arc<dyn LedgerWriter>,
+    pub(super) ledger: u64,
+    pub(super) created_ms: u64,
+    entries: u64,
+    bytes: u64,
+}
+
+impl Current {
+    pub(super) fn new(w: Arc<dyn LedgerWriter>, created_ms: u64) -> Self {
+        let ledger = w.ledger_id().0;
+        Current {
+            w,
+            ledger,
+            created_ms,
+            entries: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Whether the ledger is full or old (by [`ManagedLedgerConfig`]'s rollover settings).
+    pub(super) fn is_full(&self, cfg: &ManagedLedgerConfig) -> bool {
+        self.entries >= cfg.max_entries_per_ledger
+            || self.bytes >= cfg.max_size_per_ledger
+            || now_ms().saturating_sub(self.created_ms) >= cfg.max_ledger_age.as_millis() as u64
+    }
+}
+
+/// What appenders and the writer task share, under one lock.
+#[derive(Default)]
+pub(super) struct Direct {
+    /// The open ledger (only the writer task sets or takes it).
+    pub(super) current: Option<Current>,
+    /// Whether appends may go straight to `current` (set by the writer task).
+    pub(super) open: bool,
+    /// Appends sent to the writer task and not taken by it yet.
+    pub(super) queued: u64,
+}
+
+/// The state of the append path.
+pub(super) struct Appends {
+    pub(super) direct: Mutex<Direct>,
+    /// Adds issued and not answered yet.
+    inflight: AtomicUsize,
+    /// Notified when `inflight` drops to zero.
+    pub(super) idle: Notify,
+    /// An add of the open ledger failed (or the log was fenced): outcomes and appends go to the
+    /// writer task until it has rolled over.
+    failed: AtomicBool,
+    /// An add succeeded since the writer task last looked (a failure after it starts a new
+    /// run of retries).
+    succeeded: AtomicBool,
+    /// Outcomes for the writer task.
+    handoff: mpsc::UnboundedSender<Outcome>,
+}
+
+impl Appends {
+    pub(super) fn new(handoff: mpsc::UnboundedSender<Outcome>) -> Self {
+        Appends {
+            direct: Mutex::new(Direct::default()),
+            inflight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            failed: AtomicBool::new(false),
+            succeeded: AtomicBool::new(false),
+            handoff,
+        }
+    }
+
+    /// Adds issued and not answered yet.
+    pub(super) fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    pub(super) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_failed(&self, failed: bool) {
+        self.failed.store(failed, Ordering::Release);
+    }
+
+    /// Whether an add succeeded since the last call.
+    pub(super) fn take_succeeded(&self) -> bool {
+        self.succeeded.load(Ordering::Relaxed) && self.succeeded.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Inner {
+    /// Appends `data` to the open ledger now if the direct path is open; otherwise counts it as
+    /// queued for the writer task and hands it back.
+    pub(super) fn try_direct(
+        self: &Arc<Self>,
+        data: Bytes,
+        reply: Reply,
+    ) -> Option<(Bytes, Reply)> {
+        let mut d = self.appends.direct.lock();
+        let ok = d.open
+            && d.queued == 0
+            && !self.appends.failed()
+            && !self.shared.fenced.is_cancelled()
+            && d.current.as_ref().is_some_and(|c| !c.is_full(&self.config));
+        if !ok {
+            d.queued += 1;
+            return Some((data, reply));
+        }
+        self.issue(&mut d, data, reply)
+    }
+
+    /// Adds `data` to the open ledger; the outcome goes to [`Self::on_added`]. Called with the
+    /// [`Direct`] lock held, so the order of the adds is the order of the calls. Hands the
+    /// append back when no ledger is open.
+    pub(super) fn issue(
+        self: &Arc<Self>,
+        d: &mut Direct,
+        data: Bytes,
+        reply: Reply,
+    ) -> Option<(Bytes, Reply)> {
+        let Some(c) = d.current.as_mut() else {
+            return Some((data, reply));
+        };
+        c.entries += 1;
+        c.bytes += data.len() as u64;
+        self.appends.inflight.fetch_add(1, Ordering::AcqRel);
+        let (ml, ledger, payload) = (self.clone(), c.ledger, data.clone());
+        let done = AddDone::new(move |r| ml.on_added(r, ledger, data, reply));
+        c.w.add_then(payload, done);
+        None
+    }
+
+    /// An add's outcome: a success while the ledger is healthy is confirmed here; anything
+    /// else goes to the writer task, which writes failed adds again in order.
+    fn on_added(
+        &self,
+        r: std::result::Result<EntryId, StorageError>,
+        ledger: u64,
+        data: Bytes,
+        reply: Reply,
+    ) {
+        let a = &self.appends;
+        match r {
+            Ok(EntryId(entry)) if !a.failed() => {
+                let pos = self.confirm(ledger, entry, &data);
+                let _ = reply.send(Ok(pos));
+                if !a.succeeded.load(Ordering::Relaxed) {
+                    a.succeeded.store(true, Ordering::Relaxed);
+                }
+            }
+            r => {
+                if r.is_err() {
+                    a.set_failed(true);
+                }
+                // Sent before `inflight` drops: a writer task that sees zero finds it queued.
+                let _ = a.handoff.send((r, ledger, data, reply));
+            }
+        }
+        if a.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            a.idle.notify_one();
+        }
+    }
+
+    /// Records entry `entry` of `ledger` as durable: the ledger list's counts, the entry cache
+    /// and the last confirmed position. Returns its position.
+    pub(super) fn confirm(&self, ledger: u64, entry: u64, data: &Bytes) -> Position {
+        let pos = Position::new(ledger, entry as i64);
+        {
+            let mut ls = self.shared.ledgers.write();
+            if let Some(l) = ls.iter_mut().rev().find(|l| l.ledger_id.0 == ledger) {
+                l.entries = l.entries.max(entry + 1);
+                l.size += data.len() as u64;
+            }
+        }
+        // `data` is usually a slice of a connection's read buffer: cache an exact-size copy so
+        // the cache's byte bound is the memory it really holds.
+        self.cache.insert(pos, Bytes::copy_from_slice(data));
+        self.shared.lac.send_if_modified(|lac| {
+            if pos > *lac {
+                *lac = pos;
+                true
+            } else {
+                false
+            }
+        });
+        pos
+    }
+}
