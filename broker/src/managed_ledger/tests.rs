@@ -189,6 +189,48 @@ mod basic {
         assert_eq!(all, [&b"b"[..], b"c", b"d"]);
     }
 
+    /// Appends go straight to the open ledger while it is healthy and through the writer task
+    /// around rollovers and failures: either way the log holds them in call order, and every
+    /// append is answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_keep_call_order_across_rollovers_and_failures() {
+        let st = MemStorage::default();
+        let meta = crate::metadata::in_memory().unwrap();
+        let cfg = ManagedLedgerConfig {
+            max_entries_per_ledger: 7,
+            ..Default::default()
+        };
+        let ml = open(&st, &meta, cfg).await;
+        let first = ml.append(Bytes::from_static(b"first")).await.unwrap();
+        let mut pending = Vec::new();
+        for i in 0..400u32 {
+            if i % 97 == 50 {
+                st.fail_adds.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            pending.push(tokio::spawn(ml.append(Bytes::from(i.to_string()))));
+            if i % 97 == 60 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                st.fail_adds.store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+            if i % 13 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let mut positions = Vec::new();
+        for p in pending {
+            positions.push(p.await.unwrap().unwrap());
+        }
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        let mut at = first;
+        for i in 0..400u32 {
+            at = ml.next_position(at).unwrap();
+            assert_eq!(at, positions[i as usize]);
+            let data = ml.read_one(at).await.unwrap().unwrap();
+            assert_eq!(data, Bytes::from(i.to_string()));
+        }
+        assert!(ml.ledgers().len() > 400 / 7);
+    }
+
     #[tokio::test]
     async fn failed_adds_fail_after_the_retry_timeout() {
         let st = MemStorage::default();
