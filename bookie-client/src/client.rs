@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tonic::transport::Channel;
 
+use crate::add::AddRequest;
 use crate::error::ClientError;
 use crate::grpc::GrpcBookie;
 use crate::local::{LacResponse, LocalBookie};
@@ -107,15 +108,17 @@ impl BookieClient {
         payload: Bytes,
         recovery: bool,
     ) -> Result<(), ClientError> {
+        let req = AddRequest {
+            ledger,
+            entry,
+            master_key,
+            lac,
+            payload,
+            recovery,
+        };
         match &self.backend {
-            Backend::Grpc(g) => {
-                g.add_with(ledger, entry, master_key, lac, payload, recovery)
-                    .await
-            }
-            Backend::Local(l) => {
-                l.add(ledger, entry, master_key, lac, payload, recovery)
-                    .await
-            }
+            Backend::Grpc(g) => g.add(req).await,
+            Backend::Local(l) => l.add(req).await,
         }
     }
 

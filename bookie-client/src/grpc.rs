@@ -182,27 +182,19 @@ impl GrpcBookie {
     ///
     /// # Cancel safety
     /// Not cancel safe: a dropped add may still be written.
-    pub async fn add_with(
-        &self,
-        ledger: u64,
-        entry: u64,
-        master_key: Bytes,
-        lac: i64,
-        payload: Bytes,
-        recovery: bool,
-    ) -> Result<(), ClientError> {
+    pub async fn add(&self, add: crate::AddRequest) -> Result<(), ClientError> {
         let (tx, pending) = self.add_stream().await?;
         let request_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (done_tx, done_rx) = oneshot::channel();
         pending.lock().insert(request_id, done_tx);
         let req = AddRequest {
             request_id,
-            ledger_id: ledger,
-            entry_id: entry,
-            master_key,
-            lac,
-            payload,
-            recovery,
+            ledger_id: add.ledger,
+            entry_id: add.entry,
+            master_key: add.master_key,
+            lac: add.lac,
+            payload: add.payload,
+            recovery: add.recovery,
         };
         if tx.send(req).await.is_err() {
             pending.lock().remove(&request_id);

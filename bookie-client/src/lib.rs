@@ -3,6 +3,8 @@
 //! - [`BookieClient`]: a typed client of one bookie. Over gRPC, adds are pipelined on one
 //!   bidirectional stream per client (opened lazily, reopened after a failure); reads, LAC
 //!   long-polls ([`LacResponse`]), fence and delete are unary calls. Clones share the connection.
+//! - [`AddRequest`]: one add (ledger, entry, master key, LAC, payload, recovery flag), as both
+//!   backends and the bookie's storage take it.
 //! - [`LocalBookie`]: the same calls on the bookie of the same process, without the network
 //!   ([`BookieClient::local`]; `strata standalone`).
 //! - [`ClientError`]: the bookie's error codes as an enum, with
@@ -13,12 +15,14 @@
 //! (and anything else that only talks to bookies) does not build the server. `strata-bookie`
 //! re-exports this crate as `strata_bookie::client`.
 
+mod add;
 mod client;
 mod error;
 mod grpc;
 pub mod limits;
 mod local;
 
+pub use add::AddRequest;
 pub use client::BookieClient;
 pub use error::ClientError;
 pub use local::{AddDone, LacResponse, LocalBookie};

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::add::AddRequest;
 use crate::error::ClientError;
 
 /// LAC facts returned by `read_lac` and `fence`.
@@ -26,30 +27,12 @@ pub type AddDone = Box<dyn FnOnce(Result<(), ClientError>) + Send>;
 #[async_trait::async_trait]
 pub trait LocalBookie: Send + Sync + 'static {
     /// Adds an entry (a `recovery` add is accepted on a fenced ledger); resolves when durable.
-    async fn add(
-        &self,
-        ledger: u64,
-        entry: u64,
-        master_key: Bytes,
-        lac: i64,
-        payload: Bytes,
-        recovery: bool,
-    ) -> Result<(), ClientError>;
+    async fn add(&self, req: AddRequest) -> Result<(), ClientError>;
 
     /// [`Self::add`] without a future: `done` receives the outcome, normally on the bookie's
     /// journal thread right after the sync (so it must be short and must not block). Must be
     /// called inside a Tokio runtime.
-    #[allow(clippy::too_many_arguments)]
-    fn add_then(
-        &self,
-        ledger: u64,
-        entry: u64,
-        master_key: Bytes,
-        lac: i64,
-        payload: Bytes,
-        recovery: bool,
-        done: AddDone,
-    );
+    fn add_then(&self, req: AddRequest, done: AddDone);
 
     /// Reads one entry: its payload and the bookie's LAC of the ledger.
     async fn read_entry(&self, ledger: u64, entry: u64) -> Result<(Bytes, i64), ClientError>;

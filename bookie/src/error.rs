@@ -1,5 +1,6 @@
 //! Errors of the bookie's storage and service, and their one mapping to the wire ([`ErrorCode`]).
 
+use strata_bookie_client::ClientError;
 use strata_proto::bookie::ErrorCode;
 
 use crate::format::FormatError;
@@ -114,6 +115,14 @@ impl BookieError {
     /// The gRPC status for a unary call: a `tonic::Code` plus an encoded `ErrorDetail` in `details`.
     pub fn to_status(&self) -> tonic::Status {
         code_to_status(self.code(), self.to_string())
+    }
+}
+
+/// The same answer as the client of a bookie sees it over gRPC (the bookie of the same process,
+/// [`crate::local`]).
+impl From<BookieError> for ClientError {
+    fn from(e: BookieError) -> Self {
+        ClientError::from_code(e.code(), e.to_string())
     }
 }
 

@@ -3,76 +3,37 @@
 //! protobuf, HTTP/2 or loopback socket per entry.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use strata_bookie_client::{AddDone, ClientError, LacResponse, LocalBookie};
+use strata_bookie_client::{AddDone, AddRequest, ClientError, LacResponse, LocalBookie};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::BookieError;
-use crate::metrics::Metrics;
-use crate::service::{MAX_LONG_POLL, add_counted, count_add, range_budget};
+use crate::service::{MAX_LONG_POLL, range_budget};
 use crate::storage::Storage;
 
 /// See the module documentation. Made by [`crate::BookieNode::local`].
 pub struct LocalHandle {
     pub(crate) storage: Arc<Storage>,
-    pub(crate) metrics: Arc<Metrics>,
     /// Fires when the bookie stops (ends LAC long-polls).
     pub(crate) cancel: CancellationToken,
 }
 
-fn client_error(e: BookieError) -> ClientError {
-    ClientError::from_code(e.code(), e.to_string())
-}
-
 #[async_trait::async_trait]
 impl LocalBookie for LocalHandle {
-    async fn add(
-        &self,
-        ledger: u64,
-        entry: u64,
-        master_key: Bytes,
-        lac: i64,
-        payload: Bytes,
-        recovery: bool,
-    ) -> Result<(), ClientError> {
-        add_counted(
-            &self.storage,
-            &self.metrics,
-            ledger,
-            entry,
-            master_key,
-            lac,
-            payload,
-            recovery,
-        )
-        .await
-        .map_err(client_error)
+    async fn add(&self, req: AddRequest) -> Result<(), ClientError> {
+        self.storage.add_with(req).await.map_err(ClientError::from)
     }
 
-    fn add_then(
-        &self,
-        ledger: u64,
-        entry: u64,
-        master_key: Bytes,
-        lac: i64,
-        payload: Bytes,
-        recovery: bool,
-        done: AddDone,
-    ) {
-        let metrics = self.metrics.clone();
-        let (start, len) = (Instant::now(), payload.len() as u64);
-        let counted = Box::new(move |r: Result<(), BookieError>| {
-            count_add(&metrics, start, len, ledger, entry, &r);
-            done(r.map_err(client_error))
-        });
-        let s = &self.storage;
-        s.add_then(ledger, entry, master_key, lac, payload, recovery, counted);
+    fn add_then(&self, req: AddRequest, done: AddDone) {
+        self.storage.add_then(req, done);
     }
 
     async fn read_entry(&self, ledger: u64, entry: u64) -> Result<(Bytes, i64), ClientError> {
-        self.storage.read(ledger, entry).await.map_err(client_error)
+        self.storage
+            .read(ledger, entry)
+            .await
+            .map_err(ClientError::from)
     }
 
     async fn read_range(
@@ -89,7 +50,7 @@ impl LocalBookie for LocalHandle {
             .storage
             .read_many(ledger, first, last, range_budget(max_bytes))
             .await
-            .map_err(client_error)?;
+            .map_err(ClientError::from)?;
         Ok(entries)
     }
 
@@ -100,7 +61,7 @@ impl LocalBookie for LocalHandle {
         timeout: Duration,
     ) -> Result<LacResponse, ClientError> {
         let info = tokio::select! {
-            i = self.storage.read_lac(ledger, previous, timeout.min(MAX_LONG_POLL)) => i.map_err(client_error)?,
+            i = self.storage.read_lac(ledger, previous, timeout.min(MAX_LONG_POLL)) => i.map_err(ClientError::from)?,
             _ = self.cancel.cancelled() => return Err(ClientError::ShuttingDown),
         };
         Ok(LacResponse {
@@ -115,7 +76,7 @@ impl LocalBookie for LocalHandle {
             .storage
             .fence(ledger, master_key)
             .await
-            .map_err(client_error)?;
+            .map_err(ClientError::from)?;
         tracing::info!(
             ledger,
             lac = info.lac,
@@ -130,6 +91,6 @@ impl LocalBookie for LocalHandle {
     }
 
     async fn delete_ledger(&self, ledger: u64) -> Result<(), ClientError> {
-        self.storage.delete(ledger).await.map_err(client_error)
+        self.storage.delete(ledger).await.map_err(ClientError::from)
     }
 }

@@ -88,7 +88,6 @@ impl BookieNode {
             .map_err(|e| BookieError::io("read gRPC address", e))?;
         let svc = BookieService::new(
             storage.clone(),
-            metrics.clone(),
             grpc_tasks.clone(),
             grpc_cancel.child_token(),
         );
@@ -222,7 +221,6 @@ impl BookieNode {
     pub fn local(&self) -> std::sync::Arc<dyn strata_bookie_client::LocalBookie> {
         std::sync::Arc::new(crate::local::LocalHandle {
             storage: self.storage.clone(),
-            metrics: self.metrics.clone(),
             cancel: self.grpc_cancel.child_token(),
         })
     }

@@ -2,7 +2,7 @@
 //! delete. Errors of unary calls carry an `ErrorDetail` (see [`crate::error::code_to_status`]).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -19,7 +19,6 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
-use crate::metrics::Metrics;
 use crate::storage::Storage;
 
 /// Most adds in flight on one stream; the stream is not read further until some complete.
@@ -37,84 +36,31 @@ pub use strata_bookie_client::limits::MAX_MESSAGE_BYTES;
 #[derive(Clone)]
 pub struct BookieService {
     storage: Arc<Storage>,
-    metrics: Arc<Metrics>,
     tracker: TaskTracker,
     cancel: CancellationToken,
 }
 
 impl BookieService {
     /// A service over `storage`; stream tasks are spawned on `tracker` and stop when `cancel` fires.
-    pub fn new(
-        storage: Arc<Storage>,
-        metrics: Arc<Metrics>,
-        tracker: TaskTracker,
-        cancel: CancellationToken,
-    ) -> Self {
+    pub fn new(storage: Arc<Storage>, tracker: TaskTracker, cancel: CancellationToken) -> Self {
         Self {
             storage,
-            metrics,
             tracker,
             cancel,
         }
     }
 }
 
-/// One add, counted in the metrics (the gRPC stream and the in-process path, `crate::local`).
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn add_counted(
-    storage: &Storage,
-    metrics: &Metrics,
-    ledger: u64,
-    entry: u64,
-    master_key: bytes::Bytes,
-    lac: i64,
-    payload: bytes::Bytes,
-    recovery: bool,
-) -> Result<(), crate::error::BookieError> {
-    let start = Instant::now();
-    let len = payload.len() as u64;
-    let r = storage
-        .add_with(ledger, entry, master_key, lac, payload, recovery)
-        .await;
-    count_add(metrics, start, len, ledger, entry, &r);
-    r
-}
-
-/// Counts the outcome of an add of `len` bytes that started at `start`.
-pub(crate) fn count_add(
-    metrics: &Metrics,
-    start: Instant,
-    len: u64,
-    ledger: u64,
-    entry: u64,
-    r: &Result<(), crate::error::BookieError>,
-) {
-    match r {
-        Ok(()) => {
-            metrics.add_entries.inc();
-            metrics.add_bytes.inc_by(len);
-            metrics.add_latency.observe(start.elapsed().as_secs_f64());
-        }
-        Err(e) => {
-            metrics.add_errors.inc();
-            tracing::debug!(ledger, entry, error = %e, "add failed");
-        }
-    }
-}
-
-async fn add_one(storage: Arc<Storage>, metrics: Arc<Metrics>, req: AddRequest) -> AddResponse {
-    let r = add_counted(
-        &storage,
-        &metrics,
-        req.ledger_id,
-        req.entry_id,
-        req.master_key,
-        req.lac,
-        req.payload,
-        req.recovery,
-    )
-    .await;
-    let (code, message) = match r {
+async fn add_one(storage: Arc<Storage>, req: AddRequest) -> AddResponse {
+    let add = strata_bookie_client::AddRequest {
+        ledger: req.ledger_id,
+        entry: req.entry_id,
+        master_key: req.master_key,
+        lac: req.lac,
+        payload: req.payload,
+        recovery: req.recovery,
+    };
+    let (code, message) = match storage.add_with(add).await {
         Ok(()) => (ErrorCode::Ok, String::new()),
         Err(e) => (e.code(), e.to_string()),
     };
@@ -147,7 +93,6 @@ impl Bookie for BookieService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(1024);
         let storage = self.storage.clone();
-        let metrics = self.metrics.clone();
         let cancel = self.cancel.clone();
         let span = tracing::info_span!("add_stream", peer = ?peer);
         self.tracker.spawn(
@@ -181,7 +126,7 @@ impl Bookie for BookieService {
                             match msg {
                                 Ok(Some(batch)) => {
                                     for req in batch.adds {
-                                        inflight.push(add_one(storage.clone(), metrics.clone(), req));
+                                        inflight.push(add_one(storage.clone(), req));
                                     }
                                 }
                                 Ok(None) => inbound_done = true,

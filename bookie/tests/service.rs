@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use strata_bookie::client::AddRequest;
 use strata_bookie::registration::NoopRegistrar;
 use strata_bookie::{BookieClient, BookieNode, BookieOptions, ClientError, StorageConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -254,4 +255,38 @@ async fn registers_while_running_and_deregisters_on_shutdown() {
         "{calls:?}"
     );
     assert_eq!(calls.last().unwrap(), "deregister");
+}
+
+/// The bookie of the same process ([`BookieNode::local`]): an add through the callback is
+/// answered as one over gRPC would be, and every add, of either kind, is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_adds_answer_through_the_callback_and_are_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let local = node.local();
+    let add = |entry: u64, master_key: Bytes| AddRequest {
+        ledger: 3,
+        entry,
+        master_key,
+        lac: entry as i64 - 1,
+        payload: p(3, entry),
+        recovery: false,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for (e, key) in [(0, KEY), (1, KEY), (2, Bytes::from_static(b"bad"))] {
+        let tx = tx.clone();
+        local.add_then(add(e, key), Box::new(move |r| tx.send((e, r)).unwrap()));
+    }
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(rx.recv().await.unwrap());
+    }
+    answers.sort_by_key(|(e, _)| *e);
+    assert!(answers[0].1.is_ok() && answers[1].1.is_ok());
+    assert!(matches!(answers[2].1, Err(ClientError::Unauthorized(_))));
+    local.add(add(3, KEY)).await.unwrap();
+    assert_eq!(local.read_entry(3, 1).await.unwrap().0, p(3, 1));
+    assert_eq!(node.metrics.add_entries.get(), 3);
+    assert_eq!(node.metrics.add_errors.get(), 1);
+    node.shutdown().await;
 }

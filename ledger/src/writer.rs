@@ -166,7 +166,15 @@ impl WriterShared {
         if let Some(local) = c.as_local() {
             let key = sh.key.clone();
             let done = Box::new(move |r| sh.on_result(entry, b, r));
-            local.add_then(self.ledger, entry, key, lac, data, false, done);
+            let req = strata_bookie_client::AddRequest {
+                ledger: self.ledger,
+                entry,
+                master_key: key,
+                lac,
+                payload: data,
+                recovery: false,
+            };
+            local.add_then(req, done);
             return;
         }
         let timeout = self.pool.timeouts.add;

@@ -1,31 +1,55 @@
 //! [`Done`]: how the journal answers one submission — through a channel an async caller awaits,
 //! or by running the caller's callback itself (the ledger writer of the same process: no task,
-//! timer or wake-up per entry; see [`super::Storage::add_then`]).
+//! timer or wake-up per entry; see [`super::Storage::add_then`]). An add's `Done` also carries
+//! its [`AddCount`], settled with the answer, so both kinds of add are counted the same way and
+//! the callback kind needs no wrapping closure.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use strata_bookie_client::{AddDone, AddRequest, ClientError};
 use tokio::sync::oneshot;
 
+use super::Shared;
 use crate::error::BookieError;
 
-/// Receives the outcome of an add. Runs on the bookie's journal thread (or at once on the
-/// caller's thread when the add is refused): it must be short and must not block.
-pub type AddCallback = Box<dyn FnOnce(Result<(), BookieError>) + Send>;
-
-/// The answer channel of one journal submission. A callback dropped unanswered (the journal
-/// thread gone) is called with [`BookieError::ShuttingDown`], as a dropped channel reads.
-pub(super) struct Done(Option<Answer>);
+/// The answer channel of one journal submission. One dropped unanswered (the journal thread
+/// gone) answers [`BookieError::ShuttingDown`], as a dropped channel reads.
+pub(super) struct Done {
+    answer: Option<Answer>,
+    /// Set on an add.
+    count: Option<AddCount>,
+}
 
 enum Answer {
     Channel(oneshot::Sender<Result<(), BookieError>>),
-    Call(AddCallback),
+    /// Runs on the bookie's journal thread (or at once on the caller's thread when the add is
+    /// refused): it must be short and must not block.
+    Call(AddDone),
 }
 
 impl Done {
     pub(super) fn channel(tx: oneshot::Sender<Result<(), BookieError>>) -> Done {
-        Done(Some(Answer::Channel(tx)))
+        Done::new(Answer::Channel(tx))
     }
 
-    pub(super) fn call(f: AddCallback) -> Done {
-        Done(Some(Answer::Call(f)))
+    /// Answers by calling `f`, with the error as the client of a bookie sees it.
+    pub(super) fn call(f: AddDone) -> Done {
+        Done::new(Answer::Call(f))
+    }
+
+    fn new(answer: Answer) -> Done {
+        Done {
+            answer: Some(answer),
+            count: None,
+        }
+    }
+
+    /// This submission, an add counted by `count` when it is answered.
+    pub(super) fn counted(mut self, count: AddCount) -> Done {
+        self.count = Some(count);
+        self
     }
 
     /// Answers the submitter (a caller that stopped waiting is ignored).
@@ -34,11 +58,14 @@ impl Done {
     }
 
     fn answer(&mut self, r: Result<(), BookieError>) {
-        match self.0.take() {
+        if let Some(count) = self.count.take() {
+            count.settle(&r);
+        }
+        match self.answer.take() {
             Some(Answer::Channel(tx)) => {
                 let _ = tx.send(r);
             }
-            Some(Answer::Call(f)) => f(r),
+            Some(Answer::Call(f)) => f(r.map_err(ClientError::from)),
             None => {}
         }
     }
@@ -46,8 +73,64 @@ impl Done {
 
 impl Drop for Done {
     fn drop(&mut self) {
-        if matches!(self.0, Some(Answer::Call(_))) {
+        if self.answer.is_some() {
             self.answer(Err(BookieError::ShuttingDown));
+        }
+    }
+}
+
+/// The accounting of one add, from its start to its answer: the outcome goes to the add metrics,
+/// and the payload counts in `Shared::queued_bytes` (the journal queue's share of the room adds
+/// wait for) while the add is queued.
+pub(super) struct AddCount {
+    shared: Arc<Shared>,
+    start: Instant,
+    ledger: u64,
+    entry: u64,
+    len: usize,
+    queued: bool,
+}
+
+impl AddCount {
+    /// Counts the add `req` that started at `start`; `queued`: it goes to the journal now (its
+    /// bytes count as queued until it is answered).
+    pub(super) fn new(
+        shared: &Arc<Shared>,
+        start: Instant,
+        req: &AddRequest,
+        queued: bool,
+    ) -> Self {
+        let len = req.payload.len();
+        if queued {
+            shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
+        }
+        AddCount {
+            shared: shared.clone(),
+            start,
+            ledger: req.ledger,
+            entry: req.entry,
+            len,
+            queued,
+        }
+    }
+
+    fn settle(self, r: &Result<(), BookieError>) {
+        if self.queued {
+            self.shared
+                .queued_bytes
+                .fetch_sub(self.len, Ordering::AcqRel);
+        }
+        let m = &self.shared.metrics;
+        match r {
+            Ok(()) => {
+                m.add_entries.inc();
+                m.add_bytes.inc_by(self.len as u64);
+                m.add_latency.observe(self.start.elapsed().as_secs_f64());
+            }
+            Err(e) => {
+                m.add_errors.inc();
+                tracing::debug!(ledger = self.ledger, entry = self.entry, error = %e, "add failed");
+            }
         }
     }
 }
@@ -72,7 +155,7 @@ mod tests {
         let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let s = seen.clone();
         drop(Done::call(Box::new(move |r| {
-            s.lock().push(matches!(r, Err(BookieError::ShuttingDown)))
+            s.lock().push(matches!(r, Err(ClientError::ShuttingDown)))
         })));
         assert_eq!(*seen.lock(), vec![true]);
     }

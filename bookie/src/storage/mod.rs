@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use strata_bookie_client::{AddDone, AddRequest};
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::config::StorageConfig;
@@ -51,8 +52,7 @@ use crate::format::checkpoint::{Checkpoint, LedgerRecord};
 use crate::format::journal::{JournalRecord, MAX_KEY_LEN};
 use crate::metrics::Metrics;
 
-pub use done::AddCallback;
-use done::Done;
+use done::{AddCount, Done};
 
 pub(crate) use flusher::write_atomic as write_file_atomic;
 pub use segments::Loc;
@@ -570,94 +570,86 @@ impl Storage {
         lac: i64,
         payload: Bytes,
     ) -> Result<(), BookieError> {
-        self.add_with(ledger, entry, key, lac, payload, false).await
+        let req = AddRequest {
+            ledger,
+            entry,
+            master_key: key,
+            lac,
+            payload,
+            recovery: false,
+        };
+        self.add_with(req).await
     }
 
-    /// [`Self::add`]; a `recovery` add (ledger recovery, re-replication) is accepted on a fenced
-    /// ledger when the master key matches.
-    pub async fn add_with(
-        &self,
-        ledger: u64,
-        entry: u64,
-        key: Bytes,
-        lac: i64,
-        payload: Bytes,
-        recovery: bool,
-    ) -> Result<(), BookieError> {
-        if payload.len() > self.shared.cfg.max_entry_bytes {
-            return Err(self.too_large(payload.len()));
-        }
-        self.wait_for_space().await?;
-        let len = payload.len();
-        let rx = self.submit(
-            JournalRecord::Add {
-                ledger,
-                entry,
-                lac,
-                key: key.clone(),
-                payload,
-            },
-            add_check(ledger, key, recovery),
-            true,
-        )?;
-        self.shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        let r = rx.await.unwrap_or(Err(BookieError::ShuttingDown));
-        self.shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-        r
+    /// [`Self::add`] of `req`; a `recovery` add (ledger recovery, re-replication) is accepted on a
+    /// fenced ledger when the master key matches. Counted in the add metrics.
+    ///
+    /// # Cancel safety
+    /// As [`Self::add`].
+    pub async fn add_with(&self, req: AddRequest) -> Result<(), BookieError> {
+        let start = Instant::now();
+        let room = match self.check_size(req.payload.len()) {
+            Ok(()) => self.wait_for_space().await,
+            Err(e) => Err(e),
+        };
+        let (tx, rx) = oneshot::channel();
+        self.enqueue_add(req, start, room, Done::channel(tx));
+        rx.await.unwrap_or(Err(BookieError::ShuttingDown))
     }
 
     /// [`Self::add_with`] for a caller in this process that wants no future per entry: `done`
-    /// receives the outcome, normally on the journal thread right after the sync. When the
-    /// bookie has no room (the add must wait for the flusher), a task waits and then adds.
-    /// Must be called inside a Tokio runtime.
-    #[allow(clippy::too_many_arguments)]
-    pub fn add_then(
-        self: &Arc<Self>,
-        ledger: u64,
-        entry: u64,
-        key: Bytes,
-        lac: i64,
-        payload: Bytes,
-        recovery: bool,
-        done: AddCallback,
-    ) {
-        if payload.len() > self.shared.cfg.max_entry_bytes {
-            return done(Err(self.too_large(payload.len())));
-        }
-        if self.space_full() {
-            let this = self.clone();
-            tokio::spawn(async move {
-                done(
-                    this.add_with(ledger, entry, key, lac, payload, recovery)
-                        .await,
-                );
-            });
-            return;
-        }
-        let len = payload.len();
-        let shared = self.shared.clone();
-        shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
-        let done = Done::call(Box::new(move |r| {
-            shared.queued_bytes.fetch_sub(len, Ordering::AcqRel);
-            done(r)
-        }));
-        let rec = JournalRecord::Add {
-            ledger,
-            entry,
-            lac,
-            key: key.clone(),
-            payload,
-        };
-        if let Err((e, done)) = self.enqueue(rec, add_check(ledger, key, recovery), true, done) {
-            done.send(Err(e));
+    /// receives the outcome (with the error as the client of a bookie sees it), normally on the
+    /// journal thread right after the sync. When the bookie has no room (the add must wait for
+    /// the flusher), a task waits and then adds. Must be called inside a Tokio runtime.
+    pub fn add_then(self: &Arc<Self>, req: AddRequest, done: AddDone) {
+        let start = Instant::now();
+        let done = Done::call(done);
+        match self.check_size(req.payload.len()) {
+            Ok(()) if self.space_full() => {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let room = this.wait_for_space().await;
+                    this.enqueue_add(req, start, room, done);
+                });
+            }
+            room => self.enqueue_add(req, start, room, done),
         }
     }
 
-    fn too_large(&self, len: usize) -> BookieError {
-        BookieError::Invalid(format!(
-            "entry of {len} bytes exceeds the limit of {}",
-            self.shared.cfg.max_entry_bytes
-        ))
+    /// The one add path of [`Self::add_with`] and [`Self::add_then`], once it is known whether
+    /// the add may go on (`room`: its size is within the limit and there was space, or why
+    /// not): counts the add (see [`AddCount`]) and queues its record, or answers the refusal.
+    fn enqueue_add(
+        &self,
+        req: AddRequest,
+        start: Instant,
+        room: Result<(), BookieError>,
+        done: Done,
+    ) {
+        let done = done.counted(AddCount::new(&self.shared, start, &req, room.is_ok()));
+        if let Err(e) = room {
+            return done.send(Err(e));
+        }
+        let rec = JournalRecord::Add {
+            ledger: req.ledger,
+            entry: req.entry,
+            lac: req.lac,
+            key: req.master_key.clone(),
+            payload: req.payload,
+        };
+        let check = add_check(req.ledger, req.master_key, req.recovery);
+        self.enqueue(rec, check, true, done);
+    }
+
+    /// Refuses an entry over the size limit.
+    fn check_size(&self, len: usize) -> Result<(), BookieError> {
+        let max = self.shared.cfg.max_entry_bytes;
+        if len > max {
+            return Err(BookieError::Invalid(format!(
+                "entry of {len} bytes exceeds the limit of {max}"
+            )));
+        }
+        Ok(())
     }
 
     /// Whether an add must wait for room: the write cache or the journal queues are over their
@@ -698,43 +690,43 @@ impl Storage {
         rec: JournalRecord,
         validate: impl FnOnce(&mut Admission) -> Result<(), BookieError>,
         is_add: bool,
-    ) -> Result<oneshot::Receiver<Result<(), BookieError>>, BookieError> {
+    ) -> oneshot::Receiver<Result<(), BookieError>> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(rec, validate, is_add, Done::channel(tx))
-            .map_err(|(e, _)| e)?;
-        Ok(rx)
+        self.enqueue(rec, validate, is_add, Done::channel(tx));
+        rx
     }
 
-    /// [`Self::submit`] answering through `done`; a refused record hands `done` back with the
-    /// reason.
+    /// [`Self::submit`] answering through `done`, which also hears a refusal.
     fn enqueue(
         &self,
         rec: JournalRecord,
         validate: impl FnOnce(&mut Admission) -> Result<(), BookieError>,
         is_add: bool,
         done: Done,
-    ) -> Result<(), (BookieError, Done)> {
+    ) {
         if let JournalRecord::Add { key, .. } | JournalRecord::Fence { key, .. } = &rec {
             if key.len() > MAX_KEY_LEN {
                 let e = BookieError::Invalid(format!("master key longer than {MAX_KEY_LEN} bytes"));
-                return Err((e, done));
+                return done.send(Err(e));
             }
         }
         if self.shared.journal_failed.load(Ordering::Acquire) {
             let reason = "journal failed".into();
-            return Err((BookieError::ReadOnly { reason }, done));
+            return done.send(Err(BookieError::ReadOnly { reason }));
         }
         if is_add {
             if let Some(reason) = self.shared.read_only.lock().clone() {
-                return Err((BookieError::ReadOnly { reason }, done));
+                return done.send(Err(BookieError::ReadOnly { reason }));
             }
         }
         let mut ad = self.shared.admission.lock();
         if let Err(e) = validate(&mut ad) {
-            return Err((e, done));
+            drop(ad);
+            return done.send(Err(e));
         }
         let Some(jtx) = ad.journal_tx.as_ref() else {
-            return Err((BookieError::ShuttingDown, done));
+            drop(ad);
+            return done.send(Err(BookieError::ShuttingDown));
         };
         let op = JournalOp {
             rec,
@@ -742,10 +734,10 @@ impl Storage {
             queued: Instant::now(),
         };
         if let Err(std::sync::mpsc::SendError(op)) = jtx.send(op) {
-            return Err((BookieError::ShuttingDown, op.done));
+            drop(ad);
+            return op.done.send(Err(BookieError::ShuttingDown));
         }
         self.shared.metrics.journal_queue_size.inc();
-        Ok(())
     }
 
     /// Fences a ledger durably (creating it if absent). Returns its LAC facts.
@@ -760,7 +752,7 @@ impl Storage {
                 Ok(())
             },
             false,
-        )?;
+        );
         rx.await.unwrap_or(Err(BookieError::ShuttingDown))?;
         self.lac_info(ledger)
     }
@@ -779,7 +771,7 @@ impl Storage {
                 Ok(())
             },
             false,
-        )?;
+        );
         rx.await.unwrap_or(Err(BookieError::ShuttingDown))?;
         self.shared
             .metrics
