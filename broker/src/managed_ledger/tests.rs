@@ -205,12 +205,14 @@ mod basic {
         let mut pending = Vec::new();
         for i in 0..400u32 {
             if i % 97 == 50 {
-                st.fail_adds.store(true, std::sync::atomic::Ordering::Relaxed);
+                st.fail_adds
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
             pending.push(tokio::spawn(ml.append(Bytes::from(i.to_string()))));
             if i % 97 == 60 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                st.fail_adds.store(false, std::sync::atomic::Ordering::Relaxed);
+                st.fail_adds
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
             }
             if i % 13 == 0 {
                 tokio::task::yield_now().await;
