@@ -2,7 +2,7 @@
 //!
 //! - [`storage`]: the [`storage::LedgerStorage`] / [`storage::LedgerWriter`] traits the broker's
 //!   managed ledger codes against (and [`storage::MemStorage`] for unit tests above the trait),
-//!   with [`AddDone`], an add's completion callback.
+//!   with [`AddCompletion`], an add's completion callback.
 //! - [`client`]: [`client::BookieLedgerStorage`], ledgers of E bookies with write quorum Qw and
 //!   ack quorum Qa over `strata_bookie_client::BookieClient`, metadata in `strata_meta`;
 //!   speculative reads, rack-aware placement. Its parts: `config` ([`client::Quorum`],
@@ -34,4 +34,6 @@ pub mod storage;
 mod write_set;
 mod writer;
 
-pub use storage::{AddDone, CreateOptions, LedgerStorage, LedgerWriter, Quorum, StorageError};
+pub use storage::{
+    AddCompletion, CreateOptions, LedgerStorage, LedgerWriter, Quorum, StorageError,
+};

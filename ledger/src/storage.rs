@@ -60,12 +60,12 @@ type AddCallback = Box<dyn FnOnce(Result<EntryId, StorageError>) + Send>;
 /// The completion of one add. Run once with the outcome; dropped unrun (a writer that went away
 /// without answering), it answers `Unavailable`, so a caller counting its adds in flight always
 /// hears back.
-pub struct AddDone(Option<AddCallback>);
+pub struct AddCompletion(Option<AddCallback>);
 
-impl AddDone {
+impl AddCompletion {
     /// A completion that runs `f`.
     pub fn new(f: impl FnOnce(Result<EntryId, StorageError>) + Send + 'static) -> Self {
-        AddDone(Some(Box::new(f)))
+        AddCompletion(Some(Box::new(f)))
     }
 
     /// Answers with `r`.
@@ -76,7 +76,7 @@ impl AddDone {
     }
 }
 
-impl Drop for AddDone {
+impl Drop for AddCompletion {
     fn drop(&mut self) {
         if let Some(f) = self.0.take() {
             f(Err(StorageError::Unavailable(
@@ -86,9 +86,9 @@ impl Drop for AddDone {
     }
 }
 
-impl std::fmt::Debug for AddDone {
+impl std::fmt::Debug for AddCompletion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AddDone")
+        f.write_str("AddCompletion")
     }
 }
 
@@ -101,14 +101,14 @@ pub trait LedgerWriter: Send + Sync {
     /// completions of one writer run one at a time, in entry order (every success before the
     /// first failure; after a failure, only failures), on whichever thread finished the write:
     /// a completion must not block, nor add to this writer.
-    fn add_then(&self, data: Bytes, done: AddDone);
+    fn add_then(&self, data: Bytes, done: AddCompletion);
     /// [`Self::add_then`] as a future. The order is fixed when `add` is called, not when the
     /// future is polled.
     fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.add_then(
             data,
-            AddDone::new(move |r| {
+            AddCompletion::new(move |r| {
                 let _ = tx.send(r);
             }),
         );
@@ -177,7 +177,7 @@ impl LedgerWriter for MemWriter {
     fn ledger_id(&self) -> LedgerId {
         LedgerId(self.id)
     }
-    fn add_then(&self, data: Bytes, done: AddDone) {
+    fn add_then(&self, data: Bytes, done: AddCompletion) {
         let res = (|| {
             if self.store.fail_adds.load(Ordering::Relaxed) {
                 return Err(StorageError::Unavailable("injected failure".into()));
@@ -260,10 +260,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn add_done_runs_once_with_the_outcome_or_answers_unavailable_when_dropped() {
+    fn a_completion_runs_once_with_the_outcome_or_answers_unavailable_when_dropped() {
         let calls = Arc::new(AtomicU32::new(0));
         let c = calls.clone();
-        AddDone::new(move |r| {
+        AddCompletion::new(move |r| {
             assert_eq!(r.unwrap(), EntryId(7));
             c.fetch_add(1, Ordering::SeqCst);
         })
@@ -271,7 +271,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
 
         let c = calls.clone();
-        drop(AddDone::new(move |r| {
+        drop(AddCompletion::new(move |r| {
             assert!(matches!(r, Err(StorageError::Unavailable(_))));
             c.fetch_add(1, Ordering::SeqCst);
         }));

@@ -20,7 +20,7 @@ use crate::error_map::map_meta;
 use crate::ledger_md;
 use crate::pool::Pool;
 use crate::quarantine::{QUARANTINE, Quarantine};
-use crate::storage::{AddDone, LedgerWriter, StorageError};
+use crate::storage::{AddCompletion, LedgerWriter, StorageError};
 use crate::write_set::in_write_set;
 
 /// An entry written but not confirmed yet: its data (for re-sends) and who acknowledged it.
@@ -28,11 +28,11 @@ struct PendingAdd {
     data: Bytes,
     acks: BTreeSet<BookieId>,
     /// Answered when the LAC passes the entry, or when the writer fails or closes first.
-    done: Option<AddDone>,
+    done: Option<AddCompletion>,
 }
 
 /// Add outcomes waiting to be told, in entry order.
-type Ready = VecDeque<(AddDone, Result<EntryId, StorageError>)>;
+type Ready = VecDeque<(AddCompletion, Result<EntryId, StorageError>)>;
 
 struct WriterState {
     next: u64,
@@ -239,7 +239,11 @@ impl WriterShared {
                 if advanced {
                     let lac = st.lac;
                     drop(st);
-                    self.lac_tx.send_replace(lac);
+                    // only `close` watches (it subscribes before it reads the state, so it
+                    // misses no change made after that)
+                    if self.lac_tx.receiver_count() > 0 {
+                        self.lac_tx.send_replace(lac);
+                    }
                     self.deliver();
                 }
             }
@@ -411,7 +415,7 @@ impl LedgerWriter for BookieWriter {
         LedgerId(self.sh.ledger)
     }
 
-    fn add_then(&self, data: Bytes, done: AddDone) {
+    fn add_then(&self, data: Bytes, done: AddCompletion) {
         let sh = &self.sh;
         let qw = sh.quorum.write;
         let (entry, lac, targets) = {

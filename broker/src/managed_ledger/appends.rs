@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::{Inner, ManagedLedgerConfig};
 use crate::error::Result;
 use crate::position::Position;
-use crate::storage::{AddDone, LedgerWriter, StorageError};
+use crate::storage::{AddCompletion, LedgerWriter, StorageError};
 use strata_common::clock::now_ms;
 use strata_proto::EntryId;
 
@@ -130,7 +130,7 @@ impl Inner {
         let ok = d.open
             && d.queued == 0
             && !self.appends.failed()
-            && !self.shared.fenced.is_cancelled()
+            && !self.shared.is_fenced()
             && d.current.as_ref().is_some_and(|c| !c.is_full(&self.config));
         if !ok {
             d.queued += 1;
@@ -155,7 +155,7 @@ impl Inner {
         c.bytes += data.len() as u64;
         self.appends.inflight.fetch_add(1, Ordering::AcqRel);
         let (ml, ledger, payload) = (self.clone(), c.ledger, data.clone());
-        let done = AddDone::new(move |r| ml.on_added(r, ledger, data, reply));
+        let done = AddCompletion::new(move |r| ml.on_added(r, ledger, data, reply));
         c.w.add_then(payload, done);
         None
     }

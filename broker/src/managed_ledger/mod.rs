@@ -97,6 +97,24 @@ struct Shared {
     /// Cancelled when another writer took the log over: an add failed with `Fenced` or the
     /// ledger list changed under us (CAS conflict). Nothing more is appended.
     fenced: CancellationToken,
+    /// Set with `fenced`: read on every append (the token's own check takes a lock).
+    is_fenced: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Whether another writer took the log over.
+    fn is_fenced(&self) -> bool {
+        self.is_fenced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records that another writer took the log over; false if that was known already.
+    fn fence(&self) -> bool {
+        let first = !self
+            .is_fenced
+            .swap(true, std::sync::atomic::Ordering::AcqRel);
+        self.fenced.cancel();
+        first
+    }
 }
 
 /// A topic's log. Cheap to clone. The writer task ends on [`ManagedLedger::close`] or when the
@@ -224,6 +242,7 @@ impl ManagedLedger {
             lac: lac_tx,
             terminated: std::sync::atomic::AtomicBool::new(info.terminated_position.is_some()),
             fenced: CancellationToken::new(),
+            is_fenced: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let (handoff_tx, handoff_rx) = mpsc::unbounded_channel();
@@ -255,7 +274,7 @@ impl ManagedLedger {
 
     /// Whether another writer took the log over.
     pub fn is_fenced(&self) -> bool {
-        self.shared.fenced.is_cancelled()
+        self.shared.is_fenced()
     }
 
     /// The managed ledger's name.

@@ -70,9 +70,8 @@ impl Writer {
 
     /// Another writer took the log over: stop appending and tell the topic.
     fn fence(&mut self, why: &str) {
-        if !self.ml.shared.fenced.is_cancelled() {
+        if self.ml.shared.fence() {
             error!(topic = %self.ml.name, reason = why, "ledger fenced: another broker took the topic over; unloading it");
-            self.ml.shared.fenced.cancel();
         }
         self.ml.appends.set_failed(true);
     }
@@ -96,7 +95,7 @@ impl Writer {
         let ok = !self.ml.appends.failed()
             && self.retry.is_empty()
             && self.held.is_empty()
-            && !self.ml.shared.fenced.is_cancelled()
+            && !self.ml.shared.is_fenced()
             && !self
                 .ml
                 .shared
@@ -252,7 +251,7 @@ impl Writer {
             // Confirmed after an earlier add of its ledger failed: the ledger is closed before
             // it, so it is written again with the others.
             Ok(_) => {
-                if self.ml.shared.fenced.is_cancelled() {
+                if self.ml.shared.is_fenced() {
                     let _ = reply.send(Err(BrokerError::ServiceNotReady(format!(
                         "topic {} moved to another broker",
                         self.ml.name
@@ -276,7 +275,7 @@ impl Writer {
             warn!(topic = %self.ml.name, ledger, error = %e, "add failed; writing it and the later entries again to a new ledger");
         }
         self.ml.appends.set_failed(true);
-        if self.ml.shared.fenced.is_cancelled() {
+        if self.ml.shared.is_fenced() {
             let _ = reply.send(Err(e.into()));
             return;
         }
@@ -320,7 +319,7 @@ impl Writer {
             self.complete(outcome);
         }
         self.note_successes();
-        if self.ml.shared.fenced.is_cancelled() {
+        if self.ml.shared.is_fenced() {
             let name = self.ml.name.clone();
             self.fail_pending(|| {
                 BrokerError::ServiceNotReady(format!("topic {name} moved to another broker"))
@@ -397,7 +396,7 @@ impl Writer {
     }
 
     async fn append(&mut self, data: Bytes, reply: Reply) {
-        if self.ml.shared.fenced.is_cancelled() {
+        if self.ml.shared.is_fenced() {
             let _ = reply.send(Err(BrokerError::ServiceNotReady(format!(
                 "topic {} moved to another broker",
                 self.ml.name
@@ -446,7 +445,7 @@ impl Writer {
         let Some(Current { w, ledger: id, .. }) = self.direct().current.take() else {
             return;
         };
-        if self.ml.shared.fenced.is_cancelled() {
+        if self.ml.shared.is_fenced() {
             // The new owner recovers (and closes) this ledger; we must not touch the list.
             return;
         }
@@ -515,7 +514,7 @@ impl Writer {
 
     async fn rollover(&mut self) -> Result<()> {
         self.close_current().await;
-        if self.ml.shared.fenced.is_cancelled() {
+        if self.ml.shared.is_fenced() {
             return Err(BrokerError::ServiceNotReady(format!(
                 "topic {} moved to another broker",
                 self.ml.name
