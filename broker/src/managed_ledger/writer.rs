@@ -315,9 +315,7 @@ impl Writer {
         self.retry_at = None;
         // Nothing is in flight: every outcome not handled yet is queued. Failed adds among them
         // come before the pending ones in the log.
-        while let Ok(outcome) = self.handoff.try_recv() {
-            self.complete(outcome);
-        }
+        self.take_handoffs();
         self.note_successes();
         if self.ml.shared.is_fenced() {
             let name = self.ml.name.clone();
@@ -365,17 +363,20 @@ impl Writer {
         }
     }
 
+    /// Handles the outcomes handed off so far.
+    fn take_handoffs(&mut self) {
+        while let Ok(outcome) = self.handoff.try_recv() {
+            self.complete(outcome);
+        }
+    }
+
     /// Waits until every add in flight has answered, handling the outcomes left to this task.
     async fn drain(&mut self) {
         loop {
-            while let Ok(outcome) = self.handoff.try_recv() {
-                self.complete(outcome);
-            }
+            self.take_handoffs();
             if self.ml.appends.inflight() == 0 {
                 // an outcome is handed off before its add stops counting: none is missed
-                while let Ok(outcome) = self.handoff.try_recv() {
-                    self.complete(outcome);
-                }
+                self.take_handoffs();
                 return;
             }
             tokio::select! {
