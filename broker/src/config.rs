@@ -43,7 +43,9 @@ pub struct BrokerConfig {
     /// How often consumed ledgers are trimmed.
     #[serde(with = "humantime_serde")]
     pub trim_interval: Duration,
-    /// Minimum time between two writes of one cursor.
+    /// Minimum time between two writes of one cursor for acks without a receipt (Pulsar's
+    /// `managedLedgerDefaultMarkDeleteRateLimit`, one per second); an ack receipt, a consumer
+    /// close or an unload writes sooner. A crash redelivers at most this much of acked entries.
     #[serde(with = "humantime_serde")]
     pub cursor_flush_interval: Duration,
     /// Unacknowledged SENDs per connection before the broker stops reading from it.

@@ -72,7 +72,7 @@ impl Actor {
     /// The ack state changed: a new sequence for the flusher.
     fn cursor_changed(&mut self) {
         self.ack_seq += 1;
-        self.dirty.notify_one();
+        self.wake.dirty();
     }
 
     /// Moves the cursor; consumers are disconnected (they resubscribe, so client and broker

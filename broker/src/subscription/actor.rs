@@ -6,14 +6,14 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::consumers::Consumers;
 use super::delayed::{DelayedDeliveryTracker, InMemoryDelayedTracker};
 use super::dispatch_rate::DispatchRate;
 use super::dispatcher::Dispatcher;
-use super::flusher::STOP;
+use super::flusher::{STOP, Wake};
 use super::read_position::{ReadAhead, Replay};
 use super::types::{SubscriptionConfig, SubscriptionId};
 use strata_common::clock::now_ms;
@@ -42,7 +42,7 @@ pub(super) struct Actor {
     /// Bumped by every change of `acks`; the flusher persists up to a sequence.
     pub ack_seq: u64,
     /// Wakes the flusher.
-    pub dirty: Arc<Notify>,
+    pub wake: Arc<Wake>,
     pub consumers: Consumers,
     pub dispatcher: Box<dyn Dispatcher>,
     pub reads: ReadAhead,
@@ -68,7 +68,7 @@ impl Actor {
         id: SubscriptionId,
         ml: ManagedLedger,
         acks: AckState,
-        dirty: Arc<Notify>,
+        wake: Arc<Wake>,
         config: SubscriptionConfig,
         metrics: Metrics,
     ) -> Self {
@@ -83,7 +83,7 @@ impl Actor {
             ml,
             acks,
             ack_seq: 0,
-            dirty,
+            wake,
             consumers: Consumers::default(),
             replay: Replay::default(),
             delayed: Box::new(InMemoryDelayedTracker::default()),
@@ -148,7 +148,7 @@ impl Actor {
                 // Let the flusher take its final snapshot (none when another broker took the
                 // topic over: the flusher has stopped or stops when it finds the actor gone).
                 if self.id.durable {
-                    self.dirty.notify_one();
+                    self.wake.urgent();
                     if !self.ml.is_fenced() {
                         self.drain_snapshots(rx).await;
                     }
@@ -253,7 +253,7 @@ impl Actor {
                         let _ = r.send((self.ack_seq, self.acks.snapshot()));
                         answered = true;
                         // One more round so the flusher gets told to stop after writing.
-                        self.dirty.notify_one();
+                        self.wake.urgent();
                     }
                     Some(Cmd::AddConsumer(_, r)) => {
                         let _ = r.send(Err(BrokerError::ServiceNotReady("subscription closing".into())));
@@ -271,7 +271,7 @@ impl Actor {
 
     /// Tells the flusher to stop without writing (the subscription is deleted).
     async fn stop_flusher(&mut self, rx: &mut mpsc::UnboundedReceiver<Cmd>) {
-        self.dirty.notify_one();
+        self.wake.urgent();
         let deadline = tokio::time::sleep(Duration::from_millis(500));
         tokio::pin!(deadline);
         loop {

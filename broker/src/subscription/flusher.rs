@@ -1,6 +1,8 @@
 //! The cursor flusher of a durable subscription: a task that coalesces acks into at most one
 //! cursor write per `cursor_flush_interval` (never one per ack), and publishes the ack sequence
-//! each write covers so ack receipts can wait for it.
+//! each write covers so ack receipts can wait for it. A write somebody waits for (an ack receipt,
+//! a flush, a close) does not wait out the interval: it follows the previous one after
+//! [`URGENT_GAP`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +21,35 @@ pub(super) const STOP: u64 = u64::MAX;
 /// How long a write waits after the first ack that made the cursor dirty.
 const LINGER: Duration = Duration::from_millis(1);
 
+/// Least time between two writes of one cursor, even when somebody waits for the second.
+const URGENT_GAP: Duration = Duration::from_millis(10);
+
 /// Pauses between attempts at a cursor write that failed.
 const WRITE_RETRY: BackoffPolicy =
     BackoffPolicy::exponential(Duration::from_millis(50), Duration::from_secs(2));
+
+/// How the subscription wakes its flusher.
+#[derive(Default)]
+pub(super) struct Wake {
+    /// The ack state changed.
+    dirty: Notify,
+    /// Somebody waits for the next write: cut the pause after the previous one short.
+    urgent: Notify,
+}
+
+impl Wake {
+    /// The ack state changed; the write may wait for the interval.
+    pub fn dirty(&self) {
+        self.dirty.notify_one();
+    }
+
+    /// Somebody waits for a write of the current state: write it as soon as [`URGENT_GAP`]
+    /// allows.
+    pub fn urgent(&self) {
+        self.dirty.notify_one();
+        self.urgent.notify_one();
+    }
+}
 
 /// Where the flusher writes and how often.
 pub(super) struct Flusher {
@@ -32,17 +60,17 @@ pub(super) struct Flusher {
 }
 
 impl Flusher {
-    /// Runs until the actor is gone or answers [`STOP`]. `dirty` wakes it after acks;
-    /// `persisted` receives the ack sequence of every completed write.
+    /// Runs until the actor is gone or answers [`STOP`]. `wake` says when there is something to
+    /// write; `persisted` receives the ack sequence of every completed write.
     pub async fn run(
         self,
         tx: mpsc::UnboundedSender<Cmd>,
-        dirty: Arc<Notify>,
+        wake: Arc<Wake>,
         persisted: watch::Sender<u64>,
     ) {
         let mut last_written = 0u64;
         loop {
-            dirty.notified().await;
+            wake.dirty.notified().await;
             // a client sends the acks of one grouping tick as several commands: let the ones
             // already on the wire reach the subscription first, so one write (and one round of
             // receipts) covers them all instead of leaving the rest for the next interval
@@ -56,15 +84,26 @@ impl Flusher {
                 return;
             }
             if seq <= last_written {
-                tokio::time::sleep(self.interval).await;
                 continue;
             }
             let size = self.write(&snap).await;
             last_written = seq;
             persisted.send_replace(seq);
             // Large cursors (many ack holes) are written less often: ~4 MB/s at most.
-            let extra = Duration::from_micros(size as u64 / 4);
-            tokio::time::sleep(self.interval.max(extra)).await;
+            let least = URGENT_GAP.max(Duration::from_micros(size as u64 / 4));
+            self.pause(least, &wake).await;
+        }
+    }
+
+    /// The pause after a write: `least`, then the rest of the interval unless somebody waits
+    /// for a write.
+    async fn pause(&self, least: Duration, wake: &Wake) {
+        tokio::time::sleep(least).await;
+        if let Some(rest) = self.interval.checked_sub(least) {
+            tokio::select! {
+                _ = tokio::time::sleep(rest) => {}
+                _ = wake.urgent.notified() => {}
+            }
         }
     }
 

@@ -13,8 +13,10 @@
 //! - Unacked entries of a consumer that leaves (or asks for redelivery) go back to replay with
 //!   their redelivery count incremented.
 //! - Durable cursors are written by a flusher task (`flusher.rs`) that coalesces acks: at most
-//!   one write per `cursor_flush_interval`, never one per ack. Acks with a receipt request are
-//!   answered once the write that contains them is done.
+//!   one write per `cursor_flush_interval` (1 s, Pulsar's default mark-delete rate), never one
+//!   per ack. Acks with a receipt request are answered once the write that contains them is
+//!   done; such a wait (or a flush, or a close) has the flusher write without waiting out the
+//!   interval.
 
 mod acks;
 mod actor;
@@ -38,7 +40,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::cursor::{AckState, CursorSnapshot};
 use crate::cursor_store::CursorStore;
@@ -48,7 +50,7 @@ use crate::metrics::Metrics;
 use crate::position::Position;
 use actor::Actor;
 use dispatcher::Dispatcher;
-use flusher::Flusher;
+use flusher::{Flusher, Wake};
 use strata_proto::pulsar::command_subscribe::SubType;
 
 pub use crate::cursor_store::cursor_key;
@@ -96,6 +98,8 @@ pub struct Subscription {
     durable: bool,
     tx: mpsc::UnboundedSender<Cmd>,
     persisted: watch::Receiver<u64>,
+    /// Wakes the flusher for a write somebody waits for.
+    wake: Arc<Wake>,
 }
 
 /// Where a new cursor's mark-delete position goes.
@@ -151,14 +155,14 @@ impl Subscription {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let (persisted_tx, persisted) = watch::channel(0u64);
-        let dirty = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         let flusher = durable.then(|| Flusher {
             key: cursors.key(ml.name(), &name),
             store: cursors,
             interval: config.cursor_flush_interval,
         });
-        let mut actor = Actor::new(id, ml, acks, dirty.clone(), config, metrics);
-        let flusher = flusher.map(|f| tokio::spawn(f.run(tx.clone(), dirty, persisted_tx)));
+        let mut actor = Actor::new(id, ml, acks, wake.clone(), config, metrics);
+        let flusher = flusher.map(|f| tokio::spawn(f.run(tx.clone(), wake.clone(), persisted_tx)));
         tokio::spawn(async move {
             actor.run(rx).await;
             if let Some(f) = flusher {
@@ -170,6 +174,7 @@ impl Subscription {
             durable,
             tx,
             persisted,
+            wake,
         })
     }
 
@@ -242,6 +247,10 @@ impl Subscription {
             return;
         }
         let mut rx = self.persisted.clone();
+        if *rx.borrow() >= seq {
+            return;
+        }
+        self.wake.urgent();
         let _ = rx.wait_for(|v| *v >= seq).await;
     }
 

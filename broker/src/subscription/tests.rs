@@ -56,6 +56,16 @@ impl Fixture {
     }
 
     async fn sub(&self, name: &str, initial: InitialPosition) -> Subscription {
+        self.sub_with(name, initial, SubscriptionConfig::default())
+            .await
+    }
+
+    async fn sub_with(
+        &self,
+        name: &str,
+        initial: InitialPosition,
+        config: SubscriptionConfig,
+    ) -> Subscription {
         let id = SubscriptionId {
             topic: "persistent://t/ns/x".into(),
             partition: -1,
@@ -67,7 +77,7 @@ impl Fixture {
             initial,
             self.ml.clone(),
             crate::cursor_store::CursorStore::new(self.meta.clone()),
-            SubscriptionConfig::default(),
+            config,
             Metrics::new(),
         )
         .await
@@ -597,4 +607,58 @@ async fn chunks_of_a_message_are_not_split_by_congestion() {
         // The consumer leaves unacknowledged: its entries are replayed to the next one.
         sub.remove_consumer(c.key).await;
     }
+}
+
+/// The cursor as stored.
+async fn stored(f: &Fixture, sub: &str) -> crate::cursor::AckState {
+    let snap = crate::cursor_store::CursorStore::new(f.meta.clone())
+        .load(f.ml.name(), sub)
+        .await
+        .unwrap()
+        .unwrap();
+    crate::cursor::AckState::from_snapshot(&snap)
+}
+
+#[tokio::test]
+async fn plain_acks_wait_out_the_interval_and_a_receipt_does_not() {
+    let f = Fixture::new().await;
+    let config = SubscriptionConfig {
+        cursor_flush_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let sub = f.sub_with("s", InitialPosition::Earliest, config).await;
+    let mut ps = vec![];
+    for i in 0..4 {
+        ps.push(f.publish(i, None).await);
+    }
+    let mut c = consumer(&sub, SubType::Exclusive, "c").await;
+    sub.flow(c.key, 10);
+    for _ in 0..4 {
+        next_msg(&mut c).await.unwrap();
+    }
+    // The first ack after a quiet period is written at once.
+    sub.ack(c.key, false, ack_id(ps[0]), false).await;
+    let mut waited = 0;
+    while !stored(&f, "s").await.is_acked(ps[0]) {
+        assert!(waited < 200, "first ack not written within 2 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    // The next one waits for the interval...
+    sub.ack(c.key, false, ack_id(ps[1]), false).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!stored(&f, "s").await.is_acked(ps[1]));
+    // ...unless somebody waits for a write: an ack receipt takes the earlier ack along.
+    let seq = sub.ack(c.key, false, ack_id(ps[2]), true).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), sub.wait_durable(seq))
+        .await
+        .unwrap();
+    let st = stored(&f, "s").await;
+    assert!(st.is_acked(ps[1]) && st.is_acked(ps[2]));
+    // A close writes without waiting either.
+    sub.ack(c.key, false, ack_id(ps[3]), false).await;
+    tokio::time::timeout(Duration::from_secs(2), sub.close())
+        .await
+        .unwrap();
+    assert!(stored(&f, "s").await.is_acked(ps[3]));
 }

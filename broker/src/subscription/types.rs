@@ -152,7 +152,8 @@ pub struct SubscriptionId {
 /// Settings of a subscription.
 #[derive(Debug, Clone)]
 pub struct SubscriptionConfig {
-    /// Minimum time between two cursor writes.
+    /// Minimum time between two cursor writes nobody waits for (an ack receipt, a flush or a
+    /// close writes sooner).
     pub cursor_flush_interval: Duration,
     /// Entries held for replay before reading new entries stops (Key_Shared).
     pub max_replay: usize,
@@ -166,7 +167,7 @@ pub struct SubscriptionConfig {
 impl Default for SubscriptionConfig {
     fn default() -> Self {
         Self {
-            cursor_flush_interval: Duration::from_millis(100),
+            cursor_flush_interval: Duration::from_secs(1),
             max_replay: 10_000,
             topic_dispatch: Arc::new(RateClock::default()),
             key_shared_consistent_hashing: true,
