@@ -93,6 +93,10 @@ pub struct StandaloneBookieConfig {
     pub storage_region: Option<String>,
     /// Bound of the local copies of sealed segments.
     pub segment_cache_bytes: Option<u64>,
+    /// Most bytes of written entries the bookie holds in memory before they are in segments
+    /// (adds wait for a flush beyond it); the largest share of the standalone's memory under a
+    /// write load.
+    pub write_cache_bytes: Option<usize>,
 }
 
 /// The config file of `strata standalone`.
@@ -108,7 +112,7 @@ pub struct StandaloneConfig {
     /// Tiered storage (`[offload]`: `url`, `endpoint`, `region`, block and cache sizes, ...).
     pub offload: strata_broker::offload::OffloadConfig,
     /// The embedded bookie (`[bookie]`: `storage_url`, `storage_endpoint`, `storage_region`,
-    /// `segment_cache_bytes`).
+    /// `segment_cache_bytes`, `write_cache_bytes`).
     pub bookie: StandaloneBookieConfig,
 }
 
@@ -264,17 +268,8 @@ async fn start_bookie(
     data_dir: &Path,
     bcfg: &StandaloneBookieConfig,
 ) -> anyhow::Result<BookieNode> {
-    let storage = StorageConfig::new(data_dir.join("bookie"));
-    let objects = strata_bookie::cli::ObjectStorageArgs {
-        storage_url: bcfg.storage_url.clone(),
-        storage_endpoint: bcfg.storage_endpoint.clone(),
-        storage_region: bcfg.storage_region.clone(),
-        segment_cache_bytes: bcfg.segment_cache_bytes.unwrap_or(4 << 30),
-        segment_max_age: Duration::from_secs(300),
-    };
-    let storage = storage.with_remote(objects.remote_config(BOOKIE_ID));
     let opts = BookieOptions {
-        storage,
+        storage: storage_config(data_dir, bcfg)?,
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         http_addr: None,
         advertised_address: None,
@@ -283,6 +278,27 @@ async fn start_bookie(
     BookieNode::start(opts, Arc::new(NoopRegistrar))
         .await
         .context("start bookie")
+}
+
+/// The embedded bookie's storage under `data_dir/bookie`, with the `[bookie]` settings.
+fn storage_config(data_dir: &Path, bcfg: &StandaloneBookieConfig) -> anyhow::Result<StorageConfig> {
+    let mut storage = StorageConfig::new(data_dir.join("bookie"));
+    if let Some(bytes) = bcfg.write_cache_bytes {
+        anyhow::ensure!(
+            bytes >= 1 << 20,
+            "[bookie] write_cache_bytes = {bytes}: it must be at least 1 MiB (1048576)"
+        );
+        storage.write_cache_bytes = bytes;
+        storage.flush_bytes = storage.flush_bytes.min(bytes / 2);
+    }
+    let objects = strata_bookie::cli::ObjectStorageArgs {
+        storage_url: bcfg.storage_url.clone(),
+        storage_endpoint: bcfg.storage_endpoint.clone(),
+        storage_region: bcfg.storage_region.clone(),
+        segment_cache_bytes: bcfg.segment_cache_bytes.unwrap_or(4 << 30),
+        segment_max_age: Duration::from_secs(300),
+    };
+    Ok(storage.with_remote(objects.remote_config(BOOKIE_ID)))
 }
 
 #[cfg(test)]
@@ -307,6 +323,23 @@ mod tests {
         assert_eq!(data, PathBuf::from("./data"));
         assert_eq!(b.broker_port, 7000);
         assert_eq!(b.http_port, 8080);
+    }
+
+    #[test]
+    fn write_cache_knob_sets_the_bookie_and_refuses_a_tiny_cache() {
+        let cfg: StandaloneConfig =
+            toml::from_str("[bookie]\nwrite_cache_bytes = 8388608\n").unwrap();
+        let s = storage_config(Path::new("/d"), &cfg.bookie).unwrap();
+        assert_eq!(s.write_cache_bytes, 8 << 20);
+        assert!(s.flush_bytes <= 4 << 20);
+        let default = storage_config(Path::new("/d"), &StandaloneBookieConfig::default()).unwrap();
+        assert_eq!(default.write_cache_bytes, 256 << 20);
+        let tiny = StandaloneBookieConfig {
+            write_cache_bytes: Some(1000),
+            ..Default::default()
+        };
+        let err = storage_config(Path::new("/d"), &tiny).unwrap_err();
+        assert!(err.to_string().contains("write_cache_bytes"), "{err}");
     }
 
     #[test]
