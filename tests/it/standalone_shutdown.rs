@@ -1,11 +1,13 @@
 //! `strata standalone` lifecycle: it starts quickly, shuts down gracefully on SIGTERM (exit 0,
 //! ledgers closed so the next start recovers nothing), and serves the stored data after a restart.
 
+use bytes::Bytes;
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
-use strata_proto::pulsar::MessageMetadata;
 use strata_proto::pulsar::base_command::Type;
+use strata_proto::pulsar::command_ack::AckType;
 use strata_proto::pulsar::command_subscribe::SubType;
+use strata_proto::pulsar::{MessageIdData, MessageMetadata};
 
 use crate::broker_badinput::Raw;
 use crate::harness::standalone::Standalone;
@@ -62,20 +64,48 @@ fn sigterm_closes_ledgers_and_data_survives() {
     c.subscribe(topic, SubType::Exclusive, 1, 2);
     assert_eq!(c.recv().unwrap().command.r#type, Type::Success as i32);
     c.send(&Frame::simple(commands::flow(1, 100)));
-    let mut got = Vec::new();
-    while got.len() < 10 {
-        let f = c.recv().expect("message");
-        if f.command.r#type == Type::Message as i32 {
-            got.push(f.payload.unwrap().data);
-        }
-    }
-    assert_eq!(got[0].as_ref(), b"m0");
-    assert_eq!(got[9].as_ref(), b"m9");
+    let got = receive(&mut c, 10);
+    assert_eq!(got[0].1.as_ref(), b"m0");
+    assert_eq!(got[9].1.as_ref(), b"m9");
     let text = node.log_of_run();
     assert!(
         !text.contains("recovered open ledger"),
         "a ledger was left open by the graceful shutdown:\n{text}"
     );
+    // Acks without a receipt: the first is written at once, the next ones wait for the cursor
+    // flush interval (1 s), which SIGTERM does not wait out: the shutdown writes them.
+    let ack = |c: &mut Raw, ids: &[(MessageIdData, Bytes)]| {
+        let ids = ids.iter().map(|(id, _)| id.clone()).collect();
+        c.send(&Frame::simple(commands::ack(1, AckType::Individual, ids)));
+    };
+    ack(&mut c, &got[..1]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    ack(&mut c, &got[1..5]);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    stop_gracefully(&mut node);
+    drop(c);
+
+    node.start_again();
+    let mut c = Raw::connected(bp);
+    c.subscribe(topic, SubType::Exclusive, 1, 2);
+    assert_eq!(c.recv().unwrap().command.r#type, Type::Success as i32);
+    c.send(&Frame::simple(commands::flow(1, 100)));
+    let again = receive(&mut c, 5);
+    assert_eq!(again[0].1.as_ref(), b"m5", "acked messages redelivered");
+    assert_eq!(again[4].1.as_ref(), b"m9");
     drop(c);
     stop_gracefully(&mut node);
+}
+
+/// The next `n` messages on `c`: their ids and payloads.
+fn receive(c: &mut Raw, n: usize) -> Vec<(MessageIdData, Bytes)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let f = c.recv().expect("message");
+        if f.command.r#type == Type::Message as i32 {
+            let id = f.command.message.expect("message command").message_id;
+            got.push((id, f.payload.expect("payload").data));
+        }
+    }
+    got
 }
