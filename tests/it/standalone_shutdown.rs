@@ -60,10 +60,7 @@ fn sigterm_closes_ledgers_and_data_survives() {
     stop_gracefully(&mut node);
 
     node.start_again();
-    let mut c = Raw::connected(bp);
-    c.subscribe(topic, SubType::Exclusive, 1, 2);
-    assert_eq!(c.recv().unwrap().command.r#type, Type::Success as i32);
-    c.send(&Frame::simple(commands::flow(1, 100)));
+    let mut c = subscribed(bp, topic);
     let got = receive(&mut c, 10);
     assert_eq!(got[0].1.as_ref(), b"m0");
     assert_eq!(got[9].1.as_ref(), b"m9");
@@ -86,15 +83,21 @@ fn sigterm_closes_ledgers_and_data_survives() {
     drop(c);
 
     node.start_again();
-    let mut c = Raw::connected(bp);
-    c.subscribe(topic, SubType::Exclusive, 1, 2);
-    assert_eq!(c.recv().unwrap().command.r#type, Type::Success as i32);
-    c.send(&Frame::simple(commands::flow(1, 100)));
+    let mut c = subscribed(bp, topic);
     let again = receive(&mut c, 5);
     assert_eq!(again[0].1.as_ref(), b"m5", "acked messages redelivered");
     assert_eq!(again[4].1.as_ref(), b"m9");
     drop(c);
     stop_gracefully(&mut node);
+}
+
+/// An exclusive consumer of `topic` with 100 permits.
+fn subscribed(bp: u16, topic: &str) -> Raw {
+    let mut c = Raw::connected(bp);
+    c.subscribe(topic, SubType::Exclusive, 1, 2);
+    assert_eq!(c.recv().unwrap().command.r#type, Type::Success as i32);
+    c.send(&Frame::simple(commands::flow(1, 100)));
+    c
 }
 
 /// The next `n` messages on `c`: their ids and payloads.

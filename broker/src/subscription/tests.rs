@@ -515,12 +515,7 @@ async fn ack_receipt_waits_for_the_cursor_write() {
         .await
         .unwrap();
     // The stored cursor already has the ack.
-    let snap = crate::cursor_store::CursorStore::new(f.meta.clone())
-        .load(f.ml.name(), "s")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(crate::cursor::AckState::from_snapshot(&snap).is_acked(p));
+    assert!(stored(&f, "s").await.is_acked(p));
 }
 
 #[tokio::test]
