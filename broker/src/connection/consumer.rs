@@ -83,13 +83,7 @@ impl Conn {
     /// ACK; with a request id, the receipt waits for the cursor write that holds it.
     async fn ack(&mut self, c: CommandAck) {
         let Some(cs) = self.consumers.get(&c.consumer_id) else {
-            if let Some(rid) = c.request_id {
-                self.send(commands::ack_response(
-                    c.consumer_id,
-                    Some(rid),
-                    Some((ServerError::ConsumerNotFound, "consumer not found".into())),
-                ));
-            }
+            self.ack_consumer_not_found(&c);
             return;
         };
         let cumulative = c.ack_type == AckType::Cumulative as i32;
@@ -103,18 +97,33 @@ impl Conn {
             .collect();
         let want = c.request_id.is_some();
         let seq = cs.sub.ack(cs.key, cumulative, ids, want).await;
-        if let (Some(rid), Some(seq)) = (c.request_id, seq) {
-            let sub = cs.sub.clone();
-            let out = self.out.clone();
-            let consumer_id = c.consumer_id;
-            self.tasks.spawn(async move {
-                sub.wait_durable(seq).await;
-                let _ = out.send(Frame::simple(commands::ack_response(
-                    consumer_id,
-                    Some(rid),
-                    None,
-                )));
-            });
+        let Some(rid) = c.request_id else { return };
+        let Some(seq) = seq else {
+            // The subscription closed this consumer (a seek, an unload) or is gone.
+            self.ack_consumer_not_found(&c);
+            return;
+        };
+        let sub = cs.sub.clone();
+        let out = self.out.clone();
+        let consumer_id = c.consumer_id;
+        self.tasks.spawn(async move {
+            sub.wait_durable(seq).await;
+            let _ = out.send(Frame::simple(commands::ack_response(
+                consumer_id,
+                Some(rid),
+                None,
+            )));
+        });
+    }
+
+    /// An ack of a consumer that is not attached: dropped; a receipt says so.
+    fn ack_consumer_not_found(&self, c: &CommandAck) {
+        if let Some(rid) = c.request_id {
+            self.send(commands::ack_response(
+                c.consumer_id,
+                Some(rid),
+                Some((ServerError::ConsumerNotFound, "consumer not found".into())),
+            ));
         }
     }
 

@@ -196,6 +196,13 @@ impl Actor {
                 ids,
                 reply,
             } => {
+                // A consumer this subscription closed (a seek, an unload) may still send acks
+                // its client grouped before it learnt of the close; as Pulsar, they are dropped
+                // (a receipt is answered ConsumerNotFound), or they would undo the seek.
+                if self.consumers.find(key).is_none() {
+                    debug!(sub = %self.id.name, key, "ack of a detached consumer dropped");
+                    return;
+                }
                 self.ack(key, cumulative, ids);
                 if let Some(r) = reply {
                     let _ = r.send(self.ack_seq);

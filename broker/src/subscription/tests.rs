@@ -378,6 +378,52 @@ async fn seek_moves_cursor_and_disconnects() {
     assert_eq!(next_msg(&mut c).await.unwrap().0, 4);
 }
 
+/// Acks the client grouped before it learnt that a seek closed its consumer (upstream
+/// `test_seek_inclusive`: the C++ client flushes them on reconnect, before SUBSCRIBE) are dropped,
+/// as Pulsar drops acks of a consumer it closed; the seek's position holds.
+#[tokio::test]
+async fn acks_of_a_consumer_closed_by_a_seek_are_dropped() {
+    let f = Fixture::new().await;
+    let sub = f.sub("s", InitialPosition::Earliest).await;
+    let mut ps = vec![];
+    for i in 0..3 {
+        ps.push(f.publish(i, None).await);
+    }
+    let mut c = consumer(&sub, SubType::Shared, "c").await;
+    sub.flow(c.key, 10);
+    for _ in 0..3 {
+        next_msg(&mut c).await.unwrap();
+    }
+    sub.seek(SeekTarget::Position(Position::from_wire(
+        u64::MAX,
+        u64::MAX,
+    )))
+    .await
+    .unwrap();
+    let late = sub
+        .ack(
+            c.key,
+            false,
+            ps.iter().flat_map(|p| ack_id(*p)).collect(),
+            false,
+        )
+        .await;
+    assert_eq!(late, None);
+    assert_eq!(
+        sub.ack(
+            c.key,
+            false,
+            ps.iter().flat_map(|p| ack_id(*p)).collect(),
+            true
+        )
+        .await,
+        None
+    );
+    let mut c = consumer(&sub, SubType::Shared, "c").await;
+    sub.flow(c.key, 10);
+    assert_eq!(next_msg(&mut c).await.unwrap().0, 0);
+}
+
 #[tokio::test]
 async fn terminated_topic_reaches_end_after_last_message() {
     let f = Fixture::new().await;
