@@ -97,6 +97,8 @@ pub struct StandaloneBookieConfig {
     /// (adds wait for a flush beyond it); the largest share of the standalone's memory under a
     /// write load.
     pub write_cache_bytes: Option<usize>,
+    /// Write the journal with direct I/O (`O_DIRECT`); off by default.
+    pub journal_direct_io: Option<bool>,
 }
 
 /// The config file of `strata standalone`.
@@ -291,6 +293,9 @@ fn storage_config(data_dir: &Path, bcfg: &StandaloneBookieConfig) -> anyhow::Res
         storage.write_cache_bytes = bytes;
         storage.flush_bytes = storage.flush_bytes.min(bytes / 2);
     }
+    if let Some(direct) = bcfg.journal_direct_io {
+        storage.journal_direct_io = direct;
+    }
     let objects = strata_bookie::cli::ObjectStorageArgs {
         storage_url: bcfg.storage_url.clone(),
         storage_endpoint: bcfg.storage_endpoint.clone(),
@@ -340,6 +345,18 @@ mod tests {
         };
         let err = storage_config(Path::new("/d"), &tiny).unwrap_err();
         assert!(err.to_string().contains("write_cache_bytes"), "{err}");
+    }
+
+    #[test]
+    fn direct_io_knob_sets_the_journal() {
+        let on: StandaloneConfig = toml::from_str("[bookie]\njournal_direct_io = true\n").unwrap();
+        assert!(
+            storage_config(Path::new("/d"), &on.bookie)
+                .unwrap()
+                .journal_direct_io
+        );
+        let default = storage_config(Path::new("/d"), &StandaloneBookieConfig::default()).unwrap();
+        assert!(!default.journal_direct_io);
     }
 
     #[test]

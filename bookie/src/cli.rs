@@ -52,6 +52,10 @@ pub struct BookieArgs {
     /// Old journal files kept for reuse.
     #[arg(long, default_value_t = 4)]
     pub journal_recycle_files: usize,
+    /// Write the journal with direct I/O (`O_DIRECT`: less CPU per entry; slower where the
+    /// device's direct writes are slower than buffered ones).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub journal_direct_io: bool,
     /// Write a checkpoint (and free old journal files) at most this often.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: Duration,
@@ -199,6 +203,7 @@ impl BookieArgs {
         c.flush_bytes = self.flush_bytes;
         c.journal_max_file_bytes = self.journal_max_file_bytes;
         c.journal_recycle_files = self.journal_recycle_files;
+        c.journal_direct_io = self.journal_direct_io;
         c.checkpoint_interval = self.checkpoint_interval;
         c.flush_interval = self.flush_interval;
         c.segment_max_bytes = self.segment_max_bytes;

@@ -19,6 +19,11 @@ pub struct StorageConfig {
     pub journal_max_file_bytes: u64,
     /// Journal files older than the checkpoint kept for reuse instead of deleted.
     pub journal_recycle_files: usize,
+    /// Write the journal with direct I/O (`O_DIRECT`: no copy into the page cache); a filesystem
+    /// that refuses it gets buffered writes. Off by default: on the dev machine's virtual disk it
+    /// saved 11-15 % of the server's CPU per message but cost 15 % of the batched throughput,
+    /// as direct writes there are slower than buffered ones at the same fdatasync rate.
+    pub journal_direct_io: bool,
     /// Most bytes the write cache holds (adds wait for a flush beyond it).
     pub write_cache_bytes: usize,
     /// Flush the write cache once it holds this many bytes (small, frequent flushes keep the disk
@@ -118,6 +123,7 @@ impl StorageConfig {
             journal_max_wait: Duration::ZERO,
             journal_max_file_bytes: 64 << 20,
             journal_recycle_files: 4,
+            journal_direct_io: false,
             write_cache_bytes: 256 << 20,
             flush_bytes: 16 << 20,
             flush_chunk_bytes: 256 << 10,

@@ -75,6 +75,10 @@ pub fn put_frame_seeded(out: &mut Vec<u8>, seed: Option<u64>, body_parts: &[&[u8
     }
 }
 
+/// What [`FormatError::Malformed`] says of a frame of length zero: zeros where a frame would
+/// start (a never-written tail, or the padding after a direct write).
+pub const ZERO_LENGTH: &str = "zero-length frame";
+
 /// A parsed frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
@@ -91,7 +95,7 @@ impl FrameHeader {
         let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let crc = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
         if len == 0 {
-            return Err(FormatError::Malformed("zero-length frame"));
+            return Err(FormatError::Malformed(ZERO_LENGTH));
         }
         if len > max_len {
             return Err(FormatError::TooLarge(u64::from(len)));

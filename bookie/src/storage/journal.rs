@@ -3,8 +3,7 @@
 //! `write` and one `fdatasync`, applies them to the in-memory state, then acknowledges them. While it
 //! syncs, new records queue up and form the next batch, so the batch size adapts to the load.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,9 +11,10 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
 use crate::error::BookieError;
-use crate::format::FILE_HEADER_LEN;
-use crate::format::journal::{JournalRecord, file_header};
+use crate::format::journal::JournalRecord;
+use crate::format::{FILE_HEADER_LEN, FormatError, ZERO_LENGTH};
 
+use super::journal_file::JournalFile;
 use super::{Done, JournalOp, Shared};
 
 /// A synced batch, readable from `Shared::durable` until the applier put it into the state.
@@ -119,54 +119,6 @@ pub(super) fn list_prefixed(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>, Bo
     Ok(out)
 }
 
-/// The journal file being appended to.
-pub(super) struct JournalFile {
-    dir: PathBuf,
-    seq: u64,
-    file: File,
-    len: u64,
-}
-
-impl JournalFile {
-    /// Opens journal file `seq` with its header, durably: a recycled file from `pool` if there is
-    /// one (its blocks are allocated already, so an fdatasync in it changes no metadata and needs no
-    /// filesystem-journal commit), else a new file.
-    pub(super) fn create(
-        dir: &Path,
-        seq: u64,
-        pool: &parking_lot::Mutex<Vec<PathBuf>>,
-    ) -> Result<Self, BookieError> {
-        let p = path(dir, seq);
-        let recycled = pool.lock().pop();
-        let file = match recycled {
-            Some(old) => {
-                std::fs::rename(&old, &p).map_err(|e| {
-                    BookieError::io(format!("recycle journal file {}", old.display()), e)
-                })?;
-                OpenOptions::new()
-                    .write(true)
-                    .open(&p)
-                    .map_err(|e| BookieError::io(format!("open journal file {}", p.display()), e))?
-            }
-            None => OpenOptions::new()
-                .create_new(true)
-                .write(true)
-                .open(&p)
-                .map_err(|e| BookieError::io(format!("create journal file {}", p.display()), e))?,
-        };
-        file.write_all_at(&file_header(seq), 0)
-            .and_then(|_| file.sync_all())
-            .map_err(|e| BookieError::io("write journal header", e))?;
-        fsync_dir(dir)?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            seq,
-            file,
-            len: FILE_HEADER_LEN as u64,
-        })
-    }
-}
-
 /// Prepares the journal file the journal thread will roll to next (called by the flusher, off the
 /// add path). Creation happens under the `journal_next` lock, which the journal thread also holds
 /// when it rolls over, so the two never create the same file.
@@ -181,6 +133,7 @@ pub(super) fn prepare_next(shared: &Shared) -> Result<(), BookieError> {
         &shared.cfg.journal_dir,
         seq,
         &shared.journal_pool,
+        shared.cfg.journal_direct_io,
     )?);
     Ok(())
 }
@@ -238,8 +191,8 @@ pub(super) fn run(
             .observe(start.elapsed().as_secs_f64());
         m.journal_batch_records.observe(batch.len() as f64);
         match res {
-            Ok(()) => {
-                m.journal_bytes.inc_by(buf.len() as u64);
+            Ok(wrote) => {
+                m.journal_bytes.inc_by(wrote as u64);
                 // acknowledge adds right after the sync, without the state lock: the batch is
                 // published in the durable queue (readable from there) before any ack is sent, and
                 // the applier thread moves it into the state. Fences and deletes are acknowledged
@@ -284,7 +237,7 @@ pub(super) fn run(
         }
     }
     // every record committed so far is synced; nothing else to do
-    let _ = jf.file.sync_data();
+    let _ = jf.sync();
 }
 
 /// Writes one batch and syncs it, rolling to a new file first if this one is full.
@@ -294,7 +247,7 @@ fn commit(
     batch: &[JournalOp],
     bytes: usize,
     buf: &mut Vec<u8>,
-) -> Result<(), BookieError> {
+) -> Result<usize, BookieError> {
     if jf.len + bytes as u64 > shared.cfg.journal_max_file_bytes && jf.len > FILE_HEADER_LEN as u64
     {
         // the flusher usually prepared the next file already (see `prepare_next`); creating it
@@ -303,22 +256,24 @@ fn commit(
         let prepared = next.take().filter(|n| n.seq == jf.seq + 1);
         *jf = match prepared {
             Some(n) => n,
-            None => JournalFile::create(&jf.dir, jf.seq + 1, &shared.journal_pool)?,
+            None => JournalFile::create(
+                &jf.dir,
+                jf.seq + 1,
+                &shared.journal_pool,
+                shared.cfg.journal_direct_io,
+            )?,
         };
         shared.journal_seq.store(jf.seq, Ordering::Release);
     }
-    buf.clear();
-    for op in batch {
-        op.rec.encode_into(buf, jf.seq);
-    }
-    jf.file
-        .write_all_at(buf, jf.len)
-        .map_err(|e| BookieError::io("write journal", e))?;
-    jf.file
-        .sync_data()
-        .map_err(|e| BookieError::io("fdatasync journal", e))?;
-    jf.len += buf.len() as u64;
-    Ok(())
+    let seq = jf.seq;
+    let wrote = jf
+        .append(buf, bytes, |out| {
+            for op in batch {
+                op.rec.encode_into(out, seq);
+            }
+        })
+        .map_err(|e| BookieError::io("write and fdatasync journal", e))?;
+    Ok(wrote)
 }
 
 /// Reads records of one journal file from `from` (checkpoint offset or 0). A torn or corrupt tail
@@ -333,7 +288,10 @@ pub(super) fn replay_file(
     let data = bytes::Bytes::from(data);
     match crate::format::journal::scan_file(&data, Some(seq), from) {
         Ok(scan) => {
-            if let Some(e) = &scan.stopped {
+            if let Some(FormatError::Malformed(ZERO_LENGTH)) = &scan.stopped {
+                // Zeros after the last record: a direct write's padding or an unused tail.
+                tracing::debug!(seq, offset = scan.end, "journal file ends in zeros");
+            } else if let Some(e) = &scan.stopped {
                 tracing::warn!(seq, offset = scan.end, size = data.len(), error = %e, "journal replay stopped at a torn or corrupt record");
             }
             Ok(scan.records.into_iter().map(|(r, _)| r).collect())

@@ -27,6 +27,7 @@
 mod done;
 mod flusher;
 mod journal;
+mod journal_file;
 mod ledger_index;
 mod numbered;
 mod read;
@@ -368,7 +369,7 @@ struct Shared {
     /// Old journal files kept for reuse (filled by checkpoints, drained by journal rollovers).
     journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
     /// The journal file to roll to next, prepared by the flusher.
-    journal_next: Mutex<Option<journal::JournalFile>>,
+    journal_next: Mutex<Option<journal_file::JournalFile>>,
     /// Sequence of the journal file being written.
     journal_seq: std::sync::atomic::AtomicU64,
     /// Synced batches not yet applied to the state, in commit order: acknowledged adds are

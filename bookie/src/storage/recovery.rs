@@ -17,7 +17,8 @@ use crate::format::journal::JournalRecord;
 use crate::metrics::Metrics;
 
 use super::flusher::{CHECKPOINT, Flusher, ledgers_from};
-use super::journal::{self, JournalFile};
+use super::journal;
+use super::journal_file::JournalFile;
 use super::remote::{self, Remote};
 use super::segments::{self, Loc};
 use super::{Cache, Ledger, State};
@@ -125,14 +126,18 @@ pub(super) fn recover(
     let journal_pool = Arc::new(Mutex::new(journal::list_recyclable(&cfg.journal_dir)?));
     // every replayed record is in the cache; from here the journal restarts in a fresh file
     st.journal_pos = (max_seq + 1, FILE_HEADER_LEN as u64);
-    let (jf, journal_error) =
-        match JournalFile::create(&cfg.journal_dir, max_seq + 1, &journal_pool) {
-            Ok(jf) => (Some(jf), None),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot create a journal file; starting read-only");
-                (None, Some(e))
-            }
-        };
+    let (jf, journal_error) = match JournalFile::create(
+        &cfg.journal_dir,
+        max_seq + 1,
+        &journal_pool,
+        cfg.journal_direct_io,
+    ) {
+        Ok(jf) => (Some(jf), None),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create a journal file; starting read-only");
+            (None, Some(e))
+        }
+    };
     // with object storage the replayed entries' segment starts at the checkpoint position: the
     // journal files from there stay until it is uploaded
     let flushed = if remote.is_some() { ckpt_pos } else { (0, 0) };
