@@ -21,9 +21,10 @@ use crate::format::checkpoint::LedgerRecord;
 use crate::format::index::IndexEntry;
 use crate::metrics::Metrics;
 
-use super::journal::{self, fsync_dir};
+use super::journal;
 use super::remote::{self, Remote};
 use super::segments::{self, Loc, SegMeta, SegWriter};
+use super::sys::fsync_dir;
 use super::{Ledger, Shared, State};
 
 /// Requests to the flusher thread.

@@ -3,7 +3,6 @@
 //! `write` and one `fdatasync`, applies them to the in-memory state, then acknowledges them. While it
 //! syncs, new records queue up and form the next batch, so the batch size adapts to the load.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -74,21 +73,9 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
     }
 }
 
-/// Path of journal file `seq`.
-pub(super) fn path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("journal-{seq:020}.log"))
-}
-
 /// Every journal file in `dir` as `(seq, path)`, ascending.
 pub(super) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, BookieError> {
     super::numbered::list(dir, "journal-", "journal")
-}
-
-/// fsyncs a directory so that created, renamed and removed names are durable.
-pub(crate) fn fsync_dir(dir: &Path) -> Result<(), BookieError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| BookieError::io(format!("sync directory {}", dir.display()), e))
 }
 
 /// Path of a journal file kept for reuse.

@@ -22,7 +22,12 @@ use crate::error::BookieError;
 use crate::format::FILE_HEADER_LEN;
 use crate::format::journal::file_header;
 
-use super::journal::{fsync_dir, path};
+use super::sys::fsync_dir;
+
+/// Path of journal file `seq`.
+pub(super) fn path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("journal-{seq:020}.log"))
+}
 
 /// Alignment of direct writes: a multiple of every device's logical block size in use.
 const BLOCK: usize = 4096;

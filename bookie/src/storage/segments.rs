@@ -15,7 +15,7 @@ use crate::format::object::SegmentObject;
 use crate::format::segment::{self, SegmentRecord};
 use crate::format::{FILE_HEADER_LEN, FRAME_HEADER_LEN, FormatError};
 
-use super::journal::fsync_dir;
+use super::sys::fsync_dir;
 
 /// Where an entry is: segment, offset of its frame, frame length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,12 @@
 //! data sit in the device queue at any time. A journal `fdatasync` on the same disk then never
 //! queues behind megabytes of segment data, and no chunk costs a filesystem-journal commit or a
 //! device cache flush (the flush ends with one `fdatasync`, which is what makes it durable).
+//! Also the directory sync that makes created, renamed and removed names durable.
 
 use std::fs::File;
+use std::path::Path;
+
+use crate::error::BookieError;
 
 /// Starts the writeback of `len` bytes at `offset` (does not wait).
 pub(super) fn start(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
@@ -44,4 +48,11 @@ fn sync_range(file: &File, offset: u64, len: u64, wait: bool) -> std::io::Result
 #[cfg(not(target_os = "linux"))]
 fn sync_range(_file: &File, _offset: u64, _len: u64, _wait: bool) -> std::io::Result<()> {
     Ok(())
+}
+
+/// fsyncs a directory so that created, renamed and removed names are durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), BookieError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| BookieError::io(format!("sync directory {}", dir.display()), e))
 }
