@@ -202,9 +202,13 @@ impl Inner {
                 l.size += data.len() as u64;
             }
         }
-        // `data` is usually a slice of a connection's read buffer: cache an exact-size copy so
-        // the cache's byte bound is the memory it really holds.
-        self.cache.insert(pos, Bytes::copy_from_slice(data));
+        // As Pulsar (entries are cached only while a cursor may read them): a topic without
+        // subscriptions (no LAC watcher) skips the copy and the insert. `data` is usually a slice
+        // of a connection's read buffer: the cache keeps an exact-size copy so that its byte bound
+        // is the memory it really holds.
+        if self.shared.lac.receiver_count() > 0 {
+            self.cache.insert(pos, Bytes::copy_from_slice(data));
+        }
         self.shared.lac.send_if_modified(|lac| {
             if pos > *lac {
                 *lac = pos;

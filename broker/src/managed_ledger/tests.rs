@@ -137,6 +137,7 @@ mod basic {
             ..Default::default()
         };
         let ml = open(&st, &meta, cfg).await;
+        let _subscription = ml.watch_lac();
         let mut pos = vec![];
         for i in 0..6u8 {
             pos.push(ml.append(Bytes::from(vec![i])).await.unwrap());
@@ -280,6 +281,7 @@ mod cache_tests {
         )
         .await
         .unwrap();
+        let _subscription = ml.watch_lac();
         let mut ps = vec![];
         for i in 0..100u8 {
             ps.push(ml.append(Bytes::from(vec![i; 100])).await.unwrap());
@@ -298,5 +300,31 @@ mod cache_tests {
         );
         assert!(cache.get(&tail).is_some(), "catch-up read evicted the tail");
         assert!(cache.weighted_size() <= before.max(2_000));
+    }
+
+    /// As Pulsar: entries of a topic nobody subscribes to are not cached (no copy, no insert);
+    /// once a subscription watches the log, new entries are.
+    #[tokio::test]
+    async fn entries_are_cached_only_while_a_subscription_watches() {
+        let st = MemStorage::default();
+        let cache = EntryCache::new(1 << 20);
+        let ml = ManagedLedger::open(
+            "t/ns/persistent/w",
+            Arc::new(st.clone()),
+            crate::metadata::in_memory().unwrap(),
+            cache.clone(),
+            ManagedLedgerConfig::default(),
+        )
+        .await
+        .unwrap();
+        let alone = ml.append(Bytes::from_static(b"a")).await.unwrap();
+        assert!(cache.get(&alone).is_none());
+        let sub = ml.watch_lac();
+        let watched = ml.append(Bytes::from_static(b"b")).await.unwrap();
+        assert!(cache.get(&watched).is_some());
+        drop(sub);
+        let after = ml.append(Bytes::from_static(b"c")).await.unwrap();
+        assert!(cache.get(&after).is_none());
+        assert_eq!(ml.read(alone, 3).await.unwrap().len(), 3);
     }
 }
