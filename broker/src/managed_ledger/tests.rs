@@ -267,13 +267,12 @@ mod cache_tests {
     use crate::storage::MemStorage;
     use bytes::Bytes;
 
-    /// A catch-up read goes to storage and leaves the cache (the tail) alone.
-    #[tokio::test]
-    async fn catch_up_reads_do_not_touch_the_tail_cache() {
+    /// A managed ledger on in-memory storage with an entry cache of `bytes`.
+    async fn open_cached(name: &str, bytes: u64) -> (MemStorage, EntryCache, ManagedLedger) {
         let st = MemStorage::default();
-        let cache = EntryCache::new(2_000);
+        let cache = EntryCache::new(bytes);
         let ml = ManagedLedger::open(
-            "t/ns/persistent/c",
+            &format!("t/ns/persistent/{name}"),
             Arc::new(st.clone()),
             crate::metadata::in_memory().unwrap(),
             cache.clone(),
@@ -281,6 +280,13 @@ mod cache_tests {
         )
         .await
         .unwrap();
+        (st, cache, ml)
+    }
+
+    /// A catch-up read goes to storage and leaves the cache (the tail) alone.
+    #[tokio::test]
+    async fn catch_up_reads_do_not_touch_the_tail_cache() {
+        let (st, cache, ml) = open_cached("c", 2_000).await;
         let _subscription = ml.watch_lac();
         let mut ps = vec![];
         for i in 0..100u8 {
@@ -306,17 +312,7 @@ mod cache_tests {
     /// once a subscription watches the log, new entries are.
     #[tokio::test]
     async fn entries_are_cached_only_while_a_subscription_watches() {
-        let st = MemStorage::default();
-        let cache = EntryCache::new(1 << 20);
-        let ml = ManagedLedger::open(
-            "t/ns/persistent/w",
-            Arc::new(st.clone()),
-            crate::metadata::in_memory().unwrap(),
-            cache.clone(),
-            ManagedLedgerConfig::default(),
-        )
-        .await
-        .unwrap();
+        let (_, cache, ml) = open_cached("w", 1 << 20).await;
         let alone = ml.append(Bytes::from_static(b"a")).await.unwrap();
         assert!(cache.get(&alone).is_none());
         let sub = ml.watch_lac();
