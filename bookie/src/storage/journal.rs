@@ -276,8 +276,14 @@ pub(super) fn replay_file(
     match crate::format::journal::scan_file(&data, Some(seq), from) {
         Ok(scan) => {
             if let Some(FormatError::Malformed(ZERO_LENGTH)) = &scan.stopped {
-                // Zeros after the last record: a direct write's padding or an unused tail.
-                tracing::debug!(seq, offset = scan.end, "journal file ends in zeros");
+                // Zeros after the last record: a direct write's padding or an unused tail (or,
+                // rarely, a lost write: the offset says where replay ended).
+                tracing::info!(
+                    seq,
+                    offset = scan.end,
+                    size = data.len(),
+                    "journal replay ended at zeros"
+                );
             } else if let Some(e) = &scan.stopped {
                 tracing::warn!(seq, offset = scan.end, size = data.len(), error = %e, "journal replay stopped at a torn or corrupt record");
             }
