@@ -454,15 +454,16 @@ pub fn stats_list_live_consumers_on(hp: u16, url: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let st = loop {
         let st = ok_json(hp, &format!("{t}/stats"));
-        if st["subscriptions"]["watch"]["consumers"]
-            .as_array()
-            .is_some_and(|c| c.len() == 1)
+        // Listed at SUBSCRIBE; its permits come with the client's first FLOW, just after.
+        let consumers = &st["subscriptions"]["watch"]["consumers"];
+        if consumers.as_array().is_some_and(|c| c.len() == 1)
+            && consumers[0]["availablePermits"].as_i64() > Some(0)
         {
             break st;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no consumer listed: {st}"
+            "no consumer listed with permits: {st}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
