@@ -27,7 +27,9 @@ const MAX_BATCH_ADDS: usize = 1024;
 /// A message stops collecting adds past this many payload bytes.
 const MAX_BATCH_BYTES: usize = 1 << 20;
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<(), ClientError>>>>>;
+/// Adds in flight on one stream; `None` once the stream ended (its adds were answered), so an
+/// add that comes later fails at once instead of waiting for an answer nobody sends.
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Result<(), ClientError>>>>>>;
 
 struct AddStream {
     tx: mpsc::Sender<AddRequest>,
@@ -135,7 +137,7 @@ impl GrpcBookie {
         });
         let mut grpc = self.inner.grpc.clone();
         let mut responses = grpc.add_entries(requests).await?.into_inner();
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let p = pending.clone();
         let cancel = self.inner.cancel.clone();
         // owned by the client: stops when the client (its last clone) is dropped
@@ -148,6 +150,9 @@ impl GrpcBookie {
                 match msg {
                     Ok(Some(batch)) => {
                         let mut pending = p.lock();
+                        let Some(pending) = pending.as_mut() else {
+                            continue;
+                        };
                         for r in batch.responses {
                             let Some(done) = pending.remove(&r.request_id) else {
                                 continue;
@@ -165,7 +170,7 @@ impl GrpcBookie {
                     Err(s) => break format!("add stream failed: {s}"),
                 }
             };
-            let drained: Vec<_> = p.lock().drain().collect();
+            let drained = p.lock().take().unwrap_or_default();
             for (_, done) in drained {
                 let _ = done.send(Err(ClientError::Unavailable(reason.clone())));
             }
@@ -186,7 +191,14 @@ impl GrpcBookie {
         let (tx, pending) = self.add_stream().await?;
         let request_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (done_tx, done_rx) = oneshot::channel();
-        pending.lock().insert(request_id, done_tx);
+        let open = match pending.lock().as_mut() {
+            Some(p) => p.insert(request_id, done_tx).is_none(),
+            None => false,
+        };
+        if !open {
+            self.forget_stream(&tx);
+            return Err(ClientError::Unavailable("add stream closed".into()));
+        }
         let req = AddRequest {
             request_id,
             ledger_id: add.ledger,
@@ -197,17 +209,23 @@ impl GrpcBookie {
             recovery: add.recovery,
         };
         if tx.send(req).await.is_err() {
-            pending.lock().remove(&request_id);
-            // the stream broke: forget it so the next add reopens one
-            let mut g = self.inner.stream.lock();
-            if g.as_ref().is_some_and(|s| s.tx.same_channel(&tx)) {
-                *g = None;
+            if let Some(p) = pending.lock().as_mut() {
+                p.remove(&request_id);
             }
+            self.forget_stream(&tx);
             return Err(ClientError::Unavailable("add stream closed".into()));
         }
         done_rx
             .await
             .unwrap_or_else(|_| Err(ClientError::Unavailable("add stream closed".into())))
+    }
+
+    /// The stream of `tx` broke: forget it so that the next add opens a new one.
+    fn forget_stream(&self, tx: &mpsc::Sender<AddRequest>) {
+        let mut g = self.inner.stream.lock();
+        if g.as_ref().is_some_and(|s| s.tx.same_channel(tx)) {
+            *g = None;
+        }
     }
 
     /// Reads one entry; returns its payload and the bookie's LAC of the ledger.
