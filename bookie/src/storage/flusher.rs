@@ -108,6 +108,7 @@ impl Flusher {
 }
 
 fn register(st: &mut State, w: &SegWriter, first_pos: (u64, u64)) {
+    tracing::debug!(segment = w.id, ?first_pos, "segment created");
     let mut seg = SegMeta::new(w.file.clone(), w.size(), HashSet::new());
     seg.first_pos = first_pos;
     st.segments.map.insert(w.id, seg);
@@ -221,7 +222,9 @@ impl Flusher {
 
     /// Seals the current segment (the next append starts a new one); the uploader is woken.
     fn seal(&mut self, st: &Mutex<State>) {
-        self.w = None;
+        if let Some(w) = self.w.take() {
+            tracing::debug!(segment = w.id, size = w.size(), "segment sealed");
+        }
         st.lock().segments.current = None;
         if let Some(r) = &self.remote {
             r.wake.notify_one();
@@ -358,6 +361,7 @@ impl Flusher {
         cfg: &StorageConfig,
         pos: (u64, u64),
     ) -> Result<(), BookieError> {
+        tracing::debug!(?pos, "checkpoint");
         let ck = st.lock().durable_record(pos);
         let seq = self.ckpt_seq + 1;
         write_atomic(&cfg.ledger_dir, CHECKPOINT, &ck.encode(seq))?;

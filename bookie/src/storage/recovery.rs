@@ -96,6 +96,7 @@ pub(super) fn recover(
             );
         }
         max_id = max_id.max(att.max_seg);
+        entries.retain(|(seg, _)| !att.replaced.contains(seg));
         entries.extend(att.entries);
         // later segments win: every entry in segment order (stable: block order kept)
         entries.sort_by_key(|(seg, _)| *seg);

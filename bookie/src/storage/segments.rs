@@ -434,7 +434,8 @@ pub(super) fn load(dir: &Path) -> Result<Loaded, BookieError> {
 }
 
 /// Removes segment `id` and its index (index first: a crash in between leaves an empty segment that
-/// is reclaimed again, never an index pointing at nothing).
+/// is reclaimed again, never an index pointing at nothing; with object storage, recovery drops
+/// such a leftover of an uploaded segment in favour of its object, see `remote::attach`).
 pub(super) fn remove(dir: &Path, id: u64) -> Result<(), BookieError> {
     for p in [idx_path(dir, id), seg_path(dir, id)] {
         match std::fs::remove_file(&p) {

@@ -14,7 +14,7 @@ use crate::format::index::{self, IndexEntry};
 use crate::format::object::{Manifest, SegmentObject};
 
 use super::super::State;
-use super::super::segments::SegMeta;
+use super::super::segments::{SegMeta, idx_path, remove};
 use super::{LOCAL_MANIFEST, Remote};
 
 /// What attaching found.
@@ -25,6 +25,9 @@ pub(in crate::storage) struct Attached {
     pub max_seg: u64,
     /// Whether the state came from the store (empty local disk).
     pub rebuilt: bool,
+    /// Uploaded segments whose local copy was incomplete (dropped: the object is the segment);
+    /// index entries loaded from their local files must be discarded.
+    pub replaced: HashSet<u64>,
 }
 
 /// Marks uploaded segments in `st` (loaded from the local disk) and adds the evicted ones;
@@ -108,10 +111,26 @@ pub(in crate::storage) fn attach(
     }
     let mut fetch = vec![];
     let mut max_seg = 0;
+    let mut replaced = HashSet::new();
     for o in &m.segments {
         max_seg = max_seg.max(o.segment);
         match st.segments.map.get_mut(&o.segment) {
-            Some(s) if s.file.is_some() => s.uploaded = Some(*o),
+            Some(s) if s.file.is_some() && local_copy_whole(&remote.ledger_dir, o, s.size) => {
+                s.uploaded = Some(*o)
+            }
+            Some(s) if s.file.is_some() => {
+                // an eviction stopped between its two unlinks (index first), or a damaged copy:
+                // the leftover must not shadow the object (its entries would read as missing and
+                // the object, seemingly dead, be deleted)
+                tracing::warn!(
+                    segment = o.segment,
+                    "local copy of an uploaded segment is incomplete; reading it from object storage"
+                );
+                st.segments.map.remove(&o.segment);
+                remove(&remote.ledger_dir, o.segment)?;
+                replaced.insert(o.segment);
+                fetch.push(*o);
+            }
             _ => fetch.push(*o),
         }
     }
@@ -140,7 +159,15 @@ pub(in crate::storage) fn attach(
         entries,
         max_seg,
         rebuilt,
+        replaced,
     })
+}
+
+/// Whether the local files of uploaded segment `o` are exactly what was uploaded (a sealed
+/// segment never changes): segment file of `size` bytes and index file of the object's lengths.
+fn local_copy_whole(dir: &std::path::Path, o: &SegmentObject, size: u64) -> bool {
+    size == o.seg_len
+        && std::fs::metadata(idx_path(dir, o.segment)).is_ok_and(|m| m.len() == o.idx_len)
 }
 
 /// The newest manifest that decodes, of those listed.
