@@ -326,3 +326,46 @@ impl GrpcBookie {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn add_request() -> crate::AddRequest {
+        crate::AddRequest {
+            ledger: 1,
+            entry: 0,
+            master_key: Bytes::from_static(b"k"),
+            lac: -1,
+            payload: Bytes::from_static(b"p"),
+            recovery: false,
+        }
+    }
+
+    /// The interleaving of a bookie dying under a writer: the stream's reader has drained the
+    /// in-flight map (the stream ended) while its request channel still looks open. An add that
+    /// picks up that stream fails at once and forgets it, so that the next add opens a new one.
+    #[tokio::test]
+    async fn an_add_on_an_ended_stream_fails_at_once() {
+        let ch = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let b = GrpcBookie::from_channel(ch);
+        let (tx, mut rx) = mpsc::channel::<AddRequest>(4);
+        *b.inner.stream.lock() = Some(AddStream {
+            tx,
+            pending: Arc::new(Mutex::new(None)),
+        });
+        let r = tokio::time::timeout(Duration::from_secs(10), b.add(add_request()))
+            .await
+            .expect("an add on an ended stream must not wait for an answer");
+        assert!(matches!(r, Err(ClientError::Unavailable(_))), "{r:?}");
+        assert!(
+            b.inner.stream.lock().is_none(),
+            "the ended stream is forgotten"
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing was sent on the ended stream"
+        );
+    }
+}
