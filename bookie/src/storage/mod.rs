@@ -257,7 +257,11 @@ impl State {
         l.last_entry = l.last_entry.max(entry as i64);
         if lac > l.lac {
             l.lac = lac;
-            l.lac_tx.send_replace(lac);
+            // only a wake-up for long-polling readers (they read `lac` under the state lock,
+            // which they subscribe under too): none waiting, no notify
+            if l.lac_tx.receiver_count() > 0 {
+                l.lac_tx.send_replace(lac);
+            }
         }
         true
     }

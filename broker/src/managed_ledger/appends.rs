@@ -206,13 +206,18 @@ impl Inner {
         // subscriptions (no LAC watcher) skips the copy and the insert. `data` is usually a slice
         // of a connection's read buffer: the cache keeps an exact-size copy so that its byte bound
         // is the memory it really holds.
-        if self.shared.lac.receiver_count() > 0 {
+        let watched = self.shared.lac.receiver_count() > 0;
+        if watched {
             self.cache.insert(pos, Bytes::copy_from_slice(data));
         }
+        // Without a watcher the LAC is updated silently (tokio documents that a closure returning
+        // false after a change is a silent modification: later `borrow`s see it): waking nobody
+        // still costs a lock per notify shard. A watcher subscribing meanwhile either is counted
+        // here (the value lock orders the two) or reads the new value itself.
         self.shared.lac.send_if_modified(|lac| {
             if pos > *lac {
                 *lac = pos;
-                true
+                self.shared.lac.receiver_count() > 0
             } else {
                 false
             }
