@@ -413,6 +413,43 @@ async fn an_eviction_cut_short_leaves_the_object_in_charge() {
     close(s).await;
 }
 
+/// A rebuild from the store writes the local manifest before its first checkpoint; a kill in
+/// between leaves a manifest and no checkpoint. The next start must take the ledger states from
+/// that manifest: taken as empty, every entry was dropped as an orphan and the uploader then
+/// collected every object as dead (found by review).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_cut_before_its_checkpoint_keeps_every_entry() {
+    let (_s3dir, srv) = server().await;
+    let data = tempfile::tempdir().unwrap();
+    let c = || cfg(data.path(), &srv.endpoint, 64 << 10);
+    let s = open(c(), None).await.unwrap();
+    add_all(&s, 0..2, 100, 1000).await;
+    settle(&s).await;
+    close(s).await;
+    // the disk is lost; the rebuild gets as far as its local manifest
+    std::fs::remove_dir_all(data.path()).unwrap();
+    let s = open(c(), None).await.unwrap();
+    close(s).await;
+    std::fs::remove_file(data.path().join("ledgers/checkpoint")).unwrap();
+    std::fs::remove_dir_all(data.path().join("journal")).unwrap();
+    assert!(data.path().join("ledgers/manifest").exists());
+    let s = open(c(), None).await.unwrap();
+    check_all(&s, 0..2, 100, 1000).await;
+    // GC, the uploader's collection of dead objects and the sweep keep every object
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || st.gc_now())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    check_all(&s, 0..2, 100, 1000).await;
+    close(s).await;
+    std::fs::remove_dir_all(data.path()).unwrap();
+    let s = open(c(), None).await.unwrap();
+    check_all(&s, 0..2, 100, 1000).await;
+    close(s).await;
+}
+
 /// The child side of [`sigkill_during_uploads_loses_no_acked_entry`]: writes until killed,
 /// printing every acknowledged entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

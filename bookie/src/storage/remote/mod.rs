@@ -15,7 +15,7 @@
 //! generation) → manifest put (create-only, next sequence) → local `manifest` file (atomic) →
 //! segment marked uploaded in memory → only then may a checkpoint trim the journal past the
 //! segment's first record and the local copy be evicted. Deletion: manifest without the object →
-//! local manifest → object deleted → local files deleted. Anything a crash leaves behind is not
+//! local manifest → local files deleted → object deleted. Anything a crash leaves behind is not
 //! in the latest manifest and is removed by the sweep.
 //!
 //! Compaction of a mostly-dead uploaded segment (the flusher's GC, same threshold as local

@@ -77,16 +77,17 @@ pub(in crate::storage) fn attach(
         .filter_map(|o| Manifest::parse_key(&o.key))
         .collect();
     seqs.sort_unstable();
-    let mut rebuilt = false;
     let manifest = match local {
         Some(m) => Some(m),
-        None if !have_checkpoint => {
-            let m = latest(remote, &seqs)?;
-            rebuilt = m.is_some();
-            m
-        }
+        None if !have_checkpoint => latest(remote, &seqs)?,
         None => None,
     };
+    // Without a checkpoint the ledger states come from the manifest, local or not: a rebuild
+    // killed (or failed) after it wrote the local manifest and before the first checkpoint leaves
+    // exactly that, and the states must not be taken as empty (every entry would then be dropped
+    // as an orphan and every object collected as dead). A journal, if any, is replayed whole on
+    // top (no checkpoint: from its start).
+    let rebuilt = !have_checkpoint && manifest.is_some();
     let (m, seq) = manifest.unwrap_or_default();
     remote.generation.store(
         m.generation.max(max_gen).saturating_add(1),
