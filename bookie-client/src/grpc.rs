@@ -192,7 +192,10 @@ impl GrpcBookie {
         let request_id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (done_tx, done_rx) = oneshot::channel();
         let open = match pending.lock().as_mut() {
-            Some(p) => p.insert(request_id, done_tx).is_none(),
+            Some(p) => {
+                p.insert(request_id, done_tx);
+                true
+            }
             None => false,
         };
         if !open {

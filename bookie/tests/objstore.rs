@@ -359,6 +359,24 @@ async fn gc_and_sweep_leave_only_referenced_objects() {
     close(s).await;
 }
 
+/// Entries `0..entries` (1000 bytes) of ledgers 0 and 1 still read back after GC, the uploader's
+/// collection of dead objects and the sweep, and then after a restart on an empty disk (`c`'s
+/// data directory is removed): every object holding them was kept.
+async fn survives_gc_and_an_empty_disk(s: Arc<Storage>, c: StorageConfig, entries: u64) {
+    let st = s.clone();
+    tokio::task::spawn_blocking(move || st.gc_now())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    check_all(&s, 0..2, entries, 1000).await;
+    close(s).await;
+    std::fs::remove_dir_all(c.ledger_dir.parent().unwrap()).unwrap();
+    let s = open(c, None).await.unwrap();
+    check_all(&s, 0..2, entries, 1000).await;
+    close(s).await;
+}
+
 /// An eviction removes the index file and then the segment file; a kill in between leaves the
 /// segment file alone. At restart that leftover must not stand for the uploaded segment: its
 /// entries would read as missing, and the object, seemingly without live entries, be deleted
@@ -395,22 +413,7 @@ async fn an_eviction_cut_short_leaves_the_object_in_charge() {
         .await
         .unwrap();
     check_all(&s, 0..2, 200, 1000).await;
-    // GC, the uploader's collection of dead objects and the sweep keep every object
-    let st = s.clone();
-    tokio::task::spawn_blocking(move || st.gc_now())
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    check_all(&s, 0..2, 200, 1000).await;
-    close(s).await;
-    // and an empty disk reads them all from the store
-    std::fs::remove_dir_all(data.path()).unwrap();
-    let s = open(cfg(data.path(), &srv.endpoint, 1 << 30), None)
-        .await
-        .unwrap();
-    check_all(&s, 0..2, 200, 1000).await;
-    close(s).await;
+    survives_gc_and_an_empty_disk(s, cfg(data.path(), &srv.endpoint, 1 << 30), 200).await;
 }
 
 /// A rebuild from the store writes the local manifest before its first checkpoint; a kill in
@@ -435,19 +438,7 @@ async fn a_rebuild_cut_before_its_checkpoint_keeps_every_entry() {
     assert!(data.path().join("ledgers/manifest").exists());
     let s = open(c(), None).await.unwrap();
     check_all(&s, 0..2, 100, 1000).await;
-    // GC, the uploader's collection of dead objects and the sweep keep every object
-    let st = s.clone();
-    tokio::task::spawn_blocking(move || st.gc_now())
-        .await
-        .unwrap()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    check_all(&s, 0..2, 100, 1000).await;
-    close(s).await;
-    std::fs::remove_dir_all(data.path()).unwrap();
-    let s = open(c(), None).await.unwrap();
-    check_all(&s, 0..2, 100, 1000).await;
-    close(s).await;
+    survives_gc_and_an_empty_disk(s, c(), 100).await;
 }
 
 /// The child side of [`sigkill_during_uploads_loses_no_acked_entry`]: writes until killed,
