@@ -43,9 +43,12 @@ impl RateClock {
 
     /// When the limited party may go on, if the clock is ahead of `now`.
     pub fn wait_until(&self, now: Instant) -> Option<Instant> {
-        self.0
-            .lock()
-            .and_then(|s| (s.next_free > now).then_some(s.next_free))
+        self.next_free().filter(|t| *t > now)
+    }
+
+    /// The clock's reservation (`None`: unlimited); needs no clock reading.
+    pub fn next_free(&self) -> Option<Instant> {
+        self.0.lock().map(|s| s.next_free)
     }
 
     /// Charges `msgs` messages of `bytes` bytes; returns the clock's new `next_free` (`None`:

@@ -125,9 +125,15 @@ impl Actor {
                     }
                 }
                 _ = self.lac.changed() => {}
-                _ = tokio::time::sleep(READ_RETRY), if self.retry => self.retry = false,
-                _ = tokio::time::sleep(CONGESTION_RETRY), if self.congested => self.congested = false,
-                _ = tokio::time::sleep_until(paused.unwrap_or_else(tokio::time::Instant::now)), if paused.is_some() => {
+                // select! builds a disabled branch's future too: these build their timers only
+                // when polled (a timer reads the clock; the loop runs once per entry or ack)
+                _ = async { tokio::time::sleep(READ_RETRY).await }, if self.retry => self.retry = false,
+                _ = async { tokio::time::sleep(CONGESTION_RETRY).await }, if self.congested => self.congested = false,
+                _ = async move {
+                    if let Some(t) = paused {
+                        tokio::time::sleep_until(t).await
+                    }
+                }, if paused.is_some() => {
                     self.rate.resume();
                 }
                 _ = delay_sleep => {

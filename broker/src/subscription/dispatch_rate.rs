@@ -29,14 +29,15 @@ impl DispatchRate {
 
     /// Whether a limit pauses dispatching now (then [`DispatchRate::paused_until`] is set).
     pub fn limited(&mut self) -> bool {
-        let now = Instant::now();
         if let Some(w) = self.wait {
-            if w > now {
+            if w > Instant::now() {
                 return true;
             }
             self.wait = None;
         }
-        self.wait = self.topic.wait_until(now).max(self.own.wait_until(now));
+        // without a limit (the common case) no clock reading: neither clock has a reservation
+        let next = self.topic.next_free().max(self.own.next_free());
+        self.wait = next.filter(|t| *t > Instant::now());
         self.throttled += u64::from(self.wait.is_some());
         self.wait.is_some()
     }

@@ -100,6 +100,9 @@ pub struct Subscription {
     persisted: watch::Receiver<u64>,
     /// Wakes the flusher for a write somebody waits for.
     wake: Arc<Wake>,
+    /// The dispatch rate limit last sent to the task: the policy round sets it every second,
+    /// and an unchanged limit is not worth waking the task for.
+    dispatch_limit: Arc<parking_lot::Mutex<Option<(i64, i64)>>>,
 }
 
 /// Where a new cursor's mark-delete position goes.
@@ -175,6 +178,7 @@ impl Subscription {
             tx,
             persisted,
             wake,
+            dispatch_limit: Arc::default(),
         })
     }
 
@@ -296,7 +300,12 @@ impl Subscription {
 
     /// Sets the dispatch rate limit `(messages, bytes)` per second (`None`: unlimited).
     pub fn set_dispatch_rate(&self, limit: Option<(i64, i64)>) {
-        let _ = self.send(Cmd::SetDispatchRate(limit));
+        // as the rate clock reads it: no positive part, no limit
+        let limit = limit.filter(|(m, b)| *m > 0 || *b > 0);
+        let mut last = self.dispatch_limit.lock();
+        if *last != limit && self.send(Cmd::SetDispatchRate(limit)).is_ok() {
+            *last = limit;
+        }
     }
 
     /// Number of attached consumers.
