@@ -620,17 +620,17 @@ fn route(frame: Frame, auth: Option<&(String, Bytes)>, out: &mpsc::Sender<Frame>
     }
 }
 
+// Both send under the routes lock rather than clone the sender out of it: an unbounded send
+// never waits, and a clone and drop are two atomic updates of the channel's counters.
 fn to_producer(shared: &Shared, id: u64, ev: ProducerEvent) {
-    let tx = shared.routes.lock().producers.get(&id).cloned();
-    if let Some(tx) = tx {
+    if let Some(tx) = shared.routes.lock().producers.get(&id) {
         let _ = tx.send(ev);
     }
 }
 
 fn to_consumer(shared: &Shared, id: u64, ev: impl FnOnce(usize) -> ConsumerEvent) {
-    let route = shared.routes.lock().consumers.get(&id).cloned();
-    if let Some((slot, tx)) = route {
-        let _ = tx.send(ev(slot));
+    if let Some((slot, tx)) = shared.routes.lock().consumers.get(&id) {
+        let _ = tx.send(ev(*slot));
     }
 }
 
