@@ -13,8 +13,8 @@
 //! - Unacked entries of a consumer that leaves (or asks for redelivery) go back to replay with
 //!   their redelivery count incremented.
 //! - Durable cursors are written by a flusher task (`flusher.rs`) that coalesces acks: at most
-//!   one write per `cursor_flush_interval` (1 s, Pulsar's default mark-delete rate), never one
-//!   per ack. Acks with a receipt request are answered once the write that contains them is
+//!   one write between two ticks of `cursor_flush_interval` (1 s, Pulsar's default mark-delete
+//!   rate; ticks shared by every cursor of the process), never one per ack. Acks with a receipt request are answered once the write that contains them is
 //!   done; such a wait (or a flush, or a close) has the flusher write without waiting out the
 //!   interval.
 
