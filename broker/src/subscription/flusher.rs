@@ -1,8 +1,8 @@
 //! The cursor flusher of a durable subscription: a task that coalesces acks into at most one
-//! cursor write between two ticks of `cursor_flush_interval` (never one per ack), and publishes the ack sequence
-//! each write covers so ack receipts can wait for it. A write somebody waits for (an ack receipt,
-//! a flush, a close) does not wait out the interval: it follows the previous one after
-//! [`URGENT_GAP`].
+//! cursor write between two ticks of `cursor_flush_interval` (never one per ack), and publishes
+//! the ack sequence each write covers so ack receipts can wait for it. A write somebody waits
+//! for (an ack receipt, a flush, a close) does not wait out the interval: it follows the
+//! previous one after [`URGENT_GAP`].
 //!
 //! The interval is counted in broker-wide ticks ([`next_tick`]), not from each cursor's last
 //! write: the cursors of busy subscriptions are written at the same moments, so the metadata

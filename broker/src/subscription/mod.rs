@@ -14,9 +14,9 @@
 //!   their redelivery count incremented.
 //! - Durable cursors are written by a flusher task (`flusher.rs`) that coalesces acks: at most
 //!   one write between two ticks of `cursor_flush_interval` (1 s, Pulsar's default mark-delete
-//!   rate; ticks shared by every cursor of the process), never one per ack. Acks with a receipt request are answered once the write that contains them is
-//!   done; such a wait (or a flush, or a close) has the flusher write without waiting out the
-//!   interval.
+//!   rate; ticks shared by every cursor of the process), never one per ack. Acks with a
+//!   receipt request are answered once the write that contains them is done; such a wait (or a
+//!   flush, or a close) has the flusher write without waiting out the interval.
 
 mod acks;
 mod actor;
