@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -22,14 +24,19 @@ struct State {
 
 /// A reservation clock; unlimited until [`RateClock::set`].
 #[derive(Debug, Default)]
-pub struct RateClock(Mutex<Option<State>>);
+pub struct RateClock {
+    state: Mutex<Option<State>>,
+    /// Whether a limit is set: every message checks the clocks of its topic and subscription,
+    /// and without a limit (the common case) that check takes no lock.
+    limited: AtomicBool,
+}
 
 impl RateClock {
     /// Sets the limit `(messages, bytes)` per second (`None`, or no positive part: unlimited).
     /// Setting the same limit again keeps the clock; a new limit restarts it. Returns whether
     /// the limit changed.
     pub fn set(&self, limit: Option<(i64, i64)>) -> bool {
-        let mut g = self.0.lock();
+        let mut g = self.state.lock();
         let limit = limit.filter(|(m, b)| *m > 0 || *b > 0);
         if g.map(|s| s.limit) == limit {
             return false;
@@ -38,6 +45,7 @@ impl RateClock {
             limit,
             next_free: Instant::now(),
         });
+        self.limited.store(g.is_some(), Ordering::Release);
         true
     }
 
@@ -48,13 +56,19 @@ impl RateClock {
 
     /// The clock's reservation (`None`: unlimited); needs no clock reading.
     pub fn next_free(&self) -> Option<Instant> {
-        self.0.lock().map(|s| s.next_free)
+        if !self.limited.load(Ordering::Acquire) {
+            return None;
+        }
+        self.state.lock().map(|s| s.next_free)
     }
 
     /// Charges `msgs` messages of `bytes` bytes; returns the clock's new `next_free` (`None`:
     /// unlimited).
     pub fn charge(&self, msgs: u64, bytes: u64) -> Option<Instant> {
-        let mut g = self.0.lock();
+        if !self.limited.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut g = self.state.lock();
         let s = g.as_mut()?;
         let cost = |n: u64, rate: i64| {
             if rate > 0 {
