@@ -36,7 +36,8 @@ pub struct ProducerOptions {
     pub batch_max_messages: usize,
     /// Most payload bytes in a batch.
     pub batch_max_bytes: usize,
-    /// Longest a message waits for its batch to fill.
+    /// Longest a message waits for its batch to fill (a batch that cannot grow, because every
+    /// one of `max_pending` messages is in it or in flight, goes at once).
     pub batch_max_delay: Duration,
     /// Compression of each SEND's payload.
     pub compression: CompressionType,
@@ -250,6 +251,7 @@ async fn create_partition(
         batch_bytes: 0,
         deadline: None,
         inflight: BTreeMap::new(),
+        inflight_msgs: 0,
     };
     tracker.spawn(task.run(rx, ev_rx, client.op_timeout()));
     Ok(PartitionProducer {
@@ -273,6 +275,8 @@ struct ProducerTask {
     deadline: Option<Instant>,
     /// SEND sequence id → (is batch, the messages' replies in order).
     inflight: BTreeMap<u64, (bool, Vec<Queued>)>,
+    /// Messages in `inflight`.
+    inflight_msgs: usize,
 }
 
 fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {
@@ -303,8 +307,12 @@ impl ProducerTask {
                             if self.deadline.is_none() {
                                 self.deadline = Some(Instant::now() + self.options.batch_max_delay);
                             }
+                            // A batch that cannot grow goes now: full, or every pending
+                            // message is in it or in flight (the sender waits for a receipt).
                             let full = self.batch.len() >= self.options.batch_max_messages
-                                || self.batch_bytes >= self.options.batch_max_bytes;
+                                || self.batch_bytes >= self.options.batch_max_bytes
+                                || self.batch.len() + self.inflight_msgs
+                                    >= self.options.max_pending.max(1);
                             if full && self.flush_batch().await.is_err() {
                                 break;
                             }
@@ -356,7 +364,7 @@ impl ProducerTask {
                 sequence_id,
                 message_id,
             } => {
-                let Some((is_batch, qs)) = self.inflight.remove(&sequence_id) else {
+                let Some((is_batch, qs)) = self.take_inflight(sequence_id) else {
                     return true;
                 };
                 let base = message_id.as_ref().map(MessageId::from_proto);
@@ -380,7 +388,7 @@ impl ProducerTask {
                 true
             }
             ProducerEvent::Error { sequence_id, error } => {
-                if let Some((_, qs)) = self.inflight.remove(&sequence_id) {
+                if let Some((_, qs)) = self.take_inflight(sequence_id) {
                     let msg = error.to_string();
                     for q in qs {
                         let _ = q.reply.send(Err(ClientError::Protocol(msg.clone())));
@@ -413,7 +421,7 @@ impl ProducerTask {
             commands::send(self.producer_id, seq, 1),
             Payload::new(md, &data),
         );
-        self.inflight.insert(seq, (false, vec![q]));
+        self.put_inflight(seq, (false, vec![q]));
         self.conn.send(frame).await
     }
 
@@ -458,8 +466,21 @@ impl ProducerTask {
             s.highest_sequence_id = Some(first + n - 1);
         }
         let frame = Frame::with_payload(cmd, Payload::new(md, &data));
-        self.inflight.insert(first, (true, batch));
+        self.put_inflight(first, (true, batch));
         self.conn.send(frame).await
+    }
+
+    fn put_inflight(&mut self, seq: u64, sent: (bool, Vec<Queued>)) {
+        self.inflight_msgs += sent.1.len();
+        if let Some((_, old)) = self.inflight.insert(seq, sent) {
+            self.inflight_msgs = self.inflight_msgs.saturating_sub(old.len());
+        }
+    }
+
+    fn take_inflight(&mut self, seq: u64) -> Option<(bool, Vec<Queued>)> {
+        let sent = self.inflight.remove(&seq)?;
+        self.inflight_msgs = self.inflight_msgs.saturating_sub(sent.1.len());
+        Some(sent)
     }
 }
 

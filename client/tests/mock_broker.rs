@@ -240,3 +240,39 @@ async fn produce_consume_every_compression() {
 async fn partitioned_topic_spreads_over_partitions() {
     round_trip(true, CompressionType::None, "parted").await;
 }
+
+#[tokio::test]
+async fn a_batch_that_cannot_grow_goes_without_waiting_for_its_timer() {
+    let (url, log) = mock_broker().await;
+    let client = PulsarClient::connect(&url).await.unwrap();
+    let options = ProducerOptions {
+        batching: true,
+        batch_max_messages: 100,
+        batch_max_delay: Duration::from_secs(3600),
+        max_pending: 3,
+        ..Default::default()
+    };
+    let producer = client.producer("window", options).await.unwrap();
+    // Three messages fill the pending window: no fourth can join their batch before a receipt,
+    // so it is sent at once (the timer would wait an hour).
+    for round in 0..2 {
+        let mut futs = Vec::new();
+        for i in 0..3 {
+            let m = OutgoingMessage::new(format!("m{round}-{i}").into_bytes());
+            futs.push(producer.send_async(m).await.unwrap());
+        }
+        for f in futs {
+            tokio::time::timeout(Duration::from_secs(10), f)
+                .await
+                .expect("receipt without the batch timer")
+                .unwrap();
+        }
+        let log = log.lock();
+        let entries: Vec<_> = log.topics.values().flatten().collect();
+        assert_eq!(entries.len(), round + 1, "one entry per full window");
+        let last = Payload::from_raw((*entries[round]).clone()).unwrap();
+        assert_eq!(last.num_messages(), 3);
+    }
+    producer.close().await.unwrap();
+    client.close().await;
+}
