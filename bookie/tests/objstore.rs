@@ -315,11 +315,7 @@ async fn gc_and_sweep_leave_only_referenced_objects() {
     s.delete(1).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let st = s.clone();
-        tokio::task::spawn_blocking(move || st.gc_now())
-            .await
-            .unwrap()
-            .unwrap();
+        gc(&s).await;
         let segs = objects(s3dir.path())
             .into_iter()
             .filter(|k| k.starts_with("segments/"))
@@ -363,11 +359,7 @@ async fn gc_and_sweep_leave_only_referenced_objects() {
 /// collection of dead objects and the sweep, and then after a restart on an empty disk (`c`'s
 /// data directory is removed): every object holding them was kept.
 async fn survives_gc_and_an_empty_disk(s: Arc<Storage>, c: StorageConfig, entries: u64) {
-    let st = s.clone();
-    tokio::task::spawn_blocking(move || st.gc_now())
-        .await
-        .unwrap()
-        .unwrap();
+    gc(&s).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     check_all(&s, 0..2, entries, 1000).await;
     close(s).await;
@@ -620,11 +612,7 @@ async fn sigkill_during_uploads_loses_no_acked_entry() {
     }
     settle(&s).await;
     // after the sweep only objects the manifest names remain
-    let st = s.clone();
-    tokio::task::spawn_blocking(move || st.gc_now())
-        .await
-        .unwrap()
-        .unwrap();
+    gc(&s).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (uploaded, _, _) = s.object_stats();
     let segs = objects(s3dir.path())

@@ -5,9 +5,8 @@
 //! that much traffic takes at the limit; whoever is charged waits (stops reading a connection,
 //! pauses a dispatcher) until `next_free`. Nothing is dropped.
 
-use std::time::Duration;
-
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
