@@ -55,7 +55,9 @@ impl Current {
     pub(super) fn is_full(&self, cfg: &ManagedLedgerConfig) -> bool {
         self.entries >= cfg.max_entries_per_ledger
             || self.bytes >= cfg.max_size_per_ledger
-            || now_ms().saturating_sub(self.created_ms) >= cfg.max_ledger_age.as_millis() as u64
+            // age counts once the ledger holds something (it may be created at open, long before)
+            || (self.entries > 0
+                && now_ms().saturating_sub(self.created_ms) >= cfg.max_ledger_age.as_millis() as u64)
     }
 }
 

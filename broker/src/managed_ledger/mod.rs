@@ -10,6 +10,9 @@
 //! Persisted (metadata key `managed-ledgers/<topic>`, compare-and-set on its version): the ledger
 //! list. A ledger is added to the list *before* the first write to it, so after a crash the open
 //! ledger is found and recovered (fenced, last entry found, closed) before a new one is created.
+//! Opening creates the ledger the first appends go to and writes it into the list with the same
+//! CAS that records the recovery (as Pulsar's managed ledger does), so a topic's first messages
+//! do not wait for a ledger; if none can be had then, the first append creates it.
 //! A CAS conflict means another broker took the topic; the writer then stops (issue 5 fencing).
 
 use std::sync::Arc;
@@ -147,6 +150,32 @@ pub struct Inner {
     appends: Appends,
 }
 
+/// What opening found and made: the ledger list as written back, its version, and the ledger
+/// the first appends go to (none when the log is terminated or no ledger could be created).
+struct Opened {
+    info: ManagedLedgerInfo,
+    version: u64,
+    first: Option<Current>,
+}
+
+/// Creates the ledger the first appends go to, above every ledger of `ledgers`. When that fails
+/// (not enough bookies, say) the log opens all the same: the first append creates it.
+async fn first_ledger(
+    name: &str,
+    storage: &Arc<dyn LedgerStorage>,
+    create: CreateOptions,
+    ledgers: &[ManagedLedgerLedger],
+) -> Option<Current> {
+    let last = ledgers.iter().map(|l| l.ledger_id.0).max();
+    match writer::create_ledger_above(name, storage, create, last).await {
+        Ok(w) => Some(Current::new(w, now_ms())),
+        Err(e) => {
+            warn!(topic = name, error = %e, "no ledger created at open; the first append creates one");
+            None
+        }
+    }
+}
+
 /// Metadata key of the managed ledger `name` (`tenant/ns/domain/topic`).
 pub fn ml_key(meta: &MetaClient, name: &str) -> String {
     meta.paths().managed_ledger(&topic_path(name))
@@ -165,36 +194,36 @@ impl ManagedLedger {
         // concurrent takeover) changed the ledger list: re-read it and recover again.
         let mut attempt = 0;
         loop {
-            match Self::open_once(name, &storage, &meta).await {
+            match Self::open_once(name, &storage, &meta, config.create).await {
                 Err(e) if e.is_meta_conflict() && attempt < 5 => {
                     attempt += 1;
                     warn!(topic = name, error = %e, attempt, "ledger list changed while opening; retrying");
                 }
                 Err(e) => return Err(e),
-                Ok(parts) => return Ok(Self::start(name, storage, meta, cache, config, parts)),
+                Ok(opened) => return Ok(Self::start(name, storage, meta, cache, config, opened)),
             }
         }
     }
 
+    /// Reads the ledger list, recovers a ledger left open, drops empty ones and, unless the log
+    /// is terminated, creates the ledger the first appends go to (as Pulsar's managed ledger
+    /// does when it opens: the first messages do not wait for it). The list, with the new ledger
+    /// in it, is written back in one CAS.
     async fn open_once(
         name: &str,
         storage: &Arc<dyn LedgerStorage>,
         meta: &MetaClient,
-    ) -> Result<(ManagedLedgerInfo, Option<u64>)> {
+        create: CreateOptions,
+    ) -> Result<Opened> {
         let key = ml_key(meta, name);
-        let (mut info, mut version) = match meta.get::<ManagedLedgerInfo>(&key).await? {
+        let (mut info, version) = match meta.get::<ManagedLedgerInfo>(&key).await? {
             Some((info, stat)) => (info, Some(stat.version)),
             None => (ml_info(vec![], false), None),
         };
-        // Always written back (CAS): the version bump is what makes a previous owner's next
-        // ledger-list update fail, even when it had no ledger open to fence (it is then fenced
-        // by the CAS conflict instead of by the bookies).
-        let mut changed = true;
         for l in info.ledgers.iter_mut().filter(|l| !l.closed) {
             let last = storage.recover(l.ledger_id).await?;
             l.entries = last.map(|e| e.0 + 1).unwrap_or(0);
             l.closed = true;
-            changed = true;
             info!(
                 topic = name,
                 ledger = l.ledger_id.0,
@@ -209,17 +238,40 @@ impl ManagedLedger {
             .map(|l| l.ledger_id.0)
             .collect();
         info.ledgers.retain(|l| l.entries > 0);
-        changed |= !empty.is_empty();
-        if changed {
-            let exp = version.map(Expected::Version).unwrap_or(Expected::Absent);
-            version = Some(meta.put(&key, &info, exp).await?.version);
+        let first = match info.terminated_position {
+            Some(_) => None,
+            None => first_ledger(name, storage, create, &info.ledgers).await,
+        };
+        if let Some(first) = &first {
+            info.ledgers.push(ManagedLedgerLedger {
+                ledger_id: first.w.ledger_id(),
+                created_at_ms: first.created_ms,
+                ..Default::default()
+            });
         }
+        // Always written back (CAS): the version bump is what makes a previous owner's next
+        // ledger-list update fail, even when it had no ledger open to fence (it is then fenced
+        // by the CAS conflict instead of by the bookies).
+        let exp = version.map(Expected::Version).unwrap_or(Expected::Absent);
+        let version = match meta.put(&key, &info, exp).await {
+            Ok(stat) => stat.version,
+            Err(e) => {
+                if let Some(first) = first {
+                    discard_ledger(storage, first.w).await;
+                }
+                return Err(e.into());
+            }
+        };
         for id in empty {
             if let Err(e) = storage.delete(LedgerId(id)).await {
                 warn!(ledger = id, error = %e, "delete empty ledger failed");
             }
         }
-        Ok((info, version))
+        Ok(Opened {
+            info,
+            version,
+            first,
+        })
     }
 
     fn start(
@@ -228,12 +280,20 @@ impl ManagedLedger {
         meta: MetaClient,
         cache: EntryCache,
         config: ManagedLedgerConfig,
-        (info, version): (ManagedLedgerInfo, Option<u64>),
+        opened: Opened,
     ) -> Self {
+        let Opened {
+            info,
+            version,
+            first,
+        } = opened;
         let key = ml_key(&meta, name);
+        // The last entry of the last closed ledger (the new open ledger has none yet).
         let lac = info
             .ledgers
-            .last()
+            .iter()
+            .rev()
+            .find(|l| l.closed)
             .map(|l| Position::new(l.ledger_id.0, l.entries as i64 - 1))
             .unwrap_or(Position::EARLIEST);
         let (lac_tx, _) = watch::channel(lac);
@@ -261,7 +321,8 @@ impl ManagedLedger {
             inner: inner.clone(),
             tx,
         };
-        let writer = Writer::new(inner, version.unwrap_or(0), handoff_rx);
+        inner.appends.direct.lock().current = first;
+        let writer = Writer::new(inner, version, handoff_rx);
         tokio::spawn(writer.run(rx));
         ml
     }
@@ -549,5 +610,5 @@ mod offloaded;
 mod tests;
 mod writer;
 
-use appends::Appends;
-use writer::Writer;
+use appends::{Appends, Current};
+use writer::{Writer, discard_ledger};

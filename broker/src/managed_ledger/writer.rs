@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 use super::appends::{Current, Direct, Outcome, Reply};
 use super::{Cmd, Inner, ml_info};
 use crate::error::{BrokerError, Result};
-use crate::storage::{LedgerWriter, StorageError};
+use crate::storage::{CreateOptions, LedgerStorage, LedgerWriter, StorageError};
 use strata_common::backoff::{Backoff, BackoffPolicy};
 use strata_common::clock::now_ms;
 use strata_meta::Expected;
@@ -486,33 +486,6 @@ impl Writer {
         debug!(topic = %self.ml.name, ledger = id, "closed ledger");
     }
 
-    /// Creates the next ledger; its id must be above every ledger id of the log, so message ids
-    /// never go backwards after a failover (Pulsar #24722): ledger ids come from per-broker
-    /// batches of a cluster-wide counter, and a broker taking a topic over may still hold a batch
-    /// below the old owner's. Such ledgers are deleted; the allocator soon moves to a batch
-    /// above every id handed out so far.
-    async fn create_ledger_above_last(ml: &Inner) -> Result<Arc<dyn LedgerWriter>> {
-        let last = ml.shared.ledgers.read().iter().map(|l| l.ledger_id.0).max();
-        for discarded in 0..1000u32 {
-            let w = ml.storage.create(ml.config.create).await?;
-            if last.is_none_or(|l| w.ledger_id().0 > l) {
-                if discarded > 0 {
-                    info!(topic = %ml.name, ledger = %w.ledger_id(), discarded, "skipped ledger ids below the log's last ledger");
-                }
-                return Ok(w);
-            }
-            let _ = w.close().await;
-            if let Err(e) = ml.storage.delete(w.ledger_id()).await {
-                warn!(ledger = %w.ledger_id(), error = %e, "delete skipped ledger failed");
-            }
-        }
-        Err(BrokerError::ServiceNotReady(format!(
-            "no ledger id above {} for topic {}",
-            last.unwrap_or(0),
-            ml.name
-        )))
-    }
-
     async fn rollover(&mut self) -> Result<()> {
         self.close_current().await;
         if self.ml.shared.is_fenced() {
@@ -522,7 +495,16 @@ impl Writer {
             )));
         }
         self.ml.appends.set_failed(false);
-        let w = Self::create_ledger_above_last(&self.ml).await?;
+        let last = self
+            .ml
+            .shared
+            .ledgers
+            .read()
+            .iter()
+            .map(|l| l.ledger_id.0)
+            .max();
+        let w = create_ledger_above(&self.ml.name, &self.ml.storage, self.ml.config.create, last)
+            .await?;
         let created = now_ms();
         let info = {
             let mut ls = self.ml.shared.ledgers.write();
@@ -547,13 +529,47 @@ impl Writer {
                     .ledgers
                     .write()
                     .retain(|l| l.ledger_id != w.ledger_id());
-                let _ = w.close().await;
-                let _ = self.ml.storage.delete(w.ledger_id()).await;
+                discard_ledger(&self.ml.storage, w).await;
                 return Err(e);
             }
         }
         debug!(topic = %self.ml.name, ledger = %w.ledger_id(), "opened ledger");
         self.direct().current = Some(Current::new(w, created));
         Ok(())
+    }
+}
+
+/// Creates a ledger for the log `name`; its id must be above `last` (every ledger id of the
+/// log), so message ids never go backwards after a failover (Pulsar #24722): ledger ids come from
+/// per-broker batches of a cluster-wide counter, and a broker taking a topic over may still hold
+/// a batch below the old owner's. Such ledgers are deleted; the allocator soon moves to a batch
+/// above every id handed out so far.
+pub(super) async fn create_ledger_above(
+    name: &str,
+    storage: &Arc<dyn LedgerStorage>,
+    create: CreateOptions,
+    last: Option<u64>,
+) -> Result<Arc<dyn LedgerWriter>> {
+    for discarded in 0..1000u32 {
+        let w = storage.create(create).await?;
+        if last.is_none_or(|l| w.ledger_id().0 > l) {
+            if discarded > 0 {
+                info!(topic = name, ledger = %w.ledger_id(), discarded, "skipped ledger ids below the log's last ledger");
+            }
+            return Ok(w);
+        }
+        discard_ledger(storage, w).await;
+    }
+    Err(BrokerError::ServiceNotReady(format!(
+        "no ledger id above {} for topic {name}",
+        last.unwrap_or(0)
+    )))
+}
+
+/// Closes and deletes a ledger nothing was written to and the list does not name.
+pub(super) async fn discard_ledger(storage: &Arc<dyn LedgerStorage>, w: Arc<dyn LedgerWriter>) {
+    let _ = w.close().await;
+    if let Err(e) = storage.delete(w.ledger_id()).await {
+        warn!(ledger = %w.ledger_id(), error = %e, "delete unused ledger failed");
     }
 }

@@ -205,6 +205,9 @@ async fn shared_round_robin_and_redelivery_on_leave() {
     let mut b = consumer(&sub, SubType::Shared, "b").await;
     sub.flow(a.key, 10);
     sub.flow(b.key, 10);
+    // Both flows reach the subscription before the entries do (a round trip through its task:
+    // an append to the open ledger may complete without yielding).
+    assert_eq!(sub.consumer_count().await, 2);
     for i in 0..4 {
         f.publish(i, None).await;
     }
