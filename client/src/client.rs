@@ -169,8 +169,4 @@ impl PulsarClient {
             c.close().await;
         }
     }
-
-    pub(crate) fn op_timeout(&self) -> Duration {
-        self.inner.op_timeout
-    }
 }

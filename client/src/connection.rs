@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload, PulsarCodec};
 use strata_proto::pulsar::base_command::Type;
-use strata_proto::pulsar::{BaseCommand, CommandMessage, MessageIdData};
+use strata_proto::pulsar::{BaseCommand, CommandMessage};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::error::{ClientError, Result};
+use crate::inflight::Inflight;
 
 /// Protocol version this client announces in CONNECT.
 pub const CLIENT_PROTOCOL_VERSION: i32 = 20;
@@ -28,20 +29,6 @@ pub const CLIENT_PROTOCOL_VERSION: i32 = 20;
 const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Frames queued for the writer before senders wait.
 const OUTBOUND_QUEUE: usize = 4096;
-
-/// What the reader task hands to a producer.
-#[derive(Debug)]
-pub(crate) enum ProducerEvent {
-    Receipt {
-        sequence_id: u64,
-        message_id: Option<MessageIdData>,
-    },
-    Error {
-        sequence_id: u64,
-        error: ClientError,
-    },
-    Closed,
-}
 
 /// What the reader task hands to a consumer (tagged with the consumer's partition slot).
 // Message is the common variant: boxing it would add an allocation per message.
@@ -68,7 +55,7 @@ pub(crate) enum ConsumerEvent {
 #[derive(Default)]
 struct Routes {
     requests: HashMap<u64, oneshot::Sender<Result<BaseCommand>>>,
-    producers: HashMap<u64, mpsc::UnboundedSender<ProducerEvent>>,
+    producers: HashMap<u64, Arc<Inflight>>,
     consumers: HashMap<u64, (usize, mpsc::UnboundedSender<ConsumerEvent>)>,
 }
 
@@ -84,8 +71,8 @@ impl Shared {
         for (_, tx) in routes.requests {
             let _ = tx.send(Err(ClientError::Disconnected));
         }
-        for (_, tx) in routes.producers {
-            let _ = tx.send(ProducerEvent::Closed);
+        for (_, inflight) in routes.producers {
+            inflight.close();
         }
         for (_, (slot, tx)) in routes.consumers {
             let _ = tx.send(ConsumerEvent::Closed { slot });
@@ -356,8 +343,9 @@ impl Connection {
         Ok(answer)
     }
 
-    pub(crate) fn register_producer(&self, id: u64, tx: mpsc::UnboundedSender<ProducerEvent>) {
-        self.shared.routes.lock().producers.insert(id, tx);
+    /// Routes producer `id`'s receipts and errors to `inflight` (resolved by the reader task).
+    pub(crate) fn register_producer(&self, id: u64, inflight: Arc<Inflight>) {
+        self.shared.routes.lock().producers.insert(id, inflight);
     }
 
     pub(crate) fn unregister_producer(&self, id: u64) {
@@ -539,33 +527,22 @@ fn route(frame: Frame, auth: Option<&(String, Bytes)>, out: &mpsc::Sender<Frame>
         }
         Some(Type::SendReceipt) => {
             if let Some(r) = command.send_receipt {
-                to_producer(
-                    shared,
-                    r.producer_id,
-                    ProducerEvent::Receipt {
-                        sequence_id: r.sequence_id,
-                        message_id: r.message_id,
-                    },
-                );
+                to_producer(shared, r.producer_id, |p| {
+                    p.receipt(r.sequence_id, r.message_id.as_ref())
+                });
             }
         }
         Some(Type::SendError) => {
             if let Some(r) = command.send_error {
-                to_producer(
-                    shared,
-                    r.producer_id,
-                    ProducerEvent::Error {
-                        sequence_id: r.sequence_id,
-                        error: ClientError::server(r.error, r.message),
-                    },
-                );
+                let error = ClientError::server(r.error, r.message);
+                to_producer(shared, r.producer_id, |p| p.error(r.sequence_id, &error));
             }
         }
         Some(Type::CloseProducer) => {
             if let Some(c) = command.close_producer {
-                let tx = shared.routes.lock().producers.remove(&c.producer_id);
-                if let Some(tx) = tx {
-                    let _ = tx.send(ProducerEvent::Closed);
+                let inflight = shared.routes.lock().producers.remove(&c.producer_id);
+                if let Some(inflight) = inflight {
+                    inflight.close();
                 }
             }
         }
@@ -620,11 +597,11 @@ fn route(frame: Frame, auth: Option<&(String, Bytes)>, out: &mpsc::Sender<Frame>
     }
 }
 
-// Both send under the routes lock rather than clone the sender out of it: an unbounded send
-// never waits, and a clone and drop are two atomic updates of the channel's counters.
-fn to_producer(shared: &Shared, id: u64, ev: ProducerEvent) {
-    if let Some(tx) = shared.routes.lock().producers.get(&id) {
-        let _ = tx.send(ev);
+// Both act under the routes lock rather than clone the route out of it: resolving a receipt and
+// an unbounded send never wait, and a clone and drop are two atomic updates of the counters.
+fn to_producer(shared: &Shared, id: u64, resolve: impl FnOnce(&Inflight)) {
+    if let Some(inflight) = shared.routes.lock().producers.get(&id) {
+        resolve(inflight);
     }
 }
 

@@ -20,6 +20,7 @@ pub mod compression;
 pub mod connection;
 mod consumer;
 mod error;
+mod inflight;
 mod message;
 mod producer;
 mod topic_name;

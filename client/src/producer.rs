@@ -1,7 +1,7 @@
-//! Producers: one task per partition that batches messages, numbers them, sends SEND frames and
-//! resolves each message's future when its SEND_RECEIPT arrives.
+//! Producers: one task per partition that batches messages, numbers them and sends SEND frames;
+//! each message's future is resolved by the connection's reader when its SEND_RECEIPT arrives
+//! ([`crate::inflight`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -14,14 +14,15 @@ use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::{
     CompressionType, KeyValue, MessageMetadata, Schema, SingleMessageMetadata,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
 use crate::client::PulsarClient;
 use crate::compression;
-use crate::connection::{Connection, ProducerEvent};
+use crate::connection::Connection;
 use crate::error::{ClientError, Result};
+use crate::inflight::{Inflight, Queued};
 use crate::message::{MessageId, OutgoingMessage};
 use crate::topic_name::full_topic_name;
 
@@ -60,14 +61,6 @@ impl Default for ProducerOptions {
             schema: None,
         }
     }
-}
-
-type Reply = oneshot::Sender<Result<MessageId>>;
-
-struct Queued {
-    msg: OutgoingMessage,
-    reply: Reply,
-    _permit: OwnedSemaphorePermit,
 }
 
 enum Cmd {
@@ -221,8 +214,8 @@ async fn create_partition(
 ) -> Result<PartitionProducer> {
     let conn = client.lookup(topic).await?;
     let producer_id = conn.next_id();
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    conn.register_producer(producer_id, ev_tx);
+    let inflight = Arc::new(Inflight::new(partition));
+    conn.register_producer(producer_id, inflight.clone());
     let rid = conn.next_id();
     let mut cmd = commands::producer(topic, producer_id, rid, options.name.clone());
     if let Some(p) = cmd.producer.as_mut() {
@@ -244,16 +237,14 @@ async fn create_partition(
         conn: conn.clone(),
         producer_id,
         name: ok.producer_name.clone(),
-        partition,
         options: options.clone(),
         next_seq: first_seq,
         batch: Vec::new(),
         batch_bytes: 0,
         deadline: None,
-        inflight: BTreeMap::new(),
-        inflight_msgs: 0,
+        inflight,
     };
-    tracker.spawn(task.run(rx, ev_rx, client.op_timeout()));
+    tracker.spawn(task.run(rx));
     Ok(PartitionProducer {
         tx,
         permits: Arc::new(Semaphore::new(options.max_pending.max(1))),
@@ -267,16 +258,13 @@ struct ProducerTask {
     conn: Arc<Connection>,
     producer_id: u64,
     name: String,
-    partition: i32,
     options: ProducerOptions,
     next_seq: u64,
     batch: Vec<Queued>,
     batch_bytes: usize,
     deadline: Option<Instant>,
-    /// SEND sequence id → (is batch, the messages' replies in order).
-    inflight: BTreeMap<u64, (bool, Vec<Queued>)>,
-    /// Messages in `inflight`.
-    inflight_msgs: usize,
+    /// The SENDs waiting for receipts (resolved by the connection's reader).
+    inflight: Arc<Inflight>,
 }
 
 fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {
@@ -290,12 +278,7 @@ fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {
 }
 
 impl ProducerTask {
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Cmd>,
-        mut events: mpsc::UnboundedReceiver<ProducerEvent>,
-        _op_timeout: Duration,
-    ) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
         loop {
             let deadline = self.deadline;
             tokio::select! {
@@ -311,7 +294,7 @@ impl ProducerTask {
                             // message is in it or in flight (the sender waits for a receipt).
                             let full = self.batch.len() >= self.options.batch_max_messages
                                 || self.batch_bytes >= self.options.batch_max_bytes
-                                || self.batch.len() + self.inflight_msgs
+                                || self.batch.len() + self.inflight.messages()
                                     >= self.options.max_pending.max(1);
                             if full && self.flush_batch().await.is_err() {
                                 break;
@@ -327,77 +310,22 @@ impl ProducerTask {
                     None => {
                         let _ = self.flush_batch().await;
                         // Wait for outstanding receipts, then stop.
-                        while !self.inflight.is_empty() {
-                            match events.recv().await {
-                                Some(ev) => if !self.on_event(ev) { break },
-                                None => break,
-                            }
-                        }
+                        self.inflight.drain().await;
                         break;
                     }
                 },
-                ev = events.recv() => match ev {
-                    Some(ev) => if !self.on_event(ev) { break },
-                    None => break,
-                },
+                _ = self.inflight.closed() => break,
                 _ = sleep_until_opt(deadline) => {
                     if self.flush_batch().await.is_err() { break; }
                 }
             }
         }
-        let err = || Err(ClientError::ClosedByBroker);
-        for (_, (_, qs)) in std::mem::take(&mut self.inflight) {
-            for q in qs {
-                let _ = q.reply.send(err());
-            }
-        }
+        let err = || ClientError::ClosedByBroker;
+        self.inflight.fail_all(err);
         for q in self.batch.drain(..) {
-            let _ = q.reply.send(err());
+            let _ = q.reply.send(Err(err()));
         }
         self.conn.unregister_producer(self.producer_id);
-    }
-
-    /// Handles a receipt or error; false when the producer is gone.
-    fn on_event(&mut self, ev: ProducerEvent) -> bool {
-        match ev {
-            ProducerEvent::Receipt {
-                sequence_id,
-                message_id,
-            } => {
-                let Some((is_batch, qs)) = self.take_inflight(sequence_id) else {
-                    return true;
-                };
-                let base = message_id.as_ref().map(MessageId::from_proto);
-                let n = qs.len() as i32;
-                for (i, q) in qs.into_iter().enumerate() {
-                    let r = match base {
-                        Some(mut id) => {
-                            if id.partition < 0 {
-                                id.partition = self.partition;
-                            }
-                            if is_batch {
-                                id.batch_index = i as i32;
-                                id.batch_size = n;
-                            }
-                            Ok(id)
-                        }
-                        None => Err(ClientError::Protocol("receipt without message id".into())),
-                    };
-                    let _ = q.reply.send(r);
-                }
-                true
-            }
-            ProducerEvent::Error { sequence_id, error } => {
-                if let Some((_, qs)) = self.take_inflight(sequence_id) {
-                    let msg = error.to_string();
-                    for q in qs {
-                        let _ = q.reply.send(Err(ClientError::Protocol(msg.clone())));
-                    }
-                }
-                true
-            }
-            ProducerEvent::Closed => false,
-        }
     }
 
     async fn send_single(&mut self, q: Queued) -> Result<()> {
@@ -421,7 +349,7 @@ impl ProducerTask {
             commands::send(self.producer_id, seq, 1),
             Payload::new(md, &data),
         );
-        self.put_inflight(seq, (false, vec![q]));
+        self.inflight.put(seq, false, vec![q]);
         self.conn.send(frame).await
     }
 
@@ -466,21 +394,8 @@ impl ProducerTask {
             s.highest_sequence_id = Some(first + n - 1);
         }
         let frame = Frame::with_payload(cmd, Payload::new(md, &data));
-        self.put_inflight(first, (true, batch));
+        self.inflight.put(first, true, batch);
         self.conn.send(frame).await
-    }
-
-    fn put_inflight(&mut self, seq: u64, sent: (bool, Vec<Queued>)) {
-        self.inflight_msgs += sent.1.len();
-        if let Some((_, old)) = self.inflight.insert(seq, sent) {
-            self.inflight_msgs = self.inflight_msgs.saturating_sub(old.len());
-        }
-    }
-
-    fn take_inflight(&mut self, seq: u64) -> Option<(bool, Vec<Queued>)> {
-        let sent = self.inflight.remove(&seq)?;
-        self.inflight_msgs = self.inflight_msgs.saturating_sub(sent.1.len());
-        Some(sent)
     }
 }
 

@@ -1,0 +1,222 @@
+//! A producer's SENDs waiting for their receipts, shared by the producer task (which adds each
+//! SEND before writing it) and its connection's reader task (which resolves the messages' futures
+//! when the receipt or error arrives, without a hop through the producer task).
+
+use std::collections::BTreeMap;
+
+use parking_lot::Mutex;
+use strata_proto::pulsar::MessageIdData;
+use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ClientError, Result};
+use crate::message::{MessageId, OutgoingMessage};
+
+/// Where a message's id (or failure) goes.
+pub(crate) type Reply = oneshot::Sender<Result<MessageId>>;
+
+/// A message on its way: its reply and its place in the producer's window (given back when the
+/// message is answered and this is dropped).
+pub(crate) struct Queued {
+    pub(crate) msg: OutgoingMessage,
+    pub(crate) reply: Reply,
+    pub(crate) _permit: OwnedSemaphorePermit,
+}
+
+/// One SEND: whether it is a batch, and its messages in order.
+type Sent = (bool, Vec<Queued>);
+
+/// The SENDs of one producer (one partition) not answered yet.
+pub(crate) struct Inflight {
+    /// The producer's partition (a receipt without one gets it).
+    partition: i32,
+    state: Mutex<State>,
+    /// Cancelled when the broker or the connection closed the producer.
+    closed: CancellationToken,
+    /// Notified when the last SEND in flight is answered.
+    drained: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// SEND sequence id → the SEND.
+    sent: BTreeMap<u64, Sent>,
+    /// Messages in `sent`.
+    msgs: usize,
+}
+
+impl Inflight {
+    pub(crate) fn new(partition: i32) -> Self {
+        Inflight {
+            partition,
+            state: Mutex::new(State::default()),
+            closed: CancellationToken::new(),
+            drained: Notify::new(),
+        }
+    }
+
+    /// Records a SEND before it is written (so its receipt always finds it).
+    pub(crate) fn put(&self, sequence_id: u64, is_batch: bool, messages: Vec<Queued>) {
+        let mut s = self.state.lock();
+        s.msgs += messages.len();
+        if let Some((_, old)) = s.sent.insert(sequence_id, (is_batch, messages)) {
+            s.msgs = s.msgs.saturating_sub(old.len());
+        }
+    }
+
+    /// Messages sent and not answered.
+    pub(crate) fn messages(&self) -> usize {
+        self.state.lock().msgs
+    }
+
+    fn take(&self, sequence_id: u64) -> Option<Sent> {
+        let mut s = self.state.lock();
+        let sent = s.sent.remove(&sequence_id)?;
+        s.msgs = s.msgs.saturating_sub(sent.1.len());
+        let empty = s.sent.is_empty();
+        drop(s);
+        if empty {
+            self.drained.notify_waiters();
+        }
+        Some(sent)
+    }
+
+    /// A SEND_RECEIPT: each message of the SEND gets its id (its index in a batch).
+    pub(crate) fn receipt(&self, sequence_id: u64, message_id: Option<&MessageIdData>) {
+        let Some((is_batch, messages)) = self.take(sequence_id) else {
+            return;
+        };
+        let base = message_id.map(MessageId::from_proto);
+        let n = messages.len() as i32;
+        for (i, q) in messages.into_iter().enumerate() {
+            let r = match base {
+                Some(mut id) => {
+                    if id.partition < 0 {
+                        id.partition = self.partition;
+                    }
+                    if is_batch {
+                        id.batch_index = i as i32;
+                        id.batch_size = n;
+                    }
+                    Ok(id)
+                }
+                None => Err(ClientError::Protocol("receipt without message id".into())),
+            };
+            let _ = q.reply.send(r);
+        }
+    }
+
+    /// A SEND_ERROR: every message of the SEND fails with it.
+    pub(crate) fn error(&self, sequence_id: u64, error: &ClientError) {
+        if let Some((_, messages)) = self.take(sequence_id) {
+            let msg = error.to_string();
+            for q in messages {
+                let _ = q.reply.send(Err(ClientError::Protocol(msg.clone())));
+            }
+        }
+    }
+
+    /// Fails every message in flight with `err`.
+    pub(crate) fn fail_all(&self, err: impl Fn() -> ClientError) {
+        let sent = {
+            let mut s = self.state.lock();
+            s.msgs = 0;
+            std::mem::take(&mut s.sent)
+        };
+        for (_, (_, messages)) in sent {
+            for q in messages {
+                let _ = q.reply.send(Err(err()));
+            }
+        }
+        self.drained.notify_waiters();
+    }
+
+    /// The broker or the connection closed the producer.
+    pub(crate) fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Resolves when the producer was closed by the broker or the connection.
+    pub(crate) async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    /// Waits until every SEND in flight is answered or the producer is closed.
+    pub(crate) async fn drain(&self) {
+        loop {
+            // created before the check: a notification between the two is not missed
+            let drained = self.drained.notified();
+            if self.state.lock().sent.is_empty() || self.closed.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = self.closed.cancelled() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+
+    fn queued(window: &Arc<Semaphore>) -> (Queued, oneshot::Receiver<Result<MessageId>>) {
+        let (reply, rx) = oneshot::channel();
+        let q = Queued {
+            msg: OutgoingMessage::new(&b"m"[..]),
+            reply,
+            _permit: window.clone().try_acquire_owned().unwrap(),
+        };
+        (q, rx)
+    }
+
+    #[tokio::test]
+    async fn a_receipt_resolves_each_message_of_its_batch_and_frees_the_window() {
+        let window = Arc::new(Semaphore::new(3));
+        let inflight = Inflight::new(2);
+        let (a, ra) = queued(&window);
+        let (b, rb) = queued(&window);
+        let (c, rc) = queued(&window);
+        inflight.put(10, true, vec![a, b]);
+        inflight.put(12, false, vec![c]);
+        assert_eq!((inflight.messages(), window.available_permits()), (3, 0));
+        let id = MessageIdData {
+            ledger_id: 7,
+            entry_id: 1,
+            partition: Some(-1),
+            ..Default::default()
+        };
+        inflight.receipt(10, Some(&id));
+        inflight.receipt(10, Some(&id)); // a duplicate finds nothing
+        let (a, b) = (ra.await.unwrap().unwrap(), rb.await.unwrap().unwrap());
+        assert_eq!((a.ledger_id, a.entry_id, a.partition), (7, 1, 2));
+        assert_eq!((a.batch_index, a.batch_size, b.batch_index), (0, 2, 1));
+        assert_eq!((inflight.messages(), window.available_permits()), (1, 2));
+        // drain waits for the last SEND
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), inflight.drain());
+        assert!(waiting.await.is_err());
+        inflight.error(12, &ClientError::Protocol("no".into()));
+        assert!(rc.await.unwrap().is_err());
+        inflight.drain().await;
+        assert_eq!(window.available_permits(), 3);
+    }
+
+    #[tokio::test]
+    async fn closing_ends_the_drain_and_fail_all_answers_every_message() {
+        let window = Arc::new(Semaphore::new(2));
+        let inflight = Inflight::new(-1);
+        let (a, ra) = queued(&window);
+        inflight.put(1, false, vec![a]);
+        inflight.close();
+        inflight.closed().await;
+        inflight.drain().await;
+        inflight.fail_all(|| ClientError::ClosedByBroker);
+        assert!(matches!(ra.await, Ok(Err(ClientError::ClosedByBroker))));
+        assert_eq!((inflight.messages(), window.available_permits()), (0, 2));
+    }
+}
