@@ -308,6 +308,14 @@ impl Connection {
             .map_err(|_| ClientError::Disconnected)
     }
 
+    /// A place in the queue for one frame (waits while the queue is full).
+    pub(crate) async fn reserve(&self) -> Result<mpsc::Permit<'_, Frame>> {
+        self.out
+            .reserve()
+            .await
+            .map_err(|_| ClientError::Disconnected)
+    }
+
     /// Queues a frame without waiting (fails when the queue is full or the connection closed).
     pub fn try_send(&self, frame: Frame) -> Result<()> {
         self.out
@@ -348,8 +356,13 @@ impl Connection {
         self.shared.routes.lock().producers.insert(id, inflight);
     }
 
+    /// Stops routing producer `id`'s receipts; what it still has in flight is not answered
+    /// (the producer is closed).
     pub(crate) fn unregister_producer(&self, id: u64) {
-        self.shared.routes.lock().producers.remove(&id);
+        let inflight = self.shared.routes.lock().producers.remove(&id);
+        if let Some(inflight) = inflight {
+            inflight.close();
+        }
     }
 
     pub(crate) fn register_consumer(

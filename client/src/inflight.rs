@@ -136,6 +136,11 @@ impl Inflight {
         self.closed.cancel();
     }
 
+    /// Whether the producer was closed by the broker or the connection.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
     /// Resolves when the producer was closed by the broker or the connection.
     pub(crate) async fn closed(&self) {
         self.closed.cancelled().await

@@ -3,8 +3,9 @@
 //!
 //! - [`PulsarClient`]: connection pool keyed by broker URL, LOOKUP with redirects,
 //!   PARTITIONED_METADATA.
-//! - [`Producer`]: one task per partition; batching (one SEND per batch), compression, sequence
-//!   ids, a future per message resolved by SEND_RECEIPT, `max_pending` backpressure.
+//! - [`Producer`]: batching by the sending task itself (one SEND per batch) with a timer task
+//!   per partition, compression, sequence ids, a future per message resolved by the
+//!   connection's reader on SEND_RECEIPT, `max_pending` backpressure.
 //! - [`Consumer`]: SUBSCRIBE on every partition, FLOW permits re-granted as the application
 //!   receives (half the receiver queue at a time), batches split into messages, acks.
 //! - [`admin`]: a typed client for the admin REST API v2 and the `strata admin` command.
@@ -14,6 +15,7 @@
 //! automatically: an operation on a dead connection fails with a retryable [`ClientError`].
 
 pub mod admin;
+mod batcher;
 pub mod cli;
 mod client;
 pub mod compression;
@@ -23,6 +25,7 @@ mod error;
 mod inflight;
 mod message;
 mod producer;
+mod producer_options;
 mod topic_name;
 
 pub use client::PulsarClient;

@@ -1,72 +1,25 @@
-//! Producers: one task per partition that batches messages, numbers them and sends SEND frames;
-//! each message's future is resolved by the connection's reader when its SEND_RECEIPT arrives
-//! ([`crate::inflight`]).
+//! Producers: per partition, the caller of `send_async` numbers and batches its message and
+//! queues the SEND frame itself ([`crate::batcher`]), a timer task sends batches that waited out
+//! their delay, and the connection's reader resolves each message's future when its
+//! SEND_RECEIPT arrives ([`crate::inflight`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use strata_common::clock::now_ms;
-use strata_proto::batch::write_batch_message;
+use parking_lot::Mutex;
 use strata_proto::commands;
-use strata_proto::frame::{Frame, Payload};
-use strata_proto::pulsar::{
-    CompressionType, KeyValue, MessageMetadata, Schema, SingleMessageMetadata,
-};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::batcher::{Batcher, Pushed};
 use crate::client::PulsarClient;
-use crate::compression;
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
 use crate::inflight::{Inflight, Queued};
 use crate::message::{MessageId, OutgoingMessage};
+pub use crate::producer_options::ProducerOptions;
 use crate::topic_name::full_topic_name;
-
-/// Producer settings.
-#[derive(Debug, Clone)]
-pub struct ProducerOptions {
-    /// Producer name (the broker assigns one when `None`).
-    pub name: Option<String>,
-    /// Group messages into batches (one SEND, one stored entry per batch).
-    pub batching: bool,
-    /// Most messages in a batch.
-    pub batch_max_messages: usize,
-    /// Most payload bytes in a batch.
-    pub batch_max_bytes: usize,
-    /// Longest a message waits for its batch to fill (a batch that cannot grow, because every
-    /// one of `max_pending` messages is in it or in flight, goes at once).
-    pub batch_max_delay: Duration,
-    /// Compression of each SEND's payload.
-    pub compression: CompressionType,
-    /// Messages sent but not yet acknowledged before `send` waits.
-    pub max_pending: usize,
-    /// Schema to declare.
-    pub schema: Option<Schema>,
-}
-
-impl Default for ProducerOptions {
-    fn default() -> Self {
-        ProducerOptions {
-            name: None,
-            batching: true,
-            batch_max_messages: 1000,
-            batch_max_bytes: 128 * 1024,
-            batch_max_delay: Duration::from_millis(1),
-            compression: CompressionType::None,
-            max_pending: 1000,
-            schema: None,
-        }
-    }
-}
-
-enum Cmd {
-    Send(Queued),
-    Flush(oneshot::Sender<()>),
-}
 
 /// Resolves to the message id once the broker stored the message.
 pub struct SendFuture(oneshot::Receiver<Result<MessageId>>);
@@ -85,11 +38,98 @@ impl std::future::Future for SendFuture {
 }
 
 struct PartitionProducer {
-    tx: mpsc::Sender<Cmd>,
     permits: Arc<Semaphore>,
     name: String,
     conn: Arc<Connection>,
     producer_id: u64,
+    batcher: Arc<Mutex<Batcher>>,
+    /// Tells the timer task the deadline of a newly opened batch; dropped, it stops the task.
+    timer: watch::Sender<Option<Instant>>,
+    inflight: Arc<Inflight>,
+}
+
+impl PartitionProducer {
+    /// Numbers, batches and (when it goes now) writes the message, in the caller.
+    async fn send(&self, q: Queued) -> Result<()> {
+        if self.inflight.is_closed() {
+            return Err(ClientError::Disconnected);
+        }
+        // A place in the connection's queue first: the frame is queued under the lock, so
+        // SENDs are queued in sequence order.
+        let slot = self.conn.reserve().await?;
+        let mut batcher = self.batcher.lock();
+        match batcher.push(q)? {
+            Pushed::Send(frame) => slot.send(frame),
+            Pushed::Opened(deadline) => {
+                drop(batcher);
+                self.timer.send_replace(Some(deadline));
+            }
+            Pushed::Joined => {}
+        }
+        Ok(())
+    }
+
+    /// Writes the open batch, if any.
+    async fn flush(&self) -> Result<()> {
+        flush_batch(&self.batcher, &self.conn, |_| true)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Writes the open batch if `due` says so for its deadline; returns the deadline of the batch
+/// left open, if any.
+async fn flush_batch(
+    batcher: &Mutex<Batcher>,
+    conn: &Connection,
+    due: impl FnOnce(Instant) -> bool,
+) -> Result<Option<Instant>> {
+    let slot = conn.reserve().await?;
+    let mut b = batcher.lock();
+    match b.deadline() {
+        Some(d) if due(d) => {
+            if let Some(frame) = b.take_batch()? {
+                slot.send(frame);
+            }
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
+/// Sends a batch that waited out its delay; when the producer is dropped, sends what is batched
+/// and waits for the receipts; then fails whatever is left and unregisters the producer.
+async fn run_timer(
+    batcher: Arc<Mutex<Batcher>>,
+    conn: Arc<Connection>,
+    producer_id: u64,
+    inflight: Arc<Inflight>,
+    mut opened: watch::Receiver<Option<Instant>>,
+) {
+    let mut deadline = None;
+    let dropped = loop {
+        tokio::select! {
+            changed = opened.changed() => match changed {
+                Ok(()) => deadline = *opened.borrow_and_update(),
+                Err(_) => break true,
+            },
+            _ = sleep_until_opt(deadline) => {
+                let now = Instant::now();
+                match flush_batch(&batcher, &conn, |d| d <= now).await {
+                    Ok(left) => deadline = left,
+                    Err(_) => break false,
+                }
+            }
+            _ = inflight.closed() => break false,
+        }
+    };
+    if dropped && flush_batch(&batcher, &conn, |_| true).await.is_ok() {
+        inflight.drain().await;
+    }
+    let err = || ClientError::ClosedByBroker;
+    inflight.fail_all(err);
+    batcher.lock().fail_batch(err);
+    conn.unregister_producer(producer_id);
 }
 
 impl PulsarClient {
@@ -153,14 +193,12 @@ impl Producer {
             .await
             .map_err(|_| ClientError::Disconnected)?;
         let (reply, rx) = oneshot::channel();
-        part.tx
-            .send(Cmd::Send(Queued {
-                msg,
-                reply,
-                _permit: permit,
-            }))
-            .await
-            .map_err(|_| ClientError::Disconnected)?;
+        part.send(Queued {
+            msg,
+            reply,
+            _permit: permit,
+        })
+        .await?;
         Ok(SendFuture(rx))
     }
 
@@ -172,18 +210,18 @@ impl Producer {
     /// Sends any partly filled batch now.
     pub async fn flush(&self) -> Result<()> {
         for p in &self.parts {
-            let (tx, rx) = oneshot::channel();
-            p.tx.send(Cmd::Flush(tx))
-                .await
-                .map_err(|_| ClientError::Disconnected)?;
-            let _ = rx.await;
+            p.flush().await?;
         }
         Ok(())
     }
 
-    /// Flushes, closes the producer on the broker and stops its tasks.
+    /// Flushes, waits for the receipts of every message sent, closes the producer on the broker
+    /// and stops its tasks.
     pub async fn close(self) -> Result<()> {
         self.flush().await?;
+        for p in &self.parts {
+            p.inflight.drain().await;
+        }
         for p in &self.parts {
             let rid = p.conn.next_id();
             let _ = p
@@ -232,171 +270,30 @@ async fn create_partition(
         .producer_success
         .ok_or_else(|| ClientError::Protocol("expected PRODUCER_SUCCESS".into()))?;
     let first_seq = u64::try_from(ok.last_sequence_id() + 1).unwrap_or(0);
-    let (tx, rx) = mpsc::channel(options.max_pending.max(1));
-    let task = ProducerTask {
-        conn: conn.clone(),
+    let batcher = Arc::new(Mutex::new(Batcher::new(
         producer_id,
-        name: ok.producer_name.clone(),
-        options: options.clone(),
-        next_seq: first_seq,
-        batch: Vec::new(),
-        batch_bytes: 0,
-        deadline: None,
-        inflight,
-    };
-    tracker.spawn(task.run(rx));
+        ok.producer_name.clone(),
+        options.clone(),
+        first_seq,
+        inflight.clone(),
+    )));
+    let (timer, opened) = watch::channel(None);
+    tracker.spawn(run_timer(
+        batcher.clone(),
+        conn.clone(),
+        producer_id,
+        inflight.clone(),
+        opened,
+    ));
     Ok(PartitionProducer {
-        tx,
         permits: Arc::new(Semaphore::new(options.max_pending.max(1))),
         name: ok.producer_name,
         conn,
         producer_id,
+        batcher,
+        timer,
+        inflight,
     })
-}
-
-struct ProducerTask {
-    conn: Arc<Connection>,
-    producer_id: u64,
-    name: String,
-    options: ProducerOptions,
-    next_seq: u64,
-    batch: Vec<Queued>,
-    batch_bytes: usize,
-    deadline: Option<Instant>,
-    /// The SENDs waiting for receipts (resolved by the connection's reader).
-    inflight: Arc<Inflight>,
-}
-
-fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {
-    props
-        .iter()
-        .map(|(k, v)| KeyValue {
-            key: k.clone(),
-            value: v.clone(),
-        })
-        .collect()
-}
-
-impl ProducerTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
-        loop {
-            let deadline = self.deadline;
-            tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(Cmd::Send(q)) => {
-                        if self.options.batching {
-                            self.batch_bytes += q.msg.payload.len();
-                            self.batch.push(q);
-                            if self.deadline.is_none() {
-                                self.deadline = Some(Instant::now() + self.options.batch_max_delay);
-                            }
-                            // A batch that cannot grow goes now: full, or every pending
-                            // message is in it or in flight (the sender waits for a receipt).
-                            let full = self.batch.len() >= self.options.batch_max_messages
-                                || self.batch_bytes >= self.options.batch_max_bytes
-                                || self.batch.len() + self.inflight.messages()
-                                    >= self.options.max_pending.max(1);
-                            if full && self.flush_batch().await.is_err() {
-                                break;
-                            }
-                        } else if self.send_single(q).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(Cmd::Flush(done)) => {
-                        if self.flush_batch().await.is_err() { break; }
-                        let _ = done.send(());
-                    }
-                    None => {
-                        let _ = self.flush_batch().await;
-                        // Wait for outstanding receipts, then stop.
-                        self.inflight.drain().await;
-                        break;
-                    }
-                },
-                _ = self.inflight.closed() => break,
-                _ = sleep_until_opt(deadline) => {
-                    if self.flush_batch().await.is_err() { break; }
-                }
-            }
-        }
-        let err = || ClientError::ClosedByBroker;
-        self.inflight.fail_all(err);
-        for q in self.batch.drain(..) {
-            let _ = q.reply.send(Err(err()));
-        }
-        self.conn.unregister_producer(self.producer_id);
-    }
-
-    async fn send_single(&mut self, q: Queued) -> Result<()> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let raw = &q.msg.payload;
-        let data = compression::compress(self.options.compression, raw)?;
-        let md = MessageMetadata {
-            producer_name: self.name.clone(),
-            sequence_id: seq,
-            publish_time: now_ms(),
-            properties: kvs(&q.msg.properties),
-            partition_key: q.msg.key.clone(),
-            compression: (self.options.compression != CompressionType::None)
-                .then_some(self.options.compression as i32),
-            uncompressed_size: Some(raw.len() as u32),
-            event_time: q.msg.event_time,
-            ..Default::default()
-        };
-        let frame = Frame::with_payload(
-            commands::send(self.producer_id, seq, 1),
-            Payload::new(md, &data),
-        );
-        self.inflight.put(seq, false, vec![q]);
-        self.conn.send(frame).await
-    }
-
-    async fn flush_batch(&mut self) -> Result<()> {
-        self.deadline = None;
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
-        let first = self.next_seq;
-        let n = batch.len() as u64;
-        self.next_seq += n;
-        let mut buf = BytesMut::new();
-        for (i, q) in batch.iter().enumerate() {
-            let smd = SingleMessageMetadata {
-                properties: kvs(&q.msg.properties),
-                partition_key: q.msg.key.clone(),
-                event_time: q.msg.event_time,
-                sequence_id: Some(first + i as u64),
-                ..Default::default()
-            };
-            write_batch_message(&mut buf, &smd, &q.msg.payload);
-        }
-        let raw: Bytes = buf.freeze();
-        let data = compression::compress(self.options.compression, &raw)?;
-        let md = MessageMetadata {
-            producer_name: self.name.clone(),
-            sequence_id: first,
-            publish_time: now_ms(),
-            // Key_Shared dispatch uses the entry's key: the first message's key.
-            partition_key: batch.first().and_then(|q| q.msg.key.clone()),
-            compression: (self.options.compression != CompressionType::None)
-                .then_some(self.options.compression as i32),
-            uncompressed_size: Some(raw.len() as u32),
-            num_messages_in_batch: Some(n as i32),
-            highest_sequence_id: Some(first + n - 1),
-            ..Default::default()
-        };
-        let mut cmd = commands::send(self.producer_id, first, n as i32);
-        if let Some(s) = cmd.send.as_mut() {
-            s.highest_sequence_id = Some(first + n - 1);
-        }
-        let frame = Frame::with_payload(cmd, Payload::new(md, &data));
-        self.inflight.put(first, true, batch);
-        self.conn.send(frame).await
-    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

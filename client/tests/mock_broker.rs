@@ -276,3 +276,48 @@ async fn a_batch_that_cannot_grow_goes_without_waiting_for_its_timer() {
     producer.close().await.unwrap();
     client.close().await;
 }
+
+#[tokio::test]
+async fn batches_go_on_their_timer_and_close_waits_for_the_receipts() {
+    let (url, log) = mock_broker().await;
+    let client = PulsarClient::connect(&url).await.unwrap();
+    let options = ProducerOptions {
+        batching: true,
+        batch_max_messages: 100,
+        batch_max_delay: Duration::from_millis(20),
+        max_pending: 100,
+        ..Default::default()
+    };
+    let producer = client.producer("timer", options).await.unwrap();
+    // Two messages in a batch that is neither full nor stuck: the timer sends it.
+    let mut futs = Vec::new();
+    for i in 0..2 {
+        let m = OutgoingMessage::new(format!("t{i}").into_bytes());
+        futs.push(producer.send_async(m).await.unwrap());
+    }
+    for (i, f) in futs.into_iter().enumerate() {
+        let id = tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .expect("the batch timer sent the batch")
+            .unwrap();
+        assert_eq!((id.batch_index, id.batch_size), (i as i32, 2));
+    }
+    // Messages still batched when the producer closes are sent, and close returns only once
+    // their receipts are in.
+    let mut futs = Vec::new();
+    for i in 0..3 {
+        let m = OutgoingMessage::new(format!("c{i}").into_bytes());
+        futs.push(producer.send_async(m).await.unwrap());
+    }
+    producer.close().await.unwrap();
+    for f in futs {
+        let id = tokio::time::timeout(Duration::from_secs(1), f)
+            .await
+            .expect("answered by close")
+            .unwrap();
+        assert_eq!(id.batch_size, 3);
+    }
+    let entries: usize = log.lock().topics.values().map(|t| t.len()).sum();
+    assert_eq!(entries, 2);
+    client.close().await;
+}

@@ -1,0 +1,200 @@
+//! A partition producer's send path: messages are numbered, batched and turned into SEND frames
+//! by the caller of `send_async` itself, under the producer's lock (no hop through a task). A
+//! timer task only sends a batch that waited out its delay.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use strata_common::clock::now_ms;
+use strata_proto::batch::write_batch_message;
+use strata_proto::commands;
+use strata_proto::frame::{Frame, Payload};
+use strata_proto::pulsar::{CompressionType, KeyValue, MessageMetadata, SingleMessageMetadata};
+use tokio::time::Instant;
+
+use crate::compression;
+use crate::error::{ClientError, Result};
+use crate::inflight::{Inflight, Queued};
+use crate::producer_options::ProducerOptions;
+
+/// What became of a message given to [`Batcher::push`].
+// Send is the common variant (every message without batching): boxing it would add an
+// allocation per message.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Pushed {
+    /// A SEND to write now (the message alone, or a batch that cannot grow).
+    Send(Frame),
+    /// The message opened a batch that must go by this deadline.
+    Opened(Instant),
+    /// The message joined the open batch.
+    Joined,
+}
+
+/// The numbering and batching state of one partition producer.
+pub(crate) struct Batcher {
+    producer_id: u64,
+    name: String,
+    options: ProducerOptions,
+    next_seq: u64,
+    batch: Vec<Queued>,
+    batch_bytes: usize,
+    /// When the open batch must go.
+    deadline: Option<Instant>,
+    /// The SENDs waiting for receipts (resolved by the connection's reader).
+    inflight: Arc<Inflight>,
+}
+
+fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {
+    props
+        .iter()
+        .map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+impl Batcher {
+    pub(crate) fn new(
+        producer_id: u64,
+        name: String,
+        options: ProducerOptions,
+        first_seq: u64,
+        inflight: Arc<Inflight>,
+    ) -> Self {
+        Batcher {
+            producer_id,
+            name,
+            options,
+            next_seq: first_seq,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            deadline: None,
+            inflight,
+        }
+    }
+
+    /// When the open batch must go (none open: `None`).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Takes a message: its SEND when it goes now, else where it waits.
+    pub(crate) fn push(&mut self, q: Queued) -> Result<Pushed> {
+        if !self.options.batching {
+            return self.single(q).map(Pushed::Send);
+        }
+        self.batch_bytes += q.msg.payload.len();
+        self.batch.push(q);
+        // A batch that cannot grow goes now: full, or every pending message is in it or in
+        // flight (the sender waits for a receipt before it can add one).
+        let full = self.batch.len() >= self.options.batch_max_messages
+            || self.batch_bytes >= self.options.batch_max_bytes
+            || self.batch.len() + self.inflight.messages() >= self.options.max_pending.max(1);
+        if full {
+            return match self.take_batch()? {
+                Some(frame) => Ok(Pushed::Send(frame)),
+                None => Ok(Pushed::Joined),
+            };
+        }
+        if self.deadline.is_some() {
+            return Ok(Pushed::Joined);
+        }
+        let deadline = Instant::now() + self.options.batch_max_delay;
+        self.deadline = Some(deadline);
+        Ok(Pushed::Opened(deadline))
+    }
+
+    /// Fails the messages of the open batch with `err`.
+    pub(crate) fn fail_batch(&mut self, err: impl Fn() -> ClientError) {
+        self.deadline = None;
+        self.batch_bytes = 0;
+        for q in self.batch.drain(..) {
+            let _ = q.reply.send(Err(err()));
+        }
+    }
+
+    fn single(&mut self, q: Queued) -> Result<Frame> {
+        let seq = self.next_seq;
+        let raw = &q.msg.payload;
+        let data = compression::compress(self.options.compression, raw)?;
+        self.next_seq += 1;
+        let md = MessageMetadata {
+            producer_name: self.name.clone(),
+            sequence_id: seq,
+            publish_time: now_ms(),
+            properties: kvs(&q.msg.properties),
+            partition_key: q.msg.key.clone(),
+            compression: self.compression(),
+            uncompressed_size: Some(raw.len() as u32),
+            event_time: q.msg.event_time,
+            ..Default::default()
+        };
+        let frame = Frame::with_payload(
+            commands::send(self.producer_id, seq, 1),
+            Payload::new(md, &data),
+        );
+        self.inflight.put(seq, false, vec![q]);
+        Ok(frame)
+    }
+
+    fn compression(&self) -> Option<i32> {
+        (self.options.compression != CompressionType::None)
+            .then_some(self.options.compression as i32)
+    }
+
+    /// The open batch as one SEND (recorded in flight), if there is one. A batch that cannot
+    /// be compressed fails its messages.
+    pub(crate) fn take_batch(&mut self) -> Result<Option<Frame>> {
+        self.deadline = None;
+        if self.batch.is_empty() {
+            return Ok(None);
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let first = self.next_seq;
+        let n = batch.len() as u64;
+        let mut buf = BytesMut::new();
+        for (i, q) in batch.iter().enumerate() {
+            let smd = SingleMessageMetadata {
+                properties: kvs(&q.msg.properties),
+                partition_key: q.msg.key.clone(),
+                event_time: q.msg.event_time,
+                sequence_id: Some(first + i as u64),
+                ..Default::default()
+            };
+            write_batch_message(&mut buf, &smd, &q.msg.payload);
+        }
+        let raw: Bytes = buf.freeze();
+        let data = match compression::compress(self.options.compression, &raw) {
+            Ok(data) => data,
+            Err(e) => {
+                let msg = e.to_string();
+                for q in batch {
+                    let _ = q.reply.send(Err(ClientError::Protocol(msg.clone())));
+                }
+                return Err(e);
+            }
+        };
+        self.next_seq += n;
+        let md = MessageMetadata {
+            producer_name: self.name.clone(),
+            sequence_id: first,
+            publish_time: now_ms(),
+            // Key_Shared dispatch uses the entry's key: the first message's key.
+            partition_key: batch.first().and_then(|q| q.msg.key.clone()),
+            compression: self.compression(),
+            uncompressed_size: Some(raw.len() as u32),
+            num_messages_in_batch: Some(n as i32),
+            highest_sequence_id: Some(first + n - 1),
+            ..Default::default()
+        };
+        let mut cmd = commands::send(self.producer_id, first, n as i32);
+        if let Some(s) = cmd.send.as_mut() {
+            s.highest_sequence_id = Some(first + n - 1);
+        }
+        let frame = Frame::with_payload(cmd, Payload::new(md, &data));
+        self.inflight.put(first, true, batch);
+        Ok(Some(frame))
+    }
+}
