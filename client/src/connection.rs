@@ -290,6 +290,11 @@ impl Connection {
         self.shared.closed.load(Ordering::SeqCst) || self.cancel.is_cancelled()
     }
 
+    /// How long an operation on this connection may take.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        self.op_timeout
+    }
+
     /// The broker's `max_message_size`.
     pub fn max_message_size(&self) -> usize {
         self.max_message_size

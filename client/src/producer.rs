@@ -215,12 +215,13 @@ impl Producer {
         Ok(())
     }
 
-    /// Flushes, waits for the receipts of every message sent, closes the producer on the broker
-    /// and stops its tasks.
+    /// Flushes, waits (up to the operation timeout) for the receipts of every message sent,
+    /// closes the producer on the broker and stops its tasks.
     pub async fn close(self) -> Result<()> {
         self.flush().await?;
         for p in &self.parts {
-            p.inflight.drain().await;
+            // what is still unanswered after the operation timeout fails when the producer closes
+            let _ = tokio::time::timeout(p.conn.op_timeout(), p.inflight.drain()).await;
         }
         for p in &self.parts {
             let rid = p.conn.next_id();

@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::common::{CompressionArg, DEFAULT_SERVICE_URL, SubTypeArg};
-use crate::{ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions, SendFuture};
+use crate::{ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions};
 
 /// Load generator.
 #[derive(Debug, Clone, clap::Args)]
@@ -345,6 +345,76 @@ fn stop_after(
     stop
 }
 
+/// When one producer sends: `rate` msg/s from `phase` of a period on (none: as fast as its
+/// window allows), at most `limit` messages.
+struct Pace {
+    rate: Option<f64>,
+    phase: f64,
+    limit: Option<u64>,
+}
+
+/// One producer's loop. Its sends' futures complete in this task too (a `FuturesUnordered`
+/// polled while it waits for its window or its pace), so a message costs the load generator no
+/// wake-up of a second task.
+async fn produce_one(
+    producer: crate::Producer,
+    payload: Bytes,
+    stats: Arc<Stats>,
+    stop: CancellationToken,
+    pace: Pace,
+) {
+    let size = payload.len();
+    let record = |(t0, r): (Instant, crate::Result<crate::MessageId>)| match r {
+        Ok(_) => stats.record(size, t0.elapsed()),
+        Err(_) => {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    let mut pending = FuturesUnordered::new();
+    let begin = Instant::now();
+    let mut sent = 0u64;
+    'sending: while !stop.is_cancelled() && pace.limit.is_none_or(|l| sent < l) {
+        // Message `sent` is due `(sent + phase) / rate` seconds after the start.
+        let due = pace
+            .rate
+            .map(|rate| begin + Duration::from_secs_f64((sent as f64 + pace.phase) / rate));
+        let next = async {
+            if let Some(due) = due {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let t0 = Instant::now();
+            (
+                t0,
+                producer
+                    .send_async(OutgoingMessage::new(payload.clone()))
+                    .await,
+            )
+        };
+        tokio::pin!(next);
+        let (t0, f) = loop {
+            tokio::select! {
+                biased;
+                Some(done) = pending.next() => record(done),
+                _ = stop.cancelled() => break 'sending,
+                out = &mut next => break out,
+            }
+        };
+        match f {
+            Ok(f) => pending.push(async move { (t0, f.await) }),
+            Err(_) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        sent += 1;
+    }
+    let _ = producer.flush().await;
+    while let Some(done) = pending.next().await {
+        record(done);
+    }
+    let _ = producer.close().await;
+}
+
 async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let client = super::common::connect(&args.target.service_url, &args.target.connect).await?;
     let topics = topic_names(&args.target.topic, args.target.num_topics);
@@ -400,61 +470,17 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
         // Producers are spread over one period of their rate, so that N producers at a total R
         // msg/s publish evenly, not in bursts of N every N/R seconds.
         let phase = index as f64 / n as f64;
-        let stats = stats.clone();
-        let stop = stop.clone();
-        let payload = payload.clone();
-        workers.spawn(async move {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, SendFuture)>();
-            let collector_stats = stats.clone();
-            let size = payload.len();
-            let collector = tokio::spawn(async move {
-                while let Some((t0, f)) = rx.recv().await {
-                    match f.await {
-                        Ok(_) => collector_stats.record(size, t0.elapsed()),
-                        Err(_) => {
-                            collector_stats.failures.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            });
-            let begin = Instant::now();
-            let mut sent = 0u64;
-            loop {
-                if stop.is_cancelled() || per_producer_limit.is_some_and(|l| sent >= l) {
-                    break;
-                }
-                if let Some(rate) = per_producer_rate {
-                    // Message `sent` is due `(sent + phase) / rate` seconds after the start.
-                    let due = Duration::from_secs_f64((sent as f64 + phase) / rate);
-                    let elapsed = begin.elapsed();
-                    if due > elapsed {
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(due - elapsed) => {}
-                        }
-                    }
-                }
-                let t0 = Instant::now();
-                let f = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    f = producer.send_async(OutgoingMessage::new(payload.clone())) => f,
-                };
-                match f {
-                    Ok(f) => {
-                        let _ = tx.send((t0, f));
-                    }
-                    Err(_) => {
-                        stats.failures.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-                sent += 1;
-            }
-            let _ = producer.flush().await;
-            drop(tx);
-            let _ = collector.await;
-            let _ = producer.close().await;
-        });
+        workers.spawn(produce_one(
+            producer,
+            payload.clone(),
+            stats.clone(),
+            stop.clone(),
+            Pace {
+                rate: per_producer_rate,
+                phase,
+                limit: per_producer_limit,
+            },
+        ));
     }
     run.finish(workers).await;
     client.close().await;
