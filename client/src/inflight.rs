@@ -43,6 +43,8 @@ struct State {
     sent: BTreeMap<u64, Sent>,
     /// Messages in `sent`.
     msgs: usize,
+    /// Everything in flight was failed: later SENDs fail at once.
+    failed: bool,
 }
 
 impl Inflight {
@@ -58,6 +60,13 @@ impl Inflight {
     /// Records a SEND before it is written (so its receipt always finds it).
     pub(crate) fn put(&self, sequence_id: u64, is_batch: bool, messages: Vec<Queued>) {
         let mut s = self.state.lock();
+        if s.failed {
+            drop(s);
+            for q in messages {
+                let _ = q.reply.send(Err(ClientError::Disconnected));
+            }
+            return;
+        }
         s.msgs += messages.len();
         if let Some((_, old)) = s.sent.insert(sequence_id, (is_batch, messages)) {
             s.msgs = s.msgs.saturating_sub(old.len());
@@ -116,11 +125,13 @@ impl Inflight {
         }
     }
 
-    /// Fails every message in flight with `err`.
+    /// Fails every message in flight with `err`, and every later one with
+    /// [`ClientError::Disconnected`].
     pub(crate) fn fail_all(&self, err: impl Fn() -> ClientError) {
         let sent = {
             let mut s = self.state.lock();
             s.msgs = 0;
+            s.failed = true;
             std::mem::take(&mut s.sent)
         };
         for (_, (_, messages)) in sent {
@@ -222,6 +233,11 @@ mod tests {
         inflight.drain().await;
         inflight.fail_all(|| ClientError::ClosedByBroker);
         assert!(matches!(ra.await, Ok(Err(ClientError::ClosedByBroker))));
+        assert_eq!((inflight.messages(), window.available_permits()), (0, 2));
+        // a SEND recorded after that fails at once (nobody would answer it)
+        let (b, rb) = queued(&window);
+        inflight.put(2, false, vec![b]);
+        assert!(matches!(rb.await, Ok(Err(ClientError::Disconnected))));
         assert_eq!((inflight.messages(), window.available_permits()), (0, 2));
     }
 }

@@ -117,18 +117,21 @@ async fn run_timer(
                 let now = Instant::now();
                 match flush_batch(&batcher, &conn, |d| d <= now).await {
                     Ok(left) => deadline = left,
-                    Err(_) => break false,
+                    Err(ClientError::Disconnected) => break false,
+                    // the batch failed (its messages got the error); the producer goes on
+                    Err(_) => deadline = None,
                 }
             }
             _ = inflight.closed() => break false,
         }
     };
     if dropped && flush_batch(&batcher, &conn, |_| true).await.is_ok() {
-        inflight.drain().await;
+        // what is unanswered after the operation timeout fails below
+        let _ = tokio::time::timeout(conn.op_timeout(), inflight.drain()).await;
     }
     let err = || ClientError::ClosedByBroker;
+    batcher.lock().close(err);
     inflight.fail_all(err);
-    batcher.lock().fail_batch(err);
     conn.unregister_producer(producer_id);
 }
 
@@ -270,7 +273,7 @@ async fn create_partition(
     let ok = answer
         .producer_success
         .ok_or_else(|| ClientError::Protocol("expected PRODUCER_SUCCESS".into()))?;
-    let first_seq = u64::try_from(ok.last_sequence_id() + 1).unwrap_or(0);
+    let first_seq = u64::try_from(ok.last_sequence_id().saturating_add(1)).unwrap_or(0);
     let batcher = Arc::new(Mutex::new(Batcher::new(
         producer_id,
         ok.producer_name.clone(),

@@ -257,7 +257,7 @@ impl ManagedLedger {
             Ok(stat) => stat.version,
             Err(e) => {
                 if let Some(first) = first {
-                    discard_ledger(storage, first.w).await;
+                    unlisted_ledger(storage, first.w, e.is_conflict()).await;
                 }
                 return Err(e.into());
             }
@@ -611,4 +611,4 @@ mod tests;
 mod writer;
 
 use appends::{Appends, Current};
-use writer::{Writer, discard_ledger};
+use writer::{Writer, unlisted_ledger};

@@ -40,6 +40,33 @@ mod basic {
     }
 
     #[tokio::test]
+    async fn open_creates_the_first_ledger_and_an_idle_log_terminates_cleanly() {
+        let st = MemStorage::default();
+        let meta = crate::metadata::in_memory().unwrap();
+        let ml = open(&st, &meta, ManagedLedgerConfig::default()).await;
+        // the ledger exists and is listed before any append; nothing is confirmed yet
+        let ls = ml.ledgers();
+        assert_eq!(ls.len(), 1);
+        assert!(!ls[0].closed);
+        assert_eq!(st.ledger_count(), 1);
+        assert_eq!(ml.last_confirmed(), Position::EARLIEST);
+        let p = ml.append(Bytes::from_static(b"a")).await.unwrap();
+        assert_eq!(p.ledger, ls[0].ledger_id.0);
+        ml.close().await;
+        // an idle log: terminating it drops its empty ledger and records the end
+        let ml = open(&st, &meta, ManagedLedgerConfig::default()).await;
+        assert_eq!(ml.ledgers().len(), 2);
+        assert_eq!(ml.last_confirmed(), p);
+        assert_eq!(ml.terminate().await.unwrap(), p);
+        assert_eq!(ml.ledgers().len(), 1);
+        ml.close().await;
+        let ml = open(&st, &meta, ManagedLedgerConfig::default()).await;
+        assert!(ml.is_terminated());
+        assert_eq!(ml.ledgers().len(), 1);
+        assert_eq!(st.ledger_count(), 1);
+    }
+
+    #[tokio::test]
     async fn append_read_rollover_and_reopen() {
         let st = MemStorage::default();
         let meta = crate::metadata::in_memory().unwrap();

@@ -164,7 +164,10 @@ impl Writer {
                         self.fail_pending(|| BrokerError::TopicTerminated(name.clone()));
                         self.ml.shared.terminated.store(true, std::sync::atomic::Ordering::Release);
                         if self.current_ledger().is_some() {
-                            self.close_current().await;
+                            if let Err(e) = self.close_current().await {
+                                let _ = reply.send(Err(e));
+                                continue;
+                            }
                         } else {
                             let info = ml_info(self.ml.shared.ledgers.read().clone(), true);
                             match self.persist(&info).await {
@@ -184,7 +187,7 @@ impl Writer {
                         self.hold_appends();
                         self.drain().await;
                         self.fail_pending(|| BrokerError::ServiceNotReady("topic closed".into()));
-                        self.close_current().await;
+                        let _ = self.close_current().await;
                         let _ = reply.send(());
                         // Later appends fail: the receiver is dropped when we return.
                         return;
@@ -193,7 +196,7 @@ impl Writer {
                         self.hold_appends();
                         self.drain().await;
                         self.fail_pending(|| BrokerError::ShuttingDown);
-                        self.close_current().await;
+                        let _ = self.close_current().await;
                         return;
                     }
                 }
@@ -442,24 +445,29 @@ impl Writer {
         }
     }
 
-    async fn close_current(&mut self) {
+    /// Closes the open ledger and records it in the list (an empty one is dropped and deleted).
+    /// On failure the ledger stays as the list names it, for the next owner to recover.
+    async fn close_current(&mut self) -> Result<()> {
         let Some(Current { w, ledger: id, .. }) = self.direct().current.take() else {
-            return;
+            return Ok(());
         };
+        let name = self.ml.name.clone();
+        let moved =
+            || BrokerError::ServiceNotReady(format!("topic {name} moved to another broker"));
         if self.ml.shared.is_fenced() {
             // The new owner recovers (and closes) this ledger; we must not touch the list.
-            return;
+            return Err(moved());
         }
         let last = match w.close().await {
             Ok(last) => last,
             Err(StorageError::Fenced(_)) => {
                 self.fence("close fenced by the bookies");
-                return;
+                return Err(moved());
             }
             Err(e) => {
                 // The next owner recovers the ledger; our view of confirmed entries stands.
                 warn!(topic = %self.ml.name, ledger = id, error = %e, "close ledger failed");
-                return;
+                return Err(e.into());
             }
         };
         let info = {
@@ -478,16 +486,20 @@ impl Writer {
             )
         };
         if let Err(e) = self.persist(&info).await {
+            // The stored list still names the ledger: it must not be deleted.
             warn!(topic = %self.ml.name, error = %e, "persist ledger list failed");
+            return Err(e);
         }
         if last.is_none() {
             let _ = self.ml.storage.delete(LedgerId(id)).await;
         }
         debug!(topic = %self.ml.name, ledger = id, "closed ledger");
+        Ok(())
     }
 
     async fn rollover(&mut self) -> Result<()> {
-        self.close_current().await;
+        // a failure is logged; the ledger stays for recovery and the log moves to a new one
+        let _ = self.close_current().await;
         if self.ml.shared.is_fenced() {
             return Err(BrokerError::ServiceNotReady(format!(
                 "topic {} moved to another broker",
@@ -529,7 +541,7 @@ impl Writer {
                     .ledgers
                     .write()
                     .retain(|l| l.ledger_id != w.ledger_id());
-                discard_ledger(&self.ml.storage, w).await;
+                unlisted_ledger(&self.ml.storage, w, e.is_meta_conflict()).await;
                 return Err(e);
             }
         }
@@ -566,8 +578,23 @@ pub(super) async fn create_ledger_above(
     )))
 }
 
+/// A new ledger whose ledger-list write failed: deleted when the write was refused (a CAS
+/// conflict: the stored list cannot name it), only closed when its outcome is unknown (the
+/// stored list may name it; the next open recovers it, finds it empty and drops it).
+pub(super) async fn unlisted_ledger(
+    storage: &Arc<dyn LedgerStorage>,
+    w: Arc<dyn LedgerWriter>,
+    refused: bool,
+) {
+    if refused {
+        discard_ledger(storage, w).await;
+    } else {
+        let _ = w.close().await;
+    }
+}
+
 /// Closes and deletes a ledger nothing was written to and the list does not name.
-pub(super) async fn discard_ledger(storage: &Arc<dyn LedgerStorage>, w: Arc<dyn LedgerWriter>) {
+async fn discard_ledger(storage: &Arc<dyn LedgerStorage>, w: Arc<dyn LedgerWriter>) {
     let _ = w.close().await;
     if let Err(e) = storage.delete(w.ledger_id()).await {
         warn!(ledger = %w.ledger_id(), error = %e, "delete unused ledger failed");
