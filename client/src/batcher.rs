@@ -42,8 +42,6 @@ pub(crate) struct Batcher {
     deadline: Option<Instant>,
     /// The SENDs waiting for receipts (resolved by the connection's reader).
     inflight: Arc<Inflight>,
-    /// The producer is gone (its timer task ended): no message is taken any more.
-    closed: bool,
 }
 
 fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {
@@ -73,7 +71,6 @@ impl Batcher {
             batch_bytes: 0,
             deadline: None,
             inflight,
-            closed: false,
         }
     }
 
@@ -84,7 +81,9 @@ impl Batcher {
 
     /// Takes a message: its SEND when it goes now, else where it waits.
     pub(crate) fn push(&mut self, q: Queued) -> Result<Pushed> {
-        if self.closed {
+        // Closed (the broker or the connection ended the producer): the timer task fails what
+        // is batched, so nothing may join it.
+        if self.inflight.is_closed() {
             return Err(ClientError::Disconnected);
         }
         if !self.options.batching {
@@ -111,10 +110,8 @@ impl Batcher {
         Ok(Pushed::Opened(deadline))
     }
 
-    /// Fails the messages of the open batch with `err` and refuses later ones: the producer is
-    /// gone.
-    pub(crate) fn close(&mut self, err: impl Fn() -> ClientError) {
-        self.closed = true;
+    /// Fails the messages of the open batch with `err`.
+    pub(crate) fn fail_batch(&mut self, err: impl Fn() -> ClientError) {
         self.deadline = None;
         self.batch_bytes = 0;
         for q in self.batch.drain(..) {

@@ -3,6 +3,7 @@
 //! when the receipt or error arrives, without a hop through the producer task).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use strata_proto::pulsar::MessageIdData;
@@ -33,6 +34,8 @@ pub(crate) struct Inflight {
     state: Mutex<State>,
     /// Cancelled when the broker or the connection closed the producer.
     closed: CancellationToken,
+    /// Set with `closed`: read for every message (the token's own check takes a lock).
+    is_closed: AtomicBool,
     /// Notified when the last SEND in flight is answered.
     drained: Notify,
 }
@@ -43,8 +46,6 @@ struct State {
     sent: BTreeMap<u64, Sent>,
     /// Messages in `sent`.
     msgs: usize,
-    /// Everything in flight was failed: later SENDs fail at once.
-    failed: bool,
 }
 
 impl Inflight {
@@ -53,20 +54,22 @@ impl Inflight {
             partition,
             state: Mutex::new(State::default()),
             closed: CancellationToken::new(),
+            is_closed: AtomicBool::new(false),
             drained: Notify::new(),
         }
     }
 
     /// Records a SEND before it is written (so its receipt always finds it).
     pub(crate) fn put(&self, sequence_id: u64, is_batch: bool, messages: Vec<Queued>) {
-        let mut s = self.state.lock();
-        if s.failed {
-            drop(s);
+        // Closed: nobody answers it any more (what was in flight is failed once the producer's
+        // timer task sees the close).
+        if self.is_closed() {
             for q in messages {
                 let _ = q.reply.send(Err(ClientError::Disconnected));
             }
             return;
         }
+        let mut s = self.state.lock();
         s.msgs += messages.len();
         if let Some((_, old)) = s.sent.insert(sequence_id, (is_batch, messages)) {
             s.msgs = s.msgs.saturating_sub(old.len());
@@ -125,13 +128,11 @@ impl Inflight {
         }
     }
 
-    /// Fails every message in flight with `err`, and every later one with
-    /// [`ClientError::Disconnected`].
+    /// Fails every message in flight with `err`.
     pub(crate) fn fail_all(&self, err: impl Fn() -> ClientError) {
         let sent = {
             let mut s = self.state.lock();
             s.msgs = 0;
-            s.failed = true;
             std::mem::take(&mut s.sent)
         };
         for (_, (_, messages)) in sent {
@@ -144,12 +145,13 @@ impl Inflight {
 
     /// The broker or the connection closed the producer.
     pub(crate) fn close(&self) {
+        self.is_closed.store(true, Ordering::Release);
         self.closed.cancel();
     }
 
     /// Whether the producer was closed by the broker or the connection.
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.is_closed.load(Ordering::Acquire)
     }
 
     /// Resolves when the producer was closed by the broker or the connection.
@@ -162,7 +164,7 @@ impl Inflight {
         loop {
             // created before the check: a notification between the two is not missed
             let drained = self.drained.notified();
-            if self.state.lock().sent.is_empty() || self.closed.is_cancelled() {
+            if self.state.lock().sent.is_empty() || self.is_closed() {
                 return;
             }
             tokio::select! {
@@ -234,7 +236,7 @@ mod tests {
         inflight.fail_all(|| ClientError::ClosedByBroker);
         assert!(matches!(ra.await, Ok(Err(ClientError::ClosedByBroker))));
         assert_eq!((inflight.messages(), window.available_permits()), (0, 2));
-        // a SEND recorded after that fails at once (nobody would answer it)
+        // a SEND recorded once closed fails at once (nobody would answer it)
         let (b, rb) = queued(&window);
         inflight.put(2, false, vec![b]);
         assert!(matches!(rb.await, Ok(Err(ClientError::Disconnected))));

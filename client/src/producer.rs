@@ -129,8 +129,10 @@ async fn run_timer(
         // what is unanswered after the operation timeout fails below
         let _ = tokio::time::timeout(conn.op_timeout(), inflight.drain()).await;
     }
+    // closed first: no message joins the batch or the table after they are failed
+    inflight.close();
     let err = || ClientError::ClosedByBroker;
-    batcher.lock().close(err);
+    batcher.lock().fail_batch(err);
     inflight.fail_all(err);
     conn.unregister_producer(producer_id);
 }
