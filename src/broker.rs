@@ -185,12 +185,13 @@ impl Settings {
             write: args.write_quorum.unwrap_or(cfg.write_quorum),
             ack: args.ack_quorum.unwrap_or(cfg.ack_quorum),
         };
-        if quorum.ack == 0 || quorum.ack > quorum.write || quorum.write > quorum.ensemble {
+        if !quorum.is_valid() {
             bail!(
-                "invalid quorum E={} Qw={} Qa={}: need 1 <= Qa <= Qw <= E",
+                "invalid quorum E={} Qw={} Qa={}: need 1 <= Qa <= Qw <= E <= {}",
                 quorum.ensemble,
                 quorum.write,
-                quorum.ack
+                quorum.ack,
+                strata_broker::ledger_client::MAX_ENSEMBLE
             );
         }
         let mut broker = cfg.broker;

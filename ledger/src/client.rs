@@ -32,7 +32,7 @@ use strata_proto::{BookieId, EntryId, LedgerId};
 use tracing::warn;
 
 pub use crate::bookies::{BookieSource, InProcessBookie, RegisteredBookies, StaticBookies};
-pub use crate::config::{ADD_TIMEOUT, Quorum, Timeouts};
+pub use crate::config::{ADD_TIMEOUT, MAX_ENSEMBLE, Quorum, Timeouts};
 use crate::error_map::map_meta;
 use crate::placement;
 use crate::pool::Pool;
@@ -179,6 +179,15 @@ impl BookieLedgerStorage {
 impl LedgerStorage for BookieLedgerStorage {
     async fn create(&self, opts: CreateOptions) -> Result<Arc<dyn LedgerWriter>, StorageError> {
         let quorum = opts.quorum.unwrap_or(self.quorum);
+        if !quorum.is_valid() {
+            return Err(StorageError::Other(format!(
+                "invalid quorum E={} Qw={} Qa={}: need 1 <= Qa <= Qw <= E <= {}",
+                quorum.ensemble,
+                quorum.write,
+                quorum.ack,
+                MAX_ENSEMBLE
+            )));
+        }
         let mut bookies = self.pool.source.bookies().await?;
         // Leave out bookies that failed recently; if too few others remain, take back those of
         // them that answer now (a ledger on a dead bookie would only fail its first add).

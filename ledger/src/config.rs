@@ -14,14 +14,27 @@ pub struct Quorum {
     pub ack: usize,
 }
 
+/// Largest ensemble a ledger may have (a writer keeps an entry's acknowledgements as one bit per
+/// ensemble slot).
+pub const MAX_ENSEMBLE: usize = 64;
+
 impl Quorum {
-    /// `(E, Qw, Qa)` if E ≥ Qw ≥ Qa ≥ 1.
+    /// `(E, Qw, Qa)` if [`MAX_ENSEMBLE`] ≥ E ≥ Qw ≥ Qa ≥ 1.
     pub fn checked(ensemble: u32, write: u32, ack: u32) -> Option<Self> {
-        (ack >= 1 && ack <= write && write <= ensemble).then_some(Self {
+        let q = Self {
             ensemble: ensemble as usize,
             write: write as usize,
             ack: ack as usize,
-        })
+        };
+        q.is_valid().then_some(q)
+    }
+
+    /// Whether [`MAX_ENSEMBLE`] ≥ E ≥ Qw ≥ Qa ≥ 1.
+    pub fn is_valid(&self) -> bool {
+        self.ack >= 1
+            && self.ack <= self.write
+            && self.write <= self.ensemble
+            && self.ensemble <= MAX_ENSEMBLE
     }
 }
 
@@ -54,3 +67,18 @@ impl Default for Timeouts {
 
 /// A bookie that does not acknowledge an add within this time counts as failed for it.
 pub const ADD_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quorum_needs_e_ge_qw_ge_qa_ge_1_and_e_at_most_the_limit() {
+        assert!(Quorum::checked(3, 2, 2).is_some());
+        assert!(Quorum::checked(64, 3, 2).is_some());
+        assert!(Quorum::checked(65, 3, 2).is_none());
+        assert!(Quorum::checked(3, 4, 2).is_none());
+        assert!(Quorum::checked(3, 2, 3).is_none());
+        assert!(Quorum::checked(3, 2, 0).is_none());
+    }
+}

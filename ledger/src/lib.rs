@@ -34,6 +34,7 @@ pub mod storage;
 mod write_set;
 mod writer;
 
+pub use config::MAX_ENSEMBLE;
 pub use storage::{
     AddCompletion, CreateOptions, LedgerStorage, LedgerWriter, Quorum, StorageError,
 };

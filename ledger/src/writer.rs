@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use strata_bookie_client::{BookieClient, ClientError};
 use strata_meta::model::{LedgerState, MetaClient};
 use strata_proto::{BookieId, EntryId, LedgerId};
@@ -26,10 +27,21 @@ use crate::write_set::in_write_set;
 /// An entry written but not confirmed yet: its data (for re-sends) and who acknowledged it.
 struct PendingAdd {
     data: Bytes,
-    acks: BTreeSet<BookieId>,
+    /// The ensemble slots whose bookie acknowledged it, one bit each ([`slot_bit`]).
+    acks: u64,
     /// Answered when the LAC passes the entry, or when the writer fails or closes first.
     done: Option<AddCompletion>,
 }
+
+/// Where one copy of an entry goes: an ensemble slot, as it was when the write was sent.
+struct Target {
+    slot: usize,
+    epoch: u32,
+    client: BookieClient,
+}
+
+/// The write set of one entry (Qw targets, rarely more than a few).
+type Targets = SmallVec<[Target; 3]>;
 
 /// Add outcomes waiting to be told, in entry order.
 type Ready = VecDeque<(AddCompletion, Result<EntryId, StorageError>)>;
@@ -41,8 +53,12 @@ struct WriterState {
     length: u64,
     /// The current ensemble (positions are stable: a replacement takes the failed bookie's slot).
     ensemble: Vec<(BookieId, BookieClient)>,
-    /// Entries not yet confirmed (every entry above the LAC that was added).
-    pending: BTreeMap<u64, PendingAdd>,
+    /// One per slot, bumped when the slot's bookie is replaced: a write's outcome counts only
+    /// if its slot still has the epoch it was sent with (not for the bookie replaced since).
+    epochs: Vec<u32>,
+    /// Entries not yet confirmed, in entry order from LAC + 1 on (every entry above the LAC
+    /// that was added); empty once the writer failed.
+    pending: VecDeque<PendingAdd>,
     /// Bookies of the current ensemble that failed a write and must be replaced; their acks no
     /// longer count.
     to_replace: BTreeSet<BookieId>,
@@ -53,6 +69,35 @@ struct WriterState {
     confirmed_in_change: BTreeMap<u64, Bytes>,
     /// Outcomes decided under this lock, told by [`WriterShared::deliver`] outside it.
     ready: Ready,
+}
+
+impl WriterState {
+    /// The unconfirmed entry `entry`.
+    fn pending_mut(&mut self, entry: u64) -> Option<&mut PendingAdd> {
+        let first = (self.lac + 1) as u64;
+        let i = usize::try_from(entry.checked_sub(first)?).ok()?;
+        self.pending.get_mut(i)
+    }
+
+    /// The unconfirmed entries with their entry numbers, in order.
+    fn pending_entries(&self) -> impl Iterator<Item = (u64, &PendingAdd)> {
+        let first = (self.lac + 1) as u64;
+        (first..).zip(self.pending.iter())
+    }
+
+    /// Whether `slot` still holds the bookie a write sent with `epoch` went to.
+    fn current(&self, slot: usize, epoch: u32) -> bool {
+        self.epochs.get(slot) == Some(&epoch)
+    }
+}
+
+/// The bit of ensemble slot `slot` in [`PendingAdd::acks`] (none beyond [`crate::MAX_ENSEMBLE`],
+/// which [`crate::Quorum::is_valid`] rules out).
+fn slot_bit(slot: usize) -> u64 {
+    u32::try_from(slot)
+        .ok()
+        .and_then(|s| 1u64.checked_shl(s))
+        .unwrap_or(0)
 }
 
 /// Writes one ledger; cheap handle over [`WriterShared`].
@@ -99,8 +144,9 @@ pub(crate) fn open(
             lac: -1,
             failed: None,
             length: 0,
+            epochs: vec![0; ensemble.len()],
             ensemble,
-            pending: BTreeMap::new(),
+            pending: VecDeque::new(),
             to_replace: BTreeSet::new(),
             changing: false,
             confirmed_in_change: BTreeMap::new(),
@@ -130,17 +176,18 @@ impl WriterShared {
                 let Some(sh) = weak.upgrade() else {
                     return;
                 };
-                let ids: Vec<BookieId> = {
+                let (ids, epochs): (Vec<BookieId>, Vec<u32>) = {
                     let st = sh.state.lock();
                     if st.failed.is_some() {
                         return;
                     }
-                    st.ensemble.iter().map(|(b, _)| b.clone()).collect()
+                    let ids = st.ensemble.iter().map(|(b, _)| b.clone());
+                    ids.zip(st.epochs.iter().copied()).unzip()
                 };
                 let gone: BTreeSet<BookieId> =
                     sh.pool.source.gone(&ids).await.into_iter().collect();
-                for b in gone.intersection(&suspects) {
-                    if sh.bookie_failed(b.clone()) {
+                for (slot, (b, epoch)) in ids.iter().zip(epochs).enumerate() {
+                    if gone.contains(b) && suspects.contains(b) && sh.bookie_failed(slot, epoch) {
                         warn!(ledger = sh.ledger, bookie = %b, "ensemble bookie is no longer registered");
                     }
                 }
@@ -154,18 +201,16 @@ impl WriterShared {
     /// wake-up per entry; no add timeout either: its journal is the only place the entry can
     /// go, so a stalled local disk stalls the writer, and a failing one answers with an error);
     /// a remote bookie's add runs in a task under [`crate::config::Timeouts::add`].
-    fn spawn_write(
-        self: &Arc<Self>,
-        entry: u64,
-        b: BookieId,
-        c: BookieClient,
-        data: Bytes,
-        lac: i64,
-    ) {
+    fn spawn_write(self: &Arc<Self>, entry: u64, to: Target, data: Bytes, lac: i64) {
         let sh = self.clone();
-        if let Some(local) = c.as_local() {
+        let Target {
+            slot,
+            epoch,
+            client,
+        } = to;
+        if let Some(local) = client.as_local() {
             let key = sh.key.clone();
-            let done = Box::new(move |r| sh.on_result(entry, b, r));
+            let done = Box::new(move |r| sh.on_result(entry, slot, epoch, r));
             let req = strata_bookie_client::AddRequest {
                 ledger: self.ledger,
                 entry,
@@ -181,7 +226,7 @@ impl WriterShared {
         tokio::spawn(async move {
             let r = match tokio::time::timeout(
                 timeout,
-                c.add(sh.ledger, entry, sh.key.clone(), lac, data),
+                client.add(sh.ledger, entry, sh.key.clone(), lac, data),
             )
             .await
             {
@@ -190,51 +235,59 @@ impl WriterShared {
                     "add timed out after {timeout:?}"
                 ))),
             };
-            sh.on_result(entry, b, r);
+            sh.on_result(entry, slot, epoch, r);
         });
     }
 
     /// Counts an acknowledgement (from a bookie of the entry's current write set that is not
     /// being replaced) and advances the LAC over entries with Qa acknowledgements; a failure
     /// starts an ensemble change, a fence fails the writer.
-    fn on_result(self: &Arc<Self>, entry: u64, b: BookieId, r: Result<(), ClientError>) {
+    fn on_result(
+        self: &Arc<Self>,
+        entry: u64,
+        slot: usize,
+        epoch: u32,
+        r: Result<(), ClientError>,
+    ) {
         match r {
             Ok(()) => {
                 let (qw, qa) = (self.quorum.write, self.quorum.ack.max(1));
                 let mut st = self.state.lock();
-                if st.failed.is_some() || st.to_replace.contains(&b) {
+                if st.failed.is_some() || !st.current(slot, epoch) {
                     return;
                 }
-                let e = st.ensemble.len();
-                let counts = st
-                    .ensemble
-                    .iter()
-                    .enumerate()
-                    .any(|(i, (x, _))| *x == b && in_write_set(i, entry, e, qw));
-                if !counts {
+                if !st.to_replace.is_empty()
+                    && st
+                        .ensemble
+                        .get(slot)
+                        .is_some_and(|(b, _)| st.to_replace.contains(b))
+                {
                     return;
                 }
-                if let Some(p) = st.pending.get_mut(&entry) {
-                    p.acks.insert(b);
+                if !in_write_set(slot, entry, st.ensemble.len(), qw) {
+                    return;
+                }
+                if let Some(p) = st.pending_mut(entry) {
+                    p.acks |= slot_bit(slot);
                 }
                 let mut advanced = false;
-                loop {
+                while st
+                    .pending
+                    .front()
+                    .is_some_and(|p| p.acks.count_ones() as usize >= qa)
+                {
+                    let Some(p) = st.pending.pop_front() else {
+                        break;
+                    };
                     let next = (st.lac + 1) as u64;
-                    match st.pending.get(&next) {
-                        Some(p) if p.acks.len() >= qa => {
-                            if let Some(p) = st.pending.remove(&next) {
-                                if let Some(done) = p.done {
-                                    st.ready.push_back((done, Ok(EntryId(next))));
-                                }
-                                if st.changing {
-                                    st.confirmed_in_change.insert(next, p.data);
-                                }
-                            }
-                            st.lac += 1;
-                            advanced = true;
-                        }
-                        _ => break,
+                    if let Some(done) = p.done {
+                        st.ready.push_back((done, Ok(EntryId(next))));
                     }
+                    if st.changing {
+                        st.confirmed_in_change.insert(next, p.data);
+                    }
+                    st.lac += 1;
+                    advanced = true;
                 }
                 if advanced {
                     let lac = st.lac;
@@ -250,10 +303,14 @@ impl WriterShared {
             Err(ClientError::Fenced(_)) => self.fail(StorageError::Fenced(self.ledger)),
             Err(e) => {
                 crate::metrics::METRICS.add_failures.inc();
+                // A bookie replaced since the write failed before: it is quarantined and out.
+                let Some(b) = self.bookie_at(slot, epoch) else {
+                    return;
+                };
                 self.quarantine
                     .lock()
                     .insert(b.clone(), std::time::Instant::now());
-                if self.bookie_failed(b.clone()) {
+                if self.bookie_failed(slot, epoch) {
                     warn!(ledger = self.ledger, entry, bookie = %b, error = %e, "bookie write failed");
                 } else {
                     tracing::debug!(ledger = self.ledger, entry, bookie = %b, error = %e, "bookie write failed");
@@ -262,19 +319,33 @@ impl WriterShared {
         }
     }
 
-    /// Starts replacing `b` in the ensemble (once) unless it was already replaced; its
-    /// acknowledgements of unconfirmed entries stop counting now. Whether `b` was newly marked.
-    fn bookie_failed(self: &Arc<Self>, b: BookieId) -> bool {
+    /// The bookie in `slot` if it is still the one a write sent with `epoch` went to.
+    fn bookie_at(&self, slot: usize, epoch: u32) -> Option<BookieId> {
+        let st = self.state.lock();
+        if !st.current(slot, epoch) {
+            return None;
+        }
+        st.ensemble.get(slot).map(|(b, _)| b.clone())
+    }
+
+    /// Starts replacing the bookie of `slot` (sent to with `epoch`) in the ensemble (once)
+    /// unless it was already replaced; its acknowledgements of unconfirmed entries stop counting
+    /// now. Whether it was newly marked.
+    fn bookie_failed(self: &Arc<Self>, slot: usize, epoch: u32) -> bool {
         let start = {
             let mut st = self.state.lock();
-            if st.failed.is_some()
-                || st.to_replace.contains(&b)
-                || !st.ensemble.iter().any(|(x, _)| *x == b)
-            {
+            if st.failed.is_some() || !st.current(slot, epoch) {
                 return false;
             }
-            for p in st.pending.values_mut() {
-                p.acks.remove(&b);
+            let Some(b) = st.ensemble.get(slot).map(|(b, _)| b.clone()) else {
+                return false;
+            };
+            if st.to_replace.contains(&b) {
+                return false;
+            }
+            let bit = slot_bit(slot);
+            for p in st.pending.iter_mut() {
+                p.acks &= !bit;
             }
             st.to_replace.insert(b);
             !std::mem::replace(&mut st.changing, true)
@@ -303,7 +374,7 @@ impl WriterShared {
     /// Fails every pending add with `e` (in entry order).
     fn fail_pending(st: &mut WriterState, e: &StorageError) {
         let pending = std::mem::take(&mut st.pending);
-        let dones = pending.into_values().filter_map(|p| p.done);
+        let dones = pending.into_iter().filter_map(|p| p.done);
         st.ready.extend(dones.map(|d| (d, Err(e.clone()))));
     }
 
@@ -383,9 +454,16 @@ impl WriterShared {
                 }
                 Err(e) => return self.fail(map_meta(e)),
             }
-            let (resend, lac) = {
+            let (resend, lac, epoch) = {
                 let mut st = self.state.lock();
-                st.ensemble[idx] = (r.clone(), client.clone());
+                let st = &mut *st;
+                let (Some(slot), Some(epoch)) = (st.ensemble.get_mut(idx), st.epochs.get_mut(idx))
+                else {
+                    continue;
+                };
+                *slot = (r.clone(), client.clone());
+                *epoch = epoch.wrapping_add(1);
+                let epoch = *epoch;
                 st.to_replace.remove(&failed);
                 let (e, qw) = (st.ensemble.len(), self.quorum.write);
                 let confirmed = st
@@ -393,18 +471,23 @@ impl WriterShared {
                     .range(first..)
                     .map(|(entry, d)| (*entry, d.clone()));
                 let resend: Vec<(u64, Bytes)> = st
-                    .pending
-                    .range(first..)
-                    .map(|(entry, p)| (*entry, p.data.clone()))
+                    .pending_entries()
+                    .filter(|(entry, _)| *entry >= first)
+                    .map(|(entry, p)| (entry, p.data.clone()))
                     .chain(confirmed)
                     .filter(|(entry, _)| in_write_set(idx, *entry, e, qw))
                     .collect();
-                (resend, st.lac)
+                (resend, st.lac, epoch)
             };
             crate::metrics::METRICS.ensemble_changes.inc();
             info!(ledger = self.ledger, replaced = %failed, by = %r, from_entry = first, resent = resend.len(), "ensemble changed");
             for (entry, data) in resend {
-                self.spawn_write(entry, r.clone(), client.clone(), data, lac);
+                let to = Target {
+                    slot: idx,
+                    epoch,
+                    client: client.clone(),
+                };
+                self.spawn_write(entry, to, data, lac);
             }
         }
     }
@@ -429,24 +512,29 @@ impl LedgerWriter for BookieWriter {
             let entry = st.next;
             st.next += 1;
             st.length += data.len() as u64;
-            st.pending.insert(
-                entry,
-                PendingAdd {
-                    data: data.clone(),
-                    acks: BTreeSet::new(),
-                    done: Some(done),
-                },
-            );
+            st.pending.push_back(PendingAdd {
+                data: data.clone(),
+                acks: 0,
+                done: Some(done),
+            });
             let e = st.ensemble.len();
-            let targets: Vec<(BookieId, BookieClient)> = (0..e)
-                .filter(|&i| in_write_set(i, entry, e, qw))
-                .map(|i| st.ensemble[i].clone())
+            let targets: Targets = st
+                .ensemble
+                .iter()
+                .zip(&st.epochs)
+                .enumerate()
+                .filter(|(i, _)| in_write_set(*i, entry, e, qw))
+                .map(|(slot, ((_, client), epoch))| Target {
+                    slot,
+                    epoch: *epoch,
+                    client: client.clone(),
+                })
                 .collect();
             (entry, st.lac, targets)
         };
         // Issue the writes now: the entry order is the order of the calls.
-        for (b, c) in targets {
-            sh.spawn_write(entry, b, c, data.clone(), lac);
+        for to in targets {
+            sh.spawn_write(entry, to, data.clone(), lac);
         }
     }
 

@@ -470,6 +470,12 @@ async fn set_policy(
                     "Bookkeeper Ensemble >= WriteQuorum >= AckQuoru >= 1 must hold",
                 ));
             }
+            if b.bookkeeper_ensemble as usize > strata_ledger::MAX_ENSEMBLE {
+                return Err(ApiError::precondition(format!(
+                    "Bookkeeper Ensemble must be at most {}",
+                    strata_ledger::MAX_ENSEMBLE
+                )));
+            }
             let pp = PersistencePolicies {
                 ensemble_size: b.bookkeeper_ensemble,
                 write_quorum: b.bookkeeper_write_quorum,
