@@ -182,10 +182,7 @@ impl LedgerStorage for BookieLedgerStorage {
         if !quorum.is_valid() {
             return Err(StorageError::Other(format!(
                 "invalid quorum E={} Qw={} Qa={}: need 1 <= Qa <= Qw <= E <= {}",
-                quorum.ensemble,
-                quorum.write,
-                quorum.ack,
-                MAX_ENSEMBLE
+                quorum.ensemble, quorum.write, quorum.ack, MAX_ENSEMBLE
             )));
         }
         let mut bookies = self.pool.source.bookies().await?;

@@ -19,8 +19,9 @@
 //! PRODUCER and SUBSCRIBE run on tasks of the connection (`create.rs`, as Pulsar's ServerCnx):
 //! the loop goes on with other frames while they load topics and write cursors.
 //!
-//! SEND receipts go out in the order of the SENDs: appends are enqueued in frame order and their
-//! completions are awaited in that order (a `FuturesOrdered`).
+//! SEND receipts (`receipts.rs`) are queued by each append's reply where its outcome is decided
+//! (no future per SEND); a producer's receipts keep its SEND order because a topic answers its
+//! appends in log order, and the log order is the frame order.
 
 mod authorize;
 mod consumer;
@@ -28,6 +29,7 @@ mod create;
 mod lookup;
 mod non_persistent;
 mod producer;
+mod receipts;
 mod session;
 mod writer;
 
@@ -40,7 +42,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use futures::stream::FuturesOrdered;
 use strata_proto::commands;
 use strata_proto::frame::{Frame, PulsarCodec};
 use strata_proto::pulsar::base_command::Type;
@@ -58,7 +59,8 @@ use crate::stats::ClientInfo;
 use consumer::ConsumerState;
 use create::Creating;
 use non_persistent::{NpConsumerState, NpProducerState};
-use producer::{PendingSend, ProducerState};
+use producer::ProducerState;
+use receipts::Receipts;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::oneshot;
 
@@ -143,7 +145,8 @@ struct Conn {
     np_producers: HashMap<u64, NpProducerState>,
     /// Consumers of non-persistent topics.
     np_consumers: HashMap<u64, NpConsumerState>,
-    sends: FuturesOrdered<PendingSend>,
+    /// The SENDs waiting for their outcome.
+    receipts: Arc<Receipts>,
     /// PRODUCER and SUBSCRIBE being created on tasks (`create.rs`).
     creating: Creating,
     tasks: tokio_util::task::TaskTracker,
@@ -189,6 +192,7 @@ pub async fn serve_stream<S>(
     let mut reader = FramedRead::new(rd, codec);
     let (out, out_rx) = Outbound::channel();
     let writer = writer::spawn(wr, out_rx, peer);
+    let receipts = Receipts::new(out.clone(), peer, service.config.max_pending_sends);
     let mut conn = Conn {
         service: service.clone(),
         peer,
@@ -199,7 +203,7 @@ pub async fn serve_stream<S>(
         consumers: HashMap::new(),
         np_producers: HashMap::new(),
         np_consumers: HashMap::new(),
-        sends: FuturesOrdered::new(),
+        receipts,
         creating: Creating::new(),
         tasks: tokio_util::task::TaskTracker::new(),
         session: None,
@@ -211,12 +215,7 @@ pub async fn serve_stream<S>(
     };
     conn.read_loop(&mut reader, cancel).await;
     // Let in-flight sends complete so their producers get receipts where possible.
-    let drain = async {
-        while let Some(done) = conn.sends.next().await {
-            conn.send_done(done);
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    conn.receipts.drain(Duration::from_secs(5)).await;
     conn.creating.shutdown().await;
     conn.cleanup().await;
     conn.tasks.close();
@@ -239,7 +238,6 @@ impl Conn {
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         let mut heard = true;
-        let max_pending = self.service.config.max_pending_sends;
         let peer = self.peer;
         loop {
             let throttled = self.throttle_until;
@@ -248,7 +246,7 @@ impl Conn {
                     self.throttle_until = None;
                     heard = true;
                 }
-                frame = reader.next(), if self.sends.len() < max_pending && throttled.is_none() => {
+                frame = reader.next(), if !self.receipts.is_full() && throttled.is_none() => {
                     heard = true;
                     let Some(frame) = frame else {
                         debug!(%peer, "connection closed by peer");
@@ -258,7 +256,7 @@ impl Conn {
                         return;
                     }
                 }
-                Some(done) = self.sends.next(), if !self.sends.is_empty() => self.send_done(done),
+                _ = self.receipts.room(), if self.receipts.is_full() => {}
                 Some(created) = self.creating.next() => self.on_created(created).await,
                 _ = ticker.tick() => {
                     if !heard && self.throttle_until.is_none() {

@@ -16,7 +16,8 @@ use strata_proto::pulsar::{
 };
 use tracing::info;
 
-use super::producer::{SendDone, access_mode, producer_name, producer_request};
+use super::producer::{access_mode, producer_name, producer_request};
+use super::receipts::SendId;
 use super::{Conn, NewConsumer, NewProducer, Origin, ProducerKind};
 use crate::error::{BrokerError, Result};
 use crate::nonpersistent::{NonPersistentTopic, NpConsumerSpec, NpSubscription};
@@ -198,14 +199,13 @@ impl Conn {
             payload.raw.len() as u64,
         );
         p.topic.publish(&payload, &p.drops);
-        let done = SendDone::new(
-            pid,
-            seq,
-            s.highest_sequence_id.unwrap_or(0),
-            p.topic.partition(),
-            Ok(Position::new(0, 0)),
-        );
-        self.sends.push_back(Box::pin(std::future::ready(done)));
+        let reply = self.receipts.reply(SendId {
+            producer_id: pid,
+            sequence_id: seq,
+            highest_sequence_id: s.highest_sequence_id.unwrap_or(0),
+            partition: p.topic.partition(),
+        });
+        reply.send(Ok(Position::new(0, 0)));
     }
 
     /// A consumer command for a non-persistent consumer; false if the command's consumer is

@@ -2,8 +2,6 @@
 //! WaitForExclusive grants), SEND (handed to [`Topic::publish`], receipts in SEND order) and
 //! CLOSE_PRODUCER.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,11 +10,11 @@ use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::{BaseCommand, CommandProducer, ProducerAccessMode, ServerError};
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use super::{Conn, Kind, NewProducer, Origin, ProducerKind, server_error, wire_id};
+use super::receipts::SendId;
+use super::{Conn, Kind, NewProducer, Origin, ProducerKind, server_error};
 use crate::error::Result;
-use crate::position::Position;
 use crate::schema::version_bytes;
 use crate::stats::RateMeter;
 use crate::topic::{ProducerAdmission, ProducerRequest, Topic};
@@ -31,37 +29,6 @@ pub(super) struct ProducerState {
     /// False while waiting for exclusive access (WaitForExclusive).
     ready: Arc<AtomicBool>,
 }
-
-/// A finished SEND: who sent it and what became of it.
-pub(super) struct SendDone {
-    producer_id: u64,
-    sequence_id: u64,
-    highest_sequence_id: u64,
-    partition: i32,
-    result: Result<Position>,
-}
-
-impl SendDone {
-    /// A finished SEND.
-    pub(super) fn new(
-        producer_id: u64,
-        sequence_id: u64,
-        highest_sequence_id: u64,
-        partition: i32,
-        result: Result<Position>,
-    ) -> Self {
-        SendDone {
-            producer_id,
-            sequence_id,
-            highest_sequence_id,
-            partition,
-            result,
-        }
-    }
-}
-
-/// A SEND being persisted.
-pub(super) type PendingSend = Pin<Box<dyn Future<Output = SendDone> + Send>>;
 
 impl Conn {
     /// PRODUCER (on a task of the connection, `create.rs`) and CLOSE_PRODUCER.
@@ -107,57 +74,18 @@ impl Conn {
             fail(self, ServerError::UnknownError, "SEND without payload");
             return;
         };
-        let partition = p.topic.partition();
         p.meter.record(
             s.num_messages.unwrap_or(1).max(1) as u64,
             payload.raw.len() as u64,
         );
-        let publish = p.topic.publish(payload);
-        if let Some(until) = publish.pause_reads_until {
-            self.throttle_until = Some(self.throttle_until.map_or(until, |t| t.max(until)));
-        }
-        match publish.append {
-            Ok(append) => self.sends.push_back(Box::pin(async move {
-                SendDone {
-                    producer_id: pid,
-                    sequence_id: seq,
-                    highest_sequence_id: highest,
-                    partition,
-                    result: append.await,
-                }
-            })),
-            Err(e) => fail(self, server_error(&e), &e.to_string()),
-        }
-    }
-
-    /// Answers a finished SEND with its receipt or error.
-    pub(super) fn send_done(&mut self, done: SendDone) {
-        let SendDone {
+        let reply = self.receipts.reply(SendId {
             producer_id: pid,
             sequence_id: seq,
             highest_sequence_id: highest,
-            partition,
-            result,
-        } = done;
-        match result {
-            Ok(p) => {
-                let mut cmd = commands::send_receipt(pid, seq, wire_id(p, partition));
-                if let Some(r) = cmd.send_receipt.as_mut()
-                    && highest > 0
-                {
-                    r.highest_sequence_id = Some(highest);
-                }
-                self.send(cmd);
-            }
-            Err(e) => {
-                warn!(peer = %self.peer, producer = pid, seq, error = %e, "send failed");
-                self.send(commands::send_error(
-                    pid,
-                    seq,
-                    server_error(&e),
-                    e.to_string(),
-                ));
-            }
+            partition: p.topic.partition(),
+        });
+        if let Some(until) = p.topic.publish(payload, reply) {
+            self.throttle_until = Some(self.throttle_until.map_or(until, |t| t.max(until)));
         }
     }
 

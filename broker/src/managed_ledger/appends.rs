@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 
 use super::{Inner, ManagedLedgerConfig};
 use crate::error::Result;
@@ -23,8 +23,7 @@ use crate::storage::{AddCompletion, LedgerWriter, StorageError};
 use strata_common::clock::now_ms;
 use strata_proto::EntryId;
 
-/// An append's caller.
-pub(super) type Reply = oneshot::Sender<Result<Position>>;
+pub(super) use super::reply::Reply;
 
 /// An add's outcome the writer task handles: the result, the ledger, the data (to write it
 /// again) and the caller.
@@ -175,7 +174,7 @@ impl Inner {
         match r {
             Ok(EntryId(entry)) if !a.failed() => {
                 let pos = self.confirm(ledger, entry, &data);
-                let _ = reply.send(Ok(pos));
+                reply.send(Ok(pos));
                 if !a.succeeded.load(Ordering::Relaxed) {
                     a.succeeded.store(true, Ordering::Relaxed);
                 }

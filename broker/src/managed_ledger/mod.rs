@@ -86,7 +86,7 @@ fn ml_info(ledgers: Vec<ManagedLedgerLedger>, terminated: bool) -> ManagedLedger
 type LedgerUpdate = Box<dyn FnOnce(&mut ManagedLedgerLedger) -> Result<()> + Send>;
 
 enum Cmd {
-    Append(Bytes, oneshot::Sender<Result<Position>>),
+    Append(Bytes, Reply),
     UpdateLedger(u64, LedgerUpdate, oneshot::Sender<Result<()>>),
     Terminate(oneshot::Sender<Result<Position>>),
     Trim(Vec<u64>, oneshot::Sender<Result<()>>),
@@ -354,16 +354,19 @@ impl ManagedLedger {
         &self,
         data: Bytes,
     ) -> impl std::future::Future<Output = Result<Position>> + Send + 'static {
-        let (tx, rx) = oneshot::channel();
-        let sent = match self.inner.try_direct(data, tx) {
-            None => true,
-            Some((data, tx)) => self.tx.send(Cmd::Append(data, tx)).is_ok(),
-        };
-        async move {
-            if !sent {
-                return Err(BrokerError::ShuttingDown);
-            }
-            rx.await.map_err(|_| BrokerError::ShuttingDown)?
+        let (reply, rx) = Reply::channel();
+        self.append_then(data, reply);
+        async move { rx.await.map_err(|_| BrokerError::ShuttingDown)? }
+    }
+
+    /// Appends `data`; `reply` gets the outcome where it is decided (for an append to a
+    /// healthy log, the thread that made the entry durable), in the order of the calls.
+    pub fn append_then(&self, data: Bytes, reply: Reply) {
+        if let Some((data, reply)) = self.inner.try_direct(data, reply)
+            && let Err(mpsc::error::SendError(Cmd::Append(_, reply))) =
+                self.tx.send(Cmd::Append(data, reply))
+        {
+            reply.send(Err(BrokerError::ShuttingDown));
         }
     }
 
@@ -606,9 +609,11 @@ impl ManagedLedger {
 
 mod appends;
 mod offloaded;
+mod reply;
 #[cfg(test)]
 mod tests;
 mod writer;
 
 use appends::{Appends, Current};
+pub use reply::Reply;
 use writer::{Writer, unlisted_ledger};

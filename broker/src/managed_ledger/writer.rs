@@ -247,7 +247,7 @@ impl Writer {
         match res {
             Ok(EntryId(entry)) if !self.ml.appends.failed() => {
                 let pos = self.ml.confirm(ledger, entry, &data);
-                let _ = reply.send(Ok(pos));
+                reply.send(Ok(pos));
                 self.retry_since = None;
                 self.retry_backoff.reset();
             }
@@ -255,7 +255,7 @@ impl Writer {
             // it, so it is written again with the others.
             Ok(_) => {
                 if self.ml.shared.is_fenced() {
-                    let _ = reply.send(Err(BrokerError::ServiceNotReady(format!(
+                    reply.send(Err(BrokerError::ServiceNotReady(format!(
                         "topic {} moved to another broker",
                         self.ml.name
                     ))));
@@ -265,7 +265,7 @@ impl Writer {
             }
             Err(StorageError::Fenced(l)) => {
                 self.fence("add fenced by the bookies");
-                let _ = reply.send(Err(StorageError::Fenced(l).into()));
+                reply.send(Err(StorageError::Fenced(l).into()));
             }
             Err(e) => self.add_failed(e, ledger, data, reply),
         }
@@ -279,7 +279,7 @@ impl Writer {
         }
         self.ml.appends.set_failed(true);
         if self.ml.shared.is_fenced() {
-            let _ = reply.send(Err(e.into()));
+            reply.send(Err(e.into()));
             return;
         }
         self.retry.push_back((data, reply));
@@ -305,7 +305,7 @@ impl Writer {
     /// Fails every pending add (failed in-flight ones first, then held ones: log order).
     fn fail_pending(&mut self, err: impl Fn() -> BrokerError) {
         for (_, reply) in self.retry.drain(..).chain(self.held.drain(..)) {
-            let _ = reply.send(Err(err()));
+            reply.send(Err(err()));
         }
         self.retry_at = None;
         self.retry_since = None;
@@ -352,8 +352,7 @@ impl Writer {
                 let ledger = d.current.as_ref().map_or(0, |c| c.ledger);
                 for (data, reply) in pending {
                     if let Some((_, reply)) = self.ml.issue(&mut d, data, reply) {
-                        let _ =
-                            reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
+                        reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
                     }
                 }
                 drop(d);
@@ -401,7 +400,7 @@ impl Writer {
 
     async fn append(&mut self, data: Bytes, reply: Reply) {
         if self.ml.shared.is_fenced() {
-            let _ = reply.send(Err(BrokerError::ServiceNotReady(format!(
+            reply.send(Err(BrokerError::ServiceNotReady(format!(
                 "topic {} moved to another broker",
                 self.ml.name
             ))));
@@ -413,7 +412,7 @@ impl Writer {
             .terminated
             .load(std::sync::atomic::Ordering::Acquire)
         {
-            let _ = reply.send(Err(BrokerError::TopicTerminated(self.ml.name.to_string())));
+            reply.send(Err(BrokerError::TopicTerminated(self.ml.name.to_string())));
             return;
         }
         // Behind adds waiting for a new ledger (or an add that just failed): keep the order.
@@ -435,13 +434,13 @@ impl Writer {
             }
             if let Err(e) = self.rollover().await {
                 warn!(topic = %self.ml.name, error = %e, "ledger rollover failed");
-                let _ = reply.send(Err(e));
+                reply.send(Err(e));
                 return;
             }
         }
         let mut d = self.ml.appends.direct.lock();
         if let Some((_, reply)) = self.ml.issue(&mut d, data, reply) {
-            let _ = reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
+            reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
         }
     }
 

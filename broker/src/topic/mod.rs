@@ -9,7 +9,6 @@ pub(crate) use producers::Producers;
 pub use producers::{ProducerAdmission, ProducerRequest};
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,22 +20,12 @@ use crate::cursor_store::CursorStore;
 use crate::dedup::{DUPLICATE_POSITION, Dedup, Verdict};
 use crate::error::server_error::PRODUCER_BLOCKED_QUOTA_EXCEEDED_EXCEPTION;
 use crate::error::{BrokerError, Result};
-use crate::managed_ledger::ManagedLedger;
+use crate::managed_ledger::{ManagedLedger, Reply};
 use crate::metadata::MetaClient;
 use crate::metrics::{Metrics, TopicMetrics};
 use crate::position::Position;
 use crate::subscription::{InitialPosition, Subscription, SubscriptionConfig, SubscriptionId};
 use crate::topic_name::TopicName;
-
-/// What a SEND became.
-pub struct Publish<F> {
-    /// Stop reading from the producer's connection until then (the publish rate: Pulsar
-    /// throttles by pausing reads, nothing is dropped).
-    pub pause_reads_until: Option<tokio::time::Instant>,
-    /// The append, resolving with the entry's position ([`DUPLICATE_POSITION`] for a message
-    /// deduplication dropped), or why the message is refused.
-    pub append: Result<F>,
-}
 
 /// A loaded topic.
 pub struct Topic {
@@ -144,89 +133,68 @@ impl Topic {
 
     /// Publishes a SEND's payload: refused while the backlog quota is exceeded, charged to the
     /// publish rate, checked against deduplication, then appended (its order is fixed now).
-    pub fn publish(
-        &self,
-        payload: Payload,
-    ) -> Publish<impl Future<Output = Result<Position>> + Send + 'static> {
+    /// `reply` gets the entry's position ([`DUPLICATE_POSITION`] for a message deduplication
+    /// dropped) or why the message is refused. Returns when to resume reading from the
+    /// producer's connection (the publish rate: Pulsar throttles by pausing reads, nothing is
+    /// dropped).
+    pub fn publish(&self, payload: Payload, reply: Reply) -> Option<tokio::time::Instant> {
         if self.quota_exceeded() {
-            return Publish {
-                pause_reads_until: None,
-                append: Err(BrokerError::LimitReached(
-                    "backlog quota exceeded".into(),
-                    PRODUCER_BLOCKED_QUOTA_EXCEEDED_EXCEPTION,
-                )),
-            };
+            reply.send(Err(BrokerError::LimitReached(
+                "backlog quota exceeded".into(),
+                PRODUCER_BLOCKED_QUOTA_EXCEEDED_EXCEPTION,
+            )));
+            return None;
         }
         let messages = payload.metadata.num_messages_in_batch.unwrap_or(1).max(1) as u64;
         let pause_reads_until = self.throttle(messages, payload.raw.len() as u64);
-        Publish {
-            pause_reads_until,
-            append: self.append(payload, messages),
-        }
+        self.append(payload, messages, reply);
+        pause_reads_until
     }
 
-    /// Appends unless deduplication says the message is already stored (then the future
-    /// resolves with [`DUPLICATE_POSITION`]) or an earlier copy is still in flight (refused).
-    fn append(
-        &self,
-        payload: Payload,
-        messages: u64,
-    ) -> Result<impl Future<Output = Result<Position>> + Send + 'static> {
-        let (append, tracked) = if self.dedup.enabled() {
-            let m = &payload.metadata;
-            let producer = m.producer_name.clone();
-            let highest = m.highest_sequence_id.unwrap_or(0).max(m.sequence_id);
-            match self.dedup.check(&producer, highest) {
-                Verdict::Publish => (
-                    Some(self.start_append(payload, messages)),
-                    Some((self.dedup.clone(), producer, highest)),
-                ),
-                Verdict::Duplicate => {
-                    debug!(producer = %producer, seq = highest, "duplicate message dropped");
-                    (None, None)
-                }
-                Verdict::InFlight => {
-                    return Err(BrokerError::ServiceNotReady(
-                        "an earlier copy of this message is still being persisted; retry".into(),
-                    ));
-                }
+    /// Appends unless deduplication says the message is already stored (then the reply is
+    /// [`DUPLICATE_POSITION`]) or an earlier copy is still in flight (refused).
+    fn append(&self, payload: Payload, messages: u64, reply: Reply) {
+        if !self.dedup.enabled() {
+            return self.start_append(payload, messages, reply);
+        }
+        let m = &payload.metadata;
+        let producer = m.producer_name.clone();
+        let highest = m.highest_sequence_id.unwrap_or(0).max(m.sequence_id);
+        match self.dedup.check(&producer, highest) {
+            Verdict::Publish => {
+                let dedup = self.dedup.clone();
+                let tracked = Reply::new(move |r| {
+                    match &r {
+                        Ok(pos) => dedup.persisted(&producer, highest, *pos),
+                        Err(_) => dedup.failed(&producer),
+                    }
+                    reply.send(r);
+                });
+                self.start_append(payload, messages, tracked);
             }
-        } else {
-            (Some(self.start_append(payload, messages)), None)
-        };
-        Ok(async move {
-            let Some(append) = append else {
-                return Ok(DUPLICATE_POSITION);
-            };
-            let res = append.await;
-            if let Some((dedup, producer, highest)) = tracked {
-                match &res {
-                    Ok(pos) => dedup.persisted(&producer, highest, *pos),
-                    Err(_) => dedup.failed(&producer),
-                }
+            Verdict::Duplicate => {
+                debug!(producer = %producer, seq = highest, "duplicate message dropped");
+                reply.send(Ok(DUPLICATE_POSITION));
             }
-            res
-        })
+            Verdict::InFlight => reply.send(Err(BrokerError::ServiceNotReady(
+                "an earlier copy of this message is still being persisted; retry".into(),
+            ))),
+        }
     }
 
     /// Counts and appends an entry; its order is fixed now. The write latency is counted when
     /// it is durable.
-    fn start_append(
-        &self,
-        payload: Payload,
-        messages: u64,
-    ) -> impl Future<Output = Result<Position>> + Send + 'static {
+    fn start_append(&self, payload: Payload, messages: u64, reply: Reply) {
         self.series.appended(messages, payload.raw.len() as u64);
         let started = std::time::Instant::now();
         let series = self.series.clone();
-        let append = self.ml.append(payload.raw);
-        async move {
-            let r = append.await;
+        let timed = Reply::new(move |r| {
             if r.is_ok() {
                 series.persisted(started.elapsed());
             }
-            r
-        }
+            reply.send(r);
+        });
+        self.ml.append_then(payload.raw, timed);
     }
 
     /// Adds a producer with the given access mode.

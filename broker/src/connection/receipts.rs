@@ -1,0 +1,132 @@
+//! The answers to a connection's SENDs. Each SEND's outcome becomes its SEND_RECEIPT or
+//! SEND_ERROR where the outcome is decided (for an append to a healthy log, the thread that made
+//! the entry durable) and goes straight to the connection's outbound queue: no channel, future or
+//! wake-up of the reading task per SEND. A producer's receipts keep its SEND order, because a
+//! topic answers its appends in log order. The number of SENDs in flight bounds how far the
+//! reading task runs ahead (`max_pending_sends`).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use strata_proto::commands;
+use strata_proto::frame::Frame;
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use super::{server_error, wire_id};
+use crate::error::{BrokerError, Result};
+use crate::managed_ledger::Reply;
+use crate::outbound::Outbound;
+use crate::position::Position;
+
+/// Who sent a SEND, as its receipt names it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SendId {
+    pub producer_id: u64,
+    pub sequence_id: u64,
+    /// The SEND's `highest_sequence_id` (0: none).
+    pub highest_sequence_id: u64,
+    /// The topic's partition index, or -1.
+    pub partition: i32,
+}
+
+/// The SENDs of one connection waiting for their outcome.
+pub(super) struct Receipts {
+    out: Outbound,
+    peer: SocketAddr,
+    max_pending: usize,
+    /// SENDs whose reply has not run yet.
+    pending: AtomicUsize,
+    /// Notified when `pending` falls below `max_pending`, and at zero while draining.
+    room: Notify,
+    draining: AtomicBool,
+}
+
+impl Receipts {
+    pub fn new(out: Outbound, peer: SocketAddr, max_pending: usize) -> Arc<Self> {
+        Arc::new(Receipts {
+            out,
+            peer,
+            max_pending: max_pending.max(1),
+            pending: AtomicUsize::new(0),
+            room: Notify::new(),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether as many SENDs as allowed are in flight (stop reading frames).
+    pub fn is_full(&self) -> bool {
+        self.pending.load(Ordering::Acquire) >= self.max_pending
+    }
+
+    /// Resolves once a SEND in flight was answered after [`Self::is_full`] said true (a
+    /// wake-up may be spurious: check again).
+    pub async fn room(&self) {
+        self.room.notified().await
+    }
+
+    /// The reply of SEND `id`: queues its receipt or error when it runs. Once the connection
+    /// is gone, it does nothing.
+    pub fn reply(self: &Arc<Self>, id: SendId) -> Reply {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        let me: Weak<Self> = Arc::downgrade(self);
+        Reply::new(move |r| {
+            if let Some(me) = me.upgrade() {
+                me.answer(id, r);
+            }
+        })
+    }
+
+    /// Queues the answer of SEND `id`.
+    fn answer(&self, id: SendId, r: Result<Position>) {
+        let cmd = match r {
+            Ok(p) => {
+                let mut cmd = commands::send_receipt(
+                    id.producer_id,
+                    id.sequence_id,
+                    wire_id(p, id.partition),
+                );
+                if let Some(r) = cmd.send_receipt.as_mut()
+                    && id.highest_sequence_id > 0
+                {
+                    r.highest_sequence_id = Some(id.highest_sequence_id);
+                }
+                cmd
+            }
+            Err(e) => {
+                if matches!(e, BrokerError::LimitReached(..)) {
+                    debug!(peer = %self.peer, producer = id.producer_id, seq = id.sequence_id, error = %e, "send refused");
+                } else {
+                    warn!(peer = %self.peer, producer = id.producer_id, seq = id.sequence_id, error = %e, "send failed");
+                }
+                commands::send_error(
+                    id.producer_id,
+                    id.sequence_id,
+                    server_error(&e),
+                    e.to_string(),
+                )
+            }
+        };
+        let _ = self.out.send(Frame::simple(cmd));
+        // SeqCst with `drain`'s store and load: either it sees zero or this sees it draining
+        let before = self.pending.fetch_sub(1, Ordering::SeqCst);
+        if before == self.max_pending || (before == 1 && self.draining.load(Ordering::SeqCst)) {
+            self.room.notify_one();
+        }
+    }
+
+    /// Waits until every SEND in flight was answered, at most `limit` (the connection is
+    /// closing: let its producers get their receipts where possible).
+    pub async fn drain(&self, limit: Duration) {
+        self.draining.store(true, Ordering::SeqCst);
+        let _ = tokio::time::timeout(limit, async {
+            // `answer` notifies at zero while draining; a stale permit only loops once more
+            while self.pending.load(Ordering::SeqCst) > 0 {
+                self.room.notified().await;
+            }
+        })
+        .await;
+    }
+}
