@@ -172,7 +172,7 @@ impl Conn {
     }
 
     /// SEND to a non-persistent producer: delivered to the connected consumers now (or
-    /// dropped); the receipt follows the SENDs before it, with Pulsar's id `0:0`.
+    /// dropped); the receipt goes out at once, with Pulsar's id `0:0`.
     pub(super) fn np_send(&mut self, s: CommandSend, payload: Option<Payload>) {
         let (pid, seq) = (s.producer_id, s.sequence_id);
         let fail = |this: &Self, e: ServerError, msg: &str| {

@@ -96,7 +96,12 @@ impl Receipts {
                 cmd
             }
             Err(e) => {
-                if matches!(e, BrokerError::LimitReached(..)) {
+                // refusals a client retries (quota, an earlier copy in flight): not worth a
+                // warning per message
+                if matches!(
+                    e,
+                    BrokerError::LimitReached(..) | BrokerError::ServiceNotReady(_)
+                ) {
                     debug!(peer = %self.peer, producer = id.producer_id, seq = id.sequence_id, error = %e, "send refused");
                 } else {
                     warn!(peer = %self.peer, producer = id.producer_id, seq = id.sequence_id, error = %e, "send failed");

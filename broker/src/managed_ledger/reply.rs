@@ -9,7 +9,9 @@ use crate::position::Position;
 
 type Callback = Box<dyn FnOnce(Result<Position>) + Send>;
 
-/// The answer owed to one append: run once with its outcome. Dropped unanswered (the log went
+/// The answer owed to one append: run once with its outcome. It may run on the thread that
+/// made the entry durable, inside the ledger writer's ordered delivery, so it must not append to
+/// the same log itself (that would wait on the delivery it runs in). Dropped unanswered (the log went
 /// away first), it answers [`BrokerError::ShuttingDown`], so every append gets an answer.
 pub struct Reply(Option<Callback>);
 

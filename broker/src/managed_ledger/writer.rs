@@ -253,19 +253,11 @@ impl Writer {
             }
             // Confirmed after an earlier add of its ledger failed: the ledger is closed before
             // it, so it is written again with the others.
-            Ok(_) => {
-                if self.ml.shared.is_fenced() {
-                    reply.send(Err(BrokerError::ServiceNotReady(format!(
-                        "topic {} moved to another broker",
-                        self.ml.name
-                    ))));
-                } else {
-                    self.retry.push_back((data, reply));
-                }
-            }
-            Err(StorageError::Fenced(l)) => {
+            // (Fenced meanwhile: `rewrite_pending` fails it with the others, in log order.)
+            Ok(_) => self.queue_retry(data, reply),
+            Err(StorageError::Fenced(_)) => {
                 self.fence("add fenced by the bookies");
-                reply.send(Err(StorageError::Fenced(l).into()));
+                self.queue_retry(data, reply);
             }
             Err(e) => self.add_failed(e, ledger, data, reply),
         }
@@ -279,7 +271,8 @@ impl Writer {
         }
         self.ml.appends.set_failed(true);
         if self.ml.shared.is_fenced() {
-            reply.send(Err(e.into()));
+            // answered by `rewrite_pending` with the others, in log order
+            self.queue_retry(data, reply);
             return;
         }
         self.retry.push_back((data, reply));
@@ -295,6 +288,13 @@ impl Writer {
             self.retry_at = Some(now + delay);
             self.retry_since.get_or_insert(now);
         }
+    }
+
+    /// Queues an add to be written again (or failed with the others, in log order, once the
+    /// log is fenced) as soon as nothing is in flight.
+    fn queue_retry(&mut self, data: Bytes, reply: Reply) {
+        self.retry.push_back((data, reply));
+        self.retry_at.get_or_insert_with(tokio::time::Instant::now);
     }
 
     /// Whether pending adds wait for a new ledger and nothing is in flight.
@@ -400,6 +400,13 @@ impl Writer {
 
     async fn append(&mut self, data: Bytes, reply: Reply) {
         if self.ml.shared.is_fenced() {
+            // Answers go out in log order: behind earlier appends not answered yet.
+            self.take_handoffs();
+            if !self.retry.is_empty() || !self.held.is_empty() || self.ml.appends.inflight() > 0 {
+                self.held.push_back((data, reply));
+                self.retry_at.get_or_insert_with(tokio::time::Instant::now);
+                return;
+            }
             reply.send(Err(BrokerError::ServiceNotReady(format!(
                 "topic {} moved to another broker",
                 self.ml.name

@@ -24,7 +24,15 @@ impl BrokerService {
             .policies(&name.tenant, &name.namespace)
             .await?
             .and_then(|p| p.persistence)
-            .and_then(|p| Quorum::checked(p.ensemble_size, p.write_quorum, p.ack_quorum));
+            .and_then(|p| {
+                let q = Quorum::checked(p.ensemble_size, p.write_quorum, p.ack_quorum);
+                if q.is_none() {
+                    warn!(namespace = %format!("{}/{}", name.tenant, name.namespace),
+                        e = p.ensemble_size, qw = p.write_quorum, qa = p.ack_quorum,
+                        "invalid persistence policy ignored; new ledgers use the default quorum");
+                }
+                q
+            });
         Ok(ManagedLedgerConfig {
             create: CreateOptions { quorum },
             ..self.config.managed_ledger()

@@ -164,11 +164,14 @@ impl Topic {
             Verdict::Publish => {
                 let dedup = self.dedup.clone();
                 let tracked = Reply::new(move |r| {
-                    match &r {
-                        Ok(pos) => dedup.persisted(&producer, highest, *pos),
-                        Err(_) => dedup.failed(&producer),
-                    }
+                    let stored = r.as_ref().ok().copied();
+                    // the receipt first: a copy of this message resent meanwhile is refused as
+                    // in flight (retryable) rather than answered before this one
                     reply.send(r);
+                    match stored {
+                        Some(pos) => dedup.persisted(&producer, highest, pos),
+                        None => dedup.failed(&producer),
+                    }
                 });
                 self.start_append(payload, messages, tracked);
             }
