@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use strata_common::clock::now_ms;
-use strata_proto::batch::write_batch_message;
+use strata_proto::batch::{batch_message_len, put_batch_message};
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::{CompressionType, KeyValue, MessageMetadata, SingleMessageMetadata};
@@ -122,7 +122,7 @@ impl Batcher {
     fn single(&mut self, q: Queued) -> Result<Frame> {
         let seq = self.next_seq;
         let raw = &q.msg.payload;
-        let data = compression::compress(self.options.compression, raw)?;
+        let data = self.compress(raw)?;
         self.next_seq += 1;
         let md = MessageMetadata {
             producer_name: self.name.clone(),
@@ -143,6 +143,14 @@ impl Batcher {
         Ok(frame)
     }
 
+    /// `data` compressed with the producer's codec (without one: the same bytes, not a copy).
+    fn compress(&self, data: &Bytes) -> Result<Bytes> {
+        match self.options.compression {
+            CompressionType::None => Ok(data.clone()),
+            kind => compression::compress(kind, data),
+        }
+    }
+
     fn compression(&self) -> Option<i32> {
         (self.options.compression != CompressionType::None)
             .then_some(self.options.compression as i32)
@@ -159,29 +167,28 @@ impl Batcher {
         self.batch_bytes = 0;
         let first = self.next_seq;
         let n = batch.len() as u64;
-        let mut buf = BytesMut::new();
-        for (i, q) in batch.iter().enumerate() {
-            let smd = SingleMessageMetadata {
+        let smds: Vec<SingleMessageMetadata> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, q)| SingleMessageMetadata {
                 properties: kvs(&q.msg.properties),
                 partition_key: q.msg.key.clone(),
                 event_time: q.msg.event_time,
                 sequence_id: Some(first + i as u64),
+                payload_size: i32::try_from(q.msg.payload.len()).unwrap_or(i32::MAX),
                 ..Default::default()
-            };
-            write_batch_message(&mut buf, &smd, &q.msg.payload);
-        }
-        let raw: Bytes = buf.freeze();
-        let data = match compression::compress(self.options.compression, &raw) {
-            Ok(data) => data,
-            Err(e) => {
-                let msg = e.to_string();
-                for q in batch {
-                    let _ = q.reply.send(Err(ClientError::Protocol(msg.clone())));
-                }
-                return Err(e);
+            })
+            .collect();
+        let raw_len: usize = smds
+            .iter()
+            .zip(&batch)
+            .map(|(m, q)| batch_message_len(m, q.msg.payload.len()))
+            .sum();
+        let write_batch = |buf: &mut BytesMut| {
+            for (m, q) in smds.iter().zip(&batch) {
+                put_batch_message(buf, m, &q.msg.payload);
             }
         };
-        self.next_seq += n;
         let md = MessageMetadata {
             producer_name: self.name.clone(),
             sequence_id: first,
@@ -189,16 +196,34 @@ impl Batcher {
             // Key_Shared dispatch uses the entry's key: the first message's key.
             partition_key: batch.first().and_then(|q| q.msg.key.clone()),
             compression: self.compression(),
-            uncompressed_size: Some(raw.len() as u32),
+            uncompressed_size: Some(raw_len as u32),
             num_messages_in_batch: Some(n as i32),
             highest_sequence_id: Some(first + n - 1),
             ..Default::default()
         };
+        let payload = if self.options.compression == CompressionType::None {
+            // the batch is written once, straight into the SEND's payload
+            Payload::build(md, raw_len, write_batch)
+        } else {
+            let mut buf = BytesMut::with_capacity(raw_len);
+            write_batch(&mut buf);
+            match compression::compress(self.options.compression, &buf) {
+                Ok(data) => Payload::new(md, &data),
+                Err(e) => {
+                    let msg = e.to_string();
+                    for q in batch {
+                        let _ = q.reply.send(Err(ClientError::Protocol(msg.clone())));
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        self.next_seq += n;
         let mut cmd = commands::send(self.producer_id, first, n as i32);
         if let Some(s) = cmd.send.as_mut() {
             s.highest_sequence_id = Some(first + n - 1);
         }
-        let frame = Frame::with_payload(cmd, Payload::new(md, &data));
+        let frame = Frame::with_payload(cmd, payload);
         self.inflight.put(first, true, batch);
         Ok(Some(frame))
     }

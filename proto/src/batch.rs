@@ -99,11 +99,21 @@ pub fn parse_batch(data: Bytes, expected: Option<usize>) -> Result<Vec<BatchMess
 pub fn write_batch_message(dst: &mut BytesMut, metadata: &SingleMessageMetadata, payload: &[u8]) {
     let mut md = metadata.clone();
     md.payload_size = i32::try_from(payload.len()).unwrap_or(i32::MAX);
-    let len = md.encoded_len();
+    put_batch_message(dst, &md, payload);
+}
+
+/// Appends one message of a batch whose metadata already carries its `payload_size`.
+pub fn put_batch_message(dst: &mut BytesMut, metadata: &SingleMessageMetadata, payload: &[u8]) {
+    let len = metadata.encoded_len();
     dst.reserve(4 + len + payload.len());
     dst.put_u32(len as u32);
-    md.encode_raw(dst);
+    metadata.encode_raw(dst);
     dst.put_slice(payload);
+}
+
+/// Bytes [`put_batch_message`] appends.
+pub fn batch_message_len(metadata: &SingleMessageMetadata, payload_len: usize) -> usize {
+    4 + metadata.encoded_len() + payload_len
 }
 
 /// Builds an uncompressed batch payload.

@@ -104,12 +104,22 @@ pub struct Payload {
 impl Payload {
     /// Builds a payload from metadata and data (encodes [`Payload::raw`] once).
     pub fn new(metadata: MessageMetadata, data: &[u8]) -> Self {
+        Self::build(metadata, data.len(), |raw| raw.put_slice(data))
+    }
+
+    /// Builds a payload from metadata and data that `write_data` appends (`data_len` bytes, the
+    /// capacity reserved for it), so data assembled from parts (a batch) is copied only once.
+    pub fn build(
+        metadata: MessageMetadata,
+        data_len: usize,
+        write_data: impl FnOnce(&mut BytesMut),
+    ) -> Self {
         let md_len = metadata.encoded_len();
-        let mut raw = BytesMut::with_capacity(4 + md_len + data.len());
+        let mut raw = BytesMut::with_capacity(4 + md_len + data_len);
         raw.put_u32(md_len as u32);
         // Encoding into a buffer with enough capacity cannot fail.
         metadata.encode_raw(&mut raw);
-        raw.put_slice(data);
+        write_data(&mut raw);
         let raw = raw.freeze();
         let data = raw.slice(4 + md_len..);
         Payload {

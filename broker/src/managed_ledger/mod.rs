@@ -431,6 +431,11 @@ impl ManagedLedger {
         if p >= lac {
             return None;
         }
+        // The tail (a tailing read, an ack next to the mark-delete position): every entry of the
+        // last confirmed one's ledger up to it exists; no need for the ledger list.
+        if p.ledger == lac.ledger && p.entry >= -1 {
+            return Some(Position::new(p.ledger, p.entry + 1));
+        }
         let ledgers = self.shared.ledgers.read();
         for l in ledgers.iter() {
             if l.ledger_id.0 < p.ledger || l.entries == 0 {
