@@ -135,3 +135,86 @@ impl Receipts {
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    fn id(seq: u64) -> SendId {
+        SendId {
+            producer_id: 1,
+            sequence_id: seq,
+            highest_sequence_id: 0,
+            partition: -1,
+        }
+    }
+
+    /// The read loop's gate under load: replies answered on other threads, in bursts and one
+    /// by one, while the reader waits for room (sometimes leaving the wait for another branch
+    /// of its `select!`, as the read loop does). A lost wake-up would stop it: it must finish
+    /// every send, and every reply must be counted out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_reader_always_gets_room_back_and_every_reply_is_counted() {
+        let (out, mut rx) = Outbound::channel();
+        let receipts = Receipts::new(out, "127.0.0.1:6650".parse().unwrap(), 8);
+        let (tx, replies) = std::sync::mpsc::channel::<Reply>();
+        let replies = Arc::new(std::sync::Mutex::new(replies));
+        let answered = Arc::new(AtomicU64::new(0));
+        let answerers: Vec<_> = (0..2)
+            .map(|_| {
+                let (replies, answered) = (replies.clone(), answered.clone());
+                std::thread::spawn(move || {
+                    loop {
+                        let next = replies.lock().unwrap().recv();
+                        let Ok(reply) = next else { return };
+                        reply.send(Ok(Position::new(1, 1)));
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let total = 100_000u64;
+        let r = receipts.clone();
+        let sender = async move {
+            for seq in 0..total {
+                while r.is_full() {
+                    tokio::select! {
+                        _ = r.room() => {}
+                        _ = tokio::task::yield_now(), if seq % 3 == 0 => {}
+                    }
+                }
+                if tx.send(r.reply(id(seq))).is_err() {
+                    return;
+                }
+            }
+        };
+        let drain_frames = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let sent = tokio::time::timeout(Duration::from_secs(120), sender).await;
+        assert!(
+            sent.is_ok(),
+            "the reader waited for room that never came back"
+        );
+        for a in answerers {
+            a.join().unwrap();
+        }
+        assert_eq!(answered.load(Ordering::Relaxed), total);
+        receipts.drain(Duration::from_secs(5)).await;
+        assert_eq!(receipts.pending.load(Ordering::SeqCst), 0);
+        drop(receipts);
+        drain_frames.await.unwrap();
+    }
+
+    /// A reply dropped unanswered (its log went away) still answers: an error receipt, and the
+    /// count goes down.
+    #[tokio::test]
+    async fn a_dropped_reply_answers_an_error() {
+        let (out, mut rx) = Outbound::channel();
+        let receipts = Receipts::new(out, "127.0.0.1:6650".parse().unwrap(), 8);
+        drop(receipts.reply(id(7)));
+        assert_eq!(receipts.pending.load(Ordering::SeqCst), 0);
+        let f = rx.recv().await.unwrap();
+        let e = f.command.send_error.unwrap();
+        assert_eq!(e.sequence_id, 7);
+    }
+}
