@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -26,8 +27,8 @@ use strata_proto::EntryId;
 pub(super) use super::reply::Reply;
 
 /// An add's outcome the writer task handles: the result, the ledger, the data (to write it
-/// again) and the caller.
-pub(super) type Outcome = (Result<EntryId, StorageError>, u64, Bytes, Reply);
+/// again), the caller and when the add was issued.
+pub(super) type Outcome = (Result<EntryId, StorageError>, u64, Bytes, Reply, Instant);
 
 /// The open ledger and what was added to it.
 pub(super) struct Current {
@@ -156,7 +157,8 @@ impl Inner {
         c.bytes += data.len() as u64;
         self.appends.inflight.fetch_add(1, Ordering::AcqRel);
         let (ml, ledger, payload) = (self.clone(), c.ledger, data.clone());
-        let done = AddCompletion::new(move |r| ml.on_added(r, ledger, data, reply));
+        let issued = Instant::now();
+        let done = AddCompletion::new(move |r| ml.on_added(r, ledger, data, reply, issued));
         c.w.add_then(payload, done);
         None
     }
@@ -169,11 +171,13 @@ impl Inner {
         ledger: u64,
         data: Bytes,
         reply: Reply,
+        issued: Instant,
     ) {
         let a = &self.appends;
         match r {
             Ok(EntryId(entry)) if !a.failed() => {
                 let pos = self.confirm(ledger, entry, &data);
+                self.observe_write(issued);
                 reply.send(Ok(pos));
                 if !a.succeeded.load(Ordering::Relaxed) {
                     a.succeeded.store(true, Ordering::Relaxed);
@@ -184,11 +188,19 @@ impl Inner {
                     a.set_failed(true);
                 }
                 // Sent before `inflight` drops: a writer task that sees zero finds it queued.
-                let _ = a.handoff.send((r, ledger, data, reply));
+                let _ = a.handoff.send((r, ledger, data, reply, issued));
             }
         }
         if a.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
             a.idle.notify_one();
+        }
+    }
+
+    /// Counts the latency of an add issued at `issued` and confirmed now in the topic's write
+    /// latency histogram (`pulsar_storage_write_latency`), when the topic gave one.
+    pub(super) fn observe_write(&self, issued: Instant) {
+        if let Some(series) = self.write_latency.get() {
+            series.persisted(issued.elapsed());
         }
     }
 

@@ -148,6 +148,8 @@ pub struct Inner {
     tier: std::sync::OnceLock<Arc<crate::offload::tier::Tier>>,
     /// The open ledger and the appends to it ([`appends`]).
     appends: Appends,
+    /// The topic's series, whose write latency histogram each confirmed add is counted in.
+    write_latency: std::sync::OnceLock<crate::stats::TopicMetrics>,
 }
 
 /// What opening found and made: the ledger list as written back, its version, and the ledger
@@ -316,6 +318,7 @@ impl ManagedLedger {
             config: Arc::new(config),
             tier: std::sync::OnceLock::new(),
             appends: Appends::new(handoff_tx),
+            write_latency: std::sync::OnceLock::new(),
         });
         let ml = ManagedLedger {
             inner: inner.clone(),
@@ -357,6 +360,11 @@ impl ManagedLedger {
         let (reply, rx) = Reply::channel();
         self.append_then(data, reply);
         async move { rx.await.map_err(|_| BrokerError::ShuttingDown)? }
+    }
+
+    /// Counts the latency of every add confirmed from now on in `series` (its topic's); set once.
+    pub fn observe_writes(&self, series: crate::stats::TopicMetrics) {
+        let _ = self.inner.write_latency.set(series);
     }
 
     /// Appends `data`; `reply` gets the outcome where it is decided (for an append to a

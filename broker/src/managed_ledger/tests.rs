@@ -66,6 +66,30 @@ mod basic {
         assert_eq!(st.ledger_count(), 1);
     }
 
+    /// The topic's write latency histogram counts every confirmed add: on the direct path and
+    /// through the writer task after a failed add.
+    #[tokio::test]
+    async fn confirmed_adds_are_counted_in_the_write_latency_histogram() {
+        let st = MemStorage::default();
+        let meta = crate::metadata::in_memory().unwrap();
+        let ml = open(&st, &meta, ManagedLedgerConfig::default()).await;
+        let series = crate::stats::TopicMetrics::default();
+        ml.observe_writes(series.clone());
+        for i in 0..3u8 {
+            ml.append(Bytes::from(vec![i])).await.unwrap();
+        }
+        assert_eq!(series.write_latency.snapshot().count(), 3);
+        st.fail_adds
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let late = tokio::spawn(ml.append(Bytes::from_static(b"late")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        st.fail_adds
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        late.await.unwrap().unwrap();
+        // the failed attempt is not counted, the rewrite that succeeded is
+        assert_eq!(series.write_latency.snapshot().count(), 4);
+    }
+
     #[tokio::test]
     async fn append_read_rollover_and_reopen() {
         let st = MemStorage::default();

@@ -242,11 +242,12 @@ impl Writer {
     }
 
     /// An outcome the direct path left to this task: a failure, or a success after one.
-    fn complete(&mut self, (res, ledger, data, reply): Outcome) {
+    fn complete(&mut self, (res, ledger, data, reply, issued): Outcome) {
         self.note_successes();
         match res {
             Ok(EntryId(entry)) if !self.ml.appends.failed() => {
                 let pos = self.ml.confirm(ledger, entry, &data);
+                self.ml.observe_write(issued);
                 reply.send(Ok(pos));
                 self.retry_since = None;
                 self.retry_backoff.reset();

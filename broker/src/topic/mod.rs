@@ -65,6 +65,7 @@ impl Topic {
     ) -> Self {
         let partition = name.partition_index().map(|p| p as i32).unwrap_or(-1);
         let series = metrics.topic(&name);
+        ml.observe_writes(series.clone());
         Topic {
             name,
             partition,
@@ -185,19 +186,11 @@ impl Topic {
         }
     }
 
-    /// Counts and appends an entry; its order is fixed now. The write latency is counted when
-    /// it is durable.
+    /// Counts and appends an entry; its order is fixed now. The managed ledger counts its
+    /// write latency when it is durable (`ManagedLedger::observe_writes`).
     fn start_append(&self, payload: Payload, messages: u64, reply: Reply) {
         self.series.appended(messages, payload.raw.len() as u64);
-        let started = std::time::Instant::now();
-        let series = self.series.clone();
-        let timed = Reply::new(move |r| {
-            if r.is_ok() {
-                series.persisted(started.elapsed());
-            }
-            reply.send(r);
-        });
-        self.ml.append_then(payload.raw, timed);
+        self.ml.append_then(payload.raw, reply);
     }
 
     /// Adds a producer with the given access mode.
