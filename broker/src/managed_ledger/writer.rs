@@ -292,10 +292,9 @@ impl Writer {
     }
 
     /// Queues an add to be written again (or failed with the others, in log order, once the
-    /// log is fenced) as soon as nothing is in flight.
+    /// log is fenced) once nothing is in flight (and after the retry backoff, if one is set).
     fn queue_retry(&mut self, data: Bytes, reply: Reply) {
         self.retry.push_back((data, reply));
-        self.retry_at.get_or_insert_with(tokio::time::Instant::now);
     }
 
     /// Whether pending adds wait for a new ledger and nothing is in flight.
@@ -401,11 +400,14 @@ impl Writer {
 
     async fn append(&mut self, data: Bytes, reply: Reply) {
         if self.ml.shared.is_fenced() {
-            // Answers go out in log order: behind earlier appends not answered yet.
+            // Answers go out in log order: behind earlier appends not answered yet. The count
+            // of adds in flight is read first: an add's outcome is handed off before it stops
+            // counting, so at zero every earlier outcome is in the channel taken next.
+            let busy = self.ml.appends.inflight() > 0;
             self.take_handoffs();
-            if !self.retry.is_empty() || !self.held.is_empty() || self.ml.appends.inflight() > 0 {
+            if busy || !self.retry.is_empty() || !self.held.is_empty() {
+                // answered by `rewrite_pending` (due once nothing is in flight) in log order
                 self.held.push_back((data, reply));
-                self.retry_at.get_or_insert_with(tokio::time::Instant::now);
                 return;
             }
             reply.send(Err(BrokerError::ServiceNotReady(format!(
