@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use strata_common::clock::now_ms;
 use strata_proto::batch::{batch_message_len, put_batch_message};
 use strata_proto::commands;
@@ -122,7 +122,7 @@ impl Batcher {
     fn single(&mut self, q: Queued) -> Result<Frame> {
         let seq = self.next_seq;
         let raw = &q.msg.payload;
-        let data = self.compress(raw)?;
+        let data = compression::compress(self.options.compression, raw)?;
         self.next_seq += 1;
         let md = MessageMetadata {
             producer_name: self.name.clone(),
@@ -141,14 +141,6 @@ impl Batcher {
         );
         self.inflight.put(seq, false, vec![q]);
         Ok(frame)
-    }
-
-    /// `data` compressed with the producer's codec (without one: the same bytes, not a copy).
-    fn compress(&self, data: &Bytes) -> Result<Bytes> {
-        match self.options.compression {
-            CompressionType::None => Ok(data.clone()),
-            kind => compression::compress(kind, data),
-        }
     }
 
     fn compression(&self) -> Option<i32> {
@@ -207,7 +199,7 @@ impl Batcher {
         } else {
             let mut buf = BytesMut::with_capacity(raw_len);
             write_batch(&mut buf);
-            match compression::compress(self.options.compression, &buf) {
+            match compression::compress(self.options.compression, &buf.freeze()) {
                 Ok(data) => Payload::new(md, &data),
                 Err(e) => {
                     let msg = e.to_string();

@@ -9,9 +9,13 @@ use crate::error::{ClientError, Result};
 
 pub use strata_proto::compression::MAX_UNCOMPRESSED;
 
-/// Compresses `data` with `kind`.
-pub fn compress(kind: CompressionType, data: &[u8]) -> Result<Bytes> {
-    strata_proto::compression::compress(kind, data).map_err(|e| ClientError::Compression(e.0))
+/// Compresses `data` with `kind` (without a codec: the same bytes, not a copy).
+pub fn compress(kind: CompressionType, data: &Bytes) -> Result<Bytes> {
+    match kind {
+        CompressionType::None => Ok(data.clone()),
+        kind => strata_proto::compression::compress(kind, data)
+            .map_err(|e| ClientError::Compression(e.0)),
+    }
 }
 
 /// Decompresses `data` compressed with `kind` into exactly `uncompressed_size` bytes.

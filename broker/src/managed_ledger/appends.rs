@@ -176,8 +176,7 @@ impl Inner {
         let a = &self.appends;
         match r {
             Ok(EntryId(entry)) if !a.failed() => {
-                let pos = self.confirm(ledger, entry, &data);
-                self.observe_write(issued);
+                let pos = self.confirm(ledger, entry, &data, issued);
                 reply.send(Ok(pos));
                 if !a.succeeded.load(Ordering::Relaxed) {
                     a.succeeded.store(true, Ordering::Relaxed);
@@ -196,17 +195,19 @@ impl Inner {
         }
     }
 
-    /// Counts the latency of an add issued at `issued` and confirmed now in the topic's write
-    /// latency histogram (`pulsar_storage_write_latency`), when the topic gave one.
-    pub(super) fn observe_write(&self, issued: Instant) {
+    /// Records entry `entry` of `ledger`, added at `issued`, as durable: the ledger list's
+    /// counts, the entry cache, the last confirmed position and the topic's write latency
+    /// histogram (`pulsar_storage_write_latency`, when the topic gave one). Returns its position.
+    pub(super) fn confirm(
+        &self,
+        ledger: u64,
+        entry: u64,
+        data: &Bytes,
+        issued: Instant,
+    ) -> Position {
         if let Some(series) = self.write_latency.get() {
             series.persisted(issued.elapsed());
         }
-    }
-
-    /// Records entry `entry` of `ledger` as durable: the ledger list's counts, the entry cache
-    /// and the last confirmed position. Returns its position.
-    pub(super) fn confirm(&self, ledger: u64, entry: u64, data: &Bytes) -> Position {
         let pos = Position::new(ledger, entry as i64);
         {
             let mut ls = self.shared.ledgers.write();

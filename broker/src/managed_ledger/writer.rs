@@ -246,8 +246,7 @@ impl Writer {
         self.note_successes();
         match res {
             Ok(EntryId(entry)) if !self.ml.appends.failed() => {
-                let pos = self.ml.confirm(ledger, entry, &data);
-                self.ml.observe_write(issued);
+                let pos = self.ml.confirm(ledger, entry, &data, issued);
                 reply.send(Ok(pos));
                 self.retry_since = None;
                 self.retry_backoff.reset();
