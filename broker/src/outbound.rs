@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use strata_proto::frame::Frame;
+use strata_proto::frame::{Frame, Payload};
+use strata_proto::outgoing::Outgoing;
+use strata_proto::pulsar::{CommandMessage, CommandSendReceipt};
 use tokio::sync::mpsc;
 
 /// Queued bytes above which a connection counts as congested.
@@ -17,14 +19,14 @@ pub const HIGH_WATER: usize = 4 << 20;
 /// Sending side (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Outbound {
-    tx: mpsc::UnboundedSender<(Frame, usize)>,
+    tx: mpsc::UnboundedSender<(Outgoing, usize)>,
     queued: Arc<AtomicUsize>,
 }
 
 /// Receiving side, owned by the connection's writer task.
 #[derive(Debug)]
 pub struct OutboundRx {
-    rx: mpsc::UnboundedReceiver<(Frame, usize)>,
+    rx: mpsc::UnboundedReceiver<(Outgoing, usize)>,
     queued: Arc<AtomicUsize>,
 }
 
@@ -42,14 +44,32 @@ impl Outbound {
         )
     }
 
-    /// Queues a frame; gives it back if the connection is gone. Its size travels with it, so
-    /// the (not free) protobuf size is computed once per frame here.
+    /// Queues a frame; gives it back if the connection is gone.
     pub fn send(&self, f: Frame) -> Result<(), Box<Frame>> {
-        let n = f.encoded_len();
+        self.queue(Outgoing::Frame(f))
+            .map_err(|o| Box::new(o.into_frame()))
+    }
+
+    /// Queues a SEND_RECEIPT (encoded without building a `BaseCommand`); false if the
+    /// connection is gone.
+    pub fn send_receipt(&self, r: CommandSendReceipt) -> bool {
+        self.queue(Outgoing::Receipt(r)).is_ok()
+    }
+
+    /// Queues a MESSAGE (encoded without building a `BaseCommand`); false if the connection is
+    /// gone.
+    pub fn send_message(&self, m: CommandMessage, p: Payload) -> bool {
+        self.queue(Outgoing::Message(m, p)).is_ok()
+    }
+
+    /// Queues `o`; its size travels with it, so the protobuf size is computed once per frame
+    /// here.
+    fn queue(&self, o: Outgoing) -> Result<(), Outgoing> {
+        let n = o.encoded_len();
         self.queued.fetch_add(n, Ordering::Relaxed);
-        self.tx.send((f, n)).map_err(|e| {
+        self.tx.send((o, n)).map_err(|e| {
             self.queued.fetch_sub(n, Ordering::Relaxed);
-            Box::new(e.0.0)
+            e.0.0
         })
     }
 
@@ -65,20 +85,30 @@ impl Outbound {
 }
 
 impl OutboundRx {
-    fn taken(&self, (f, n): (Frame, usize)) -> Frame {
+    fn taken(&self, (o, n): (Outgoing, usize)) -> Outgoing {
         self.queued.fetch_sub(n, Ordering::Relaxed);
-        f
+        o
     }
 
-    /// The next frame (None when every sender is gone).
+    /// The next frame to write (None when every sender is gone).
+    pub async fn recv_outgoing(&mut self) -> Option<Outgoing> {
+        let o = self.rx.recv().await?;
+        Some(self.taken(o))
+    }
+
+    /// A frame to write if one is queued.
+    pub fn try_recv_outgoing(&mut self) -> Option<Outgoing> {
+        let o = self.rx.try_recv().ok()?;
+        Some(self.taken(o))
+    }
+
+    /// The next frame as a [`Frame`] (None when every sender is gone).
     pub async fn recv(&mut self) -> Option<Frame> {
-        let f = self.rx.recv().await?;
-        Some(self.taken(f))
+        self.recv_outgoing().await.map(Outgoing::into_frame)
     }
 
-    /// A frame if one is queued.
+    /// A frame if one is queued, as a [`Frame`].
     pub fn try_recv(&mut self) -> Option<Frame> {
-        let f = self.rx.try_recv().ok()?;
-        Some(self.taken(f))
+        self.try_recv_outgoing().map(Outgoing::into_frame)
     }
 }

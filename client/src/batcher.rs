@@ -7,9 +7,11 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use strata_common::clock::now_ms;
 use strata_proto::batch::{batch_message_len, put_batch_message};
-use strata_proto::commands;
-use strata_proto::frame::{Frame, Payload};
-use strata_proto::pulsar::{CompressionType, KeyValue, MessageMetadata, SingleMessageMetadata};
+use strata_proto::frame::Payload;
+use strata_proto::outgoing::Outgoing;
+use strata_proto::pulsar::{
+    CommandSend, CompressionType, KeyValue, MessageMetadata, SingleMessageMetadata,
+};
 use tokio::time::Instant;
 
 use crate::compression;
@@ -23,7 +25,7 @@ use crate::producer_options::ProducerOptions;
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Pushed {
     /// A SEND to write now (the message alone, or a batch that cannot grow).
-    Send(Frame),
+    Send(Outgoing),
     /// The message opened a batch that must go by this deadline.
     Opened(Instant),
     /// The message joined the open batch.
@@ -119,7 +121,7 @@ impl Batcher {
         }
     }
 
-    fn single(&mut self, q: Queued) -> Result<Frame> {
+    fn single(&mut self, q: Queued) -> Result<Outgoing> {
         let seq = self.next_seq;
         let raw = &q.msg.payload;
         let data = compression::compress(self.options.compression, raw)?;
@@ -135,10 +137,7 @@ impl Batcher {
             event_time: q.msg.event_time,
             ..Default::default()
         };
-        let frame = Frame::with_payload(
-            commands::send(self.producer_id, seq, 1),
-            Payload::new(md, &data),
-        );
+        let frame = Outgoing::Send(send(self.producer_id, seq, 1), Payload::new(md, &data));
         self.inflight.put(seq, false, vec![q]);
         Ok(frame)
     }
@@ -150,7 +149,7 @@ impl Batcher {
 
     /// The open batch as one SEND (recorded in flight), if there is one. A batch that cannot
     /// be compressed fails its messages.
-    pub(crate) fn take_batch(&mut self) -> Result<Option<Frame>> {
+    pub(crate) fn take_batch(&mut self) -> Result<Option<Outgoing>> {
         self.deadline = None;
         if self.batch.is_empty() {
             return Ok(None);
@@ -211,12 +210,22 @@ impl Batcher {
             }
         };
         self.next_seq += n;
-        let mut cmd = commands::send(self.producer_id, first, n as i32);
-        if let Some(s) = cmd.send.as_mut() {
-            s.highest_sequence_id = Some(first + n - 1);
-        }
-        let frame = Frame::with_payload(cmd, payload);
+        let cmd = CommandSend {
+            highest_sequence_id: Some(first + n - 1),
+            ..send(self.producer_id, first, n as i32)
+        };
+        let frame = Outgoing::Send(cmd, payload);
         self.inflight.put(first, true, batch);
         Ok(Some(frame))
+    }
+}
+
+/// SEND of `num_messages` messages from `sequence_id` (as [`strata_proto::commands::send`]).
+fn send(producer_id: u64, sequence_id: u64, num_messages: i32) -> CommandSend {
+    CommandSend {
+        producer_id,
+        sequence_id,
+        num_messages: Some(num_messages),
+        ..Default::default()
     }
 }

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload, PulsarCodec};
+use strata_proto::outgoing::Outgoing;
 use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::{BaseCommand, CommandMessage};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -83,7 +85,7 @@ impl Shared {
 /// A live connection. Cheap to share (`Arc`); dropping the last handle closes it.
 pub struct Connection {
     url: String,
-    out: mpsc::Sender<Frame>,
+    out: mpsc::Sender<Outgoing>,
     shared: Arc<Shared>,
     ids: AtomicU64,
     cancel: CancellationToken,
@@ -258,7 +260,14 @@ impl Connection {
         let (out, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tracker.spawn(write_loop(writer, out_rx, cancel.clone(), shared.clone()));
+        let max_frame_size = writer.encoder().max_frame_size();
+        tracker.spawn(write_loop(
+            writer.into_inner(),
+            max_frame_size,
+            out_rx,
+            cancel.clone(),
+            shared.clone(),
+        ));
         tracker.spawn(read_loop(
             reader,
             opts.auth(),
@@ -308,13 +317,13 @@ impl Connection {
     /// Queues a frame for the writer (waits when the queue is full).
     pub async fn send(&self, frame: Frame) -> Result<()> {
         self.out
-            .send(frame)
+            .send(Outgoing::Frame(frame))
             .await
             .map_err(|_| ClientError::Disconnected)
     }
 
     /// A place in the queue for one frame (waits while the queue is full).
-    pub(crate) async fn reserve(&self) -> Result<mpsc::Permit<'_, Frame>> {
+    pub(crate) async fn reserve(&self) -> Result<mpsc::Permit<'_, Outgoing>> {
         self.out
             .reserve()
             .await
@@ -324,7 +333,7 @@ impl Connection {
     /// Queues a frame without waiting (fails when the queue is full or the connection closed).
     pub fn try_send(&self, frame: Frame) -> Result<()> {
         self.out
-            .try_send(frame)
+            .try_send(Outgoing::Frame(frame))
             .map_err(|_| ClientError::Disconnected)
     }
 
@@ -397,45 +406,47 @@ impl Drop for Connection {
 }
 
 async fn write_loop(
-    mut writer: FramedWrite<BoxWrite, PulsarCodec>,
-    mut rx: mpsc::Receiver<Frame>,
+    mut w: BoxWrite,
+    max_frame_size: usize,
+    mut rx: mpsc::Receiver<Outgoing>,
     cancel: CancellationToken,
     shared: Arc<Shared>,
 ) {
+    let mut buf = BytesMut::with_capacity(8 << 10);
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => {
                 // Closing: write what is already queued (acks, CLOSE_*), bounded in time.
                 let drain = async {
-                    while let Ok(f) = rx.try_recv() {
-                        if writer.feed(f).await.is_err() {
-                            return;
+                    while let Ok(o) = rx.try_recv() {
+                        if o.encode(max_frame_size, &mut buf).is_err() {
+                            break;
                         }
                     }
-                    let _ = writer.flush().await;
+                    let _ = write(&mut w, &mut buf).await;
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
                 break;
             }
-            f = rx.recv() => match f { Some(f) => f, None => break },
+            o = rx.recv() => match o { Some(o) => o, None => break },
         };
         // Coalesce whatever else is queued into the same write.
-        let mut res = writer.feed(first).await;
+        let mut res = first.encode(max_frame_size, &mut buf);
         let mut n = 1;
         while res.is_ok() && n < 256 {
             match rx.try_recv() {
-                Ok(f) => {
-                    res = writer.feed(f).await;
+                Ok(o) => {
+                    res = o.encode(max_frame_size, &mut buf);
                     n += 1;
                 }
                 Err(_) => break,
             }
         }
         if let Err(e) = res {
-            warn!(error = %e, "write failed; closing connection");
+            warn!(error = %e, "frame not encoded; closing connection");
             break;
         }
-        if let Err(e) = writer.flush().await {
+        if let Err(e) = write(&mut w, &mut buf).await {
             warn!(error = %e, "write failed; closing connection");
             break;
         }
@@ -444,10 +455,21 @@ async fn write_loop(
     shared.close_all();
 }
 
+/// Writes and empties `buf` (releasing the room a large frame took).
+async fn write(w: &mut BoxWrite, buf: &mut BytesMut) -> std::io::Result<()> {
+    w.write_all_buf(buf).await?;
+    w.flush().await?;
+    if buf.capacity() > 1 << 20 {
+        *buf = BytesMut::with_capacity(8 << 10);
+    }
+    buf.clear();
+    Ok(())
+}
+
 async fn read_loop(
     mut reader: FramedRead<BoxRead, PulsarCodec>,
     auth: Option<(String, Bytes)>,
-    out: mpsc::Sender<Frame>,
+    out: mpsc::Sender<Outgoing>,
     cancel: CancellationToken,
     shared: Arc<Shared>,
 ) {
@@ -463,7 +485,7 @@ async fn read_loop(
                     warn!("broker stopped answering pings; closing connection");
                     break;
                 }
-                let _ = out.try_send(Frame::simple(commands::ping()));
+                let _ = out.try_send(Frame::simple(commands::ping()).into());
                 continue;
             }
             item = reader.next() => item,
@@ -516,13 +538,18 @@ fn response_request_id(c: &BaseCommand) -> Option<u64> {
         .or(c.ack_response.as_ref().and_then(|x| x.request_id))
 }
 
-fn route(frame: Frame, auth: Option<&(String, Bytes)>, out: &mpsc::Sender<Frame>, shared: &Shared) {
+fn route(
+    frame: Frame,
+    auth: Option<&(String, Bytes)>,
+    out: &mpsc::Sender<Outgoing>,
+    shared: &Shared,
+) {
     let Frame { command, payload } = frame;
     let command = *command;
     let t = Type::try_from(command.r#type).ok();
     match t {
         Some(Type::Ping) => {
-            let _ = out.try_send(Frame::simple(commands::pong()));
+            let _ = out.try_send(Frame::simple(commands::pong()).into());
         }
         Some(Type::Pong) => {}
         Some(Type::AuthChallenge) => {
@@ -541,7 +568,7 @@ fn route(frame: Frame, auth: Option<&(String, Bytes)>, out: &mpsc::Sender<Frame>
                 })),
                 ..commands::base(Type::AuthResponse)
             };
-            let _ = out.try_send(Frame::simple(resp));
+            let _ = out.try_send(Frame::simple(resp).into());
         }
         Some(Type::SendReceipt) => {
             if let Some(r) = command.send_receipt {

@@ -370,6 +370,29 @@ pub fn encode_frame(
 ) -> Result<(), FrameError> {
     // a command's protobuf size walks every field of `BaseCommand`: computed once
     let command_len = command.encoded_len();
+    encode_with(
+        command_len,
+        |dst| command.encode_raw(dst),
+        payload,
+        max_frame_size,
+        dst,
+    )
+}
+
+/// Number of bytes a frame takes whose command is `command_len` bytes of protobuf (including
+/// the 4-byte total size).
+pub(crate) fn frame_len_with(command_len: usize, payload: Option<&Payload>) -> usize {
+    4 + body_len_with(command_len, payload)
+}
+
+/// [`encode_frame`] for a command of `command_len` bytes that `write_command` appends.
+pub(crate) fn encode_with(
+    command_len: usize,
+    write_command: impl FnOnce(&mut BytesMut),
+    payload: Option<&Payload>,
+    max_frame_size: usize,
+    dst: &mut BytesMut,
+) -> Result<(), FrameError> {
     let total = body_len_with(command_len, payload);
     let max = max_frame_size.min(u32::MAX as usize);
     if total > max {
@@ -378,7 +401,7 @@ pub fn encode_frame(
     dst.reserve(4 + total);
     dst.put_u32(total as u32);
     dst.put_u32(command_len as u32);
-    command.encode_raw(dst);
+    write_command(dst);
     if let Some(p) = payload {
         if let Some(bem) = &p.broker_entry_metadata {
             dst.put_u16(MAGIC_BROKER_ENTRY_METADATA);

@@ -7,6 +7,7 @@
 //! - [`frame`]: the Pulsar frame codec ([`frame::PulsarCodec`], a tokio-util `Decoder`/`Encoder`)
 //!   with CRC32C verification, broker entry metadata and a size limit checked before allocating;
 //!   [`frame::Frame`] / [`frame::Payload`] keep the raw entry bytes for storing without re-encoding.
+//! - [`outgoing`]: frames to write, with SEND_RECEIPT and MESSAGE encoded without a `BaseCommand`.
 //! - [`commands`]: builders for the common `BaseCommand`s (type and body always agree).
 //! - [`batch`]: batch payloads (`[u32 size][SingleMessageMetadata][bytes]`...) and `ack_set` bits.
 //! - [`ids`]: newtypes for ids so a ledger id cannot be passed where an entry id is expected.
@@ -20,6 +21,7 @@ pub mod compression;
 mod error;
 pub mod frame;
 pub mod ids;
+pub mod outgoing;
 
 pub use error::FrameError;
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use strata_proto::commands;
 use strata_proto::frame::Frame;
+use strata_proto::pulsar::CommandSendReceipt;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
@@ -81,19 +82,15 @@ impl Receipts {
 
     /// Queues the answer of SEND `id`.
     fn answer(&self, id: SendId, r: Result<Position>) {
-        let cmd = match r {
+        match r {
             Ok(p) => {
-                let mut cmd = commands::send_receipt(
-                    id.producer_id,
-                    id.sequence_id,
-                    wire_id(p, id.partition),
-                );
-                if let Some(r) = cmd.send_receipt.as_mut()
-                    && id.highest_sequence_id > 0
-                {
-                    r.highest_sequence_id = Some(id.highest_sequence_id);
-                }
-                cmd
+                self.out.send_receipt(CommandSendReceipt {
+                    producer_id: id.producer_id,
+                    sequence_id: id.sequence_id,
+                    message_id: Some(wire_id(p, id.partition)),
+                    highest_sequence_id: (id.highest_sequence_id > 0)
+                        .then_some(id.highest_sequence_id),
+                });
             }
             Err(e) => {
                 // refusals a client retries (quota, an earlier copy in flight): not worth a
@@ -106,15 +103,14 @@ impl Receipts {
                 } else {
                     warn!(peer = %self.peer, producer = id.producer_id, seq = id.sequence_id, error = %e, "send failed");
                 }
-                commands::send_error(
+                let _ = self.out.send(Frame::simple(commands::send_error(
                     id.producer_id,
                     id.sequence_id,
                     server_error(&e),
                     e.to_string(),
-                )
+                )));
             }
-        };
-        let _ = self.out.send(Frame::simple(cmd));
+        }
         // SeqCst with `drain`'s store and load: either it sees zero or this sees it draining
         let before = self.pending.fetch_sub(1, Ordering::SeqCst);
         if before == self.max_pending || (before == 1 && self.draining.load(Ordering::SeqCst)) {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use strata_common::clock::now_ms;
 use strata_proto::commands;
 use strata_proto::frame::Frame;
-use strata_proto::pulsar::MessageIdData;
+use strata_proto::pulsar::{CommandMessage, MessageIdData};
 use tracing::{debug, warn};
 
 use super::actor::Actor;
@@ -240,23 +240,22 @@ impl Actor {
             .unwrap_or_default();
         let c = self.consumers.get(i);
         let (key, consumer_id, out) = (c.spec.key, c.spec.consumer_id, c.spec.out.clone());
-        let mut cmd = commands::message(
+        let message = CommandMessage {
             consumer_id,
-            MessageIdData {
+            message_id: MessageIdData {
                 ledger_id: p.ledger,
                 entry_id: p.wire_entry(),
                 partition: Some(self.id.partition),
                 batch_index: None,
                 ..Default::default()
             },
-            redelivery,
-        );
-        if let Some(m) = cmd.message.as_mut() {
-            m.ack_set = ack_set;
-        }
+            redelivery_count: Some(redelivery),
+            ack_set,
+            consumer_epoch: None,
+        };
         let bytes = v.payload.raw.len() as u64;
         self.consumers.delivered(i, p, v.num_messages, bytes);
-        if out.send(Frame::with_payload(cmd, v.payload)).is_err() {
+        if !out.send_message(message, v.payload) {
             debug!(consumer = key, "consumer connection gone");
         }
         let messages = v.num_messages.max(0) as u64;
