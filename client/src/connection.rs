@@ -430,6 +430,10 @@ async fn write_loop(
             }
             o = rx.recv() => match o { Some(o) => o, None => break },
         };
+        // The task that queued this frame woke this one, which tokio runs right after it: let
+        // the other ready tasks (producers, consumers acking) queue theirs first, so that they
+        // share one write.
+        tokio::task::yield_now().await;
         // Coalesce whatever else is queued into the same write.
         let mut res = first.encode(max_frame_size, &mut buf);
         let mut n = 1;

@@ -26,6 +26,10 @@ where
     tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(8 << 10);
         while let Some(first) = out_rx.recv_outgoing().await {
+            // The task that queued this frame woke this one, which tokio runs right after it:
+            // let the other ready tasks (dispatchers of other topics, the rest of a group commit's
+            // receipts) queue theirs first, so that they share one write.
+            tokio::task::yield_now().await;
             let mut next = Some(first);
             while let Some(o) = next {
                 // no limit: the broker only queues frames it built within its own limits
