@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use strata_proto::frame::{Frame, Payload};
+use bytes::Bytes;
+use strata_proto::frame::Frame;
 use strata_proto::outgoing::Outgoing;
 use strata_proto::pulsar::{CommandMessage, CommandSendReceipt};
 use tokio::sync::mpsc;
@@ -56,10 +57,10 @@ impl Outbound {
         self.queue(Outgoing::Receipt(r)).is_ok()
     }
 
-    /// Queues a MESSAGE (encoded without building a `BaseCommand`); false if the connection is
-    /// gone.
-    pub fn send_message(&self, m: CommandMessage, p: Payload) -> bool {
-        self.queue(Outgoing::Message(m, p)).is_ok()
+    /// Queues a MESSAGE carrying `entry` as stored (encoded without building a `BaseCommand`);
+    /// false if the connection is gone.
+    pub fn send_message(&self, m: CommandMessage, entry: Bytes) -> bool {
+        self.queue(Outgoing::Message(m, entry)).is_ok()
     }
 
     /// Queues `o`; its size travels with it, so the protobuf size is computed once per frame

@@ -91,8 +91,9 @@ pub fn command_type(command: &BaseCommand) -> Result<base_command::Type, FrameEr
 pub struct Payload {
     /// Broker entry metadata (magic 0x0e02), only on MESSAGE frames to clients that asked for it.
     pub broker_entry_metadata: Option<BrokerEntryMetadata>,
-    /// The producer's metadata, parsed.
-    pub metadata: MessageMetadata,
+    /// The producer's metadata, parsed (boxed: it is ~450 bytes, and payloads move through
+    /// channels and several layers by value).
+    pub metadata: Box<MessageMetadata>,
     /// The message bytes after the metadata (compressed and/or a batch as the producer sent them).
     /// A slice of [`Payload::raw`], never a copy.
     pub data: Bytes,
@@ -124,7 +125,7 @@ impl Payload {
         let data = raw.slice(4 + md_len..);
         Payload {
             broker_entry_metadata: None,
-            metadata,
+            metadata: Box::new(metadata),
             data,
             raw,
         }
@@ -143,8 +144,11 @@ impl Payload {
                 "metadata size beyond the end of the payload",
             ));
         }
-        let metadata =
-            MessageMetadata::decode(&raw[4..4 + md_size]).map_err(FrameError::InvalidMetadata)?;
+        // decoded straight into the heap: no stack copy of the ~450-byte struct
+        let mut metadata = Box::<MessageMetadata>::default();
+        metadata
+            .merge(&raw[4..4 + md_size])
+            .map_err(FrameError::InvalidMetadata)?;
         let data = raw.slice(4 + md_size..);
         Ok(Payload {
             broker_entry_metadata: None,
@@ -164,10 +168,28 @@ impl Payload {
         self.metadata.num_messages_in_batch()
     }
 
+    /// What a frame carrying this payload writes after its command.
+    pub(crate) fn body(&self) -> Body<'_> {
+        Body {
+            broker_entry_metadata: self.broker_entry_metadata.as_ref(),
+            raw: &self.raw,
+        }
+    }
+}
+
+/// The part of a payload frame after its command: optional broker entry metadata, then the
+/// checksummed entry bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Body<'a> {
+    pub broker_entry_metadata: Option<&'a BrokerEntryMetadata>,
+    /// `[metadata_size][MessageMetadata][data]`, as in [`Payload::raw`].
+    pub raw: &'a [u8],
+}
+
+impl Body<'_> {
     fn encoded_len(&self) -> usize {
         let bem = self
             .broker_entry_metadata
-            .as_ref()
             .map_or(0, |b| 2 + 4 + b.encoded_len());
         bem + 2 + 4 + self.raw.len()
     }
@@ -352,12 +374,12 @@ fn decode_payload(mut rest: Bytes) -> Result<Payload, FrameError> {
 }
 
 fn body_len(command: &BaseCommand, payload: Option<&Payload>) -> usize {
-    body_len_with(command.encoded_len(), payload)
+    body_len_with(command.encoded_len(), payload.map(Payload::body))
 }
 
 /// [`body_len`] for a command whose protobuf size is known.
-fn body_len_with(command_len: usize, payload: Option<&Payload>) -> usize {
-    4 + command_len + payload.map_or(0, Payload::encoded_len)
+fn body_len_with(command_len: usize, payload: Option<Body<'_>>) -> usize {
+    4 + command_len + payload.map_or(0, |b| b.encoded_len())
 }
 
 /// Appends one frame to `dst`. Fails with [`FrameError::TooLarge`] when the frame's `total_size`
@@ -373,7 +395,7 @@ pub fn encode_frame(
     encode_with(
         command_len,
         |dst| command.encode_raw(dst),
-        payload,
+        payload.map(Payload::body),
         max_frame_size,
         dst,
     )
@@ -381,7 +403,7 @@ pub fn encode_frame(
 
 /// Number of bytes a frame takes whose command is `command_len` bytes of protobuf (including
 /// the 4-byte total size).
-pub(crate) fn frame_len_with(command_len: usize, payload: Option<&Payload>) -> usize {
+pub(crate) fn frame_len_with(command_len: usize, payload: Option<Body<'_>>) -> usize {
     4 + body_len_with(command_len, payload)
 }
 
@@ -389,7 +411,7 @@ pub(crate) fn frame_len_with(command_len: usize, payload: Option<&Payload>) -> u
 pub(crate) fn encode_with(
     command_len: usize,
     write_command: impl FnOnce(&mut BytesMut),
-    payload: Option<&Payload>,
+    payload: Option<Body<'_>>,
     max_frame_size: usize,
     dst: &mut BytesMut,
 ) -> Result<(), FrameError> {
@@ -403,14 +425,14 @@ pub(crate) fn encode_with(
     dst.put_u32(command_len as u32);
     write_command(dst);
     if let Some(p) = payload {
-        if let Some(bem) = &p.broker_entry_metadata {
+        if let Some(bem) = p.broker_entry_metadata {
             dst.put_u16(MAGIC_BROKER_ENTRY_METADATA);
             dst.put_u32(bem.encoded_len() as u32);
             bem.encode_raw(dst);
         }
         dst.put_u16(MAGIC_CRC32C);
-        dst.put_u32(p.checksum());
-        dst.put_slice(&p.raw);
+        dst.put_u32(crc32c::crc32c(p.raw));
+        dst.put_slice(p.raw);
     }
     Ok(())
 }

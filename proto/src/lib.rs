@@ -8,6 +8,7 @@
 //!   with CRC32C verification, broker entry metadata and a size limit checked before allocating;
 //!   [`frame::Frame`] / [`frame::Payload`] keep the raw entry bytes for storing without re-encoding.
 //! - [`outgoing`]: frames to write, with SEND_RECEIPT and MESSAGE encoded without a `BaseCommand`.
+//! - [`entry_view`]: the fields of a stored entry's metadata a dispatcher reads, decoded alone.
 //! - [`commands`]: builders for the common `BaseCommand`s (type and body always agree).
 //! - [`batch`]: batch payloads (`[u32 size][SingleMessageMetadata][bytes]`...) and `ack_set` bits.
 //! - [`ids`]: newtypes for ids so a ledger id cannot be passed where an entry id is expected.
@@ -18,6 +19,7 @@
 pub mod batch;
 pub mod commands;
 pub mod compression;
+pub mod entry_view;
 mod error;
 pub mod frame;
 pub mod ids;

@@ -4,13 +4,13 @@
 //! would zero, scan twice (size, then encoding) and free. The bytes are exactly those of
 //! [`encode_frame`] for the same command (tested below).
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use prost::Message;
 use prost::encoding::{int32, message};
 
 use crate::commands;
 use crate::error::FrameError;
-use crate::frame::{Frame, Payload, encode_frame, encode_with, frame_len_with};
+use crate::frame::{Body, Frame, Payload, encode_frame, encode_with, frame_len_with};
 use crate::pulsar::base_command::Type;
 use crate::pulsar::{BaseCommand, CommandMessage, CommandSend, CommandSendReceipt};
 
@@ -32,8 +32,8 @@ pub enum Outgoing {
     Send(CommandSend, Payload),
     /// SEND_RECEIPT.
     Receipt(CommandSendReceipt),
-    /// MESSAGE with its entry.
-    Message(CommandMessage, Payload),
+    /// MESSAGE with its entry (`[metadata_size][MessageMetadata][data]`, as stored).
+    Message(CommandMessage, Bytes),
 }
 
 impl From<Frame> for Outgoing {
@@ -47,12 +47,14 @@ impl Outgoing {
     pub fn encoded_len(&self) -> usize {
         match self {
             Outgoing::Frame(f) => f.encoded_len(),
-            Outgoing::Send(c, p) => frame_len_with(lone_len(Type::Send, SEND_TAG, c), Some(p)),
+            Outgoing::Send(c, p) => {
+                frame_len_with(lone_len(Type::Send, SEND_TAG, c), Some(p.body()))
+            }
             Outgoing::Receipt(r) => {
                 frame_len_with(lone_len(Type::SendReceipt, SEND_RECEIPT_TAG, r), None)
             }
             Outgoing::Message(m, p) => {
-                frame_len_with(lone_len(Type::Message, MESSAGE_TAG, m), Some(p))
+                frame_len_with(lone_len(Type::Message, MESSAGE_TAG, m), Some(entry(p)))
             }
         }
     }
@@ -62,7 +64,7 @@ impl Outgoing {
         match self {
             Outgoing::Frame(f) => encode_frame(&f.command, f.payload.as_ref(), max_frame_size, dst),
             Outgoing::Send(c, p) => {
-                encode_lone(Type::Send, SEND_TAG, c, Some(p), max_frame_size, dst)
+                encode_lone(Type::Send, SEND_TAG, c, Some(p.body()), max_frame_size, dst)
             }
             Outgoing::Receipt(r) => encode_lone(
                 Type::SendReceipt,
@@ -72,9 +74,14 @@ impl Outgoing {
                 max_frame_size,
                 dst,
             ),
-            Outgoing::Message(m, p) => {
-                encode_lone(Type::Message, MESSAGE_TAG, m, Some(p), max_frame_size, dst)
-            }
+            Outgoing::Message(m, p) => encode_lone(
+                Type::Message,
+                MESSAGE_TAG,
+                m,
+                Some(entry(p)),
+                max_frame_size,
+                dst,
+            ),
         }
     }
 
@@ -93,14 +100,34 @@ impl Outgoing {
                 send_receipt: Some(Box::new(r)),
                 ..commands::base(Type::SendReceipt)
             }),
-            Outgoing::Message(m, p) => Frame::with_payload(
-                BaseCommand {
+            Outgoing::Message(m, raw) => {
+                let command = BaseCommand {
                     message: Some(Box::new(m)),
                     ..commands::base(Type::Message)
-                },
-                p,
-            ),
+                };
+                match Payload::from_raw(raw.clone()) {
+                    Ok(p) => Frame::with_payload(command, p),
+                    // an entry whose metadata does not decode: its bytes as they would be sent
+                    Err(_) => Frame::with_payload(
+                        command,
+                        Payload {
+                            broker_entry_metadata: None,
+                            metadata: Default::default(),
+                            data: raw.clone(),
+                            raw,
+                        },
+                    ),
+                }
+            }
         }
+    }
+}
+
+/// An entry as the payload of a MESSAGE.
+fn entry(raw: &Bytes) -> Body<'_> {
+    Body {
+        broker_entry_metadata: None,
+        raw,
     }
 }
 
@@ -115,7 +142,7 @@ fn encode_lone(
     ty: Type,
     tag: u32,
     command: &impl Message,
-    payload: Option<&Payload>,
+    payload: Option<Body<'_>>,
     max_frame_size: usize,
     dst: &mut BytesMut,
 ) -> Result<(), FrameError> {
@@ -175,7 +202,7 @@ mod tests {
             )
     }
 
-    fn arb_message() -> impl Strategy<Value = (CommandMessage, Payload)> {
+    fn arb_message() -> impl Strategy<Value = (CommandMessage, Bytes)> {
         (
             any::<u64>(),
             arb_id(),
@@ -210,7 +237,7 @@ mod tests {
                             ack_set,
                             consumer_epoch,
                         },
-                        Payload::new(md, &data),
+                        Payload::new(md, &data).raw,
                     )
                 },
             )
@@ -274,13 +301,19 @@ mod tests {
             let o = Outgoing::Message(m.0, m.1);
             prop_assert_eq!(lean(&o), generic(&o));
         }
+
+        #[test]
+        fn a_message_of_any_bytes_encodes_as_its_frame(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let o = Outgoing::Message(CommandMessage::default(), Bytes::from(raw));
+            prop_assert_eq!(lean(&o), generic(&o));
+        }
     }
 
     #[test]
     fn a_frame_that_is_too_large_is_refused_and_nothing_written() {
         let (m, p) = (
             CommandMessage::default(),
-            Payload::new(MessageMetadata::default(), &[7u8; 100]),
+            Payload::new(MessageMetadata::default(), &[7u8; 100]).raw,
         );
         let o = Outgoing::Message(m, p);
         let mut b = BytesMut::new();

@@ -114,5 +114,5 @@ pub fn retain(entry: &Bytes, keep: &[u32]) -> Option<Bytes> {
     let mut md = md.clone();
     md.num_messages_in_batch = Some(count);
     md.uncompressed_size = Some(data.len() as u32);
-    Some(Payload::new(md, &compressed).raw)
+    Some(Payload::new(*md, &compressed).raw)
 }

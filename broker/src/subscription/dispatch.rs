@@ -253,9 +253,9 @@ impl Actor {
             ack_set,
             consumer_epoch: None,
         };
-        let bytes = v.payload.raw.len() as u64;
+        let bytes = v.data.len() as u64;
         self.consumers.delivered(i, p, v.num_messages, bytes);
-        if !out.send_message(message, v.payload) {
+        if !out.send_message(message, v.data) {
             debug!(consumer = key, "consumer connection gone");
         }
         let messages = v.num_messages.max(0) as u64;

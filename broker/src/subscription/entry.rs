@@ -2,7 +2,7 @@
 //! its Key_Shared hash slot and its delayed-delivery time.
 
 use bytes::Bytes;
-use strata_proto::frame::Payload;
+use strata_proto::entry_view::EntryFields;
 
 /// Number of Key_Shared hash slots (Pulsar's range size).
 pub const HASH_SLOTS: u32 = 65536;
@@ -39,7 +39,8 @@ pub fn murmur3_32(data: &[u8]) -> u32 {
 
 /// What the dispatcher needs from an entry's metadata.
 pub(super) struct EntryView {
-    pub payload: Payload,
+    /// The entry as stored (`[metadata_size][MessageMetadata][data]`).
+    pub data: Bytes,
     pub num_messages: i64,
     pub slot: u32,
     pub deliver_at: Option<u64>,
@@ -50,14 +51,14 @@ pub(super) struct EntryView {
 }
 
 impl EntryView {
-    /// Parses an entry; None when its metadata is unreadable.
+    /// Parses an entry (only the metadata fields a dispatch reads); None when they are
+    /// unreadable.
     pub fn parse(data: Bytes) -> Option<EntryView> {
-        let payload = Payload::from_raw(data).ok()?;
-        let md = &payload.metadata;
+        let md = EntryFields::parse(&data).ok()?;
         let num_messages = i64::from(md.num_messages_in_batch.unwrap_or(1).max(1));
         let key: &[u8] = match (&md.ordering_key, &md.partition_key) {
             (Some(k), _) if !k.is_empty() => k,
-            (_, Some(k)) => k.as_bytes(),
+            (_, Some(k)) => k,
             _ => b"",
         };
         let slot = murmur3_32(key) % HASH_SLOTS;
@@ -66,7 +67,7 @@ impl EntryView {
         let chunk = chunks > 1;
         let more_chunks = chunk && md.chunk_id.unwrap_or(0) < chunks - 1;
         Some(EntryView {
-            payload,
+            data,
             num_messages,
             slot,
             deliver_at,
