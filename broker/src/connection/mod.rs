@@ -241,12 +241,16 @@ impl Conn {
         let peer = self.peer;
         loop {
             let throttled = self.throttle_until;
+            // Read once for both branches below: a reply can free room between two readings, and
+            // with one reading saying full and the next not, neither the frame branch nor the
+            // room branch would run, until the next keep-alive tick (up to 30 s without reading).
+            let full = self.receipts.is_full();
             tokio::select! {
                 _ = tokio::time::sleep_until(throttled.unwrap_or_else(tokio::time::Instant::now)), if throttled.is_some() => {
                     self.throttle_until = None;
                     heard = true;
                 }
-                frame = reader.next(), if !self.receipts.is_full() && throttled.is_none() => {
+                frame = reader.next(), if !full && throttled.is_none() => {
                     heard = true;
                     let Some(frame) = frame else {
                         debug!(%peer, "connection closed by peer");
@@ -256,7 +260,9 @@ impl Conn {
                         return;
                     }
                 }
-                _ = self.receipts.room(), if self.receipts.is_full() => {}
+                // `room` resolves once a reply freed room after `full` was read (a reply in
+                // between leaves a permit): the loop then reads `full` again
+                _ = self.receipts.room(), if full => {}
                 Some(created) = self.creating.next() => self.on_created(created).await,
                 _ = ticker.tick() => {
                     if !heard && self.throttle_until.is_none() {
