@@ -65,12 +65,12 @@ impl Outbound {
 
     /// Queues `o`; its size travels with it, so the protobuf size is computed once per frame
     /// here.
-    fn queue(&self, o: Outgoing) -> Result<(), Outgoing> {
+    fn queue(&self, o: Outgoing) -> Result<(), Box<Outgoing>> {
         let n = o.encoded_len();
         self.queued.fetch_add(n, Ordering::Relaxed);
         self.tx.send((o, n)).map_err(|e| {
             self.queued.fetch_sub(n, Ordering::Relaxed);
-            e.0.0
+            Box::new(e.0.0)
         })
     }
 

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::error::FrameError;
+use crate::frame::metadata_range;
 
 /// A partial `MessageMetadata` (same field numbers and types).
 #[derive(Clone, PartialEq, Message)]
@@ -34,19 +35,8 @@ impl EntryFields {
     /// Decodes the fields from an entry (`[metadata_size][MessageMetadata][data]`); the keys are
     /// slices of `raw`, not copies.
     pub fn parse(raw: &Bytes) -> Result<Self, FrameError> {
-        if raw.len() < 4 {
-            return Err(FrameError::PayloadLayout(
-                "payload shorter than the metadata size field",
-            ));
-        }
-        let md_size = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-        if md_size > raw.len() - 4 {
-            return Err(FrameError::PayloadLayout(
-                "metadata size beyond the end of the payload",
-            ));
-        }
-        let md = raw.slice(4..4 + md_size);
-        EntryFields::decode(md).map_err(FrameError::InvalidMetadata)
+        let md = metadata_range(raw)?;
+        EntryFields::decode(raw.slice(md)).map_err(FrameError::InvalidMetadata)
     }
 }
 

@@ -133,23 +133,13 @@ impl Payload {
 
     /// Parses a stored entry (`[metadata_size][MessageMetadata][data]`, as in [`Payload::raw`]).
     pub fn from_raw(raw: Bytes) -> Result<Self, FrameError> {
-        if raw.len() < 4 {
-            return Err(FrameError::PayloadLayout(
-                "payload shorter than the metadata size field",
-            ));
-        }
-        let md_size = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-        if md_size > raw.len() - 4 {
-            return Err(FrameError::PayloadLayout(
-                "metadata size beyond the end of the payload",
-            ));
-        }
+        let md = metadata_range(&raw)?;
         // decoded straight into the heap: no stack copy of the ~450-byte struct
         let mut metadata = Box::<MessageMetadata>::default();
         metadata
-            .merge(&raw[4..4 + md_size])
+            .merge(&raw[md.clone()])
             .map_err(FrameError::InvalidMetadata)?;
-        let data = raw.slice(4 + md_size..);
+        let data = raw.slice(md.end..);
         Ok(Payload {
             broker_entry_metadata: None,
             metadata,
@@ -175,6 +165,23 @@ impl Payload {
             raw: &self.raw,
         }
     }
+}
+
+/// Where the metadata of an entry (`[metadata_size][MessageMetadata][data]`) lies, checked
+/// against the entry's length.
+pub(crate) fn metadata_range(raw: &[u8]) -> Result<std::ops::Range<usize>, FrameError> {
+    let Some(size) = raw.get(..4) else {
+        return Err(FrameError::PayloadLayout(
+            "payload shorter than the metadata size field",
+        ));
+    };
+    let md_size = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+    if md_size > raw.len() - 4 {
+        return Err(FrameError::PayloadLayout(
+            "metadata size beyond the end of the payload",
+        ));
+    }
+    Ok(4..4 + md_size)
 }
 
 /// The part of a payload frame after its command: optional broker entry metadata, then the
