@@ -405,6 +405,12 @@ impl Drop for Connection {
     }
 }
 
+/// Bytes encoded before a write even if more frames are queued (a bound on the buffer: frames
+/// can be up to the broker's `max_message_size`).
+const WRITE_AT: usize = 128 << 10;
+/// A buffer grown above this by a large frame is released after its write.
+const SHRINK_ABOVE: usize = 1 << 20;
+
 async fn write_loop(
     mut w: BoxWrite,
     max_frame_size: usize,
@@ -434,10 +440,10 @@ async fn write_loop(
         // the other ready tasks (producers, consumers acking) queue theirs first, so that they
         // share one write.
         tokio::task::yield_now().await;
-        // Coalesce whatever else is queued into the same write.
+        // Coalesce whatever else is queued into the same write, up to WRITE_AT bytes.
         let mut res = first.encode(max_frame_size, &mut buf);
         let mut n = 1;
-        while res.is_ok() && n < 256 {
+        while res.is_ok() && n < 256 && buf.len() < WRITE_AT {
             match rx.try_recv() {
                 Ok(o) => {
                     res = o.encode(max_frame_size, &mut buf);
@@ -461,9 +467,11 @@ async fn write_loop(
 
 /// Writes and empties `buf` (releasing the room a large frame took).
 async fn write(w: &mut BoxWrite, buf: &mut BytesMut) -> std::io::Result<()> {
+    // read before the write: writing advances the buffer, which lowers its capacity
+    let grown = buf.capacity() > SHRINK_ABOVE;
     w.write_all_buf(buf).await?;
     w.flush().await?;
-    if buf.capacity() > 1 << 20 {
+    if grown {
         *buf = BytesMut::with_capacity(8 << 10);
     }
     buf.clear();
