@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use strata_common::clock::now_ms;
 use strata_proto::batch::{batch_message_len, put_batch_message};
+use strata_proto::commands;
 use strata_proto::frame::Payload;
 use strata_proto::outgoing::Outgoing;
 use strata_proto::pulsar::{
@@ -137,7 +138,10 @@ impl Batcher {
             event_time: q.msg.event_time,
             ..Default::default()
         };
-        let frame = Outgoing::Send(send(self.producer_id, seq, 1), Payload::new(md, &data));
+        let frame = Outgoing::Send(
+            commands::send_command(self.producer_id, seq, 1),
+            Payload::new(md, &data),
+        );
         self.inflight.put(seq, false, vec![q]);
         Ok(frame)
     }
@@ -212,20 +216,10 @@ impl Batcher {
         self.next_seq += n;
         let cmd = CommandSend {
             highest_sequence_id: Some(first + n - 1),
-            ..send(self.producer_id, first, n as i32)
+            ..commands::send_command(self.producer_id, first, n as i32)
         };
         let frame = Outgoing::Send(cmd, payload);
         self.inflight.put(first, true, batch);
         Ok(Some(frame))
-    }
-}
-
-/// SEND of `num_messages` messages from `sequence_id` (as [`strata_proto::commands::send`]).
-fn send(producer_id: u64, sequence_id: u64, num_messages: i32) -> CommandSend {
-    CommandSend {
-        producer_id,
-        sequence_id,
-        num_messages: Some(num_messages),
-        ..Default::default()
     }
 }

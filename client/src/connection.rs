@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload, PulsarCodec};
+use strata_proto::frame_writer::FrameWriter;
 use strata_proto::outgoing::Outgoing;
 use strata_proto::pulsar::base_command::Type;
 use strata_proto::pulsar::{BaseCommand, CommandMessage};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -405,31 +405,25 @@ impl Drop for Connection {
     }
 }
 
-/// Bytes encoded before a write even if more frames are queued (a bound on the buffer: frames
-/// can be up to the broker's `max_message_size`).
-const WRITE_AT: usize = 128 << 10;
-/// A buffer grown above this by a large frame is released after its write.
-const SHRINK_ABOVE: usize = 1 << 20;
-
 async fn write_loop(
-    mut w: BoxWrite,
+    w: BoxWrite,
     max_frame_size: usize,
     mut rx: mpsc::Receiver<Outgoing>,
     cancel: CancellationToken,
     shared: Arc<Shared>,
 ) {
-    let mut buf = BytesMut::with_capacity(8 << 10);
+    let mut w = FrameWriter::new(w);
     loop {
         let first = tokio::select! {
             _ = cancel.cancelled() => {
                 // Closing: write what is already queued (acks, CLOSE_*), bounded in time.
                 let drain = async {
                     while let Ok(o) = rx.try_recv() {
-                        if o.encode(max_frame_size, &mut buf).is_err() {
+                        if w.encode(&o, max_frame_size).is_err() {
                             break;
                         }
                     }
-                    let _ = write(&mut w, &mut buf).await;
+                    let _ = w.write().await;
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
                 break;
@@ -440,13 +434,14 @@ async fn write_loop(
         // the other ready tasks (producers, consumers acking) queue theirs first, so that they
         // share one write.
         tokio::task::yield_now().await;
-        // Coalesce whatever else is queued into the same write, up to WRITE_AT bytes.
-        let mut res = first.encode(max_frame_size, &mut buf);
+        // Coalesce whatever else is queued into the same write (frames can be up to the
+        // broker's `max_message_size`: the writer bounds the buffer).
+        let mut res = w.encode(&first, max_frame_size);
         let mut n = 1;
-        while res.is_ok() && n < 256 && buf.len() < WRITE_AT {
+        while res.is_ok() && n < 256 && !w.is_full() {
             match rx.try_recv() {
                 Ok(o) => {
-                    res = o.encode(max_frame_size, &mut buf);
+                    res = w.encode(&o, max_frame_size);
                     n += 1;
                 }
                 Err(_) => break,
@@ -456,26 +451,13 @@ async fn write_loop(
             warn!(error = %e, "frame not encoded; closing connection");
             break;
         }
-        if let Err(e) = write(&mut w, &mut buf).await {
+        if let Err(e) = w.write().await {
             warn!(error = %e, "write failed; closing connection");
             break;
         }
     }
     cancel.cancel();
     shared.close_all();
-}
-
-/// Writes and empties `buf` (releasing the room a large frame took).
-async fn write(w: &mut BoxWrite, buf: &mut BytesMut) -> std::io::Result<()> {
-    // read before the write: writing advances the buffer, which lowers its capacity
-    let grown = buf.capacity() > SHRINK_ABOVE;
-    w.write_all_buf(buf).await?;
-    w.flush().await?;
-    if grown {
-        *buf = BytesMut::with_capacity(8 << 10);
-    }
-    buf.clear();
-    Ok(())
 }
 
 async fn read_loop(

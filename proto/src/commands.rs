@@ -164,13 +164,22 @@ pub fn producer_success(
 /// SEND header (the payload travels in the frame).
 pub fn send(producer_id: u64, sequence_id: u64, num_messages: i32) -> BaseCommand {
     BaseCommand {
-        send: Some(Box::new(CommandSend {
+        send: Some(Box::new(send_command(
             producer_id,
             sequence_id,
-            num_messages: Some(num_messages),
-            ..Default::default()
-        })),
+            num_messages,
+        ))),
         ..base(Type::Send)
+    }
+}
+
+/// The SEND command alone, for [`crate::outgoing::Outgoing::Send`].
+pub fn send_command(producer_id: u64, sequence_id: u64, num_messages: i32) -> CommandSend {
+    CommandSend {
+        producer_id,
+        sequence_id,
+        num_messages: Some(num_messages),
+        ..Default::default()
     }
 }
 
@@ -242,14 +251,27 @@ pub fn flow(consumer_id: u64, permits: u32) -> BaseCommand {
 /// MESSAGE header (the entry travels as the payload).
 pub fn message(consumer_id: u64, message_id: MessageIdData, redelivery_count: u32) -> BaseCommand {
     BaseCommand {
-        message: Some(Box::new(CommandMessage {
+        message: Some(Box::new(message_command(
             consumer_id,
             message_id,
-            redelivery_count: Some(redelivery_count),
-            ack_set: Vec::new(),
-            consumer_epoch: None,
-        })),
+            redelivery_count,
+        ))),
         ..base(Type::Message)
+    }
+}
+
+/// The MESSAGE command alone, for [`crate::outgoing::Outgoing::Message`].
+pub fn message_command(
+    consumer_id: u64,
+    message_id: MessageIdData,
+    redelivery_count: u32,
+) -> CommandMessage {
+    CommandMessage {
+        consumer_id,
+        message_id,
+        redelivery_count: Some(redelivery_count),
+        ack_set: Vec::new(),
+        consumer_epoch: None,
     }
 }
 

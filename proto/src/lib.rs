@@ -8,6 +8,7 @@
 //!   with CRC32C verification, broker entry metadata and a size limit checked before allocating;
 //!   [`frame::Frame`] / [`frame::Payload`] keep the raw entry bytes for storing without re-encoding.
 //! - [`outgoing`]: frames to write, with SEND_RECEIPT and MESSAGE encoded without a `BaseCommand`.
+//! - [`frame_writer`]: encodes queued frames into one buffer and writes them together.
 //! - [`entry_view`]: the fields of a stored entry's metadata a dispatcher reads, decoded alone.
 //! - [`commands`]: builders for the common `BaseCommand`s (type and body always agree).
 //! - [`batch`]: batch payloads (`[u32 size][SingleMessageMetadata][bytes]`...) and `ack_set` bits.
@@ -22,6 +23,7 @@ pub mod compression;
 pub mod entry_view;
 mod error;
 pub mod frame;
+pub mod frame_writer;
 pub mod ids;
 pub mod outgoing;
 

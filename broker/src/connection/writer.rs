@@ -4,29 +4,22 @@
 
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use strata_proto::frame_writer::FrameWriter;
+use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
 use crate::outbound::OutboundRx;
 
-/// Bytes encoded before they are written even if more frames are queued. (tokio-util's
-/// `FramedWrite`, which this task used before, wrote from 8 KiB: a write per 8 MESSAGEs of
-/// 1 KiB. The encoded bytes left the outbound queue's count, so up to this much plus one frame
-/// is held outside its congestion check.)
-const WRITE_AT: usize = 128 << 10;
-/// A buffer grown above this by a large frame is released after its write.
-const SHRINK_ABOVE: usize = 1 << 20;
-
 /// Starts the writer; it ends when every [`crate::outbound::Outbound`] is dropped or a write
-/// fails.
-pub(super) fn spawn<W>(mut wr: W, mut out_rx: OutboundRx, peer: SocketAddr) -> JoinHandle<()>
+/// fails. (Up to [`FrameWriter`]'s write threshold plus one frame is encoded and out of the
+/// outbound queue's count, so held outside its congestion check.)
+pub(super) fn spawn<W>(wr: W, mut out_rx: OutboundRx, peer: SocketAddr) -> JoinHandle<()>
 where
     W: AsyncWrite + Send + Unpin + 'static,
 {
     tokio::spawn(async move {
-        let mut buf = BytesMut::with_capacity(8 << 10);
+        let mut wr = FrameWriter::new(wr);
         while let Some(first) = out_rx.recv_outgoing().await {
             // The task that queued this frame woke this one, which tokio runs right after it:
             // let the other ready tasks (dispatchers of other topics, the rest of a group commit's
@@ -35,17 +28,17 @@ where
             let mut next = Some(first);
             while let Some(o) = next {
                 // no limit: the broker only queues frames it built within its own limits
-                if let Err(e) = o.encode(usize::MAX / 2, &mut buf) {
+                if let Err(e) = wr.encode(&o, usize::MAX / 2) {
                     debug!(%peer, error = %e, "frame not encoded");
                     return;
                 }
-                if buf.len() >= WRITE_AT && !write(&mut wr, &mut buf, peer).await {
+                if wr.is_full() && !write(&mut wr, peer).await {
                     return;
                 }
                 // batch whatever is queued into one write
                 next = out_rx.try_recv_outgoing();
             }
-            if !write(&mut wr, &mut buf, peer).await {
+            if !write(&mut wr, peer).await {
                 return;
             }
         }
@@ -53,25 +46,15 @@ where
     })
 }
 
-/// Writes and empties `buf`; false if the connection failed.
-async fn write<W: AsyncWrite + Unpin>(wr: &mut W, buf: &mut BytesMut, peer: SocketAddr) -> bool {
-    // read before the write: writing advances the buffer, which lowers its capacity
-    let grown = buf.capacity() > SHRINK_ABOVE;
-    if let Err(e) = wr.write_all_buf(buf).await {
-        debug!(%peer, error = %e, "write failed");
-        return false;
+/// Writes what is buffered; false if the connection failed.
+async fn write<W: AsyncWrite + Unpin>(wr: &mut FrameWriter<W>, peer: SocketAddr) -> bool {
+    match wr.write().await {
+        Ok(()) => true,
+        Err(e) => {
+            debug!(%peer, error = %e, "write failed");
+            false
+        }
     }
-    if let Err(e) = wr.flush().await {
-        debug!(%peer, error = %e, "flush failed");
-        return false;
-    }
-    if grown {
-        // a large frame went out: give its room back
-        *buf = BytesMut::with_capacity(8 << 10);
-    } else {
-        buf.clear();
-    }
-    true
 }
 
 #[cfg(test)]

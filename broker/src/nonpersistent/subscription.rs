@@ -177,11 +177,8 @@ impl NpSubscription {
             partition: Some(self.partition),
             ..Default::default()
         };
-        let cmd = commands::message(m.consumer_id, id, 0);
-        if m.out
-            .send(Frame::with_payload(cmd, payload.clone()))
-            .is_err()
-        {
+        let cmd = commands::message_command(m.consumer_id, id, 0);
+        if !m.out.send_message(cmd, payload.raw.clone()) {
             self.drops.record(messages.max(0) as u64, bytes);
             return false;
         }
