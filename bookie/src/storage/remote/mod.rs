@@ -88,6 +88,8 @@ pub(crate) struct Remote {
     segment_max_bytes: u64,
     /// Ends when the uploader task ended.
     uploader_done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// Held by the uploader's file operations on the blocking pool (see [`Remote::file_op`]).
+    files: Arc<Mutex<()>>,
 }
 
 impl Remote {
@@ -143,6 +145,7 @@ impl Remote {
             ledger_dir,
             segment_max_bytes,
             uploader_done: Mutex::new(None),
+            files: Arc::new(Mutex::new(())),
         }))
     }
 
@@ -230,9 +233,32 @@ impl Remote {
         if let Some(rx) = self.uploader_done.lock().take() {
             let _ = rx.recv_timeout(Duration::from_secs(10));
         }
+        // a file operation of the uploader outlives its cancelled task on the blocking pool:
+        // wait for one in progress (none starts after the cancel)
+        drop(self.files.lock());
         if let Some(rt) = self.rt.lock().take() {
             rt.shutdown_background();
         }
+    }
+
+    /// Runs the uploader's file operation `f` (the local manifest, removing a segment) on the
+    /// blocking pool. [`Remote::shutdown`] waits for one in progress and none starts after it,
+    /// so that such a write of a closed storage never races the next open's recovery.
+    pub(super) async fn file_op<T, F>(&self, f: F) -> Result<T, BookieError>
+    where
+        F: FnOnce() -> Result<T, BookieError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (files, cancel) = (self.files.clone(), self.cancel.clone());
+        tokio::task::spawn_blocking(move || {
+            let _held = files.lock();
+            if cancel.is_cancelled() {
+                return Err(BookieError::ShuttingDown);
+            }
+            f()
+        })
+        .await
+        .map_err(|_| BookieError::ShuttingDown)?
     }
 
     /// Bytes of sealed segments not uploaded yet beyond which adds are refused: the cache

@@ -267,11 +267,9 @@ async fn commit(
         return Err(BookieError::Invalid("no free manifest sequence".into()));
     }
     let dir = remote.ledger_dir.clone();
-    tokio::task::spawn_blocking(move || {
-        super::super::flusher::write_atomic(&dir, LOCAL_MANIFEST, &bytes)
-    })
-    .await
-    .map_err(|_| BookieError::ShuttingDown)??;
+    remote
+        .file_op(move || super::super::flusher::write_atomic(&dir, LOCAL_MANIFEST, &bytes))
+        .await?;
     let mut st = shared.state.lock();
     for o in add {
         if let Some(s) = st.segments.map.get_mut(&o.segment) {
@@ -316,9 +314,9 @@ async fn collect(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
         remote.cache.forget(id);
         if local {
             let dir = remote.ledger_dir.clone();
-            tokio::task::spawn_blocking(move || super::super::segments::remove(&dir, id))
-                .await
-                .map_err(|_| BookieError::ShuttingDown)??;
+            remote
+                .file_op(move || super::super::segments::remove(&dir, id))
+                .await?;
         }
         // after the commit: a failure here leaves an unreferenced object for the sweep
         if let Err(e) = remote.store().delete(&remote.key(&obj.key())).await {
