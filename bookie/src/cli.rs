@@ -56,6 +56,10 @@ pub struct BookieArgs {
     /// device's direct writes are slower than buffered ones).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub journal_direct_io: bool,
+    /// Write segments with direct I/O (`O_DIRECT`: no page-cache copy; a filesystem that refuses
+    /// it gets buffered writes).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub segment_direct_io: bool,
     /// Write a checkpoint (and free old journal files) at most this often.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: Duration,
@@ -204,6 +208,7 @@ impl BookieArgs {
         c.journal_max_file_bytes = self.journal_max_file_bytes;
         c.journal_recycle_files = self.journal_recycle_files;
         c.journal_direct_io = self.journal_direct_io;
+        c.segment_direct_io = self.segment_direct_io;
         c.checkpoint_interval = self.checkpoint_interval;
         c.flush_interval = self.flush_interval;
         c.segment_max_bytes = self.segment_max_bytes;

@@ -23,7 +23,8 @@ use crate::metrics::Metrics;
 
 use super::journal;
 use super::remote::{self, Remote};
-use super::segments::{self, Loc, SegMeta, SegWriter};
+use super::seg_writer::SegWriter;
+use super::segments::{self, Loc, SegMeta};
 use super::sys::fsync_dir;
 use super::{Ledger, Shared, State};
 
@@ -138,7 +139,7 @@ impl Flusher {
             let id = self.next_seg;
             // never retry an id: a failed attempt may have left the file behind
             self.next_seg += 1;
-            let w = SegWriter::create(&self.dir, id, cfg.flush_chunk_bytes)?;
+            let w = SegWriter::create(&self.dir, id, cfg.flush_chunk_bytes, cfg.segment_direct_io)?;
             register(&mut st.lock(), &w, self.last_flush_pos);
             self.w = Some(w);
         }

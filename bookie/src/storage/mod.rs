@@ -33,6 +33,7 @@ mod numbered;
 mod read;
 mod recovery;
 mod remote;
+mod seg_writer;
 mod segments;
 mod sys;
 

@@ -1,8 +1,9 @@
-//! Segment files and their index files: the writer the flusher appends to, the in-memory table of
-//! segments (file handle, size, live bytes, ledgers) and positioned, checksum-verified reads.
+//! Segment files and their index files: the in-memory table of segments (file handle, size, live
+//! bytes, ledgers), loading them at start and positioned, checksum-verified reads. The writer the
+//! flusher appends to is [`super::seg_writer`].
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -208,135 +209,6 @@ pub(super) fn decode_at(
         )));
     }
     Ok(rec.payload)
-}
-
-/// The segment the flusher appends to, with its index file.
-pub(super) struct SegWriter {
-    pub id: u64,
-    pub file: Arc<File>,
-    idx: File,
-    pub len: u64,
-    idx_len: u64,
-    buf: Vec<u8>,
-    chunk: usize,
-    pending: Vec<IndexEntry>,
-    /// The last chunk whose writeback was started and not yet waited for: `(offset, len)`.
-    writeback: Option<(u64, u64)>,
-    /// When it was created (sealed after `segment_max_age` with object storage).
-    pub created: std::time::Instant,
-}
-
-impl SegWriter {
-    /// Creates segment `id` and its index file, both with headers, durably.
-    /// `chunk`: segment bytes written at a time; each chunk's writeback is started at once and
-    /// waited for after the next chunk was written (see [`super::sys`]).
-    pub fn create(dir: &Path, id: u64, chunk: usize) -> Result<Self, BookieError> {
-        let open = |p: PathBuf| {
-            OpenOptions::new()
-                .create_new(true)
-                .read(true)
-                .write(true)
-                .open(&p)
-                .map_err(|e| BookieError::io(format!("create {}", p.display()), e))
-        };
-        let file = open(seg_path(dir, id))?;
-        let idx = open(idx_path(dir, id))?;
-        file.write_all_at(&segment::file_header(id), 0)
-            .and_then(|_| file.sync_all())
-            .map_err(|e| BookieError::io("write segment header", e))?;
-        idx.write_all_at(&index::file_header(id), 0)
-            .and_then(|_| idx.sync_all())
-            .map_err(|e| BookieError::io("write index header", e))?;
-        fsync_dir(dir)?;
-        Ok(Self {
-            id,
-            file: Arc::new(file),
-            idx,
-            len: FILE_HEADER_LEN as u64,
-            idx_len: FILE_HEADER_LEN as u64,
-            buf: Vec::with_capacity(chunk.max(4096) + (64 << 10)),
-            chunk: chunk.max(4096),
-            pending: vec![],
-            writeback: None,
-            created: std::time::Instant::now(),
-        })
-    }
-
-    /// Appends a record (buffered); returns its location.
-    pub fn append(&mut self, ledger: u64, entry: u64, payload: &Bytes) -> Result<Loc, BookieError> {
-        let offset = self.len + self.buf.len() as u64;
-        let before = self.buf.len();
-        SegmentRecord {
-            ledger,
-            entry,
-            payload: payload.clone(),
-        }
-        .encode_into(&mut self.buf);
-        let len = (self.buf.len() - before) as u32;
-        self.pending.push(IndexEntry {
-            ledger,
-            entry,
-            offset,
-            len,
-        });
-        if self.buf.len() >= self.chunk {
-            // bounded writeback: this chunk starts, the previous one is waited for, so a journal
-            // fdatasync on the same disk queues behind at most two chunks
-            let (off, n) = (self.len, self.buf.len() as u64);
-            self.write_buf()?;
-            super::sys::start(&self.file, off, n)
-                .map_err(|e| BookieError::io("start segment writeback", e))?;
-            if let Some((off, n)) = self.writeback.replace((off, n)) {
-                super::sys::wait(&self.file, off, n)
-                    .map_err(|e| BookieError::io("segment writeback", e))?;
-            }
-        }
-        Ok(Loc {
-            seg: self.id,
-            offset,
-            len,
-        })
-    }
-
-    fn write_buf(&mut self) -> Result<(), BookieError> {
-        if !self.buf.is_empty() {
-            self.file
-                .write_all_at(&self.buf, self.len)
-                .map_err(|e| BookieError::io("write segment", e))?;
-            self.len += self.buf.len() as u64;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-
-    /// Makes everything appended durable: segment bytes first, then the index block pointing at them.
-    pub fn sync(&mut self) -> Result<Vec<IndexEntry>, BookieError> {
-        self.write_buf()?;
-        if self.pending.is_empty() {
-            return Ok(vec![]);
-        }
-        self.file
-            .sync_data()
-            .map_err(|e| BookieError::io("fdatasync segment", e))?;
-        self.writeback = None;
-        let mut out = Vec::new();
-        for chunk in self.pending.chunks(index::MAX_BLOCK_ENTRIES) {
-            index::encode_block(chunk, &mut out);
-        }
-        self.idx
-            .write_all_at(&out, self.idx_len)
-            .map_err(|e| BookieError::io("write index", e))?;
-        self.idx
-            .sync_data()
-            .map_err(|e| BookieError::io("fdatasync index", e))?;
-        self.idx_len += out.len() as u64;
-        Ok(std::mem::take(&mut self.pending))
-    }
-
-    /// Bytes appended so far, buffered or not.
-    pub fn size(&self) -> u64 {
-        self.len + self.buf.len() as u64
-    }
 }
 
 /// What loading the segments found.
