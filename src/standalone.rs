@@ -99,6 +99,8 @@ pub struct StandaloneBookieConfig {
     pub write_cache_bytes: Option<usize>,
     /// Write the journal with direct I/O (`O_DIRECT`); off by default.
     pub journal_direct_io: Option<bool>,
+    /// Write segments with direct I/O (`O_DIRECT`); on by default.
+    pub segment_direct_io: Option<bool>,
 }
 
 /// The config file of `strata standalone`.
@@ -296,6 +298,9 @@ fn storage_config(data_dir: &Path, bcfg: &StandaloneBookieConfig) -> anyhow::Res
     if let Some(direct) = bcfg.journal_direct_io {
         storage.journal_direct_io = direct;
     }
+    if let Some(direct) = bcfg.segment_direct_io {
+        storage.segment_direct_io = direct;
+    }
     let objects = strata_bookie::cli::ObjectStorageArgs {
         storage_url: bcfg.storage_url.clone(),
         storage_endpoint: bcfg.storage_endpoint.clone(),
@@ -357,6 +362,23 @@ mod tests {
         );
         let default = storage_config(Path::new("/d"), &StandaloneBookieConfig::default()).unwrap();
         assert!(!default.journal_direct_io);
+    }
+
+    #[test]
+    fn direct_io_knob_sets_the_segments() {
+        let off: StandaloneConfig = toml::from_str(
+            "[bookie]
+segment_direct_io = false
+",
+        )
+        .unwrap();
+        assert!(
+            !storage_config(Path::new("/d"), &off.bookie)
+                .unwrap()
+                .segment_direct_io
+        );
+        let default = storage_config(Path::new("/d"), &StandaloneBookieConfig::default()).unwrap();
+        assert!(default.segment_direct_io);
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //!   [`backoff::retry`] built on it. Delays come from `backon`; sleeping uses `tokio::time`, so
 //!   tests can drive it with paused time.
 //! - [`process`]: this process's CPU time, memory and file descriptors from `/proc/self`.
+//! - [`timer`]: a lazy sleep until an optional deadline, for `select!` loops.
 //!
 //! Invariant: nothing here panics on input a peer or a disk can produce.
 
 pub mod backoff;
 pub mod clock;
 pub mod process;
+pub mod timer;

@@ -57,6 +57,41 @@ impl Done {
         self.answer(r);
     }
 
+    /// When the add this answers started, if it is one.
+    pub(super) fn started(&self) -> Option<Instant> {
+        self.count.as_ref().map(|c| c.start)
+    }
+
+    /// Answers the adds of one synced group commit, synced at `now`: the accounting is settled
+    /// for the whole group first (one update of each shared counter, one clock reading), then
+    /// every submitter is answered in order.
+    pub(super) fn answer_synced(dones: Vec<Done>, now: Instant) {
+        let (mut n, mut bytes, mut queued) = (0u64, 0u64, 0usize);
+        let mut shared = None;
+        for d in &dones {
+            if let Some(c) = &d.count {
+                n += 1;
+                bytes += c.len as u64;
+                if c.queued {
+                    queued += c.len;
+                }
+                let m = &c.shared.metrics;
+                m.add_latency
+                    .observe(now.saturating_duration_since(c.start).as_secs_f64());
+                shared.get_or_insert_with(|| c.shared.clone());
+            }
+        }
+        if let Some(sh) = shared {
+            sh.queued_bytes.fetch_sub(queued, Ordering::AcqRel);
+            sh.metrics.add_entries.inc_by(n);
+            sh.metrics.add_bytes.inc_by(bytes);
+        }
+        for mut d in dones {
+            d.count = None;
+            d.answer(Ok(()));
+        }
+    }
+
     fn answer(&mut self, r: Result<(), BookieError>) {
         if let Some(count) = self.count.take() {
             count.settle(&r);

@@ -203,9 +203,7 @@ pub(super) fn run(
                 });
                 shared.durable_bytes.fetch_add(bytes, Ordering::AcqRel);
                 shared.durable.lock().push_back(db.clone());
-                for done in acks {
-                    done.send(Ok(()));
-                }
+                Done::answer_synced(acks, db.synced);
                 if apply_tx.send((db, later)).is_err() {
                     tracing::error!("journal applier gone");
                 }

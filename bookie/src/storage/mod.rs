@@ -165,7 +165,7 @@ impl Tombstones {
 struct JournalOp {
     rec: JournalRecord,
     done: Done,
-    /// When it was queued.
+    /// When it was queued (an add: when it was submitted, see [`Done::started`]).
     queued: Instant,
 }
 
@@ -736,8 +736,9 @@ impl Storage {
         };
         let op = JournalOp {
             rec,
+            // an add's start is a few instructions back (or before its wait for room)
+            queued: done.started().unwrap_or_else(Instant::now),
             done,
-            queued: Instant::now(),
         };
         if let Err(std::sync::mpsc::SendError(op)) = jtx.send(op) {
             drop(ad);

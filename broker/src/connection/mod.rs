@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use strata_common::timer::sleep_until;
 use strata_proto::commands;
 use strata_proto::frame::{Frame, PulsarCodec};
 use strata_proto::pulsar::base_command::Type;
@@ -246,7 +247,7 @@ impl Conn {
             // room branch would run, until the next keep-alive tick (up to 30 s without reading).
             let full = self.receipts.is_full();
             tokio::select! {
-                _ = tokio::time::sleep_until(throttled.unwrap_or_else(tokio::time::Instant::now)), if throttled.is_some() => {
+                _ = sleep_until(throttled), if throttled.is_some() => {
                     self.throttle_until = None;
                     heard = true;
                 }
@@ -274,7 +275,7 @@ impl Conn {
                         let _ = self.out.send(Frame::simple(commands::ping()));
                     }
                 }
-                _ = tokio::time::sleep_until(self.auth_check_at), if self.session.is_some() => {
+                _ = sleep_until(Some(self.auth_check_at)), if self.session.is_some() => {
                     if !self.check_session() {
                         return;
                     }

@@ -133,7 +133,12 @@ impl Writer {
             let waiting = !self.retry.is_empty() || !self.held.is_empty();
             tokio::select! {
                 Some(outcome) = self.handoff.recv() => self.complete(outcome),
-                _ = tokio::time::sleep_until(self.retry_at.unwrap_or_else(tokio::time::Instant::now)), if self.retry_due() => {
+                // lazy: a disabled branch's future is still built every round
+                _ = async {
+                    if let Some(t) = self.retry_at {
+                        tokio::time::sleep_until(t).await;
+                    }
+                }, if self.retry_due() => {
                     self.rewrite_pending().await;
                 }
                 // the last add in flight answered: pending adds may be written again
