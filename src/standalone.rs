@@ -97,7 +97,7 @@ pub struct StandaloneBookieConfig {
     /// (adds wait for a flush beyond it); the largest share of the standalone's memory under a
     /// write load.
     pub write_cache_bytes: Option<usize>,
-    /// Write the journal with direct I/O (`O_DIRECT`); off by default.
+    /// Write the journal with direct I/O (`O_DIRECT`); on by default.
     pub journal_direct_io: Option<bool>,
     /// Write segments with direct I/O (`O_DIRECT`); on by default.
     pub segment_direct_io: Option<bool>,
@@ -354,14 +354,15 @@ mod tests {
 
     #[test]
     fn direct_io_knob_sets_the_journal() {
-        let on: StandaloneConfig = toml::from_str("[bookie]\njournal_direct_io = true\n").unwrap();
+        let off: StandaloneConfig =
+            toml::from_str("[bookie]\njournal_direct_io = false\n").unwrap();
         assert!(
-            storage_config(Path::new("/d"), &on.bookie)
+            !storage_config(Path::new("/d"), &off.bookie)
                 .unwrap()
                 .journal_direct_io
         );
         let default = storage_config(Path::new("/d"), &StandaloneBookieConfig::default()).unwrap();
-        assert!(!default.journal_direct_io);
+        assert!(default.journal_direct_io);
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub struct BookieArgs {
     pub journal_recycle_files: usize,
     /// Write the journal with direct I/O (`O_DIRECT`: less CPU per entry; slower where the
     /// device's direct writes are slower than buffered ones).
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub journal_direct_io: bool,
     /// Write segments with direct I/O (`O_DIRECT`: no page-cache copy; a filesystem that refuses
     /// it gets buffered writes).

@@ -20,9 +20,10 @@ pub struct StorageConfig {
     /// Journal files older than the checkpoint kept for reuse instead of deleted.
     pub journal_recycle_files: usize,
     /// Write the journal with direct I/O (`O_DIRECT`: no copy into the page cache); a filesystem
-    /// that refuses it gets buffered writes. Off by default: on the dev machine's virtual disk it
-    /// saved 11-15 % of the server's CPU per message but cost 15 % of the batched throughput,
-    /// as direct writes there are slower than buffered ones at the same fdatasync rate.
+    /// that refuses it gets buffered writes. On by default since segments are written directly
+    /// too: on the dev machine it then saves 5-25 % of the server's CPU per message and adds
+    /// batched throughput. (With buffered segment writes, an older dev VM's disk lost 15 % of the
+    /// batched throughput with it: measure on yours with `scripts/bench-vs-nats`.)
     pub journal_direct_io: bool,
     /// Write segments with direct I/O (`O_DIRECT`: no copy into the page cache, no writeback to
     /// wait for); a filesystem that refuses it gets buffered writes. Segments are written off the
@@ -127,7 +128,7 @@ impl StorageConfig {
             journal_max_wait: Duration::ZERO,
             journal_max_file_bytes: 64 << 20,
             journal_recycle_files: 4,
-            journal_direct_io: false,
+            journal_direct_io: true,
             segment_direct_io: true,
             write_cache_bytes: 256 << 20,
             flush_bytes: 16 << 20,

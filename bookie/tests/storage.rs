@@ -217,9 +217,19 @@ async fn torn_journal_tail_ends_replay_cleanly() {
 /// time and many at once, sizes across block boundaries), and the bookie goes on writing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_io_journal_replays_every_acknowledged_entry() {
+    journal_replays_every_acknowledged_entry(true).await;
+}
+
+/// The same with buffered journal writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_journal_replays_every_acknowledged_entry() {
+    journal_replays_every_acknowledged_entry(false).await;
+}
+
+async fn journal_replays_every_acknowledged_entry(direct: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut c = journal_only_cfg(dir.path());
-    c.journal_direct_io = true;
+    c.journal_direct_io = direct;
     let s = open(c.clone());
     for e in 0..10 {
         s.add(
@@ -236,7 +246,7 @@ async fn direct_io_journal_replays_every_acknowledged_entry() {
     let img = tempfile::tempdir().unwrap();
     crash_image(dir.path(), img.path());
     let mut c = journal_only_cfg(img.path());
-    c.journal_direct_io = true;
+    c.journal_direct_io = direct;
     let r = open(c.clone());
     check_all(&r, 3, 20, 1500).await;
     for e in 0..10 {

@@ -15,14 +15,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::BookieError;
 use crate::format::FILE_HEADER_LEN;
 use crate::format::journal::file_header;
 
-use super::sys::fsync_dir;
+use super::sys::{fsync_dir, open_direct};
 
 /// Path of journal file `seq`.
 pub(super) fn path(dir: &Path, seq: u64) -> PathBuf {
@@ -79,7 +79,7 @@ impl JournalFile {
             .and_then(|_| file.sync_all())
             .map_err(|e| BookieError::io("write journal header", e))?;
         fsync_dir(dir)?;
-        let direct = if direct { open_direct(&p) } else { None };
+        let direct = direct.then(|| open_direct(&p, "the journal")).flatten();
         Ok(Self {
             dir: dir.to_path_buf(),
             seq,
@@ -157,21 +157,6 @@ impl JournalFile {
 /// Bytes from `addr` to the next block boundary.
 fn pad_to_block(addr: usize) -> usize {
     (BLOCK - addr % BLOCK) % BLOCK
-}
-
-/// A direct-I/O descriptor of `p`, or `None` (with a warning) where the filesystem refuses one.
-fn open_direct(p: &Path) -> Option<File> {
-    match OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(p)
-    {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::warn!(file = %p.display(), error = %e, "no direct I/O for the journal; writing through the page cache");
-            None
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,7 +30,7 @@ use crate::format::index::{self, IndexEntry};
 use crate::format::segment::{self, SegmentRecord};
 
 use super::segments::{Loc, idx_path, seg_path};
-use super::sys::fsync_dir;
+use super::sys::{fsync_dir, open_direct};
 
 /// Alignment of direct writes, and where records start: a multiple of every device's logical
 /// block size in use (and the page size, so a cached page is never half written).
@@ -85,7 +85,7 @@ impl SegWriter {
         Ok(Self {
             id,
             file: Arc::new(file),
-            direct: if direct { open_direct(&seg) } else { None },
+            direct: direct.then(|| open_direct(&seg, "segments")).flatten(),
             idx,
             len: 0,
             written: FILE_HEADER_LEN,
@@ -231,21 +231,6 @@ impl SegWriter {
     /// Bytes appended so far (the file offset of the next record), buffered or not.
     pub fn size(&self) -> u64 {
         self.len + self.buf.used() as u64
-    }
-}
-
-/// A direct-I/O descriptor of `p`, or `None` (with a warning) where the filesystem refuses one.
-fn open_direct(p: &Path) -> Option<File> {
-    match OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(p)
-    {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::warn!(file = %p.display(), error = %e, "no direct I/O for segments; writing through the page cache");
-            None
-        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! data sit in the device queue at any time. A journal `fdatasync` on the same disk then never
 //! queues behind megabytes of segment data, and no chunk costs a filesystem-journal commit or a
 //! device cache flush (the flush ends with one `fdatasync`, which is what makes it durable).
-//! Also the directory sync that makes created, renamed and removed names durable.
+//! Also the directory sync that makes created, renamed and removed names durable, and opening a
+//! file for direct writes.
 
 use std::fs::File;
 use std::path::Path;
@@ -48,6 +49,23 @@ fn sync_range(file: &File, offset: u64, len: u64, wait: bool) -> std::io::Result
 #[cfg(not(target_os = "linux"))]
 fn sync_range(_file: &File, _offset: u64, _len: u64, _wait: bool) -> std::io::Result<()> {
     Ok(())
+}
+
+/// A direct-I/O (`O_DIRECT`) write descriptor of `p`, or `None` (with a warning naming `what`
+/// the file holds) where the filesystem refuses one.
+pub(super) fn open_direct(p: &Path, what: &str) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(p)
+    {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(file = %p.display(), error = %e, "no direct I/O for {what}; writing through the page cache");
+            None
+        }
+    }
 }
 
 /// fsyncs a directory so that created, renamed and removed names are durable.
