@@ -65,27 +65,21 @@ impl Done {
     /// Answers the adds of one synced group commit, synced at `now`: the accounting is settled
     /// for the whole group first (one update of each shared counter, one clock reading), then
     /// every submitter is answered in order.
-    pub(super) fn answer_synced(dones: Vec<Done>, now: Instant) {
+    pub(super) fn answer_synced(dones: Vec<Done>, now: Instant, shared: &Shared) {
         let (mut n, mut bytes, mut queued) = (0u64, 0u64, 0usize);
-        let mut shared = None;
-        for d in &dones {
-            if let Some(c) = &d.count {
-                n += 1;
-                bytes += c.len as u64;
-                if c.queued {
-                    queued += c.len;
-                }
-                let m = &c.shared.metrics;
-                m.add_latency
-                    .observe(now.saturating_duration_since(c.start).as_secs_f64());
-                shared.get_or_insert_with(|| c.shared.clone());
+        let m = &shared.metrics;
+        for c in dones.iter().filter_map(|d| d.count.as_ref()) {
+            n += 1;
+            bytes += c.len as u64;
+            if c.queued {
+                queued += c.len;
             }
+            m.add_latency
+                .observe(now.saturating_duration_since(c.start).as_secs_f64());
         }
-        if let Some(sh) = shared {
-            sh.queued_bytes.fetch_sub(queued, Ordering::AcqRel);
-            sh.metrics.add_entries.inc_by(n);
-            sh.metrics.add_bytes.inc_by(bytes);
-        }
+        shared.queued_bytes.fetch_sub(queued, Ordering::AcqRel);
+        m.add_entries.inc_by(n);
+        m.add_bytes.inc_by(bytes);
         for mut d in dones {
             d.count = None;
             d.answer(Ok(()));

@@ -203,7 +203,7 @@ pub(super) fn run(
                 });
                 shared.durable_bytes.fetch_add(bytes, Ordering::AcqRel);
                 shared.durable.lock().push_back(db.clone());
-                Done::answer_synced(acks, db.synced);
+                Done::answer_synced(acks, db.synced, &shared);
                 if apply_tx.send((db, later)).is_err() {
                     tracing::error!("journal applier gone");
                 }

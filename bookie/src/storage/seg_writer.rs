@@ -17,7 +17,6 @@
 //! writeback (see [`super::sys`]).
 
 use std::fs::{File, OpenOptions};
-use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -170,12 +169,8 @@ impl SegWriter {
     /// Writes the buffer's whole blocks `from..to`, directly if possible.
     fn write_whole(&mut self, from: usize, to: usize) -> Result<(), BookieError> {
         let at = self.len + from as u64;
-        self.write_at(from, to, at)
-            .map_err(|e| BookieError::io("write segment", e))
-    }
-
-    fn write_at(&mut self, from: usize, to: usize, at: u64) -> io::Result<()> {
         let data = &self.buf.data()[from..to];
+        let io = |e| BookieError::io("write segment", e);
         if let Some(d) = &self.direct {
             match d.write_all_at(data, at) {
                 Ok(()) => return Ok(()),
@@ -183,16 +178,16 @@ impl SegWriter {
                     tracing::warn!(segment = self.id, error = %e, "the segments' filesystem refuses direct writes; writing through the page cache");
                     self.direct = None;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(io(e)),
             }
         }
-        self.file.write_all_at(data, at)?;
+        self.file.write_all_at(data, at).map_err(io)?;
         // bounded writeback: this chunk starts, the previous one is waited for, so a journal
         // fdatasync on the same disk queues behind at most two chunks
         let n = data.len() as u64;
-        super::sys::start(&self.file, at, n)?;
+        super::sys::start(&self.file, at, n).map_err(io)?;
         if let Some((off, n)) = self.writeback.replace((at, n)) {
-            super::sys::wait(&self.file, off, n)?;
+            super::sys::wait(&self.file, off, n).map_err(io)?;
         }
         Ok(())
     }
