@@ -16,6 +16,10 @@ pub struct AddRequest {
     pub lac: i64,
     /// The entry's bytes.
     pub payload: Bytes,
+    /// Their CRC32C when the caller has it (a broker verified the client's checksum of the same
+    /// bytes): the bookie of the same process then does not read them for its own. Not sent over
+    /// gRPC (a remote bookie computes it).
+    pub payload_crc: Option<u32>,
     /// A recovery add (ledger recovery, re-replication): accepted by a bookie that fenced the
     /// ledger when the master key matches.
     pub recovery: bool,

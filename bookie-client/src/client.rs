@@ -114,6 +114,7 @@ impl BookieClient {
             master_key,
             lac,
             payload,
+            payload_crc: None,
             recovery,
         };
         match &self.backend {

@@ -342,6 +342,7 @@ mod tests {
             master_key: Bytes::from_static(b"k"),
             lac: -1,
             payload: Bytes::from_static(b"p"),
+            payload_crc: None,
             recovery: false,
         }
     }

@@ -58,6 +58,7 @@ async fn add_one(storage: Arc<Storage>, req: AddRequest) -> AddResponse {
         master_key: req.master_key,
         lac: req.lac,
         payload: req.payload,
+        payload_crc: None,
         recovery: req.recovery,
     };
     let (code, message) = match storage.add_with(add).await {

@@ -1,5 +1,6 @@
-//! Golden files (files written by format version 1 must stay readable, byte for byte) and proptest
-//! round-trips of the on-wire messages.
+//! Golden files (files written by every format version must stay readable, byte for byte: those
+//! of older versions are kept as written, those of the current one are what the encoder writes)
+//! and proptest round-trips of the on-wire messages.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
@@ -7,26 +8,36 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use proptest::prelude::*;
 use prost::Message;
+use strata_bookie::format::Payload;
 use strata_bookie::format::checkpoint::{Checkpoint, LedgerRecord};
 use strata_bookie::format::index::{self, IndexEntry};
 use strata_bookie::format::journal::{self, JournalRecord};
 use strata_bookie::format::segment::{self, SegmentRecord};
 use strata_proto::bookie as pb;
 
-fn golden(name: &str, bytes: &[u8]) -> Bytes {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
-        .join(name);
+        .join(name)
+}
+
+/// A file of an older format version, as that version wrote it.
+fn stored(name: &str) -> Bytes {
+    let p = golden_path(name);
+    Bytes::from(std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())))
+}
+
+/// A file of the current format version: the encoder must still write exactly these bytes.
+fn golden(name: &str, bytes: &[u8]) -> Bytes {
     if std::env::var_os("STRATA_BLESS").is_some() {
-        std::fs::write(&p, bytes).unwrap();
+        std::fs::write(golden_path(name), bytes).unwrap();
     }
-    let stored = std::fs::read(&p)
-        .unwrap_or_else(|e| panic!("read {}: {e} (STRATA_BLESS=1 writes it)", p.display()));
+    let stored = stored(name);
     assert_eq!(
         stored, bytes,
-        "{name}: the encoder no longer writes the v1 format"
+        "{name}: the encoder no longer writes this format"
     );
-    Bytes::from(stored)
+    stored
 }
 
 fn journal_records() -> Vec<JournalRecord> {
@@ -36,7 +47,7 @@ fn journal_records() -> Vec<JournalRecord> {
             entry: 0,
             lac: -1,
             key: Bytes::from_static(b"key"),
-            payload: Bytes::from_static(b"hello"),
+            payload: Payload::new(Bytes::from_static(b"hello")),
         },
         JournalRecord::Fence {
             ledger: 7,
@@ -46,34 +57,44 @@ fn journal_records() -> Vec<JournalRecord> {
     ]
 }
 
+fn journal_scan(b: &Bytes) -> Vec<JournalRecord> {
+    let scan = journal::scan_file(b, Some(3), 0).unwrap();
+    assert!(scan.stopped.is_none());
+    scan.records.into_iter().map(|(r, _)| r).collect()
+}
+
 #[test]
 fn journal_v1_golden() {
+    assert_eq!(journal_scan(&stored("journal-v1.bin")), journal_records());
+}
+
+#[test]
+fn journal_v2_golden() {
     let mut out = journal::file_header(3).to_vec();
     for r in journal_records() {
         r.encode_into(&mut out, 3);
     }
-    let b = golden("journal-v1.bin", &out);
-    let scan = journal::scan_file(&b, Some(3), 0).unwrap();
-    assert!(scan.stopped.is_none());
-    let got: Vec<_> = scan.records.into_iter().map(|(r, _)| r).collect();
-    assert_eq!(got, journal_records());
+    assert_eq!(
+        journal_scan(&golden("journal-v2.bin", &out)),
+        journal_records()
+    );
 }
 
-#[test]
-fn segment_and_index_v1_golden() {
-    let mut seg = segment::file_header(5).to_vec();
-    let rec = SegmentRecord {
+fn segment_record() -> SegmentRecord {
+    SegmentRecord {
         ledger: 7,
         entry: 1,
-        payload: Bytes::from_static(b"payload"),
-    };
-    let offset = seg.len() as u64;
-    rec.encode_into(&mut seg);
-    let seg = golden("segment-v1.bin", &seg);
-    let (id, recs, stop) = segment::scan_file(&seg).unwrap();
-    assert_eq!((id, stop), (5, None));
-    assert_eq!(recs, vec![(offset, rec.clone())]);
+        payload: Payload::new(Bytes::from_static(b"payload")),
+    }
+}
 
+/// Reads segment 5 holding [`segment_record`], and its index file (index format v1 for both
+/// segment versions; the record's length differs), which the encoder must still write.
+fn check_segment(seg: &Bytes, idx_name: &str) {
+    let (id, recs, stop) = segment::scan_file(seg).unwrap();
+    let offset = segment::file_header(5).len() as u64;
+    assert_eq!((id, stop), (5, None));
+    assert_eq!(recs, vec![(offset, segment_record())]);
     let mut idx = index::file_header(5).to_vec();
     let e = IndexEntry {
         ledger: 7,
@@ -82,9 +103,21 @@ fn segment_and_index_v1_golden() {
         len: (seg.len() as u64 - offset) as u32,
     };
     index::encode_block(&[e], &mut idx);
-    let idx = golden("index-v1.bin", &idx);
+    let idx = golden(idx_name, &idx);
     let (id, entries, _, stop) = index::decode_file(&idx).unwrap();
     assert_eq!((id, entries, stop), (5, vec![e], None));
+}
+
+#[test]
+fn segment_and_index_v1_golden() {
+    check_segment(&stored("segment-v1.bin"), "index-v1.bin");
+}
+
+#[test]
+fn segment_and_index_v2_golden() {
+    let mut seg = segment::file_header(5).to_vec();
+    segment_record().encode_into(&mut seg);
+    check_segment(&golden("segment-v2.bin", &seg), "index-v2.bin");
 }
 
 #[test]

@@ -270,6 +270,7 @@ async fn local_adds_answer_through_the_callback_and_are_counted_once() {
         master_key,
         lac: entry as i64 - 1,
         payload: p(3, entry),
+        payload_crc: None,
         recovery: false,
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

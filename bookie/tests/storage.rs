@@ -152,6 +152,43 @@ async fn entries_survive_a_clean_restart_and_come_from_segments() {
     assert_eq!(journals(dir.path()).len(), 1);
 }
 
+/// An add whose caller supplies the payload's CRC32C (a broker that verified the client's
+/// checksum) is written with it, not checksummed again: its entries replay from the journal and
+/// read back from segments like those the bookie checksummed itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_with_a_supplied_crc_replay_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(journal_only_cfg(dir.path()));
+    for e in 0..40u64 {
+        let p = payload(4, e, 700);
+        let crc = (e % 2 == 0).then(|| crc32c::crc32c(&p));
+        let req = strata_bookie::client::AddRequest {
+            ledger: 4,
+            entry: e,
+            master_key: KEY,
+            lac: e as i64 - 1,
+            payload: p,
+            payload_crc: crc,
+            recovery: false,
+        };
+        s.add_with(req).await.unwrap();
+    }
+    let img = tempfile::tempdir().unwrap();
+    crash_image(dir.path(), img.path());
+    let r = open(cfg(img.path()));
+    check_all_of(&r, 4, 40, 700).await;
+    r.flush_now().unwrap();
+    drop(r);
+    let r = open(cfg(img.path()));
+    check_all_of(&r, 4, 40, 700).await;
+}
+
+async fn check_all_of(s: &Storage, ledger: u64, entries: u64, len: usize) {
+    for e in 0..entries {
+        assert_eq!(s.read(ledger, e).await.unwrap().0, payload(ledger, e, len));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_image_replays_the_journal() {
     let dir = tempfile::tempdir().unwrap();
@@ -407,17 +444,29 @@ async fn deleted_ledgers_are_reclaimed_and_sparse_segments_compacted() {
         s.add(1, 100, KEY, 99, payload(1, 0, 1)).await,
         Err(BookieError::NoLedger { .. })
     ));
+    let (current_before, _, _) = *s.segment_stats().last().unwrap();
     s.gc_now().unwrap();
     let segs_after = files(&dir.path().join("ledgers"), ".log").len();
     assert!(segs_after < segs_before, "{segs_after} < {segs_before}");
-    // no sealed segment is left mostly dead: sparse ones were compacted, empty ones removed
+    // no segment sealed before the pass is left mostly dead: sparse ones were compacted, empty
+    // ones removed (the one that was current, holding dead entries of ledger 3, takes the moved
+    // entries and may be sealed by them: the next pass compacts it)
+    for (id, size, live) in s.segment_stats() {
+        if id < current_before {
+            assert!(
+                live as f64 >= c.compaction_threshold * (size - 24) as f64,
+                "segment {id}: {live} of {size} live"
+            );
+        }
+    }
+    s.gc_now().unwrap();
     let stats = s.segment_stats();
     let (current, _, _) = *stats.last().unwrap();
     for (id, size, live) in stats {
         if id != current {
             assert!(
                 live as f64 >= c.compaction_threshold * (size - 24) as f64,
-                "segment {id}: {live} of {size} live"
+                "after a second pass, segment {id}: {live} of {size} live"
             );
         }
     }

@@ -101,13 +101,17 @@ pub trait LedgerWriter: Send + Sync {
     /// completions of one writer run one at a time, in entry order (every success before the
     /// first failure; after a failure, only failures), on whichever thread finished the write:
     /// a completion must not block, nor add to this writer.
-    fn add_then(&self, data: Bytes, done: AddCompletion);
+    ///
+    /// `crc`, when the caller has it, is `crc32c(data)` (a broker verified the client's checksum
+    /// of these bytes): a bookie that checksums the entry takes it instead of reading them again.
+    fn add_then(&self, data: Bytes, crc: Option<u32>, done: AddCompletion);
     /// [`Self::add_then`] as a future. The order is fixed when `add` is called, not when the
     /// future is polled.
     fn add(&self, data: Bytes) -> BoxFuture<'static, Result<EntryId, StorageError>> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.add_then(
             data,
+            None,
             AddCompletion::new(move |r| {
                 let _ = tx.send(r);
             }),
@@ -177,7 +181,7 @@ impl LedgerWriter for MemWriter {
     fn ledger_id(&self) -> LedgerId {
         LedgerId(self.id)
     }
-    fn add_then(&self, data: Bytes, done: AddCompletion) {
+    fn add_then(&self, data: Bytes, _crc: Option<u32>, done: AddCompletion) {
         let res = (|| {
             if self.store.fail_adds.load(Ordering::Relaxed) {
                 return Err(StorageError::Unavailable("injected failure".into()));

@@ -201,7 +201,15 @@ impl WriterShared {
     /// wake-up per entry; no add timeout either: its journal is the only place the entry can
     /// go, so a stalled local disk stalls the writer, and a failing one answers with an error);
     /// a remote bookie's add runs in a task under [`crate::config::Timeouts::add`].
-    fn spawn_write(self: &Arc<Self>, entry: u64, to: Target, data: Bytes, lac: i64) {
+    /// `crc` is the entry's CRC32C if known (handed to the bookie of this process only).
+    fn spawn_write(
+        self: &Arc<Self>,
+        entry: u64,
+        to: Target,
+        data: Bytes,
+        crc: Option<u32>,
+        lac: i64,
+    ) {
         let sh = self.clone();
         let Target {
             slot,
@@ -217,6 +225,7 @@ impl WriterShared {
                 master_key: key,
                 lac,
                 payload: data,
+                payload_crc: crc,
                 recovery: false,
             };
             local.add_then(req, done);
@@ -487,7 +496,7 @@ impl WriterShared {
                     epoch,
                     client: client.clone(),
                 };
-                self.spawn_write(entry, to, data, lac);
+                self.spawn_write(entry, to, data, None, lac);
             }
         }
     }
@@ -498,7 +507,7 @@ impl LedgerWriter for BookieWriter {
         LedgerId(self.sh.ledger)
     }
 
-    fn add_then(&self, data: Bytes, done: AddCompletion) {
+    fn add_then(&self, data: Bytes, crc: Option<u32>, done: AddCompletion) {
         let sh = &self.sh;
         let qw = sh.quorum.write;
         let (entry, lac, targets) = {
@@ -534,7 +543,7 @@ impl LedgerWriter for BookieWriter {
         };
         // Issue the writes now: the entry order is the order of the calls.
         for to in targets {
-            sh.spawn_write(entry, to, data.clone(), lac);
+            sh.spawn_write(entry, to, data.clone(), crc, lac);
         }
     }
 

@@ -87,7 +87,7 @@ pub fn command_type(command: &BaseCommand) -> Result<base_command::Type, FrameEr
 }
 
 /// The message part of a payload command.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Payload {
     /// Broker entry metadata (magic 0x0e02), only on MESSAGE frames to clients that asked for it.
     pub broker_entry_metadata: Option<BrokerEntryMetadata>,
@@ -100,6 +100,19 @@ pub struct Payload {
     /// `[metadata_size][MessageMetadata][data]` exactly as received: the bytes the CRC32C covers,
     /// and what a broker stores as the entry without re-encoding.
     pub raw: Bytes,
+    /// `crc32c(raw)` when a decoder verified it against the frame's checksum (see
+    /// [`Payload::verified_checksum`]). Whoever replaces `raw` builds a new payload instead.
+    verified: Option<u32>,
+}
+
+/// Payloads are equal when their contents are (whether a checksum was verified does not count).
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.broker_entry_metadata == other.broker_entry_metadata
+            && self.metadata == other.metadata
+            && self.data == other.data
+            && self.raw == other.raw
+    }
 }
 
 impl Payload {
@@ -128,6 +141,7 @@ impl Payload {
             metadata: Box::new(metadata),
             data,
             raw,
+            verified: None,
         }
     }
 
@@ -145,7 +159,25 @@ impl Payload {
             metadata,
             data,
             raw,
+            verified: None,
         })
+    }
+
+    /// Its bytes as they would be sent when their metadata does not decode (no fields parsed).
+    pub fn opaque(raw: Bytes) -> Self {
+        Payload {
+            broker_entry_metadata: None,
+            metadata: Default::default(),
+            data: raw.clone(),
+            raw,
+            verified: None,
+        }
+    }
+
+    /// The CRC32C of [`Payload::raw`] if the frame it came in carried one and it matched (a
+    /// storage that checksums the entry can take it instead of reading the bytes again).
+    pub fn verified_checksum(&self) -> Option<u32> {
+        self.verified
     }
 
     /// The CRC32C of [`Payload::raw`] as carried after magic 0x0e01.
@@ -358,6 +390,7 @@ fn decode_payload(mut rest: Bytes) -> Result<Payload, FrameError> {
         );
         rest.advance(6 + size);
     }
+    let mut verified = None;
     let raw = if peek_u16(&rest) == Some(MAGIC_CRC32C) {
         if rest.len() < 6 {
             return Err(FrameError::PayloadLayout(
@@ -370,6 +403,7 @@ fn decode_payload(mut rest: Bytes) -> Result<Payload, FrameError> {
         if computed != expected {
             return Err(FrameError::ChecksumMismatch { expected, computed });
         }
+        verified = Some(computed);
         raw
     } else {
         // Clients older than protocol v6 send no checksum.
@@ -377,6 +411,7 @@ fn decode_payload(mut rest: Bytes) -> Result<Payload, FrameError> {
     };
     let mut payload = Payload::from_raw(raw)?;
     payload.broker_entry_metadata = broker_entry_metadata;
+    payload.verified = verified;
     Ok(payload)
 }
 
@@ -582,6 +617,8 @@ mod tests {
                 if let Some(p) = &d.payload {
                     // The payload's data is a zero-copy view of raw.
                     prop_assert_eq!(&p.raw[p.raw.len() - p.data.len()..], &p.data[..]);
+                    // the encoder always sends a checksum: the decoder hands on what it verified
+                    prop_assert_eq!(p.verified_checksum(), Some(crc32c::crc32c(&p.raw)));
                 }
             }
         }
@@ -691,10 +728,9 @@ mod tests {
         cmd.encode_raw(&mut wire);
         wire.put_slice(&payload.raw);
         let out = decode_all(&mut PulsarCodec::new(), &mut wire);
-        assert_eq!(
-            out[0].as_ref().unwrap().payload.as_ref().unwrap().data,
-            &b"abc"[..]
-        );
+        let got = out[0].as_ref().unwrap().payload.as_ref().unwrap();
+        assert_eq!(got.data, &b"abc"[..]);
+        assert_eq!(got.verified_checksum(), None);
     }
 
     #[test]

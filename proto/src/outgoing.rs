@@ -108,15 +108,7 @@ impl Outgoing {
                 match Payload::from_raw(raw.clone()) {
                     Ok(p) => Frame::with_payload(command, p),
                     // an entry whose metadata does not decode: its bytes as they would be sent
-                    Err(_) => Frame::with_payload(
-                        command,
-                        Payload {
-                            broker_entry_metadata: None,
-                            metadata: Default::default(),
-                            data: raw.clone(),
-                            raw,
-                        },
-                    ),
+                    Err(_) => Frame::with_payload(command, Payload::opaque(raw)),
                 }
             }
         }

@@ -6,20 +6,23 @@
 //! fence:  0x02 ledger:u64 key_len:u16 key
 //! delete: 0x03 ledger:u64
 //! ```
-//! (all integers little-endian). Frame CRCs are seeded with the file's sequence number (journal
+//! (all integers little-endian). An add is a split frame (its head is everything before the
+//! payload; version 2), fence and delete plain frames; version 1 files hold plain frames only and
+//! are read as before. Frame CRCs are seeded with the file's sequence number (journal
 //! files are recycled: old records in a reused file fail their CRC). Replay stops at the first frame that is short, zero, too long or fails
 //! its CRC: that is the torn tail of the last group commit.
 
 use bytes::{Buf, BufMut, Bytes};
 
 use super::{
-    FILE_HEADER_LEN, FileHeader, FormatError, decode_frame_seeded, need, put_frame_seeded,
+    FILE_HEADER_LEN, FileHeader, FormatError, Frame, Payload, need, put_frame_seeded,
+    put_split_frame, split_frame_len,
 };
 
 /// Magic of journal files.
 pub const MAGIC: [u8; 8] = *b"STRJOURN";
-/// Current journal format version.
-pub const VERSION: u32 = 1;
+/// Current journal format version (2: adds in split frames).
+pub const VERSION: u32 = 2;
 /// Largest journal frame body accepted (payload limit plus headroom).
 pub const MAX_RECORD_LEN: u32 = 64 << 20;
 /// Largest master key.
@@ -42,8 +45,8 @@ pub enum JournalRecord {
         lac: i64,
         /// The ledger's master key.
         key: Bytes,
-        /// Entry payload.
-        payload: Bytes,
+        /// Entry payload, with its CRC.
+        payload: Payload,
     },
     /// The ledger was fenced.
     Fence {
@@ -62,16 +65,17 @@ pub enum JournalRecord {
 impl JournalRecord {
     /// Bytes [`Self::encode_into`] appends.
     pub fn encoded_len(&self) -> usize {
-        super::FRAME_HEADER_LEN
-            + match self {
-                JournalRecord::Add { key, payload, .. } => 27 + key.len() + payload.len(),
-                JournalRecord::Fence { key, .. } => 11 + key.len(),
-                JournalRecord::Delete { .. } => 9,
+        match self {
+            JournalRecord::Add { key, payload, .. } => {
+                split_frame_len(27 + key.len(), payload.len())
             }
+            JournalRecord::Fence { key, .. } => super::FRAME_HEADER_LEN + 11 + key.len(),
+            JournalRecord::Delete { .. } => super::FRAME_HEADER_LEN + 9,
+        }
     }
 
     /// Appends this record as one frame of journal file `seq` to `out` (the payload is copied once,
-    /// into `out`).
+    /// into `out`, and not read for a checksum: it carries its own).
     pub fn encode_into(&self, out: &mut Vec<u8>, seq: u64) {
         let put_frame =
             |out: &mut Vec<u8>, parts: &[&[u8]]| put_frame_seeded(out, Some(seq), parts);
@@ -90,7 +94,7 @@ impl JournalRecord {
                 h.put_i64_le(*lac);
                 h.put_u16_le(key.len() as u16);
                 h.put_slice(key);
-                put_frame(out, &[&h, payload]);
+                put_split_frame(out, Some(seq), &h, payload);
             }
             JournalRecord::Fence { ledger, key } => {
                 let mut h = Vec::with_capacity(11 + key.len());
@@ -109,9 +113,9 @@ impl JournalRecord {
         }
     }
 
-    /// Decodes a frame body (zero-copy: key and payload slice `body`).
-    pub fn decode_body(body: Bytes) -> Result<Self, FormatError> {
-        let mut b = body;
+    /// Decodes a verified frame's body (zero-copy: key and payload slice it).
+    fn decode_body(frame: &Frame) -> Result<Self, FormatError> {
+        let mut b = frame.body.clone();
         need(&b, 1)?;
         match b.get_u8() {
             T_ADD => {
@@ -125,7 +129,7 @@ impl JournalRecord {
                     entry,
                     lac,
                     key,
-                    payload: b,
+                    payload: frame.payload(frame.body.len() - b.len())?,
                 })
             }
             T_FENCE => {
@@ -152,8 +156,8 @@ impl JournalRecord {
     /// Decodes the frame of journal file `seq` at the start of `buf`; returns the record and the
     /// bytes it used.
     pub fn decode(buf: &Bytes, seq: u64) -> Result<(Self, usize), FormatError> {
-        let (body, used) = decode_frame_seeded(buf, MAX_RECORD_LEN, Some(seq))?;
-        Ok((Self::decode_body(body)?, used))
+        let frame = Frame::decode(buf, MAX_RECORD_LEN, Some(seq))?;
+        Ok((Self::decode_body(&frame)?, frame.used))
     }
 }
 
@@ -224,7 +228,8 @@ mod tests {
 
     pub(crate) fn arb_record() -> impl Strategy<Value = JournalRecord> {
         let key = proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from);
-        let payload = proptest::collection::vec(any::<u8>(), 0..3000).prop_map(Bytes::from);
+        let payload = proptest::collection::vec(any::<u8>(), 0..3000)
+            .prop_map(|p| Payload::new(Bytes::from(p)));
         prop_oneof![
             (
                 any::<u64>(),
@@ -282,7 +287,6 @@ mod tests {
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let b = Bytes::from(bytes);
             let _ = JournalRecord::decode(&b, 1);
-            let _ = JournalRecord::decode_body(b.clone());
             let _ = scan_file(&b, None, 0);
         }
     }
@@ -294,7 +298,7 @@ mod tests {
             entry: e,
             lac: -1,
             key: Bytes::from_static(b"k"),
-            payload: Bytes::from(vec![e as u8; 50]),
+            payload: Payload::new(Bytes::from(vec![e as u8; 50])),
         };
         // the file's old life (seq 6): three records
         let mut old = file_header(6).to_vec();
@@ -325,7 +329,7 @@ mod tests {
                 entry: i,
                 lac: i as i64 - 1,
                 key: Bytes::from_static(b"k"),
-                payload: Bytes::from(vec![i as u8; 100]),
+                payload: Payload::new(Bytes::from(vec![i as u8; 100])),
             })
             .collect();
         let mut out = file_header(SEQ).to_vec();
@@ -342,5 +346,45 @@ mod tests {
             assert_eq!(scan.records.len(), 3);
             assert!(scan.stopped.is_some());
         }
+    }
+
+    /// A journal file of version 1 (every record a plain frame) replays as before, and its adds
+    /// get their payload's CRC.
+    #[test]
+    fn version_1_files_replay() {
+        let mut out = FileHeader::new(MAGIC, 1, SEQ).encode().to_vec();
+        let mut want = vec![];
+        for e in 0..3u64 {
+            let payload = Bytes::from(vec![e as u8; 100 + e as usize]);
+            let mut h = vec![T_ADD];
+            h.put_u64_le(5);
+            h.put_u64_le(e);
+            h.put_i64_le(e as i64 - 1);
+            h.put_u16_le(1);
+            h.put_slice(b"k");
+            put_frame_seeded(&mut out, Some(SEQ), &[&h, &payload]);
+            want.push(JournalRecord::Add {
+                ledger: 5,
+                entry: e,
+                lac: e as i64 - 1,
+                key: Bytes::from_static(b"k"),
+                payload: Payload::new(payload),
+            });
+        }
+        JournalRecord::Delete { ledger: 5 }.encode_into(&mut out, SEQ);
+        want.push(JournalRecord::Delete { ledger: 5 });
+        let scan = scan_file(&Bytes::from(out), Some(SEQ), 0).unwrap();
+        assert_eq!(scan.stopped, None);
+        let got: Vec<_> = scan.records.into_iter().map(|(r, _)| r).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_not_misread() {
+        let out = FileHeader::new(MAGIC, VERSION + 1, SEQ).encode();
+        assert_eq!(
+            scan_file(&Bytes::copy_from_slice(&out), Some(SEQ), 0).unwrap_err(),
+            FormatError::BadVersion(VERSION + 1)
+        );
     }
 }

@@ -1,18 +1,20 @@
 //! Segment records: the interleaved entry logs. A segment file is a [`FileHeader`] with magic
 //! `STRSEGMT` and the segment id, then one frame per entry whose body is
-//! `ledger:u64 entry:u64 payload...`. An entry's location is `(segment, offset of its frame, frame
+//! `ledger:u64 entry:u64 payload...`: a split frame (version 2) whose head is the two ids, or a
+//! plain frame (version 1 files, read as before). An entry's location is `(segment, offset of its frame, frame
 //! length)`; a read checks the frame's CRC and that the ledger and entry ids are the ones asked for.
 
 use bytes::{Buf, BufMut, Bytes};
 
 use super::{
-    FILE_HEADER_LEN, FRAME_HEADER_LEN, FileHeader, FormatError, decode_frame, need, put_frame,
+    FILE_HEADER_LEN, FileHeader, FormatError, Frame, Payload, need, put_split_frame,
+    split_frame_len,
 };
 
 /// Magic of segment files.
 pub const MAGIC: [u8; 8] = *b"STRSEGMT";
-/// Current segment format version.
-pub const VERSION: u32 = 1;
+/// Current segment format version (2: split frames).
+pub const VERSION: u32 = 2;
 /// Largest segment frame body.
 pub const MAX_RECORD_LEN: u32 = 64 << 20;
 
@@ -23,28 +25,34 @@ pub struct SegmentRecord {
     pub ledger: u64,
     /// Entry.
     pub entry: u64,
-    /// Payload.
-    pub payload: Bytes,
+    /// Payload, with its CRC.
+    pub payload: Payload,
 }
 
 impl SegmentRecord {
     /// Encoded size of a record with a payload of `payload_len` bytes.
     pub fn encoded_len(payload_len: usize) -> usize {
-        FRAME_HEADER_LEN + 16 + payload_len
+        split_frame_len(16, payload_len)
     }
 
-    /// Appends the record as a frame to `out`.
+    /// Appends the record as a frame to `out` (the payload is copied, not read for a checksum).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        Self::encode_entry(self.ledger, self.entry, &self.payload, out)
+    }
+
+    /// [`Self::encode_into`] of the record these fields would make, without building it.
+    pub fn encode_entry(ledger: u64, entry: u64, payload: &Payload, out: &mut Vec<u8>) {
         let mut h = [0u8; 16];
         let mut w = &mut h[..];
-        w.put_u64_le(self.ledger);
-        w.put_u64_le(self.entry);
-        put_frame(out, &[&h, &self.payload]);
+        w.put_u64_le(ledger);
+        w.put_u64_le(entry);
+        put_split_frame(out, None, &h, payload);
     }
 
     /// Decodes the frame at the start of `buf` (zero-copy); returns the record and the bytes it used.
     pub fn decode(buf: &Bytes) -> Result<(Self, usize), FormatError> {
-        let (mut body, used) = decode_frame(buf, MAX_RECORD_LEN)?;
+        let frame = Frame::decode(buf, MAX_RECORD_LEN, None)?;
+        let mut body = frame.body.clone();
         need(&body, 16)?;
         let ledger = body.get_u64_le();
         let entry = body.get_u64_le();
@@ -52,9 +60,9 @@ impl SegmentRecord {
             Self {
                 ledger,
                 entry,
-                payload: body,
+                payload: frame.payload(16)?,
             },
-            used,
+            frame.used,
         ))
     }
 }
@@ -100,7 +108,7 @@ mod tests {
             .prop_map(|(ledger, entry, p)| SegmentRecord {
                 ledger,
                 entry,
-                payload: Bytes::from(p),
+                payload: Payload::new(Bytes::from(p)),
             })
     }
 
@@ -137,5 +145,28 @@ mod tests {
             out[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(SegmentRecord::decode(&Bytes::from(out)).is_err());
         }
+    }
+
+    /// A segment of version 1 (plain frames) reads as before: ids, payload and its CRC.
+    #[test]
+    fn version_1_files_read() {
+        let mut out = FileHeader::new(MAGIC, 1, 4).encode().to_vec();
+        let mut h = vec![];
+        h.put_u64_le(3);
+        h.put_u64_le(9);
+        super::super::put_frame(&mut out, &[&h, b"old payload"]);
+        let (id, recs, stop) = scan_file(&Bytes::from(out)).unwrap();
+        assert_eq!((id, stop), (4, None));
+        assert_eq!(
+            recs,
+            vec![(
+                FILE_HEADER_LEN as u64,
+                SegmentRecord {
+                    ledger: 3,
+                    entry: 9,
+                    payload: Payload::new(Bytes::from_static(b"old payload")),
+                }
+            )]
+        );
     }
 }

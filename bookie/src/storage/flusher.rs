@@ -10,15 +10,14 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::Instant;
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::config::StorageConfig;
 use crate::error::BookieError;
-use crate::format::FILE_HEADER_LEN;
 use crate::format::checkpoint::LedgerRecord;
 use crate::format::index::IndexEntry;
+use crate::format::{FILE_HEADER_LEN, Payload};
 use crate::metrics::Metrics;
 
 use super::journal;
@@ -124,7 +123,7 @@ impl Flusher {
         cfg: &StorageConfig,
         ledger: u64,
         entry: u64,
-        payload: &Bytes,
+        payload: &Payload,
         out: &mut Vec<(u64, IndexEntry)>,
     ) -> Result<(), BookieError> {
         if self

@@ -171,7 +171,7 @@ mod tests {
             entry,
             lac: -1,
             key: Bytes::new(),
-            payload: Bytes::from(vec![entry as u8; len]),
+            payload: crate::format::Payload::new(Bytes::from(vec![entry as u8; len])),
         }
     }
 

@@ -50,6 +50,7 @@ use tokio::sync::{Notify, oneshot, watch};
 
 use crate::config::StorageConfig;
 use crate::error::BookieError;
+use crate::format::Payload;
 use crate::format::checkpoint::{Checkpoint, LedgerRecord};
 use crate::format::journal::{JournalRecord, MAX_KEY_LEN};
 use crate::metrics::Metrics;
@@ -84,16 +85,19 @@ impl Ledger {
 /// Entries acknowledged but not yet in segments.
 #[derive(Debug, Default)]
 struct Cache {
-    entries: HashMap<u64, BTreeMap<u64, Bytes>>,
+    entries: HashMap<u64, BTreeMap<u64, Payload>>,
     bytes: usize,
 }
 
 impl Cache {
     fn get(&self, ledger: u64, entry: u64) -> Option<Bytes> {
-        self.entries.get(&ledger)?.get(&entry).cloned()
+        self.entries
+            .get(&ledger)?
+            .get(&entry)
+            .map(|p| p.bytes.clone())
     }
 
-    fn insert(&mut self, ledger: u64, entry: u64, payload: Bytes) {
+    fn insert(&mut self, ledger: u64, entry: u64, payload: Payload) {
         self.bytes += payload.len();
         if let Some(old) = self
             .entries
@@ -107,7 +111,7 @@ impl Cache {
 
     fn remove_ledger(&mut self, ledger: u64) {
         if let Some(m) = self.entries.remove(&ledger) {
-            self.bytes -= m.values().map(Bytes::len).sum::<usize>();
+            self.bytes -= m.values().map(Payload::len).sum::<usize>();
         }
     }
 
@@ -582,6 +586,7 @@ impl Storage {
             master_key: key,
             lac,
             payload,
+            payload_crc: None,
             recovery: false,
         };
         self.add_with(req).await
@@ -641,7 +646,7 @@ impl Storage {
             entry: req.entry,
             lac: req.lac,
             key: req.master_key.clone(),
-            payload: req.payload,
+            payload: Payload::with_crc(req.payload, req.payload_crc),
         };
         let check = add_check(req.ledger, req.master_key, req.recovery);
         self.enqueue(rec, check, true, done);

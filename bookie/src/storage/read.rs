@@ -115,7 +115,7 @@ impl Storage {
                 } = rec
                 {
                     if *l == ledger && (first..=last).contains(entry) {
-                        out.insert(*entry, payload.clone());
+                        out.insert(*entry, payload.bytes.clone());
                     }
                 }
             }
@@ -137,7 +137,7 @@ impl Storage {
                     .into_iter()
                     .map(|(e, f)| match f {
                         Found::OnDisk(loc, file) => segments::read_at(&file, loc, ledger, e)
-                            .map(|p| (e, Found::Cached(p), false)),
+                            .map(|p| (e, Found::Cached(p.bytes), false)),
                         f => Ok((e, f, true)),
                     })
                     .collect::<Result<Vec<_>, _>>()

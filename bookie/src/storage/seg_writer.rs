@@ -21,12 +21,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::error::BookieError;
-use crate::format::FILE_HEADER_LEN;
 use crate::format::index::{self, IndexEntry};
 use crate::format::segment::{self, SegmentRecord};
+use crate::format::{FILE_HEADER_LEN, Payload};
 
 use super::segments::{Loc, idx_path, seg_path};
 use super::sys::{fsync_dir, open_direct};
@@ -98,7 +96,12 @@ impl SegWriter {
     }
 
     /// Appends a record (buffered); returns its location.
-    pub fn append(&mut self, ledger: u64, entry: u64, payload: &Bytes) -> Result<Loc, BookieError> {
+    pub fn append(
+        &mut self,
+        ledger: u64,
+        entry: u64,
+        payload: &Payload,
+    ) -> Result<Loc, BookieError> {
         let n = SegmentRecord::encoded_len(payload.len());
         if self.buf.room() < n {
             self.write_blocks(false)?;
@@ -106,12 +109,7 @@ impl SegWriter {
         }
         let offset = self.size();
         let before = self.buf.used();
-        SegmentRecord {
-            ledger,
-            entry,
-            payload: payload.clone(),
-        }
-        .encode_into(self.buf.vec());
+        SegmentRecord::encode_entry(ledger, entry, payload, self.buf.vec());
         let len = (self.buf.used() - before) as u32;
         self.pending.push(IndexEntry {
             ledger,
@@ -294,6 +292,7 @@ impl AlignedBuf {
 mod tests {
     use super::*;
     use crate::storage::segments::read_at;
+    use bytes::Bytes;
 
     fn roundtrip(direct: bool) {
         eprintln!("direct writes asked: {direct}");
@@ -305,7 +304,7 @@ mod tests {
         for round in 0..3u64 {
             for (i, n) in sizes.iter().enumerate() {
                 let e = round * 100 + i as u64;
-                let p = Bytes::from(vec![(e % 251) as u8; *n]);
+                let p = Payload::new(Bytes::from(vec![(e % 251) as u8; *n]));
                 locs.push((e, w.append(7, e, &p).unwrap(), p));
             }
             let synced = w.sync().unwrap();

@@ -14,7 +14,7 @@ use crate::error::BookieError;
 use crate::format::index::{self, IndexEntry};
 use crate::format::object::SegmentObject;
 use crate::format::segment::{self, SegmentRecord};
-use crate::format::{FILE_HEADER_LEN, FRAME_HEADER_LEN, FormatError};
+use crate::format::{FILE_HEADER_LEN, FormatError, Payload, SPLIT_HEADER_LEN};
 
 use super::sys::fsync_dir;
 
@@ -176,7 +176,7 @@ pub(super) fn read_at(
     loc: Loc,
     ledger: u64,
     entry: u64,
-) -> Result<Bytes, BookieError> {
+) -> Result<Payload, BookieError> {
     let mut buf = vec![0u8; loc.len as usize];
     file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -197,7 +197,7 @@ pub(super) fn decode_at(
     loc: Loc,
     ledger: u64,
     entry: u64,
-) -> Result<Bytes, BookieError> {
+) -> Result<Payload, BookieError> {
     let corrupt = |source| BookieError::Corrupt {
         what: format!("segment {} at {}", loc.seg, loc.offset),
         source,
@@ -274,7 +274,7 @@ pub(super) fn load(dir: &Path) -> Result<Loaded, BookieError> {
                     if let Some(e) = stop {
                         tracing::warn!(segment = id, error = %e, "index file has a torn or corrupt tail; later entries come from the journal");
                     }
-                    let max_len = u64::from(segment::MAX_RECORD_LEN) + FRAME_HEADER_LEN as u64;
+                    let max_len = u64::from(segment::MAX_RECORD_LEN) + SPLIT_HEADER_LEN as u64;
                     for e in es {
                         // never trust a length from disk with an allocation: bound it
                         let len = u64::from(e.len);

@@ -126,6 +126,7 @@ impl Inner {
     pub(super) fn try_direct(
         self: &Arc<Self>,
         data: Bytes,
+        crc: Option<u32>,
         reply: Reply,
     ) -> Option<(Bytes, Reply)> {
         let mut d = self.appends.direct.lock();
@@ -138,16 +139,17 @@ impl Inner {
             d.queued += 1;
             return Some((data, reply));
         }
-        self.issue(&mut d, data, reply)
+        self.issue(&mut d, data, crc, reply)
     }
 
     /// Adds `data` to the open ledger; the outcome goes to [`Self::on_added`]. Called with the
     /// [`Direct`] lock held, so the order of the adds is the order of the calls. Hands the
-    /// append back when no ledger is open.
+    /// append back when no ledger is open. `crc`: `crc32c(data)` if the caller has it.
     pub(super) fn issue(
         self: &Arc<Self>,
         d: &mut Direct,
         data: Bytes,
+        crc: Option<u32>,
         reply: Reply,
     ) -> Option<(Bytes, Reply)> {
         let Some(c) = d.current.as_mut() else {
@@ -159,7 +161,7 @@ impl Inner {
         let (ml, ledger, payload) = (self.clone(), c.ledger, data.clone());
         let issued = Instant::now();
         let done = AddCompletion::new(move |r| ml.on_added(r, ledger, data, reply, issued));
-        c.w.add_then(payload, done);
+        c.w.add_then(payload, crc, done);
         None
     }
 

@@ -358,7 +358,7 @@ impl ManagedLedger {
         data: Bytes,
     ) -> impl std::future::Future<Output = Result<Position>> + Send + 'static {
         let (reply, rx) = Reply::channel();
-        self.append_then(data, reply);
+        self.append_then(data, None, reply);
         async move { rx.await.map_err(|_| BrokerError::ShuttingDown)? }
     }
 
@@ -368,9 +368,10 @@ impl ManagedLedger {
     }
 
     /// Appends `data`; `reply` gets the outcome where it is decided (for an append to a
-    /// healthy log, the thread that made the entry durable), in the order of the calls.
-    pub fn append_then(&self, data: Bytes, reply: Reply) {
-        if let Some((data, reply)) = self.inner.try_direct(data, reply)
+    /// healthy log, the thread that made the entry durable), in the order of the calls. `crc`,
+    /// when the caller has it, is `crc32c(data)` (see [`strata_ledger::LedgerWriter::add_then`]).
+    pub fn append_then(&self, data: Bytes, crc: Option<u32>, reply: Reply) {
+        if let Some((data, reply)) = self.inner.try_direct(data, crc, reply)
             && let Err(mpsc::error::SendError(Cmd::Append(_, reply))) =
                 self.tx.send(Cmd::Append(data, reply))
         {

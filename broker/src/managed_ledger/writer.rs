@@ -355,7 +355,7 @@ impl Writer {
                 let mut d = self.ml.appends.direct.lock();
                 let ledger = d.current.as_ref().map_or(0, |c| c.ledger);
                 for (data, reply) in pending {
-                    if let Some((_, reply)) = self.ml.issue(&mut d, data, reply) {
+                    if let Some((_, reply)) = self.ml.issue(&mut d, data, None, reply) {
                         reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
                     }
                 }
@@ -453,7 +453,7 @@ impl Writer {
             }
         }
         let mut d = self.ml.appends.direct.lock();
-        if let Some((_, reply)) = self.ml.issue(&mut d, data, reply) {
+        if let Some((_, reply)) = self.ml.issue(&mut d, data, None, reply) {
             reply.send(Err(BrokerError::ServiceNotReady("no open ledger".into())));
         }
     }

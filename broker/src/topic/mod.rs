@@ -190,7 +190,8 @@ impl Topic {
     /// write latency when it is durable (`ManagedLedger::observe_writes`).
     fn start_append(&self, payload: Payload, messages: u64, reply: Reply) {
         self.series.appended(messages, payload.raw.len() as u64);
-        self.ml.append_then(payload.raw, reply);
+        let crc = payload.verified_checksum();
+        self.ml.append_then(payload.raw, crc, reply);
     }
 
     /// Adds a producer with the given access mode.

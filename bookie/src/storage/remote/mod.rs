@@ -188,7 +188,7 @@ impl Remote {
             .spawn(async move { cache::read_range(&me, obj, loc).await })
             .await
             .map_err(|_| BookieError::ShuttingDown)??;
-        super::segments::decode_at(buf, loc, ledger, entry)
+        super::segments::decode_at(buf, loc, ledger, entry).map(|p| p.bytes)
     }
 
     /// The segment part of the uploaded segment `obj` (one GET; compaction of an evicted
