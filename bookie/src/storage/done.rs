@@ -24,7 +24,7 @@ pub(super) struct Done {
 
 enum Answer {
     Channel(oneshot::Sender<Result<(), BookieError>>),
-    /// Runs on the bookie's applier thread (or at once on the caller's thread when the add is
+    /// Runs on the bookie's journal thread (or at once on the caller's thread when the add is
     /// refused): it must be short and must not block.
     Call(AddDone),
 }

@@ -1,9 +1,7 @@
 //! The journal thread: group commit. It takes every queued record (up to
 //! `journal_max_batch_bytes`, waiting at most `journal_max_wait` for more), writes them with one
-//! `write` and one `fdatasync`, publishes the synced batch (readable from then on) and hands it to
-//! the applier thread, which acknowledges its adds and applies it to the in-memory state. While it
-//! syncs, new records queue up and form the next batch, so the batch size adapts to the load; the
-//! acknowledgements (the writers' completion callbacks run there) overlap the next commit.
+//! `write` and one `fdatasync`, applies them to the in-memory state, then acknowledges them. While it
+//! syncs, new records queue up and form the next batch, so the batch size adapts to the load.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,19 +25,13 @@ pub(super) struct DurableBatch {
     synced: Instant,
 }
 
-/// What the journal thread hands to the applier: a synced batch, the acknowledgements of its
-/// adds (due now: the batch is durable and readable from the durable queue) and those that must
-/// wait until it is applied (fence, delete).
-pub(super) struct Applied {
-    db: Arc<DurableBatch>,
-    acks: Vec<Done>,
-    later: Vec<Done>,
-}
+/// What the journal thread hands to the applier: a synced batch and the acknowledgements that
+/// must wait until it is applied (fence, delete).
+pub(super) type Applied = (Arc<DurableBatch>, Vec<Done>);
 
-/// The applier thread: acknowledges the adds of synced batches, then moves the batches into the
-/// in-memory state (write cache, LAC, fence, delete) in commit order and drops them from the
-/// durable queue. The adds are acknowledged before the state lock is taken, so waiting for it
-/// delays none.
+/// The applier thread: moves synced batches into the in-memory state (write cache, LAC, fence,
+/// delete) in commit order, then drops them from the durable queue. Waiting for the state lock
+/// here delays no add acknowledgement.
 pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
     let cfg = shared.cfg.clone();
     let m = shared.metrics.clone();
@@ -49,12 +41,9 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
         while let Ok(more) = rx.try_recv() {
             work.push(more);
         }
-        for a in &mut work {
-            Done::answer_synced(std::mem::take(&mut a.acks), a.db.synced, &shared);
-        }
         let over = {
             let mut st = shared.state.lock();
-            for Applied { db, .. } in &work {
+            for (db, _) in &work {
                 for rec in &db.recs {
                     st.apply(rec);
                 }
@@ -69,7 +58,7 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
                 q.pop_front();
             }
         }
-        for Applied { db, later, .. } in work.drain(..) {
+        for (db, later) in work.drain(..) {
             shared.durable_bytes.fetch_sub(db.bytes, Ordering::AcqRel);
             m.journal_apply_latency
                 .observe(db.synced.elapsed().as_secs_f64());
@@ -191,11 +180,10 @@ pub(super) fn run(
         match res {
             Ok(wrote) => {
                 m.journal_bytes.inc_by(wrote as u64);
-                // the batch is published in the durable queue (readable from there) before any
-                // ack is sent; the applier thread acknowledges the adds at once (their callbacks
-                // run there, while this thread commits the next batch), then moves the batch into
-                // the state. Fences and deletes are acknowledged once their effects (and every
-                // earlier add) are in the state.
+                // acknowledge adds right after the sync, without the state lock: the batch is
+                // published in the durable queue (readable from there) before any ack is sent, and
+                // the applier thread moves it into the state. Fences and deletes are acknowledged
+                // by the applier, once their effects (and every earlier add) are in the state.
                 let mut recs = Vec::with_capacity(batch.len());
                 let mut acks = Vec::with_capacity(batch.len());
                 let mut later = Vec::new();
@@ -215,7 +203,8 @@ pub(super) fn run(
                 });
                 shared.durable_bytes.fetch_add(bytes, Ordering::AcqRel);
                 shared.durable.lock().push_back(db.clone());
-                if apply_tx.send(Applied { db, acks, later }).is_err() {
+                Done::answer_synced(acks, db.synced, &shared);
+                if apply_tx.send((db, later)).is_err() {
                     tracing::error!("journal applier gone");
                 }
             }

@@ -1,8 +1,7 @@
 //! The storage engine: ledger state, the journal (group commit), the write cache, segments with
 //! their index files, checkpoints and garbage collection.
 //!
-//! Threads: one journal thread (group commit), one applier thread (acknowledges synced adds, moves
-//! synced batches into the state) and one
+//! Threads: one journal thread (group commit), one applier thread (synced batches → state) and one
 //! flusher thread (write-cache flush, checkpoint,
 //! GC/compaction, disk-space monitor). Async callers submit work and await a oneshot; segment reads
 //! run on `spawn_blocking`. All in-memory state is in one [`State`] behind a mutex held only for
@@ -11,8 +10,8 @@
 //! Invariants:
 //! - An add is acknowledged only after its journal record was written and `fdatasync`ed, and after its
 //!   batch was published in `Shared::durable` (so it is readable from the moment it is
-//!   acknowledged). The applier thread acknowledges a synced batch's adds before it takes the state
-//!   lock, then moves batches into the state in commit order and only then removes them from
+//!   acknowledged). The journal thread acknowledges adds without taking the state lock; the applier
+//!   thread moves batches into the state in commit order and only then removes them from
 //!   `durable`. Fences and deletes are acknowledged by the applier, after they (and every earlier
 //!   add) are applied, so a fence's reply sees every entry stored before it.
 //! - Validation (fenced, master key, deleted) and the send to the journal happen under the
@@ -611,7 +610,7 @@ impl Storage {
 
     /// [`Self::add_with`] for a caller in this process that wants no future per entry: `done`
     /// receives the outcome (with the error as the client of a bookie sees it), normally on the
-    /// applier thread right after the journal sync. When the bookie has no room (the add must wait for
+    /// journal thread right after the sync. When the bookie has no room (the add must wait for
     /// the flusher), a task waits and then adds. Must be called inside a Tokio runtime.
     pub fn add_then(self: &Arc<Self>, req: AddRequest, done: AddDone) {
         let start = Instant::now();
