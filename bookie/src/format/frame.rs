@@ -221,19 +221,10 @@ impl Frame {
     }
 }
 
-/// Decodes the plain or split frame at the start of `buf`: returns the body (a zero-copy slice of
-/// `buf`) and the total number of bytes the frame used.
+/// Decodes the unseeded plain or split frame at the start of `buf`: returns the body (a zero-copy
+/// slice of `buf`) and the total number of bytes the frame used.
 pub fn decode_frame(buf: &Bytes, max_len: u32) -> Result<(Bytes, usize), FormatError> {
-    decode_frame_seeded(buf, max_len, None)
-}
-
-/// [`decode_frame`] for frames written with `seed`.
-pub fn decode_frame_seeded(
-    buf: &Bytes,
-    max_len: u32,
-    seed: Option<u64>,
-) -> Result<(Bytes, usize), FormatError> {
-    let f = Frame::decode(buf, max_len, seed)?;
+    let f = Frame::decode(buf, max_len, None)?;
     Ok((f.body, f.used))
 }
 

@@ -22,8 +22,8 @@ pub mod segment;
 use bytes::Buf;
 
 pub use frame::{
-    FRAME_HEADER_LEN, Frame, Payload, SPLIT_HEADER_LEN, ZERO_LENGTH, decode_frame,
-    decode_frame_seeded, put_frame, put_frame_seeded, put_split_frame, split_frame_len,
+    FRAME_HEADER_LEN, Frame, Payload, SPLIT_HEADER_LEN, ZERO_LENGTH, decode_frame, put_frame,
+    put_frame_seeded, put_split_frame, split_frame_len,
 };
 
 /// Size of a file header (magic + version + id + crc).
