@@ -101,6 +101,9 @@ pub struct StandaloneBookieConfig {
     pub journal_direct_io: Option<bool>,
     /// Write segments with direct I/O (`O_DIRECT`); on by default.
     pub segment_direct_io: Option<bool>,
+    /// Journal files hold the entries, each written to the disk once (on by default; off with
+    /// object storage, where segments are what gets uploaded).
+    pub journal_holds_entries: Option<bool>,
 }
 
 /// The config file of `strata standalone`.
@@ -300,6 +303,9 @@ fn storage_config(data_dir: &Path, bcfg: &StandaloneBookieConfig) -> anyhow::Res
     }
     if let Some(direct) = bcfg.segment_direct_io {
         storage.segment_direct_io = direct;
+    }
+    if let Some(holds) = bcfg.journal_holds_entries {
+        storage.journal_holds_entries = holds;
     }
     let objects = strata_bookie::cli::ObjectStorageArgs {
         storage_url: bcfg.storage_url.clone(),

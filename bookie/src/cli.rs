@@ -60,6 +60,12 @@ pub struct BookieArgs {
     /// it gets buffered writes).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub segment_direct_io: bool,
+    /// Journal files hold the entries (each entry written to the device once; GC reclaims and
+    /// compacts journal files like segments). Turned off with object storage and when the
+    /// journal directory is on another filesystem than the ledger directory; `false` copies
+    /// every entry into segments as well.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub journal_holds_entries: bool,
     /// Write a checkpoint (and free old journal files) at most this often.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: Duration,
@@ -209,6 +215,7 @@ impl BookieArgs {
         c.journal_recycle_files = self.journal_recycle_files;
         c.journal_direct_io = self.journal_direct_io;
         c.segment_direct_io = self.segment_direct_io;
+        c.journal_holds_entries = self.journal_holds_entries;
         c.checkpoint_interval = self.checkpoint_interval;
         c.flush_interval = self.flush_interval;
         c.segment_max_bytes = self.segment_max_bytes;

@@ -29,6 +29,13 @@ pub struct StorageConfig {
     /// wait for); a filesystem that refuses it gets buffered writes. Segments are written off the
     /// add path, in chunks of `flush_chunk_bytes`.
     pub segment_direct_io: bool,
+    /// Journal files hold the entries (each entry written to the device once): a flush indexes
+    /// the entries where the journal wrote them instead of copying them into segments, and
+    /// journal files stay until garbage collection reclaims or compacts them. Off with object
+    /// storage (segments are what gets uploaded) and when the journal directory is on another
+    /// filesystem than the ledger directory (a small, fast journal device is not where data
+    /// should stay).
+    pub journal_holds_entries: bool,
     /// Most bytes the write cache holds (adds wait for a flush beyond it).
     pub write_cache_bytes: usize,
     /// Flush the write cache once it holds this many bytes (small, frequent flushes keep the disk
@@ -114,6 +121,9 @@ impl StorageConfig {
             let quarter = (r.segment_cache_bytes / 4).max(1 << 20);
             self.segment_max_bytes = self.segment_max_bytes.min(quarter);
         }
+        if r.is_some() {
+            self.journal_holds_entries = false;
+        }
         self.remote = r;
         self
     }
@@ -130,6 +140,7 @@ impl StorageConfig {
             journal_recycle_files: 4,
             journal_direct_io: true,
             segment_direct_io: true,
+            journal_holds_entries: true,
             write_cache_bytes: 256 << 20,
             flush_bytes: 16 << 20,
             flush_chunk_bytes: 256 << 10,

@@ -2,138 +2,25 @@
 //! deletion and garbage collection, read-only mode, LAC long-poll.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
+mod common;
+
 use bytes::Bytes;
-use strata_bookie::metrics::Metrics;
-use strata_bookie::{BookieError, Storage, StorageConfig};
-
-const KEY: Bytes = Bytes::from_static(b"master-key");
-
-fn payload(ledger: u64, entry: u64, len: usize) -> Bytes {
-    let mut v = Vec::with_capacity(len);
-    let mut x = ledger.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ entry;
-    for _ in 0..len {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        v.push((x >> 56) as u8);
-    }
-    Bytes::from(v)
-}
-
-fn cfg(dir: &Path) -> StorageConfig {
-    let mut c = StorageConfig::new(dir);
-    c.min_free_bytes = 0;
-    c
-}
-
-/// A config whose flusher never runs on its own: the journal is the only durable copy.
-fn journal_only_cfg(dir: &Path) -> StorageConfig {
-    let mut c = cfg(dir);
-    c.flush_interval = Duration::from_secs(3600);
-    c.gc_interval = Duration::from_secs(3600);
-    c.write_cache_bytes = 1 << 30;
-    c.flush_bytes = 1 << 30;
-    c.checkpoint_interval = Duration::from_secs(3600);
-    c
-}
-
-fn open(c: StorageConfig) -> Arc<Storage> {
-    Storage::open(c, Arc::new(Metrics::new())).unwrap()
-}
-
-async fn add_all(s: &Storage, ledgers: u64, entries: u64, len: usize) {
-    let mut futs = vec![];
-    for l in 0..ledgers {
-        for e in 0..entries {
-            futs.push(s.add(l, e, KEY, e as i64 - 1, payload(l, e, len)));
-        }
-    }
-    for r in futures::future::join_all(futs).await {
-        r.unwrap();
-    }
-}
-
-async fn check_all(s: &Storage, ledgers: u64, entries: u64, len: usize) {
-    for l in 0..ledgers {
-        for e in 0..entries {
-            let (p, _) = s
-                .read(l, e)
-                .await
-                .unwrap_or_else(|err| panic!("read {l}/{e}: {err}"));
-            assert_eq!(p, payload(l, e, len), "ledger {l} entry {e}");
-        }
-    }
-}
-
-/// Copies both directories as they are on disk right now: what a crash would leave (the journal
-/// is synced before every acknowledgement). The journal goes first: a checkpoint copied later may
-/// only make journal files unnecessary, never the other way round; a file the flusher recycled or
-/// removed meanwhile (after a newer checkpoint) is skipped.
-fn crash_image(from: &Path, to: &Path) {
-    for sub in ["journal", "ledgers"] {
-        let d = to.join(sub);
-        std::fs::create_dir_all(&d).unwrap();
-        // in the ledger dir: the checkpoint, then index files, then segments, so that nothing
-        // copied points past what was copied after it
-        let mut entries: Vec<_> = std::fs::read_dir(from.join(sub))
-            .unwrap()
-            .map(|e| e.unwrap())
-            .collect();
-        entries.sort_by_key(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            (
-                if n == "checkpoint" {
-                    0
-                } else if n.ends_with(".idx") {
-                    1
-                } else {
-                    2
-                },
-                n,
-            )
-        });
-        for e in entries {
-            match std::fs::copy(e.path(), d.join(e.file_name())) {
-                Ok(_) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => panic!("copy {}: {err}", e.path().display()),
-            }
-        }
-    }
-}
-
-/// Live journal files (not the ones kept for reuse), oldest first.
-fn journals(dir: &Path) -> Vec<PathBuf> {
-    files(&dir.join("journal"), ".log")
-        .into_iter()
-        .filter(|p| !p.to_string_lossy().contains("recycle"))
-        .collect()
-}
-
-fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
-        .collect();
-    v.sort();
-    v
-}
+use common::*;
+use strata_bookie::{BookieError, StorageConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_survive_a_clean_restart_and_come_from_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(cfg(dir.path()));
+    let s = open(copy_cfg(dir.path()));
     add_all(&s, 5, 40, 300).await;
     check_all(&s, 5, 40, 300).await;
     s.flush_now().unwrap();
     check_all(&s, 5, 40, 300).await;
     drop(s);
-    let s = open(cfg(dir.path()));
+    let s = open(copy_cfg(dir.path()));
     check_all(&s, 5, 40, 300).await;
     let range = s.read_many(3, 5, 100, usize::MAX).await.unwrap().0;
     assert_eq!(range.len(), 35);
@@ -324,7 +211,7 @@ async fn bit_flip_in_journal_stops_replay_at_the_flipped_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bit_flip_and_torn_tail_in_segment_are_reported_as_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(cfg(dir.path()));
+    let s = open(copy_cfg(dir.path()));
     for e in 0..10 {
         s.add(1, e, KEY, e as i64 - 1, payload(1, e, 1000))
             .await
@@ -411,7 +298,7 @@ async fn fencing_is_durable_and_keeps_reads_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_ledgers_are_reclaimed_and_sparse_segments_compacted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = cfg(dir.path());
+    let mut c = copy_cfg(dir.path());
     c.segment_max_bytes = 64 << 10;
     let s = open(c.clone());
     // ledger 1: all in early segments, deleted later; ledger 2: interleaved, mostly deleted via ledger 3
@@ -550,12 +437,6 @@ async fn deleted_ledgers_stay_deleted_after_gc_and_restart_within_the_bound() {
             refused(s.add(l, 50, KEY, 49, payload(l, 50, 10)).await),
             "{l}"
         );
-    }
-}
-
-async fn check_all_ledger(s: &Storage, l: u64, entries: u64, len: usize) {
-    for e in 0..entries {
-        assert_eq!(s.read(l, e).await.unwrap().0, payload(l, e, len), "{l}/{e}");
     }
 }
 

@@ -1,7 +1,8 @@
-//! The flusher thread and recovery: write-cache flushes into segments, checkpoints, journal
+//! The flusher thread and recovery: write-cache flushes (indexing entries in the journal files
+//! that hold them, see [`journal_seg`], or copying them into segments), checkpoints, journal
 //! truncation, garbage collection and compaction, the disk-space monitor.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -21,6 +22,8 @@ use crate::format::{FILE_HEADER_LEN, Payload};
 use crate::metrics::Metrics;
 
 use super::journal;
+use super::journal_index::{self, IndexAppender};
+use super::journal_seg;
 use super::remote::{self, Remote};
 use super::seg_writer::SegWriter;
 use super::segments::{self, Loc, SegMeta};
@@ -57,6 +60,8 @@ pub(super) struct Flusher {
     trash: Vec<std::path::PathBuf>,
     /// Object storage, if sealed segments go there.
     remote: Option<Arc<Remote>>,
+    /// Indexes of journal files holding entries (see [`journal_seg`]).
+    jidx: IndexAppender,
 }
 
 /// Bytes freed per trash step.
@@ -90,6 +95,7 @@ impl Flusher {
         flushed: (u64, u64),
         journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
         remote: Option<Arc<Remote>>,
+        jidx: IndexAppender,
     ) -> Self {
         Self {
             w: None,
@@ -103,6 +109,7 @@ impl Flusher {
             journal_pool,
             trash: vec![],
             remote,
+            jidx,
         }
     }
 }
@@ -187,7 +194,8 @@ impl Flusher {
         Ok(())
     }
 
-    /// Moves the write cache into segments and installs the index entries; then, if `force` or
+    /// Indexes the write cache's entries where the journal wrote them (or, when the journal does
+    /// not hold entries, copies them into segments) and installs the index entries; then, if `force` or
     /// `checkpoint_interval` passed, writes a checkpoint at the journal position the cache was
     /// swapped at and deletes journal files before it. Small, frequent flushes keep the disk load
     /// smooth (a journal fdatasync never queues behind a big writeback); checkpoints (which write
@@ -271,14 +279,32 @@ impl Flusher {
         let res = (|| {
             let mut ledgers: Vec<u64> = cache.entries.keys().copied().collect();
             ledgers.sort_unstable();
+            // entries the journal holds are indexed where they are; the others are copied
+            let mut in_journal: BTreeMap<u64, Vec<IndexEntry>> = BTreeMap::new();
             for l in ledgers {
                 if let Some(es) = cache.entries.get(&l) {
-                    for (e, p) in es {
-                        self.append(st, cfg, l, *e, p, &mut written)?;
+                    for (e, c) in es {
+                        match c.at.and_then(|at| Some((journal_seg::seq_of(at.seg)?, at))) {
+                            Some((seq, at)) => {
+                                in_journal.entry(seq).or_default().push(IndexEntry {
+                                    ledger: l,
+                                    entry: *e,
+                                    offset: at.offset,
+                                    len: at.len,
+                                })
+                            }
+                            None => self.append(st, cfg, l, *e, &c.payload, &mut written)?,
+                        }
                     }
                 }
             }
-            self.sync(st, &mut written)
+            self.sync(st, &mut written)?;
+            for (seq, es) in in_journal {
+                self.index_journal(st, cfg, seq, &es)?;
+                let id = journal_seg::seg_id(seq);
+                written.extend(es.into_iter().map(|ie| (id, ie)));
+            }
+            Ok(())
         })();
         if res.is_ok() {
             // installed in chunks so adds and reads never wait long for the lock; until the end
@@ -309,9 +335,9 @@ impl Flusher {
                     if !s.ledgers.contains_key(l) {
                         continue;
                     }
-                    for (e, p) in es {
+                    for (e, c) in es {
                         if s.cache.get(*l, *e).is_none() {
-                            s.cache.insert(*l, *e, p.clone());
+                            s.cache.insert(*l, *e, c.payload.clone(), c.at);
                         }
                     }
                 }
@@ -322,8 +348,76 @@ impl Flusher {
         }
         res?;
         self.last_flush_pos = pos;
+        // no entry of an earlier journal file is flushed any more
+        self.jidx.close_before(pos.0);
         m.flush_latency.observe(start.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Indexes entries of journal file `seq` where the journal wrote them (the file becomes a
+    /// journal segment if it is not one yet).
+    fn index_journal(
+        &mut self,
+        st: &Mutex<State>,
+        cfg: &StorageConfig,
+        seq: u64,
+        es: &[IndexEntry],
+    ) -> Result<(), BookieError> {
+        let id = journal_seg::seg_id(seq);
+        if !st.lock().segments.map.contains_key(&id) {
+            let meta = journal_index::open_segment(&cfg.journal_dir, seq)?;
+            st.lock().segments.map.entry(id).or_insert(meta);
+        }
+        self.jidx.append(&cfg.journal_dir, seq, es)?;
+        let end = es.iter().map(|e| e.offset + u64::from(e.len)).max();
+        if let Some(s) = st.lock().segments.map.get_mut(&id) {
+            s.size = s.size.max(end.unwrap_or(0));
+        }
+        Ok(())
+    }
+
+    /// Keeps journal file `jseq` (at `p`, no longer needed) for reuse, or moves it to the trash
+    /// to be freed a few MiB at a time. The caller syncs the directory.
+    fn retire_journal_file(
+        &mut self,
+        cfg: &StorageConfig,
+        jseq: u64,
+        p: &Path,
+    ) -> Result<(), BookieError> {
+        // an index a restart could not use points nowhere once the file goes (the caller's
+        // directory sync covers its removal)
+        match std::fs::remove_file(journal_seg::idx_path(&cfg.journal_dir, jseq)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(BookieError::io("remove journal index", e)),
+        }
+        // keep a few for reuse (no block allocation, no metadata commit when written again)
+        let mut pool = self.journal_pool.lock();
+        if pool.len() < cfg.journal_recycle_files {
+            let to = journal::recycle_path(&cfg.journal_dir, jseq);
+            std::fs::rename(p, &to)
+                .map_err(|e| BookieError::io("keep old journal file for reuse", e))?;
+            pool.insert(0, to);
+        } else {
+            // freed a few MiB at a time (see `take_out_trash`): deleting a large file at once
+            // stalls the filesystem journal and with it every journal fdatasync
+            let to = cfg
+                .journal_dir
+                .join(format!("journal-trash-{jseq:020}.log"));
+            std::fs::rename(p, &to)
+                .map_err(|e| BookieError::io("move old journal file to trash", e))?;
+            self.trash.push(to);
+        }
+        Ok(())
+    }
+
+    /// Removes the index of journal segment `seq`, then retires the file.
+    fn reclaim_journal(&mut self, cfg: &StorageConfig, seq: u64) -> Result<(), BookieError> {
+        journal_index::remove_index(&cfg.journal_dir, seq)?;
+        self.jidx.forget(seq);
+        let p = super::journal_file::path(&cfg.journal_dir, seq);
+        self.retire_journal_file(cfg, seq, &p)?;
+        fsync_dir(&cfg.journal_dir)
     }
 
     /// Frees one step of the oldest trashed journal file.
@@ -369,24 +463,13 @@ impl Flusher {
         self.last_ckpt_pos = pos;
         let mut removed = false;
         for (jseq, p) in journal::list(&cfg.journal_dir)? {
-            if jseq < pos.0 {
-                // keep a few for reuse (no block allocation, no metadata commit when written again)
-                let mut pool = self.journal_pool.lock();
-                if pool.len() < cfg.journal_recycle_files {
-                    let to = journal::recycle_path(&cfg.journal_dir, jseq);
-                    std::fs::rename(&p, &to)
-                        .map_err(|e| BookieError::io("keep old journal file for reuse", e))?;
-                    pool.insert(0, to);
-                } else {
-                    // freed a few MiB at a time (see `take_out_trash`): deleting a large file at
-                    // once stalls the filesystem journal and with it every journal fdatasync
-                    let to = cfg
-                        .journal_dir
-                        .join(format!("journal-trash-{jseq:020}.log"));
-                    std::fs::rename(&p, &to)
-                        .map_err(|e| BookieError::io("move old journal file to trash", e))?;
-                    self.trash.push(to);
-                }
+            // a journal segment stays until GC reclaims it
+            let holds = || {
+                let id = journal_seg::seg_id(jseq);
+                st.lock().segments.map.contains_key(&id)
+            };
+            if jseq < pos.0 && !holds() {
+                self.retire_journal_file(cfg, jseq, &p)?;
                 removed = true;
             }
         }
@@ -422,6 +505,10 @@ impl Flusher {
                 .is_some_and(|r| !r.failing.load(Ordering::Acquire));
             for (id, seg) in &s.segments.map {
                 if Some(*id) == self.w.as_ref().map(|w| w.id) {
+                    continue;
+                }
+                // a journal file replay may still need stays until a checkpoint is past it
+                if journal_seg::seq_of(*id).is_some_and(|q| q >= self.last_ckpt_pos.0) {
                     continue;
                 }
                 let data = seg.size.saturating_sub(FILE_HEADER_LEN as u64);
@@ -477,7 +564,10 @@ impl Flusher {
                     _ => continue,
                 }
             };
-            segments::remove(&cfg.ledger_dir, id)?;
+            match journal_seg::seq_of(id) {
+                Some(seq) => self.reclaim_journal(cfg, seq)?,
+                None => segments::remove(&cfg.ledger_dir, id)?,
+            }
             m.gc_reclaimed_bytes.inc_by(size);
             tracing::info!(segment = id, bytes = size, "segment reclaimed");
         }

@@ -14,11 +14,15 @@ use crate::format::journal::JournalRecord;
 use crate::format::{FILE_HEADER_LEN, FormatError, ZERO_LENGTH};
 
 use super::journal_file::JournalFile;
+use super::journal_index;
 use super::{Done, JournalOp, Shared};
 
 /// A synced batch, readable from `Shared::durable` until the applier put it into the state.
 pub(super) struct DurableBatch {
     pub(super) recs: Vec<JournalRecord>,
+    /// Journal file and offset of the first record (the others follow it, each
+    /// `encoded_len` long).
+    pub(super) first: (u64, u64),
     /// Journal position after this batch.
     pub(super) pos: (u64, u64),
     pub(super) bytes: usize,
@@ -44,8 +48,14 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
         let over = {
             let mut st = shared.state.lock();
             for (db, _) in &work {
+                let (seq, mut at) = db.first;
                 for rec in &db.recs {
-                    st.apply(rec);
+                    let len = rec.encoded_len();
+                    let loc = (cfg.journal_holds_entries
+                        && matches!(rec, JournalRecord::Add { .. }))
+                    .then(|| journal_index::loc(seq, at, len));
+                    st.apply(rec, loc);
+                    at += len as u64;
                 }
                 st.journal_pos = db.pos;
             }
@@ -197,6 +207,7 @@ pub(super) fn run(
                 }
                 let db = Arc::new(DurableBatch {
                     recs,
+                    first: (jf.seq, jf.len - wrote as u64),
                     pos: (jf.seq, jf.len),
                     bytes,
                     synced: Instant::now(),
@@ -261,13 +272,13 @@ fn commit(
     Ok(wrote)
 }
 
-/// Reads records of one journal file from `from` (checkpoint offset or 0). A torn or corrupt tail
-/// ends the file's records cleanly (logged).
+/// Reads records of one journal file from `from` (checkpoint offset or 0), each with its frame's
+/// offset and length. A torn or corrupt tail ends the file's records cleanly (logged).
 pub(super) fn replay_file(
     seq: u64,
     p: &Path,
     from: u64,
-) -> Result<Vec<JournalRecord>, BookieError> {
+) -> Result<Vec<(JournalRecord, u64, usize)>, BookieError> {
     let data = std::fs::read(p)
         .map_err(|e| BookieError::io(format!("read journal {}", p.display()), e))?;
     let data = bytes::Bytes::from(data);
@@ -285,7 +296,14 @@ pub(super) fn replay_file(
             } else if let Some(e) = &scan.stopped {
                 tracing::warn!(seq, offset = scan.end, size = data.len(), error = %e, "journal replay stopped at a torn or corrupt record");
             }
-            Ok(scan.records.into_iter().map(|(r, _)| r).collect())
+            // records are contiguous: each starts where the one before ended
+            let mut at = (FILE_HEADER_LEN as u64).max(from);
+            let mut out = Vec::with_capacity(scan.records.len());
+            for (r, end) in scan.records {
+                out.push((r, at, (end - at) as usize));
+                at = end;
+            }
+            Ok(out)
         }
         Err(e) => {
             // a file whose header never made it to disk (crash right after creation)

@@ -1,5 +1,7 @@
 //! The storage engine: ledger state, the journal (group commit), the write cache, segments with
-//! their index files, checkpoints and garbage collection.
+//! their index files, checkpoints and garbage collection. By default the journal files hold the
+//! entries (written to the device once) and become *journal segments* (see [`journal_seg`]);
+//! segments then receive only what compaction moves out of them.
 //!
 //! Threads: one journal thread (group commit), one applier thread (synced batches → state) and one
 //! flusher thread (write-cache flush, checkpoint,
@@ -23,11 +25,15 @@
 //! - `State::journal_pos` is the end of the last applied commit; a flush swaps the cache and reads
 //!   `journal_pos` under the same lock, so a checkpoint at that position covers every record before it.
 //! - Index blocks are synced after the segment bytes they point at; the checkpoint after both.
+//! - A journal file is kept past the checkpoint while it is a journal segment, and reclaimed by
+//!   GC only once a checkpoint is past it (see [`journal_seg`]).
 
 mod done;
 mod flusher;
 mod journal;
 mod journal_file;
+mod journal_index;
+mod journal_seg;
 mod ledger_index;
 mod numbered;
 mod read;
@@ -58,6 +64,7 @@ use crate::metrics::Metrics;
 use done::{AddCount, Done};
 
 pub(crate) use flusher::write_atomic as write_file_atomic;
+pub use journal_seg::JOURNAL_SEG;
 pub use segments::Loc;
 
 /// A ledger's in-memory state.
@@ -82,10 +89,18 @@ impl Ledger {
     }
 }
 
-/// Entries acknowledged but not yet in segments.
+/// An entry of the write cache: its payload and, when the journal holds entries (see
+/// [`journal_seg`]), where its add record is in the journal.
+#[derive(Debug, Clone)]
+struct Cached {
+    payload: Payload,
+    at: Option<Loc>,
+}
+
+/// Entries acknowledged but not yet indexed (in segments or journal segments).
 #[derive(Debug, Default)]
 struct Cache {
-    entries: HashMap<u64, BTreeMap<u64, Payload>>,
+    entries: HashMap<u64, BTreeMap<u64, Cached>>,
     bytes: usize,
 }
 
@@ -94,24 +109,24 @@ impl Cache {
         self.entries
             .get(&ledger)?
             .get(&entry)
-            .map(|p| p.bytes.clone())
+            .map(|c| c.payload.bytes.clone())
     }
 
-    fn insert(&mut self, ledger: u64, entry: u64, payload: Payload) {
+    fn insert(&mut self, ledger: u64, entry: u64, payload: Payload, at: Option<Loc>) {
         self.bytes += payload.len();
         if let Some(old) = self
             .entries
             .entry(ledger)
             .or_default()
-            .insert(entry, payload)
+            .insert(entry, Cached { payload, at })
         {
-            self.bytes -= old.len();
+            self.bytes -= old.payload.len();
         }
     }
 
     fn remove_ledger(&mut self, ledger: u64) {
         if let Some(m) = self.entries.remove(&ledger) {
-            self.bytes -= m.values().map(Payload::len).sum::<usize>();
+            self.bytes -= m.values().map(|c| c.payload.len()).sum::<usize>();
         }
     }
 
@@ -228,7 +243,8 @@ impl Admission {
 
 impl State {
     /// Applies a durable journal record (live after its commit, or during replay). Idempotent.
-    fn apply(&mut self, rec: &JournalRecord) {
+    /// `at`: where an add's record is in the journal, when the journal holds entries.
+    fn apply(&mut self, rec: &JournalRecord, at: Option<Loc>) {
         match rec {
             JournalRecord::Add {
                 ledger,
@@ -238,7 +254,7 @@ impl State {
                 payload,
             } => {
                 if self.apply_add_meta(*ledger, *entry, *lac, key) {
-                    self.cache.insert(*ledger, *entry, payload.clone());
+                    self.cache.insert(*ledger, *entry, payload.clone(), at);
                 }
             }
             JournalRecord::Fence { ledger, key } => {
@@ -460,6 +476,15 @@ impl Storage {
         metrics: Arc<Metrics>,
         store: Option<strata_objstore::Store>,
     ) -> Result<Arc<Self>, BookieError> {
+        let mut cfg = cfg;
+        if cfg.journal_holds_entries
+            && (cfg.remote.is_some() || !sys::same_filesystem(&cfg.journal_dir, &cfg.ledger_dir)?)
+        {
+            tracing::info!(
+                "journal directory on its own filesystem: entries are copied to segments"
+            );
+            cfg.journal_holds_entries = false;
+        }
         let remote = match &cfg.remote {
             Some(rc) => Some(remote::Remote::new(
                 rc.clone(),
@@ -908,8 +933,9 @@ impl Storage {
         flusher::check_disk(&self.shared);
     }
 
-    /// Forces the write cache (with every add acknowledged before the call) to segments and writes a
-    /// checkpoint; waits for it. Blocking.
+    /// Forces the write cache (with every add acknowledged before the call) to be indexed, where
+    /// the journal holds it or copied into segments, and writes a checkpoint; waits for it.
+    /// Blocking.
     pub fn flush_now(&self) -> Result<(), BookieError> {
         // every acknowledged add first reaches the write cache (the applier runs behind the acks)
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use super::flusher::{CHECKPOINT, Flusher, ledgers_from};
 use super::journal;
 use super::journal_file::JournalFile;
+use super::journal_index;
 use super::remote::{self, Remote};
 use super::segments::{self, Loc};
 use super::{Cache, Ledger, State};
@@ -107,6 +108,11 @@ pub(super) fn recover(
             }
         }
     }
+    // journal files holding entries: their ids sort after every segment's (they are newer than
+    // any segment a compaction could have moved their entries into, and hold the same bytes)
+    let jl = journal_index::load(&cfg.journal_dir)?;
+    st.segments.map.extend(jl.segments);
+    entries.extend(jl.entries);
     let indexed = install_index(&mut st, entries);
     if rebuilt {
         // the manifest's last entries may name entries that were only in the lost journal:
@@ -149,6 +155,7 @@ pub(super) fn recover(
         flushed,
         journal_pool.clone(),
         remote.cloned(),
+        journal_index::IndexAppender::new(jl.idx_lens),
     );
     let st = Mutex::new(st);
     if let Err(e) = f.flush(&st, cfg, m, true) {
@@ -217,7 +224,7 @@ fn replay(
             continue;
         }
         let off = if seq == from.0 { from.1 } else { 0 };
-        for rec in journal::replay_file(seq, &p, off)? {
+        for (rec, at, len) in journal::replay_file(seq, &p, off)? {
             replayed += 1;
             if skip_indexed {
                 if let JournalRecord::Add {
@@ -234,7 +241,9 @@ fn replay(
                     }
                 }
             }
-            st.apply(&rec);
+            let loc = (cfg.journal_holds_entries && matches!(rec, JournalRecord::Add { .. }))
+                .then(|| journal_index::loc(seq, at, len));
+            st.apply(&rec, loc);
         }
     }
     Ok((max_seq, replayed))

@@ -128,12 +128,16 @@ impl Segments {
             .sum()
     }
 
-    /// Bytes of sealed local segments not uploaded yet.
+    /// Bytes of sealed local segments not uploaded yet (journal segments are never uploaded).
     pub fn pending_bytes(&self) -> u64 {
         self.map
             .iter()
             .filter(|(id, s)| {
-                s.file.is_some() && s.uploaded.is_none() && s.live > 0 && Some(**id) != self.current
+                s.file.is_some()
+                    && s.uploaded.is_none()
+                    && s.live > 0
+                    && Some(**id) != self.current
+                    && super::journal_seg::seq_of(**id).is_none()
             })
             .map(|(_, s)| s.size)
             .sum()
@@ -198,6 +202,9 @@ pub(super) fn decode_at(
     ledger: u64,
     entry: u64,
 ) -> Result<Payload, BookieError> {
+    if let Some(seq) = super::journal_seg::seq_of(loc.seg) {
+        return super::journal_seg::decode_at(&buf, seq, loc.offset, loc.len, ledger, entry);
+    }
     let corrupt = |source| BookieError::Corrupt {
         what: format!("segment {} at {}", loc.seg, loc.offset),
         source,

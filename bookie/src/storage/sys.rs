@@ -74,3 +74,15 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), BookieError> {
         .and_then(|d| d.sync_all())
         .map_err(|e| BookieError::io(format!("sync directory {}", dir.display()), e))
 }
+
+/// Whether `a` and `b` (created if missing) are on the same filesystem.
+pub(super) fn same_filesystem(a: &Path, b: &Path) -> Result<bool, BookieError> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = |p: &Path| {
+        std::fs::create_dir_all(p)
+            .and_then(|_| std::fs::metadata(p))
+            .map(|m| m.dev())
+            .map_err(|e| BookieError::io(format!("create {}", p.display()), e))
+    };
+    Ok(dev(a)? == dev(b)?)
+}

@@ -15,9 +15,15 @@ pub(in crate::storage) fn trim_pos(st: &Mutex<State>, flushed: (u64, u64)) -> (u
     let s = st.lock();
     s.segments
         .map
-        .values()
-        .filter(|m| m.uploaded.is_none() && m.file.is_some() && m.live > 0)
-        .map(|m| m.first_pos)
+        .iter()
+        // journal segments are never uploaded: they hold no journal position back
+        .filter(|(id, m)| {
+            m.uploaded.is_none()
+                && m.file.is_some()
+                && m.live > 0
+                && super::super::journal_seg::seq_of(**id).is_none()
+        })
+        .map(|(_, m)| m.first_pos)
         .fold(flushed, std::cmp::min)
 }
 

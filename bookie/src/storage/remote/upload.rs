@@ -14,6 +14,7 @@ use crate::error::BookieError;
 use crate::format::object::{Manifest, SegmentObject};
 
 use super::super::Shared;
+use super::super::journal_seg;
 use super::super::segments::{idx_path, seg_path};
 use super::{LOCAL_MANIFEST, Remote};
 
@@ -102,8 +103,13 @@ async fn upload_pending(shared: &Shared, remote: &Remote) -> Result<(), BookieEr
             st.segments
                 .map
                 .iter()
+                // journal segments (left by a run without object storage) stay local
                 .filter(|(id, s)| {
-                    s.uploaded.is_none() && s.file.is_some() && Some(**id) != cur && s.live > 0
+                    s.uploaded.is_none()
+                        && s.file.is_some()
+                        && Some(**id) != cur
+                        && s.live > 0
+                        && journal_seg::seq_of(**id).is_none()
                 })
                 .map(|(id, _)| *id)
                 .take(remote.cfg.upload_concurrency.max(1))
