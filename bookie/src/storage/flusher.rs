@@ -264,47 +264,33 @@ impl Flusher {
         m: &Metrics,
     ) -> Result<(), BookieError> {
         let start = Instant::now();
-        let (cache, pos) = {
+        let (cache, unsaved, pos) = {
             let mut s = st.lock();
-            if s.cache.is_empty() {
+            let mut unsaved = std::mem::take(&mut s.unsaved_index);
+            if s.cache.is_empty() && unsaved.is_empty() {
                 // nothing to write; the position still moves (fence and delete records)
                 self.last_flush_pos = s.journal_pos;
                 return Ok(());
             }
+            // deleted meanwhile: the bytes are dead
+            unsaved.retain(|(_, e)| s.ledgers.contains_key(&e.ledger));
             let c = Arc::new(std::mem::take(&mut s.cache));
             s.flushing = Some(c.clone());
-            (c, s.journal_pos)
+            (c, unsaved, s.journal_pos)
         };
         let mut written = Vec::new();
         let res = (|| {
             let mut ledgers: Vec<u64> = cache.entries.keys().copied().collect();
             ledgers.sort_unstable();
-            // entries the journal holds are indexed where they are; the others are copied
-            let mut in_journal: BTreeMap<u64, Vec<IndexEntry>> = BTreeMap::new();
             for l in ledgers {
                 if let Some(es) = cache.entries.get(&l) {
-                    for (e, c) in es {
-                        match c.at.and_then(|at| Some((journal_seg::seq_of(at.seg)?, at))) {
-                            Some((seq, at)) => {
-                                in_journal.entry(seq).or_default().push(IndexEntry {
-                                    ledger: l,
-                                    entry: *e,
-                                    offset: at.offset,
-                                    len: at.len,
-                                })
-                            }
-                            None => self.append(st, cfg, l, *e, &c.payload, &mut written)?,
-                        }
+                    for (e, p) in es {
+                        self.append(st, cfg, l, *e, p, &mut written)?;
                     }
                 }
             }
             self.sync(st, &mut written)?;
-            for (seq, es) in in_journal {
-                self.index_journal(st, cfg, seq, &es)?;
-                let id = journal_seg::seg_id(seq);
-                written.extend(es.into_iter().map(|ie| (id, ie)));
-            }
-            Ok(())
+            self.save_journal_index(cfg, &unsaved)
         })();
         if res.is_ok() {
             // installed in chunks so adds and reads never wait long for the lock; until the end
@@ -335,12 +321,16 @@ impl Flusher {
                     if !s.ledgers.contains_key(l) {
                         continue;
                     }
-                    for (e, c) in es {
+                    for (e, p) in es {
                         if s.cache.get(*l, *e).is_none() {
-                            s.cache.insert(*l, *e, c.payload.clone(), c.at);
+                            s.cache.insert(*l, *e, p.clone());
                         }
                     }
                 }
+            }
+            if res.is_err() {
+                // saved again by the next flush (an entry saved twice reads the same)
+                s.unsaved_index.splice(0..0, unsaved);
             }
             s.flushing = None;
             m.cache_bytes.set(s.cache_bytes() as i64);
@@ -354,24 +344,21 @@ impl Flusher {
         Ok(())
     }
 
-    /// Indexes entries of journal file `seq` where the journal wrote them (the file becomes a
-    /// journal segment if it is not one yet).
-    fn index_journal(
+    /// Appends the index entries of journal segments (`(segment id, entry)`) to their index
+    /// files, one block per file, synced.
+    fn save_journal_index(
         &mut self,
-        st: &Mutex<State>,
         cfg: &StorageConfig,
-        seq: u64,
-        es: &[IndexEntry],
+        unsaved: &[(u64, IndexEntry)],
     ) -> Result<(), BookieError> {
-        let id = journal_seg::seg_id(seq);
-        if !st.lock().segments.map.contains_key(&id) {
-            let meta = journal_index::open_segment(&cfg.journal_dir, seq)?;
-            st.lock().segments.map.entry(id).or_insert(meta);
+        let mut by_file: BTreeMap<u64, Vec<IndexEntry>> = BTreeMap::new();
+        for (seg, e) in unsaved {
+            if let Some(seq) = journal_seg::seq_of(*seg) {
+                by_file.entry(seq).or_default().push(*e);
+            }
         }
-        self.jidx.append(&cfg.journal_dir, seq, es)?;
-        let end = es.iter().map(|e| e.offset + u64::from(e.len)).max();
-        if let Some(s) = st.lock().segments.map.get_mut(&id) {
-            s.size = s.size.max(end.unwrap_or(0));
+        for (seq, es) in by_file {
+            self.jidx.append(&cfg.journal_dir, seq, &es)?;
         }
         Ok(())
     }

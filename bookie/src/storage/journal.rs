@@ -15,7 +15,9 @@ use crate::format::{FILE_HEADER_LEN, FormatError, ZERO_LENGTH};
 
 use super::journal_file::JournalFile;
 use super::journal_index;
-use super::{Done, JournalOp, Shared};
+use super::journal_seg;
+use super::segments::SegMeta;
+use super::{Done, JournalOp, Shared, State};
 
 /// A synced batch, readable from `Shared::durable` until the applier put it into the state.
 pub(super) struct DurableBatch {
@@ -33,34 +35,36 @@ pub(super) struct DurableBatch {
 /// must wait until it is applied (fence, delete).
 pub(super) type Applied = (Arc<DurableBatch>, Vec<Done>);
 
-/// The applier thread: moves synced batches into the in-memory state (write cache, LAC, fence,
-/// delete) in commit order, then drops them from the durable queue. Waiting for the state lock
-/// here delays no add acknowledgement.
+/// Unsaved journal index entries past which the applier asks for a flush.
+const UNSAVED_KICK: usize = 1 << 16;
+
+/// The applier thread: moves synced batches into the in-memory state (index or write cache, LAC,
+/// fence, delete) in commit order, then drops them from the durable queue. Waiting for the state
+/// lock here delays no add acknowledgement.
 pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
     let cfg = shared.cfg.clone();
     let m = shared.metrics.clone();
     let mut work: Vec<Applied> = Vec::new();
+    let mut opened = None;
     while let Ok(first) = rx.recv() {
         work.push(first);
         while let Ok(more) = rx.try_recv() {
             work.push(more);
         }
+        let new_segments = match cfg.journal_holds_entries {
+            true => open_journal_segments(&cfg, &work, &mut opened),
+            false => vec![],
+        };
         let over = {
             let mut st = shared.state.lock();
+            for (id, meta) in new_segments {
+                st.segments.map.entry(id).or_insert(meta);
+            }
             for (db, _) in &work {
-                let (seq, mut at) = db.first;
-                for rec in &db.recs {
-                    let len = rec.encoded_len();
-                    let loc = (cfg.journal_holds_entries
-                        && matches!(rec, JournalRecord::Add { .. }))
-                    .then(|| journal_index::loc(seq, at, len));
-                    st.apply(rec, loc);
-                    at += len as u64;
-                }
-                st.journal_pos = db.pos;
+                apply_batch(&mut st, db, cfg.journal_holds_entries);
             }
             m.cache_bytes.set(st.cache_bytes() as i64);
-            st.cache.bytes >= cfg.flush_bytes
+            st.cache.bytes >= cfg.flush_bytes || st.unsaved_index.len() >= UNSAVED_KICK
         };
         {
             let mut q = shared.durable.lock();
@@ -81,6 +85,52 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
         }
         shared.space.notify_waiters();
     }
+}
+
+/// Opens (outside the state lock) the journal files that `work` added entries to and that are
+/// not journal segments yet; `opened` is the last one opened. A file that cannot be opened keeps
+/// its entries in the write cache, to be copied into segments.
+fn open_journal_segments(
+    cfg: &crate::config::StorageConfig,
+    work: &[Applied],
+    opened: &mut Option<u64>,
+) -> Vec<(u64, SegMeta)> {
+    let mut out = vec![];
+    for (db, _) in work {
+        let seq = db.first.0;
+        let adds = db
+            .recs
+            .iter()
+            .any(|r| matches!(r, JournalRecord::Add { .. }));
+        if !adds || *opened == Some(seq) {
+            continue;
+        }
+        match journal_index::open_segment(&cfg.journal_dir, seq) {
+            Ok(meta) => {
+                out.push((journal_seg::seg_id(seq), meta));
+                *opened = Some(seq);
+            }
+            Err(e) => {
+                tracing::warn!(seq, error = %e, "cannot open a journal file for reads; its entries are copied into segments");
+            }
+        }
+    }
+    out
+}
+
+/// Applies one synced batch: an add is indexed where the journal wrote it when its file is a
+/// journal segment (`holds`), else cached.
+pub(super) fn apply_batch(st: &mut State, db: &DurableBatch, holds: bool) {
+    let (seq, mut at) = db.first;
+    let in_journal = holds && st.segments.map.contains_key(&journal_seg::seg_id(seq));
+    for rec in &db.recs {
+        let len = rec.encoded_len();
+        let loc = (in_journal && matches!(rec, JournalRecord::Add { .. }))
+            .then(|| journal_index::loc(seq, at, len));
+        st.apply(rec, loc);
+        at += len as u64;
+    }
+    st.journal_pos = db.pos;
 }
 
 /// Every journal file in `dir` as `(seq, path)`, ascending.

@@ -1,17 +1,17 @@
 //! Journal files that hold entries: each entry written to the device once.
 //!
-//! With `StorageConfig::journal_holds_entries` a flush does not copy the write cache into a
-//! segment: every cached add remembers where its record is in the journal, and the flush appends
-//! those locations to the journal file's index (`journal-<seq>.idx`, the segment index format
-//! with the journal segment's id) and points the in-memory index there. From then on the journal
-//! file is a *journal segment*: read, garbage collected and compacted like a segment (its records
-//! are journal frames, seeded with the file's sequence), and kept past checkpoints until GC
-//! reclaims it. Ids of journal segments are [`JOURNAL_SEG`] + the file's sequence, above every
+//! With `StorageConfig::journal_holds_entries` nothing is copied into segments: the journal file
+//! an add lands in is a *journal segment*, the applier points the in-memory index at the add's
+//! record there (no write cache), and a flush appends those locations to the file's index
+//! (`journal-<seq>.idx`, the segment index format with the journal segment's id). A journal
+//! segment is read, garbage collected and compacted like a segment (its records are journal
+//! frames, seeded with the file's sequence), and kept past checkpoints until GC reclaims it. Ids of journal segments are [`JOURNAL_SEG`] + the file's sequence, above every
 //! segment id. Loading and writing their index files: [`super::journal_index`].
 //!
 //! Invariants:
 //! - An index block is written and synced only for records already synced (they were
-//!   acknowledged), and the checkpoint that lets replay skip those records only after it.
+//!   acknowledged), and the checkpoint that lets replay skip those records only after it (the
+//!   entries a flush saves were taken with the journal position it checkpoints, under one lock).
 //! - A journal file is reclaimed only when its sequence is below the last checkpoint's (replay
 //!   never needs it) and no index entry points into it; its index file goes first, then the file
 //!   (recycled or freed), so a crash in between leaves a journal file without an index, which the

@@ -58,6 +58,7 @@ use crate::config::StorageConfig;
 use crate::error::BookieError;
 use crate::format::Payload;
 use crate::format::checkpoint::{Checkpoint, LedgerRecord};
+use crate::format::index::IndexEntry;
 use crate::format::journal::{JournalRecord, MAX_KEY_LEN};
 use crate::metrics::Metrics;
 
@@ -89,18 +90,11 @@ impl Ledger {
     }
 }
 
-/// An entry of the write cache: its payload and, when the journal holds entries (see
-/// [`journal_seg`]), where its add record is in the journal.
-#[derive(Debug, Clone)]
-struct Cached {
-    payload: Payload,
-    at: Option<Loc>,
-}
-
-/// Entries acknowledged but not yet indexed (in segments or journal segments).
+/// Entries acknowledged but not yet in segments (only when the journal does not hold entries:
+/// see [`journal_seg`]).
 #[derive(Debug, Default)]
 struct Cache {
-    entries: HashMap<u64, BTreeMap<u64, Cached>>,
+    entries: HashMap<u64, BTreeMap<u64, Payload>>,
     bytes: usize,
 }
 
@@ -109,24 +103,24 @@ impl Cache {
         self.entries
             .get(&ledger)?
             .get(&entry)
-            .map(|c| c.payload.bytes.clone())
+            .map(|p| p.bytes.clone())
     }
 
-    fn insert(&mut self, ledger: u64, entry: u64, payload: Payload, at: Option<Loc>) {
+    fn insert(&mut self, ledger: u64, entry: u64, payload: Payload) {
         self.bytes += payload.len();
         if let Some(old) = self
             .entries
             .entry(ledger)
             .or_default()
-            .insert(entry, Cached { payload, at })
+            .insert(entry, payload)
         {
-            self.bytes -= old.payload.len();
+            self.bytes -= old.len();
         }
     }
 
     fn remove_ledger(&mut self, ledger: u64) {
         if let Some(m) = self.entries.remove(&ledger) {
-            self.bytes -= m.values().map(|c| c.payload.len()).sum::<usize>();
+            self.bytes -= m.values().map(Payload::len).sum::<usize>();
         }
     }
 
@@ -202,6 +196,9 @@ struct State {
     index: HashMap<u64, ledger_index::LedgerIndex>,
     segments: segments::Segments,
     journal_pos: (u64, u64),
+    /// Entries indexed in journal segments and not yet in their index files, as
+    /// `(segment id, entry)`, in apply order.
+    unsaved_index: Vec<(u64, IndexEntry)>,
 }
 
 /// What admitting a record needs (master key, fenced, deleted) and the journal queue, behind
@@ -243,7 +240,8 @@ impl Admission {
 
 impl State {
     /// Applies a durable journal record (live after its commit, or during replay). Idempotent.
-    /// `at`: where an add's record is in the journal, when the journal holds entries.
+    /// `at`: where an add's record is in the journal when the journal holds entries (its journal
+    /// segment registered): the entry is indexed there at once, else it goes to the write cache.
     fn apply(&mut self, rec: &JournalRecord, at: Option<Loc>) {
         match rec {
             JournalRecord::Add {
@@ -253,8 +251,12 @@ impl State {
                 key,
                 payload,
             } => {
-                if self.apply_add_meta(*ledger, *entry, *lac, key) {
-                    self.cache.insert(*ledger, *entry, payload.clone(), at);
+                if !self.apply_add_meta(*ledger, *entry, *lac, key) {
+                    return;
+                }
+                match at {
+                    Some(loc) => self.index_in_journal(*ledger, *entry, loc),
+                    None => self.cache.insert(*ledger, *entry, payload.clone()),
                 }
             }
             JournalRecord::Fence { ledger, key } => {
@@ -267,6 +269,27 @@ impl State {
             }
             JournalRecord::Delete { ledger } => self.remove_ledger(*ledger),
         }
+    }
+
+    /// Points the index at an add's record in a journal segment, and remembers it for the
+    /// segment's index file (written by the next flush, before the checkpoint past the record).
+    fn index_in_journal(&mut self, ledger: u64, entry: u64, loc: Loc) {
+        if let Some(old) = self.index.entry(ledger).or_default().insert(entry, loc) {
+            self.segments.dead(&old);
+        }
+        self.segments.live(&loc, ledger);
+        if let Some(s) = self.segments.map.get_mut(&loc.seg) {
+            s.size = s.size.max(loc.offset + u64::from(loc.len));
+        }
+        self.unsaved_index.push((
+            loc.seg,
+            IndexEntry {
+                ledger,
+                entry,
+                offset: loc.offset,
+                len: loc.len,
+            },
+        ));
     }
 
     /// Applies an add's effect on its ledger (last entry, LAC), not its payload; false if the
@@ -506,7 +529,8 @@ impl Storage {
         };
         let (jtx, jrx) = std::sync::mpsc::channel();
         let journal_pos = recovered.journal_pos;
-        let recovery_flush_failed = !recovered.cache.is_empty();
+        let recovery_flush_failed =
+            !recovered.cache.is_empty() || !recovered.unsaved_index.is_empty();
         let (ftx, frx) = std::sync::mpsc::channel();
         let admission = Admission {
             ledgers: recovered
@@ -534,6 +558,7 @@ impl Storage {
                 index: recovered.index,
                 segments: recovered.segments,
                 journal_pos,
+                unsaved_index: recovered.unsaved_index,
             }),
             cfg,
             metrics,

@@ -20,6 +20,7 @@ use super::flusher::{CHECKPOINT, Flusher, ledgers_from};
 use super::journal;
 use super::journal_file::JournalFile;
 use super::journal_index;
+use super::journal_seg;
 use super::remote::{self, Remote};
 use super::segments::{self, Loc};
 use super::{Cache, Ledger, State};
@@ -38,6 +39,9 @@ pub(super) struct Recovered {
     /// Why the journal is missing.
     pub journal_error: Option<BookieError>,
     pub journal_pos: (u64, u64),
+    /// Replayed entries indexed in journal segments whose index files the flush after recovery
+    /// could not write (else empty).
+    pub unsaved_index: Vec<(u64, crate::format::index::IndexEntry)>,
     pub writer: Flusher,
     pub journal_pool: Arc<Mutex<Vec<std::path::PathBuf>>>,
 }
@@ -81,6 +85,7 @@ pub(super) fn recover(
         index: Default::default(),
         segments: Default::default(),
         journal_pos: (0, 0),
+        unsaved_index: vec![],
     };
     let loaded = segments::load(&cfg.ledger_dir)?;
     st.segments = loaded.segments;
@@ -180,6 +185,7 @@ pub(super) fn recover(
         journal: jf,
         journal_error,
         journal_pos: st.journal_pos,
+        unsaved_index: st.unsaved_index,
         writer: f,
         journal_pool,
     })
@@ -224,6 +230,18 @@ fn replay(
             continue;
         }
         let off = if seq == from.0 { from.1 } else { 0 };
+        let id = journal_seg::seg_id(seq);
+        if cfg.journal_holds_entries && !st.segments.map.contains_key(&id) {
+            match journal_index::open_segment(&cfg.journal_dir, seq) {
+                Ok(meta) => {
+                    st.segments.map.insert(id, meta);
+                }
+                Err(e) => {
+                    tracing::warn!(seq, error = %e, "cannot open a journal file for reads; its entries are copied into segments");
+                }
+            }
+        }
+        let in_journal = cfg.journal_holds_entries && st.segments.map.contains_key(&id);
         for (rec, at, len) in journal::replay_file(seq, &p, off)? {
             replayed += 1;
             if skip_indexed {
@@ -241,7 +259,7 @@ fn replay(
                     }
                 }
             }
-            let loc = (cfg.journal_holds_entries && matches!(rec, JournalRecord::Add { .. }))
+            let loc = (in_journal && matches!(rec, JournalRecord::Add { .. }))
                 .then(|| journal_index::loc(seq, at, len));
             st.apply(&rec, loc);
         }
