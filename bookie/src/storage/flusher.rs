@@ -327,8 +327,6 @@ impl Flusher {
                         }
                     }
                 }
-            }
-            if res.is_err() {
                 // saved again by the next flush (an entry saved twice reads the same)
                 s.unsaved_index.splice(0..0, unsaved);
             }
