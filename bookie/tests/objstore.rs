@@ -8,27 +8,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+mod common;
+
+use common::{KEY, check_ledgers, payload};
 use strata_bookie::config::RemoteConfig;
 use strata_bookie::metrics::Metrics;
 use strata_bookie::{BookieError, Storage, StorageConfig};
 use strata_objstore::test_server::S3TestServer;
 use strata_objstore::{Fault, FaultRule, Faults, ObjStoreConfig, Op, RetryPolicy};
 
-const KEY: Bytes = Bytes::from_static(b"master-key");
 const ID: &str = "bookie-1:3181";
-
-fn payload(ledger: u64, entry: u64, len: usize) -> Bytes {
-    let mut v = Vec::with_capacity(len);
-    let mut x = ledger.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ entry;
-    for _ in 0..len {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        v.push((x >> 56) as u8);
-    }
-    Bytes::from(v)
-}
 
 fn store_cfg(endpoint: &str) -> ObjStoreConfig {
     ObjStoreConfig {
@@ -104,18 +93,6 @@ async fn add_all(s: &Storage, ledgers: std::ops::Range<u64>, entries: u64, len: 
     }
 }
 
-async fn check_all(s: &Storage, ledgers: std::ops::Range<u64>, entries: u64, len: usize) {
-    for l in ledgers {
-        for e in 0..entries {
-            let (p, _) = s
-                .read(l, e)
-                .await
-                .unwrap_or_else(|err| panic!("read {l}/{e}: {err}"));
-            assert_eq!(p, payload(l, e, len), "ledger {l} entry {e}");
-        }
-    }
-}
-
 /// Seals and waits until every sealed segment is uploaded.
 async fn settle(s: &Arc<Storage>) {
     let st = s.clone();
@@ -181,7 +158,7 @@ async fn upload_evict_read_back_and_empty_disk_restart() {
     assert!(uploaded >= 8, "uploaded {uploaded}");
     // sealed local copies within the bound (plus the current segment)
     assert!(local <= bound + (64 << 10) + 4096, "local bytes {local}");
-    check_all(&s, 0..4, 200, 1000).await;
+    check_ledgers(&s, 0..4, 200, 1000).await;
     close(s).await;
     assert!(
         objects(s3dir.path())
@@ -194,13 +171,13 @@ async fn upload_evict_read_back_and_empty_disk_restart() {
     let s = open(cfg(data.path(), &srv.endpoint, bound), None)
         .await
         .unwrap();
-    check_all(&s, 0..4, 200, 1000).await;
+    check_ledgers(&s, 0..4, 200, 1000).await;
     let info = s.lac_info(2).unwrap();
     assert_eq!(info.last_entry, 199);
     // and it keeps working
     add_all(&s, 4..5, 50, 1000).await;
     settle(&s).await;
-    check_all(&s, 4..5, 50, 1000).await;
+    check_ledgers(&s, 4..5, 50, 1000).await;
     close(s).await;
 }
 
@@ -331,7 +308,7 @@ async fn gc_and_sweep_leave_only_referenced_objects() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    check_all(&s, 2..3, 100, 1000).await;
+    check_ledgers(&s, 2..3, 100, 1000).await;
     close(s).await;
     let manifests = objects(s3dir.path())
         .into_iter()
@@ -343,7 +320,7 @@ async fn gc_and_sweep_leave_only_referenced_objects() {
     let s = open(cfg(data.path(), &srv.endpoint, 64 << 10), None)
         .await
         .unwrap();
-    check_all(&s, 2..3, 100, 1000).await;
+    check_ledgers(&s, 2..3, 100, 1000).await;
     assert!(matches!(
         s.read(0, 0).await,
         Err(BookieError::NoLedger { .. })
@@ -361,11 +338,11 @@ async fn gc_and_sweep_leave_only_referenced_objects() {
 async fn survives_gc_and_an_empty_disk(s: Arc<Storage>, c: StorageConfig, entries: u64) {
     gc(&s).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    check_all(&s, 0..2, entries, 1000).await;
+    check_ledgers(&s, 0..2, entries, 1000).await;
     close(s).await;
     std::fs::remove_dir_all(c.ledger_dir.parent().unwrap()).unwrap();
     let s = open(c, None).await.unwrap();
-    check_all(&s, 0..2, entries, 1000).await;
+    check_ledgers(&s, 0..2, entries, 1000).await;
     close(s).await;
 }
 
@@ -404,7 +381,7 @@ async fn an_eviction_cut_short_leaves_the_object_in_charge() {
     let s = open(cfg(data.path(), &srv.endpoint, 1 << 30), None)
         .await
         .unwrap();
-    check_all(&s, 0..2, 200, 1000).await;
+    check_ledgers(&s, 0..2, 200, 1000).await;
     survives_gc_and_an_empty_disk(s, cfg(data.path(), &srv.endpoint, 1 << 30), 200).await;
 }
 
@@ -429,7 +406,7 @@ async fn a_rebuild_cut_before_its_checkpoint_keeps_every_entry() {
     std::fs::remove_dir_all(data.path().join("journal")).unwrap();
     assert!(data.path().join("ledgers/manifest").exists());
     let s = open(c(), None).await.unwrap();
-    check_all(&s, 0..2, 100, 1000).await;
+    check_ledgers(&s, 0..2, 100, 1000).await;
     survives_gc_and_an_empty_disk(s, c(), 100).await;
 }
 
@@ -631,7 +608,7 @@ async fn sigkill_during_uploads_loses_no_acked_entry() {
     let s = open(cfg(data.path(), &srv.endpoint, 128 << 10), None)
         .await
         .unwrap();
-    check_all(&s, 0..4, acked, 900).await;
+    check_ledgers(&s, 0..4, acked, 900).await;
     close(s).await;
 }
 
@@ -803,15 +780,15 @@ async fn compaction_rewrites_mostly_dead_objects() {
         after.iter().any(|k| !before.contains(k)),
         "no new object: {after:?}"
     );
-    check_all(&s, 3..4, 40, 1000).await;
-    check_all(&s, 4..5, 1, 1000).await;
+    check_ledgers(&s, 3..4, 40, 1000).await;
+    check_ledgers(&s, 4..5, 1, 1000).await;
     close(s).await;
     // every entry is in the objects the bucket keeps
     std::fs::remove_dir_all(data.path()).unwrap();
     let s = open(compact_cfg(data.path(), &srv.endpoint), None)
         .await
         .unwrap();
-    check_all(&s, 3..4, 40, 1000).await;
+    check_ledgers(&s, 3..4, 40, 1000).await;
     assert!(matches!(
         s.read(0, 0).await,
         Err(BookieError::NoLedger { .. })
@@ -883,8 +860,8 @@ async fn crash_during_compaction(at: CrashPoint, lose_disk: bool) {
     let s = open(compact_cfg(data.path(), &srv.endpoint), None)
         .await
         .unwrap();
-    check_all(&s, 3..4, 40, 1000).await;
-    check_all(&s, 4..5, 1, 1000).await;
+    check_ledgers(&s, 3..4, 40, 1000).await;
+    check_ledgers(&s, 4..5, 1, 1000).await;
     converge(&s, root).await;
     let after = segment_objects(root);
     eprintln!(
@@ -892,13 +869,13 @@ async fn crash_during_compaction(at: CrashPoint, lose_disk: bool) {
         before.len()
     );
     assert!(after.len() < before.len(), "{before:?} -> {after:?}");
-    check_all(&s, 3..4, 40, 1000).await;
+    check_ledgers(&s, 3..4, 40, 1000).await;
     close(s).await;
     std::fs::remove_dir_all(data.path()).unwrap();
     let s = open(compact_cfg(data.path(), &srv.endpoint), None)
         .await
         .unwrap();
-    check_all(&s, 3..4, 40, 1000).await;
+    check_ledgers(&s, 3..4, 40, 1000).await;
     close(s).await;
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_bookie::metrics::Metrics;
-use strata_bookie::{Storage, StorageConfig};
+use strata_bookie::{BookieError, Storage, StorageConfig};
 
 pub const KEY: Bytes = Bytes::from_static(b"master-key");
 
@@ -64,8 +64,14 @@ pub async fn add_all(s: &Storage, ledgers: u64, entries: u64, len: usize) {
     }
 }
 
+/// Ledgers `0..ledgers` read back entries `0..entries` of `len` bytes.
 pub async fn check_all(s: &Storage, ledgers: u64, entries: u64, len: usize) {
-    for l in 0..ledgers {
+    check_ledgers(s, 0..ledgers, entries, len).await
+}
+
+/// Each ledger of `ledgers` reads back entries `0..entries` of `len` bytes.
+pub async fn check_ledgers(s: &Storage, ledgers: std::ops::Range<u64>, entries: u64, len: usize) {
+    for l in ledgers {
         for e in 0..entries {
             let (p, _) = s
                 .read(l, e)
@@ -139,4 +145,13 @@ pub async fn check_all_ledger(s: &Storage, l: u64, entries: u64, len: usize) {
     for e in 0..entries {
         assert_eq!(s.read(l, e).await.unwrap().0, payload(l, e, len), "{l}/{e}");
     }
+}
+
+/// Reads of `ledger` fail with `NoLedger` (it was deleted).
+pub async fn assert_no_ledger(s: &Storage, ledger: u64, entry: u64) {
+    let r = s.read(ledger, entry).await;
+    assert!(
+        matches!(r, Err(BookieError::NoLedger { .. })),
+        "ledger {ledger} entry {entry}: {r:?}"
+    );
 }
