@@ -1,5 +1,5 @@
-//! The flusher thread and recovery: write-cache flushes (indexing entries in the journal files
-//! that hold them, see [`journal_seg`], or copying them into segments), checkpoints, journal
+//! The flusher thread and recovery: flushes (saving the index of the journal files that hold
+//! entries, see [`journal_seg`], and copying the write cache into segments), checkpoints, journal
 //! truncation, garbage collection and compaction, the disk-space monitor.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -194,8 +194,9 @@ impl Flusher {
         Ok(())
     }
 
-    /// Indexes the write cache's entries where the journal wrote them (or, when the journal does
-    /// not hold entries, copies them into segments) and installs the index entries; then, if `force` or
+    /// Saves the index entries of journal segments to their index files and copies the write
+    /// cache (what the journal does not hold) into segments, installing those entries' locations;
+    /// then, if `force` or
     /// `checkpoint_interval` passed, writes a checkpoint at the journal position the cache was
     /// swapped at and deletes journal files before it. Small, frequent flushes keep the disk load
     /// smooth (a journal fdatasync never queues behind a big writeback); checkpoints (which write

@@ -88,8 +88,7 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
 }
 
 /// Opens (outside the state lock) the journal files that `work` added entries to and that are
-/// not journal segments yet; `opened` is the last one opened. A file that cannot be opened keeps
-/// its entries in the write cache, to be copied into segments.
+/// not journal segments yet; `opened` is the last one opened.
 fn open_journal_segments(
     cfg: &crate::config::StorageConfig,
     work: &[Applied],
@@ -105,14 +104,9 @@ fn open_journal_segments(
         if !adds || *opened == Some(seq) {
             continue;
         }
-        match journal_index::open_segment(&cfg.journal_dir, seq) {
-            Ok(meta) => {
-                out.push((journal_seg::seg_id(seq), meta));
-                *opened = Some(seq);
-            }
-            Err(e) => {
-                tracing::warn!(seq, error = %e, "cannot open a journal file for reads; its entries are copied into segments");
-            }
+        if let Some(meta) = journal_index::open_segment(&cfg.journal_dir, seq) {
+            out.push((journal_seg::seg_id(seq), meta));
+            *opened = Some(seq);
         }
     }
     out

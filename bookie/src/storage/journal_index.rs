@@ -94,11 +94,18 @@ pub(super) fn load(dir: &Path) -> Result<LoadedJournal, BookieError> {
     Ok(out)
 }
 
-/// The metadata of journal file `seq` becoming a journal segment (opened for reading).
-pub(super) fn open_segment(dir: &Path, seq: u64) -> Result<SegMeta, BookieError> {
+/// The metadata of journal file `seq` becoming a journal segment (opened for reading); `None`
+/// (logged) when it cannot be opened: its entries then go to the write cache and are copied into
+/// segments.
+pub(super) fn open_segment(dir: &Path, seq: u64) -> Option<SegMeta> {
     let p = super::journal_file::path(dir, seq);
-    let file = File::open(&p).map_err(|e| BookieError::io(format!("open {}", p.display()), e))?;
-    Ok(SegMeta::new(Arc::new(file), 0, HashSet::new()))
+    match File::open(&p) {
+        Ok(file) => Some(SegMeta::new(Arc::new(file), 0, HashSet::new())),
+        Err(e) => {
+            tracing::warn!(seq, error = %e, "cannot open a journal file for reads; its entries are copied into segments");
+            None
+        }
+    }
 }
 
 /// Appends index blocks to journal indexes, one open file per journal segment still written.

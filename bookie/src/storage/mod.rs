@@ -504,7 +504,7 @@ impl Storage {
             && (cfg.remote.is_some() || !sys::same_filesystem(&cfg.journal_dir, &cfg.ledger_dir)?)
         {
             tracing::info!(
-                "journal directory on its own filesystem: entries are copied to segments"
+                "object storage or a journal on its own filesystem: entries are copied into segments"
             );
             cfg.journal_holds_entries = false;
         }

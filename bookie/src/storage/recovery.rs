@@ -232,13 +232,8 @@ fn replay(
         let off = if seq == from.0 { from.1 } else { 0 };
         let id = journal_seg::seg_id(seq);
         if cfg.journal_holds_entries && !st.segments.map.contains_key(&id) {
-            match journal_index::open_segment(&cfg.journal_dir, seq) {
-                Ok(meta) => {
-                    st.segments.map.insert(id, meta);
-                }
-                Err(e) => {
-                    tracing::warn!(seq, error = %e, "cannot open a journal file for reads; its entries are copied into segments");
-                }
+            if let Some(meta) = journal_index::open_segment(&cfg.journal_dir, seq) {
+                st.segments.map.insert(id, meta);
             }
         }
         let in_journal = cfg.journal_holds_entries && st.segments.map.contains_key(&id);
