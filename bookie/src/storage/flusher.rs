@@ -22,7 +22,7 @@ use crate::format::{FILE_HEADER_LEN, Payload};
 use crate::metrics::Metrics;
 
 use super::journal;
-use super::journal_index::{self, IndexAppender};
+use super::journal_index::IndexAppender;
 use super::journal_seg;
 use super::remote::{self, Remote};
 use super::seg_writer::SegWriter;
@@ -370,8 +370,8 @@ impl Flusher {
         jseq: u64,
         p: &Path,
     ) -> Result<(), BookieError> {
-        // an index a restart could not use points nowhere once the file goes (the caller's
-        // directory sync covers its removal)
+        // its index first (a journal segment's, or one a restart could not use): it points
+        // nowhere once the file goes (the caller's directory sync covers both)
         match std::fs::remove_file(journal_seg::idx_path(&cfg.journal_dir, jseq)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -397,9 +397,8 @@ impl Flusher {
         Ok(())
     }
 
-    /// Removes the index of journal segment `seq`, then retires the file.
+    /// Retires journal segment `seq` (its index file first, see `retire_journal_file`).
     fn reclaim_journal(&mut self, cfg: &StorageConfig, seq: u64) -> Result<(), BookieError> {
-        journal_index::remove_index(&cfg.journal_dir, seq)?;
         self.jidx.forget(seq);
         let p = super::journal_file::path(&cfg.journal_dir, seq);
         self.retire_journal_file(cfg, seq, &p)?;

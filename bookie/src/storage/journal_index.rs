@@ -15,7 +15,7 @@ use crate::format::journal as jformat;
 use crate::format::{FILE_HEADER_LEN, SPLIT_HEADER_LEN};
 
 use super::journal_seg::{idx_path, seg_id};
-use super::segments::{Loc, SegMeta};
+use super::segments::{Loc, SegMeta, within};
 use super::sys::fsync_dir;
 
 /// Where an add record of journal file `seq` is: its frame at `offset`, `len` bytes.
@@ -77,12 +77,7 @@ pub(super) fn load(dir: &Path) -> Result<LoadedJournal, BookieError> {
         let max_len = u64::from(jformat::MAX_RECORD_LEN) + SPLIT_HEADER_LEN as u64;
         let mut ledgers = HashSet::new();
         for e in es {
-            // never trust a length from disk with an allocation: bound it
-            let len = u64::from(e.len);
-            if len <= max_len
-                && e.offset >= FILE_HEADER_LEN as u64
-                && e.offset.checked_add(len).is_some_and(|end| end <= size)
-            {
+            if within(&e, FILE_HEADER_LEN as u64, size, max_len) {
                 ledgers.insert(e.ledger);
                 out.entries.push((id, e));
             }
@@ -191,15 +186,4 @@ impl IndexAppender {
         self.open.retain(|(s, _, _)| *s != seq);
         self.loaded.retain(|(s, _)| *s != seq);
     }
-}
-
-/// Removes the index of journal file `seq` (durably); the file itself is then retired by the
-/// caller.
-pub(super) fn remove_index(dir: &Path, seq: u64) -> Result<(), BookieError> {
-    match std::fs::remove_file(idx_path(dir, seq)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(BookieError::io("remove journal index", e)),
-    }
-    fsync_dir(dir)
 }

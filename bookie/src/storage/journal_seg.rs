@@ -15,7 +15,8 @@
 //! - A journal file is reclaimed only when its sequence is below the last checkpoint's (replay
 //!   never needs it) and no index entry points into it; its index file goes first, then the file
 //!   (recycled or freed), so a crash in between leaves a journal file without an index, which the
-//!   next checkpoint frees like any journal file before it.
+//!   next checkpoint frees like any journal file before it (or, were the two unsynced removals
+//!   kept out of order, an index without its file, which loading ignores).
 
 use std::path::{Path, PathBuf};
 

@@ -278,9 +278,6 @@ impl State {
             self.segments.dead(&old);
         }
         self.segments.live(&loc, ledger);
-        if let Some(s) = self.segments.map.get_mut(&loc.seg) {
-            s.size = s.size.max(loc.offset + u64::from(loc.len));
-        }
         self.unsaved_index.push((
             loc.seg,
             IndexEntry {

@@ -151,9 +151,11 @@ impl Segments {
     }
 
     /// Marks the bytes at `loc` live (an index entry of `ledger` points there).
+    /// The segment's size covers the bytes (a journal segment grows as entries are indexed in it).
     pub fn live(&mut self, loc: &Loc, ledger: u64) {
         if let Some(s) = self.map.get_mut(&loc.seg) {
             s.live += u64::from(loc.len);
+            s.size = s.size.max(loc.offset + u64::from(loc.len));
             s.ledgers.insert(ledger);
         }
     }
@@ -216,6 +218,13 @@ pub(super) fn decode_at(
         )));
     }
     Ok(rec.payload)
+}
+
+/// Whether index entry `e` may be trusted with a read: its frame lies in `from..size` of its file
+/// and is at most `max_len` long (a length from disk is never trusted with an allocation).
+pub(super) fn within(e: &IndexEntry, from: u64, size: u64, max_len: u64) -> bool {
+    let len = u64::from(e.len);
+    len <= max_len && e.offset >= from && e.offset.checked_add(len).is_some_and(|end| end <= size)
 }
 
 /// What loading the segments found.
@@ -283,11 +292,7 @@ pub(super) fn load(dir: &Path) -> Result<Loaded, BookieError> {
                     }
                     let max_len = u64::from(segment::MAX_RECORD_LEN) + SPLIT_HEADER_LEN as u64;
                     for e in es {
-                        // never trust a length from disk with an allocation: bound it
-                        let len = u64::from(e.len);
-                        if len <= max_len
-                            && e.offset.checked_add(len).is_some_and(|end| end <= size)
-                        {
+                        if within(&e, 0, size, max_len) {
                             ledgers.insert(e.ledger);
                             entries.push((id, e));
                         }
