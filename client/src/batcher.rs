@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::compression;
 use crate::error::{ClientError, Result};
-use crate::inflight::{Inflight, Queued};
+use crate::inflight::{Inflight, Msgs, Queued};
 use crate::producer_options::ProducerOptions;
 
 /// What became of a message given to [`Batcher::push`].
@@ -142,7 +142,7 @@ impl Batcher {
             commands::send_command(self.producer_id, seq, 1),
             Payload::new(md, &data),
         );
-        self.inflight.put(seq, false, vec![q]);
+        self.inflight.put(seq, Msgs::One(q));
         Ok(frame)
     }
 
@@ -219,7 +219,7 @@ impl Batcher {
             ..commands::send_command(self.producer_id, first, n as i32)
         };
         let frame = Outgoing::Send(cmd, payload);
-        self.inflight.put(first, true, batch);
+        self.inflight.put(first, Msgs::Batch(batch));
         Ok(Some(frame))
     }
 }

@@ -2,7 +2,7 @@
 //! SEND before writing it) and its connection's reader task (which resolves the messages' futures
 //! when the receipt or error arrives, without a hop through the producer task).
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
@@ -24,8 +24,38 @@ pub(crate) struct Queued {
     pub(crate) _permit: OwnedSemaphorePermit,
 }
 
-/// One SEND: whether it is a batch, and its messages in order.
-type Sent = (bool, Vec<Queued>);
+/// The messages of one SEND: one message, or a batch (in order).
+pub(crate) enum Msgs {
+    One(Queued),
+    Batch(Vec<Queued>),
+}
+
+impl Msgs {
+    fn len(&self) -> usize {
+        match self {
+            Msgs::One(_) => 1,
+            Msgs::Batch(b) => b.len(),
+        }
+    }
+
+    fn is_batch(&self) -> bool {
+        matches!(self, Msgs::Batch(_))
+    }
+
+    /// Answers each message with `r(index)`.
+    fn answer(self, mut r: impl FnMut(usize) -> Result<MessageId>) {
+        match self {
+            Msgs::One(q) => {
+                let _ = q.reply.send(r(0));
+            }
+            Msgs::Batch(b) => {
+                for (i, q) in b.into_iter().enumerate() {
+                    let _ = q.reply.send(r(i));
+                }
+            }
+        }
+    }
+}
 
 /// The SENDs of one producer (one partition) not answered yet.
 pub(crate) struct Inflight {
@@ -42,10 +72,42 @@ pub(crate) struct Inflight {
 
 #[derive(Default)]
 struct State {
-    /// SEND sequence id → the SEND.
-    sent: BTreeMap<u64, Sent>,
+    /// The SENDs by sequence id, ascending (they are recorded in sequence order and usually
+    /// answered in it, so a receipt finds its SEND at the front).
+    sent: VecDeque<(u64, Msgs)>,
     /// Messages in `sent`.
     msgs: usize,
+}
+
+impl State {
+    fn insert(&mut self, sequence_id: u64, messages: Msgs) {
+        self.msgs += messages.len();
+        if self.sent.back().is_none_or(|(s, _)| *s < sequence_id) {
+            self.sent.push_back((sequence_id, messages));
+            return;
+        }
+        let at = self.sent.partition_point(|(s, _)| *s < sequence_id);
+        match self.sent.get_mut(at) {
+            Some((s, old)) if *s == sequence_id => {
+                let old = std::mem::replace(old, messages);
+                self.msgs = self.msgs.saturating_sub(old.len());
+            }
+            _ => self.sent.insert(at, (sequence_id, messages)),
+        }
+    }
+
+    fn remove(&mut self, sequence_id: u64) -> Option<Msgs> {
+        let at = match self.sent.front() {
+            Some((s, _)) if *s == sequence_id => 0,
+            _ => self
+                .sent
+                .binary_search_by_key(&sequence_id, |(s, _)| *s)
+                .ok()?,
+        };
+        let (_, messages) = self.sent.remove(at)?;
+        self.msgs = self.msgs.saturating_sub(messages.len());
+        Some(messages)
+    }
 }
 
 impl Inflight {
@@ -60,20 +122,14 @@ impl Inflight {
     }
 
     /// Records a SEND before it is written (so its receipt always finds it).
-    pub(crate) fn put(&self, sequence_id: u64, is_batch: bool, messages: Vec<Queued>) {
+    pub(crate) fn put(&self, sequence_id: u64, messages: Msgs) {
         // Closed: nobody answers it any more (what was in flight is failed once the producer's
         // timer task sees the close).
         if self.is_closed() {
-            for q in messages {
-                let _ = q.reply.send(Err(ClientError::Disconnected));
-            }
+            messages.answer(|_| Err(ClientError::Disconnected));
             return;
         }
-        let mut s = self.state.lock();
-        s.msgs += messages.len();
-        if let Some((_, old)) = s.sent.insert(sequence_id, (is_batch, messages)) {
-            s.msgs = s.msgs.saturating_sub(old.len());
-        }
+        self.state.lock().insert(sequence_id, messages);
     }
 
     /// Messages sent and not answered.
@@ -81,10 +137,9 @@ impl Inflight {
         self.state.lock().msgs
     }
 
-    fn take(&self, sequence_id: u64) -> Option<Sent> {
+    fn take(&self, sequence_id: u64) -> Option<Msgs> {
         let mut s = self.state.lock();
-        let sent = s.sent.remove(&sequence_id)?;
-        s.msgs = s.msgs.saturating_sub(sent.1.len());
+        let sent = s.remove(sequence_id)?;
         let empty = s.sent.is_empty();
         drop(s);
         if empty {
@@ -95,36 +150,31 @@ impl Inflight {
 
     /// A SEND_RECEIPT: each message of the SEND gets its id (its index in a batch).
     pub(crate) fn receipt(&self, sequence_id: u64, message_id: Option<&MessageIdData>) {
-        let Some((is_batch, messages)) = self.take(sequence_id) else {
+        let Some(messages) = self.take(sequence_id) else {
             return;
         };
         let base = message_id.map(MessageId::from_proto);
-        let n = messages.len() as i32;
-        for (i, q) in messages.into_iter().enumerate() {
-            let r = match base {
-                Some(mut id) => {
-                    if id.partition < 0 {
-                        id.partition = self.partition;
-                    }
-                    if is_batch {
-                        id.batch_index = i as i32;
-                        id.batch_size = n;
-                    }
-                    Ok(id)
+        let (is_batch, n) = (messages.is_batch(), messages.len() as i32);
+        messages.answer(|i| match base {
+            Some(mut id) => {
+                if id.partition < 0 {
+                    id.partition = self.partition;
                 }
-                None => Err(ClientError::Protocol("receipt without message id".into())),
-            };
-            let _ = q.reply.send(r);
-        }
+                if is_batch {
+                    id.batch_index = i as i32;
+                    id.batch_size = n;
+                }
+                Ok(id)
+            }
+            None => Err(ClientError::Protocol("receipt without message id".into())),
+        });
     }
 
     /// A SEND_ERROR: every message of the SEND fails with it.
     pub(crate) fn error(&self, sequence_id: u64, error: &ClientError) {
-        if let Some((_, messages)) = self.take(sequence_id) {
+        if let Some(messages) = self.take(sequence_id) {
             let msg = error.to_string();
-            for q in messages {
-                let _ = q.reply.send(Err(ClientError::Protocol(msg.clone())));
-            }
+            messages.answer(|_| Err(ClientError::Protocol(msg.clone())));
         }
     }
 
@@ -135,10 +185,8 @@ impl Inflight {
             s.msgs = 0;
             std::mem::take(&mut s.sent)
         };
-        for (_, (_, messages)) in sent {
-            for q in messages {
-                let _ = q.reply.send(Err(err()));
-            }
+        for (_, messages) in sent {
+            messages.answer(|_| Err(err()));
         }
         self.drained.notify_waiters();
     }
@@ -200,8 +248,8 @@ mod tests {
         let (a, ra) = queued(&window);
         let (b, rb) = queued(&window);
         let (c, rc) = queued(&window);
-        inflight.put(10, true, vec![a, b]);
-        inflight.put(12, false, vec![c]);
+        inflight.put(10, Msgs::Batch(vec![a, b]));
+        inflight.put(12, Msgs::One(c));
         assert_eq!((inflight.messages(), window.available_permits()), (3, 0));
         let id = MessageIdData {
             ledger_id: 7,
@@ -229,7 +277,7 @@ mod tests {
         let window = Arc::new(Semaphore::new(2));
         let inflight = Inflight::new(-1);
         let (a, ra) = queued(&window);
-        inflight.put(1, false, vec![a]);
+        inflight.put(1, Msgs::One(a));
         inflight.close();
         inflight.closed().await;
         inflight.drain().await;
@@ -238,7 +286,7 @@ mod tests {
         assert_eq!((inflight.messages(), window.available_permits()), (0, 2));
         // a SEND recorded once closed fails at once (nobody would answer it)
         let (b, rb) = queued(&window);
-        inflight.put(2, false, vec![b]);
+        inflight.put(2, Msgs::One(b));
         assert!(matches!(rb.await, Ok(Err(ClientError::Disconnected))));
         assert_eq!((inflight.messages(), window.available_permits()), (0, 2));
     }

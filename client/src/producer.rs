@@ -22,7 +22,7 @@ pub use crate::producer_options::ProducerOptions;
 use crate::topic_name::full_topic_name;
 
 /// Resolves to the message id once the broker stored the message.
-pub struct SendFuture(oneshot::Receiver<Result<MessageId>>);
+pub struct SendFuture(pub(crate) oneshot::Receiver<Result<MessageId>>);
 
 impl std::future::Future for SendFuture {
     type Output = Result<MessageId>;
@@ -176,6 +176,11 @@ impl Producer {
     /// The topic.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The number of partitions it sends to (1 for a topic that is not partitioned).
+    pub fn partitions(&self) -> usize {
+        self.parts.len()
     }
 
     /// The producer name the broker confirmed (of the first partition).

@@ -5,6 +5,7 @@
 
 mod common;
 mod consume;
+mod pending;
 mod perf;
 mod produce;
 

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
-use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -15,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::common::{CompressionArg, DEFAULT_SERVICE_URL, SubTypeArg};
+use super::pending::{Pending, Timed};
 use crate::{ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions};
 
 /// Load generator.
@@ -199,6 +199,9 @@ fn latency_line(h: &Histogram<u64>) -> String {
 /// Producers or consumers created at the same time during setup.
 const SETUP_CONCURRENCY: usize = 1000;
 
+/// A producer loop that never waits checks for the stop every this many messages.
+const STOP_CHECK: u64 = 256;
+
 fn report_rss_at_start(watch_pid: Option<u32>) {
     if let Some(r) = watch_pid.and_then(rss_mib) {
         eprintln!(
@@ -353,9 +356,9 @@ struct Pace {
     limit: Option<u64>,
 }
 
-/// One producer's loop. Its sends' futures complete in this task too (a `FuturesUnordered`
-/// polled while it waits for its window or its pace), so a message costs the load generator no
-/// wake-up of a second task.
+/// One producer's loop. Its sends' answers are taken in this task too (polled while it waits
+/// for its window or its pace), so a message costs the load generator no wake-up of a second
+/// task.
 async fn produce_one(
     producer: crate::Producer,
     payload: Bytes,
@@ -370,10 +373,17 @@ async fn produce_one(
             stats.failures.fetch_add(1, Ordering::Relaxed);
         }
     };
-    let mut pending = FuturesUnordered::new();
+    let mut pending = Pending::new(producer.partitions());
+    // Polled only while the loop waits (its check takes a lock); between waits, every
+    // `STOP_CHECK` messages.
+    let stopped = stop.cancelled();
+    tokio::pin!(stopped);
     let begin = Instant::now();
     let mut sent = 0u64;
-    'sending: while !stop.is_cancelled() && pace.limit.is_none_or(|l| sent < l) {
+    'sending: while pace.limit.is_none_or(|l| sent < l) {
+        if sent % STOP_CHECK == 0 && stop.is_cancelled() {
+            break;
+        }
         // Message `sent` is due `(sent + phase) / rate` seconds after the start.
         let due = pace
             .rate
@@ -395,12 +405,12 @@ async fn produce_one(
             tokio::select! {
                 biased;
                 Some(done) = pending.next() => record(done),
-                _ = stop.cancelled() => break 'sending,
                 out = &mut next => break out,
+                _ = &mut stopped => break 'sending,
             }
         };
         match f {
-            Ok(f) => pending.push(async move { (t0, f.await) }),
+            Ok(f) => pending.push(Timed(t0, f)),
             Err(_) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(10)).await;
