@@ -3,7 +3,9 @@
 //! crate may use it as well as the servers.
 //!
 //! - [`clock`]: wall-clock milliseconds since the Unix epoch ([`clock::now_ms`]), the unit of
-//!   Pulsar's publish times and of the timestamps kept in metadata.
+//!   Pulsar's publish times and of the timestamps kept in metadata; the instant of the event a
+//!   thread handles ([`clock::with_instant`], [`clock::instant`]), one clock reading shared by
+//!   the per-message latencies that event completes.
 //! - [`backoff`]: one exponential backoff ([`backoff::BackoffPolicy`] → [`backoff::Backoff`]),
 //!   doubling from a first delay up to a cap, optionally jittered and bounded in attempts, and
 //!   [`backoff::retry`] built on it. Delays come from `backon`; sleeping uses `tokio::time`, so

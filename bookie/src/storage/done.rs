@@ -80,10 +80,13 @@ impl Done {
         shared.queued_bytes.fetch_sub(queued, Ordering::AcqRel);
         m.add_entries.inc_by(n);
         m.add_bytes.inc_by(bytes);
-        for mut d in dones {
-            d.count = None;
-            d.answer(Ok(()));
-        }
+        // whatever the answers time (the broker's write latency) ends at the sync
+        strata_common::clock::with_instant(now, || {
+            for mut d in dones {
+                d.count = None;
+                d.answer(Ok(()));
+            }
+        });
     }
 
     fn answer(&mut self, r: Result<(), BookieError>) {

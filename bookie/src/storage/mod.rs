@@ -660,7 +660,8 @@ impl Storage {
     /// journal thread right after the sync. When the bookie has no room (the add must wait for
     /// the flusher), a task waits and then adds. Must be called inside a Tokio runtime.
     pub fn add_then(self: &Arc<Self>, req: AddRequest, done: AddDone) {
-        let start = Instant::now();
+        // the instant the broker stamped the message with, when it did
+        let start = strata_common::clock::instant();
         let done = Done::call(done);
         match self.check_size(req.payload.len()) {
             Ok(()) if self.space_full() => {

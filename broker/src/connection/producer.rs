@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
+use strata_common::clock;
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload};
 use strata_proto::pulsar::base_command::Type;
@@ -84,7 +86,11 @@ impl Conn {
             highest_sequence_id: highest,
             partition: p.topic.partition(),
         });
-        if let Some(until) = p.topic.publish(payload, reply) {
+        // one clock reading for the latencies this message's append times (managed ledger,
+        // local bookie)
+        let topic = &p.topic;
+        let until = clock::with_instant(Instant::now(), || topic.publish(payload, reply));
+        if let Some(until) = until {
             self.throttle_until = Some(self.throttle_until.map_or(until, |t| t.max(until)));
         }
     }

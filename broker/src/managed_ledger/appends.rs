@@ -21,7 +21,7 @@ use super::{Inner, ManagedLedgerConfig};
 use crate::error::Result;
 use crate::position::Position;
 use crate::storage::{AddCompletion, LedgerWriter, StorageError};
-use strata_common::clock::now_ms;
+use strata_common::clock;
 use strata_proto::EntryId;
 
 pub(super) use super::reply::Reply;
@@ -35,6 +35,8 @@ pub(super) struct Current {
     pub(super) w: Arc<dyn LedgerWriter>,
     pub(super) ledger: u64,
     pub(super) created_ms: u64,
+    /// When it became the open ledger (its age for rollover).
+    opened: Instant,
     entries: u64,
     bytes: u64,
 }
@@ -46,6 +48,7 @@ impl Current {
             w,
             ledger,
             created_ms,
+            opened: clock::instant(),
             entries: 0,
             bytes: 0,
         }
@@ -57,7 +60,7 @@ impl Current {
             || self.bytes >= cfg.max_size_per_ledger
             // age counts once the ledger holds something (it may be created at open, long before)
             || (self.entries > 0
-                && now_ms().saturating_sub(self.created_ms) >= cfg.max_ledger_age.as_millis() as u64)
+                && clock::instant().saturating_duration_since(self.opened) >= cfg.max_ledger_age)
     }
 }
 
@@ -159,7 +162,7 @@ impl Inner {
         c.bytes += data.len() as u64;
         self.appends.inflight.fetch_add(1, Ordering::AcqRel);
         let (ml, ledger, payload) = (self.clone(), c.ledger, data.clone());
-        let issued = Instant::now();
+        let issued = clock::instant();
         let done = AddCompletion::new(move |r| ml.on_added(r, ledger, data, reply, issued));
         c.w.add_then(payload, crc, done);
         None
@@ -208,7 +211,7 @@ impl Inner {
         issued: Instant,
     ) -> Position {
         if let Some(series) = self.write_latency.get() {
-            series.persisted(issued.elapsed());
+            series.persisted(clock::instant().saturating_duration_since(issued));
         }
         let pos = Position::new(ledger, entry as i64);
         {
