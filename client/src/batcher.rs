@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{BufMut, Bytes, BytesMut};
 use strata_common::clock::now_ms;
 use strata_proto::batch::{batch_message_len, put_batch_message};
 use strata_proto::commands;
-use strata_proto::frame::Payload;
+use strata_proto::frame::encode_entry;
 use strata_proto::outgoing::Outgoing;
 use strata_proto::pulsar::{
     CommandSend, CompressionType, KeyValue, MessageMetadata, SingleMessageMetadata,
@@ -128,7 +128,7 @@ impl Batcher {
         let data = compression::compress(self.options.compression, raw)?;
         self.next_seq += 1;
         let md = MessageMetadata {
-            producer_name: self.name.clone(),
+            producer_name: std::mem::take(&mut self.name),
             sequence_id: seq,
             publish_time: now_ms(),
             properties: kvs(&q.msg.properties),
@@ -138,12 +138,23 @@ impl Batcher {
             event_time: q.msg.event_time,
             ..Default::default()
         };
-        let frame = Outgoing::Send(
-            commands::send_command(self.producer_id, seq, 1),
-            Payload::new(md, &data),
-        );
+        let entry = self.entry(md, data.len(), |b| b.put_slice(&data));
+        let frame = Outgoing::Send(commands::send_command(self.producer_id, seq, 1), entry);
         self.inflight.put(seq, Msgs::One(q));
         Ok(frame)
+    }
+
+    /// The entry a SEND carries: `md` (which holds the producer's name, taken for the encoding
+    /// and given back, so a message costs no copy of it) and the data `write_data` appends.
+    fn entry(
+        &mut self,
+        md: MessageMetadata,
+        data_len: usize,
+        write_data: impl FnOnce(&mut BytesMut),
+    ) -> Bytes {
+        let entry = encode_entry(&md, data_len, write_data);
+        self.name = md.producer_name;
+        entry
     }
 
     fn compression(&self) -> Option<i32> {
@@ -185,7 +196,7 @@ impl Batcher {
             }
         };
         let md = MessageMetadata {
-            producer_name: self.name.clone(),
+            producer_name: std::mem::take(&mut self.name),
             sequence_id: first,
             publish_time: now_ms(),
             // Key_Shared dispatch uses the entry's key: the first message's key.
@@ -198,13 +209,14 @@ impl Batcher {
         };
         let payload = if self.options.compression == CompressionType::None {
             // the batch is written once, straight into the SEND's payload
-            Payload::build(md, raw_len, write_batch)
+            self.entry(md, raw_len, write_batch)
         } else {
             let mut buf = BytesMut::with_capacity(raw_len);
             write_batch(&mut buf);
             match compression::compress(self.options.compression, &buf.freeze()) {
-                Ok(data) => Payload::new(md, &data),
+                Ok(data) => self.entry(md, data.len(), |b| b.put_slice(&data)),
                 Err(e) => {
+                    self.name = md.producer_name;
                     let msg = e.to_string();
                     for q in batch {
                         let _ = q.reply.send(Err(ClientError::Protocol(msg.clone())));

@@ -413,9 +413,12 @@ async fn write_loop(
     shared: Arc<Shared>,
 ) {
     let mut w = FrameWriter::new(w);
+    // made once: a new one per pass would register with (and leave) the token's waiters
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let first = tokio::select! {
-            _ = cancel.cancelled() => {
+            _ = &mut cancelled => {
                 // Closing: write what is already queued (acks, CLOSE_*), bounded in time.
                 let drain = async {
                     while let Ok(o) = rx.try_recv() {
@@ -470,9 +473,11 @@ async fn read_loop(
     let mut silent_periods = 0u32;
     let mut tick = tokio::time::interval(KEEPALIVE);
     tick.tick().await;
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let item = tokio::select! {
-            _ = cancel.cancelled() => break,
+            _ = &mut cancelled => break,
             _ = tick.tick() => {
                 silent_periods += 1;
                 if silent_periods >= 3 {

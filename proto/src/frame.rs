@@ -129,12 +129,7 @@ impl Payload {
         write_data: impl FnOnce(&mut BytesMut),
     ) -> Self {
         let md_len = metadata.encoded_len();
-        let mut raw = BytesMut::with_capacity(4 + md_len + data_len);
-        raw.put_u32(md_len as u32);
-        // Encoding into a buffer with enough capacity cannot fail.
-        metadata.encode_raw(&mut raw);
-        write_data(&mut raw);
-        let raw = raw.freeze();
+        let raw = encode_entry(&metadata, data_len, write_data);
         let data = raw.slice(4 + md_len..);
         Payload {
             broker_entry_metadata: None,
@@ -197,6 +192,23 @@ impl Payload {
             raw: &self.raw,
         }
     }
+}
+
+/// Encodes an entry, `[metadata_size][MessageMetadata][data]` (what a SEND carries and a broker
+/// stores), where `write_data` appends the data (`data_len` bytes, the capacity reserved for
+/// them). A client that only sends it needs no [`Payload`] (its boxed metadata and data slice).
+pub fn encode_entry(
+    metadata: &MessageMetadata,
+    data_len: usize,
+    write_data: impl FnOnce(&mut BytesMut),
+) -> Bytes {
+    let md_len = metadata.encoded_len();
+    let mut raw = BytesMut::with_capacity(4 + md_len + data_len);
+    raw.put_u32(md_len as u32);
+    // Encoding into a buffer with enough capacity cannot fail.
+    metadata.encode_raw(&mut raw);
+    write_data(&mut raw);
+    raw.freeze()
 }
 
 /// Where the metadata of an entry (`[metadata_size][MessageMetadata][data]`) lies, checked

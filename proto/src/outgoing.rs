@@ -28,8 +28,9 @@ const MESSAGE_TAG: u32 = 9;
 pub enum Outgoing {
     /// Any frame.
     Frame(Frame),
-    /// SEND with its message.
-    Send(CommandSend, Payload),
+    /// SEND with its message as an entry (`[metadata_size][MessageMetadata][data]`, see
+    /// [`crate::frame::encode_entry`]).
+    Send(CommandSend, Bytes),
     /// SEND_RECEIPT.
     Receipt(CommandSendReceipt),
     /// MESSAGE with its entry (`[metadata_size][MessageMetadata][data]`, as stored).
@@ -48,7 +49,7 @@ impl Outgoing {
         match self {
             Outgoing::Frame(f) => f.encoded_len(),
             Outgoing::Send(c, p) => {
-                frame_len_with(lone_len(Type::Send, SEND_TAG, c), Some(p.body()))
+                frame_len_with(lone_len(Type::Send, SEND_TAG, c), Some(entry(p)))
             }
             Outgoing::Receipt(r) => {
                 frame_len_with(lone_len(Type::SendReceipt, SEND_RECEIPT_TAG, r), None)
@@ -64,7 +65,7 @@ impl Outgoing {
         match self {
             Outgoing::Frame(f) => encode_frame(&f.command, f.payload.as_ref(), max_frame_size, dst),
             Outgoing::Send(c, p) => {
-                encode_lone(Type::Send, SEND_TAG, c, Some(p.body()), max_frame_size, dst)
+                encode_lone(Type::Send, SEND_TAG, c, Some(entry(p)), max_frame_size, dst)
             }
             Outgoing::Receipt(r) => encode_lone(
                 Type::SendReceipt,
@@ -89,29 +90,34 @@ impl Outgoing {
     pub fn into_frame(self) -> Frame {
         match self {
             Outgoing::Frame(f) => f,
-            Outgoing::Send(c, p) => Frame::with_payload(
+            Outgoing::Send(c, raw) => with_entry(
                 BaseCommand {
                     send: Some(Box::new(c)),
                     ..commands::base(Type::Send)
                 },
-                p,
+                raw,
             ),
             Outgoing::Receipt(r) => Frame::simple(BaseCommand {
                 send_receipt: Some(Box::new(r)),
                 ..commands::base(Type::SendReceipt)
             }),
-            Outgoing::Message(m, raw) => {
-                let command = BaseCommand {
+            Outgoing::Message(m, raw) => with_entry(
+                BaseCommand {
                     message: Some(Box::new(m)),
                     ..commands::base(Type::Message)
-                };
-                match Payload::from_raw(raw.clone()) {
-                    Ok(p) => Frame::with_payload(command, p),
-                    // an entry whose metadata does not decode: its bytes as they would be sent
-                    Err(_) => Frame::with_payload(command, Payload::opaque(raw)),
-                }
-            }
+                },
+                raw,
+            ),
         }
+    }
+}
+
+/// A frame of `command` carrying `raw`, an entry.
+fn with_entry(command: BaseCommand, raw: Bytes) -> Frame {
+    match Payload::from_raw(raw.clone()) {
+        Ok(p) => Frame::with_payload(command, p),
+        // an entry whose metadata does not decode: its bytes as they would be sent
+        Err(_) => Frame::with_payload(command, Payload::opaque(raw)),
     }
 }
 
@@ -154,6 +160,7 @@ fn encode_lone(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::frame::encode_entry;
     use crate::pulsar::{MessageIdData, MessageMetadata};
     use proptest::prelude::*;
 
@@ -235,7 +242,7 @@ mod tests {
             )
     }
 
-    fn arb_send() -> impl Strategy<Value = (CommandSend, Payload)> {
+    fn arb_send() -> impl Strategy<Value = (CommandSend, Bytes)> {
         (
             any::<u64>(),
             any::<u64>(),
@@ -255,7 +262,15 @@ mod tests {
                             is_chunk: marker,
                             ..Default::default()
                         },
-                        Payload::new(MessageMetadata::default(), &data),
+                        encode_entry(
+                            &MessageMetadata {
+                                producer_name: "p".into(),
+                                sequence_id,
+                                ..Default::default()
+                            },
+                            data.len(),
+                            |b| b.extend_from_slice(&data),
+                        ),
                     )
                 },
             )

@@ -240,6 +240,10 @@ impl Conn {
             tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
         let mut heard = true;
         let peer = self.peer;
+        // made once: a new one per pass would register with (and leave) the token's waiters
+        // every frame
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let throttled = self.throttle_until;
             // Read once for both branches below: a reply can free room between two readings, and
@@ -280,7 +284,7 @@ impl Conn {
                         return;
                     }
                 }
-                _ = cancel.cancelled() => return,
+                _ = &mut cancelled => return,
             }
         }
     }
