@@ -273,6 +273,44 @@ pub type Decoded = Result<Frame, BadPayload>;
 #[derive(Debug, Clone)]
 pub struct PulsarCodec {
     max_frame_size: usize,
+    read: ReadChunk,
+}
+
+/// The room a connection's read buffer gets when a frame is cut at its end: it adapts to the
+/// traffic (as Netty's adaptive receive buffers do), so a busy connection reads many frames
+/// per read call (and copies a cut frame's start once per chunk), while a quiet one keeps a
+/// small buffer.
+#[derive(Debug, Clone)]
+struct ReadChunk {
+    size: usize,
+    /// Bytes decoded since the buffer last got room.
+    consumed: usize,
+}
+
+impl ReadChunk {
+    const MIN: usize = 8 << 10;
+    const MAX: usize = 128 << 10;
+
+    /// The room to reserve for a frame that needs `needed` more bytes: the chunk doubles when
+    /// the last one was mostly decoded frames, halves when it was mostly empty.
+    fn room(&mut self, needed: usize) -> usize {
+        if self.consumed >= self.size / 2 {
+            self.size = (self.size * 2).min(Self::MAX);
+        } else if self.consumed < self.size / 8 {
+            self.size = (self.size / 2).max(Self::MIN);
+        }
+        self.consumed = 0;
+        needed.max(self.size)
+    }
+}
+
+impl Default for ReadChunk {
+    fn default() -> Self {
+        ReadChunk {
+            size: Self::MIN,
+            consumed: 0,
+        }
+    }
 }
 
 impl Default for PulsarCodec {
@@ -291,12 +329,16 @@ impl PulsarCodec {
     pub fn with_max_message_size(max_message_size: usize) -> Self {
         PulsarCodec {
             max_frame_size: max_message_size.saturating_add(FRAME_PADDING),
+            read: ReadChunk::default(),
         }
     }
 
     /// A codec with an exact limit on `total_size` (bytes after the total-size field).
     pub fn with_max_frame_size(max_frame_size: usize) -> Self {
-        PulsarCodec { max_frame_size }
+        PulsarCodec {
+            max_frame_size,
+            read: ReadChunk::default(),
+        }
     }
 
     /// The limit on `total_size`.
@@ -316,6 +358,7 @@ impl Decoder for PulsarCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Decoded>, FrameError> {
         if src.len() < 4 {
+            src.reserve(self.read.room(4 - src.len()));
             return Ok(None);
         }
         let total = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
@@ -332,9 +375,10 @@ impl Decoder for PulsarCodec {
         }
         if src.len() < 4 + total {
             // Bounded by the check above.
-            src.reserve(4 + total - src.len());
+            src.reserve(self.read.room(4 + total - src.len()));
             return Ok(None);
         }
+        self.read.consumed += 4 + total;
         let frame = src.split_to(4 + total).freeze();
         decode_body(frame.slice(4..)).map(Some)
     }
@@ -633,6 +677,45 @@ mod tests {
                     prop_assert_eq!(p.verified_checksum(), Some(crc32c::crc32c(&p.raw)));
                 }
             }
+        }
+
+        #[test]
+        fn a_busy_connection_reads_larger_chunks_and_a_quiet_one_shrinks_back(frames in 200usize..500) {
+            let mut codec = PulsarCodec::new();
+            let mut wire = BytesMut::new();
+            let f = Frame::with_payload(
+                crate::commands::send(1, 1, 1),
+                Payload::new(MessageMetadata::default(), &[7u8; 1000]),
+            );
+            for _ in 0..frames {
+                codec.encode(f.clone(), &mut wire).unwrap();
+            }
+            // reads of up to the buffer's spare room, as FramedRead does
+            let mut buf = BytesMut::new();
+            let mut reads = 0;
+            let (mut decoded, mut peak) = (0, 0);
+            while !wire.is_empty() || !buf.is_empty() {
+                let n = (buf.capacity() - buf.len()).clamp(1, wire.len().max(1)).min(wire.len());
+                buf.extend_from_slice(&wire.split_to(n));
+                reads += 1;
+                while let Some(got) = codec.decode(&mut buf).unwrap() {
+                    prop_assert!(got.is_ok());
+                    decoded += 1;
+                }
+                peak = peak.max(codec.read.size);
+                if wire.is_empty() {
+                    break;
+                }
+            }
+            prop_assert_eq!(decoded, frames);
+            // ~1 KiB frames: 8 KiB reads would take about frames / 7
+            prop_assert!(reads * 10 <= frames, "{reads} reads for {frames} frames");
+            prop_assert_eq!(peak, ReadChunk::MAX);
+            // quiet now: a few tiny reads bring the chunk back down
+            for _ in 0..8 {
+                prop_assert!(codec.decode(&mut buf).unwrap().is_none());
+            }
+            prop_assert_eq!(codec.read.size, ReadChunk::MIN);
         }
 
         #[test]
