@@ -291,16 +291,18 @@ impl ReadChunk {
     const MIN: usize = 8 << 10;
     const MAX: usize = 128 << 10;
 
-    /// The room to reserve for a frame that needs `needed` more bytes: the chunk doubles when
-    /// the last one was mostly decoded frames, halves when it was mostly empty.
-    fn room(&mut self, needed: usize) -> usize {
+    /// The room to reserve for a frame that needs `needed` more bytes after the `buffered`
+    /// ones: the buffer is brought to one chunk (or the frame's size), the chunk doubling when
+    /// the last one was mostly decoded frames, halving when it was mostly empty. (A buffer no
+    /// frame holds on to any more is reused: only the cut frame's start moves to its front.)
+    fn room(&mut self, needed: usize, buffered: usize) -> usize {
         if self.consumed >= self.size / 2 {
             self.size = (self.size * 2).min(Self::MAX);
         } else if self.consumed < self.size / 8 {
             self.size = (self.size / 2).max(Self::MIN);
         }
         self.consumed = 0;
-        needed.max(self.size)
+        needed.max(self.size.saturating_sub(buffered))
     }
 }
 
@@ -358,7 +360,7 @@ impl Decoder for PulsarCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Decoded>, FrameError> {
         if src.len() < 4 {
-            src.reserve(self.read.room(4 - src.len()));
+            src.reserve(self.read.room(4 - src.len(), src.len()));
             return Ok(None);
         }
         let total = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
@@ -375,7 +377,7 @@ impl Decoder for PulsarCodec {
         }
         if src.len() < 4 + total {
             // Bounded by the check above.
-            src.reserve(self.read.room(4 + total - src.len()));
+            src.reserve(self.read.room(4 + total - src.len(), src.len()));
             return Ok(None);
         }
         self.read.consumed += 4 + total;
