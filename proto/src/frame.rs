@@ -24,6 +24,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::FrameError;
 use crate::pulsar::{BaseCommand, BrokerEntryMetadata, MessageMetadata, base_command};
+use crate::read_chunk::ReadChunk;
 
 /// Magic that precedes the CRC32C of a payload command.
 pub const MAGIC_CRC32C: u16 = 0x0e01;
@@ -276,45 +277,6 @@ pub struct PulsarCodec {
     read: ReadChunk,
 }
 
-/// The room a connection's read buffer gets when a frame is cut at its end: it adapts to the
-/// traffic (as Netty's adaptive receive buffers do), so a busy connection reads many frames
-/// per read call (and copies a cut frame's start once per chunk), while a quiet one keeps a
-/// small buffer.
-#[derive(Debug, Clone)]
-struct ReadChunk {
-    size: usize,
-    /// Bytes decoded since the buffer last got room.
-    consumed: usize,
-}
-
-impl ReadChunk {
-    const MIN: usize = 8 << 10;
-    const MAX: usize = 128 << 10;
-
-    /// The room to reserve for a frame that needs `needed` more bytes after the `buffered`
-    /// ones: the buffer is brought to one chunk (or the frame's size), the chunk doubling when
-    /// the last one was mostly decoded frames, halving when it was mostly empty. (A buffer no
-    /// frame holds on to any more is reused: only the cut frame's start moves to its front.)
-    fn room(&mut self, needed: usize, buffered: usize) -> usize {
-        if self.consumed >= self.size / 2 {
-            self.size = (self.size * 2).min(Self::MAX);
-        } else if self.consumed < self.size / 8 {
-            self.size = (self.size / 2).max(Self::MIN);
-        }
-        self.consumed = 0;
-        needed.max(self.size.saturating_sub(buffered))
-    }
-}
-
-impl Default for ReadChunk {
-    fn default() -> Self {
-        ReadChunk {
-            size: Self::MIN,
-            consumed: 0,
-        }
-    }
-}
-
 impl Default for PulsarCodec {
     fn default() -> Self {
         Self::with_max_message_size(DEFAULT_MAX_MESSAGE_SIZE)
@@ -380,7 +342,7 @@ impl Decoder for PulsarCodec {
             src.reserve(self.read.room(4 + total - src.len(), src.len()));
             return Ok(None);
         }
-        self.read.consumed += 4 + total;
+        self.read.decoded(4 + total);
         let frame = src.split_to(4 + total).freeze();
         decode_body(frame.slice(4..)).map(Some)
     }
@@ -704,7 +666,7 @@ mod tests {
                     prop_assert!(got.is_ok());
                     decoded += 1;
                 }
-                peak = peak.max(codec.read.size);
+                peak = peak.max(codec.read.size());
                 if wire.is_empty() {
                     break;
                 }
@@ -717,7 +679,7 @@ mod tests {
             for _ in 0..8 {
                 prop_assert!(codec.decode(&mut buf).unwrap().is_none());
             }
-            prop_assert_eq!(codec.read.size, ReadChunk::MIN);
+            prop_assert_eq!(codec.read.size(), ReadChunk::MIN);
         }
 
         #[test]

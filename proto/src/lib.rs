@@ -26,6 +26,7 @@ pub mod frame;
 pub mod frame_writer;
 pub mod ids;
 pub mod outgoing;
+mod read_chunk;
 
 pub use error::FrameError;
 
