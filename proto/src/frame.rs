@@ -130,7 +130,7 @@ impl Payload {
         write_data: impl FnOnce(&mut BytesMut),
     ) -> Self {
         let md_len = metadata.encoded_len();
-        let raw = encode_entry(&metadata, data_len, write_data);
+        let raw = encode_entry_sized(&metadata, md_len, data_len, write_data);
         let data = raw.slice(4 + md_len..);
         Payload {
             broker_entry_metadata: None,
@@ -203,7 +203,16 @@ pub fn encode_entry(
     data_len: usize,
     write_data: impl FnOnce(&mut BytesMut),
 ) -> Bytes {
-    let md_len = metadata.encoded_len();
+    encode_entry_sized(metadata, metadata.encoded_len(), data_len, write_data)
+}
+
+/// [`encode_entry`] for metadata whose encoded length `md_len` the caller has.
+fn encode_entry_sized(
+    metadata: &MessageMetadata,
+    md_len: usize,
+    data_len: usize,
+    write_data: impl FnOnce(&mut BytesMut),
+) -> Bytes {
     let mut raw = BytesMut::with_capacity(4 + md_len + data_len);
     raw.put_u32(md_len as u32);
     // Encoding into a buffer with enough capacity cannot fail.

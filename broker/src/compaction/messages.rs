@@ -1,10 +1,10 @@
 //! What the compactor sees in a stored entry: its messages' keys (compressed batches are
 //! decompressed), and whether each is a tombstone (an empty payload or `null_value`).
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use strata_proto::batch::parse_batch;
 use strata_proto::compression::{compress, decompress};
-use strata_proto::frame::Payload;
+use strata_proto::frame::{Payload, encode_entry};
 use strata_proto::pulsar::{CompressionType, MessageMetadata};
 
 /// One message of an entry.
@@ -114,5 +114,7 @@ pub fn retain(entry: &Bytes, keep: &[u32]) -> Option<Bytes> {
     let mut md = md.clone();
     md.num_messages_in_batch = Some(count);
     md.uncompressed_size = Some(data.len() as u32);
-    Some(Payload::new(*md, &compressed).raw)
+    Some(encode_entry(&md, compressed.len(), |b| {
+        b.put_slice(&compressed)
+    }))
 }
