@@ -31,25 +31,32 @@ pub(super) struct DurableBatch {
     synced: Instant,
 }
 
-/// What the journal thread hands to the applier: a synced batch and the acknowledgements that
-/// must wait until it is applied (fence, delete).
-pub(super) type Applied = (Arc<DurableBatch>, Vec<Done>);
+/// What the journal thread hands to the applier: a synced batch, the adds it answers at once
+/// (readable from the durable queue already) and the acknowledgements that must wait until the
+/// batch is applied (fence, delete).
+pub(super) struct Applied {
+    batch: Arc<DurableBatch>,
+    acks: Vec<Done>,
+    later: Vec<Done>,
+}
 
 /// Unsaved journal index entries past which the applier asks for a flush.
 const UNSAVED_KICK: usize = 1 << 16;
 
-/// The applier thread: moves synced batches into the in-memory state (index or write cache, LAC,
-/// fence, delete) in commit order, then drops them from the durable queue. Waiting for the state
+/// The applier thread: answers the adds of synced batches (so the journal thread starts the next
+/// write at once), then moves the batches into the in-memory state (index or write cache, LAC,
+/// fence, delete) in commit order and drops them from the durable queue. Waiting for the state
 /// lock here delays no add acknowledgement.
 pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
     let cfg = shared.cfg.clone();
     let m = shared.metrics.clone();
-    let mut work: Vec<Applied> = Vec::new();
+    let mut work: Vec<(Arc<DurableBatch>, Vec<Done>)> = Vec::new();
     let mut opened = None;
     while let Ok(first) = rx.recv() {
-        work.push(first);
-        while let Ok(more) = rx.try_recv() {
-            work.push(more);
+        let mut next = Some(first);
+        while let Some(a) = next.take().or_else(|| rx.try_recv().ok()) {
+            Done::answer_synced(a.acks, a.batch.synced, &shared);
+            work.push((a.batch, a.later));
         }
         let new_segments = match cfg.journal_holds_entries {
             true => open_journal_segments(&cfg, &work, &mut opened),
@@ -91,7 +98,7 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
 /// not journal segments yet; `opened` is the last one opened.
 fn open_journal_segments(
     cfg: &crate::config::StorageConfig,
-    work: &[Applied],
+    work: &[(Arc<DurableBatch>, Vec<Done>)],
     opened: &mut Option<u64>,
 ) -> Vec<(u64, SegMeta)> {
     let mut out = vec![];
@@ -234,10 +241,11 @@ pub(super) fn run(
         match res {
             Ok(wrote) => {
                 m.journal_bytes.inc_by(wrote as u64);
-                // acknowledge adds right after the sync, without the state lock: the batch is
-                // published in the durable queue (readable from there) before any ack is sent, and
-                // the applier thread moves it into the state. Fences and deletes are acknowledged
-                // by the applier, once their effects (and every earlier add) are in the state.
+                // the applier thread acknowledges adds first, without the state lock (the batch is
+                // published in the durable queue, readable from there, before it is handed over),
+                // then moves the batch into the state; this thread writes the next batch
+                // meanwhile. Fences and deletes are acknowledged once their effects (and every
+                // earlier add) are in the state.
                 let mut recs = Vec::with_capacity(batch.len());
                 let mut acks = Vec::with_capacity(batch.len());
                 let mut later = Vec::new();
@@ -258,9 +266,15 @@ pub(super) fn run(
                 });
                 shared.durable_bytes.fetch_add(bytes, Ordering::AcqRel);
                 shared.durable.lock().push_back(db.clone());
-                Done::answer_synced(acks, db.synced, &shared);
-                if apply_tx.send((db, later)).is_err() {
+                let applied = Applied {
+                    batch: db,
+                    acks,
+                    later,
+                };
+                if let Err(lost) = apply_tx.send(applied) {
                     tracing::error!("journal applier gone");
+                    let Applied { batch, acks, .. } = lost.0;
+                    Done::answer_synced(acks, batch.synced, &shared);
                 }
             }
             Err(e) => {
