@@ -352,13 +352,16 @@ impl Decoder for PulsarCodec {
             return Ok(None);
         }
         self.read.decoded(4 + total);
-        let frame = src.split_to(4 + total).freeze();
-        decode_body(frame.slice(4..)).map(Some)
+        let mut frame = src.split_to(4 + total).freeze();
+        // `advance`, not `slice`: each clone of a frame is an atomic update of its read buffer's
+        // count, which the thread that drops the stored entry updates too
+        frame.advance(4);
+        decode_body(frame).map(Some)
     }
 }
 
 /// Decodes `[command_size][BaseCommand][payload...]` (a frame without its total-size field).
-fn decode_body(body: Bytes) -> Result<Decoded, FrameError> {
+fn decode_body(mut body: Bytes) -> Result<Decoded, FrameError> {
     if body.len() < 4 {
         return Err(FrameError::Malformed(
             "frame shorter than the command size field",
@@ -375,7 +378,8 @@ fn decode_body(body: Bytes) -> Result<Decoded, FrameError> {
     command
         .merge(&body[4..4 + cmd_size])
         .map_err(FrameError::InvalidCommand)?;
-    let rest = body.slice(4 + cmd_size..);
+    body.advance(4 + cmd_size);
+    let rest = body;
     if rest.is_empty() {
         return Ok(Ok(Frame {
             command,
@@ -427,7 +431,8 @@ fn decode_payload(mut rest: Bytes) -> Result<Payload, FrameError> {
             ));
         }
         let expected = u32::from_be_bytes([rest[2], rest[3], rest[4], rest[5]]);
-        let raw = rest.slice(6..);
+        rest.advance(6);
+        let raw = rest;
         let computed = crc32c::crc32c(&raw);
         if computed != expected {
             return Err(FrameError::ChecksumMismatch { expected, computed });
