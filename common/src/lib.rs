@@ -17,5 +17,6 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod group;
 pub mod process;
 pub mod timer;

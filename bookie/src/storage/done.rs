@@ -80,12 +80,15 @@ impl Done {
         shared.queued_bytes.fetch_sub(queued, Ordering::AcqRel);
         m.add_entries.inc_by(n);
         m.add_bytes.inc_by(bytes);
-        // whatever the answers time (the broker's write latency) ends at the sync
+        // whatever the answers time (the broker's write latency) ends at the sync; whoever
+        // they reach may collect its work for the whole group (one receipt batch per connection)
         strata_common::clock::with_instant(now, || {
-            for mut d in dones {
-                d.count = None;
-                d.answer(Ok(()));
-            }
+            strata_common::group::run(|| {
+                for mut d in dones {
+                    d.count = None;
+                    d.answer(Ok(()));
+                }
+            })
         });
     }
 

@@ -4,14 +4,21 @@
 //! wake-up of the reading task per SEND. A producer's receipts keep its SEND order, because a
 //! topic answers its appends in log order. The number of SENDs in flight bounds how far the
 //! reading task runs ahead (`max_pending_sends`).
+//!
+//! Answers given inside a [`strata_common::group`] (the journal answering every add of one
+//! sync) are collected and queued once, at the group's end: one message of the outbound queue
+//! for the receipts of a whole sync. Whatever answers the same connection meanwhile, on any
+//! thread, joins the collected answers, so they keep the order they were given in.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use strata_proto::commands;
 use strata_proto::frame::Frame;
+use strata_proto::outgoing::Outgoing;
 use strata_proto::pulsar::CommandSendReceipt;
 use tokio::sync::Notify;
 use tracing::{debug, warn};
@@ -43,6 +50,8 @@ pub(super) struct Receipts {
     /// Notified when `pending` falls below `max_pending`, and at zero while draining.
     room: Notify,
     draining: AtomicBool,
+    /// Answers given and not queued yet (see the module documentation).
+    collected: Mutex<Vec<Outgoing>>,
 }
 
 impl Receipts {
@@ -54,6 +63,7 @@ impl Receipts {
             pending: AtomicUsize::new(0),
             room: Notify::new(),
             draining: AtomicBool::new(false),
+            collected: Mutex::new(Vec::new()),
         })
     }
 
@@ -81,16 +91,17 @@ impl Receipts {
     }
 
     /// Queues the answer of SEND `id`.
-    fn answer(&self, id: SendId, r: Result<Position>) {
-        match r {
+    fn answer(self: Arc<Self>, id: SendId, r: Result<Position>) {
+        let (o, at_once) = match r {
             Ok(p) => {
-                self.out.send_receipt(CommandSendReceipt {
+                let receipt = CommandSendReceipt {
                     producer_id: id.producer_id,
                     sequence_id: id.sequence_id,
                     message_id: Some(wire_id(p, id.partition)),
                     highest_sequence_id: (id.highest_sequence_id > 0)
                         .then_some(id.highest_sequence_id),
-                });
+                };
+                (Outgoing::Receipt(receipt), false)
             }
             Err(e) => {
                 // refusals a client retries (quota, an earlier copy in flight): not worth a
@@ -103,23 +114,53 @@ impl Receipts {
                 } else {
                     warn!(peer = %self.peer, producer = id.producer_id, seq = id.sequence_id, error = %e, "send failed");
                 }
-                let _ = self.out.send(Frame::simple(commands::send_error(
+                let error = commands::send_error(
                     id.producer_id,
                     id.sequence_id,
                     server_error(&e),
                     e.to_string(),
-                )));
+                );
+                (Outgoing::Frame(Frame::simple(error)), true)
+            }
+        };
+        let first = {
+            let mut c = self.collected.lock();
+            c.push(o);
+            c.len() == 1
+        };
+        if at_once {
+            self.flush();
+        } else if first {
+            strata_common::group::later(move || self.flush());
+        }
+    }
+
+    /// Queues the collected answers, in order, and gives their SENDs' room back.
+    fn flush(&self) {
+        let mut c = self.collected.lock();
+        let n = c.len();
+        match n {
+            0 => return,
+            1 => {
+                if let Some(o) = c.pop() {
+                    self.out.send_outgoing(o);
+                }
+            }
+            _ => {
+                // the next group's answers likely as many
+                self.out
+                    .send_all(std::mem::replace(&mut *c, Vec::with_capacity(n)));
             }
         }
+        drop(c);
         // SeqCst with `drain`'s store and load: either it sees zero or this sees it draining
-        let before = self.pending.fetch_sub(1, Ordering::SeqCst);
-        if before == self.max_pending || (before == 1 && self.draining.load(Ordering::SeqCst)) {
+        let before = self.pending.fetch_sub(n, Ordering::SeqCst);
+        let crossed = before >= self.max_pending && before - n < self.max_pending;
+        if crossed || (before == n && self.draining.load(Ordering::SeqCst)) {
             self.room.notify_one();
         }
     }
 
-    /// Waits until every SEND in flight was answered, at most `limit` (the connection is
-    /// closing: let its producers get their receipts where possible).
     pub async fn drain(&self, limit: Duration) {
         self.draining.store(true, Ordering::SeqCst);
         let _ = tokio::time::timeout(limit, async {
@@ -161,11 +202,27 @@ mod tests {
             .map(|_| {
                 let (replies, answered) = (replies.clone(), answered.clone());
                 std::thread::spawn(move || {
-                    loop {
-                        let next = replies.lock().unwrap().recv();
-                        let Ok(reply) = next else { return };
-                        reply.send(Ok(Position::new(1, 1)));
-                        answered.fetch_add(1, Ordering::Relaxed);
+                    for turn in 0u64.. {
+                        let burst = {
+                            let replies = replies.lock().unwrap();
+                            let Ok(first) = replies.recv() else { return };
+                            let mut burst = vec![first];
+                            burst.extend(replies.try_iter().take(15));
+                            burst
+                        };
+                        let n = burst.len() as u64;
+                        let answer = move || {
+                            for reply in burst {
+                                reply.send(Ok(Position::new(1, 1)));
+                            }
+                        };
+                        // every other burst answered as a journal sync's group is
+                        if turn % 2 == 0 {
+                            strata_common::group::run(answer);
+                        } else {
+                            answer();
+                        }
+                        answered.fetch_add(n, Ordering::Relaxed);
                     }
                 })
             })
@@ -199,6 +256,46 @@ mod tests {
         assert_eq!(receipts.pending.load(Ordering::SeqCst), 0);
         drop(receipts);
         drain_frames.await.unwrap();
+    }
+
+    /// Answers given in a group are queued once, at its end, in the order given; an error
+    /// goes out at once, after what was collected before it.
+    #[tokio::test]
+    async fn answers_in_a_group_are_queued_together_in_order() {
+        let (out, mut rx) = Outbound::channel();
+        let receipts = Receipts::new(out, "127.0.0.1:6650".parse().unwrap(), 2);
+        let replies: Vec<Reply> = (0..6).map(|seq| receipts.reply(id(seq))).collect();
+        assert!(receipts.is_full());
+        strata_common::group::run(|| {
+            for (seq, reply) in replies.into_iter().enumerate() {
+                match seq {
+                    2 => reply.send(Err(BrokerError::ServiceNotReady("busy".into()))),
+                    _ => reply.send(Ok(Position::new(1, seq as i64))),
+                }
+                if seq == 3 {
+                    // 0-2 queued with the error, 3 collected; the room comes back as they are
+                    // queued
+                    assert!(
+                        rx.try_recv()
+                            .is_some_and(|f| f.command.send_receipt.is_some())
+                    );
+                    assert!(rx.try_recv().is_some());
+                    assert!(
+                        rx.try_recv()
+                            .is_some_and(|f| f.command.send_error.is_some())
+                    );
+                    assert!(rx.try_recv().is_none());
+                    assert!(receipts.is_full());
+                }
+            }
+        });
+        let mut got = vec![];
+        while let Some(f) = rx.try_recv() {
+            got.push(f.command.send_receipt.map(|r| r.sequence_id));
+        }
+        assert_eq!(got, [Some(3), Some(4), Some(5)]);
+        assert_eq!(receipts.pending.load(Ordering::SeqCst), 0);
+        assert!(!receipts.is_full());
     }
 
     /// A reply dropped unanswered (its log went away) still answers: an error receipt, and the

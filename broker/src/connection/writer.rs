@@ -64,6 +64,7 @@ mod tests {
     use futures::StreamExt;
     use strata_proto::commands;
     use strata_proto::frame::{Frame, Payload, PulsarCodec};
+    use strata_proto::outgoing::Outgoing;
     use strata_proto::pulsar::base_command::Type;
     use strata_proto::pulsar::{CommandMessage, CommandSendReceipt, MessageMetadata};
     use tokio_util::codec::FramedRead;
@@ -91,11 +92,18 @@ mod tests {
                 },
                 entry
             ));
-            assert!(out.send_receipt(CommandSendReceipt {
+            let receipt = Outgoing::Receipt(CommandSendReceipt {
                 producer_id: i,
                 ..Default::default()
-            }));
-            out.send(Frame::simple(commands::ping())).unwrap();
+            });
+            let ping = Frame::simple(commands::ping());
+            if i % 3 == 0 {
+                // several frames as one message of the queue, as collected receipts go
+                assert!(out.send_all(vec![receipt, Outgoing::Frame(ping)]));
+            } else {
+                assert!(out.send_outgoing(receipt));
+                out.send(ping).unwrap();
+            }
         }
         drop(out);
         let mut rd = FramedRead::new(theirs, PulsarCodec::with_max_frame_size(8 << 20));
