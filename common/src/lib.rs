@@ -1,6 +1,6 @@
 //! `strata-common`: the few helpers that several Strata crates would otherwise each write
-//! themselves. It depends on nothing heavy (`tokio` time and the `backon` crate), so the client
-//! crate may use it as well as the servers.
+//! themselves. It depends on nothing heavy (`tokio` time, the `backon` and `foldhash` crates), so
+//! the client crate may use it as well as the servers.
 //!
 //! - [`clock`]: wall-clock milliseconds since the Unix epoch ([`clock::now_ms`]), the unit of
 //!   Pulsar's publish times and of the timestamps kept in metadata; the instant of the event a
@@ -10,6 +10,10 @@
 //!   doubling from a first delay up to a cap, optionally jittered and bounded in attempts, and
 //!   [`backoff::retry`] built on it. Delays come from `backon`; sleeping uses `tokio::time`, so
 //!   tests can drive it with paused time.
+//! - [`group`]: work deferred to the end of a group of events a thread handles together
+//!   ([`group::run`], [`group::later`]): one receipt batch per connection for a journal sync.
+//! - [`fast_map`]: [`fast_map::FastMap`], a per-process seeded foldhash map for lookups on the
+//!   message path.
 //! - [`process`]: this process's CPU time, memory and file descriptors from `/proc/self`.
 //! - [`timer`]: a lazy sleep until an optional deadline, for `select!` loops.
 //!
@@ -17,6 +21,7 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod fast_map;
 pub mod group;
 pub mod process;
 pub mod timer;

@@ -68,7 +68,7 @@ pub(super) struct Flusher {
 const TRASH_STEP: u64 = 8 << 20;
 
 /// Ledger states as a checkpoint (or manifest) recorded them.
-pub(super) fn ledgers_from(recs: &[LedgerRecord]) -> std::collections::HashMap<u64, Ledger> {
+pub(super) fn ledgers_from(recs: &[LedgerRecord]) -> strata_common::fast_map::FastMap<u64, Ledger> {
     recs.iter()
         .map(|l| {
             (

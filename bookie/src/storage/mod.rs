@@ -43,11 +43,13 @@ mod seg_writer;
 mod segments;
 mod sys;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use strata_common::fast_map::FastMap;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -94,7 +96,7 @@ impl Ledger {
 /// see [`journal_seg`]).
 #[derive(Debug, Default)]
 struct Cache {
-    entries: HashMap<u64, BTreeMap<u64, Payload>>,
+    entries: FastMap<u64, BTreeMap<u64, Payload>>,
     bytes: usize,
 }
 
@@ -184,7 +186,7 @@ struct JournalOp {
 
 /// Everything in memory, behind one lock.
 struct State {
-    ledgers: HashMap<u64, Ledger>,
+    ledgers: FastMap<u64, Ledger>,
     /// Deleted ledgers whose entries may still be in segments (recovery skips their index
     /// entries); pruned by GC once no segment holds them.
     deleted: HashSet<u64>,
@@ -193,7 +195,7 @@ struct State {
     tombstones: Tombstones,
     cache: Cache,
     flushing: Option<Arc<Cache>>,
-    index: HashMap<u64, ledger_index::LedgerIndex>,
+    index: FastMap<u64, ledger_index::LedgerIndex>,
     segments: segments::Segments,
     journal_pos: (u64, u64),
     /// Entries indexed in journal segments and not yet in their index files, as
@@ -205,7 +207,7 @@ struct State {
 /// their own lock: adds and fences are validated and queued here without the state lock, which
 /// the applier and the flusher hold.
 struct Admission {
-    ledgers: HashMap<u64, (Bytes, bool)>,
+    ledgers: FastMap<u64, (Bytes, bool)>,
     /// Adds to these are refused: the most recent deletes, bounded
     /// (`StorageConfig::deleted_ledgers_remembered`)...
     deleted: Tombstones,

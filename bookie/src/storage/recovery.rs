@@ -27,12 +27,12 @@ use super::{Cache, Ledger, State};
 
 /// What recovery hands to the running storage.
 pub(super) struct Recovered {
-    pub ledgers: std::collections::HashMap<u64, Ledger>,
+    pub ledgers: strata_common::fast_map::FastMap<u64, Ledger>,
     pub deleted: HashSet<u64>,
     pub tombstones: super::Tombstones,
     /// Replayed entries the flush after recovery could not write (a full disk), else empty.
     pub cache: Cache,
-    pub index: std::collections::HashMap<u64, super::ledger_index::LedgerIndex>,
+    pub index: strata_common::fast_map::FastMap<u64, super::ledger_index::LedgerIndex>,
     pub segments: segments::Segments,
     /// `None` when no journal file could be created (disk full): the bookie starts read-only.
     pub journal: Option<JournalFile>,

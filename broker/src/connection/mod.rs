@@ -36,10 +36,10 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_common::fast_map::FastMap;
 
 use futures::StreamExt;
 use strata_common::timer::sleep_until;
@@ -140,12 +140,12 @@ struct Conn {
     out: Outbound,
     connected: bool,
     protocol_version: i32,
-    producers: HashMap<u64, ProducerState>,
-    consumers: HashMap<u64, ConsumerState>,
+    producers: FastMap<u64, ProducerState>,
+    consumers: FastMap<u64, ConsumerState>,
     /// Producers of non-persistent topics (`non_persistent.rs`).
-    np_producers: HashMap<u64, NpProducerState>,
+    np_producers: FastMap<u64, NpProducerState>,
     /// Consumers of non-persistent topics.
-    np_consumers: HashMap<u64, NpConsumerState>,
+    np_consumers: FastMap<u64, NpConsumerState>,
     /// The SENDs waiting for their outcome.
     receipts: Arc<Receipts>,
     /// PRODUCER and SUBSCRIBE being created on tasks (`create.rs`).
@@ -200,10 +200,10 @@ pub async fn serve_stream<S>(
         out,
         connected: false,
         protocol_version: 0,
-        producers: HashMap::new(),
-        consumers: HashMap::new(),
-        np_producers: HashMap::new(),
-        np_consumers: HashMap::new(),
+        producers: FastMap::default(),
+        consumers: FastMap::default(),
+        np_producers: FastMap::default(),
+        np_consumers: FastMap::default(),
         receipts,
         creating: Creating::new(),
         tasks: tokio_util::task::TaskTracker::new(),
