@@ -87,14 +87,22 @@ impl JournalRecord {
                 key,
                 payload,
             } => {
-                let mut h = Vec::with_capacity(27 + key.len());
-                h.put_u8(T_ADD);
-                h.put_u64_le(*ledger);
-                h.put_u64_le(*entry);
-                h.put_i64_le(*lac);
-                h.put_u16_le(key.len() as u16);
-                h.put_slice(key);
-                put_split_frame(out, Some(seq), &h, payload);
+                // on the stack for the usual short key (no allocation per add)
+                let (mut short, mut long) = ([0u8; 64], Vec::new());
+                let h: &mut [u8] = match 27 + key.len() {
+                    n if n <= short.len() => &mut short[..n],
+                    n => {
+                        long.resize(n, 0);
+                        &mut long
+                    }
+                };
+                h[0] = T_ADD;
+                h[1..9].copy_from_slice(&ledger.to_le_bytes());
+                h[9..17].copy_from_slice(&entry.to_le_bytes());
+                h[17..25].copy_from_slice(&lac.to_le_bytes());
+                h[25..27].copy_from_slice(&(key.len() as u16).to_le_bytes());
+                h[27..].copy_from_slice(key);
+                put_split_frame(out, Some(seq), h, payload);
             }
             JournalRecord::Fence { ledger, key } => {
                 let mut h = Vec::with_capacity(11 + key.len());
