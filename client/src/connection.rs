@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use strata_proto::commands;
 use strata_proto::frame::{Frame, Payload, PulsarCodec};
@@ -24,6 +24,7 @@ use tracing::{debug, warn};
 
 use crate::error::{ClientError, Result};
 use crate::inflight::Inflight;
+use crate::receipt_batch::ReceiptBatch;
 
 /// Protocol version this client announces in CONNECT.
 pub const CLIENT_PROTOCOL_VERSION: i32 = 20;
@@ -475,8 +476,20 @@ async fn read_loop(
     tick.tick().await;
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
+    let mut receipts = ReceiptBatch::default();
+    let producer = |id: u64| shared.routes.lock().producers.get(&id).cloned();
     loop {
-        let item = tokio::select! {
+        // receipts are collected while frames can be read without waiting (see
+        // `receipt_batch`), and answered before the reader waits
+        let ready = match receipts.is_empty() {
+            true => None,
+            false => reader.next().now_or_never(),
+        };
+        let item = if let Some(item) = ready {
+            item
+        } else {
+            receipts.answer(producer);
+            tokio::select! {
             _ = &mut cancelled => break,
             _ = tick.tick() => {
                 silent_periods += 1;
@@ -488,6 +501,7 @@ async fn read_loop(
                 continue;
             }
             item = reader.next() => item,
+            }
         };
         silent_periods = 0;
         let frame = match item {
@@ -503,10 +517,19 @@ async fn read_loop(
                 warn!(error = %bad, "dropping frame with a bad payload");
                 continue;
             }
-            Some(Ok(Ok(frame))) => frame,
+            Some(Ok(Ok(mut frame))) => {
+                if let Some(r) = frame.command.send_receipt.take() {
+                    receipts.push(*r, producer);
+                    continue;
+                }
+                frame
+            }
         };
+        // answers keep the broker's order
+        receipts.answer(producer);
         route(frame, auth.as_ref(), &out, &shared);
     }
+    receipts.answer(producer);
     cancel.cancel();
     shared.close_all();
 }
@@ -569,13 +592,7 @@ fn route(
             };
             let _ = out.try_send(Frame::simple(resp).into());
         }
-        Some(Type::SendReceipt) => {
-            if let Some(r) = command.send_receipt {
-                to_producer(shared, r.producer_id, |p| {
-                    p.receipt(r.sequence_id, r.message_id.as_ref())
-                });
-            }
-        }
+        // SendReceipt: collected and answered by the read loop (`ReceiptBatch`)
         Some(Type::SendError) => {
             if let Some(r) = command.send_error {
                 let error = ClientError::server(r.error, r.message);

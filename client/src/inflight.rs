@@ -43,14 +43,29 @@ impl Msgs {
     }
 
     /// Answers each message with `r(index)`.
-    fn answer(self, mut r: impl FnMut(usize) -> Result<MessageId>) {
-        match self {
-            Msgs::One(q) => {
-                let _ = q.reply.send(r(0));
+    fn answer(self, r: impl FnMut(usize) -> Result<MessageId>) {
+        self.answer_keeping(r, &mut None);
+    }
+
+    /// [`Msgs::answer`], keeping the messages' places in the window in `permits` (given back
+    /// at once when it is dropped: one update of the window's semaphore for many answers).
+    fn answer_keeping(
+        self,
+        mut r: impl FnMut(usize) -> Result<MessageId>,
+        permits: &mut Option<OwnedSemaphorePermit>,
+    ) {
+        let mut one = |i: usize, q: Queued| {
+            let _ = q.reply.send(r(i));
+            match permits {
+                Some(p) => p.merge(q._permit),
+                None => *permits = Some(q._permit),
             }
+        };
+        match self {
+            Msgs::One(q) => one(0, q),
             Msgs::Batch(b) => {
                 for (i, q) in b.into_iter().enumerate() {
-                    let _ = q.reply.send(r(i));
+                    one(i, q);
                 }
             }
         }
@@ -148,14 +163,39 @@ impl Inflight {
         Some(sent)
     }
 
-    /// A SEND_RECEIPT: each message of the SEND gets its id (its index in a batch).
-    pub(crate) fn receipt(&self, sequence_id: u64, message_id: Option<&MessageIdData>) {
-        let Some(messages) = self.take(sequence_id) else {
-            return;
+    /// SEND_RECEIPTs read together, `(sequence id, message id)` in the order they came: the
+    /// SENDs are taken under one lock, and the window's room is given back once. Each message
+    /// of a SEND gets its id (its index in a batch).
+    pub(crate) fn receipts<'a>(
+        &self,
+        receipts: impl Iterator<Item = (u64, Option<&'a MessageIdData>)>,
+    ) {
+        let taken: Vec<_> = {
+            let mut s = self.state.lock();
+            let taken = receipts
+                .filter_map(|(seq, id)| s.remove(seq).map(|m| (m, id)))
+                .collect();
+            if s.sent.is_empty() {
+                drop(s);
+                self.drained.notify_waiters();
+            }
+            taken
         };
+        let mut permits = None;
+        for (messages, id) in taken {
+            self.answer_receipt(messages, id, &mut permits);
+        }
+    }
+
+    fn answer_receipt(
+        &self,
+        messages: Msgs,
+        message_id: Option<&MessageIdData>,
+        permits: &mut Option<OwnedSemaphorePermit>,
+    ) {
         let base = message_id.map(MessageId::from_proto);
         let (is_batch, n) = (messages.is_batch(), messages.len() as i32);
-        messages.answer(|i| match base {
+        let answer = |i| match base {
             Some(mut id) => {
                 if id.partition < 0 {
                     id.partition = self.partition;
@@ -167,7 +207,8 @@ impl Inflight {
                 Ok(id)
             }
             None => Err(ClientError::Protocol("receipt without message id".into())),
-        });
+        };
+        messages.answer_keeping(answer, permits);
     }
 
     /// A SEND_ERROR: every message of the SEND fails with it.
@@ -257,8 +298,9 @@ mod tests {
             partition: Some(-1),
             ..Default::default()
         };
-        inflight.receipt(10, Some(&id));
-        inflight.receipt(10, Some(&id)); // a duplicate finds nothing
+        inflight.receipts(std::iter::once((10, Some(&id))));
+        // a duplicate finds nothing
+        inflight.receipts(std::iter::once((10, Some(&id))));
         let (a, b) = (ra.await.unwrap().unwrap(), rb.await.unwrap().unwrap());
         assert_eq!((a.ledger_id, a.entry_id, a.partition), (7, 1, 2));
         assert_eq!((a.batch_index, a.batch_size, b.batch_index), (0, 2, 1));

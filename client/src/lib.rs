@@ -26,6 +26,7 @@ mod inflight;
 mod message;
 mod producer;
 mod producer_options;
+mod receipt_batch;
 mod topic_name;
 
 pub use client::PulsarClient;
