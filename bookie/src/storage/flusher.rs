@@ -267,7 +267,10 @@ impl Flusher {
         let start = Instant::now();
         let (cache, unsaved, pos) = {
             let mut s = st.lock();
-            let mut unsaved = std::mem::take(&mut s.unsaved_index);
+            // room for as many as this flush takes: the applier pushes one per add, and
+            // growing from empty by doubling copies the whole vector each time
+            let room = s.unsaved_index.len();
+            let mut unsaved = std::mem::replace(&mut s.unsaved_index, Vec::with_capacity(room));
             if s.cache.is_empty() && unsaved.is_empty() {
                 // nothing to write; the position still moves (fence and delete records)
                 self.last_flush_pos = s.journal_pos;
