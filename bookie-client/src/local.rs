@@ -30,7 +30,7 @@ pub trait LocalBookie: Send + Sync + 'static {
     async fn add(&self, req: AddRequest) -> Result<(), ClientError>;
 
     /// [`Self::add`] without a future: `done` receives the outcome, normally on the bookie's
-    /// journal thread right after the sync (so it must be short and must not block). Must be
+    /// applier thread right after the sync (so it must be short and must not block). Must be
     /// called inside a Tokio runtime.
     fn add_then(&self, req: AddRequest, done: AddDone);
 

@@ -626,7 +626,7 @@ async fn completely_full_disk_turns_the_bookie_read_only() {
     fill_small_disk_until_read_only(0).await;
 }
 
-/// Adds are acknowledged by the journal thread before the applier moved them into the state: an
+/// Adds are acknowledged (by the applier) before the applier moved them into the state: an
 /// acknowledged entry (also the first of a brand-new ledger) must read back at once, and its ledger
 /// must be known to LAC reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,9 @@ pub(crate) struct Batcher {
     deadline: Option<Instant>,
     /// The SENDs waiting for receipts (resolved by the connection's reader).
     inflight: Arc<Inflight>,
+    /// The broker's `max_message_size`: a larger payload is refused here, as the Java client
+    /// does, instead of a frame the connection could not write.
+    max_message_size: usize,
 }
 
 fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {
@@ -57,6 +60,17 @@ fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {
         .collect()
 }
 
+/// The error each message of a batch that could not be built gets.
+fn for_each_message(e: &ClientError) -> ClientError {
+    match e {
+        ClientError::MessageTooLarge { size, max } => ClientError::MessageTooLarge {
+            size: *size,
+            max: *max,
+        },
+        other => ClientError::Protocol(other.to_string()),
+    }
+}
+
 impl Batcher {
     pub(crate) fn new(
         producer_id: u64,
@@ -64,6 +78,7 @@ impl Batcher {
         options: ProducerOptions,
         first_seq: u64,
         inflight: Arc<Inflight>,
+        max_message_size: usize,
     ) -> Self {
         Batcher {
             producer_id,
@@ -74,7 +89,19 @@ impl Batcher {
             batch_bytes: 0,
             deadline: None,
             inflight,
+            max_message_size,
         }
+    }
+
+    /// Refuses a payload of `size` bytes over the broker's limit.
+    fn check_size(&self, size: usize) -> Result<()> {
+        if size > self.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                size,
+                max: self.max_message_size,
+            });
+        }
+        Ok(())
     }
 
     /// When the open batch must go (none open: `None`).
@@ -92,6 +119,9 @@ impl Batcher {
         if !self.options.batching {
             return self.single(q).map(Pushed::Send);
         }
+        // a batched message is checked uncompressed (as the Java client does); the batch it
+        // joins is checked again when it is built
+        self.check_size(q.msg.payload.len())?;
         self.batch_bytes += q.msg.payload.len();
         self.batch.push(q);
         // A batch that cannot grow goes now: full, or every pending message is in it or in
@@ -126,6 +156,7 @@ impl Batcher {
         let seq = self.next_seq;
         let raw = &q.msg.payload;
         let data = compression::compress(self.options.compression, raw)?;
+        self.check_size(data.len())?;
         self.next_seq += 1;
         let md = MessageMetadata {
             producer_name: std::mem::take(&mut self.name),
@@ -207,22 +238,26 @@ impl Batcher {
             highest_sequence_id: Some(first + n - 1),
             ..Default::default()
         };
-        let payload = if self.options.compression == CompressionType::None {
+        let data = match self.options.compression {
+            CompressionType::None => self.check_size(raw_len).map(|()| None),
+            compression => {
+                let mut buf = BytesMut::with_capacity(raw_len);
+                write_batch(&mut buf);
+                compression::compress(compression, &buf.freeze())
+                    .and_then(|data| self.check_size(data.len()).map(|()| Some(data)))
+            }
+        };
+        let payload = match data {
             // the batch is written once, straight into the SEND's payload
-            self.entry(md, raw_len, write_batch)
-        } else {
-            let mut buf = BytesMut::with_capacity(raw_len);
-            write_batch(&mut buf);
-            match compression::compress(self.options.compression, &buf.freeze()) {
-                Ok(data) => self.entry(md, data.len(), |b| b.put_slice(&data)),
-                Err(e) => {
-                    self.name = md.producer_name;
-                    let msg = e.to_string();
-                    for q in batch {
-                        let _ = q.reply.send(Err(ClientError::Protocol(msg.clone())));
-                    }
-                    return Err(e);
+            Ok(None) => self.entry(md, raw_len, write_batch),
+            Ok(Some(data)) => self.entry(md, data.len(), |b| b.put_slice(&data)),
+            Err(e) => {
+                // not sent: each message fails (numbers are not used up)
+                self.name = md.producer_name;
+                for q in batch {
+                    let _ = q.reply.send(Err(for_each_message(&e)));
                 }
+                return Err(e);
             }
         };
         self.next_seq += n;

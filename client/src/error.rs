@@ -38,6 +38,15 @@ pub enum ClientError {
     /// Compressing or decompressing a payload failed.
     #[error("compression error: {0}")]
     Compression(String),
+    /// A message (compressed, or a batch of them) larger than the broker accepts: it is not
+    /// sent (the connection and the other messages are not affected).
+    #[error("message of {size} bytes exceeds the broker's max_message_size of {max} bytes")]
+    MessageTooLarge {
+        /// The message's (or batch's) payload bytes.
+        size: usize,
+        /// The broker's `max_message_size`.
+        max: usize,
+    },
     /// TLS configuration or handshake failed (certificate not trusted, wrong host name, ...).
     #[error("tls error: {0}")]
     Tls(String),

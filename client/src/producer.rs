@@ -287,6 +287,7 @@ async fn create_partition(
         options.clone(),
         first_seq,
         inflight.clone(),
+        conn.max_message_size(),
     )));
     let (timer, opened) = watch::channel(None);
     tracker.spawn(run_timer(

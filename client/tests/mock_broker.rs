@@ -321,3 +321,59 @@ async fn batches_go_on_their_timer_and_close_waits_for_the_receipts() {
     assert_eq!(entries, 2);
     client.close().await;
 }
+
+/// A message over the broker's `max_message_size` (5 MiB here) fails alone, before it is sent,
+/// batched or not; the connection and the producer go on. Unbatched, the limit applies to the
+/// compressed payload (a compressible message over it goes), as the Java client does.
+#[tokio::test]
+async fn a_message_over_the_broker_limit_fails_alone() {
+    let (url, log) = mock_broker().await;
+    let client = PulsarClient::connect(&url).await.unwrap();
+    let too_big = vec![7u8; 5 * 1024 * 1024 + 1];
+    for (batching, compression) in [
+        (false, CompressionType::None),
+        (true, CompressionType::None),
+        (true, CompressionType::Lz4),
+    ] {
+        let options = ProducerOptions {
+            batching,
+            compression,
+            batch_max_delay: Duration::from_millis(5),
+            ..Default::default()
+        };
+        let topic = format!("limit-{batching}-{compression:?}");
+        let producer = client.producer(&topic, options).await.unwrap();
+        let refused = producer
+            .send_async(OutgoingMessage::new(too_big.clone()))
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(strata_client::ClientError::MessageTooLarge { size, max })
+                    if size == too_big.len() && max == 5 * 1024 * 1024
+            ),
+            "batching {batching}, {compression:?}: {:?}",
+            refused.err()
+        );
+        let id = producer
+            .send(OutgoingMessage::new(b"small".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(id.entry_id, 0, "only the small message was stored");
+        producer.close().await.unwrap();
+    }
+    // compressed below the limit: it goes
+    let options = ProducerOptions {
+        batching: false,
+        compression: CompressionType::Lz4,
+        ..Default::default()
+    };
+    let producer = client.producer("limit-compressed", options).await.unwrap();
+    producer
+        .send(OutgoingMessage::new(too_big.clone()))
+        .await
+        .unwrap();
+    producer.close().await.unwrap();
+    assert_eq!(log.lock().topics.len(), 4);
+    client.close().await;
+}

@@ -197,7 +197,7 @@ impl WriterShared {
     }
 
     /// Writes `entry` to one bookie; the result is accounted by [`Self::on_result`]. The bookie
-    /// of this process answers through a callback on its journal thread (no task, timer or
+    /// of this process answers through a callback right after its journal sync (no task, timer or
     /// wake-up per entry; no add timeout either: its journal is the only place the entry can
     /// go, so a stalled local disk stalls the writer, and a failing one answers with an error);
     /// a remote bookie's add runs in a task under [`crate::config::Timeouts::add`].

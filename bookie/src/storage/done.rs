@@ -24,8 +24,8 @@ pub(super) struct Done {
 
 enum Answer {
     Channel(oneshot::Sender<Result<(), BookieError>>),
-    /// Runs on the bookie's journal thread (or at once on the caller's thread when the add is
-    /// refused): it must be short and must not block.
+    /// Runs on the bookie's applier thread right after the sync (or at once on the caller's
+    /// thread when the add is refused): it must be short and must not block.
     Call(AddDone),
 }
 

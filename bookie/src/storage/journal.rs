@@ -1,7 +1,8 @@
 //! The journal thread: group commit. It takes every queued record (up to
 //! `journal_max_batch_bytes`, waiting at most `journal_max_wait` for more), writes them with one
-//! `write` and one `fdatasync`, applies them to the in-memory state, then acknowledges them. While it
-//! syncs, new records queue up and form the next batch, so the batch size adapts to the load.
+//! `write` and one `fdatasync`, publishes the batch in the durable queue and hands it to the
+//! applier thread, which acknowledges its adds and then applies it to the in-memory state. While
+//! it syncs, new records queue up and form the next batch, so the batch size adapts to the load.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

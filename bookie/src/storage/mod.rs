@@ -12,9 +12,9 @@
 //! Invariants:
 //! - An add is acknowledged only after its journal record was written and `fdatasync`ed, and after its
 //!   batch was published in `Shared::durable` (so it is readable from the moment it is
-//!   acknowledged). The journal thread acknowledges adds without taking the state lock; the applier
-//!   thread moves batches into the state in commit order and only then removes them from
-//!   `durable`. Fences and deletes are acknowledged by the applier, after they (and every earlier
+//!   acknowledged). The applier thread acknowledges a synced batch's adds first, without taking
+//!   the state lock, then moves the batch into the state (batches in commit order) and only then
+//!   removes it from `durable`. Fences and deletes are acknowledged by the applier, after they (and every earlier
 //!   add) are applied, so a fence's reply sees every entry stored before it.
 //! - Validation (fenced, master key, deleted) and the send to the journal happen under the
 //!   admission lock (not the state lock: the add path never waits for the applier or the flusher),
@@ -659,7 +659,7 @@ impl Storage {
 
     /// [`Self::add_with`] for a caller in this process that wants no future per entry: `done`
     /// receives the outcome (with the error as the client of a bookie sees it), normally on the
-    /// journal thread right after the sync. When the bookie has no room (the add must wait for
+    /// applier thread right after the sync. When the bookie has no room (the add must wait for
     /// the flusher), a task waits and then adds. Must be called inside a Tokio runtime.
     pub fn add_then(self: &Arc<Self>, req: AddRequest, done: AddDone) {
         // the instant the broker stamped the message with, when it did

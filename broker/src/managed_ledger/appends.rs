@@ -1,6 +1,6 @@
 //! The managed ledger's direct append path: while the log is healthy, an append goes from the
 //! caller's thread straight to the open ledger, and its completion (on whichever thread made it
-//! durable, e.g. the local bookie's journal thread) updates the ledger list, the entry cache and
+//! durable, e.g. the local bookie's applier thread) updates the ledger list, the entry cache and
 //! the last confirmed position and answers the caller. No task hop per entry.
 //!
 //! Everything else goes through the writer task ([`super::writer`]): the first append, ledger

@@ -1,5 +1,5 @@
 //! [`Reply`]: how an append's outcome reaches its caller — a callback run where the outcome is
-//! decided (often the local bookie's journal thread, for a connection that queues the receipt
+//! decided (often the local bookie's applier thread, for a connection that queues the receipt
 //! itself), or a oneshot channel behind [`super::ManagedLedger::append`]'s future.
 
 use tokio::sync::oneshot;
