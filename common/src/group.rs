@@ -1,4 +1,4 @@
-//! Work deferred to the end of a group of events a thread handles together: the journal answers
+//! Work deferred to the end of a group of events a thread handles together: the bookie answers
 //! every add of one sync inside [`run`], and whoever the answers reach can queue one batch per
 //! group (one channel message for hundreds of receipts to the same connection) instead of one per
 //! answer.

@@ -161,6 +161,8 @@ impl Receipts {
         }
     }
 
+    /// Waits until every SEND in flight was answered, at most `limit` (the connection is
+    /// closing: let its producers get their receipts where possible).
     pub async fn drain(&self, limit: Duration) {
         self.draining.store(true, Ordering::SeqCst);
         let _ = tokio::time::timeout(limit, async {
