@@ -40,17 +40,18 @@ pub fn run<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Runs `w` at the end of this thread's group, or now when no group is running.
+/// Runs `w` at the end of this thread's group, or now when no group is running (boxed only
+/// when deferred).
 pub fn later(w: impl FnOnce() + 'static) {
-    let w: Box<dyn FnOnce()> = Box::new(w);
-    let now = DEFERRED.with(|d| match d.borrow_mut().as_mut() {
-        Some(work) => {
-            work.push(w);
-            None
+    let mut w = Some(w);
+    DEFERRED.with(|d| {
+        if let Some(work) = d.borrow_mut().as_mut()
+            && let Some(f) = w.take()
+        {
+            work.push(Box::new(f));
         }
-        None => Some(w),
     });
-    if let Some(w) = now {
+    if let Some(w) = w {
         w();
     }
 }

@@ -41,6 +41,9 @@ pub(super) struct Applied {
     later: Vec<Done>,
 }
 
+/// A batch the applier answered and has yet to apply, with the acknowledgements that wait for it.
+type Answered = (Arc<DurableBatch>, Vec<Done>);
+
 /// Unsaved journal index entries past which the applier asks for a flush.
 const UNSAVED_KICK: usize = 1 << 16;
 
@@ -51,7 +54,7 @@ const UNSAVED_KICK: usize = 1 << 16;
 pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
     let cfg = shared.cfg.clone();
     let m = shared.metrics.clone();
-    let mut work: Vec<(Arc<DurableBatch>, Vec<Done>)> = Vec::new();
+    let mut work: Vec<Answered> = Vec::new();
     let mut opened = None;
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
@@ -99,7 +102,7 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
 /// not journal segments yet; `opened` is the last one opened.
 fn open_journal_segments(
     cfg: &crate::config::StorageConfig,
-    work: &[(Arc<DurableBatch>, Vec<Done>)],
+    work: &[Answered],
     opened: &mut Option<u64>,
 ) -> Vec<(u64, SegMeta)> {
     let mut out = vec![];
