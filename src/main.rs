@@ -4,6 +4,7 @@
 //! `strata bookie`, `strata broker` and `strata init-cluster` run the cluster roles over etcd;
 //! `strata produce|consume|perf` and `strata admin` are clients.
 
+mod alloc;
 mod broker;
 mod check_config;
 mod init_cluster;
@@ -12,9 +13,6 @@ mod standalone;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,6 +104,7 @@ fn shutdown_on_signal() -> CancellationToken {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    alloc::tune();
     let cli = Cli::parse();
     init_tracing(&cli.log);
     if cli.check_config {

@@ -668,12 +668,12 @@ impl Flusher {
             let Some(new) = moved_to.get(&(*l, *e)).copied() else {
                 continue;
             };
-            if let Some(cur) = s.index.get_mut(l).and_then(|m| m.get_mut(e)) {
-                if cur == old {
-                    *cur = new;
-                    s.segments.dead(old);
-                    s.segments.live(&new, *l);
-                }
+            if s.index
+                .get_mut(l)
+                .is_some_and(|m| m.move_if_at(*e, *old, new))
+            {
+                s.segments.dead(old);
+                s.segments.live(&new, *l);
             }
         }
         if uploaded {

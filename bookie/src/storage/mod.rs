@@ -365,7 +365,7 @@ impl State {
         if let Some(p) = self.flushing.as_ref().and_then(|c| c.get(ledger, entry)) {
             return Some(Found::Cached(p));
         }
-        let loc = *self.index.get(&ledger)?.get(&entry)?;
+        let loc = self.index.get(&ledger)?.get(entry)?;
         match self.segments.source(loc.seg)? {
             segments::SegSource::Local(file) => Some(Found::OnDisk(loc, file)),
             segments::SegSource::Remote(obj) => Some(Found::Remote(loc, obj)),

@@ -248,7 +248,7 @@ fn replay(
                     ..
                 } = &rec
                 {
-                    if st.index.get(ledger).is_some_and(|m| m.contains_key(entry)) {
+                    if st.index.get(ledger).is_some_and(|m| m.contains_key(*entry)) {
                         st.apply_add_meta(*ledger, *entry, *lac, key);
                         continue;
                     }
