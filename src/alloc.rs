@@ -16,7 +16,8 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Milliseconds between a page emptying and its purge.
 const PURGE_DELAY_MS: std::os::raw::c_long = 10;
 
-/// Sets the purge delay unless the environment set it; call once, early in `main`.
+/// Sets the purge delay unless the environment set it; call once, first in `main`, before the
+/// process starts other threads.
 pub fn tune() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         set_purge_delay(PURGE_DELAY_MS);
@@ -25,8 +26,8 @@ pub fn tune() {
 
 #[allow(unsafe_code)]
 fn set_purge_delay(ms: std::os::raw::c_long) {
-    // SAFETY: an FFI call that stores an integer option; mimalloc reads options atomically, from
-    // any thread, at any time.
+    // SAFETY: an FFI call that stores an integer option; `tune`'s caller makes it before any other
+    // thread runs, so no allocation on another thread reads the option meanwhile.
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, ms) }
 }
 
@@ -46,6 +47,7 @@ mod tests {
             return;
         }
         assert_eq!(purge_delay(), 1000, "mimalloc 3's default purge delay");
+        // (the test harness's other thread only waits for this test, nextest runs one per process)
         tune();
         assert_eq!(purge_delay(), PURGE_DELAY_MS);
     }
