@@ -41,12 +41,11 @@ pub(crate) struct Slot {
 impl Slot {
     /// `loc` packed, if its segment id and offset fit.
     fn pack(loc: Loc) -> Option<Slot> {
-        let seg = match seq_of(loc.seg) {
-            Some(seq) => u32::try_from(seq).ok().filter(|s| s & JOURNAL_BIT == 0)? | JOURNAL_BIT,
-            None => u32::try_from(loc.seg)
-                .ok()
-                .filter(|s| s & JOURNAL_BIT == 0)?,
+        let (id, kind) = match seq_of(loc.seg) {
+            Some(seq) => (seq, JOURNAL_BIT),
+            None => (loc.seg, 0),
         };
+        let seg = u32::try_from(id).ok().filter(|s| s & JOURNAL_BIT == 0)? | kind;
         (seg != HOLE_SEG).then_some(Slot {
             seg,
             offset: u32::try_from(loc.offset).ok()?,
