@@ -14,6 +14,7 @@
 //! failover are still recognised.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
@@ -65,7 +66,14 @@ struct State {
 #[derive(Default)]
 pub struct Dedup {
     enabled: AtomicBool,
-    state: Mutex<State>,
+    /// Shared with the [`Outcome`]s of the adds in flight.
+    state: Arc<Mutex<State>>,
+}
+
+/// Reports how the add of a message that [`Dedup::check`] let through ended; it outlives the
+/// borrow of the topic (the add completes later, elsewhere).
+pub struct Outcome {
+    state: Arc<Mutex<State>>,
 }
 
 /// Metadata key of a topic's snapshot.
@@ -107,25 +115,11 @@ impl Dedup {
         Verdict::Publish
     }
 
-    /// The add of `producer`'s message up to `highest` completed at `pos` (completions arrive in
-    /// log order).
-    pub fn persisted(&self, producer: &str, highest: u64, pos: Position) {
-        let mut st = self.state.lock();
-        let e = st.persisted.entry(producer.to_owned()).or_insert(highest);
-        *e = (*e).max(highest);
-        if st.position.is_none_or(|p| pos > p) {
-            st.position = Some(pos);
+    /// What the adds of messages let through report to.
+    pub fn outcome(&self) -> Outcome {
+        Outcome {
+            state: self.state.clone(),
         }
-        st.dirty = true;
-    }
-
-    /// The add failed: later sends of `producer` are judged against what is persisted.
-    pub fn failed(&self, producer: &str) {
-        let mut st = self.state.lock();
-        match st.persisted.get(producer).copied() {
-            Some(p) => st.pushed.insert(producer.to_owned(), p),
-            None => st.pushed.remove(producer),
-        };
     }
 
     /// Stores the snapshot if it changed since the last one.
@@ -207,6 +201,29 @@ impl Dedup {
     }
 }
 
+impl Outcome {
+    /// The add of `producer`'s message up to `highest` completed at `pos` (completions arrive in
+    /// log order).
+    pub fn persisted(&self, producer: &str, highest: u64, pos: Position) {
+        let mut st = self.state.lock();
+        let e = st.persisted.entry(producer.to_owned()).or_insert(highest);
+        *e = (*e).max(highest);
+        if st.position.is_none_or(|p| pos > p) {
+            st.position = Some(pos);
+        }
+        st.dirty = true;
+    }
+
+    /// The add failed: later sends of `producer` are judged against what is persisted.
+    pub fn failed(&self, producer: &str) {
+        let mut st = self.state.lock();
+        match st.persisted.get(producer).copied() {
+            Some(p) => st.pushed.insert(producer.to_owned(), p),
+            None => st.pushed.remove(producer),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,10 +233,10 @@ mod tests {
         let d = Dedup::default();
         assert_eq!(d.check("p", 0), Verdict::Publish);
         assert_eq!(d.check("p", 0), Verdict::InFlight);
-        d.persisted("p", 0, Position::new(1, 0));
+        d.outcome().persisted("p", 0, Position::new(1, 0));
         assert_eq!(d.check("p", 0), Verdict::Duplicate);
         assert_eq!(d.check("p", 1), Verdict::Publish);
-        d.failed("p");
+        d.outcome().failed("p");
         assert_eq!(
             d.check("p", 1),
             Verdict::Publish,

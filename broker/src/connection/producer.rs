@@ -28,8 +28,9 @@ pub(super) struct ProducerState {
     pub key: u64,
     /// Counts what it publishes (topic stats).
     meter: Arc<RateMeter>,
-    /// False while waiting for exclusive access (WaitForExclusive).
-    ready: Arc<AtomicBool>,
+    /// Only for a producer that waited for exclusive access (WaitForExclusive): false until
+    /// granted. A producer admitted at once has none, so a SEND checks nothing more of it.
+    ready: Option<Arc<AtomicBool>>,
 }
 
 impl Conn {
@@ -64,7 +65,7 @@ impl Conn {
             self.np_send(*s, payload);
             return;
         };
-        if !p.ready.load(Ordering::Acquire) {
+        if p.ready.as_ref().is_some_and(|r| !r.load(Ordering::Acquire)) {
             fail(
                 self,
                 ServerError::NotAllowedError,
@@ -205,14 +206,13 @@ pub(super) async fn create_producer(
         ProducerAdmission::Ready(epoch) => {
             let exclusive = mode != ProducerAccessMode::Shared;
             info!(topic = %name, producer = %pname, ?mode, "producer created");
-            let ready = Arc::new(AtomicBool::new(true));
-            (ready, success(exclusive.then_some(epoch), true), None)
+            (None, success(exclusive.then_some(epoch), true), None)
         }
         ProducerAdmission::Waiting(rx) => {
             info!(topic = %name, producer = %pname, "producer waiting for exclusive access");
             let ready = Arc::new(AtomicBool::new(false));
             let waiting = (rx, ready.clone(), success(None, true));
-            (ready, success(None, false), Some(waiting))
+            (Some(ready), success(None, false), Some(waiting))
         }
     };
     let state = ProducerState {
