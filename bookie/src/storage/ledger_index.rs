@@ -97,7 +97,10 @@ fn reserve(slots: &mut Vec<Slot>, extra: usize) {
 impl LedgerIndex {
     /// Sets where `entry` is; returns where it was.
     pub fn insert(&mut self, entry: u64, loc: Loc) -> Option<Loc> {
-        if let (LedgerIndex::Dense { base, slots }, Some(slot)) = (&mut *self, Slot::pack(loc)) {
+        // a sparse ledger keeps full places: only a dense one packs
+        if let LedgerIndex::Dense { base, slots } = self
+            && let Some(slot) = Slot::pack(loc)
+        {
             if slots.is_empty() {
                 *base = entry;
             }
