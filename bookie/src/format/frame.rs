@@ -126,19 +126,21 @@ const SHORT_HEAD: usize = 96;
 /// one call instead of four, on the journal's path for every add).
 fn split_crc(seed: Option<u64>, h: &[u8; SPLIT_HEADER_LEN], head: &[u8]) -> u32 {
     if head.len() <= SHORT_HEAD {
+        // fixed-size copies at fixed offsets (no loop of variable-length copies)
         let mut buf = [0u8; 8 + SPLIT_HEADER_LEN - 4 + SHORT_HEAD];
-        let seed = seed.map(u64::to_le_bytes);
-        let mut at = 0;
-        for part in [
-            seed.as_ref().map_or(&[][..], |s| &s[..]),
-            &h[..4],
-            &h[8..],
-            head,
-        ] {
-            buf[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        return crc32c::crc32c(&buf[..at]);
+        let at = match seed {
+            Some(s) => {
+                buf[..8].copy_from_slice(&s.to_le_bytes());
+                8
+            }
+            None => 0,
+        };
+        let fields = at + SPLIT_HEADER_LEN - 4;
+        buf[at..at + 4].copy_from_slice(&h[..4]);
+        buf[at + 4..fields].copy_from_slice(&h[8..]);
+        let end = fields + head.len();
+        buf[fields..end].copy_from_slice(head);
+        return crc32c::crc32c(&buf[..end]);
     }
     let crc = crc32c::crc32c_append(crc_init(seed), &h[..4]);
     let crc = crc32c::crc32c_append(crc, &h[8..]);

@@ -468,16 +468,18 @@ impl std::fmt::Debug for Storage {
     }
 }
 
-/// The admission check of an add: the ledger's master key matches, and a fenced ledger takes
-/// only recovery adds.
+/// The admission check of an add record: the ledger's master key matches, and a fenced ledger
+/// takes only recovery adds. It reads the record's own ledger and key (no copy of the key per
+/// add).
 fn add_check(
-    ledger: u64,
-    key: Bytes,
     recovery: bool,
-) -> impl FnOnce(&mut Admission) -> Result<(), BookieError> {
-    move |ad| {
-        if *ad.check(ledger, &key)? && !recovery {
-            return Err(BookieError::Fenced { ledger });
+) -> impl FnOnce(&mut Admission, &JournalRecord) -> Result<(), BookieError> {
+    move |ad, rec| {
+        let JournalRecord::Add { ledger, key, .. } = rec else {
+            return Ok(());
+        };
+        if *ad.check(*ledger, key)? && !recovery {
+            return Err(BookieError::Fenced { ledger: *ledger });
         }
         Ok(())
     }
@@ -695,11 +697,10 @@ impl Storage {
             ledger: req.ledger,
             entry: req.entry,
             lac: req.lac,
-            key: req.master_key.clone(),
+            key: req.master_key,
             payload: Payload::with_crc(req.payload, req.payload_crc),
         };
-        let check = add_check(req.ledger, req.master_key, req.recovery);
-        self.enqueue(rec, check, true, done);
+        self.enqueue(rec, add_check(req.recovery), true, done);
     }
 
     /// Refuses an entry over the size limit.
@@ -753,7 +754,7 @@ impl Storage {
         is_add: bool,
     ) -> oneshot::Receiver<Result<(), BookieError>> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(rec, validate, is_add, Done::channel(tx));
+        self.enqueue(rec, |ad, _| validate(ad), is_add, Done::channel(tx));
         rx
     }
 
@@ -761,7 +762,7 @@ impl Storage {
     fn enqueue(
         &self,
         rec: JournalRecord,
-        validate: impl FnOnce(&mut Admission) -> Result<(), BookieError>,
+        validate: impl FnOnce(&mut Admission, &JournalRecord) -> Result<(), BookieError>,
         is_add: bool,
         done: Done,
     ) {
@@ -781,7 +782,7 @@ impl Storage {
             }
         }
         let mut ad = self.shared.admission.lock();
-        if let Err(e) = validate(&mut ad) {
+        if let Err(e) = validate(&mut ad, &rec) {
             drop(ad);
             return done.send(Err(e));
         }

@@ -236,6 +236,7 @@ impl Inner {
         self.shared.lac.send_if_modified(|lac| {
             if pos > *lac {
                 *lac = pos;
+                self.shared.last.store(pos);
                 self.shared.lac.receiver_count() > 0
             } else {
                 false

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use crossbeam_utils::atomic::AtomicCell;
 use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -95,7 +96,12 @@ enum Cmd {
 
 struct Shared {
     ledgers: RwLock<Vec<ManagedLedgerLedger>>,
+    /// Wakes the readers waiting for the last confirmed position to move.
     lac: watch::Sender<Position>,
+    /// The last confirmed position itself, stored (under `lac`'s lock) before its watchers are
+    /// woken: a dispatch reads it per entry without writing to a line the confirming thread
+    /// writes (the watch's own `borrow` takes its lock).
+    last: AtomicCell<Position>,
     terminated: std::sync::atomic::AtomicBool,
     /// Cancelled when another writer took the log over: an add failed with `Fenced` or the
     /// ledger list changed under us (CAS conflict). Nothing more is appended.
@@ -302,6 +308,7 @@ impl ManagedLedger {
         let shared = Arc::new(Shared {
             ledgers: RwLock::new(info.ledgers),
             lac: lac_tx,
+            last: AtomicCell::new(lac),
             terminated: std::sync::atomic::AtomicBool::new(info.terminated_position.is_some()),
             fenced: CancellationToken::new(),
             is_fenced: std::sync::atomic::AtomicBool::new(false),
@@ -406,7 +413,7 @@ impl ManagedLedger {
 
     /// The last durable position (entry -1 when empty).
     pub fn last_confirmed(&self) -> Position {
-        *self.shared.lac.borrow()
+        self.shared.last.load()
     }
 
     /// Watch the last confirmed position.

@@ -186,7 +186,7 @@ impl Writer {
                         // Wake readers so they notice the end.
                         self.ml.shared.lac.send_modify(|_| {});
                         info!(topic = %self.ml.name, "terminated");
-                        let _ = reply.send(Ok(*self.ml.shared.lac.borrow()));
+                        let _ = reply.send(Ok(self.ml.shared.last.load()));
                     }
                     Some(Cmd::Close(reply)) => {
                         self.hold_appends();

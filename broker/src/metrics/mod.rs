@@ -113,7 +113,7 @@ impl Metrics {
         if map.len() >= 64 && map.len().is_power_of_two() {
             map.retain(|_, w| w.strong_count() > 0);
         }
-        let s = Arc::new(TopicSeries::new(&self.sampler));
+        let s = TopicSeries::new(&self.sampler);
         map.insert(key, Arc::downgrade(&s));
         s
     }

@@ -1,7 +1,9 @@
 //! The broker's rate sampler: once per tick it reads every live [`RateMeter`]'s counters and
 //! stores the rate over the last [`WINDOW_TICKS`] ticks in the meter. Meters are registered
 //! once (when a topic, producer, subscription or consumer is made) and dropped with their
-//! owner; the hot path never takes a lock.
+//! owner; the hot path never takes a lock. A meter lives alone behind an `Arc`, or inside what
+//! counts through it ([`Meters`]: a topic's series keeps its rates in its own memory, which the
+//! SEND path touches anyway).
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -16,8 +18,22 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub const WINDOW_TICKS: usize = 10;
 const SLOTS: usize = WINDOW_TICKS + 1;
 
+/// What holds meters the sampler rates: a lone meter, or a topic's series.
+pub trait Meters: Send + Sync {
+    /// The meter numbered `i` (as many as were registered with [`RateSampler::track`]).
+    fn meter(&self, i: usize) -> Option<&RateMeter>;
+}
+
+impl Meters for RateMeter {
+    fn meter(&self, i: usize) -> Option<&RateMeter> {
+        (i == 0).then_some(self)
+    }
+}
+
 struct Tracked {
-    meter: Weak<RateMeter>,
+    source: Weak<dyn Meters>,
+    /// Which of `source`'s meters.
+    index: usize,
     /// (messages, bytes) at each of the last ticks, indexed by tick number modulo [`SLOTS`].
     counts: [(u64, u64); SLOTS],
     /// Ticks this meter has been sampled at.
@@ -34,7 +50,7 @@ struct State {
 /// Registers meters and samples them; see the module documentation.
 #[derive(Default)]
 pub struct RateSampler {
-    pending: Mutex<Vec<Weak<RateMeter>>>,
+    pending: Mutex<Vec<(Weak<dyn Meters>, usize)>>,
     state: Mutex<State>,
 }
 
@@ -42,19 +58,28 @@ impl RateSampler {
     /// A new meter, sampled from the next tick on.
     pub fn meter(&self) -> Arc<RateMeter> {
         let m = Arc::new(RateMeter::default());
-        self.pending.lock().push(Arc::downgrade(&m));
+        let source: Weak<dyn Meters> = Arc::downgrade(&m) as Weak<dyn Meters>;
+        self.pending.lock().push((source, 0));
         m
+    }
+
+    /// Samples meters `0..count` of `source` from the next tick on, while it lives.
+    pub fn track(&self, source: Weak<dyn Meters>, count: usize) {
+        let mut pending = self.pending.lock();
+        pending.extend((0..count).map(|i| (source.clone(), i)));
     }
 
     /// Samples every live meter at `now` and updates its rates; forgets dropped meters.
     pub fn sample(&self, now: Instant) {
         let fresh = std::mem::take(&mut *self.pending.lock());
         let mut st = self.state.lock();
-        st.tracked.extend(fresh.into_iter().map(|meter| Tracked {
-            meter,
-            counts: [(0, 0); SLOTS],
-            seen: 0,
-        }));
+        st.tracked
+            .extend(fresh.into_iter().map(|(source, index)| Tracked {
+                source,
+                index,
+                counts: [(0, 0); SLOTS],
+                seen: 0,
+            }));
         let n = st.tick;
         st.tick += 1;
         if st.times.len() < SLOTS {
@@ -64,7 +89,10 @@ impl RateSampler {
         }
         let State { times, tracked, .. } = &mut *st;
         tracked.retain_mut(|t| {
-            let Some(m) = t.meter.upgrade() else {
+            let Some(source) = t.source.upgrade() else {
+                return false;
+            };
+            let Some(m) = source.meter(t.index) else {
                 return false;
             };
             let cur = m.totals();
