@@ -229,13 +229,12 @@ impl Inner {
         if watched {
             self.cache.insert(pos, Bytes::copy_from_slice(data));
         }
-        // Without a watcher the LAC is updated silently (tokio documents that a closure returning
-        // false after a change is a silent modification: later `borrow`s see it): waking nobody
-        // still costs a lock per notify shard. A watcher subscribing meanwhile either is counted
-        // here (the value lock orders the two) or reads the new value itself.
-        self.shared.lac.send_if_modified(|lac| {
-            if pos > *lac {
-                *lac = pos;
+        // Under the watch's lock (which orders the writers): the position is stored in `last`,
+        // and the watchers are woken only if there are any (waking nobody still costs a lock per
+        // notify shard). A watcher subscribing meanwhile either is counted here or reads the new
+        // position itself (`ManagedLedger::watch_lac` passes through the same lock).
+        self.shared.lac.send_if_modified(|()| {
+            if pos > self.shared.last.load() {
                 self.shared.last.store(pos);
                 self.shared.lac.receiver_count() > 0
             } else {

@@ -96,11 +96,11 @@ enum Cmd {
 
 struct Shared {
     ledgers: RwLock<Vec<ManagedLedgerLedger>>,
-    /// Wakes the readers waiting for the last confirmed position to move.
-    lac: watch::Sender<Position>,
-    /// The last confirmed position itself, stored (under `lac`'s lock) before its watchers are
-    /// woken: a dispatch reads it per entry without writing to a line the confirming thread
-    /// writes (the watch's own `borrow` takes its lock).
+    /// Wakes the readers waiting for `last` to move (it carries nothing: a reader of the
+    /// watch's own value would take its lock, a line the confirming thread writes).
+    lac: watch::Sender<()>,
+    /// The last confirmed position, stored under `lac`'s lock (so writers are ordered) before
+    /// its watchers are woken; read without writing anything (a seqlock).
     last: AtomicCell<Position>,
     terminated: std::sync::atomic::AtomicBool,
     /// Cancelled when another writer took the log over: an add failed with `Fenced` or the
@@ -304,7 +304,7 @@ impl ManagedLedger {
             .find(|l| l.closed)
             .map(|l| Position::new(l.ledger_id.0, l.entries as i64 - 1))
             .unwrap_or(Position::EARLIEST);
-        let (lac_tx, _) = watch::channel(lac);
+        let (lac_tx, _) = watch::channel(());
         let shared = Arc::new(Shared {
             ledgers: RwLock::new(info.ledgers),
             lac: lac_tx,
@@ -416,9 +416,14 @@ impl ManagedLedger {
         self.shared.last.load()
     }
 
-    /// Watch the last confirmed position.
-    pub fn watch_lac(&self) -> watch::Receiver<Position> {
-        self.shared.lac.subscribe()
+    /// Wakes when the last confirmed position moves (read it with [`Self::last_confirmed`]).
+    pub fn watch_lac(&self) -> watch::Receiver<()> {
+        let rx = self.shared.lac.subscribe();
+        // Through the watch's lock once: a confirm that ran before this either counted the new
+        // receiver (and wakes it) or stored `last` before releasing the lock, so the reader's
+        // first `last_confirmed` sees it (the lock-free read alone would not order the two).
+        drop(self.shared.lac.borrow());
+        rx
     }
 
     /// The position before the first stored entry.

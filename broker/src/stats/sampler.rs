@@ -58,13 +58,13 @@ impl RateSampler {
     /// A new meter, sampled from the next tick on.
     pub fn meter(&self) -> Arc<RateMeter> {
         let m = Arc::new(RateMeter::default());
-        let source: Weak<dyn Meters> = Arc::downgrade(&m) as Weak<dyn Meters>;
-        self.pending.lock().push((source, 0));
+        self.track(&m, 1);
         m
     }
 
     /// Samples meters `0..count` of `source` from the next tick on, while it lives.
-    pub fn track(&self, source: Weak<dyn Meters>, count: usize) {
+    pub fn track<M: Meters + 'static>(&self, source: &Arc<M>, count: usize) {
+        let source: Weak<dyn Meters> = Arc::downgrade(source) as Weak<dyn Meters>;
         let mut pending = self.pending.lock();
         pending.extend((0..count).map(|i| (source.clone(), i)));
     }

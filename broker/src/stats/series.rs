@@ -59,7 +59,7 @@ impl TopicSeries {
     /// Series whose meters `sampler` keeps rating while they live.
     pub fn new(sampler: &RateSampler) -> TopicMetrics {
         let s = Arc::new(TopicSeries::default());
-        sampler.track(Arc::downgrade(&s) as std::sync::Weak<dyn Meters>, 2);
+        sampler.track(&s, 2);
         s
     }
 

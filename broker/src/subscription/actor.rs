@@ -23,7 +23,6 @@ use crate::cursor::AckState;
 use crate::error::BrokerError;
 use crate::managed_ledger::ManagedLedger;
 use crate::metrics::{Metrics, TopicMetrics};
-use crate::position::Position;
 use crate::stats::RateMeter;
 use strata_proto::pulsar::command_subscribe::SubType;
 
@@ -36,7 +35,7 @@ const CONGESTION_RETRY: Duration = Duration::from_millis(5);
 pub(super) struct Actor {
     pub id: SubscriptionId,
     pub ml: ManagedLedger,
-    pub lac: watch::Receiver<Position>,
+    pub lac: watch::Receiver<()>,
     /// The cursor: mark-delete position and individually acked entries.
     pub acks: AckState,
     /// Bumped by every change of `acks`; the flusher persists up to a sequence.
