@@ -52,6 +52,9 @@ pub struct BookieNode {
     http_cancel: CancellationToken,
     grpc_tasks: TaskTracker,
     http_tasks: TaskTracker,
+    /// The task that updates the registration and what stops it (before the bookie deregisters).
+    updates: tokio::task::JoinHandle<()>,
+    updates_stop: CancellationToken,
 }
 
 impl std::fmt::Debug for BookieNode {
@@ -173,10 +176,11 @@ impl BookieNode {
         if let Err(e) = registrar.register(&info).await {
             tracing::warn!(error = %e, "bookie registration failed");
         }
-        {
+        let updates_stop = grpc_cancel.child_token();
+        let updates = {
             let registrar = registrar.clone();
             let storage = storage.clone();
-            let stop = grpc_cancel.clone();
+            let stop = updates_stop.clone();
             let mut info = info.clone();
             let every = opts.registration_interval;
             grpc_tasks.spawn(async move {
@@ -194,8 +198,8 @@ impl BookieNode {
                         tracing::warn!(error = %e, "bookie registration update failed");
                     }
                 }
-            });
-        }
+            })
+        };
         tracing::info!(grpc = %grpc_addr, http = ?http_addr, bookie = %info.id, "bookie serving");
         Ok(Self {
             grpc_addr,
@@ -208,6 +212,8 @@ impl BookieNode {
             http_cancel,
             grpc_tasks,
             http_tasks,
+            updates,
+            updates_stop,
         })
     }
 
@@ -225,8 +231,17 @@ impl BookieNode {
         })
     }
 
-    /// Stops in order: deregister, stop gRPC (bounded drain), sync and checkpoint the storage, stop HTTP.
+    /// Stops in order: stop updating the registration, deregister, stop gRPC (bounded drain),
+    /// sync and checkpoint the storage, stop HTTP.
     pub async fn shutdown(self) {
+        // no update after the deregistration (one in flight finishes first, bounded)
+        self.updates_stop.cancel();
+        if tokio::time::timeout(Duration::from_secs(5), self.updates)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the registration update did not stop within 5s");
+        }
         if let Err(e) = self.registrar.deregister().await {
             tracing::warn!(error = %e, "bookie deregistration failed");
         }
