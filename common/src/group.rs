@@ -13,15 +13,29 @@ thread_local! {
 }
 
 /// Runs `f` as a group: what [`later`] defers inside runs when `f` returns (also when it
-/// panics), in the order it was deferred. A group inside a group joins the outer one.
+/// panics), in the order it was deferred; what that work defers runs after it, in the same way,
+/// until nothing is left. A group inside a group joins the outer one.
 pub fn run<R>(f: impl FnOnce() -> R) -> R {
     struct End;
     impl Drop for End {
         fn drop(&mut self) {
-            // taken first: work deferred while this runs (none expected) runs at once
-            let work = DEFERRED.with(|d| d.borrow_mut().take()).unwrap_or_default();
-            for w in work {
-                w();
+            // in rounds: work that the deferred work defers runs in the next round, still
+            // collected (the writer counts a sync's acks at the group's end, and the receipts
+            // those confirm are queued once per connection after that); the group ends even
+            // when a piece of work panics
+            struct Reset;
+            impl Drop for Reset {
+                fn drop(&mut self) {
+                    DEFERRED.with(|d| d.borrow_mut().take());
+                }
+            }
+            let _reset = Reset;
+            loop {
+                let work = DEFERRED.with(|d| d.borrow_mut().replace(Vec::new()));
+                match work {
+                    Some(work) if !work.is_empty() => work.into_iter().for_each(|w| w()),
+                    _ => break,
+                }
             }
         }
     }
@@ -54,6 +68,41 @@ pub fn later(w: impl FnOnce() + 'static) {
     if let Some(w) = w {
         w();
     }
+}
+
+/// A per-thread list of things collected in a group and handled together at its end (see
+/// [`collect`]).
+pub type Collected<T> = std::thread::LocalKey<RefCell<Vec<T>>>;
+
+/// Adds `item` to this thread's `list`; the first added since the list was last handled
+/// defers `handle` (which handles the list with [`handle_all`]) to the end of the group, or runs
+/// it now when no group is running.
+pub fn collect<T: 'static>(list: &'static Collected<T>, item: T, handle: fn()) {
+    let first = list.with(|l| {
+        let mut l = l.borrow_mut();
+        l.push(item);
+        l.len() == 1
+    });
+    if first {
+        later(handle);
+    }
+}
+
+/// Hands what this thread's `list` holds to `f`, in the order it was collected, taken out of
+/// the list first (what `f` collects meanwhile waits for the next call); the list keeps its room.
+pub fn handle_all<T: 'static>(list: &'static Collected<T>, f: impl FnOnce(&mut Vec<T>)) {
+    let mut items = list.with(|l| std::mem::take(&mut *l.borrow_mut()));
+    if items.is_empty() {
+        return;
+    }
+    f(&mut items);
+    items.clear();
+    list.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.is_empty() {
+            *l = items;
+        }
+    });
 }
 
 #[cfg(test)]
@@ -94,6 +143,57 @@ mod tests {
         // outside a group, at once
         later(move || push("now"));
         assert_eq!(l.borrow().last(), Some(&"now"));
+    }
+
+    #[test]
+    fn work_deferred_by_deferred_work_runs_after_it_in_the_same_group() {
+        let (l, push) = log();
+        let p = push.clone();
+        run(|| {
+            let p2 = p.clone();
+            later(move || {
+                let p3 = p2.clone();
+                later(move || p3("second round"));
+                p2("first round");
+            });
+            let p4 = p.clone();
+            later(move || p4("first round, later"));
+        });
+        assert_eq!(
+            *l.borrow(),
+            ["first round", "first round, later", "second round"]
+        );
+        later(move || push("now"));
+        assert_eq!(l.borrow().last(), Some(&"now"), "the group ended");
+    }
+
+    thread_local! {
+        static ITEMS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+        static HANDLED: RefCell<Vec<Vec<u32>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn handle_items() {
+        handle_all(&ITEMS, |items| {
+            HANDLED.with(|h| h.borrow_mut().push(items.clone()));
+        });
+    }
+
+    #[test]
+    fn collected_items_are_handled_together_at_the_end_of_a_group() {
+        run(|| {
+            for i in 0..3 {
+                collect(&ITEMS, i, handle_items);
+            }
+            assert!(HANDLED.with(|h| h.borrow().is_empty()));
+        });
+        collect(&ITEMS, 7, handle_items);
+        let handled = HANDLED.with(|h| h.take());
+        assert_eq!(
+            handled,
+            [vec![0, 1, 2], vec![7]],
+            "outside a group, at once"
+        );
+        assert!(ITEMS.with(|i| i.borrow().is_empty()));
     }
 
     #[test]

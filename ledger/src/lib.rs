@@ -16,6 +16,7 @@
 //!   the disk records bookies write), `copy` copies a segment's entries with recovery adds.
 //! - [`metrics`]: process-wide Prometheus counters; `metrics::register` adds them to a registry.
 
+mod acks;
 pub mod autorecovery;
 pub mod bookie_disks;
 mod bookies;

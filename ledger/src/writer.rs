@@ -16,6 +16,7 @@ use strata_proto::{BookieId, EntryId, LedgerId};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::acks::{self, Ack, Acked};
 use crate::config::Quorum;
 use crate::error_map::map_meta;
 use crate::ledger_md;
@@ -248,69 +249,19 @@ impl WriterShared {
         });
     }
 
-    /// Counts an acknowledgement (from a bookie of the entry's current write set that is not
-    /// being replaced) and advances the LAC over entries with Qa acknowledgements; a failure
-    /// starts an ensemble change, a fence fails the writer.
-    fn on_result(
-        self: &Arc<Self>,
-        entry: u64,
-        slot: usize,
-        epoch: u32,
-        r: Result<(), ClientError>,
-    ) {
-        match r {
-            Ok(()) => {
-                let (qw, qa) = (self.quorum.write, self.quorum.ack.max(1));
-                let mut st = self.state.lock();
-                if st.failed.is_some() || !st.current(slot, epoch) {
-                    return;
-                }
-                if !st.to_replace.is_empty()
-                    && st
-                        .ensemble
-                        .get(slot)
-                        .is_some_and(|(b, _)| st.to_replace.contains(b))
-                {
-                    return;
-                }
-                if !in_write_set(slot, entry, st.ensemble.len(), qw) {
-                    return;
-                }
-                if let Some(p) = st.pending_mut(entry) {
-                    p.acks |= slot_bit(slot);
-                }
-                let mut advanced = false;
-                while st
-                    .pending
-                    .front()
-                    .is_some_and(|p| p.acks.count_ones() as usize >= qa)
-                {
-                    let Some(p) = st.pending.pop_front() else {
-                        break;
-                    };
-                    let next = (st.lac + 1) as u64;
-                    if let Some(done) = p.done {
-                        st.ready.push_back((done, Ok(EntryId(next))));
-                    }
-                    if st.changing {
-                        st.confirmed_in_change.insert(next, p.data);
-                    }
-                    st.lac += 1;
-                    advanced = true;
-                }
-                if advanced {
-                    let lac = st.lac;
-                    drop(st);
-                    // only `close` watches (it subscribes before it reads the state, so it
-                    // misses no change made after that)
-                    if self.lac_tx.receiver_count() > 0 {
-                        self.lac_tx.send_replace(lac);
-                    }
-                    self.deliver();
-                }
-            }
-            Err(ClientError::Fenced(_)) => self.fail(StorageError::Fenced(self.ledger)),
-            Err(e) => {
+    /// A bookie's answer to the write of `entry` to `slot` (sent with `epoch`): an
+    /// acknowledgement is counted by [`Acked::acked`] (once per group of answers, see
+    /// [`crate::acks`]); a failure starts an ensemble change, a fence fails the writer (after
+    /// the acknowledgements told before it are counted).
+    fn on_result(self: Arc<Self>, entry: u64, slot: usize, epoch: u32, r: Result<(), ClientError>) {
+        let e = match r {
+            Ok(()) => return acks::tell(self, Ack { entry, slot, epoch }),
+            Err(e) => e,
+        };
+        acks::flush();
+        match e {
+            ClientError::Fenced(_) => self.fail(StorageError::Fenced(self.ledger)),
+            e => {
                 crate::metrics::METRICS.add_failures.inc();
                 // A bookie replaced since the write failed before: it is quarantined and out.
                 let Some(b) = self.bookie_at(slot, epoch) else {
@@ -326,6 +277,54 @@ impl WriterShared {
                 }
             }
         }
+    }
+
+    /// Counts `a` if it is from a bookie of the entry's current write set that is not being
+    /// replaced.
+    fn count_ack(&self, st: &mut WriterState, a: &Ack) {
+        let Ack { entry, slot, epoch } = *a;
+        if !st.current(slot, epoch)
+            || !in_write_set(slot, entry, st.ensemble.len(), self.quorum.write)
+        {
+            return;
+        }
+        if !st.to_replace.is_empty()
+            && st
+                .ensemble
+                .get(slot)
+                .is_some_and(|(b, _)| st.to_replace.contains(b))
+        {
+            return;
+        }
+        if let Some(p) = st.pending_mut(entry) {
+            p.acks |= slot_bit(slot);
+        }
+    }
+
+    /// Advances the LAC over the entries with Qa acknowledgements, their outcomes ready to be
+    /// told. Whether it moved.
+    fn advance(&self, st: &mut WriterState) -> bool {
+        let qa = self.quorum.ack.max(1);
+        let mut advanced = false;
+        while st
+            .pending
+            .front()
+            .is_some_and(|p| p.acks.count_ones() as usize >= qa)
+        {
+            let Some(p) = st.pending.pop_front() else {
+                break;
+            };
+            let next = (st.lac + 1) as u64;
+            if let Some(done) = p.done {
+                st.ready.push_back((done, Ok(EntryId(next))));
+            }
+            if st.changing {
+                st.confirmed_in_change.insert(next, p.data);
+            }
+            st.lac += 1;
+            advanced = true;
+        }
+        advanced
     }
 
     /// The bookie in `slot` if it is still the one a write sent with `epoch` went to.
@@ -499,6 +498,31 @@ impl WriterShared {
                 self.spawn_write(entry, to, data, None, lac);
             }
         }
+    }
+}
+
+impl Acked for WriterShared {
+    /// Counts the acknowledgements, then advances the LAC over the entries with Qa of them and
+    /// tells their outcomes: one state lock for all of them.
+    fn acked(&self, acks: &[Ack]) {
+        let mut st = self.state.lock();
+        if st.failed.is_some() {
+            return;
+        }
+        for a in acks {
+            self.count_ack(&mut st, a);
+        }
+        if !self.advance(&mut st) {
+            return;
+        }
+        let lac = st.lac;
+        drop(st);
+        // only `close` watches (it subscribes before it reads the state, so it misses no change
+        // made after that)
+        if self.lac_tx.receiver_count() > 0 {
+            self.lac_tx.send_replace(lac);
+        }
+        self.deliver();
     }
 }
 

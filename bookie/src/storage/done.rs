@@ -4,7 +4,6 @@
 //! its [`AddCount`], settled with the answer, so both kinds of add are counted the same way and
 //! the callback kind needs no wrapping closure.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -52,8 +51,12 @@ impl Done {
         self
     }
 
-    /// Answers the submitter (a caller that stopped waiting is ignored).
-    pub(super) fn send(mut self, r: Result<(), BookieError>) {
+    /// Answers the submitter (a caller that stopped waiting is ignored), an add counted in
+    /// `shared`'s accounting.
+    pub(super) fn send(mut self, r: Result<(), BookieError>, shared: &Shared) {
+        if let Some(count) = self.count.take() {
+            count.settle(&r, shared);
+        }
         self.answer(r);
     }
 
@@ -92,10 +95,8 @@ impl Done {
         });
     }
 
+    /// Answers the submitter; an add's accounting is settled by the caller first.
     fn answer(&mut self, r: Result<(), BookieError>) {
-        if let Some(count) = self.count.take() {
-            count.settle(&r);
-        }
         match self.answer.take() {
             Some(Answer::Channel(tx)) => {
                 let _ = tx.send(r);
@@ -106,6 +107,8 @@ impl Done {
     }
 }
 
+/// Dropped unanswered only when the journal's threads are gone (the bookie is shutting down):
+/// the add's accounting is left as it is.
 impl Drop for Done {
     fn drop(&mut self) {
         if self.answer.is_some() {
@@ -116,9 +119,9 @@ impl Drop for Done {
 
 /// The accounting of one add, from its start to its answer: the outcome goes to the add metrics,
 /// and the payload counts in `Shared::queued_bytes` (the journal queue's share of the room adds
-/// wait for) while the add is queued.
+/// wait for) while the add is queued. It holds no reference to the bookie's state (whoever
+/// answers has it): no count shared between the adding thread and the answering one per add.
 pub(super) struct AddCount {
-    shared: Arc<Shared>,
     start: Instant,
     ledger: u64,
     entry: u64,
@@ -129,18 +132,12 @@ pub(super) struct AddCount {
 impl AddCount {
     /// Counts the add `req` that started at `start`; `queued`: it goes to the journal now (its
     /// bytes count as queued until it is answered).
-    pub(super) fn new(
-        shared: &Arc<Shared>,
-        start: Instant,
-        req: &AddRequest,
-        queued: bool,
-    ) -> Self {
+    pub(super) fn new(shared: &Shared, start: Instant, req: &AddRequest, queued: bool) -> Self {
         let len = req.payload.len();
         if queued {
             shared.queued_bytes.fetch_add(len, Ordering::AcqRel);
         }
         AddCount {
-            shared: shared.clone(),
             start,
             ledger: req.ledger,
             entry: req.entry,
@@ -149,13 +146,11 @@ impl AddCount {
         }
     }
 
-    fn settle(self, r: &Result<(), BookieError>) {
+    fn settle(self, r: &Result<(), BookieError>, shared: &Shared) {
         if self.queued {
-            self.shared
-                .queued_bytes
-                .fetch_sub(self.len, Ordering::AcqRel);
+            shared.queued_bytes.fetch_sub(self.len, Ordering::AcqRel);
         }
-        let m = &self.shared.metrics;
+        let m = &shared.metrics;
         match r {
             Ok(()) => {
                 m.add_entries.inc();
@@ -177,11 +172,11 @@ mod tests {
     #[test]
     fn both_kinds_deliver_the_outcome() {
         let (tx, mut rx) = oneshot::channel();
-        Done::channel(tx).send(Ok(()));
+        Done::channel(tx).answer(Ok(()));
         assert!(matches!(rx.try_recv(), Ok(Ok(()))));
         let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let s = seen.clone();
-        Done::call(Box::new(move |r| s.lock().push(r.is_ok()))).send(Ok(()));
+        Done::call(Box::new(move |r| s.lock().push(r.is_ok()))).answer(Ok(()));
         assert_eq!(*seen.lock(), vec![true]);
     }
 

@@ -88,7 +88,7 @@ pub(super) fn run_applier(shared: Arc<Shared>, rx: Receiver<Applied>) {
             m.journal_apply_latency
                 .observe(db.synced.elapsed().as_secs_f64());
             for done in later {
-                done.send(Ok(()));
+                done.send(Ok(()), &shared);
             }
         }
         if over {
@@ -286,9 +286,8 @@ pub(super) fn run(
                 shared.journal_failed.store(true, Ordering::Release);
                 shared.set_read_only(Some(format!("journal failed: {e}")));
                 for op in batch.drain(..) {
-                    op.done.send(Err(BookieError::ReadOnly {
-                        reason: format!("journal failed: {e}"),
-                    }));
+                    let reason = format!("journal failed: {e}");
+                    op.done.send(Err(BookieError::ReadOnly { reason }), &shared);
                 }
                 shared.space.notify_waiters();
             }

@@ -691,7 +691,7 @@ impl Storage {
     ) {
         let done = done.counted(AddCount::new(&self.shared, start, &req, room.is_ok()));
         if let Err(e) = room {
-            return done.send(Err(e));
+            return done.send(Err(e), &self.shared);
         }
         let rec = JournalRecord::Add {
             ledger: req.ledger,
@@ -769,26 +769,26 @@ impl Storage {
         if let JournalRecord::Add { key, .. } | JournalRecord::Fence { key, .. } = &rec {
             if key.len() > MAX_KEY_LEN {
                 let e = BookieError::Invalid(format!("master key longer than {MAX_KEY_LEN} bytes"));
-                return done.send(Err(e));
+                return done.send(Err(e), &self.shared);
             }
         }
         if self.shared.journal_failed.load(Ordering::Acquire) {
             let reason = "journal failed".into();
-            return done.send(Err(BookieError::ReadOnly { reason }));
+            return done.send(Err(BookieError::ReadOnly { reason }), &self.shared);
         }
         if is_add {
             if let Some(reason) = self.shared.read_only.lock().clone() {
-                return done.send(Err(BookieError::ReadOnly { reason }));
+                return done.send(Err(BookieError::ReadOnly { reason }), &self.shared);
             }
         }
         let mut ad = self.shared.admission.lock();
         if let Err(e) = validate(&mut ad, &rec) {
             drop(ad);
-            return done.send(Err(e));
+            return done.send(Err(e), &self.shared);
         }
         let Some(jtx) = ad.journal_tx.as_ref() else {
             drop(ad);
-            return done.send(Err(BookieError::ShuttingDown));
+            return done.send(Err(BookieError::ShuttingDown), &self.shared);
         };
         let op = JournalOp {
             rec,
@@ -798,7 +798,7 @@ impl Storage {
         };
         if let Err(std::sync::mpsc::SendError(op)) = jtx.send(op) {
             drop(ad);
-            return op.done.send(Err(BookieError::ShuttingDown));
+            return op.done.send(Err(BookieError::ShuttingDown), &self.shared);
         }
         self.shared.metrics.journal_queue_size.inc();
     }

@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use tokio::sync::{Notify, mpsc};
 
 use super::{Inner, ManagedLedgerConfig};
@@ -24,6 +25,7 @@ use crate::storage::{AddCompletion, LedgerWriter, StorageError};
 use strata_common::clock;
 use strata_proto::EntryId;
 
+use super::confirms::{self, Durable};
 pub(super) use super::reply::Reply;
 
 /// An add's outcome the writer task handles: the result, the ledger, the data (to write it
@@ -168,10 +170,11 @@ impl Inner {
         None
     }
 
-    /// An add's outcome: a success while the ledger is healthy is confirmed here; anything
-    /// else goes to the writer task, which writes failed adds again in order.
+    /// An add's outcome: a success while the ledger is healthy is confirmed here (at the end of
+    /// the group it is told in, see [`confirms`]); anything else goes to the writer task, which
+    /// writes failed adds again in order.
     fn on_added(
-        &self,
+        self: Arc<Self>,
         r: std::result::Result<EntryId, StorageError>,
         ledger: u64,
         data: Bytes,
@@ -179,30 +182,44 @@ impl Inner {
         issued: Instant,
     ) {
         let a = &self.appends;
-        match r {
-            Ok(EntryId(entry)) if !a.failed() => {
-                let pos = self.confirm(ledger, entry, &data, issued);
-                reply.send(Ok(pos));
-                if !a.succeeded.load(Ordering::Relaxed) {
-                    a.succeeded.store(true, Ordering::Relaxed);
-                }
-            }
-            r => {
-                if r.is_err() {
-                    a.set_failed(true);
-                }
-                // Sent before `inflight` drops: a writer task that sees zero finds it queued.
-                let _ = a.handoff.send((r, ledger, data, reply, issued));
-            }
+        if let Ok(EntryId(entry)) = r
+            && !a.failed()
+        {
+            let ml = self;
+            return confirms::defer(Durable {
+                ml,
+                ledger,
+                entry,
+                data,
+                reply,
+                issued,
+            });
         }
-        if a.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // what was told before this outcome is confirmed before it
+        confirms::flush();
+        if r.is_err() {
+            a.set_failed(true);
+        }
+        // Sent before `inflight` drops: a writer task that sees zero finds it queued.
+        let _ = a.handoff.send((r, ledger, data, reply, issued));
+        self.answered(0, 1);
+    }
+
+    /// `confirmed` appends were confirmed and answered and `other` handed to the writer task:
+    /// they are no longer in flight.
+    pub(super) fn answered(&self, confirmed: usize, other: usize) {
+        let a = &self.appends;
+        if confirmed > 0 && !a.succeeded.load(Ordering::Relaxed) {
+            a.succeeded.store(true, Ordering::Relaxed);
+        }
+        let n = confirmed + other;
+        if a.inflight.fetch_sub(n, Ordering::AcqRel) == n {
             a.idle.notify_one();
         }
     }
 
-    /// Records entry `entry` of `ledger`, added at `issued`, as durable: the ledger list's
-    /// counts, the entry cache, the last confirmed position and the topic's write latency
-    /// histogram (`pulsar_storage_write_latency`, when the topic gave one). Returns its position.
+    /// Records entry `entry` of `ledger`, added at `issued`, as durable (see
+    /// [`Self::confirm_all`]). Returns its position.
     pub(super) fn confirm(
         &self,
         ledger: u64,
@@ -210,37 +227,65 @@ impl Inner {
         data: &Bytes,
         issued: Instant,
     ) -> Position {
-        if let Some(series) = self.write_latency.get() {
-            series.persisted(clock::instant().saturating_duration_since(issued));
-        }
-        let pos = Position::new(ledger, entry as i64);
-        {
-            let mut ls = self.shared.ledgers.write();
-            if let Some(l) = ls.iter_mut().rev().find(|l| l.ledger_id.0 == ledger) {
-                l.entries = l.entries.max(entry + 1);
-                l.size += data.len() as u64;
-            }
-        }
+        self.confirm_all(std::iter::once((ledger, entry, data, issued)))
+    }
+
+    /// Records the entries `(ledger, entry, data, issued)` of `adds` (in log order, added at
+    /// `issued`) as durable: the topic's write latency histogram (`pulsar_storage_write_latency`,
+    /// when the topic gave one), the entry cache, the ledger list's counts and the last
+    /// confirmed position (those two once for all). Returns the last one's position.
+    pub(super) fn confirm_all<'a>(
+        &self,
+        adds: impl Iterator<Item = (u64, u64, &'a Bytes, Instant)>,
+    ) -> Position {
+        let now = clock::instant();
+        let series = self.write_latency.get();
         // As Pulsar (entries are cached only while a cursor may read them): a topic without
         // subscriptions (no LAC watcher) skips the copy and the insert. `data` is usually a slice
         // of a connection's read buffer: the cache keeps an exact-size copy so that its byte bound
         // is the memory it really holds.
         let watched = self.shared.lac.receiver_count() > 0;
-        if watched {
-            self.cache.insert(pos, Bytes::copy_from_slice(data));
+        // per ledger (a run rarely spans two): its entry count and the bytes added
+        let mut counts: SmallVec<[(u64, u64, u64); 2]> = SmallVec::new();
+        let mut last = Position::new(0, -1);
+        for (ledger, entry, data, issued) in adds {
+            if let Some(series) = series {
+                series.persisted(now.saturating_duration_since(issued));
+            }
+            let pos = Position::new(ledger, entry as i64);
+            if watched {
+                self.cache.insert(pos, Bytes::copy_from_slice(data));
+            }
+            match counts.last_mut() {
+                Some((l, n, b)) if *l == ledger => {
+                    *n = (*n).max(entry + 1);
+                    *b += data.len() as u64;
+                }
+                _ => counts.push((ledger, entry + 1, data.len() as u64)),
+            }
+            last = last.max(pos);
+        }
+        {
+            let mut ls = self.shared.ledgers.write();
+            for (ledger, entries, bytes) in counts {
+                if let Some(l) = ls.iter_mut().rev().find(|l| l.ledger_id.0 == ledger) {
+                    l.entries = l.entries.max(entries);
+                    l.size += bytes;
+                }
+            }
         }
         // Under the watch's lock (which orders the writers): the position is stored in `last`,
         // and the watchers are woken only if there are any (waking nobody still costs a lock per
         // notify shard). A watcher subscribing meanwhile either is counted here or reads the new
         // position itself (`ManagedLedger::watch_lac` passes through the same lock).
         self.shared.lac.send_if_modified(|()| {
-            if pos > self.shared.last.load() {
-                self.shared.last.store(pos);
+            if last > self.shared.last.load() {
+                self.shared.last.store(last);
                 self.shared.lac.receiver_count() > 0
             } else {
                 false
             }
         });
-        pos
+        last
     }
 }

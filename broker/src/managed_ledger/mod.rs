@@ -634,6 +634,7 @@ impl ManagedLedger {
 }
 
 mod appends;
+mod confirms;
 mod offloaded;
 mod reply;
 #[cfg(test)]

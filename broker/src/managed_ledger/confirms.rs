@@ -1,0 +1,71 @@
+//! Direct appends confirmed once per group: the bookie of this process answers every add of one
+//! journal sync inside a [`strata_common::group`], and the ledger writer tells a run of
+//! outcomes at a time. A durable append told there is collected on the thread and confirmed at
+//! the group's end, with the others of its log: the ledger list, the last confirmed position and
+//! the in-flight count are updated once per run instead of once per entry (lines the appending
+//! thread touches too). Outside a group it is confirmed at once.
+//!
+//! Order: the appends of one log are told in log order and confirmed in it; an outcome that is
+//! not a plain success first confirms what was collected before it ([`flush`]).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use strata_common::group;
+
+use super::{Inner, Reply};
+use crate::position::Position;
+
+/// A durable append of the direct path, to be confirmed and answered.
+pub(super) struct Durable {
+    pub ml: Arc<Inner>,
+    pub ledger: u64,
+    pub entry: u64,
+    pub data: Bytes,
+    pub reply: Reply,
+    /// When the add was issued (for the write latency).
+    pub issued: Instant,
+}
+
+thread_local! {
+    /// Durable appends told in this thread's group and not confirmed yet.
+    static TOLD: RefCell<Vec<Durable>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Confirms `d` at the end of this thread's group, or now when no group is running.
+pub(super) fn defer(d: Durable) {
+    group::collect(&TOLD, d, flush);
+}
+
+/// Confirms the appends collected on this thread, in order, one run per log, then answers them.
+pub(super) fn flush() {
+    group::handle_all(&TOLD, |told| {
+        let mut runs: Vec<usize> = Vec::new();
+        let mut rest = told.as_slice();
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .take_while(|d| Arc::ptr_eq(&d.ml, &first.ml))
+                .count();
+            let (run, after) = rest.split_at(n);
+            first
+                .ml
+                .confirm_all(run.iter().map(|d| (d.ledger, d.entry, &d.data, d.issued)));
+            runs.push(n);
+            rest = after;
+        }
+        let mut answers = told.drain(..);
+        for n in runs {
+            let mut ml = None;
+            for d in answers.by_ref().take(n) {
+                d.reply.send(Ok(Position::new(d.ledger, d.entry as i64)));
+                ml = Some(d.ml);
+            }
+            if let Some(ml) = ml {
+                ml.answered(n, 0);
+            }
+        }
+    });
+}
