@@ -89,7 +89,8 @@ pub fn collect<T: 'static>(list: &'static Collected<T>, item: T, handle: fn()) {
 }
 
 /// Hands what this thread's `list` holds to `f`, in the order it was collected, taken out of
-/// the list first (what `f` collects meanwhile waits for the next call); the list keeps its room.
+/// the list first (what `f` collects meanwhile defers its own handling, see [`collect`]); the
+/// list keeps its room.
 pub fn handle_all<T: 'static>(list: &'static Collected<T>, f: impl FnOnce(&mut Vec<T>)) {
     let mut items = list.with(|l| std::mem::take(&mut *l.borrow_mut()));
     if items.is_empty() {

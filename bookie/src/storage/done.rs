@@ -1,8 +1,9 @@
 //! [`Done`]: how the journal answers one submission — through a channel an async caller awaits,
 //! or by running the caller's callback itself (the ledger writer of the same process: no task,
 //! timer or wake-up per entry; see [`super::Storage::add_then`]). An add's `Done` also carries
-//! its [`AddCount`], settled with the answer, so both kinds of add are counted the same way and
-//! the callback kind needs no wrapping closure.
+//! its [`AddCount`], settled by whoever answers it (with the bookie's state it holds no reference
+//! to), so both kinds of add are counted the same way and the callback kind needs no wrapping
+//! closure.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
