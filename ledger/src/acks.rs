@@ -26,7 +26,7 @@ pub(crate) struct Ack {
 /// What counts acknowledgements (a ledger writer).
 pub(crate) trait Acked: Send + Sync {
     /// Counts `acks`, in order.
-    fn acked(&self, acks: &[Ack]);
+    fn acked(&self, acks: &mut dyn Iterator<Item = Ack>);
 }
 
 type Told = Vec<(Arc<dyn Acked>, Ack)>;
@@ -45,17 +45,15 @@ pub(crate) fn tell(to: Arc<dyn Acked>, ack: Ack) {
 /// writer.
 pub(crate) fn flush() {
     group::handle_all(&TOLD, |told| {
-        let mut acks: Vec<Ack> = Vec::with_capacity(told.len());
         let mut rest = told.as_slice();
         while let Some((to, _)) = rest.first() {
             let same = rest
                 .iter()
                 .take_while(|(t, _)| std::ptr::addr_eq(Arc::as_ptr(t), Arc::as_ptr(to)))
                 .count();
-            acks.clear();
-            acks.extend(rest[..same].iter().map(|(_, a)| *a));
-            to.acked(&acks);
-            rest = &rest[same..];
+            let (run, after) = rest.split_at(same);
+            to.acked(&mut run.iter().map(|(_, a)| *a));
+            rest = after;
         }
     });
 }
@@ -70,8 +68,8 @@ mod tests {
     struct Log(Mutex<Vec<Vec<u64>>>);
 
     impl Acked for Log {
-        fn acked(&self, acks: &[Ack]) {
-            self.0.lock().push(acks.iter().map(|a| a.entry).collect());
+        fn acked(&self, acks: &mut dyn Iterator<Item = Ack>) {
+            self.0.lock().push(acks.map(|a| a.entry).collect());
         }
     }
 

@@ -281,8 +281,8 @@ impl WriterShared {
 
     /// Counts `a` if it is from a bookie of the entry's current write set that is not being
     /// replaced.
-    fn count_ack(&self, st: &mut WriterState, a: &Ack) {
-        let Ack { entry, slot, epoch } = *a;
+    fn count_ack(&self, st: &mut WriterState, a: Ack) {
+        let Ack { entry, slot, epoch } = a;
         if !st.current(slot, epoch)
             || !in_write_set(slot, entry, st.ensemble.len(), self.quorum.write)
         {
@@ -504,7 +504,7 @@ impl WriterShared {
 impl Acked for WriterShared {
     /// Counts the acknowledgements, then advances the LAC over the entries with Qa of them and
     /// tells their outcomes: one state lock for all of them.
-    fn acked(&self, acks: &[Ack]) {
+    fn acked(&self, acks: &mut dyn Iterator<Item = Ack>) {
         let mut st = self.state.lock();
         if st.failed.is_some() {
             return;

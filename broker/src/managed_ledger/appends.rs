@@ -185,9 +185,8 @@ impl Inner {
         if let Ok(EntryId(entry)) = r
             && !a.failed()
         {
-            let ml = self;
             return confirms::defer(Durable {
-                ml,
+                ml: self,
                 ledger,
                 entry,
                 data,

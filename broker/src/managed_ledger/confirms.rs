@@ -42,7 +42,6 @@ pub(super) fn defer(d: Durable) {
 /// Confirms the appends collected on this thread, in order, one run per log, then answers them.
 pub(super) fn flush() {
     group::handle_all(&TOLD, |told| {
-        let mut runs: Vec<usize> = Vec::new();
         let mut rest = told.as_slice();
         while let Some(first) = rest.first() {
             let n = rest
@@ -53,19 +52,23 @@ pub(super) fn flush() {
             first
                 .ml
                 .confirm_all(run.iter().map(|d| (d.ledger, d.entry, &d.data, d.issued)));
-            runs.push(n);
             rest = after;
         }
-        let mut answers = told.drain(..);
-        for n in runs {
-            let mut ml = None;
-            for d in answers.by_ref().take(n) {
-                d.reply.send(Ok(Position::new(d.ledger, d.entry as i64)));
-                ml = Some(d.ml);
+        // then the answers, in the same order; a log's in-flight count drops once per run
+        let mut run: Option<(Arc<Inner>, usize)> = None;
+        for d in told.drain(..) {
+            d.reply.send(Ok(Position::new(d.ledger, d.entry as i64)));
+            match &mut run {
+                Some((ml, n)) if Arc::ptr_eq(ml, &d.ml) => *n += 1,
+                _ => {
+                    if let Some((ml, n)) = run.replace((d.ml, 1)) {
+                        ml.answered(n, 0);
+                    }
+                }
             }
-            if let Some(ml) = ml {
-                ml.answered(n, 0);
-            }
+        }
+        if let Some((ml, n)) = run {
+            ml.answered(n, 0);
         }
     });
 }
