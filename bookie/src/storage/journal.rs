@@ -321,8 +321,6 @@ fn commit(
             )?,
         };
         shared.journal_seq.store(jf.seq, Ordering::Release);
-        // the flusher prepares the file after this one now, not at its next periodic tick
-        shared.kick_flusher();
     }
     let seq = jf.seq;
     let wrote = jf

@@ -8,6 +8,7 @@ mod consume;
 mod pending;
 mod perf;
 mod produce;
+mod send_stamp;
 
 pub use common::{CompressionArg, SubTypeArg};
 pub use consume::{ConsumeArgs, run_consume};

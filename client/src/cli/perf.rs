@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::common::{CompressionArg, DEFAULT_SERVICE_URL, SubTypeArg};
 use super::pending::{Pending, Timed};
+use super::send_stamp;
 use crate::{ConsumerOptions, InitialPosition, OutgoingMessage, ProducerOptions};
 
 /// Load generator.
@@ -98,6 +99,11 @@ pub struct PerfProduceArgs {
     /// Payload compression.
     #[arg(long, short = 'z', value_enum, default_value = "none")]
     pub compression: CompressionArg,
+    /// Write the send time into each payload's first 16 bytes (payloads of 16 bytes or more,
+    /// each then copied), so that `perf consume` reports end-to-end latency in microseconds
+    /// rather than in the publish time's whole milliseconds.
+    #[arg(long)]
+    pub stamp_send_time: bool,
     /// When to stop and how to report.
     #[command(flatten)]
     pub run: PerfRunArgs,
@@ -362,6 +368,7 @@ struct Pace {
 async fn produce_one(
     producer: crate::Producer,
     payload: Bytes,
+    stamp: bool,
     stats: Arc<Stats>,
     stop: CancellationToken,
     pace: Pace,
@@ -393,12 +400,12 @@ async fn produce_one(
                 tokio::time::sleep_until(due.into()).await;
             }
             let t0 = Instant::now();
-            (
-                t0,
-                producer
-                    .send_async(OutgoingMessage::new(payload.clone()))
-                    .await,
-            )
+            let payload = if stamp {
+                send_stamp::stamp(&payload)
+            } else {
+                payload.clone()
+            };
+            (t0, producer.send_async(OutgoingMessage::new(payload)).await)
         };
         tokio::pin!(next);
         let (t0, f) = loop {
@@ -483,6 +490,7 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
         workers.spawn(produce_one(
             producer,
             payload.clone(),
+            args.stamp_send_time,
             stats.clone(),
             stop.clone(),
             Pace {
@@ -556,9 +564,11 @@ async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> any
                 };
                 match m {
                     Ok(m) => {
-                        let e2e = Duration::from_millis(
-                            strata_common::clock::now_ms().saturating_sub(m.publish_time),
-                        );
+                        let e2e = send_stamp::elapsed(&m.payload).unwrap_or_else(|| {
+                            Duration::from_millis(
+                                strata_common::clock::now_ms().saturating_sub(m.publish_time),
+                            )
+                        });
                         stats.record(m.payload.len(), e2e);
                         if consumer.ack(&m).await.is_err() {
                             stats.failures.fetch_add(1, Ordering::Relaxed);
