@@ -35,6 +35,13 @@ pub fn now_ms() -> u64 {
     unix_ms(SystemTime::now())
 }
 
+/// Microseconds since the Unix epoch, now (0 before it, `u64::MAX` past the range).
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Milliseconds since the Unix epoch at `t` (0 for times before it, `u64::MAX` past the range).
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -75,5 +82,6 @@ mod tests {
     fn now_is_after_2020() {
         // 2020-01-01T00:00:00Z
         assert!(now_ms() > 1_577_836_800_000);
+        assert!(now_us() > 1_577_836_800_000_000);
     }
 }

@@ -2,21 +2,15 @@
 //! latency in microseconds: a message's publish time has whole milliseconds only, too coarse
 //! for a latency of about a millisecond.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use strata_common::clock::now_us;
 
 /// Marks a stamped payload (its first bytes), before the send time.
 const MAGIC: [u8; 8] = *b"strataT1";
 /// Bytes a stamp takes at the start of a payload: the mark and the send time (µs, big-endian).
 pub(super) const LEN: usize = 16;
-
-/// Microseconds since the Unix epoch now (0 before it).
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
 
 /// A copy of `payload` with the current time in its first [`LEN`] bytes; `payload` itself when
 /// it is shorter than that.
