@@ -16,6 +16,7 @@
 //! re-exports this crate as `strata_bookie::client`.
 
 mod add;
+mod add_done;
 mod client;
 mod error;
 mod grpc;
@@ -23,6 +24,7 @@ pub mod limits;
 mod local;
 
 pub use add::AddRequest;
+pub use add_done::{AddDone, AddSink, AddTag};
 pub use client::BookieClient;
 pub use error::ClientError;
-pub use local::{AddDone, LacResponse, LocalBookie};
+pub use local::{LacResponse, LocalBookie};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::add::AddRequest;
+use crate::add_done::AddDone;
 use crate::error::ClientError;
 
 /// LAC facts returned by `read_lac` and `fence`.
@@ -19,9 +20,6 @@ pub struct LacResponse {
     /// Whether the ledger is fenced (always false from `fence`'s point of view before it).
     pub fenced: bool,
 }
-
-/// Receives the outcome of [`LocalBookie::add_then`].
-pub type AddDone = Box<dyn FnOnce(Result<(), ClientError>) + Send>;
 
 /// See the module documentation.
 #[async_trait::async_trait]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use strata_bookie::client::AddRequest;
+use strata_bookie::client::{AddDone, AddRequest};
 use strata_bookie::registration::NoopRegistrar;
 use strata_bookie::{BookieClient, BookieNode, BookieOptions, ClientError, StorageConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -276,7 +276,10 @@ async fn local_adds_answer_through_the_callback_and_are_counted_once() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (e, key) in [(0, KEY), (1, KEY), (2, Bytes::from_static(b"bad"))] {
         let tx = tx.clone();
-        local.add_then(add(e, key), Box::new(move |r| tx.send((e, r)).unwrap()));
+        local.add_then(
+            add(e, key),
+            AddDone::call(move |r| tx.send((e, r)).unwrap()),
+        );
     }
     let mut answers = Vec::new();
     for _ in 0..3 {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
-use strata_bookie_client::{BookieClient, ClientError};
+use strata_bookie_client::{AddDone, AddSink, AddTag, BookieClient, ClientError};
 use strata_meta::model::{LedgerState, MetaClient};
 use strata_proto::{BookieId, EntryId, LedgerId};
 use tokio::sync::watch;
@@ -219,7 +219,9 @@ impl WriterShared {
         } = to;
         if let Some(local) = client.as_local() {
             let key = sh.key.clone();
-            let done = Box::new(move |r| sh.on_result(entry, slot, epoch, r));
+            // the writer itself hears the answer (no allocation per entry), see `AddSink`
+            let cookie = (slot as u64) << 32 | u64::from(epoch);
+            let done = AddDone::tell(sh, AddTag { entry, cookie });
             let req = strata_bookie_client::AddRequest {
                 ledger: self.ledger,
                 entry,
@@ -498,6 +500,15 @@ impl WriterShared {
                 self.spawn_write(entry, to, data, None, lac);
             }
         }
+    }
+}
+
+/// The bookie of this process answers the writer's adds directly: `cookie` holds the slot (high
+/// half) and the ensemble epoch (low half) the entry was sent with.
+impl AddSink for WriterShared {
+    fn added(self: Arc<Self>, tag: AddTag, r: Result<(), ClientError>) {
+        let (slot, epoch) = ((tag.cookie >> 32) as usize, tag.cookie as u32);
+        self.on_result(tag.entry, slot, epoch, r);
     }
 }
 

@@ -102,7 +102,7 @@ impl Done {
             Some(Answer::Channel(tx)) => {
                 let _ = tx.send(r);
             }
-            Some(Answer::Call(f)) => f(r.map_err(ClientError::from)),
+            Some(Answer::Call(f)) => f.run(r.map_err(ClientError::from)),
             None => {}
         }
     }
@@ -177,7 +177,7 @@ mod tests {
         assert!(matches!(rx.try_recv(), Ok(Ok(()))));
         let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let s = seen.clone();
-        Done::call(Box::new(move |r| s.lock().push(r.is_ok()))).answer(Ok(()));
+        Done::call(AddDone::call(move |r| s.lock().push(r.is_ok()))).answer(Ok(()));
         assert_eq!(*seen.lock(), vec![true]);
     }
 
@@ -185,7 +185,7 @@ mod tests {
     fn a_callback_dropped_unanswered_hears_shutting_down() {
         let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let s = seen.clone();
-        drop(Done::call(Box::new(move |r| {
+        drop(Done::call(AddDone::call(move |r| {
             s.lock().push(matches!(r, Err(ClientError::ShuttingDown)))
         })));
         assert_eq!(*seen.lock(), vec![true]);

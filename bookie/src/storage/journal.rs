@@ -201,6 +201,8 @@ pub(super) fn run(
     let m = shared.metrics.clone();
     let mut batch: Vec<JournalOp> = Vec::new();
     let mut buf: Vec<u8> = Vec::with_capacity(cfg.journal_max_batch_bytes + (1 << 20));
+    // records taken from the queue so far (its length is what was sent less these)
+    let mut taken = 0u64;
     loop {
         let first = match rx.recv() {
             Ok(op) => op,
@@ -227,7 +229,10 @@ pub(super) fn run(
             batch.push(op);
         }
         let start = Instant::now();
-        m.journal_queue_size.dec_by(batch.len() as i64);
+        taken += batch.len() as u64;
+        let sent = shared.admission.lock().sent;
+        m.journal_queue_size
+            .set(i64::try_from(sent.saturating_sub(taken)).unwrap_or(i64::MAX));
         if let Some(op) = batch.first() {
             m.journal_queue_latency
                 .observe(start.duration_since(op.queued).as_secs_f64());

@@ -216,6 +216,9 @@ struct Admission {
     /// applied.
     deleted_pinned: HashSet<u64>,
     journal_tx: Option<std::sync::mpsc::Sender<JournalOp>>,
+    /// Records ever sent to the journal thread (it publishes the queue's length from this and
+    /// what it took: no shared counter touched per add).
+    sent: u64,
 }
 
 impl Admission {
@@ -403,6 +406,8 @@ struct Shared {
     admission: Mutex<Admission>,
     /// Why adds are refused, if they are.
     read_only: Mutex<Option<String>>,
+    /// Whether `read_only` is set (read per add without the lock).
+    read_only_set: AtomicBool,
     /// Set when the journal failed: read-only until restart.
     journal_failed: AtomicBool,
     /// Set while write-cache flushes fail: read-only until one succeeds.
@@ -440,6 +445,8 @@ impl Shared {
             tracing::info!("bookie writable again");
         }
         self.metrics.read_only.set(i64::from(reason.is_some()));
+        self.read_only_set
+            .store(reason.is_some(), Ordering::Release);
         *ro = reason;
     }
 
@@ -533,6 +540,11 @@ impl Storage {
         let recovery_flush_failed =
             !recovered.cache.is_empty() || !recovered.unsaved_index.is_empty();
         let (ftx, frx) = std::sync::mpsc::channel();
+        let read_only = match (&recovered.journal_error, recovery_flush_failed) {
+            (Some(e), _) => Some(format!("no journal file: {e}")),
+            (None, true) => Some("flush after recovery failed".to_string()),
+            (None, false) => None,
+        };
         let admission = Admission {
             ledgers: recovered
                 .ledgers
@@ -547,6 +559,7 @@ impl Storage {
                 .copied()
                 .collect(),
             journal_tx: recovered.journal.is_some().then_some(jtx),
+            sent: 0,
         };
         let shared = Arc::new(Shared {
             admission: Mutex::new(admission),
@@ -563,11 +576,8 @@ impl Storage {
             }),
             cfg,
             metrics,
-            read_only: Mutex::new(match (&recovered.journal_error, recovery_flush_failed) {
-                (Some(e), _) => Some(format!("no journal file: {e}")),
-                (None, true) => Some("flush after recovery failed".to_string()),
-                (None, false) => None,
-            }),
+            read_only_set: AtomicBool::new(read_only.is_some()),
+            read_only: Mutex::new(read_only),
             journal_failed: AtomicBool::new(recovered.journal_error.is_some()),
             flush_failed: AtomicBool::new(recovery_flush_failed),
             queued_bytes: AtomicUsize::new(0),
@@ -776,7 +786,7 @@ impl Storage {
             let reason = "journal failed".into();
             return done.send(Err(BookieError::ReadOnly { reason }), &self.shared);
         }
-        if is_add {
+        if is_add && self.shared.read_only_set.load(Ordering::Acquire) {
             if let Some(reason) = self.shared.read_only.lock().clone() {
                 return done.send(Err(BookieError::ReadOnly { reason }), &self.shared);
             }
@@ -800,7 +810,7 @@ impl Storage {
             drop(ad);
             return op.done.send(Err(BookieError::ShuttingDown), &self.shared);
         }
-        self.shared.metrics.journal_queue_size.inc();
+        ad.sent += 1;
     }
 
     /// Fences a ledger durably (creating it if absent). Returns its LAC facts.
