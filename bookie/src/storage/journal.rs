@@ -44,6 +44,38 @@ pub(super) struct Applied {
 /// A batch the applier answered and has yet to apply, with the acknowledgements that wait for it.
 type Answered = (Arc<DurableBatch>, Vec<Done>);
 
+/// The records of the next group commit, split as they are taken from the queue (each moved
+/// once): the records to write, and the answers of adds and of the rest (see [`Applied`]).
+#[derive(Default)]
+struct Gathered {
+    recs: Vec<JournalRecord>,
+    acks: Vec<Done>,
+    later: Vec<Done>,
+    /// Encoded length of `recs`.
+    bytes: usize,
+}
+
+impl Gathered {
+    /// Empty, with room for `n` records (about the next commit's, if the load holds).
+    fn with_room(n: usize) -> Self {
+        Gathered {
+            recs: Vec::with_capacity(n),
+            acks: Vec::with_capacity(n),
+            later: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn take(&mut self, op: JournalOp) {
+        self.bytes += op.rec.encoded_len();
+        match op.rec {
+            JournalRecord::Add { .. } => self.acks.push(op.done),
+            _ => self.later.push(op.done),
+        }
+        self.recs.push(op.rec);
+    }
+}
+
 /// Unsaved journal index entries past which the applier asks for a flush.
 const UNSAVED_KICK: usize = 1 << 16;
 
@@ -199,7 +231,7 @@ pub(super) fn run(
 ) {
     let cfg = shared.cfg.clone();
     let m = shared.metrics.clone();
-    let mut batch: Vec<JournalOp> = Vec::new();
+    let mut batch = Gathered::default();
     let mut buf: Vec<u8> = Vec::with_capacity(cfg.journal_max_batch_bytes + (1 << 20));
     // records taken from the queue so far (its length is what was sent less these)
     let mut taken = 0u64;
@@ -208,10 +240,10 @@ pub(super) fn run(
             Ok(op) => op,
             Err(_) => break,
         };
-        let mut bytes = first.rec.encoded_len();
-        batch.push(first);
+        let first_queued = first.queued;
+        batch.take(first);
         let deadline = Instant::now() + cfg.journal_max_wait;
-        while bytes < cfg.journal_max_batch_bytes {
+        while batch.bytes < cfg.journal_max_batch_bytes {
             let next = match rx.try_recv() {
                 Ok(op) => Some(op),
                 Err(TryRecvError::Disconnected) => None,
@@ -225,28 +257,32 @@ pub(super) fn run(
                 }
             };
             let Some(op) = next else { break };
-            bytes += op.rec.encoded_len();
-            batch.push(op);
+            batch.take(op);
         }
         let start = Instant::now();
-        taken += batch.len() as u64;
+        let records = batch.recs.len();
+        taken += records as u64;
         let sent = shared.admission.lock().sent;
         m.journal_queue_size
             .set(i64::try_from(sent.saturating_sub(taken)).unwrap_or(i64::MAX));
-        if let Some(op) = batch.first() {
-            m.journal_queue_latency
-                .observe(start.duration_since(op.queued).as_secs_f64());
-        }
+        m.journal_queue_latency
+            .observe(start.duration_since(first_queued).as_secs_f64());
         let res = if shared.journal_failed.load(Ordering::Acquire) {
             Err(BookieError::ReadOnly {
                 reason: "journal failed".into(),
             })
         } else {
-            commit(&shared, &mut jf, &batch, bytes, &mut buf)
+            commit(&shared, &mut jf, &batch.recs, batch.bytes, &mut buf)
         };
         m.journal_sync_latency
             .observe(start.elapsed().as_secs_f64());
-        m.journal_batch_records.observe(batch.len() as f64);
+        m.journal_batch_records.observe(records as f64);
+        let Gathered {
+            recs,
+            acks,
+            later,
+            bytes,
+        } = std::mem::replace(&mut batch, Gathered::with_room(records));
         match res {
             Ok(wrote) => {
                 m.journal_bytes.inc_by(wrote as u64);
@@ -255,17 +291,6 @@ pub(super) fn run(
                 // then moves the batch into the state; this thread writes the next batch
                 // meanwhile. Fences and deletes are acknowledged once their effects (and every
                 // earlier add) are in the state.
-                let mut recs = Vec::with_capacity(batch.len());
-                let mut acks = Vec::with_capacity(batch.len());
-                let mut later = Vec::new();
-                for op in batch.drain(..) {
-                    if matches!(op.rec, JournalRecord::Add { .. }) {
-                        acks.push(op.done);
-                    } else {
-                        later.push(op.done);
-                    }
-                    recs.push(op.rec);
-                }
                 let db = Arc::new(DurableBatch {
                     recs,
                     first: (jf.seq, jf.len - wrote as u64),
@@ -290,9 +315,9 @@ pub(super) fn run(
                 tracing::error!(error = %e, "journal write failed; bookie is read-only until restart");
                 shared.journal_failed.store(true, Ordering::Release);
                 shared.set_read_only(Some(format!("journal failed: {e}")));
-                for op in batch.drain(..) {
+                for done in acks.into_iter().chain(later) {
                     let reason = format!("journal failed: {e}");
-                    op.done.send(Err(BookieError::ReadOnly { reason }), &shared);
+                    done.send(Err(BookieError::ReadOnly { reason }), &shared);
                 }
                 shared.space.notify_waiters();
             }
@@ -306,7 +331,7 @@ pub(super) fn run(
 fn commit(
     shared: &Shared,
     jf: &mut JournalFile,
-    batch: &[JournalOp],
+    recs: &[JournalRecord],
     bytes: usize,
     buf: &mut Vec<u8>,
 ) -> Result<usize, BookieError> {
@@ -330,8 +355,8 @@ fn commit(
     let seq = jf.seq;
     let wrote = jf
         .append(buf, bytes, |out| {
-            for op in batch {
-                op.rec.encode_into(out, seq);
+            for rec in recs {
+                rec.encode_into(out, seq);
             }
         })
         .map_err(|e| BookieError::io("write and fdatasync journal", e))?;
