@@ -262,9 +262,8 @@ pub(super) fn run(
         let start = Instant::now();
         let records = batch.recs.len();
         taken += records as u64;
-        let sent = shared.admission.lock().sent;
-        m.journal_queue_size
-            .set(i64::try_from(sent.saturating_sub(taken)).unwrap_or(i64::MAX));
+        shared.journal_taken.store(taken, Ordering::Release);
+        shared.admission.lock().publish_queue_size(taken, &m);
         m.journal_queue_latency
             .observe(start.duration_since(first_queued).as_secs_f64());
         let res = if shared.journal_failed.load(Ordering::Acquire) {

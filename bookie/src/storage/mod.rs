@@ -216,12 +216,23 @@ struct Admission {
     /// applied.
     deleted_pinned: HashSet<u64>,
     journal_tx: Option<std::sync::mpsc::Sender<JournalOp>>,
-    /// Records ever sent to the journal thread (it publishes the queue's length from this and
-    /// what it took: no shared counter touched per add).
+    /// Records ever sent to the journal thread: the queue's length is this less
+    /// `Shared::journal_taken`, published every `QUEUE_GAUGE_EVERY` records and at every commit
+    /// (no shared counter updated per add, yet live while the journal stalls).
     sent: u64,
 }
 
+/// Records sent between two updates of the journal queue gauge by the add path.
+const QUEUE_GAUGE_EVERY: u64 = 64;
+
 impl Admission {
+    /// Sets the journal queue gauge: records sent less the `taken` ones.
+    fn publish_queue_size(&self, taken: u64, m: &Metrics) {
+        let queued = self.sent.saturating_sub(taken);
+        m.journal_queue_size
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
+    }
+
     /// Checks the master key and deletion; creates the ledger if new. Returns whether it is fenced.
     fn check(&mut self, ledger: u64, key: &Bytes) -> Result<&mut bool, BookieError> {
         if self.deleted.contains(&ledger) || self.deleted_pinned.contains(&ledger) {
@@ -408,6 +419,8 @@ struct Shared {
     read_only: Mutex<Option<String>>,
     /// Whether `read_only` is set (read per add without the lock).
     read_only_set: AtomicBool,
+    /// Records the journal thread took from its queue so far (see `Admission::sent`).
+    journal_taken: std::sync::atomic::AtomicU64,
     /// Set when the journal failed: read-only until restart.
     journal_failed: AtomicBool,
     /// Set while write-cache flushes fail: read-only until one succeeds.
@@ -577,6 +590,7 @@ impl Storage {
             cfg,
             metrics,
             read_only_set: AtomicBool::new(read_only.is_some()),
+            journal_taken: std::sync::atomic::AtomicU64::new(0),
             read_only: Mutex::new(read_only),
             journal_failed: AtomicBool::new(recovered.journal_error.is_some()),
             flush_failed: AtomicBool::new(recovery_flush_failed),
@@ -811,6 +825,10 @@ impl Storage {
             return op.done.send(Err(BookieError::ShuttingDown), &self.shared);
         }
         ad.sent += 1;
+        if ad.sent % QUEUE_GAUGE_EVERY == 0 {
+            let taken = self.shared.journal_taken.load(Ordering::Acquire);
+            ad.publish_queue_size(taken, &self.shared.metrics);
+        }
     }
 
     /// Fences a ledger durably (creating it if absent). Returns its LAC facts.
