@@ -233,8 +233,6 @@ pub(super) fn run(
     let m = shared.metrics.clone();
     let mut batch = Gathered::default();
     let mut buf: Vec<u8> = Vec::with_capacity(cfg.journal_max_batch_bytes + (1 << 20));
-    // records taken from the queue so far (its length is what was sent less these)
-    let mut taken = 0u64;
     loop {
         let first = match rx.recv() {
             Ok(op) => op,
@@ -261,7 +259,8 @@ pub(super) fn run(
         }
         let start = Instant::now();
         let records = batch.recs.len();
-        taken += records as u64;
+        // only this thread counts what it took: the count is the shared one, not a copy of it
+        let taken = shared.journal_taken.load(Ordering::Relaxed) + records as u64;
         shared.journal_taken.store(taken, Ordering::Release);
         shared.admission.lock().publish_queue_size(taken, &m);
         m.journal_queue_latency
