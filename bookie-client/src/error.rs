@@ -68,12 +68,11 @@ impl ClientError {
 
 impl From<tonic::Status> for ClientError {
     fn from(s: tonic::Status) -> Self {
-        if let Ok(d) = ErrorDetail::decode(s.details()) {
-            if let Ok(code) = ErrorCode::try_from(d.code) {
-                if code != ErrorCode::Ok {
-                    return Self::from_code(code, s.message().to_string());
-                }
-            }
+        if let Ok(d) = ErrorDetail::decode(s.details())
+            && let Ok(code) = ErrorCode::try_from(d.code)
+            && code != ErrorCode::Ok
+        {
+            return Self::from_code(code, s.message().to_string());
         }
         match s.code() {
             tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown => {

@@ -107,16 +107,16 @@ impl GrpcBookie {
     }
 
     async fn add_stream(&self) -> Result<(mpsc::Sender<AddRequest>, Pending), ClientError> {
-        if let Some(s) = self.inner.stream.lock().as_ref() {
-            if !s.tx.is_closed() {
-                return Ok((s.tx.clone(), s.pending.clone()));
-            }
+        if let Some(s) = self.inner.stream.lock().as_ref()
+            && !s.tx.is_closed()
+        {
+            return Ok((s.tx.clone(), s.pending.clone()));
         }
         let _opening = self.inner.opening.lock().await;
-        if let Some(s) = self.inner.stream.lock().as_ref() {
-            if !s.tx.is_closed() {
-                return Ok((s.tx.clone(), s.pending.clone()));
-            }
+        if let Some(s) = self.inner.stream.lock().as_ref()
+            && !s.tx.is_closed()
+        {
+            return Ok((s.tx.clone(), s.pending.clone()));
         }
         let (tx, rx) = mpsc::channel::<AddRequest>(4096);
         // whatever adds are queued travel together in one message

@@ -181,10 +181,11 @@ impl Registrar for MetaRegistrar {
             })
             .await
             .map_err(|e| RegistrationError(e.to_string()))?;
-        if let Some((r, _)) = written {
-            if r.replaced_at_ms.is_some() && !r.checked {
-                tracing::warn!(bookie = %id, instance, "this bookie id came back with a new disk; auto-recovery will copy back what it lost");
-            }
+        if let Some((r, _)) = written
+            && r.replaced_at_ms.is_some()
+            && !r.checked
+        {
+            tracing::warn!(bookie = %id, instance, "this bookie id came back with a new disk; auto-recovery will copy back what it lost");
         }
         Ok(())
     }

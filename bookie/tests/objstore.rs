@@ -204,7 +204,7 @@ async fn outage_goes_read_only_at_the_bound_and_recovers() {
             Err(BookieError::ReadOnly { reason }) => break reason,
             Err(e) => panic!("unexpected {e}"),
         }
-        if acked % 16 == 0 {
+        if acked.is_multiple_of(16) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

@@ -237,10 +237,10 @@ impl BrokerService {
 
     /// `pulsar+ssl://` URL of this broker, when its TLS port is open.
     pub fn broker_url_tls(&self) -> Option<String> {
-        if let Some(l) = self.listeners.internal() {
-            if l.pulsar_url_tls.is_some() {
-                return l.pulsar_url_tls.clone();
-            }
+        if let Some(l) = self.listeners.internal()
+            && l.pulsar_url_tls.is_some()
+        {
+            return l.pulsar_url_tls.clone();
         }
         self.tls_ports
             .lock()

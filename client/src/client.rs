@@ -69,10 +69,10 @@ impl PulsarClient {
     pub async fn connection(&self, url: &str) -> Result<Arc<Connection>> {
         let url = url.trim_end_matches('/');
         let mut pool = self.inner.pool.lock().await;
-        if let Some(c) = pool.get(url) {
-            if !c.is_closed() {
-                return Ok(c.clone());
-            }
+        if let Some(c) = pool.get(url)
+            && !c.is_closed()
+        {
+            return Ok(c.clone());
         }
         let c = Connection::connect_with(url, self.inner.op_timeout, &self.inner.options).await?;
         pool.insert(url.to_owned(), c.clone());

@@ -85,12 +85,12 @@ pub fn parse_batch(data: Bytes, expected: Option<usize>) -> Result<Vec<BatchMess
     for m in BatchIter::new(data) {
         out.push(m?);
     }
-    if let Some(n) = expected {
-        if n != out.len() {
-            return Err(FrameError::InvalidBatch(
-                "message count differs from num_messages_in_batch",
-            ));
-        }
+    if let Some(n) = expected
+        && n != out.len()
+    {
+        return Err(FrameError::InvalidBatch(
+            "message count differs from num_messages_in_batch",
+        ));
     }
     Ok(out)
 }

@@ -328,13 +328,14 @@ fn cache_bound() -> u64 {
 fn s3_root(dir: &Path) -> (tempfile::TempDir, String) {
     let shm = Path::new("/dev/shm");
     let on_disk = std::env::var("BENCH_OBJSTORE_S3_ROOT").is_ok_and(|v| v == "disk");
-    if !on_disk && shm.is_dir() {
-        if let Ok(d) = tempfile::tempdir_in(shm) {
-            return (
-                d,
-                "tmpfs (/dev/shm; BENCH_OBJSTORE_S3_ROOT=disk puts them on the bench disk)".into(),
-            );
-        }
+    if !on_disk
+        && shm.is_dir()
+        && let Ok(d) = tempfile::tempdir_in(shm)
+    {
+        return (
+            d,
+            "tmpfs (/dev/shm; BENCH_OBJSTORE_S3_ROOT=disk puts them on the bench disk)".into(),
+        );
     }
     (
         tempfile::tempdir_in(dir).unwrap(),

@@ -198,12 +198,12 @@ pub struct Scan {
 /// 0 for the whole file). Never fails on the tail: the first bad frame ends the scan.
 pub fn scan_file(buf: &Bytes, expected_seq: Option<u64>, from: u64) -> Result<Scan, FormatError> {
     let h = FileHeader::decode(buf, &MAGIC, VERSION)?;
-    if let Some(s) = expected_seq {
-        if h.id != s {
-            return Err(FormatError::Malformed(
-                "journal file sequence does not match its name",
-            ));
-        }
+    if let Some(s) = expected_seq
+        && h.id != s
+    {
+        return Err(FormatError::Malformed(
+            "journal file sequence does not match its name",
+        ));
     }
     let mut pos = (FILE_HEADER_LEN as u64).max(from);
     let mut scan = Scan {

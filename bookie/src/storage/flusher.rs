@@ -149,11 +149,11 @@ impl Flusher {
             register(&mut st.lock(), &w, self.last_flush_pos);
             self.w = Some(w);
         }
-        if let Some(w) = self.w.as_mut() {
-            if let Err(e) = w.append(ledger, entry, payload) {
-                self.abandon_writer(st);
-                return Err(e);
-            }
+        if let Some(w) = self.w.as_mut()
+            && let Err(e) = w.append(ledger, entry, payload)
+        {
+            self.abandon_writer(st);
+            return Err(e);
         }
         Ok(())
     }
@@ -821,10 +821,10 @@ pub(super) fn run(shared: Arc<Shared>, mut f: Flusher, rx: Receiver<Cmd>) {
             }
         }
         f.take_out_trash();
-        if shared.journal_next.lock().is_none() {
-            if let Err(e) = journal::prepare_next(&shared) {
-                tracing::warn!(error = %e, "cannot prepare the next journal file");
-            }
+        if shared.journal_next.lock().is_none()
+            && let Err(e) = journal::prepare_next(&shared)
+        {
+            tracing::warn!(error = %e, "cannot prepare the next journal file");
         }
         // periodic work, also under a steady stream of kicks
         if last_tick.elapsed() >= cfg.flush_interval {

@@ -464,10 +464,10 @@ impl Shared {
     }
 
     fn kick_flusher(&self) {
-        if !self.flush_kicked.swap(true, Ordering::AcqRel) {
-            if let Some(tx) = self.flusher_tx.lock().as_ref() {
-                let _ = tx.send(flusher::Cmd::Kick);
-            }
+        if !self.flush_kicked.swap(true, Ordering::AcqRel)
+            && let Some(tx) = self.flusher_tx.lock().as_ref()
+        {
+            let _ = tx.send(flusher::Cmd::Kick);
         }
     }
 }
@@ -790,20 +790,21 @@ impl Storage {
         is_add: bool,
         done: Done,
     ) {
-        if let JournalRecord::Add { key, .. } | JournalRecord::Fence { key, .. } = &rec {
-            if key.len() > MAX_KEY_LEN {
-                let e = BookieError::Invalid(format!("master key longer than {MAX_KEY_LEN} bytes"));
-                return done.send(Err(e), &self.shared);
-            }
+        if let JournalRecord::Add { key, .. } | JournalRecord::Fence { key, .. } = &rec
+            && key.len() > MAX_KEY_LEN
+        {
+            let e = BookieError::Invalid(format!("master key longer than {MAX_KEY_LEN} bytes"));
+            return done.send(Err(e), &self.shared);
         }
         if self.shared.journal_failed.load(Ordering::Acquire) {
             let reason = "journal failed".into();
             return done.send(Err(BookieError::ReadOnly { reason }), &self.shared);
         }
-        if is_add && self.shared.read_only_set.load(Ordering::Acquire) {
-            if let Some(reason) = self.shared.read_only.lock().clone() {
-                return done.send(Err(BookieError::ReadOnly { reason }), &self.shared);
-            }
+        if is_add
+            && self.shared.read_only_set.load(Ordering::Acquire)
+            && let Some(reason) = self.shared.read_only.lock().clone()
+        {
+            return done.send(Err(BookieError::ReadOnly { reason }), &self.shared);
         }
         let mut ad = self.shared.admission.lock();
         if let Err(e) = validate(&mut ad, &rec) {
@@ -825,7 +826,7 @@ impl Storage {
             return op.done.send(Err(BookieError::ShuttingDown), &self.shared);
         }
         ad.sent += 1;
-        if ad.sent % QUEUE_GAUGE_EVERY == 0 {
+        if ad.sent.is_multiple_of(QUEUE_GAUGE_EVERY) {
             let taken = self.shared.journal_taken.load(Ordering::Acquire);
             ad.publish_queue_size(taken, &self.shared.metrics);
         }

@@ -160,10 +160,10 @@ impl Storage {
                     payload,
                     ..
                 } = rec
+                    && *l == ledger
+                    && (first..=last).contains(entry)
                 {
-                    if *l == ledger && (first..=last).contains(entry) {
-                        out.insert(*entry, payload.bytes.clone());
-                    }
+                    out.insert(*entry, payload.bytes.clone());
                 }
             }
         }

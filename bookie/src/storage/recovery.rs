@@ -231,28 +231,27 @@ fn replay(
         }
         let off = if seq == from.0 { from.1 } else { 0 };
         let id = journal_seg::seg_id(seq);
-        if cfg.journal_holds_entries && !st.segments.map.contains_key(&id) {
-            if let Some(meta) = journal_index::open_segment(&cfg.journal_dir, seq) {
-                st.segments.map.insert(id, meta);
-            }
+        if cfg.journal_holds_entries
+            && !st.segments.map.contains_key(&id)
+            && let Some(meta) = journal_index::open_segment(&cfg.journal_dir, seq)
+        {
+            st.segments.map.insert(id, meta);
         }
         let in_journal = cfg.journal_holds_entries && st.segments.map.contains_key(&id);
         for (rec, at, len) in journal::replay_file(seq, &p, off)? {
             replayed += 1;
-            if skip_indexed {
-                if let JournalRecord::Add {
+            if skip_indexed
+                && let JournalRecord::Add {
                     ledger,
                     entry,
                     lac,
                     key,
                     ..
                 } = &rec
-                {
-                    if st.index.get(ledger).is_some_and(|m| m.contains_key(*entry)) {
-                        st.apply_add_meta(*ledger, *entry, *lac, key);
-                        continue;
-                    }
-                }
+                && st.index.get(ledger).is_some_and(|m| m.contains_key(*entry))
+            {
+                st.apply_add_meta(*ledger, *entry, *lac, key);
+                continue;
             }
             let loc = (in_journal && matches!(rec, JournalRecord::Add { .. }))
                 .then(|| journal_index::loc(seq, at, len));

@@ -245,10 +245,10 @@ impl Topic {
     ) -> Result<Subscription> {
         self.check_not_unloading()?;
         let mut subs = self.subs.lock().await;
-        if let Some(s) = subs.get(name) {
-            if s.is_durable() || !durable {
-                return Ok(s.clone());
-            }
+        if let Some(s) = subs.get(name)
+            && (s.is_durable() || !durable)
+        {
+            return Ok(s.clone());
         }
         let id = SubscriptionId {
             topic: self.name.to_string(),

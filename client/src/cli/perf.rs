@@ -388,7 +388,7 @@ async fn produce_one(
     let begin = Instant::now();
     let mut sent = 0u64;
     'sending: while pace.limit.is_none_or(|l| sent < l) {
-        if sent % STOP_CHECK == 0 && stop.is_cancelled() {
+        if sent.is_multiple_of(STOP_CHECK) && stop.is_cancelled() {
             break;
         }
         // Message `sent` is due `(sent + phase) / rate` seconds after the start.

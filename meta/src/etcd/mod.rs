@@ -197,7 +197,7 @@ impl EtcdStore {
             };
             debug!(op = what, endpoint = %inner.endpoints[idx].url, error = %err, "etcd request failed, trying next endpoint");
             self.inner.rotate(idx);
-            if attempts as usize % n == 0 {
+            if (attempts as usize).is_multiple_of(n) {
                 // Every endpoint failed once: back off before the next round.
                 let delay = backoff.next_delay().unwrap_or(ROUND_BACKOFF.max());
                 tokio::time::sleep_until((Instant::now() + delay).min(deadline)).await;

@@ -19,11 +19,11 @@ use super::workload::{self, ProduceSpec};
 async fn busiest_bookie(sb: &Sandbox) -> usize {
     let mut uses: BTreeMap<String, usize> = BTreeMap::new();
     for l in sb.ledgers().await {
-        if l.state != strata_meta::model::LedgerState::Closed {
-            if let Some(seg) = l.ensembles.last() {
-                for b in &seg.bookies {
-                    *uses.entry(b.0.clone()).or_default() += 1;
-                }
+        if l.state != strata_meta::model::LedgerState::Closed
+            && let Some(seg) = l.ensembles.last()
+        {
+            for b in &seg.bookies {
+                *uses.entry(b.0.clone()).or_default() += 1;
             }
         }
     }

@@ -48,10 +48,10 @@ impl TestDir {
 
 impl Drop for TestDir {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(d) = self.0.take() {
-                eprintln!("workload files kept in {}", d.keep().display());
-            }
+        if std::thread::panicking()
+            && let Some(d) = self.0.take()
+        {
+            eprintln!("workload files kept in {}", d.keep().display());
         }
     }
 }

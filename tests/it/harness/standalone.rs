@@ -127,13 +127,13 @@ impl Standalone {
             if ports.all(|p| TcpStream::connect(("127.0.0.1", p)).is_ok()) {
                 return;
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "strata standalone exited with {status} before listening\n{}",
-                        self.log_tail()
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "strata standalone exited with {status} before listening\n{}",
+                    self.log_tail()
+                );
             }
             if Instant::now() > deadline {
                 panic!(

@@ -308,10 +308,10 @@ async fn collect(shared: &Shared, remote: &Remote) -> Result<(), BookieError> {
         let mut st = shared.state.lock();
         let mut out = vec![];
         for id in &doomed {
-            if let Some(s) = st.segments.map.remove(id) {
-                if let Some(o) = s.uploaded {
-                    out.push((*id, o, s.file.is_some(), s.size));
-                }
+            if let Some(s) = st.segments.map.remove(id)
+                && let Some(o) = s.uploaded
+            {
+                out.push((*id, o, s.file.is_some(), s.size));
             }
         }
         out
