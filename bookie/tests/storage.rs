@@ -48,7 +48,7 @@ async fn entries_with_a_supplied_crc_replay_and_read_back() {
     let s = open(journal_only_cfg(dir.path()));
     for e in 0..40u64 {
         let p = payload(4, e, 700);
-        let crc = (e % 2 == 0).then(|| crc32c::crc32c(&p));
+        let crc = (e % 2 == 0).then(|| strata_common::crc::crc32c(&p));
         let req = strata_bookie::client::AddRequest {
             ledger: 4,
             entry: e,

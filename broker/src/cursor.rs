@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use strata_common::crc::crc32c;
 
 use crate::position::Position;
 
@@ -334,7 +335,7 @@ pub fn encode_snapshot(s: &CursorSnapshot) -> Vec<u8> {
         &mut out,
         s.sub_type.map(|t| zigzag(i64::from(t)) + 1).unwrap_or(0),
     );
-    let crc = crc32c::crc32c(&out);
+    let crc = crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
@@ -355,7 +356,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<CursorSnapshot, CursorDecodeError
     }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
     let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    if crc32c::crc32c(body) != crc {
+    if crc32c(body) != crc {
         return Err(CursorDecodeError::Checksum);
     }
     let mut r = Reader { b: &body[5..] };
@@ -522,7 +523,7 @@ mod tests {
             let _ = decode_snapshot(&bytes);
             let mut framed = b"SCUR\x01".to_vec();
             framed.extend_from_slice(&bytes);
-            let crc = crc32c::crc32c(&framed);
+            let crc = crc32c(&framed);
             framed.extend_from_slice(&crc.to_le_bytes());
             let _ = decode_snapshot(&framed);
         }

@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
             |b, w| {
                 b.iter(|| {
                     let copy = BytesMut::from(&w[..]);
-                    std::hint::black_box(crc32c::crc32c(&copy))
+                    std::hint::black_box(strata_common::crc::crc32c(&copy))
                 })
             },
         );

@@ -20,6 +20,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
+use strata_common::crc::crc32c;
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::error::FrameError;
@@ -178,7 +179,7 @@ impl Payload {
 
     /// The CRC32C of [`Payload::raw`] as carried after magic 0x0e01.
     pub fn checksum(&self) -> u32 {
-        crc32c::crc32c(&self.raw)
+        crc32c(&self.raw)
     }
 
     /// Number of messages in this entry (`num_messages_in_batch`, 1 when not a batch).
@@ -433,7 +434,7 @@ fn decode_payload(mut rest: Bytes) -> Result<Payload, FrameError> {
         let expected = u32::from_be_bytes([rest[2], rest[3], rest[4], rest[5]]);
         rest.advance(6);
         let raw = rest;
-        let computed = crc32c::crc32c(&raw);
+        let computed = crc32c(&raw);
         if computed != expected {
             return Err(FrameError::ChecksumMismatch { expected, computed });
         }
@@ -507,7 +508,7 @@ pub(crate) fn encode_with(
             bem.encode_raw(dst);
         }
         dst.put_u16(MAGIC_CRC32C);
-        dst.put_u32(crc32c::crc32c(p.raw));
+        dst.put_u32(crc32c(p.raw));
         dst.put_slice(p.raw);
     }
     Ok(())
@@ -652,7 +653,7 @@ mod tests {
                     // The payload's data is a zero-copy view of raw.
                     prop_assert_eq!(&p.raw[p.raw.len() - p.data.len()..], &p.data[..]);
                     // the encoder always sends a checksum: the decoder hands on what it verified
-                    prop_assert_eq!(p.verified_checksum(), Some(crc32c::crc32c(&p.raw)));
+                    prop_assert_eq!(p.verified_checksum(), Some(crc32c(&p.raw)));
                 }
             }
         }
@@ -850,7 +851,7 @@ mod tests {
             &[0, 0, 0, 9, 0, 0, 0, 5, 0x08, 0x12, 0x92, 0x01, 0x00][..]
         );
         // CRC32C (Castagnoli) check value, as used by every Pulsar client.
-        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! fail their CRC instead of being replayed.
 
 use bytes::{BufMut, Bytes};
+use strata_common::crc::{crc32c, crc32c_append};
 
 use super::FormatError;
 
@@ -46,7 +47,7 @@ pub struct Payload {
 impl Payload {
     /// Checksums `bytes` (one pass).
     pub fn new(bytes: Bytes) -> Self {
-        let crc = crc32c::crc32c(&bytes);
+        let crc = crc32c(&bytes);
         Self { bytes, crc }
     }
 
@@ -72,7 +73,7 @@ impl Payload {
 
 /// Initial CRC of a frame: 0, or the CRC32C of the seed's LE bytes.
 fn crc_init(seed: Option<u64>) -> u32 {
-    seed.map_or(0, |s| crc32c::crc32c(&s.to_le_bytes()))
+    seed.map_or(0, |s| crc32c(&s.to_le_bytes()))
 }
 
 /// Appends one plain frame holding `body_parts` (concatenated) to `out`.
@@ -84,9 +85,9 @@ pub fn put_frame(out: &mut Vec<u8>, body_parts: &[&[u8]]) {
 pub fn put_frame_seeded(out: &mut Vec<u8>, seed: Option<u64>, body_parts: &[&[u8]]) {
     let len: usize = body_parts.iter().map(|p| p.len()).sum();
     let len_bytes = (len as u32).to_le_bytes();
-    let mut crc = crc32c::crc32c_append(crc_init(seed), &len_bytes);
+    let mut crc = crc32c_append(crc_init(seed), &len_bytes);
     for p in body_parts {
-        crc = crc32c::crc32c_append(crc, p);
+        crc = crc32c_append(crc, p);
     }
     out.reserve(FRAME_HEADER_LEN + len);
     out.put_slice(&len_bytes);
@@ -140,11 +141,11 @@ fn split_crc(seed: Option<u64>, h: &[u8; SPLIT_HEADER_LEN], head: &[u8]) -> u32 
         buf[at + 4..fields].copy_from_slice(&h[8..]);
         let end = fields + head.len();
         buf[fields..end].copy_from_slice(head);
-        return crc32c::crc32c(&buf[..end]);
+        return crc32c(&buf[..end]);
     }
-    let crc = crc32c::crc32c_append(crc_init(seed), &h[..4]);
-    let crc = crc32c::crc32c_append(crc, &h[8..]);
-    crc32c::crc32c_append(crc, head)
+    let crc = crc32c_append(crc_init(seed), &h[..4]);
+    let crc = crc32c_append(crc, &h[8..]);
+    crc32c_append(crc, head)
 }
 
 /// A verified frame of either kind.
@@ -185,8 +186,8 @@ impl Frame {
         let Some(frame) = buf.get(..end) else {
             return Err(FormatError::Truncated);
         };
-        let crc = crc32c::crc32c_append(crc_init(seed), &frame[..4]);
-        let crc = crc32c::crc32c_append(crc, &frame[FRAME_HEADER_LEN..]);
+        let crc = crc32c_append(crc_init(seed), &frame[..4]);
+        let crc = crc32c_append(crc, &frame[FRAME_HEADER_LEN..]);
         if crc != u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]) {
             return Err(FormatError::BadCrc);
         }
@@ -217,7 +218,7 @@ impl Frame {
             return Err(FormatError::BadCrc);
         }
         let payload_crc = u32::from_le_bytes([h[10], h[11], h[12], h[13]]);
-        if crc32c::crc32c(&frame[payload_at..]) != payload_crc {
+        if crc32c(&frame[payload_at..]) != payload_crc {
             return Err(FormatError::BadCrc);
         }
         Ok(Self {
@@ -293,7 +294,7 @@ mod tests {
             prop_assert_eq!(&f.body[..head.len()], &head[..]);
             let p = f.payload(head.len()).unwrap();
             prop_assert_eq!(&p.bytes[..], &payload[..]);
-            prop_assert_eq!(p.crc, crc32c::crc32c(&payload));
+            prop_assert_eq!(p.crc, crc32c(&payload));
             // the head must end where the record says
             prop_assert!(f.payload(head.len() + 1).is_err());
             for cut in [0, 3, 13, buf.len() - 1] {
@@ -312,7 +313,7 @@ mod tests {
             let at = at.index(body.len() + 1);
             let p = f.payload(at).unwrap();
             prop_assert_eq!(&p.bytes[..], &body[at..]);
-            prop_assert_eq!(p.crc, crc32c::crc32c(&body[at..]));
+            prop_assert_eq!(p.crc, crc32c(&body[at..]));
         }
 
         /// The one-pass CRC of a short head is the CRC of the parts appended one by one (the
@@ -323,9 +324,9 @@ mod tests {
             header in any::<[u8; SPLIT_HEADER_LEN]>(),
             seed in proptest::option::of(any::<u64>()),
         ) {
-            let crc = crc32c::crc32c_append(crc_init(seed), &header[..4]);
-            let crc = crc32c::crc32c_append(crc, &header[8..]);
-            let want = crc32c::crc32c_append(crc, &head);
+            let crc = crc32c_append(crc_init(seed), &header[..4]);
+            let crc = crc32c_append(crc, &header[8..]);
+            let want = crc32c_append(crc, &head);
             prop_assert_eq!(split_crc(seed, &header, &head), want);
         }
 

@@ -75,7 +75,7 @@ impl FileHeader {
         out[..8].copy_from_slice(&self.magic);
         out[8..12].copy_from_slice(&self.version.to_le_bytes());
         out[12..20].copy_from_slice(&self.id.to_le_bytes());
-        let crc = crc32c::crc32c(&out[..20]);
+        let crc = strata_common::crc::crc32c(&out[..20]);
         out[20..24].copy_from_slice(&crc.to_le_bytes());
         out
     }
@@ -93,7 +93,7 @@ impl FileHeader {
         let v = rd.get_u32_le();
         let id = rd.get_u64_le();
         let crc = rd.get_u32_le();
-        if crc32c::crc32c(&b[..20]) != crc {
+        if strata_common::crc::crc32c(&b[..20]) != crc {
             return Err(FormatError::BadCrc);
         }
         if v == 0 || v > newest {

@@ -72,7 +72,7 @@ impl SegmentObject {
         b.put_u64_le(self.generation);
         b.put_u64_le(self.seg_len);
         b.put_u64_le(self.idx_len);
-        let crc = crc32c::crc32c(&b);
+        let crc = strata_common::crc::crc32c(&b);
         b.put_u32_le(crc);
         let mut out = [0u8; FOOTER_LEN];
         out.copy_from_slice(&b);
@@ -98,7 +98,7 @@ impl SegmentObject {
             seg_len: b.get_u64_le(),
             idx_len: b.get_u64_le(),
         };
-        if b.get_u32_le() != crc32c::crc32c(&buf[..FOOTER_LEN - 4]) {
+        if b.get_u32_le() != strata_common::crc::crc32c(&buf[..FOOTER_LEN - 4]) {
             return Err(FormatError::BadCrc);
         }
         Ok(f)

@@ -29,7 +29,7 @@ impl fmt::Display for NsBundle {
 /// (`persistent://t/ns/name`, a partition with its `-partition-N` suffix, so the partitions of a
 /// topic spread over bundles).
 pub fn topic_hash(topic: &TopicName) -> u32 {
-    crc32c::crc32c(topic.to_string().as_bytes())
+    strata_common::crc::crc32c(topic.to_string().as_bytes())
 }
 
 /// The bundle `topic` falls in, given its namespace's bundle boundaries (malformed boundaries

@@ -34,7 +34,7 @@ pub fn encode(original: Position, entry: &[u8]) -> Bytes {
     b.put_u8(VERSION);
     b.put_u64(original.ledger);
     b.put_i64(original.entry);
-    b.put_u32(crc32c::crc32c(entry));
+    b.put_u32(strata_common::crc::crc32c(entry));
     b.put_slice(entry);
     b.freeze()
 }
@@ -50,7 +50,7 @@ pub fn decode(mut data: Bytes) -> Result<(Position, Bytes), FormatError> {
     let ledger = data.get_u64();
     let entry = data.get_i64();
     let crc = data.get_u32();
-    if crc32c::crc32c(&data) != crc {
+    if strata_common::crc::crc32c(&data) != crc {
         return Err(FormatError::Checksum);
     }
     Ok((Position::new(ledger, entry), data))

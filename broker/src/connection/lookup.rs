@@ -172,7 +172,10 @@ impl Conn {
         .await;
         match res {
             Ok((topics, filtered)) => {
-                let hash = format!("{:08x}", crc32c::crc32c(topics.join(",").as_bytes()));
+                let hash = format!(
+                    "{:08x}",
+                    strata_common::crc::crc32c(topics.join(",").as_bytes())
+                );
                 self.send(commands::get_topics_of_namespace_response(
                     c.request_id,
                     topics,

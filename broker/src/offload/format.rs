@@ -10,6 +10,7 @@
 //! covers every byte before it).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use strata_common::crc::crc32c;
 
 /// Block magic.
 pub const BLOCK_MAGIC: u32 = u32::from_le_bytes(*b"STBK");
@@ -46,7 +47,7 @@ pub fn encode_block(first_entry: u64, entries: &[Bytes]) -> Bytes {
     out.put_u64_le(first_entry);
     out.put_u32_le(entries.len() as u32);
     out.put_u32_le(payload_len as u32);
-    out.put_u32_le(crc32c::crc32c(&payload));
+    out.put_u32_le(crc32c(&payload));
     out.put_slice(&payload);
     out.freeze()
 }
@@ -83,7 +84,7 @@ pub fn decode_block(buf: Bytes, first_entry: u64, count: u32) -> Result<Vec<Byte
         )));
     }
     let payload = buf.slice(BLOCK_HEADER..);
-    if crc32c::crc32c(&payload) != crc {
+    if crc32c(&payload) != crc {
         return Err(bad(format!("CRC mismatch in block at entry {first_entry}")));
     }
     let mut out = Vec::with_capacity(n as usize);
@@ -151,7 +152,7 @@ impl Index {
             out.put_u64_le(b.offset);
             out.put_u32_le(b.len);
         }
-        let crc = crc32c::crc32c(&out);
+        let crc = crc32c(&out);
         out.put_u32_le(crc);
         out.freeze()
     }
@@ -162,7 +163,7 @@ impl Index {
             return Err(bad(format!("index of {} bytes", buf.len())));
         }
         let (body, crc) = buf.split_at(buf.len() - 4);
-        if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        if crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
             return Err(bad("index CRC mismatch"));
         }
         let mut h = body;
