@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::compression;
 use crate::error::{ClientError, Result};
 use crate::inflight::{Inflight, Msgs, Queued};
+use crate::message::OutgoingMessage;
 use crate::producer_options::ProducerOptions;
 
 /// What became of a message given to [`Batcher::push`].
@@ -31,6 +32,9 @@ pub(crate) enum Pushed {
     Opened(Instant),
     /// The message joined the open batch.
     Joined,
+    /// The open batch had no room for the message: that batch goes now, and the message opened
+    /// the next one, which must go by this deadline (now, when it cannot grow either).
+    SendAndOpened(Outgoing, Instant),
 }
 
 /// The numbering and batching state of one partition producer.
@@ -40,7 +44,11 @@ pub(crate) struct Batcher {
     options: ProducerOptions,
     next_seq: u64,
     batch: Vec<Queued>,
+    /// Payload bytes in the open batch (what `batch_max_bytes` bounds).
     batch_bytes: usize,
+    /// At least the bytes the open batch takes once built (payloads and their per-message
+    /// metadata): what the broker's `max_message_size` bounds.
+    batch_len_bound: usize,
     /// When the open batch must go.
     deadline: Option<Instant>,
     /// The SENDs waiting for receipts (resolved by the connection's reader).
@@ -58,6 +66,19 @@ fn kvs(props: &[(String, String)]) -> Vec<KeyValue> {
             value: v.clone(),
         })
         .collect()
+}
+
+/// At least the bytes `m` takes in a batch: its payload, its size field and its
+/// `SingleMessageMetadata` (each field's tag and length prefix counted at their widest).
+fn batched_len_bound(m: &OutgoingMessage) -> usize {
+    const FIXED: usize = 4 + 3 * 11; // size field; payload_size, sequence_id, event_time
+    let key = m.key.as_ref().map_or(0, |k| k.len() + 6);
+    let props: usize = m
+        .properties
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 18)
+        .sum();
+    m.payload.len() + FIXED + key + props
 }
 
 /// The error each message of a batch that could not be built gets.
@@ -87,6 +108,7 @@ impl Batcher {
             next_seq: first_seq,
             batch: Vec::new(),
             batch_bytes: 0,
+            batch_len_bound: 0,
             deadline: None,
             inflight,
             max_message_size,
@@ -121,14 +143,40 @@ impl Batcher {
         }
         // a batched message is checked uncompressed (as the Java client does); the batch it
         // joins is checked again when it is built
-        self.check_size(q.msg.payload.len())?;
-        self.batch_bytes += q.msg.payload.len();
+        let size = q.msg.payload.len();
+        self.check_size(size)?;
+        let len_bound = batched_len_bound(&q.msg);
+        // The open batch goes first when the message would take it past `batch_max_bytes` or
+        // the broker's limit (the Java client's rule), so a batch is never refused whole for
+        // the message that joined it last.
+        let no_room = !self.batch.is_empty()
+            && (self.batch_bytes + size > self.options.batch_max_bytes
+                || self.batch_len_bound + len_bound > self.max_message_size);
+        // a batch that fails to build has failed each of its messages: this one goes on
+        let before = if no_room {
+            self.take_batch().ok().flatten()
+        } else {
+            None
+        };
+        self.batch_bytes += size;
+        self.batch_len_bound += len_bound;
         self.batch.push(q);
         // A batch that cannot grow goes now: full, or every pending message is in it or in
         // flight (the sender waits for a receipt before it can add one).
         let full = self.batch.len() >= self.options.batch_max_messages
             || self.batch_bytes >= self.options.batch_max_bytes
             || self.batch.len() + self.inflight.messages() >= self.options.max_pending.max(1);
+        if let Some(before) = before {
+            // one SEND per push: a new batch that cannot grow goes from the timer, at once
+            let now = Instant::now();
+            let deadline = if full {
+                now
+            } else {
+                now + self.options.batch_max_delay
+            };
+            self.deadline = Some(deadline);
+            return Ok(Pushed::SendAndOpened(before, deadline));
+        }
         if full {
             return match self.take_batch()? {
                 Some(frame) => Ok(Pushed::Send(frame)),
@@ -147,6 +195,7 @@ impl Batcher {
     pub(crate) fn fail_batch(&mut self, err: impl Fn() -> ClientError) {
         self.deadline = None;
         self.batch_bytes = 0;
+        self.batch_len_bound = 0;
         for q in self.batch.drain(..) {
             let _ = q.reply.send(Err(err()));
         }
@@ -202,6 +251,7 @@ impl Batcher {
         }
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
+        self.batch_len_bound = 0;
         let first = self.next_seq;
         let n = batch.len() as u64;
         let smds: Vec<SingleMessageMetadata> = batch
@@ -268,5 +318,114 @@ impl Batcher {
         let frame = Outgoing::Send(cmd, payload);
         self.inflight.put(first, Msgs::Batch(batch));
         Ok(Some(frame))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::{Semaphore, oneshot};
+
+    use super::*;
+
+    fn queued(
+        size: usize,
+        permits: &Arc<Semaphore>,
+    ) -> (Queued, oneshot::Receiver<Result<crate::MessageId>>) {
+        let (reply, rx) = oneshot::channel();
+        let mut msg = OutgoingMessage::new(vec![7u8; size]);
+        msg.key = Some("k".into());
+        msg.properties = vec![("a".into(), "b".into())];
+        let q = Queued {
+            msg,
+            reply,
+            _permit: permits.clone().try_acquire_owned().unwrap(),
+        };
+        (q, rx)
+    }
+
+    fn batcher(max_message_size: usize, batch_max_bytes: usize) -> Batcher {
+        let options = ProducerOptions {
+            batch_max_bytes,
+            batch_max_delay: Duration::from_secs(60),
+            ..ProducerOptions::default()
+        };
+        Batcher::new(
+            1,
+            "p".into(),
+            options,
+            0,
+            Arc::new(Inflight::new(-1)),
+            max_message_size,
+        )
+    }
+
+    /// How many messages a SEND carries.
+    fn sent_messages(o: &Outgoing) -> i32 {
+        match o {
+            Outgoing::Send(cmd, _) => cmd.num_messages(),
+            _ => panic!("not a SEND"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_the_open_batch_has_no_room_for_sends_the_batch_and_opens_the_next() {
+        let permits = Arc::new(Semaphore::new(100));
+        // three 4,000-byte messages do not fit under a 10,000-byte limit with their metadata
+        let mut b = batcher(10_000, 1 << 20);
+        let mut replies = Vec::new();
+        let mut pushed = Vec::new();
+        for _ in 0..3 {
+            let (q, rx) = queued(4_000, &permits);
+            replies.push(rx);
+            pushed.push(b.push(q).unwrap());
+        }
+        assert!(matches!(pushed[0], Pushed::Opened(_)));
+        assert!(matches!(pushed[1], Pushed::Joined));
+        let Pushed::SendAndOpened(first, deadline) = &pushed[2] else {
+            panic!("the third message should have sent the first two");
+        };
+        assert_eq!(sent_messages(first), 2);
+        assert!(*deadline > Instant::now(), "the next batch waits for more");
+        let second = b.take_batch().unwrap().expect("the third message's batch");
+        assert_eq!(sent_messages(&second), 1);
+        // no message was failed for the batch it would have overfilled
+        for rx in &mut replies {
+            assert!(rx.try_recv().is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn batch_max_bytes_bounds_a_batch_before_a_message_joins() {
+        let permits = Arc::new(Semaphore::new(100));
+        let mut b = batcher(5 << 20, 10_000);
+        let (q, _r1) = queued(6_000, &permits);
+        assert!(matches!(b.push(q).unwrap(), Pushed::Opened(_)));
+        let (q, _r2) = queued(6_000, &permits);
+        let Pushed::SendAndOpened(first, _) = b.push(q).unwrap() else {
+            panic!("12,000 payload bytes would pass batch_max_bytes");
+        };
+        assert_eq!(sent_messages(&first), 1);
+    }
+
+    #[test]
+    fn the_length_bound_is_not_below_the_built_length() {
+        let m = SingleMessageMetadata {
+            properties: vec![KeyValue {
+                key: "a".repeat(200),
+                value: "b".repeat(300),
+            }],
+            partition_key: Some("k".repeat(150)),
+            event_time: Some(u64::MAX),
+            sequence_id: Some(u64::MAX),
+            payload_size: i32::MAX,
+            ..Default::default()
+        };
+        let mut msg = OutgoingMessage::new(vec![0u8; 1000]);
+        msg.key = Some("k".repeat(150));
+        msg.properties = vec![("a".repeat(200), "b".repeat(300))];
+        msg.event_time = Some(u64::MAX);
+        assert!(batched_len_bound(&msg) >= batch_message_len(&m, 1000));
     }
 }

@@ -64,6 +64,11 @@ impl PartitionProducer {
                 drop(batcher);
                 self.timer.send_replace(Some(deadline));
             }
+            Pushed::SendAndOpened(frame, deadline) => {
+                slot.send(frame);
+                drop(batcher);
+                self.timer.send_replace(Some(deadline));
+            }
             Pushed::Joined => {}
         }
         Ok(())

@@ -13,7 +13,8 @@ pub struct ProducerOptions {
     pub batching: bool,
     /// Most messages in a batch.
     pub batch_max_messages: usize,
-    /// Most payload bytes in a batch.
+    /// Most payload bytes in a batch: a message that would take the open batch past it (or past
+    /// the broker's `max_message_size`) starts the next batch.
     pub batch_max_bytes: usize,
     /// Longest a message waits for its batch to fill (a batch that cannot grow, because every
     /// one of `max_pending` messages is in it or in flight, goes at once).
