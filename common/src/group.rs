@@ -4,6 +4,7 @@
 //! answer.
 
 use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
 
 type Deferred = Vec<Box<dyn FnOnce()>>;
 
@@ -15,27 +16,36 @@ thread_local! {
 /// Runs `f` as a group: what [`later`] defers inside runs when `f` returns (also when it
 /// panics), in the order it was deferred; what that work defers runs after it, in the same way,
 /// until nothing is left. A group inside a group joins the outer one.
+///
+/// Every piece of deferred work runs even when another panics (a piece skipped would leave a
+/// [`collect`]ed list that is never handled again); the first such panic is raised again once
+/// the group has ended, unless the thread is already unwinding from `f`'s.
 pub fn run<R>(f: impl FnOnce() -> R) -> R {
     struct End;
     impl Drop for End {
         fn drop(&mut self) {
             // in rounds: work that the deferred work defers runs in the next round, still
             // collected (the writer counts a sync's acks at the group's end, and the receipts
-            // those confirm are queued once per connection after that); the group ends even
-            // when a piece of work panics
-            struct Reset;
-            impl Drop for Reset {
-                fn drop(&mut self) {
-                    DEFERRED.with(|d| d.borrow_mut().take());
-                }
-            }
-            let _reset = Reset;
+            // those confirm are queued once per connection after that)
+            let mut first_panic = None;
             loop {
                 let work = DEFERRED.with(|d| d.borrow_mut().replace(Vec::new()));
                 match work {
-                    Some(work) if !work.is_empty() => work.into_iter().for_each(|w| w()),
+                    Some(work) if !work.is_empty() => {
+                        for w in work {
+                            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(w)) {
+                                first_panic.get_or_insert(p);
+                            }
+                        }
+                    }
                     _ => break,
                 }
+            }
+            DEFERRED.with(|d| d.borrow_mut().take());
+            if let Some(p) = first_panic
+                && !std::thread::panicking()
+            {
+                panic::resume_unwind(p);
             }
         }
     }
@@ -212,5 +222,30 @@ mod tests {
         // the group ended: work runs at once again
         later(move || push("after"));
         assert_eq!(*l.borrow(), ["deferred", "after"]);
+    }
+
+    #[test]
+    fn a_panic_in_deferred_work_skips_no_other_work_and_is_raised_after_the_group() {
+        let (l, push) = log();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(|| {
+                later(|| panic!("deferred boom"));
+                let p = push.clone();
+                later(move || p("after the panic"));
+                collect(&ITEMS, 1, handle_items);
+            })
+        }));
+        assert!(caught.is_err(), "the deferred panic is raised again");
+        assert_eq!(*l.borrow(), ["after the panic"]);
+        assert_eq!(
+            HANDLED.with(|h| h.take()),
+            [vec![1]],
+            "the list was handled"
+        );
+        // the list is scheduled again by the next item
+        collect(&ITEMS, 2, handle_items);
+        assert_eq!(HANDLED.with(|h| h.take()), [vec![2]]);
+        later(move || push("now"));
+        assert_eq!(l.borrow().last(), Some(&"now"), "the group ended");
     }
 }
