@@ -146,18 +146,7 @@ impl Batcher {
         let size = q.msg.payload.len();
         self.check_size(size)?;
         let len_bound = batched_len_bound(&q.msg);
-        // The open batch goes first when the message would take it past `batch_max_bytes` or
-        // the broker's limit (the Java client's rule), so a batch is never refused whole for
-        // the message that joined it last.
-        let no_room = !self.batch.is_empty()
-            && (self.batch_bytes + size > self.options.batch_max_bytes
-                || self.batch_len_bound + len_bound > self.max_message_size);
-        // a batch that fails to build has failed each of its messages: this one goes on
-        let before = if no_room {
-            self.take_batch().ok().flatten()
-        } else {
-            None
-        };
+        let before = self.make_room(size, len_bound);
         self.batch_bytes += size;
         self.batch_len_bound += len_bound;
         self.batch.push(q);
@@ -189,6 +178,20 @@ impl Batcher {
         let deadline = Instant::now() + self.options.batch_max_delay;
         self.deadline = Some(deadline);
         Ok(Pushed::Opened(deadline))
+    }
+
+    /// The open batch as one SEND when a message of `size` payload bytes (`len_bound` once
+    /// batched) would take it past `batch_max_bytes` or the broker's limit (the Java client's
+    /// rule), so a batch is never refused whole for the message that joined it last. A batch
+    /// that fails to build has failed each of its messages; the new message goes on alone.
+    fn make_room(&mut self, size: usize, len_bound: usize) -> Option<Outgoing> {
+        let no_room = !self.batch.is_empty()
+            && (self.batch_bytes + size > self.options.batch_max_bytes
+                || self.batch_len_bound + len_bound > self.max_message_size);
+        if !no_room {
+            return None;
+        }
+        self.take_batch().ok().flatten()
     }
 
     /// Fails the messages of the open batch with `err`.
