@@ -3,6 +3,7 @@
 //! timer task only sends a batch that waited out its delay.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use strata_common::clock::now_ms;
@@ -157,14 +158,12 @@ impl Batcher {
             || self.batch.len() + self.inflight.messages() >= self.options.max_pending.max(1);
         if let Some(before) = before {
             // one SEND per push: a new batch that cannot grow goes from the timer, at once
-            let now = Instant::now();
-            let deadline = if full {
-                now
+            let delay = if full {
+                Duration::ZERO
             } else {
-                now + self.options.batch_max_delay
+                self.options.batch_max_delay
             };
-            self.deadline = Some(deadline);
-            return Ok(Pushed::SendAndOpened(before, deadline));
+            return Ok(Pushed::SendAndOpened(before, self.open_for(delay)));
         }
         if full {
             return match self.take_batch()? {
@@ -175,9 +174,14 @@ impl Batcher {
         if self.deadline.is_some() {
             return Ok(Pushed::Joined);
         }
-        let deadline = Instant::now() + self.options.batch_max_delay;
+        Ok(Pushed::Opened(self.open_for(self.options.batch_max_delay)))
+    }
+
+    /// The open batch must go within `delay`: returns its deadline.
+    fn open_for(&mut self, delay: Duration) -> Instant {
+        let deadline = Instant::now() + delay;
         self.deadline = Some(deadline);
-        Ok(Pushed::Opened(deadline))
+        deadline
     }
 
     /// The open batch as one SEND when a message of `size` payload bytes (`len_bound` once
@@ -326,8 +330,6 @@ impl Batcher {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use tokio::sync::{Semaphore, oneshot};
 
     use super::*;

@@ -259,9 +259,10 @@ pub(super) fn run(
         }
         let start = Instant::now();
         let records = batch.recs.len();
-        // only this thread counts what it took: the count is the shared one, not a copy of it
-        let taken = shared.journal_taken.load(Ordering::Relaxed) + records as u64;
-        shared.journal_taken.store(taken, Ordering::Release);
+        let taken = shared
+            .journal_taken
+            .fetch_add(records as u64, Ordering::AcqRel)
+            + records as u64;
         shared.admission.lock().publish_queue_size(taken, &m);
         m.journal_queue_latency
             .observe(start.duration_since(first_queued).as_secs_f64());

@@ -47,7 +47,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use strata_common::fast_map::FastMap;
 
@@ -420,7 +420,7 @@ struct Shared {
     /// Whether `read_only` is set (read per add without the lock).
     read_only_set: AtomicBool,
     /// Records the journal thread took from its queue so far (see `Admission::sent`).
-    journal_taken: std::sync::atomic::AtomicU64,
+    journal_taken: AtomicU64,
     /// Set when the journal failed: read-only until restart.
     journal_failed: AtomicBool,
     /// Set while write-cache flushes fail: read-only until one succeeds.
@@ -436,7 +436,7 @@ struct Shared {
     /// The journal file to roll to next, prepared by the flusher.
     journal_next: Mutex<Option<journal_file::JournalFile>>,
     /// Sequence of the journal file being written.
-    journal_seq: std::sync::atomic::AtomicU64,
+    journal_seq: AtomicU64,
     /// Synced batches not yet applied to the state, in commit order: acknowledged adds are
     /// readable from here until the applier moved them into the write cache.
     durable: Mutex<std::collections::VecDeque<Arc<journal::DurableBatch>>>,
@@ -590,7 +590,7 @@ impl Storage {
             cfg,
             metrics,
             read_only_set: AtomicBool::new(read_only.is_some()),
-            journal_taken: std::sync::atomic::AtomicU64::new(0),
+            journal_taken: AtomicU64::new(0),
             read_only: Mutex::new(read_only),
             journal_failed: AtomicBool::new(recovered.journal_error.is_some()),
             flush_failed: AtomicBool::new(recovery_flush_failed),
@@ -600,7 +600,7 @@ impl Storage {
             flush_kicked: AtomicBool::new(false),
             journal_pool: recovered.journal_pool,
             journal_next: Mutex::new(None),
-            journal_seq: std::sync::atomic::AtomicU64::new(journal_pos.0),
+            journal_seq: AtomicU64::new(journal_pos.0),
             durable: Mutex::new(std::collections::VecDeque::new()),
             durable_bytes: AtomicUsize::new(0),
             remote,
