@@ -275,11 +275,17 @@ class Cluster:
             names = f"{n}.{NAMESPACE}.svc.{DOMAIN} {n}.{NAMESPACE}.svc {n}.{NAMESPACE} {n}"
             lines += [f"{p.ip} {names}" for p in sorted(eps, key=lambda p: not p.ready)]
         text = "\n".join(lines) + "\n"
-        with self.hosts_lock, open(self.hosts, "r+") as f:  # in place: the bind mount keeps the inode
-            if f.read() != text:
+        # In place (the bind mount keeps the inode) and never through an empty or cut file: a
+        # pod resolving a name meanwhile must read the old list or the new one. One write of the
+        # whole text, padded with a blank line to the old length, so nothing is truncated.
+        with self.hosts_lock, open(self.hosts, "r+") as f:
+            old = f.read()
+            if old.rstrip() != text.rstrip():
+                if len(text) < len(old):
+                    text += " " * (len(old) - len(text) - 1) + "\n"
                 f.seek(0)
-                f.truncate()
                 f.write(text)
+                f.flush()
 
     def wait(self, what: str, cond, timeout: float) -> float:
         t = time.monotonic()
