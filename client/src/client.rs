@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use strata_proto::commands;
@@ -27,7 +28,10 @@ struct Inner {
     service_url: String,
     op_timeout: Duration,
     options: ConnectOptions,
-    pool: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
+    /// Connections by broker URL and slot (`0..connections_per_broker`).
+    pool: tokio::sync::Mutex<HashMap<(String, usize), Arc<Connection>>>,
+    /// The slot the next producer or consumer gets (taken in turn).
+    next_slot: AtomicUsize,
 }
 
 impl PulsarClient {
@@ -54,6 +58,7 @@ impl PulsarClient {
                 op_timeout,
                 options,
                 pool: tokio::sync::Mutex::new(HashMap::new()),
+                next_slot: AtomicUsize::new(0),
             }),
         };
         client.connection(service_url).await?;
@@ -65,17 +70,32 @@ impl PulsarClient {
         &self.inner.service_url
     }
 
-    /// The pooled connection to `url`, reconnecting if the previous one died.
+    /// The pooled connection to `url` that lookups and other requests use, reconnecting if the
+    /// previous one died.
     pub async fn connection(&self, url: &str) -> Result<Arc<Connection>> {
-        let url = url.trim_end_matches('/');
+        self.pooled(url, 0).await
+    }
+
+    /// A pooled connection to `url` for a new producer or consumer: with
+    /// [`ConnectOptions::connections_per_broker`] above 1, each call takes the next of them.
+    async fn connection_for_client(&self, url: &str) -> Result<Arc<Connection>> {
+        let n = self.inner.options.connections_per_broker.max(1);
+        let slot = self.inner.next_slot.fetch_add(1, Ordering::Relaxed) % n;
+        self.pooled(url, slot).await
+    }
+
+    /// The connection to `url` in `slot`, reconnecting if the previous one died.
+    async fn pooled(&self, url: &str, slot: usize) -> Result<Arc<Connection>> {
+        let key = (url.trim_end_matches('/').to_owned(), slot);
         let mut pool = self.inner.pool.lock().await;
-        if let Some(c) = pool.get(url)
+        if let Some(c) = pool.get(&key)
             && !c.is_closed()
         {
             return Ok(c.clone());
         }
-        let c = Connection::connect_with(url, self.inner.op_timeout, &self.inner.options).await?;
-        pool.insert(url.to_owned(), c.clone());
+        let c =
+            Connection::connect_with(&key.0, self.inner.op_timeout, &self.inner.options).await?;
+        pool.insert(key, c.clone());
         Ok(c)
     }
 
@@ -96,7 +116,8 @@ impl PulsarClient {
         Ok(r.partitions.unwrap_or(0))
     }
 
-    /// Finds the broker that owns `topic` (following redirects) and returns a connection to it.
+    /// Finds the broker that owns `topic` (following redirects) and returns a connection to it
+    /// for a new producer or consumer.
     pub async fn lookup(&self, topic: &str) -> Result<Arc<Connection>> {
         let topic = full_topic_name(topic);
         let mut url = self.inner.service_url.clone();
@@ -128,7 +149,7 @@ impl PulsarClient {
                     } else {
                         target
                     };
-                    return self.connection(&target).await;
+                    return self.connection_for_client(&target).await;
                 }
                 Ok(LookupType::Redirect) => {
                     authoritative = r.authoritative();

@@ -118,7 +118,7 @@ pub fn socket_addr_of(url: &str) -> Result<String> {
     Ok(first.to_owned())
 }
 
-/// How connections authenticate and encrypt.
+/// How connections authenticate and encrypt, and how many a client keeps to each broker.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
     /// A token sent in CONNECT (method `token`) and in answers to AUTH_CHALLENGE.
@@ -129,6 +129,11 @@ pub struct ConnectOptions {
     /// A client certificate and key (PEM) for mTLS; with no token the client authenticates
     /// with method `tls` (the certificate's CN is the role).
     pub tls_identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Connections the client keeps to each broker (the Java client's `connectionsPerBroker`;
+    /// 0 counts as 1). Each producer and consumer uses one of them, taken in turn: a broker
+    /// bounds the SENDs it has pending per connection, so many producers of one client need
+    /// several connections to have more of them in flight.
+    pub connections_per_broker: usize,
 }
 
 impl ConnectOptions {

@@ -30,6 +30,7 @@ mod receipt_batch;
 mod topic_name;
 
 pub use client::PulsarClient;
+pub use connection::ConnectOptions;
 pub use consumer::{Consumer, ConsumerOptions};
 pub use error::{ClientError, Result};
 pub use message::{Message, MessageId, OutgoingMessage};

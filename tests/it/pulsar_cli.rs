@@ -64,7 +64,7 @@ fn perf_produce_and_consume_report() {
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         let produce = Perf::parse_from([
             "perf", "produce", "perf-t", "-u", &url, "-t", "3", "-r", "0", "-s", "1024", "-m",
-            "3000", "-i", "1",
+            "3000", "-i", "1", "-c", "2",
         ]);
         within_a_minute(
             "perf produce",

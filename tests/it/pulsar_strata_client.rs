@@ -143,3 +143,53 @@ fn strata_client_failover_reports_active_consumer() {
         client.close().await;
     });
 }
+
+/// The peer addresses of the publishers of `topic` (topic stats).
+fn publisher_addresses(http_port: u16, topic: &str) -> Vec<String> {
+    let path = format!("/admin/v2/persistent/public/default/{topic}/stats");
+    let (status, body) = crate::harness::http::http(http_port, "GET", &path, "");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["publishers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["address"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn strata_client_spreads_producers_over_its_connections_per_broker() {
+    let node = Standalone::start();
+    runtime().block_on(async {
+        for (per_broker, expected) in [(3, 3), (1, 1)] {
+            let options = strata_client::ConnectOptions {
+                connections_per_broker: per_broker,
+                ..Default::default()
+            };
+            let client = PulsarClient::connect_with_options(&node.url(), STEP, options)
+                .await
+                .unwrap();
+            let topics: Vec<String> = (0..6).map(|i| format!("spread-{per_broker}-{i}")).collect();
+            let mut producers = Vec::new();
+            for t in &topics {
+                let p = producer(&client, t).await;
+                p.send(OutgoingMessage::new(&b"m"[..])).await.unwrap();
+                producers.push(p);
+            }
+            let addresses: BTreeSet<String> = topics
+                .iter()
+                .flat_map(|t| publisher_addresses(node.http_port, t))
+                .collect();
+            assert_eq!(
+                addresses.len(),
+                expected,
+                "{per_broker} per broker: {addresses:?}"
+            );
+            for p in producers {
+                p.close().await.unwrap();
+            }
+            client.close().await;
+        }
+    });
+}

@@ -49,6 +49,7 @@ impl ConnectArgs {
             auth_token: token,
             tls_ca_file: self.tls_ca_file.clone(),
             tls_identity: self.tls_cert_file.clone().zip(self.tls_key_file.clone()),
+            connections_per_broker: 1,
         })
     }
 }

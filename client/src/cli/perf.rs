@@ -50,6 +50,24 @@ pub struct PerfTarget {
     /// Number of topics.
     #[arg(long, short = 't', default_value_t = 1)]
     pub num_topics: usize,
+    /// TCP connections to each broker (as pulsar-perf's `--max-connections`); the producers or
+    /// consumers take them in turn. A broker bounds the SENDs pending on one connection (1,000
+    /// by default, as Pulsar), so many producers with few messages each in flight need several.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    pub max_connections: usize,
+}
+
+impl PerfTarget {
+    /// A client with the target's connection settings.
+    async fn connect(&self) -> anyhow::Result<crate::PulsarClient> {
+        use anyhow::Context;
+        let mut options = self.connect.options()?;
+        options.connections_per_broker = self.max_connections.max(1);
+        let url = &self.service_url;
+        crate::PulsarClient::connect_with_options(url, Duration::from_secs(30), options)
+            .await
+            .with_context(|| format!("connect to {url}"))
+    }
 }
 
 /// When a perf run stops and how it reports.
@@ -433,7 +451,7 @@ async fn produce_one(
 }
 
 async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = super::common::connect(&args.target.service_url, &args.target.connect).await?;
+    let client = args.target.connect().await?;
     let topics = topic_names(&args.target.topic, args.target.num_topics);
     let options = ProducerOptions {
         batching: !args.disable_batching,
@@ -506,7 +524,7 @@ async fn perf_produce(args: PerfProduceArgs, shutdown: CancellationToken) -> any
 }
 
 async fn perf_consume(args: PerfConsumeArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = super::common::connect(&args.target.service_url, &args.target.connect).await?;
+    let client = args.target.connect().await?;
     let topics = topic_names(&args.target.topic, args.target.num_topics);
     let options = ConsumerOptions {
         sub_type: args.sub_type.into(),
