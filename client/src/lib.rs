@@ -30,7 +30,6 @@ mod receipt_batch;
 mod topic_name;
 
 pub use client::PulsarClient;
-pub use connection::ConnectOptions;
 pub use consumer::{Consumer, ConsumerOptions};
 pub use error::{ClientError, Result};
 pub use message::{Message, MessageId, OutgoingMessage};

@@ -163,7 +163,7 @@ fn strata_client_spreads_producers_over_its_connections_per_broker() {
     let node = Standalone::start();
     runtime().block_on(async {
         for (per_broker, expected) in [(3, 3), (1, 1)] {
-            let options = strata_client::ConnectOptions {
+            let options = strata_client::connection::ConnectOptions {
                 connections_per_broker: per_broker,
                 ..Default::default()
             };

@@ -56,8 +56,16 @@ impl ConnectArgs {
 
 /// Connects a client for a CLI command.
 pub async fn connect(url: &str, c: &ConnectArgs) -> anyhow::Result<crate::PulsarClient> {
+    connect_with(url, c.options()?).await
+}
+
+/// Connects a client for a CLI command with `options` (the flags' and the command's own).
+pub async fn connect_with(
+    url: &str,
+    options: crate::connection::ConnectOptions,
+) -> anyhow::Result<crate::PulsarClient> {
     use anyhow::Context;
-    crate::PulsarClient::connect_with_options(url, Duration::from_secs(30), c.options()?)
+    crate::PulsarClient::connect_with_options(url, Duration::from_secs(30), options)
         .await
         .with_context(|| format!("connect to {url}"))
 }

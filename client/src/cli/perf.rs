@@ -60,13 +60,9 @@ pub struct PerfTarget {
 impl PerfTarget {
     /// A client with the target's connection settings.
     async fn connect(&self) -> anyhow::Result<crate::PulsarClient> {
-        use anyhow::Context;
         let mut options = self.connect.options()?;
         options.connections_per_broker = self.max_connections.max(1);
-        let url = &self.service_url;
-        crate::PulsarClient::connect_with_options(url, Duration::from_secs(30), options)
-            .await
-            .with_context(|| format!("connect to {url}"))
+        super::common::connect_with(&self.service_url, options).await
     }
 }
 
