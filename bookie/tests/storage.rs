@@ -179,6 +179,48 @@ async fn journal_replays_every_acknowledged_entry(direct: bool) {
     assert_eq!(r.read(3, 10).await.unwrap().0, payload(3, 10, 5000));
 }
 
+/// Many adds at once, of several sizes, through group commits capped at a few records and
+/// journal files of a few commits: the journal thread takes part of the staged records (the rest
+/// moves to the next commit's buffer) and rolls over with records staged for the file before;
+/// every entry reads back from a crash image and after a restart, with and without direct writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_adds_across_capped_batches_and_journal_rolls_read_back() {
+    let sizes = [100usize, 3000, 9000, 17_000];
+    for direct in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |d: &std::path::Path| {
+            let mut c = journal_only_cfg(d);
+            c.journal_direct_io = direct;
+            c.journal_max_batch_bytes = 20 << 10;
+            c.journal_max_file_bytes = 200 << 10;
+            c
+        };
+        let s = open(config(dir.path()));
+        let mut adds = vec![];
+        for (l, len) in sizes.iter().enumerate() {
+            for e in 0..60 {
+                adds.push(s.add(l as u64, e, KEY, e as i64 - 1, payload(l as u64, e, *len)));
+            }
+        }
+        for r in futures::future::join_all(adds).await {
+            r.unwrap();
+        }
+        assert!(journals(dir.path()).len() > 5);
+        let img = tempfile::tempdir().unwrap();
+        crash_image(dir.path(), img.path());
+        let r = open(config(img.path()));
+        for (l, len) in sizes.iter().enumerate() {
+            check_all_ledger(&r, l as u64, 60, *len).await;
+        }
+        drop(r);
+        drop(s);
+        let s = open(config(dir.path()));
+        for (l, len) in sizes.iter().enumerate() {
+            check_all_ledger(&s, l as u64, 60, *len).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bit_flip_in_journal_stops_replay_at_the_flipped_record() {
     let dir = tempfile::tempdir().unwrap();

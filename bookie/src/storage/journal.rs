@@ -10,14 +10,16 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Instant;
 
+use crate::config::StorageConfig;
 use crate::error::BookieError;
 use crate::format::journal::JournalRecord;
 use crate::format::{FILE_HEADER_LEN, FormatError, ZERO_LENGTH};
 
-use super::journal_file::JournalFile;
+use super::journal_file::{BLOCK, JournalFile};
 use super::journal_index;
 use super::journal_seg;
 use super::segments::SegMeta;
+use super::staging::Staged;
 use super::{Done, JournalOp, Shared, State};
 
 /// A synced batch, readable from `Shared::durable` until the applier put it into the state.
@@ -232,7 +234,8 @@ pub(super) fn run(
     let cfg = shared.cfg.clone();
     let m = shared.metrics.clone();
     let mut batch = Gathered::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(cfg.journal_max_batch_bytes + (1 << 20));
+    let mut buf: Vec<u8> = Vec::new();
+    let mut spare: Vec<u8> = Vec::new();
     loop {
         let first = match rx.recv() {
             Ok(op) => op,
@@ -257,6 +260,7 @@ pub(super) fn run(
             let Some(op) = next else { break };
             batch.take(op);
         }
+        let mut staged = take_staged(&shared, &jf, &mut batch, std::mem::take(&mut spare), &rx);
         let start = Instant::now();
         let records = batch.recs.len();
         let taken = shared
@@ -271,8 +275,9 @@ pub(super) fn run(
                 reason: "journal failed".into(),
             })
         } else {
-            commit(&shared, &mut jf, &batch.recs, batch.bytes, &mut buf)
+            commit(&shared, &mut jf, &batch, &mut staged, &mut buf)
         };
+        spare = staged.into_buf();
         m.journal_sync_latency
             .observe(start.elapsed().as_secs_f64());
         m.journal_batch_records.observe(records as f64);
@@ -326,16 +331,73 @@ pub(super) fn run(
     let _ = jf.sync();
 }
 
-/// Writes one batch and syncs it, rolling to a new file first if this one is full.
+/// Takes the staged records of the batch gathered so far, and of any op queued since (their ops
+/// are received here) as long as the batch stays within `journal_max_batch_bytes`; a fresh
+/// staging buffer takes their place, laid out for where this commit will end.
+fn take_staged(
+    shared: &Shared,
+    jf: &JournalFile,
+    batch: &mut Gathered,
+    spare: Vec<u8>,
+    rx: &Receiver<JournalOp>,
+) -> Staged {
+    let cfg = &shared.cfg;
+    let taken = {
+        let mut ad = shared.admission.lock();
+        let st = &mut ad.staging;
+        let (records, bytes) = match st.bytes() <= cfg.journal_max_batch_bytes.max(batch.bytes) {
+            true => (st.records(), st.bytes()),
+            false => (batch.recs.len(), batch.bytes),
+        };
+        let (seq, end) = end_after(jf, bytes, cfg.journal_max_file_bytes);
+        let room = (end % BLOCK as u64) as usize;
+        st.take(records, bytes, spare, (seq, room), staging_capacity(cfg))
+    };
+    // every staged record's op was sent before it was staged (under the admission lock)
+    while batch.recs.len() < taken.records() {
+        match rx.recv() {
+            Ok(op) => batch.take(op),
+            Err(_) => break,
+        }
+    }
+    taken
+}
+
+/// Bytes of records a staging buffer holds without moving.
+fn staging_capacity(cfg: &StorageConfig) -> usize {
+    cfg.journal_max_batch_bytes + (1 << 20)
+}
+
+/// The staging buffer for the records that follow what `jf` holds.
+pub(super) fn staging_for(jf: &JournalFile, cfg: &StorageConfig) -> Staged {
+    let room = (jf.len % BLOCK as u64) as usize;
+    Staged::new(Vec::new(), jf.seq, room, staging_capacity(cfg))
+}
+
+/// Whether a commit of `bytes` rolls to the next journal file first (`jf` is full and holds
+/// records).
+fn rolls(jf: &JournalFile, bytes: usize, max_file_bytes: u64) -> bool {
+    jf.len + bytes as u64 > max_file_bytes && jf.len > FILE_HEADER_LEN as u64
+}
+
+/// The journal file and offset where a commit of `bytes` will end.
+fn end_after(jf: &JournalFile, bytes: usize, max_file_bytes: u64) -> (u64, u64) {
+    match rolls(jf, bytes, max_file_bytes) {
+        true => (jf.seq + 1, (FILE_HEADER_LEN + bytes) as u64),
+        false => (jf.seq, jf.len + bytes as u64),
+    }
+}
+
+/// Writes one batch and syncs it, rolling to a new file first if this one is full: from the
+/// staging buffer if its records were staged for where they land, else encoded again into `buf`.
 fn commit(
     shared: &Shared,
     jf: &mut JournalFile,
-    recs: &[JournalRecord],
-    bytes: usize,
+    batch: &Gathered,
+    staged: &mut Staged,
     buf: &mut Vec<u8>,
 ) -> Result<usize, BookieError> {
-    if jf.len + bytes as u64 > shared.cfg.journal_max_file_bytes && jf.len > FILE_HEADER_LEN as u64
-    {
+    if rolls(jf, batch.bytes, shared.cfg.journal_max_file_bytes) {
         // the flusher usually prepared the next file already (see `prepare_next`); creating it
         // here costs a header sync and a directory sync in the middle of the add path
         let mut next = shared.journal_next.lock();
@@ -351,15 +413,18 @@ fn commit(
         };
         shared.journal_seq.store(jf.seq, Ordering::Release);
     }
+    let io = |e| BookieError::io("write and fdatasync journal", e);
+    let same = staged.records() == batch.recs.len() && staged.bytes() == batch.bytes;
+    if same && let Some(wrote) = jf.append_staged(staged).map_err(io)? {
+        return Ok(wrote);
+    }
     let seq = jf.seq;
-    let wrote = jf
-        .append(buf, bytes, |out| {
-            for rec in recs {
-                rec.encode_into(out, seq);
-            }
-        })
-        .map_err(|e| BookieError::io("write and fdatasync journal", e))?;
-    Ok(wrote)
+    jf.append(buf, batch.bytes, |out| {
+        for rec in &batch.recs {
+            rec.encode_into(out, seq);
+        }
+    })
+    .map_err(io)
 }
 
 /// Reads records of one journal file from `from` (checkpoint offset or 0), each with its frame's

@@ -22,6 +22,7 @@ use crate::error::BookieError;
 use crate::format::FILE_HEADER_LEN;
 use crate::format::journal::file_header;
 
+use super::staging::Staged;
 use super::sys::{fsync_dir, open_direct};
 
 /// Path of journal file `seq`.
@@ -30,7 +31,7 @@ pub(super) fn path(dir: &Path, seq: u64) -> PathBuf {
 }
 
 /// Alignment of direct writes: a multiple of every device's logical block size in use.
-const BLOCK: usize = 4096;
+pub(super) const BLOCK: usize = 4096;
 
 /// The journal file being appended to.
 pub(super) struct JournalFile {
@@ -111,6 +112,37 @@ impl JournalFile {
         buf.extend_from_slice(&self.tail);
         let records = buf.len();
         encode(buf);
+        self.write_direct(buf, start, records)
+    }
+
+    /// Writes the records staged in `st` at the end of the file and syncs them, from where they
+    /// are. Returns how many bytes of records were written, or `None` (nothing written) if
+    /// they were not staged for this file and its last partial block (see [`Staged::fits`]).
+    pub(super) fn append_staged(&mut self, st: &mut Staged) -> io::Result<Option<usize>> {
+        let added = st.bytes();
+        if self.direct.is_none() {
+            if !st.framed_for(self.seq) {
+                return Ok(None);
+            }
+            self.file.write_all_at(&st.buf[st.start..], self.len)?;
+            return self.synced(added).map(Some);
+        }
+        if !st.fits(self.seq, self.tail.len()) {
+            return Ok(None);
+        }
+        let start = st.start - st.room;
+        st.buf[start..st.start].copy_from_slice(&self.tail);
+        self.write_direct(&mut st.buf, start, st.start).map(Some)
+    }
+
+    /// Writes `buf[start..]` (block-aligned: the file's last partial block, then records from
+    /// `records` on) with a direct write padded to a whole block, and syncs it.
+    fn write_direct(
+        &mut self,
+        buf: &mut Vec<u8>,
+        start: usize,
+        records: usize,
+    ) -> io::Result<usize> {
         let added = buf.len() - records;
         let used = buf.len() - start;
         buf.resize(start + used.next_multiple_of(BLOCK), 0);
@@ -155,7 +187,7 @@ impl JournalFile {
 }
 
 /// Bytes from `addr` to the next block boundary.
-fn pad_to_block(addr: usize) -> usize {
+pub(super) fn pad_to_block(addr: usize) -> usize {
     (BLOCK - addr % BLOCK) % BLOCK
 }
 
@@ -206,6 +238,48 @@ mod tests {
             }
             let data = Bytes::from(std::fs::read(path(dir.path(), 3)).unwrap());
             let scan = scan_file(&data, Some(3), 0).unwrap();
+            let got: Vec<_> = scan.records.into_iter().map(|(r, _)| r).collect();
+            assert_eq!(got, want, "direct={direct}");
+            assert_eq!(scan.end, jf.len);
+        }
+    }
+
+    /// Records staged for the file and its tail are written from the staging buffer; staged
+    /// for another file or another tail, nothing is written (the caller encodes them again).
+    #[test]
+    fn staged_records_are_written_where_they_are_or_refused() {
+        for direct in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let pool = parking_lot::Mutex::new(vec![]);
+            let mut jf = JournalFile::create(dir.path(), 5, &pool, direct).unwrap();
+            let mut want = vec![];
+            let mut spare = Vec::new();
+            for (i, n) in [100, 5000, 70_000, 3].into_iter().enumerate() {
+                let room = (jf.len % BLOCK as u64) as usize;
+                let mut wrong = Staged::new(Vec::new(), 6, room, 1 << 17);
+                wrong.push(&add(99, n));
+                assert_eq!(
+                    jf.append_staged(&mut wrong).unwrap(),
+                    None,
+                    "framed for file 6"
+                );
+                if jf.direct.is_some() {
+                    let mut other = Staged::new(Vec::new(), 5, room + 1, 1 << 17);
+                    other.push(&add(99, n));
+                    assert_eq!(jf.append_staged(&mut other).unwrap(), None, "another tail");
+                }
+                let mut st = Staged::new(std::mem::take(&mut spare), 5, room, 1 << 17);
+                let batch: Vec<_> = (0..2).map(|k| add((i * 2 + k) as u64, n)).collect();
+                for r in &batch {
+                    st.push(r);
+                }
+                let bytes = st.bytes();
+                assert_eq!(jf.append_staged(&mut st).unwrap(), Some(bytes));
+                spare = st.into_buf();
+                want.extend(batch);
+            }
+            let data = Bytes::from(std::fs::read(path(dir.path(), 5)).unwrap());
+            let scan = scan_file(&data, Some(5), 0).unwrap();
             let got: Vec<_> = scan.records.into_iter().map(|(r, _)| r).collect();
             assert_eq!(got, want, "direct={direct}");
             assert_eq!(scan.end, jf.len);

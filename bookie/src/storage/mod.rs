@@ -16,8 +16,10 @@
 //!   the state lock, then moves the batch into the state (batches in commit order) and only then
 //!   removes it from `durable`. Fences and deletes are acknowledged by the applier, after they (and every earlier
 //!   add) are applied, so a fence's reply sees every entry stored before it.
-//! - Validation (fenced, master key, deleted) and the send to the journal happen under the
-//!   admission lock (not the state lock: the add path never waits for the applier or the flusher),
+//! - Validation (fenced, master key, deleted), the record's encoding into the next commit's
+//!   buffer ([`staging`]) and the send to the journal happen under the admission lock (not the
+//!   state lock: the add path never waits for the applier or the flusher), so the staged records
+//!   and the queued ops are in the same order and every op the journal thread receives is staged;
 //!   and a fence marks the ledger fenced under that lock before its record is queued: every add
 //!   queued after a fence is refused, every add queued before it is in the same or an earlier commit.
 //!   A ledger admitted but not yet applied reads as LAC -1 (and its acknowledged entries from
@@ -41,6 +43,7 @@ mod recovery;
 mod remote;
 mod seg_writer;
 mod segments;
+mod staging;
 mod sys;
 
 use std::collections::{BTreeMap, HashSet};
@@ -216,6 +219,9 @@ struct Admission {
     /// applied.
     deleted_pinned: HashSet<u64>,
     journal_tx: Option<std::sync::mpsc::Sender<JournalOp>>,
+    /// The records sent to the journal thread and not taken yet, encoded as it will write them
+    /// (see [`staging`]): each is staged with its op, under this lock.
+    staging: staging::Staged,
     /// Records ever sent to the journal thread: the queue's length is this less
     /// `Shared::journal_taken`, published every `QUEUE_GAUGE_EVERY` records and at every commit
     /// (no shared counter updated per add, yet live while the journal stalls).
@@ -572,6 +578,10 @@ impl Storage {
                 .copied()
                 .collect(),
             journal_tx: recovered.journal.is_some().then_some(jtx),
+            staging: match &recovered.journal {
+                Some(jf) => journal::staging_for(jf, &cfg),
+                None => staging::Staged::new(Vec::new(), 0, 0, 0),
+            },
             sent: 0,
         };
         let shared = Arc::new(Shared {
@@ -811,10 +821,13 @@ impl Storage {
             drop(ad);
             return done.send(Err(e), &self.shared);
         }
-        let Some(jtx) = ad.journal_tx.as_ref() else {
+        let adm = &mut *ad;
+        let Some(jtx) = adm.journal_tx.as_ref() else {
             drop(ad);
             return done.send(Err(BookieError::ShuttingDown), &self.shared);
         };
+        // staged first, so that the journal thread finds the record of every op it receives
+        adm.staging.push(&rec);
         let op = JournalOp {
             rec,
             // an add's start is a few instructions back (or before its wait for room)
