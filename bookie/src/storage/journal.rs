@@ -15,11 +15,12 @@ use crate::error::BookieError;
 use crate::format::journal::JournalRecord;
 use crate::format::{FILE_HEADER_LEN, FormatError, ZERO_LENGTH};
 
-use super::journal_file::{BLOCK, JournalFile};
+use super::journal_file::JournalFile;
 use super::journal_index;
 use super::journal_seg;
 use super::segments::SegMeta;
 use super::staging::Staged;
+use super::sys::BLOCK;
 use super::{Done, JournalOp, Shared, State};
 
 /// A synced batch, readable from `Shared::durable` until the applier put it into the state.

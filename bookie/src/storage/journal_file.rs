@@ -23,15 +23,12 @@ use crate::format::FILE_HEADER_LEN;
 use crate::format::journal::file_header;
 
 use super::staging::Staged;
-use super::sys::{fsync_dir, open_direct};
+use super::sys::{BLOCK, fsync_dir, open_direct, pad_to_block};
 
 /// Path of journal file `seq`.
 pub(super) fn path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("journal-{seq:020}.log"))
 }
-
-/// Alignment of direct writes: a multiple of every device's logical block size in use.
-pub(super) const BLOCK: usize = 4096;
 
 /// The journal file being appended to.
 pub(super) struct JournalFile {
@@ -186,11 +183,6 @@ impl JournalFile {
     }
 }
 
-/// Bytes from `addr` to the next block boundary.
-pub(super) fn pad_to_block(addr: usize) -> usize {
-    (BLOCK - addr % BLOCK) % BLOCK
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,13 +276,5 @@ mod tests {
             assert_eq!(got, want, "direct={direct}");
             assert_eq!(scan.end, jf.len);
         }
-    }
-
-    #[test]
-    fn pad_to_block_reaches_the_next_boundary() {
-        assert_eq!(pad_to_block(0), 0);
-        assert_eq!(pad_to_block(1), BLOCK - 1);
-        assert_eq!(pad_to_block(BLOCK), 0);
-        assert_eq!(pad_to_block(3 * BLOCK - 5), 5);
     }
 }

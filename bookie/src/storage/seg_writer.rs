@@ -27,11 +27,7 @@ use crate::format::segment::{self, SegmentRecord};
 use crate::format::{FILE_HEADER_LEN, Payload};
 
 use super::segments::{Loc, idx_path, seg_path};
-use super::sys::{fsync_dir, open_direct};
-
-/// Alignment of direct writes, and where records start: a multiple of every device's logical
-/// block size in use (and the page size, so a cached page is never half written).
-pub(super) const BLOCK: usize = 4096;
+use super::sys::{BLOCK, fsync_dir, open_direct, pad_to_block};
 
 /// The segment the flusher appends to, with its index file.
 pub(super) struct SegWriter {
@@ -240,7 +236,7 @@ impl AlignedBuf {
     /// Room for at least `cap` bytes of data.
     fn new(cap: usize) -> Self {
         let mut v = Vec::with_capacity(cap + BLOCK);
-        let start = (BLOCK - v.as_ptr() as usize % BLOCK) % BLOCK;
+        let start = pad_to_block(v.as_ptr() as usize);
         v.resize(start, 0);
         Self { v, start }
     }

@@ -13,7 +13,7 @@
 
 use crate::format::journal::JournalRecord;
 
-use super::journal_file::{BLOCK, pad_to_block};
+use super::sys::{BLOCK, pad_to_block};
 
 /// Records of the next group commit, encoded in place (see the module documentation).
 pub(super) struct Staged {

@@ -4,7 +4,7 @@
 //! queues behind megabytes of segment data, and no chunk costs a filesystem-journal commit or a
 //! device cache flush (the flush ends with one `fdatasync`, which is what makes it durable).
 //! Also the directory sync that makes created, renamed and removed names durable, and opening a
-//! file for direct writes.
+//! file for direct writes and the alignment such writes need.
 
 use std::fs::File;
 use std::path::Path;
@@ -51,6 +51,15 @@ fn sync_range(_file: &File, _offset: u64, _len: u64, _wait: bool) -> std::io::Re
     Ok(())
 }
 
+/// Alignment of direct writes (in memory, in the file and in length): a multiple of every
+/// device's logical block size in use, and the page size, so a cached page is never half written.
+pub(super) const BLOCK: usize = 4096;
+
+/// Bytes from `addr` to the next [`BLOCK`] boundary.
+pub(super) fn pad_to_block(addr: usize) -> usize {
+    (BLOCK - addr % BLOCK) % BLOCK
+}
+
 /// A direct-I/O (`O_DIRECT`) write descriptor of `p`, or `None` (with a warning naming `what`
 /// the file holds) where the filesystem refuses one.
 pub(super) fn open_direct(p: &Path, what: &str) -> Option<File> {
@@ -85,4 +94,17 @@ pub(super) fn same_filesystem(a: &Path, b: &Path) -> Result<bool, BookieError> {
             .map_err(|e| BookieError::io(format!("create {}", p.display()), e))
     };
     Ok(dev(a)? == dev(b)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_to_block_reaches_the_next_boundary() {
+        assert_eq!(pad_to_block(0), 0);
+        assert_eq!(pad_to_block(1), BLOCK - 1);
+        assert_eq!(pad_to_block(BLOCK), 0);
+        assert_eq!(pad_to_block(3 * BLOCK - 5), 5);
+    }
 }
