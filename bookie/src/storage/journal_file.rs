@@ -199,6 +199,15 @@ mod tests {
         }
     }
 
+    /// The file of `jf` holds `want`, in order, and nothing after them.
+    fn assert_reads_back(jf: &JournalFile, want: &[JournalRecord], direct: bool) {
+        let data = Bytes::from(std::fs::read(path(&jf.dir, jf.seq)).unwrap());
+        let scan = scan_file(&data, Some(jf.seq), 0).unwrap();
+        let got: Vec<_> = scan.records.into_iter().map(|(r, _)| r).collect();
+        assert_eq!(got, want, "direct={direct}");
+        assert_eq!(scan.end, jf.len);
+    }
+
     /// Writes batches of records of varied sizes (across block boundaries, one of several
     /// blocks) with and without direct I/O; the file reads back every record in order.
     #[test]
@@ -228,11 +237,7 @@ mod tests {
                 assert_eq!(wrote, bytes);
                 want.extend(batch);
             }
-            let data = Bytes::from(std::fs::read(path(dir.path(), 3)).unwrap());
-            let scan = scan_file(&data, Some(3), 0).unwrap();
-            let got: Vec<_> = scan.records.into_iter().map(|(r, _)| r).collect();
-            assert_eq!(got, want, "direct={direct}");
-            assert_eq!(scan.end, jf.len);
+            assert_reads_back(&jf, &want, direct);
         }
     }
 
@@ -270,11 +275,7 @@ mod tests {
                 spare = st.into_buf();
                 want.extend(batch);
             }
-            let data = Bytes::from(std::fs::read(path(dir.path(), 5)).unwrap());
-            let scan = scan_file(&data, Some(5), 0).unwrap();
-            let got: Vec<_> = scan.records.into_iter().map(|(r, _)| r).collect();
-            assert_eq!(got, want, "direct={direct}");
-            assert_eq!(scan.end, jf.len);
+            assert_reads_back(&jf, &want, direct);
         }
     }
 }
