@@ -265,7 +265,7 @@ mod tests {
                     other.push(&add(99, n));
                     assert_eq!(jf.append_staged(&mut other).unwrap(), None, "another tail");
                 }
-                let mut st = Staged::new(std::mem::take(&mut spare), 5, room, 1 << 17);
+                let mut st = Staged::new(std::mem::take(&mut spare), 5, room, 1 << 18);
                 let batch: Vec<_> = (0..2).map(|k| add((i * 2 + k) as u64, n)).collect();
                 for r in &batch {
                     st.push(r);

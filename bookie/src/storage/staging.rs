@@ -8,8 +8,11 @@
 //! padding to a block boundary, room for the journal file's last partial block, then the
 //! records, framed for the file they were staged for. The journal thread takes the buffer
 //! (leaving a fresh one, laid out for where its commit will end) and writes it as it is. A commit
-//! that does not land where it was staged for (the one that rolls to the next file, or one whose
-//! buffer had to grow and moved) is encoded again from the queued records, as before.
+//! whose records are not in the buffer as they are to be written is encoded again from the
+//! queued records, as before: the one that rolls to the next file (framed for the old one), and
+//! those queued while the journal is more than a buffer (`journal_max_batch_bytes` + 1 MiB)
+//! behind (a full buffer only counts records: it never moves, and a backlog is never copied
+//! from buffer to buffer).
 
 use crate::format::journal::JournalRecord;
 
@@ -26,8 +29,14 @@ pub(super) struct Staged {
     pub(super) seq: u64,
     /// Records staged.
     records: usize,
-    /// Some records were framed for another file than `seq` (moved over from an overfull
-    /// buffer across a roll): the journal encodes this batch again.
+    /// Their encoded length (what `buf` holds after `start`, unless `stale`).
+    len: usize,
+    /// Bytes of records `buf` takes without moving.
+    capacity: usize,
+    /// `buf` does not hold these records as they are to be written: some were not copied (the
+    /// journal is more than a buffer behind: copying more would move the buffer, or copy a
+    /// backlog from buffer to buffer at every commit), or were framed for another file than
+    /// `seq` (moved over across a roll). The journal encodes this batch again from the queue.
     stale: bool,
 }
 
@@ -46,14 +55,23 @@ impl Staged {
             room,
             seq,
             records: 0,
+            len: 0,
+            capacity,
             stale: false,
         }
     }
 
-    /// Encodes `rec` after the records staged so far.
+    /// Encodes `rec` after the records staged so far; only counts it once the buffer is stale
+    /// or full.
     pub(super) fn push(&mut self, rec: &JournalRecord) {
-        rec.encode_into(&mut self.buf, self.seq);
+        let n = rec.encoded_len();
         self.records += 1;
+        self.len += n;
+        if self.stale || self.len > self.capacity {
+            self.stale = true;
+            return;
+        }
+        rec.encode_into(&mut self.buf, self.seq);
     }
 
     /// Records staged.
@@ -61,9 +79,9 @@ impl Staged {
         self.records
     }
 
-    /// Bytes of records staged.
+    /// Bytes of records staged (their encoded length).
     pub(super) fn bytes(&self) -> usize {
-        self.buf.len() - self.start
+        self.len
     }
 
     /// Takes the first `records` records (`bytes` long), or all of them if there are no more,
@@ -78,13 +96,18 @@ impl Staged {
         capacity: usize,
     ) -> Staged {
         let mut next = Staged::new(spare, seq, room, capacity);
-        if records < self.records && bytes < self.bytes() {
-            // more than a commit's worth queued (the journal is behind): the rest moves over
-            next.buf.extend_from_slice(&self.buf[self.start + bytes..]);
+        if records < self.records && bytes < self.len {
+            // more than a commit's worth queued (the journal is behind): the rest moves over,
+            // copied only if it is all there and framed for the file it will land in
             next.records = self.records - records;
-            next.stale = self.stale || seq != self.seq;
+            next.len = self.len - bytes;
+            next.stale = self.stale || seq != self.seq || next.len > capacity;
+            if !next.stale {
+                next.buf.extend_from_slice(&self.buf[self.start + bytes..]);
+            }
             self.buf.truncate(self.start + bytes);
             self.records = records;
+            self.len = bytes;
         }
         std::mem::replace(self, next)
     }
@@ -179,5 +202,41 @@ mod tests {
         assert_eq!(st.records(), 0);
         assert_eq!(st.bytes(), 0);
         assert!(st.fits(4, 0));
+    }
+
+    /// Past its capacity a buffer only counts records (it goes stale: the journal encodes them
+    /// again), and a stale rest is not copied to the next buffer, which is stale too.
+    #[test]
+    fn a_full_buffer_counts_records_without_copying_them() {
+        let recs: Vec<_> = (0..5).map(|e| add(e, 3000)).collect();
+        let one = recs[0].encoded_len();
+        let mut st = Staged::new(Vec::new(), 2, 0, 2 * one);
+        for r in &recs[..2] {
+            st.push(r);
+        }
+        assert!(st.fits(2, 0));
+        for r in &recs[2..] {
+            st.push(r);
+        }
+        assert_eq!((st.records(), st.bytes()), (5, 5 * one));
+        assert_eq!(
+            st.buf.len() - st.start,
+            2 * one,
+            "nothing copied past the capacity"
+        );
+        assert!(!st.framed_for(2));
+
+        let first = st.take(2, 2 * one, Vec::new(), (2, 0), 2 * one);
+        assert_eq!((first.records(), first.bytes()), (2, 2 * one));
+        assert!(!first.framed_for(2), "taken from a stale buffer");
+        assert_eq!((st.records(), st.bytes()), (3, 3 * one));
+        assert_eq!(st.buf.len(), st.start, "the stale rest is not copied");
+        assert!(!st.framed_for(2));
+
+        // once the backlog is taken, the next buffer holds its records again
+        let _ = st.take(3, 3 * one, first.into_buf(), (2, 0), 2 * one);
+        st.push(&recs[0]);
+        assert!(st.fits(2, 0));
+        assert_eq!(&st.buf[st.start..], &encoded(&recs[..1], 2)[..]);
     }
 }
