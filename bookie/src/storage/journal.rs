@@ -364,9 +364,13 @@ fn take_staged(
     taken
 }
 
-/// Bytes of records a staging buffer holds without moving.
+/// Bytes of records a staging buffer holds: a commit's worth at the loads measured (up to ~750
+/// KiB at 1 GB/s), not a backlog. Its pages stay resident once touched, two buffers take turns,
+/// and a larger commit (the journal is behind) is encoded by the journal thread as before.
+const STAGING_BYTES: usize = 2 << 20;
+
 fn staging_capacity(cfg: &StorageConfig) -> usize {
-    cfg.journal_max_batch_bytes + (1 << 20)
+    cfg.journal_max_batch_bytes.min(STAGING_BYTES)
 }
 
 /// The staging buffer for the records that follow what `jf` holds.

@@ -10,9 +10,9 @@
 //! (leaving a fresh one, laid out for where its commit will end) and writes it as it is. A commit
 //! whose records are not in the buffer as they are to be written is encoded again from the
 //! queued records, as before: the one that rolls to the next file (framed for the old one), and
-//! those queued while the journal is more than a buffer (`journal_max_batch_bytes` + 1 MiB)
-//! behind (a full buffer only counts records: it never moves, and a backlog is never copied
-//! from buffer to buffer).
+//! those queued while the journal is more than a buffer (2 MiB, or `journal_max_batch_bytes` if
+//! smaller) behind (a full buffer only counts records: it never moves, and a backlog is never
+//! copied from buffer to buffer).
 
 use crate::format::journal::JournalRecord;
 
