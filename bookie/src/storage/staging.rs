@@ -4,7 +4,7 @@
 //! admission lock, so in queue order), by the thread that has just received its payload and
 //! checked its checksum, while the payload is in that core's cache: the journal thread's copy of
 //! the same bytes a moment later was a sixth of the batched server's CPU, and made here the
-//! copies cost about a fifth less. The buffer is laid out as the journal thread writes it:
+//! copies cost a fifth to two fifths less. The buffer is laid out as the journal thread writes it:
 //! padding to a block boundary, room for the journal file's last partial block, then the
 //! records, framed for the file they were staged for. The journal thread takes the buffer
 //! (leaving a fresh one, laid out for where its commit will end) and writes it as it is. A commit

@@ -218,25 +218,34 @@ impl Inner {
     }
 
     /// Records entry `entry` of `ledger`, added at `issued`, as durable (see
-    /// [`Self::confirm_all`]). Returns its position.
+    /// [`Self::confirm_all`]). Returns its position and whether the last confirmed position
+    /// moved (then [`Self::wake_lac_watchers`] once its answer is queued).
     pub(super) fn confirm(
         &self,
         ledger: u64,
         entry: u64,
         data: &Bytes,
         issued: Instant,
-    ) -> Position {
+    ) -> (Position, bool) {
         self.confirm_all(std::iter::once((ledger, entry, data, issued)))
     }
 
     /// Records the entries `(ledger, entry, data, issued)` of `adds` (in log order, added at
     /// `issued`) as durable: the topic's write latency histogram (`pulsar_storage_write_latency`,
     /// when the topic gave one), the entry cache, the ledger list's counts and the last
-    /// confirmed position (those two once for all). Returns the last one's position.
+    /// confirmed position (those two once for all). Returns the last one's position and whether
+    /// the last confirmed position moved.
+    ///
+    /// The watchers of the last confirmed position (dispatchers, readers) are not woken here:
+    /// the caller wakes them with [`Self::wake_lac_watchers`] after the appends' answers are
+    /// queued, so that, as with Pulsar (which answers an add before it notifies the cursors), a
+    /// client whose producer and consumer share a connection gets the SEND_RECEIPT before the
+    /// MESSAGE (the C++ client's KeyBasedBatchingTest closes the client once its consumer has
+    /// the messages, and fails if a send is still waiting for its receipt).
     pub(super) fn confirm_all<'a>(
         &self,
         adds: impl Iterator<Item = (u64, u64, &'a Bytes, Instant)>,
-    ) -> Position {
+    ) -> (Position, bool) {
         let now = clock::instant();
         let series = self.write_latency.get();
         // As Pulsar (entries are cached only while a cursor may read them): a topic without
@@ -273,18 +282,25 @@ impl Inner {
                 }
             }
         }
-        // Under the watch's lock (which orders the writers): the position is stored in `last`,
-        // and the watchers are woken only if there are any (waking nobody still costs a lock per
-        // notify shard). A watcher subscribing meanwhile either is counted here or reads the new
-        // position itself (`ManagedLedger::watch_lac` passes through the same lock).
+        // Under the watch's lock (which orders the writers): the position is stored in `last`
+        // (readable from here on), without waking anyone yet (see above).
+        let mut moved = false;
         self.shared.lac.send_if_modified(|()| {
             if last > self.shared.last.load() {
                 self.shared.last.store(last);
-                self.shared.lac.receiver_count() > 0
-            } else {
-                false
+                moved = true;
             }
+            false
         });
-        last
+        (last, moved)
+    }
+
+    /// Wakes the watchers of the last confirmed position, if there are any (waking nobody still
+    /// costs a lock per notify shard). A watcher subscribing meanwhile either is counted here or
+    /// reads the new position itself (`ManagedLedger::watch_lac` passes through the same lock).
+    pub(super) fn wake_lac_watchers(&self) {
+        self.shared
+            .lac
+            .send_if_modified(|()| self.shared.lac.receiver_count() > 0);
     }
 }

@@ -6,7 +6,8 @@
 //! thread touches too). Outside a group it is confirmed at once.
 //!
 //! Order: the appends of one log are told in log order and confirmed in it; an outcome that is
-//! not a plain success first confirms what was collected before it ([`flush`]).
+//! not a plain success first confirms what was collected before it ([`flush`]). The readers of
+//! a log are woken after its appends' receipts are queued (see `Inner::confirm_all`).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -43,15 +44,19 @@ pub(super) fn defer(d: Durable) {
 pub(super) fn flush() {
     group::handle_all(&TOLD, |told| {
         let mut rest = told.as_slice();
+        let mut moved: Vec<Arc<Inner>> = Vec::new();
         while let Some(first) = rest.first() {
             let n = rest
                 .iter()
                 .take_while(|d| Arc::ptr_eq(&d.ml, &first.ml))
                 .count();
             let (run, after) = rest.split_at(n);
-            first
+            let (_, advanced) = first
                 .ml
                 .confirm_all(run.iter().map(|d| (d.ledger, d.entry, &d.data, d.issued)));
+            if advanced {
+                moved.push(first.ml.clone());
+            }
             rest = after;
         }
         // then the answers, in the same order; a log's in-flight count drops once per run
@@ -69,6 +74,15 @@ pub(super) fn flush() {
         }
         if let Some((ml, n)) = run {
             ml.answered(n, 0);
+        }
+        // the readers last: after the receipts, which the answers queue at the group's end
+        // (deferred now, this runs after them; outside a group, at once)
+        if !moved.is_empty() {
+            group::later(move || {
+                for ml in moved {
+                    ml.wake_lac_watchers();
+                }
+            });
         }
     });
 }

@@ -251,8 +251,11 @@ impl Writer {
         self.note_successes();
         match res {
             Ok(EntryId(entry)) if !self.ml.appends.failed() => {
-                let pos = self.ml.confirm(ledger, entry, &data, issued);
+                let (pos, moved) = self.ml.confirm(ledger, entry, &data, issued);
                 reply.send(Ok(pos));
+                if moved {
+                    self.ml.wake_lac_watchers();
+                }
                 self.retry_since = None;
                 self.retry_backoff.reset();
             }
