@@ -18,6 +18,32 @@ mod basic {
         .unwrap()
     }
 
+    /// The watchers of the last confirmed position are woken after the append is answered (as
+    /// Pulsar answers an add before it notifies its cursors), so a dispatcher never queues a
+    /// MESSAGE ahead of the SEND_RECEIPT on a connection that carries both.
+    #[tokio::test]
+    async fn lac_watchers_are_woken_after_the_append_is_answered() {
+        let st = MemStorage::default();
+        let meta = crate::metadata::in_memory().unwrap();
+        let ml = open(&st, &meta, ManagedLedgerConfig::default()).await;
+        let mut watch = ml.watch_lac();
+        for data in [&b"a"[..], b"b"] {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let seen = watch.clone();
+            let reply = Reply::new(move |r| {
+                let _ = tx.send((r.is_ok(), seen.has_changed().unwrap_or(true)));
+            });
+            ml.append_then(Bytes::from_static(data), None, reply);
+            let (ok, woken_first) = rx.await.unwrap();
+            assert!(ok);
+            assert!(!woken_first, "the watchers were woken before the answer");
+            tokio::time::timeout(Duration::from_secs(5), watch.changed())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn a_new_owner_never_writes_below_the_last_ledger_id() {
         // The old owner's ledger ids come from a higher batch than the new owner's allocator.
