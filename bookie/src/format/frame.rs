@@ -23,6 +23,7 @@ use bytes::{BufMut, Bytes};
 use strata_common::crc::{crc32c, crc32c_append};
 
 use super::FormatError;
+use super::uncached::append_uncached;
 
 /// Size of a plain frame's header (`len` + `crc`).
 pub const FRAME_HEADER_LEN: usize = 8;
@@ -115,7 +116,8 @@ pub fn put_split_frame(out: &mut Vec<u8>, seed: Option<u64>, head: &[u8], payloa
     out.reserve(len + SPLIT_HEADER_LEN);
     out.put_slice(&h);
     out.put_slice(head);
-    out.put_slice(&payload.bytes);
+    // bound for a direct write: no CPU reads these bytes again
+    append_uncached(out, &payload.bytes);
 }
 
 /// Longest head whose CRC is taken in one pass over a stack copy (a journal add's head is 27

@@ -8,6 +8,7 @@
 //! - [`index`]: index blocks (entry → location in its segment), one `.idx` file per segment.
 //! - [`checkpoint`]: the checkpoint (journal position + every ledger's state), written atomically.
 //! - [`object`]: segment objects and manifests in object storage (bookies on object storage).
+//! - [`uncached`]: copying a payload into a buffer bound for the disk around the CPU caches.
 //!
 //! Decoders take untrusted bytes: they never panic, never allocate more than a checked limit, and
 //! report a torn tail ([`FormatError::Truncated`]) apart from corruption.
@@ -18,6 +19,7 @@ pub mod index;
 pub mod journal;
 pub mod object;
 pub mod segment;
+pub mod uncached;
 
 use bytes::Buf;
 
