@@ -264,11 +264,6 @@ pub(super) fn run(
         let mut staged = take_staged(&shared, &jf, &mut batch, std::mem::take(&mut spare), &rx);
         let start = Instant::now();
         let records = batch.recs.len();
-        let taken = shared
-            .journal_taken
-            .fetch_add(records as u64, Ordering::AcqRel)
-            + records as u64;
-        shared.admission.lock().publish_queue_size(taken, &m);
         m.journal_queue_latency
             .observe(start.duration_since(first_queued).as_secs_f64());
         let res = if shared.journal_failed.load(Ordering::Acquire) {
@@ -334,7 +329,8 @@ pub(super) fn run(
 
 /// Takes the staged records of the batch gathered so far, and of any op queued since (their ops
 /// are received here) as long as the batch stays within `journal_max_batch_bytes`; a fresh
-/// staging buffer takes their place, laid out for where this commit will end.
+/// staging buffer takes their place, laid out for where this commit will end. Counts them as
+/// taken from the queue (its gauge set under the same lock).
 fn take_staged(
     shared: &Shared,
     jf: &JournalFile,
@@ -352,7 +348,11 @@ fn take_staged(
         };
         let (seq, end) = end_after(jf, bytes, cfg.journal_max_file_bytes);
         let room = (end % BLOCK as u64) as usize;
-        st.take(records, bytes, spare, (seq, room), staging_capacity(cfg))
+        let taken = st.take(records, bytes, spare, (seq, room), staging_capacity(cfg));
+        let n = taken.records() as u64;
+        let all = shared.journal_taken.fetch_add(n, Ordering::AcqRel) + n;
+        ad.publish_queue_size(all, &shared.metrics);
+        taken
     };
     // every staged record's op was sent before it was staged (under the admission lock)
     while batch.recs.len() < taken.records() {
