@@ -10,6 +10,7 @@
 //! difference at 1 KiB, so smaller payloads are copied as usual.
 
 /// Payloads shorter than this are copied with `extend_from_slice`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const UNCACHED_FROM: usize = 4096;
 
 /// Appends `bytes` to `out`: with non-temporal stores when it is at least [`UNCACHED_FROM`]
