@@ -18,16 +18,17 @@ const UNCACHED_FROM: usize = 4096;
 pub fn append_uncached(out: &mut Vec<u8>, bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     if bytes.len() >= UNCACHED_FROM {
+        // room for all of it first: the buffer must not move once the stores are aligned
         out.reserve(bytes.len());
-        let at = out.len();
-        let dst = &mut out.spare_capacity_mut()[..bytes.len()];
-        x86::copy_streaming(dst, bytes);
-        // SAFETY: `copy_streaming` initialized all of `dst`, the `bytes.len()` bytes after `at`
-        // (the reserve above made room for them).
-        #[allow(unsafe_code)]
-        unsafe {
-            out.set_len(at + bytes.len())
-        };
+        let head = out
+            .as_ptr()
+            .wrapping_add(out.len())
+            .align_offset(16)
+            .min(bytes.len());
+        out.extend_from_slice(&bytes[..head]);
+        let body = (bytes.len() - head) / x86::STEP * x86::STEP;
+        x86::append_streaming(out, &bytes[head..head + body]);
+        out.extend_from_slice(&bytes[head + body..]);
         return;
     }
     out.extend_from_slice(bytes);
@@ -36,30 +37,33 @@ pub fn append_uncached(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
-    use std::mem::MaybeUninit;
 
     /// Bytes one step of the loop copies: four 16-byte stores, a whole cache line.
-    const STEP: usize = 64;
+    pub(super) const STEP: usize = 64;
 
-    /// Copies `src` into `dst` (same length): the bytes before `dst`'s first 16-byte boundary and
-    /// the last partial step as usual, the rest with non-temporal 16-byte stores (SSE2, which every
-    /// x86-64 processor has), fenced so that any later store (a lock's release, a channel send)
-    /// becomes visible after them.
-    pub(super) fn copy_streaming(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
-        debug_assert_eq!(dst.len(), src.len());
-        let n = dst.len().min(src.len());
-        let head = dst.as_ptr().align_offset(16).min(n);
-        let body = (n - head) / STEP * STEP;
-        copy_plain(&mut dst[..head], &src[..head]);
-        let (d, s) = (&mut dst[head..head + body], &src[head..head + body]);
-        // SAFETY: `d` and `s` are `body` bytes long (a multiple of STEP), `d` starts on a 16-byte
-        // boundary (every store is aligned, as `_mm_stream_si128` requires), loads are unaligned;
-        // the two slices cannot overlap (one is borrowed mutably). SSE2 is part of x86-64.
+    /// Appends `src` (a multiple of [`STEP`] long) to `out`, whose end is on a 16-byte boundary
+    /// and which has room for it (else as usual), with non-temporal 16-byte stores (SSE2, which every x86-64
+    /// processor has), fenced so that any later store (a lock's release, a channel send) becomes
+    /// visible after them.
+    pub(super) fn append_streaming(out: &mut Vec<u8>, src: &[u8]) {
+        out.reserve(src.len());
+        let dst = &mut out.spare_capacity_mut()[..src.len()];
+        if !src.len().is_multiple_of(STEP) || dst.as_ptr().align_offset(16) != 0 {
+            // not what the caller gives; copied as usual rather than misaligned
+            debug_assert!(false, "uneven or misaligned streaming copy");
+            out.extend_from_slice(src);
+            return;
+        }
+        // SAFETY: `dst` is `src.len()` bytes of `out`'s spare capacity (reserved above), a
+        // multiple of STEP, and starts on a 16-byte boundary (checked: every store is aligned,
+        // as `_mm_stream_si128` requires); loads are unaligned; the two cannot
+        // overlap (one is borrowed mutably). SSE2 is part of x86-64. `set_len` then covers
+        // exactly the bytes the loop initialized.
         #[allow(unsafe_code)]
         unsafe {
-            let mut dp = d.as_mut_ptr().cast::<__m128i>();
-            let mut sp = s.as_ptr().cast::<__m128i>();
-            for _ in 0..body / STEP {
+            let mut dp = dst.as_mut_ptr().cast::<__m128i>();
+            let mut sp = src.as_ptr().cast::<__m128i>();
+            for _ in 0..src.len() / STEP {
                 let a = _mm_loadu_si128(sp);
                 let b = _mm_loadu_si128(sp.add(1));
                 let c = _mm_loadu_si128(sp.add(2));
@@ -72,13 +76,7 @@ mod x86 {
                 sp = sp.add(4);
             }
             _mm_sfence();
-        }
-        copy_plain(&mut dst[head + body..n], &src[head + body..n]);
-    }
-
-    fn copy_plain(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            d.write(*s);
+            out.set_len(out.len() + src.len());
         }
     }
 }
